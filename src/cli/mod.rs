@@ -1,0 +1,42 @@
+//! The `custody` command line: argument definitions and dispatch. One file per command group.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit statuses of `custody`, documented in `docs/cli.md` and stable.
+pub mod exit {
+    /// The command did what was asked (for `verify`: the input is valid).
+    pub const OK: u8 = 0;
+    /// The command ran but the answer is "no": a verification failed, a request was refused.
+    pub const FAILED: u8 = 1;
+    /// The command line was wrong (clap's own usage errors use this status too).
+    pub const USAGE: u8 = 2;
+    /// A card, reader or pcscd could not be used.
+    pub const TOKEN: u8 = 3;
+    /// The ledger could not be opened, unsealed or written.
+    pub const LEDGER: u8 = 4;
+    /// Reading or writing a file, descriptor or terminal failed.
+    pub const IO: u8 = 5;
+}
+
+/// `custody`: the mfa-custody command line.
+#[derive(Debug, Parser)]
+#[command(name = "custody", version, about, long_about = None)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text (stable; see docs/cli.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The command groups of `custody`.
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Runs a parsed command line and returns the process exit status.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {}
+}
