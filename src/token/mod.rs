@@ -1,1 +1,13 @@
-//! token layer.
+//! The token layer: everything mfa-custody says to a YubiKey, as APDUs.
+//!
+//! - [`apdu`] and [`tlv`]: the codecs, pure and I/O-free.
+//! - [`transport`]: the [`transport::CardTransport`] seam and command/response chaining.
+//! - [`error`]: transport failures and card refusals, kept apart.
+
+pub mod apdu;
+pub mod error;
+pub mod tlv;
+pub mod transport;
+
+pub use error::TokenError;
+pub use transport::{CardTransport, TransportError};
