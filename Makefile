@@ -1,0 +1,54 @@
+# mfa-custody: every entry point a person or CI uses.
+#   make demo   the main job: a dual-control ceremony against emulated YubiKeys behind a real pcscd
+#   make test   everything CI checks (installs missing system packages first)
+#   make soak   the long runs: fuzzing for millions of executions, long crash loops
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+FUZZ_SMOKE_RUNS ?= 5000
+FUZZ_SOAK_RUNS ?= 10000000
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo soak bench clean
+
+all: build
+
+deps:
+	scripts/deps.sh
+
+build:
+	$(CARGO) build --bins
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test
+
+# cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP=1 lets the stable one accept its flags.
+fuzz-build:
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
+
+fuzz-smoke: fuzz-build
+	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
+	  echo "fuzz: $$t ($(FUZZ_SMOKE_RUNS) runs)"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SMOKE_RUNS) -max_total_time=120 2>&1 | tail -n 2; \
+	done
+
+test: deps lint unit fuzz-smoke demo
+
+demo: deps build
+	scripts/demo.sh
+
+soak: deps
+	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS); \
+	done
+
+bench: deps
+	$(CARGO) bench
+
+clean:
+	$(CARGO) clean
+	rm -rf fuzz/target
