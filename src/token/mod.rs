@@ -6,6 +6,7 @@
 
 pub mod apdu;
 pub mod error;
+pub mod management;
 pub mod tlv;
 pub mod transport;
 
