@@ -14,6 +14,7 @@ pub mod image;
 pub mod management;
 pub mod oath;
 pub mod piv;
+pub mod state;
 pub mod vpcd;
 
 use zeroize::Zeroizing;

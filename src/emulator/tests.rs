@@ -151,7 +151,6 @@ fn chain_abandoned_by_another_command() {
     );
 }
 
-#[test]
 fn long_oath_key(n: usize) -> SoftKey {
     let mut image = OathImage::default();
     for i in 0..n {
