@@ -142,8 +142,8 @@ fn run(args: Args) -> Result<(), String> {
         Touch::Delay(d) => Box::new(DelayTouch(d)),
         Touch::Stdin => Box::new(StdinTouch),
     };
-    let mut key = SoftKey::from_image(&image, &image_path, saved, touch)
-        .map_err(|e| e.to_string())?;
+    let mut key =
+        SoftKey::from_image(&image, &image_path, saved, touch).map_err(|e| e.to_string())?;
     if let Some(p) = &args.state {
         if !resumed {
             state::save(p, key.oath_state()).map_err(|e| e.to_string())?;
