@@ -69,16 +69,19 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Ready when the socket exists and the last vpcd port listens.
-last=$((port + 2 * (readers - 1)))
-n=0
-# (Checked in /proc/net/tcp{,6}: connecting would look like a card to vpcd.)
+# Ready when the socket exists and the last vpcd port listens (checked in /proc/net/tcp{,6}:
+# connecting would look like a card to vpcd).
 listening() {
     local hex
     hex=$(printf ':%04X' "$1")
     cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v p="$hex" '$2 ~ p"$" && $4 == "0A" { f = 1 } END { exit !f }'
 }
-until [ -S /run/pcscd/pcscd.comm ] && listening "$last"; do
+ready() {
+    [ -S /run/pcscd/pcscd.comm ] || return 1
+    [ "$readers" -eq 0 ] || listening $((port + 2 * (readers - 1)))
+}
+n=0
+until ready; do
     n=$((n + 1))
     if [ "$n" -gt 100 ] || ! kill -0 "$pcscd_pid" 2>/dev/null; then
         echo "with-pcscd: pcscd did not become ready; its log:" >&2
