@@ -12,7 +12,8 @@
 #   CUSTODY_PCSCD_HARNESS=1     the command runs inside the harness
 #   CUSTODY_VPCD_PORT=PORT      the first vpcd port (connect custody-emu --vpcd 127.0.0.1:PORT)
 #   CUSTODY_VPCD_READERS=N
-# The exit status is CMD's. Default: PORT 35963, N 1.
+# The exit status is CMD's. Default: PORT 35963, N 1. CUSTODY_PCSCD_LOG=FILE keeps pcscd's
+# debug log (APDUs included: test keys only) in FILE.
 set -eu
 
 port=35963
@@ -60,7 +61,13 @@ done
 mkdir -p /run/pcscd
 mount -t tmpfs -o mode=0755 tmpfs /run/pcscd
 
-"$pcscd_bin" -f -c "$work/reader.conf.d" >"$work/pcscd.log" 2>&1 &
+# CUSTODY_PCSCD_LOG=FILE keeps pcscd's debug log (with APDUs) in FILE.
+log="${CUSTODY_PCSCD_LOG:-$work/pcscd.log}"
+if [ -n "${CUSTODY_PCSCD_LOG:-}" ]; then
+    "$pcscd_bin" -f -d -a -c "$work/reader.conf.d" >"$log" 2>&1 &
+else
+    "$pcscd_bin" -f -c "$work/reader.conf.d" >"$log" 2>&1 &
+fi
 pcscd_pid=$!
 cleanup() {
     kill "$pcscd_pid" 2>/dev/null || true
@@ -85,7 +92,7 @@ until ready; do
     n=$((n + 1))
     if [ "$n" -gt 100 ] || ! kill -0 "$pcscd_pid" 2>/dev/null; then
         echo "with-pcscd: pcscd did not become ready; its log:" >&2
-        cat "$work/pcscd.log" >&2
+        cat "$log" >&2
         exit 1
     fi
     sleep 0.1

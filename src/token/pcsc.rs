@@ -110,6 +110,17 @@ fn transmit(
         .transmit(command, &mut buf)
         .map_err(|e| map_error(e, reader))?
         .len();
+    if n == 0 {
+        // A card always answers at least a status word. No bytes at all means the card went
+        // away during the exchange (the vpcd driver reports a dropped card this way, before
+        // pcscd's next presence poll notices the removal).
+        return Err(match card.status2_owned() {
+            Err(e) => map_error(e, reader),
+            Ok(_) => TransportError::CardRemoved {
+                reader: reader.to_owned(),
+            },
+        });
+    }
     buf.truncate(n);
     Ok(buf)
 }
