@@ -243,8 +243,9 @@ fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
 // Value types
 // ---------------------------------------------------------------------------------------------
 
-/// HOTP (counter based) or TOTP (time based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// HOTP (counter based) or TOTP (time based). Serialized as `"hotp"` / `"totp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OathType {
     /// RFC 4226, counter based.
     Hotp,
@@ -271,8 +272,9 @@ impl OathType {
     }
 }
 
-/// The HMAC hash of a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The HMAC hash of a credential. Serialized as `"sha1"`, `"sha256"`, `"sha512"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HashAlgorithm {
     /// HMAC-SHA-1.
     Sha1,
