@@ -277,7 +277,6 @@ fn locked_state(locked: bool) -> OathState {
         })
         .unwrap();
     }
-    drop(s);
     credentials.extend_from_slice(card.applet().state().credentials());
     let key = AccessKey::from_bytes([9; 16]);
     OathState::with_credentials([0; 8], locked.then_some(&key), credentials, 4)

@@ -77,7 +77,6 @@ fn select_reports_version_salt_and_device_id() {
     assert_eq!(s.info().salt, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert!(!s.info().locked());
     let id = s.info().device_id();
-    drop(s);
     assert_eq!(id, c.applet().state().device_id());
 }
 
@@ -135,7 +134,6 @@ fn put_list_calculate_rename_delete() {
     assert_eq!(s.calculate_totp(&renamed, step).unwrap().as_str(), "081804");
     s.delete(&renamed).unwrap();
     assert_eq!(s.list().unwrap().len(), 1);
-    drop(s);
     assert_eq!(c.applet().state().credentials()[0].counter, 7);
 }
 
@@ -246,7 +244,6 @@ fn password_set_validate_and_remove() {
     let mut s = locked.validate(&key).unwrap();
     assert_eq!(s.list().unwrap().len(), 1);
     s.unset_code().unwrap();
-    drop(s);
     let s = ready(&mut c);
     assert_eq!(s.info().challenge, None);
 }
