@@ -157,10 +157,13 @@ impl DeviceImage {
     /// The OATH applet's initial state from the `[oath]` table (a fresh, empty applet when
     /// there is none). `path` only names the image in errors.
     pub fn oath_state(&self, path: &Path) -> Result<OathState, ImageError> {
-        OathState::try_from(self.oath.clone().unwrap_or_default()).map_err(|e| ImageError::Oath {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })
+        match &self.oath {
+            None => Ok(OathState::fresh()),
+            Some(o) => o.to_state().map_err(|e| ImageError::Oath {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            }),
+        }
     }
 }
 

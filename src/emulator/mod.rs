@@ -8,6 +8,11 @@
 //! volatile state on power off, power on and reset. Malformed APDUs get `6700`; no byte string
 //! makes it panic.
 //!
+//! - [`oath`]: the OATH applet (YKOATH), its persistent state and device-image table.
+//! - [`management`], [`piv`]: device information and PIV identity (and OTP SELECT).
+//! - [`image`], [`state`]: device images and the saved-state file.
+//! - [`vpcd`]: the bridge to pcscd's vpcd driver.
+//!
 //! Never part of a trust decision: a device is trusted for what the ledger knows of it.
 
 pub mod image;

@@ -98,7 +98,6 @@ pub fn save(path: &Path, state: &OathState) -> Result<(), StateError> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use super::super::oath::OathImage;
     use super::*;
 
     #[test]
@@ -106,7 +105,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key.state");
         assert!(load(&path).expect("absent is fine").is_none());
-        let state = OathState::try_from(OathImage::default()).expect("empty");
+        let state = OathState::fresh();
         save(&path, &state).expect("save");
         let mode = fs::metadata(&path).expect("exists").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

@@ -18,7 +18,7 @@ const SELECT_PIV: &[u8] = &[
 ];
 
 fn key() -> SoftKey {
-    let state = OathState::try_from(OathImage::default()).expect("empty image");
+    let state = OathState::fresh();
     SoftKey::new(
         12_345_678,
         [5, 4, 3],
@@ -152,20 +152,26 @@ fn chain_abandoned_by_another_command() {
 }
 
 fn long_oath_key(n: usize) -> SoftKey {
-    let mut image = OathImage::default();
+    let mut image = OathImage {
+        capacity: 32,
+        ..OathImage::default()
+    };
     for i in 0..n {
         image.credentials.push(super::oath::ImageCredential {
             name: format!("Example-issuer-{i:02}:a-rather-long-account-name@example.test"),
-            kind: "totp".into(),
-            algorithm: "sha1".into(),
+            oath_type: crate::token::oath::OathType::Totp,
+            algorithm: crate::token::oath::HashAlgorithm::Sha1,
             digits: 6,
-            secret_hex: Some("3132333435363738393031323334353637383930".into()),
+            secret_hex: Some(super::oath::SecretText::new(
+                "3132333435363738393031323334353637383930",
+            )),
             secret_base32: None,
             touch: true,
+            increasing: false,
             counter: 0,
         });
     }
-    let state = OathState::try_from(image).expect("valid");
+    let state = image.to_state().expect("valid");
     SoftKey::new(
         1,
         [5, 4, 3],

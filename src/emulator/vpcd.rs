@@ -120,7 +120,12 @@ pub enum Ended {
     PeerClosed,
     /// The card was removed by the `drop_after` fault.
     CardDropped,
+    /// vpcd said nothing for [`IDLE_RECONNECT`].
+    Idle,
 }
+
+/// How long a connection may stay silent before the bridge reconnects.
+pub const IDLE_RECONNECT: Duration = Duration::from_secs(3);
 
 /// Counts APDUs across connections, for the fault knobs.
 #[derive(Debug, Default)]
@@ -174,13 +179,34 @@ pub fn serve_connection(
     on_apdu: &mut dyn FnMut(&mut SoftKey),
 ) -> io::Result<Ended> {
     stream.set_nodelay(true)?;
+    // vpcd polls a present card with get-ATR several times a second; silence this long means
+    // the driver has not taken this connection (it may still hold a dead one): start over.
+    stream.set_read_timeout(Some(IDLE_RECONNECT))?;
     let mut buf = zeroize::Zeroizing::new(Vec::new());
     loop {
-        if read_frame(stream, &mut buf)?.is_none() {
+        let got = match read_frame(stream, &mut buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                tracing::info!("vpcd silent for {IDLE_RECONNECT:?}; reconnecting");
+                key.power_off();
+                return Ok(Ended::Idle);
+            }
+            other => other?,
+        };
+        if got.is_none() {
             key.power_off();
             return Ok(Ended::PeerClosed);
         }
-        let reply = match Message::parse(&buf) {
+        let msg = Message::parse(&buf);
+        match &msg {
+            Ok(Message::Apdu(a)) => tracing::debug!(len = a.len(), "vpcd: APDU"),
+            other => tracing::debug!(?other, "vpcd: control"),
+        }
+        let reply = match msg {
             Err(_) => {
                 tracing::warn!("vpcd sent an empty frame; ignored");
                 None
@@ -260,6 +286,7 @@ pub fn serve(
                 match serve_connection(&mut stream, key, &mut state, on_apdu) {
                     Ok(Ended::CardDropped) => return Ok(()),
                     Ok(Ended::PeerClosed) => tracing::info!(%addr, "vpcd closed the connection"),
+                    Ok(Ended::Idle) => continue,
                     Err(e) => tracing::warn!(%addr, error = %e, "vpcd connection failed"),
                 }
             }

@@ -243,8 +243,9 @@ fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
 // Value types
 // ---------------------------------------------------------------------------------------------
 
-/// HOTP (counter based) or TOTP (time based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// HOTP (counter based) or TOTP (time based). Serialized as `"hotp"` / `"totp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OathType {
     /// RFC 4226, counter based.
     Hotp,
@@ -271,8 +272,9 @@ impl OathType {
     }
 }
 
-/// The HMAC hash of a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The HMAC hash of a credential. Serialized as `"sha1"`, `"sha256"`, `"sha512"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HashAlgorithm {
     /// HMAC-SHA-1.
     Sha1,
@@ -1585,8 +1587,9 @@ impl<T: CardTransport> fmt::Debug for Selected<T> {
     }
 }
 
-/// Sends `command`, following `61xx` with SEND REMAINING; anything but `9000` is a refusal.
-fn transact<T: CardTransport + ?Sized>(
+/// Sends `command` as the session does: chaining, `61xx` followed with SEND REMAINING, and any
+/// final status word but `9000` turned into [`TokenError::Refused`] (keeping the named word).
+pub fn transact<T: CardTransport + ?Sized>(
     transport: &mut T,
     command: &Command,
 ) -> Result<Response, TokenError> {
@@ -1966,5 +1969,78 @@ mod tests {
         assert_eq!(a.expose(), b"1234567890");
         let e = OathSecret::from_base32("!!!!").unwrap_err();
         assert!(!e.to_string().contains("!!!!"));
+    }
+
+    /// Every form a leaked secret could take in Debug output.
+    fn leaks(debug: &str, secret: &[u8]) -> bool {
+        let forms = [
+            data_encoding::HEXUPPER.encode(secret),
+            data_encoding::HEXLOWER.encode(secret),
+            String::from_utf8_lossy(secret).into_owned(),
+            format!("{secret:?}"),
+            secret
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ];
+        forms
+            .iter()
+            .any(|f| !f.is_empty() && debug.contains(f.as_str()))
+    }
+
+    #[test]
+    fn secret_types_redact_debug() {
+        let raw = b"SUPERSECRETSEED-0123456789".to_vec();
+        let secret = OathSecret::from_bytes(Zeroizing::new(raw.clone()));
+        let d = format!("{secret:?} {secret:#?}");
+        assert!(!leaks(&d, &raw), "{d}");
+        assert!(d.contains("redacted"));
+
+        let password = Password::from("hunter2-correct-horse");
+        let d = format!("{password:?}");
+        assert!(!leaks(&d, b"hunter2-correct-horse"), "{d}");
+
+        let key = AccessKey::derive(&password, &[7u8; 8]);
+        let d = format!("{key:?}");
+        assert!(!leaks(&d, key.expose()), "{d}");
+
+        let code = Code::from_value(12_345_678, Digits::EIGHT);
+        let d = format!("{code:?}");
+        assert!(!d.contains("12345678"), "{d}");
+
+        let full = FullResponse {
+            digits: Digits::SIX,
+            hmac: OathSecret::from_bytes(Zeroizing::new(vec![0xAB; 20])),
+        };
+        let d = format!("{full:?}");
+        assert!(!leaks(&d, &[0xAB; 20]), "{d}");
+    }
+
+    #[test]
+    fn commands_carrying_secrets_redact_debug() {
+        let raw = b"SUPERSECRETSEED-0123456789".to_vec();
+        let put = PutRequest::totp(
+            CredentialName::parse("AWS:root").unwrap(),
+            OathSecret::from_bytes(Zeroizing::new(raw.clone())),
+        )
+        .command();
+        assert!(put.sensitive);
+        let d = format!("{put:?}");
+        assert!(!leaks(&d, &raw), "{d}");
+        // The encoded bytes do carry the key, so the check above is meaningful.
+        assert!(leaks(&format!("{:?}", put.data.as_slice()), &raw));
+
+        let key = AccessKey::derive(&Password::from("hunter2"), &[1u8; 8]);
+        let set = set_code(&key, &[9u8; 8]);
+        assert!(set.sensitive);
+        let d = format!("{set:?}");
+        assert!(!leaks(&d, key.expose()), "{d}");
+
+        let val = validate(&key, HashAlgorithm::Sha1, &[3u8; 8], &[4u8; 8]);
+        assert!(val.sensitive);
+        let proof = key.respond(HashAlgorithm::Sha1, &[3u8; 8]);
+        let d = format!("{val:?}");
+        assert!(!leaks(&d, &proof), "{d}");
     }
 }

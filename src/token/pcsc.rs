@@ -322,9 +322,11 @@ impl ReaderWatcher {
             }
             let mut added = false;
             for r in now {
-                if !self.readers.contains_key(&r) {
-                    events.push(ReaderEvent::ReaderAdded { reader: r.clone() });
-                    self.readers.insert(r, (pcsc::State::UNAWARE, false));
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    self.readers.entry(r.clone())
+                {
+                    events.push(ReaderEvent::ReaderAdded { reader: r });
+                    slot.insert((pcsc::State::UNAWARE, false));
                     added = true;
                 }
             }

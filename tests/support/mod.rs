@@ -86,6 +86,7 @@ impl Emu {
         let child = Command::new(env!("CARGO_BIN_EXE_custody-emu"))
             .args(args)
             .args(["--vpcd", &vpcd_addr(slot)])
+            .args(std::env::var_os("CUSTODY_EMU_VERBOSE").map(|_| "-v"))
             .stdin(Stdio::null())
             .spawn()
             .expect("start custody-emu");
