@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod token;
+
 /// Exit statuses of `custody`, documented in `docs/cli.md` and stable.
 pub mod exit {
     /// The command did what was asked (for `verify`: the input is valid).
@@ -34,9 +36,15 @@ pub struct Cli {
 
 /// The command groups of `custody`.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Readers and the YubiKeys in them.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
 
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {}
+    match cli.command {
+        Command::Token(cmd) => token::run(cmd, cli.json),
+    }
 }

@@ -3,9 +3,17 @@
 //! - [`apdu`] and [`tlv`]: the codecs, pure and I/O-free.
 //! - [`transport`]: the [`transport::CardTransport`] seam and command/response chaining.
 //! - [`error`]: transport failures and card refusals, kept apart.
+//! - [`oath`]: the YKOATH client: typed messages and a session with states as types.
+//! - [`pcsc`]: readers, T=1 connections, transactions and hot-plug events through pcscd.
+//! - [`management`]: the management applet's device information codec.
+//! - [`identity`]: serial, firmware, form factor, OATH device id and credential summaries.
 
 pub mod apdu;
 pub mod error;
+pub mod identity;
+pub mod management;
+pub mod oath;
+pub mod pcsc;
 pub mod tlv;
 pub mod transport;
 

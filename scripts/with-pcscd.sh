@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs a command next to a private pcscd whose readers are vpcd slots for the software YubiKey.
+#
+#   scripts/with-pcscd.sh [--port PORT] [--readers N] [--] CMD [ARGS...]
+#
+# The pcscd runs in its own mount namespace with a tmpfs on /run/pcscd, so it never meets the
+# host's pcscd (pcscd always serves /run/pcscd/pcscd.comm). Needs root (unshare -m) and the
+# packages `pcscd` and `vsmartcard-vpcd` (`make deps`).
+#
+# Each of the N reader.conf entries opens two vpcd slots: entry i listens on TCP
+# PORT+2i (slot 0) and PORT+2i+1 (slot 1). CMD runs with these set:
+#   CUSTODY_PCSCD_HARNESS=1     the command runs inside the harness
+#   CUSTODY_VPCD_PORT=PORT      the first vpcd port (connect custody-emu --vpcd 127.0.0.1:PORT)
+#   CUSTODY_VPCD_READERS=N
+# The exit status is CMD's. Default: PORT 35963, N 1. CUSTODY_PCSCD_LOG=FILE keeps pcscd's
+# debug log (APDUs included: test keys only) in FILE.
+set -eu
+
+port=35963
+readers=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --port) port="$2"; shift 2 ;;
+        --readers) readers="$2"; shift 2 ;;
+        --) shift; break ;;
+        *) break ;;
+    esac
+done
+[ $# -gt 0 ] || { echo "usage: $0 [--port PORT] [--readers N] [--] CMD [ARGS...]" >&2; exit 2; }
+
+vpcd_lib=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
+if ! command -v pcscd >/dev/null 2>&1 && [ ! -x /usr/sbin/pcscd ]; then
+    echo "with-pcscd: pcscd is not installed; run \`make deps\`" >&2; exit 127
+fi
+if [ ! -f "$vpcd_lib" ]; then
+    echo "with-pcscd: $vpcd_lib is missing (package vsmartcard-vpcd); run \`make deps\`" >&2; exit 127
+fi
+
+if [ "${CUSTODY_PCSCD_NS:-}" != "1" ]; then
+    # Re-enter this script in a private mount namespace.
+    export CUSTODY_PCSCD_NS=1
+    exec unshare --mount --propagation private -- "$0" --port "$port" --readers "$readers" -- "$@"
+fi
+
+pcscd_bin=$(command -v pcscd || echo /usr/sbin/pcscd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/custody-pcscd.XXXXXX")
+mkdir -p "$work/reader.conf.d"
+i=0
+while [ "$i" -lt "$readers" ]; do
+    p=$((port + 2 * i))
+    hex=$(printf '0x%X' "$p")
+    cat > "$work/reader.conf.d/vpcd-$i" <<CONF
+FRIENDLYNAME "Yubico YubiKey OTP+FIDO+CCID"
+DEVICENAME /dev/null:$hex
+LIBPATH $vpcd_lib
+CHANNELID $hex
+CONF
+    i=$((i + 1))
+done
+
+mkdir -p /run/pcscd
+mount -t tmpfs -o mode=0755 tmpfs /run/pcscd
+
+# CUSTODY_PCSCD_LOG=FILE keeps pcscd's debug log (with APDUs) in FILE.
+log="${CUSTODY_PCSCD_LOG:-$work/pcscd.log}"
+if [ -n "${CUSTODY_PCSCD_LOG:-}" ]; then
+    "$pcscd_bin" -f -d -a -c "$work/reader.conf.d" >"$log" 2>&1 &
+else
+    "$pcscd_bin" -f -c "$work/reader.conf.d" >"$log" 2>&1 &
+fi
+pcscd_pid=$!
+cleanup() {
+    kill "$pcscd_pid" 2>/dev/null || true
+    wait "$pcscd_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# Ready when the socket exists and the last vpcd port listens (checked in /proc/net/tcp{,6}:
+# connecting would look like a card to vpcd).
+listening() {
+    local hex
+    hex=$(printf ':%04X' "$1")
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v p="$hex" '$2 ~ p"$" && $4 == "0A" { f = 1 } END { exit !f }'
+}
+ready() {
+    [ -S /run/pcscd/pcscd.comm ] || return 1
+    [ "$readers" -eq 0 ] || listening $((port + 2 * (readers - 1)))
+}
+n=0
+until ready; do
+    n=$((n + 1))
+    if [ "$n" -gt 100 ] || ! kill -0 "$pcscd_pid" 2>/dev/null; then
+        echo "with-pcscd: pcscd did not become ready; its log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+
+export CUSTODY_PCSCD_HARNESS=1 CUSTODY_VPCD_PORT="$port" CUSTODY_VPCD_READERS="$readers"
+set +e
+"$@"
+status=$?
+set -e
+exit "$status"

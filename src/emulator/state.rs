@@ -1,0 +1,129 @@
+//! The emulator's state file: the OATH applet's credentials and counters, kept across restarts.
+//!
+//! Written atomically (temporary file in the same directory, fsync, rename, fsync of the
+//! directory) with mode 0600, since it holds seeds. JSON, because the applet's state is serde.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::oath::OathState;
+
+/// Why the state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("state file {path:?}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a saved state.
+    #[error("state file {path:?} is not a valid emulator state: {detail}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        detail: String,
+    },
+}
+
+/// Loads the saved state, or `None` when the file does not exist.
+pub fn load(path: &Path) -> Result<Option<OathState>, StateError> {
+    let text = match fs::read(path) {
+        Ok(t) => Zeroizing::new(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| StateError::Invalid {
+            path: path.to_owned(),
+            // The position only: serde_json's message could quote file contents.
+            detail: format!("line {}, column {}", e.line(), e.column()),
+        })
+}
+
+/// Saves `state` atomically with mode 0600.
+pub fn save(path: &Path, state: &OathState) -> Result<(), StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let bytes = Zeroizing::new(serde_json::to_vec(state).map_err(|e| StateError::Invalid {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn save_load_round_trip_with_mode_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key.state");
+        assert!(load(&path).expect("absent is fine").is_none());
+        let state = OathState::fresh();
+        save(&path, &state).expect("save");
+        let mode = fs::metadata(&path).expect("exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let back = load(&path).expect("load").expect("present");
+        assert_eq!(
+            serde_json::to_string(&back).expect("ser"),
+            serde_json::to_string(&state).expect("ser")
+        );
+        // No temporary files left behind.
+        assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 1);
+    }
+
+    #[test]
+    fn fail_garbage_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key.state");
+        fs::write(&path, b"secret-looking garbage").expect("write");
+        let e = load(&path).expect_err("invalid");
+        assert!(!e.to_string().contains("secret-looking"));
+    }
+}

@@ -1,0 +1,286 @@
+//! Who a YubiKey is: serial and firmware (through the `yubikey` crate), form factor and
+//! capabilities (management applet), the OATH device id and lock state (OATH SELECT), and a
+//! summary of its OATH credentials without any code.
+//!
+//! The OATH applet is read through the YKOATH client ([`super::oath`]).
+
+use serde::Serialize;
+
+use super::apdu::{Command, StatusWord};
+use super::error::TokenError;
+use super::management::{self, DeviceConfig, FormFactor};
+use super::oath::{
+    CalculateAllEntry, CalculateOutcome, HashAlgorithm, ListEntry, OathSession, OathType,
+    SelectInfo, Selected, TimeStep,
+};
+use super::transport::{exchange, CardTransport};
+
+/// An OATH credential's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OathKind {
+    /// Counter-based.
+    Hotp,
+    /// Time-based.
+    Totp,
+}
+
+impl From<OathType> for OathKind {
+    fn from(t: OathType) -> Self {
+        match t {
+            OathType::Hotp => Self::Hotp,
+            OathType::Totp => Self::Totp,
+        }
+    }
+}
+
+/// An OATH credential's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OathAlgorithm {
+    /// HMAC-SHA-1.
+    Sha1,
+    /// HMAC-SHA-256.
+    Sha256,
+    /// HMAC-SHA-512.
+    Sha512,
+}
+
+impl From<HashAlgorithm> for OathAlgorithm {
+    fn from(a: HashAlgorithm) -> Self {
+        match a {
+            HashAlgorithm::Sha1 => Self::Sha1,
+            HashAlgorithm::Sha256 => Self::Sha256,
+            HashAlgorithm::Sha512 => Self::Sha512,
+        }
+    }
+}
+
+/// What a scan shows of one credential: never its secret or a code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CredentialSummary {
+    /// Credential id (`[period/][issuer:]account`).
+    pub name: String,
+    /// TOTP or HOTP.
+    #[serde(rename = "type")]
+    pub kind: OathKind,
+    /// Hash algorithm.
+    pub algorithm: OathAlgorithm,
+    /// Digits of its codes, when the device said.
+    pub digits: Option<u8>,
+    /// Whether a touch is required, when the device said.
+    pub touch: Option<bool>,
+}
+
+/// Merges LIST (type, algorithm) with the shape of a CALCULATE ALL answer (digits, touch). Codes
+/// in `all` are not copied.
+pub fn summarize(list: &[ListEntry], all: &[CalculateAllEntry]) -> Vec<CredentialSummary> {
+    list.iter()
+        .map(|e| {
+            let outcome = all.iter().find(|a| a.name == e.name).map(|a| &a.outcome);
+            let (digits, touch) = match outcome {
+                Some(CalculateOutcome::TouchRequired { digits }) => {
+                    (Some(digits.get()), Some(true))
+                }
+                Some(CalculateOutcome::Hotp { digits }) => (Some(digits.get()), Some(false)),
+                Some(CalculateOutcome::Code(code)) => (u8::try_from(code.len()).ok(), Some(false)),
+                Some(CalculateOutcome::Full(_)) | None => (None, None),
+            };
+            CredentialSummary {
+                name: e.name.as_str().to_owned(),
+                kind: e.oath_type.into(),
+                algorithm: e.algorithm.into(),
+                digits,
+                touch,
+            }
+        })
+        .collect()
+}
+
+/// Everything a scan learns about one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceIdentity {
+    /// The reader it sits in.
+    pub reader: String,
+    /// Serial number (absent when the device hides it).
+    pub serial: Option<u32>,
+    /// Firmware version `X.Y.Z`.
+    pub firmware: Option<String>,
+    /// Form factor.
+    pub form_factor: FormFactor,
+    /// Capabilities enabled over USB (`oath`, `piv`, ...).
+    pub capabilities: Vec<&'static str>,
+    /// OATH device id (base64 of SHA-256(salt)[..16], no padding).
+    pub oath_device_id: Option<String>,
+    /// True when the OATH applet is password-protected (its credentials are then not listed).
+    pub oath_locked: bool,
+    /// OATH credentials (empty when locked).
+    pub credentials: Vec<CredentialSummary>,
+}
+
+fn refused(t: &impl CardTransport, ins: u8, sw: StatusWord) -> TokenError {
+    TokenError::Refused {
+        reader: t.reader().to_owned(),
+        ins,
+        sw,
+    }
+}
+
+fn malformed(t: &impl CardTransport, ins: u8, what: impl ToString) -> TokenError {
+    TokenError::Malformed {
+        reader: t.reader().to_owned(),
+        ins,
+        what: what.to_string(),
+    }
+}
+
+fn select(aid: &[u8]) -> Command {
+    Command::new(0x00, 0xA4, 0x04, 0x00).with_data(aid.to_vec())
+}
+
+/// Reads the management applet's configuration (`None` when the device has no management
+/// applet over CCID, as on old firmware).
+pub fn read_config<T: CardTransport>(t: &mut T) -> Result<Option<DeviceConfig>, TokenError> {
+    let r = exchange(t, &select(&management::AID), 0xC0)?;
+    if r.sw == StatusWord::NotFound {
+        return Ok(None);
+    }
+    if !r.sw.is_success() {
+        return Err(refused(t, 0xA4, r.sw));
+    }
+    let cmd = Command::new(0x00, management::INS_READ_CONFIG, 0x00, 0x00).with_le(256);
+    let r = exchange(t, &cmd, 0xC0)?;
+    if !r.sw.is_success() {
+        return Err(refused(t, management::INS_READ_CONFIG, r.sw));
+    }
+    DeviceConfig::parse(&r.data)
+        .map(Some)
+        .map_err(|e| malformed(t, management::INS_READ_CONFIG, e))
+}
+
+/// What the OATH applet says: its SELECT answer and, unless locked, its credentials. `None`
+/// when the device has no OATH applet.
+pub fn read_oath<T: CardTransport>(
+    t: &mut T,
+) -> Result<Option<(SelectInfo, Vec<CredentialSummary>)>, TokenError> {
+    match OathSession::select(&mut *t) {
+        Err(TokenError::Refused {
+            sw: StatusWord::NotFound,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(e),
+        Ok(Selected::Locked(s)) => Ok(Some((s.info().clone(), Vec::new()))),
+        Ok(Selected::Ready(mut s)) => {
+            let list = s.list()?;
+            // CALCULATE ALL for a step long past (step 0): only the shape of the answer is read
+            // (digits, touch); the codes in it are zeroized when `all` is dropped.
+            let all = s.calculate_all(TimeStep(0))?;
+            Ok(Some((s.info().clone(), summarize(&list, &all))))
+        }
+    }
+}
+
+/// Serial and firmware as the `yubikey` crate sees the device in `reader` (PIV SELECT, GET
+/// VERSION, GET SERIAL). `None` when the crate does not recognise a YubiKey there.
+pub fn yubikey_serial_and_version(reader: &str) -> Option<(u32, String)> {
+    let mut ctx = yubikey::reader::Context::open().ok()?;
+    let readers = ctx.iter().ok()?;
+    for r in readers {
+        if r.name() != reader {
+            continue;
+        }
+        let yk = r.open().ok()?;
+        let v = yk.version();
+        let out = (
+            u32::from(yk.serial()),
+            format!("{}.{}.{}", v.major, v.minor, v.patch),
+        );
+        // Leave the card as it is for the next reader of it.
+        let _ = yk.disconnect(pcsc::Disposition::LeaveCard);
+        return Some(out);
+    }
+    None
+}
+
+/// Opens the YubiKey with `serial` through the `yubikey` crate, returning its reader's name.
+pub fn find_by_serial(serial: u32) -> Result<String, yubikey::Error> {
+    let yk = yubikey::YubiKey::open_by_serial(yubikey::Serial(serial))?;
+    let name = yk.name().to_owned();
+    let _ = yk.disconnect(pcsc::Disposition::LeaveCard);
+    Ok(name)
+}
+
+/// Identifies the device behind `t` (management and OATH applets). `yk` is what the `yubikey`
+/// crate found for the same reader, if anything; its serial and firmware win.
+pub fn identify<T: CardTransport>(
+    t: &mut T,
+    yk: Option<(u32, String)>,
+) -> Result<DeviceIdentity, TokenError> {
+    let config = read_config(t)?.unwrap_or_default();
+    let oath = read_oath(t)?;
+    let (serial, firmware) = match yk {
+        Some((s, v)) => (Some(s), Some(v)),
+        None => (
+            config.serial,
+            config.version.map(|[a, b, c]| format!("{a}.{b}.{c}")),
+        ),
+    };
+    let (oath_device_id, oath_locked, credentials) = match oath {
+        Some((sel, creds)) => (Some(sel.device_id()), sel.locked(), creds),
+        None => (None, false, Vec::new()),
+    };
+    Ok(DeviceIdentity {
+        reader: t.reader().to_owned(),
+        serial,
+        firmware,
+        form_factor: config.form_factor.unwrap_or_default(),
+        capabilities: management::capability::names(config.usb_enabled.unwrap_or(0)),
+        oath_device_id,
+        oath_locked,
+        credentials,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::oath::{CredentialName, Digits};
+
+    #[test]
+    fn summary_takes_digits_and_touch_from_calculate_all() {
+        let name = |n: &str| CredentialName::parse(n).expect("valid name");
+        let list = [
+            ListEntry {
+                name: name("AWS:root@example.test"),
+                oath_type: OathType::Totp,
+                algorithm: HashAlgorithm::Sha1,
+            },
+            ListEntry {
+                name: name("h"),
+                oath_type: OathType::Hotp,
+                algorithm: HashAlgorithm::Sha256,
+            },
+        ];
+        let all = [
+            CalculateAllEntry {
+                name: name("AWS:root@example.test"),
+                outcome: CalculateOutcome::TouchRequired {
+                    digits: Digits::new(6).expect("valid"),
+                },
+            },
+            CalculateAllEntry {
+                name: name("h"),
+                outcome: CalculateOutcome::Hotp {
+                    digits: Digits::new(8).expect("valid"),
+                },
+            },
+        ];
+        let s = summarize(&list, &all);
+        assert_eq!(s[0].touch, Some(true));
+        assert_eq!(s[0].digits, Some(6));
+        assert_eq!(s[0].kind, OathKind::Totp);
+        assert_eq!(s[1].touch, Some(false));
+        assert_eq!(s[1].digits, Some(8));
+        assert_eq!(s[1].algorithm, OathAlgorithm::Sha256);
+    }
+}
