@@ -195,6 +195,13 @@ pub enum LedgerError {
         #[source]
         source: NameError,
     },
+    /// Writing an export or a checkpoint to its output failed.
+    #[error("writing the export failed: {source}")]
+    Output {
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An event body given to the ledger is not canonical.
     #[error("event body for kind {kind} is not canonical: {source}")]
     InvalidBody {

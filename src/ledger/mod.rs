@@ -13,13 +13,21 @@
 pub mod chain;
 pub mod error;
 pub mod event;
+pub mod export;
 pub mod projection;
 pub mod seal;
 pub mod store;
+pub mod verify;
 
 pub use chain::{Checkpoint, CheckpointPublicKey, Hash, LedgerId, SignedCheckpoint};
 pub use error::{ChainProblem, LedgerError};
 pub use event::{Actor, CanonicalJson, EventHeader, Kind, NewEvent, StoredEvent, Timestamp};
+pub use export::{
+    export, parse_export_line, ExportFilter, ExportFormat, ExportLine, ExportSummary,
+};
 pub use projection::{ApplyError, LedgerProjection, Projection, Projections};
 pub use seal::{KdfParams, Keyring, OfficerName, Passphrase};
 pub use store::{Genesis, Ledger};
+pub use verify::{
+    verify_export, verify_ledger, ExportFailure, ExportProblem, LedgerReport, VerifiedExport,
+};

@@ -801,3 +801,131 @@ fn record_failure(
     f.sync_all().map_err(LedgerError::io("fsync", &path))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::verify::verify_ledger;
+    use std::num::NonZeroU32;
+
+    pub(crate) fn officers() -> Vec<(OfficerName, Passphrase)> {
+        ["alice", "bob"]
+            .iter()
+            .map(|n| {
+                (
+                    OfficerName::parse(n).expect("name"),
+                    Passphrase::for_unseal(Zeroizing::new(format!("{n}-passphrase-1")))
+                        .expect("pass"),
+                )
+            })
+            .collect()
+    }
+
+    fn new_ledger(dir: &Path) -> Ledger {
+        let officers = officers();
+        let genesis = Genesis {
+            officers: &officers,
+            threshold: 2,
+            kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN)),
+        };
+        Ledger::create(dir, &genesis, Projections::ledger_only()).expect("create")
+    }
+
+    fn ev(kind: &str, body: serde_json::Value) -> NewEvent {
+        NewEvent::new(
+            Actor::parse("tester").expect("actor"),
+            Kind::parse(kind).expect("kind"),
+            &body,
+        )
+        .expect("body")
+    }
+
+    #[test]
+    fn triggers_refuse_update_and_delete() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let mut l = new_ledger(&dir);
+        l.append(ev("test.one", json!({"a": 1}))).expect("append");
+        l.checkpoint().expect("checkpoint");
+        for sql in [
+            "UPDATE events SET actor = 'mallory' WHERE seq = 1",
+            "DELETE FROM events WHERE seq = 2",
+            "DELETE FROM checkpoints",
+        ] {
+            let err = l.conn.execute(sql, []).expect_err(sql);
+            assert!(err.to_string().contains("append-only"), "{err}");
+        }
+        assert!(
+            l.query(|c| c.execute("DELETE FROM users", [])).is_err(),
+            "query() is read-only"
+        );
+    }
+
+    #[test]
+    fn projection_edit_is_detected_by_verify() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let l = new_ledger(&dir);
+        let report = verify_ledger(&l).expect("verify");
+        assert_eq!(report.events, 1);
+        assert_eq!(
+            report.tables,
+            vec!["users".to_owned(), "keyring_generations".to_owned()]
+        );
+        l.conn
+            .execute("UPDATE users SET active = 0 WHERE name = 'bob'", [])
+            .expect("edit projection");
+        match verify_ledger(&l) {
+            Err(LedgerError::ProjectionMismatch { table, .. }) => assert_eq!(table, "users"),
+            other => panic!("unexpected {other:?}"),
+        }
+        l.conn
+            .execute("UPDATE users SET active = 1 WHERE name = 'bob'", [])
+            .expect("restore");
+        l.conn
+            .execute("INSERT INTO users VALUES ('mallory', 'officer', 1, 1)", [])
+            .expect("insert");
+        assert!(matches!(
+            verify_ledger(&l),
+            Err(LedgerError::ProjectionMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn newer_schema_is_refused_naming_both_versions() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let l = new_ledger(&dir);
+        l.conn.pragma_update(None, "user_version", 7).expect("bump");
+        drop(l);
+        let err = Ledger::open(&dir, &officers(), Projections::ledger_only()).expect_err("too new");
+        assert!(
+            matches!(
+                err,
+                LedgerError::SchemaTooNew {
+                    found: 7,
+                    supported: 1
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains('7') && err.to_string().contains('1'));
+    }
+
+    #[test]
+    fn dropping_the_triggers_does_not_hide_edits() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let mut l = new_ledger(&dir);
+        l.append(ev("test.one", json!({"account": "123456789012"})))
+            .expect("append");
+        l.conn.execute_batch("DROP TRIGGER events_no_update; UPDATE events SET body = CAST('{\"account\":\"999999999999\"}' AS BLOB) WHERE seq = 2;").expect("edit");
+        assert!(matches!(
+            verify_ledger(&l),
+            Err(LedgerError::Chain {
+                seq: 2,
+                problem: ChainProblem::BodyHashMismatch
+            })
+        ));
+    }
+}
