@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
+pub mod init;
+pub mod ledger;
+
 /// Exit statuses of `custody`, documented in `docs/cli.md` and stable.
 pub mod exit {
     /// The command did what was asked (for `verify`: the input is valid).
@@ -34,9 +38,22 @@ pub struct Cli {
 
 /// The command groups of `custody`.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Create a ledger and its keyring (the genesis ceremony).
+    Init(init::InitArgs),
+    /// Ledger maintenance: verify, re-share.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
+    /// Auditor commands: checkpoint, export, verify.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
 
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {}
+    match cli.command {
+        Command::Init(args) => init::run(cli.json, args),
+        Command::Ledger(cmd) => ledger::run(cli.json, cmd),
+        Command::Audit(cmd) => audit::run(cli.json, cmd),
+    }
 }

@@ -109,6 +109,12 @@ pub enum LedgerError {
         /// The repeated name.
         name: String,
     },
+    /// A re-share lists an officer without a passphrase for their new share.
+    #[error("no passphrase given for officer {name:?}")]
+    MissingPassphrase {
+        /// The officer.
+        name: String,
+    },
     /// These officers' passphrases did not open their shares.
     #[error("wrong passphrase for officer(s) {}", officers.join(", "))]
     WrongPassphrase {

@@ -704,22 +704,34 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Re-shares the master secret: `quorum` proves the current threshold again, `officers`
-    /// lists the new set with passphrases (new officers choose theirs; staying officers give
-    /// theirs again). The new keyring is staged, the `ledger.reshare` event committed, then the
-    /// keyring moved into place.
+    /// Re-shares the master secret among `officers` with `threshold` (officers added or removed,
+    /// threshold changed). `quorum` proves the current threshold again. Each new officer's
+    /// passphrase is taken from `passphrases`, or else, for an officer in the quorum, the
+    /// passphrase they just gave. KDF parameters stay those of the current keyring. The new
+    /// keyring is staged, the `ledger.reshare` event committed, then the keyring moved into place.
     pub fn reshare(
         &mut self,
         quorum: &[(OfficerName, Passphrase)],
-        officers: &[(OfficerName, Passphrase)],
+        officers: &[OfficerName],
+        passphrases: &[(OfficerName, Passphrase)],
         threshold: usize,
-        kdf: KdfParams,
     ) -> Result<StoredEvent, LedgerError> {
         let keyring_path = self.dir.join(KEYRING_FILE);
         let master = self.keyring.unseal(&keyring_path, quorum)?;
         let rng = SystemRandom::new();
-        let refs: Vec<(OfficerName, &Passphrase)> =
-            officers.iter().map(|(n, p)| (n.clone(), p)).collect();
+        let mut refs: Vec<(OfficerName, &Passphrase)> = Vec::with_capacity(officers.len());
+        for name in officers {
+            let pass = passphrases
+                .iter()
+                .chain(quorum)
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p)
+                .ok_or_else(|| LedgerError::MissingPassphrase {
+                    name: name.as_str().to_owned(),
+                })?;
+            refs.push((name.clone(), pass));
+        }
+        let kdf = self.keyring.kdf();
         let generation = self.keyring.generation() + 1;
         let new = Keyring::seal(
             self.ledger_id,
