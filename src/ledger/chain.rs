@@ -240,6 +240,20 @@ impl CheckpointSigner {
         CheckpointPublicKey(out)
     }
 
+    /// Signs domain-tagged bytes (export headers).
+    pub(crate) fn sign_raw(&self, msg: &[u8]) -> [u8; 64] {
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(self.pair.sign(msg).as_ref());
+        signature
+    }
+
+    /// Checks a signature made by [`CheckpointSigner::sign_raw`].
+    pub(crate) fn verify_raw(key: &CheckpointPublicKey, msg: &[u8], signature: &[u8; 64]) -> bool {
+        UnparsedPublicKey::new(&ED25519, &key.0)
+            .verify(msg, signature)
+            .is_ok()
+    }
+
     /// Signs a checkpoint.
     pub fn sign(&self, checkpoint: Checkpoint) -> SignedCheckpoint {
         let sig = self.pair.sign(&checkpoint.signed_bytes());

@@ -1,7 +1,9 @@
 //! Streaming export (JSON Lines and CSV) and the parser of export lines.
 //!
 //! A JSON Lines export is, one canonical JSON object per line:
-//! 1. a header: `{"filter":{..},"format":"mfa-custody-export","ledger_id":"..","type":"header","version":1}`;
+//! 1. a header: `{"filter":{..},"format":"mfa-custody-export","ledger_id":"..","signature":"..","type":"header","version":1}`,
+//!    where `signature` is the checkpoint key's Ed25519 signature over
+//!    `"mfa-custody/export/header/v1\0" ‖` the canonical header without its `signature` field;
 //! 2. every event from seq 1 to the checkpoint's seq, in order: events that match the filter as
 //!    `{"actor","body","body_hash","hash","kind","prev","seq","time","type":"event"}`, the others
 //!    as stubs with the same fields but no `body` and `"type":"stub"`;
@@ -125,13 +127,17 @@ pub fn export(
     match format {
         ExportFormat::JsonLines => {
             line.clear();
-            let header = json!({
+            let mut header = json!({
                 "type": "header",
                 "format": EXPORT_FORMAT,
                 "version": EXPORT_VERSION,
                 "ledger_id": ledger.ledger_id().to_hex(),
                 "filter": filter.to_json(),
             });
+            let signature = ledger.sign_export_header(&header_signed_bytes(&header));
+            if let Value::Object(m) = &mut header {
+                m.insert("signature".into(), json!(HEXLOWER.encode(&signature)));
+            }
             // The header holds strings and integers only.
             let _ = write_canonical(&header, &mut line);
             line.push(b'\n');
@@ -191,6 +197,16 @@ pub fn export(
         stubs,
         checkpoint,
     })
+}
+
+const HEADER_TAG: &[u8] = b"mfa-custody/export/header/v1\0";
+
+/// The bytes the header signature covers: a tag and the canonical header without `signature`.
+pub(crate) fn header_signed_bytes(header_without_signature: &Value) -> Vec<u8> {
+    let mut m = HEADER_TAG.to_vec();
+    // Headers hold strings, integers and the filter object only.
+    let _ = write_canonical(header_without_signature, &mut m);
+    m
 }
 
 /// Encodes an event (with body) or a stub (without) as one canonical JSON line, no newline.
@@ -285,8 +301,12 @@ pub enum ExportLine {
     Header {
         /// The exported ledger.
         ledger_id: LedgerId,
-        /// The filter that was applied (informational).
+        /// The filter that was applied.
         filter: Value,
+        /// The bytes the signature covers.
+        signed: Vec<u8>,
+        /// Ed25519 signature of the checkpoint key over `signed`.
+        signature: [u8; 64],
     },
     /// An event with its body.
     Event(StoredEvent),
@@ -383,6 +403,14 @@ impl Fields {
     }
 }
 
+fn decode_signature(sig: &str) -> Result<[u8; 64], LineError> {
+    HEXLOWER
+        .decode(sig.as_bytes())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| invalid("signature", "expected 128 lower-case hex digits"))
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> LineError {
     LineError::Invalid {
         field,
@@ -423,7 +451,20 @@ pub fn parse_export_line(bytes: &[u8]) -> Result<ExportLine, LineError> {
             if !filter.is_object() {
                 return Err(invalid("filter", "expected an object"));
             }
-            ExportLine::Header { ledger_id, filter }
+            let signature = decode_signature(&f.str("signature")?)?;
+            let signed = header_signed_bytes(&json!({
+                "type": "header",
+                "format": format,
+                "version": version,
+                "ledger_id": id,
+                "filter": filter,
+            }));
+            ExportLine::Header {
+                ledger_id,
+                filter,
+                signed,
+                signature,
+            }
         }
         "event" | "stub" => {
             let body = if ty == "event" {
@@ -457,12 +498,7 @@ pub fn parse_export_line(bytes: &[u8]) -> Result<ExportLine, LineError> {
             let id = f.str("ledger_id")?;
             let ledger_id = LedgerId::from_hex(&id)
                 .ok_or_else(|| invalid("ledger_id", "expected 32 lower-case hex digits"))?;
-            let sig = f.str("signature")?;
-            let signature: [u8; 64] = HEXLOWER
-                .decode(sig.as_bytes())
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| invalid("signature", "expected 128 lower-case hex digits"))?;
+            let signature = decode_signature(&f.str("signature")?)?;
             let checkpoint = SignedCheckpoint {
                 checkpoint: Checkpoint {
                     ledger_id,

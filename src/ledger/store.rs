@@ -134,6 +134,9 @@ fn open_connection(
     }
     let sql = LedgerError::sql(db_path, "open");
     let conn = Connection::open_with_flags(db_path, flags).map_err(sql)?;
+    // SQLCipher logs decryption failures to standard error by default; the caller reports them.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")
+        .map_err(LedgerError::sql(db_path, "set cipher log level"))?;
     let mut stmt = Zeroizing::new(String::with_capacity(80));
     stmt.push_str("PRAGMA key = \"");
     stmt.push_str(&keys.sqlcipher_key);
@@ -483,6 +486,12 @@ impl Ledger {
     /// The checkpoint public key auditors pin.
     pub fn public_key(&self) -> CheckpointPublicKey {
         self.keys.signer.public_key()
+    }
+
+    /// Signs an export header (the bytes start with the export header tag, so they can never
+    /// be mistaken for a checkpoint).
+    pub(crate) fn sign_export_header(&self, signed: &[u8]) -> [u8; 64] {
+        self.keys.signer.sign_raw(signed)
     }
 
     pub(crate) fn conn(&self) -> &Connection {

@@ -6,7 +6,9 @@ use std::io::BufRead;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 
-use super::chain::{body_hash, event_hash, CheckpointPublicKey, Hash, LedgerId, SignedCheckpoint};
+use super::chain::{
+    body_hash, event_hash, CheckpointPublicKey, CheckpointSigner, Hash, LedgerId, SignedCheckpoint,
+};
 use super::error::{ChainProblem, LedgerError};
 use super::event::EventHeader;
 use super::export::{parse_export_line, ExportLine, LineError, MAX_LINE};
@@ -41,6 +43,9 @@ pub enum ExportProblem {
     /// The first line is not the export header.
     #[error("the first line must be the export header")]
     MissingHeader,
+    /// The header's signature does not verify with the pinned key (edited header or wrong key).
+    #[error("export header signature does not verify with the pinned public key")]
+    BadHeaderSignature,
     /// A second header.
     #[error("unexpected header line")]
     UnexpectedHeader,
@@ -188,9 +193,17 @@ pub fn verify_export(
         let parsed = parse_export_line(&buf)
             .map_err(|e| fail(lineno, Some(expected_seq), ExportProblem::Malformed(e)))?;
         match parsed {
-            ExportLine::Header { ledger_id: id, .. } => {
+            ExportLine::Header {
+                ledger_id: id,
+                signed,
+                signature,
+                ..
+            } => {
                 if ledger_id.is_some() {
                     return Err(fail(lineno, None, ExportProblem::UnexpectedHeader));
+                }
+                if !CheckpointSigner::verify_raw(key, &signed, &signature) {
+                    return Err(fail(lineno, None, ExportProblem::BadHeaderSignature));
                 }
                 if let Some(a) = after {
                     if a.checkpoint.ledger_id != id {
