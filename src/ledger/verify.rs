@@ -383,7 +383,10 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
     let mut count = 0u64;
     let mut hashes_at_checkpoints = std::collections::BTreeMap::new();
     for cp in ledger.checkpoints()? {
-        hashes_at_checkpoints.insert(cp.checkpoint.seq, cp);
+        hashes_at_checkpoints
+            .entry(cp.checkpoint.seq)
+            .or_insert_with(Vec::new)
+            .push(cp);
     }
     let mut checkpoints = 0u64;
     replay
@@ -411,7 +414,7 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
         if event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) != h.hash {
             return Err(chain(ChainProblem::HashMismatch));
         }
-        if let Some(cp) = hashes_at_checkpoints.get(&seq) {
+        for cp in hashes_at_checkpoints.get(&seq).into_iter().flatten() {
             if cp.checkpoint.head != h.hash {
                 return Err(LedgerError::BadCheckpoint {
                     seq,
@@ -426,7 +429,10 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
     replay
         .execute_batch("COMMIT")
         .map_err(LedgerError::sql(db, "commit replay"))?;
-    for (seq, cp) in &hashes_at_checkpoints {
+    for (seq, cp) in hashes_at_checkpoints
+        .iter()
+        .flat_map(|(seq, cps)| cps.iter().map(move |cp| (seq, cp)))
+    {
         if *seq > count || *seq == 0 {
             return Err(LedgerError::BadCheckpoint {
                 seq: *seq,
