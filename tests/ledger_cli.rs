@@ -56,7 +56,7 @@ fn init(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("init JSON")
 }
 
-fn unseal_args<'a>(d: &'a str) -> Vec<&'a str> {
+fn unseal_args(d: &str) -> Vec<&str> {
     vec![
         "--ledger",
         d,
