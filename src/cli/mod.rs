@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
+pub mod init;
+pub mod ledger;
 pub mod token;
 
 /// Exit statuses of `custody`, documented in `docs/cli.md` and stable.
@@ -37,6 +40,14 @@ pub struct Cli {
 /// The command groups of `custody`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a ledger and its keyring (the genesis ceremony).
+    Init(init::InitArgs),
+    /// Ledger maintenance: verify, re-share.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
+    /// Auditor commands: checkpoint, export, verify.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Readers and the YubiKeys in them.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -45,6 +56,9 @@ pub enum Command {
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Init(args) => init::run(cli.json, args),
+        Command::Ledger(cmd) => ledger::run(cli.json, cmd),
+        Command::Audit(cmd) => audit::run(cli.json, cmd),
         Command::Token(cmd) => token::run(cmd, cli.json),
     }
 }

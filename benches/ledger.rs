@@ -1,0 +1,186 @@
+//! Ledger benchmarks: durable appends per second (SQLCipher vs plain SQLite with the same
+//! durability), and verify/export throughput on a large ledger.
+//!
+//! `LEDGER_BENCH_EVENTS` sets the size of the large ledger (default 1,000,000).
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mfa_custody::ledger::chain::{body_hash, event_hash};
+use mfa_custody::ledger::{
+    export, verify_ledger, Actor, ExportFilter, ExportFormat, Genesis, Hash, KdfParams, Kind,
+    Ledger, NewEvent, OfficerName, Passphrase, Projections, Timestamp,
+};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+fn officers() -> Vec<(OfficerName, Passphrase)> {
+    ["alice", "bob"]
+        .iter()
+        .map(|n| {
+            (
+                OfficerName::parse(n).expect("name"),
+                Passphrase::for_unseal(Zeroizing::new(format!("{n}-Passphrase-1"))).expect("pass"),
+            )
+        })
+        .collect()
+}
+
+fn create(dir: &Path) -> Ledger {
+    let officers = officers();
+    let genesis = Genesis {
+        officers: &officers,
+        threshold: 2,
+        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
+    };
+    Ledger::create(dir, &genesis, Projections::ledger_only()).expect("create")
+}
+
+fn sample_event(i: u64) -> NewEvent {
+    let body = json!({
+        "account": format!("{:012}", 100_000_000_000 + i % 50),
+        "device": format!("YK-{}", 1_000_000 + i % 20),
+        "request": i,
+        "ticket": format!("CHG-{i}"),
+        "reason": "rotate root access keys after the quarterly review",
+    });
+    NewEvent::new(
+        Actor::parse("alice").expect("actor"),
+        Kind::parse("request.approved").expect("kind"),
+        &body,
+    )
+    .expect("event")
+}
+
+fn appends(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut group = c.benchmark_group("durable_append");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(15));
+    group.throughput(Throughput::Elements(1));
+
+    let mut ledger = create(&tmp.path().join("cipher"));
+    let mut i = 0u64;
+    group.bench_function("sqlcipher_ledger", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(ledger.append(sample_event(i)).expect("append"));
+        })
+    });
+
+    // The reference: the same rows, hash chain and durability (WAL, synchronous=FULL,
+    // one IMMEDIATE transaction per append) in plain SQLite without encryption.
+    let conn = Connection::open(tmp.path().join("plain.db")).expect("open plain");
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .expect("wal");
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         CREATE TABLE events (seq INTEGER PRIMARY KEY NOT NULL, time INTEGER NOT NULL,
+           actor TEXT NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL, body_hash BLOB NOT NULL,
+           prev_hash BLOB NOT NULL, hash BLOB NOT NULL) STRICT;",
+    )
+    .expect("schema");
+    let mut conn = conn;
+    let mut j = 0u64;
+    group.bench_function("plain_sqlite_reference", |b| {
+        b.iter(|| {
+            j += 1;
+            let ev = sample_event(j);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .expect("begin");
+            let head: Option<(u64, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .expect("head");
+            let (seq, prev) = head
+                .map(|(s, h)| (s + 1, Hash::from_slice(&h).expect("hash")))
+                .unwrap_or((1, Hash::ZERO));
+            let time = Timestamp::now();
+            let bh = body_hash(ev.body.as_bytes());
+            let hash = event_hash(seq, &prev, time, &ev.actor, &ev.kind, &bh);
+            tx.prepare_cached("INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .expect("prepare")
+                .execute(params![
+                    seq,
+                    time.0,
+                    ev.actor.as_str(),
+                    ev.kind.as_str(),
+                    ev.body.as_bytes(),
+                    &bh.0[..],
+                    &prev.0[..],
+                    &hash.0[..]
+                ])
+                .expect("insert");
+            tx.commit().expect("commit");
+        })
+    });
+    group.finish();
+}
+
+fn large(c: &mut Criterion) {
+    let n: u64 = std::env::var("LEDGER_BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut ledger = create(&tmp.path().join("large"));
+    let started = std::time::Instant::now();
+    let mut i = 0u64;
+    while i < n {
+        let chunk = 20_000.min(n - i);
+        ledger
+            .append_batch((i..i + chunk).map(sample_event))
+            .expect("batch");
+        i += chunk;
+    }
+    eprintln!("built a ledger of {n} events in {:?}", started.elapsed());
+
+    let mut group = c.benchmark_group("large_ledger");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(60));
+    group.throughput(Throughput::Elements(n + 1));
+    group.bench_function(format!("verify_{n}"), |b| {
+        b.iter(|| black_box(verify_ledger(&ledger).expect("verify")))
+    });
+    group.bench_function(format!("export_jsonl_{n}"), |b| {
+        b.iter(|| {
+            let mut sink = std::io::sink();
+            black_box(
+                export(
+                    &mut ledger,
+                    &ExportFilter::default(),
+                    ExportFormat::JsonLines,
+                    &mut sink,
+                )
+                .expect("export"),
+            )
+        })
+    });
+    group.bench_function(format!("export_jsonl_filtered_{n}"), |b| {
+        let filter = ExportFilter {
+            account: Some("100000000007".into()),
+            ..ExportFilter::default()
+        };
+        b.iter(|| {
+            let mut sink = std::io::sink();
+            black_box(
+                export(&mut ledger, &filter, ExportFormat::JsonLines, &mut sink).expect("export"),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, appends, large);
+criterion_main!(benches);

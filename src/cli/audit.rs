@@ -1,0 +1,302 @@
+//! `custody audit ...`: signed checkpoints, exports, and offline verification of an export.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::exit;
+use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, UnsealArgs};
+use crate::ledger::export::checkpoint_line;
+use crate::ledger::{
+    export, parse_export_line, verify_export, Actor, CheckpointPublicKey, ExportFilter,
+    ExportFormat, ExportLine, Kind, SignedCheckpoint, Timestamp,
+};
+
+/// `custody audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Sign and record a checkpoint of the current head, and print it (keep it for --after).
+    Checkpoint(UnsealArgs),
+    /// Export the ledger (a checkpoint is signed and recorded first, and ends the export).
+    Export(ExportArgs),
+    /// Verify an export offline with the pinned public key. Exit 0 when valid, 1 otherwise.
+    Verify(VerifyArgs),
+}
+
+/// Export formats on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    /// JSON Lines (verifiable with `custody audit verify`).
+    Jsonl,
+    /// CSV for spreadsheets.
+    Csv,
+}
+
+/// Arguments of `custody audit export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Ledger and unsealing officers.
+    #[command(flatten)]
+    pub unseal: UnsealArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: FormatArg,
+    /// Write to this file (mode 0600) instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Bodies only for events at or after this time (RFC 3339 UTC such as
+    /// 2026-01-31T12:00:00Z, or milliseconds since the epoch).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<Timestamp>,
+    /// Bodies only for events before this time.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<Timestamp>,
+    /// Bodies only for events of this kind (repeat for several).
+    #[arg(long = "kind", value_parser = parse_kind)]
+    pub kinds: Vec<Kind>,
+    /// Bodies only for events whose body has this top-level "account".
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Bodies only for events whose body has this top-level "device".
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Bodies only for events by this actor.
+    #[arg(long, value_parser = parse_actor)]
+    pub actor: Option<Actor>,
+}
+
+/// Arguments of `custody audit verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The JSON Lines export (`-` for standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The pinned checkpoint public key (hex or base64).
+    #[arg(long, value_name = "KEY", value_parser = parse_key)]
+    pub pubkey: CheckpointPublicKey,
+    /// A checkpoint kept from earlier (a file whose last checkpoint line is used, such as the
+    /// output of `custody audit checkpoint` or an earlier export): the export must extend it.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub after: Option<PathBuf>,
+}
+
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    Kind::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_actor(s: &str) -> Result<Actor, String> {
+    Actor::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_key(s: &str) -> Result<CheckpointPublicKey, String> {
+    CheckpointPublicKey::parse(s)
+        .ok_or_else(|| "expected a 32-byte key in hex or base64".to_owned())
+}
+
+/// Parses milliseconds since the epoch or `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(Timestamp(ms));
+    }
+    let bad =
+        || format!("{s:?} is not milliseconds since the epoch nor YYYY-MM-DDTHH:MM:SS[.fff]Z");
+    let rest = s.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = rest.split_once('T').ok_or_else(bad)?;
+    let num = |t: &str, len: usize| -> Result<i64, String> {
+        if t.len() != len || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<i64>().map_err(|_| bad())
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let (time, frac) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<&str> = time.split(':').collect();
+    let ([y, mo, da], [h, mi, se]) = (d.as_slice(), t.as_slice()) else {
+        return Err(bad());
+    };
+    let (y, mo, da, h, mi, se) = (
+        num(y, 4)?,
+        num(mo, 2)?,
+        num(da, 2)?,
+        num(h, 2)?,
+        num(mi, 2)?,
+        num(se, 2)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
+        return Err(bad());
+    }
+    let ms = if frac.is_empty() { 0 } else { num(frac, 3)? };
+    // Days from civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(Timestamp(
+        ((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms,
+    ))
+}
+
+/// Runs `custody audit ...`.
+pub fn run(json: bool, cmd: AuditCommand) -> ExitCode {
+    private_umask();
+    match cmd {
+        AuditCommand::Checkpoint(args) => finish(json, checkpoint(json, &args)),
+        AuditCommand::Export(args) => finish(json, export_cmd(json, &args)),
+        AuditCommand::Verify(args) => finish(json, verify(json, &args)),
+    }
+}
+
+fn checkpoint(json: bool, args: &UnsealArgs) -> Result<(), Failure> {
+    let mut source = PassphraseSource::new(args.passphrase_fd)?;
+    let mut ledger = open(args, &mut source)?;
+    let cp = ledger.checkpoint()?;
+    let key = ledger.public_key();
+    let line = checkpoint_line(&cp, &key);
+    if !json {
+        eprintln!(
+            "Checkpoint of ledger {} at seq {}, head {}, signed by key {}. Keep the line below for `custody audit verify --after`.",
+            cp.checkpoint.ledger_id,
+            cp.checkpoint.seq,
+            cp.checkpoint.head,
+            key.fingerprint()
+        );
+    }
+    println!("{line}");
+    Ok(())
+}
+
+fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
+    let mut source = PassphraseSource::new(args.unseal.passphrase_fd)?;
+    let mut ledger = open(&args.unseal, &mut source)?;
+    let filter = ExportFilter {
+        since: args.since,
+        until: args.until,
+        kinds: args.kinds.clone(),
+        account: args.account.clone(),
+        device: args.device.clone(),
+        actor: args.actor.clone(),
+    };
+    let format = match args.format {
+        FormatArg::Jsonl => ExportFormat::JsonLines,
+        FormatArg::Csv => ExportFormat::Csv,
+    };
+    let summary = match &args.out {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Failure::new(exit::IO, format!("create {}: {e}", path.display())))?;
+            let mut w = BufWriter::new(file);
+            let s = export(&mut ledger, &filter, format, &mut w)?;
+            let file = w.into_inner().map_err(|e| {
+                Failure::new(exit::IO, format!("write {}: {}", path.display(), e.error()))
+            })?;
+            file.sync_all()
+                .map_err(|e| Failure::new(exit::IO, format!("fsync {}: {e}", path.display())))?;
+            s
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = BufWriter::new(stdout.lock());
+            export(&mut ledger, &filter, format, &mut w)?
+        }
+    };
+    let cp = &summary.checkpoint.checkpoint;
+    let text = if json {
+        json!({"ok": true, "events": summary.events, "stubs": summary.stubs,
+               "checkpoint_seq": cp.seq, "head": cp.head.to_hex()})
+        .to_string()
+    } else {
+        format!(
+            "exported {} events with bodies and {} stubs, up to checkpoint seq {} head {}",
+            summary.events, summary.stubs, cp.seq, cp.head
+        )
+    };
+    // The export itself may be on standard output; the summary then goes to standard error.
+    if args.out.is_some() {
+        println!("{text}");
+    } else {
+        eprintln!("{text}");
+    }
+    Ok(())
+}
+
+fn read_after(path: &PathBuf) -> Result<SignedCheckpoint, Failure> {
+    let file = File::open(path)
+        .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", path.display())))?;
+    let mut found = None;
+    for line in BufReader::new(file).split(b'\n') {
+        let line =
+            line.map_err(|e| Failure::new(exit::IO, format!("read {}: {e}", path.display())))?;
+        if let Ok(ExportLine::Checkpoint { checkpoint, .. }) = parse_export_line(&line) {
+            found = Some(checkpoint);
+        }
+    }
+    found.ok_or_else(|| {
+        Failure::new(
+            exit::USAGE,
+            format!("{} holds no checkpoint line", path.display()),
+        )
+    })
+}
+
+fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
+    let after = args.after.as_ref().map(read_after).transpose()?;
+    let input: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let f = File::open(&args.file)
+            .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", args.file.display())))?;
+        Box::new(BufReader::with_capacity(256 * 1024, f))
+    };
+    match verify_export(input, &args.pubkey, after.as_ref()) {
+        Ok(v) => {
+            let cp = &v.checkpoint.checkpoint;
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "valid": true, "ledger_id": v.ledger_id.to_hex(), "events": v.events,
+                           "stubs": v.stubs, "checkpoint_seq": cp.seq, "head": cp.head.to_hex(),
+                           "after_seq": after.map(|a| a.checkpoint.seq)})
+                );
+            } else {
+                println!(
+                    "valid: ledger {}, {} events ({} with bodies, {} stubs), checkpoint seq {} head {} signed by {}{}",
+                    v.ledger_id,
+                    v.events + v.stubs,
+                    v.events,
+                    v.stubs,
+                    cp.seq,
+                    cp.head,
+                    args.pubkey.fingerprint(),
+                    after
+                        .map(|a| format!(", extends the checkpoint at seq {}", a.checkpoint.seq))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Err(f) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "valid": false, "line": f.line, "seq": f.seq, "problem": f.problem.to_string()})
+                );
+            } else {
+                println!("invalid: {f}");
+            }
+            let _ = std::io::stdout().flush();
+            Err(Failure::reported(exit::FAILED))
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! Event values and their stored bytes: validated names ([`Actor`], [`Kind`]), canonical JSON
+//! bodies ([`CanonicalJson`]), and the event records kept in the ledger ([`StoredEvent`]).
+//!
+//! Canonical JSON is the exact byte form every body is stored, hashed and exported in: the
+//! encoding `serde_json` produces for strings, object keys sorted by their UTF-8 bytes, no
+//! whitespace, and integers only (no fractions or exponents), so that parsing and re-encoding a
+//! canonical text gives back the same bytes.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::chain::Hash;
+
+/// Why bytes or a value are not canonical JSON.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CanonicalError {
+    /// The bytes are not JSON at all.
+    #[error("not JSON: {source}")]
+    NotJson {
+        /// The parser's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The top-level value is not an object.
+    #[error("an event body must be a JSON object")]
+    NotAnObject,
+    /// A number that is not an integer (fractions and exponents are not allowed).
+    #[error("number {number} is not an integer")]
+    NotAnInteger {
+        /// The number as parsed.
+        number: String,
+    },
+    /// The bytes are JSON but not in canonical form (key order, whitespace, escapes, duplicates).
+    #[error("JSON is not canonical (keys sorted, no whitespace, integers only)")]
+    NotCanonical,
+}
+
+/// A JSON object in canonical form; the exact bytes the ledger stores and hashes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CanonicalJson(Vec<u8>);
+
+impl CanonicalJson {
+    /// Encodes a JSON object canonically. Fails on non-objects and non-integer numbers.
+    pub fn from_value(value: &Value) -> Result<Self, CanonicalError> {
+        if !value.is_object() {
+            return Err(CanonicalError::NotAnObject);
+        }
+        let mut out = Vec::new();
+        write_canonical(value, &mut out)?;
+        Ok(Self(out))
+    }
+
+    /// Parses bytes that must already be canonical JSON for an object.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CanonicalError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|source| CanonicalError::NotJson { source })?;
+        let again = Self::from_value(&value)?;
+        if again.0 != bytes {
+            return Err(CanonicalError::NotCanonical);
+        }
+        Ok(again)
+    }
+
+    /// The canonical bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The body as a JSON value.
+    pub fn to_value(&self) -> Value {
+        // Canonical bytes were produced by our own encoder from a JSON value, so they parse.
+        serde_json::from_slice(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// A top-level string (or integer, as its decimal text) field of the body, used by export
+    /// filters (`account`, `device`).
+    pub fn top_level_field(&self, name: &str) -> Option<String> {
+        match self.to_value().get(name)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for CanonicalJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// Writes any JSON value canonically into `out`.
+pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            if n.is_i64() || n.is_u64() {
+                out.extend_from_slice(n.to_string().as_bytes());
+            } else {
+                return Err(CanonicalError::NotAnInteger {
+                    number: n.to_string(),
+                });
+            }
+        }
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(k, out);
+                out.push(b':');
+                write_canonical(v, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// Writes a JSON string with serde_json's escaping.
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
+    // Serializing a &str into JSON cannot fail.
+    let encoded = serde_json::to_string(s).unwrap_or_default();
+    out.extend_from_slice(encoded.as_bytes());
+}
+
+/// Why a name (actor, kind) was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// Empty or longer than allowed.
+    #[error("{what} {input:?} must be 1 to {max} bytes long")]
+    Length {
+        /// Which name.
+        what: &'static str,
+        /// The refused input.
+        input: String,
+        /// The longest allowed.
+        max: usize,
+    },
+    /// Contains a character outside the allowed set.
+    #[error("{what} {input:?} may only contain {allowed}")]
+    Characters {
+        /// Which name.
+        what: &'static str,
+        /// The refused input.
+        input: String,
+        /// The allowed characters.
+        allowed: &'static str,
+    },
+}
+
+fn check_name(
+    what: &'static str,
+    input: &str,
+    max: usize,
+    allowed: &'static str,
+    ok: impl Fn(char) -> bool,
+) -> Result<(), NameError> {
+    if input.is_empty() || input.len() > max {
+        return Err(NameError::Length {
+            what,
+            input: input.to_owned(),
+            max,
+        });
+    }
+    if !input.chars().all(ok) {
+        return Err(NameError::Characters {
+            what,
+            input: input.to_owned(),
+            allowed,
+        });
+    }
+    Ok(())
+}
+
+/// Who caused an event: a user name, an officer pair (`alice+bob`) or a system role.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Actor(String);
+
+impl Actor {
+    /// Longest actor in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// Parses an actor: 1 to 128 bytes of ASCII letters, digits and `._-+@:`.
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        check_name(
+            "actor",
+            input,
+            Self::MAX_LEN,
+            "ASCII letters, digits and ._-+@:",
+            |c| c.is_ascii_alphanumeric() || "._-+@:".contains(c),
+        )?;
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The actor's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event kind such as `ledger.genesis` or `request.approved`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind(String);
+
+impl Kind {
+    /// Longest kind in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a kind: 1 to 64 bytes of lower-case ASCII letters, digits and `._-`.
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        check_name(
+            "kind",
+            input,
+            Self::MAX_LEN,
+            "lower-case ASCII letters, digits and ._-",
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c),
+        )?;
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The kind's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Event kinds the ledger itself writes.
+pub mod kinds {
+    /// The first event: ledger id, officers, threshold, checkpoint public key.
+    pub const GENESIS: &str = "ledger.genesis";
+    /// The master secret was re-shared (officers or threshold changed).
+    pub const RESHARE: &str = "ledger.reshare";
+    /// Failed unseal attempts counted while the ledger was sealed.
+    pub const UNSEAL_FAILED: &str = "ledger.unseal_failed";
+}
+
+/// Milliseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self(ms)
+    }
+}
+
+/// An event to append: the ledger assigns seq, time and hashes.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// Who caused it.
+    pub actor: Actor,
+    /// What kind of event it is.
+    pub kind: Kind,
+    /// Its body.
+    pub body: CanonicalJson,
+}
+
+impl NewEvent {
+    /// Builds an event from a JSON object body.
+    pub fn new(actor: Actor, kind: Kind, body: &Value) -> Result<Self, CanonicalError> {
+        Ok(Self {
+            actor,
+            kind,
+            body: CanonicalJson::from_value(body)?,
+        })
+    }
+}
+
+/// The hash-carrying fields of an event: everything but the body. This is what a stub in a
+/// filtered export carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// When it was appended.
+    pub time: Timestamp,
+    /// Who caused it.
+    pub actor: Actor,
+    /// Its kind.
+    pub kind: Kind,
+    /// Hash of the body bytes.
+    pub body_hash: Hash,
+    /// Hash of the previous event (zeros for the first).
+    pub prev: Hash,
+    /// This event's hash.
+    pub hash: Hash,
+}
+
+/// An event as stored: its header and its body bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Seq, time, actor, kind and hashes.
+    pub header: EventHeader,
+    /// The exact stored body.
+    pub body: CanonicalJson,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_sorts_keys_and_strips_whitespace() {
+        let v = json!({"b": 1, "a": {"d": [1, 2, "x"], "c": null}, "é": true});
+        let c = CanonicalJson::from_value(&v).expect("canonical");
+        assert_eq!(
+            c.as_bytes(),
+            "{\"a\":{\"c\":null,\"d\":[1,2,\"x\"]},\"b\":1,\"é\":true}".as_bytes()
+        );
+        assert!(CanonicalJson::parse(c.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn fail_non_canonical_bodies() {
+        for bad in [
+            &b"{\"b\":1,\"a\":2}"[..],
+            b"{ \"a\":1}",
+            b"{\"a\":1.5}",
+            b"{\"a\":1e3}",
+            b"{\"a\":1,\"a\":1}",
+            b"[1]",
+            b"{\"a\":\"\\u0041\"}",
+            b"not json",
+        ] {
+            assert!(
+                CanonicalJson::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(Actor::parse("alice+bob").is_ok());
+        assert!(Actor::parse("").is_err());
+        assert!(Actor::parse("a b").is_err());
+        assert!(Kind::parse("request.approved").is_ok());
+        assert!(Kind::parse("Request").is_err());
+        assert!(Kind::parse(&"a".repeat(65)).is_err());
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn canonical_round_trips(v in prop::collection::btree_map(".{0,8}", arb_json(), 0..6)) {
+            let v = Value::Object(v.into_iter().collect());
+            let c = CanonicalJson::from_value(&v).expect("integers only");
+            let again = CanonicalJson::parse(c.as_bytes()).expect("parses");
+            prop_assert_eq!(&again, &c);
+            prop_assert_eq!(again.to_value(), v);
+        }
+    }
+}

@@ -1,0 +1,952 @@
+//! The ledger store: an SQLCipher database of hash-chained events, projections and checkpoints,
+//! opened with a key derived from the master secret that a quorum of officers unseals.
+//!
+//! Files in the ledger directory (mode 0700): `ledger.db` (+ `-wal`, `-shm`; mode 0600),
+//! `keyring.json` (mode 0600) and, while failed unseal attempts are waiting to be recorded,
+//! `unseal-failures.log` (mode 0600).
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::chain::{
+    body_hash, event_hash, Checkpoint, CheckpointPublicKey, Hash, LedgerId, SignedCheckpoint,
+};
+use super::error::{ChainProblem, LedgerError};
+use super::event::{
+    kinds, Actor, CanonicalJson, EventHeader, Kind, NewEvent, StoredEvent, Timestamp,
+};
+use super::projection::Projections;
+use super::seal::{KdfParams, Keyring, LedgerKeys, MasterSecret, OfficerName, Passphrase};
+
+/// The database file's name inside the ledger directory.
+pub const DB_FILE: &str = "ledger.db";
+/// The keyring file's name inside the ledger directory.
+pub const KEYRING_FILE: &str = "keyring.json";
+/// Failed unseal attempts not yet recorded as an event.
+pub const FAILURES_FILE: &str = "unseal-failures.log";
+
+/// The newest schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Forward migrations; entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE events (
+        seq INTEGER PRIMARY KEY NOT NULL,
+        time INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body BLOB NOT NULL,
+        body_hash BLOB NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL
+     ) STRICT;
+     CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'ledger events are append-only'); END;
+     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'ledger events are append-only'); END;
+     CREATE TABLE checkpoints (
+        seq INTEGER NOT NULL,
+        time INTEGER NOT NULL,
+        head BLOB NOT NULL,
+        signature BLOB NOT NULL
+     ) STRICT;
+     CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+     CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;",
+];
+
+/// An open, unsealed ledger.
+pub struct Ledger {
+    conn: Connection,
+    dir: PathBuf,
+    db_path: PathBuf,
+    ledger_id: LedgerId,
+    keys: LedgerKeys,
+    keyring: Keyring,
+    projections: Projections,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("dir", &self.dir)
+            .field("ledger_id", &self.ledger_id)
+            .field("projections", &self.projections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `Ledger::create` needs.
+#[derive(Debug)]
+pub struct Genesis<'a> {
+    /// The officers, in keyring order, with their newly chosen passphrases.
+    pub officers: &'a [(OfficerName, Passphrase)],
+    /// How many must take part to unseal (at least 2).
+    pub threshold: usize,
+    /// PBKDF2 parameters ([`KdfParams::production`] outside tests).
+    pub kdf: KdfParams,
+}
+
+fn check_not_writable_by_others(path: &Path) -> Result<(), LedgerError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            LedgerError::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            LedgerError::Io {
+                operation: "stat",
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(LedgerError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn open_connection(
+    db_path: &Path,
+    keys: &LedgerKeys,
+    create: bool,
+) -> Result<Connection, LedgerError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let sql = LedgerError::sql(db_path, "open");
+    let conn = Connection::open_with_flags(db_path, flags).map_err(sql)?;
+    // SQLCipher logs decryption failures to standard error by default; the caller reports them.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")
+        .map_err(LedgerError::sql(db_path, "set cipher log level"))?;
+    let mut stmt = Zeroizing::new(String::with_capacity(80));
+    stmt.push_str("PRAGMA key = \"");
+    stmt.push_str(&keys.sqlcipher_key);
+    stmt.push_str("\";");
+    conn.execute_batch(&stmt)
+        .map_err(LedgerError::sql(db_path, "set key"))?;
+    drop(stmt);
+    // Reading the schema is the first access to an encrypted page: a wrong key or a damaged
+    // first page fails here.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(LedgerError::sql(db_path, "read schema"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(LedgerError::sql(db_path, "enable WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(LedgerError::Sqlite {
+            operation: "enable WAL",
+            source: rusqlite::Error::InvalidQuery,
+        });
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(LedgerError::sql(db_path, "set pragmas"))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, db_path: &Path) -> Result<(), LedgerError> {
+    let found: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(LedgerError::sql(db_path, "read schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(LedgerError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(LedgerError::sql(db_path, "begin migration"))?;
+        tx.execute_batch(sql)
+            .map_err(LedgerError::sql(db_path, "migrate schema"))?;
+        tx.pragma_update(None, "user_version", from as u32 + 1)
+            .map_err(LedgerError::sql(db_path, "set schema version"))?;
+        tx.commit()
+            .map_err(LedgerError::sql(db_path, "commit migration"))?;
+    }
+    Ok(())
+}
+
+/// An event row as read from the database, before any check.
+pub(crate) struct RawRow {
+    pub(crate) seq: i64,
+    pub(crate) time: i64,
+    pub(crate) actor: String,
+    pub(crate) kind: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) body_hash: Vec<u8>,
+    pub(crate) prev: Vec<u8>,
+    pub(crate) hash: Vec<u8>,
+}
+
+pub(crate) const SELECT_EVENTS: &str =
+    "SELECT seq, time, actor, kind, body, body_hash, prev_hash, hash FROM events";
+
+impl RawRow {
+    pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: r.get(0)?,
+            time: r.get(1)?,
+            actor: r.get(2)?,
+            kind: r.get(3)?,
+            body: r.get(4)?,
+            body_hash: r.get(5)?,
+            prev: r.get(6)?,
+            hash: r.get(7)?,
+        })
+    }
+
+    /// Parses the row's fields (without checking hashes).
+    pub(crate) fn into_event(self) -> Result<StoredEvent, LedgerError> {
+        let seq = u64::try_from(self.seq).unwrap_or(0);
+        let chain = |problem| LedgerError::Chain { seq, problem };
+        let actor = Actor::parse(&self.actor).map_err(|source| LedgerError::InvalidStoredName {
+            seq,
+            field: "actor",
+            source,
+        })?;
+        let kind = Kind::parse(&self.kind).map_err(|source| LedgerError::InvalidStoredName {
+            seq,
+            field: "kind",
+            source,
+        })?;
+        let body =
+            CanonicalJson::parse(&self.body).map_err(|_| chain(ChainProblem::NonCanonicalBody))?;
+        let h = |b: &[u8]| Hash::from_slice(b).ok_or(chain(ChainProblem::MalformedHash));
+        Ok(StoredEvent {
+            header: EventHeader {
+                seq,
+                time: Timestamp(self.time),
+                actor,
+                kind,
+                body_hash: h(&self.body_hash)?,
+                prev: h(&self.prev)?,
+                hash: h(&self.hash)?,
+            },
+            body,
+        })
+    }
+}
+
+/// Seals a stored event from a new one at a chain position.
+pub(crate) fn chain_event(seq: u64, prev: Hash, time: Timestamp, ev: NewEvent) -> StoredEvent {
+    let bh = body_hash(ev.body.as_bytes());
+    let hash = event_hash(seq, &prev, time, &ev.actor, &ev.kind, &bh);
+    StoredEvent {
+        header: EventHeader {
+            seq,
+            time,
+            actor: ev.actor,
+            kind: ev.kind,
+            body_hash: bh,
+            prev,
+            hash,
+        },
+        body: ev.body,
+    }
+}
+
+fn actor_ledger() -> Actor {
+    Actor::parse("ledger").unwrap_or_else(|_| unreachable!("\"ledger\" is a valid actor"))
+}
+
+fn kind_of(s: &'static str) -> Kind {
+    Kind::parse(s).unwrap_or_else(|_| unreachable!("ledger kinds are valid"))
+}
+
+impl Ledger {
+    /// Creates a new ledger in `dir` (created with mode 0700 if missing; it must not already
+    /// hold a ledger), writes the keyring and the genesis event.
+    pub fn create(
+        dir: &Path,
+        genesis: &Genesis<'_>,
+        projections: Projections,
+    ) -> Result<Self, LedgerError> {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(LedgerError::io("create ledger directory", dir))?;
+        }
+        check_not_writable_by_others(dir)?;
+        let db_path = dir.join(DB_FILE);
+        let keyring_path = dir.join(KEYRING_FILE);
+        for p in [&db_path, &keyring_path] {
+            if p.exists() {
+                return Err(LedgerError::AlreadyExists { path: p.clone() });
+            }
+        }
+        let rng = SystemRandom::new();
+        let master = MasterSecret::generate(&rng)?;
+        let mut id = [0u8; 16];
+        rng.fill(&mut id).map_err(|_| LedgerError::Crypto {
+            operation: "generate ledger id",
+        })?;
+        let ledger_id = LedgerId(id);
+        let officer_refs: Vec<(OfficerName, &Passphrase)> = genesis
+            .officers
+            .iter()
+            .map(|(n, p)| (n.clone(), p))
+            .collect();
+        let keyring = Keyring::seal(
+            ledger_id,
+            1,
+            &master,
+            &officer_refs,
+            genesis.threshold,
+            genesis.kdf,
+            &rng,
+        )?;
+        let keys = LedgerKeys::derive(&master, &ledger_id)?;
+        drop(master);
+
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db_path)
+            .map_err(LedgerError::io("create ledger file", &db_path))?;
+        let mut conn = open_connection(&db_path, &keys, false)?;
+        migrate(&mut conn, &db_path)?;
+        projections
+            .create_tables(&conn)
+            .map_err(LedgerError::sql(&db_path, "create projection tables"))?;
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('ledger_id', ?1)",
+            params![ledger_id.to_hex()],
+        )
+        .map_err(LedgerError::sql(&db_path, "write ledger id"))?;
+        keyring.store(&keyring_path)?;
+
+        let mut ledger = Ledger {
+            conn,
+            dir: dir.to_path_buf(),
+            db_path,
+            ledger_id,
+            keys,
+            keyring,
+            projections,
+        };
+        let names = ledger.keyring.officers();
+        let body = json!({
+            "ledger_id": ledger_id.to_hex(),
+            "officers": names.iter().map(OfficerName::as_str).collect::<Vec<_>>(),
+            "threshold": genesis.threshold,
+            "generation": 1,
+            "kdf_iterations": genesis.kdf.iterations(),
+            "checkpoint_public_key": ledger.public_key().to_hex(),
+            "schema_version": SCHEMA_VERSION,
+        });
+        let actor = OfficerName::joined_actor(&names).unwrap_or_else(|_| actor_ledger());
+        let ev = NewEvent::new(actor, kind_of(kinds::GENESIS), &body).map_err(|source| {
+            LedgerError::InvalidBody {
+                kind: kinds::GENESIS.to_owned(),
+                source,
+            }
+        })?;
+        ledger.append(ev)?;
+        Ok(ledger)
+    }
+
+    /// Opens and unseals the ledger in `dir` with the passphrases of at least `threshold`
+    /// officers. A failed unseal is appended to `unseal-failures.log`; the next successful open
+    /// records the count as a `ledger.unseal_failed` event and clears the file.
+    pub fn open(
+        dir: &Path,
+        officers: &[(OfficerName, Passphrase)],
+        projections: Projections,
+    ) -> Result<Self, LedgerError> {
+        check_not_writable_by_others(dir)?;
+        let db_path = dir.join(DB_FILE);
+        let keyring_path = dir.join(KEYRING_FILE);
+        check_not_writable_by_others(&db_path)?;
+        check_not_writable_by_others(&keyring_path)?;
+        let keyring = Keyring::load(&keyring_path)?;
+        let master = match keyring.unseal(&keyring_path, officers) {
+            Ok(m) => m,
+            Err(e) => {
+                if matches!(
+                    e,
+                    LedgerError::WrongPassphrase { .. }
+                        | LedgerError::NotEnoughOfficers { .. }
+                        | LedgerError::UnknownOfficer { .. }
+                        | LedgerError::KeyringTampered { .. }
+                ) {
+                    record_failure(dir, officers, &e)?;
+                }
+                return Err(e);
+            }
+        };
+        let keys = LedgerKeys::derive(&master, &keyring.ledger_id())?;
+        drop(master);
+        let mut conn = open_connection(&db_path, &keys, false)?;
+        migrate(&mut conn, &db_path)?;
+        let stored_id: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(LedgerError::sql(&db_path, "read ledger id"))?;
+        if stored_id.as_deref() != Some(keyring.ledger_id().to_hex().as_str()) {
+            return Err(LedgerError::KeyringMismatch {
+                keyring: keyring.ledger_id().to_hex(),
+                database: stored_id.unwrap_or_default(),
+            });
+        }
+        projections
+            .create_tables(&conn)
+            .map_err(LedgerError::sql(&db_path, "create projection tables"))?;
+        let mut ledger = Ledger {
+            conn,
+            dir: dir.to_path_buf(),
+            db_path,
+            ledger_id: keyring.ledger_id(),
+            keys,
+            keyring,
+            projections,
+        };
+        ledger.record_pending_failures()?;
+        Ok(ledger)
+    }
+
+    fn record_pending_failures(&mut self) -> Result<(), LedgerError> {
+        let path = self.dir.join(FAILURES_FILE);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(LedgerError::io("read", &path)(e)),
+        };
+        let mut attempts = 0u64;
+        let mut first: Option<i64> = None;
+        let mut last: Option<i64> = None;
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            attempts += 1;
+            // The file is outside bytes: a line that does not parse still counts as an attempt.
+            if let Some(t) = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("time").and_then(serde_json::Value::as_i64))
+            {
+                first = Some(first.map_or(t, |f| f.min(t)));
+                last = Some(last.map_or(t, |l| l.max(t)));
+            }
+        }
+        if attempts > 0 {
+            let body = json!({"attempts": attempts, "first_time": first, "last_time": last});
+            let ev = NewEvent::new(actor_ledger(), kind_of(kinds::UNSEAL_FAILED), &body).map_err(
+                |source| LedgerError::InvalidBody {
+                    kind: kinds::UNSEAL_FAILED.to_owned(),
+                    source,
+                },
+            )?;
+            self.append(ev)?;
+        }
+        std::fs::remove_file(&path).map_err(LedgerError::io("remove", &path))?;
+        Ok(())
+    }
+
+    /// The ledger's id.
+    pub fn ledger_id(&self) -> LedgerId {
+        self.ledger_id
+    }
+
+    /// The ledger directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The keyring as loaded or last re-shared.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The checkpoint public key auditors pin.
+    pub fn public_key(&self) -> CheckpointPublicKey {
+        self.keys.signer.public_key()
+    }
+
+    /// Signs an export header (the bytes start with the export header tag, so they can never
+    /// be mistaken for a checkpoint).
+    pub(crate) fn sign_export_header(&self, signed: &[u8]) -> [u8; 64] {
+        self.keys.signer.sign_raw(signed)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    pub(crate) fn projections(&self) -> &Projections {
+        &self.projections
+    }
+
+    /// Appends one event and its projection rows in one transaction; returns after the commit
+    /// is durable (WAL, `synchronous=FULL`).
+    pub fn append(&mut self, event: NewEvent) -> Result<StoredEvent, LedgerError> {
+        let mut out = self.append_batch(std::iter::once(event))?;
+        out.pop().ok_or(LedgerError::Sqlite {
+            operation: "append",
+            source: rusqlite::Error::QueryReturnedNoRows,
+        })
+    }
+
+    /// Appends several events (and their projection rows) in one transaction: all or none.
+    pub fn append_batch(
+        &mut self,
+        events: impl IntoIterator<Item = NewEvent>,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let db_path = self.db_path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(LedgerError::sql(&db_path, "begin append"))?;
+        let head: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(LedgerError::sql(&db_path, "read head"))?;
+        let (mut seq, mut prev) = match head {
+            None => (0u64, Hash::ZERO),
+            Some((s, h)) => {
+                let s = u64::try_from(s).unwrap_or(0);
+                let h = Hash::from_slice(&h).ok_or(LedgerError::Chain {
+                    seq: s,
+                    problem: ChainProblem::MalformedHash,
+                })?;
+                (s, h)
+            }
+        };
+        let mut out = Vec::new();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (seq, time, actor, kind, body, body_hash, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(LedgerError::sql(&db_path, "prepare append"))?;
+            for ev in events {
+                seq += 1;
+                let stored = chain_event(seq, prev, Timestamp::now(), ev);
+                let h = &stored.header;
+                insert
+                    .execute(params![
+                        i64::try_from(h.seq).unwrap_or(i64::MAX),
+                        h.time.0,
+                        h.actor.as_str(),
+                        h.kind.as_str(),
+                        stored.body.as_bytes(),
+                        &h.body_hash.0[..],
+                        &h.prev.0[..],
+                        &h.hash.0[..],
+                    ])
+                    .map_err(LedgerError::sql(&db_path, "insert event"))?;
+                self.projections.apply(&tx, &stored)?;
+                prev = stored.header.hash;
+                out.push(stored);
+            }
+        }
+        tx.commit()
+            .map_err(LedgerError::sql(&db_path, "commit append"))?;
+        Ok(out)
+    }
+
+    /// The newest event's header, if any.
+    pub fn head(&self) -> Result<Option<EventHeader>, LedgerError> {
+        Ok(self
+            .event_where("ORDER BY seq DESC LIMIT 1", [])?
+            .map(|e| e.header))
+    }
+
+    /// One event by seq.
+    pub fn event(&self, seq: u64) -> Result<Option<StoredEvent>, LedgerError> {
+        self.event_where("WHERE seq = ?1", [i64::try_from(seq).unwrap_or(i64::MAX)])
+    }
+
+    fn event_where<P: rusqlite::Params>(
+        &self,
+        tail: &str,
+        p: P,
+    ) -> Result<Option<StoredEvent>, LedgerError> {
+        let row = self
+            .conn
+            .query_row(&format!("{SELECT_EVENTS} {tail}"), p, RawRow::from_row)
+            .optional()
+            .map_err(LedgerError::sql(&self.db_path, "read event"))?;
+        row.map(RawRow::into_event).transpose()
+    }
+
+    /// Streams events with `from <= seq <= to` in order to `f`, one row in memory at a time.
+    pub fn for_each_event(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(StoredEvent) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{SELECT_EVENTS} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+            ))
+            .map_err(LedgerError::sql(&self.db_path, "query events"))?;
+        let mut rows = stmt
+            .query(params![
+                i64::try_from(from).unwrap_or(i64::MAX),
+                i64::try_from(to).unwrap_or(i64::MAX)
+            ])
+            .map_err(LedgerError::sql(&self.db_path, "query events"))?;
+        while let Some(row) = rows
+            .next()
+            .map_err(LedgerError::sql(&self.db_path, "read events"))?
+        {
+            let raw =
+                RawRow::from_row(row).map_err(LedgerError::sql(&self.db_path, "read events"))?;
+            f(raw.into_event()?)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a read-only query against the projection tables (writes are refused).
+    pub fn query<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, LedgerError> {
+        let sql = || LedgerError::sql(&self.db_path, "query");
+        self.conn
+            .pragma_update(None, "query_only", true)
+            .map_err(sql())?;
+        let out = f(&self.conn);
+        self.conn
+            .pragma_update(None, "query_only", false)
+            .map_err(sql())?;
+        out.map_err(sql())
+    }
+
+    /// Signs the current head and records the checkpoint.
+    pub fn checkpoint(&mut self) -> Result<SignedCheckpoint, LedgerError> {
+        let head = self.head()?.ok_or(LedgerError::Chain {
+            seq: 1,
+            problem: ChainProblem::SeqGap { expected: 1 },
+        })?;
+        let signed = self.keys.signer.sign(Checkpoint {
+            ledger_id: self.ledger_id,
+            seq: head.seq,
+            head: head.hash,
+            time: Timestamp::now(),
+        });
+        self.conn
+            .execute(
+                "INSERT INTO checkpoints (seq, time, head, signature) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    i64::try_from(signed.checkpoint.seq).unwrap_or(i64::MAX),
+                    signed.checkpoint.time.0,
+                    &signed.checkpoint.head.0[..],
+                    &signed.signature[..]
+                ],
+            )
+            .map_err(LedgerError::sql(&self.db_path, "record checkpoint"))?;
+        Ok(signed)
+    }
+
+    /// The checkpoints recorded so far, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>, LedgerError> {
+        let sql = || LedgerError::sql(&self.db_path, "read checkpoints");
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, time, head, signature FROM checkpoints ORDER BY rowid")
+            .map_err(sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .map_err(sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, time, head, sig) = row.map_err(sql())?;
+            let seq = u64::try_from(seq).unwrap_or(0);
+            let bad = |problem| LedgerError::BadCheckpoint { seq, problem };
+            out.push(SignedCheckpoint {
+                checkpoint: Checkpoint {
+                    ledger_id: self.ledger_id,
+                    seq,
+                    head: Hash::from_slice(&head).ok_or(bad("head is not 32 bytes"))?,
+                    time: Timestamp(time),
+                },
+                signature: sig
+                    .try_into()
+                    .map_err(|_| bad("signature is not 64 bytes"))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Re-shares the master secret among `officers` with `threshold` (officers added or removed,
+    /// threshold changed). `quorum` proves the current threshold again. Each new officer's
+    /// passphrase is taken from `passphrases`, or else, for an officer in the quorum, the
+    /// passphrase they just gave. KDF parameters stay those of the current keyring. The new
+    /// keyring is staged, the `ledger.reshare` event committed, then the keyring moved into place.
+    pub fn reshare(
+        &mut self,
+        quorum: &[(OfficerName, Passphrase)],
+        officers: &[OfficerName],
+        passphrases: &[(OfficerName, Passphrase)],
+        threshold: usize,
+    ) -> Result<StoredEvent, LedgerError> {
+        let keyring_path = self.dir.join(KEYRING_FILE);
+        let master = self.keyring.unseal(&keyring_path, quorum)?;
+        let rng = SystemRandom::new();
+        let mut refs: Vec<(OfficerName, &Passphrase)> = Vec::with_capacity(officers.len());
+        for name in officers {
+            let pass = passphrases
+                .iter()
+                .chain(quorum)
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p)
+                .ok_or_else(|| LedgerError::MissingPassphrase {
+                    name: name.as_str().to_owned(),
+                })?;
+            refs.push((name.clone(), pass));
+        }
+        let kdf = self.keyring.kdf();
+        let generation = self.keyring.generation() + 1;
+        let new = Keyring::seal(
+            self.ledger_id,
+            generation,
+            &master,
+            &refs,
+            threshold,
+            kdf,
+            &rng,
+        )?;
+        drop(master);
+        let old_names = self.keyring.officers();
+        let new_names = new.officers();
+        let strs = |v: &[OfficerName]| v.iter().map(|n| n.as_str().to_owned()).collect::<Vec<_>>();
+        let added: Vec<OfficerName> = new_names
+            .iter()
+            .filter(|n| !old_names.contains(n))
+            .cloned()
+            .collect();
+        let removed: Vec<OfficerName> = old_names
+            .iter()
+            .filter(|n| !new_names.contains(n))
+            .cloned()
+            .collect();
+        let approvers: Vec<OfficerName> = quorum.iter().map(|(n, _)| n.clone()).collect();
+        let body = json!({
+            "generation": generation,
+            "threshold": threshold,
+            "officers": strs(&new_names),
+            "added": strs(&added),
+            "removed": strs(&removed),
+            "approved_by": strs(&approvers),
+            "kdf_iterations": kdf.iterations(),
+        });
+        let actor = OfficerName::joined_actor(&approvers).unwrap_or_else(|_| actor_ledger());
+        let ev = NewEvent::new(actor, kind_of(kinds::RESHARE), &body).map_err(|source| {
+            LedgerError::InvalidBody {
+                kind: kinds::RESHARE.to_owned(),
+                source,
+            }
+        })?;
+        let staged = self.dir.join(format!("{KEYRING_FILE}.next"));
+        new.store(&staged)?;
+        let stored = self.append(ev)?;
+        std::fs::rename(&staged, &keyring_path)
+            .map_err(LedgerError::io("rename into place", &keyring_path))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(LedgerError::io("fsync directory", &self.dir))?;
+        self.keyring = new;
+        Ok(stored)
+    }
+}
+
+fn record_failure(
+    dir: &Path,
+    officers: &[(OfficerName, Passphrase)],
+    e: &LedgerError,
+) -> Result<(), LedgerError> {
+    let path = dir.join(FAILURES_FILE);
+    let reason = match e {
+        LedgerError::WrongPassphrase { .. } => "wrong_passphrase",
+        LedgerError::NotEnoughOfficers { .. } => "not_enough_officers",
+        LedgerError::UnknownOfficer { .. } => "unknown_officer",
+        _ => "keyring_integrity",
+    };
+    let line = json!({
+        "time": Timestamp::now().0,
+        "officers": officers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        "reason": reason,
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(LedgerError::io("open", &path))?;
+    writeln!(f, "{line}").map_err(LedgerError::io("write", &path))?;
+    f.sync_all().map_err(LedgerError::io("fsync", &path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::verify::verify_ledger;
+    use std::num::NonZeroU32;
+
+    pub(crate) fn officers() -> Vec<(OfficerName, Passphrase)> {
+        ["alice", "bob"]
+            .iter()
+            .map(|n| {
+                (
+                    OfficerName::parse(n).expect("name"),
+                    Passphrase::for_unseal(Zeroizing::new(format!("{n}-passphrase-1")))
+                        .expect("pass"),
+                )
+            })
+            .collect()
+    }
+
+    fn new_ledger(dir: &Path) -> Ledger {
+        let officers = officers();
+        let genesis = Genesis {
+            officers: &officers,
+            threshold: 2,
+            kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN)),
+        };
+        Ledger::create(dir, &genesis, Projections::ledger_only()).expect("create")
+    }
+
+    fn ev(kind: &str, body: serde_json::Value) -> NewEvent {
+        NewEvent::new(
+            Actor::parse("tester").expect("actor"),
+            Kind::parse(kind).expect("kind"),
+            &body,
+        )
+        .expect("body")
+    }
+
+    #[test]
+    fn triggers_refuse_update_and_delete() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let mut l = new_ledger(&dir);
+        l.append(ev("test.one", json!({"a": 1}))).expect("append");
+        l.checkpoint().expect("checkpoint");
+        for sql in [
+            "UPDATE events SET actor = 'mallory' WHERE seq = 1",
+            "DELETE FROM events WHERE seq = 2",
+            "DELETE FROM checkpoints",
+        ] {
+            let err = l.conn.execute(sql, []).expect_err(sql);
+            assert!(err.to_string().contains("append-only"), "{err}");
+        }
+        assert!(
+            l.query(|c| c.execute("DELETE FROM users", [])).is_err(),
+            "query() is read-only"
+        );
+    }
+
+    #[test]
+    fn projection_edit_is_detected_by_verify() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let l = new_ledger(&dir);
+        let report = verify_ledger(&l).expect("verify");
+        assert_eq!(report.events, 1);
+        assert_eq!(
+            report.tables,
+            vec!["users".to_owned(), "keyring_generations".to_owned()]
+        );
+        l.conn
+            .execute("UPDATE users SET active = 0 WHERE name = 'bob'", [])
+            .expect("edit projection");
+        match verify_ledger(&l) {
+            Err(LedgerError::ProjectionMismatch { table, .. }) => assert_eq!(table, "users"),
+            other => panic!("unexpected {other:?}"),
+        }
+        l.conn
+            .execute("UPDATE users SET active = 1 WHERE name = 'bob'", [])
+            .expect("restore");
+        l.conn
+            .execute("INSERT INTO users VALUES ('mallory', 'officer', 1, 1)", [])
+            .expect("insert");
+        assert!(matches!(
+            verify_ledger(&l),
+            Err(LedgerError::ProjectionMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn newer_schema_is_refused_naming_both_versions() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let l = new_ledger(&dir);
+        l.conn.pragma_update(None, "user_version", 7).expect("bump");
+        drop(l);
+        let err = Ledger::open(&dir, &officers(), Projections::ledger_only()).expect_err("too new");
+        assert!(
+            matches!(
+                err,
+                LedgerError::SchemaTooNew {
+                    found: 7,
+                    supported: 1
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains('7') && err.to_string().contains('1'));
+    }
+
+    #[test]
+    fn dropping_the_triggers_does_not_hide_edits() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let mut l = new_ledger(&dir);
+        l.append(ev("test.one", json!({"account": "123456789012"})))
+            .expect("append");
+        l.conn.execute_batch("DROP TRIGGER events_no_update; UPDATE events SET body = CAST('{\"account\":\"999999999999\"}' AS BLOB) WHERE seq = 2;").expect("edit");
+        assert!(matches!(
+            verify_ledger(&l),
+            Err(LedgerError::Chain {
+                seq: 2,
+                problem: ChainProblem::BodyHashMismatch
+            })
+        ));
+    }
+}

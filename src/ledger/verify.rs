@@ -1,0 +1,527 @@
+//! Verification: of an export, offline with only the pinned public key ([`verify_export`]), and
+//! of the live ledger, chain and projections ([`verify_ledger`]).
+
+use std::io::BufRead;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::Connection;
+
+use super::chain::{
+    body_hash, event_hash, CheckpointPublicKey, CheckpointSigner, Hash, LedgerId, SignedCheckpoint,
+};
+use super::error::{ChainProblem, LedgerError};
+use super::event::EventHeader;
+use super::export::{parse_export_line, ExportLine, LineError, MAX_LINE};
+use super::store::{Ledger, RawRow, SELECT_EVENTS};
+
+/// What is wrong with an export, at a line.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}{}: {problem}", seq.map(|s| format!(" (seq {s})")).unwrap_or_default())]
+pub struct ExportFailure {
+    /// 1-based line number.
+    pub line: u64,
+    /// The seq of the event on or expected at that line, when there is one.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    #[source]
+    pub problem: ExportProblem,
+}
+
+/// The kinds of export failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportProblem {
+    /// Reading the input failed.
+    #[error("reading the export failed: {0}")]
+    Io(#[source] std::io::Error),
+    /// The line is longer than [`MAX_LINE`].
+    #[error("line longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    /// The line does not parse.
+    #[error("malformed line: {0}")]
+    Malformed(#[source] LineError),
+    /// The first line is not the export header.
+    #[error("the first line must be the export header")]
+    MissingHeader,
+    /// The header's signature does not verify with the pinned key (edited header or wrong key).
+    #[error("export header signature does not verify with the pinned public key")]
+    BadHeaderSignature,
+    /// A second header.
+    #[error("unexpected header line")]
+    UnexpectedHeader,
+    /// The export is empty.
+    #[error("the export is empty")]
+    Empty,
+    /// Events are missing, repeated or out of order.
+    #[error(
+        "expected seq {expected}, found seq {found} (an event was deleted, duplicated or moved)"
+    )]
+    SeqOutOfOrder {
+        /// The seq that should come next.
+        expected: u64,
+        /// The seq found.
+        found: u64,
+    },
+    /// `prev` does not match the previous event's hash.
+    #[error("prev hash does not match the previous event's hash")]
+    BrokenLink,
+    /// The body does not match `body_hash`.
+    #[error("body does not match body_hash (the body was edited)")]
+    BodyHashMismatch,
+    /// The fields do not match `hash`.
+    #[error("hash does not match the event's fields (seq, prev, time, actor, kind or body_hash was edited)")]
+    HashMismatch,
+    /// A checkpoint line before any event.
+    #[error("checkpoint before any event")]
+    CheckpointWithoutEvents,
+    /// The checkpoint is for another ledger than the header says.
+    #[error("checkpoint is for ledger {found}, the export header says {expected}")]
+    LedgerIdMismatch {
+        /// From the header (or the `--after` checkpoint).
+        expected: LedgerId,
+        /// From the checkpoint.
+        found: LedgerId,
+    },
+    /// The checkpoint names another signing key than the one given.
+    #[error("checkpoint claims key fingerprint {found}, the pinned key is {expected}")]
+    WrongKey {
+        /// Fingerprint of the pinned key.
+        expected: String,
+        /// Fingerprint on the checkpoint line.
+        found: String,
+    },
+    /// The checkpoint's signature does not verify with the pinned key.
+    #[error("checkpoint signature does not verify with the pinned public key")]
+    BadSignature,
+    /// The checkpoint does not sign the last event.
+    #[error("checkpoint signs seq {seq} head {head}, but the last event is seq {last_seq} hash {last_hash}")]
+    CheckpointMismatch {
+        /// Seq in the checkpoint.
+        seq: u64,
+        /// Head in the checkpoint.
+        head: Hash,
+        /// Last event's seq.
+        last_seq: u64,
+        /// Last event's hash.
+        last_hash: Hash,
+    },
+    /// Lines after the checkpoint.
+    #[error("line after the final checkpoint")]
+    LineAfterCheckpoint,
+    /// No checkpoint at the end: the export was truncated.
+    #[error("no checkpoint at the end of the export (truncated)")]
+    MissingCheckpoint,
+    /// The `--after` checkpoint's signature does not verify.
+    #[error("the earlier checkpoint's signature does not verify with the pinned public key")]
+    AfterBadSignature,
+    /// The export does not contain the earlier checkpoint's head: history was rewritten.
+    #[error("event hash {found} differs from the earlier checkpoint's head {expected}: history was rewritten")]
+    AfterNotExtended {
+        /// Head in the earlier checkpoint.
+        expected: Hash,
+        /// Hash found at that seq.
+        found: Hash,
+    },
+    /// The export ends before the earlier checkpoint's seq.
+    #[error("the export ends at seq {last} before the earlier checkpoint's seq {after}")]
+    AfterBeyondExport {
+        /// Earlier checkpoint's seq.
+        after: u64,
+        /// Last seq in the export.
+        last: u64,
+    },
+}
+
+/// What a valid export contains.
+#[derive(Clone, Debug)]
+pub struct VerifiedExport {
+    /// The ledger.
+    pub ledger_id: LedgerId,
+    /// Events with bodies.
+    pub events: u64,
+    /// Stubs.
+    pub stubs: u64,
+    /// The final checkpoint.
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// Verifies a JSON Lines export offline: the header, every hash and link from seq 1, the final
+/// checkpoint's signature with the pinned key, and with `after`, that the export extends that
+/// earlier checkpoint. Reads line by line in constant memory.
+pub fn verify_export(
+    mut input: impl BufRead,
+    key: &CheckpointPublicKey,
+    after: Option<&SignedCheckpoint>,
+) -> Result<VerifiedExport, ExportFailure> {
+    let fail = |line: u64, seq: Option<u64>, problem| ExportFailure { line, seq, problem };
+    if let Some(a) = after {
+        if !a.verify(key) {
+            return Err(fail(
+                0,
+                Some(a.checkpoint.seq),
+                ExportProblem::AfterBadSignature,
+            ));
+        }
+    }
+    let mut buf = Vec::with_capacity(1024);
+    let mut lineno = 0u64;
+    let mut ledger_id: Option<LedgerId> = None;
+    let mut last: Option<EventHeader> = None;
+    let (mut events, mut stubs) = (0u64, 0u64);
+    let mut finished: Option<SignedCheckpoint> = None;
+    loop {
+        buf.clear();
+        let n = std::io::Read::take(&mut input, MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| fail(lineno + 1, None, ExportProblem::Io(e)))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        } else if buf.len() > MAX_LINE {
+            return Err(fail(lineno, None, ExportProblem::LineTooLong));
+        }
+        let expected_seq = last.as_ref().map_or(1, |h| h.seq + 1);
+        if finished.is_some() {
+            if buf.is_empty() {
+                continue;
+            }
+            return Err(fail(lineno, None, ExportProblem::LineAfterCheckpoint));
+        }
+        let parsed = parse_export_line(&buf)
+            .map_err(|e| fail(lineno, Some(expected_seq), ExportProblem::Malformed(e)))?;
+        match parsed {
+            ExportLine::Header {
+                ledger_id: id,
+                signed,
+                signature,
+                ..
+            } => {
+                if ledger_id.is_some() {
+                    return Err(fail(lineno, None, ExportProblem::UnexpectedHeader));
+                }
+                if !CheckpointSigner::verify_raw(key, &signed, &signature) {
+                    return Err(fail(lineno, None, ExportProblem::BadHeaderSignature));
+                }
+                if let Some(a) = after {
+                    if a.checkpoint.ledger_id != id {
+                        return Err(fail(
+                            lineno,
+                            None,
+                            ExportProblem::LedgerIdMismatch {
+                                expected: a.checkpoint.ledger_id,
+                                found: id,
+                            },
+                        ));
+                    }
+                }
+                ledger_id = Some(id);
+            }
+            _ if ledger_id.is_none() => {
+                return Err(fail(lineno, None, ExportProblem::MissingHeader));
+            }
+            ExportLine::Event(_) | ExportLine::Stub(_) => {
+                let (h, body) = match parsed {
+                    ExportLine::Event(ev) => {
+                        events += 1;
+                        (ev.header, Some(ev.body))
+                    }
+                    ExportLine::Stub(h) => {
+                        stubs += 1;
+                        (h, None)
+                    }
+                    _ => continue,
+                };
+                let seq = Some(h.seq);
+                if h.seq != expected_seq {
+                    return Err(fail(
+                        lineno,
+                        seq,
+                        ExportProblem::SeqOutOfOrder {
+                            expected: expected_seq,
+                            found: h.seq,
+                        },
+                    ));
+                }
+                let want_prev = last.as_ref().map_or(Hash::ZERO, |l| l.hash);
+                if h.prev != want_prev {
+                    return Err(fail(lineno, seq, ExportProblem::BrokenLink));
+                }
+                if let Some(body) = &body {
+                    if body_hash(body.as_bytes()) != h.body_hash {
+                        return Err(fail(lineno, seq, ExportProblem::BodyHashMismatch));
+                    }
+                }
+                if event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) != h.hash {
+                    return Err(fail(lineno, seq, ExportProblem::HashMismatch));
+                }
+                if let Some(a) = after {
+                    if a.checkpoint.seq == h.seq && a.checkpoint.head != h.hash {
+                        return Err(fail(
+                            lineno,
+                            seq,
+                            ExportProblem::AfterNotExtended {
+                                expected: a.checkpoint.head,
+                                found: h.hash,
+                            },
+                        ));
+                    }
+                }
+                last = Some(h);
+            }
+            ExportLine::Checkpoint {
+                checkpoint,
+                key_fingerprint,
+            } => {
+                let seq = Some(checkpoint.checkpoint.seq);
+                let Some(l) = &last else {
+                    return Err(fail(lineno, seq, ExportProblem::CheckpointWithoutEvents));
+                };
+                if let Some(id) = ledger_id {
+                    if checkpoint.checkpoint.ledger_id != id {
+                        return Err(fail(
+                            lineno,
+                            seq,
+                            ExportProblem::LedgerIdMismatch {
+                                expected: id,
+                                found: checkpoint.checkpoint.ledger_id,
+                            },
+                        ));
+                    }
+                }
+                if key_fingerprint != key.fingerprint() {
+                    return Err(fail(
+                        lineno,
+                        seq,
+                        ExportProblem::WrongKey {
+                            expected: key.fingerprint(),
+                            found: key_fingerprint,
+                        },
+                    ));
+                }
+                if !checkpoint.verify(key) {
+                    return Err(fail(lineno, seq, ExportProblem::BadSignature));
+                }
+                if checkpoint.checkpoint.seq != l.seq || checkpoint.checkpoint.head != l.hash {
+                    return Err(fail(
+                        lineno,
+                        seq,
+                        ExportProblem::CheckpointMismatch {
+                            seq: checkpoint.checkpoint.seq,
+                            head: checkpoint.checkpoint.head,
+                            last_seq: l.seq,
+                            last_hash: l.hash,
+                        },
+                    ));
+                }
+                finished = Some(checkpoint);
+            }
+        }
+    }
+    let Some(checkpoint) = finished else {
+        let problem = if lineno == 0 {
+            ExportProblem::Empty
+        } else {
+            ExportProblem::MissingCheckpoint
+        };
+        return Err(fail(lineno + 1, last.as_ref().map(|l| l.seq + 1), problem));
+    };
+    if let Some(a) = after {
+        if a.checkpoint.seq > checkpoint.checkpoint.seq {
+            return Err(fail(
+                lineno,
+                Some(a.checkpoint.seq),
+                ExportProblem::AfterBeyondExport {
+                    after: a.checkpoint.seq,
+                    last: checkpoint.checkpoint.seq,
+                },
+            ));
+        }
+    }
+    Ok(VerifiedExport {
+        ledger_id: checkpoint.checkpoint.ledger_id,
+        events,
+        stubs,
+        checkpoint,
+    })
+}
+
+/// What the live verification checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerReport {
+    /// Events checked.
+    pub events: u64,
+    /// Head seq and hash.
+    pub head: Option<(u64, Hash)>,
+    /// Checkpoints whose signatures and heads were checked.
+    pub checkpoints: u64,
+    /// Projection tables proved equal to a replay.
+    pub tables: Vec<String>,
+}
+
+/// Verifies the live ledger: every stored event (canonical body, body hash, link, hash), every
+/// recorded checkpoint, and that every projection table equals a replay of all events into an
+/// in-memory database.
+pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
+    let db = ledger.db_path();
+    let conn = ledger.conn();
+    let replay =
+        Connection::open_in_memory().map_err(LedgerError::sql(db, "open replay database"))?;
+    ledger
+        .projections()
+        .create_tables(&replay)
+        .map_err(LedgerError::sql(db, "create replay tables"))?;
+    let mut stmt = conn
+        .prepare(&format!("{SELECT_EVENTS} ORDER BY seq"))
+        .map_err(LedgerError::sql(db, "query events"))?;
+    let mut rows = stmt
+        .query([])
+        .map_err(LedgerError::sql(db, "query events"))?;
+    let mut prev = Hash::ZERO;
+    let mut count = 0u64;
+    let mut hashes_at_checkpoints = std::collections::BTreeMap::new();
+    for cp in ledger.checkpoints()? {
+        hashes_at_checkpoints
+            .entry(cp.checkpoint.seq)
+            .or_insert_with(Vec::new)
+            .push(cp);
+    }
+    let mut checkpoints = 0u64;
+    replay
+        .execute_batch("BEGIN")
+        .map_err(LedgerError::sql(db, "begin replay"))?;
+    while let Some(row) = rows.next().map_err(LedgerError::sql(db, "read events"))? {
+        let raw = RawRow::from_row(row).map_err(LedgerError::sql(db, "read events"))?;
+        let expected = count + 1;
+        let seq = u64::try_from(raw.seq).unwrap_or(0);
+        if seq != expected {
+            return Err(LedgerError::Chain {
+                seq,
+                problem: ChainProblem::SeqGap { expected },
+            });
+        }
+        let ev = raw.into_event()?;
+        let h = &ev.header;
+        let chain = |problem| LedgerError::Chain { seq, problem };
+        if body_hash(ev.body.as_bytes()) != h.body_hash {
+            return Err(chain(ChainProblem::BodyHashMismatch));
+        }
+        if h.prev != prev {
+            return Err(chain(ChainProblem::BrokenLink));
+        }
+        if event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) != h.hash {
+            return Err(chain(ChainProblem::HashMismatch));
+        }
+        for cp in hashes_at_checkpoints.get(&seq).into_iter().flatten() {
+            if cp.checkpoint.head != h.hash {
+                return Err(LedgerError::BadCheckpoint {
+                    seq,
+                    problem: "head differs from the event's hash",
+                });
+            }
+        }
+        ledger.projections().apply(&replay, &ev)?;
+        prev = h.hash;
+        count = seq;
+    }
+    replay
+        .execute_batch("COMMIT")
+        .map_err(LedgerError::sql(db, "commit replay"))?;
+    for (seq, cp) in hashes_at_checkpoints
+        .iter()
+        .flat_map(|(seq, cps)| cps.iter().map(move |cp| (seq, cp)))
+    {
+        if *seq > count || *seq == 0 {
+            return Err(LedgerError::BadCheckpoint {
+                seq: *seq,
+                problem: "beyond the last event",
+            });
+        }
+        if !cp.verify(&ledger.public_key()) {
+            return Err(LedgerError::BadCheckpoint {
+                seq: *seq,
+                problem: "signature does not verify",
+            });
+        }
+        checkpoints += 1;
+    }
+    let mut tables = Vec::new();
+    for table in ledger.projections().tables() {
+        compare_table(conn, &replay, table, db)?;
+        tables.push(table.to_owned());
+    }
+    Ok(LedgerReport {
+        events: count,
+        head: (count > 0).then_some((count, prev)),
+        checkpoints,
+        tables,
+    })
+}
+
+fn compare_table(
+    live: &Connection,
+    replay: &Connection,
+    table: &str,
+    db: &std::path::Path,
+) -> Result<(), LedgerError> {
+    let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+    let ncols = live
+        .prepare(&format!("SELECT * FROM {quoted} LIMIT 0"))
+        .map_err(LedgerError::sql(db, "inspect projection table"))?
+        .column_count();
+    let order = (1..=ncols)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!("SELECT * FROM {quoted} ORDER BY {order}");
+    let mut a = live
+        .prepare(&sql)
+        .map_err(LedgerError::sql(db, "read projection table"))?;
+    let mut b = replay
+        .prepare(&sql)
+        .map_err(LedgerError::sql(db, "read replayed table"))?;
+    let mut ra = a
+        .query([])
+        .map_err(LedgerError::sql(db, "read projection table"))?;
+    let mut rb = b
+        .query([])
+        .map_err(LedgerError::sql(db, "read replayed table"))?;
+    let mismatch = |detail: String| LedgerError::ProjectionMismatch {
+        table: table.to_owned(),
+        detail,
+    };
+    let mut n = 0u64;
+    loop {
+        let x = ra
+            .next()
+            .map_err(LedgerError::sql(db, "read projection table"))?;
+        let y = rb
+            .next()
+            .map_err(LedgerError::sql(db, "read replayed table"))?;
+        n += 1;
+        match (x, y) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => {
+                return Err(mismatch(format!(
+                    "row {n} is not in the replay (extra row)"
+                )))
+            }
+            (None, Some(_)) => return Err(mismatch(format!("row {n} of the replay is missing"))),
+            (Some(x), Some(y)) => {
+                for i in 0..ncols {
+                    let vx: SqlValue = x
+                        .get(i)
+                        .map_err(LedgerError::sql(db, "read projection value"))?;
+                    let vy: SqlValue = y
+                        .get(i)
+                        .map_err(LedgerError::sql(db, "read replayed value"))?;
+                    if vx != vy {
+                        return Err(mismatch(format!("row {n} column {} differs", i + 1)));
+                    }
+                }
+            }
+        }
+    }
+}
