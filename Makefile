@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
-FUZZ_SMOKE_RUNS ?= 5000
+FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SOAK_RUNS ?= 10000000
 export CARGO_TERM_COLOR ?= never
 
