@@ -862,6 +862,16 @@ mod tests {
     }
 
     #[test]
+    fn ledger_debug_shows_no_key() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let l = new_ledger(&tmp.path().join("l"));
+        let shown = format!("{l:?} {:?}", l.keys);
+        let key_hex = &l.keys.sqlcipher_key[2..66];
+        assert!(!shown.contains(key_hex), "{shown}");
+        assert!(!shown.contains("passphrase-1"), "{shown}");
+    }
+
+    #[test]
     fn triggers_refuse_update_and_delete() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("l");
