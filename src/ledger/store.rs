@@ -389,13 +389,7 @@ impl Ledger {
         let master = match keyring.unseal(&keyring_path, officers) {
             Ok(m) => m,
             Err(e) => {
-                if matches!(
-                    e,
-                    LedgerError::WrongPassphrase { .. }
-                        | LedgerError::NotEnoughOfficers { .. }
-                        | LedgerError::UnknownOfficer { .. }
-                        | LedgerError::KeyringTampered { .. }
-                ) {
+                if counts_as_failed_unseal(&e) {
                     record_failure(dir, officers, &e)?;
                 }
                 return Err(e);
@@ -726,7 +720,15 @@ impl Ledger {
         threshold: usize,
     ) -> Result<StoredEvent, LedgerError> {
         let keyring_path = self.dir.join(KEYRING_FILE);
-        let master = self.keyring.unseal(&keyring_path, quorum)?;
+        let master = match self.keyring.unseal(&keyring_path, quorum) {
+            Ok(m) => m,
+            Err(e) => {
+                if counts_as_failed_unseal(&e) {
+                    record_failure(&self.dir, quorum, &e)?;
+                }
+                return Err(e);
+            }
+        };
         let rng = SystemRandom::new();
         let mut refs: Vec<(OfficerName, &Passphrase)> = Vec::with_capacity(officers.len());
         for name in officers {
@@ -793,6 +795,17 @@ impl Ledger {
         self.keyring = new;
         Ok(stored)
     }
+}
+
+/// Unseal failures that are counted (and later recorded as a `ledger.unseal_failed` event).
+fn counts_as_failed_unseal(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::WrongPassphrase { .. }
+            | LedgerError::NotEnoughOfficers { .. }
+            | LedgerError::UnknownOfficer { .. }
+            | LedgerError::KeyringTampered { .. }
+    )
 }
 
 fn record_failure(
