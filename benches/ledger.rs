@@ -4,41 +4,19 @@
 //! `LEDGER_BENCH_EVENTS` sets the size of the large ledger (default 1,000,000).
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
-use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mfa_custody::ledger::chain::{body_hash, event_hash};
 use mfa_custody::ledger::{
-    export, verify_ledger, Actor, ExportFilter, ExportFormat, Genesis, Hash, KdfParams, Kind,
-    Ledger, NewEvent, OfficerName, Passphrase, Projections, Timestamp,
+    export, verify_ledger, Actor, ExportFilter, ExportFormat, Hash, Kind, NewEvent, Timestamp,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
-use zeroize::Zeroizing;
 
-fn officers() -> Vec<(OfficerName, Passphrase)> {
-    ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("name"),
-                Passphrase::for_unseal(Zeroizing::new(format!("{n}-Passphrase-1"))).expect("pass"),
-            )
-        })
-        .collect()
-}
-
-fn create(dir: &Path) -> Ledger {
-    let officers = officers();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
-    };
-    Ledger::create(dir, &genesis, Projections::ledger_only()).expect("create")
-}
+#[path = "../tests/ledger_support/mod.rs"]
+mod ledger_support;
+use ledger_support::create;
 
 fn sample_event(i: u64) -> NewEvent {
     let body = json!({

@@ -1,14 +1,13 @@
 //! Confidentiality at rest: account ids, e-mail addresses, kinds and passphrases never appear in
 //! the database, its WAL, or the keyring.
 
-use std::num::NonZeroU32;
 use std::path::Path;
 
-use mfa_custody::ledger::{
-    Actor, Genesis, KdfParams, Kind, Ledger, NewEvent, OfficerName, Passphrase, Projections,
-};
+use mfa_custody::ledger::{Actor, Kind, Ledger, NewEvent, Projections};
 use serde_json::json;
-use zeroize::Zeroizing;
+
+mod ledger_support;
+use ledger_support::{create, officers};
 
 const SECRETS: &[&str] = &[
     "731945608217",
@@ -18,18 +17,6 @@ const SECRETS: &[&str] = &[
     "alice-Passphrase-1",
     "bob-Passphrase-1",
 ];
-
-fn officers() -> Vec<(OfficerName, Passphrase)> {
-    ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("name"),
-                Passphrase::for_unseal(Zeroizing::new(format!("{n}-Passphrase-1"))).expect("pass"),
-            )
-        })
-        .collect()
-}
 
 fn assert_absent(dir: &Path, when: &str) {
     let mut checked = 0;
@@ -57,13 +44,7 @@ fn assert_absent(dir: &Path, when: &str) {
 fn no_plaintext_in_database_wal_or_keyring() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("l");
-    let officers = officers();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
-    };
-    let mut ledger = Ledger::create(&dir, &genesis, Projections::ledger_only()).expect("create");
+    let mut ledger = create(&dir);
     for i in 0..200 {
         let body = json!({"account": "731945608217", "root_email": "root-mailbox@corp-example.com",
                           "ticket": "CHG-424242", "n": i});
@@ -99,14 +80,8 @@ fn group_writable_directory_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("l");
-    let officers = officers();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
-    };
-    drop(Ledger::create(&dir, &genesis, Projections::ledger_only()).expect("create"));
+    drop(create(&dir));
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).expect("chmod");
-    let err = Ledger::open(&dir, &officers, Projections::ledger_only()).expect_err("opened");
+    let err = Ledger::open(&dir, &officers(), Projections::ledger_only()).expect_err("opened");
     assert!(err.to_string().contains("0770"), "{err}");
 }

@@ -6,32 +6,18 @@
 //! returns. Without the variable that test does nothing.
 
 use std::io::{BufRead, BufReader, Write};
-use std::num::NonZeroU32;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mfa_custody::ledger::{
-    verify_ledger, Actor, Genesis, KdfParams, Kind, Ledger, NewEvent, OfficerName, Passphrase,
-    Projections,
-};
+use mfa_custody::ledger::{verify_ledger, Actor, Kind, Ledger, NewEvent, Projections};
 use serde_json::json;
-use zeroize::Zeroizing;
+
+mod ledger_support;
+use ledger_support::{create, officers};
 
 const WRITER_ENV: &str = "MFA_CUSTODY_CRASH_WRITER";
 const KILLS: usize = 30;
-
-fn officers() -> Vec<(OfficerName, Passphrase)> {
-    ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("name"),
-                Passphrase::for_unseal(Zeroizing::new(format!("{n}-Passphrase-1"))).expect("pass"),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn crash_writer_child() {
@@ -76,15 +62,7 @@ fn sigkill_never_loses_an_acknowledged_event() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("ledger");
-    {
-        let officers = officers();
-        let genesis = Genesis {
-            officers: &officers,
-            threshold: 2,
-            kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
-        };
-        Ledger::create(&dir, &genesis, Projections::ledger_only()).expect("create");
-    }
+    drop(create(&dir));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64 | 1)

@@ -1,47 +1,16 @@
 //! Tamper evidence: every edit of an export is detected and named; raw byte flips in the
 //! database file and wrong keys give the single "corrupted or wrong key" error, never a panic.
 
-use std::num::NonZeroU32;
 use std::path::Path;
 
 use mfa_custody::ledger::{
-    export, verify_export, verify_ledger, Actor, CheckpointPublicKey, ExportFilter, ExportFormat,
-    ExportProblem, Genesis, KdfParams, Kind, Ledger, LedgerError, NewEvent, OfficerName,
-    Passphrase, Projections,
+    export, verify_export, verify_ledger, CheckpointPublicKey, ExportFilter, ExportFormat,
+    ExportProblem, Ledger, LedgerError, Projections,
 };
 use serde_json::{json, Value};
-use zeroize::Zeroizing;
 
-fn officers() -> Vec<(OfficerName, Passphrase)> {
-    ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("name"),
-                Passphrase::for_unseal(Zeroizing::new(format!("{n}-Passphrase-1"))).expect("pass"),
-            )
-        })
-        .collect()
-}
-
-fn create(dir: &Path) -> Ledger {
-    let officers = officers();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
-    };
-    Ledger::create(dir, &genesis, Projections::ledger_only()).expect("create")
-}
-
-fn ev(actor: &str, kind: &str, body: Value) -> NewEvent {
-    NewEvent::new(
-        Actor::parse(actor).expect("actor"),
-        Kind::parse(kind).expect("kind"),
-        &body,
-    )
-    .expect("event")
-}
+mod ledger_support;
+use ledger_support::{create, ev, officers};
 
 fn sample_ledger(dir: &Path) -> Ledger {
     let mut l = create(dir);

@@ -13,7 +13,7 @@ use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, Unse
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
     export, parse_export_line, verify_export, Actor, CheckpointPublicKey, ExportFilter,
-    ExportFormat, ExportLine, Kind, SignedCheckpoint, Timestamp,
+    ExportFormat, ExportLine, Kind, LedgerError, SignedCheckpoint, Timestamp,
 };
 
 /// `custody audit` subcommands.
@@ -208,7 +208,16 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::new(stdout.lock());
-            export(&mut ledger, &filter, format, &mut w)?
+            match export(&mut ledger, &filter, format, &mut w) {
+                Ok(s) => s,
+                // The reader went away (`| head`): not an error.
+                Err(LedgerError::Output { source })
+                    if source.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     let cp = &summary.checkpoint.checkpoint;

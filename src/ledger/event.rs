@@ -73,16 +73,6 @@ impl CanonicalJson {
         // Canonical bytes were produced by our own encoder from a JSON value, so they parse.
         serde_json::from_slice(&self.0).unwrap_or(Value::Null)
     }
-
-    /// A top-level string (or integer, as its decimal text) field of the body, used by export
-    /// filters (`account`, `device`).
-    pub fn top_level_field(&self, name: &str) -> Option<String> {
-        match self.to_value().get(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Debug for CanonicalJson {

@@ -57,12 +57,27 @@ impl ExportFilter {
             && self.until.map_or(true, |t| h.time < t)
             && (self.kinds.is_empty() || self.kinds.contains(&h.kind))
             && self.actor.as_ref().map_or(true, |a| a == &h.actor)
-            && self.account.as_ref().map_or(true, |a| {
-                ev.body.top_level_field("account").as_ref() == Some(a)
-            })
-            && self.device.as_ref().map_or(true, |d| {
-                ev.body.top_level_field("device").as_ref() == Some(d)
-            })
+            && self.body_fields_match(ev)
+    }
+
+    /// The `account` and `device` criteria, parsing the body once and only when one is set.
+    fn body_fields_match(&self, ev: &StoredEvent) -> bool {
+        if self.account.is_none() && self.device.is_none() {
+            return true;
+        }
+        let body = ev.body.to_value();
+        let field = |name: &str| match body.get(name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        self.account
+            .as_ref()
+            .map_or(true, |a| field("account").as_ref() == Some(a))
+            && self
+                .device
+                .as_ref()
+                .map_or(true, |d| field("device").as_ref() == Some(d))
     }
 
     fn to_json(&self) -> Value {

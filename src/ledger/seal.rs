@@ -1019,6 +1019,22 @@ mod tests {
         assert!(Keyring::parse(weak.as_bytes()).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn keyring_parser_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = Keyring::parse(&bytes);
+        }
+
+        #[test]
+        fn keyring_parser_survives_edits_of_a_real_keyring(pos in 0usize..2000, byte in proptest::prelude::any::<u8>()) {
+            static KEYRING: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            let mut bytes = KEYRING.get_or_init(|| three_officers().0.to_bytes()).clone();
+            let i = pos % bytes.len();
+            bytes[i] = byte;
+            let _ = Keyring::parse(&bytes);
+        }
+    }
+
     #[test]
     fn threshold_below_two_is_refused() {
         let rng = SystemRandom::new();

@@ -389,13 +389,7 @@ impl Ledger {
         let master = match keyring.unseal(&keyring_path, officers) {
             Ok(m) => m,
             Err(e) => {
-                if matches!(
-                    e,
-                    LedgerError::WrongPassphrase { .. }
-                        | LedgerError::NotEnoughOfficers { .. }
-                        | LedgerError::UnknownOfficer { .. }
-                        | LedgerError::KeyringTampered { .. }
-                ) {
+                if counts_as_failed_unseal(&e) {
                     record_failure(dir, officers, &e)?;
                 }
                 return Err(e);
@@ -726,7 +720,15 @@ impl Ledger {
         threshold: usize,
     ) -> Result<StoredEvent, LedgerError> {
         let keyring_path = self.dir.join(KEYRING_FILE);
-        let master = self.keyring.unseal(&keyring_path, quorum)?;
+        let master = match self.keyring.unseal(&keyring_path, quorum) {
+            Ok(m) => m,
+            Err(e) => {
+                if counts_as_failed_unseal(&e) {
+                    record_failure(&self.dir, quorum, &e)?;
+                }
+                return Err(e);
+            }
+        };
         let rng = SystemRandom::new();
         let mut refs: Vec<(OfficerName, &Passphrase)> = Vec::with_capacity(officers.len());
         for name in officers {
@@ -795,6 +797,17 @@ impl Ledger {
     }
 }
 
+/// Unseal failures that are counted (and later recorded as a `ledger.unseal_failed` event).
+fn counts_as_failed_unseal(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::WrongPassphrase { .. }
+            | LedgerError::NotEnoughOfficers { .. }
+            | LedgerError::UnknownOfficer { .. }
+            | LedgerError::KeyringTampered { .. }
+    )
+}
+
 fn record_failure(
     dir: &Path,
     officers: &[(OfficerName, Passphrase)],
@@ -859,6 +872,16 @@ mod tests {
             &body,
         )
         .expect("body")
+    }
+
+    #[test]
+    fn ledger_debug_shows_no_key() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let l = new_ledger(&tmp.path().join("l"));
+        let shown = format!("{l:?} {:?}", l.keys);
+        let key_hex = &l.keys.sqlcipher_key[2..66];
+        assert!(!shown.contains(key_hex), "{shown}");
+        assert!(!shown.contains("passphrase-1"), "{shown}");
     }
 
     #[test]
