@@ -613,3 +613,30 @@ fn device_images_become_states() {
         .unwrap_err();
     assert!(e.to_string().contains("md5"), "{e}");
 }
+
+#[test]
+fn select_with_a_password_has_the_yubikey_shape_and_power_loss_locks() {
+    let key = AccessKey::derive(&Password::from("pw"), &[0; 8]);
+    let state = OathState::with_credentials([0; 8], Some(&key), Vec::new(), 32);
+    let mut applet = OathApplet::new(state, [5, 2, 4], Box::new(AutoTouch));
+    let r = applet.select();
+    // 79 03 05 02 04, 71 08 <salt>, 74 08 <challenge>, 7B 01 21
+    assert_eq!(r.data.len(), 5 + 10 + 10 + 3);
+    assert_eq!(r.data.get(..5), Some(&[0x79, 0x03, 0x05, 0x02, 0x04][..]));
+    assert_eq!(r.data.get(15..17), Some(&[0x74, 0x08][..]));
+    assert_eq!(r.data.get(25..), Some(&[0x7B, 0x01, 0x21][..]));
+    let info = oath::parse_select(&r.data).unwrap();
+    let host = [5u8; 8];
+    let v = oath::validate(&key, HashAlgorithm::Sha1, &info.challenge.unwrap(), &host);
+    let answer = applet.process(&v);
+    assert_eq!(answer.sw, StatusWord::Success);
+    oath::verify_validate(&key, HashAlgorithm::Sha1, &host, &answer.data).unwrap();
+    assert_eq!(applet.process(&oath::list()).sw, StatusWord::Success);
+    // A second SELECT challenge is needed for a second VALIDATE.
+    assert_eq!(applet.process(&v).sw, StatusWord::WrongData);
+    applet.reset_volatile();
+    assert_eq!(
+        applet.process(&oath::list()).sw,
+        StatusWord::SecurityStatusNotSatisfied
+    );
+}
