@@ -340,7 +340,7 @@ fn power_cycle_clears_oath_authentication() {
     let key = AccessKey::derive(&Password::from("test-only-password"), &locked.info().salt);
     let mut s = locked.validate(&key).expect("validate");
     assert_eq!(s.list().expect("list after VALIDATE").len(), 1);
-    drop(s);
+    let _ = s.into_transport();
     k.power_off();
     k.power_on();
     assert_eq!(sw(&k.process(&[0x00, 0xA1, 0x00, 0x00])), 0x6D00);
