@@ -191,7 +191,7 @@ fn long_oath_answers_chunk_with_61xx_and_a5() {
     while sw(&r) >> 8 == 0x61 {
         assert_eq!(data(&r).len(), 256);
         all.extend_from_slice(data(&r));
-        // GET RESPONSE is not OATH's continuation: it abandons the rest.
+        // SEND REMAINING continues an OATH answer.
         r = k.process(&[0x00, 0xA5, 0x00, 0x00]);
         rounds += 1;
     }
