@@ -7,8 +7,10 @@
 # host's pcscd (pcscd always serves /run/pcscd/pcscd.comm). Needs root (unshare -m) and the
 # packages `pcscd` and `vsmartcard-vpcd` (`make deps`).
 #
-# Each of the N reader.conf entries opens two vpcd slots: entry i listens on TCP
-# PORT+2i (slot 0) and PORT+2i+1 (slot 1). CMD runs with these set:
+# N is 0 (pcscd without readers) or 1: one vpcd reader.conf entry with two slots, listening on
+# TCP PORT (slot 0, reader "Yubico YubiKey OTP+FIDO+CCID 00 00") and PORT+1 (slot 1, reader
+# "Yubico YubiKey OTP+FIDO+CCID 00 01"). vpcd 3.3 keeps one card context per slot number
+# across all its entries, so a second entry would mix cards up. CMD runs with these set:
 #   CUSTODY_PCSCD_HARNESS=1     the command runs inside the harness
 #   CUSTODY_VPCD_PORT=PORT      the first vpcd port (connect custody-emu --vpcd 127.0.0.1:PORT)
 #   CUSTODY_VPCD_READERS=N
@@ -26,6 +28,15 @@ while [ $# -gt 0 ]; do
         *) break ;;
     esac
 done
+case "$readers" in
+    0 | 1) ;;
+    *)
+        # The vpcd driver (3.3) keeps one card context per slot number across all its reader
+        # entries: a second entry's slot 0 talks to the same card as the first's.
+        echo "with-pcscd: --readers must be 0 or 1 (one vpcd entry, two slots)" >&2
+        exit 2
+        ;;
+esac
 [ $# -gt 0 ] || { echo "usage: $0 [--port PORT] [--readers N] [--] CMD [ARGS...]" >&2; exit 2; }
 
 vpcd_lib=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
@@ -49,8 +60,11 @@ i=0
 while [ "$i" -lt "$readers" ]; do
     p=$((port + 2 * i))
     hex=$(printf '0x%X' "$p")
+    # pcscd does not number readers of equal names apart: entries after the first get a suffix.
+    name="Yubico YubiKey OTP+FIDO+CCID"
+    [ "$i" -eq 0 ] || name="$name $i"
     cat > "$work/reader.conf.d/vpcd-$i" <<CONF
-FRIENDLYNAME "Yubico YubiKey OTP+FIDO+CCID"
+FRIENDLYNAME "$name"
 DEVICENAME /dev/null:$hex
 LIBPATH $vpcd_lib
 CHANNELID $hex

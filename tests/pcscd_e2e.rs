@@ -307,7 +307,19 @@ fn pcscd_state_persists_across_emulator_restart() {
         &["--image", &image_arg("primary.toml"), "--state", &state_arg],
     );
     wait_for_card(0);
+    // A credential added over PC/SC is saved too.
+    {
+        let ctx = PcscContext::establish().expect("pcscd");
+        let card = ctx.connect(&support::reader_name(0)).expect("card");
+        let Selected::Ready(mut s) = OathSession::select(card).expect("select") else {
+            panic!("primary is not locked");
+        };
+        let name = CredentialName::parse("Example:added").expect("name");
+        let secret = OathSecret::from_hex("3132333435363738393031323334353637383930").expect("hex");
+        s.put(&PutRequest::totp(name, secret)).expect("put");
+    }
     let first = scan(0);
+    assert_eq!(first["credentials"].as_array().map(Vec::len), Some(2));
     emu.stop();
     support::wait_for_no_card(0);
     {

@@ -191,7 +191,7 @@ fn long_oath_answers_chunk_with_61xx_and_a5() {
     while sw(&r) >> 8 == 0x61 {
         assert_eq!(data(&r).len(), 256);
         all.extend_from_slice(data(&r));
-        // GET RESPONSE is not OATH's continuation: it abandons the rest.
+        // SEND REMAINING continues an OATH answer.
         r = k.process(&[0x00, 0xA5, 0x00, 0x00]);
         rounds += 1;
     }
@@ -327,4 +327,35 @@ proptest! {
             prop_assert!(r.len() >= 2);
         }
     }
+}
+
+#[test]
+fn power_cycle_clears_oath_authentication() {
+    use crate::token::oath::{AccessKey, OathSession, Password, Selected};
+    let mut k = fixture("locked.toml");
+    let locked = match OathSession::select(&mut k).expect("select") {
+        Selected::Locked(s) => s,
+        Selected::Ready(_) => panic!("the locked fixture has a password"),
+    };
+    let key = AccessKey::derive(&Password::from("test-only-password"), &locked.info().salt);
+    let mut s = locked.validate(&key).expect("validate");
+    assert_eq!(s.list().expect("list after VALIDATE").len(), 1);
+    let _ = s.into_transport();
+    k.power_off();
+    k.power_on();
+    assert_eq!(sw(&k.process(&[0x00, 0xA1, 0x00, 0x00])), 0x6D00);
+    assert_eq!(sw(&k.process(SELECT_OATH)), 0x9000);
+    assert_eq!(sw(&k.process(&[0x00, 0xA1, 0x00, 0x00])), 0x6982);
+}
+
+#[test]
+fn debug_output_holds_no_secret() {
+    let k = fixture("primary.toml");
+    let dbg = format!("{k:?}");
+    assert!(!dbg.contains("12345678901234567890"));
+    assert!(!dbg
+        .to_lowercase()
+        .contains("3132333435363738393031323334353637383930"));
+    let k = fixture("locked.toml");
+    assert!(!format!("{k:?}").contains("test-only-password"));
 }

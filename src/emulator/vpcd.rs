@@ -157,6 +157,10 @@ impl FaultState {
 }
 
 fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    // vpcd writes a frame's length and payload with separate sends; with Nagle on its side,
+    // the payload waits for our ACK of the length, which delayed ACK holds back ~40 ms. ACK at
+    // once instead (the kernel clears this flag now and then, so set it before every read).
+    let _ = rustix::net::sockopt::set_tcp_quickack(&*stream, true);
     let mut header = [0u8; 2];
     match stream.read_exact(&mut header) {
         Ok(()) => {}
@@ -166,6 +170,7 @@ fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<us
     let len = usize::from(u16::from_be_bytes(header));
     buf.clear();
     buf.resize(len, 0);
+    let _ = rustix::net::sockopt::set_tcp_quickack(&*stream, true);
     stream.read_exact(buf)?;
     Ok(Some(len))
 }
@@ -313,6 +318,92 @@ mod tests {
             Ok(Message::Apdu(&[0, 0xA4, 4, 0]))
         );
         assert_eq!(Message::parse(&[]), Err(FrameError::Empty));
+    }
+
+    use std::net::TcpListener;
+
+    use super::super::oath::{AutoTouch, OathState};
+    use crate::token::management::FormFactor;
+
+    fn send(s: &mut TcpStream, payload: &[u8]) {
+        s.write_all(&encode_frame(payload).expect("fits"))
+            .expect("send");
+    }
+
+    fn recv(s: &mut TcpStream) -> Vec<u8> {
+        let mut buf = Vec::new();
+        read_frame(s, &mut buf).expect("read").expect("a frame");
+        buf
+    }
+
+    /// A fake vpcd driver on one side, the bridge serving a key on the other.
+    fn bridge(faults: Faults) -> (TcpStream, std::thread::JoinHandle<(Ended, u64)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handle = std::thread::spawn(move || {
+            let mut key = SoftKey::new(
+                7,
+                [5, 4, 3],
+                FormFactor::UsbAKeychain,
+                OathState::blank([0; 8]),
+                Box::new(AutoTouch),
+            );
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            let mut state = FaultState::new(faults);
+            let ended =
+                serve_connection(&mut stream, &mut key, &mut state, &mut |_| {}).expect("serve");
+            (ended, state.apdus())
+        });
+        let (driver, _) = listener.accept().expect("accept");
+        (driver, handle)
+    }
+
+    const SELECT_PIV: [u8; 10] = [0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
+
+    #[test]
+    fn serves_atr_controls_and_apdus() {
+        let (mut d, handle) = bridge(Faults::default());
+        send(&mut d, &[CTRL_ATR]);
+        assert_eq!(recv(&mut d), super::super::YUBIKEY5_ATR);
+        // Power on, reset and off get no reply: the next frame answers the next request.
+        send(&mut d, &[CTRL_ON]);
+        send(&mut d, &[CTRL_RESET]);
+        send(&mut d, &SELECT_PIV);
+        let r = recv(&mut d);
+        assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
+        send(&mut d, &[CTRL_OFF]);
+        drop(d);
+        assert_eq!(handle.join().expect("bridge"), (Ended::PeerClosed, 1));
+    }
+
+    #[test]
+    fn drop_after_removes_the_card() {
+        let (mut d, handle) = bridge(Faults {
+            drop_after: Some(1),
+            ..Faults::default()
+        });
+        send(&mut d, &SELECT_PIV);
+        recv(&mut d);
+        send(&mut d, &SELECT_PIV);
+        let mut buf = Vec::new();
+        assert!(matches!(read_frame(&mut d, &mut buf), Ok(None) | Err(_)));
+        assert_eq!(handle.join().expect("bridge"), (Ended::CardDropped, 1));
+    }
+
+    #[test]
+    fn corrupt_after_cuts_one_answer() {
+        let (mut d, handle) = bridge(Faults {
+            corrupt_after: Some(1),
+            ..Faults::default()
+        });
+        send(&mut d, &SELECT_PIV);
+        assert!(recv(&mut d).len() > 2);
+        send(&mut d, &SELECT_PIV);
+        assert_eq!(recv(&mut d).len(), 1);
+        send(&mut d, &SELECT_PIV);
+        assert!(recv(&mut d).len() > 2);
+        drop(d);
+        assert_eq!(handle.join().expect("bridge").1, 3);
     }
 
     #[test]

@@ -338,3 +338,42 @@ impl ReaderWatcher {
         Ok(events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_named_transport_failures() {
+        let r = "Yubico YubiKey OTP+FIDO+CCID 00 00";
+        assert!(matches!(
+            map_error(pcsc::Error::NoService, ""),
+            TransportError::ServiceUnavailable { .. }
+        ));
+        assert!(matches!(
+            map_error(pcsc::Error::ServiceStopped, ""),
+            TransportError::ServiceUnavailable { .. }
+        ));
+        for e in [pcsc::Error::RemovedCard, pcsc::Error::ResetCard] {
+            assert!(
+                matches!(map_error(e, r), TransportError::CardRemoved { reader } if reader == r)
+            );
+        }
+        assert!(matches!(
+            map_error(pcsc::Error::NoSmartcard, r),
+            TransportError::NoCard { reader } if reader == r
+        ));
+        for e in [pcsc::Error::ReaderUnavailable, pcsc::Error::UnknownReader] {
+            assert!(
+                matches!(map_error(e, r), TransportError::ReaderGone { reader } if reader == r)
+            );
+        }
+        assert!(matches!(
+            map_error(pcsc::Error::Timeout, r),
+            TransportError::Timeout { reader } if reader == r
+        ));
+        let e = map_error(pcsc::Error::SharingViolation, r);
+        assert!(matches!(&e, TransportError::Failed { reader, .. } if reader == r));
+        assert!(e.to_string().contains(r));
+    }
+}
