@@ -47,7 +47,7 @@ pub fn in_harness(test: &str, port: u16, readers: u8) -> bool {
     }
     require_packages();
     let exe = std::env::current_exe().expect("the test binary's path");
-    let status = Command::new(repo().join("scripts/with-pcscd.sh"))
+    let out = Command::new(repo().join("scripts/with-pcscd.sh"))
         .args([
             "--port",
             &port.to_string(),
@@ -58,11 +58,20 @@ pub fn in_harness(test: &str, port: u16, readers: u8) -> bool {
         .arg(exe)
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env_remove("CUSTODY_PCSCD_NS")
-        .status()
+        .output()
         .expect("run scripts/with-pcscd.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        status.success(),
-        "{test} failed inside the pcscd harness: {status}"
+        out.status.success(),
+        "{test} failed inside the pcscd harness: {}",
+        out.status
+    );
+    // A name that matches no test would run nothing and pass: insist that exactly this one ran.
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{test} did not run inside the pcscd harness (is the name given to in_harness right?)"
     );
     false
 }
