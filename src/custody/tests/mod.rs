@@ -3,6 +3,7 @@
 
 mod flows;
 mod matrix;
+mod more;
 mod props;
 
 use std::collections::BTreeMap;
