@@ -216,3 +216,49 @@ fn enrolment_accepts_an_aws_style_uri() {
         assert!(creds[0].touch, "touch required");
     }
 }
+
+#[test]
+fn approvals_of_a_since_suspended_officer_no_longer_count() {
+    let mut w = World::new().with_enrolled_account();
+    let r = w.new_request("oscar");
+    w.approve(&r.id, "alice").expect("a");
+    w.approve(&r.id, "carol").expect("c");
+    let a = w.login("alice");
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
+        .expect("out");
+    let b = w.login("bob");
+    w.custody
+        .set_active(&a, &b, &name("carol"), false)
+        .expect("suspend carol");
+    let before = w.keys.calculations();
+    let s = w.login("oscar");
+    let e = w
+        .custody
+        .release_code(&s, &r.id, &mut w.keys)
+        .expect_err("carol suspended");
+    assert!(
+        matches!(
+            e,
+            CustodyError::RequestNotApproved {
+                approvals: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(w.keys.calculations(), before);
+    // A wrong second-factor code is an authentication failure, counted like any other.
+    let mut c = w.creds("bob");
+    c.factor = Some(FactorCode::parse("000000").expect("code"));
+    let e = w.custody.approve(&r.id, &c).expect_err("wrong factor");
+    assert!(
+        matches!(e, CustodyError::AuthenticationFailed { .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        w.custody.user(&name("bob")).expect("bob").failed_attempts,
+        1
+    );
+}
