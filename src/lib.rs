@@ -6,12 +6,15 @@
 //!   of a trust decision).
 //! - [`ledger`]: the encrypted, append-only, hash-chained SQLCipher ledger with quorum unseal,
 //!   signed checkpoints, export and offline verification.
+//! - [`custody`]: the domain: users, accounts, devices, dual-control requests, code release and
+//!   ceremonies, decided here and recorded in the ledger.
 //! - [`cli`]: the `custody` command line.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
 pub mod cli;
+pub mod custody;
 pub mod emulator;
 pub mod ledger;
 pub mod token;
