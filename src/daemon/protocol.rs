@@ -1,0 +1,537 @@
+//! The `custodyd` socket protocol: JSON Lines over a Unix stream socket, one request per line
+//! and one response line per request.
+//!
+//! ```text
+//! → {"v":1,"id":7,"op":"status"}
+//! ← {"v":1,"id":7,"result":{"ok":{"status":{"sealed":true,...}}}}
+//! ← {"v":1,"id":7,"result":{"err":{"code":"sealed","message":"..."}}}
+//! ```
+//!
+//! Pure encode/decode, no I/O. Secrets carried in requests (passphrases, TOTP codes) are
+//! [`Secret`]s: zeroized on drop, and their `Debug` shows nothing of them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// The largest request line accepted, newline included.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A secret text carried in a request: a passphrase or a one-time code. Zeroized on drop;
+/// `Debug` is redacted; there is no `Display`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(text: Zeroizing<String>) -> Self {
+        Self(text)
+    }
+
+    /// The secret's text (for handing it to the layer that checks it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Moves the secret out as a zeroizing string.
+    pub fn into_inner(self) -> Zeroizing<String> {
+        self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(Zeroizing::new(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(Zeroizing::new(v)))
+            }
+        }
+        d.deserialize_string(V)
+    }
+}
+
+/// One request line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Protocol version; must be [`VERSION`].
+    pub v: u32,
+    /// Chosen by the client, echoed in the response.
+    pub id: u64,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The operations a client may ask for. Externally tagged (`"status"`,
+/// `{"unseal":{"officer":..,"passphrase":..}}`) so that secrets are read straight into their
+/// zeroizing carriers, never into an intermediate buffer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Op {
+    /// Whether the daemon is sealed, unseal progress, ledger head.
+    Status,
+    /// One officer's share of the unseal: their keyring name and passphrase.
+    Unseal {
+        /// The officer's name in the keyring.
+        officer: String,
+        /// The officer's passphrase.
+        passphrase: Secret,
+    },
+    /// Forget the unseal shares offered so far without unsealing.
+    UnsealReset,
+    /// Seal: record the event, close the ledger and zeroize its keys.
+    Seal {
+        /// Who seals (recorded in the event).
+        actor: String,
+    },
+    /// Sign a checkpoint over the current head.
+    Checkpoint,
+    /// Export the whole ledger (JSON Lines with a signed header and closing checkpoint); the
+    /// export travels in the answer and the client writes it where it wants.
+    Export,
+}
+
+impl Op {
+    /// The operation's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Status => "status",
+            Op::Unseal { .. } => "unseal",
+            Op::UnsealReset => "unseal_reset",
+            Op::Seal { .. } => "seal",
+            Op::Checkpoint => "checkpoint",
+            Op::Export => "export",
+        }
+    }
+}
+
+/// One response line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    /// Protocol version of the answer.
+    pub v: u32,
+    /// The request's id (0 when the request could not be read far enough to know it).
+    pub id: u64,
+    /// The answer.
+    pub result: Outcome,
+}
+
+impl Response {
+    /// A successful answer.
+    pub fn ok(id: u64, reply: Reply) -> Self {
+        Self {
+            v: VERSION,
+            id,
+            result: Outcome::Ok(reply),
+        }
+    }
+
+    /// A refusal or failure.
+    pub fn err(id: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            v: VERSION,
+            id,
+            result: Outcome::Err(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// Encodes the response as one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_else(|_| {
+            // Serializing these types cannot fail (no maps with non-string keys, no custom
+            // serializers that error); keep a well-formed line even so.
+            br#"{"v":1,"id":0,"result":{"err":{"code":"internal","message":"encoding failed"}}}"#
+                .to_vec()
+        });
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Success or failure of a request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done.
+    Ok(Reply),
+    /// Refused or failed.
+    Err(ErrorBody),
+}
+
+/// Why a request was refused or failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// A stable machine-readable code.
+    pub code: ErrorCode,
+    /// A human explanation (never contains a secret).
+    pub message: String,
+}
+
+/// Stable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The line is not a valid request (bad JSON, unknown op, missing field).
+    BadRequest,
+    /// The line exceeds [`MAX_REQUEST_BYTES`].
+    TooLarge,
+    /// The request's `v` is not one this daemon speaks.
+    UnsupportedVersion,
+    /// Too many connections; try again.
+    Busy,
+    /// The daemon is shutting down.
+    ShuttingDown,
+    /// The operation needs an unsealed ledger.
+    Sealed,
+    /// The ledger is already unsealed.
+    AlreadyUnsealed,
+    /// The officer is not in the keyring, or already offered a share.
+    UnknownOfficer,
+    /// The quorum's passphrases did not unseal the ledger.
+    UnsealFailed,
+    /// The peer may not do this (wrong OS user for the named person, wrong role, ...).
+    Forbidden,
+    /// The thing named does not exist.
+    NotFound,
+    /// The request is understood but refused by policy or state.
+    Refused,
+    /// A card, reader or pcscd could not be used.
+    Token,
+    /// The ledger could not be read or written.
+    Ledger,
+    /// A file could not be written.
+    Io,
+    /// Something unexpected inside the daemon.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Busy => "busy",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Sealed => "sealed",
+            ErrorCode::AlreadyUnsealed => "already_unsealed",
+            ErrorCode::UnknownOfficer => "unknown_officer",
+            ErrorCode::UnsealFailed => "unseal_failed",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Token => "token",
+            ErrorCode::Ledger => "ledger",
+            ErrorCode::Io => "io",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Successful answers (externally tagged, like [`Op`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reply {
+    /// Answer to [`Op::Status`].
+    Status(StatusReply),
+    /// Answer to [`Op::Unseal`] and [`Op::UnsealReset`].
+    Unseal(UnsealProgress),
+    /// Answer to [`Op::Seal`].
+    Sealed {
+        /// The sequence number of the seal event.
+        seq: u64,
+    },
+    /// Answer to [`Op::Checkpoint`].
+    Checkpoint {
+        /// The sequence number the checkpoint covers.
+        seq: u64,
+        /// The head hash (hex).
+        head: String,
+        /// The checkpoint public key (hex).
+        public_key: String,
+    },
+    /// Answer to [`Op::Export`].
+    Export {
+        /// Events in the export.
+        events: u64,
+        /// The sequence number of the closing checkpoint.
+        seq: u64,
+        /// The checkpoint public key (hex) to verify it with.
+        public_key: String,
+        /// The export itself (JSON Lines).
+        content: String,
+    },
+}
+
+/// The daemon's state as seen by [`Op::Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// True while the ledger is sealed.
+    pub sealed: bool,
+    /// The ledger id (hex), from the keyring.
+    pub ledger_id: String,
+    /// Officers needed to unseal.
+    pub threshold: u8,
+    /// Officers in the keyring.
+    pub officers: Vec<String>,
+    /// Officers who offered their share so far (while sealed).
+    pub unseal_given: Vec<String>,
+    /// The last event's sequence number (while unsealed).
+    pub head_seq: Option<u64>,
+    /// The checkpoint public key (hex, while unsealed).
+    pub public_key: Option<String>,
+    /// The peer's uid as the daemon sees it.
+    pub peer_uid: u32,
+}
+
+/// Progress of an unseal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnsealProgress {
+    /// True when the quorum was reached and the ledger is open.
+    pub unsealed: bool,
+    /// Officers who offered their share so far (empty once unsealed).
+    pub given: Vec<String>,
+    /// Officers needed.
+    pub threshold: u8,
+}
+
+/// Why a line is not a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Longer than [`MAX_REQUEST_BYTES`].
+    #[error("request of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The length seen (at least).
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not UTF-8 JSON of a request's shape. The message names what was wrong and where; it
+    /// never quotes the input, which may hold a secret.
+    #[error("malformed request: {category} at line {line} column {column}")]
+    Malformed {
+        /// serde_json's category (syntax, data, eof, io).
+        category: &'static str,
+        /// Line of the error.
+        line: usize,
+        /// Column of the error.
+        column: usize,
+    },
+    /// A version this daemon does not speak.
+    #[error("protocol version {got} is not supported (this daemon speaks {supported})")]
+    UnsupportedVersion {
+        /// The request's version.
+        got: u32,
+        /// Ours.
+        supported: u32,
+        /// The request's id, to answer it.
+        id: u64,
+    },
+}
+
+impl ProtocolError {
+    /// The error code to answer with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::TooLarge { .. } => ErrorCode::TooLarge,
+            ProtocolError::Malformed { .. } => ErrorCode::BadRequest,
+            ProtocolError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+        }
+    }
+
+    /// The request id to answer with, when known.
+    pub fn id(&self) -> u64 {
+        match self {
+            ProtocolError::UnsupportedVersion { id, .. } => *id,
+            _ => 0,
+        }
+    }
+}
+
+fn category(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "io error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "unexpected end",
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    v: u32,
+    #[serde(default)]
+    id: u64,
+}
+
+/// Parses one request line (a trailing `\n` or `\r\n` is allowed). Never panics.
+pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(ProtocolError::TooLarge {
+            len: line.len(),
+            max: MAX_REQUEST_BYTES,
+        });
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match serde_json::from_slice::<Request>(line) {
+        Ok(req) if req.v == VERSION => Ok(req),
+        Ok(req) => Err(ProtocolError::UnsupportedVersion {
+            got: req.v,
+            supported: VERSION,
+            id: req.id,
+        }),
+        Err(e) => {
+            // A request of another version may not match this version's shapes: say so
+            // rather than "malformed" when its envelope reads.
+            if let Ok(env) = serde_json::from_slice::<Envelope>(line) {
+                if env.v != VERSION {
+                    return Err(ProtocolError::UnsupportedVersion {
+                        got: env.v,
+                        supported: VERSION,
+                        id: env.id,
+                    });
+                }
+            }
+            Err(ProtocolError::Malformed {
+                category: category(&e),
+                line: e.line(),
+                column: e.column(),
+            })
+        }
+    }
+}
+
+/// Encodes a request as one line, newline included.
+pub fn encode_request(req: &Request) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(serde_json::to_vec(req).unwrap_or_default());
+    out.push(b'\n');
+    out
+}
+
+/// Parses one response line. Never panics.
+pub fn parse_response(line: &[u8]) -> Result<Response, ProtocolError> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    serde_json::from_slice(line).map_err(|e| ProtocolError::Malformed {
+        category: category(&e),
+        line: e.line(),
+        column: e.column(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_request_parses() {
+        let r = parse_request(b"{\"v\":1,\"id\":3,\"op\":\"status\"}\n").expect("ok");
+        assert_eq!(r.id, 3);
+        assert!(matches!(r.op, Op::Status));
+    }
+
+    #[test]
+    fn unseal_round_trips_and_debug_redacts() {
+        let req = Request {
+            v: VERSION,
+            id: 9,
+            op: Op::Unseal {
+                officer: "alice".into(),
+                passphrase: Secret::new(Zeroizing::new("Correct-Horse-77".into())),
+            },
+        };
+        let line = encode_request(&req);
+        let back = parse_request(&line).expect("parses");
+        let dbg = format!("{back:?} {req:?}");
+        assert!(!dbg.contains("Correct-Horse-77"), "{dbg}");
+        match back.op {
+            Op::Unseal { passphrase, .. } => assert_eq!(passphrase.expose(), "Correct-Horse-77"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_error_does_not_quote_the_input() {
+        let e = parse_request(b"{\"v\":1,\"id\":1,\"op\":{\"unseal\":{\"officer\":\"a\",\"passphrase\":\"Sekrit-Passw0rd\",\"x\":1}}}")
+            .expect_err("unknown field");
+        assert!(!e.to_string().contains("Sekrit"), "{e}");
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(
+            parse_request(b"garbage").expect_err("bad").code(),
+            ErrorCode::BadRequest
+        );
+        let big = vec![b' '; MAX_REQUEST_BYTES + 1];
+        assert_eq!(
+            parse_request(&big).expect_err("big").code(),
+            ErrorCode::TooLarge
+        );
+        let e = parse_request(b"{\"v\":2,\"id\":5,\"op\":\"warp\"}").expect_err("v2");
+        assert_eq!(e.code(), ErrorCode::UnsupportedVersion);
+        assert_eq!(e.id(), 5);
+        assert_eq!(
+            parse_request(b"{\"v\":1,\"id\":1,\"op\":\"nope\"}")
+                .expect_err("op")
+                .code(),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let r = Response::err(4, ErrorCode::Sealed, "the ledger is sealed");
+        let line = r.to_line();
+        assert!(line.ends_with(b"\n"));
+        let back = parse_response(&line).expect("parses");
+        assert_eq!(back.id, 4);
+        match back.result {
+            Outcome::Err(e) => assert_eq!(e.code, ErrorCode::Sealed),
+            Outcome::Ok(_) => panic!("expected an error"),
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        assert!(text.contains("\"err\":{\"code\":\"sealed\""), "{text}");
+    }
+}
