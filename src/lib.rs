@@ -6,13 +6,16 @@
 //!   of a trust decision).
 //! - [`ledger`]: the encrypted, append-only, hash-chained SQLCipher ledger with quorum unseal,
 //!   signed checkpoints, export and offline verification.
-//! - [`daemon`]: `custodyd`, the socket server that holds the unsealed ledger.
+//! - [`custody`]: the domain: users, accounts, devices, dual-control requests, code release and
+//!   ceremonies, decided here and recorded in the ledger.
+//! - [`daemon`]: `custodyd`, the socket server that holds the unsealed custody service.
 //! - [`cli`]: the `custody` command line.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
 pub mod cli;
+pub mod custody;
 pub mod daemon;
 pub mod emulator;
 pub mod ledger;

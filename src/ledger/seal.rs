@@ -62,6 +62,9 @@ pub(crate) struct LedgerKeys {
     pub(crate) signer: CheckpointSigner,
     /// Authenticates the keyring file.
     pub(crate) keyring_mac: hmac::Key,
+    /// Root of the keys the layers above derive for their own data (see
+    /// [`super::Ledger::derive_key`]).
+    pub(crate) purpose_root: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for LedgerKeys {
@@ -113,11 +116,30 @@ impl LedgerKeys {
             operation: "ed25519 key from seed",
         })?;
         let mac = hkdf32(master, id, b"keyring-mac")?;
+        let purpose_root = hkdf32(master, id, b"purpose-keys")?;
         Ok(Self {
             sqlcipher_key: hex,
             signer,
             keyring_mac: hmac::Key::new(hmac::HMAC_SHA256, mac.as_ref()),
+            purpose_root,
         })
+    }
+
+    /// A 32-byte key for one named purpose, HKDF-SHA256-derived from the purpose root.
+    pub(crate) fn purpose_key(&self, purpose: &str) -> Result<Zeroizing<[u8; 32]>, LedgerError> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mfa-custody/ledger/purpose/v1")
+            .extract(self.purpose_root.as_ref());
+        let info = [purpose.as_bytes()];
+        let okm = prk
+            .expand(&info, Len(32))
+            .map_err(|_| LedgerError::Crypto {
+                operation: "hkdf expand",
+            })?;
+        let mut out = Zeroizing::new([0u8; 32]);
+        okm.fill(out.as_mut()).map_err(|_| LedgerError::Crypto {
+            operation: "hkdf fill",
+        })?;
+        Ok(out)
     }
 }
 

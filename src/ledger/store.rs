@@ -483,6 +483,14 @@ impl Ledger {
         &self.keyring
     }
 
+    /// A 32-byte secret key for one purpose of a layer above (for instance encrypting data
+    /// that must stay confidential even in exports), derived with HKDF-SHA256 from the master
+    /// secret. The same purpose always gives the same key for this ledger; different purposes
+    /// give independent keys.
+    pub fn derive_key(&self, purpose: &str) -> Result<Zeroizing<[u8; 32]>, LedgerError> {
+        self.keys.purpose_key(purpose)
+    }
+
     /// The checkpoint public key auditors pin.
     pub fn public_key(&self) -> CheckpointPublicKey {
         self.keys.signer.public_key()

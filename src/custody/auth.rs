@@ -1,0 +1,359 @@
+//! Authentication and user administration on [`Custody`].
+
+use serde_json::json;
+
+use super::error::CustodyError;
+use super::ids::UserName;
+use super::policy::ms;
+use super::records::{Role, UserRecord};
+use super::secret::{FactorEnrolment, FactorSeed, UserPassphrase};
+use super::service::{pair, sorted_roles, Credentials, Custody, NewUser, Session};
+use super::store::{entity, kinds, Put};
+use super::users::Credential;
+
+impl Custody {
+    /// Checks a user's passphrase (and, for officers, their second-factor code, whose time step
+    /// is then spent) and returns a session. Failures are recorded; after the policy's number of
+    /// failures in a row the user is locked for the lockout period.
+    pub fn authenticate(&mut self, creds: &Credentials) -> Result<Session, CustodyError> {
+        let who = creds.user.to_string();
+        self.guarded(&who, "authenticate", |c| c.authenticate_inner(creds))
+    }
+
+    fn authenticate_inner(&mut self, creds: &Credentials) -> Result<Session, CustodyError> {
+        let now = self.now();
+        let mut user = self.user(&creds.user)?;
+        if !user.active {
+            return Err(CustodyError::Suspended { user: user.name });
+        }
+        if let Some(until) = user.locked_until_ms {
+            if now < until {
+                return Err(CustodyError::Locked {
+                    user: user.name,
+                    until_ms: until,
+                });
+            }
+        }
+        if let Some(bound) = user.uid {
+            if creds.uid != Some(bound) {
+                return Err(CustodyError::WrongUid {
+                    user: user.name,
+                    uid: creds.uid.unwrap_or(u32::MAX),
+                });
+            }
+        }
+        let officer = user.has(Role::Officer);
+        if officer && creds.factor.is_none() {
+            return Err(CustodyError::FactorCodeRequired { user: user.name });
+        }
+        let credential = self.credential(&user.name)?;
+        let pass_ok = credential.verify_passphrase(&creds.passphrase);
+        let mut reused = false;
+        let mut step = None;
+        let factor_ok = match (&creds.factor, officer) {
+            (Some(code), true) => match credential.factor_step(code, now) {
+                Some(s) if user.last_factor_step.map_or(true, |last| s > last) => {
+                    step = Some(s);
+                    true
+                }
+                Some(_) => {
+                    reused = true;
+                    false
+                }
+                None => false,
+            },
+            _ => !officer,
+        };
+        drop(credential);
+        if pass_ok && factor_ok {
+            user.failed_attempts = 0;
+            user.locked_until_ms = None;
+            if step.is_some() {
+                user.last_factor_step = step;
+            }
+            let put = Put::new(entity::USER, &user.name, &user)?;
+            self.append(
+                kinds::AUTH_SUCCEEDED,
+                user.name.as_str(),
+                json!({"user": user.name, "factor_step": step}),
+                &[put],
+            )?;
+            return Ok(Session {
+                user: user.name,
+                at_ms: now,
+                ledger: self.ledger.ledger_id(),
+            });
+        }
+        user.failed_attempts = user.failed_attempts.saturating_add(1);
+        let mut locked = None;
+        if user.failed_attempts >= self.policy.max_failed_auth {
+            let until = now.saturating_add(ms(self.policy.lockout));
+            user.locked_until_ms = Some(until);
+            user.failed_attempts = 0;
+            locked = Some(until);
+        }
+        let put = Put::new(entity::USER, &user.name, &user)?;
+        let reason = if reused && pass_ok {
+            "factor_code_reused"
+        } else {
+            "wrong_credentials"
+        };
+        self.append(
+            kinds::AUTH_FAILED,
+            user.name.as_str(),
+            json!({"user": user.name, "reason": reason, "locked_until_ms": locked}),
+            &[put],
+        )?;
+        Err(if reused && pass_ok {
+            CustodyError::FactorCodeReused { user: user.name }
+        } else {
+            CustodyError::AuthenticationFailed { user: user.name }
+        })
+    }
+
+    /// The active user behind a session, refusing expired sessions, sessions of another ledger
+    /// and suspended users.
+    pub(super) fn session_user(&self, s: &Session) -> Result<UserRecord, CustodyError> {
+        let user = self.user(&s.user)?;
+        if s.ledger != self.ledger.ledger_id()
+            || self.now().saturating_sub(s.at_ms) > ms(self.policy.session_ttl)
+            || self.now() < s.at_ms
+        {
+            return Err(CustodyError::SessionExpired { user: user.name });
+        }
+        if !user.active {
+            return Err(CustodyError::Suspended { user: user.name });
+        }
+        Ok(user)
+    }
+
+    /// The session's user, who must hold one of `roles`.
+    pub(super) fn session_with_role(
+        &self,
+        s: &Session,
+        roles: &[Role],
+        operation: &'static str,
+    ) -> Result<UserRecord, CustodyError> {
+        let user = self.session_user(s)?;
+        if !roles.iter().any(|r| user.has(*r)) {
+            return Err(if roles == [Role::Officer] {
+                CustodyError::NotAnOfficer {
+                    user: user.name,
+                    operation,
+                }
+            } else {
+                CustodyError::RoleRequired {
+                    user: user.name,
+                    operation,
+                }
+            });
+        }
+        Ok(user)
+    }
+
+    /// Two different active officers with live sessions.
+    pub(super) fn officer_pair(
+        &self,
+        a: &Session,
+        b: &Session,
+        operation: &'static str,
+    ) -> Result<(UserRecord, UserRecord), CustodyError> {
+        let ua = self.session_with_role(a, &[Role::Officer], operation)?;
+        let ub = self.session_with_role(b, &[Role::Officer], operation)?;
+        if ua.name == ub.name {
+            return Err(CustodyError::SameOfficerTwice {
+                user: ua.name,
+                operation,
+            });
+        }
+        Ok((ua, ub))
+    }
+
+    fn new_user_puts(
+        &self,
+        name: &UserName,
+        roles: Vec<Role>,
+        uid: Option<u32>,
+        passphrase: &UserPassphrase,
+    ) -> Result<(UserRecord, Vec<Put>, Option<FactorEnrolment>), CustodyError> {
+        if store_has_user(self, name)? {
+            return Err(CustodyError::UserExists { user: name.clone() });
+        }
+        let roles = sorted_roles(roles)?;
+        let (factor, enrolment) = if roles.contains(&Role::Officer) {
+            let seed = FactorSeed::generate()?;
+            let e = FactorEnrolment::new(name.as_str(), &seed);
+            (Some(seed), Some(e))
+        } else {
+            (None, None)
+        };
+        let credential = Credential::new(passphrase, self.policy.kdf, factor)?;
+        let sealed = credential.seal(&self.credential_key, name)?;
+        let user = UserRecord {
+            name: name.clone(),
+            roles,
+            uid,
+            active: true,
+            failed_attempts: 0,
+            locked_until_ms: None,
+            last_factor_step: None,
+        };
+        let puts = vec![
+            Put::new(entity::USER, name, &user)?,
+            Put::new(entity::CREDENTIAL, name, &sealed)?,
+        ];
+        Ok((user, puts, enrolment))
+    }
+
+    /// Enrols one of the ledger's genesis officers (named in its keyring) as a custody officer,
+    /// once. Returns their second-factor seed, shown this one time.
+    pub fn bootstrap_officer(
+        &mut self,
+        name: &UserName,
+        passphrase: &UserPassphrase,
+    ) -> Result<FactorEnrolment, CustodyError> {
+        self.guarded(name.as_str(), "bootstrap_officer", |c| {
+            let in_keyring = c
+                .ledger
+                .keyring()
+                .officers()
+                .iter()
+                .any(|o| o.as_str() == name.as_str());
+            if !in_keyring {
+                return Err(CustodyError::NotAnOfficer {
+                    user: name.clone(),
+                    operation: "bootstrap_officer",
+                });
+            }
+            let (user, puts, e) = c.new_user_puts(name, vec![Role::Officer], None, passphrase)?;
+            c.append(
+                kinds::USER_ADDED,
+                name.as_str(),
+                json!({"user": user.name, "roles": user.roles, "uid": user.uid, "bootstrap": true}),
+                &puts,
+            )?;
+            e.ok_or(CustodyError::Crypto {
+                operation: "officer factor",
+            })
+        })
+    }
+
+    /// Adds a user. Adding an officer needs two officers (`by` holds both sessions); other roles
+    /// need one officer. Officers get a second-factor seed, returned this one time.
+    pub fn add_user(
+        &mut self,
+        by: &[&Session],
+        new: NewUser,
+    ) -> Result<Option<FactorEnrolment>, CustodyError> {
+        let who = by
+            .iter()
+            .map(|s| s.user.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        let who = if who.is_empty() {
+            "unknown".to_owned()
+        } else {
+            who
+        };
+        self.guarded(&who, "add_user", |c| {
+            let approvers: Vec<UserName> = match (new.roles.contains(&Role::Officer), by) {
+                (true, [a, b]) => {
+                    let (x, y) = c.officer_pair(a, b, "add_officer")?;
+                    vec![x.name, y.name]
+                }
+                (true, [a, ..]) => {
+                    let u = c.session_with_role(a, &[Role::Officer], "add_officer")?;
+                    return Err(CustodyError::SameOfficerTwice {
+                        user: u.name,
+                        operation: "add_officer",
+                    });
+                }
+                (false, [a, ..]) => {
+                    vec![c.session_with_role(a, &[Role::Officer], "add_user")?.name]
+                }
+                (_, []) => {
+                    return Err(CustodyError::invalid("sessions", "", "no officer session given"))
+                }
+            };
+            let (user, puts, e) = c.new_user_puts(&new.name, new.roles, new.uid, &new.passphrase)?;
+            c.append(
+                kinds::USER_ADDED,
+                &approvers
+                    .iter()
+                    .map(UserName::as_str)
+                    .collect::<Vec<_>>()
+                    .join("+"),
+                json!({"user": user.name, "roles": user.roles, "uid": user.uid, "approved_by": approvers}),
+                &puts,
+            )?;
+            Ok(e)
+        })
+    }
+
+    /// Changes a user's roles (two officers). Becoming an officer this way is refused: officers
+    /// are added with [`Custody::add_user`] so they get a second factor.
+    pub fn set_roles(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        name: &UserName,
+        roles: Vec<Role>,
+    ) -> Result<UserRecord, CustodyError> {
+        self.guarded(&pair(&a.user, &b.user), "set_roles", |c| {
+            let (x, y) = c.officer_pair(a, b, "set_roles")?;
+            let mut user = c.user(name)?;
+            let roles = sorted_roles(roles)?;
+            if roles.contains(&Role::Officer) && !user.has(Role::Officer) {
+                return Err(CustodyError::invalid(
+                    "roles",
+                    "officer",
+                    "officers are added as new users (they need a second factor)",
+                ));
+            }
+            let before = user.roles.clone();
+            user.roles = roles;
+            let put = Put::new(entity::USER, name, &user)?;
+            c.append(
+                kinds::USER_ROLES_CHANGED,
+                &pair(&x.name, &y.name),
+                json!({"user": name, "from": before, "to": user.roles}),
+                &[put],
+            )?;
+            Ok(user)
+        })
+    }
+
+    /// Suspends (`active = false`) or reinstates a user (two officers).
+    pub fn set_active(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        name: &UserName,
+        active: bool,
+    ) -> Result<UserRecord, CustodyError> {
+        let op = if active { "reinstate" } else { "suspend" };
+        self.guarded(&pair(&a.user, &b.user), op, |c| {
+            let (x, y) = c.officer_pair(a, b, op)?;
+            let mut user = c.user(name)?;
+            user.active = active;
+            user.failed_attempts = 0;
+            user.locked_until_ms = None;
+            let put = Put::new(entity::USER, name, &user)?;
+            let kind = if active {
+                kinds::USER_REINSTATED
+            } else {
+                kinds::USER_SUSPENDED
+            };
+            c.append(kind, &pair(&x.name, &y.name), json!({"user": name}), &[put])?;
+            Ok(user)
+        })
+    }
+}
+
+fn store_has_user(c: &Custody, name: &UserName) -> Result<bool, CustodyError> {
+    match c.user(name) {
+        Ok(_) => Ok(true),
+        Err(CustodyError::UnknownUser { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

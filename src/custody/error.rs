@@ -1,0 +1,445 @@
+//! The custody domain's error: one variant per refusal, each naming the request, user, serial
+//! or account it is about.
+
+use crate::ledger::LedgerError;
+use crate::token::TokenError;
+
+use super::ids::{AccountId, IncidentId, RequestId, SealNumber, Serial, UserName};
+
+/// Why the custody domain refused or failed an operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CustodyError {
+    /// A value from outside did not parse (user name, account id, serial, seal, ticket, ...).
+    #[error("invalid {what} {input:?}: {reason}")]
+    Invalid {
+        /// Which kind of value.
+        what: &'static str,
+        /// The refused input (never a secret).
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// No such user.
+    #[error("unknown user {user}")]
+    UnknownUser {
+        /// The name given.
+        user: UserName,
+    },
+    /// A user with that name already exists.
+    #[error("user {user} already exists")]
+    UserExists {
+        /// The name.
+        user: UserName,
+    },
+    /// Wrong passphrase or second-factor code (deliberately not told apart).
+    #[error("authentication failed for {user}")]
+    AuthenticationFailed {
+        /// The user.
+        user: UserName,
+    },
+    /// The second-factor code was already used (its time step is spent).
+    #[error("second-factor code for {user} was already used")]
+    FactorCodeReused {
+        /// The user.
+        user: UserName,
+    },
+    /// An officer must give a second-factor code.
+    #[error("{user} must give a second-factor code")]
+    FactorCodeRequired {
+        /// The user.
+        user: UserName,
+    },
+    /// Too many failed authentications: locked until a time.
+    #[error("{user} is locked after failed authentications until {until_ms} ms since the epoch")]
+    Locked {
+        /// The user.
+        user: UserName,
+        /// When the lock ends (ms since the epoch).
+        until_ms: i64,
+    },
+    /// The user is suspended.
+    #[error("{user} is suspended")]
+    Suspended {
+        /// The user.
+        user: UserName,
+    },
+    /// The peer's OS uid is not the one bound to the user.
+    #[error("{user} is bound to another OS uid (connected as {uid})")]
+    WrongUid {
+        /// The user.
+        user: UserName,
+        /// The uid that connected.
+        uid: u32,
+    },
+    /// The session is older than the session lifetime.
+    #[error("the session of {user} has expired; authenticate again")]
+    SessionExpired {
+        /// The user.
+        user: UserName,
+    },
+    /// The operation needs the officer role.
+    #[error("{user} is not an officer ({operation})")]
+    NotAnOfficer {
+        /// The user.
+        user: UserName,
+        /// The operation refused.
+        operation: &'static str,
+    },
+    /// The operation needs a role the user does not hold.
+    #[error("{user} lacks a role allowed to {operation}")]
+    RoleRequired {
+        /// The user.
+        user: UserName,
+        /// The operation refused.
+        operation: &'static str,
+    },
+    /// A two-officer operation was given the same officer twice.
+    #[error("{operation} needs two different officers; {user} was given twice")]
+    SameOfficerTwice {
+        /// The officer.
+        user: UserName,
+        /// The operation refused.
+        operation: &'static str,
+    },
+    /// The requester tried to approve their own request.
+    #[error("{user} may not approve their own request {request}")]
+    SelfApproval {
+        /// The request.
+        request: RequestId,
+        /// The requester.
+        user: UserName,
+    },
+    /// The officer already approved this request.
+    #[error("{user} already approved request {request}")]
+    AlreadyApproved {
+        /// The request.
+        request: RequestId,
+        /// The officer.
+        user: UserName,
+    },
+    /// The request already has its approvals; no further approval is taken.
+    #[error("request {request} is already approved")]
+    RequestAlreadyApproved {
+        /// The request.
+        request: RequestId,
+    },
+    /// No such request.
+    #[error("unknown request {request}")]
+    UnknownRequest {
+        /// The id given.
+        request: RequestId,
+    },
+    /// The request expired before it was approved or released.
+    #[error("request {request} has expired")]
+    RequestExpired {
+        /// The request.
+        request: RequestId,
+    },
+    /// The request was denied, cancelled or expired earlier.
+    #[error("request {request} is closed ({status})")]
+    RequestClosed {
+        /// The request.
+        request: RequestId,
+        /// Its final status.
+        status: &'static str,
+    },
+    /// The approvals are older than the approval lifetime.
+    #[error("the approvals of request {request} have expired")]
+    ApprovalExpired {
+        /// The request.
+        request: RequestId,
+    },
+    /// The request does not have enough valid approvals.
+    #[error("request {request} is not approved ({approvals} of {threshold} approvals)")]
+    RequestNotApproved {
+        /// The request.
+        request: RequestId,
+        /// Valid approvals so far.
+        approvals: usize,
+        /// Approvals needed.
+        threshold: usize,
+    },
+    /// The request already released its code.
+    #[error("request {request} already released its code")]
+    AlreadyReleased {
+        /// The request.
+        request: RequestId,
+    },
+    /// Only the requester may receive the code.
+    #[error("only the requester may receive the code of request {request}; {user} is not")]
+    NotTheRequester {
+        /// The request.
+        request: RequestId,
+        /// Who asked.
+        user: UserName,
+    },
+    /// The root task is not in the catalogue.
+    #[error("unknown root task {task:?}")]
+    UnknownTask {
+        /// The task given.
+        task: String,
+    },
+    /// No such account.
+    #[error("unknown account {account}")]
+    UnknownAccount {
+        /// The account id.
+        account: AccountId,
+    },
+    /// An account with that id already exists.
+    #[error("account {account} already exists")]
+    AccountExists {
+        /// The account id.
+        account: AccountId,
+    },
+    /// The account's status does not allow the operation.
+    #[error("account {account} is {status}; cannot {operation}")]
+    AccountNotActive {
+        /// The account id.
+        account: AccountId,
+        /// Its status.
+        status: &'static str,
+        /// The operation refused.
+        operation: &'static str,
+    },
+    /// No such device.
+    #[error("unknown device {serial}")]
+    UnknownDevice {
+        /// The serial.
+        serial: Serial,
+    },
+    /// A device with that serial already exists.
+    #[error("device {serial} already exists")]
+    DeviceExists {
+        /// The serial.
+        serial: Serial,
+    },
+    /// The device is not in a state that allows the operation.
+    #[error("device {serial} is {state}; cannot {operation}")]
+    DeviceState {
+        /// The serial.
+        serial: Serial,
+        /// Its current state.
+        state: &'static str,
+        /// The operation refused.
+        operation: &'static str,
+    },
+    /// The device presented is not the one the ledger holds for this purpose.
+    #[error("wrong device: expected {expected}, got {got}")]
+    WrongDevice {
+        /// The serial the ledger expects.
+        expected: Serial,
+        /// The serial presented (or found on the card).
+        got: Serial,
+    },
+    /// The device does not match what the ledger knows of it.
+    #[error("device {serial} does not reconcile with the ledger: {mismatch}")]
+    DeviceMismatch {
+        /// The serial.
+        serial: Serial,
+        /// What differs.
+        mismatch: String,
+    },
+    /// The account's device is not checked out for this request.
+    #[error("no device of account {account} is checked out for request {request}")]
+    DeviceNotCheckedOut {
+        /// The request.
+        request: RequestId,
+        /// The account.
+        account: AccountId,
+    },
+    /// The seal number given does not match the one recorded at sealing.
+    #[error("seal mismatch on device {serial}: recorded {expected}, presented {got}")]
+    SealMismatch {
+        /// The device.
+        serial: Serial,
+        /// The seal recorded.
+        expected: SealNumber,
+        /// The seal presented.
+        got: SealNumber,
+    },
+    /// A seal number was already used.
+    #[error("seal number {seal} was already used")]
+    SealReused {
+        /// The seal.
+        seal: SealNumber,
+    },
+    /// The device is blocked by an open incident.
+    #[error("device {serial} is blocked by open incident {incident}")]
+    DeviceBlocked {
+        /// The device.
+        serial: Serial,
+        /// The incident.
+        incident: IncidentId,
+    },
+    /// No such incident.
+    #[error("unknown incident {incident}")]
+    UnknownIncident {
+        /// The id.
+        incident: IncidentId,
+    },
+    /// The incident was already acknowledged.
+    #[error("incident {incident} is already closed")]
+    IncidentClosed {
+        /// The id.
+        incident: IncidentId,
+    },
+    /// The device already holds the account's credential; overwriting needs two officers'
+    /// explicit agreement.
+    #[error("device {serial} already holds credential {credential:?}")]
+    CredentialExists {
+        /// The device.
+        serial: Serial,
+        /// The credential name.
+        credential: String,
+    },
+    /// Primary and backup did not produce the same code for the same step.
+    #[error("devices {primary} and {backup} disagree on the code for one time step")]
+    DevicesDisagree {
+        /// The primary.
+        primary: Serial,
+        /// The backup.
+        backup: Serial,
+    },
+    /// The seed or `otpauth://` URI is not usable.
+    #[error("seed refused: {reason}")]
+    BadSeed {
+        /// Why (never the seed itself).
+        reason: String,
+    },
+    /// The host clock disagrees with the time witness by more than allowed.
+    #[error("host clock is {skew_ms} ms away from the time witness (allowed {allowed_ms} ms)")]
+    ClockSkew {
+        /// The difference.
+        skew_ms: i64,
+        /// The bound.
+        allowed_ms: i64,
+    },
+    /// The time witness could not be read.
+    #[error("the time witness is not available: {reason}")]
+    TimeWitnessUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The device could not be opened (not present, reader problem).
+    #[error("device {serial} is not available: {reason}")]
+    DeviceUnavailable {
+        /// The serial.
+        serial: Serial,
+        /// Why.
+        reason: String,
+    },
+    /// Talking to the device failed.
+    #[error("device {serial}: {source}")]
+    Token {
+        /// The serial.
+        serial: Serial,
+        /// The token layer's error.
+        #[source]
+        source: Box<TokenError>,
+    },
+    /// The ledger could not record the event; nothing was done.
+    #[error("the ledger cannot record {operation}; nothing was done: {source}")]
+    LedgerUnavailable {
+        /// What was being recorded.
+        operation: &'static str,
+        /// The ledger's error.
+        #[source]
+        source: Box<LedgerError>,
+    },
+    /// A stored record does not parse (the ledger's projection is damaged).
+    #[error("stored {entity} record {id:?} is damaged: {reason}")]
+    CorruptRecord {
+        /// Which entity.
+        entity: &'static str,
+        /// Its id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A cryptographic operation failed.
+    #[error("cryptographic operation failed: {operation}")]
+    Crypto {
+        /// Which one.
+        operation: &'static str,
+    },
+    /// The export of an account's history failed.
+    #[error("export of account {account} failed: {source}")]
+    Export {
+        /// The account.
+        account: AccountId,
+        /// The ledger's error.
+        #[source]
+        source: Box<LedgerError>,
+    },
+}
+
+impl CustodyError {
+    /// A stable, machine-readable name for the refusal, recorded in `custody.refused` events
+    /// and usable by the daemon's protocol.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } => "invalid_input",
+            Self::UnknownUser { .. } => "unknown_user",
+            Self::UserExists { .. } => "user_exists",
+            Self::AuthenticationFailed { .. } => "authentication_failed",
+            Self::FactorCodeReused { .. } => "factor_code_reused",
+            Self::FactorCodeRequired { .. } => "factor_code_required",
+            Self::Locked { .. } => "locked",
+            Self::Suspended { .. } => "suspended",
+            Self::WrongUid { .. } => "wrong_uid",
+            Self::SessionExpired { .. } => "session_expired",
+            Self::NotAnOfficer { .. } => "not_an_officer",
+            Self::RoleRequired { .. } => "role_required",
+            Self::SameOfficerTwice { .. } => "same_officer_twice",
+            Self::SelfApproval { .. } => "self_approval",
+            Self::AlreadyApproved { .. } => "already_approved",
+            Self::RequestAlreadyApproved { .. } => "request_already_approved",
+            Self::UnknownRequest { .. } => "unknown_request",
+            Self::RequestExpired { .. } => "request_expired",
+            Self::RequestClosed { .. } => "request_closed",
+            Self::ApprovalExpired { .. } => "approval_expired",
+            Self::RequestNotApproved { .. } => "request_not_approved",
+            Self::AlreadyReleased { .. } => "already_released",
+            Self::NotTheRequester { .. } => "not_the_requester",
+            Self::UnknownTask { .. } => "unknown_task",
+            Self::UnknownAccount { .. } => "unknown_account",
+            Self::AccountExists { .. } => "account_exists",
+            Self::AccountNotActive { .. } => "account_not_active",
+            Self::UnknownDevice { .. } => "unknown_device",
+            Self::DeviceExists { .. } => "device_exists",
+            Self::DeviceState { .. } => "device_state",
+            Self::WrongDevice { .. } => "wrong_device",
+            Self::DeviceMismatch { .. } => "device_mismatch",
+            Self::DeviceNotCheckedOut { .. } => "device_not_checked_out",
+            Self::SealMismatch { .. } => "seal_mismatch",
+            Self::SealReused { .. } => "seal_reused",
+            Self::DeviceBlocked { .. } => "device_blocked",
+            Self::UnknownIncident { .. } => "unknown_incident",
+            Self::IncidentClosed { .. } => "incident_closed",
+            Self::CredentialExists { .. } => "credential_exists",
+            Self::DevicesDisagree { .. } => "devices_disagree",
+            Self::BadSeed { .. } => "bad_seed",
+            Self::ClockSkew { .. } => "clock_skew",
+            Self::TimeWitnessUnavailable { .. } => "time_witness_unavailable",
+            Self::DeviceUnavailable { .. } => "device_unavailable",
+            Self::Token { .. } => "token_error",
+            Self::LedgerUnavailable { .. } => "ledger_unavailable",
+            Self::CorruptRecord { .. } => "corrupt_record",
+            Self::Crypto { .. } => "crypto",
+            Self::Export { .. } => "export_failed",
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, input: &str, reason: impl Into<String>) -> Self {
+        let mut shown: String = input.chars().take(80).collect();
+        if input.chars().count() > 80 {
+            shown.push('…');
+        }
+        Self::Invalid {
+            what,
+            input: shown,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! Accounts, devices (registration, check-out, check-in, terminal states) and incidents on
+//! [`Custody`].
+
+use serde_json::json;
+
+use crate::token::CardTransport;
+
+use super::access::DeviceAccess;
+use super::error::CustodyError;
+use super::ids::{AccountId, IncidentId, Location, RequestId, SealNumber, Serial};
+use super::reconcile::{reconcile, Reconciliation};
+use super::records::{
+    AccountRecord, AccountStatus, DeviceRecord, DeviceRole, DeviceState, IncidentKind,
+    IncidentRecord, RequestStatus, Role,
+};
+use super::service::{pair, token_err, Custody, NewAccount, Session, Terminal};
+use super::store::{self, entity, kinds, Put};
+
+impl Custody {
+    /// Registers an account (one officer).
+    pub fn register_account(
+        &mut self,
+        by: &Session,
+        new: NewAccount,
+    ) -> Result<AccountRecord, CustodyError> {
+        self.guarded(by.user().as_str(), "register_account", |c| {
+            let u = c.session_with_role(by, &[Role::Officer], "register_account")?;
+            if store::get::<AccountRecord>(&c.ledger, entity::ACCOUNT, new.account.as_str())?
+                .is_some()
+            {
+                return Err(CustodyError::AccountExists {
+                    account: new.account,
+                });
+            }
+            let rec = AccountRecord {
+                provider: new.provider,
+                account: new.account,
+                alias: new.alias,
+                root_email: new.root_email,
+                credential: new.credential.as_str().to_owned(),
+                status: AccountStatus::Active,
+                last_release_step: None,
+            };
+            let put = Put::new(entity::ACCOUNT, &rec.account, &rec)?;
+            c.append(
+                kinds::ACCOUNT_REGISTERED,
+                u.name.as_str(),
+                json!({"account": rec.account, "provider": rec.provider, "alias": rec.alias,
+                       "credential": rec.credential}),
+                &[put],
+            )?;
+            Ok(rec)
+        })
+    }
+
+    /// Changes an account's status (two officers). Closing it retires its devices.
+    pub fn set_account_status(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        account: &AccountId,
+        status: AccountStatus,
+    ) -> Result<AccountRecord, CustodyError> {
+        self.guarded(&pair(a.user(), b.user()), "set_account_status", |c| {
+            let (x, y) = c.officer_pair(a, b, "set_account_status")?;
+            let mut rec = c.account(account)?;
+            if rec.status == AccountStatus::Closed {
+                return Err(CustodyError::AccountNotActive {
+                    account: account.clone(),
+                    status: rec.status.as_str(),
+                    operation: "change status",
+                });
+            }
+            let from = rec.status;
+            rec.status = status;
+            let who = pair(&x.name, &y.name);
+            let mut events = vec![Self::event(
+                kinds::ACCOUNT_STATUS_CHANGED,
+                &who,
+                json!({"account": account, "from": from.as_str(), "to": status.as_str()}),
+                &[Put::new(entity::ACCOUNT, account, &rec)?],
+            )?];
+            if status == AccountStatus::Closed {
+                for mut d in c.devices_of(account)? {
+                    if d.state.is_terminal() {
+                        continue;
+                    }
+                    let before = d.state.name();
+                    d.state = DeviceState::Retired;
+                    events.push(Self::event(
+                        kinds::DEVICE_STATE_CHANGED,
+                        &who,
+                        json!({"device": d.serial.to_string(), "account": account,
+                               "from": before, "to": "retired", "why": "account closed"}),
+                        &[Put::new(entity::DEVICE, d.serial, &d)?],
+                    )?);
+                }
+            }
+            c.append_batch("set_account_status", events)?;
+            Ok(rec)
+        })
+    }
+
+    /// The devices holding an account's credential.
+    pub fn devices_of(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, CustodyError> {
+        Ok(self
+            .devices()?
+            .into_iter()
+            .filter(|d| d.account.as_ref() == Some(account))
+            .collect())
+    }
+
+    /// Registers a device presented now (one officer): its serial, firmware and OATH device id
+    /// are read from the card, whose serial must be `serial`.
+    pub fn register_device(
+        &mut self,
+        by: &Session,
+        access: &mut dyn DeviceAccess,
+        serial: Serial,
+        role: DeviceRole,
+    ) -> Result<DeviceRecord, CustodyError> {
+        self.guarded(by.user().as_str(), "register_device", |c| {
+            let u = c.session_with_role(by, &[Role::Officer], "register_device")?;
+            if store::get::<DeviceRecord>(&c.ledger, entity::DEVICE, &serial.to_string())?.is_some()
+            {
+                return Err(CustodyError::DeviceExists { serial });
+            }
+            let mut t = open(access, serial)?;
+            let id = crate::token::identity::identify(&mut t, None).map_err(token_err(serial))?;
+            drop(t);
+            let got = id.serial.and_then(|s| Serial::new(s).ok());
+            if got != Some(serial) {
+                return Err(CustodyError::WrongDevice {
+                    expected: serial,
+                    got: got.unwrap_or(serial),
+                });
+            }
+            let device_id = id
+                .oath_device_id
+                .ok_or_else(|| CustodyError::DeviceMismatch {
+                    serial,
+                    mismatch: "no OATH applet".into(),
+                })?;
+            let rec = DeviceRecord {
+                serial,
+                firmware: id.firmware.unwrap_or_default(),
+                device_id,
+                role,
+                account: None,
+                state: DeviceState::Registered,
+                blocked_by: None,
+            };
+            c.append(
+                kinds::DEVICE_REGISTERED,
+                u.name.as_str(),
+                json!({"device": serial.to_string(), "firmware": rec.firmware,
+                       "device_id": rec.device_id, "role": rec.role}),
+                &[Put::new(entity::DEVICE, serial, &rec)?],
+            )?;
+            Ok(rec)
+        })
+    }
+
+    /// Compares the ledger's view of `serial` with the card `access` opens for it.
+    pub fn reconcile_device(
+        &self,
+        access: &mut dyn DeviceAccess,
+        serial: Serial,
+    ) -> Result<Reconciliation, CustodyError> {
+        let d = self.device(serial)?;
+        let cred = match &d.account {
+            Some(a) => Some(self.account(a)?.credential),
+            None => None,
+        };
+        let mut t = open(access, serial)?;
+        reconcile(&d, cred.as_deref(), &mut t).map_err(token_err(serial))
+    }
+
+    /// Opens an incident; when it concerns a device, the device is blocked until two officers
+    /// acknowledge it. Returns the id.
+    pub(super) fn open_incident_event(
+        &mut self,
+        who: &str,
+        kind: IncidentKind,
+        device: Option<Serial>,
+        detail: String,
+    ) -> Result<IncidentId, CustodyError> {
+        let id = IncidentId::generate()?;
+        let rec = IncidentRecord {
+            id: id.clone(),
+            kind,
+            device,
+            detail: detail.clone(),
+            opened_ms: self.now(),
+            open: true,
+            acknowledged_by: Vec::new(),
+        };
+        let mut puts = vec![Put::new(entity::INCIDENT, &id, &rec)?];
+        let mut body = json!({"incident": id, "kind": kind, "detail": detail});
+        if let Some(serial) = device {
+            let mut d = self.device(serial)?;
+            if d.blocked_by.is_none() {
+                d.blocked_by = Some(id.clone());
+            }
+            if let serde_json::Value::Object(m) = &mut body {
+                m.insert("device".into(), json!(serial.to_string()));
+                if let Some(a) = &d.account {
+                    m.insert("account".into(), json!(a));
+                }
+            }
+            puts.push(Put::new(entity::DEVICE, serial, &d)?);
+        }
+        self.append(kinds::INCIDENT_OPENED, who, body, &puts)?;
+        Ok(id)
+    }
+
+    /// An officer reports an incident (optionally about a device, which it then blocks).
+    pub fn report_incident(
+        &mut self,
+        by: &Session,
+        device: Option<Serial>,
+        detail: &str,
+    ) -> Result<IncidentId, CustodyError> {
+        self.guarded(by.user().as_str(), "report_incident", |c| {
+            let u = c.session_with_role(by, &[Role::Officer], "report_incident")?;
+            if let Some(s) = device {
+                c.device(s)?;
+            }
+            let detail: String = detail
+                .chars()
+                .filter(|ch| !ch.is_control())
+                .take(500)
+                .collect();
+            c.open_incident_event(u.name.as_str(), IncidentKind::Other, device, detail)
+        })
+    }
+
+    /// Two officers acknowledge an incident: it closes, and the device it blocked is unblocked.
+    pub fn acknowledge_incident(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        id: &IncidentId,
+        note: &str,
+    ) -> Result<IncidentRecord, CustodyError> {
+        self.guarded(&pair(a.user(), b.user()), "acknowledge_incident", |c| {
+            let (x, y) = c.officer_pair(a, b, "acknowledge_incident")?;
+            let mut rec = c.incident(id)?;
+            if !rec.open {
+                return Err(CustodyError::IncidentClosed {
+                    incident: id.clone(),
+                });
+            }
+            rec.open = false;
+            rec.acknowledged_by = vec![x.name.clone(), y.name.clone()];
+            let mut puts = vec![Put::new(entity::INCIDENT, id, &rec)?];
+            let mut body =
+                json!({"incident": id, "note": note.chars().take(500).collect::<String>()});
+            if let Some(serial) = rec.device {
+                let mut d = c.device(serial)?;
+                if d.blocked_by.as_ref() == Some(id) {
+                    d.blocked_by = None;
+                }
+                if let serde_json::Value::Object(m) = &mut body {
+                    m.insert("device".into(), json!(serial.to_string()));
+                }
+                puts.push(Put::new(entity::DEVICE, serial, &d)?);
+            }
+            c.append(
+                kinds::INCIDENT_ACKNOWLEDGED,
+                &pair(&x.name, &y.name),
+                body,
+                &puts,
+            )?;
+            Ok(rec)
+        })
+    }
+
+    /// Takes a device out of its sealed bag (one officer, who becomes its custodian). The seal
+    /// presented must be the one recorded; a mismatch opens an incident that blocks the device.
+    /// With `request`, the device must hold that request's account.
+    pub fn check_out(
+        &mut self,
+        by: &Session,
+        serial: Serial,
+        presented_seal: &SealNumber,
+        request: Option<&RequestId>,
+    ) -> Result<DeviceRecord, CustodyError> {
+        self.guarded(by.user().as_str(), "check_out", |c| {
+            let u = c.session_with_role(by, &[Role::Officer], "check_out")?;
+            let mut d = c.device(serial)?;
+            if let Some(incident) = d.blocked_by.clone() {
+                return Err(CustodyError::DeviceBlocked { serial, incident });
+            }
+            let DeviceState::InSafe { seal, location } = d.state.clone() else {
+                return Err(CustodyError::DeviceState {
+                    serial,
+                    state: d.state.name(),
+                    operation: "check out",
+                });
+            };
+            if let Some(rid) = request {
+                let r = c.request(rid)?;
+                if !matches!(r.status, RequestStatus::Pending | RequestStatus::Approved) {
+                    return Err(super::requests::closed_error(&r));
+                }
+                if d.account.as_ref() != Some(&r.account) {
+                    let expected = c
+                        .devices_of(&r.account)?
+                        .into_iter()
+                        .find(|x| x.role == DeviceRole::Primary && !x.state.is_terminal())
+                        .map(|x| x.serial)
+                        .unwrap_or(serial);
+                    return Err(CustodyError::WrongDevice {
+                        expected,
+                        got: serial,
+                    });
+                }
+            }
+            if &seal != presented_seal {
+                c.open_incident_event(
+                    u.name.as_str(),
+                    IncidentKind::SealMismatch,
+                    Some(serial),
+                    format!("seal {presented_seal} presented, {seal} recorded (at {location})"),
+                )?;
+                return Err(CustodyError::SealMismatch {
+                    serial,
+                    expected: seal,
+                    got: presented_seal.clone(),
+                });
+            }
+            d.state = DeviceState::CheckedOut {
+                custodian: u.name.clone(),
+                request: request.cloned(),
+                since_ms: c.now(),
+            };
+            let mut body = json!({"device": serial.to_string(), "seal": seal, "location": location,
+                                  "custodian": u.name});
+            if let serde_json::Value::Object(m) = &mut body {
+                if let Some(a) = &d.account {
+                    m.insert("account".into(), json!(a));
+                }
+                if let Some(r) = request {
+                    m.insert("request".into(), json!(r));
+                }
+            }
+            c.append(
+                kinds::DEVICE_CHECKED_OUT,
+                u.name.as_str(),
+                body,
+                &[Put::new(entity::DEVICE, serial, &d)?],
+            )?;
+            Ok(d)
+        })
+    }
+
+    /// Seals an enrolled or checked-out device into a new bag and puts it in the safe (one
+    /// officer). The device is reconciled first; the seal number must never have been used.
+    pub fn check_in(
+        &mut self,
+        by: &Session,
+        access: &mut dyn DeviceAccess,
+        serial: Serial,
+        seal: SealNumber,
+        location: Location,
+    ) -> Result<DeviceRecord, CustodyError> {
+        self.guarded(by.user().as_str(), "check_in", |c| {
+            let u = c.session_with_role(by, &[Role::Officer], "check_in")?;
+            let mut d = c.device(serial)?;
+            if !matches!(
+                d.state,
+                DeviceState::Enrolled | DeviceState::CheckedOut { .. }
+            ) {
+                return Err(CustodyError::DeviceState {
+                    serial,
+                    state: d.state.name(),
+                    operation: "check in",
+                });
+            }
+            if store::get::<serde_json::Value>(&c.ledger, entity::SEAL, seal.as_str())?.is_some() {
+                return Err(CustodyError::SealReused { seal });
+            }
+            let rec = c.reconcile_device(access, serial)?;
+            if !rec.is_ok() {
+                let detail = rec.describe();
+                c.open_incident_event(
+                    u.name.as_str(),
+                    IncidentKind::DeviceMismatch,
+                    Some(serial),
+                    detail.clone(),
+                )?;
+                return Err(CustodyError::DeviceMismatch {
+                    serial,
+                    mismatch: detail,
+                });
+            }
+            d.state = DeviceState::InSafe {
+                location: location.clone(),
+                seal: seal.clone(),
+            };
+            let mut body = json!({"device": serial.to_string(), "seal": seal, "location": location,
+                                  "by": u.name});
+            if let (Some(a), serde_json::Value::Object(m)) = (&d.account, &mut body) {
+                m.insert("account".into(), json!(a));
+            }
+            c.append(
+                kinds::DEVICE_CHECKED_IN,
+                u.name.as_str(),
+                body,
+                &[
+                    Put::new(entity::DEVICE, serial, &d)?,
+                    Put::new(entity::SEAL, &seal, &json!({"serial": serial}))?,
+                ],
+            )?;
+            Ok(d)
+        })
+    }
+
+    /// Puts a device in a terminal state (two officers). Losing one opens an incident.
+    pub fn set_terminal(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        serial: Serial,
+        to: Terminal,
+    ) -> Result<DeviceRecord, CustodyError> {
+        self.guarded(&pair(a.user(), b.user()), "set_terminal", |c| {
+            let (x, y) = c.officer_pair(a, b, "set_terminal")?;
+            let mut d = c.device(serial)?;
+            if d.state.is_terminal() {
+                return Err(CustodyError::DeviceState {
+                    serial,
+                    state: d.state.name(),
+                    operation: "change a terminal state",
+                });
+            }
+            let before = d.state.name();
+            d.state = match to {
+                Terminal::Retired => DeviceState::Retired,
+                Terminal::Lost => DeviceState::Lost,
+                Terminal::Destroyed => DeviceState::Destroyed,
+            };
+            let who = pair(&x.name, &y.name);
+            let mut body =
+                json!({"device": serial.to_string(), "from": before, "to": d.state.name()});
+            if let (Some(acc), serde_json::Value::Object(m)) = (&d.account, &mut body) {
+                m.insert("account".into(), json!(acc));
+            }
+            c.append(
+                kinds::DEVICE_STATE_CHANGED,
+                &who,
+                body,
+                &[Put::new(entity::DEVICE, serial, &d)?],
+            )?;
+            if to == Terminal::Lost {
+                c.open_incident_event(
+                    &who,
+                    IncidentKind::DeviceLost,
+                    Some(serial),
+                    format!("device {serial} reported lost"),
+                )?;
+                d = c.device(serial)?;
+            }
+            Ok(d)
+        })
+    }
+}
+
+/// Opens the device, mapping access errors to the domain's.
+pub(super) fn open<'a>(
+    access: &'a mut dyn DeviceAccess,
+    serial: Serial,
+) -> Result<Box<dyn CardTransport + 'a>, CustodyError> {
+    access
+        .open(serial)
+        .map_err(|e| CustodyError::DeviceUnavailable {
+            serial,
+            reason: e.to_string(),
+        })
+}

@@ -1,0 +1,209 @@
+//! The custody policy: thresholds, lifetimes, lockout, the ticket pattern, the root-task
+//! catalogue and the passphrase verifier's cost.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use super::error::CustodyError;
+use super::ids::TicketPattern;
+
+/// The fewest approvals a request ever needs.
+pub const MIN_APPROVALS: usize = 2;
+/// The fewest PBKDF2 iterations outside tests.
+pub const MIN_PASSPHRASE_ITERATIONS: u32 = 600_000;
+
+/// How many distinct officer approvals release a code: never below 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Threshold(usize);
+
+impl Threshold {
+    /// A threshold of `n` approvals; refuses fewer than two.
+    pub fn new(n: usize) -> Result<Self, CustodyError> {
+        if n < MIN_APPROVALS {
+            return Err(CustodyError::invalid(
+                "approval threshold",
+                &n.to_string(),
+                "must be at least 2",
+            ));
+        }
+        Ok(Self(n))
+    }
+
+    /// The number.
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl Default for Threshold {
+    fn default() -> Self {
+        Self(MIN_APPROVALS)
+    }
+}
+
+/// PBKDF2-HMAC-SHA256 cost of users' passphrase verifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PassphraseKdf {
+    iterations: NonZeroU32,
+    insecure: bool,
+}
+
+impl PassphraseKdf {
+    /// 600,000 iterations.
+    pub fn production() -> Self {
+        Self {
+            iterations: NonZeroU32::new(MIN_PASSPHRASE_ITERATIONS).unwrap_or(NonZeroU32::MIN),
+            insecure: false,
+        }
+    }
+
+    /// A lower count for tests only; verifiers made with it are marked insecure.
+    pub fn insecure_for_tests(iterations: NonZeroU32) -> Self {
+        Self {
+            iterations,
+            insecure: true,
+        }
+    }
+
+    /// The iteration count.
+    pub fn iterations(self) -> NonZeroU32 {
+        self.iterations
+    }
+
+    /// True for the test-only cost.
+    pub fn is_insecure_test_only(self) -> bool {
+        self.insecure
+    }
+}
+
+/// One root-only task a request may name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootTask {
+    /// Stable id (`close-account`, ...).
+    pub id: String,
+    /// What it is, for people.
+    pub description: String,
+    /// Whether the request's reason must describe it in full (`other`).
+    pub free_text: bool,
+}
+
+/// The default catalogue of tasks that need the root user.
+pub fn default_catalogue() -> Vec<RootTask> {
+    [
+        ("change-contact", "Change account contact details", false),
+        ("change-payment", "Change payment details", false),
+        ("change-support-plan", "Change the support plan", false),
+        ("close-account", "Close the account", false),
+        ("create-root-access-keys", "Create root access keys", false),
+        ("delete-root-access-keys", "Delete root access keys", false),
+        ("change-root-password", "Change the root password", false),
+        ("recover-root-password", "Recover the root password", false),
+        (
+            "create-cloudfront-key-pair",
+            "Create a CloudFront key pair",
+            false,
+        ),
+        (
+            "unlock-s3-bucket-policy",
+            "Restore an S3 bucket policy that locks everyone out",
+            false,
+        ),
+        (
+            "unlock-sqs-queue-policy",
+            "Restore an SQS queue policy that locks everyone out",
+            false,
+        ),
+        (
+            "seller-or-tax-settings",
+            "Register as a seller or change tax settings",
+            false,
+        ),
+        (
+            "other",
+            "Another root-only task (describe it in the reason)",
+            true,
+        ),
+    ]
+    .into_iter()
+    .map(|(id, d, f)| RootTask {
+        id: id.to_owned(),
+        description: d.to_owned(),
+        free_text: f,
+    })
+    .collect()
+}
+
+/// Everything the domain decides by.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Approvals needed (default and minimum 2).
+    pub approval_threshold: Threshold,
+    /// How long an approval stays valid (default 15 min).
+    pub approval_ttl: Duration,
+    /// How long a request stays open (default 1 h).
+    pub request_ttl: Duration,
+    /// Shortest reason in characters (default 20).
+    pub reason_min_chars: usize,
+    /// The ticket pattern.
+    pub ticket: TicketPattern,
+    /// Failed authentications in a row that lock a user (default 5).
+    pub max_failed_auth: u32,
+    /// How long a lock lasts (default 15 min).
+    pub lockout: Duration,
+    /// How long a session stays usable (default 10 min).
+    pub session_ttl: Duration,
+    /// Passphrase verifier cost.
+    pub kdf: PassphraseKdf,
+    /// Largest allowed difference between the host clock and a time witness, if one is used.
+    pub max_clock_skew: Option<Duration>,
+    /// The root-task catalogue.
+    pub catalogue: Vec<RootTask>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            approval_threshold: Threshold::default(),
+            approval_ttl: Duration::from_secs(15 * 60),
+            request_ttl: Duration::from_secs(60 * 60),
+            reason_min_chars: 20,
+            ticket: TicketPattern::default(),
+            max_failed_auth: 5,
+            lockout: Duration::from_secs(15 * 60),
+            session_ttl: Duration::from_secs(10 * 60),
+            kdf: PassphraseKdf::production(),
+            max_clock_skew: None,
+            catalogue: default_catalogue(),
+        }
+    }
+}
+
+impl Policy {
+    /// The catalogue entry for `id`.
+    pub fn task(&self, id: &str) -> Result<&RootTask, CustodyError> {
+        self.catalogue
+            .iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| CustodyError::UnknownTask {
+                task: id.chars().take(64).collect(),
+            })
+    }
+}
+
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_never_below_two() {
+        assert!(Threshold::new(1).is_err());
+        assert!(Threshold::new(0).is_err());
+        assert_eq!(Threshold::new(3).expect("ok").get(), 3);
+        assert_eq!(Policy::default().approval_threshold.get(), 2);
+        assert_eq!(PassphraseKdf::production().iterations().get(), 600_000);
+    }
+}

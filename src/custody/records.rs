@@ -1,0 +1,311 @@
+//! The domain's current-state records, as kept in the `custody_records` projection table and
+//! carried in event bodies. They hold no secret: credentials are sealed (see `users`).
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{
+    AccountId, Alias, Email, IncidentId, Location, Provider, Reason, RequestId, SealNumber, Serial,
+    TicketRef, UserName,
+};
+
+/// A role a user holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Enrols, approves, runs ceremonies, keeps the safe.
+    Officer,
+    /// Requests codes for root tasks.
+    Operator,
+    /// Reads and exports.
+    Auditor,
+}
+
+impl Role {
+    /// Parses `officer`, `operator` or `auditor`.
+    pub fn parse(s: &str) -> Result<Self, super::error::CustodyError> {
+        match s {
+            "officer" => Ok(Self::Officer),
+            "operator" => Ok(Self::Operator),
+            "auditor" => Ok(Self::Auditor),
+            _ => Err(super::error::CustodyError::invalid(
+                "role",
+                s,
+                "must be officer, operator or auditor",
+            )),
+        }
+    }
+
+    /// The text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Officer => "officer",
+            Self::Operator => "operator",
+            Self::Auditor => "auditor",
+        }
+    }
+}
+
+/// A user as the domain knows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The name.
+    pub name: UserName,
+    /// Roles held (sorted, at least one).
+    pub roles: Vec<Role>,
+    /// The OS uid the user must connect as, if bound.
+    pub uid: Option<u32>,
+    /// False once suspended.
+    pub active: bool,
+    /// Failed authentications in a row.
+    pub failed_attempts: u32,
+    /// Locked until this time (ms since the epoch).
+    pub locked_until_ms: Option<i64>,
+    /// The last second-factor time step accepted (never accepted again).
+    pub last_factor_step: Option<u64>,
+}
+
+impl UserRecord {
+    /// Whether the user holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// An account's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// In use; codes may be requested.
+    Active,
+    /// The root user's credentials were removed at the provider; devices kept.
+    RootCredentialsRemoved,
+    /// Closed; its devices are retired.
+    Closed,
+}
+
+impl AccountStatus {
+    /// The text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::RootCredentialsRemoved => "root_credentials_removed",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// A cloud account whose root user's MFA seed is held on devices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// The provider.
+    pub provider: Provider,
+    /// The account id.
+    pub account: AccountId,
+    /// A human name.
+    pub alias: Alias,
+    /// The root user's e-mail.
+    pub root_email: Email,
+    /// The OATH credential name on its devices (`issuer:account`).
+    pub credential: String,
+    /// Status.
+    pub status: AccountStatus,
+    /// The last TOTP step a code was released for (never twice in one step).
+    pub last_release_step: Option<u64>,
+}
+
+/// Primary or backup device of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceRole {
+    /// Used for sign-ins.
+    Primary,
+    /// Kept apart; used when the primary is lost.
+    Backup,
+}
+
+/// Where a device is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Known to the ledger, not yet programmed.
+    Registered,
+    /// Programmed with its account's credential, not yet sealed.
+    Enrolled,
+    /// In a sealed bag in the safe.
+    InSafe {
+        /// Where.
+        location: Location,
+        /// The bag's seal.
+        seal: SealNumber,
+    },
+    /// Out of the safe with a custodian.
+    CheckedOut {
+        /// Who holds it.
+        custodian: UserName,
+        /// The request it was taken out for.
+        request: Option<RequestId>,
+        /// Since when (ms since the epoch).
+        since_ms: i64,
+    },
+    /// No longer used (account closed or replaced).
+    Retired,
+    /// Lost.
+    Lost,
+    /// Destroyed.
+    Destroyed,
+    /// Custody handed to another organisation.
+    Released,
+}
+
+impl DeviceState {
+    /// The state's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::Enrolled => "enrolled",
+            Self::InSafe { .. } => "in_safe",
+            Self::CheckedOut { .. } => "checked_out",
+            Self::Retired => "retired",
+            Self::Lost => "lost",
+            Self::Destroyed => "destroyed",
+            Self::Released => "released",
+        }
+    }
+
+    /// True for `retired`, `lost`, `destroyed`, `released`.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Retired | Self::Lost | Self::Destroyed | Self::Released
+        )
+    }
+}
+
+/// A YubiKey in custody.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Serial.
+    pub serial: Serial,
+    /// Firmware `X.Y.Z`, as read at registration.
+    pub firmware: String,
+    /// OATH device id, as read at registration.
+    pub device_id: String,
+    /// Primary or backup.
+    pub role: DeviceRole,
+    /// The account it holds the credential of (from enrolment).
+    pub account: Option<AccountId>,
+    /// Its state.
+    pub state: DeviceState,
+    /// An open incident that blocks it.
+    pub blocked_by: Option<IncidentId>,
+}
+
+/// A request's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved by enough officers.
+    Approved,
+    /// The intent to compute the code is recorded.
+    Issuing,
+    /// The code was released.
+    Released,
+    /// An officer denied it.
+    Denied,
+    /// It expired.
+    Expired,
+    /// The requester cancelled it.
+    Cancelled,
+}
+
+impl RequestStatus {
+    /// The text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Issuing => "issuing",
+            Self::Released => "released",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One officer's approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The officer.
+    pub officer: UserName,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+}
+
+/// A request for one root code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Id.
+    pub id: RequestId,
+    /// The account.
+    pub account: AccountId,
+    /// The root task's catalogue id.
+    pub task: String,
+    /// The ticket.
+    pub ticket: TicketRef,
+    /// Why.
+    pub reason: Reason,
+    /// Who asked.
+    pub requester: UserName,
+    /// Created (ms since the epoch).
+    pub created_ms: i64,
+    /// Expires (ms since the epoch).
+    pub expires_ms: i64,
+    /// Approvals in order.
+    pub approvals: Vec<Approval>,
+    /// Status.
+    pub status: RequestStatus,
+    /// The step the code was computed for, once issuing.
+    pub step: Option<u64>,
+    /// The device that computed it, once issuing.
+    pub device: Option<Serial>,
+    /// Who denied or cancelled it.
+    pub closed_by: Option<UserName>,
+}
+
+/// What an incident is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// The seal presented did not match the one recorded.
+    SealMismatch,
+    /// The device did not reconcile with the ledger.
+    DeviceMismatch,
+    /// A device was not presented at an inventory audit.
+    DeviceMissing,
+    /// A device was reported lost.
+    DeviceLost,
+    /// Anything else an officer reports.
+    Other,
+}
+
+/// An incident and its acknowledgements.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    /// Id.
+    pub id: IncidentId,
+    /// Kind.
+    pub kind: IncidentKind,
+    /// The device concerned.
+    pub device: Option<Serial>,
+    /// What happened (no secrets).
+    pub detail: String,
+    /// Opened (ms since the epoch).
+    pub opened_ms: i64,
+    /// Open until two officers acknowledge.
+    pub open: bool,
+    /// Officers who acknowledged.
+    pub acknowledged_by: Vec<UserName>,
+}

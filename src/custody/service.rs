@@ -1,0 +1,462 @@
+//! [`Custody`]: the domain's facade. It owns the ledger, decides every operation by the
+//! [`Policy`], records each decision (and each refusal) as an event, and talks to devices only
+//! through [`DeviceAccess`].
+
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::ledger::{Actor, Kind, Ledger, LedgerId, NewEvent, Projections, StoredEvent};
+use crate::token::oath::{Code, CredentialName};
+
+use super::access::{Clock, SystemClock, TimeWitness};
+use super::error::CustodyError;
+use super::ids::{
+    AccountId, Alias, Email, IncidentId, Provider, RequestId, SealNumber, Serial, UserName,
+};
+use super::policy::Policy;
+use super::records::{
+    AccountRecord, DeviceRecord, IncidentRecord, RequestRecord, Role, UserRecord,
+};
+use super::secret::{FactorCode, ProviderSeed, UserPassphrase};
+use super::store::{self, entity, kinds, CustodyProjection, Put};
+use super::users::{Credential, SealedCredential, CREDENTIAL_KEY_PURPOSE};
+
+/// What a user offers to authenticate. Officers add their second-factor code; the daemon adds
+/// the peer's OS uid.
+#[derive(Debug)]
+pub struct Credentials {
+    /// Who.
+    pub user: UserName,
+    /// Their passphrase.
+    pub passphrase: UserPassphrase,
+    /// Officers: the current code of their personal TOTP second factor.
+    pub factor: Option<FactorCode>,
+    /// The OS uid the request came from, when known.
+    pub uid: Option<u32>,
+}
+
+/// Proof that a user authenticated at a time. Only [`Custody::authenticate`] makes one; it is
+/// good for the policy's session lifetime and only while the user stays active.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub(super) user: UserName,
+    pub(super) at_ms: i64,
+    pub(super) ledger: LedgerId,
+}
+
+impl Session {
+    /// The user.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// When they authenticated (ms since the epoch).
+    pub fn authenticated_at_ms(&self) -> i64 {
+        self.at_ms
+    }
+}
+
+/// A new user.
+#[derive(Debug)]
+pub struct NewUser {
+    /// Name.
+    pub name: UserName,
+    /// Roles (at least one).
+    pub roles: Vec<Role>,
+    /// Bound OS uid.
+    pub uid: Option<u32>,
+    /// Initial passphrase.
+    pub passphrase: UserPassphrase,
+}
+
+/// A new account.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    /// Provider.
+    pub provider: Provider,
+    /// Account id (parse it with [`Provider::parse_account_id`]).
+    pub account: AccountId,
+    /// Alias.
+    pub alias: Alias,
+    /// Root e-mail.
+    pub root_email: Email,
+    /// OATH credential name on its devices (`issuer:account`).
+    pub credential: CredentialName,
+}
+
+/// A new request, as typed by the requester (ticket and reason are parsed against the policy).
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    /// The account.
+    pub account: AccountId,
+    /// The root task's catalogue id.
+    pub task: String,
+    /// The ticket reference.
+    pub ticket: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A released code: shown to the requester once.
+#[derive(Debug)]
+pub struct ReleasedCode {
+    /// The request.
+    pub request: RequestId,
+    /// The code (zeroized on drop; `Debug` hides it).
+    pub code: Code,
+    /// The TOTP step it is for.
+    pub step: u64,
+    /// Seconds until the step ends.
+    pub seconds_remaining: u64,
+    /// The device that computed it.
+    pub device: Serial,
+}
+
+/// What an enrolment ceremony programs.
+#[derive(Debug)]
+pub struct Enrolment {
+    /// The account.
+    pub account: AccountId,
+    /// Its primary device.
+    pub primary: Serial,
+    /// Its backup device.
+    pub backup: Serial,
+    /// The provider's seed (consumed; zeroized when the ceremony ends).
+    pub seed: ProviderSeed,
+    /// Both officers agree to overwrite an existing credential of that name.
+    pub overwrite: bool,
+}
+
+/// Two consecutive codes for the provider's confirmation.
+#[derive(Debug)]
+pub struct EnrolmentCodes {
+    /// Code for `first_step`.
+    pub first: Code,
+    /// Code for `first_step + 1`.
+    pub second: Code,
+    /// The first step.
+    pub first_step: u64,
+}
+
+/// A device presented at an inventory audit.
+#[derive(Clone, Debug)]
+pub struct Presented {
+    /// Its serial.
+    pub serial: Serial,
+    /// The seal on its bag, when it is in one.
+    pub seal: Option<SealNumber>,
+}
+
+/// What an inventory audit found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AuditReport {
+    /// Devices checked and fine.
+    pub ok: Vec<Serial>,
+    /// Incidents opened.
+    pub incidents: Vec<IncidentId>,
+    /// Serials presented that the ledger does not know.
+    pub unknown: Vec<Serial>,
+}
+
+/// A terminal state an officer pair may put a device in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Terminal {
+    /// No longer used.
+    Retired,
+    /// Lost (opens an incident).
+    Lost,
+    /// Destroyed.
+    Destroyed,
+}
+
+/// The custody service.
+pub struct Custody {
+    pub(super) ledger: Ledger,
+    pub(super) policy: Policy,
+    pub(super) clock: Box<dyn Clock>,
+    pub(super) witness: Option<Box<dyn TimeWitness>>,
+    pub(super) credential_key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Custody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Custody")
+            .field("ledger", &self.ledger)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn actor(name: &str) -> Actor {
+    Actor::parse(name).unwrap_or_else(|_| {
+        Actor::parse("custody").unwrap_or_else(|_| unreachable!("\"custody\" is a valid actor"))
+    })
+}
+
+pub(super) fn pair(a: &UserName, b: &UserName) -> String {
+    format!("{a}+{b}")
+}
+
+pub(super) fn op_err(
+    operation: &'static str,
+) -> impl FnOnce(crate::ledger::LedgerError) -> CustodyError {
+    move |source| CustodyError::LedgerUnavailable {
+        operation,
+        source: Box::new(source),
+    }
+}
+
+pub(super) fn token_err(serial: Serial) -> impl FnOnce(crate::token::TokenError) -> CustodyError {
+    move |source| CustodyError::Token {
+        serial,
+        source: Box::new(source),
+    }
+}
+
+pub(super) fn sorted_roles(mut roles: Vec<Role>) -> Result<Vec<Role>, CustodyError> {
+    roles.sort();
+    roles.dedup();
+    if roles.is_empty() {
+        return Err(CustodyError::invalid("roles", "", "at least one role"));
+    }
+    Ok(roles)
+}
+
+impl Custody {
+    /// The projections a ledger must be opened (or created) with for the custody domain.
+    pub fn projections() -> Result<Projections, CustodyError> {
+        let mut p = Projections::ledger_only();
+        p.register(Box::new(CustodyProjection))
+            .map_err(op_err("register projections"))?;
+        Ok(p)
+    }
+
+    /// The service over an unsealed ledger (opened with [`Custody::projections`]), with the
+    /// system clock.
+    pub fn new(ledger: Ledger, policy: Policy) -> Result<Self, CustodyError> {
+        Self::with_clock(ledger, policy, Box::new(SystemClock))
+    }
+
+    /// The service with another clock (tests that control time steps).
+    pub fn with_clock(
+        ledger: Ledger,
+        policy: Policy,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, CustodyError> {
+        let credential_key = ledger
+            .derive_key(CREDENTIAL_KEY_PURPOSE)
+            .map_err(op_err("derive credential key"))?;
+        Ok(Self {
+            ledger,
+            policy,
+            clock,
+            witness: None,
+            credential_key,
+        })
+    }
+
+    /// Adds a time witness; releases then refuse when the host clock is further from it than
+    /// the policy's `max_clock_skew`.
+    pub fn set_time_witness(&mut self, witness: Box<dyn TimeWitness>) {
+        self.witness = Some(witness);
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The ledger (read access: export, verify, checkpoints).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The ledger, for operations that write ledger-level records (checkpoints, re-share).
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// Gives the ledger back.
+    pub fn into_ledger(self) -> Ledger {
+        self.ledger
+    }
+
+    pub(super) fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    // ---- recording ------------------------------------------------------------------------
+
+    pub(super) fn event(
+        kind: &'static str,
+        who: &str,
+        mut body: Value,
+        puts: &[Put],
+    ) -> Result<NewEvent, CustodyError> {
+        if !puts.is_empty() {
+            if let Value::Object(m) = &mut body {
+                m.insert(
+                    "records".into(),
+                    Value::Array(puts.iter().map(Put::to_json).collect()),
+                );
+            }
+        }
+        let k = Kind::parse(kind)
+            .map_err(|e| CustodyError::invalid("event kind", kind, e.to_string()))?;
+        NewEvent::new(actor(who), k, &body)
+            .map_err(|e| CustodyError::invalid("event body", kind, e.to_string()))
+    }
+
+    pub(super) fn append(
+        &mut self,
+        kind: &'static str,
+        who: &str,
+        body: Value,
+        puts: &[Put],
+    ) -> Result<StoredEvent, CustodyError> {
+        let ev = Self::event(kind, who, body, puts)?;
+        self.ledger.append(ev).map_err(op_err(kind))
+    }
+
+    pub(super) fn append_batch(
+        &mut self,
+        operation: &'static str,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<StoredEvent>, CustodyError> {
+        self.ledger.append_batch(events).map_err(op_err(operation))
+    }
+
+    /// Records a refusal (best effort: when the ledger cannot write, the refusal is still
+    /// returned) and gives the error back.
+    pub(super) fn refused(
+        &mut self,
+        who: &str,
+        operation: &'static str,
+        err: CustodyError,
+    ) -> CustodyError {
+        let mut body = json!({
+            "operation": operation,
+            "refusal": err.code(),
+            "detail": err.to_string(),
+        });
+        let extra: Option<(&str, String)> = match &err {
+            CustodyError::SelfApproval { request, .. }
+            | CustodyError::AlreadyApproved { request, .. }
+            | CustodyError::RequestAlreadyApproved { request }
+            | CustodyError::RequestExpired { request }
+            | CustodyError::RequestClosed { request, .. }
+            | CustodyError::ApprovalExpired { request }
+            | CustodyError::RequestNotApproved { request, .. }
+            | CustodyError::AlreadyReleased { request }
+            | CustodyError::NotTheRequester { request, .. }
+            | CustodyError::UnknownRequest { request }
+            | CustodyError::DeviceNotCheckedOut { request, .. } => {
+                Some(("request", request.to_string()))
+            }
+            CustodyError::WrongDevice { expected, .. } => Some(("device", expected.to_string())),
+            CustodyError::SealMismatch { serial, .. }
+            | CustodyError::DeviceMismatch { serial, .. }
+            | CustodyError::DeviceBlocked { serial, .. }
+            | CustodyError::DeviceState { serial, .. }
+            | CustodyError::UnknownDevice { serial }
+            | CustodyError::DeviceUnavailable { serial, .. }
+            | CustodyError::Token { serial, .. }
+            | CustodyError::CredentialExists { serial, .. } => Some(("device", serial.to_string())),
+            CustodyError::UnknownAccount { account }
+            | CustodyError::AccountNotActive { account, .. } => {
+                Some(("account", account.to_string()))
+            }
+            _ => None,
+        };
+        if let (Some((k, v)), Value::Object(m)) = (extra, &mut body) {
+            m.insert(k.into(), Value::String(v));
+        }
+        let _ = self.append(kinds::REFUSED, who, body, &[]);
+        err
+    }
+
+    pub(super) fn guarded<T>(
+        &mut self,
+        who: &str,
+        operation: &'static str,
+        f: impl FnOnce(&mut Self) -> Result<T, CustodyError>,
+    ) -> Result<T, CustodyError> {
+        f(self).map_err(|e| self.refused(who, operation, e))
+    }
+
+    // ---- reads ----------------------------------------------------------------------------
+
+    /// A user.
+    pub fn user(&self, name: &UserName) -> Result<UserRecord, CustodyError> {
+        store::get(&self.ledger, entity::USER, name.as_str())?
+            .ok_or_else(|| CustodyError::UnknownUser { user: name.clone() })
+    }
+
+    /// Every user.
+    pub fn users(&self) -> Result<Vec<UserRecord>, CustodyError> {
+        store::all(&self.ledger, entity::USER)
+    }
+
+    /// An account.
+    pub fn account(&self, id: &AccountId) -> Result<AccountRecord, CustodyError> {
+        store::get(&self.ledger, entity::ACCOUNT, id.as_str())?.ok_or_else(|| {
+            CustodyError::UnknownAccount {
+                account: id.clone(),
+            }
+        })
+    }
+
+    /// Every account.
+    pub fn accounts(&self) -> Result<Vec<AccountRecord>, CustodyError> {
+        store::all(&self.ledger, entity::ACCOUNT)
+    }
+
+    /// A device.
+    pub fn device(&self, serial: Serial) -> Result<DeviceRecord, CustodyError> {
+        store::get(&self.ledger, entity::DEVICE, &serial.to_string())?
+            .ok_or(CustodyError::UnknownDevice { serial })
+    }
+
+    /// Every device.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, CustodyError> {
+        store::all(&self.ledger, entity::DEVICE)
+    }
+
+    /// A request.
+    pub fn request(&self, id: &RequestId) -> Result<RequestRecord, CustodyError> {
+        store::get(&self.ledger, entity::REQUEST, id.as_str())?.ok_or_else(|| {
+            CustodyError::UnknownRequest {
+                request: id.clone(),
+            }
+        })
+    }
+
+    /// Every request.
+    pub fn requests(&self) -> Result<Vec<RequestRecord>, CustodyError> {
+        store::all(&self.ledger, entity::REQUEST)
+    }
+
+    /// An incident.
+    pub fn incident(&self, id: &IncidentId) -> Result<IncidentRecord, CustodyError> {
+        store::get(&self.ledger, entity::INCIDENT, id.as_str())?.ok_or_else(|| {
+            CustodyError::UnknownIncident {
+                incident: id.clone(),
+            }
+        })
+    }
+
+    /// Every incident (open and closed).
+    pub fn incidents(&self) -> Result<Vec<IncidentRecord>, CustodyError> {
+        store::all(&self.ledger, entity::INCIDENT)
+    }
+
+    pub(super) fn credential(&self, user: &UserName) -> Result<Credential, CustodyError> {
+        let sealed: SealedCredential = store::get(&self.ledger, entity::CREDENTIAL, user.as_str())?
+            .ok_or_else(|| CustodyError::CorruptRecord {
+                entity: entity::CREDENTIAL,
+                id: user.to_string(),
+                reason: "missing".into(),
+            })?;
+        Credential::open(&sealed, &self.credential_key, user)
+    }
+}
