@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod audit;
+pub mod client;
+pub mod daemon;
 pub mod init;
 pub mod ledger;
 pub mod token;
@@ -32,6 +34,10 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text (stable; see docs/cli.md).
     #[arg(long, global = true)]
     pub json: bool,
+    /// The custodyd socket (commands that talk to the daemon). Default: $CUSTODY_SOCKET, else
+    /// /run/custody/custodyd.sock.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +57,15 @@ pub enum Command {
     /// Readers and the YubiKeys in them.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Show custodyd's state: sealed or not, unseal progress, ledger head.
+    #[command(after_help = "Example:\n  custody status\n  custody --json status")]
+    Status,
+    /// Offer one officer's unseal share to custodyd (a quorum unseals it).
+    Unseal(daemon::UnsealArgs),
+    /// Seal custodyd: record it, close the ledger, erase its keys from memory.
+    Seal(daemon::SealArgs),
+    /// Export the ledger through custodyd (JSON Lines, signed), for offline verification.
+    Export(daemon::ExportArgs),
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -60,5 +75,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ledger(cmd) => ledger::run(cli.json, cmd),
         Command::Audit(cmd) => audit::run(cli.json, cmd),
         Command::Token(cmd) => token::run(cmd, cli.json),
+        Command::Status => daemon::status(cli.json, &client::socket_path(cli.socket.as_deref())),
+        Command::Unseal(a) => {
+            daemon::unseal(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Seal(a) => daemon::seal(cli.json, &client::socket_path(cli.socket.as_deref()), a),
+        Command::Export(a) => {
+            daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
     }
 }

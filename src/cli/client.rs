@@ -1,0 +1,111 @@
+//! The `custody` side of the daemon socket: connect, send one request, read one response.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::exit;
+use super::ledger::Failure;
+use crate::daemon::protocol::{
+    encode_request, parse_response, ErrorCode, Op, Outcome, Reply, Request, VERSION,
+};
+
+/// The socket used when neither `--socket` nor `CUSTODY_SOCKET` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/custody/custodyd.sock";
+
+/// Largest response accepted (exports travel in responses).
+const MAX_RESPONSE: u64 = 512 * 1024 * 1024;
+
+/// The socket path: `--socket`, else `CUSTODY_SOCKET`, else [`DEFAULT_SOCKET`].
+pub fn socket_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CUSTODY_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// Exit status for a daemon error code.
+pub fn status_of(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::BadRequest | ErrorCode::UnsupportedVersion | ErrorCode::TooLarge => exit::USAGE,
+        ErrorCode::Sealed | ErrorCode::Ledger | ErrorCode::UnsealFailed => exit::LEDGER,
+        ErrorCode::Token => exit::TOKEN,
+        ErrorCode::Io | ErrorCode::Busy | ErrorCode::ShuttingDown => exit::IO,
+        _ => exit::FAILED,
+    }
+}
+
+/// Sends one operation and returns the daemon's reply, or a failure naming the daemon's code.
+pub(crate) fn call(socket: &Path, op: Op) -> Result<Reply, Failure> {
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        Failure::new(
+            exit::IO,
+            format!(
+                "cannot connect to custodyd at {}: {e} (is it running? --socket or CUSTODY_SOCKET)",
+                socket.display()
+            ),
+        )
+    })?;
+    let io = |e: std::io::Error| Failure::new(exit::IO, format!("custodyd socket: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .map_err(io)?;
+    let req = Request {
+        v: VERSION,
+        id: u64::from(std::process::id()),
+        op,
+    };
+    let line = encode_request(&req);
+    drop(req);
+    (&stream).write_all(&line).map_err(io)?;
+    drop(line);
+    let mut reader = BufReader::new((&stream).take(MAX_RESPONSE));
+    let mut buf = Vec::new();
+    reader.read_until(b'\n', &mut buf).map_err(io)?;
+    if buf.is_empty() {
+        return Err(Failure::new(
+            exit::IO,
+            "custodyd closed the connection without answering",
+        ));
+    }
+    let resp = parse_response(&buf)
+        .map_err(|e| Failure::new(exit::IO, format!("unreadable answer from custodyd: {e}")))?;
+    match resp.result {
+        Outcome::Ok(r) => Ok(r),
+        Outcome::Err(e) => Err(Failure::new(
+            status_of(e.code),
+            format!("custodyd refused ({}): {}", e.code, e.message),
+        )),
+    }
+}
+
+/// Reads one secret: the first line of file descriptor `fd`, or a hidden prompt on the
+/// terminal. Never from the command line or the environment.
+pub(crate) fn read_secret(
+    fd: Option<u32>,
+    prompt: &str,
+) -> Result<zeroize::Zeroizing<String>, Failure> {
+    use zeroize::Zeroizing;
+    let Some(fd) = fd else {
+        return rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| Failure::new(exit::IO, format!("reading from the terminal: {e}")));
+    };
+    let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let file = std::fs::File::open(&path)
+        .map_err(|e| Failure::new(exit::IO, format!("cannot read file descriptor {fd}: {e}")))?;
+    let mut raw = Zeroizing::new(Vec::new());
+    let mut r = BufReader::new(file.take(64 * 1024));
+    r.read_until(b'\n', &mut raw)
+        .map_err(|e| Failure::new(exit::IO, format!("reading file descriptor {fd}: {e}")))?;
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {fd} is not UTF-8")))?;
+    let line = text.trim_end_matches(['\n', '\r']);
+    if line.is_empty() {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("nothing to read on file descriptor {fd}"),
+        ));
+    }
+    Ok(Zeroizing::new(line.to_owned()))
+}
