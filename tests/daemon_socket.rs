@@ -57,6 +57,9 @@ impl Server {
         let mut opts = DaemonOptions::new(ledger);
         opts.max_connections = max_connections;
         opts.idle_timeout = Duration::from_secs(5);
+        opts.policy.kdf = mfa_custody::custody::PassphraseKdf::insecure_for_tests(
+            NonZeroU32::new(1000).expect("nonzero"),
+        );
         let daemon = Arc::new(Daemon::new(opts));
         let shutdown = Arc::new(AtomicBool::new(false));
         let s = shutdown.clone();
@@ -460,4 +463,127 @@ fn custodyd_log_holds_no_passphrase() {
     for secret in [ALICE, BOB, "Wrong-Bob-Phrase-3", "Leaky-Phrase-444"] {
         assert!(!log.contains(secret), "the log holds a passphrase: {log}");
     }
+}
+
+// ---- the custody domain through the socket ----
+
+fn totp_now(base32: &str, steps_back: u64) -> String {
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(base32.trim_end_matches('=').as_bytes())
+        .expect("base32 seed");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let step = now / 30 - steps_back;
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
+        .expect("totp")
+        .generate(step * 30)
+}
+
+fn auth(user: &str, pass: &str, factor: Option<String>) -> Value {
+    match factor {
+        Some(f) => serde_json::json!({"user": user, "passphrase": pass, "factor": f}),
+        None => serde_json::json!({"user": user, "passphrase": pass}),
+    }
+}
+
+#[test]
+fn daemon_sign_in_request_needs_two_distinct_officers() {
+    // Stay clear of a step boundary: every officer uses the previous and the current step.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    if now % 30 > 25 {
+        std::thread::sleep(Duration::from_secs(31 - now % 30));
+    }
+    let server = Server::start(8);
+    let mut c = server.connect();
+    unseal(&mut c, 1, "alice", ALICE);
+    unseal(&mut c, 2, "bob", BOB);
+    let mut seeds = std::collections::HashMap::new();
+    for (id, who) in [(3, "alice"), (4, "bob")] {
+        let r = c.call(
+            id,
+            serde_json::json!({"bootstrap_officer": {"user": who, "passphrase": format!("{who}-User-Phrase-9")}}),
+        );
+        let f = &ok(&r)["factor"];
+        assert!(f["uri"]
+            .as_str()
+            .expect("uri")
+            .starts_with("otpauth://totp/"));
+        seeds.insert(who, f["base32"].as_str().expect("seed").to_owned());
+    }
+    let alice = |back| {
+        auth(
+            "alice",
+            "alice-User-Phrase-9",
+            Some(totp_now(&seeds["alice"], back)),
+        )
+    };
+    let bob = |back| {
+        auth(
+            "bob",
+            "bob-User-Phrase-9",
+            Some(totp_now(&seeds["bob"], back)),
+        )
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    let r = c.call(
+        5,
+        serde_json::json!({"user_add": {"by": [alice(1)], "name": "dave", "roles": ["operator"], "uid": uid, "passphrase": "dave-Operator-Phrase-1"}}),
+    );
+    assert_eq!(ok(&r)["user"]["name"], "dave");
+    let r = c.call(
+        6,
+        serde_json::json!({"user_add": {"by": [auth("dave", "dave-Operator-Phrase-1", None)], "name": "eve", "roles": ["operator"], "uid": uid.wrapping_add(1), "passphrase": "eve-Operator-Phrase-1"}}),
+    );
+    assert_eq!(
+        err_code(&r),
+        "forbidden",
+        "an operator cannot add users: {r}"
+    );
+    let r = c.call(
+        7,
+        serde_json::json!({"account_add": {"by": bob(1), "provider": "aws", "account": "123456789012", "alias": "prod-root", "root_email": "root@example.test", "credential": "AWS:root@example.test"}}),
+    );
+    assert_eq!(ok(&r)["account"]["alias"], "prod-root", "{r}");
+    let dave = auth("dave", "dave-Operator-Phrase-1", None);
+    let r = c.call(
+        8,
+        serde_json::json!({"request_code": {"by": dave, "account": "123456789012", "task": "change-root-password", "ticket": "SEC-42", "reason": "rotate the root password after the audit finding"}}),
+    );
+    let req = ok(&r)["request"].clone();
+    assert_eq!(req["status"], "pending", "{r}");
+    let id = req["id"].as_str().expect("id").to_owned();
+    let r = c.call(
+        9,
+        serde_json::json!({"approve": {"by": auth("dave", "dave-Operator-Phrase-1", None), "request": id}}),
+    );
+    assert_eq!(err_code(&r), "forbidden", "{r}");
+    let r = c.call(
+        10,
+        serde_json::json!({"approve": {"by": alice(0), "request": id}}),
+    );
+    assert_eq!(ok(&r)["request"]["status"], "pending", "{r}");
+    let r = c.call(
+        11,
+        serde_json::json!({"approve": {"by": alice(0), "request": id}}),
+    );
+    assert_eq!(
+        err_code(&r),
+        "forbidden",
+        "a code is never accepted twice: {r}"
+    );
+    let r = c.call(
+        12,
+        serde_json::json!({"approve": {"by": bob(0), "request": id}}),
+    );
+    assert_eq!(ok(&r)["request"]["status"], "approved", "{r}");
+    let r = c.call(13, "requests".into());
+    assert_eq!(ok(&r)["requests"].as_array().map(Vec::len), Some(1));
+    let r = c.call(14, "users".into());
+    assert_eq!(ok(&r)["users"].as_array().map(Vec::len), Some(3));
+    server.stop();
 }

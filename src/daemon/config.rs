@@ -66,14 +66,11 @@ fn d_approval_ttl() -> u64 {
 fn d_request_ttl() -> u64 {
     3600
 }
-fn d_ticket() -> String {
-    "^[A-Z][A-Z0-9]+-[0-9]+$".to_owned()
+fn d_ticket_digits() -> usize {
+    10
 }
 fn d_reason() -> usize {
     20
-}
-fn d_skew() -> u8 {
-    1
 }
 
 /// The dual-control policy (`[policy]`).
@@ -89,15 +86,19 @@ pub struct Policy {
     /// Seconds a request stays open before it expires.
     #[serde(default = "d_request_ttl")]
     pub request_ttl_secs: u64,
-    /// Regular expression a ticket reference must match.
-    #[serde(default = "d_ticket")]
-    pub ticket_pattern: String,
+    /// Ticket project keys allowed (`SEC` in `SEC-1234`); empty: any 2 to 10 upper-case letters.
+    #[serde(default)]
+    pub ticket_prefixes: Vec<String>,
+    /// Most digits after the dash of a ticket reference.
+    #[serde(default = "d_ticket_digits")]
+    pub ticket_max_digits: usize,
     /// Fewest characters of a request's reason.
     #[serde(default = "d_reason")]
     pub min_reason_chars: usize,
-    /// TOTP time steps of clock skew accepted either side for officers' second factor.
-    #[serde(default = "d_skew")]
-    pub totp_skew_steps: u8,
+    /// PBKDF2 iterations of users' passphrase verifiers. Unset: the production count. A lower
+    /// count is for tests and demos only, and the daemon warns at start.
+    #[serde(default)]
+    pub passphrase_kdf_iterations: Option<u32>,
 }
 
 impl Default for Policy {
@@ -106,9 +107,10 @@ impl Default for Policy {
             approvals: d_approvals(),
             approval_ttl_secs: d_approval_ttl(),
             request_ttl_secs: d_request_ttl(),
-            ticket_pattern: d_ticket(),
+            ticket_prefixes: Vec::new(),
+            ticket_max_digits: d_ticket_digits(),
             min_reason_chars: d_reason(),
-            totp_skew_steps: d_skew(),
+            passphrase_kdf_iterations: None,
         }
     }
 }
@@ -189,11 +191,14 @@ impl Config {
         if c.policy.approval_ttl_secs == 0 || c.policy.request_ttl_secs == 0 {
             return Err(bad("policy", "TTLs must be at least 1 second"));
         }
-        if c.policy.totp_skew_steps > 2 {
-            return Err(bad("policy.totp_skew_steps", "must be 0, 1 or 2"));
+        if !(1..=18).contains(&c.policy.ticket_max_digits) {
+            return Err(bad("policy.ticket_max_digits", "must be from 1 to 18"));
         }
-        if c.policy.ticket_pattern.is_empty() {
-            return Err(bad("policy.ticket_pattern", "must not be empty"));
+        if c.policy.passphrase_kdf_iterations == Some(0) {
+            return Err(bad(
+                "policy.passphrase_kdf_iterations",
+                "must be at least 1",
+            ));
         }
         Ok(c)
     }
@@ -204,7 +209,32 @@ impl Config {
         o.max_connections = self.max_connections;
         o.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         o.allowed_readers = self.allowed_readers.clone();
+        o.policy = self.custody_policy();
         o
+    }
+
+    /// The domain policy these settings describe.
+    pub fn custody_policy(&self) -> crate::custody::Policy {
+        use crate::custody::{PassphraseKdf, Threshold};
+        let p = &self.policy;
+        let mut out = crate::custody::Policy::default();
+        if let Ok(t) = Threshold::new(usize::from(p.approvals)) {
+            out.approval_threshold = t;
+        }
+        out.approval_ttl = Duration::from_secs(p.approval_ttl_secs);
+        out.request_ttl = Duration::from_secs(p.request_ttl_secs);
+        out.reason_min_chars = p.min_reason_chars;
+        out.ticket.prefixes = p.ticket_prefixes.clone();
+        out.ticket.max_digits = p.ticket_max_digits;
+        if let Some(n) = p
+            .passphrase_kdf_iterations
+            .and_then(std::num::NonZeroU32::new)
+        {
+            if n.get() < PassphraseKdf::production().iterations().get() {
+                out.kdf = PassphraseKdf::insecure_for_tests(n);
+            }
+        }
+        out
     }
 }
 

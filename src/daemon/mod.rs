@@ -5,9 +5,11 @@
 //! - [`server`]: [`server::run`], given its listener and shutdown flag; bounded connections.
 //! - [`peer`]: SO_PEERCRED of each connection.
 //! - [`state`]: sealed/unsealed state and the handling of each operation.
+//! - [`ops`]: the custody domain's operations, from protocol values to the [`crate::custody`] facade.
 //! - [`config`]: the TOML configuration file.
 
 pub mod config;
+pub mod ops;
 pub mod peer;
 pub mod protocol;
 pub mod server;

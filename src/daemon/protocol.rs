@@ -15,6 +15,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::custody::{AccountRecord, DeviceRecord, IncidentRecord, RequestRecord, UserRecord};
+
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
@@ -74,6 +76,20 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// How a person authenticates in a request: name, passphrase and (officers) the current code
+/// of their personal TOTP second factor. The daemon adds the connection's uid.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// The user's name.
+    pub user: String,
+    /// Their passphrase.
+    pub passphrase: Secret,
+    /// Officers: their second-factor code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<Secret>,
+}
+
 /// One request line.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +130,89 @@ pub enum Op {
     /// Export the whole ledger (JSON Lines with a signed header and closing checkpoint); the
     /// export travels in the answer and the client writes it where it wants.
     Export,
+    /// Enrol a genesis officer (named in the keyring) as a custody user, once; answers their
+    /// second-factor seed, shown this one time.
+    BootstrapOfficer {
+        /// The officer.
+        user: String,
+        /// Their new user passphrase.
+        passphrase: Secret,
+    },
+    /// Add a user: one officer for operators and auditors, two for an officer.
+    UserAdd {
+        /// The approving officer(s).
+        by: Vec<Auth>,
+        /// The new user's name.
+        name: String,
+        /// Roles: officer, operator, auditor.
+        roles: Vec<String>,
+        /// The OS uid the user must connect as.
+        #[serde(default)]
+        uid: Option<u32>,
+        /// Their initial passphrase.
+        passphrase: Secret,
+    },
+    /// List users.
+    Users,
+    /// Register an account (one officer).
+    AccountAdd {
+        /// The officer.
+        by: Auth,
+        /// Provider (aws, aws-us-gov, aws-cn).
+        provider: String,
+        /// The provider's account id.
+        account: String,
+        /// A friendly alias.
+        alias: String,
+        /// The root user's e-mail.
+        root_email: String,
+        /// The OATH credential name on its devices (`issuer:account`).
+        credential: String,
+    },
+    /// List accounts.
+    Accounts,
+    /// List devices.
+    Devices,
+    /// Ask for one code for a root task on an account.
+    RequestCode {
+        /// The requester.
+        by: Auth,
+        /// The account id.
+        account: String,
+        /// The root task's catalogue id.
+        task: String,
+        /// The ticket reference.
+        ticket: String,
+        /// Why.
+        reason: String,
+    },
+    /// List requests.
+    Requests,
+    /// An officer approves a request.
+    Approve {
+        /// The officer (passphrase and second factor, at this moment).
+        by: Auth,
+        /// The request id.
+        request: String,
+    },
+    /// An officer denies a request.
+    Deny {
+        /// The officer.
+        by: Auth,
+        /// The request id.
+        request: String,
+        /// Why.
+        note: String,
+    },
+    /// The requester cancels their request.
+    Cancel {
+        /// The requester.
+        by: Auth,
+        /// The request id.
+        request: String,
+    },
+    /// List incidents.
+    Incidents,
 }
 
 impl Op {
@@ -126,6 +225,18 @@ impl Op {
             Op::Seal { .. } => "seal",
             Op::Checkpoint => "checkpoint",
             Op::Export => "export",
+            Op::BootstrapOfficer { .. } => "bootstrap_officer",
+            Op::UserAdd { .. } => "user_add",
+            Op::Users => "users",
+            Op::AccountAdd { .. } => "account_add",
+            Op::Accounts => "accounts",
+            Op::Devices => "devices",
+            Op::RequestCode { .. } => "request_code",
+            Op::Requests => "requests",
+            Op::Approve { .. } => "approve",
+            Op::Deny { .. } => "deny",
+            Op::Cancel { .. } => "cancel",
+            Op::Incidents => "incidents",
         }
     }
 }
@@ -159,6 +270,7 @@ impl Response {
             id,
             result: Outcome::Err(ErrorBody {
                 code,
+                reason: None,
                 message: message.into(),
             }),
         }
@@ -193,6 +305,9 @@ pub enum Outcome {
 pub struct ErrorBody {
     /// A stable machine-readable code.
     pub code: ErrorCode,
+    /// The custody domain's own code when it refused (`self_approval`, `unknown_account`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// A human explanation (never contains a secret).
     pub message: String,
 }
@@ -300,6 +415,31 @@ pub enum Reply {
         /// The export itself (JSON Lines).
         content: String,
     },
+    /// A new officer's second factor, shown this one time.
+    Factor {
+        /// The officer.
+        user: String,
+        /// The `otpauth://` URI to load into their authenticator.
+        uri: Secret,
+        /// The seed in Base32.
+        base32: Secret,
+    },
+    /// One user.
+    User(UserRecord),
+    /// Users.
+    Users(Vec<UserRecord>),
+    /// One account.
+    Account(AccountRecord),
+    /// Accounts.
+    Accounts(Vec<AccountRecord>),
+    /// Devices.
+    Devices(Vec<DeviceRecord>),
+    /// One request.
+    Request(RequestRecord),
+    /// Requests.
+    Requests(Vec<RequestRecord>),
+    /// Incidents.
+    Incidents(Vec<IncidentRecord>),
 }
 
 /// The daemon's state as seen by [`Op::Status`].

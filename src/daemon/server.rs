@@ -187,7 +187,11 @@ fn answer(line: &[u8], daemon: &Daemon, peer: &PeerCred) -> (Response, bool) {
                 }
                 Err(e) => {
                     tracing::info!(id, op = name, uid = peer.uid, code = %e.code, "refused: {}", e.message);
-                    (Response::err(id, e.code, e.message), false)
+                    let mut r = Response::err(id, e.code, e.message);
+                    if let super::protocol::Outcome::Err(body) = &mut r.result {
+                        body.reason = e.reason;
+                    }
+                    (r, false)
                 }
             }
         }

@@ -9,10 +9,11 @@ use serde_json::json;
 
 use super::peer::PeerCred;
 use super::protocol::{ErrorCode, Op, Reply, Secret, StatusReply, UnsealProgress};
+use crate::custody::Custody;
 use crate::ledger::store::KEYRING_FILE;
 use crate::ledger::{
     export, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError, NewEvent,
-    OfficerName, Passphrase, Projections,
+    OfficerName, Passphrase,
 };
 use crate::token::pcsc::ReaderEvent;
 
@@ -41,6 +42,8 @@ pub struct DaemonOptions {
     pub idle_timeout: Duration,
     /// Reader names (prefixes) the daemon may use. Empty: none is allowed.
     pub allowed_readers: Vec<String>,
+    /// The dual-control policy.
+    pub policy: crate::custody::Policy,
 }
 
 impl DaemonOptions {
@@ -51,6 +54,7 @@ impl DaemonOptions {
             max_connections: 32,
             idle_timeout: Duration::from_secs(60),
             allowed_readers: vec!["Yubico YubiKey".to_owned()],
+            policy: crate::custody::Policy::default(),
         }
     }
 
@@ -65,6 +69,8 @@ impl DaemonOptions {
 pub struct OpError {
     /// The wire code.
     pub code: ErrorCode,
+    /// The domain's own code, when the domain refused.
+    pub reason: Option<String>,
     /// What went wrong (never a secret).
     pub message: String,
 }
@@ -74,6 +80,7 @@ impl OpError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
+            reason: None,
             message: message.into(),
         }
     }
@@ -100,7 +107,7 @@ enum Seal {
         given: Vec<(OfficerName, Passphrase)>,
     },
     Unsealed {
-        ledger: Box<Ledger>,
+        custody: Box<Custody>,
     },
 }
 
@@ -190,6 +197,18 @@ impl Daemon {
                     public_key: l.public_key().to_hex(),
                 })
             }),
+            op @ (Op::BootstrapOfficer { .. }
+            | Op::UserAdd { .. }
+            | Op::Users
+            | Op::AccountAdd { .. }
+            | Op::Accounts
+            | Op::Devices
+            | Op::RequestCode { .. }
+            | Op::Requests
+            | Op::Approve { .. }
+            | Op::Deny { .. }
+            | Op::Cancel { .. }
+            | Op::Incidents) => self.with_custody(|c| super::ops::handle(c, op, peer)),
             Op::Export => self.with_ledger(|l| {
                 let mut out = Vec::new();
                 let s = export(
@@ -216,9 +235,17 @@ impl Daemon {
         &self,
         f: impl FnOnce(&mut Ledger) -> Result<T, OpError>,
     ) -> Result<T, OpError> {
+        self.with_custody(|c| f(c.ledger_mut()))
+    }
+
+    /// Runs `f` with the custody service, or refuses while sealed.
+    pub fn with_custody<T>(
+        &self,
+        f: impl FnOnce(&mut Custody) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
         let mut g = self.lock();
         match &mut *g {
-            Seal::Unsealed { ledger } => f(ledger),
+            Seal::Unsealed { custody } => f(custody),
             Seal::Sealed { .. } => Err(OpError::new(
                 ErrorCode::Sealed,
                 "the ledger is sealed; officers must unseal it first (custody unseal)",
@@ -236,11 +263,11 @@ impl Daemon {
                 None,
                 None,
             ),
-            Seal::Unsealed { ledger } => (
+            Seal::Unsealed { custody } => (
                 false,
                 Vec::new(),
-                Some(ledger.head()?.map_or(0, |h| h.seq)),
-                Some(ledger.public_key().to_hex()),
+                Some(custody.ledger().head()?.map_or(0, |h| h.seq)),
+                Some(custody.ledger().public_key().to_hex()),
             ),
         };
         Ok(Reply::Status(StatusReply {
@@ -306,7 +333,9 @@ impl Daemon {
         }
         let shares = std::mem::take(given);
         let names: Vec<String> = shares.iter().map(|(n, _)| n.as_str().to_owned()).collect();
-        let opened = Ledger::open(&self.opts.ledger_dir, &shares, Projections::ledger_only());
+        let projections = crate::custody::Custody::projections()
+            .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?;
+        let opened = Ledger::open(&self.opts.ledger_dir, &shares, projections);
         drop(shares);
         let mut ledger = match opened {
             Ok(l) => l,
@@ -335,8 +364,10 @@ impl Daemon {
             &json!({"officers": names, "peer_uid": peer.uid}),
         )?)?;
         tracing::info!(officers = ?names, "unsealed");
+        let custody = Custody::new(ledger, self.opts.policy.clone())
+            .map_err(|e| OpError::new(ErrorCode::Ledger, e.to_string()))?;
         *g = Seal::Unsealed {
-            ledger: Box::new(ledger),
+            custody: Box::new(custody),
         };
         Ok(Reply::Unseal(UnsealProgress {
             unsealed: true,
@@ -356,8 +387,9 @@ impl Daemon {
                     "the ledger is already sealed",
                 ));
             }
-            Seal::Unsealed { ledger } => {
-                ledger
+            Seal::Unsealed { custody } => {
+                custody
+                    .ledger_mut()
                     .append(event(a, kinds::SEALED, &json!({"peer_uid": peer.uid}))?)?
                     .header
                     .seq
