@@ -45,3 +45,6 @@ pub use service::{
     AuditReport, Credentials, Custody, Enrolment, EnrolmentCodes, NewAccount, NewRequest, NewUser,
     Presented, ReleasedCode, Session, Terminal,
 };
+
+#[cfg(test)]
+mod tests;

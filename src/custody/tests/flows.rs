@@ -1,0 +1,548 @@
+//! Ceremonies end to end and the refusals of the sign-in path.
+
+use std::time::Duration;
+
+use super::*;
+
+fn out_for(w: &mut World, id: &RequestId, s: &str) {
+    let a = w.login("alice");
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal(s), Some(id))
+        .expect("check out");
+}
+
+fn approved(w: &mut World) -> RequestRecord {
+    let r = w.new_request("oscar");
+    w.approve(&r.id, "alice").expect("first");
+    let r2 = w.approve(&r.id, "bob").expect("second");
+    assert_eq!(r2.status, RequestStatus::Approved);
+    r2
+}
+
+#[test]
+fn sign_in_end_to_end_releases_the_current_code_once() {
+    let mut w = World::new().with_enrolled_account();
+    let r = approved(&mut w);
+    out_for(&mut w, &r.id, "SEAL-P1");
+    let oscar = w.login("oscar");
+    let code = w
+        .custody
+        .release_code(&oscar, &r.id, &mut w.keys)
+        .expect("release");
+    let now = w.clock.now_ms();
+    assert_eq!(code.step, u64::try_from(now / 30_000).expect("step"));
+    assert_eq!(code.code.as_str(), totp_at(SEED_B32, now));
+    assert!(code.seconds_remaining <= 30);
+    assert_eq!(code.device, serial(PRIMARY));
+    let kinds = w.kinds();
+    let issuing = kinds
+        .iter()
+        .position(|k| k == "code.issuing")
+        .expect("issuing");
+    let released = kinds
+        .iter()
+        .position(|k| k == "code.released")
+        .expect("released");
+    assert!(issuing < released);
+    let body = &w.bodies("code.released")[0];
+    assert_eq!(body["step"], serde_json::json!(code.step));
+    assert_eq!(body["account"], serde_json::json!(ACCOUNT));
+    assert!(
+        !body.to_string().contains(code.code.as_str()),
+        "the code is never stored"
+    );
+    // Release twice: refused.
+    let again = w.custody.release_code(&oscar, &r.id, &mut w.keys);
+    assert!(
+        matches!(again, Err(CustodyError::AlreadyReleased { .. })),
+        "{again:?}"
+    );
+    assert_eq!(
+        w.custody.request(&r.id).expect("r").status,
+        RequestStatus::Released
+    );
+    // Check in under a new seal; the old one is refused.
+    let a = w.login("alice");
+    let reused = w.custody.check_in(
+        &a,
+        &mut w.keys,
+        serial(PRIMARY),
+        seal("SEAL-P1"),
+        Location::parse("safe 1").expect("loc"),
+    );
+    assert!(
+        matches!(reused, Err(CustodyError::SealReused { .. })),
+        "{reused:?}"
+    );
+    w.custody
+        .check_in(
+            &a,
+            &mut w.keys,
+            serial(PRIMARY),
+            seal("SEAL-P2"),
+            Location::parse("safe 1").expect("loc"),
+        )
+        .expect("check in");
+    let refusals = w.refusals();
+    assert!(
+        refusals.contains(&"already_released".to_owned()),
+        "{refusals:?}"
+    );
+    assert!(refusals.contains(&"seal_reused".to_owned()), "{refusals:?}");
+    crate::ledger::verify_ledger(w.custody.ledger()).expect("projections replay");
+}
+
+#[test]
+fn second_release_in_the_same_step_waits_for_the_next() {
+    let mut w = World::new().with_enrolled_account();
+    let r1 = approved(&mut w);
+    let r2 = approved(&mut w);
+    let a = w.login("alice");
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r1.id))
+        .expect("primary out");
+    w.custody
+        .check_out(&a, serial(BACKUP), &seal("SEAL-B1"), Some(&r2.id))
+        .expect("backup out");
+    // Operators have no second factor: no clock movement between the two releases.
+    let oscar = w.login("oscar");
+    let c1 = w
+        .custody
+        .release_code(&oscar, &r1.id, &mut w.keys)
+        .expect("one");
+    let c2 = w
+        .custody
+        .release_code(&oscar, &r2.id, &mut w.keys)
+        .expect("two");
+    assert_eq!(c1.device, serial(PRIMARY));
+    assert_eq!(c2.device, serial(BACKUP));
+    assert_eq!(c2.step, c1.step + 1, "waited for the next step");
+    assert_eq!(
+        c2.code.as_str(),
+        totp_at(SEED_B32, i64::try_from(c2.step * 30_000).expect("t"))
+    );
+}
+
+#[test]
+fn approval_refusals_are_distinct_and_recorded() {
+    let mut w = World::new().with_enrolled_account();
+    let r = w.new_request("carol");
+    // Self-approval.
+    let e = w.approve(&r.id, "carol").expect_err("self");
+    assert!(matches!(e, CustodyError::SelfApproval { .. }), "{e:?}");
+    w.approve(&r.id, "alice").expect("alice");
+    // Approval reuse.
+    let e = w.approve(&r.id, "alice").expect_err("reuse");
+    assert!(matches!(e, CustodyError::AlreadyApproved { .. }), "{e:?}");
+    // Release before the threshold.
+    let carol = w.login("carol");
+    let e = w
+        .custody
+        .release_code(&carol, &r.id, &mut w.keys)
+        .expect_err("not approved");
+    assert!(
+        matches!(
+            e,
+            CustodyError::RequestNotApproved {
+                approvals: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    w.approve(&r.id, "bob").expect("bob");
+    // Third approval.
+    let e = w.approve(&r.id, "olga").expect_err("operator");
+    assert!(
+        matches!(
+            e,
+            CustodyError::RequestAlreadyApproved { .. } | CustodyError::NotAnOfficer { .. }
+        ),
+        "{e:?}"
+    );
+    let c = w.creds("alice");
+    let e = w.custody.approve(&r.id, &c).expect_err("third");
+    assert!(
+        matches!(e, CustodyError::RequestAlreadyApproved { .. }),
+        "{e:?}"
+    );
+    // Approvals expire.
+    w.clock.advance(16 * 60 * 1000);
+    let a = w.login("alice");
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
+        .expect("out");
+    let carol = w.login("carol");
+    let e = w
+        .custody
+        .release_code(&carol, &r.id, &mut w.keys)
+        .expect_err("expired approvals");
+    assert!(matches!(e, CustodyError::ApprovalExpired { .. }), "{e:?}");
+    assert_eq!(
+        w.keys.calculations(),
+        2 * 2,
+        "only enrolment computed codes"
+    );
+    // Approval after the request expired.
+    let r2 = w.new_request("oscar");
+    w.clock.advance(61 * 60 * 1000);
+    let e = w.approve(&r2.id, "alice").expect_err("request expired");
+    assert!(matches!(e, CustodyError::RequestExpired { .. }), "{e:?}");
+    let refusals = w.refusals();
+    for code in [
+        "self_approval",
+        "already_approved",
+        "request_not_approved",
+        "request_already_approved",
+        "approval_expired",
+        "request_expired",
+    ] {
+        assert!(
+            refusals.contains(&code.to_owned()),
+            "{code} missing from {refusals:?}"
+        );
+    }
+}
+
+#[test]
+fn wrong_device_is_refused_before_any_code() {
+    let mut w = World::new().with_enrolled_account();
+    let r = approved(&mut w);
+    out_for(&mut w, &r.id, "SEAL-P1");
+    // The reader holds the backup while the ledger expects the primary.
+    w.keys.swap.insert(PRIMARY, BACKUP);
+    let before = w.keys.calculations();
+    let oscar = w.login("oscar");
+    let e = w
+        .custody
+        .release_code(&oscar, &r.id, &mut w.keys)
+        .expect_err("wrong device");
+    match e {
+        CustodyError::WrongDevice { expected, got } => {
+            assert_eq!(expected, serial(PRIMARY));
+            assert_eq!(got, serial(BACKUP));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.keys.calculations(), before, "no code computed");
+    assert!(!w.kinds().contains(&"code.issuing".to_owned()));
+    assert!(w.refusals().contains(&"wrong_device".to_owned()));
+    // The mismatch opened an incident that blocks the device.
+    let d = w.custody.device(serial(PRIMARY)).expect("dev");
+    assert!(d.blocked_by.is_some());
+}
+
+#[test]
+fn checked_out_for_another_account_or_without_request_is_refused() {
+    let mut w = World::new().with_enrolled_account();
+    let r = approved(&mut w);
+    let a = w.login("alice");
+    // Checked out, but not for this request.
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), None)
+        .expect("out");
+    let oscar = w.login("oscar");
+    let e = w
+        .custody
+        .release_code(&oscar, &r.id, &mut w.keys)
+        .expect_err("not for request");
+    assert!(
+        matches!(e, CustodyError::DeviceNotCheckedOut { .. }),
+        "{e:?}"
+    );
+    // Someone other than the requester.
+    let olga = w.login("olga");
+    let e = w
+        .custody
+        .release_code(&olga, &r.id, &mut w.keys)
+        .expect_err("other");
+    assert!(matches!(e, CustodyError::NotTheRequester { .. }), "{e:?}");
+}
+
+#[test]
+fn ledger_that_cannot_write_means_no_code() {
+    let mut w = World::new().with_enrolled_account();
+    let r = approved(&mut w);
+    out_for(&mut w, &r.id, "SEAL-P1");
+    let oscar = w.login("oscar");
+    // A second handle on the same ledger holds the write lock: appends cannot commit.
+    let other = Ledger::open(
+        &w.dir,
+        &ledger_officers(),
+        Custody::projections().expect("p"),
+    )
+    .expect("second handle");
+    other.conn().execute_batch("BEGIN IMMEDIATE").expect("lock");
+    w.custody
+        .ledger()
+        .conn()
+        .busy_timeout(Duration::from_millis(50))
+        .expect("timeout");
+    let before = w.keys.calculations();
+    let e = w
+        .custody
+        .release_code(&oscar, &r.id, &mut w.keys)
+        .expect_err("read-only");
+    assert!(
+        matches!(
+            e,
+            CustodyError::LedgerUnavailable {
+                operation: "code.issuing",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(w.keys.calculations(), before, "nothing computed");
+    other.conn().execute_batch("ROLLBACK").expect("unlock");
+    drop(other);
+    // Once the ledger writes again the request is still approved and releases once.
+    let code = w
+        .custody
+        .release_code(&oscar, &r.id, &mut w.keys)
+        .expect("release");
+    assert_eq!(code.code.as_str(), totp_at(SEED_B32, w.clock.now_ms()));
+}
+
+#[test]
+fn seal_mismatch_opens_an_incident_that_two_officers_clear() {
+    let mut w = World::new().with_enrolled_account();
+    let r = approved(&mut w);
+    let a = w.login("alice");
+    let e = w
+        .custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-XX"), Some(&r.id))
+        .expect_err("mismatch");
+    assert!(matches!(e, CustodyError::SealMismatch { .. }), "{e:?}");
+    let incident = w
+        .custody
+        .device(serial(PRIMARY))
+        .expect("d")
+        .blocked_by
+        .expect("blocked");
+    let e = w
+        .custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
+        .expect_err("blocked");
+    assert!(matches!(e, CustodyError::DeviceBlocked { .. }), "{e:?}");
+    let e = w
+        .custody
+        .acknowledge_incident(&a, &a, &incident, "x")
+        .expect_err("one officer");
+    assert!(matches!(e, CustodyError::SameOfficerTwice { .. }), "{e:?}");
+    let b = w.login("bob");
+    let rec = w
+        .custody
+        .acknowledge_incident(&a, &b, &incident, "bag checked")
+        .expect("ack");
+    assert!(!rec.open);
+    assert!(w
+        .custody
+        .device(serial(PRIMARY))
+        .expect("d")
+        .blocked_by
+        .is_none());
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
+        .expect("out after ack");
+}
+
+#[test]
+fn failed_authentications_lock_and_factor_codes_are_single_use() {
+    let mut w = World::new();
+    for _ in 0..5 {
+        let c = Credentials {
+            user: name("oscar"),
+            passphrase: UserPassphrase::offered(Zeroizing::new("wrong passphrase".into()))
+                .expect("p"),
+            factor: None,
+            uid: None,
+        };
+        let e = w.custody.authenticate(&c).expect_err("wrong");
+        assert!(
+            matches!(e, CustodyError::AuthenticationFailed { .. }),
+            "{e:?}"
+        );
+    }
+    let c = w.creds("oscar");
+    let e = w.custody.authenticate(&c).expect_err("locked");
+    assert!(matches!(e, CustodyError::Locked { .. }), "{e:?}");
+    w.clock.advance(15 * 60 * 1000 + 1);
+    w.custody
+        .authenticate(&c)
+        .expect("unlocked after the lockout");
+    assert_eq!(w.bodies("auth.failed").len(), 5);
+    // Officer: the same code twice in one step.
+    let c = w.creds("alice");
+    w.custody.authenticate(&c).expect("first");
+    let e = w.custody.authenticate(&c).expect_err("reuse");
+    assert!(matches!(e, CustodyError::FactorCodeReused { .. }), "{e:?}");
+    // Officer without a code.
+    let c = Credentials {
+        factor: None,
+        ..w.creds("bob")
+    };
+    let e = w.custody.authenticate(&c).expect_err("no factor");
+    assert!(
+        matches!(e, CustodyError::FactorCodeRequired { .. }),
+        "{e:?}"
+    );
+    // Unknown user.
+    let c = Credentials {
+        user: name("mallory"),
+        ..w.creds("oscar")
+    };
+    let e = w.custody.authenticate(&c).expect_err("unknown");
+    assert!(matches!(e, CustodyError::UnknownUser { .. }), "{e:?}");
+    // Bound uid.
+    let refusals = w.refusals();
+    assert!(
+        refusals.contains(&"locked".to_owned()) && refusals.contains(&"unknown_user".to_owned())
+    );
+}
+
+#[test]
+fn enrolment_refuses_to_overwrite_without_agreement() {
+    let mut w = World::new().with_enrolled_account();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    // Fresh devices that already hold the credential (put there by a previous custodian).
+    for s in [10_000_003, 10_000_004] {
+        w.keys.add(s);
+    }
+    for (s, role) in [
+        (10_000_003, DeviceRole::Primary),
+        (10_000_004, DeviceRole::Backup),
+    ] {
+        w.custody
+            .register_device(&a, &mut w.keys, serial(s), role)
+            .expect("reg");
+    }
+    let plan = |overwrite| Enrolment {
+        account: AccountId::parse(ACCOUNT).expect("id"),
+        primary: serial(10_000_003),
+        backup: serial(10_000_004),
+        seed: ProviderSeed::parse(SEED_B32).expect("seed"),
+        overwrite,
+    };
+    w.custody
+        .enrol(&a, &b, &mut w.keys, plan(false))
+        .expect("first enrolment of these keys");
+    // Re-enrolling the same (now enrolled) keys needs the overwrite agreement.
+    let e = w
+        .custody
+        .enrol(&a, &b, &mut w.keys, plan(false))
+        .expect_err("no overwrite");
+    assert!(matches!(e, CustodyError::DeviceState { .. }), "{e:?}");
+    w.custody
+        .enrol(&a, &b, &mut w.keys, plan(true))
+        .expect("overwrite agreed");
+    let e = w
+        .custody
+        .enrol(&a, &a, &mut w.keys, plan(true))
+        .expect_err("one officer");
+    assert!(matches!(e, CustodyError::SameOfficerTwice { .. }), "{e:?}");
+}
+
+#[test]
+fn inventory_audit_and_custody_release() {
+    let mut w = World::new().with_enrolled_account();
+    let a = w.login("alice");
+    let report = w
+        .custody
+        .inventory_audit(
+            &a,
+            &mut w.keys,
+            &[
+                Presented {
+                    serial: serial(PRIMARY),
+                    seal: Some(seal("SEAL-P1")),
+                },
+                Presented {
+                    serial: serial(BACKUP),
+                    seal: Some(seal("SEAL-WRONG")),
+                },
+                Presented {
+                    serial: serial(99),
+                    seal: None,
+                },
+            ],
+        )
+        .expect("audit");
+    assert_eq!(report.ok, vec![serial(PRIMARY)]);
+    assert_eq!(report.incidents.len(), 1);
+    assert_eq!(report.unknown, vec![serial(99)]);
+    assert_eq!(w.bodies("inventory.audited").len(), 1);
+    let b = w.login("bob");
+    let inc = report.incidents[0].clone();
+    w.custody
+        .acknowledge_incident(&a, &b, &inc, "relabelled")
+        .expect("ack");
+    let mut out = Vec::new();
+    let summary = w
+        .custody
+        .release_custody(&a, &b, &AccountId::parse(ACCOUNT).expect("id"), &mut out)
+        .expect("release custody");
+    assert!(summary.events > 0);
+    for s in [PRIMARY, BACKUP] {
+        assert_eq!(
+            w.custody.device(serial(s)).expect("d").state,
+            DeviceState::Released
+        );
+    }
+    let text = String::from_utf8(out).expect("utf8");
+    assert!(text.contains("custody.released"));
+    let verified =
+        crate::ledger::verify_export(text.as_bytes(), &w.custody.ledger().public_key(), None);
+    assert!(verified.is_ok(), "{verified:?}");
+}
+
+#[test]
+fn secrets_never_reach_the_ledger_file_or_debug_output() {
+    let mut w = World::new().with_enrolled_account();
+    let r = approved(&mut w);
+    out_for(&mut w, &r.id, "SEAL-P1");
+    let oscar = w.login("oscar");
+    let code = w
+        .custody
+        .release_code(&oscar, &r.id, &mut w.keys)
+        .expect("release");
+    let shown = format!("{code:?} {:?}", w.creds("alice"));
+    assert!(!shown.contains(code.code.as_str()), "{shown}");
+    assert!(!shown.contains(&pass_of("alice")), "{shown}");
+    let factor = w.factors["alice"].clone();
+    let mut plain = String::new();
+    for k in w.kinds().iter().collect::<std::collections::BTreeSet<_>>() {
+        for b in w.bodies(k) {
+            plain.push_str(&b.to_string());
+        }
+    }
+    for needle in [
+        SEED_B32,
+        factor.as_str(),
+        "12345678901234567890",
+        &pass_of("alice"),
+    ] {
+        assert!(!plain.contains(needle), "secret in an event body");
+    }
+    let dir = w.dir.clone();
+    drop(w);
+    let mut bytes = Vec::new();
+    for f in ["ledger.db", "ledger.db-wal"] {
+        if let Ok(b) = std::fs::read(dir.join(f)) {
+            bytes.extend_from_slice(&b);
+        }
+    }
+    let seed_raw = b"12345678901234567890";
+    for needle in [
+        &seed_raw[..],
+        SEED_B32.as_bytes(),
+        factor.as_bytes(),
+        pass_of("alice").as_bytes(),
+    ] {
+        assert!(
+            !bytes.windows(needle.len()).any(|win| win == needle),
+            "secret found in the ledger file"
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! Further refusals: bound uids, expired sessions, closed accounts, clock skew.
+
+use std::time::Duration;
+
+use super::*;
+
+struct FixedWitness(i64);
+
+impl TimeWitness for FixedWitness {
+    fn now_ms(&self) -> Result<i64, String> {
+        Ok(self.0)
+    }
+}
+
+#[test]
+fn bound_uid_and_expired_sessions_are_refused() {
+    let mut w = World::new();
+    let a = w.login("alice");
+    let passphrase = w.passphrase("uma");
+    w.custody
+        .add_user(
+            &[&a],
+            NewUser {
+                name: name("uma"),
+                roles: vec![Role::Operator],
+                uid: Some(1000),
+                passphrase,
+            },
+        )
+        .expect("add");
+    let c = w.creds("uma");
+    let e = w.custody.authenticate(&c).expect_err("no uid");
+    assert!(matches!(e, CustodyError::WrongUid { .. }), "{e:?}");
+    let c = Credentials {
+        uid: Some(1001),
+        ..w.creds("uma")
+    };
+    assert!(matches!(
+        w.custody.authenticate(&c),
+        Err(CustodyError::WrongUid { uid: 1001, .. })
+    ));
+    let c = Credentials {
+        uid: Some(1000),
+        ..w.creds("uma")
+    };
+    let s = w.custody.authenticate(&c).expect("bound uid");
+    w.clock.advance(11 * 60 * 1000);
+    let e = w
+        .custody
+        .create_request(
+            &s,
+            NewRequest {
+                account: AccountId::parse(ACCOUNT).expect("id"),
+                task: "other".into(),
+                ticket: "SEC-1".into(),
+                reason: REASON.into(),
+            },
+        )
+        .expect_err("expired session");
+    assert!(matches!(e, CustodyError::SessionExpired { .. }), "{e:?}");
+    assert!(w.refusals().contains(&"wrong_uid".to_owned()));
+}
+
+#[test]
+fn bad_request_input_is_refused_naming_it() {
+    let mut w = World::new().with_enrolled_account();
+    let s = w.login("oscar");
+    for (task, ticket, reason, code) in [
+        ("make-coffee", "SEC-1", REASON, "unknown_task"),
+        ("other", "sec-1", REASON, "invalid_input"),
+        ("other", "SEC-1", "too short", "invalid_input"),
+    ] {
+        let e = w
+            .custody
+            .create_request(
+                &s,
+                NewRequest {
+                    account: AccountId::parse(ACCOUNT).expect("id"),
+                    task: task.into(),
+                    ticket: ticket.into(),
+                    reason: reason.into(),
+                },
+            )
+            .expect_err(task);
+        assert_eq!(e.code(), code, "{e}");
+    }
+}
+
+#[test]
+fn closing_an_account_retires_its_devices_and_refuses_requests() {
+    let mut w = World::new().with_enrolled_account();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let id = AccountId::parse(ACCOUNT).expect("id");
+    w.custody
+        .set_account_status(&a, &b, &id, AccountStatus::Closed)
+        .expect("close");
+    for s in [PRIMARY, BACKUP] {
+        assert_eq!(
+            w.custody.device(serial(s)).expect("d").state,
+            DeviceState::Retired
+        );
+    }
+    let s = w.login("oscar");
+    let e = w
+        .custody
+        .create_request(
+            &s,
+            NewRequest {
+                account: id,
+                task: "other".into(),
+                ticket: "SEC-1".into(),
+                reason: REASON.into(),
+            },
+        )
+        .expect_err("closed");
+    assert!(matches!(e, CustodyError::AccountNotActive { .. }), "{e:?}");
+    crate::ledger::verify_ledger(w.custody.ledger()).expect("projection replays");
+}
+
+#[test]
+fn clock_far_from_the_witness_refuses_release() {
+    let mut w = World::new().with_enrolled_account();
+    let r = w.new_request("oscar");
+    w.approve(&r.id, "alice").expect("a");
+    w.approve(&r.id, "bob").expect("b");
+    let a = w.login("alice");
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
+        .expect("out");
+    w.custody.policy.max_clock_skew = Some(Duration::from_secs(5));
+    w.custody
+        .set_time_witness(Box::new(FixedWitness(w.clock.now_ms() + 60_000)));
+    let before = w.keys.calculations();
+    let s = w.login("oscar");
+    let e = w
+        .custody
+        .release_code(&s, &r.id, &mut w.keys)
+        .expect_err("skew");
+    assert!(
+        matches!(
+            e,
+            CustodyError::ClockSkew {
+                skew_ms: 60_000,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(w.keys.calculations(), before);
+    w.custody
+        .set_time_witness(Box::new(FixedWitness(w.clock.now_ms() + 1_000)));
+    w.custody
+        .release_code(&s, &r.id, &mut w.keys)
+        .expect("within the bound");
+}
+
+#[test]
+fn enrolment_accepts_an_aws_style_uri() {
+    let mut w = World::new();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.custody
+        .register_account(
+            &a,
+            NewAccount {
+                provider: Provider::AwsUsGov,
+                account: Provider::AwsUsGov
+                    .parse_account_id("999988887777")
+                    .expect("id"),
+                alias: Alias::parse("gov").expect("alias"),
+                root_email: Email::parse("gov@example.test").expect("e"),
+                credential: crate::token::oath::CredentialName::parse("AWS:gov@example.test")
+                    .expect("c"),
+            },
+        )
+        .expect("account");
+    for (s, role) in [
+        (20_000_001, DeviceRole::Primary),
+        (20_000_002, DeviceRole::Backup),
+    ] {
+        w.keys.add(s);
+        w.custody
+            .register_device(&a, &mut w.keys, serial(s), role)
+            .expect("reg");
+    }
+    let uri = format!(
+        "otpauth://totp/root@999988887777?secret={SEED_B32}&issuer=Amazon%20Web%20Services"
+    );
+    let codes = w
+        .custody
+        .enrol(
+            &a,
+            &b,
+            &mut w.keys,
+            Enrolment {
+                account: AccountId::parse("999988887777").expect("id"),
+                primary: serial(20_000_001),
+                backup: serial(20_000_002),
+                seed: ProviderSeed::parse(&uri).expect("uri"),
+                overwrite: false,
+            },
+        )
+        .expect("enrol");
+    let t = |s: u64| i64::try_from(s * 30_000).expect("t");
+    assert_eq!(codes.first.as_str(), totp_at(SEED_B32, t(codes.first_step)));
+    assert_eq!(
+        codes.second.as_str(),
+        totp_at(SEED_B32, t(codes.first_step + 1))
+    );
+    assert!(
+        w.clock.now_ms() >= t(codes.first_step + 1),
+        "waited for the second step"
+    );
+    for s in [20_000_001, 20_000_002] {
+        let creds = w.keys.keys[&s].oath_state().credentials();
+        assert_eq!(creds.len(), 1);
+        assert!(creds[0].touch, "touch required");
+    }
+}
