@@ -109,3 +109,111 @@ pub(crate) fn read_secret(
     }
     Ok(Zeroizing::new(line.to_owned()))
 }
+
+/// Secrets read once from a file descriptor (one per line) or, without one, from hidden
+/// prompts.
+pub(crate) struct SecretLines {
+    fd: Option<u32>,
+    lines: std::vec::IntoIter<zeroize::Zeroizing<String>>,
+}
+
+impl SecretLines {
+    pub(crate) fn new(fd: Option<u32>) -> Result<Self, Failure> {
+        use zeroize::Zeroizing;
+        let Some(n) = fd else {
+            return Ok(Self {
+                fd: None,
+                lines: Vec::new().into_iter(),
+            });
+        };
+        let path = PathBuf::from(format!("/proc/self/fd/{n}"));
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Failure::new(exit::IO, format!("cannot read file descriptor {n}: {e}")))?;
+        let mut raw = Zeroizing::new(Vec::new());
+        file.take(64 * 1024)
+            .read_to_end(&mut raw)
+            .map_err(|e| Failure::new(exit::IO, format!("reading file descriptor {n}: {e}")))?;
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {n} is not UTF-8")))?;
+        let lines: Vec<Zeroizing<String>> = text
+            .split('\n')
+            .map(|l| Zeroizing::new(l.trim_end_matches('\r').to_owned()))
+            .filter(|l| !l.is_empty())
+            .collect();
+        Ok(Self {
+            fd,
+            lines: lines.into_iter(),
+        })
+    }
+
+    /// The next secret, prompting with `prompt` when no descriptor was given.
+    pub(crate) fn next(&mut self, prompt: &str) -> Result<crate::daemon::Secret, Failure> {
+        match self.fd {
+            None => read_secret(None, prompt).map(crate::daemon::Secret::new),
+            Some(n) => self
+                .lines
+                .next()
+                .map(crate::daemon::Secret::new)
+                .ok_or_else(|| {
+                    Failure::new(
+                        exit::USAGE,
+                        format!(
+                            "file descriptor {n} has no line for: {}",
+                            prompt.trim_end_matches([':', ' '])
+                        ),
+                    )
+                }),
+        }
+    }
+}
+
+/// How a person authenticates on the command line: `--as NAME`, the passphrase from a hidden
+/// prompt or `--passphrase-fd`, an officer's second-factor code from a prompt or `--totp-fd`.
+#[derive(Debug, clap::Args)]
+pub struct AuthArgs {
+    /// Who you are.
+    #[arg(long = "as", value_name = "NAME")]
+    pub user: String,
+    /// Read the passphrase from this file descriptor (first line) instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+    /// Read the second-factor code from this file descriptor instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub totp_fd: Option<u32>,
+    /// Operators and auditors have no second factor: do not ask for one.
+    #[arg(long)]
+    pub no_totp: bool,
+}
+
+impl AuthArgs {
+    pub(crate) fn read(&self) -> Result<crate::daemon::protocol::Auth, Failure> {
+        let passphrase = SecretLines::new(self.passphrase_fd)?
+            .next(&format!("Passphrase of {}: ", self.user))?;
+        let factor = if self.no_totp {
+            None
+        } else {
+            Some(
+                SecretLines::new(self.totp_fd)?
+                    .next(&format!("Second-factor code of {}: ", self.user))?,
+            )
+        };
+        Ok(crate::daemon::protocol::Auth {
+            user: self.user.clone(),
+            passphrase,
+            factor,
+        })
+    }
+}
+
+/// Prints a reply: JSON (`{"ok":true,...reply}`) or through `human`.
+pub(crate) fn print_reply(json: bool, reply: &Reply, human: impl FnOnce(&Reply)) {
+    if json {
+        let mut v = serde_json::to_value(reply).unwrap_or(serde_json::Value::Null);
+        if let Some(m) = v.as_object_mut() {
+            m.insert("ok".into(), serde_json::Value::Bool(true));
+        }
+        println!("{v}");
+    } else {
+        human(reply);
+    }
+}

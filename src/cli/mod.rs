@@ -4,12 +4,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod account;
 pub mod audit;
 pub mod client;
 pub mod daemon;
 pub mod init;
 pub mod ledger;
+pub mod request;
 pub mod token;
+pub mod user;
 
 /// Exit statuses of `custody`, documented in `docs/cli.md` and stable.
 pub mod exit {
@@ -66,6 +69,19 @@ pub enum Command {
     Seal(daemon::SealArgs),
     /// Export the ledger through custodyd (JSON Lines, signed), for offline verification.
     Export(daemon::ExportArgs),
+    /// Custody users: officers, operators, auditors.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Cloud accounts whose root MFA is in custody.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// Dual-control requests for a root code.
+    #[command(subcommand)]
+    Request(request::RequestCommand),
+    /// Approve a request (an officer other than the requester).
+    Approve(request::ApproveArgs),
+    /// Deny a request.
+    Deny(request::DenyArgs),
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -80,6 +96,17 @@ pub fn run(cli: Cli) -> ExitCode {
             daemon::unseal(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
         Command::Seal(a) => daemon::seal(cli.json, &client::socket_path(cli.socket.as_deref()), a),
+        Command::User(c) => user::run(cli.json, &client::socket_path(cli.socket.as_deref()), c),
+        Command::Account(c) => {
+            account::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
+        Command::Request(c) => {
+            request::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
+        Command::Approve(a) => {
+            request::approve(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Deny(a) => request::deny(cli.json, &client::socket_path(cli.socket.as_deref()), a),
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
