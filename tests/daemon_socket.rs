@@ -325,7 +325,8 @@ fn daemon_bounds_connections() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut d = server.connect();
-        let r = d.call(3, "status".into());
+        d.send_raw(b"{\"v\":1,\"id\":3,\"op\":\"status\"}\n");
+        let r = d.read_response();
         if r["result"].get("ok").is_some() {
             break;
         }
