@@ -7,7 +7,9 @@
 //! - [`state`]: sealed/unsealed state and the handling of each operation.
 //! - [`ops`]: the custody domain's operations, from protocol values to the [`crate::custody`] facade.
 //! - [`config`]: the TOML configuration file.
+//! - [`access`]: devices through PC/SC, by serial, in allowed readers only.
 
+pub mod access;
 pub mod config;
 pub mod ops;
 pub mod peer;

@@ -2,12 +2,14 @@
 //! edge, people authenticate with the connection's uid added, and the [`Custody`] facade
 //! decides. Its refusals keep their own code (`reason` on the wire).
 
+use super::access::PcscAccess;
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
 use super::state::OpError;
 use crate::custody::{
-    AccountId, Credentials, Custody, CustodyError, FactorCode, NewAccount, NewRequest, NewUser,
-    Provider, RequestId, Role, Session, UserName, UserPassphrase,
+    AccountId, Credentials, Custody, CustodyError, DeviceRole, Enrolment, FactorCode, Location,
+    NewAccount, NewRequest, NewUser, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial,
+    Session, UserName, UserPassphrase,
 };
 use crate::token::oath::CredentialName;
 
@@ -66,12 +68,22 @@ fn session(c: &mut Custody, a: Auth, peer: &PeerCred) -> Result<Session, OpError
     Ok(c.authenticate(&creds)?)
 }
 
+fn pcsc(allowed: &[String]) -> Result<PcscAccess, OpError> {
+    PcscAccess::new(allowed.to_vec())
+        .map_err(|e| OpError::new(ErrorCode::Token, format!("pcscd: {e}")))
+}
+
 fn request_id(s: &str) -> Result<RequestId, OpError> {
     RequestId::parse(s).map_err(OpError::from)
 }
 
 /// Handles one custody operation (the daemon holds the lock and an unsealed service).
-pub fn handle(c: &mut Custody, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
+pub fn handle(
+    c: &mut Custody,
+    op: Op,
+    peer: &PeerCred,
+    allowed: &[String],
+) -> Result<Reply, OpError> {
     match op {
         Op::BootstrapOfficer { user, passphrase } => {
             let name = user_name(&user)?;
@@ -174,6 +186,97 @@ pub fn handle(c: &mut Custody, op: Op, peer: &PeerCred) -> Result<Reply, OpError
             Ok(Reply::Request(c.cancel(&s, &id)?))
         }
         Op::Incidents => Ok(Reply::Incidents(c.incidents()?)),
+        Op::DeviceRegister { by, serial, role } => {
+            let s = session(c, by, peer)?;
+            let role = match role.as_str() {
+                "primary" => DeviceRole::Primary,
+                "backup" => DeviceRole::Backup,
+                other => return Err(bad("role", format!("{other:?} is not primary or backup"))),
+            };
+            let mut access = pcsc(allowed)?;
+            Ok(Reply::Device(c.register_device(
+                &s,
+                &mut access,
+                Serial::new(serial)?,
+                role,
+            )?))
+        }
+        Op::Enrol {
+            by,
+            account,
+            primary,
+            backup,
+            seed,
+            overwrite,
+        } => {
+            let mut sessions = Vec::with_capacity(2);
+            for a in by {
+                sessions.push(session(c, a, peer)?);
+            }
+            let [a, b] = sessions.as_slice() else {
+                return Err(bad("by", "enrolment needs exactly two officers"));
+            };
+            let enrolment = Enrolment {
+                account: AccountId::parse(&account)?,
+                primary: Serial::new(primary)?,
+                backup: Serial::new(backup)?,
+                seed: ProviderSeed::parse(seed.expose())?,
+                overwrite,
+            };
+            drop(seed);
+            let mut access = pcsc(allowed)?;
+            let codes = c.enrol(a, b, &mut access, enrolment)?;
+            Ok(Reply::Enrolled {
+                first: Secret::new(codes.first.as_str().to_owned().into()),
+                second: Secret::new(codes.second.as_str().to_owned().into()),
+                first_step: codes.first_step,
+            })
+        }
+        Op::Checkout {
+            by,
+            serial,
+            seal,
+            request,
+        } => {
+            let s = session(c, by, peer)?;
+            let seal = SealNumber::parse(&seal)?;
+            let request = request.as_deref().map(request_id).transpose()?;
+            Ok(Reply::Device(c.check_out(
+                &s,
+                Serial::new(serial)?,
+                &seal,
+                request.as_ref(),
+            )?))
+        }
+        Op::Checkin {
+            by,
+            serial,
+            seal,
+            location,
+        } => {
+            let s = session(c, by, peer)?;
+            let mut access = pcsc(allowed)?;
+            Ok(Reply::Device(c.check_in(
+                &s,
+                &mut access,
+                Serial::new(serial)?,
+                SealNumber::parse(&seal)?,
+                Location::parse(&location)?,
+            )?))
+        }
+        Op::Code { by, request } => {
+            let id = request_id(&request)?;
+            let s = session(c, by, peer)?;
+            let mut access = pcsc(allowed)?;
+            let r = c.release_code(&s, &id, &mut access)?;
+            Ok(Reply::Code {
+                request: r.request.to_string(),
+                code: Secret::new(r.code.as_str().to_owned().into()),
+                step: r.step,
+                seconds_remaining: r.seconds_remaining,
+                device: r.device.get(),
+            })
+        }
         other => Err(OpError::new(
             ErrorCode::Internal,
             format!("{} is not a custody operation", other.name()),

@@ -213,6 +213,61 @@ pub enum Op {
     },
     /// List incidents.
     Incidents,
+    /// Register a device presented now (one officer).
+    DeviceRegister {
+        /// The officer.
+        by: Auth,
+        /// The device's serial.
+        serial: u32,
+        /// primary or backup.
+        role: String,
+    },
+    /// Enrol an account's primary and backup devices with the provider's seed (two officers).
+    Enrol {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The account id.
+        account: String,
+        /// The primary device's serial.
+        primary: u32,
+        /// The backup device's serial.
+        backup: u32,
+        /// The provider's seed: Base32 or an `otpauth://` URI.
+        seed: Secret,
+        /// Overwrite an existing credential of the same name.
+        #[serde(default)]
+        overwrite: bool,
+    },
+    /// Take a device out of its sealed bag (one officer); the seal must match.
+    Checkout {
+        /// The officer.
+        by: Auth,
+        /// The device's serial.
+        serial: u32,
+        /// The seal number on the bag.
+        seal: String,
+        /// The request it is taken out for.
+        #[serde(default)]
+        request: Option<String>,
+    },
+    /// Seal a device into a new bag and put it in the safe (one officer).
+    Checkin {
+        /// The officer.
+        by: Auth,
+        /// The device's serial.
+        serial: u32,
+        /// The new bag's seal number.
+        seal: String,
+        /// Where it is kept.
+        location: String,
+    },
+    /// The requester receives the one code of an approved request.
+    Code {
+        /// The requester.
+        by: Auth,
+        /// The request id.
+        request: String,
+    },
 }
 
 impl Op {
@@ -237,6 +292,11 @@ impl Op {
             Op::Deny { .. } => "deny",
             Op::Cancel { .. } => "cancel",
             Op::Incidents => "incidents",
+            Op::DeviceRegister { .. } => "device_register",
+            Op::Enrol { .. } => "enrol",
+            Op::Checkout { .. } => "checkout",
+            Op::Checkin { .. } => "checkin",
+            Op::Code { .. } => "code",
         }
     }
 }
@@ -440,6 +500,30 @@ pub enum Reply {
     Requests(Vec<RequestRecord>),
     /// Incidents.
     Incidents(Vec<IncidentRecord>),
+    /// One device.
+    Device(DeviceRecord),
+    /// Two consecutive codes for the provider's confirmation of an enrolment.
+    Enrolled {
+        /// Code of `first_step`.
+        first: Secret,
+        /// Code of `first_step + 1`.
+        second: Secret,
+        /// The first TOTP step.
+        first_step: u64,
+    },
+    /// The released code, shown once.
+    Code {
+        /// The request.
+        request: String,
+        /// The code.
+        code: Secret,
+        /// The TOTP step it is for.
+        step: u64,
+        /// Seconds until the step ends.
+        seconds_remaining: u64,
+        /// The device that computed it.
+        device: u32,
+    },
 }
 
 /// The daemon's state as seen by [`Op::Status`].

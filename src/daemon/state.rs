@@ -208,7 +208,15 @@ impl Daemon {
             | Op::Approve { .. }
             | Op::Deny { .. }
             | Op::Cancel { .. }
-            | Op::Incidents) => self.with_custody(|c| super::ops::handle(c, op, peer)),
+            | Op::Incidents
+            | Op::DeviceRegister { .. }
+            | Op::Enrol { .. }
+            | Op::Checkout { .. }
+            | Op::Checkin { .. }
+            | Op::Code { .. }) => {
+                let allowed = self.opts.allowed_readers.clone();
+                self.with_custody(|c| super::ops::handle(c, op, peer, &allowed))
+            }
             Op::Export => self.with_ledger(|l| {
                 let mut out = Vec::new();
                 let s = export(
