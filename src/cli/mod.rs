@@ -8,6 +8,7 @@ pub mod account;
 pub mod audit;
 pub mod client;
 pub mod daemon;
+pub mod device;
 pub mod init;
 pub mod ledger;
 pub mod request;
@@ -82,6 +83,13 @@ pub enum Command {
     Approve(request::ApproveArgs),
     /// Deny a request.
     Deny(request::DenyArgs),
+    /// Devices: register, list, check out of and into the safe.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Enrol an account's primary and backup keys with the provider's seed (two officers).
+    Enrol(device::EnrolArgs),
+    /// Receive the one code of your approved request (computed after a touch).
+    Code(device::CodeArgs),
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -107,6 +115,11 @@ pub fn run(cli: Cli) -> ExitCode {
             request::approve(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
         Command::Deny(a) => request::deny(cli.json, &client::socket_path(cli.socket.as_deref()), a),
+        Command::Device(c) => device::run(cli.json, &client::socket_path(cli.socket.as_deref()), c),
+        Command::Enrol(a) => {
+            device::enrol(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Code(a) => device::code(cli.json, &client::socket_path(cli.socket.as_deref()), a),
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
