@@ -6,8 +6,10 @@
 # Inside a private pcscd (scripts/with-pcscd.sh, two vpcd slots) it starts two emulated
 # YubiKeys (hsm-fixtures/primary.toml and backup.toml, touch answered automatically) and a
 # custodyd on a temporary directory, then: genesis with two officers, unseal, the officers'
-# second factors, a third officer, an operator and an auditor, an AWS account, a code request,
-# a refused self-approval, two approvals, an export and its offline verification.
+# second factors, a third officer, an operator and an auditor, an AWS account, both keys
+# registered and enrolled, sealed into the safe, a code request, a refused self-approval, two
+# approvals, check-out with the seal matched, the code (checked against oathtool), check-in
+# under a new seal, an export and its offline verification.
 #
 # --keep DIR keeps everything in DIR (created if missing) and writes DIR/summary.json.
 # Every process the demo starts is stopped when it ends. Needs root, pcscd, vsmartcard-vpcd,
@@ -139,8 +141,32 @@ run user list
 account=123456789012
 say "Alice registers the AWS account $account"
 run account add --provider aws --account "$account" --alias demo-prod \
-    --root-email root@example.test --credential 'AWS:root@example.test' \
+    --root-email root@example.test --credential 'AWS:demo-prod-root' \
     --as alice --passphrase-fd 3 --totp-fd 4 3<<<"$U_ALICE" 4<<<"$(totp "$S_ALICE" 0)"
+
+say "Bob registers the primary key, presented in the reader"
+run device register 10000001 --role primary --as bob --passphrase-fd 3 --totp-fd 4 \
+    3<<<"$U_BOB" 4<<<"$(totp "$S_BOB" 0)"
+
+next_step
+say "Alice registers the backup key"
+run device register 10000002 --role backup --as alice --passphrase-fd 3 --totp-fd 4 \
+    3<<<"$U_ALICE" 4<<<"$(totp "$S_ALICE" 0)"
+
+# The provider's seed for the demo account: the public RFC 6238 test seed.
+SEED=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+say "Enrolment: bob and carol program the provider's seed into both keys (touch on each)"
+run enrol --account "$account" --primary 10000001 --backup 10000002 --by bob --by carol \
+    --passphrase-fd 3 --totp-fd 4 --seed-fd 5 \
+    3< <(printf '%s\n%s\n' "$U_BOB" "$U_CAROL") \
+    4< <(printf '%s\n%s\n' "$(totp "$S_BOB" 0)" "$(totp "$S_CAROL" 0)") 5<<<"$SEED"
+
+next_step
+say "Both keys go into sealed bags in the safe"
+run device checkin 10000001 --seal BAG-0001 --location 'safe A, shelf 1' --as alice \
+    --passphrase-fd 3 --totp-fd 4 3<<<"$U_ALICE" 4<<<"$(totp "$S_ALICE" 0)"
+run device checkin 10000002 --seal BAG-0002 --location 'safe B, shelf 1' --as bob \
+    --passphrase-fd 3 --totp-fd 4 3<<<"$U_BOB" 4<<<"$(totp "$S_BOB" 0)"
 
 say "Operator dave requests one code to change the root password"
 R1=$(run --json request code --account "$account" --task change-root-password --ticket SEC-42 \
@@ -148,24 +174,50 @@ R1=$(run --json request code --account "$account" --task change-root-password --
     --passphrase-fd 3 3<<<"$U_DAVE" | jq -r .request.id)
 echo "   request $R1 pending"
 
-say "Bob opens a request of his own"
+say "Carol opens a request of her own"
 R2=$(run --json request code --account "$account" --task change-support-plan --ticket SEC-43 \
-    --reason "move the account to the business support plan" --as bob \
-    --passphrase-fd 3 --totp-fd 4 3<<<"$U_BOB" 4<<<"$(totp "$S_BOB" 0)" | jq -r .request.id)
+    --reason "move the account to the business support plan" --as carol \
+    --passphrase-fd 3 --totp-fd 4 3<<<"$U_CAROL" 4<<<"$(totp "$S_CAROL" 0)" | jq -r .request.id)
 echo "   request $R2 pending"
 
 next_step
-say "Bob tries to approve his own request: refused"
-if out=$(run --json approve "$R2" --as bob --passphrase-fd 3 --totp-fd 4 \
-        3<<<"$U_BOB" 4<<<"$(totp "$S_BOB" 0)"); then
+say "Carol tries to approve her own request: refused"
+if out=$(run --json approve "$R2" --as carol --passphrase-fd 3 --totp-fd 4 \
+        3<<<"$U_CAROL" 4<<<"$(totp "$S_CAROL" 0)"); then
     echo "demo: a self-approval was accepted" >&2; exit 1
 fi
 echo "   $(jq -r .error <<<"$out")"
 
-say "Alice and carol approve dave's request, each with passphrase and second factor"
+say "Alice and bob approve dave's request, each with passphrase and second factor"
 run approve "$R1" --as alice --passphrase-fd 3 --totp-fd 4 3<<<"$U_ALICE" 4<<<"$(totp "$S_ALICE" 0)"
-run approve "$R1" --as carol --passphrase-fd 3 --totp-fd 4 3<<<"$U_CAROL" 4<<<"$(totp "$S_CAROL" 0)"
+run approve "$R1" --as bob --passphrase-fd 3 --totp-fd 4 3<<<"$U_BOB" 4<<<"$(totp "$S_BOB" 0)"
 run request list
+
+next_step
+say "Alice checks the primary key out for the request; the bag's seal matches"
+run device checkout 10000001 --seal BAG-0001 --request "$R1" --as alice \
+    --passphrase-fd 3 --totp-fd 4 3<<<"$U_ALICE" 4<<<"$(totp "$S_ALICE" 0)"
+
+say "Dave receives the code, once (the key is touched)"
+run --json code "$R1" --as dave --no-totp --passphrase-fd 3 3<<<"$U_DAVE" > "$work/code.json"
+code=$(jq -r .code.code "$work/code.json")
+time_step=$(jq -r .code.step "$work/code.json")
+device_serial=$(jq -r .code.device "$work/code.json")
+expected=$(oathtool --totp -b -N "@$((time_step * 30))" "$SEED")
+echo "   code $code for step $time_step from key $device_serial, $(jq -r .code.seconds_remaining "$work/code.json") s left"
+if [ "$code" != "$expected" ]; then
+    echo "demo: the code $code differs from oathtool's $expected" >&2; exit 1
+fi
+echo "   oathtool, computing independently from the seed, agrees: $expected"
+if run code "$R1" --as dave --no-totp --passphrase-fd 3 3<<<"$U_DAVE" >/dev/null 2>&1; then
+    echo "demo: a second code was released" >&2; exit 1
+fi
+echo "   a second code for the same request is refused"
+
+say "Bob checks the key back in under a new seal"
+run device checkin 10000001 --seal BAG-0003 --location 'safe A, shelf 1' --as bob \
+    --passphrase-fd 3 --totp-fd 4 3<<<"$U_BOB" 4<<<"$(totp "$S_BOB" 0)"
+run device list
 
 say "Export through custodyd and verify it offline with the pinned key"
 export_path="$work/export.jsonl"
@@ -178,8 +230,9 @@ kill -TERM "${pids[2]}"; wait "${pids[2]}" || true
 
 if [ -n "$keep" ]; then
     jq -n --arg account "$account" --arg export "$export_path" --arg pubkey "$pubkey" \
-        --arg ledger "$ledger" --arg request "$R1" \
-        '{code: null, time_step: null, account_id: $account, device_serial: null,
+        --arg ledger "$ledger" --arg request "$R1" --arg code "$code" \
+        --argjson step "$time_step" --argjson serial "$device_serial" \
+        '{code: $code, time_step: $step, account_id: $account, device_serial: $serial,
           request: $request, export_path: $export, pubkey: $pubkey, ledger_dir: $ledger}' \
         > "$work/summary.json"
     echo "kept in $work (summary.json)"
