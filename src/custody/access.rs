@@ -86,3 +86,46 @@ pub trait DeviceAccess {
     /// A transport to the device with `serial`. The domain still checks what answers.
     fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError>;
 }
+
+/// Devices in the PC/SC readers pcscd knows: `open(serial)` connects to each reader holding a
+/// card and keeps the one whose management applet (or, failing that, the `yubikey` crate)
+/// reports that serial. What answers is still reconciled by the domain.
+#[derive(Debug)]
+pub struct PcscAccess {
+    ctx: crate::token::pcsc::PcscContext,
+}
+
+impl PcscAccess {
+    /// Connects to pcscd.
+    pub fn new() -> Result<Self, crate::token::TransportError> {
+        Ok(Self {
+            ctx: crate::token::pcsc::PcscContext::establish()?,
+        })
+    }
+}
+
+impl DeviceAccess for PcscAccess {
+    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
+        let readers = self.ctx.readers().map_err(|e| DeviceAccessError::Failed {
+            serial,
+            detail: e.to_string(),
+        })?;
+        for reader in readers {
+            let Ok(mut card) = self.ctx.connect(&reader) else {
+                continue;
+            };
+            let reported = crate::token::identity::read_config(&mut card)
+                .ok()
+                .flatten()
+                .and_then(|c| c.serial)
+                .or_else(|| {
+                    crate::token::identity::yubikey_serial_and_version(&reader).map(|(s, _)| s)
+                });
+            if reported == Some(serial.get()) {
+                return Ok(Box::new(card));
+            }
+            let _ = card.disconnect(false);
+        }
+        Err(DeviceAccessError::NotPresent { serial })
+    }
+}

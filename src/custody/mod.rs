@@ -28,7 +28,7 @@ pub mod service;
 pub mod store;
 pub mod users;
 
-pub use access::{Clock, DeviceAccess, DeviceAccessError, SystemClock, TimeWitness};
+pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock, TimeWitness};
 pub use error::CustodyError;
 pub use ids::{
     AccountId, Alias, Email, IncidentId, Location, Provider, Reason, RequestId, SealNumber, Serial,

@@ -254,6 +254,21 @@ impl Custody {
             });
         }
         approved.check_valid(self.now(), &self.policy)?;
+        // Approvers must still be active officers when the code is released.
+        let mut standing = 0;
+        for a in &approved.record().approvals {
+            let u = self.user(&a.officer)?;
+            if u.active && u.has(Role::Officer) {
+                standing += 1;
+            }
+        }
+        if standing < self.policy.approval_threshold.get() {
+            return Err(CustodyError::RequestNotApproved {
+                request: id.clone(),
+                approvals: standing,
+                threshold: self.policy.approval_threshold.get(),
+            });
+        }
         let mut account = self.account(&approved.record().account)?;
         if account.status != AccountStatus::Active {
             return Err(CustodyError::AccountNotActive {

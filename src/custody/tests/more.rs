@@ -216,3 +216,127 @@ fn enrolment_accepts_an_aws_style_uri() {
         assert!(creds[0].touch, "touch required");
     }
 }
+
+#[test]
+fn approvals_of_a_since_suspended_officer_no_longer_count() {
+    let mut w = World::new().with_enrolled_account();
+    let r = w.new_request("oscar");
+    w.approve(&r.id, "alice").expect("a");
+    w.approve(&r.id, "carol").expect("c");
+    let a = w.login("alice");
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
+        .expect("out");
+    let b = w.login("bob");
+    w.custody
+        .set_active(&a, &b, &name("carol"), false)
+        .expect("suspend carol");
+    let before = w.keys.calculations();
+    let s = w.login("oscar");
+    let e = w
+        .custody
+        .release_code(&s, &r.id, &mut w.keys)
+        .expect_err("carol suspended");
+    assert!(
+        matches!(
+            e,
+            CustodyError::RequestNotApproved {
+                approvals: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(w.keys.calculations(), before);
+    // A wrong second-factor code is an authentication failure, counted like any other.
+    let mut c = w.creds("bob");
+    c.factor = Some(FactorCode::parse("000000").expect("code"));
+    let e = w.custody.approve(&r.id, &c).expect_err("wrong factor");
+    assert!(
+        matches!(e, CustodyError::AuthenticationFailed { .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        w.custody.user(&name("bob")).expect("bob").failed_attempts,
+        1
+    );
+}
+
+#[test]
+fn existing_credential_is_overwritten_only_by_agreement() {
+    use crate::token::oath::{CredentialName, OathSecret, OathSession, PutRequest, Selected};
+    let mut w = World::new();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.custody
+        .register_account(
+            &a,
+            NewAccount {
+                provider: Provider::Aws,
+                account: Provider::Aws.parse_account_id(ACCOUNT).expect("id"),
+                alias: Alias::parse("prod").expect("alias"),
+                root_email: Email::parse("root@example.test").expect("e"),
+                credential: CredentialName::parse(CRED).expect("c"),
+            },
+        )
+        .expect("account");
+    for (s, role) in [(PRIMARY, DeviceRole::Primary), (BACKUP, DeviceRole::Backup)] {
+        w.keys.add(s);
+        w.custody
+            .register_device(&a, &mut w.keys, serial(s), role)
+            .expect("reg");
+    }
+    // The backup already holds a credential of that name (an earlier, abandoned enrolment).
+    let key = w.keys.keys.get_mut(&BACKUP).expect("backup");
+    let Ok(Selected::Ready(mut s)) = OathSession::select(key) else {
+        panic!("select");
+    };
+    s.put(&PutRequest::totp(
+        CredentialName::parse(CRED).expect("c"),
+        OathSecret::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").expect("seed"),
+    ))
+    .expect("put");
+    let plan = |overwrite| Enrolment {
+        account: AccountId::parse(ACCOUNT).expect("id"),
+        primary: serial(PRIMARY),
+        backup: serial(BACKUP),
+        seed: ProviderSeed::parse(SEED_B32).expect("seed"),
+        overwrite,
+    };
+    let e = w
+        .custody
+        .enrol(&a, &b, &mut w.keys, plan(false))
+        .expect_err("exists");
+    assert!(matches!(e, CustodyError::CredentialExists { .. }), "{e:?}");
+    assert!(
+        !w.kinds().contains(&"enrolment.started".to_owned()),
+        "nothing programmed"
+    );
+    let codes = w
+        .custody
+        .enrol(&a, &b, &mut w.keys, plan(true))
+        .expect("agreed");
+    let t = i64::try_from(codes.first_step * 30_000).expect("t");
+    assert_eq!(codes.first.as_str(), totp_at(SEED_B32, t));
+}
+
+#[test]
+fn a_lost_device_is_terminal_and_opens_an_incident() {
+    let mut w = World::new().with_enrolled_account();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let d = w
+        .custody
+        .set_terminal(&a, &b, serial(BACKUP), Terminal::Lost)
+        .expect("lost");
+    assert_eq!(d.state, DeviceState::Lost);
+    assert!(d.blocked_by.is_some());
+    let incidents = w.custody.incidents().expect("incidents");
+    assert!(incidents
+        .iter()
+        .any(|i| i.kind == IncidentKind::DeviceLost && i.open));
+    let e = w
+        .custody
+        .set_terminal(&a, &b, serial(BACKUP), Terminal::Destroyed)
+        .expect_err("terminal");
+    assert!(matches!(e, CustodyError::DeviceState { .. }), "{e:?}");
+}
