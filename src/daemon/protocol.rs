@@ -715,6 +715,43 @@ mod tests {
     }
 
     #[test]
+    fn debug_of_auth_enrol_and_code_shows_no_secret() {
+        let s = |t: &str| Secret::new(Zeroizing::new(t.to_owned()));
+        let req = Request {
+            v: VERSION,
+            id: 1,
+            op: Op::Enrol {
+                by: vec![Auth {
+                    user: "alice".into(),
+                    passphrase: s("Alice-Secret-Phrase-1"),
+                    factor: Some(s("492039")),
+                }],
+                account: "123456789012".into(),
+                primary: 1,
+                backup: 2,
+                seed: s("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+                overwrite: false,
+            },
+        };
+        let reply = Reply::Code {
+            request: "req-0000000000000001".into(),
+            code: s("287082"),
+            step: 1,
+            seconds_remaining: 20,
+            device: 10_000_001,
+        };
+        let dbg = format!("{req:?} {reply:?} {:?}", Response::ok(1, reply.clone()));
+        for secret in ["Alice-Secret-Phrase-1", "492039", "GEZDGNBV", "287082"] {
+            assert!(!dbg.contains(secret), "{secret} in {dbg}");
+        }
+        let line = String::from_utf8_lossy(&Response::ok(1, reply).to_line()).into_owned();
+        assert!(
+            line.contains("287082"),
+            "the wire carries the code to its requester"
+        );
+    }
+
+    #[test]
     fn malformed_error_does_not_quote_the_input() {
         let e = parse_request(b"{\"v\":1,\"id\":1,\"op\":{\"unseal\":{\"officer\":\"a\",\"passphrase\":\"Sekrit-Passw0rd\",\"x\":1}}}")
             .expect_err("unknown field");
