@@ -217,3 +217,43 @@ pub(crate) fn print_reply(json: bool, reply: &Reply, human: impl FnOnce(&Reply))
         human(reply);
     }
 }
+
+/// Several officers authenticating together (`--by` repeated): one passphrase line and one
+/// second-factor line per officer, in order. Returns the remaining passphrase lines.
+pub(crate) fn read_officers(
+    by: &[String],
+    passphrase_fd: Option<u32>,
+    totp_fd: Option<u32>,
+) -> Result<(Vec<crate::daemon::protocol::Auth>, SecretLines), Failure> {
+    let mut pass = SecretLines::new(passphrase_fd)?;
+    let mut codes = SecretLines::new(totp_fd)?;
+    let mut out = Vec::with_capacity(by.len());
+    for o in by {
+        out.push(crate::daemon::protocol::Auth {
+            user: o.clone(),
+            passphrase: pass.next(&format!("Passphrase of {o}: "))?,
+            factor: Some(codes.next(&format!("Second-factor code of {o}: "))?),
+        });
+    }
+    Ok((out, pass))
+}
+
+/// Two officers acting together.
+#[derive(Debug, clap::Args)]
+pub struct PairArgs {
+    /// An officer (give two).
+    #[arg(long = "by", required = true, value_name = "OFFICER")]
+    pub by: Vec<String>,
+    /// Passphrases, one per line, of each --by officer in order.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+    /// Second-factor codes, one per line, of each --by officer in order.
+    #[arg(long, value_name = "N")]
+    pub totp_fd: Option<u32>,
+}
+
+impl PairArgs {
+    pub(crate) fn read(&self) -> Result<Vec<crate::daemon::protocol::Auth>, Failure> {
+        read_officers(&self.by, self.passphrase_fd, self.totp_fd).map(|(a, _)| a)
+    }
+}

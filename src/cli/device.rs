@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::client::{call, print_reply, AuthArgs, SecretLines};
+use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
 use super::ledger::finish;
 use crate::daemon::protocol::{Auth, Op, Reply};
 
@@ -47,6 +47,15 @@ pub enum DeviceCommand {
         #[command(flatten)]
         auth: AuthArgs,
     },
+    /// Retire a device (two officers).
+    #[command(after_help = "Example:\n  custody device retire 10000002 --by alice --by bob")]
+    Retire(TerminalArgs),
+    /// Report a device lost; opens an incident (two officers).
+    #[command(after_help = "Example:\n  custody device report-lost 10000002 --by alice --by bob")]
+    ReportLost(TerminalArgs),
+    /// Record a device's destruction (two officers).
+    #[command(after_help = "Example:\n  custody device destroy 10000002 --by alice --by bob")]
+    Destroy(TerminalArgs),
     /// Seal a device into a new bag and put it in the safe.
     #[command(
         after_help = "Example:\n  custody device checkin 10000001 --seal BAG-0002 --location \"safe A, shelf 1\" --as alice"
@@ -64,6 +73,16 @@ pub enum DeviceCommand {
         #[command(flatten)]
         auth: AuthArgs,
     },
+}
+
+/// Arguments of `custody device retire | report-lost | destroy`.
+#[derive(Debug, Args)]
+pub struct TerminalArgs {
+    /// The serial.
+    pub serial: u32,
+    /// The two officers.
+    #[command(flatten)]
+    pub pair: PairArgs,
 }
 
 /// Arguments of `custody enrol`.
@@ -145,6 +164,17 @@ fn human(r: &Reply) {
     }
 }
 
+fn terminal(socket: &Path, t: TerminalArgs, to: &str) -> Result<Reply, super::ledger::Failure> {
+    call(
+        socket,
+        Op::DeviceSetTerminal {
+            by: t.pair.read()?,
+            serial: t.serial,
+            to: to.to_owned(),
+        },
+    )
+}
+
 /// Runs `custody device ...`.
 pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
     finish(
@@ -160,6 +190,9 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                     },
                 )?,
                 DeviceCommand::List => call(socket, Op::Devices)?,
+                DeviceCommand::Retire(t) => terminal(socket, t, "retired")?,
+                DeviceCommand::ReportLost(t) => terminal(socket, t, "lost")?,
+                DeviceCommand::Destroy(t) => terminal(socket, t, "destroyed")?,
                 DeviceCommand::Checkout {
                     serial,
                     seal,

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod client;
 pub mod daemon;
 pub mod device;
+pub mod incident;
 pub mod init;
 pub mod ledger;
 pub mod request;
@@ -90,6 +91,9 @@ pub enum Command {
     Enrol(device::EnrolArgs),
     /// Receive the one code of your approved request (computed after a touch).
     Code(device::CodeArgs),
+    /// Incidents: list, acknowledge.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -120,6 +124,9 @@ pub fn run(cli: Cli) -> ExitCode {
             device::enrol(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
         Command::Code(a) => device::code(cli.json, &client::socket_path(cli.socket.as_deref()), a),
+        Command::Incident(c) => {
+            incident::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }

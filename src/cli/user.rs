@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::client::{call, print_reply, SecretLines};
+use super::client::{call, print_reply, PairArgs, SecretLines};
 use super::ledger::finish;
 use crate::daemon::protocol::{Auth, Op, Reply};
 
@@ -32,6 +32,24 @@ pub enum UserCommand {
     /// List users, roles and states.
     #[command(after_help = "Example:\n  custody --json user list")]
     List,
+    /// Suspend a user (two officers).
+    #[command(after_help = "Example:\n  custody user suspend dave --by alice --by bob")]
+    Suspend {
+        /// The user.
+        name: String,
+        /// The two officers.
+        #[command(flatten)]
+        pair: PairArgs,
+    },
+    /// Reinstate a suspended user (two officers).
+    #[command(after_help = "Example:\n  custody user reinstate dave --by alice --by bob")]
+    Reinstate {
+        /// The user.
+        name: String,
+        /// The two officers.
+        #[command(flatten)]
+        pair: PairArgs,
+    },
 }
 
 /// Arguments of `custody user add`.
@@ -110,10 +128,35 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     )?
                 }
                 UserCommand::List => call(socket, Op::Users)?,
+                UserCommand::Suspend { name, pair } => call(
+                    socket,
+                    Op::UserSetActive {
+                        by: pair.read()?,
+                        name,
+                        active: false,
+                    },
+                )?,
+                UserCommand::Reinstate { name, pair } => call(
+                    socket,
+                    Op::UserSetActive {
+                        by: pair.read()?,
+                        name,
+                        active: true,
+                    },
+                )?,
             };
             print_reply(json, &r, |r| match r {
                 Reply::Factor { .. } => print_factor(r),
-                Reply::User(u) => println!("Added {} ({:?})", u.name, u.roles),
+                Reply::User(u) => println!(
+                    "{}: {} ({})",
+                    u.name,
+                    if u.active { "active" } else { "suspended" },
+                    u.roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
                 Reply::Users(us) => {
                     for u in us {
                         println!(

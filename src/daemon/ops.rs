@@ -9,7 +9,7 @@ use super::state::OpError;
 use crate::custody::{
     AccountId, Credentials, Custody, CustodyError, DeviceRole, Enrolment, FactorCode, Location,
     NewAccount, NewRequest, NewUser, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial,
-    Session, UserName, UserPassphrase,
+    Session, Terminal, UserName, UserPassphrase,
 };
 use crate::token::oath::CredentialName;
 
@@ -66,6 +66,17 @@ fn credentials(a: Auth, peer: &PeerCred) -> Result<Credentials, OpError> {
 fn session(c: &mut Custody, a: Auth, peer: &PeerCred) -> Result<Session, OpError> {
     let creds = credentials(a, peer)?;
     Ok(c.authenticate(&creds)?)
+}
+
+fn pair(c: &mut Custody, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Session), OpError> {
+    let mut sessions = Vec::with_capacity(2);
+    for a in by {
+        sessions.push(session(c, a, peer)?);
+    }
+    match <[Session; 2]>::try_from(sessions) {
+        Ok([a, b]) => Ok((a, b)),
+        Err(_) => Err(bad("by", "this operation needs exactly two officers")),
+    }
 }
 
 fn pcsc(allowed: &[String]) -> Result<PcscAccess, OpError> {
@@ -276,6 +287,40 @@ pub fn handle(
                 seconds_remaining: r.seconds_remaining,
                 device: r.device.get(),
             })
+        }
+        Op::UserSetActive { by, name, active } => {
+            let (a, b) = pair(c, by, peer)?;
+            Ok(Reply::User(c.set_active(
+                &a,
+                &b,
+                &user_name(&name)?,
+                active,
+            )?))
+        }
+        Op::IncidentAck { by, incident, note } => {
+            let (a, b) = pair(c, by, peer)?;
+            let id = crate::custody::IncidentId::parse(&incident)?;
+            Ok(Reply::Incident(c.acknowledge_incident(&a, &b, &id, &note)?))
+        }
+        Op::DeviceSetTerminal { by, serial, to } => {
+            let to = match to.as_str() {
+                "retired" => Terminal::Retired,
+                "lost" => Terminal::Lost,
+                "destroyed" => Terminal::Destroyed,
+                other => {
+                    return Err(bad(
+                        "to",
+                        format!("{other:?} is not retired, lost or destroyed"),
+                    ))
+                }
+            };
+            let (a, b) = pair(c, by, peer)?;
+            Ok(Reply::Device(c.set_terminal(
+                &a,
+                &b,
+                Serial::new(serial)?,
+                to,
+            )?))
         }
         other => Err(OpError::new(
             ErrorCode::Internal,

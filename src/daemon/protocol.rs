@@ -261,6 +261,33 @@ pub enum Op {
         /// Where it is kept.
         location: String,
     },
+    /// Suspend or reinstate a user (two officers).
+    UserSetActive {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The user.
+        name: String,
+        /// false: suspend; true: reinstate.
+        active: bool,
+    },
+    /// Acknowledge an incident (two officers).
+    IncidentAck {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The incident id.
+        incident: String,
+        /// What was found or done.
+        note: String,
+    },
+    /// Put a device in a terminal state: retired, lost or destroyed (two officers).
+    DeviceSetTerminal {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The device's serial.
+        serial: u32,
+        /// retired, lost or destroyed.
+        to: String,
+    },
     /// The requester receives the one code of an approved request.
     Code {
         /// The requester.
@@ -297,6 +324,9 @@ impl Op {
             Op::Checkout { .. } => "checkout",
             Op::Checkin { .. } => "checkin",
             Op::Code { .. } => "code",
+            Op::UserSetActive { .. } => "user_set_active",
+            Op::IncidentAck { .. } => "incident_ack",
+            Op::DeviceSetTerminal { .. } => "device_set_terminal",
         }
     }
 }
@@ -502,6 +532,8 @@ pub enum Reply {
     Incidents(Vec<IncidentRecord>),
     /// One device.
     Device(DeviceRecord),
+    /// One incident.
+    Incident(IncidentRecord),
     /// Two consecutive codes for the provider's confirmation of an enrolment.
     Enrolled {
         /// Code of `first_step`.

@@ -213,7 +213,10 @@ impl Daemon {
             | Op::Enrol { .. }
             | Op::Checkout { .. }
             | Op::Checkin { .. }
-            | Op::Code { .. }) => {
+            | Op::Code { .. }
+            | Op::UserSetActive { .. }
+            | Op::IncidentAck { .. }
+            | Op::DeviceSetTerminal { .. }) => {
                 let allowed = self.opts.allowed_readers.clone();
                 self.with_custody(|c| super::ops::handle(c, op, peer, &allowed))
             }
