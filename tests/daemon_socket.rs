@@ -588,3 +588,69 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
     assert_eq!(ok(&r)["users"].as_array().map(Vec::len), Some(3));
     server.stop();
 }
+
+#[test]
+fn daemon_two_officers_suspend_an_operator_who_is_then_refused() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    if now % 30 > 25 {
+        std::thread::sleep(Duration::from_secs(31 - now % 30));
+    }
+    let server = Server::start(8);
+    let mut c = server.connect();
+    unseal(&mut c, 1, "alice", ALICE);
+    unseal(&mut c, 2, "bob", BOB);
+    let mut seeds = std::collections::HashMap::new();
+    for (id, who) in [(3, "alice"), (4, "bob")] {
+        let r = c.call(
+            id,
+            serde_json::json!({"bootstrap_officer": {"user": who, "passphrase": format!("{who}-User-Phrase-9")}}),
+        );
+        seeds.insert(
+            who,
+            ok(&r)["factor"]["base32"]
+                .as_str()
+                .expect("seed")
+                .to_owned(),
+        );
+    }
+    let alice = |back| {
+        auth(
+            "alice",
+            "alice-User-Phrase-9",
+            Some(totp_now(&seeds["alice"], back)),
+        )
+    };
+    let bob = |back| {
+        auth(
+            "bob",
+            "bob-User-Phrase-9",
+            Some(totp_now(&seeds["bob"], back)),
+        )
+    };
+    let r = c.call(
+        5,
+        serde_json::json!({"user_add": {"by": [alice(1)], "name": "dave", "roles": ["operator"], "passphrase": "dave-Operator-Phrase-1"}}),
+    );
+    assert_eq!(ok(&r)["user"]["active"], true);
+    // One officer is not enough.
+    let r = c.call(
+        6,
+        serde_json::json!({"user_set_active": {"by": [bob(1)], "name": "dave", "active": false}}),
+    );
+    assert_eq!(err_code(&r), "bad_request", "{r}");
+    let r = c.call(
+        7,
+        serde_json::json!({"user_set_active": {"by": [alice(0), bob(0)], "name": "dave", "active": false}}),
+    );
+    assert_eq!(ok(&r)["user"]["active"], false, "{r}");
+    let r = c.call(
+        8,
+        serde_json::json!({"request_code": {"by": auth("dave", "dave-Operator-Phrase-1", None), "account": "123456789012", "task": "change-root-password", "ticket": "SEC-1", "reason": "a suspended user must not get this far"}}),
+    );
+    assert_eq!(err_code(&r), "forbidden", "{r}");
+    assert_eq!(r["result"]["err"]["reason"], "suspended", "{r}");
+    server.stop();
+}
