@@ -10,6 +10,7 @@ packages=(
   libpcsclite-dev  # the client library the pcsc crate links
   vsmartcard-vpcd  # pcscd driver that presents the software YubiKey as a reader
   oathtool         # independent HOTP/TOTP implementation for cross-checks
+  jq               # scripts/demo.sh reads the CLI's --json answers
   pkg-config       # finds libpcsclite at build time
   libssl-dev       # libcrypto, SQLCipher's crypto provider
   gcc make         # SQLCipher is compiled from source

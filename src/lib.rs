@@ -8,6 +8,7 @@
 //!   signed checkpoints, export and offline verification.
 //! - [`custody`]: the domain: users, accounts, devices, dual-control requests, code release and
 //!   ceremonies, decided here and recorded in the ledger.
+//! - [`daemon`]: `custodyd`, the socket server that holds the unsealed custody service.
 //! - [`cli`]: the `custody` command line.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod custody;
+pub mod daemon;
 pub mod emulator;
 pub mod ledger;
 pub mod token;

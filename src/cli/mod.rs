@@ -4,10 +4,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod account;
 pub mod audit;
+pub mod client;
+pub mod daemon;
+pub mod device;
+pub mod incident;
 pub mod init;
 pub mod ledger;
+pub mod request;
 pub mod token;
+pub mod user;
 
 /// Exit statuses of `custody`, documented in `docs/cli.md` and stable.
 pub mod exit {
@@ -32,6 +39,10 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text (stable; see docs/cli.md).
     #[arg(long, global = true)]
     pub json: bool,
+    /// The custodyd socket (commands that talk to the daemon). Default: $CUSTODY_SOCKET, else
+    /// /run/custody/custodyd.sock.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +62,38 @@ pub enum Command {
     /// Readers and the YubiKeys in them.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Show custodyd's state: sealed or not, unseal progress, ledger head.
+    #[command(after_help = "Example:\n  custody status\n  custody --json status")]
+    Status,
+    /// Offer one officer's unseal share to custodyd (a quorum unseals it).
+    Unseal(daemon::UnsealArgs),
+    /// Seal custodyd: record it, close the ledger, erase its keys from memory.
+    Seal(daemon::SealArgs),
+    /// Export the ledger through custodyd (JSON Lines, signed), for offline verification.
+    Export(daemon::ExportArgs),
+    /// Custody users: officers, operators, auditors.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Cloud accounts whose root MFA is in custody.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// Dual-control requests for a root code.
+    #[command(subcommand)]
+    Request(request::RequestCommand),
+    /// Approve a request (an officer other than the requester).
+    Approve(request::ApproveArgs),
+    /// Deny a request.
+    Deny(request::DenyArgs),
+    /// Devices: register, list, check out of and into the safe.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Enrol an account's primary and backup keys with the provider's seed (two officers).
+    Enrol(device::EnrolArgs),
+    /// Receive the one code of your approved request (computed after a touch).
+    Code(device::CodeArgs),
+    /// Incidents: list, acknowledge.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -60,5 +103,32 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ledger(cmd) => ledger::run(cli.json, cmd),
         Command::Audit(cmd) => audit::run(cli.json, cmd),
         Command::Token(cmd) => token::run(cmd, cli.json),
+        Command::Status => daemon::status(cli.json, &client::socket_path(cli.socket.as_deref())),
+        Command::Unseal(a) => {
+            daemon::unseal(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Seal(a) => daemon::seal(cli.json, &client::socket_path(cli.socket.as_deref()), a),
+        Command::User(c) => user::run(cli.json, &client::socket_path(cli.socket.as_deref()), c),
+        Command::Account(c) => {
+            account::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
+        Command::Request(c) => {
+            request::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
+        Command::Approve(a) => {
+            request::approve(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Deny(a) => request::deny(cli.json, &client::socket_path(cli.socket.as_deref()), a),
+        Command::Device(c) => device::run(cli.json, &client::socket_path(cli.socket.as_deref()), c),
+        Command::Enrol(a) => {
+            device::enrol(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Code(a) => device::code(cli.json, &client::socket_path(cli.socket.as_deref()), a),
+        Command::Incident(c) => {
+            incident::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
+        Command::Export(a) => {
+            daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
     }
 }

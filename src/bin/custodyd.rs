@@ -1,0 +1,199 @@
+//! `custodyd`: the mfa-custody daemon. Starts sealed; officers unseal it over its socket.
+//!
+//! ```text
+//! custodyd --config /etc/custody/custody.toml
+//! ```
+//!
+//! Exit statuses: 0 after a clean shutdown (SIGTERM or SIGINT), 2 for a bad command line or
+//! configuration, 4 when the ledger directory is unusable, 5 when the socket cannot be set up.
+#![forbid(unsafe_code)]
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use mfa_custody::daemon::config::{resolve_group, Config};
+use mfa_custody::daemon::{run, Daemon};
+use mfa_custody::token::pcsc::PcscContext;
+
+/// Exit statuses of `custodyd` (documented in docs/daemon.md).
+mod exit {
+    pub const OK: u8 = 0;
+    pub const USAGE: u8 = 2;
+    pub const LEDGER: u8 = 4;
+    pub const IO: u8 = 5;
+}
+
+/// custodyd: holds the custody ledger and serves the `custody` command line over a Unix socket.
+#[derive(Debug, Parser)]
+#[command(name = "custodyd", version, about, long_about = None,
+    after_help = "Example:\n  custodyd --config /etc/custody/custody.toml")]
+struct Args {
+    /// The configuration file (TOML; see packaging/custody.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Log level: error, warn, info, debug.
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+}
+
+fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("custodyd: {message}");
+    tracing::error!("{message}");
+    ExitCode::from(status)
+}
+
+fn harden() {
+    // No core dumps and no ptrace by other processes of the same user: secrets live in memory.
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        tracing::warn!("PR_SET_DUMPABLE 0 failed: {e}");
+    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+fn check_ledger_dir(dir: &Path) -> Result<(), String> {
+    let meta =
+        std::fs::metadata(dir).map_err(|e| format!("ledger directory {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "ledger directory {} is not a directory",
+            dir.display()
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "ledger directory {} has mode {mode:04o}; refusing a group- or world-writable ledger",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn bind(config: &Config) -> Result<UnixListener, String> {
+    let path = &config.socket;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)
+                .map_err(|e| format!("removing stale socket {}: {e}", path.display()))?;
+        } else {
+            return Err(format!("{} exists and is not a socket", path.display()));
+        }
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    if let Some(group) = &config.socket_group {
+        let gid =
+            resolve_group(group).ok_or_else(|| format!("socket_group {group:?}: no such group"))?;
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|e| format!("chown {} to group {group}: {e}", path.display()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("chmod 0660 {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Watches readers and records cards coming and going (best effort: without pcscd it retries).
+fn watch_readers(daemon: Arc<Daemon>, shutdown: Arc<AtomicBool>) {
+    let mut reported = false;
+    while !shutdown.load(Ordering::SeqCst) {
+        let watcher = PcscContext::establish().and_then(|c| c.watcher());
+        let mut watcher = match watcher {
+            Ok(w) => {
+                reported = false;
+                w
+            }
+            Err(e) => {
+                if !reported {
+                    tracing::warn!("reader watch unavailable (will retry): {e}");
+                    reported = true;
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+        };
+        for (reader, present) in watcher.snapshot() {
+            tracing::info!(
+                reader = reader.as_str(),
+                card = present,
+                allowed = daemon.options().reader_allowed(&reader),
+                "reader"
+            );
+        }
+        while !shutdown.load(Ordering::SeqCst) {
+            match watcher.watch(Duration::from_millis(500)) {
+                Ok(events) => {
+                    for ev in &events {
+                        daemon.reader_event(ev);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("reader watch: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    harden();
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => return fail(exit::USAGE, e),
+    };
+    if let Err(e) = check_ledger_dir(&config.ledger_dir) {
+        return fail(exit::LEDGER, e);
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, shutdown.clone()) {
+            return fail(exit::IO, format!("installing the signal handler: {e}"));
+        }
+    }
+    let listener = match bind(&config) {
+        Ok(l) => l,
+        Err(e) => return fail(exit::IO, e),
+    };
+    let daemon = Arc::new(Daemon::new(config.daemon_options()));
+    let watcher = config.watch_readers.then(|| {
+        let (d, s) = (daemon.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("custodyd-readers".into())
+            .spawn(move || watch_readers(d, s))
+    });
+    tracing::info!(
+        socket = %config.socket.display(),
+        ledger = %config.ledger_dir.display(),
+        pid = std::process::id(),
+        "custodyd listening (sealed)"
+    );
+    let result = run(listener, daemon.clone(), shutdown.clone());
+    shutdown.store(true, Ordering::SeqCst);
+    if let Some(Ok(w)) = watcher {
+        let _ = w.join();
+    }
+    daemon.close();
+    let _ = std::fs::remove_file(&config.socket);
+    match result {
+        Ok(()) => {
+            tracing::info!("custodyd stopped");
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => fail(exit::IO, format!("socket: {e}")),
+    }
+}

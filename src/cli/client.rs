@@ -1,0 +1,259 @@
+//! The `custody` side of the daemon socket: connect, send one request, read one response.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::exit;
+use super::ledger::Failure;
+use crate::daemon::protocol::{
+    encode_request, parse_response, ErrorCode, Op, Outcome, Reply, Request, VERSION,
+};
+
+/// The socket used when neither `--socket` nor `CUSTODY_SOCKET` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/custody/custodyd.sock";
+
+/// Largest response accepted (exports travel in responses).
+const MAX_RESPONSE: u64 = 512 * 1024 * 1024;
+
+/// The socket path: `--socket`, else `CUSTODY_SOCKET`, else [`DEFAULT_SOCKET`].
+pub fn socket_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CUSTODY_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// Exit status for a daemon error code.
+pub fn status_of(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::BadRequest | ErrorCode::UnsupportedVersion | ErrorCode::TooLarge => exit::USAGE,
+        ErrorCode::Sealed | ErrorCode::Ledger | ErrorCode::UnsealFailed => exit::LEDGER,
+        ErrorCode::Token => exit::TOKEN,
+        ErrorCode::Io | ErrorCode::Busy | ErrorCode::ShuttingDown => exit::IO,
+        _ => exit::FAILED,
+    }
+}
+
+/// Sends one operation and returns the daemon's reply, or a failure naming the daemon's code.
+pub(crate) fn call(socket: &Path, op: Op) -> Result<Reply, Failure> {
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        Failure::new(
+            exit::IO,
+            format!(
+                "cannot connect to custodyd at {}: {e} (is it running? --socket or CUSTODY_SOCKET)",
+                socket.display()
+            ),
+        )
+    })?;
+    let io = |e: std::io::Error| Failure::new(exit::IO, format!("custodyd socket: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .map_err(io)?;
+    let req = Request {
+        v: VERSION,
+        id: u64::from(std::process::id()),
+        op,
+    };
+    let line = encode_request(&req);
+    drop(req);
+    (&stream).write_all(&line).map_err(io)?;
+    drop(line);
+    let mut reader = BufReader::new((&stream).take(MAX_RESPONSE));
+    let mut buf = Vec::new();
+    reader.read_until(b'\n', &mut buf).map_err(io)?;
+    if buf.is_empty() {
+        return Err(Failure::new(
+            exit::IO,
+            "custodyd closed the connection without answering",
+        ));
+    }
+    let resp = parse_response(&buf)
+        .map_err(|e| Failure::new(exit::IO, format!("unreadable answer from custodyd: {e}")))?;
+    match resp.result {
+        Outcome::Ok(r) => Ok(r),
+        Outcome::Err(e) => Err(Failure::new(
+            status_of(e.code),
+            format!("custodyd refused ({}): {}", e.code, e.message),
+        )),
+    }
+}
+
+/// Reads one secret: the first line of file descriptor `fd`, or a hidden prompt on the
+/// terminal. Never from the command line or the environment.
+pub(crate) fn read_secret(
+    fd: Option<u32>,
+    prompt: &str,
+) -> Result<zeroize::Zeroizing<String>, Failure> {
+    use zeroize::Zeroizing;
+    let Some(fd) = fd else {
+        return rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| Failure::new(exit::IO, format!("reading from the terminal: {e}")));
+    };
+    let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let file = std::fs::File::open(&path)
+        .map_err(|e| Failure::new(exit::IO, format!("cannot read file descriptor {fd}: {e}")))?;
+    let mut raw = Zeroizing::new(Vec::new());
+    let mut r = BufReader::new(file.take(64 * 1024));
+    r.read_until(b'\n', &mut raw)
+        .map_err(|e| Failure::new(exit::IO, format!("reading file descriptor {fd}: {e}")))?;
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {fd} is not UTF-8")))?;
+    let line = text.trim_end_matches(['\n', '\r']);
+    if line.is_empty() {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("nothing to read on file descriptor {fd}"),
+        ));
+    }
+    Ok(Zeroizing::new(line.to_owned()))
+}
+
+/// Secrets read once from a file descriptor (one per line) or, without one, from hidden
+/// prompts.
+pub(crate) struct SecretLines {
+    fd: Option<u32>,
+    lines: std::vec::IntoIter<zeroize::Zeroizing<String>>,
+}
+
+impl SecretLines {
+    pub(crate) fn new(fd: Option<u32>) -> Result<Self, Failure> {
+        use zeroize::Zeroizing;
+        let Some(n) = fd else {
+            return Ok(Self {
+                fd: None,
+                lines: Vec::new().into_iter(),
+            });
+        };
+        let path = PathBuf::from(format!("/proc/self/fd/{n}"));
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Failure::new(exit::IO, format!("cannot read file descriptor {n}: {e}")))?;
+        let mut raw = Zeroizing::new(Vec::new());
+        file.take(64 * 1024)
+            .read_to_end(&mut raw)
+            .map_err(|e| Failure::new(exit::IO, format!("reading file descriptor {n}: {e}")))?;
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {n} is not UTF-8")))?;
+        let lines: Vec<Zeroizing<String>> = text
+            .split('\n')
+            .map(|l| Zeroizing::new(l.trim_end_matches('\r').to_owned()))
+            .filter(|l| !l.is_empty())
+            .collect();
+        Ok(Self {
+            fd,
+            lines: lines.into_iter(),
+        })
+    }
+
+    /// The next secret, prompting with `prompt` when no descriptor was given.
+    pub(crate) fn next(&mut self, prompt: &str) -> Result<crate::daemon::Secret, Failure> {
+        match self.fd {
+            None => read_secret(None, prompt).map(crate::daemon::Secret::new),
+            Some(n) => self
+                .lines
+                .next()
+                .map(crate::daemon::Secret::new)
+                .ok_or_else(|| {
+                    Failure::new(
+                        exit::USAGE,
+                        format!(
+                            "file descriptor {n} has no line for: {}",
+                            prompt.trim_end_matches([':', ' '])
+                        ),
+                    )
+                }),
+        }
+    }
+}
+
+/// How a person authenticates on the command line: `--as NAME`, the passphrase from a hidden
+/// prompt or `--passphrase-fd`, an officer's second-factor code from a prompt or `--totp-fd`.
+#[derive(Debug, clap::Args)]
+pub struct AuthArgs {
+    /// Who you are.
+    #[arg(long = "as", value_name = "NAME")]
+    pub user: String,
+    /// Read the passphrase from this file descriptor (first line) instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+    /// Read the second-factor code from this file descriptor instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub totp_fd: Option<u32>,
+    /// Operators and auditors have no second factor: do not ask for one.
+    #[arg(long)]
+    pub no_totp: bool,
+}
+
+impl AuthArgs {
+    pub(crate) fn read(&self) -> Result<crate::daemon::protocol::Auth, Failure> {
+        let passphrase = SecretLines::new(self.passphrase_fd)?
+            .next(&format!("Passphrase of {}: ", self.user))?;
+        let factor = if self.no_totp {
+            None
+        } else {
+            Some(
+                SecretLines::new(self.totp_fd)?
+                    .next(&format!("Second-factor code of {}: ", self.user))?,
+            )
+        };
+        Ok(crate::daemon::protocol::Auth {
+            user: self.user.clone(),
+            passphrase,
+            factor,
+        })
+    }
+}
+
+/// Prints a reply: JSON (`{"ok":true,...reply}`) or through `human`.
+pub(crate) fn print_reply(json: bool, reply: &Reply, human: impl FnOnce(&Reply)) {
+    if json {
+        let mut v = serde_json::to_value(reply).unwrap_or(serde_json::Value::Null);
+        if let Some(m) = v.as_object_mut() {
+            m.insert("ok".into(), serde_json::Value::Bool(true));
+        }
+        println!("{v}");
+    } else {
+        human(reply);
+    }
+}
+
+/// Several officers authenticating together (`--by` repeated): one passphrase line and one
+/// second-factor line per officer, in order. Returns the remaining passphrase lines.
+pub(crate) fn read_officers(
+    by: &[String],
+    passphrase_fd: Option<u32>,
+    totp_fd: Option<u32>,
+) -> Result<(Vec<crate::daemon::protocol::Auth>, SecretLines), Failure> {
+    let mut pass = SecretLines::new(passphrase_fd)?;
+    let mut codes = SecretLines::new(totp_fd)?;
+    let mut out = Vec::with_capacity(by.len());
+    for o in by {
+        out.push(crate::daemon::protocol::Auth {
+            user: o.clone(),
+            passphrase: pass.next(&format!("Passphrase of {o}: "))?,
+            factor: Some(codes.next(&format!("Second-factor code of {o}: "))?),
+        });
+    }
+    Ok((out, pass))
+}
+
+/// Two officers acting together.
+#[derive(Debug, clap::Args)]
+pub struct PairArgs {
+    /// An officer (give two).
+    #[arg(long = "by", required = true, value_name = "OFFICER")]
+    pub by: Vec<String>,
+    /// Passphrases, one per line, of each --by officer in order.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+    /// Second-factor codes, one per line, of each --by officer in order.
+    #[arg(long, value_name = "N")]
+    pub totp_fd: Option<u32>,
+}
+
+impl PairArgs {
+    pub(crate) fn read(&self) -> Result<Vec<crate::daemon::protocol::Auth>, Failure> {
+        read_officers(&self.by, self.passphrase_fd, self.totp_fd).map(|(a, _)| a)
+    }
+}

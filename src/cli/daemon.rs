@@ -1,0 +1,195 @@
+//! `custody status | unseal | seal | export`: talk to `custodyd` about its own state.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::client::{call, read_secret};
+use super::exit;
+use super::ledger::{finish, Failure};
+use crate::daemon::protocol::{Op, Reply, Secret};
+
+/// Arguments of `custody unseal`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  custody unseal --officer alice            # prompts for alice's passphrase\n  custody unseal --officer bob --passphrase-fd 3 3<bob.pass"
+)]
+pub struct UnsealArgs {
+    /// The officer offering their share (their name in the keyring).
+    #[arg(long, value_name = "NAME")]
+    pub officer: String,
+    /// Read the passphrase from this file descriptor (first line) instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+}
+
+/// Arguments of `custody seal`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  custody seal --actor alice")]
+pub struct SealArgs {
+    /// Who seals (recorded in the ledger).
+    #[arg(long, value_name = "NAME")]
+    pub actor: String,
+}
+
+/// Arguments of `custody export`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  custody export --out ledger-2026-11.jsonl\n  custody audit verify ledger-2026-11.jsonl --pubkey KEY"
+)]
+pub struct ExportArgs {
+    /// Where to write the export (JSON Lines); it must not exist.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+fn unexpected(r: &Reply) -> Failure {
+    Failure::new(exit::IO, format!("unexpected answer from custodyd: {r:?}"))
+}
+
+/// `custody status`.
+pub fn status(json: bool, socket: &Path) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = call(socket, Op::Status)?;
+            let Reply::Status(s) = &r else {
+                return Err(unexpected(&r));
+            };
+            if json {
+                println!("{}", json!({"ok": true, "status": s}));
+            } else if s.sealed {
+                println!("custodyd: SEALED (ledger {})", s.ledger_id);
+                println!(
+                    "Unseal: {} of {} officer(s) so far{}",
+                    s.unseal_given.len(),
+                    s.threshold,
+                    if s.unseal_given.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", s.unseal_given.join(", "))
+                    }
+                );
+                println!("Officers: {}", s.officers.join(", "));
+            } else {
+                println!("custodyd: UNSEALED (ledger {})", s.ledger_id);
+                println!("Head: seq {}", s.head_seq.unwrap_or(0));
+                println!(
+                    "Checkpoint public key: {}",
+                    s.public_key.as_deref().unwrap_or("?")
+                );
+            }
+            Ok(())
+        })(),
+    )
+}
+
+/// `custody unseal`.
+pub fn unseal(json: bool, socket: &Path, args: UnsealArgs) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let pass = read_secret(
+                args.passphrase_fd,
+                &format!("Passphrase of officer {}: ", args.officer),
+            )?;
+            let r = call(
+                socket,
+                Op::Unseal {
+                    officer: args.officer.clone(),
+                    passphrase: Secret::new(pass),
+                },
+            )?;
+            let Reply::Unseal(p) = &r else {
+                return Err(unexpected(&r));
+            };
+            if json {
+                println!("{}", json!({"ok": true, "unseal": p}));
+            } else if p.unsealed {
+                println!(
+                    "Unsealed: the quorum of {} is complete; the ledger is open.",
+                    p.threshold
+                );
+            } else {
+                println!(
+                    "Share of {} accepted: {} of {} ({}). The next officer runs `custody unseal`.",
+                    args.officer,
+                    p.given.len(),
+                    p.threshold,
+                    p.given.join(", ")
+                );
+            }
+            Ok(())
+        })(),
+    )
+}
+
+/// `custody seal`.
+pub fn seal(json: bool, socket: &Path, args: SealArgs) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = call(
+                socket,
+                Op::Seal {
+                    actor: args.actor.clone(),
+                },
+            )?;
+            let Reply::Sealed { seq } = r else {
+                return Err(unexpected(&r));
+            };
+            if json {
+                println!("{}", json!({"ok": true, "sealed": true, "seq": seq}));
+            } else {
+                println!("Sealed (event {seq}); the ledger is closed and its keys are erased from memory.");
+            }
+            Ok(())
+        })(),
+    )
+}
+
+/// `custody export`.
+pub fn export(json: bool, socket: &Path, args: ExportArgs) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = call(socket, Op::Export)?;
+            let Reply::Export {
+                events,
+                seq,
+                public_key,
+                content,
+            } = &r
+            else {
+                return Err(unexpected(&r));
+            };
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&args.out)
+                .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;
+            f.write_all(content.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "path": args.out.display().to_string(), "events": events, "seq": seq, "public_key": public_key})
+                );
+            } else {
+                println!(
+                    "Exported {events} event(s) up to seq {seq} to {}",
+                    args.out.display()
+                );
+                println!(
+                    "Verify offline: custody audit verify {} --pubkey {public_key}",
+                    args.out.display()
+                );
+            }
+            Ok(())
+        })(),
+    )
+}

@@ -1,0 +1,281 @@
+//! `custody device ...`, `custody enrol`, `custody code`: devices, enrolment and the release of
+//! a code, through custodyd.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
+use super::ledger::finish;
+use crate::daemon::protocol::{Auth, Op, Reply};
+
+/// `custody device` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register the device with SERIAL, presented now in an allowed reader (one officer).
+    #[command(
+        after_help = "Example:\n  custody device register 10000001 --role primary --as alice"
+    )]
+    Register {
+        /// The serial printed on the key.
+        serial: u32,
+        /// primary or backup.
+        #[arg(long)]
+        role: String,
+        /// The officer.
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// List devices and their states.
+    #[command(after_help = "Example:\n  custody --json device list")]
+    List,
+    /// Take a device out of its sealed bag; the seal number must match the ledger's.
+    #[command(
+        after_help = "Example:\n  custody device checkout 10000001 --seal BAG-0001 --request req-... --as alice"
+    )]
+    Checkout {
+        /// The serial.
+        serial: u32,
+        /// The seal number on the bag.
+        #[arg(long)]
+        seal: String,
+        /// The request the device is taken out for.
+        #[arg(long)]
+        request: Option<String>,
+        /// The officer (becomes its custodian).
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Retire a device (two officers).
+    #[command(after_help = "Example:\n  custody device retire 10000002 --by alice --by bob")]
+    Retire(TerminalArgs),
+    /// Report a device lost; opens an incident (two officers).
+    #[command(after_help = "Example:\n  custody device report-lost 10000002 --by alice --by bob")]
+    ReportLost(TerminalArgs),
+    /// Record a device's destruction (two officers).
+    #[command(after_help = "Example:\n  custody device destroy 10000002 --by alice --by bob")]
+    Destroy(TerminalArgs),
+    /// Seal a device into a new bag and put it in the safe.
+    #[command(
+        after_help = "Example:\n  custody device checkin 10000001 --seal BAG-0002 --location \"safe A, shelf 1\" --as alice"
+    )]
+    Checkin {
+        /// The serial.
+        serial: u32,
+        /// The new bag's seal number.
+        #[arg(long)]
+        seal: String,
+        /// Where it is kept.
+        #[arg(long)]
+        location: String,
+        /// The officer.
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+}
+
+/// Arguments of `custody device retire | report-lost | destroy`.
+#[derive(Debug, Args)]
+pub struct TerminalArgs {
+    /// The serial.
+    pub serial: u32,
+    /// The two officers.
+    #[command(flatten)]
+    pub pair: PairArgs,
+}
+
+/// Arguments of `custody enrol`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  custody enrol --account 123456789012 --primary 10000001 --backup 10000002 --by alice --by bob\n  (prompts for each officer's passphrase and code, then the provider's seed, hidden)"
+)]
+pub struct EnrolArgs {
+    /// The account.
+    #[arg(long)]
+    pub account: String,
+    /// The primary device's serial.
+    #[arg(long)]
+    pub primary: u32,
+    /// The backup device's serial.
+    #[arg(long)]
+    pub backup: u32,
+    /// The two officers.
+    #[arg(long = "by", required = true, num_args = 1, value_name = "OFFICER")]
+    pub by: Vec<String>,
+    /// Passphrases, one per line, of each --by officer in order.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+    /// Second-factor codes, one per line, of each --by officer in order.
+    #[arg(long, value_name = "N")]
+    pub totp_fd: Option<u32>,
+    /// Read the provider's seed (Base32 or otpauth:// URI) from this descriptor, not a prompt.
+    #[arg(long, value_name = "N")]
+    pub seed_fd: Option<u32>,
+    /// Overwrite an existing credential of the same name.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Arguments of `custody code`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  custody code req-0123456789abcdef --as dave --no-totp")]
+pub struct CodeArgs {
+    /// The approved request.
+    pub request: String,
+    /// The requester.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+fn human(r: &Reply) {
+    match r {
+        Reply::Device(d) => println!("device {}: {}", d.serial, d.state.name()),
+        Reply::Devices(list) => {
+            for d in list {
+                println!(
+                    "{:<10} {:<8} {}",
+                    d.serial.to_string(),
+                    format!("{:?}", d.role).to_lowercase(),
+                    d.state.name()
+                );
+            }
+        }
+        Reply::Enrolled {
+            first,
+            second,
+            first_step,
+        } => {
+            println!("Enrolled. Give the provider these two consecutive codes:");
+            println!("  step {first_step}: {}", first.expose());
+            println!("  step {}: {}", first_step + 1, second.expose());
+        }
+        Reply::Code {
+            request,
+            code,
+            seconds_remaining,
+            device,
+            ..
+        } => {
+            println!("Code for {request} (device {device}): {}", code.expose());
+            println!("Valid for {seconds_remaining} more second(s); it is shown once.");
+        }
+        other => println!("{other:?}"),
+    }
+}
+
+fn terminal(socket: &Path, t: TerminalArgs, to: &str) -> Result<Reply, super::ledger::Failure> {
+    call(
+        socket,
+        Op::DeviceSetTerminal {
+            by: t.pair.read()?,
+            serial: t.serial,
+            to: to.to_owned(),
+        },
+    )
+}
+
+/// Runs `custody device ...`.
+pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = match cmd {
+                DeviceCommand::Register { serial, role, auth } => call(
+                    socket,
+                    Op::DeviceRegister {
+                        by: auth.read()?,
+                        serial,
+                        role,
+                    },
+                )?,
+                DeviceCommand::List => call(socket, Op::Devices)?,
+                DeviceCommand::Retire(t) => terminal(socket, t, "retired")?,
+                DeviceCommand::ReportLost(t) => terminal(socket, t, "lost")?,
+                DeviceCommand::Destroy(t) => terminal(socket, t, "destroyed")?,
+                DeviceCommand::Checkout {
+                    serial,
+                    seal,
+                    request,
+                    auth,
+                } => call(
+                    socket,
+                    Op::Checkout {
+                        by: auth.read()?,
+                        serial,
+                        seal,
+                        request,
+                    },
+                )?,
+                DeviceCommand::Checkin {
+                    serial,
+                    seal,
+                    location,
+                    auth,
+                } => call(
+                    socket,
+                    Op::Checkin {
+                        by: auth.read()?,
+                        serial,
+                        seal,
+                        location,
+                    },
+                )?,
+            };
+            print_reply(json, &r, human);
+            Ok(())
+        })(),
+    )
+}
+
+/// Runs `custody enrol`.
+pub fn enrol(json: bool, socket: &Path, a: EnrolArgs) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let mut pass = SecretLines::new(a.passphrase_fd)?;
+            let mut codes = SecretLines::new(a.totp_fd)?;
+            let mut by = Vec::new();
+            for o in &a.by {
+                by.push(Auth {
+                    user: o.clone(),
+                    passphrase: pass.next(&format!("Passphrase of {o}: "))?,
+                    factor: Some(codes.next(&format!("Second-factor code of {o}: "))?),
+                });
+            }
+            let seed = SecretLines::new(a.seed_fd)?
+                .next("Provider's TOTP seed (Base32 or otpauth:// URI): ")?;
+            let r = call(
+                socket,
+                Op::Enrol {
+                    by,
+                    account: a.account,
+                    primary: a.primary,
+                    backup: a.backup,
+                    seed,
+                    overwrite: a.overwrite,
+                },
+            )?;
+            print_reply(json, &r, human);
+            Ok(())
+        })(),
+    )
+}
+
+/// Runs `custody code`.
+pub fn code(json: bool, socket: &Path, a: CodeArgs) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = call(
+                socket,
+                Op::Code {
+                    by: a.auth.read()?,
+                    request: a.request,
+                },
+            )?;
+            print_reply(json, &r, human);
+            Ok(())
+        })(),
+    )
+}

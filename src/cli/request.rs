@@ -1,0 +1,173 @@
+//! `custody request ...`, `custody approve`, `custody deny`: dual-control code requests,
+//! through custodyd.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::client::{call, print_reply, AuthArgs};
+use super::ledger::finish;
+use crate::custody::RequestRecord;
+use crate::daemon::protocol::{Op, Reply};
+
+/// `custody request` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Ask for one code for a root task on an account (operators and officers).
+    #[command(
+        after_help = "Example:\n  custody request code --account 123456789012 --task change-root-password \\\n    --ticket SEC-42 --reason \"rotate the root password after the audit\" --as dave --no-totp"
+    )]
+    Code(CodeArgs),
+    /// List requests.
+    #[command(after_help = "Example:\n  custody --json request list")]
+    List,
+    /// Cancel your own request.
+    #[command(after_help = "Example:\n  custody request cancel REQ-ID --as dave --no-totp")]
+    Cancel {
+        /// The request id.
+        request: String,
+        /// The requester.
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+}
+
+/// Arguments of `custody request code`.
+#[derive(Debug, Args)]
+pub struct CodeArgs {
+    /// The account id.
+    #[arg(long)]
+    pub account: String,
+    /// The root task (catalogue id, e.g. change-root-password).
+    #[arg(long)]
+    pub task: String,
+    /// The ticket reference (e.g. SEC-42).
+    #[arg(long)]
+    pub ticket: String,
+    /// Why the root user is needed.
+    #[arg(long)]
+    pub reason: String,
+    /// The requester.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Arguments of `custody approve`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  custody approve REQ-ID --as alice      # prompts for passphrase and second-factor code"
+)]
+pub struct ApproveArgs {
+    /// The request id.
+    pub request: String,
+    /// The approving officer.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Arguments of `custody deny`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  custody deny REQ-ID --note \"no change window\" --as bob")]
+pub struct DenyArgs {
+    /// The request id.
+    pub request: String,
+    /// Why.
+    #[arg(long)]
+    pub note: String,
+    /// The denying officer.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+fn line(r: &RequestRecord) {
+    println!(
+        "{}  {:<10} account {} task {} ticket {} by {} approvals {}",
+        r.id,
+        r.status.as_str(),
+        r.account,
+        r.task,
+        r.ticket.as_str(),
+        r.requester,
+        r.approvals.len()
+    );
+}
+
+fn show(json: bool, r: &Reply) {
+    print_reply(json, r, |r| match r {
+        Reply::Request(rec) => line(rec),
+        Reply::Requests(list) => list.iter().for_each(line),
+        other => println!("{other:?}"),
+    });
+}
+
+/// Runs `custody request ...`.
+pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = match cmd {
+                RequestCommand::Code(a) => {
+                    let by = a.auth.read()?;
+                    call(
+                        socket,
+                        Op::RequestCode {
+                            by,
+                            account: a.account,
+                            task: a.task,
+                            ticket: a.ticket,
+                            reason: a.reason,
+                        },
+                    )?
+                }
+                RequestCommand::List => call(socket, Op::Requests)?,
+                RequestCommand::Cancel { request, auth } => call(
+                    socket,
+                    Op::Cancel {
+                        by: auth.read()?,
+                        request,
+                    },
+                )?,
+            };
+            show(json, &r);
+            Ok(())
+        })(),
+    )
+}
+
+/// Runs `custody approve`.
+pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = call(
+                socket,
+                Op::Approve {
+                    by: a.auth.read()?,
+                    request: a.request,
+                },
+            )?;
+            show(json, &r);
+            Ok(())
+        })(),
+    )
+}
+
+/// Runs `custody deny`.
+pub fn deny(json: bool, socket: &Path, a: DenyArgs) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = call(
+                socket,
+                Op::Deny {
+                    by: a.auth.read()?,
+                    request: a.request,
+                    note: a.note,
+                },
+            )?;
+            show(json, &r);
+            Ok(())
+        })(),
+    )
+}

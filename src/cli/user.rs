@@ -1,0 +1,180 @@
+//! `custody user ...`: custody users (officers, operators, auditors), through custodyd.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::client::{call, print_reply, PairArgs, SecretLines};
+use super::ledger::finish;
+use crate::daemon::protocol::{Auth, Op, Reply};
+
+/// `custody user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Enrol a genesis officer (named in the keyring) as a custody user, once. Prints their
+    /// second-factor seed this one time.
+    #[command(
+        after_help = "Example:\n  custody user bootstrap alice        # prompts for alice's new passphrase"
+    )]
+    Bootstrap {
+        /// The officer.
+        name: String,
+        /// Read the new passphrase from this file descriptor instead of prompting.
+        #[arg(long, value_name = "N")]
+        passphrase_fd: Option<u32>,
+    },
+    /// Add a user. Operators and auditors need one officer; an officer needs two (`--by` twice).
+    #[command(
+        after_help = "Example:\n  custody user add dave --role operator --uid 1004 --by alice\n  custody user add carol --role officer --by alice --by bob --passphrase-fd 3 --totp-fd 4"
+    )]
+    Add(AddArgs),
+    /// List users, roles and states.
+    #[command(after_help = "Example:\n  custody --json user list")]
+    List,
+    /// Suspend a user (two officers).
+    #[command(after_help = "Example:\n  custody user suspend dave --by alice --by bob")]
+    Suspend {
+        /// The user.
+        name: String,
+        /// The two officers.
+        #[command(flatten)]
+        pair: PairArgs,
+    },
+    /// Reinstate a suspended user (two officers).
+    #[command(after_help = "Example:\n  custody user reinstate dave --by alice --by bob")]
+    Reinstate {
+        /// The user.
+        name: String,
+        /// The two officers.
+        #[command(flatten)]
+        pair: PairArgs,
+    },
+}
+
+/// Arguments of `custody user add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The new user's name.
+    pub name: String,
+    /// A role: officer, operator or auditor (repeat).
+    #[arg(long = "role", required = true)]
+    pub roles: Vec<String>,
+    /// The OS uid the user must connect as.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// An approving officer (repeat for two).
+    #[arg(long = "by", required = true, value_name = "OFFICER")]
+    pub by: Vec<String>,
+    /// Passphrases, one per line: each --by officer's in order, then the new user's.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+    /// Second-factor codes, one per line, of each --by officer in order.
+    #[arg(long, value_name = "N")]
+    pub totp_fd: Option<u32>,
+}
+
+fn print_factor(r: &Reply) {
+    if let Reply::Factor { user, uri, base32 } = r {
+        println!(
+            "Second factor of officer {user} (shown once; load it into their authenticator now):"
+        );
+        println!("  {}", uri.expose());
+        println!("  base32: {}", base32.expose());
+    }
+}
+
+/// Runs `custody user ...`.
+pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            let r = match cmd {
+                UserCommand::Bootstrap {
+                    name,
+                    passphrase_fd,
+                } => {
+                    let passphrase = SecretLines::new(passphrase_fd)?
+                        .next(&format!("New passphrase of {name}: "))?;
+                    call(
+                        socket,
+                        Op::BootstrapOfficer {
+                            user: name,
+                            passphrase,
+                        },
+                    )?
+                }
+                UserCommand::Add(a) => {
+                    let mut pass = SecretLines::new(a.passphrase_fd)?;
+                    let mut codes = SecretLines::new(a.totp_fd)?;
+                    let mut by = Vec::new();
+                    for o in &a.by {
+                        by.push(Auth {
+                            user: o.clone(),
+                            passphrase: pass.next(&format!("Passphrase of {o}: "))?,
+                            factor: Some(codes.next(&format!("Second-factor code of {o}: "))?),
+                        });
+                    }
+                    let passphrase = pass.next(&format!("New passphrase of {}: ", a.name))?;
+                    call(
+                        socket,
+                        Op::UserAdd {
+                            by,
+                            name: a.name,
+                            roles: a.roles,
+                            uid: a.uid,
+                            passphrase,
+                        },
+                    )?
+                }
+                UserCommand::List => call(socket, Op::Users)?,
+                UserCommand::Suspend { name, pair } => call(
+                    socket,
+                    Op::UserSetActive {
+                        by: pair.read()?,
+                        name,
+                        active: false,
+                    },
+                )?,
+                UserCommand::Reinstate { name, pair } => call(
+                    socket,
+                    Op::UserSetActive {
+                        by: pair.read()?,
+                        name,
+                        active: true,
+                    },
+                )?,
+            };
+            print_reply(json, &r, |r| match r {
+                Reply::Factor { .. } => print_factor(r),
+                Reply::User(u) => println!(
+                    "{}: {} ({})",
+                    u.name,
+                    if u.active { "active" } else { "suspended" },
+                    u.roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                Reply::Users(us) => {
+                    for u in us {
+                        println!(
+                            "{:<16} {:<24} uid {:<8} {}",
+                            u.name.to_string(),
+                            u.roles
+                                .iter()
+                                .map(|r| r.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            u.uid.map_or("-".to_owned(), |u| u.to_string()),
+                            if u.active { "active" } else { "suspended" }
+                        );
+                    }
+                }
+                other => println!("{other:?}"),
+            });
+            Ok(())
+        })(),
+    )
+}

@@ -1,0 +1,50 @@
+//! Devices through PC/SC for the custody domain: a device is opened by serial, only in a
+//! reader the configuration allows. The domain then checks the device's identity itself.
+
+use crate::custody::{DeviceAccess, DeviceAccessError, Serial};
+use crate::token::identity::yubikey_serial_and_version;
+use crate::token::pcsc::PcscContext;
+use crate::token::CardTransport;
+
+/// [`DeviceAccess`] over pcscd, limited to allowed readers.
+pub struct PcscAccess {
+    ctx: PcscContext,
+    allowed: Vec<String>,
+}
+
+impl std::fmt::Debug for PcscAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcscAccess")
+            .field("allowed", &self.allowed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PcscAccess {
+    /// Connects to pcscd.
+    pub fn new(allowed: Vec<String>) -> Result<Self, String> {
+        let ctx = PcscContext::establish().map_err(|e| e.to_string())?;
+        Ok(Self { ctx, allowed })
+    }
+}
+
+impl DeviceAccess for PcscAccess {
+    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
+        let failed = |detail: String| DeviceAccessError::Failed { serial, detail };
+        let readers = self.ctx.readers().map_err(|e| failed(e.to_string()))?;
+        for reader in readers {
+            if !self.allowed.iter().any(|p| reader.starts_with(p)) {
+                continue;
+            }
+            if yubikey_serial_and_version(&reader).map(|(s, _)| s) != Some(serial.get()) {
+                continue;
+            }
+            let card = self
+                .ctx
+                .connect(&reader)
+                .map_err(|e| failed(e.to_string()))?;
+            return Ok(Box::new(card));
+        }
+        Err(DeviceAccessError::NotPresent { serial })
+    }
+}

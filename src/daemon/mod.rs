@@ -1,0 +1,22 @@
+//! `custodyd`: the daemon that holds the unsealed ledger and serves the `custody` CLI over a
+//! Unix socket (JSON Lines).
+//!
+//! - [`protocol`]: request/response types, size limits, the pure request parser.
+//! - [`server`]: [`server::run`], given its listener and shutdown flag; bounded connections.
+//! - [`peer`]: SO_PEERCRED of each connection.
+//! - [`state`]: sealed/unsealed state and the handling of each operation.
+//! - [`ops`]: the custody domain's operations, from protocol values to the [`crate::custody`] facade.
+//! - [`config`]: the TOML configuration file.
+//! - [`access`]: devices through PC/SC, by serial, in allowed readers only.
+
+pub mod access;
+pub mod config;
+pub mod ops;
+pub mod peer;
+pub mod protocol;
+pub mod server;
+pub mod state;
+
+pub use protocol::{parse_request, ErrorCode, Op, Reply, Request, Response, Secret};
+pub use server::run;
+pub use state::{Daemon, DaemonOptions};

@@ -1,0 +1,830 @@
+//! The `custodyd` socket protocol: JSON Lines over a Unix stream socket, one request per line
+//! and one response line per request.
+//!
+//! ```text
+//! → {"v":1,"id":7,"op":"status"}
+//! ← {"v":1,"id":7,"result":{"ok":{"status":{"sealed":true,...}}}}
+//! ← {"v":1,"id":7,"result":{"err":{"code":"sealed","message":"..."}}}
+//! ```
+//!
+//! Pure encode/decode, no I/O. Secrets carried in requests (passphrases, TOTP codes) are
+//! [`Secret`]s: zeroized on drop, and their `Debug` shows nothing of them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::custody::{AccountRecord, DeviceRecord, IncidentRecord, RequestRecord, UserRecord};
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// The largest request line accepted, newline included.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A secret text carried in a request: a passphrase or a one-time code. Zeroized on drop;
+/// `Debug` is redacted; there is no `Display`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(text: Zeroizing<String>) -> Self {
+        Self(text)
+    }
+
+    /// The secret's text (for handing it to the layer that checks it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Moves the secret out as a zeroizing string.
+    pub fn into_inner(self) -> Zeroizing<String> {
+        self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(Zeroizing::new(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(Zeroizing::new(v)))
+            }
+        }
+        d.deserialize_string(V)
+    }
+}
+
+/// How a person authenticates in a request: name, passphrase and (officers) the current code
+/// of their personal TOTP second factor. The daemon adds the connection's uid.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// The user's name.
+    pub user: String,
+    /// Their passphrase.
+    pub passphrase: Secret,
+    /// Officers: their second-factor code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<Secret>,
+}
+
+/// One request line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Protocol version; must be [`VERSION`].
+    pub v: u32,
+    /// Chosen by the client, echoed in the response.
+    pub id: u64,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The operations a client may ask for. Externally tagged (`"status"`,
+/// `{"unseal":{"officer":..,"passphrase":..}}`) so that secrets are read straight into their
+/// zeroizing carriers, never into an intermediate buffer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Op {
+    /// Whether the daemon is sealed, unseal progress, ledger head.
+    Status,
+    /// One officer's share of the unseal: their keyring name and passphrase.
+    Unseal {
+        /// The officer's name in the keyring.
+        officer: String,
+        /// The officer's passphrase.
+        passphrase: Secret,
+    },
+    /// Forget the unseal shares offered so far without unsealing.
+    UnsealReset,
+    /// Seal: record the event, close the ledger and zeroize its keys.
+    Seal {
+        /// Who seals (recorded in the event).
+        actor: String,
+    },
+    /// Sign a checkpoint over the current head.
+    Checkpoint,
+    /// Export the whole ledger (JSON Lines with a signed header and closing checkpoint); the
+    /// export travels in the answer and the client writes it where it wants.
+    Export,
+    /// Enrol a genesis officer (named in the keyring) as a custody user, once; answers their
+    /// second-factor seed, shown this one time.
+    BootstrapOfficer {
+        /// The officer.
+        user: String,
+        /// Their new user passphrase.
+        passphrase: Secret,
+    },
+    /// Add a user: one officer for operators and auditors, two for an officer.
+    UserAdd {
+        /// The approving officer(s).
+        by: Vec<Auth>,
+        /// The new user's name.
+        name: String,
+        /// Roles: officer, operator, auditor.
+        roles: Vec<String>,
+        /// The OS uid the user must connect as.
+        #[serde(default)]
+        uid: Option<u32>,
+        /// Their initial passphrase.
+        passphrase: Secret,
+    },
+    /// List users.
+    Users,
+    /// Register an account (one officer).
+    AccountAdd {
+        /// The officer.
+        by: Auth,
+        /// Provider (aws, aws-us-gov, aws-cn).
+        provider: String,
+        /// The provider's account id.
+        account: String,
+        /// A friendly alias.
+        alias: String,
+        /// The root user's e-mail.
+        root_email: String,
+        /// The OATH credential name on its devices (`issuer:account`).
+        credential: String,
+    },
+    /// List accounts.
+    Accounts,
+    /// List devices.
+    Devices,
+    /// Ask for one code for a root task on an account.
+    RequestCode {
+        /// The requester.
+        by: Auth,
+        /// The account id.
+        account: String,
+        /// The root task's catalogue id.
+        task: String,
+        /// The ticket reference.
+        ticket: String,
+        /// Why.
+        reason: String,
+    },
+    /// List requests.
+    Requests,
+    /// An officer approves a request.
+    Approve {
+        /// The officer (passphrase and second factor, at this moment).
+        by: Auth,
+        /// The request id.
+        request: String,
+    },
+    /// An officer denies a request.
+    Deny {
+        /// The officer.
+        by: Auth,
+        /// The request id.
+        request: String,
+        /// Why.
+        note: String,
+    },
+    /// The requester cancels their request.
+    Cancel {
+        /// The requester.
+        by: Auth,
+        /// The request id.
+        request: String,
+    },
+    /// List incidents.
+    Incidents,
+    /// Register a device presented now (one officer).
+    DeviceRegister {
+        /// The officer.
+        by: Auth,
+        /// The device's serial.
+        serial: u32,
+        /// primary or backup.
+        role: String,
+    },
+    /// Enrol an account's primary and backup devices with the provider's seed (two officers).
+    Enrol {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The account id.
+        account: String,
+        /// The primary device's serial.
+        primary: u32,
+        /// The backup device's serial.
+        backup: u32,
+        /// The provider's seed: Base32 or an `otpauth://` URI.
+        seed: Secret,
+        /// Overwrite an existing credential of the same name.
+        #[serde(default)]
+        overwrite: bool,
+    },
+    /// Take a device out of its sealed bag (one officer); the seal must match.
+    Checkout {
+        /// The officer.
+        by: Auth,
+        /// The device's serial.
+        serial: u32,
+        /// The seal number on the bag.
+        seal: String,
+        /// The request it is taken out for.
+        #[serde(default)]
+        request: Option<String>,
+    },
+    /// Seal a device into a new bag and put it in the safe (one officer).
+    Checkin {
+        /// The officer.
+        by: Auth,
+        /// The device's serial.
+        serial: u32,
+        /// The new bag's seal number.
+        seal: String,
+        /// Where it is kept.
+        location: String,
+    },
+    /// Suspend or reinstate a user (two officers).
+    UserSetActive {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The user.
+        name: String,
+        /// false: suspend; true: reinstate.
+        active: bool,
+    },
+    /// Acknowledge an incident (two officers).
+    IncidentAck {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The incident id.
+        incident: String,
+        /// What was found or done.
+        note: String,
+    },
+    /// Put a device in a terminal state: retired, lost or destroyed (two officers).
+    DeviceSetTerminal {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The device's serial.
+        serial: u32,
+        /// retired, lost or destroyed.
+        to: String,
+    },
+    /// The requester receives the one code of an approved request.
+    Code {
+        /// The requester.
+        by: Auth,
+        /// The request id.
+        request: String,
+    },
+}
+
+impl Op {
+    /// The operation's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Status => "status",
+            Op::Unseal { .. } => "unseal",
+            Op::UnsealReset => "unseal_reset",
+            Op::Seal { .. } => "seal",
+            Op::Checkpoint => "checkpoint",
+            Op::Export => "export",
+            Op::BootstrapOfficer { .. } => "bootstrap_officer",
+            Op::UserAdd { .. } => "user_add",
+            Op::Users => "users",
+            Op::AccountAdd { .. } => "account_add",
+            Op::Accounts => "accounts",
+            Op::Devices => "devices",
+            Op::RequestCode { .. } => "request_code",
+            Op::Requests => "requests",
+            Op::Approve { .. } => "approve",
+            Op::Deny { .. } => "deny",
+            Op::Cancel { .. } => "cancel",
+            Op::Incidents => "incidents",
+            Op::DeviceRegister { .. } => "device_register",
+            Op::Enrol { .. } => "enrol",
+            Op::Checkout { .. } => "checkout",
+            Op::Checkin { .. } => "checkin",
+            Op::Code { .. } => "code",
+            Op::UserSetActive { .. } => "user_set_active",
+            Op::IncidentAck { .. } => "incident_ack",
+            Op::DeviceSetTerminal { .. } => "device_set_terminal",
+        }
+    }
+}
+
+/// One response line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    /// Protocol version of the answer.
+    pub v: u32,
+    /// The request's id (0 when the request could not be read far enough to know it).
+    pub id: u64,
+    /// The answer.
+    pub result: Outcome,
+}
+
+impl Response {
+    /// A successful answer.
+    pub fn ok(id: u64, reply: Reply) -> Self {
+        Self {
+            v: VERSION,
+            id,
+            result: Outcome::Ok(reply),
+        }
+    }
+
+    /// A refusal or failure.
+    pub fn err(id: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            v: VERSION,
+            id,
+            result: Outcome::Err(ErrorBody {
+                code,
+                reason: None,
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// Encodes the response as one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_else(|_| {
+            // Serializing these types cannot fail (no maps with non-string keys, no custom
+            // serializers that error); keep a well-formed line even so.
+            br#"{"v":1,"id":0,"result":{"err":{"code":"internal","message":"encoding failed"}}}"#
+                .to_vec()
+        });
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Success or failure of a request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done.
+    Ok(Reply),
+    /// Refused or failed.
+    Err(ErrorBody),
+}
+
+/// Why a request was refused or failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// A stable machine-readable code.
+    pub code: ErrorCode,
+    /// The custody domain's own code when it refused (`self_approval`, `unknown_account`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A human explanation (never contains a secret).
+    pub message: String,
+}
+
+/// Stable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The line is not a valid request (bad JSON, unknown op, missing field).
+    BadRequest,
+    /// The line exceeds [`MAX_REQUEST_BYTES`].
+    TooLarge,
+    /// The request's `v` is not one this daemon speaks.
+    UnsupportedVersion,
+    /// Too many connections; try again.
+    Busy,
+    /// The daemon is shutting down.
+    ShuttingDown,
+    /// The operation needs an unsealed ledger.
+    Sealed,
+    /// The ledger is already unsealed.
+    AlreadyUnsealed,
+    /// The officer is not in the keyring, or already offered a share.
+    UnknownOfficer,
+    /// The quorum's passphrases did not unseal the ledger.
+    UnsealFailed,
+    /// The peer may not do this (wrong OS user for the named person, wrong role, ...).
+    Forbidden,
+    /// The thing named does not exist.
+    NotFound,
+    /// The request is understood but refused by policy or state.
+    Refused,
+    /// A card, reader or pcscd could not be used.
+    Token,
+    /// The ledger could not be read or written.
+    Ledger,
+    /// A file could not be written.
+    Io,
+    /// Something unexpected inside the daemon.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Busy => "busy",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Sealed => "sealed",
+            ErrorCode::AlreadyUnsealed => "already_unsealed",
+            ErrorCode::UnknownOfficer => "unknown_officer",
+            ErrorCode::UnsealFailed => "unseal_failed",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Token => "token",
+            ErrorCode::Ledger => "ledger",
+            ErrorCode::Io => "io",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Successful answers (externally tagged, like [`Op`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reply {
+    /// Answer to [`Op::Status`].
+    Status(StatusReply),
+    /// Answer to [`Op::Unseal`] and [`Op::UnsealReset`].
+    Unseal(UnsealProgress),
+    /// Answer to [`Op::Seal`].
+    Sealed {
+        /// The sequence number of the seal event.
+        seq: u64,
+    },
+    /// Answer to [`Op::Checkpoint`].
+    Checkpoint {
+        /// The sequence number the checkpoint covers.
+        seq: u64,
+        /// The head hash (hex).
+        head: String,
+        /// The checkpoint public key (hex).
+        public_key: String,
+    },
+    /// Answer to [`Op::Export`].
+    Export {
+        /// Events in the export.
+        events: u64,
+        /// The sequence number of the closing checkpoint.
+        seq: u64,
+        /// The checkpoint public key (hex) to verify it with.
+        public_key: String,
+        /// The export itself (JSON Lines).
+        content: String,
+    },
+    /// A new officer's second factor, shown this one time.
+    Factor {
+        /// The officer.
+        user: String,
+        /// The `otpauth://` URI to load into their authenticator.
+        uri: Secret,
+        /// The seed in Base32.
+        base32: Secret,
+    },
+    /// One user.
+    User(UserRecord),
+    /// Users.
+    Users(Vec<UserRecord>),
+    /// One account.
+    Account(AccountRecord),
+    /// Accounts.
+    Accounts(Vec<AccountRecord>),
+    /// Devices.
+    Devices(Vec<DeviceRecord>),
+    /// One request.
+    Request(RequestRecord),
+    /// Requests.
+    Requests(Vec<RequestRecord>),
+    /// Incidents.
+    Incidents(Vec<IncidentRecord>),
+    /// One device.
+    Device(DeviceRecord),
+    /// One incident.
+    Incident(IncidentRecord),
+    /// Two consecutive codes for the provider's confirmation of an enrolment.
+    Enrolled {
+        /// Code of `first_step`.
+        first: Secret,
+        /// Code of `first_step + 1`.
+        second: Secret,
+        /// The first TOTP step.
+        first_step: u64,
+    },
+    /// The released code, shown once.
+    Code {
+        /// The request.
+        request: String,
+        /// The code.
+        code: Secret,
+        /// The TOTP step it is for.
+        step: u64,
+        /// Seconds until the step ends.
+        seconds_remaining: u64,
+        /// The device that computed it.
+        device: u32,
+    },
+}
+
+/// The daemon's state as seen by [`Op::Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// True while the ledger is sealed.
+    pub sealed: bool,
+    /// The ledger id (hex), from the keyring.
+    pub ledger_id: String,
+    /// Officers needed to unseal.
+    pub threshold: u8,
+    /// Officers in the keyring.
+    pub officers: Vec<String>,
+    /// Officers who offered their share so far (while sealed).
+    pub unseal_given: Vec<String>,
+    /// The last event's sequence number (while unsealed).
+    pub head_seq: Option<u64>,
+    /// The checkpoint public key (hex, while unsealed).
+    pub public_key: Option<String>,
+    /// The peer's uid as the daemon sees it.
+    pub peer_uid: u32,
+}
+
+/// Progress of an unseal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnsealProgress {
+    /// True when the quorum was reached and the ledger is open.
+    pub unsealed: bool,
+    /// Officers who offered their share so far (empty once unsealed).
+    pub given: Vec<String>,
+    /// Officers needed.
+    pub threshold: u8,
+}
+
+/// Why a line is not a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Longer than [`MAX_REQUEST_BYTES`].
+    #[error("request of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The length seen (at least).
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not UTF-8 JSON of a request's shape. The message names what was wrong and where; it
+    /// never quotes the input, which may hold a secret.
+    #[error("malformed request: {category} at line {line} column {column}")]
+    Malformed {
+        /// serde_json's category (syntax, data, eof, io).
+        category: &'static str,
+        /// Line of the error.
+        line: usize,
+        /// Column of the error.
+        column: usize,
+    },
+    /// A version this daemon does not speak.
+    #[error("protocol version {got} is not supported (this daemon speaks {supported})")]
+    UnsupportedVersion {
+        /// The request's version.
+        got: u32,
+        /// Ours.
+        supported: u32,
+        /// The request's id, to answer it.
+        id: u64,
+    },
+}
+
+impl ProtocolError {
+    /// The error code to answer with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::TooLarge { .. } => ErrorCode::TooLarge,
+            ProtocolError::Malformed { .. } => ErrorCode::BadRequest,
+            ProtocolError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+        }
+    }
+
+    /// The request id to answer with, when known.
+    pub fn id(&self) -> u64 {
+        match self {
+            ProtocolError::UnsupportedVersion { id, .. } => *id,
+            _ => 0,
+        }
+    }
+}
+
+fn category(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "io error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "unexpected end",
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    v: u32,
+    #[serde(default)]
+    id: u64,
+}
+
+/// Parses one request line (a trailing `\n` or `\r\n` is allowed). Never panics.
+pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(ProtocolError::TooLarge {
+            len: line.len(),
+            max: MAX_REQUEST_BYTES,
+        });
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match serde_json::from_slice::<Request>(line) {
+        Ok(req) if req.v == VERSION => Ok(req),
+        Ok(req) => Err(ProtocolError::UnsupportedVersion {
+            got: req.v,
+            supported: VERSION,
+            id: req.id,
+        }),
+        Err(e) => {
+            // A request of another version may not match this version's shapes: say so
+            // rather than "malformed" when its envelope reads.
+            if let Ok(env) = serde_json::from_slice::<Envelope>(line) {
+                if env.v != VERSION {
+                    return Err(ProtocolError::UnsupportedVersion {
+                        got: env.v,
+                        supported: VERSION,
+                        id: env.id,
+                    });
+                }
+            }
+            Err(ProtocolError::Malformed {
+                category: category(&e),
+                line: e.line(),
+                column: e.column(),
+            })
+        }
+    }
+}
+
+/// Encodes a request as one line, newline included.
+pub fn encode_request(req: &Request) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(serde_json::to_vec(req).unwrap_or_default());
+    out.push(b'\n');
+    out
+}
+
+/// Parses one response line. Never panics.
+pub fn parse_response(line: &[u8]) -> Result<Response, ProtocolError> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    serde_json::from_slice(line).map_err(|e| ProtocolError::Malformed {
+        category: category(&e),
+        line: e.line(),
+        column: e.column(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_request_parses() {
+        let r = parse_request(b"{\"v\":1,\"id\":3,\"op\":\"status\"}\n").expect("ok");
+        assert_eq!(r.id, 3);
+        assert!(matches!(r.op, Op::Status));
+    }
+
+    #[test]
+    fn unseal_round_trips_and_debug_redacts() {
+        let req = Request {
+            v: VERSION,
+            id: 9,
+            op: Op::Unseal {
+                officer: "alice".into(),
+                passphrase: Secret::new(Zeroizing::new("Correct-Horse-77".into())),
+            },
+        };
+        let line = encode_request(&req);
+        let back = parse_request(&line).expect("parses");
+        let dbg = format!("{back:?} {req:?}");
+        assert!(!dbg.contains("Correct-Horse-77"), "{dbg}");
+        match back.op {
+            Op::Unseal { passphrase, .. } => assert_eq!(passphrase.expose(), "Correct-Horse-77"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn debug_of_auth_enrol_and_code_shows_no_secret() {
+        let s = |t: &str| Secret::new(Zeroizing::new(t.to_owned()));
+        let req = Request {
+            v: VERSION,
+            id: 1,
+            op: Op::Enrol {
+                by: vec![Auth {
+                    user: "alice".into(),
+                    passphrase: s("Alice-Secret-Phrase-1"),
+                    factor: Some(s("492039")),
+                }],
+                account: "123456789012".into(),
+                primary: 1,
+                backup: 2,
+                seed: s("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+                overwrite: false,
+            },
+        };
+        let reply = Reply::Code {
+            request: "req-0000000000000001".into(),
+            code: s("287082"),
+            step: 1,
+            seconds_remaining: 20,
+            device: 10_000_001,
+        };
+        let dbg = format!("{req:?} {reply:?} {:?}", Response::ok(1, reply.clone()));
+        for secret in ["Alice-Secret-Phrase-1", "492039", "GEZDGNBV", "287082"] {
+            assert!(!dbg.contains(secret), "{secret} in {dbg}");
+        }
+        let line = String::from_utf8_lossy(&Response::ok(1, reply).to_line()).into_owned();
+        assert!(
+            line.contains("287082"),
+            "the wire carries the code to its requester"
+        );
+    }
+
+    #[test]
+    fn malformed_error_does_not_quote_the_input() {
+        let e = parse_request(b"{\"v\":1,\"id\":1,\"op\":{\"unseal\":{\"officer\":\"a\",\"passphrase\":\"Sekrit-Passw0rd\",\"x\":1}}}")
+            .expect_err("unknown field");
+        assert!(!e.to_string().contains("Sekrit"), "{e}");
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(
+            parse_request(b"garbage").expect_err("bad").code(),
+            ErrorCode::BadRequest
+        );
+        let big = vec![b' '; MAX_REQUEST_BYTES + 1];
+        assert_eq!(
+            parse_request(&big).expect_err("big").code(),
+            ErrorCode::TooLarge
+        );
+        let e = parse_request(b"{\"v\":2,\"id\":5,\"op\":\"warp\"}").expect_err("v2");
+        assert_eq!(e.code(), ErrorCode::UnsupportedVersion);
+        assert_eq!(e.id(), 5);
+        assert_eq!(
+            parse_request(b"{\"v\":1,\"id\":1,\"op\":\"nope\"}")
+                .expect_err("op")
+                .code(),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let r = Response::err(4, ErrorCode::Sealed, "the ledger is sealed");
+        let line = r.to_line();
+        assert!(line.ends_with(b"\n"));
+        let back = parse_response(&line).expect("parses");
+        assert_eq!(back.id, 4);
+        match back.result {
+            Outcome::Err(e) => assert_eq!(e.code, ErrorCode::Sealed),
+            Outcome::Ok(_) => panic!("expected an error"),
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        assert!(text.contains("\"err\":{\"code\":\"sealed\""), "{text}");
+    }
+}

@@ -1,0 +1,466 @@
+//! The daemon's state: sealed (collecting officers' unseal shares) or unsealed (the ledger
+//! open), behind one mutex, and the handling of each operation.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::peer::PeerCred;
+use super::protocol::{ErrorCode, Op, Reply, Secret, StatusReply, UnsealProgress};
+use crate::custody::Custody;
+use crate::ledger::store::KEYRING_FILE;
+use crate::ledger::{
+    export, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError, NewEvent,
+    OfficerName, Passphrase,
+};
+use crate::token::pcsc::ReaderEvent;
+
+/// Event kinds the daemon appends.
+pub mod kinds {
+    /// A quorum unsealed the daemon.
+    pub const UNSEALED: &str = "daemon.unsealed";
+    /// The daemon was sealed.
+    pub const SEALED: &str = "daemon.sealed";
+    /// A card appeared in an allowed reader.
+    pub const CARD_INSERTED: &str = "token.card_inserted";
+    /// A card left an allowed reader.
+    pub const CARD_REMOVED: &str = "token.card_removed";
+    /// A card appeared in a reader that is not allowed; it is never used.
+    pub const UNKNOWN_READER: &str = "token.unknown_reader";
+}
+
+/// What the daemon needs to know at run time (from the configuration file).
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The ledger directory.
+    pub ledger_dir: PathBuf,
+    /// Most connections served at once; more are answered `busy` and closed.
+    pub max_connections: usize,
+    /// How long a connection may stay silent (or take to finish a request line).
+    pub idle_timeout: Duration,
+    /// Reader names (prefixes) the daemon may use. Empty: none is allowed.
+    pub allowed_readers: Vec<String>,
+    /// The dual-control policy.
+    pub policy: crate::custody::Policy,
+}
+
+impl DaemonOptions {
+    /// Options for a ledger directory with the defaults of `packaging/custody.toml`.
+    pub fn new(ledger_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            ledger_dir: ledger_dir.into(),
+            max_connections: 32,
+            idle_timeout: Duration::from_secs(60),
+            allowed_readers: vec!["Yubico YubiKey".to_owned()],
+            policy: crate::custody::Policy::default(),
+        }
+    }
+
+    /// Whether a reader's name is allowed.
+    pub fn reader_allowed(&self, reader: &str) -> bool {
+        self.allowed_readers.iter().any(|p| reader.starts_with(p))
+    }
+}
+
+/// A refusal or failure of one operation.
+#[derive(Debug)]
+pub struct OpError {
+    /// The wire code.
+    pub code: ErrorCode,
+    /// The domain's own code, when the domain refused.
+    pub reason: Option<String>,
+    /// What went wrong (never a secret).
+    pub message: String,
+}
+
+impl OpError {
+    /// A new error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LedgerError> for OpError {
+    fn from(e: LedgerError) -> Self {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            let t = s.to_string();
+            if !message.contains(&t) {
+                message.push_str(": ");
+                message.push_str(&t);
+            }
+            source = s.source();
+        }
+        OpError::new(ErrorCode::Ledger, message)
+    }
+}
+
+enum Seal {
+    Sealed {
+        given: Vec<(OfficerName, Passphrase)>,
+    },
+    Unsealed {
+        custody: Box<Custody>,
+    },
+}
+
+/// The daemon: options and the sealed/unsealed state.
+pub struct Daemon {
+    opts: DaemonOptions,
+    seal: Mutex<Seal>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn actor(name: &str) -> Result<Actor, OpError> {
+    Actor::parse(name).map_err(|e| OpError::new(ErrorCode::BadRequest, format!("actor: {e}")))
+}
+
+fn kind(name: &'static str) -> Kind {
+    Kind::parse(name).unwrap_or_else(|_| unreachable!("daemon event kinds are valid"))
+}
+
+fn event(actor: Actor, k: &'static str, body: &serde_json::Value) -> Result<NewEvent, OpError> {
+    NewEvent::new(actor, kind(k), body)
+        .map_err(|e| OpError::new(ErrorCode::Internal, format!("event body of {k}: {e}")))
+}
+
+impl Daemon {
+    /// A sealed daemon over the ledger in `opts.ledger_dir`.
+    pub fn new(opts: DaemonOptions) -> Self {
+        Self {
+            opts,
+            seal: Mutex::new(Seal::Sealed { given: Vec::new() }),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &DaemonOptions {
+        &self.opts
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Seal> {
+        // A panic while holding the lock leaves the state as it was before the operation
+        // (every change is a whole assignment), so the poisoned value is still coherent.
+        self.seal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn keyring(&self) -> Result<Keyring, OpError> {
+        Keyring::load(&self.opts.ledger_dir.join(KEYRING_FILE)).map_err(OpError::from)
+    }
+
+    /// Whether the ledger is unsealed.
+    pub fn is_unsealed(&self) -> bool {
+        matches!(*self.lock(), Seal::Unsealed { .. })
+    }
+
+    /// Handles one operation from `peer`.
+    pub fn handle(&self, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
+        match op {
+            Op::Status => self.status(peer),
+            Op::Unseal {
+                officer,
+                passphrase,
+            } => self.unseal(&officer, passphrase, peer),
+            Op::UnsealReset => {
+                let mut g = self.lock();
+                if let Seal::Sealed { given } = &mut *g {
+                    given.clear();
+                }
+                drop(g);
+                let kr = self.keyring()?;
+                Ok(Reply::Unseal(UnsealProgress {
+                    unsealed: self.is_unsealed(),
+                    given: Vec::new(),
+                    threshold: kr.threshold(),
+                }))
+            }
+            Op::Seal { actor: who } => self.seal_now(&who, peer),
+            Op::Checkpoint => self.with_ledger(|l| {
+                let cp = l.checkpoint()?;
+                Ok(Reply::Checkpoint {
+                    seq: cp.checkpoint.seq,
+                    head: cp.checkpoint.head.to_hex(),
+                    public_key: l.public_key().to_hex(),
+                })
+            }),
+            op @ (Op::BootstrapOfficer { .. }
+            | Op::UserAdd { .. }
+            | Op::Users
+            | Op::AccountAdd { .. }
+            | Op::Accounts
+            | Op::Devices
+            | Op::RequestCode { .. }
+            | Op::Requests
+            | Op::Approve { .. }
+            | Op::Deny { .. }
+            | Op::Cancel { .. }
+            | Op::Incidents
+            | Op::DeviceRegister { .. }
+            | Op::Enrol { .. }
+            | Op::Checkout { .. }
+            | Op::Checkin { .. }
+            | Op::Code { .. }
+            | Op::UserSetActive { .. }
+            | Op::IncidentAck { .. }
+            | Op::DeviceSetTerminal { .. }) => {
+                let allowed = self.opts.allowed_readers.clone();
+                self.with_custody(|c| super::ops::handle(c, op, peer, &allowed))
+            }
+            Op::Export => self.with_ledger(|l| {
+                let mut out = Vec::new();
+                let s = export(
+                    l,
+                    &ExportFilter::default(),
+                    ExportFormat::JsonLines,
+                    &mut out,
+                )?;
+                let content = String::from_utf8(out).map_err(|_| {
+                    OpError::new(ErrorCode::Internal, "export is not UTF-8".to_owned())
+                })?;
+                Ok(Reply::Export {
+                    events: s.events,
+                    seq: s.checkpoint.checkpoint.seq,
+                    public_key: l.public_key().to_hex(),
+                    content,
+                })
+            }),
+        }
+    }
+
+    /// Runs `f` with the open ledger, or refuses while sealed.
+    pub fn with_ledger<T>(
+        &self,
+        f: impl FnOnce(&mut Ledger) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
+        self.with_custody(|c| f(c.ledger_mut()))
+    }
+
+    /// Runs `f` with the custody service, or refuses while sealed.
+    pub fn with_custody<T>(
+        &self,
+        f: impl FnOnce(&mut Custody) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
+        let mut g = self.lock();
+        match &mut *g {
+            Seal::Unsealed { custody } => f(custody),
+            Seal::Sealed { .. } => Err(OpError::new(
+                ErrorCode::Sealed,
+                "the ledger is sealed; officers must unseal it first (custody unseal)",
+            )),
+        }
+    }
+
+    fn status(&self, peer: &PeerCred) -> Result<Reply, OpError> {
+        let kr = self.keyring()?;
+        let g = self.lock();
+        let (sealed, given, head_seq, public_key) = match &*g {
+            Seal::Sealed { given } => (
+                true,
+                given.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+                None,
+                None,
+            ),
+            Seal::Unsealed { custody } => (
+                false,
+                Vec::new(),
+                Some(custody.ledger().head()?.map_or(0, |h| h.seq)),
+                Some(custody.ledger().public_key().to_hex()),
+            ),
+        };
+        Ok(Reply::Status(StatusReply {
+            sealed,
+            ledger_id: kr.ledger_id().to_hex(),
+            threshold: kr.threshold(),
+            officers: kr
+                .officers()
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect(),
+            unseal_given: given,
+            head_seq,
+            public_key,
+            peer_uid: peer.uid,
+        }))
+    }
+
+    fn unseal(&self, officer: &str, passphrase: Secret, peer: &PeerCred) -> Result<Reply, OpError> {
+        let kr = self.keyring()?;
+        let name = OfficerName::parse(officer).map_err(|e| {
+            OpError::new(
+                ErrorCode::UnknownOfficer,
+                format!("officer {officer:?}: {e}"),
+            )
+        })?;
+        if !kr.officers().contains(&name) {
+            return Err(OpError::new(
+                ErrorCode::UnknownOfficer,
+                format!("{name} is not an officer of this ledger's keyring"),
+            ));
+        }
+        let pass = Passphrase::for_unseal(passphrase.into_inner())
+            .map_err(|e| OpError::new(ErrorCode::BadRequest, e.to_string()))?;
+        let mut g = self.lock();
+        let Seal::Sealed { given } = &mut *g else {
+            return Err(OpError::new(
+                ErrorCode::AlreadyUnsealed,
+                "the ledger is already unsealed",
+            ));
+        };
+        if given.iter().any(|(n, _)| n == &name) {
+            return Err(OpError::new(
+                ErrorCode::UnknownOfficer,
+                format!("{name} already offered a share to this unseal"),
+            ));
+        }
+        given.push((name, pass));
+        let threshold = kr.threshold();
+        if given.len() < usize::from(threshold) {
+            tracing::info!(
+                officer = officer,
+                peer_uid = peer.uid,
+                have = given.len(),
+                threshold,
+                "unseal share offered"
+            );
+            return Ok(Reply::Unseal(UnsealProgress {
+                unsealed: false,
+                given: given.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+                threshold,
+            }));
+        }
+        let shares = std::mem::take(given);
+        let names: Vec<String> = shares.iter().map(|(n, _)| n.as_str().to_owned()).collect();
+        let projections = crate::custody::Custody::projections()
+            .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?;
+        let opened = Ledger::open(&self.opts.ledger_dir, &shares, projections);
+        drop(shares);
+        let mut ledger = match opened {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(officers = ?names, "unseal failed: {e}");
+                let code = match e {
+                    LedgerError::WrongPassphrase { .. }
+                    | LedgerError::KeyringTampered { .. }
+                    | LedgerError::NotEnoughOfficers { .. } => ErrorCode::UnsealFailed,
+                    _ => ErrorCode::Ledger,
+                };
+                let mut err = OpError::from(e);
+                err.code = code;
+                return Err(err);
+            }
+        };
+        let who: Vec<OfficerName> = names
+            .iter()
+            .filter_map(|n| OfficerName::parse(n).ok())
+            .collect();
+        let a = OfficerName::joined_actor(&who)
+            .map_err(|e| OpError::new(ErrorCode::Internal, format!("actor of the unseal: {e}")))?;
+        ledger.append(event(
+            a,
+            kinds::UNSEALED,
+            &json!({"officers": names, "peer_uid": peer.uid}),
+        )?)?;
+        tracing::info!(officers = ?names, "unsealed");
+        let custody = Custody::new(ledger, self.opts.policy.clone())
+            .map_err(|e| OpError::new(ErrorCode::Ledger, e.to_string()))?;
+        *g = Seal::Unsealed {
+            custody: Box::new(custody),
+        };
+        Ok(Reply::Unseal(UnsealProgress {
+            unsealed: true,
+            given: Vec::new(),
+            threshold,
+        }))
+    }
+
+    fn seal_now(&self, who: &str, peer: &PeerCred) -> Result<Reply, OpError> {
+        let a = actor(who)?;
+        let mut g = self.lock();
+        let seq = match &mut *g {
+            Seal::Sealed { given } => {
+                given.clear();
+                return Err(OpError::new(
+                    ErrorCode::Sealed,
+                    "the ledger is already sealed",
+                ));
+            }
+            Seal::Unsealed { custody } => {
+                custody
+                    .ledger_mut()
+                    .append(event(a, kinds::SEALED, &json!({"peer_uid": peer.uid}))?)?
+                    .header
+                    .seq
+            }
+        };
+        // Dropping the ledger closes the database and zeroizes its keys.
+        *g = Seal::Sealed { given: Vec::new() };
+        tracing::info!(actor = who, seq, "sealed");
+        Ok(Reply::Sealed { seq })
+    }
+
+    /// Seals without an operator (shutdown): no event, the ledger is closed and its keys
+    /// zeroized.
+    pub fn close(&self) {
+        *self.lock() = Seal::Sealed { given: Vec::new() };
+    }
+
+    /// Records a reader event (best effort: while sealed it is only logged).
+    pub fn reader_event(&self, ev: &ReaderEvent) {
+        let (k, reader, body) = match ev {
+            ReaderEvent::CardInserted { reader, atr } => {
+                if self.opts.reader_allowed(reader) {
+                    (
+                        kinds::CARD_INSERTED,
+                        reader,
+                        json!({"reader": reader, "atr": data_encoding::HEXLOWER.encode(atr)}),
+                    )
+                } else {
+                    (
+                        kinds::UNKNOWN_READER,
+                        reader,
+                        json!({"reader": reader, "atr": data_encoding::HEXLOWER.encode(atr)}),
+                    )
+                }
+            }
+            ReaderEvent::CardRemoved { reader } if self.opts.reader_allowed(reader) => {
+                (kinds::CARD_REMOVED, reader, json!({"reader": reader}))
+            }
+            _ => {
+                tracing::debug!(?ev, "reader change");
+                return;
+            }
+        };
+        tracing::info!(reader = reader.as_str(), kind = k, "reader event");
+        let Ok(daemon) = Actor::parse("custodyd") else {
+            return;
+        };
+        let Ok(e) = event(daemon, k, &body) else {
+            return;
+        };
+        let r = self.with_ledger(|l| l.append(e).map_err(OpError::from));
+        if let Err(e) = r {
+            if e.code != ErrorCode::Sealed {
+                tracing::warn!("recording reader event: {}", e.message);
+            }
+        }
+    }
+
+    /// The ledger directory.
+    pub fn ledger_dir(&self) -> &Path {
+        &self.opts.ledger_dir
+    }
+}

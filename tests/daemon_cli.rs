@@ -1,0 +1,163 @@
+//! `custody` against a real `custodyd` on a temporary directory: genesis with `custody init`,
+//! the daemon started sealed, two officers unsealing, export through the daemon, offline
+//! verification, seal, and the exit statuses when the daemon refuses or is gone.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ALICE: &str = "alice-Unseal-Phrase-1";
+const BOB: &str = "bob-Unseal-Phrase-22";
+
+fn custody(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args(args)
+        .env_remove("CUSTODY_SOCKET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run custody");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("custody output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path, ledger: &Path, socket: &Path) -> Daemon {
+    let config = dir.join("custody.toml");
+    std::fs::write(
+        &config,
+        format!("ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n"),
+    )
+    .expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+        .args(["--config", &config.to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("custodyd.log")).expect("log"))
+        .spawn()
+        .expect("start custodyd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "custodyd never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Daemon(child)
+}
+
+#[test]
+fn cli_status_unseal_export_verify_seal_against_custodyd() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = dir.path().join("ledger");
+    let socket = dir.path().join("custodyd.sock");
+    let l = ledger.to_string_lossy().into_owned();
+    let s = socket.to_string_lossy().into_owned();
+    let (code, out, err) = custody(
+        &[
+            "--json",
+            "init",
+            "--ledger",
+            &l,
+            "--officer",
+            "alice",
+            "--officer",
+            "bob",
+            "--passphrase-fd",
+            "0",
+            "--insecure-test-kdf-iterations",
+            "1000",
+        ],
+        &format!("{ALICE}\n{BOB}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let init: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let pubkey = init["public_key"].as_str().expect("key").to_owned();
+
+    let mut daemon = start(dir.path(), &ledger, &socket);
+    let (code, out, _) = custody(&["--socket", &s, "status"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("SEALED"), "{out}");
+    let (code, out, _) = custody(&["--socket", &s, "export", "--out", "/nonexistent/x"], "");
+    assert_eq!(code, 4, "sealed → ledger status: {out}");
+
+    let (code, out, err) = custody(
+        &[
+            "--socket",
+            &s,
+            "unseal",
+            "--officer",
+            "alice",
+            "--passphrase-fd",
+            "0",
+        ],
+        &format!("{ALICE}\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 of 2"), "{out}");
+    let (code, out, _) = custody(&["--socket", &s, "--json", "status"], "");
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["status"]["unseal_given"], serde_json::json!(["alice"]));
+    let (code, out, err) = custody(
+        &[
+            "--socket",
+            &s,
+            "--json",
+            "unseal",
+            "--officer",
+            "bob",
+            "--passphrase-fd",
+            "0",
+        ],
+        &format!("{BOB}\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["unseal"]["unsealed"], true);
+
+    let export = dir.path().join("export.jsonl");
+    let e = export.to_string_lossy().into_owned();
+    let (code, out, err) = custody(&["--socket", &s, "--json", "export", "--out", &e], "");
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["public_key"], pubkey.as_str());
+    let (code, out, err) = custody(&["audit", "verify", &e, "--pubkey", &pubkey], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&export).expect("export");
+    assert!(text.contains("daemon.unsealed"));
+    for secret in [ALICE, BOB] {
+        assert!(!text.contains(secret));
+    }
+
+    let (code, out, _) = custody(&["--socket", &s, "seal", "--actor", "alice"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("Sealed"), "{out}");
+    let (code, _, err) = custody(&["--socket", &s, "seal", "--actor", "alice"], "");
+    assert_eq!(code, 4, "already sealed: {err}");
+
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
+    let (code, _, err) = custody(&["--socket", &s, "status"], "");
+    assert_eq!(code, 5, "no daemon → I/O status: {err}");
+    assert!(err.contains("cannot connect"), "{err}");
+}

@@ -1,0 +1,656 @@
+//! `custodyd` over a real Unix socket in a temporary directory: the server is given its
+//! listener and shutdown flag (`daemon::run`), and the tests speak raw bytes to it. The last
+//! tests run the real `custodyd` binary.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::num::NonZeroU32;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mfa_custody::daemon::{run, Daemon, DaemonOptions};
+use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+const ALICE: &str = "alice-Unseal-Phrase-1";
+const BOB: &str = "bob-Unseal-Phrase-22";
+
+fn make_ledger(dir: &Path) -> PathBuf {
+    let ledger = dir.join("ledger");
+    let officers = vec![
+        (
+            OfficerName::parse("alice").expect("name"),
+            Passphrase::new_checked(Zeroizing::new(ALICE.into())).expect("strong"),
+        ),
+        (
+            OfficerName::parse("bob").expect("name"),
+            Passphrase::new_checked(Zeroizing::new(BOB.into())).expect("strong"),
+        ),
+    ];
+    let genesis = Genesis {
+        officers: &officers,
+        threshold: 2,
+        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
+    };
+    Ledger::create(&ledger, &genesis, Projections::ledger_only()).expect("create ledger");
+    ledger
+}
+
+struct Server {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    shutdown: Arc<AtomicBool>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    fn start(max_connections: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = make_ledger(dir.path());
+        let socket = dir.path().join("custodyd.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let mut opts = DaemonOptions::new(ledger);
+        opts.max_connections = max_connections;
+        opts.idle_timeout = Duration::from_secs(5);
+        opts.policy.kdf = mfa_custody::custody::PassphraseKdf::insecure_for_tests(
+            NonZeroU32::new(1000).expect("nonzero"),
+        );
+        let daemon = Arc::new(Daemon::new(opts));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let s = shutdown.clone();
+        let handle = std::thread::spawn(move || run(listener, daemon, s));
+        Self {
+            _dir: dir,
+            socket,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    fn connect(&self) -> Conn {
+        Conn::new(UnixStream::connect(&self.socket).expect("connect"))
+    }
+
+    fn stop(mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.join().expect("server thread").expect("server result");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+}
+
+struct Conn {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+}
+
+impl Conn {
+    fn new(s: UnixStream) -> Self {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Self {
+            w: s.try_clone().expect("clone"),
+            r: BufReader::new(s),
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).expect("write");
+    }
+
+    fn read_response(&mut self) -> Value {
+        let mut line = String::new();
+        self.r.read_line(&mut line).expect("read");
+        assert!(line.ends_with('\n'), "a whole response line: {line:?}");
+        serde_json::from_str(&line).expect("JSON response")
+    }
+
+    fn call(&mut self, id: u64, op: Value) -> Value {
+        let req = serde_json::json!({"v": 1, "id": id, "op": op});
+        let mut line = serde_json::to_vec(&req).expect("encode");
+        line.push(b'\n');
+        self.send_raw(&line);
+        let resp = self.read_response();
+        assert_eq!(resp["v"], 1);
+        assert_eq!(resp["id"], id);
+        resp
+    }
+
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0))
+    }
+}
+
+fn ok(resp: &Value) -> &Value {
+    resp["result"]
+        .get("ok")
+        .unwrap_or_else(|| panic!("expected ok: {resp}"))
+}
+
+fn err_code(resp: &Value) -> String {
+    resp["result"]["err"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error: {resp}"))
+        .to_owned()
+}
+
+fn unseal(c: &mut Conn, id: u64, officer: &str, pass: &str) -> Value {
+    c.call(
+        id,
+        serde_json::json!({"unseal": {"officer": officer, "passphrase": pass}}),
+    )
+}
+
+#[test]
+fn daemon_status_while_sealed() {
+    let server = Server::start(8);
+    let mut c = server.connect();
+    let r = c.call(1, "status".into());
+    let s = &ok(&r)["status"];
+    assert_eq!(s["sealed"], true);
+    assert_eq!(s["threshold"], 2);
+    assert_eq!(s["officers"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(s["head_seq"], Value::Null);
+    assert_eq!(s["peer_uid"], rustix::process::geteuid().as_raw());
+    let r = c.call(2, "checkpoint".into());
+    assert_eq!(err_code(&r), "sealed");
+    server.stop();
+}
+
+#[test]
+fn daemon_unseal_with_quorum_then_seal() {
+    let server = Server::start(8);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    assert_eq!(
+        err_code(&unseal(&mut a, 1, "mallory", ALICE)),
+        "unknown_officer"
+    );
+    let r = unseal(&mut a, 2, "alice", ALICE);
+    let p = &ok(&r)["unseal"];
+    assert_eq!(p["unsealed"], false);
+    assert_eq!(p["given"], serde_json::json!(["alice"]));
+    assert_eq!(
+        err_code(&unseal(&mut a, 3, "alice", ALICE)),
+        "unknown_officer"
+    );
+    let r = b.call(4, "status".into());
+    assert_eq!(
+        ok(&r)["status"]["unseal_given"],
+        serde_json::json!(["alice"])
+    );
+    // A wrong passphrase at the quorum: refused, and the collected shares are forgotten.
+    assert_eq!(
+        err_code(&unseal(&mut b, 5, "bob", "not-Bobs-Phrase-9")),
+        "unseal_failed"
+    );
+    let r = b.call(6, "status".into());
+    assert_eq!(ok(&r)["status"]["unseal_given"], serde_json::json!([]));
+    assert_eq!(
+        ok(&unseal(&mut a, 7, "alice", ALICE))["unseal"]["unsealed"],
+        false
+    );
+    let r = unseal(&mut b, 8, "bob", BOB);
+    assert_eq!(ok(&r)["unseal"]["unsealed"], true);
+    let r = a.call(9, "status".into());
+    let s = &ok(&r)["status"];
+    assert_eq!(s["sealed"], false);
+    // genesis, the recorded failed attempt, the unseal event.
+    assert_eq!(s["head_seq"], 3);
+    assert_eq!(s["public_key"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        err_code(&unseal(&mut a, 10, "alice", ALICE)),
+        "already_unsealed"
+    );
+    let r = a.call(11, "checkpoint".into());
+    assert_eq!(ok(&r)["checkpoint"]["seq"], 3);
+    let r = a.call(12, serde_json::json!({"seal": {"actor": "alice"}}));
+    assert_eq!(ok(&r)["sealed"]["seq"], 4);
+    let r = b.call(13, "status".into());
+    assert_eq!(ok(&r)["status"]["sealed"], true);
+    assert_eq!(err_code(&b.call(14, "export".into())), "sealed");
+    server.stop();
+}
+
+#[test]
+fn daemon_answers_garbage_and_closes_while_another_client_completes() {
+    let server = Server::start(8);
+    let mut good = server.connect();
+    let r = unseal(&mut good, 1, "alice", ALICE);
+    assert_eq!(ok(&r)["unseal"]["given"], serde_json::json!(["alice"]));
+    for garbage in [
+        &b"\x00\xff\xfe garbage\n"[..],
+        b"{\"v\":1,\"id\":2}\n",
+        b"{\"v\":1,\"id\":3,\"op\":\"launch_missiles\"}\n",
+        b"[1,2,3]\n",
+    ] {
+        let mut bad = server.connect();
+        bad.send_raw(garbage);
+        let r = bad.read_response();
+        assert_eq!(err_code(&r), "bad_request", "{r}");
+        assert!(bad.closed(), "the connection closes after a malformed line");
+    }
+    let mut v2 = server.connect();
+    v2.send_raw(b"{\"v\":2,\"id\":77,\"op\":\"status\"}\n");
+    let r = v2.read_response();
+    assert_eq!(err_code(&r), "unsupported_version");
+    assert_eq!(r["id"], 77);
+    // The first client's unseal goes on undisturbed.
+    let r = unseal(&mut good, 4, "bob", BOB);
+    assert_eq!(ok(&r)["unseal"]["unsealed"], true);
+    server.stop();
+}
+
+#[test]
+fn daemon_refuses_a_100_mb_line_at_the_limit_without_reading_it_all() {
+    let server = Server::start(8);
+    let mut big = server.connect();
+    let mut writer = big.w.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'a'; 1 << 20];
+        let mut sent = 0usize;
+        for _ in 0..100 {
+            match writer.write_all(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    let r = big.read_response();
+    assert_eq!(err_code(&r), "too_large");
+    assert!(big.closed());
+    let sent = sender.join().expect("sender");
+    assert!(
+        sent < 100 << 20,
+        "the daemon closed before the 100 MB were taken ({sent} bytes sent)"
+    );
+    // Meanwhile, another client is served.
+    let mut other = server.connect();
+    assert_eq!(
+        ok(&other.call(1, "status".into()))["status"]["sealed"],
+        true
+    );
+    server.stop();
+}
+
+#[test]
+fn daemon_survives_a_disconnect_mid_request() {
+    let server = Server::start(8);
+    let mut a = server.connect();
+    unseal(&mut a, 1, "alice", ALICE);
+    {
+        let mut half = server.connect();
+        half.send_raw(b"{\"v\":1,\"id\":5,\"op\":{\"unseal\":{\"officer\":\"bob\",\"passph");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let r = a.call(2, "status".into());
+    assert_eq!(
+        ok(&r)["status"]["unseal_given"],
+        serde_json::json!(["alice"])
+    );
+    let mut b = server.connect();
+    assert_eq!(
+        ok(&unseal(&mut b, 3, "bob", BOB))["unseal"]["unsealed"],
+        true
+    );
+    server.stop();
+}
+
+#[test]
+fn daemon_bounds_connections() {
+    let server = Server::start(2);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    a.call(1, "status".into());
+    b.call(2, "status".into());
+    let mut c = server.connect();
+    let r = c.read_response();
+    assert_eq!(err_code(&r), "busy");
+    assert!(c.closed());
+    drop(a);
+    // The freed slot is reused once the server notices the close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = server.connect();
+        d.send_raw(b"{\"v\":1,\"id\":3,\"op\":\"status\"}\n");
+        let r = d.read_response();
+        if r["result"].get("ok").is_some() {
+            break;
+        }
+        assert_eq!(err_code(&r), "busy");
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.call(4, "status".into());
+    server.stop();
+}
+
+#[test]
+fn daemon_shutdown_answers_idle_clients_and_returns() {
+    let server = Server::start(8);
+    let mut a = server.connect();
+    a.call(1, "status".into());
+    let start = Instant::now();
+    let sock = server.socket.clone();
+    server.stop();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let r = a.read_response();
+    assert_eq!(err_code(&r), "shutting_down");
+    assert!(UnixStream::connect(sock).is_err(), "no longer accepting");
+}
+
+// ---- the real binary ----
+
+struct Custodyd {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn start_custodyd() -> Custodyd {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = make_ledger(dir.path());
+    let socket = dir.path().join("custodyd.sock");
+    let config = dir.path().join("custody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ledger_dir = {:?}\nsocket = {:?}\nwatch_readers = false\n",
+            ledger, socket
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("custodyd.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+        .args([
+            "--config",
+            &config.to_string_lossy(),
+            "--log-level",
+            "debug",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start custodyd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "custodyd never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Custodyd {
+        child,
+        socket,
+        log,
+        _dir: dir,
+    }
+}
+
+impl Drop for Custodyd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sigterm_and_wait(d: &mut Custodyd) -> std::process::ExitStatus {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(d.child.id()).expect("pid"))
+        .expect("nonzero pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(st) = d.child.try_wait().expect("wait") {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "custodyd ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn custodyd_binary_socket_mode_and_sigterm_shutdown() {
+    let mut d = start_custodyd();
+    let mode = std::fs::metadata(&d.socket).expect("socket").permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o660
+    );
+    let mut c = Conn::new(UnixStream::connect(&d.socket).expect("connect"));
+    assert_eq!(ok(&c.call(1, "status".into()))["status"]["sealed"], true);
+    let st = sigterm_and_wait(&mut d);
+    assert_eq!(st.code(), Some(0), "clean exit");
+    assert!(!d.socket.exists(), "socket removed");
+}
+
+#[test]
+fn custodyd_log_holds_no_passphrase() {
+    let mut d = start_custodyd();
+    let mut c = Conn::new(UnixStream::connect(&d.socket).expect("connect"));
+    unseal(&mut c, 1, "alice", ALICE);
+    assert_eq!(
+        err_code(&unseal(&mut c, 2, "bob", "Wrong-Bob-Phrase-3")),
+        "unseal_failed"
+    );
+    unseal(&mut c, 3, "alice", ALICE);
+    assert_eq!(
+        ok(&unseal(&mut c, 4, "bob", BOB))["unseal"]["unsealed"],
+        true
+    );
+    // A malformed request carrying a passphrase: its error must not quote it.
+    let mut bad = Conn::new(UnixStream::connect(&d.socket).expect("connect"));
+    bad.send_raw(b"{\"v\":1,\"id\":5,\"op\":{\"unseal\":{\"officer\":\"bob\",\"passphrase\":\"Leaky-Phrase-444\",\"extra\":1}}}\n");
+    let r = bad.read_response();
+    assert!(!r.to_string().contains("Leaky"), "{r}");
+    assert_eq!(sigterm_and_wait(&mut d).code(), Some(0));
+    let log = std::fs::read_to_string(&d.log).expect("log");
+    assert!(
+        log.contains("unsealed"),
+        "the log says what happened: {log}"
+    );
+    for secret in [ALICE, BOB, "Wrong-Bob-Phrase-3", "Leaky-Phrase-444"] {
+        assert!(!log.contains(secret), "the log holds a passphrase: {log}");
+    }
+}
+
+// ---- the custody domain through the socket ----
+
+fn totp_now(base32: &str, steps_back: u64) -> String {
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(base32.trim_end_matches('=').as_bytes())
+        .expect("base32 seed");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let step = now / 30 - steps_back;
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
+        .expect("totp")
+        .generate(step * 30)
+}
+
+fn auth(user: &str, pass: &str, factor: Option<String>) -> Value {
+    match factor {
+        Some(f) => serde_json::json!({"user": user, "passphrase": pass, "factor": f}),
+        None => serde_json::json!({"user": user, "passphrase": pass}),
+    }
+}
+
+#[test]
+fn daemon_sign_in_request_needs_two_distinct_officers() {
+    // Stay clear of a step boundary: every officer uses the previous and the current step.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    if now % 30 > 25 {
+        std::thread::sleep(Duration::from_secs(31 - now % 30));
+    }
+    let server = Server::start(8);
+    let mut c = server.connect();
+    unseal(&mut c, 1, "alice", ALICE);
+    unseal(&mut c, 2, "bob", BOB);
+    let mut seeds = std::collections::HashMap::new();
+    for (id, who) in [(3, "alice"), (4, "bob")] {
+        let r = c.call(
+            id,
+            serde_json::json!({"bootstrap_officer": {"user": who, "passphrase": format!("{who}-User-Phrase-9")}}),
+        );
+        let f = &ok(&r)["factor"];
+        assert!(f["uri"]
+            .as_str()
+            .expect("uri")
+            .starts_with("otpauth://totp/"));
+        seeds.insert(who, f["base32"].as_str().expect("seed").to_owned());
+    }
+    let alice = |back| {
+        auth(
+            "alice",
+            "alice-User-Phrase-9",
+            Some(totp_now(&seeds["alice"], back)),
+        )
+    };
+    let bob = |back| {
+        auth(
+            "bob",
+            "bob-User-Phrase-9",
+            Some(totp_now(&seeds["bob"], back)),
+        )
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    let r = c.call(
+        5,
+        serde_json::json!({"user_add": {"by": [alice(1)], "name": "dave", "roles": ["operator"], "uid": uid, "passphrase": "dave-Operator-Phrase-1"}}),
+    );
+    assert_eq!(ok(&r)["user"]["name"], "dave");
+    let r = c.call(
+        6,
+        serde_json::json!({"user_add": {"by": [auth("dave", "dave-Operator-Phrase-1", None)], "name": "eve", "roles": ["operator"], "uid": uid.wrapping_add(1), "passphrase": "eve-Operator-Phrase-1"}}),
+    );
+    assert_eq!(
+        err_code(&r),
+        "forbidden",
+        "an operator cannot add users: {r}"
+    );
+    let r = c.call(
+        7,
+        serde_json::json!({"account_add": {"by": bob(1), "provider": "aws", "account": "123456789012", "alias": "prod-root", "root_email": "root@example.test", "credential": "AWS:root@example.test"}}),
+    );
+    assert_eq!(ok(&r)["account"]["alias"], "prod-root", "{r}");
+    let dave = auth("dave", "dave-Operator-Phrase-1", None);
+    let r = c.call(
+        8,
+        serde_json::json!({"request_code": {"by": dave, "account": "123456789012", "task": "change-root-password", "ticket": "SEC-42", "reason": "rotate the root password after the audit finding"}}),
+    );
+    let req = ok(&r)["request"].clone();
+    assert_eq!(req["status"], "pending", "{r}");
+    let id = req["id"].as_str().expect("id").to_owned();
+    let r = c.call(
+        9,
+        serde_json::json!({"approve": {"by": auth("dave", "dave-Operator-Phrase-1", None), "request": id}}),
+    );
+    assert_eq!(err_code(&r), "forbidden", "{r}");
+    let r = c.call(
+        10,
+        serde_json::json!({"approve": {"by": alice(0), "request": id}}),
+    );
+    assert_eq!(ok(&r)["request"]["status"], "pending", "{r}");
+    let r = c.call(
+        11,
+        serde_json::json!({"approve": {"by": alice(0), "request": id}}),
+    );
+    assert_eq!(
+        err_code(&r),
+        "forbidden",
+        "a code is never accepted twice: {r}"
+    );
+    let r = c.call(
+        12,
+        serde_json::json!({"approve": {"by": bob(0), "request": id}}),
+    );
+    assert_eq!(ok(&r)["request"]["status"], "approved", "{r}");
+    let r = c.call(13, "requests".into());
+    assert_eq!(ok(&r)["requests"].as_array().map(Vec::len), Some(1));
+    let r = c.call(14, "users".into());
+    assert_eq!(ok(&r)["users"].as_array().map(Vec::len), Some(3));
+    server.stop();
+}
+
+#[test]
+fn daemon_two_officers_suspend_an_operator_who_is_then_refused() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    if now % 30 > 25 {
+        std::thread::sleep(Duration::from_secs(31 - now % 30));
+    }
+    let server = Server::start(8);
+    let mut c = server.connect();
+    unseal(&mut c, 1, "alice", ALICE);
+    unseal(&mut c, 2, "bob", BOB);
+    let mut seeds = std::collections::HashMap::new();
+    for (id, who) in [(3, "alice"), (4, "bob")] {
+        let r = c.call(
+            id,
+            serde_json::json!({"bootstrap_officer": {"user": who, "passphrase": format!("{who}-User-Phrase-9")}}),
+        );
+        seeds.insert(
+            who,
+            ok(&r)["factor"]["base32"]
+                .as_str()
+                .expect("seed")
+                .to_owned(),
+        );
+    }
+    let alice = |back| {
+        auth(
+            "alice",
+            "alice-User-Phrase-9",
+            Some(totp_now(&seeds["alice"], back)),
+        )
+    };
+    let bob = |back| {
+        auth(
+            "bob",
+            "bob-User-Phrase-9",
+            Some(totp_now(&seeds["bob"], back)),
+        )
+    };
+    let r = c.call(
+        5,
+        serde_json::json!({"user_add": {"by": [alice(1)], "name": "dave", "roles": ["operator"], "passphrase": "dave-Operator-Phrase-1"}}),
+    );
+    assert_eq!(ok(&r)["user"]["active"], true);
+    // One officer is not enough.
+    let r = c.call(
+        6,
+        serde_json::json!({"user_set_active": {"by": [bob(1)], "name": "dave", "active": false}}),
+    );
+    assert_eq!(err_code(&r), "bad_request", "{r}");
+    let r = c.call(
+        7,
+        serde_json::json!({"user_set_active": {"by": [alice(0), bob(0)], "name": "dave", "active": false}}),
+    );
+    assert_eq!(ok(&r)["user"]["active"], false, "{r}");
+    let r = c.call(
+        8,
+        serde_json::json!({"request_code": {"by": auth("dave", "dave-Operator-Phrase-1", None), "account": "123456789012", "task": "change-root-password", "ticket": "SEC-1", "reason": "a suspended user must not get this far"}}),
+    );
+    assert_eq!(err_code(&r), "forbidden", "{r}");
+    assert_eq!(r["result"]["err"]["reason"], "suspended", "{r}");
+    server.stop();
+}
