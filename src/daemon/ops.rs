@@ -7,9 +7,9 @@ use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
 use super::state::OpError;
 use crate::custody::{
-    AccountId, Credentials, Custody, CustodyError, DeviceRole, Enrolment, FactorCode, Location,
-    NewAccount, NewRequest, NewUser, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial,
-    Session, Terminal, UserName, UserPassphrase,
+    AccountId, AccountStatus, Credentials, Custody, CustodyError, DeviceRole, Enrolment,
+    FactorCode, Location, NewAccount, NewRequest, NewUser, Provider, ProviderSeed, RequestId, Role,
+    SealNumber, Serial, Session, Terminal, UserName, UserPassphrase,
 };
 use crate::token::oath::CredentialName;
 
@@ -321,6 +321,44 @@ pub fn handle(
                 Serial::new(serial)?,
                 to,
             )?))
+        }
+        Op::RequestShow { request } => Ok(Reply::Request(c.request(&request_id(&request)?)?)),
+        Op::AccountShow { account } => Ok(Reply::Account(c.account(&AccountId::parse(&account)?)?)),
+        Op::DeviceShow { serial } => Ok(Reply::Device(c.device(Serial::new(serial)?)?)),
+        Op::UserSetRoles { by, name, roles } => {
+            let roles = roles
+                .iter()
+                .map(|r| Role::parse(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (a, b) = pair(c, by, peer)?;
+            Ok(Reply::User(c.set_roles(
+                &a,
+                &b,
+                &user_name(&name)?,
+                roles,
+            )?))
+        }
+        Op::AccountSetStatus {
+            by,
+            account,
+            status,
+        } => {
+            let status = match status.as_str() {
+                "active" => AccountStatus::Active,
+                "root_credentials_removed" => AccountStatus::RootCredentialsRemoved,
+                "closed" => AccountStatus::Closed,
+                other => {
+                    return Err(bad(
+                        "status",
+                        format!("{other:?} is not active, root_credentials_removed or closed"),
+                    ))
+                }
+            };
+            let account = AccountId::parse(&account)?;
+            let (a, b) = pair(c, by, peer)?;
+            Ok(Reply::Account(
+                c.set_account_status(&a, &b, &account, status)?,
+            ))
         }
         other => Err(OpError::new(
             ErrorCode::Internal,

@@ -295,6 +295,40 @@ pub enum Op {
         /// The request id.
         request: String,
     },
+    /// One request, by id.
+    RequestShow {
+        /// The request id.
+        request: String,
+    },
+    /// One account, by id.
+    AccountShow {
+        /// The account id.
+        account: String,
+    },
+    /// One device, by serial.
+    DeviceShow {
+        /// The device's serial.
+        serial: u32,
+    },
+    /// Replace a user's roles (two officers). Nobody becomes an officer this way.
+    UserSetRoles {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The user.
+        name: String,
+        /// The new roles: operator, auditor (officer only if they already are one).
+        roles: Vec<String>,
+    },
+    /// Change an account's status (two officers): active, root_credentials_removed or closed.
+    /// Closing it retires its devices; a closed account changes no more.
+    AccountSetStatus {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The account id.
+        account: String,
+        /// The new status.
+        status: String,
+    },
 }
 
 impl Op {
@@ -327,6 +361,11 @@ impl Op {
             Op::UserSetActive { .. } => "user_set_active",
             Op::IncidentAck { .. } => "incident_ack",
             Op::DeviceSetTerminal { .. } => "device_set_terminal",
+            Op::RequestShow { .. } => "request_show",
+            Op::AccountShow { .. } => "account_show",
+            Op::DeviceShow { .. } => "device_show",
+            Op::UserSetRoles { .. } => "user_set_roles",
+            Op::AccountSetStatus { .. } => "account_set_status",
         }
     }
 }
