@@ -9,6 +9,7 @@ pub mod audit;
 pub mod client;
 pub mod daemon;
 pub mod device;
+pub mod generate;
 pub mod incident;
 pub mod init;
 pub mod ledger;
@@ -94,6 +95,17 @@ pub enum Command {
     /// Incidents: list, acknowledge.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
+    /// Print the shell completion script of `custody` (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  custody completions bash > /etc/bash_completion.d/custody\n  custody completions zsh > \"${fpath[1]}/_custody\""
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page of `custody` (roff), made from the same definitions as --help.
+    #[command(after_help = "Example:\n  custody man > custody.1 && man ./custody.1")]
+    Man,
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -127,6 +139,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Incident(c) => {
             incident::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
         }
+        Command::Completions { shell } => generate::completions(cli.json, shell),
+        Command::Man => generate::man(cli.json),
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
