@@ -447,3 +447,60 @@ fn cli_two_officers_change_roles_and_account_status_against_custodyd() {
     let r = d.run(&["--json", "account", "show", ACCOUNT], "");
     assert_eq!(r.json()["account"]["status"], "root_credentials_removed");
 }
+
+#[test]
+fn cli_two_officers_release_an_account_and_the_extract_verifies() {
+    let (d, alice, bob) = unsealed_with_officers();
+    dave_and_account(&d, &alice, &bob);
+    let out = d.dir.path().join("release.jsonl");
+    let o = out.to_string_lossy().into_owned();
+    clear_of_step_boundary();
+    let r = d.run_fds(
+        &[
+            "--json",
+            "release",
+            ACCOUNT,
+            "--out",
+            &o,
+            "--by",
+            "alice",
+            "--by",
+            "bob",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        "",
+        &format!("{ALICE_USER}\n{BOB_USER}\n"),
+        &format!("{}\n{}\n", totp(&alice, 0), totp(&bob, 0)),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let v = r.json();
+    assert_eq!(v["ok"], true);
+    let key = v["public_key"].as_str().expect("key").to_owned();
+    let text = std::fs::read_to_string(&out).expect("extract");
+    assert!(text.contains("custody.released"), "{text}");
+    assert!(text.contains(ACCOUNT));
+    for secret in [ALICE_USER, BOB_USER, DAVE] {
+        assert!(!text.contains(secret));
+    }
+    let r = custody_fds(
+        &["audit", "verify", &o, "--pubkey", &key],
+        "",
+        "",
+        "",
+        d.dir.path(),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    // The file is never overwritten.
+    let r = d.run_fds(
+        &[
+            "release", ACCOUNT, "--out", &o, "--by", "alice", "--by", "bob",
+        ],
+        "",
+        "",
+        "",
+    );
+    assert_eq!(r.code, 5, "{}{}", r.out, r.err);
+}

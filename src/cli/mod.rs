@@ -92,6 +92,9 @@ pub enum Command {
     Enrol(device::EnrolArgs),
     /// Receive the one code of your approved request (computed after a touch).
     Code(device::CodeArgs),
+    /// End custody of an account (two officers): its devices are handed over and a signed
+    /// extract of its history is written for the receiving organisation.
+    Release(daemon::ReleaseArgs),
     /// Incidents: list, acknowledge.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
@@ -138,6 +141,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Code(a) => device::code(cli.json, &client::socket_path(cli.socket.as_deref()), a),
         Command::Incident(c) => {
             incident::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
+        Command::Release(a) => {
+            daemon::release(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
         Command::Completions { shell } => generate::completions(cli.json, shell),
         Command::Man => generate::man(cli.json),

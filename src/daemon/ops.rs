@@ -360,6 +360,21 @@ pub fn handle(
                 c.set_account_status(&a, &b, &account, status)?,
             ))
         }
+        Op::Release { by, account } => {
+            let account = AccountId::parse(&account)?;
+            let (a, b) = pair(c, by, peer)?;
+            let mut out = Vec::new();
+            let s = c.release_custody(&a, &b, &account, &mut out)?;
+            let content = String::from_utf8(out).map_err(|_| {
+                OpError::new(ErrorCode::Internal, "the release export is not UTF-8")
+            })?;
+            Ok(Reply::Export {
+                events: s.events,
+                seq: s.checkpoint.checkpoint.seq,
+                public_key: c.ledger().public_key().to_hex(),
+                content,
+            })
+        }
         other => Err(OpError::new(
             ErrorCode::Internal,
             format!("{} is not a custody operation", other.name()),

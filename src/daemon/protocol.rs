@@ -329,6 +329,14 @@ pub enum Op {
         /// The new status.
         status: String,
     },
+    /// Release custody of an account (two officers): its devices are handed over and the
+    /// answer carries a signed export of the account's history (as [`Reply::Export`]).
+    Release {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The account id.
+        account: String,
+    },
 }
 
 impl Op {
@@ -366,6 +374,7 @@ impl Op {
             Op::DeviceShow { .. } => "device_show",
             Op::UserSetRoles { .. } => "user_set_roles",
             Op::AccountSetStatus { .. } => "account_set_status",
+            Op::Release { .. } => "release",
         }
     }
 }
@@ -533,7 +542,7 @@ pub enum Reply {
         /// The checkpoint public key (hex).
         public_key: String,
     },
-    /// Answer to [`Op::Export`].
+    /// Answer to [`Op::Export`] and [`Op::Release`].
     Export {
         /// Events in the export.
         events: u64,

@@ -221,7 +221,8 @@ impl Daemon {
             | Op::AccountShow { .. }
             | Op::DeviceShow { .. }
             | Op::UserSetRoles { .. }
-            | Op::AccountSetStatus { .. }) => {
+            | Op::AccountSetStatus { .. }
+            | Op::Release { .. }) => {
                 let allowed = self.opts.allowed_readers.clone();
                 self.with_custody(|c| super::ops::handle(c, op, peer, &allowed))
             }
