@@ -504,3 +504,31 @@ fn cli_two_officers_release_an_account_and_the_extract_verifies() {
     );
     assert_eq!(r.code, 5, "{}{}", r.out, r.err);
 }
+
+#[test]
+fn cli_inventory_reports_unknown_serials_and_needs_no_card_when_none_is_known() {
+    let (d, alice, bob) = unsealed_with_officers();
+    clear_of_step_boundary();
+    let inventory = |who: &str, pass: &str, code: String, present: &[&str]| {
+        let mut args = vec!["--json", "inventory"];
+        for p in present {
+            args.extend_from_slice(&["--present", p]);
+        }
+        args.extend_from_slice(&["--as", who, "--passphrase-fd", "3", "--totp-fd", "4"]);
+        d.run_fds(&args, "", &format!("{pass}\n"), &format!("{code}\n"))
+    };
+    // No device is registered: nothing is missing, nothing needs a card.
+    let r = inventory("alice", ALICE_USER, totp(&alice, 0), &[]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let v = r.json();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["audit"]["ok"], serde_json::json!([]));
+    assert_eq!(v["audit"]["incidents"], serde_json::json!([]));
+    // A serial the ledger does not know is reported, and the answer is "no".
+    let r = inventory("bob", BOB_USER, totp(&bob, 0), &["10000009=BAG-0009"]);
+    assert_eq!(r.code, 1, "{}{}", r.out, r.err);
+    assert_eq!(r.json()["audit"]["unknown"], serde_json::json!([10000009]));
+    // A malformed --present is a usage error before anything is sent.
+    let r = d.run(&["inventory", "--present", "ten", "--as", "alice"], "");
+    assert_eq!(r.code, 2, "{}{}", r.out, r.err);
+}

@@ -12,6 +12,7 @@ pub mod device;
 pub mod generate;
 pub mod incident;
 pub mod init;
+pub mod inventory;
 pub mod ledger;
 pub mod request;
 pub mod token;
@@ -92,6 +93,9 @@ pub enum Command {
     Enrol(device::EnrolArgs),
     /// Receive the one code of your approved request (computed after a touch).
     Code(device::CodeArgs),
+    /// Inventory audit (one officer): present every device in custody; anything missing,
+    /// mismatched or unknown opens an incident or is reported.
+    Inventory(inventory::InventoryArgs),
     /// End custody of an account (two officers): its devices are handed over and a signed
     /// extract of its history is written for the receiving organisation.
     Release(daemon::ReleaseArgs),
@@ -141,6 +145,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Code(a) => device::code(cli.json, &client::socket_path(cli.socket.as_deref()), a),
         Command::Incident(c) => {
             incident::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
+        Command::Inventory(a) => {
+            inventory::run(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
         Command::Release(a) => {
             daemon::release(cli.json, &client::socket_path(cli.socket.as_deref()), a)

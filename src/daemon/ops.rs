@@ -2,14 +2,14 @@
 //! edge, people authenticate with the connection's uid added, and the [`Custody`] facade
 //! decides. Its refusals keep their own code (`reason` on the wire).
 
-use super::access::PcscAccess;
+use super::access::{LazyPcscAccess, PcscAccess};
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
 use super::state::OpError;
 use crate::custody::{
     AccountId, AccountStatus, Credentials, Custody, CustodyError, DeviceRole, Enrolment,
-    FactorCode, Location, NewAccount, NewRequest, NewUser, Provider, ProviderSeed, RequestId, Role,
-    SealNumber, Serial, Session, Terminal, UserName, UserPassphrase,
+    FactorCode, Location, NewAccount, NewRequest, NewUser, Presented, Provider, ProviderSeed,
+    RequestId, Role, SealNumber, Serial, Session, Terminal, UserName, UserPassphrase,
 };
 use crate::token::oath::CredentialName;
 
@@ -359,6 +359,24 @@ pub fn handle(
             Ok(Reply::Account(
                 c.set_account_status(&a, &b, &account, status)?,
             ))
+        }
+        Op::Inventory { by, presented } => {
+            let presented = presented
+                .into_iter()
+                .map(|p| {
+                    Ok(Presented {
+                        serial: Serial::new(p.serial)?,
+                        seal: p.seal.as_deref().map(SealNumber::parse).transpose()?,
+                    })
+                })
+                .collect::<Result<Vec<_>, CustodyError>>()?;
+            let s = session(c, by, peer)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec());
+            Ok(Reply::Audit(c.inventory_audit(
+                &s,
+                &mut access,
+                &presented,
+            )?))
         }
         Op::Release { by, account } => {
             let account = AccountId::parse(&account)?;

@@ -15,7 +15,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::custody::{AccountRecord, DeviceRecord, IncidentRecord, RequestRecord, UserRecord};
+use crate::custody::{
+    AccountRecord, AuditReport, DeviceRecord, IncidentRecord, RequestRecord, UserRecord,
+};
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -329,6 +331,15 @@ pub enum Op {
         /// The new status.
         status: String,
     },
+    /// Inventory audit (one officer): every device not in a terminal state must be among
+    /// `presented`; each presented one is reconciled and its seal compared. Mismatches and
+    /// missing devices open incidents.
+    Inventory {
+        /// The officer.
+        by: Auth,
+        /// The devices presented.
+        presented: Vec<PresentedDevice>,
+    },
     /// Release custody of an account (two officers): its devices are handed over and the
     /// answer carries a signed export of the account's history (as [`Reply::Export`]).
     Release {
@@ -337,6 +348,17 @@ pub enum Op {
         /// The account id.
         account: String,
     },
+}
+
+/// A device presented at an inventory audit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresentedDevice {
+    /// Its serial.
+    pub serial: u32,
+    /// The seal number on its bag, when it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 impl Op {
@@ -375,6 +397,7 @@ impl Op {
             Op::UserSetRoles { .. } => "user_set_roles",
             Op::AccountSetStatus { .. } => "account_set_status",
             Op::Release { .. } => "release",
+            Op::Inventory { .. } => "inventory",
         }
     }
 }
@@ -582,6 +605,8 @@ pub enum Reply {
     Device(DeviceRecord),
     /// One incident.
     Incident(IncidentRecord),
+    /// Answer to [`Op::Inventory`].
+    Audit(AuditReport),
     /// Two consecutive codes for the provider's confirmation of an enrolment.
     Enrolled {
         /// Code of `first_step`.

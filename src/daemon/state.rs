@@ -222,7 +222,8 @@ impl Daemon {
             | Op::DeviceShow { .. }
             | Op::UserSetRoles { .. }
             | Op::AccountSetStatus { .. }
-            | Op::Release { .. }) => {
+            | Op::Release { .. }
+            | Op::Inventory { .. }) => {
                 let allowed = self.opts.allowed_readers.clone();
                 self.with_custody(|c| super::ops::handle(c, op, peer, &allowed))
             }
