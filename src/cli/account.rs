@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::client::{call, print_reply, AuthArgs};
+use super::client::{call, print_reply, AuthArgs, PairArgs};
 use super::ledger::finish;
+use crate::custody::AccountRecord;
 use crate::daemon::protocol::{Op, Reply};
 
 /// `custody account` subcommands.
@@ -20,6 +21,28 @@ pub enum AccountCommand {
     /// List accounts.
     #[command(after_help = "Example:\n  custody --json account list")]
     List,
+    /// Show one account: provider, alias, root e-mail, credential, status.
+    #[command(
+        after_help = "Example:\n  custody account show 123456789012\n  custody --json account show 123456789012"
+    )]
+    Show {
+        /// The account id.
+        account: String,
+    },
+    /// Change an account's status (two officers): active, root_credentials_removed or closed.
+    /// Closing an account retires its devices and is final.
+    #[command(
+        after_help = "Example:\n  custody account set-status 123456789012 root_credentials_removed --by alice --by bob"
+    )]
+    SetStatus {
+        /// The account id.
+        account: String,
+        /// The new status: active, root_credentials_removed or closed.
+        status: String,
+        /// The two officers.
+        #[command(flatten)]
+        pair: PairArgs,
+    },
 }
 
 /// Arguments of `custody account add`.
@@ -45,11 +68,26 @@ pub struct AddArgs {
     pub auth: AuthArgs,
 }
 
+fn detail(a: &AccountRecord) {
+    println!("account      {}", a.account);
+    println!("provider     {}", a.provider);
+    println!("alias        {}", a.alias);
+    println!("root e-mail  {}", a.root_email);
+    println!("credential   {}", a.credential);
+    println!("status       {}", a.status.as_str());
+    println!(
+        "last release {}",
+        a.last_release_step
+            .map_or("-".to_owned(), |s| format!("TOTP step {s}"))
+    );
+}
+
 /// Runs `custody account ...`.
 pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
     finish(
         json,
         (|| {
+            let mut verb = "Registered";
             let r = match cmd {
                 AccountCommand::Add(a) => {
                     let by = a.auth.read()?;
@@ -66,17 +104,42 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                     )?
                 }
                 AccountCommand::List => call(socket, Op::Accounts)?,
+                AccountCommand::Show { account } => {
+                    verb = "";
+                    call(socket, Op::AccountShow { account })?
+                }
+                AccountCommand::SetStatus {
+                    account,
+                    status,
+                    pair,
+                } => {
+                    verb = "Changed";
+                    call(
+                        socket,
+                        Op::AccountSetStatus {
+                            by: pair.read()?,
+                            account,
+                            status,
+                        },
+                    )?
+                }
             };
             print_reply(json, &r, |r| match r {
-                Reply::Account(a) => println!("Registered account {} ({})", a.account, a.alias),
+                Reply::Account(a) if verb.is_empty() => detail(a),
+                Reply::Account(a) => println!(
+                    "{verb} account {} ({}): {}",
+                    a.account,
+                    a.alias,
+                    a.status.as_str()
+                ),
                 Reply::Accounts(list) => {
                     for a in list {
                         println!(
-                            "{:<14} {:<20} {:<32} {:?}",
+                            "{:<14} {:<20} {:<32} {}",
                             a.account.to_string(),
                             a.alias.to_string(),
                             a.root_email.to_string(),
-                            a.status
+                            a.status.as_str()
                         );
                     }
                 }

@@ -1,4 +1,5 @@
-//! `custody status | unseal | seal | export`: talk to `custodyd` about its own state.
+//! `custody status | unseal | seal | export | release`: talk to `custodyd` about its state
+//! and its exports.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,6 +44,23 @@ pub struct ExportArgs {
     /// Where to write the export (JSON Lines); it must not exist.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+/// Arguments of `custody release`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  custody release 123456789012 --out release-123456789012.jsonl --by alice --by bob\n  custody audit verify release-123456789012.jsonl --pubkey KEY"
+)]
+pub struct ReleaseArgs {
+    /// The account whose custody ends.
+    pub account: String,
+    /// Where to write the signed extract of the account's history (JSON Lines); it must not
+    /// exist.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The two officers.
+    #[command(flatten)]
+    pub pair: super::client::PairArgs,
 }
 
 fn unexpected(r: &Reply) -> Failure {
@@ -156,40 +174,70 @@ pub fn export(json: bool, socket: &Path, args: ExportArgs) -> ExitCode {
         json,
         (|| {
             let r = call(socket, Op::Export)?;
-            let Reply::Export {
-                events,
-                seq,
-                public_key,
-                content,
-            } = &r
-            else {
-                return Err(unexpected(&r));
-            };
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&args.out)
-                .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;
-            f.write_all(content.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;
-            if json {
-                println!(
-                    "{}",
-                    json!({"ok": true, "path": args.out.display().to_string(), "events": events, "seq": seq, "public_key": public_key})
-                );
-            } else {
-                println!(
-                    "Exported {events} event(s) up to seq {seq} to {}",
-                    args.out.display()
-                );
-                println!(
-                    "Verify offline: custody audit verify {} --pubkey {public_key}",
-                    args.out.display()
-                );
-            }
+            write_export(json, &args.out, &r, "Exported")?;
             Ok(())
+        })(),
+    )
+}
+
+/// Writes an export carried in `r` to `out` (which must not exist) and reports it.
+fn write_export(json: bool, out: &Path, r: &Reply, verb: &str) -> Result<(), Failure> {
+    let Reply::Export {
+        events,
+        seq,
+        public_key,
+        content,
+    } = r
+    else {
+        return Err(unexpected(r));
+    };
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", out.display())))?;
+    f.write_all(content.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", out.display())))?;
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "path": out.display().to_string(), "events": events, "seq": seq, "public_key": public_key})
+        );
+    } else {
+        println!(
+            "{verb} {events} event(s) up to seq {seq} to {}",
+            out.display()
+        );
+        println!(
+            "Verify offline: custody audit verify {} --pubkey {public_key}",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// `custody release`: ends custody of an account (two officers) and writes the signed extract
+/// of its history.
+pub fn release(json: bool, socket: &Path, args: ReleaseArgs) -> ExitCode {
+    finish(
+        json,
+        (|| {
+            if args.out.exists() {
+                return Err(Failure::new(
+                    exit::IO,
+                    format!("{}: already exists", args.out.display()),
+                ));
+            }
+            let r = call(
+                socket,
+                Op::Release {
+                    by: args.pair.read()?,
+                    account: args.account.clone(),
+                },
+            )?;
+            write_export(json, &args.out, &r, "Custody released; wrote")
         })(),
     )
 }

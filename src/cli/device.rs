@@ -30,6 +30,14 @@ pub enum DeviceCommand {
     /// List devices and their states.
     #[command(after_help = "Example:\n  custody --json device list")]
     List,
+    /// Show one device: role, account, state (where it is kept, its seal or its custodian).
+    #[command(
+        after_help = "Example:\n  custody device show 10000001\n  custody --json device show 10000001"
+    )]
+    Show {
+        /// The serial printed on the key.
+        serial: u32,
+    },
     /// Take a device out of its sealed bag; the seal number must match the ledger's.
     #[command(
         after_help = "Example:\n  custody device checkout 10000001 --seal BAG-0001 --request req-... --as alice"
@@ -164,6 +172,40 @@ fn human(r: &Reply) {
     }
 }
 
+fn detail(d: &crate::custody::DeviceRecord) {
+    use crate::custody::DeviceState;
+    println!("device    {}", d.serial);
+    println!("role      {}", format!("{:?}", d.role).to_lowercase());
+    println!(
+        "account   {}",
+        d.account.as_ref().map_or("-".to_owned(), |a| a.to_string())
+    );
+    println!("state     {}", d.state.name());
+    match &d.state {
+        DeviceState::InSafe { location, seal } => {
+            println!("location  {location}");
+            println!("seal      {seal}");
+        }
+        DeviceState::CheckedOut {
+            custodian,
+            request,
+            since_ms,
+        } => {
+            println!("custodian {custodian}");
+            if let Some(r) = request {
+                println!("request   {r}");
+            }
+            println!("since     {since_ms} ms since the epoch");
+        }
+        _ => {}
+    }
+    println!("firmware  {}", d.firmware);
+    println!("device id {}", d.device_id);
+    if let Some(i) = &d.blocked_by {
+        println!("blocked   by incident {i}");
+    }
+}
+
 fn terminal(socket: &Path, t: TerminalArgs, to: &str) -> Result<Reply, super::ledger::Failure> {
     call(
         socket,
@@ -190,6 +232,14 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                     },
                 )?,
                 DeviceCommand::List => call(socket, Op::Devices)?,
+                DeviceCommand::Show { serial } => {
+                    let r = call(socket, Op::DeviceShow { serial })?;
+                    print_reply(json, &r, |r| match r {
+                        Reply::Device(d) => detail(d),
+                        other => human(other),
+                    });
+                    return Ok(());
+                }
                 DeviceCommand::Retire(t) => terminal(socket, t, "retired")?,
                 DeviceCommand::ReportLost(t) => terminal(socket, t, "lost")?,
                 DeviceCommand::Destroy(t) => terminal(socket, t, "destroyed")?,

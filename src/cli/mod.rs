@@ -9,8 +9,10 @@ pub mod audit;
 pub mod client;
 pub mod daemon;
 pub mod device;
+pub mod generate;
 pub mod incident;
 pub mod init;
+pub mod inventory;
 pub mod ledger;
 pub mod request;
 pub mod token;
@@ -91,9 +93,26 @@ pub enum Command {
     Enrol(device::EnrolArgs),
     /// Receive the one code of your approved request (computed after a touch).
     Code(device::CodeArgs),
+    /// Inventory audit (one officer): present every device in custody; anything missing,
+    /// mismatched or unknown opens an incident or is reported.
+    Inventory(inventory::InventoryArgs),
+    /// End custody of an account (two officers): its devices are handed over and a signed
+    /// extract of its history is written for the receiving organisation.
+    Release(daemon::ReleaseArgs),
     /// Incidents: list, acknowledge.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
+    /// Print the shell completion script of `custody` (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  custody completions bash > /etc/bash_completion.d/custody\n  custody completions zsh > \"${fpath[1]}/_custody\""
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page of `custody` (roff), made from the same definitions as --help.
+    #[command(after_help = "Example:\n  custody man > custody.1 && man ./custody.1")]
+    Man,
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -127,6 +146,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Incident(c) => {
             incident::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
         }
+        Command::Inventory(a) => {
+            inventory::run(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Release(a) => {
+            daemon::release(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Completions { shell } => generate::completions(cli.json, shell),
+        Command::Man => generate::man(cli.json),
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }

@@ -22,6 +22,14 @@ pub enum RequestCommand {
     /// List requests.
     #[command(after_help = "Example:\n  custody --json request list")]
     List,
+    /// Show one request: account, task, ticket, reason, approvals, status.
+    #[command(
+        after_help = "Example:\n  custody request show req-0000000000000001\n  custody --json request show req-0000000000000001"
+    )]
+    Show {
+        /// The request id.
+        request: String,
+    },
     /// Cancel your own request.
     #[command(after_help = "Example:\n  custody request cancel REQ-ID --as dave --no-totp")]
     Cancel {
@@ -93,6 +101,36 @@ fn line(r: &RequestRecord) {
     );
 }
 
+fn detail(r: &RequestRecord) {
+    println!("request   {}", r.id);
+    println!("status    {}", r.status.as_str());
+    println!("account   {}", r.account);
+    println!("task      {}", r.task);
+    println!("ticket    {}", r.ticket.as_str());
+    println!("reason    {}", r.reason.as_str());
+    println!("requester {}", r.requester);
+    println!("created   {} ms since the epoch", r.created_ms);
+    println!("expires   {} ms since the epoch", r.expires_ms);
+    if r.approvals.is_empty() {
+        println!("approvals none");
+    }
+    for a in &r.approvals {
+        println!(
+            "approved  by {} at {} ms since the epoch",
+            a.officer, a.at_ms
+        );
+    }
+    if let Some(d) = r.device {
+        println!("device    {d}");
+    }
+    if let Some(s) = r.step {
+        println!("step      {s}");
+    }
+    if let Some(by) = &r.closed_by {
+        println!("closed by {by}");
+    }
+}
+
 fn show(json: bool, r: &Reply) {
     print_reply(json, r, |r| match r {
         Reply::Request(rec) => line(rec),
@@ -121,6 +159,14 @@ pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
                     )?
                 }
                 RequestCommand::List => call(socket, Op::Requests)?,
+                RequestCommand::Show { request } => {
+                    let r = call(socket, Op::RequestShow { request })?;
+                    print_reply(json, &r, |r| match r {
+                        Reply::Request(rec) => detail(rec),
+                        other => println!("{other:?}"),
+                    });
+                    return Ok(());
+                }
                 RequestCommand::Cancel { request, auth } => call(
                     socket,
                     Op::Cancel {

@@ -41,6 +41,21 @@ pub enum UserCommand {
         #[command(flatten)]
         pair: PairArgs,
     },
+    /// Replace a user's roles (two officers). Nobody becomes an officer this way: officers are
+    /// added as new users, so that they get a second factor.
+    #[command(
+        after_help = "Example:\n  custody user roles dave --role operator --role auditor --by alice --by bob"
+    )]
+    Roles {
+        /// The user.
+        name: String,
+        /// A role: operator, auditor, or officer for a user who already is one (repeat).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The two officers.
+        #[command(flatten)]
+        pair: PairArgs,
+    },
     /// Reinstate a suspended user (two officers).
     #[command(after_help = "Example:\n  custody user reinstate dave --by alice --by bob")]
     Reinstate {
@@ -134,6 +149,14 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                         by: pair.read()?,
                         name,
                         active: false,
+                    },
+                )?,
+                UserCommand::Roles { name, roles, pair } => call(
+                    socket,
+                    Op::UserSetRoles {
+                        by: pair.read()?,
+                        name,
+                        roles,
                     },
                 )?,
                 UserCommand::Reinstate { name, pair } => call(

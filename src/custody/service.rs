@@ -148,7 +148,7 @@ pub struct Presented {
 }
 
 /// What an inventory audit found.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AuditReport {
     /// Devices checked and fine.
     pub ok: Vec<Serial>,

@@ -48,3 +48,36 @@ impl DeviceAccess for PcscAccess {
         Err(DeviceAccessError::NotPresent { serial })
     }
 }
+
+/// [`PcscAccess`] that connects to pcscd only when a device is first opened: an inventory in
+/// which no known device is presented needs no card and no pcscd.
+#[derive(Debug)]
+pub struct LazyPcscAccess {
+    allowed: Vec<String>,
+    inner: Option<PcscAccess>,
+}
+
+impl LazyPcscAccess {
+    /// Access limited to `allowed` readers, not yet connected.
+    pub fn new(allowed: Vec<String>) -> Self {
+        Self {
+            allowed,
+            inner: None,
+        }
+    }
+}
+
+impl DeviceAccess for LazyPcscAccess {
+    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
+        let access = match self.inner.take() {
+            Some(a) => a,
+            None => {
+                PcscAccess::new(self.allowed.clone()).map_err(|e| DeviceAccessError::Failed {
+                    serial,
+                    detail: format!("pcscd: {e}"),
+                })?
+            }
+        };
+        self.inner.insert(access).open(serial)
+    }
+}

@@ -2,14 +2,14 @@
 //! edge, people authenticate with the connection's uid added, and the [`Custody`] facade
 //! decides. Its refusals keep their own code (`reason` on the wire).
 
-use super::access::PcscAccess;
+use super::access::{LazyPcscAccess, PcscAccess};
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
 use super::state::OpError;
 use crate::custody::{
-    AccountId, Credentials, Custody, CustodyError, DeviceRole, Enrolment, FactorCode, Location,
-    NewAccount, NewRequest, NewUser, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial,
-    Session, Terminal, UserName, UserPassphrase,
+    AccountId, AccountStatus, Credentials, Custody, CustodyError, DeviceRole, Enrolment,
+    FactorCode, Location, NewAccount, NewRequest, NewUser, Presented, Provider, ProviderSeed,
+    RequestId, Role, SealNumber, Serial, Session, Terminal, UserName, UserPassphrase,
 };
 use crate::token::oath::CredentialName;
 
@@ -321,6 +321,77 @@ pub fn handle(
                 Serial::new(serial)?,
                 to,
             )?))
+        }
+        Op::RequestShow { request } => Ok(Reply::Request(c.request(&request_id(&request)?)?)),
+        Op::AccountShow { account } => Ok(Reply::Account(c.account(&AccountId::parse(&account)?)?)),
+        Op::DeviceShow { serial } => Ok(Reply::Device(c.device(Serial::new(serial)?)?)),
+        Op::UserSetRoles { by, name, roles } => {
+            let roles = roles
+                .iter()
+                .map(|r| Role::parse(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (a, b) = pair(c, by, peer)?;
+            Ok(Reply::User(c.set_roles(
+                &a,
+                &b,
+                &user_name(&name)?,
+                roles,
+            )?))
+        }
+        Op::AccountSetStatus {
+            by,
+            account,
+            status,
+        } => {
+            let status = match status.as_str() {
+                "active" => AccountStatus::Active,
+                "root_credentials_removed" => AccountStatus::RootCredentialsRemoved,
+                "closed" => AccountStatus::Closed,
+                other => {
+                    return Err(bad(
+                        "status",
+                        format!("{other:?} is not active, root_credentials_removed or closed"),
+                    ))
+                }
+            };
+            let account = AccountId::parse(&account)?;
+            let (a, b) = pair(c, by, peer)?;
+            Ok(Reply::Account(
+                c.set_account_status(&a, &b, &account, status)?,
+            ))
+        }
+        Op::Inventory { by, presented } => {
+            let presented = presented
+                .into_iter()
+                .map(|p| {
+                    Ok(Presented {
+                        serial: Serial::new(p.serial)?,
+                        seal: p.seal.as_deref().map(SealNumber::parse).transpose()?,
+                    })
+                })
+                .collect::<Result<Vec<_>, CustodyError>>()?;
+            let s = session(c, by, peer)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec());
+            Ok(Reply::Audit(c.inventory_audit(
+                &s,
+                &mut access,
+                &presented,
+            )?))
+        }
+        Op::Release { by, account } => {
+            let account = AccountId::parse(&account)?;
+            let (a, b) = pair(c, by, peer)?;
+            let mut out = Vec::new();
+            let s = c.release_custody(&a, &b, &account, &mut out)?;
+            let content = String::from_utf8(out).map_err(|_| {
+                OpError::new(ErrorCode::Internal, "the release export is not UTF-8")
+            })?;
+            Ok(Reply::Export {
+                events: s.events,
+                seq: s.checkpoint.checkpoint.seq,
+                public_key: c.ledger().public_key().to_hex(),
+                content,
+            })
         }
         other => Err(OpError::new(
             ErrorCode::Internal,

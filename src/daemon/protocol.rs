@@ -15,7 +15,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::custody::{AccountRecord, DeviceRecord, IncidentRecord, RequestRecord, UserRecord};
+use crate::custody::{
+    AccountRecord, AuditReport, DeviceRecord, IncidentRecord, RequestRecord, UserRecord,
+};
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -295,6 +297,68 @@ pub enum Op {
         /// The request id.
         request: String,
     },
+    /// One request, by id.
+    RequestShow {
+        /// The request id.
+        request: String,
+    },
+    /// One account, by id.
+    AccountShow {
+        /// The account id.
+        account: String,
+    },
+    /// One device, by serial.
+    DeviceShow {
+        /// The device's serial.
+        serial: u32,
+    },
+    /// Replace a user's roles (two officers). Nobody becomes an officer this way.
+    UserSetRoles {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The user.
+        name: String,
+        /// The new roles: operator, auditor (officer only if they already are one).
+        roles: Vec<String>,
+    },
+    /// Change an account's status (two officers): active, root_credentials_removed or closed.
+    /// Closing it retires its devices; a closed account changes no more.
+    AccountSetStatus {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The account id.
+        account: String,
+        /// The new status.
+        status: String,
+    },
+    /// Inventory audit (one officer): every device not in a terminal state must be among
+    /// `presented`; each presented one is reconciled and its seal compared. Mismatches and
+    /// missing devices open incidents.
+    Inventory {
+        /// The officer.
+        by: Auth,
+        /// The devices presented.
+        presented: Vec<PresentedDevice>,
+    },
+    /// Release custody of an account (two officers): its devices are handed over and the
+    /// answer carries a signed export of the account's history (as [`Reply::Export`]).
+    Release {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The account id.
+        account: String,
+    },
+}
+
+/// A device presented at an inventory audit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresentedDevice {
+    /// Its serial.
+    pub serial: u32,
+    /// The seal number on its bag, when it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 impl Op {
@@ -327,6 +391,13 @@ impl Op {
             Op::UserSetActive { .. } => "user_set_active",
             Op::IncidentAck { .. } => "incident_ack",
             Op::DeviceSetTerminal { .. } => "device_set_terminal",
+            Op::RequestShow { .. } => "request_show",
+            Op::AccountShow { .. } => "account_show",
+            Op::DeviceShow { .. } => "device_show",
+            Op::UserSetRoles { .. } => "user_set_roles",
+            Op::AccountSetStatus { .. } => "account_set_status",
+            Op::Release { .. } => "release",
+            Op::Inventory { .. } => "inventory",
         }
     }
 }
@@ -494,7 +565,7 @@ pub enum Reply {
         /// The checkpoint public key (hex).
         public_key: String,
     },
-    /// Answer to [`Op::Export`].
+    /// Answer to [`Op::Export`] and [`Op::Release`].
     Export {
         /// Events in the export.
         events: u64,
@@ -534,6 +605,8 @@ pub enum Reply {
     Device(DeviceRecord),
     /// One incident.
     Incident(IncidentRecord),
+    /// Answer to [`Op::Inventory`].
+    Audit(AuditReport),
     /// Two consecutive codes for the provider's confirmation of an enrolment.
     Enrolled {
         /// Code of `first_step`.

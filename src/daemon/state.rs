@@ -216,7 +216,14 @@ impl Daemon {
             | Op::Code { .. }
             | Op::UserSetActive { .. }
             | Op::IncidentAck { .. }
-            | Op::DeviceSetTerminal { .. }) => {
+            | Op::DeviceSetTerminal { .. }
+            | Op::RequestShow { .. }
+            | Op::AccountShow { .. }
+            | Op::DeviceShow { .. }
+            | Op::UserSetRoles { .. }
+            | Op::AccountSetStatus { .. }
+            | Op::Release { .. }
+            | Op::Inventory { .. }) => {
                 let allowed = self.opts.allowed_readers.clone();
                 self.with_custody(|c| super::ops::handle(c, op, peer, &allowed))
             }
