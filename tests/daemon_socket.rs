@@ -127,9 +127,15 @@ impl Conn {
         resp
     }
 
+    /// True when the daemon has closed the connection: end of file, or a reset (a Unix socket
+    /// closed with unread bytes still queued, as after an oversized line, resets its peer).
     fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.r.read(&mut b), Ok(0))
+        match self.r.read(&mut b) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
     }
 }
 
