@@ -1,5 +1,5 @@
 //! Layers only look down: the token layer, the ledger and the emulator never name the custody
-//! domain, the daemon or the CLI, and the token layer and the ledger never name the emulator
+//! domain, the daemon or the CLI, the daemon never names the CLI, and the token layer and the ledger never name the emulator
 //! (a software key must never take part in a trust decision); production custody code never
 //! names the emulator either.
 
@@ -66,5 +66,6 @@ fn lower_layers_never_look_up() {
         &["custody", "daemon", "cli", "ledger"],
     ));
     all.extend(violations("custody", &["daemon", "cli", "emulator"]));
+    all.extend(violations("daemon", &["cli", "emulator"]));
     assert!(all.is_empty(), "layering violations:\n{}", all.join("\n"));
 }
