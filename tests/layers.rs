@@ -1,7 +1,7 @@
 //! Layers only look down: the token layer, the ledger and the emulator never name the custody
-//! domain, the daemon or the CLI, the daemon never names the CLI, and the token layer and the ledger never name the emulator
-//! (a software key must never take part in a trust decision); production custody code never
-//! names the emulator either.
+//! domain, the daemon or the CLI; the daemon never names the CLI; the token layer and the ledger
+//! never name the emulator (a software key must never take part in a trust decision), and neither
+//! do production custody and daemon code.
 
 use std::path::{Path, PathBuf};
 
