@@ -18,7 +18,7 @@ pub enum UserCommand {
     /// proves who they are with their keyring (unseal) passphrase, then chooses their custody
     /// passphrase (asked twice). Prints their second-factor seed this one time.
     #[command(
-        after_help = "Asks for three lines, in this order: the officer's keyring (unseal) passphrase, their new\ncustody passphrase, and the new custody passphrase again. With --passphrase-fd the three\nlines are read from that descriptor in the same order.\n\nExample:\n  custody user bootstrap alice        # prompts for alice's unseal passphrase, then her new one twice\n  custody user bootstrap alice --passphrase-fd 3 \\\n      3< <(printf '%s\\n%s\\n%s\\n' \"$UNSEAL\" \"$NEW\" \"$NEW\")"
+        after_help = "Asks for three lines, in this order: the officer's keyring (unseal) passphrase, their new\ncustody passphrase, and the new custody passphrase again. With --passphrase-fd the three\nlines are read from that descriptor in the same order.\n\nExample:\n  custody user bootstrap alice     # prompts: unseal passphrase, new one twice\n  custody user bootstrap alice --passphrase-fd 3 \\\n      3< <(printf '%s\\n%s\\n%s\\n' \"$UNSEAL\" \"$NEW\" \"$NEW\")"
     )]
     Bootstrap {
         /// The officer.
