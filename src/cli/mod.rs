@@ -69,7 +69,8 @@ pub enum Command {
     Status,
     /// Offer one officer's unseal share to custodyd (a quorum unseals it).
     Unseal(daemon::UnsealArgs),
-    /// Seal custodyd: record it, close the ledger, erase its keys from memory.
+    /// Seal custodyd (one officer): record it by name, close the ledger, erase its keys from
+    /// memory.
     Seal(daemon::SealArgs),
     /// Export the ledger through custodyd (JSON Lines, signed), for offline verification.
     Export(daemon::ExportArgs),
