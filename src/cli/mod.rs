@@ -14,6 +14,7 @@ pub mod incident;
 pub mod init;
 pub mod inventory;
 pub mod ledger;
+pub mod report;
 pub mod request;
 pub mod token;
 pub mod user;
@@ -58,7 +59,7 @@ pub enum Command {
     /// Ledger maintenance: verify, re-share.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
-    /// Auditor commands: checkpoint, export, verify.
+    /// Auditor commands: checkpoint, export, verify, report.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Readers and the YubiKeys in them.
