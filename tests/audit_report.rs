@@ -571,3 +571,70 @@ fn report_of_a_filtered_export_states_its_scope() {
         "the spare's events are stubs"
     );
 }
+
+/// Runs `command` under `script`, which gives it a pseudo-terminal for standard output and
+/// error, and returns what the terminal showed.
+fn on_a_terminal(command: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_remove("CUSTODY_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn verification_shows_progress_on_a_terminal_only() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ledger");
+    let s = story(&dir);
+    let d = dir.to_str().expect("utf8");
+    let export = tmp.path().join("export.jsonl");
+    let e = export.to_str().expect("utf8");
+    let o = custody(
+        &[
+            "audit",
+            "export",
+            "--ledger",
+            d,
+            "--officer",
+            "alice",
+            "--officer",
+            "bob",
+            "--passphrase-fd",
+            "0",
+            "--out",
+            e,
+        ],
+        UNSEAL,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("exporting"),
+        "no progress when standard error is a pipe: {}",
+        text(&o)
+    );
+    // The export fed slowly (over half a second in all), so the verification outlasts the delay
+    // before the progress line appears.
+    let slow = format!(
+        "while IFS= read -r line; do printf '%s\\n' \"$line\"; sleep 0.015; done < '{e}' | '{CUSTODY}' audit verify - --pubkey {}",
+        s.key
+    );
+    let shown = on_a_terminal(&slow);
+    assert!(shown.contains("verifying: "), "{shown:?}");
+    assert!(
+        shown.contains("\r\u{1b}[K"),
+        "the line is erased: {shown:?}"
+    );
+    assert!(shown.contains("valid: ledger"), "{shown:?}");
+    // --json on a terminal: no progress.
+    let shown = on_a_terminal(&format!("{slow} --json"));
+    assert!(!shown.contains("verifying"), "{shown:?}");
+    assert!(shown.contains("\"valid\":true"), "{shown:?}");
+    // Standard error piped: no progress either.
+    let shown = on_a_terminal(&format!("{slow} 2>/dev/null"));
+    assert!(!shown.contains("verifying"), "{shown:?}");
+    assert!(shown.contains("valid: ledger"), "{shown:?}");
+}

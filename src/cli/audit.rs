@@ -1,22 +1,24 @@
 //! `custody audit ...`: signed checkpoints, exports, and offline verification of an export.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::exit;
 use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, UnsealArgs};
+use super::progress::{CountingReader, LineCounter, Progress, Unit};
 use super::report;
 use crate::custody::report::ReportBuilder;
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
     export, parse_export_line, verify_export, verify_export_observed, Actor, CheckpointPublicKey,
-    ExportFailure, ExportFilter, ExportFormat, ExportLine, Kind, LedgerError, SignedCheckpoint,
-    Timestamp,
+    ExportFailure, ExportFilter, ExportFormat, ExportLine, Kind, Ledger, LedgerError,
+    SignedCheckpoint, Timestamp,
 };
 
 /// `custody audit` subcommands.
@@ -222,7 +224,9 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
                 .open(path)
                 .map_err(|e| Failure::new(exit::IO, format!("create {}: {e}", path.display())))?;
             let mut w = BufWriter::new(file);
-            let s = export(&mut ledger, &filter, format, &mut w)?;
+            let mut counted = LineCounter::new(&mut w, export_progress(json, &ledger)?);
+            let s = export(&mut ledger, &filter, format, &mut counted)?;
+            drop(counted);
             let file = w.into_inner().map_err(|e| {
                 Failure::new(exit::IO, format!("write {}: {}", path.display(), e.error()))
             })?;
@@ -233,7 +237,14 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::new(stdout.lock());
-            match export(&mut ledger, &filter, format, &mut w) {
+            // On a terminal, the export itself is on screen: no progress line across it.
+            let progress = if std::io::stdout().is_terminal() {
+                Progress::to(None, "exporting", Unit::Events, None, Duration::ZERO)
+            } else {
+                export_progress(json, &ledger)?
+            };
+            let mut counted = LineCounter::new(&mut w, progress);
+            match export(&mut ledger, &filter, format, &mut counted) {
                 Ok(s) => s,
                 // The reader went away (`| head`): not an error.
                 Err(LedgerError::Output { source })
@@ -265,6 +276,12 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Progress of an export: events written out of the head's seq (the export ends there).
+fn export_progress(json: bool, ledger: &Ledger) -> Result<Progress, Failure> {
+    let total = ledger.head()?.map(|h| h.seq);
+    Ok(Progress::stderr(json, "exporting", Unit::Events, total))
+}
+
 fn read_after(path: &PathBuf) -> Result<SignedCheckpoint, Failure> {
     let file = File::open(path)
         .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", path.display())))?;
@@ -286,7 +303,7 @@ fn read_after(path: &PathBuf) -> Result<SignedCheckpoint, Failure> {
 
 fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
     let after = args.after.as_ref().map(read_after).transpose()?;
-    let input = open_export(&args.file)?;
+    let input = open_export(json, &args.file)?;
     match verify_export(input, &args.pubkey, after.as_ref()) {
         Ok(v) => {
             let cp = &v.checkpoint.checkpoint;
@@ -318,14 +335,18 @@ fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
     }
 }
 
-/// Opens an export (`-`: standard input).
-fn open_export(file: &Path) -> Result<Box<dyn BufRead>, Failure> {
-    if file.as_os_str() == "-" {
-        return Ok(Box::new(BufReader::new(std::io::stdin())));
-    }
-    let f = File::open(file)
-        .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", file.display())))?;
-    Ok(Box::new(BufReader::with_capacity(256 * 1024, f)))
+/// Opens an export (`-`: standard input), counting what is read for the progress line.
+fn open_export(json: bool, file: &Path) -> Result<CountingReader<Box<dyn BufRead>>, Failure> {
+    let (input, size): (Box<dyn BufRead>, Option<u64>) = if file.as_os_str() == "-" {
+        (Box::new(BufReader::new(std::io::stdin())), None)
+    } else {
+        let f = File::open(file)
+            .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", file.display())))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(256 * 1024, f)), size)
+    };
+    let progress = Progress::stderr(json, "verifying", Unit::Bytes, size);
+    Ok(CountingReader::new(input, progress))
 }
 
 /// Prints why an export does not verify, and the status of a failed verification.
@@ -354,7 +375,7 @@ fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
         ));
     }
     let after = v.after.as_ref().map(read_after).transpose()?;
-    let input = open_export(&v.file)?;
+    let input = open_export(json, &v.file)?;
     let mut builder = ReportBuilder::new();
     // Fail closed: the report is built while verifying, and used only if the export verifies.
     let verified = verify_export_observed(input, &v.pubkey, after.as_ref(), &mut |line| {

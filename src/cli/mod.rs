@@ -14,6 +14,7 @@ pub mod incident;
 pub mod init;
 pub mod inventory;
 pub mod ledger;
+pub mod progress;
 pub mod report;
 pub mod request;
 pub mod token;

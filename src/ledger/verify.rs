@@ -378,6 +378,15 @@ pub struct LedgerReport {
 /// recorded checkpoint, and that every projection table equals a replay of all events into an
 /// in-memory database.
 pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
+    verify_ledger_observed(ledger, &mut |_| {})
+}
+
+/// [`verify_ledger`], calling `checked` with each event's seq once its hashes and link are
+/// checked and it is replayed (for a progress display).
+pub fn verify_ledger_observed(
+    ledger: &Ledger,
+    checked: &mut dyn FnMut(u64),
+) -> Result<LedgerReport, LedgerError> {
     let db = ledger.db_path();
     let conn = ledger.conn();
     let replay =
@@ -438,6 +447,7 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
         ledger.projections().apply(&replay, &ev)?;
         prev = h.hash;
         count = seq;
+        checked(seq);
     }
     replay
         .execute_batch("COMMIT")
