@@ -115,6 +115,9 @@ pub enum Command {
     /// Print the manual page of `custody` (roff), made from the same definitions as --help.
     #[command(after_help = "Example:\n  custody man > custody.1 && man ./custody.1")]
     Man,
+    /// Print docs/cli.md (Markdown): the fixed prose, then every command's reference.
+    #[command(hide = true)]
+    GenerateDocs,
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Completions { shell } => generate::completions(cli.json, shell),
         Command::Man => generate::man(cli.json),
+        Command::GenerateDocs => generate::docs(cli.json),
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
