@@ -31,7 +31,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ccc;padding-bo
 table{border-collapse:collapse;width:100%;margin:.5em 0 1em;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
 th{background:#f0f0f0}td.n{text-align:right;white-space:nowrap}td.t{white-space:nowrap}
-code,.h{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;word-break:break-all}
+code,.h{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}.h{word-break:break-all}td code{white-space:nowrap}
 .ok{background:#e6f4ea;border:1px solid #34a853;padding:.7em 1em;border-radius:4px}
 .warn{background:#fff4e5;border:1px solid #f29900;padding:.7em 1em;border-radius:4px}
 .bad{background:#fce8e6;border:1px solid #d93025;padding:.7em 1em;border-radius:4px}
