@@ -2,6 +2,7 @@
 #   make demo   the main job: a dual-control ceremony against emulated YubiKeys behind a real pcscd
 #   make test   everything CI checks (installs missing system packages first)
 #   make soak   the long runs: fuzzing for millions of executions, long crash loops
+#   make docs   regenerate docs/cli.md from the CLI definitions (tests/cli_generate.rs checks it)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
@@ -9,7 +10,7 @@ FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SOAK_RUNS ?= 10000000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo soak bench clean
+.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo soak bench clean docs
 
 all: build
 
@@ -52,6 +53,10 @@ soak: deps
 
 bench: deps
 	$(CARGO) bench
+
+docs:
+	$(CARGO) run --quiet --bin custody -- generate-docs > docs/cli.md.tmp
+	mv docs/cli.md.tmp docs/cli.md
 
 clean:
 	$(CARGO) clean

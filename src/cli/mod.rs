@@ -14,6 +14,8 @@ pub mod incident;
 pub mod init;
 pub mod inventory;
 pub mod ledger;
+pub mod progress;
+pub mod report;
 pub mod request;
 pub mod token;
 pub mod user;
@@ -58,7 +60,7 @@ pub enum Command {
     /// Ledger maintenance: verify, re-share.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
-    /// Auditor commands: checkpoint, export, verify.
+    /// Auditor commands: checkpoint, export, verify, report.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Readers and the YubiKeys in them.
@@ -69,7 +71,8 @@ pub enum Command {
     Status,
     /// Offer one officer's unseal share to custodyd (a quorum unseals it).
     Unseal(daemon::UnsealArgs),
-    /// Seal custodyd: record it, close the ledger, erase its keys from memory.
+    /// Seal custodyd (one officer): record it by name, close the ledger, erase its keys from
+    /// memory.
     Seal(daemon::SealArgs),
     /// Export the ledger through custodyd (JSON Lines, signed), for offline verification.
     Export(daemon::ExportArgs),
@@ -113,6 +116,9 @@ pub enum Command {
     /// Print the manual page of `custody` (roff), made from the same definitions as --help.
     #[command(after_help = "Example:\n  custody man > custody.1 && man ./custody.1")]
     Man,
+    /// Print docs/cli.md (Markdown): the fixed prose, then every command's reference.
+    #[command(hide = true)]
+    GenerateDocs,
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -154,6 +160,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Completions { shell } => generate::completions(cli.json, shell),
         Command::Man => generate::man(cli.json),
+        Command::GenerateDocs => generate::docs(cli.json),
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
