@@ -94,6 +94,7 @@ fn parse(name: &str, text: &str) -> Vec<Item> {
     let mut items = Vec::new();
     let mut skip: Option<String> = None;
     let mut expect_exit = 0;
+    let mut last_prose = String::new();
     let mut lines = text.lines().enumerate().peekable();
     while let Some((i, line)) = lines.next() {
         let at = format!("docs/runbooks/{name}.md:{}", i + 1);
@@ -115,6 +116,9 @@ fn parse(name: &str, text: &str) -> Vec<Item> {
             continue;
         }
         let trimmed = line.trim_start();
+        if !trimmed.is_empty() && !trimmed.starts_with("```") {
+            last_prose = trimmed.to_owned();
+        }
         if let Some(lang) = trimmed.strip_prefix("```") {
             let lang = lang.trim().to_owned();
             let mut body = Vec::new();
@@ -160,7 +164,9 @@ fn parse(name: &str, text: &str) -> Vec<Item> {
                     skip = None;
                     expect_exit = 0;
                 }
-                "text" => items.push(Item::Expect {
+                // A text block is expected output when the prose before it says so
+                // ("Expected:", "Expected output:"); other text blocks show prompts or forms.
+                "text" if last_prose.contains("Expected") => items.push(Item::Expect {
                     at,
                     text: body
                         .into_iter()
@@ -609,6 +615,10 @@ impl World {
                         .nth(2)
                         .unwrap_or_else(|| panic!("{at}: bootstrap whom?"))
                         .clone();
+                    // Their keyring passphrase proves who they are, then the new custody
+                    // passphrase, typed twice.
+                    pass.push(keyring_passphrase(&name));
+                    pass.push(user_passphrase(&name));
                     pass.push(user_passphrase(&name));
                     factor_of = Some(name);
                 }
@@ -852,7 +862,7 @@ fn runbooks_run_against_the_demo_environment() {
 
 #[test]
 fn runbook_parser_reads_blocks_directives_and_expectations() {
-    let text = "intro\n\n   ```sh\n   custody a \\\n       --b \"c d\"\n   custody e\n   ```\n\n   Expected: `one 12` and `two`.\n\n<!-- runbook-test: run custody hidden -->\n<!-- runbook-test: expect-exit 1 -->\n```sh\ncustody fails\n```\n```text\nout …\n```\n<!-- runbook-test: skip host only -->\n```sh\nsudo reboot\n```\n";
+    let text = "intro\n\n   ```sh\n   custody a \\\n       --b \"c d\"\n   custody e\n   ```\n\n   Expected: `one 12` and `two`.\n\n<!-- runbook-test: run custody hidden -->\n<!-- runbook-test: expect-exit 1 -->\n```sh\ncustody fails\n```\nPrompts:\n```text\nPassphrase:\n```\nExpected:\n```text\nout …\n```\n<!-- runbook-test: skip host only -->\n```sh\nsudo reboot\n```\n";
     let items = parse("x", text);
     let runs: Vec<(String, bool, i32)> = items
         .iter()
