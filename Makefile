@@ -1,6 +1,7 @@
 # mfa-custody: every entry point a person or CI uses.
 #   make demo   the main job: a dual-control ceremony against emulated YubiKeys behind a real pcscd
 #   make test   everything CI checks (installs missing system packages first)
+#   make runbooks  run every command of docs/runbooks/ against the demo environment (minutes)
 #   make soak   the long runs: fuzzing for millions of executions, long crash loops
 #   make docs   regenerate docs/cli.md from the CLI definitions (tests/cli_generate.rs checks it)
 SHELL := /bin/bash
@@ -10,7 +11,7 @@ FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SOAK_RUNS ?= 10000000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo soak bench clean docs
+.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script runbooks soak bench clean docs
 
 all: build
 
@@ -41,10 +42,20 @@ fuzz-smoke: fuzz-build
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_SMOKE_FLAGS) "$$t" -- -runs=$(FUZZ_SMOKE_RUNS) -max_total_time=120 2>&1 | tail -n 2; \
 	done
 
-test: deps lint unit fuzz-smoke demo
+# After the unit tests, the three long runs go side by side: they mostly wait (the fuzz build on
+# the compiler, the demo and the runbooks on fresh 30-second TOTP steps, as each officer's code
+# is accepted once).
+test: deps lint unit build
+	$(MAKE) --no-print-directory -j3 --output-sync=target fuzz-smoke demo-script runbooks
 
-demo: deps build
+demo: deps build demo-script
+
+demo-script:
 	scripts/demo.sh
+
+# tests/runbooks.rs is ignored by a plain `cargo test` (it takes minutes); this runs it.
+runbooks: deps
+	$(CARGO) test --test runbooks -- --ignored
 
 soak: deps
 	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
