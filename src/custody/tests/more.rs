@@ -364,7 +364,9 @@ fn unregistered_serial_is_refused_by_every_operation() {
     let (a, b) = (w.login("alice"), w.login("bob"));
     unknown(w.custody.device(s).map(|_| ()), "device");
     unknown(
-        w.custody.check_out(&a, s, &seal("SEAL-X1"), None).map(|_| ()),
+        w.custody
+            .check_out(&a, s, &seal("SEAL-X1"), None)
+            .map(|_| ()),
         "check_out",
     );
     unknown(
