@@ -481,7 +481,14 @@ impl Daemon {
                 );
             }
             ReaderEvent::CardInserted { reader, .. } => {
+                let started = std::time::Instant::now();
                 let seen = identify(reader);
+                tracing::info!(
+                    reader = reader.as_str(),
+                    micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    readable = seen.is_ok(),
+                    "card identified"
+                );
                 self.card_inserted(reader, seen);
             }
             ReaderEvent::CardRemoved { reader } if self.opts.reader_allowed(reader) => {
