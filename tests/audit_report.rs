@@ -170,8 +170,10 @@ fn story(dir: &Path) -> Story {
         clock,
         factors: BTreeMap::new(),
     };
-    for o in ["alice", "bob"] {
-        let e = c.bootstrap_officer(&name(o), &pass(o)).expect("bootstrap");
+    for (o, (_, keyring)) in ["alice", "bob"].into_iter().zip(&officers) {
+        let e = c
+            .bootstrap_officer(&name(o), keyring, &pass(o))
+            .expect("bootstrap");
         people.factors.insert(o.into(), e.base32().to_owned());
     }
     let a = c.authenticate(&people.creds("alice")).expect("alice");

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use mfa_custody::daemon::access::identify_in_reader;
 use mfa_custody::daemon::config::{resolve_group, Config};
 use mfa_custody::daemon::{run, Daemon};
 use mfa_custody::token::pcsc::PcscContext;
@@ -100,12 +101,13 @@ fn bind(config: &Config) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-/// Watches readers and records cards coming and going (best effort: without pcscd it retries).
+/// Watches readers and records cards coming and going, identifying each card that appears in
+/// an allowed reader (best effort: without pcscd it retries).
 fn watch_readers(daemon: Arc<Daemon>, shutdown: Arc<AtomicBool>) {
     let mut reported = false;
     while !shutdown.load(Ordering::SeqCst) {
-        let watcher = PcscContext::establish().and_then(|c| c.watcher());
-        let mut watcher = match watcher {
+        let watcher = PcscContext::establish().and_then(|c| Ok((c.watcher()?, c)));
+        let (mut watcher, ctx) = match watcher {
             Ok(w) => {
                 reported = false;
                 w
@@ -126,12 +128,15 @@ fn watch_readers(daemon: Arc<Daemon>, shutdown: Arc<AtomicBool>) {
                 allowed = daemon.options().reader_allowed(&reader),
                 "reader"
             );
+            if present {
+                daemon.card_present(&reader, |r| identify_in_reader(&ctx, r));
+            }
         }
         while !shutdown.load(Ordering::SeqCst) {
             match watcher.watch(Duration::from_millis(500)) {
                 Ok(events) => {
                     for ev in &events {
-                        daemon.reader_event(ev);
+                        daemon.reader_event(ev, |r| identify_in_reader(&ctx, r));
                     }
                 }
                 Err(e) => {

@@ -2,9 +2,11 @@
 //! reader the configuration allows. The domain then checks the device's identity itself.
 
 use crate::custody::{DeviceAccess, DeviceAccessError, Serial};
-use crate::token::identity::yubikey_serial_and_version;
+use std::time::Duration;
+
+use crate::token::identity::{glimpse, yubikey_serial_and_version, Glimpse};
 use crate::token::pcsc::PcscContext;
-use crate::token::CardTransport;
+use crate::token::{CardTransport, TransportError};
 
 /// [`DeviceAccess`] over pcscd, limited to allowed readers.
 pub struct PcscAccess {
@@ -80,4 +82,29 @@ impl DeviceAccess for LazyPcscAccess {
         };
         self.inner.insert(access).open(serial)
     }
+}
+
+/// Identifies the card that just appeared in `reader`: connects shared, takes one PC/SC
+/// transaction for a [`glimpse`] (management READ CONFIG, OATH SELECT; no code, no touch) and
+/// leaves the card as it is. Only this card is locked, and only for those three APDUs: an
+/// operation on a card in another reader is not held up. A card still powering up is given
+/// two more tries, 100 ms apart. The error names the reader and what failed.
+pub fn identify_in_reader(ctx: &PcscContext, reader: &str) -> Result<Glimpse, String> {
+    let mut tries = 0;
+    let mut card = loop {
+        match ctx.connect(reader) {
+            Ok(c) => break c,
+            Err(TransportError::NoCard { .. } | TransportError::Failed { .. }) if tries < 2 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let seen = card
+        .with_transaction(|tx| glimpse(tx))
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let _ = card.disconnect(false);
+    seen
 }

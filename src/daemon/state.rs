@@ -1,6 +1,7 @@
 //! The daemon's state: sealed (collecting officers' unseal shares) or unsealed (the ledger
 //! open), behind one mutex, and the handling of each operation.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -9,12 +10,13 @@ use serde_json::json;
 
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, StatusReply, UnsealProgress};
-use crate::custody::Custody;
+use crate::custody::{Custody, CustodyError, Serial};
 use crate::ledger::store::KEYRING_FILE;
 use crate::ledger::{
     export, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError, NewEvent,
     OfficerName, Passphrase,
 };
+use crate::token::identity::Glimpse;
 use crate::token::pcsc::ReaderEvent;
 
 /// Event kinds the daemon appends.
@@ -23,10 +25,18 @@ pub mod kinds {
     pub const UNSEALED: &str = "daemon.unsealed";
     /// The daemon was sealed.
     pub const SEALED: &str = "daemon.sealed";
-    /// A card appeared in an allowed reader.
-    pub const CARD_INSERTED: &str = "token.card_inserted";
-    /// A card left an allowed reader.
+    /// A registered device appeared in an allowed reader.
+    pub const DEVICE_INSERTED: &str = "token.device_inserted";
+    /// A registered device left the reader it was seen in.
+    pub const DEVICE_REMOVED: &str = "token.device_removed";
+    /// A card the ledger does not know, or could not read, appeared in an allowed reader; it
+    /// is never used.
+    pub const UNKNOWN_DEVICE: &str = "token.unknown_device";
+    /// A card that was not a registered device left an allowed reader.
     pub const CARD_REMOVED: &str = "token.card_removed";
+    /// A card appeared in an allowed reader (reader and ATR only; written by earlier versions,
+    /// which did not identify the card).
+    pub const CARD_INSERTED: &str = "token.card_inserted";
     /// A card appeared in a reader that is not allowed; it is never used.
     pub const UNKNOWN_READER: &str = "token.unknown_reader";
 }
@@ -115,6 +125,8 @@ enum Seal {
 pub struct Daemon {
     opts: DaemonOptions,
     seal: Mutex<Seal>,
+    /// Allowed reader → the serial of the card seen in it (`None`: unreadable).
+    cards: Mutex<BTreeMap<String, Option<u32>>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -138,12 +150,20 @@ fn event(actor: Actor, k: &'static str, body: &serde_json::Value) -> Result<NewE
         .map_err(|e| OpError::new(ErrorCode::Internal, format!("event body of {k}: {e}")))
 }
 
+/// Appends a reader event by the daemon itself.
+fn append(c: &mut Custody, k: &'static str, body: &serde_json::Value) -> Result<(), OpError> {
+    let daemon = actor("custodyd")?;
+    c.ledger_mut().append(event(daemon, k, body)?)?;
+    Ok(())
+}
+
 impl Daemon {
     /// A sealed daemon over the ledger in `opts.ledger_dir`.
     pub fn new(opts: DaemonOptions) -> Self {
         Self {
             opts,
             seal: Mutex::new(Seal::Sealed { given: Vec::new() }),
+            cards: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -434,44 +454,190 @@ impl Daemon {
         *self.lock() = Seal::Sealed { given: Vec::new() };
     }
 
-    /// Records a reader event (best effort: while sealed it is only logged).
-    pub fn reader_event(&self, ev: &ReaderEvent) {
-        let (k, reader, body) = match ev {
-            ReaderEvent::CardInserted { reader, atr } => {
-                if self.opts.reader_allowed(reader) {
-                    (
-                        kinds::CARD_INSERTED,
-                        reader,
-                        json!({"reader": reader, "atr": data_encoding::HEXLOWER.encode(atr)}),
-                    )
-                } else {
-                    (
-                        kinds::UNKNOWN_READER,
-                        reader,
-                        json!({"reader": reader, "atr": data_encoding::HEXLOWER.encode(atr)}),
-                    )
-                }
+    fn cards(&self) -> MutexGuard<'_, BTreeMap<String, Option<u32>>> {
+        self.cards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a reader event (best effort: while sealed it is only logged). A card that
+    /// appears in an allowed reader is identified by `identify` (a short look, see
+    /// [`super::access::identify_in_reader`]) before the daemon's lock is taken, so an
+    /// operation in progress is not held up by the card; a failure is recorded as
+    /// `unreadable`.
+    pub fn reader_event(
+        &self,
+        ev: &ReaderEvent,
+        identify: impl FnOnce(&str) -> Result<Glimpse, String>,
+    ) {
+        match ev {
+            ReaderEvent::CardInserted { reader, atr } if !self.opts.reader_allowed(reader) => {
+                tracing::warn!(
+                    reader = reader.as_str(),
+                    "card in a reader that is not allowed; it is never used"
+                );
+                self.record(
+                    kinds::UNKNOWN_READER,
+                    reader,
+                    &json!({"reader": reader, "atr": data_encoding::HEXLOWER.encode(atr)}),
+                );
+            }
+            ReaderEvent::CardInserted { reader, .. } => {
+                let started = std::time::Instant::now();
+                let seen = identify(reader);
+                tracing::info!(
+                    reader = reader.as_str(),
+                    micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    readable = seen.is_ok(),
+                    "card identified"
+                );
+                self.card_inserted(reader, seen);
             }
             ReaderEvent::CardRemoved { reader } if self.opts.reader_allowed(reader) => {
-                (kinds::CARD_REMOVED, reader, json!({"reader": reader}))
+                self.card_removed(reader);
             }
-            _ => {
-                tracing::debug!(?ev, "reader change");
-                return;
+            ReaderEvent::ReaderRemoved { reader } if self.cards().contains_key(reader) => {
+                self.card_removed(reader);
             }
-        };
-        tracing::info!(reader = reader.as_str(), kind = k, "reader event");
-        let Ok(daemon) = Actor::parse("custodyd") else {
+            _ => tracing::debug!(?ev, "reader change"),
+        }
+    }
+
+    /// Remembers the card already in `reader` when the watch starts (nothing is recorded: it
+    /// did not just appear), so that its removal names it.
+    pub fn card_present(
+        &self,
+        reader: &str,
+        identify: impl FnOnce(&str) -> Result<Glimpse, String>,
+    ) {
+        if !self.opts.reader_allowed(reader) {
             return;
+        }
+        let serial = identify(reader)
+            .ok()
+            .and_then(|g| g.serial)
+            .filter(|s| *s != 0);
+        tracing::info!(
+            reader,
+            serial = serial.map_or_else(|| "unreadable".to_owned(), |s| s.to_string()),
+            "card present"
+        );
+        self.cards().insert(reader.to_owned(), serial);
+    }
+
+    fn card_inserted(&self, reader: &str, seen: Result<Glimpse, String>) {
+        let serial = seen
+            .as_ref()
+            .ok()
+            .and_then(|g| g.serial)
+            .and_then(|s| Serial::new(s).ok());
+        self.cards()
+            .insert(reader.to_owned(), serial.map(Serial::get));
+        let problem = match (&seen, serial) {
+            (Err(e), _) => Some(e.clone()),
+            (Ok(_), None) => Some("the card reports no serial".to_owned()),
+            (Ok(_), Some(_)) => None,
         };
-        let Ok(e) = event(daemon, k, &body) else {
-            return;
+        let read_id = seen.ok().and_then(|g| g.oath_device_id);
+        let shown = serial.map_or_else(|| "unreadable".to_owned(), |s| s.to_string());
+        let r = self.with_custody(|c| {
+            let known = match serial {
+                Some(s) => match c.device(s) {
+                    Ok(d) => Some(d),
+                    Err(CustodyError::UnknownDevice { .. }) => None,
+                    Err(e) => return Err(OpError::new(ErrorCode::Ledger, e.to_string())),
+                },
+                None => None,
+            };
+            let (k, body) = match known {
+                Some(d) => {
+                    let matches = read_id.as_deref() == Some(d.device_id.as_str());
+                    if !matches {
+                        tracing::warn!(
+                            reader,
+                            serial = shown.as_str(),
+                            "device {shown} answers with another OATH device id than at registration"
+                        );
+                    }
+                    (
+                        kinds::DEVICE_INSERTED,
+                        json!({"serial": shown, "reader": reader, "state": d.state.name(),
+                               "device_id": read_id, "device_id_matches": matches}),
+                    )
+                }
+                None => {
+                    tracing::warn!(
+                        reader,
+                        serial = shown.as_str(),
+                        problem = problem.as_deref().unwrap_or(""),
+                        "unknown device {shown} in {reader}; it is never used"
+                    );
+                    let mut body = json!({"serial": shown, "reader": reader});
+                    if let Some(p) = &problem {
+                        body["error"] = json!(p);
+                    }
+                    (kinds::UNKNOWN_DEVICE, body)
+                }
+            };
+            append(c, k, &body)?;
+            Ok(k)
+        });
+        self.after_record(r, reader, &shown, "card inserted");
+    }
+
+    fn card_removed(&self, reader: &str) {
+        let remembered = self.cards().remove(reader);
+        let serial = remembered.flatten().and_then(|s| Serial::new(s).ok());
+        let shown = match remembered {
+            Some(Some(s)) => Some(s.to_string()),
+            Some(None) => Some("unreadable".to_owned()),
+            None => None,
         };
-        let r = self.with_ledger(|l| l.append(e).map_err(OpError::from));
-        if let Err(e) = r {
-            if e.code != ErrorCode::Sealed {
-                tracing::warn!("recording reader event: {}", e.message);
-            }
+        let r = self.with_custody(|c| {
+            let known = match serial {
+                Some(s) => match c.device(s) {
+                    Ok(_) => Some(s),
+                    Err(CustodyError::UnknownDevice { .. }) => None,
+                    Err(e) => return Err(OpError::new(ErrorCode::Ledger, e.to_string())),
+                },
+                None => None,
+            };
+            let (k, body) = match (known, &shown) {
+                (Some(s), _) => (
+                    kinds::DEVICE_REMOVED,
+                    json!({"serial": s.to_string(), "reader": reader}),
+                ),
+                (None, Some(shown)) => (
+                    kinds::CARD_REMOVED,
+                    json!({"serial": shown, "reader": reader}),
+                ),
+                (None, None) => (kinds::CARD_REMOVED, json!({"reader": reader})),
+            };
+            append(c, k, &body)?;
+            Ok(k)
+        });
+        let shown = shown.unwrap_or_else(|| "not identified".to_owned());
+        self.after_record(r, reader, &shown, "card removed");
+    }
+
+    fn record(&self, k: &'static str, reader: &str, body: &serde_json::Value) {
+        let r = self.with_custody(|c| append(c, k, body).map(|()| k));
+        self.after_record(r, reader, "not identified", "card inserted");
+    }
+
+    fn after_record(
+        &self,
+        r: Result<&'static str, OpError>,
+        reader: &str,
+        serial: &str,
+        what: &str,
+    ) {
+        match r {
+            Ok(k) => tracing::info!(reader, serial, kind = k, "reader event recorded"),
+            Err(e) if e.code == ErrorCode::Sealed => tracing::info!(
+                reader,
+                serial,
+                "{what} while the ledger is sealed: not recorded"
+            ),
+            Err(e) => tracing::warn!(reader, serial, "recording reader event: {}", e.message),
         }
     }
 

@@ -180,6 +180,42 @@ pub fn read_oath<T: CardTransport>(
     }
 }
 
+/// What a short look at a device learns: serial and firmware from the management applet, then
+/// the OATH applet's SELECT answer (device id, lock state). Nothing is listed or calculated, so
+/// the key is never asked for a code and never waits for a touch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Glimpse {
+    /// Serial number (absent when the device hides it).
+    pub serial: Option<u32>,
+    /// Firmware version `X.Y.Z`.
+    pub firmware: Option<String>,
+    /// OATH device id (absent without an OATH applet).
+    pub oath_device_id: Option<String>,
+    /// True when the OATH applet is password-protected.
+    pub oath_locked: bool,
+}
+
+/// Takes a [`Glimpse`] of the device behind `t`: two SELECTs and one READ CONFIG. The OATH
+/// applet is selected last, so the card is left as an OATH client expects to find it.
+pub fn glimpse<T: CardTransport>(t: &mut T) -> Result<Glimpse, TokenError> {
+    let config = read_config(t)?.unwrap_or_default();
+    let (oath_device_id, oath_locked) = match OathSession::select(&mut *t) {
+        Err(TokenError::Refused {
+            sw: StatusWord::NotFound,
+            ..
+        }) => (None, false),
+        Err(e) => return Err(e),
+        Ok(Selected::Locked(s)) => (Some(s.info().device_id()), true),
+        Ok(Selected::Ready(s)) => (Some(s.info().device_id()), s.info().locked()),
+    };
+    Ok(Glimpse {
+        serial: config.serial,
+        firmware: config.version.map(|[a, b, c]| format!("{a}.{b}.{c}")),
+        oath_device_id,
+        oath_locked,
+    })
+}
+
 /// Serial and firmware as the `yubikey` crate sees the device in `reader` (PIV SELECT, GET
 /// VERSION, GET SERIAL). `None` when the crate does not recognise a YubiKey there.
 pub fn yubikey_serial_and_version(reader: &str) -> Option<(u32, String)> {

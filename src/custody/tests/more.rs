@@ -340,3 +340,109 @@ fn a_lost_device_is_terminal_and_opens_an_incident() {
         .expect_err("terminal");
     assert!(matches!(e, CustodyError::DeviceState { .. }), "{e:?}");
 }
+
+/// A key the ledger has not registered is never used: every operation that names a device
+/// refuses its serial with `unknown_device` and writes nothing but the refusal, and no APDU
+/// reaches it, even while it is presented next to the registered keys.
+#[test]
+fn unregistered_serial_is_refused_by_every_operation() {
+    const STRANGER: u32 = 10_000_009;
+    let mut w = World::new().with_enrolled_account();
+    const SPARE: u32 = 10_000_003;
+    w.keys.add(STRANGER);
+    w.keys.add(SPARE);
+    let a = w.login("alice");
+    w.custody
+        .register_device(&a, &mut w.keys, serial(SPARE), DeviceRole::Primary)
+        .expect("register the spare");
+    w.keys.log.clear();
+    let s = serial(STRANGER);
+    let unknown = |r: Result<_, CustodyError>, op: &str| match r {
+        Err(e) => assert_eq!(e.code(), "unknown_device", "{op}: {e:?}"),
+        Ok(_) => panic!("{op} accepted an unregistered serial"),
+    };
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    unknown(w.custody.device(s).map(|_| ()), "device");
+    unknown(
+        w.custody
+            .check_out(&a, s, &seal("SEAL-X1"), None)
+            .map(|_| ()),
+        "check_out",
+    );
+    unknown(
+        w.custody
+            .check_in(
+                &a,
+                &mut w.keys,
+                s,
+                seal("SEAL-X2"),
+                Location::parse("safe 1").expect("loc"),
+            )
+            .map(|_| ()),
+        "check_in",
+    );
+    unknown(
+        w.custody
+            .set_terminal(&a, &b, s, Terminal::Retired)
+            .map(|_| ()),
+        "set_terminal",
+    );
+    unknown(
+        w.custody
+            .report_incident(&a, Some(s), "seen in a drawer")
+            .map(|_| ()),
+        "report_incident",
+    );
+    unknown(
+        w.custody.reconcile_device(&mut w.keys, s).map(|_| ()),
+        "reconcile_device",
+    );
+    for (primary, backup) in [(s, serial(BACKUP)), (serial(SPARE), s)] {
+        unknown(
+            w.custody
+                .enrol(
+                    &a,
+                    &b,
+                    &mut w.keys,
+                    Enrolment {
+                        account: AccountId::parse(ACCOUNT).expect("id"),
+                        primary,
+                        backup,
+                        seed: ProviderSeed::parse(SEED_B32).expect("seed"),
+                        overwrite: true,
+                    },
+                )
+                .map(|_| ()),
+            "enrol",
+        );
+    }
+    assert!(
+        w.keys.log.is_empty(),
+        "APDUs reached a key: {:02x?}",
+        w.keys.log
+    );
+    // An inventory audit lists it as unknown next to the registered keys it checks.
+    let presented = [
+        (PRIMARY, "SEAL-P1"),
+        (BACKUP, "SEAL-B1"),
+        (STRANGER, "SEAL-X3"),
+    ]
+    .map(|(n, sl)| Presented {
+        serial: serial(n),
+        seal: Some(seal(sl)),
+    });
+    let report = w
+        .custody
+        .inventory_audit(&a, &mut w.keys, &presented)
+        .expect("audit");
+    assert_eq!(report.unknown, vec![s]);
+    assert_eq!(report.ok, vec![serial(PRIMARY), serial(BACKUP)]);
+    // The spare was not presented: that is an incident about it, not about the stranger.
+    assert_eq!(report.incidents.len(), 1, "{:?}", report.incidents);
+    assert!(w
+        .custody
+        .devices()
+        .expect("devices")
+        .iter()
+        .all(|d| d.serial != s));
+}
