@@ -75,7 +75,11 @@ enum Item {
         expect_exit: i32,
     },
     /// A command not run, and why.
-    Skip { at: String, text: String, reason: String },
+    Skip {
+        at: String,
+        text: String,
+        reason: String,
+    },
     /// Output the commands since the previous block must show.
     Expect { at: String, text: String },
     /// A new ```sh block starts: expectations refer to its output.
@@ -109,7 +113,10 @@ fn parse(name: &str, text: &str) -> Vec<Item> {
             } else if let Some(r) = d.strip_prefix("skip ") {
                 skip = Some(r.trim().to_owned());
             } else if let Some(n) = d.strip_prefix("expect-exit ") {
-                expect_exit = n.trim().parse().unwrap_or_else(|_| panic!("{at}: bad exit"));
+                expect_exit = n
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{at}: bad exit"));
             } else {
                 panic!("{at}: unknown runbook-test directive {d:?}");
             }
@@ -410,9 +417,15 @@ impl World {
             } else if prev == "--uid" {
                 rustix::process::getuid().as_raw().to_string()
             } else if is_example_id(w, "req-") && !self.requests.contains(w) {
-                self.requests.last().cloned().expect("a request made earlier")
+                self.requests
+                    .last()
+                    .cloned()
+                    .expect("a request made earlier")
             } else if is_example_id(w, "inc-") && !self.incidents.contains(w) {
-                self.incidents.last().cloned().expect("an incident opened earlier")
+                self.incidents
+                    .last()
+                    .cloned()
+                    .expect("an incident opened earlier")
             } else {
                 self.map_path(w)
             };
@@ -434,8 +447,15 @@ impl World {
             let step = now / 30;
             let into = now % 30;
             // The step before the current one is accepted too, unless it is about to lapse.
-            let candidates = if into < 27 { vec![step - 1, step] } else { vec![step] };
-            if let Some(s) = candidates.into_iter().find(|s| last.is_none_or(|l| *s > l)) {
+            let candidates = if into < 27 {
+                vec![step - 1, step]
+            } else {
+                vec![step]
+            };
+            if let Some(s) = candidates
+                .into_iter()
+                .find(|s| last.map_or(true, |l| *s > l))
+            {
                 self.last_step.insert(officer.to_owned(), s);
                 return totp(&seed, s);
             }
@@ -472,7 +492,10 @@ impl World {
             .expect("start custodyd");
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.socket.exists() {
-            assert!(Instant::now() < deadline, "custodyd did not open its socket");
+            assert!(
+                Instant::now() < deadline,
+                "custodyd did not open its socket"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.daemon = Some(child);
@@ -480,8 +503,8 @@ impl World {
 
     fn stop_daemon(&mut self) {
         let mut child = self.daemon.take().expect("custodyd is running");
-        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid"))
-            .expect("a pid");
+        let pid =
+            rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("a pid");
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
         let status = child.wait().expect("custodyd ends");
         assert!(status.success(), "custodyd ended with {status} on SIGTERM");
@@ -497,7 +520,12 @@ impl World {
                 args.drain(..2);
             }
         }
-        match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             ["systemctl", "start", "custodyd"] => {
                 self.start_daemon();
                 return (0, String::new(), String::new());
@@ -544,8 +572,7 @@ impl World {
             let mut expanded = Vec::new();
             for w in rest {
                 if let Some(dir) = w.strip_suffix("/*") {
-                    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{at}: {dir}: {e}"))
-                    {
+                    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{at}: {dir}: {e}")) {
                         expanded.push(e.expect("entry").path().to_string_lossy().into_owned());
                     }
                 } else {
@@ -589,7 +616,10 @@ impl World {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let by: Vec<String> = values(&rest, "--by").into_iter().map(str::to_owned).collect();
+        let by: Vec<String> = values(&rest, "--by")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let as_user = values(&rest, "--as").first().map(|s| (*s).to_owned());
         let mut factor_of: Option<String> = None;
         if program == "custody" {
@@ -701,7 +731,10 @@ impl World {
             }
         }
         if let Some(name) = factor_of {
-            if let Some(l) = stdout.lines().find(|l| l.trim_start().starts_with("base32:")) {
+            if let Some(l) = stdout
+                .lines()
+                .find(|l| l.trim_start().starts_with("base32:"))
+            {
                 let seed = l.split_whitespace().nth(1).expect("a seed").to_owned();
                 self.factors.insert(name, seed);
             }
@@ -829,7 +862,9 @@ fn runbooks_run_against_the_demo_environment() {
         let text = std::fs::read_to_string(dir.join(format!("{name}.md"))).expect("runbook");
         let items = parse(name, &text);
         assert!(
-            items.iter().any(|i| matches!(i, Item::Run { hidden: false, .. })),
+            items
+                .iter()
+                .any(|i| matches!(i, Item::Run { hidden: false, .. })),
             "{name}.md has no command to run"
         );
         world.play(name, &items);
@@ -897,7 +932,10 @@ fn runbook_parser_reads_blocks_directives_and_expectations() {
         leading_spans(" `a`, `b` and `c`. Providers: `aws`"),
         vec!["a", "b", "c"]
     );
-    assert_eq!(leading_spans(" the serial equals the `device_id`"), Vec::<String>::new());
+    assert_eq!(
+        leading_spans(" the serial equals the `device_id`"),
+        Vec::<String>::new()
+    );
     assert!(items
         .iter()
         .any(|i| matches!(i, Item::Skip { reason, .. } if reason == "host only")));
@@ -905,8 +943,14 @@ fn runbook_parser_reads_blocks_directives_and_expectations() {
         words("custody x --reason \"a b\" 'c d' e\\ f"),
         vec!["custody", "x", "--reason", "a b", "c d", "e f"]
     );
-    assert!(shows("device 10000001: in_safe\n", "device 10000002: in_safe"));
-    assert!(!shows("device 10000001: checked_out\n", "device 10000001: in_safe"));
+    assert!(shows(
+        "device 10000001: in_safe\n",
+        "device 10000002: in_safe"
+    ));
+    assert!(!shows(
+        "device 10000001: checked_out\n",
+        "device 10000001: in_safe"
+    ));
     assert!(shows(
         "valid: ledger 35128501d39f80e8, 12 events\n",
         "valid: ledger …, N events"

@@ -56,7 +56,13 @@ pub fn in_harness(test: &str, port: u16, readers: u8) -> bool {
             "--",
         ])
         .arg(exe)
-        .args(["--exact", test, "--include-ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            test,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env_remove("CUSTODY_PCSCD_NS")
         .output()
         .expect("run scripts/with-pcscd.sh");
