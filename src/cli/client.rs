@@ -37,16 +37,23 @@ pub fn status_of(code: ErrorCode) -> u8 {
 
 /// Sends one operation and returns the daemon's reply, or a failure naming the daemon's code.
 pub(crate) fn call(socket: &Path, op: Op) -> Result<Reply, Failure> {
+    call_with_reason(socket, op).map_err(|(f, _)| f)
+}
+
+/// As [`call`], and a refusal also gives the custody domain's own reason (`self_approval`,
+/// `factor_code_reused`, ...) when the daemon sent one.
+pub(crate) fn call_with_reason(socket: &Path, op: Op) -> Result<Reply, (Failure, Option<String>)> {
+    let plain = |f: Failure| (f, None);
     let stream = UnixStream::connect(socket).map_err(|e| {
-        Failure::new(
+        plain(Failure::new(
             exit::IO,
             format!(
                 "cannot connect to custodyd at {}: {e} (is it running? --socket or CUSTODY_SOCKET)",
                 socket.display()
             ),
-        )
+        ))
     })?;
-    let io = |e: std::io::Error| Failure::new(exit::IO, format!("custodyd socket: {e}"));
+    let io = |e: std::io::Error| plain(Failure::new(exit::IO, format!("custodyd socket: {e}")));
     stream
         .set_read_timeout(Some(Duration::from_secs(300)))
         .map_err(io)?;
@@ -63,18 +70,25 @@ pub(crate) fn call(socket: &Path, op: Op) -> Result<Reply, Failure> {
     let mut buf = Vec::new();
     reader.read_until(b'\n', &mut buf).map_err(io)?;
     if buf.is_empty() {
-        return Err(Failure::new(
+        return Err(plain(Failure::new(
             exit::IO,
             "custodyd closed the connection without answering",
-        ));
+        )));
     }
-    let resp = parse_response(&buf)
-        .map_err(|e| Failure::new(exit::IO, format!("unreadable answer from custodyd: {e}")))?;
+    let resp = parse_response(&buf).map_err(|e| {
+        plain(Failure::new(
+            exit::IO,
+            format!("unreadable answer from custodyd: {e}"),
+        ))
+    })?;
     match resp.result {
         Outcome::Ok(r) => Ok(r),
-        Outcome::Err(e) => Err(Failure::new(
-            status_of(e.code),
-            format!("custodyd refused ({}): {}", e.code, e.message),
+        Outcome::Err(e) => Err((
+            Failure::new(
+                status_of(e.code),
+                format!("custodyd refused ({}): {}", e.code, e.message),
+            ),
+            e.reason,
         )),
     }
 }
