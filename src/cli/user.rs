@@ -50,7 +50,7 @@ pub enum UserCommand {
         /// The user.
         name: String,
         /// A role: operator, auditor, or officer for a user who already is one (repeat).
-        #[arg(long = "role", required = true)]
+        #[arg(long = "role", required = true, value_parser = parse_role)]
         roles: Vec<String>,
         /// The two officers.
         #[command(flatten)]
@@ -67,13 +67,20 @@ pub enum UserCommand {
     },
 }
 
+/// A role named on the command line, checked before anyone is asked for a passphrase.
+fn parse_role(s: &str) -> Result<String, String> {
+    crate::custody::Role::parse(s)
+        .map(|r| r.as_str().to_owned())
+        .map_err(|_| format!("{s:?} is not a role: officer, operator or auditor"))
+}
+
 /// Arguments of `custody user add`.
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// The new user's name.
     pub name: String,
     /// A role: officer, operator or auditor (repeat).
-    #[arg(long = "role", required = true)]
+    #[arg(long = "role", required = true, value_parser = parse_role)]
     pub roles: Vec<String>,
     /// The OS uid the user must connect as.
     #[arg(long)]
