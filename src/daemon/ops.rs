@@ -31,7 +31,7 @@ impl From<CustodyError> for OpError {
             | "same_officer_twice"
             | "self_approval"
             | "not_the_requester" => ErrorCode::Forbidden,
-            "token" | "device_unavailable" => ErrorCode::Token,
+            "token_error" | "device_unavailable" => ErrorCode::Token,
             "ledger_unavailable" | "corrupt_record" => ErrorCode::Ledger,
             _ => ErrorCode::Refused,
         };
@@ -397,5 +397,34 @@ pub fn handle(
             ErrorCode::Internal,
             format!("{} is not a custody operation", other.name()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{TokenError, TransportError};
+
+    #[test]
+    fn card_failures_keep_the_token_code_so_the_cli_exits_3() {
+        let serial = Serial::new(10_000_001).expect("serial");
+        let pulled = CustodyError::Token {
+            serial,
+            source: Box::new(TokenError::Transport {
+                reader: "Yubico YubiKey OTP+FIDO+CCID 00 00".into(),
+                ins: 0xA2,
+                source: TransportError::ReaderGone {
+                    reader: "Yubico YubiKey OTP+FIDO+CCID 00 00".into(),
+                },
+            }),
+        };
+        let e = OpError::from(pulled);
+        assert_eq!(e.code, ErrorCode::Token);
+        assert_eq!(e.reason.as_deref(), Some("token_error"));
+        let absent = CustodyError::DeviceUnavailable {
+            serial,
+            reason: "not present".into(),
+        };
+        assert_eq!(OpError::from(absent).code, ErrorCode::Token);
     }
 }
