@@ -1,0 +1,733 @@
+//! The ceremonies end to end through the production path: a private pcscd with the vpcd driver,
+//! two `custody-emu` keys, a real `custodyd` and the `custody` binary. The enrolment and
+//! sign-in wizards run scripted (`--passphrase-fd`); a key pulled while its code is being
+//! computed fails cleanly; a daemon killed with SIGKILL in the middle of a sign-in resumes
+//! the request after the officers unseal it. Every test ends with `custody ledger verify`.
+//!
+//! Officers' second-factor codes come from the real clock, so a test may wait for a fresh
+//! 30-second step, and enrolment waits for the next step by design: each test takes up to a
+//! minute.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use support::{in_harness, wait_for_card, Emu};
+
+/// The provider's seed in these tests: the public RFC 6238 test seed.
+const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+const ACCOUNT: &str = "123456789012";
+const OFFICERS: [&str; 5] = ["alice", "bob", "carol", "frank", "grace"];
+
+fn unseal_pass(who: &str) -> String {
+    format!("{who}-Unseal-Phrase-1")
+}
+
+fn user_pass(who: &str) -> String {
+    format!("{who}-User-Phrase-9")
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn totp_at(base32: &str, step: u64) -> String {
+    let key = data_encoding::BASE32_NOPAD
+        .decode(base32.trim_end_matches('=').as_bytes())
+        .expect("base32");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, key)
+        .expect("totp")
+        .generate(step * 30)
+}
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.out)
+            .unwrap_or_else(|e| panic!("JSON ({e}): {}\n{}", self.out, self.err))
+    }
+}
+
+fn run_of(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A ledger, a custodyd on it, unsealed, five officers and an operator (dave).
+struct World {
+    dir: tempfile::TempDir,
+    ledger: PathBuf,
+    socket: PathBuf,
+    config: PathBuf,
+    daemon: Option<Child>,
+    seeds: BTreeMap<String, String>,
+    last_step: BTreeMap<String, u64>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
+impl World {
+    /// `custody ARGS` against the daemon, with `fd3` readable on descriptor 3 (passphrases,
+    /// wizard answers) and `fd4` on descriptor 4 (second-factor codes).
+    fn custody_cmd(&self, args: &[&str], fd3: &str, fd4: &str) -> Command {
+        let n = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let p3 = self.dir.path().join(format!(".fd3-{n}"));
+        let p4 = self.dir.path().join(format!(".fd4-{n}"));
+        std::fs::write(&p3, fd3).expect("fd3");
+        std::fs::write(&p4, fd4).expect("fd4");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"exec "$0" "$@" 3<"$FD3" 4<"$FD4""#)
+            .arg(env!("CARGO_BIN_EXE_custody"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .env("FD3", &p3)
+            .env("FD4", &p4)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn custody(&self, args: &[&str], fd3: &str) -> Run {
+        self.custody4(args, fd3, "")
+    }
+
+    fn custody4(&self, args: &[&str], fd3: &str, fd4: &str) -> Run {
+        run_of(
+            self.custody_cmd(args, fd3, fd4)
+                .output()
+                .expect("run custody"),
+        )
+    }
+
+    fn ok(&self, args: &[&str], fd3: &str) -> Run {
+        self.ok4(args, fd3, "")
+    }
+
+    fn ok4(&self, args: &[&str], fd3: &str, fd4: &str) -> Run {
+        let r = self.custody4(args, fd3, fd4);
+        assert_eq!(r.code, 0, "custody {args:?}:\n{}\n{}", r.out, r.err);
+        r
+    }
+
+    fn start_daemon(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("custodyd.log"))
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("start custodyd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&self.socket).is_err() {
+            assert!(Instant::now() < deadline, "custodyd never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.daemon = Some(child);
+    }
+
+    fn unseal(&self) {
+        for who in &OFFICERS[..2] {
+            self.ok(
+                &["unseal", "--officer", who, "--passphrase-fd", "3"],
+                &format!("{}\n", unseal_pass(who)),
+            );
+        }
+    }
+
+    /// Stops the daemon (SIGKILL) and verifies the ledger offline: hashes, links, checkpoints
+    /// and projections.
+    fn stop_and_verify(&mut self) -> Value {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let l = self.ledger.to_string_lossy().into_owned();
+        let r = self.ok(
+            &[
+                "--json",
+                "ledger",
+                "verify",
+                "--ledger",
+                &l,
+                "--officer",
+                "alice",
+                "--officer",
+                "bob",
+                "--passphrase-fd",
+                "3",
+            ],
+            &format!("{}\n{}\n", unseal_pass("alice"), unseal_pass("bob")),
+        );
+        r.json()
+    }
+
+    /// A second-factor code of `officer` the daemon accepts: the oldest acceptable step the
+    /// officer has not used yet (the previous step first, then the current one).
+    fn code(&mut self, officer: &str) -> String {
+        let current = now_secs() / 30;
+        let step = self
+            .last_step
+            .get(officer)
+            .map_or(current - 1, |l| (l + 1).max(current - 1));
+        assert!(
+            step <= current,
+            "{officer} already used both acceptable steps; the test must wait"
+        );
+        self.last_step.insert(officer.to_owned(), step);
+        totp_at(&self.seeds[officer], step)
+    }
+
+    /// Waits, when needed, so that at least `secs` seconds are left in the current step.
+    fn room_in_step(&self, secs: u64) {
+        let into = now_secs() % 30;
+        if 30 - into < secs {
+            std::thread::sleep(Duration::from_secs(30 - into + 1));
+        }
+    }
+
+    /// One officer's answers for a wizard: name, passphrase, code.
+    fn officer_lines(&mut self, who: &str) -> String {
+        format!("{who}\n{}\n{}\n", user_pass(who), self.code(who))
+    }
+}
+
+/// An emulated key whose touches are answered by the test: each touch request (on the
+/// emulator's standard error) is answered with Enter, until [`TouchKey::pull_at_next_touch`]:
+/// then the next request kills the emulator instead, as if the key were pulled out while it
+/// flashed.
+struct TouchKey {
+    child: Child,
+    pull: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pulled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TouchKey {
+    fn start(slot: u16, serial: u32) -> Self {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_custody-emu"))
+            .args(["--serial", &serial.to_string(), "--touch", "stdin"])
+            .args(["--vpcd", &support::vpcd_addr(slot)])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start custody-emu");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let stderr = child.stderr.take().expect("stderr");
+        let pid = rustix::process::Pid::from_child(&child);
+        let pull = Arc::new(AtomicBool::new(false));
+        let pulled = Arc::new(AtomicBool::new(false));
+        let (p, done) = (pull.clone(), pulled.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !line.contains("touch requested") {
+                    continue;
+                }
+                if p.load(Ordering::SeqCst) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    done.store(true, Ordering::SeqCst);
+                    break;
+                }
+                let _ = stdin.write_all(b"\n");
+                let _ = stdin.flush();
+            }
+        });
+        Self {
+            child,
+            pull,
+            pulled,
+        }
+    }
+
+    fn pull_at_next_touch(&self) {
+        self.pull.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn pulled(&self) -> bool {
+        self.pulled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for TouchKey {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shared setup, in one place: `custody init` with five keyring officers, custodyd started
+/// from its configuration file and unsealed by two of them, all five bootstrapped as custody
+/// officers, and dave added as an operator.
+fn world() -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = dir.path().join("ledger");
+    let socket = dir.path().join("custodyd.sock");
+    let config = dir.path().join("custody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ledger_dir = {ledger:?}\nsocket = {socket:?}\ntouch_timeout_secs = 10\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
+        ),
+    )
+    .expect("config");
+    let mut w = World {
+        dir,
+        ledger,
+        socket,
+        config,
+        daemon: None,
+        seeds: BTreeMap::new(),
+        last_step: BTreeMap::new(),
+    };
+    let l = w.ledger.to_string_lossy().into_owned();
+    let mut args = vec!["--json", "init", "--ledger", &l];
+    for o in OFFICERS {
+        args.extend(["--officer", o]);
+    }
+    args.extend([
+        "--passphrase-fd",
+        "3",
+        "--insecure-test-kdf-iterations",
+        "1000",
+    ]);
+    let pass: String = OFFICERS
+        .iter()
+        .map(|o| format!("{}\n", unseal_pass(o)))
+        .collect();
+    w.ok(&args, &pass);
+    w.start_daemon();
+    w.unseal();
+    for o in OFFICERS {
+        let r = w.ok(
+            &["--json", "user", "bootstrap", o, "--passphrase-fd", "3"],
+            &format!("{}\n", user_pass(o)),
+        );
+        let seed = r.json()["factor"]["base32"]
+            .as_str()
+            .expect("seed")
+            .to_owned();
+        w.seeds.insert(o.to_owned(), seed);
+    }
+    w.room_in_step(5);
+    let c = w.code("grace");
+    w.ok4(
+        &[
+            "user",
+            "add",
+            "dave",
+            "--role",
+            "operator",
+            "--by",
+            "grace",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n{}\n", user_pass("grace"), user_pass("dave")),
+        &format!("{c}\n"),
+    );
+    w
+}
+
+/// The enrolment wizard, scripted: the account registered, both keys registered, enrolled and
+/// checked in. Returns the wizard's JSON (the two codes for the provider).
+fn enrol_with_wizard(w: &mut World, primary: u32, backup: u32) -> Value {
+    // Everything before the enrolment's wait must happen in the step the codes were made in.
+    w.room_in_step(15);
+    let mut answers = String::new();
+    for who in ["alice", "bob", "carol", "frank", "grace"] {
+        answers.push_str(&w.officer_lines(who));
+    }
+    answers.push_str(&format!("{SEED}\n"));
+    // After the enrolment the step has moved on: these are current-step codes of officers
+    // who used only the previous one.
+    answers.push_str(&w.officer_lines("alice"));
+    answers.push_str("BAG-0001\n");
+    answers.push_str(&w.officer_lines("bob"));
+    answers.push_str("BAG-0002\n");
+    let p = primary.to_string();
+    let b = backup.to_string();
+    let r = w.custody(
+        &[
+            "--json",
+            "ceremony",
+            "enrol",
+            "--account",
+            ACCOUNT,
+            "--primary",
+            &p,
+            "--backup",
+            &b,
+            "--provider",
+            "aws",
+            "--alias",
+            "prod",
+            "--root-email",
+            "root@example.test",
+            "--credential",
+            "AWS:prod-root",
+            "--primary-location",
+            "safe A, shelf 1",
+            "--backup-location",
+            "safe B, shelf 1",
+            "--passphrase-fd",
+            "3",
+        ],
+        &answers,
+    );
+    assert_eq!(r.code, 0, "enrol wizard:\n{}\n{}", r.out, r.err);
+    assert_no_secret(&r);
+    assert!(r.err.contains("Touch each key"), "{}", r.err);
+    let v = r.json();
+    let first_step = v["enrolled"]["first_step"].as_u64().expect("first step");
+    assert_eq!(v["enrolled"]["first"], totp_at(SEED, first_step).as_str());
+    assert_eq!(
+        v["enrolled"]["second"],
+        totp_at(SEED, first_step + 1).as_str()
+    );
+    let devices = w.ok(&["--json", "device", "list"], "").json();
+    let states: Vec<&str> = devices["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| d["state"]["state"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(states.len(), 2, "{devices}");
+    v
+}
+
+/// No passphrase and no seed appears in a wizard's output.
+fn assert_no_secret(r: &Run) {
+    for o in OFFICERS.iter().chain(&["dave"]) {
+        for s in [user_pass(o), unseal_pass(o)] {
+            assert!(
+                !r.out.contains(&s) && !r.err.contains(&s),
+                "a passphrase was echoed"
+            );
+        }
+    }
+    assert!(
+        !r.out.contains(SEED) && !r.err.contains(SEED),
+        "the seed was echoed"
+    );
+}
+
+fn request_status(w: &World, id: &str) -> String {
+    w.ok(&["--json", "request", "show", id], "").json()["request"]["status"]
+        .as_str()
+        .expect("status")
+        .to_owned()
+}
+
+fn device_state(w: &World, serial: u32) -> Value {
+    w.ok(&["--json", "device", "show", &serial.to_string()], "")
+        .json()["device"]["state"]
+        .clone()
+}
+
+/// dave's request, approved by carol and frank through the plain commands.
+fn approved_request(w: &mut World) -> String {
+    w.room_in_step(8);
+    let r = w.ok(
+        &[
+            "--json",
+            "request",
+            "code",
+            "--account",
+            ACCOUNT,
+            "--task",
+            "change-root-password",
+            "--ticket",
+            "SEC-42",
+            "--reason",
+            "rotate the root password after the annual audit",
+            "--as",
+            "dave",
+            "--no-totp",
+            "--passphrase-fd",
+            "3",
+        ],
+        &format!("{}\n", user_pass("dave")),
+    );
+    let id = r.json()["request"]["id"].as_str().expect("id").to_owned();
+    for who in ["carol", "frank"] {
+        let c = w.code(who);
+        w.ok4(
+            &[
+                "approve",
+                &id,
+                "--as",
+                who,
+                "--passphrase-fd",
+                "3",
+                "--totp-fd",
+                "4",
+            ],
+            &format!("{}\n", user_pass(who)),
+            &format!("{c}\n"),
+        );
+    }
+    assert_eq!(request_status(w, &id), "approved");
+    id
+}
+
+#[test]
+fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
+    if !in_harness(
+        "pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code",
+        41700,
+        1,
+    ) {
+        return;
+    }
+    let _p = Emu::start(0, &["--serial", "10000201"]);
+    let _b = Emu::start(1, &["--serial", "10000202"]);
+    wait_for_card(0);
+    wait_for_card(1);
+    let mut w = world();
+    enrol_with_wizard(&mut w, 10_000_201, 10_000_202);
+    assert_eq!(device_state(&w, 10_000_201)["state"], "in_safe");
+
+    // The whole sign-in: request, two approvals, check-out, code, check-in.
+    w.room_in_step(10);
+    let mut answers = format!("dave\n{}\n", user_pass("dave"));
+    answers.push_str(&w.officer_lines("carol"));
+    answers.push_str(&w.officer_lines("frank"));
+    answers.push_str(&w.officer_lines("grace"));
+    answers.push_str("BAG-0001\n");
+    answers.push_str(&format!("{}\n", user_pass("dave")));
+    answers.push_str(&w.officer_lines("alice"));
+    answers.push_str("BAG-0003\n");
+    let r = w.custody(
+        &[
+            "--json",
+            "ceremony",
+            "sign-in",
+            "--account",
+            ACCOUNT,
+            "--task",
+            "change-root-password",
+            "--ticket",
+            "SEC-42",
+            "--reason",
+            "rotate the root password after the annual audit",
+            "--location",
+            "safe A, shelf 1",
+            "--passphrase-fd",
+            "3",
+        ],
+        &answers,
+    );
+    assert_eq!(r.code, 0, "sign-in wizard:\n{}\n{}", r.out, r.err);
+    assert_no_secret(&r);
+    assert!(r.err.contains("Touch key 10000201 now"), "{}", r.err);
+    assert!(
+        !r.err.contains("valid for"),
+        "no countdown without a terminal: {}",
+        r.err
+    );
+    let v = r.json();
+    let step = v["code"]["step"].as_u64().expect("step");
+    assert_eq!(v["code"]["code"], totp_at(SEED, step).as_str());
+    assert_eq!(v["code"]["device"], 10_000_201);
+    let id = v["code"]["request"].as_str().expect("request").to_owned();
+    assert_eq!(request_status(&w, &id), "released");
+    let state = device_state(&w, 10_000_201);
+    assert_eq!(state["state"], "in_safe", "{state}");
+    assert_eq!(state["seal"], "BAG-0003", "{state}");
+
+    let verified = w.stop_and_verify();
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[test]
+fn pcscd_key_pulled_during_code_exits_3_and_the_request_stays_issuing() {
+    if !in_harness(
+        "pcscd_key_pulled_during_code_exits_3_and_the_request_stays_issuing",
+        41710,
+        1,
+    ) {
+        return;
+    }
+    // The primary asks for each touch on its standard error and waits for Enter: touches are
+    // given until the key is to be pulled, which happens while it waits for the code's touch.
+    let primary = TouchKey::start(0, 10_000_301);
+    let _b = Emu::start(1, &["--serial", "10000302"]);
+    wait_for_card(0);
+    wait_for_card(1);
+    let mut w = world();
+    enrol_with_wizard(&mut w, 10_000_301, 10_000_302);
+    let id = approved_request(&mut w);
+    let c = w.code("grace");
+    w.ok4(
+        &[
+            "device",
+            "checkout",
+            "10000301",
+            "--seal",
+            "BAG-0001",
+            "--request",
+            &id,
+            "--as",
+            "grace",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n", user_pass("grace")),
+        &format!("{c}\n"),
+    );
+
+    primary.pull_at_next_touch();
+    let code = w
+        .custody_cmd(
+            &[
+                "code",
+                &id,
+                "--as",
+                "dave",
+                "--no-totp",
+                "--passphrase-fd",
+                "3",
+            ],
+            &format!("{}\n", user_pass("dave")),
+            "",
+        )
+        .spawn()
+        .expect("custody code");
+    let r = run_of(code.wait_with_output().expect("custody code"));
+    assert!(
+        primary.pulled(),
+        "the key was never asked for the code's touch"
+    );
+    assert_eq!(
+        r.code, 3,
+        "a pulled key is a card failure:\n{}\n{}",
+        r.out, r.err
+    );
+    assert!(r.out.is_empty(), "no code: {}", r.out);
+    assert!(r.err.contains("custodyd refused (token)"), "{}", r.err);
+    assert!(r.err.contains("10000301"), "names the device: {}", r.err);
+
+    // Defined state: the intent was recorded, no code was released, and none ever will be
+    // for this request.
+    assert_eq!(request_status(&w, &id), "issuing");
+    let again = w.custody(
+        &[
+            "code",
+            &id,
+            "--as",
+            "dave",
+            "--no-totp",
+            "--passphrase-fd",
+            "3",
+        ],
+        &format!("{}\n", user_pass("dave")),
+    );
+    assert_eq!(again.code, 1, "{}\n{}", again.out, again.err);
+    assert!(again.err.contains("already released"), "{}", again.err);
+    let verified = w.stop_and_verify();
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[test]
+fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
+    if !in_harness(
+        "pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal",
+        41720,
+        1,
+    ) {
+        return;
+    }
+    let _p = Emu::start(0, &["--serial", "10000401"]);
+    let _b = Emu::start(1, &["--serial", "10000402"]);
+    wait_for_card(0);
+    wait_for_card(1);
+    let mut w = world();
+    enrol_with_wizard(&mut w, 10_000_401, 10_000_402);
+    let id = approved_request(&mut w);
+
+    // SIGKILL after the approvals, before the check-out and the code; then a new daemon on the
+    // same ledger starts sealed.
+    let mut d = w.daemon.take().expect("daemon");
+    d.kill().expect("SIGKILL");
+    d.wait().expect("reaped");
+    w.start_daemon();
+    let s = w.ok(&["--json", "status"], "").json();
+    assert_eq!(s["status"]["sealed"], true, "{s}");
+    w.unseal();
+    assert_eq!(request_status(&w, &id), "approved");
+
+    // The sign-in wizard resumes the request: no new request, no new approval.
+    w.room_in_step(8);
+    let mut answers = w.officer_lines("grace");
+    answers.push_str("BAG-0001\n");
+    answers.push_str(&format!("{}\n", user_pass("dave")));
+    let r = w.custody(
+        &[
+            "--json",
+            "ceremony",
+            "sign-in",
+            "--request",
+            &id,
+            "--no-checkin",
+            "--passphrase-fd",
+            "3",
+        ],
+        &answers,
+    );
+    assert_eq!(r.code, 0, "resumed sign-in:\n{}\n{}", r.out, r.err);
+    assert!(
+        r.err.contains(&format!("Resuming {id} (approved")),
+        "{}",
+        r.err
+    );
+    let v = r.json();
+    let step = v["code"]["step"].as_u64().expect("step");
+    assert_eq!(v["code"]["code"], totp_at(SEED, step).as_str());
+    assert_eq!(request_status(&w, &id), "released");
+    assert_eq!(device_state(&w, 10_000_401)["state"], "checked_out");
+    let verified = w.stop_and_verify();
+    assert_eq!(verified["ok"], true, "{verified}");
+}
