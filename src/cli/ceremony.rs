@@ -664,33 +664,51 @@ fn show_code(code: &Secret, seconds: u64, request: &str, device: u32) -> Result<
         return Ok(());
     }
     let ansi = std::env::var("TERM").map_or(true, |t| t != "dumb");
-    let start = Instant::now();
-    let end = start + Duration::from_secs(seconds);
     writeln!(out, "Code for {request} (device {device}):").map_err(io)?;
+    countdown(
+        &mut out,
+        code,
+        Duration::from_secs(seconds),
+        ansi,
+        Duration::from_secs(1),
+    )
+    .map_err(io)
+}
+
+/// Draws `code` on one line rewritten every `tick` with the whole seconds left until
+/// `validity` has passed, then erases that line (ANSI erase-line, or spaces without ANSI).
+fn countdown(
+    out: &mut impl Write,
+    code: &Secret,
+    validity: Duration,
+    ansi: bool,
+    tick: Duration,
+) -> std::io::Result<()> {
+    let end = Instant::now() + validity;
     loop {
         let now = Instant::now();
-        let left = end.saturating_duration_since(now).as_secs();
         if now >= end {
             break;
         }
+        let left = end
+            .saturating_duration_since(now)
+            .as_millis()
+            .div_ceil(1000);
         write!(
             out,
             "\r    {}    valid for {left:>2} more second(s) ",
             code.expose()
-        )
-        .map_err(io)?;
-        out.flush().map_err(io)?;
-        let tick = Duration::from_secs(1).min(end.saturating_duration_since(now));
-        std::thread::sleep(tick);
+        )?;
+        out.flush()?;
+        std::thread::sleep(tick.min(end.saturating_duration_since(now)));
     }
     if ansi {
-        // Erase the line holding the code.
-        write!(out, "\r\x1b[2K").map_err(io)?;
+        write!(out, "\r\x1b[2K")?;
     } else {
-        write!(out, "\r{:60}\r", "").map_err(io)?;
+        write!(out, "\r{:60}\r", "")?;
     }
-    writeln!(out, "The code has expired and was cleared from the screen.").map_err(io)?;
-    Ok(())
+    writeln!(out, "The code has expired and was cleared from the screen.")?;
+    out.flush()
 }
 
 /// The enrolment ceremony ([docs/runbooks/enrolment.md]).
@@ -866,4 +884,67 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
     }
     room.say("Enrolment ceremony done. Fill in the sign-off sheet.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(ansi: bool) -> String {
+        let code = Secret::new(Zeroizing::new("123456".to_owned()));
+        let mut out = Vec::new();
+        countdown(
+            &mut out,
+            &code,
+            Duration::from_millis(250),
+            ansi,
+            Duration::from_millis(100),
+        )
+        .expect("written");
+        String::from_utf8(out).expect("text")
+    }
+
+    #[test]
+    fn the_countdown_rewrites_one_line_then_erases_the_code() {
+        let text = frames(true);
+        // One line: frames separated by carriage returns, never a new line before the end.
+        let (drawn, last) = text.rsplit_once("\x1b[2K").expect("erased");
+        assert!(!drawn.contains('\n'), "{text:?}");
+        assert!(
+            drawn
+                .matches("\r    123456    valid for  1 more second(s) ")
+                .count()
+                >= 2,
+            "{text:?}"
+        );
+        assert_eq!(
+            last,
+            "The code has expired and was cleared from the screen.\n"
+        );
+        assert!(!last.contains("123456"));
+        // Without ANSI the line is overwritten with spaces.
+        let text = frames(false);
+        let (_, last) = text
+            .rsplit_once(&format!("\r{:60}\r", ""))
+            .expect("blanked");
+        assert!(!last.contains("123456"), "{text:?}");
+    }
+
+    #[test]
+    fn the_countdown_counts_whole_seconds_down() {
+        let code = Secret::new(Zeroizing::new("654321".to_owned()));
+        let mut out = Vec::new();
+        countdown(
+            &mut out,
+            &code,
+            Duration::from_millis(1100),
+            true,
+            Duration::from_millis(500),
+        )
+        .expect("written");
+        let text = String::from_utf8(out).expect("text");
+        assert!(text.contains("valid for  2 more"), "{text:?}");
+        assert!(text.contains("valid for  1 more"), "{text:?}");
+        assert!(!text.contains("valid for  0 more"), "{text:?}");
+    }
 }
