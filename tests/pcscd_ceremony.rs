@@ -298,6 +298,11 @@ impl Drop for TouchKey {
 /// from its configuration file and unsealed by two of them, all five bootstrapped as custody
 /// officers, and dave added as an operator.
 fn world() -> World {
+    world_with_touch_timeout(10)
+}
+
+/// [`world`] with `touch_timeout_secs` set in custodyd's configuration.
+fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger = dir.path().join("ledger");
     let socket = dir.path().join("custodyd.sock");
@@ -305,7 +310,7 @@ fn world() -> World {
     std::fs::write(
         &config,
         format!(
-            "ledger_dir = {ledger:?}\nsocket = {socket:?}\ntouch_timeout_secs = 10\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
+            "ledger_dir = {ledger:?}\nsocket = {socket:?}\ntouch_timeout_secs = {touch_timeout_secs}\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
         ),
     )
     .expect("config");
@@ -728,6 +733,75 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     assert_eq!(v["code"]["code"], totp_at(SEED, step).as_str());
     assert_eq!(request_status(&w, &id), "released");
     assert_eq!(device_state(&w, 10_000_401)["state"], "checked_out");
+    let verified = w.stop_and_verify();
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[test]
+fn pcscd_a_touch_that_never_comes_fails_with_touch_timeout() {
+    if !in_harness(
+        "pcscd_a_touch_that_never_comes_fails_with_touch_timeout",
+        41730,
+        1,
+    ) {
+        return;
+    }
+    // The primary's touch never comes (it would answer after ten minutes).
+    let _p = Emu::start(0, &["--serial", "10000501", "--touch", "delay=600000"]);
+    let _b = Emu::start(1, &["--serial", "10000502"]);
+    wait_for_card(0);
+    wait_for_card(1);
+    let mut w = world_with_touch_timeout(2);
+    w.room_in_step(15);
+    let mut answers = String::new();
+    for who in ["alice", "bob", "carol", "frank", "grace"] {
+        answers.push_str(&w.officer_lines(who));
+    }
+    answers.push_str(&format!("{SEED}\n"));
+    let started = Instant::now();
+    let r = w.custody(
+        &[
+            "ceremony",
+            "enrol",
+            "--account",
+            ACCOUNT,
+            "--primary",
+            "10000501",
+            "--backup",
+            "10000502",
+            "--provider",
+            "aws",
+            "--alias",
+            "prod",
+            "--root-email",
+            "root@example.test",
+            "--credential",
+            "AWS:prod-root",
+            "--passphrase-fd",
+            "3",
+        ],
+        &answers,
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        r.code, 3,
+        "a missing touch is a card failure:\n{}\n{}",
+        r.out, r.err
+    );
+    assert!(
+        r.err.contains("custodyd refused (token): device 10000501")
+            && r.err.contains("was not touched within touch_timeout_secs"),
+        "{}",
+        r.err
+    );
+    assert!(
+        took < Duration::from_secs(25),
+        "bounded by the 2 s touch timeout, not the key: {took:?}"
+    );
+    // Nothing was enrolled, and custodyd still answers.
+    for serial in [10_000_501, 10_000_502] {
+        assert_eq!(device_state(&w, serial)["state"], "registered");
+    }
     let verified = w.stop_and_verify();
     assert_eq!(verified["ok"], true, "{verified}");
 }

@@ -2,6 +2,8 @@
 //! edge, people authenticate with the connection's uid added, and the [`Custody`] facade
 //! decides. Its refusals keep their own code (`reason` on the wire).
 
+use std::time::Duration;
+
 use super::access::{LazyPcscAccess, PcscAccess};
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
@@ -31,7 +33,7 @@ impl From<CustodyError> for OpError {
             | "same_officer_twice"
             | "self_approval"
             | "not_the_requester" => ErrorCode::Forbidden,
-            "token_error" | "device_unavailable" => ErrorCode::Token,
+            "token_error" | "device_unavailable" | "touch_timeout" => ErrorCode::Token,
             "ledger_unavailable" | "corrupt_record" => ErrorCode::Ledger,
             _ => ErrorCode::Refused,
         };
@@ -79,8 +81,8 @@ fn pair(c: &mut Custody, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Ses
     }
 }
 
-fn pcsc(allowed: &[String]) -> Result<PcscAccess, OpError> {
-    PcscAccess::new(allowed.to_vec())
+fn pcsc(allowed: &[String], touch_timeout: Duration) -> Result<PcscAccess, OpError> {
+    PcscAccess::new(allowed.to_vec(), touch_timeout)
         .map_err(|e| OpError::new(ErrorCode::Token, format!("pcscd: {e}")))
 }
 
@@ -88,12 +90,15 @@ fn request_id(s: &str) -> Result<RequestId, OpError> {
     RequestId::parse(s).map_err(OpError::from)
 }
 
-/// Handles one custody operation (the daemon holds the lock and an unsealed service).
+/// Handles one custody operation (the daemon holds the lock and an unsealed service). Devices
+/// are opened only in `allowed` readers, and a device that does not answer within
+/// `touch_timeout` (nobody touched it) fails the operation with `touch_timeout`.
 pub fn handle(
     c: &mut Custody,
     op: Op,
     peer: &PeerCred,
     allowed: &[String],
+    touch_timeout: Duration,
 ) -> Result<Reply, OpError> {
     match op {
         Op::BootstrapOfficer { user, passphrase } => {
@@ -204,7 +209,7 @@ pub fn handle(
                 "backup" => DeviceRole::Backup,
                 other => return Err(bad("role", format!("{other:?} is not primary or backup"))),
             };
-            let mut access = pcsc(allowed)?;
+            let mut access = pcsc(allowed, touch_timeout)?;
             Ok(Reply::Device(c.register_device(
                 &s,
                 &mut access,
@@ -235,7 +240,7 @@ pub fn handle(
                 overwrite,
             };
             drop(seed);
-            let mut access = pcsc(allowed)?;
+            let mut access = pcsc(allowed, touch_timeout)?;
             let codes = c.enrol(a, b, &mut access, enrolment)?;
             Ok(Reply::Enrolled {
                 first: Secret::new(codes.first.as_str().to_owned().into()),
@@ -266,7 +271,7 @@ pub fn handle(
             location,
         } => {
             let s = session(c, by, peer)?;
-            let mut access = pcsc(allowed)?;
+            let mut access = pcsc(allowed, touch_timeout)?;
             Ok(Reply::Device(c.check_in(
                 &s,
                 &mut access,
@@ -278,7 +283,7 @@ pub fn handle(
         Op::Code { by, request } => {
             let id = request_id(&request)?;
             let s = session(c, by, peer)?;
-            let mut access = pcsc(allowed)?;
+            let mut access = pcsc(allowed, touch_timeout)?;
             let r = c.release_code(&s, &id, &mut access)?;
             Ok(Reply::Code {
                 request: r.request.to_string(),
@@ -371,7 +376,7 @@ pub fn handle(
                 })
                 .collect::<Result<Vec<_>, CustodyError>>()?;
             let s = session(c, by, peer)?;
-            let mut access = LazyPcscAccess::new(allowed.to_vec());
+            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
             Ok(Reply::Audit(c.inventory_audit(
                 &s,
                 &mut access,
