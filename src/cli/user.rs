@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::client::{call, print_reply, PairArgs, SecretLines};
-use super::ledger::finish;
+use super::exit;
+use super::ledger::{finish, Failure};
 use crate::daemon::protocol::{Auth, Op, Reply};
 
 /// `custody user` subcommands.
@@ -127,6 +128,13 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     )?
                 }
                 UserCommand::Add(a) => {
+                    let distinct: std::collections::BTreeSet<&String> = a.by.iter().collect();
+                    if a.roles.iter().any(|r| r == "officer") && distinct.len() < 2 {
+                        return Err(Failure::new(
+                            exit::USAGE,
+                            "adding an officer needs two different officers: give --by twice",
+                        ));
+                    }
                     let mut pass = SecretLines::new(a.passphrase_fd)?;
                     let mut codes = SecretLines::new(a.totp_fd)?;
                     let mut by = Vec::new();
