@@ -180,7 +180,13 @@ const RETRYABLE: &[&str] = &[
     "factor_code_reused",
     "factor_code_required",
     "invalid_input",
+    "unknown_task",
+    "unknown_account",
+    "seal_reused",
 ];
+
+/// Refusals of a request's typed fields (account, task, ticket, reason).
+const FIELD_REFUSALS: &[&str] = &["invalid_input", "unknown_task", "unknown_account"];
 
 impl Room {
     fn new(socket: &Path, json: bool, fd: Option<u32>) -> Result<Self, Failure> {
@@ -425,6 +431,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
         None => {
             room.say("\nStep 1: the requester asks for the code.");
             let mut fields = [a.account, a.task, a.ticket, a.reason];
+            let given = fields.clone().map(|f| f.is_some());
             let rec = room.attempt(|room| {
                 let by = room
                     .person("Requester (the operator who will sign in)")
@@ -448,9 +455,15 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
                     ticket,
                     reason,
                 });
-                if r.is_err() && room.interactive() {
-                    // Let a mistyped field be typed again.
-                    fields = [None, None, None, None];
+                if let Err((_, Some(reason))) = &r {
+                    if FIELD_REFUSALS.contains(&reason.as_str()) {
+                        // Let the typed fields (not the options) be typed again.
+                        for (field, given) in fields.iter_mut().zip(given) {
+                            if !given {
+                                *field = None;
+                            }
+                        }
+                    }
                 }
                 r
             })?;
