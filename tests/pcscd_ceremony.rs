@@ -2,7 +2,9 @@
 //! two `custody-emu` keys, a real `custodyd` and the `custody` binary. The enrolment and
 //! sign-in wizards run scripted (`--passphrase-fd`); a key pulled while its code is being
 //! computed fails cleanly; a daemon killed with SIGKILL in the middle of a sign-in resumes
-//! the request after the officers unseal it. Every test ends with `custody ledger verify`.
+//! the request after the officers unseal it, with the wizard at a terminal drawing the code's
+//! countdown and erasing it; a touch that never comes fails with `touch_timeout`. Every test
+//! ends with `custody ledger verify`.
 //!
 //! Officers' second-factor codes come from the real clock, so a test may wait for a fresh
 //! 30-second step, and enrolment waits for the next step by design: each test takes up to a
@@ -10,6 +12,7 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,7 @@ use support::daemon::{
     device_state, now_secs, request_status, run_of, totp_at, unseal_pass, user_pass, world,
     world_with_touch_timeout, Run, World, ACCOUNT, OFFICERS, SEED,
 };
+use support::tty::Terminal;
 use support::{in_harness, wait_for_card, Emu};
 
 /// An emulated key whose touches are answered by the test: each touch request (on the
@@ -244,7 +248,6 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
     answers.push_str("BAG-0003\n");
     let r = w.custody(
         &[
-            "--json",
             "ceremony",
             "sign-in",
             "--account",
@@ -262,19 +265,39 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
         ],
         &answers,
     );
+    let after = now_secs() / 30;
     assert_eq!(r.code, 0, "sign-in wizard:\n{}\n{}", r.out, r.err);
     assert_no_secret(&r);
     assert!(r.err.contains("Touch key 10000201 now"), "{}", r.err);
+    // Without a terminal: the results on standard output, the code and its validity once, no
+    // countdown.
     assert!(
         !r.out.contains('\r') && !r.err.contains('\r'),
         "no countdown without a terminal: {:?}",
         r.out
     );
-    let v = r.json();
-    let step = v["code"]["step"].as_u64().expect("step");
-    assert_eq!(v["code"]["code"], totp_at(SEED, step).as_str());
-    assert_eq!(v["code"]["device"], 10_000_201);
-    let id = v["code"]["request"].as_str().expect("request").to_owned();
+    let id = r
+        .out
+        .lines()
+        .find_map(|l| l.strip_prefix("request "))
+        .expect("the request id")
+        .to_owned();
+    let line = r
+        .out
+        .lines()
+        .find(|l| l.starts_with(&format!("Code for {id} (device 10000201): ")))
+        .unwrap_or_else(|| panic!("no code line: {}", r.out));
+    let code = line.rsplit(' ').next().expect("code");
+    assert!(
+        [after, after - 1].iter().any(|s| totp_at(SEED, *s) == code),
+        "{code} is not the seed's code of this step or the previous one"
+    );
+    assert!(
+        r.out.contains("more second(s); it is shown once."),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("device 10000201: in_safe"), "{}", r.out);
     assert_eq!(request_status(&w, &id), "released");
     let state = device_state(&w, 10_000_201);
     assert_eq!(state["state"], "in_safe", "{state}");
@@ -403,47 +426,68 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     w.unseal();
     assert_eq!(request_status(&w, &id), "approved");
 
-    // The sign-in wizard resumes the request: no new request, no new approval.
+    // The sign-in wizard resumes the request at a terminal: no new request, no new approval;
+    // the code is drawn with a countdown and erased when it expires.
     w.room_in_step(8);
-    let mut answers = w.officer_lines("grace");
-    answers.push_str("BAG-0001\n");
-    answers.push_str(&format!("{}\n", user_pass("dave")));
-    let r = w.custody(
+    let (mut t, mut child) = Terminal::spawn(
+        env!("CARGO_BIN_EXE_custody"),
         &[
-            "ceremony",
-            "sign-in",
-            "--request",
-            &id,
-            "--no-checkin",
-            "--passphrase-fd",
-            "3",
+            OsStr::new("--socket"),
+            w.socket.as_os_str(),
+            OsStr::new("ceremony"),
+            OsStr::new("sign-in"),
+            OsStr::new("--request"),
+            OsStr::new(&id),
+            OsStr::new("--no-checkin"),
         ],
-        &answers,
     );
+    t.expect(&format!("Resuming {id} (approved"));
+    t.expect("Hand the keyboard to the custodian officer: name: ");
+    t.type_line("grace");
+    t.expect("Passphrase of grace (hidden): ");
+    t.type_line(&user_pass("grace"));
+    t.expect("Second-factor code of grace, from their authenticator (hidden): ");
+    let c = w.code("grace");
+    t.type_line(&c);
+    t.expect("Seal number on the bag of key 10000401: ");
+    t.type_line("BAG-0001");
+    t.expect("Press Enter when the key is inserted. [Enter] ");
+    t.type_line("");
+    t.expect("Passphrase of dave (hidden): ");
+    t.type_line(&user_pass("dave"));
+    t.expect("Touch key 10000401 now");
+    t.expect(&format!("Code for {id} (device 10000401):"));
     let after = now_secs() / 30;
-    assert_eq!(r.code, 0, "resumed sign-in:\n{}\n{}", r.out, r.err);
+    t.expect("more second(s) ");
+    t.expect_within("The code has expired and was cleared from the screen.", 40);
+    let status = child.wait().expect("wizard");
+    assert_eq!(status.code(), Some(0), "{}", t.all());
+    let screen = t.all();
+    let shown = screen
+        .split("\r    ")
+        .nth(1)
+        .and_then(|f| f.get(..6))
+        .unwrap_or_else(|| panic!("no countdown frame:\n{screen:?}"))
+        .to_owned();
     assert!(
-        r.err.contains(&format!("Resuming {id} (approved")),
-        "{}",
-        r.err
+        [after, after - 1]
+            .iter()
+            .any(|s| totp_at(SEED, *s) == shown),
+        "{shown} is not the seed's code of this step or the previous one"
     );
-    // Without a terminal: the code and its validity once, no countdown.
-    assert!(!r.out.contains('\r'), "{:?}", r.out);
-    let line = r
-        .out
-        .lines()
-        .find(|l| l.starts_with(&format!("Code for {id} (device 10000401): ")))
-        .unwrap_or_else(|| panic!("no code line: {}", r.out));
-    let code = line.rsplit(' ').next().expect("code");
+    // Each frame rewrites the line; after the last one the line is erased, and the code is
+    // never shown again.
     assert!(
-        [after, after - 1].iter().any(|s| totp_at(SEED, *s) == code),
-        "{code} is not the seed's code of this step or the previous one"
+        screen
+            .matches(&format!("\r    {shown}    valid for"))
+            .count()
+            >= 1
     );
-    assert!(
-        r.out.contains("more second(s); it is shown once."),
-        "{}",
-        r.out
-    );
+    let (_, after_erase) = screen.rsplit_once("\r\x1b[2K").expect("the line is erased");
+    assert!(!after_erase.contains(&shown), "{screen:?}");
+    for secret in [user_pass("grace"), user_pass("dave"), c] {
+        assert!(!screen.contains(&secret), "a secret was echoed");
+    }
     assert_eq!(request_status(&w, &id), "released");
     assert_eq!(device_state(&w, 10_000_401)["state"], "checked_out");
     let verified = w.stop_and_verify();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod tty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
