@@ -14,7 +14,7 @@ use support::tty::Terminal;
 #[test]
 fn sign_in_wizard_at_a_terminal_never_echoes_a_secret() {
     let mut w = world();
-    w.room_in_step(12);
+    w.room_in_step(5);
     let c = w.code("alice");
     w.ok4(
         &[
