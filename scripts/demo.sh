@@ -6,10 +6,12 @@
 # Inside a private pcscd (scripts/with-pcscd.sh, two vpcd slots) it starts two emulated
 # YubiKeys (hsm-fixtures/primary.toml and backup.toml, touch answered automatically) and a
 # custodyd on a temporary directory, then: genesis with two officers, unseal, the officers'
-# second factors, a third officer, an operator and an auditor, an AWS account, both keys
-# registered and enrolled, sealed into the safe, a code request, a refused self-approval, two
-# approvals, check-out with the seal matched, the code (checked against oathtool), check-in
-# under a new seal, an export and its offline verification.
+# enrolment (each proving their keyring passphrase; another officer's is refused) and second
+# factors, a third officer, an operator and an auditor, an AWS account, both keys registered
+# and enrolled, sealed into the safe, a code request, a refused self-approval, two approvals,
+# check-out with the seal matched, the code (checked against oathtool), check-in under a new
+# seal, an export and its offline verification, and the seal by an officer (an operator's is
+# refused).
 #
 # --keep DIR keeps everything in DIR (created if missing) and writes DIR/summary.json.
 # Every process the demo starts is stopped when it ends. Needs root, pcscd, vsmartcard-vpcd,
@@ -118,9 +120,16 @@ run unseal --officer alice --passphrase-fd 3 3<<<"$P_ALICE"
 run unseal --officer bob --passphrase-fd 3 3<<<"$P_BOB"
 run status
 
-say "Alice and bob enrol as custody officers and load their personal second factors"
-S_ALICE=$(run --json user bootstrap alice --passphrase-fd 3 3<<<"$U_ALICE" | jq -r .factor.base32)
-S_BOB=$(run --json user bootstrap bob --passphrase-fd 3 3<<<"$U_BOB" | jq -r .factor.base32)
+say "Alice and bob enrol as custody officers (each proves their keyring passphrase) and load their second factors"
+if run user bootstrap alice --passphrase-fd 3 \
+        3< <(printf '%s\n%s\n%s\n' "$P_BOB" "$U_ALICE" "$U_ALICE") >/dev/null 2>&1; then
+    echo "demo: bob's keyring passphrase enrolled alice" >&2; exit 1
+fi
+echo "   bob's keyring passphrase does not enrol alice: refused and recorded"
+S_ALICE=$(run --json user bootstrap alice --passphrase-fd 3 \
+    3< <(printf '%s\n%s\n%s\n' "$P_ALICE" "$U_ALICE" "$U_ALICE") | jq -r .factor.base32)
+S_BOB=$(run --json user bootstrap bob --passphrase-fd 3 \
+    3< <(printf '%s\n%s\n%s\n' "$P_BOB" "$U_BOB" "$U_BOB") | jq -r .factor.base32)
 echo "   (seeds shown once; the demo's authenticators keep them)"
 
 settle
@@ -224,8 +233,12 @@ export_path="$work/export.jsonl"
 run export --out "$export_path"
 "$bin/custody" audit verify "$export_path" --pubkey "$pubkey"
 
-say "Officers seal custodyd; it stops on SIGTERM"
-run seal --actor alice
+say "Officer carol seals custodyd (passphrase and second factor); it stops on SIGTERM"
+if run seal --as dave --no-totp --passphrase-fd 3 3<<<"$U_DAVE" >/dev/null 2>&1; then
+    echo "demo: an operator sealed the daemon" >&2; exit 1
+fi
+echo "   operator dave may not seal: refused, custodyd stays unsealed"
+run seal --as carol --passphrase-fd 3 --totp-fd 4 3<<<"$U_CAROL" 4<<<"$(totp "$S_CAROL" 0)"
 kill -TERM "${pids[2]}"; wait "${pids[2]}" || true
 
 if [ -n "$keep" ]; then

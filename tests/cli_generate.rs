@@ -1,5 +1,6 @@
-//! `custody completions SHELL` and `custody man`: generated from the CLI's own definitions,
-//! and needing no daemon (a socket that does not exist is never opened).
+//! `custody completions SHELL`, `custody man` and `custody generate-docs`: generated from the
+//! CLI's own definitions, and needing no daemon (a socket that does not exist is never opened).
+//! `docs/cli.md` must be exactly what `custody generate-docs` prints.
 
 use std::process::Command;
 
@@ -51,4 +52,49 @@ fn cli_man_is_roff() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v["name"], "custody.1");
     assert!(v["content"].as_str().expect("content").contains(".TH"));
+}
+
+#[test]
+fn docs_cli_md_is_generated_from_the_cli_definitions() {
+    let (code, generated, err) = custody(&["generate-docs"]);
+    assert_eq!(code, 0, "{err}");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+    let on_disk = std::fs::read_to_string(&path).expect("docs/cli.md");
+    if on_disk != generated {
+        let line = on_disk
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| on_disk.lines().count().min(generated.lines().count()));
+        panic!(
+            "docs/cli.md differs from the CLI definitions (first at line {}: {:?} on disk, {:?} generated).\n\
+             Regenerate it with `make docs` (or `cargo run --bin custody -- generate-docs > docs/cli.md`); \
+             hand-written prose goes in src/cli/cli_header.md.",
+            line + 1,
+            on_disk.lines().nth(line).unwrap_or("(end of file)"),
+            generated.lines().nth(line).unwrap_or("(end of file)"),
+        );
+    }
+    // Every command and its examples are in it, and the hand-written prose is kept.
+    for want in [
+        "### `custody audit report`",
+        "### `custody user bootstrap`",
+        "### `custody device checkout`",
+        "| `--pubkey <KEY>` |",
+        "custody completions bash > /etc/bash_completion.d/custody",
+        "## Exit statuses",
+        "## Commands that talk to `custodyd`",
+        "Secrets (passphrases, seeds) are never taken from the command line",
+    ] {
+        assert!(generated.contains(want), "{want} in docs/cli.md");
+    }
+    assert!(
+        !generated.contains("generate-docs`\n"),
+        "the hidden command is not documented"
+    );
+    let (code, out, err) = custody(&["--json", "generate-docs"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["name"], "cli.md");
+    assert_eq!(v["content"], generated.as_str());
 }

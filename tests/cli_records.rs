@@ -153,10 +153,10 @@ fn unsealed_with_officers() -> (Daemon, String, String) {
         assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     }
     let mut seeds = Vec::new();
-    for (who, pass) in [("alice", ALICE_USER), ("bob", BOB_USER)] {
+    for (who, keyring, pass) in [("alice", ALICE, ALICE_USER), ("bob", BOB, BOB_USER)] {
         let r = d.run(
             &["--json", "user", "bootstrap", who, "--passphrase-fd", "0"],
-            &format!("{pass}\n"),
+            &format!("{keyring}\n{pass}\n{pass}\n"),
         );
         assert_eq!(r.code, 0, "{}{}", r.out, r.err);
         seeds.push(

@@ -34,6 +34,51 @@ fn custody(args: &[&str], stdin: &str) -> (i32, String, String) {
     )
 }
 
+/// Runs `custody` with `stdin` and with `fd3` readable on file descriptor 3.
+fn custody_fd3(args: &[&str], stdin: &str, fd3: &str, tmp: &Path) -> (i32, String, String) {
+    let p3 = tmp.join("fd3");
+    std::fs::write(&p3, fd3).expect("fd3 file");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$0" "$@" 3<"$FD3""#)
+        .arg(env!("CARGO_BIN_EXE_custody"))
+        .args(args)
+        .env("FD3", &p3)
+        .env_remove("CUSTODY_SOCKET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run custody");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("custody output");
+    let _ = std::fs::remove_file(&p3);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The current TOTP code of a base32 seed.
+fn totp_now(base32: &str) -> String {
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(base32.trim_end_matches('=').as_bytes())
+        .expect("base32 seed");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
+        .expect("totp")
+        .generate(now / 30 * 30)
+}
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -149,10 +194,108 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
         assert!(!text.contains(secret));
     }
 
-    let (code, out, _) = custody(&["--socket", &s, "seal", "--actor", "alice"], "");
+    // Bootstrap: the unseal passphrase, then the new custody passphrase twice.
+    const ALICE_USER: &str = "alice-User-Phrase-9";
+    let bootstrap = |lines: &str| {
+        custody(
+            &[
+                "--socket",
+                &s,
+                "user",
+                "bootstrap",
+                "alice",
+                "--passphrase-fd",
+                "0",
+            ],
+            lines,
+        )
+    };
+    let mut shown = String::new();
+    let (code, out, err) = bootstrap(&format!("{BOB}\n{ALICE_USER}\n{ALICE_USER}\n"));
+    assert_eq!(
+        code, 1,
+        "bob's keyring passphrase does not make alice: {out}{err}"
+    );
+    assert!(err.contains("keyring passphrase"), "{err}");
+    shown.push_str(&(out + &err));
+    let (code, out, err) = bootstrap(&format!("{ALICE}\n{ALICE_USER}\nalice-User-Phrase-8\n"));
+    assert_eq!(code, 2, "the two new passphrases differ: {out}{err}");
+    assert!(err.contains("differ"), "{err}");
+    shown.push_str(&(out + &err));
+    let (code, out, err) = bootstrap(&format!("{ALICE}\n{ALICE_USER}\n"));
+    assert_eq!(code, 2, "a missing line is named: {out}{err}");
+    assert!(err.contains("again"), "{err}");
+    shown.push_str(&(out + &err));
+    for secret in [ALICE, BOB, ALICE_USER, "alice-User-Phrase-8"] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+    }
+    let (code, out, err) = custody(
+        &[
+            "--socket",
+            &s,
+            "--json",
+            "user",
+            "bootstrap",
+            "alice",
+            "--passphrase-fd",
+            "0",
+        ],
+        &format!("{ALICE}\n{ALICE_USER}\n{ALICE_USER}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let seed = serde_json::from_str::<serde_json::Value>(&out).expect("json")["factor"]["base32"]
+        .as_str()
+        .expect("seed")
+        .to_owned();
+    let (code, out, err) = bootstrap(&format!("{ALICE}\n{ALICE_USER}\n{ALICE_USER}\n"));
+    assert_eq!(code, 1, "only once: {out}{err}");
+    assert!(err.contains("already exists"), "{err}");
+    // The refusal is in the ledger.
+    let export2 = dir.path().join("export2.jsonl");
+    let e2 = export2.to_string_lossy().into_owned();
+    let (code, _, err) = custody(&["--socket", &s, "export", "--out", &e2], "");
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&export2).expect("export");
+    assert!(
+        text.lines().any(|l| l.contains("custody.refused")
+            && l.contains("wrong_keyring_passphrase")
+            && l.contains("bootstrap_officer")),
+        "{text}"
+    );
+    for secret in [ALICE, BOB, ALICE_USER] {
+        assert!(!text.contains(secret));
+    }
+
+    // Seal: refused without valid officer credentials, and the daemon stays unsealed.
+    let seal = |pass: &str, code: &str| {
+        custody_fd3(
+            &[
+                "--socket",
+                &s,
+                "seal",
+                "--as",
+                "alice",
+                "--passphrase-fd",
+                "0",
+                "--totp-fd",
+                "3",
+            ],
+            &format!("{pass}\n"),
+            &format!("{code}\n"),
+            dir.path(),
+        )
+    };
+    let (code, out, err) = seal("Wrong-Alice-Phrase-1", &totp_now(&seed));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("Wrong-Alice-Phrase-1") && !out.contains("Wrong-Alice-Phrase-1"));
+    let (code, out, _) = custody(&["--socket", &s, "status"], "");
     assert_eq!(code, 0);
+    assert!(out.contains("UNSEALED"), "still unsealed: {out}");
+    let (code, out, err) = seal(ALICE_USER, &totp_now(&seed));
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Sealed"), "{out}");
-    let (code, _, err) = custody(&["--socket", &s, "seal", "--actor", "alice"], "");
+    let (code, _, err) = seal(ALICE_USER, &totp_now(&seed));
     assert_eq!(code, 4, "already sealed: {err}");
 
     let _ = daemon.0.kill();

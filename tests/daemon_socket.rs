@@ -127,6 +127,15 @@ impl Conn {
         resp
     }
 
+    /// Sends a request the daemon cannot read (its answer carries id 0) and reads the answer.
+    fn call_malformed(&mut self, id: u64, op: Value) -> Value {
+        let req = serde_json::json!({"v": 1, "id": id, "op": op});
+        let mut line = serde_json::to_vec(&req).expect("encode");
+        line.push(b'\n');
+        self.send_raw(&line);
+        self.read_response()
+    }
+
     /// True when the daemon has closed the connection: end of file, or a reset (a Unix socket
     /// closed with unread bytes still queued, as after an oversized line, resets its peer).
     fn closed(&mut self) -> bool {
@@ -157,6 +166,20 @@ fn unseal(c: &mut Conn, id: u64, officer: &str, pass: &str) -> Value {
         id,
         serde_json::json!({"unseal": {"officer": officer, "passphrase": pass}}),
     )
+}
+
+/// The keyring (unseal) passphrase of a genesis officer.
+fn keyring_of(who: &str) -> &'static str {
+    match who {
+        "alice" => ALICE,
+        "bob" => BOB,
+        _ => "not-an-officer",
+    }
+}
+
+/// A `bootstrap_officer` op for a genesis officer, with their keyring passphrase.
+fn bootstrap(who: &str) -> Value {
+    serde_json::json!({"bootstrap_officer": {"user": who, "keyring_passphrase": keyring_of(who), "passphrase": format!("{who}-User-Phrase-9")}})
 }
 
 #[test]
@@ -222,8 +245,16 @@ fn daemon_unseal_with_quorum_then_seal() {
     );
     let r = a.call(11, "checkpoint".into());
     assert_eq!(ok(&r)["checkpoint"]["seq"], 3);
-    let r = a.call(12, serde_json::json!({"seal": {"actor": "alice"}}));
-    assert_eq!(ok(&r)["sealed"]["seq"], 4);
+    // Sealing needs an officer: alice enrols (seq 4), then seals with her second factor
+    // (auth.succeeded 5, daemon.sealed 6).
+    clear_of_step_boundary();
+    let seed = ok(&a.call(15, bootstrap("alice")))["factor"]["base32"]
+        .as_str()
+        .expect("seed")
+        .to_owned();
+    let by = auth("alice", "alice-User-Phrase-9", Some(totp_now(&seed, 0)));
+    let r = a.call(12, serde_json::json!({"seal": {"by": by}}));
+    assert_eq!(ok(&r)["sealed"]["seq"], 6);
     let r = b.call(13, "status".into());
     assert_eq!(ok(&r)["status"]["sealed"], true);
     assert_eq!(err_code(&b.call(14, "export".into())), "sealed");
@@ -461,13 +492,48 @@ fn custodyd_log_holds_no_passphrase() {
     bad.send_raw(b"{\"v\":1,\"id\":5,\"op\":{\"unseal\":{\"officer\":\"bob\",\"passphrase\":\"Leaky-Phrase-444\",\"extra\":1}}}\n");
     let r = bad.read_response();
     assert!(!r.to_string().contains("Leaky"), "{r}");
+    // A bootstrap with another officer's keyring passphrase, then the right one; a seal with a
+    // wrong passphrase, then alice's.
+    clear_of_step_boundary();
+    let r = c.call(
+        6,
+        serde_json::json!({"bootstrap_officer": {"user": "alice", "keyring_passphrase": BOB, "passphrase": "alice-User-Phrase-9"}}),
+    );
+    assert_eq!(
+        r["result"]["err"]["reason"], "wrong_keyring_passphrase",
+        "{r}"
+    );
+    let seed = ok(&c.call(7, bootstrap("alice")))["factor"]["base32"]
+        .as_str()
+        .expect("seed")
+        .to_owned();
+    let r = c.call(
+        8,
+        serde_json::json!({"seal": {"by": auth("alice", "Wrong-Alice-Phrase-8", Some(totp_now(&seed, 0)))}}),
+    );
+    assert_eq!(err_code(&r), "forbidden", "{r}");
+    let r = c.call(
+        9,
+        serde_json::json!({"seal": {"by": auth("alice", "alice-User-Phrase-9", Some(totp_now(&seed, 0)))}}),
+    );
+    assert!(ok(&r)["sealed"]["seq"].is_u64(), "{r}");
     assert_eq!(sigterm_and_wait(&mut d).code(), Some(0));
     let log = std::fs::read_to_string(&d.log).expect("log");
-    assert!(
-        log.contains("unsealed"),
-        "the log says what happened: {log}"
-    );
-    for secret in [ALICE, BOB, "Wrong-Bob-Phrase-3", "Leaky-Phrase-444"] {
+    for what in ["unsealed", "sealed", "bootstrap_officer", "seal"] {
+        assert!(
+            log.contains(what),
+            "the log says what happened ({what}): {log}"
+        );
+    }
+    for secret in [
+        ALICE,
+        BOB,
+        "Wrong-Bob-Phrase-3",
+        "Leaky-Phrase-444",
+        "alice-User-Phrase-9",
+        "Wrong-Alice-Phrase-8",
+        &seed,
+    ] {
         assert!(!log.contains(secret), "the log holds a passphrase: {log}");
     }
 }
@@ -495,9 +561,8 @@ fn auth(user: &str, pass: &str, factor: Option<String>) -> Value {
     }
 }
 
-#[test]
-fn daemon_sign_in_request_needs_two_distinct_officers() {
-    // Stay clear of a step boundary: every officer uses the previous and the current step.
+/// Stays clear of a TOTP step boundary, so a code made now is still current when checked.
+fn clear_of_step_boundary() {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -505,16 +570,198 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
     if now % 30 > 25 {
         std::thread::sleep(Duration::from_secs(31 - now % 30));
     }
+}
+
+/// Every event of a fresh export, through the socket.
+fn exported_events(c: &mut Conn, id: u64) -> Vec<Value> {
+    let r = c.call(id, "export".into());
+    ok(&r)["export"]["content"]
+        .as_str()
+        .expect("content")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("export line"))
+        .filter(|v| v["type"] == "event")
+        .collect()
+}
+
+#[test]
+fn daemon_bootstrap_needs_the_officers_own_keyring_passphrase() {
+    let server = Server::start(8);
+    let mut c = server.connect();
+    unseal(&mut c, 1, "alice", ALICE);
+    unseal(&mut c, 2, "bob", BOB);
+    let with = |keyring: &str| serde_json::json!({"bootstrap_officer": {"user": "alice", "keyring_passphrase": keyring, "passphrase": "alice-User-Phrase-9"}});
+    // Bob's keyring passphrase, a guess, and the old request shape: all refused.
+    for (id, keyring) in [(3, BOB), (4, "Guessed-Keyring-Phrase-5")] {
+        let r = c.call(id, with(keyring));
+        assert_eq!(err_code(&r), "forbidden", "{r}");
+        assert_eq!(
+            r["result"]["err"]["reason"], "wrong_keyring_passphrase",
+            "{r}"
+        );
+        assert!(!r.to_string().contains(keyring), "{r}");
+    }
+    let r = c.call_malformed(
+        5,
+        serde_json::json!({"bootstrap_officer": {"user": "alice", "passphrase": "alice-User-Phrase-9"}}),
+    );
+    assert_eq!(err_code(&r), "bad_request", "{r}");
+    let mut c = server.connect();
+    let r = c.call(6, "users".into());
+    assert_eq!(ok(&r)["users"], serde_json::json!([]), "nobody enrolled");
+    // The right one works once, and only once.
+    let r = c.call(7, with(ALICE));
+    assert!(ok(&r)["factor"]["base32"].is_string(), "{r}");
+    let r = c.call(8, with(ALICE));
+    assert_eq!(r["result"]["err"]["reason"], "user_exists", "{r}");
+    // The refusals are in the ledger, without the passphrases.
+    let mut c = server.connect();
+    let events = exported_events(&mut c, 9);
+    let refusals: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "custody.refused")
+        .map(|e| &e["body"]["refusal"])
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "wrong_keyring_passphrase",
+            "wrong_keyring_passphrase",
+            "user_exists"
+        ]
+    );
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "auth.failed")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0]["body"]["user"], "alice");
+    let text = serde_json::to_string(&events).expect("json");
+    for secret in [
+        ALICE,
+        BOB,
+        "Guessed-Keyring-Phrase-5",
+        "alice-User-Phrase-9",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the ledger");
+    }
+    server.stop();
+}
+
+#[test]
+fn daemon_seal_needs_an_authenticated_officer_and_names_them() {
+    clear_of_step_boundary();
+    let server = Server::start(8);
+    let mut c = server.connect();
+    unseal(&mut c, 1, "alice", ALICE);
+    unseal(&mut c, 2, "bob", BOB);
+    let seed = ok(&c.call(3, bootstrap("alice")))["factor"]["base32"]
+        .as_str()
+        .expect("seed")
+        .to_owned();
+    let r = c.call(
+        4,
+        serde_json::json!({"user_add": {"by": [auth("alice", "alice-User-Phrase-9", Some(totp_now(&seed, 1)))], "name": "dave", "roles": ["operator"], "passphrase": "dave-Operator-Phrase-1"}}),
+    );
+    assert_eq!(ok(&r)["user"]["name"], "dave", "{r}");
+    let seal = |by: Value| serde_json::json!({"seal": {"by": by}});
+    // The former free-form actor, and no credentials at all: not a request.
+    assert_eq!(
+        err_code(&c.call_malformed(5, serde_json::json!({"seal": {"actor": "alice"}}))),
+        "bad_request"
+    );
+    let mut c = server.connect();
+    assert_eq!(
+        err_code(&c.call_malformed(6, serde_json::json!({"seal": {}}))),
+        "bad_request"
+    );
+    let mut c = server.connect();
+    // Wrong passphrase, a code of someone else's seed, an operator, an unknown person.
+    for (id, by, reason) in [
+        (
+            7,
+            auth("alice", "Wrong-Alice-Phrase-7", Some(totp_now(&seed, 0))),
+            "authentication_failed",
+        ),
+        (
+            8,
+            auth("alice", "alice-User-Phrase-9", Some("000000".into())),
+            "authentication_failed",
+        ),
+        (
+            9,
+            auth("dave", "dave-Operator-Phrase-1", None),
+            "not_an_officer",
+        ),
+        (
+            10,
+            auth("mallory", "Mallory-Phrase-10", None),
+            "unknown_user",
+        ),
+    ] {
+        let r = c.call(id, seal(by));
+        assert!(
+            r["result"]["err"]["code"] == "forbidden" || r["result"]["err"]["code"] == "not_found",
+            "{r}"
+        );
+        assert_eq!(r["result"]["err"]["reason"], reason, "{r}");
+        let st = c.call(id + 100, "status".into());
+        assert_eq!(ok(&st)["status"]["sealed"], false, "still unsealed");
+    }
+    let events = exported_events(&mut c, 11);
+    let seal_refusals = events
+        .iter()
+        .filter(|e| e["kind"] == "custody.refused")
+        .filter(|e| {
+            ["seal", "authenticate"].contains(&e["body"]["operation"].as_str().unwrap_or(""))
+        })
+        .count();
+    assert_eq!(seal_refusals, 4, "every refused seal is in the ledger");
+    // Alice, with her passphrase and current code, seals; the event names her.
+    let r = c.call(
+        12,
+        seal(auth(
+            "alice",
+            "alice-User-Phrase-9",
+            Some(totp_now(&seed, 0)),
+        )),
+    );
+    let seq = ok(&r)["sealed"]["seq"].as_u64().expect("seq");
+    assert_eq!(ok(&c.call(13, "status".into()))["status"]["sealed"], true);
+    // While sealed a seal is answered `sealed` and changes nothing.
+    let r = c.call(
+        14,
+        seal(auth(
+            "alice",
+            "alice-User-Phrase-9",
+            Some(totp_now(&seed, 0)),
+        )),
+    );
+    assert_eq!(err_code(&r), "sealed");
+    unseal(&mut c, 15, "alice", ALICE);
+    unseal(&mut c, 16, "bob", BOB);
+    let events = exported_events(&mut c, 17);
+    let sealed = events
+        .iter()
+        .find(|e| e["kind"] == "daemon.sealed")
+        .expect("daemon.sealed");
+    assert_eq!(sealed["seq"], seq);
+    assert_eq!(sealed["actor"], "alice");
+    assert_eq!(sealed["body"]["officer"], "alice");
+    server.stop();
+}
+
+#[test]
+fn daemon_sign_in_request_needs_two_distinct_officers() {
+    // Stay clear of a step boundary: every officer uses the previous and the current step.
+    clear_of_step_boundary();
     let server = Server::start(8);
     let mut c = server.connect();
     unseal(&mut c, 1, "alice", ALICE);
     unseal(&mut c, 2, "bob", BOB);
     let mut seeds = std::collections::HashMap::new();
     for (id, who) in [(3, "alice"), (4, "bob")] {
-        let r = c.call(
-            id,
-            serde_json::json!({"bootstrap_officer": {"user": who, "passphrase": format!("{who}-User-Phrase-9")}}),
-        );
+        let r = c.call(id, bootstrap(who));
         let f = &ok(&r)["factor"];
         assert!(f["uri"]
             .as_str()
@@ -597,23 +844,14 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
 
 #[test]
 fn daemon_two_officers_suspend_an_operator_who_is_then_refused() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    if now % 30 > 25 {
-        std::thread::sleep(Duration::from_secs(31 - now % 30));
-    }
+    clear_of_step_boundary();
     let server = Server::start(8);
     let mut c = server.connect();
     unseal(&mut c, 1, "alice", ALICE);
     unseal(&mut c, 2, "bob", BOB);
     let mut seeds = std::collections::HashMap::new();
     for (id, who) in [(3, "alice"), (4, "bob")] {
-        let r = c.call(
-            id,
-            serde_json::json!({"bootstrap_officer": {"user": who, "passphrase": format!("{who}-User-Phrase-9")}}),
-        );
+        let r = c.call(id, bootstrap(who));
         seeds.insert(
             who,
             ok(&r)["factor"]["base32"]

@@ -212,10 +212,12 @@ fn unsealed_room(room: &mut Room) {
         );
         assert_eq!(r.code, 0, "unseal {who}: {}{}", r.out, r.err);
     }
-    for (who, _) in UNSEAL {
+    for (who, keyring) in UNSEAL {
+        // The keyring passphrase proves the officer; then the new user passphrase, twice.
+        let pass = user_pass(who);
         let r = custody(
             &strings(&["--json", "user", "bootstrap", who, "--passphrase-fd", "0"]),
-            &format!("{}\n", user_pass(who)),
+            &format!("{keyring}\n{pass}\n{pass}\n"),
             "",
             "",
             room,

@@ -141,9 +141,9 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
         clock: clock.clone(),
         factors: Default::default(),
     };
-    for o in ["alice", "bob"] {
+    for (o, (_, keyring)) in ["alice", "bob"].into_iter().zip(&officers) {
         let e = custody
-            .bootstrap_officer(&name(o), &pass(o))
+            .bootstrap_officer(&name(o), keyring, &pass(o))
             .expect("bootstrap");
         people.factors.insert(o.into(), e.base32().to_owned());
     }

@@ -1,19 +1,24 @@
 //! `custody audit ...`: signed checkpoints, exports, and offline verification of an export.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::exit;
 use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, UnsealArgs};
+use super::progress::{CountingReader, LineCounter, Progress, Unit};
+use super::report;
+use crate::custody::report::ReportBuilder;
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
-    export, parse_export_line, verify_export, Actor, CheckpointPublicKey, ExportFilter,
-    ExportFormat, ExportLine, Kind, LedgerError, SignedCheckpoint, Timestamp,
+    export, parse_export_line, verify_export, verify_export_observed, Actor, CheckpointPublicKey,
+    ExportFailure, ExportFilter, ExportFormat, ExportLine, Kind, Ledger, LedgerError,
+    SignedCheckpoint, Timestamp,
 };
 
 /// `custody audit` subcommands.
@@ -25,6 +30,13 @@ pub enum AuditCommand {
     Export(ExportArgs),
     /// Verify an export offline with the pinned public key. Exit 0 when valid, 1 otherwise.
     Verify(VerifyArgs),
+    /// Verify an export, then write a self-contained HTML custody report of it (per-device
+    /// timelines, requests and releases per account, open incidents). An export that does not
+    /// verify gets no report: exit 1, as `verify`.
+    #[command(
+        after_help = "Example:\n  custody audit report ledger-2026-11.jsonl --pubkey 8d7c7066... --out custody-2026-11.html\n  custody audit report ledger-2026-12.jsonl --pubkey 8d7c7066... --after ledger-2026-11.jsonl --out custody-2026-12.html"
+    )]
+    Report(ReportArgs),
 }
 
 /// Export formats on the command line.
@@ -82,6 +94,20 @@ pub struct VerifyArgs {
     /// output of `custody audit checkpoint` or an earlier export): the export must extend it.
     #[arg(long, value_name = "CHECKPOINT")]
     pub after: Option<PathBuf>,
+}
+
+/// Arguments of `custody audit report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The export and the key to verify it with.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+    /// Write the HTML report to this file (mode 0600, written atomically).
+    #[arg(long, short, value_name = "REPORT.html")]
+    pub out: PathBuf,
+    /// Replace the report file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
@@ -150,6 +176,7 @@ pub fn run(json: bool, cmd: AuditCommand) -> ExitCode {
         AuditCommand::Checkpoint(args) => finish(json, checkpoint(json, &args)),
         AuditCommand::Export(args) => finish(json, export_cmd(json, &args)),
         AuditCommand::Verify(args) => finish(json, verify(json, &args)),
+        AuditCommand::Report(args) => finish(json, report(json, &args)),
     }
 }
 
@@ -197,7 +224,9 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
                 .open(path)
                 .map_err(|e| Failure::new(exit::IO, format!("create {}: {e}", path.display())))?;
             let mut w = BufWriter::new(file);
-            let s = export(&mut ledger, &filter, format, &mut w)?;
+            let mut counted = LineCounter::new(&mut w, export_progress(json, &ledger)?);
+            let s = export(&mut ledger, &filter, format, &mut counted)?;
+            drop(counted);
             let file = w.into_inner().map_err(|e| {
                 Failure::new(exit::IO, format!("write {}: {}", path.display(), e.error()))
             })?;
@@ -208,7 +237,14 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::new(stdout.lock());
-            match export(&mut ledger, &filter, format, &mut w) {
+            // On a terminal, the export itself is on screen: no progress line across it.
+            let progress = if std::io::stdout().is_terminal() {
+                Progress::to(None, "exporting", Unit::Events, None, Duration::ZERO)
+            } else {
+                export_progress(json, &ledger)?
+            };
+            let mut counted = LineCounter::new(&mut w, progress);
+            match export(&mut ledger, &filter, format, &mut counted) {
                 Ok(s) => s,
                 // The reader went away (`| head`): not an error.
                 Err(LedgerError::Output { source })
@@ -240,6 +276,12 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Progress of an export: events written out of the head's seq (the export ends there).
+fn export_progress(json: bool, ledger: &Ledger) -> Result<Progress, Failure> {
+    let total = ledger.head()?.map(|h| h.seq);
+    Ok(Progress::stderr(json, "exporting", Unit::Events, total))
+}
+
 fn read_after(path: &PathBuf) -> Result<SignedCheckpoint, Failure> {
     let file = File::open(path)
         .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", path.display())))?;
@@ -261,13 +303,7 @@ fn read_after(path: &PathBuf) -> Result<SignedCheckpoint, Failure> {
 
 fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
     let after = args.after.as_ref().map(read_after).transpose()?;
-    let input: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        let f = File::open(&args.file)
-            .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", args.file.display())))?;
-        Box::new(BufReader::with_capacity(256 * 1024, f))
-    };
+    let input = open_export(json, &args.file)?;
     match verify_export(input, &args.pubkey, after.as_ref()) {
         Ok(v) => {
             let cp = &v.checkpoint.checkpoint;
@@ -295,17 +331,81 @@ fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Err(f) => {
-            if json {
-                println!(
-                    "{}",
-                    json!({"ok": true, "valid": false, "line": f.line, "seq": f.seq, "problem": f.problem.to_string()})
-                );
-            } else {
-                println!("invalid: {f}");
-            }
-            let _ = std::io::stdout().flush();
-            Err(Failure::reported(exit::FAILED))
-        }
+        Err(f) => Err(invalid(json, &f)),
     }
+}
+
+/// Opens an export (`-`: standard input), counting what is read for the progress line.
+fn open_export(json: bool, file: &Path) -> Result<CountingReader<Box<dyn BufRead>>, Failure> {
+    let (input, size): (Box<dyn BufRead>, Option<u64>) = if file.as_os_str() == "-" {
+        (Box::new(BufReader::new(std::io::stdin())), None)
+    } else {
+        let f = File::open(file)
+            .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", file.display())))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(256 * 1024, f)), size)
+    };
+    let progress = Progress::stderr(json, "verifying", Unit::Bytes, size);
+    Ok(CountingReader::new(input, progress))
+}
+
+/// Prints why an export does not verify, and the status of a failed verification.
+fn invalid(json: bool, f: &ExportFailure) -> Failure {
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "valid": false, "line": f.line, "seq": f.seq, "problem": f.problem.to_string()})
+        );
+    } else {
+        println!("invalid: {f}");
+    }
+    let _ = std::io::stdout().flush();
+    Failure::reported(exit::FAILED)
+}
+
+fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
+    let v = &args.verify;
+    if !args.force && std::fs::symlink_metadata(&args.out).is_ok() {
+        return Err(Failure::new(
+            exit::IO,
+            format!(
+                "{}: already exists (use --force to replace it)",
+                args.out.display()
+            ),
+        ));
+    }
+    let after = v.after.as_ref().map(read_after).transpose()?;
+    let input = open_export(json, &v.file)?;
+    let mut builder = ReportBuilder::new();
+    // Fail closed: the report is built while verifying, and used only if the export verifies.
+    let verified = verify_export_observed(input, &v.pubkey, after.as_ref(), &mut |line| {
+        builder.observe(line)
+    })
+    .map_err(|f| invalid(json, &f))?;
+    let after_seq = after.map(|a| a.checkpoint.seq);
+    let custody = builder.finish(&verified, v.pubkey.fingerprint());
+    let html = report::render_html(&custody, Timestamp::now().0, after_seq);
+    report::write_atomically(&args.out, html.as_bytes(), args.force)
+        .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;
+    if json {
+        println!("{}", report::summary(&custody, &args.out, after_seq));
+    } else {
+        let open = custody.open_incidents().count();
+        println!(
+            "valid: ledger {}, {} events up to checkpoint seq {} signed by {}",
+            custody.ledger_id,
+            custody.events + custody.stubs,
+            verified.checkpoint.checkpoint.seq,
+            v.pubkey.fingerprint()
+        );
+        println!(
+            "report: {} ({} device(s), {} account(s), {} request(s), {} open incident(s))",
+            args.out.display(),
+            custody.devices.len(),
+            custody.accounts.len(),
+            custody.requests().count(),
+            open
+        );
+    }
+    Ok(())
 }

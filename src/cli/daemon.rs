@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::client::{call, read_secret};
+use super::client::{call, read_secret, AuthArgs};
 use super::exit;
 use super::ledger::{finish, Failure};
 use crate::daemon::protocol::{Op, Reply, Secret};
@@ -28,11 +28,13 @@ pub struct UnsealArgs {
 
 /// Arguments of `custody seal`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  custody seal --actor alice")]
+#[command(
+    after_help = "An officer seals, with their custody passphrase and second-factor code (like any officer\noperation); the seal event names them.\n\nExample:\n  custody seal --as alice                     # prompts for the passphrase and code\n  custody seal --as alice --passphrase-fd 3 --totp-fd 4 3<alice.pass 4<<<\"$CODE\""
+)]
 pub struct SealArgs {
-    /// Who seals (recorded in the ledger).
-    #[arg(long, value_name = "NAME")]
-    pub actor: String,
+    /// The officer who seals (recorded in the ledger).
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Arguments of `custody export`.
@@ -152,7 +154,7 @@ pub fn seal(json: bool, socket: &Path, args: SealArgs) -> ExitCode {
             let r = call(
                 socket,
                 Op::Seal {
-                    actor: args.actor.clone(),
+                    by: args.auth.read()?,
                 },
             )?;
             let Reply::Sealed { seq } = r else {

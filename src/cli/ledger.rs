@@ -10,8 +10,11 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::exit;
+use super::progress::{Progress, Unit};
 use crate::ledger::seal::PassphraseError;
-use crate::ledger::{verify_ledger, Ledger, LedgerError, OfficerName, Passphrase, Projections};
+use crate::ledger::{
+    verify_ledger_observed, Ledger, LedgerError, OfficerName, Passphrase, Projections,
+};
 
 /// `custody ledger` subcommands.
 #[derive(Debug, Subcommand)]
@@ -271,7 +274,11 @@ pub fn run(json: bool, cmd: LedgerCommand) -> ExitCode {
 fn verify(json: bool, args: &UnsealArgs) -> Result<(), Failure> {
     let mut source = PassphraseSource::new(args.passphrase_fd)?;
     let ledger = open(args, &mut source)?;
-    let report = verify_ledger(&ledger)?;
+    let total = ledger.head()?.map(|h| h.seq);
+    let mut progress = Progress::stderr(json, "verifying the ledger", Unit::Events, total);
+    let report = verify_ledger_observed(&ledger, &mut |seq| progress.set(seq));
+    progress.finish();
+    let report = report?;
     let head = report.head.map(|(s, h)| (s, h.to_hex()));
     if json {
         println!(

@@ -15,6 +15,8 @@ pub mod incident;
 pub mod init;
 pub mod inventory;
 pub mod ledger;
+pub mod progress;
+pub mod report;
 pub mod request;
 pub mod token;
 pub mod user;
@@ -59,7 +61,7 @@ pub enum Command {
     /// Ledger maintenance: verify, re-share.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
-    /// Auditor commands: checkpoint, export, verify.
+    /// Auditor commands: checkpoint, export, verify, report.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Readers and the YubiKeys in them.
@@ -70,7 +72,8 @@ pub enum Command {
     Status,
     /// Offer one officer's unseal share to custodyd (a quorum unseals it).
     Unseal(daemon::UnsealArgs),
-    /// Seal custodyd: record it, close the ledger, erase its keys from memory.
+    /// Seal custodyd (one officer): record it by name, close the ledger, erase its keys from
+    /// memory.
     Seal(daemon::SealArgs),
     /// Export the ledger through custodyd (JSON Lines, signed), for offline verification.
     Export(daemon::ExportArgs),
@@ -118,6 +121,9 @@ pub enum Command {
     /// Print the manual page of `custody` (roff), made from the same definitions as --help.
     #[command(after_help = "Example:\n  custody man > custody.1 && man ./custody.1")]
     Man,
+    /// Print docs/cli.md (Markdown): the fixed prose, then every command's reference.
+    #[command(hide = true)]
+    GenerateDocs,
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -162,6 +168,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Completions { shell } => generate::completions(cli.json, shell),
         Command::Man => generate::man(cli.json),
+        Command::GenerateDocs => generate::docs(cli.json),
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use subtle::ConstantTimeEq;
 
 use super::client::{call, print_reply, PairArgs, SecretLines};
 use super::exit;
@@ -13,15 +14,17 @@ use crate::daemon::protocol::{Auth, Op, Reply};
 /// `custody user` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Enrol a genesis officer (named in the keyring) as a custody user, once. Prints their
-    /// second-factor seed this one time.
+    /// Enrol a genesis officer (named in the keyring) as a custody user, once. The officer
+    /// proves who they are with their keyring (unseal) passphrase, then chooses their custody
+    /// passphrase (asked twice). Prints their second-factor seed this one time.
     #[command(
-        after_help = "Example:\n  custody user bootstrap alice        # prompts for alice's new passphrase"
+        after_help = "Asks for three lines, in this order: the officer's keyring (unseal) passphrase, their new\ncustody passphrase, and the new custody passphrase again. With --passphrase-fd the three\nlines are read from that descriptor in the same order.\n\nExample:\n  custody user bootstrap alice     # prompts: unseal passphrase, new one twice\n  custody user bootstrap alice --passphrase-fd 3 \\\n      3< <(printf '%s\\n%s\\n%s\\n' \"$UNSEAL\" \"$NEW\" \"$NEW\")"
     )]
     Bootstrap {
         /// The officer.
         name: String,
-        /// Read the new passphrase from this file descriptor instead of prompting.
+        /// Read the three lines (keyring passphrase, new passphrase, new passphrase again)
+        /// from this file descriptor instead of prompting.
         #[arg(long, value_name = "N")]
         passphrase_fd: Option<u32>,
     },
@@ -117,12 +120,29 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     name,
                     passphrase_fd,
                 } => {
-                    let passphrase = SecretLines::new(passphrase_fd)?
-                        .next(&format!("New passphrase of {name}: "))?;
+                    let mut lines = SecretLines::new(passphrase_fd)?;
+                    let keyring_passphrase =
+                        lines.next(&format!("Keyring (unseal) passphrase of {name}: "))?;
+                    let passphrase = lines.next(&format!("New custody passphrase of {name}: "))?;
+                    let again =
+                        lines.next(&format!("New custody passphrase of {name}, again: "))?;
+                    if !bool::from(
+                        passphrase
+                            .expose()
+                            .as_bytes()
+                            .ct_eq(again.expose().as_bytes()),
+                    ) {
+                        return Err(Failure::new(
+                            exit::USAGE,
+                            format!("the two new custody passphrases of {name} differ; nothing was sent"),
+                        ));
+                    }
+                    drop(again);
                     call(
                         socket,
                         Op::BootstrapOfficer {
                             user: name,
+                            keyring_passphrase,
                             passphrase,
                         },
                     )?

@@ -1,6 +1,9 @@
 //! Authentication and user administration on [`Custody`].
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use crate::ledger::{LedgerError, Passphrase};
 
 use super::error::CustodyError;
 use super::ids::UserName;
@@ -8,7 +11,7 @@ use super::policy::ms;
 use super::records::{Role, UserRecord};
 use super::secret::{FactorEnrolment, FactorSeed, UserPassphrase};
 use super::service::{pair, sorted_roles, Credentials, Custody, NewUser, Session};
-use super::store::{entity, kinds, Put};
+use super::store::{self, entity, kinds, Put};
 use super::users::Credential;
 
 impl Custody {
@@ -206,26 +209,85 @@ impl Custody {
     }
 
     /// Enrols one of the ledger's genesis officers (named in its keyring) as a custody officer,
-    /// once. Returns their second-factor seed, shown this one time.
+    /// once. The caller proves to be that officer with their keyring (unseal) passphrase,
+    /// checked against their own share of the keyring; `passphrase` becomes their custody
+    /// passphrase. Returns their second-factor seed, shown this one time.
+    ///
+    /// A wrong keyring passphrase is [`CustodyError::WrongKeyringPassphrase`], recorded as an
+    /// `auth.failed` event and a refusal; after the policy's number of failures in a row the
+    /// name is locked for the lockout period, as for authentication.
     pub fn bootstrap_officer(
         &mut self,
         name: &UserName,
+        keyring_passphrase: &Passphrase,
         passphrase: &UserPassphrase,
     ) -> Result<FactorEnrolment, CustodyError> {
         self.guarded(name.as_str(), "bootstrap_officer", |c| {
-            let in_keyring = c
+            // The keyring header lists its officers for anyone (`status`), so saying that a
+            // name is not among them tells nothing new.
+            let officer = c
                 .ledger
                 .keyring()
                 .officers()
-                .iter()
-                .any(|o| o.as_str() == name.as_str());
-            if !in_keyring {
-                return Err(CustodyError::NotAnOfficer {
+                .into_iter()
+                .find(|o| o.as_str() == name.as_str())
+                .ok_or_else(|| CustodyError::NotAnOfficer {
                     user: name.clone(),
                     operation: "bootstrap_officer",
-                });
+                })?;
+            if store_has_user(c, name)? {
+                return Err(CustodyError::UserExists { user: name.clone() });
             }
-            let (user, puts, e) = c.new_user_puts(name, vec![Role::Officer], None, passphrase)?;
+            let now = c.now();
+            let mut attempts: BootstrapAttempts =
+                store::get(&c.ledger, entity::BOOTSTRAP, name.as_str())?.unwrap_or_default();
+            if let Some(until) = attempts.locked_until_ms {
+                if now < until {
+                    return Err(CustodyError::Locked {
+                        user: name.clone(),
+                        until_ms: until,
+                    });
+                }
+            }
+            match c
+                .ledger
+                .keyring()
+                .check_officer_passphrase(&officer, keyring_passphrase)
+            {
+                Ok(()) => {}
+                Err(LedgerError::WrongPassphrase { .. }) => {
+                    attempts.failed_attempts = attempts.failed_attempts.saturating_add(1);
+                    attempts.locked_until_ms = None;
+                    if attempts.failed_attempts >= c.policy.max_failed_auth {
+                        attempts.locked_until_ms = Some(now.saturating_add(ms(c.policy.lockout)));
+                        attempts.failed_attempts = 0;
+                    }
+                    let put = Put::new(entity::BOOTSTRAP, name, &attempts)?;
+                    c.append(
+                        kinds::AUTH_FAILED,
+                        name.as_str(),
+                        json!({"user": name, "operation": "bootstrap_officer",
+                               "reason": "wrong_keyring_passphrase",
+                               "locked_until_ms": attempts.locked_until_ms}),
+                        &[put],
+                    )?;
+                    return Err(CustodyError::WrongKeyringPassphrase { user: name.clone() });
+                }
+                Err(_) => {
+                    return Err(CustodyError::Crypto {
+                        operation: "check keyring passphrase",
+                    })
+                }
+            }
+            let (user, mut puts, e) =
+                c.new_user_puts(name, vec![Role::Officer], None, passphrase)?;
+            if attempts != BootstrapAttempts::default() {
+                puts.push(Put::new(
+                    entity::BOOTSTRAP,
+                    name,
+                    &BootstrapAttempts::default(),
+                )?);
+            }
             c.append(
                 kinds::USER_ADDED,
                 name.as_str(),
@@ -235,6 +297,21 @@ impl Custody {
             e.ok_or(CustodyError::Crypto {
                 operation: "officer factor",
             })
+        })
+    }
+
+    /// Authenticates a person who must be an officer (for a daemon operation such as `seal`
+    /// that acts on its own, outside the domain). A person who authenticates but is not an
+    /// officer is refused [`CustodyError::NotAnOfficer`], recorded like every refusal.
+    pub fn authenticate_officer(
+        &mut self,
+        creds: &Credentials,
+        operation: &'static str,
+    ) -> Result<Session, CustodyError> {
+        let s = self.authenticate(creds)?;
+        self.guarded(creds.user.as_str(), operation, |c| {
+            c.session_with_role(&s, &[Role::Officer], operation)?;
+            Ok(s)
         })
     }
 
@@ -348,6 +425,14 @@ impl Custody {
             Ok(user)
         })
     }
+}
+
+/// Failed bootstrap attempts of a keyring officer not yet enrolled: the bootstrap's own
+/// lockout counter, since there is no user record yet to hold it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct BootstrapAttempts {
+    failed_attempts: u32,
+    locked_until_ms: Option<i64>,
 }
 
 fn store_has_user(c: &Custody, name: &UserName) -> Result<bool, CustodyError> {

@@ -50,6 +50,13 @@ pub enum CustodyError {
         /// The user.
         user: UserName,
     },
+    /// The keyring (unseal) passphrase given to bootstrap an officer does not open that
+    /// officer's share of the keyring.
+    #[error("the keyring passphrase given for {user} does not open their keyring share")]
+    WrongKeyringPassphrase {
+        /// The officer named.
+        user: UserName,
+    },
     /// Too many failed authentications: locked until a time.
     #[error("{user} is locked after failed authentications until {until_ms} ms since the epoch")]
     Locked {
@@ -396,6 +403,7 @@ impl CustodyError {
             Self::AuthenticationFailed { .. } => "authentication_failed",
             Self::FactorCodeReused { .. } => "factor_code_reused",
             Self::FactorCodeRequired { .. } => "factor_code_required",
+            Self::WrongKeyringPassphrase { .. } => "wrong_keyring_passphrase",
             Self::Locked { .. } => "locked",
             Self::Suspended { .. } => "suspended",
             Self::WrongUid { .. } => "wrong_uid",

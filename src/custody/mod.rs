@@ -22,6 +22,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod records;
 mod release;
+pub mod report;
 pub mod requests;
 pub mod secret;
 pub mod service;

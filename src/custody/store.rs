@@ -119,6 +119,8 @@ pub mod entity {
     pub const REQUEST: &str = "request";
     /// [`super::super::records::IncidentRecord`].
     pub const INCIDENT: &str = "incident";
+    /// Failed bootstrap attempts of a keyring officer not yet enrolled (`{officer}`).
+    pub const BOOTSTRAP: &str = "bootstrap";
 }
 
 /// The projection of custody events into `custody_records`.

@@ -13,6 +13,7 @@ use crate::custody::{
     FactorCode, Location, NewAccount, NewRequest, NewUser, Presented, Provider, ProviderSeed,
     RequestId, Role, SealNumber, Serial, Session, Terminal, UserName, UserPassphrase,
 };
+use crate::ledger::Passphrase;
 use crate::token::oath::CredentialName;
 
 impl From<CustodyError> for OpError {
@@ -26,6 +27,7 @@ impl From<CustodyError> for OpError {
             | "factor_code_required"
             | "locked"
             | "suspended"
+            | "wrong_keyring_passphrase"
             | "wrong_uid"
             | "session_expired"
             | "not_an_officer"
@@ -90,6 +92,13 @@ fn request_id(s: &str) -> Result<RequestId, OpError> {
     RequestId::parse(s).map_err(OpError::from)
 }
 
+/// Authenticates the officer who seals the daemon; answers their name. Refusals (wrong
+/// credentials, not an officer) are recorded in the ledger like any other.
+pub fn seal_officer(c: &mut Custody, by: Auth, peer: &PeerCred) -> Result<UserName, OpError> {
+    let creds = credentials(by, peer)?;
+    Ok(c.authenticate_officer(&creds, "seal")?.user().clone())
+}
+
 /// Handles one custody operation (the daemon holds the lock and an unsealed service). Devices
 /// are opened only in `allowed` readers, and a device that does not answer within
 /// `touch_timeout` (nobody touched it) fails the operation with `touch_timeout`.
@@ -101,10 +110,16 @@ pub fn handle(
     touch_timeout: Duration,
 ) -> Result<Reply, OpError> {
     match op {
-        Op::BootstrapOfficer { user, passphrase } => {
+        Op::BootstrapOfficer {
+            user,
+            keyring_passphrase,
+            passphrase,
+        } => {
             let name = user_name(&user)?;
+            let keyring = Passphrase::for_unseal(keyring_passphrase.into_inner())
+                .map_err(|e| bad("keyring_passphrase", e))?;
             let pass = UserPassphrase::new_checked(passphrase.into_inner())?;
-            let e = c.bootstrap_officer(&name, &pass)?;
+            let e = c.bootstrap_officer(&name, &keyring, &pass)?;
             Ok(Reply::Factor {
                 user,
                 uri: Secret::new(e.uri().to_owned().into()),

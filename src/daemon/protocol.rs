@@ -122,10 +122,11 @@ pub enum Op {
     },
     /// Forget the unseal shares offered so far without unsealing.
     UnsealReset,
-    /// Seal: record the event, close the ledger and zeroize its keys.
+    /// Seal: an authenticated officer records the event, the ledger is closed and its keys
+    /// zeroized.
     Seal {
-        /// Who seals (recorded in the event).
-        actor: String,
+        /// The officer (passphrase and second factor, at this moment); named in the event.
+        by: Auth,
     },
     /// Sign a checkpoint over the current head.
     Checkpoint,
@@ -133,11 +134,14 @@ pub enum Op {
     /// export travels in the answer and the client writes it where it wants.
     Export,
     /// Enrol a genesis officer (named in the keyring) as a custody user, once; answers their
-    /// second-factor seed, shown this one time.
+    /// second-factor seed, shown this one time. The officer proves who they are with their
+    /// keyring (unseal) passphrase.
     BootstrapOfficer {
         /// The officer.
         user: String,
-        /// Their new user passphrase.
+        /// Their keyring (unseal) passphrase, checked against their own share.
+        keyring_passphrase: Secret,
+        /// Their new custody passphrase.
         passphrase: Secret,
     },
     /// Add a user: one officer for operators and auditors, two for an officer.
@@ -854,6 +858,61 @@ mod tests {
             line.contains("287082"),
             "the wire carries the code to its requester"
         );
+    }
+
+    #[test]
+    fn bootstrap_and_seal_carry_their_secrets_redacted() {
+        let s = |t: &str| Secret::new(Zeroizing::new(t.to_owned()));
+        let reqs = [
+            Request {
+                v: VERSION,
+                id: 1,
+                op: Op::BootstrapOfficer {
+                    user: "alice".into(),
+                    keyring_passphrase: s("Alice-Keyring-Phrase-1"),
+                    passphrase: s("Alice-Custody-Phrase-2"),
+                },
+            },
+            Request {
+                v: VERSION,
+                id: 2,
+                op: Op::Seal {
+                    by: Auth {
+                        user: "alice".into(),
+                        passphrase: s("Alice-Custody-Phrase-2"),
+                        factor: Some(s("492039")),
+                    },
+                },
+            },
+        ];
+        for req in &reqs {
+            let back = parse_request(&encode_request(req)).expect("round trip");
+            let dbg = format!("{req:?} {back:?}");
+            for secret in ["Alice-Keyring-Phrase-1", "Alice-Custody-Phrase-2", "492039"] {
+                assert!(!dbg.contains(secret), "{secret} in {dbg}");
+            }
+        }
+        match parse_request(&encode_request(&reqs[0])).expect("parses").op {
+            Op::BootstrapOfficer {
+                keyring_passphrase,
+                passphrase,
+                ..
+            } => {
+                assert_eq!(keyring_passphrase.expose(), "Alice-Keyring-Phrase-1");
+                assert_eq!(passphrase.expose(), "Alice-Custody-Phrase-2");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The former shapes (no keyring passphrase; a seal naming an actor) are refused.
+        for old in [
+            &br#"{"v":1,"id":3,"op":{"bootstrap_officer":{"user":"alice","passphrase":"x"}}}"#[..],
+            br#"{"v":1,"id":4,"op":{"seal":{"actor":"alice"}}}"#,
+        ] {
+            assert_eq!(
+                parse_request(old).expect_err("old shape").code(),
+                ErrorCode::BadRequest
+            );
+        }
     }
 
     #[test]

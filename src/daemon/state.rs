@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::peer::PeerCred;
-use super::protocol::{ErrorCode, Op, Reply, Secret, StatusReply, UnsealProgress};
+use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, StatusReply, UnsealProgress};
 use crate::custody::Custody;
 use crate::ledger::store::KEYRING_FILE;
 use crate::ledger::{
@@ -191,7 +191,7 @@ impl Daemon {
                     threshold: kr.threshold(),
                 }))
             }
-            Op::Seal { actor: who } => self.seal_now(&who, peer),
+            Op::Seal { by } => self.seal_now(by, peer),
             Op::Checkpoint => self.with_ledger(|l| {
                 let cp = l.checkpoint()?;
                 Ok(Reply::Checkpoint {
@@ -398,28 +398,37 @@ impl Daemon {
         }))
     }
 
-    fn seal_now(&self, who: &str, peer: &PeerCred) -> Result<Reply, OpError> {
-        let a = actor(who)?;
+    /// Seals at the request of an authenticated officer. While sealed the request is answered
+    /// `sealed` and changes nothing (it cannot be authenticated then); an unauthenticated or
+    /// non-officer request leaves the daemon unsealed, and the refusal is in the ledger.
+    fn seal_now(&self, by: Auth, peer: &PeerCred) -> Result<Reply, OpError> {
         let mut g = self.lock();
-        let seq = match &mut *g {
-            Seal::Sealed { given } => {
-                given.clear();
+        let (seq, officer) = match &mut *g {
+            Seal::Sealed { .. } => {
                 return Err(OpError::new(
                     ErrorCode::Sealed,
                     "the ledger is already sealed",
                 ));
             }
             Seal::Unsealed { custody } => {
-                custody
-                    .ledger_mut()
-                    .append(event(a, kinds::SEALED, &json!({"peer_uid": peer.uid}))?)?
-                    .header
-                    .seq
+                let officer = super::ops::seal_officer(custody, by, peer)?;
+                let a = actor(officer.as_str())?;
+                let stored = custody.ledger_mut().append(event(
+                    a,
+                    kinds::SEALED,
+                    &json!({"officer": officer.as_str(), "peer_uid": peer.uid}),
+                )?)?;
+                (stored.header.seq, officer)
             }
         };
         // Dropping the ledger closes the database and zeroizes its keys.
         *g = Seal::Sealed { given: Vec::new() };
-        tracing::info!(actor = who, seq, "sealed");
+        tracing::info!(
+            officer = officer.as_str(),
+            seq,
+            peer_uid = peer.uid,
+            "sealed"
+        );
         Ok(Reply::Sealed { seq })
     }
 

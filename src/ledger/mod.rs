@@ -29,5 +29,6 @@ pub use projection::{ApplyError, LedgerProjection, Projection, Projections};
 pub use seal::{KdfParams, Keyring, OfficerName, Passphrase};
 pub use store::{Genesis, Ledger};
 pub use verify::{
-    verify_export, verify_ledger, ExportFailure, ExportProblem, LedgerReport, VerifiedExport,
+    verify_export, verify_export_observed, verify_ledger, verify_ledger_observed, ExportFailure,
+    ExportProblem, LedgerReport, VerifiedExport,
 };

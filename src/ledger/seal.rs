@@ -626,6 +626,54 @@ impl Keyring {
         Ok(master)
     }
 
+    /// Checks one officer's passphrase by opening their own share, which proves the passphrase
+    /// without a quorum: nothing is reconstructed, and the opened share is zeroized before this
+    /// returns.
+    ///
+    /// The share's associated data is this keyring's header, so a passphrase that opens it is
+    /// this officer's for this keyring (the keyring MAC itself needs the master secret and is
+    /// checked at unseal, not here). The cost is one key derivation whatever the name: a name
+    /// that is not in the keyring is answered [`LedgerError::UnknownOfficer`] only after the
+    /// same derivation, so timing tells nothing beyond the header's list of officers.
+    /// A wrong passphrase is [`LedgerError::WrongPassphrase`] naming the officer.
+    pub fn check_officer_passphrase(
+        &self,
+        officer: &OfficerName,
+        pass: &Passphrase,
+    ) -> Result<(), LedgerError> {
+        // Select the slot without stopping at the first match, then derive and open once.
+        let mut slot: Option<&SealedShare> = None;
+        for s in &self.shares {
+            if s.name == *officer {
+                slot = Some(s);
+            }
+        }
+        let Some(slot) = slot else {
+            // The same work as for a real share, against a salt no share uses.
+            let _ = wrap_key(&self.ledger_id, &[0u8; 16], self.kdf, pass)?;
+            return Err(LedgerError::UnknownOfficer {
+                name: officer.0.clone(),
+            });
+        };
+        let key = wrap_key(&self.ledger_id, &slot.salt, self.kdf, pass)?;
+        let mut buf = Zeroizing::new(slot.sealed.clone());
+        let opened = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(slot.nonce),
+                Aad::from(share_aad(&self.header_bytes(), slot.share_id)),
+                &mut buf,
+            )
+            .map(|plain| plain.len() == SHARE_LEN && plain.first() == Some(&slot.share_id));
+        // `buf` (the opened share, when it opened) is zeroized when it drops here.
+        drop(buf);
+        match opened {
+            Ok(true) => Ok(()),
+            _ => Err(LedgerError::WrongPassphrase {
+                officers: vec![officer.0.clone()],
+            }),
+        }
+    }
+
     /// The ledger this keyring belongs to.
     pub fn ledger_id(&self) -> LedgerId {
         self.ledger_id
@@ -1002,6 +1050,78 @@ mod tests {
             ),
             Err(LedgerError::UnknownOfficer { .. })
         ));
+    }
+
+    #[test]
+    fn one_officers_passphrase_is_checked_against_their_own_share() {
+        let (k, _) = three_officers();
+        assert!(k
+            .check_officer_passphrase(&name("alice"), &pass("alice-pass-1234"))
+            .is_ok());
+        assert!(k
+            .check_officer_passphrase(&name("carol"), &pass("carol-pass-90ab"))
+            .is_ok());
+        // Another officer's passphrase does not open alice's share.
+        for wrong in ["bob-pass-5678", "alice-pass-1235", ""] {
+            match k.check_officer_passphrase(&name("alice"), &pass(wrong)) {
+                Err(LedgerError::WrongPassphrase { officers }) => {
+                    assert_eq!(officers, vec!["alice".to_owned()])
+                }
+                other => panic!("{wrong:?}: unexpected {other:?}"),
+            }
+        }
+        assert!(matches!(
+            k.check_officer_passphrase(&name("mallory"), &pass("alice-pass-1234")),
+            Err(LedgerError::UnknownOfficer { .. })
+        ));
+        // The share is bound to this keyring's header: an edited header refuses it.
+        let text = String::from_utf8(k.to_bytes()).expect("utf8");
+        let edited = Keyring::parse(
+            text.replace("\"generation\": 1", "\"generation\": 2")
+                .as_bytes(),
+        )
+        .expect("still parses");
+        assert!(matches!(
+            edited.check_officer_passphrase(&name("alice"), &pass("alice-pass-1234")),
+            Err(LedgerError::WrongPassphrase { .. })
+        ));
+        // Nothing of the passphrase reaches the error.
+        let e = k
+            .check_officer_passphrase(&name("alice"), &pass("Hunter2-SECRET-x"))
+            .expect_err("wrong");
+        assert!(!format!("{e} {e:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn checking_an_unknown_officer_costs_one_derivation_too() {
+        // With a deliberately slow KDF, a name outside the keyring costs a derivation like a
+        // real one: an early return would be thousands of times faster, so a loose bound
+        // (a quarter) is enough and stays reliable on a busy machine.
+        let rng = SystemRandom::new();
+        let master = MasterSecret::generate(&rng).expect("rng");
+        let (a, b) = (pass("alice-pass-1234"), pass("bob-pass-5678"));
+        let slow = KdfParams::insecure_for_tests(NonZeroU32::new(100_000).expect("nonzero"));
+        let k = Keyring::seal(
+            LedgerId([3; 16]),
+            1,
+            &master,
+            &[(name("alice"), &a), (name("bob"), &b)],
+            2,
+            slow,
+            &rng,
+        )
+        .expect("seal");
+        let time = |n: &str| {
+            let mut best = std::time::Duration::MAX;
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                let _ = k.check_officer_passphrase(&name(n), &pass("not-the-passphrase"));
+                best = best.min(t.elapsed());
+            }
+            best
+        };
+        let (known, unknown) = (time("alice"), time("mallory"));
+        assert!(unknown * 4 > known, "known {known:?}, unknown {unknown:?}");
     }
 
     #[test]

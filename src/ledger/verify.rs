@@ -149,9 +149,21 @@ pub struct VerifiedExport {
 /// checkpoint's signature with the pinned key, and with `after`, that the export extends that
 /// earlier checkpoint. Reads line by line in constant memory.
 pub fn verify_export(
+    input: impl BufRead,
+    key: &CheckpointPublicKey,
+    after: Option<&SignedCheckpoint>,
+) -> Result<VerifiedExport, ExportFailure> {
+    verify_export_observed(input, key, after, &mut |_| {})
+}
+
+/// [`verify_export`], handing every line that parses to `seen` as it is read, so a caller can
+/// build a view of the export (a report) in the same pass. `seen` gets lines that have not been
+/// checked yet: whatever it builds is only trustworthy once this returns `Ok`.
+pub fn verify_export_observed(
     mut input: impl BufRead,
     key: &CheckpointPublicKey,
     after: Option<&SignedCheckpoint>,
+    seen: &mut dyn FnMut(&ExportLine),
 ) -> Result<VerifiedExport, ExportFailure> {
     let fail = |line: u64, seq: Option<u64>, problem| ExportFailure { line, seq, problem };
     if let Some(a) = after {
@@ -192,6 +204,7 @@ pub fn verify_export(
         }
         let parsed = parse_export_line(&buf)
             .map_err(|e| fail(lineno, Some(expected_seq), ExportProblem::Malformed(e)))?;
+        seen(&parsed);
         match parsed {
             ExportLine::Header {
                 ledger_id: id,
@@ -365,6 +378,15 @@ pub struct LedgerReport {
 /// recorded checkpoint, and that every projection table equals a replay of all events into an
 /// in-memory database.
 pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
+    verify_ledger_observed(ledger, &mut |_| {})
+}
+
+/// [`verify_ledger`], calling `checked` with each event's seq once its hashes and link are
+/// checked and it is replayed (for a progress display).
+pub fn verify_ledger_observed(
+    ledger: &Ledger,
+    checked: &mut dyn FnMut(u64),
+) -> Result<LedgerReport, LedgerError> {
     let db = ledger.db_path();
     let conn = ledger.conn();
     let replay =
@@ -425,6 +447,7 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
         ledger.projections().apply(&replay, &ev)?;
         prev = h.hash;
         count = seq;
+        checked(seq);
     }
     replay
         .execute_batch("COMMIT")

@@ -272,9 +272,10 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
     w.start_daemon();
     w.unseal();
     for o in OFFICERS {
+        // The keyring passphrase proves the officer; then the new user passphrase, twice.
         let r = w.ok(
             &["--json", "user", "bootstrap", o, "--passphrase-fd", "3"],
-            &format!("{}\n", user_pass(o)),
+            &format!("{}\n{}\n{}\n", unseal_pass(o), user_pass(o), user_pass(o)),
         );
         let seed = r.json()["factor"]["base32"]
             .as_str()

@@ -1,6 +1,7 @@
 //! Domain tests on real SQLCipher ledgers in temporary directories, with in-process software
 //! YubiKeys and a controlled clock.
 
+mod bootstrap;
 mod flows;
 mod matrix;
 mod more;
@@ -150,15 +151,15 @@ pub(crate) fn test_policy() -> Policy {
     }
 }
 
+/// A keyring officer's keyring (unseal) passphrase in these tests.
+pub(crate) fn keyring_pass(officer: &str) -> Passphrase {
+    Passphrase::for_unseal(Zeroizing::new(format!("{officer}-unseal-1"))).expect("pass")
+}
+
 pub(crate) fn ledger_officers() -> Vec<(OfficerName, Passphrase)> {
     ["alice", "bob"]
         .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("name"),
-                Passphrase::for_unseal(Zeroizing::new(format!("{n}-unseal-1"))).expect("pass"),
-            )
-        })
+        .map(|n| (OfficerName::parse(n).expect("name"), keyring_pass(n)))
         .collect()
 }
 
@@ -166,6 +167,19 @@ impl World {
     /// A ledger with officers alice and bob (bootstrapped), carol (officer), oscar and olga
     /// (operators), audrey (auditor).
     pub(crate) fn new() -> Self {
+        let mut w = Self::genesis_only();
+        for o in ["alice", "bob"] {
+            let e = w
+                .custody
+                .bootstrap_officer(&name(o), &keyring_pass(o), &w.passphrase(o))
+                .expect("bootstrap");
+            w.factors.insert(o.to_owned(), e.base32().to_owned());
+        }
+        w.with_staff()
+    }
+
+    /// The ledger just after genesis: keyring officers alice and bob, no custody user yet.
+    pub(crate) fn genesis_only() -> Self {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("ledger");
         let officers = ledger_officers();
@@ -179,21 +193,19 @@ impl World {
         let clock = TestClock(Arc::new(AtomicI64::new(T0)));
         let custody =
             Custody::with_clock(ledger, test_policy(), Box::new(clock.clone())).expect("custody");
-        let mut w = World {
+        World {
             _tmp: tmp,
             dir,
             custody,
             clock,
             keys: Keys::default(),
             factors: BTreeMap::new(),
-        };
-        for o in ["alice", "bob"] {
-            let e = w
-                .custody
-                .bootstrap_officer(&name(o), &w.passphrase(o))
-                .expect("bootstrap");
-            w.factors.insert(o.to_owned(), e.base32().to_owned());
         }
+    }
+
+    /// Adds carol (officer, by alice and bob), oscar and olga (operators) and audrey (auditor).
+    fn with_staff(mut self) -> Self {
+        let w = &mut self;
         let (a, b) = (w.login("alice"), w.login("bob"));
         let e = w
             .custody
@@ -228,7 +240,7 @@ impl World {
                 .expect("add user");
             assert!(none.is_none(), "no factor for {n}");
         }
-        w
+        self
     }
 
     pub(crate) fn passphrase(&self, user: &str) -> UserPassphrase {
