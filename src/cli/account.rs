@@ -38,6 +38,7 @@ pub enum AccountCommand {
         /// The account id.
         account: String,
         /// The new status: active, root_credentials_removed or closed.
+        #[arg(value_parser = ["active", "root_credentials_removed", "closed"])]
         status: String,
         /// The two officers.
         #[command(flatten)]

@@ -37,16 +37,23 @@ pub fn status_of(code: ErrorCode) -> u8 {
 
 /// Sends one operation and returns the daemon's reply, or a failure naming the daemon's code.
 pub(crate) fn call(socket: &Path, op: Op) -> Result<Reply, Failure> {
+    call_with_reason(socket, op).map_err(|(f, _)| f)
+}
+
+/// As [`call`], and a refusal also gives the custody domain's own reason (`self_approval`,
+/// `factor_code_reused`, ...) when the daemon sent one.
+pub(crate) fn call_with_reason(socket: &Path, op: Op) -> Result<Reply, (Failure, Option<String>)> {
+    let plain = |f: Failure| (f, None);
     let stream = UnixStream::connect(socket).map_err(|e| {
-        Failure::new(
+        plain(Failure::new(
             exit::IO,
             format!(
                 "cannot connect to custodyd at {}: {e} (is it running? --socket or CUSTODY_SOCKET)",
                 socket.display()
             ),
-        )
+        ))
     })?;
-    let io = |e: std::io::Error| Failure::new(exit::IO, format!("custodyd socket: {e}"));
+    let io = |e: std::io::Error| plain(Failure::new(exit::IO, format!("custodyd socket: {e}")));
     stream
         .set_read_timeout(Some(Duration::from_secs(300)))
         .map_err(io)?;
@@ -59,23 +66,60 @@ pub(crate) fn call(socket: &Path, op: Op) -> Result<Reply, Failure> {
     drop(req);
     (&stream).write_all(&line).map_err(io)?;
     drop(line);
-    let mut reader = BufReader::new((&stream).take(MAX_RESPONSE));
-    let mut buf = Vec::new();
-    reader.read_until(b'\n', &mut buf).map_err(io)?;
+    let buf = read_line(&stream).map_err(io)?;
     if buf.is_empty() {
-        return Err(Failure::new(
+        return Err(plain(Failure::new(
             exit::IO,
             "custodyd closed the connection without answering",
-        ));
+        )));
     }
-    let resp = parse_response(&buf)
-        .map_err(|e| Failure::new(exit::IO, format!("unreadable answer from custodyd: {e}")))?;
+    let resp = parse_response(&buf).map_err(|e| {
+        plain(Failure::new(
+            exit::IO,
+            format!("unreadable answer from custodyd: {e}"),
+        ))
+    })?;
     match resp.result {
         Outcome::Ok(r) => Ok(r),
-        Outcome::Err(e) => Err(Failure::new(
-            status_of(e.code),
-            format!("custodyd refused ({}): {}", e.code, e.message),
+        Outcome::Err(e) => Err((
+            Failure::new(
+                status_of(e.code),
+                format!("custodyd refused ({}): {}", e.code, e.message),
+            ),
+            e.reason,
         )),
+    }
+}
+
+/// Reads the daemon's one answer line. Answers may carry a code or a seed: they are read into
+/// a zeroizing buffer sized for them (no copy left behind by growing), without a `BufReader`
+/// whose own buffer would keep a copy. Larger answers (exports) grow as needed.
+fn read_line(stream: &UnixStream) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(64 * 1024));
+    let mut chunk = zeroize::Zeroizing::new([0u8; 8192]);
+    loop {
+        let n = match (&*stream).read(&mut chunk[..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(got) = chunk.get(..n) else {
+            return Ok(buf);
+        };
+        if got.is_empty() {
+            return Ok(buf);
+        }
+        if let Some(end) = got.iter().position(|b| *b == b'\n') {
+            buf.extend_from_slice(got.get(..=end).unwrap_or(got));
+            return Ok(buf);
+        }
+        buf.extend_from_slice(got);
+        if buf.len() as u64 > MAX_RESPONSE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the answer is larger than {MAX_RESPONSE} bytes"),
+            ));
+        }
     }
 }
 
@@ -255,5 +299,31 @@ pub struct PairArgs {
 impl PairArgs {
     pub(crate) fn read(&self) -> Result<Vec<crate::daemon::protocol::Auth>, Failure> {
         read_officers(&self.by, self.passphrase_fd, self.totp_fd).map(|(a, _)| a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_line_is_read_whole_whatever_its_size() {
+        for size in [0usize, 10, 8191, 8192, 70_000, 300_000] {
+            let (a, b) = UnixStream::pair().expect("pair");
+            let mut line = vec![b'x'; size];
+            line.push(b'\n');
+            let sent = line.clone();
+            let writer = std::thread::spawn(move || {
+                (&a).write_all(&line).expect("write");
+                (&a).write_all(b"after the line").expect("write");
+            });
+            let got = read_line(&b).expect("read");
+            writer.join().expect("writer");
+            assert_eq!(got.as_slice(), sent.as_slice(), "size {size}");
+        }
+        let (a, b) = UnixStream::pair().expect("pair");
+        (&a).write_all(b"no newline").expect("write");
+        drop(a);
+        assert_eq!(read_line(&b).expect("read").as_slice(), b"no newline");
     }
 }

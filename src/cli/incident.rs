@@ -8,13 +8,14 @@ use clap::Subcommand;
 
 use super::client::{call, print_reply, PairArgs};
 use super::ledger::finish;
+use crate::custody::IncidentRecord;
 use crate::daemon::protocol::{Op, Reply};
 
 /// `custody incident` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum IncidentCommand {
     /// List incidents.
-    #[command(after_help = "Example:\n  custody --json incident list")]
+    #[command(after_help = "Example:\n  custody incident list\n  custody --json incident list")]
     List,
     /// Acknowledge an incident (two officers).
     #[command(
@@ -30,6 +31,30 @@ pub enum IncidentCommand {
         #[command(flatten)]
         pair: PairArgs,
     },
+}
+
+/// One incident as a table row: id, open or closed, kind, device, when it was opened,
+/// who acknowledged it, and what happened (last, as it may contain spaces).
+fn line(i: &IncidentRecord) -> String {
+    let acked = if i.acknowledged_by.is_empty() {
+        "-".to_owned()
+    } else {
+        i.acknowledged_by
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "{}  {:<6} {:<16} device {:<10} opened {} ack {:<12} {}",
+        i.id,
+        if i.open { "open" } else { "closed" },
+        i.kind.as_str(),
+        i.device.map_or("-".to_owned(), |d| d.to_string()),
+        i.opened_ms,
+        acked,
+        i.detail
+    )
 }
 
 /// Runs `custody incident ...`.
@@ -55,13 +80,54 @@ pub fn run(json: bool, socket: &Path, cmd: IncidentCommand) -> ExitCode {
             print_reply(json, &r, |r| match r {
                 Reply::Incidents(list) => {
                     for i in list {
-                        println!("{}", serde_json::to_string(i).unwrap_or_default());
+                        println!("{}", line(i));
                     }
                 }
-                Reply::Incident(i) => println!("{}", serde_json::to_string(i).unwrap_or_default()),
+                Reply::Incident(i) => println!("{}", line(i)),
                 other => println!("{other:?}"),
             });
             Ok(())
         })(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::custody::{IncidentKind, UserName};
+
+    #[test]
+    fn an_incident_is_one_readable_row_not_json() {
+        let mut i: IncidentRecord = serde_json::from_value(serde_json::json!({
+            "id": "inc-00000000000000a1",
+            "kind": "seal_mismatch",
+            "device": 10000001,
+            "detail": "seal BAG-0009 presented, BAG-0001 recorded (at safe A)",
+            "opened_ms": 1795000000000_i64,
+            "open": true,
+            "acknowledged_by": [],
+        }))
+        .expect("an incident");
+        let row = line(&i);
+        assert!(!row.contains('{'), "{row}");
+        assert!(
+            row.starts_with("inc-00000000000000a1  open   seal_mismatch    device 10000001 "),
+            "{row}"
+        );
+        assert!(row.contains(" ack -  "), "{row}");
+        assert!(
+            row.ends_with("seal BAG-0009 presented, BAG-0001 recorded (at safe A)"),
+            "{row}"
+        );
+        i.open = false;
+        i.device = None;
+        i.kind = IncidentKind::DeviceLost;
+        i.acknowledged_by = ["alice", "bob"]
+            .iter()
+            .map(|n| UserName::parse(n).expect("name"))
+            .collect();
+        let row = line(&i);
+        assert!(row.contains(" closed device_lost      device -  "), "{row}");
+        assert!(row.contains(" ack alice,bob "), "{row}");
+    }
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod account;
 pub mod audit;
+pub mod ceremony;
 pub mod client;
 pub mod daemon;
 pub mod device;
@@ -102,6 +103,10 @@ pub enum Command {
     /// End custody of an account (two officers): its devices are handed over and a signed
     /// extract of its history is written for the receiving organisation.
     Release(daemon::ReleaseArgs),
+    /// Guided ceremonies (sign-in, enrolment): each person is asked for their own credentials
+    /// in turn; scriptable with --passphrase-fd.
+    #[command(subcommand)]
+    Ceremony(ceremony::CeremonyCommand),
     /// Incidents: list, acknowledge.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
@@ -149,6 +154,9 @@ pub fn run(cli: Cli) -> ExitCode {
             device::enrol(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
         Command::Code(a) => device::code(cli.json, &client::socket_path(cli.socket.as_deref()), a),
+        Command::Ceremony(c) => {
+            ceremony::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
+        }
         Command::Incident(c) => {
             incident::run(cli.json, &client::socket_path(cli.socket.as_deref()), c)
         }

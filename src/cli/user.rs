@@ -54,7 +54,7 @@ pub enum UserCommand {
         /// The user.
         name: String,
         /// A role: operator, auditor, or officer for a user who already is one (repeat).
-        #[arg(long = "role", required = true)]
+        #[arg(long = "role", required = true, value_parser = parse_role)]
         roles: Vec<String>,
         /// The two officers.
         #[command(flatten)]
@@ -71,13 +71,20 @@ pub enum UserCommand {
     },
 }
 
+/// A role named on the command line, checked before anyone is asked for a passphrase.
+fn parse_role(s: &str) -> Result<String, String> {
+    crate::custody::Role::parse(s)
+        .map(|r| r.as_str().to_owned())
+        .map_err(|_| format!("{s:?} is not a role: officer, operator or auditor"))
+}
+
 /// Arguments of `custody user add`.
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// The new user's name.
     pub name: String,
     /// A role: officer, operator or auditor (repeat).
-    #[arg(long = "role", required = true)]
+    #[arg(long = "role", required = true, value_parser = parse_role)]
     pub roles: Vec<String>,
     /// The OS uid the user must connect as.
     #[arg(long)]
@@ -141,6 +148,13 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     )?
                 }
                 UserCommand::Add(a) => {
+                    let distinct: std::collections::BTreeSet<&String> = a.by.iter().collect();
+                    if a.roles.iter().any(|r| r == "officer") && distinct.len() < 2 {
+                        return Err(Failure::new(
+                            exit::USAGE,
+                            "adding an officer needs two different officers: give --by twice",
+                        ));
+                    }
                     let mut pass = SecretLines::new(a.passphrase_fd)?;
                     let mut codes = SecretLines::new(a.totp_fd)?;
                     let mut by = Vec::new();

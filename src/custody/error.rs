@@ -336,6 +336,17 @@ pub enum CustodyError {
         /// Why.
         reason: String,
     },
+    /// The device did not answer within the touch timeout: nobody touched it while it
+    /// flashed (or it stopped answering).
+    #[error(
+        "device {serial} in reader {reader:?} was not touched within touch_timeout_secs (no answer in time)"
+    )]
+    TouchTimeout {
+        /// The serial.
+        serial: Serial,
+        /// The reader it sits in.
+        reader: String,
+    },
     /// Talking to the device failed.
     #[error("device {serial}: {source}")]
     Token {
@@ -432,6 +443,7 @@ impl CustodyError {
             Self::TimeWitnessUnavailable { .. } => "time_witness_unavailable",
             Self::DeviceUnavailable { .. } => "device_unavailable",
             Self::Token { .. } => "token_error",
+            Self::TouchTimeout { .. } => "touch_timeout",
             Self::LedgerUnavailable { .. } => "ledger_unavailable",
             Self::CorruptRecord { .. } => "corrupt_record",
             Self::Crypto { .. } => "crypto",

@@ -291,6 +291,19 @@ pub enum IncidentKind {
     Other,
 }
 
+impl IncidentKind {
+    /// The text form (as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SealMismatch => "seal_mismatch",
+            Self::DeviceMismatch => "device_mismatch",
+            Self::DeviceMissing => "device_missing",
+            Self::DeviceLost => "device_lost",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// An incident and its acknowledgements.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentRecord {

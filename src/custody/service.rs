@@ -207,9 +207,17 @@ pub(super) fn op_err(
 }
 
 pub(super) fn token_err(serial: Serial) -> impl FnOnce(crate::token::TokenError) -> CustodyError {
-    move |source| CustodyError::Token {
-        serial,
-        source: Box::new(source),
+    move |source| match source {
+        // The device access gives a card no longer than the touch timeout to answer.
+        crate::token::TokenError::Transport {
+            reader,
+            source: crate::token::TransportError::Timeout { .. },
+            ..
+        } => CustodyError::TouchTimeout { serial, reader },
+        source => CustodyError::Token {
+            serial,
+            source: Box::new(source),
+        },
     }
 }
 

@@ -1,32 +1,42 @@
 //! Devices through PC/SC for the custody domain: a device is opened by serial, only in a
 //! reader the configuration allows. The domain then checks the device's identity itself.
 
-use crate::custody::{DeviceAccess, DeviceAccessError, Serial};
+use std::sync::mpsc;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
+use crate::custody::{DeviceAccess, DeviceAccessError, Serial};
 use crate::token::identity::{glimpse, yubikey_serial_and_version, Glimpse};
-use crate::token::pcsc::PcscContext;
+use crate::token::pcsc::{PcscCard, PcscContext};
 use crate::token::{CardTransport, TransportError};
 
-/// [`DeviceAccess`] over pcscd, limited to allowed readers.
+/// [`DeviceAccess`] over pcscd, limited to allowed readers; every command a device is sent
+/// must be answered within the touch timeout.
 pub struct PcscAccess {
     ctx: PcscContext,
     allowed: Vec<String>,
+    touch_timeout: Duration,
 }
 
 impl std::fmt::Debug for PcscAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PcscAccess")
             .field("allowed", &self.allowed)
+            .field("touch_timeout", &self.touch_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl PcscAccess {
     /// Connects to pcscd.
-    pub fn new(allowed: Vec<String>) -> Result<Self, String> {
+    pub fn new(allowed: Vec<String>, touch_timeout: Duration) -> Result<Self, String> {
         let ctx = PcscContext::establish().map_err(|e| e.to_string())?;
-        Ok(Self { ctx, allowed })
+        Ok(Self {
+            ctx,
+            allowed,
+            touch_timeout,
+        })
     }
 }
 
@@ -45,6 +55,7 @@ impl DeviceAccess for PcscAccess {
                 .ctx
                 .connect(&reader)
                 .map_err(|e| failed(e.to_string()))?;
+            let card = TimedCard::new(card, self.touch_timeout).map_err(failed)?;
             return Ok(Box::new(card));
         }
         Err(DeviceAccessError::NotPresent { serial })
@@ -56,14 +67,16 @@ impl DeviceAccess for PcscAccess {
 #[derive(Debug)]
 pub struct LazyPcscAccess {
     allowed: Vec<String>,
+    touch_timeout: Duration,
     inner: Option<PcscAccess>,
 }
 
 impl LazyPcscAccess {
     /// Access limited to `allowed` readers, not yet connected.
-    pub fn new(allowed: Vec<String>) -> Self {
+    pub fn new(allowed: Vec<String>, touch_timeout: Duration) -> Self {
         Self {
             allowed,
+            touch_timeout,
             inner: None,
         }
     }
@@ -73,12 +86,12 @@ impl DeviceAccess for LazyPcscAccess {
     fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
         let access = match self.inner.take() {
             Some(a) => a,
-            None => {
-                PcscAccess::new(self.allowed.clone()).map_err(|e| DeviceAccessError::Failed {
+            None => PcscAccess::new(self.allowed.clone(), self.touch_timeout).map_err(|e| {
+                DeviceAccessError::Failed {
                     serial,
                     detail: format!("pcscd: {e}"),
-                })?
-            }
+                }
+            })?,
         };
         self.inner.insert(access).open(serial)
     }
@@ -107,4 +120,143 @@ pub fn identify_in_reader(ctx: &PcscContext, reader: &str) -> Result<Glimpse, St
         .and_then(|r| r.map_err(|e| e.to_string()));
     let _ = card.disconnect(false);
     seen
+}
+
+/// A card whose commands run on their own thread, so that waiting for an answer (a touch) is
+/// bounded: after `timeout` the command fails with [`TransportError::Timeout`] and the card is
+/// not used again. The thread ends when the card answers or goes away; the command and its
+/// answer travel in zeroizing buffers.
+struct TimedCard {
+    reader: String,
+    timeout: Duration,
+    commands: Option<mpsc::Sender<Zeroizing<Vec<u8>>>>,
+    answers: mpsc::Receiver<Result<Zeroizing<Vec<u8>>, TransportError>>,
+    timed_out: bool,
+}
+
+impl TimedCard {
+    fn new(card: PcscCard, timeout: Duration) -> Result<Self, String> {
+        Self::spawn(card, timeout)
+    }
+
+    fn spawn<C: CardTransport + Send + 'static>(
+        mut card: C,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let reader = card.reader().to_owned();
+        let (commands, inbox) = mpsc::channel::<Zeroizing<Vec<u8>>>();
+        let (outbox, answers) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("card-io".into())
+            .spawn(move || {
+                for command in inbox {
+                    let answer = card.transmit(&command);
+                    drop(command);
+                    if outbox.send(answer).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the card's I/O thread: {e}"))?;
+        Ok(Self {
+            reader,
+            timeout,
+            commands: Some(commands),
+            answers,
+            timed_out: false,
+        })
+    }
+}
+
+impl CardTransport for TimedCard {
+    fn transmit(&mut self, command: &[u8]) -> Result<Zeroizing<Vec<u8>>, TransportError> {
+        let timeout = || TransportError::Timeout {
+            reader: self.reader.clone(),
+        };
+        if self.timed_out {
+            return Err(timeout());
+        }
+        let gone = || TransportError::Failed {
+            reader: self.reader.clone(),
+            detail: "the card's I/O thread ended".into(),
+        };
+        let Some(commands) = &self.commands else {
+            return Err(gone());
+        };
+        commands
+            .send(Zeroizing::new(command.to_vec()))
+            .map_err(|_| gone())?;
+        match self.answers.recv_timeout(self.timeout) {
+            Ok(answer) => answer,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.timed_out = true;
+                // The thread is left to finish (or fail) on its own.
+                self.commands = None;
+                Err(timeout())
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
+        }
+    }
+
+    fn reader(&self) -> &str {
+        &self.reader
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A card that answers `90 00` after `delay`.
+    struct Slow {
+        delay: Duration,
+    }
+
+    impl CardTransport for Slow {
+        fn transmit(&mut self, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, TransportError> {
+            std::thread::sleep(self.delay);
+            Ok(Zeroizing::new(vec![0x90, 0x00]))
+        }
+        fn reader(&self) -> &str {
+            "slow reader"
+        }
+    }
+
+    #[test]
+    fn a_card_answering_in_time_is_unchanged() {
+        let mut c = TimedCard::spawn(
+            Slow {
+                delay: Duration::from_millis(5),
+            },
+            Duration::from_secs(5),
+        )
+        .expect("thread");
+        for _ in 0..3 {
+            assert_eq!(
+                c.transmit(&[0, 0xA4, 4, 0]).expect("answer").as_slice(),
+                [0x90, 0]
+            );
+        }
+        assert_eq!(c.reader(), "slow reader");
+    }
+
+    #[test]
+    fn a_card_never_touched_times_out_and_is_not_used_again() {
+        let mut c = TimedCard::spawn(
+            Slow {
+                delay: Duration::from_secs(2),
+            },
+            Duration::from_millis(100),
+        )
+        .expect("thread");
+        let started = std::time::Instant::now();
+        let e = c.transmit(&[0, 0xA2, 0, 1]).expect_err("times out");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "bounded by the timeout"
+        );
+        assert!(matches!(e, TransportError::Timeout { ref reader } if reader == "slow reader"));
+        let e = c.transmit(&[0, 0xA4, 4, 0]).expect_err("stays timed out");
+        assert!(matches!(e, TransportError::Timeout { .. }));
+    }
 }

@@ -209,6 +209,7 @@ impl Config {
         o.max_connections = self.max_connections;
         o.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         o.allowed_readers = self.allowed_readers.clone();
+        o.touch_timeout = Duration::from_secs(self.touch_timeout_secs);
         o.policy = self.custody_policy();
         o
     }

@@ -2,6 +2,8 @@
 //! edge, people authenticate with the connection's uid added, and the [`Custody`] facade
 //! decides. Its refusals keep their own code (`reason` on the wire).
 
+use std::time::Duration;
+
 use super::access::{LazyPcscAccess, PcscAccess};
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
@@ -33,7 +35,7 @@ impl From<CustodyError> for OpError {
             | "same_officer_twice"
             | "self_approval"
             | "not_the_requester" => ErrorCode::Forbidden,
-            "token" | "device_unavailable" => ErrorCode::Token,
+            "token_error" | "device_unavailable" | "touch_timeout" => ErrorCode::Token,
             "ledger_unavailable" | "corrupt_record" => ErrorCode::Ledger,
             _ => ErrorCode::Refused,
         };
@@ -81,8 +83,8 @@ fn pair(c: &mut Custody, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Ses
     }
 }
 
-fn pcsc(allowed: &[String]) -> Result<PcscAccess, OpError> {
-    PcscAccess::new(allowed.to_vec())
+fn pcsc(allowed: &[String], touch_timeout: Duration) -> Result<PcscAccess, OpError> {
+    PcscAccess::new(allowed.to_vec(), touch_timeout)
         .map_err(|e| OpError::new(ErrorCode::Token, format!("pcscd: {e}")))
 }
 
@@ -97,12 +99,15 @@ pub fn seal_officer(c: &mut Custody, by: Auth, peer: &PeerCred) -> Result<UserNa
     Ok(c.authenticate_officer(&creds, "seal")?.user().clone())
 }
 
-/// Handles one custody operation (the daemon holds the lock and an unsealed service).
+/// Handles one custody operation (the daemon holds the lock and an unsealed service). Devices
+/// are opened only in `allowed` readers, and a device that does not answer within
+/// `touch_timeout` (nobody touched it) fails the operation with `touch_timeout`.
 pub fn handle(
     c: &mut Custody,
     op: Op,
     peer: &PeerCred,
     allowed: &[String],
+    touch_timeout: Duration,
 ) -> Result<Reply, OpError> {
     match op {
         Op::BootstrapOfficer {
@@ -219,7 +224,7 @@ pub fn handle(
                 "backup" => DeviceRole::Backup,
                 other => return Err(bad("role", format!("{other:?} is not primary or backup"))),
             };
-            let mut access = pcsc(allowed)?;
+            let mut access = pcsc(allowed, touch_timeout)?;
             Ok(Reply::Device(c.register_device(
                 &s,
                 &mut access,
@@ -250,7 +255,7 @@ pub fn handle(
                 overwrite,
             };
             drop(seed);
-            let mut access = pcsc(allowed)?;
+            let mut access = pcsc(allowed, touch_timeout)?;
             let codes = c.enrol(a, b, &mut access, enrolment)?;
             Ok(Reply::Enrolled {
                 first: Secret::new(codes.first.as_str().to_owned().into()),
@@ -281,7 +286,7 @@ pub fn handle(
             location,
         } => {
             let s = session(c, by, peer)?;
-            let mut access = pcsc(allowed)?;
+            let mut access = pcsc(allowed, touch_timeout)?;
             Ok(Reply::Device(c.check_in(
                 &s,
                 &mut access,
@@ -293,7 +298,7 @@ pub fn handle(
         Op::Code { by, request } => {
             let id = request_id(&request)?;
             let s = session(c, by, peer)?;
-            let mut access = pcsc(allowed)?;
+            let mut access = pcsc(allowed, touch_timeout)?;
             let r = c.release_code(&s, &id, &mut access)?;
             Ok(Reply::Code {
                 request: r.request.to_string(),
@@ -386,7 +391,7 @@ pub fn handle(
                 })
                 .collect::<Result<Vec<_>, CustodyError>>()?;
             let s = session(c, by, peer)?;
-            let mut access = LazyPcscAccess::new(allowed.to_vec());
+            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
             Ok(Reply::Audit(c.inventory_audit(
                 &s,
                 &mut access,
@@ -412,5 +417,34 @@ pub fn handle(
             ErrorCode::Internal,
             format!("{} is not a custody operation", other.name()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{TokenError, TransportError};
+
+    #[test]
+    fn card_failures_keep_the_token_code_so_the_cli_exits_3() {
+        let serial = Serial::new(10_000_001).expect("serial");
+        let pulled = CustodyError::Token {
+            serial,
+            source: Box::new(TokenError::Transport {
+                reader: "Yubico YubiKey OTP+FIDO+CCID 00 00".into(),
+                ins: 0xA2,
+                source: TransportError::ReaderGone {
+                    reader: "Yubico YubiKey OTP+FIDO+CCID 00 00".into(),
+                },
+            }),
+        };
+        let e = OpError::from(pulled);
+        assert_eq!(e.code, ErrorCode::Token);
+        assert_eq!(e.reason.as_deref(), Some("token_error"));
+        let absent = CustodyError::DeviceUnavailable {
+            serial,
+            reason: "not present".into(),
+        };
+        assert_eq!(OpError::from(absent).code, ErrorCode::Token);
     }
 }

@@ -52,6 +52,8 @@ pub struct DaemonOptions {
     pub idle_timeout: Duration,
     /// Reader names (prefixes) the daemon may use. Empty: none is allowed.
     pub allowed_readers: Vec<String>,
+    /// How long a device may take to answer one command (waiting for a touch).
+    pub touch_timeout: Duration,
     /// The dual-control policy.
     pub policy: crate::custody::Policy,
 }
@@ -64,6 +66,7 @@ impl DaemonOptions {
             max_connections: 32,
             idle_timeout: Duration::from_secs(60),
             allowed_readers: vec!["Yubico YubiKey".to_owned()],
+            touch_timeout: Duration::from_secs(30),
             policy: crate::custody::Policy::default(),
         }
     }
@@ -245,7 +248,8 @@ impl Daemon {
             | Op::Release { .. }
             | Op::Inventory { .. }) => {
                 let allowed = self.opts.allowed_readers.clone();
-                self.with_custody(|c| super::ops::handle(c, op, peer, &allowed))
+                let touch = self.opts.touch_timeout;
+                self.with_custody(|c| super::ops::handle(c, op, peer, &allowed, touch))
             }
             Op::Export => self.with_ledger(|l| {
                 let mut out = Vec::new();

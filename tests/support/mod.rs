@@ -3,6 +3,9 @@
 //! its own TCP ports, so tests run in parallel without meeting each other or the host's pcscd.
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod tty;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,963 @@
+//! `custody ceremony sign-in | enrol`: interactive wizards that walk the people in the room
+//! through a whole ceremony over custodyd, one step at a time, asking each person for their own
+//! credentials when it is their turn. Every step is an ordinary daemon operation (the same as
+//! `custody request code`, `approve`, `device checkout`, `code`, `device checkin`,
+//! `account add`, `device register`, `enrol`), so a wizard stopped half-way is resumed by
+//! running it again (`--request` for a sign-in): steps already done are skipped.
+//!
+//! On a terminal, names and other plain answers are typed visibly; passphrases, second-factor
+//! codes and the provider's seed at hidden prompts. With `--passphrase-fd N` every answer is one
+//! line of descriptor N, in the order documented in `docs/cli.md`, and nothing is asked on the
+//! terminal. The narrative goes to standard error; standard output carries the results (the
+//! request id, the code, the enrolment codes), or one JSON document with `--json`.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::client::call_with_reason;
+use super::exit;
+use super::ledger::{finish, Failure};
+use crate::custody::{DeviceRecord, DeviceRole, DeviceState, RequestRecord, RequestStatus, Role};
+use crate::daemon::protocol::{Auth, Op, Reply, Secret};
+
+/// `custody ceremony` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CeremonyCommand {
+    /// Sign-in wizard: request, approvals, check-out, the code (with a countdown), check-in.
+    #[command(after_help = SIGN_IN_HELP)]
+    SignIn(SignInArgs),
+    /// Enrolment wizard: account, both keys registered, enrolled with the provider's seed,
+    /// checked into the safe.
+    #[command(after_help = ENROL_HELP)]
+    Enrol(EnrolArgs),
+}
+
+const SIGN_IN_HELP: &str = "\
+Example (at the custody host, the people taking turns at the keyboard):
+  custody ceremony sign-in --account 123456789012 --task change-root-password \\
+      --ticket SEC-42 --reason \"rotate the root password after the annual audit\"
+
+Scripted: every answer is one line of descriptor N, in this order (a step already done,
+or a value given as an option, is not asked):
+  requester name, passphrase, [second-factor code: officers only],
+  [account, task, ticket, reason: those not given as options];
+  for each approval still needed: officer name, passphrase, code;
+  custodian name, passphrase, code, seal number on the bag;
+  requester passphrase, [code];
+  unless --no-checkin: officer name, passphrase, code, new seal number, [location].
+  custody ceremony sign-in --request req-0123456789abcdef --passphrase-fd 3 --no-checkin 3<answers";
+
+const ENROL_HELP: &str = "\
+Example (both new keys inserted, the provider's \"Assign MFA device\" page open):
+  custody ceremony enrol --account 123456789012 --primary 10000001 --backup 10000002 \\
+      --provider aws --alias prod --root-email root@example.com --credential AWS:prod-root
+
+Scripted: every answer is one line of descriptor N, in this order (a step already done,
+or a value given as an option, is not asked):
+  unless the account is registered: officer name, passphrase, code,
+    [provider, alias, root e-mail, credential: those not given as options];
+  unless the primary is registered: officer name, passphrase, code;
+  unless the backup is registered: officer name, passphrase, code;
+  unless both are enrolled: first officer name, passphrase, code; second officer name,
+    passphrase, code; the provider's seed;
+  for the primary, then the backup, unless in the safe: officer name, passphrase, code,
+    seal number, [location].
+  custody ceremony enrol --account 123456789012 --primary 10000001 --backup 10000002 \\
+      --passphrase-fd 3 3<answers";
+
+/// Arguments of `custody ceremony sign-in`.
+#[derive(Debug, Args)]
+pub struct SignInArgs {
+    /// Resume this request instead of making a new one.
+    #[arg(long, value_name = "ID")]
+    pub request: Option<String>,
+    /// The account (asked when missing).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// The root task (asked when missing), e.g. change-root-password.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// The ticket reference (asked when missing), e.g. SEC-42.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Why the root user is needed (asked when missing).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The key to check out. Default: the account's primary key in the safe, else its backup.
+    #[arg(long)]
+    pub serial: Option<u32>,
+    /// Where the key is kept after check-in (asked when missing).
+    #[arg(long)]
+    pub location: Option<String>,
+    /// Stop after the code: the key stays checked out (check it in later with
+    /// `custody device checkin`).
+    #[arg(long)]
+    pub no_checkin: bool,
+    /// Read every answer, one per line, from this file descriptor instead of the terminal.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+}
+
+/// Arguments of `custody ceremony enrol`.
+#[derive(Debug, Args)]
+pub struct EnrolArgs {
+    /// The account.
+    #[arg(long)]
+    pub account: String,
+    /// The primary key's serial.
+    #[arg(long)]
+    pub primary: u32,
+    /// The backup key's serial.
+    #[arg(long)]
+    pub backup: u32,
+    /// The provider, when the account is not registered yet (aws, aws-us-gov, aws-cn).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The account's alias, when it is not registered yet.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// The root user's e-mail, when the account is not registered yet.
+    #[arg(long)]
+    pub root_email: Option<String>,
+    /// The OATH credential name (`issuer:account`), when the account is not registered yet.
+    #[arg(long)]
+    pub credential: Option<String>,
+    /// Where the primary key is kept (asked when missing).
+    #[arg(long, value_name = "PLACE")]
+    pub primary_location: Option<String>,
+    /// Where the backup key is kept (asked when missing).
+    #[arg(long, value_name = "PLACE")]
+    pub backup_location: Option<String>,
+    /// Read every answer, one per line, from this file descriptor instead of the terminal.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+}
+
+/// Runs `custody ceremony ...`.
+pub fn run(json: bool, socket: &Path, cmd: CeremonyCommand) -> ExitCode {
+    let result = (|| {
+        let mut room = Room::new(socket, json, passphrase_fd(&cmd))?;
+        match cmd {
+            CeremonyCommand::SignIn(a) => sign_in(&mut room, a),
+            CeremonyCommand::Enrol(a) => enrol(&mut room, a),
+        }
+    })();
+    finish(json, result)
+}
+
+fn passphrase_fd(cmd: &CeremonyCommand) -> Option<u32> {
+    match cmd {
+        CeremonyCommand::SignIn(a) => a.passphrase_fd,
+        CeremonyCommand::Enrol(a) => a.passphrase_fd,
+    }
+}
+
+/// Where answers come from: a descriptor read one line at a time (so a script may feed it as
+/// the ceremony goes), or the terminal.
+enum Answers {
+    Fd { n: u32, file: File },
+    Terminal,
+}
+
+/// The people in the room and the daemon: prompts, answers, calls.
+struct Room {
+    socket: PathBuf,
+    json: bool,
+    answers: Answers,
+    users: Vec<crate::custody::UserRecord>,
+}
+
+/// Refusals after which a person at a terminal may simply try again.
+const RETRYABLE: &[&str] = &[
+    "authentication_failed",
+    "factor_code_reused",
+    "factor_code_required",
+    "invalid_input",
+    "unknown_task",
+    "unknown_account",
+    "seal_reused",
+];
+
+/// Refusals of a request's typed fields (account, task, ticket, reason).
+const FIELD_REFUSALS: &[&str] = &["invalid_input", "unknown_task", "unknown_account"];
+
+impl Room {
+    fn new(socket: &Path, json: bool, fd: Option<u32>) -> Result<Self, Failure> {
+        let answers = match fd {
+            Some(n) => {
+                let path = format!("/proc/self/fd/{n}");
+                let file = File::open(&path).map_err(|e| {
+                    Failure::new(exit::IO, format!("cannot read file descriptor {n}: {e}"))
+                })?;
+                Answers::Fd { n, file }
+            }
+            None => Answers::Terminal,
+        };
+        let mut room = Self {
+            socket: socket.to_path_buf(),
+            json,
+            answers,
+            users: Vec::new(),
+        };
+        if let Reply::Users(u) = room.call(Op::Users)? {
+            room.users = u;
+        }
+        Ok(room)
+    }
+
+    fn interactive(&self) -> bool {
+        matches!(self.answers, Answers::Terminal)
+    }
+
+    /// Narrative for the people in the room (standard error, so standard output stays for
+    /// results).
+    fn say(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn call(&self, op: Op) -> Result<Reply, Failure> {
+        call_with_reason(&self.socket, op).map_err(|(f, _)| f)
+    }
+
+    /// One line from the descriptor, without its line end; `what` names the answer in errors.
+    fn fd_line(&mut self, what: &str) -> Result<Zeroizing<String>, Failure> {
+        let Answers::Fd { n, file } = &mut self.answers else {
+            return Err(Failure::new(exit::IO, "no answer descriptor"));
+        };
+        let n = *n;
+        let mut raw = Zeroizing::new(Vec::new());
+        let mut byte = [0u8; 1];
+        loop {
+            match file.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => {
+                    if raw.len() >= 64 * 1024 {
+                        return Err(Failure::new(
+                            exit::USAGE,
+                            format!("file descriptor {n}: the line for {what} is too long"),
+                        ));
+                    }
+                    raw.push(byte[0]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Failure::new(
+                        exit::IO,
+                        format!("reading file descriptor {n}: {e}"),
+                    ))
+                }
+            }
+        }
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {n} is not UTF-8")))?;
+        let line = text.trim_end_matches('\r');
+        if line.is_empty() {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("file descriptor {n} has no line for: {what}"),
+            ));
+        }
+        Ok(Zeroizing::new(line.to_owned()))
+    }
+
+    /// A plain answer, typed visibly (names, seal numbers, places).
+    fn ask(&mut self, prompt: &str) -> Result<String, Failure> {
+        if !self.interactive() {
+            return self.fd_line(prompt).map(|l| l.trim().to_owned());
+        }
+        loop {
+            eprint!("{prompt}: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            let n = std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Failure::new(exit::IO, format!("reading the terminal: {e}")))?;
+            if n == 0 {
+                return Err(Failure::new(
+                    exit::IO,
+                    format!("standard input closed before: {prompt}"),
+                ));
+            }
+            let line = line.trim();
+            if !line.is_empty() {
+                return Ok(line.to_owned());
+            }
+        }
+    }
+
+    /// A secret, at a hidden prompt (never echoed) or from the descriptor.
+    fn secret(&mut self, prompt: &str) -> Result<Secret, Failure> {
+        if !self.interactive() {
+            return self.fd_line(prompt).map(Secret::new);
+        }
+        rpassword::prompt_password(format!("{prompt}: "))
+            .map(|s| Secret::new(Zeroizing::new(s)))
+            .map_err(|e| Failure::new(exit::IO, format!("reading a hidden answer: {e}")))
+    }
+
+    /// Waits for Enter at a terminal; scripted ceremonies do not stop.
+    fn pause(&mut self, prompt: &str) -> Result<(), Failure> {
+        if !self.interactive() {
+            return Ok(());
+        }
+        eprint!("{prompt} [Enter] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Failure::new(exit::IO, format!("reading the terminal: {e}")))?;
+        Ok(())
+    }
+
+    fn is_officer(&self, name: &str) -> bool {
+        self.users
+            .iter()
+            .any(|u| u.name.as_str() == name && u.roles.contains(&Role::Officer))
+    }
+
+    /// Asks `who` for a name, then that person's passphrase and, for officers, the current
+    /// code of their second factor.
+    fn person(&mut self, who: &str) -> Result<Auth, Failure> {
+        let name = loop {
+            let name = self.ask(&format!("{who}: name"))?;
+            if self.users.iter().any(|u| u.name.as_str() == name) || !self.interactive() {
+                break name;
+            }
+            self.say(&format!("  There is no custody user {name:?}; try again."));
+        };
+        self.credentials_of(&name)
+    }
+
+    /// The passphrase and (officers) second-factor code of `name`.
+    fn credentials_of(&mut self, name: &str) -> Result<Auth, Failure> {
+        let passphrase = self.secret(&format!("Passphrase of {name} (hidden)"))?;
+        let factor = if self.is_officer(name) {
+            Some(self.secret(&format!(
+                "Second-factor code of {name}, from their authenticator (hidden)"
+            ))?)
+        } else {
+            None
+        };
+        Ok(Auth {
+            user: name.to_owned(),
+            passphrase,
+            factor,
+        })
+    }
+
+    /// Runs `step` (which asks for what it needs and calls the daemon); at a terminal, a
+    /// refusal that a person can correct (a mistyped passphrase, a code already used) is
+    /// explained and the step is asked again, up to three times.
+    fn attempt<T>(
+        &mut self,
+        mut step: impl FnMut(&mut Self) -> Result<T, (Failure, Option<String>)>,
+    ) -> Result<T, Failure> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match step(self) {
+                Ok(t) => return Ok(t),
+                Err((f, reason)) => {
+                    let again = self.interactive()
+                        && tries < 3
+                        && reason.as_deref().is_some_and(|r| RETRYABLE.contains(&r));
+                    if !again {
+                        return Err(f);
+                    }
+                    self.say(&format!("  {}", f.message));
+                    if reason.as_deref() == Some("factor_code_reused") {
+                        self.say(
+                            "  That code was used already: wait for the authenticator's next code.",
+                        );
+                    }
+                    self.say("  Let's try that step again.");
+                }
+            }
+        }
+    }
+
+    fn op(&self, op: Op) -> Result<Reply, (Failure, Option<String>)> {
+        call_with_reason(&self.socket, op)
+    }
+}
+
+fn unexpected(r: &Reply) -> Failure {
+    Failure::new(exit::IO, format!("unexpected answer from custodyd: {r:?}"))
+}
+
+fn plain(f: Failure) -> (Failure, Option<String>) {
+    (f, None)
+}
+
+fn request_of(r: Reply) -> Result<RequestRecord, Failure> {
+    match r {
+        Reply::Request(rec) => Ok(rec),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn devices(room: &Room) -> Result<Vec<DeviceRecord>, Failure> {
+    match room.call(Op::Devices)? {
+        Reply::Devices(d) => Ok(d),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The sign-in ceremony ([docs/runbooks/sign-in.md]).
+fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
+    room.say("Sign-in ceremony: one root code for a named task, approved by two officers.");
+    // 1. The request.
+    let mut rec = match &a.request {
+        Some(id) => {
+            let rec = request_of(room.call(Op::RequestShow {
+                request: id.clone(),
+            })?)?;
+            room.say(&format!(
+                "Resuming {} ({}, requested by {}).",
+                rec.id,
+                rec.status.as_str(),
+                rec.requester
+            ));
+            rec
+        }
+        None => {
+            room.say("\nStep 1: the requester asks for the code.");
+            let mut fields = [a.account, a.task, a.ticket, a.reason];
+            let given = fields.clone().map(|f| f.is_some());
+            let rec = room.attempt(|room| {
+                let by = room
+                    .person("Requester (the operator who will sign in)")
+                    .map_err(plain)?;
+                let labels = [
+                    "Account id",
+                    "Task (e.g. change-root-password)",
+                    "Ticket (e.g. SEC-42)",
+                    "Reason (at least 20 characters)",
+                ];
+                for (field, label) in fields.iter_mut().zip(labels) {
+                    if field.is_none() {
+                        *field = Some(room.ask(label).map_err(plain)?);
+                    }
+                }
+                let [account, task, ticket, reason] = fields.clone().map(Option::unwrap_or_default);
+                let r = room.op(Op::RequestCode {
+                    by,
+                    account,
+                    task,
+                    ticket,
+                    reason,
+                });
+                if let Err((_, Some(reason))) = &r {
+                    if FIELD_REFUSALS.contains(&reason.as_str()) {
+                        // Let the typed fields (not the options) be typed again.
+                        for (field, given) in fields.iter_mut().zip(given) {
+                            if !given {
+                                *field = None;
+                            }
+                        }
+                    }
+                }
+                r
+            })?;
+            let rec = request_of(rec)?;
+            room.say(&format!("Request {} is pending.", rec.id));
+            rec
+        }
+    };
+    if !room.json {
+        println!("request {}", rec.id);
+    }
+    // 2. Approvals.
+    while rec.status == RequestStatus::Pending {
+        let n = rec.approvals.len() + 1;
+        room.say(&format!(
+            "\nStep 2: approvals. Hand the keyboard to approving officer {n} (not {}).",
+            rec.requester
+        ));
+        room.say(&format!(
+            "  Request {}: account {}, task {}, ticket {}, reason: {}",
+            rec.id,
+            rec.account,
+            rec.task,
+            rec.ticket.as_str(),
+            rec.reason.as_str()
+        ));
+        let id = rec.id.to_string();
+        rec = request_of(room.attempt(|room| {
+            let by = room
+                .person(&format!("Approving officer {n}"))
+                .map_err(plain)?;
+            room.op(Op::Approve {
+                by,
+                request: id.clone(),
+            })
+        })?)?;
+        room.say(&format!(
+            "  Approved by {} officer(s); the request is {}.",
+            rec.approvals.len(),
+            rec.status.as_str()
+        ));
+    }
+    if rec.status != RequestStatus::Approved {
+        return Err(Failure::new(
+            exit::FAILED,
+            format!(
+                "request {} is {}: no code can be released for it (make a new request)",
+                rec.id,
+                rec.status.as_str()
+            ),
+        ));
+    }
+    // 3. Check-out.
+    let id = rec.id.to_string();
+    let account = rec.account.to_string();
+    let all = devices(room)?;
+    let out = all.iter().find(|d| {
+        matches!(&d.state, DeviceState::CheckedOut { request: Some(r), .. } if r.to_string() == id)
+    });
+    let serial = match out {
+        Some(d) => {
+            room.say(&format!(
+                "\nKey {} is already checked out for {id}.",
+                d.serial
+            ));
+            d.serial.get()
+        }
+        None => {
+            let serial = match a.serial {
+                Some(s) => s,
+                None => pick_key(&all, &account)?,
+            };
+            room.say(&format!(
+                "\nStep 3: check-out. At the safe, with a second person watching, the custodian reads \
+                 the seal number of key {serial}'s bag aloud. Do not open the bag yet."
+            ));
+            room.attempt(|room| {
+                let by = room
+                    .person("Hand the keyboard to the custodian officer")
+                    .map_err(plain)?;
+                let seal = room
+                    .ask(&format!("Seal number on the bag of key {serial}"))
+                    .map_err(plain)?;
+                room.op(Op::Checkout {
+                    by,
+                    serial,
+                    seal,
+                    request: Some(id.clone()),
+                })
+            })?;
+            room.say(&format!(
+                "  Key {serial} is checked out. Open the bag and insert the key into the custody host."
+            ));
+            room.pause("Press Enter when the key is inserted.")?;
+            serial
+        }
+    };
+    // 4. The code.
+    room.say(&format!(
+        "\nStep 4: the code. Hand the keyboard back to the requester, {}.",
+        rec.requester
+    ));
+    let requester = rec.requester.to_string();
+    let reply = room.attempt(|room| {
+        let by = room.credentials_of(&requester).map_err(plain)?;
+        room.say(&format!(
+            ">>> Touch key {serial} now (when it flashes). <<<"
+        ));
+        room.op(Op::Code {
+            by,
+            request: id.clone(),
+        })
+    })?;
+    let Reply::Code {
+        request,
+        code,
+        step,
+        seconds_remaining,
+        device,
+    } = &reply
+    else {
+        return Err(unexpected(&reply));
+    };
+    if room.json {
+        println!(
+            "{}",
+            json!({"ok": true, "code": {"request": request, "code": code.expose(), "step": step,
+                   "seconds_remaining": seconds_remaining, "device": device}})
+        );
+    } else {
+        show_code(code, *seconds_remaining, request, *device)?;
+    }
+    drop(reply);
+    // 5. Check-in.
+    if a.no_checkin {
+        room.say(&format!(
+            "\nKey {serial} stays checked out: check it in with `custody device checkin {serial} ...` \
+             when the task is done."
+        ));
+        return Ok(());
+    }
+    room.say(&format!(
+        "\nStep 5: check-in. When the task at the provider is done, the custodian checks key {serial} \
+         in with the key still inserted, then bags it under the new seal."
+    ));
+    room.pause("Press Enter when the task is done.")?;
+    let location = a.location;
+    let d = room.attempt(|room| {
+        let by = room
+            .person("Hand the keyboard to the custodian officer")
+            .map_err(plain)?;
+        let seal = room
+            .ask(&format!("Seal number of the new bag for key {serial}"))
+            .map_err(plain)?;
+        let location = match &location {
+            Some(l) => l.clone(),
+            None => room
+                .ask(&format!("Where key {serial} is kept"))
+                .map_err(plain)?,
+        };
+        room.op(Op::Checkin {
+            by,
+            serial,
+            seal,
+            location,
+        })
+    })?;
+    if let Reply::Device(d) = &d {
+        if !room.json {
+            println!("device {}: {}", d.serial, d.state.name());
+        }
+    }
+    room.say("Sign-in ceremony done. Fill in the sign-off sheet.");
+    Ok(())
+}
+
+/// The key to check out for `account`: its primary in the safe, else its backup in the safe.
+fn pick_key(all: &[DeviceRecord], account: &str) -> Result<u32, Failure> {
+    let in_safe = |role: DeviceRole| {
+        all.iter().find(|d| {
+            d.role == role
+                && d.account.as_ref().is_some_and(|a| a.to_string() == account)
+                && matches!(d.state, DeviceState::InSafe { .. })
+                && d.blocked_by.is_none()
+        })
+    };
+    in_safe(DeviceRole::Primary)
+        .or_else(|| in_safe(DeviceRole::Backup))
+        .map(|d| d.serial.get())
+        .ok_or_else(|| {
+            Failure::new(
+                exit::FAILED,
+                format!("account {account} has no unblocked key in the safe to check out"),
+            )
+        })
+}
+
+/// Shows the code. On a terminal: one line rewritten every second with the time left, erased
+/// when the code expires. Otherwise: the code and its validity, once.
+fn show_code(code: &Secret, seconds: u64, request: &str, device: u32) -> Result<(), Failure> {
+    let mut out = std::io::stdout();
+    let io = |e: std::io::Error| Failure::new(exit::IO, format!("writing the code: {e}"));
+    if !out.is_terminal() {
+        writeln!(
+            out,
+            "Code for {request} (device {device}): {}",
+            code.expose()
+        )
+        .map_err(io)?;
+        writeln!(out, "Valid for {seconds} more second(s); it is shown once.").map_err(io)?;
+        return Ok(());
+    }
+    let ansi = std::env::var("TERM").map_or(true, |t| t != "dumb");
+    writeln!(out, "Code for {request} (device {device}):").map_err(io)?;
+    countdown(
+        &mut out,
+        code,
+        Duration::from_secs(seconds),
+        ansi,
+        Duration::from_secs(1),
+    )
+    .map_err(io)
+}
+
+/// Draws `code` on one line rewritten every `tick` with the whole seconds left until
+/// `validity` has passed, then erases that line (ANSI erase-line, or spaces without ANSI).
+fn countdown(
+    out: &mut impl Write,
+    code: &Secret,
+    validity: Duration,
+    ansi: bool,
+    tick: Duration,
+) -> std::io::Result<()> {
+    let end = Instant::now() + validity;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let left = end
+            .saturating_duration_since(now)
+            .as_millis()
+            .div_ceil(1000);
+        write!(
+            out,
+            "\r    {}    valid for {left:>2} more second(s) ",
+            code.expose()
+        )?;
+        out.flush()?;
+        std::thread::sleep(tick.min(end.saturating_duration_since(now)));
+    }
+    if ansi {
+        write!(out, "\r\x1b[2K")?;
+    } else {
+        write!(out, "\r{:60}\r", "")?;
+    }
+    writeln!(out, "The code has expired and was cleared from the screen.")?;
+    out.flush()
+}
+
+/// The enrolment ceremony ([docs/runbooks/enrolment.md]).
+fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
+    room.say("Enrolment ceremony: the provider's seed goes into a primary and a backup key.");
+    let account = a.account.clone();
+    // 1. The account.
+    let known = matches!(
+        call_with_reason(
+            &room.socket,
+            Op::AccountShow {
+                account: account.clone()
+            }
+        ),
+        Ok(Reply::Account(_))
+    );
+    if known {
+        room.say(&format!("Account {account} is registered."));
+    } else {
+        room.say(&format!(
+            "\nStep 1: an officer registers account {account}."
+        ));
+        let mut fields = [a.provider, a.alias, a.root_email, a.credential];
+        room.attempt(|room| {
+            let by = room.person("Officer").map_err(plain)?;
+            let labels = [
+                "Provider (aws, aws-us-gov, aws-cn)",
+                "Alias",
+                "Root user's e-mail",
+                "OATH credential name (issuer:account, e.g. AWS:prod-root)",
+            ];
+            for (field, label) in fields.iter_mut().zip(labels) {
+                if field.is_none() {
+                    *field = Some(room.ask(label).map_err(plain)?);
+                }
+            }
+            let [provider, alias, root_email, credential] =
+                fields.clone().map(Option::unwrap_or_default);
+            room.op(Op::AccountAdd {
+                by,
+                provider,
+                account: account.clone(),
+                alias,
+                root_email,
+                credential,
+            })
+        })?;
+        room.say(&format!("  Account {account} registered."));
+    }
+    // 2. Both keys registered.
+    let known = devices(room)?;
+    let state = |all: &[DeviceRecord], serial: u32| {
+        all.iter()
+            .find(|d| d.serial.get() == serial)
+            .map(|d| d.state.name())
+    };
+    if state(&known, a.primary).is_none() || state(&known, a.backup).is_none() {
+        room.say(&format!(
+            "\nStep 2: insert both new keys ({} primary, {} backup) into the custody host. \
+             `custody token scan` must show no credentials on them.",
+            a.primary, a.backup
+        ));
+        room.pause("Press Enter when both keys are inserted.")?;
+    }
+    for (serial, role) in [(a.primary, "primary"), (a.backup, "backup")] {
+        if let Some(s) = state(&known, serial) {
+            room.say(&format!("Key {serial} is registered ({s})."));
+            continue;
+        }
+        room.attempt(|room| {
+            let by = room
+                .person(&format!("Officer registering the {role} key {serial}"))
+                .map_err(plain)?;
+            room.op(Op::DeviceRegister {
+                by,
+                serial,
+                role: role.to_owned(),
+            })
+        })?;
+        room.say(&format!("  Key {serial} registered as {role}."));
+    }
+    // 3. Enrolment.
+    let known = devices(room)?;
+    let enrolled = |serial: u32| !matches!(state(&known, serial), Some("registered") | None);
+    if enrolled(a.primary) && enrolled(a.backup) {
+        room.say("Both keys are enrolled.");
+    } else {
+        room.say(
+            "\nStep 3: at the provider, start \"Assign MFA device\" (Authenticator app) and choose \
+             \"Show secret key\". Two officers enrol; the seed is typed at a hidden prompt.",
+        );
+        let reply = room.attempt(|room| {
+            let first = room.person("First officer").map_err(plain)?;
+            let second = room
+                .person("Hand the keyboard to the second officer")
+                .map_err(plain)?;
+            let seed = room
+                .secret("Provider's secret key (Base32 or otpauth:// URI, hidden)")
+                .map_err(plain)?;
+            room.say(">>> Touch each key whenever it flashes; the ceremony waits for the next 30-second step. <<<");
+            room.op(Op::Enrol {
+                by: vec![first, second],
+                account: account.clone(),
+                primary: a.primary,
+                backup: a.backup,
+                seed,
+                overwrite: false,
+            })
+        })?;
+        let Reply::Enrolled {
+            first,
+            second,
+            first_step,
+        } = &reply
+        else {
+            return Err(unexpected(&reply));
+        };
+        if room.json {
+            println!(
+                "{}",
+                json!({"ok": true, "enrolled": {"first": first.expose(), "second": second.expose(),
+                       "first_step": first_step}})
+            );
+        } else {
+            println!("Enrolled. Give the provider these two consecutive codes:");
+            println!("  step {first_step}: {}", first.expose());
+            println!("  step {}: {}", first_step + 1, second.expose());
+        }
+        drop(reply);
+        room.say("  Enter both codes on the provider's page at once, then close the page showing the seed.");
+        room.pause("Press Enter when the provider accepted the codes.")?;
+    }
+    // 4. Both keys into the safe.
+    let known = devices(room)?;
+    for (serial, place) in [
+        (a.primary, a.primary_location.clone()),
+        (a.backup, a.backup_location.clone()),
+    ] {
+        if state(&known, serial) != Some("enrolled") {
+            room.say(&format!(
+                "Key {serial} is {}.",
+                state(&known, serial).unwrap_or("unknown")
+            ));
+            continue;
+        }
+        room.say(&format!(
+            "\nStep 4: key {serial} goes into a new bag, checked in while still inserted."
+        ));
+        let d = room.attempt(|room| {
+            let by = room.person("Officer checking the key in").map_err(plain)?;
+            let seal = room
+                .ask(&format!("Seal number of the new bag for key {serial}"))
+                .map_err(plain)?;
+            let location = match &place {
+                Some(l) => l.clone(),
+                None => room
+                    .ask(&format!("Where key {serial} is kept"))
+                    .map_err(plain)?,
+            };
+            room.op(Op::Checkin {
+                by,
+                serial,
+                seal,
+                location,
+            })
+        })?;
+        if let Reply::Device(d) = &d {
+            if !room.json {
+                println!("device {}: {}", d.serial, d.state.name());
+            }
+        }
+        room.say("  Remove the key, put it in that bag and seal it.");
+    }
+    room.say("Enrolment ceremony done. Fill in the sign-off sheet.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(ansi: bool) -> String {
+        let code = Secret::new(Zeroizing::new("123456".to_owned()));
+        let mut out = Vec::new();
+        countdown(
+            &mut out,
+            &code,
+            Duration::from_millis(250),
+            ansi,
+            Duration::from_millis(100),
+        )
+        .expect("written");
+        String::from_utf8(out).expect("text")
+    }
+
+    #[test]
+    fn the_countdown_rewrites_one_line_then_erases_the_code() {
+        let text = frames(true);
+        // One line: frames separated by carriage returns, never a new line before the end.
+        let (drawn, last) = text.rsplit_once("\x1b[2K").expect("erased");
+        assert!(!drawn.contains('\n'), "{text:?}");
+        assert!(
+            drawn
+                .matches("\r    123456    valid for  1 more second(s) ")
+                .count()
+                >= 2,
+            "{text:?}"
+        );
+        assert_eq!(
+            last,
+            "The code has expired and was cleared from the screen.\n"
+        );
+        assert!(!last.contains("123456"));
+        // Without ANSI the line is overwritten with spaces.
+        let text = frames(false);
+        let (_, last) = text
+            .rsplit_once(&format!("\r{:60}\r", ""))
+            .expect("blanked");
+        assert!(!last.contains("123456"), "{text:?}");
+    }
+
+    #[test]
+    fn the_countdown_counts_whole_seconds_down() {
+        let code = Secret::new(Zeroizing::new("654321".to_owned()));
+        let mut out = Vec::new();
+        countdown(
+            &mut out,
+            &code,
+            Duration::from_millis(1100),
+            true,
+            Duration::from_millis(500),
+        )
+        .expect("written");
+        let text = String::from_utf8(out).expect("text");
+        assert!(text.contains("valid for  2 more"), "{text:?}");
+        assert!(text.contains("valid for  1 more"), "{text:?}");
+        assert!(!text.contains("valid for  0 more"), "{text:?}");
+    }
+}

@@ -1,0 +1,319 @@
+//! A real `custodyd` for the end-to-end tests, set up in one place ([`world`]): a ledger made
+//! by `custody init`, the daemon started from its configuration file and unsealed, officers
+//! bootstrapped, an operator added, and the `custody` binary run against it with secrets on
+//! file descriptors 3 and 4.
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// The provider's seed in these tests: the public RFC 6238 test seed.
+pub const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+/// The account every test registers.
+pub const ACCOUNT: &str = "123456789012";
+/// The keyring officers, all bootstrapped as custody officers; the first two unseal.
+pub const OFFICERS: [&str; 5] = ["alice", "bob", "carol", "frank", "grace"];
+
+/// The keyring (unseal) passphrase of `who`.
+pub fn unseal_pass(who: &str) -> String {
+    format!("{who}-Unseal-Phrase-1")
+}
+
+/// The custody user passphrase of `who`.
+pub fn user_pass(who: &str) -> String {
+    format!("{who}-User-Phrase-9")
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+pub fn totp_at(base32: &str, step: u64) -> String {
+    let key = data_encoding::BASE32_NOPAD
+        .decode(base32.trim_end_matches('=').as_bytes())
+        .expect("base32");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, key)
+        .expect("totp")
+        .generate(step * 30)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.out)
+            .unwrap_or_else(|e| panic!("JSON ({e}): {}\n{}", self.out, self.err))
+    }
+}
+
+pub fn run_of(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A ledger, a custodyd on it, unsealed, five officers and an operator (dave).
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub ledger: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub daemon: Option<Child>,
+    pub seeds: BTreeMap<String, String>,
+    pub last_step: BTreeMap<String, u64>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
+impl World {
+    /// `custody ARGS` against the daemon, with `fd3` readable on descriptor 3 (passphrases,
+    /// wizard answers) and `fd4` on descriptor 4 (second-factor codes).
+    pub fn custody_cmd(&self, args: &[&str], fd3: &str, fd4: &str) -> Command {
+        let n = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let p3 = self.dir.path().join(format!(".fd3-{n}"));
+        let p4 = self.dir.path().join(format!(".fd4-{n}"));
+        std::fs::write(&p3, fd3).expect("fd3");
+        std::fs::write(&p4, fd4).expect("fd4");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"exec "$0" "$@" 3<"$FD3" 4<"$FD4""#)
+            .arg(env!("CARGO_BIN_EXE_custody"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .env("FD3", &p3)
+            .env("FD4", &p4)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    pub fn custody(&self, args: &[&str], fd3: &str) -> Run {
+        self.custody4(args, fd3, "")
+    }
+
+    pub fn custody4(&self, args: &[&str], fd3: &str, fd4: &str) -> Run {
+        run_of(
+            self.custody_cmd(args, fd3, fd4)
+                .output()
+                .expect("run custody"),
+        )
+    }
+
+    pub fn ok(&self, args: &[&str], fd3: &str) -> Run {
+        self.ok4(args, fd3, "")
+    }
+
+    pub fn ok4(&self, args: &[&str], fd3: &str, fd4: &str) -> Run {
+        let r = self.custody4(args, fd3, fd4);
+        assert_eq!(r.code, 0, "custody {args:?}:\n{}\n{}", r.out, r.err);
+        r
+    }
+
+    pub fn start_daemon(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("custodyd.log"))
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("start custodyd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&self.socket).is_err() {
+            assert!(Instant::now() < deadline, "custodyd never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.daemon = Some(child);
+    }
+
+    pub fn unseal(&self) {
+        for who in &OFFICERS[..2] {
+            self.ok(
+                &["unseal", "--officer", who, "--passphrase-fd", "3"],
+                &format!("{}\n", unseal_pass(who)),
+            );
+        }
+    }
+
+    /// Stops the daemon (SIGKILL) and verifies the ledger offline: hashes, links, checkpoints
+    /// and projections.
+    pub fn stop_and_verify(&mut self) -> Value {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let l = self.ledger.to_string_lossy().into_owned();
+        let r = self.ok(
+            &[
+                "--json",
+                "ledger",
+                "verify",
+                "--ledger",
+                &l,
+                "--officer",
+                "alice",
+                "--officer",
+                "bob",
+                "--passphrase-fd",
+                "3",
+            ],
+            &format!("{}\n{}\n", unseal_pass("alice"), unseal_pass("bob")),
+        );
+        r.json()
+    }
+
+    /// A second-factor code of `officer` the daemon accepts: the oldest acceptable step the
+    /// officer has not used yet (the previous step first, then the current one).
+    pub fn code(&mut self, officer: &str) -> String {
+        let current = now_secs() / 30;
+        let step = self
+            .last_step
+            .get(officer)
+            .map_or(current - 1, |l| (l + 1).max(current - 1));
+        assert!(
+            step <= current,
+            "{officer} already used both acceptable steps; the test must wait"
+        );
+        self.last_step.insert(officer.to_owned(), step);
+        totp_at(&self.seeds[officer], step)
+    }
+
+    /// Waits, when needed, so that at least `secs` seconds are left in the current step.
+    pub fn room_in_step(&self, secs: u64) {
+        let into = now_secs() % 30;
+        if 30 - into < secs {
+            std::thread::sleep(Duration::from_secs(30 - into + 1));
+        }
+    }
+
+    /// One officer's answers for a wizard: name, passphrase, code.
+    pub fn officer_lines(&mut self, who: &str) -> String {
+        format!("{who}\n{}\n{}\n", user_pass(who), self.code(who))
+    }
+}
+
+/// The shared setup, in one place: `custody init` with five keyring officers, custodyd started
+/// from its configuration file and unsealed by two of them, all five bootstrapped as custody
+/// officers, and dave added as an operator.
+pub fn world() -> World {
+    world_with_touch_timeout(10)
+}
+
+/// [`world`] with `touch_timeout_secs` set in custodyd's configuration.
+pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = dir.path().join("ledger");
+    let socket = dir.path().join("custodyd.sock");
+    let config = dir.path().join("custody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ledger_dir = {ledger:?}\nsocket = {socket:?}\ntouch_timeout_secs = {touch_timeout_secs}\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
+        ),
+    )
+    .expect("config");
+    let mut w = World {
+        dir,
+        ledger,
+        socket,
+        config,
+        daemon: None,
+        seeds: BTreeMap::new(),
+        last_step: BTreeMap::new(),
+    };
+    let l = w.ledger.to_string_lossy().into_owned();
+    let mut args = vec!["--json", "init", "--ledger", &l];
+    for o in OFFICERS {
+        args.extend(["--officer", o]);
+    }
+    args.extend([
+        "--passphrase-fd",
+        "3",
+        "--insecure-test-kdf-iterations",
+        "1000",
+    ]);
+    let pass: String = OFFICERS
+        .iter()
+        .map(|o| format!("{}\n", unseal_pass(o)))
+        .collect();
+    w.ok(&args, &pass);
+    w.start_daemon();
+    w.unseal();
+    for o in OFFICERS {
+        // The keyring passphrase proves the officer; then the new user passphrase, twice.
+        let r = w.ok(
+            &["--json", "user", "bootstrap", o, "--passphrase-fd", "3"],
+            &format!("{}\n{}\n{}\n", unseal_pass(o), user_pass(o), user_pass(o)),
+        );
+        let seed = r.json()["factor"]["base32"]
+            .as_str()
+            .expect("seed")
+            .to_owned();
+        w.seeds.insert(o.to_owned(), seed);
+    }
+    w.room_in_step(5);
+    let c = w.code("grace");
+    w.ok4(
+        &[
+            "user",
+            "add",
+            "dave",
+            "--role",
+            "operator",
+            "--by",
+            "grace",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n{}\n", user_pass("grace"), user_pass("dave")),
+        &format!("{c}\n"),
+    );
+    w
+}
+
+pub fn request_status(w: &World, id: &str) -> String {
+    w.ok(&["--json", "request", "show", id], "").json()["request"]["status"]
+        .as_str()
+        .expect("status")
+        .to_owned()
+}
+
+pub fn device_state(w: &World, serial: u32) -> Value {
+    w.ok(&["--json", "device", "show", &serial.to_string()], "")
+        .json()["device"]["state"]
+        .clone()
+}
