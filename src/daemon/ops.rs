@@ -2,7 +2,7 @@
 //! edge, people authenticate with the connection's uid added, and the [`Custody`] facade
 //! decides. Its refusals keep their own code (`reason` on the wire).
 
-use super::access::{LazyPcscAccess, PcscAccess};
+use super::access::LazyPcscAccess;
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
 use super::state::OpError;
@@ -31,7 +31,7 @@ impl From<CustodyError> for OpError {
             | "same_officer_twice"
             | "self_approval"
             | "not_the_requester" => ErrorCode::Forbidden,
-            "token" | "device_unavailable" => ErrorCode::Token,
+            "token_error" | "device_unavailable" => ErrorCode::Token,
             "ledger_unavailable" | "corrupt_record" => ErrorCode::Ledger,
             _ => ErrorCode::Refused,
         };
@@ -77,11 +77,6 @@ fn pair(c: &mut Custody, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Ses
         Ok([a, b]) => Ok((a, b)),
         Err(_) => Err(bad("by", "this operation needs exactly two officers")),
     }
-}
-
-fn pcsc(allowed: &[String]) -> Result<PcscAccess, OpError> {
-    PcscAccess::new(allowed.to_vec())
-        .map_err(|e| OpError::new(ErrorCode::Token, format!("pcscd: {e}")))
 }
 
 fn request_id(s: &str) -> Result<RequestId, OpError> {
@@ -204,7 +199,7 @@ pub fn handle(
                 "backup" => DeviceRole::Backup,
                 other => return Err(bad("role", format!("{other:?} is not primary or backup"))),
             };
-            let mut access = pcsc(allowed)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec());
             Ok(Reply::Device(c.register_device(
                 &s,
                 &mut access,
@@ -235,7 +230,7 @@ pub fn handle(
                 overwrite,
             };
             drop(seed);
-            let mut access = pcsc(allowed)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec());
             let codes = c.enrol(a, b, &mut access, enrolment)?;
             Ok(Reply::Enrolled {
                 first: Secret::new(codes.first.as_str().to_owned().into()),
@@ -266,7 +261,7 @@ pub fn handle(
             location,
         } => {
             let s = session(c, by, peer)?;
-            let mut access = pcsc(allowed)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec());
             Ok(Reply::Device(c.check_in(
                 &s,
                 &mut access,
@@ -278,7 +273,7 @@ pub fn handle(
         Op::Code { by, request } => {
             let id = request_id(&request)?;
             let s = session(c, by, peer)?;
-            let mut access = pcsc(allowed)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec());
             let r = c.release_code(&s, &id, &mut access)?;
             Ok(Reply::Code {
                 request: r.request.to_string(),
@@ -397,5 +392,33 @@ pub fn handle(
             ErrorCode::Internal,
             format!("{} is not a custody operation", other.name()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_failures_answer_token() {
+        let serial = Serial::new(10_000_001).expect("serial");
+        let errors = [
+            CustodyError::Token {
+                serial,
+                source: Box::new(crate::token::TokenError::Malformed {
+                    reader: "Yubico YubiKey 00 00".into(),
+                    ins: 0xA2,
+                    what: "truncated".into(),
+                }),
+            },
+            CustodyError::DeviceUnavailable {
+                serial,
+                reason: "not present".into(),
+            },
+        ];
+        for e in errors {
+            let reason = e.code();
+            assert_eq!(OpError::from(e).code, ErrorCode::Token, "{reason}");
+        }
     }
 }
