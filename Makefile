@@ -7,6 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SOAK_RUNS ?= 10000000
+TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo soak bench clean
@@ -45,6 +46,7 @@ soak: deps
 	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS); \
 	done
+	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test --test tamper_harness -- --nocapture
 
 bench: deps
 	$(CARGO) bench
