@@ -47,6 +47,7 @@ soak: deps
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS); \
 	done
 	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test --test tamper_harness -- --nocapture
+	CUSTODY_CARD_FAULTS=all $(CARGO) test --test pcscd_faults -- --nocapture
 
 bench: deps
 	$(CARGO) bench

@@ -95,6 +95,9 @@ struct Args {
     /// endlessly.
     #[arg(long, value_name = "N")]
     endless_more_data_after: Option<u64>,
+    /// Fault: replace the answer to APDU number N+1 by 32 bytes of garbage and 9000, once.
+    #[arg(long, value_name = "N")]
+    garbage_after: Option<u64>,
     /// More logging on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -166,6 +169,7 @@ fn run(args: Args) -> Result<(), String> {
         delay: Duration::from_millis(args.delay_ms),
         corrupt_after: args.corrupt_after,
         endless_more_data_after: args.endless_more_data_after,
+        garbage_after: args.garbage_after,
     };
     let state_path = args.state.clone();
     let mut save_error = None;

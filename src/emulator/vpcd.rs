@@ -7,7 +7,7 @@
 //! "card removed". [`serve`] reconnects with backoff when pcscd goes away and comes back.
 //!
 //! Fault knobs ([`Faults`]) let tests remove the card mid-operation, slow every answer down, or
-//! corrupt one answer, or never finish answering (`61xx` forever).
+//! corrupt or garble one answer, or never finish answering (`61xx` forever).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -114,6 +114,17 @@ pub struct Faults {
     /// After answering this many APDUs, answer every further APDU (GET RESPONSE included) with
     /// 255 filler bytes and `61FF`: a card that never stops saying "more data".
     pub endless_more_data_after: Option<u64>,
+    /// After answering this many APDUs, replace the next answer by well-framed garbage: 32
+    /// bytes that are no valid TLV of any applet, then `9000`. Once.
+    pub garbage_after: Option<u64>,
+}
+
+/// Garbage with a success status word: no applet's answer starts with tag `FF`, and the
+/// lengths claimed inside run past the end.
+fn garbage() -> Vec<u8> {
+    let mut answer: Vec<u8> = (0u8..32).map(|i| 0xFF ^ i.wrapping_mul(37)).collect();
+    answer.extend_from_slice(&[0x90, 0x00]);
+    answer
 }
 
 /// The answer of a card stuck in `61xx` chaining.
@@ -143,6 +154,7 @@ pub struct FaultState {
     faults: Faults,
     apdus: u64,
     corrupted: bool,
+    garbled: bool,
 }
 
 impl FaultState {
@@ -152,6 +164,7 @@ impl FaultState {
             faults,
             apdus: 0,
             corrupted: false,
+            garbled: false,
         }
     }
 
@@ -263,6 +276,15 @@ pub fn serve_connection(
                     tracing::info!(apdus = faults.apdus, "fault: corrupting this answer");
                     faults.corrupted = true;
                     answer.truncate(1);
+                }
+                if faults
+                    .faults
+                    .garbage_after
+                    .is_some_and(|n| faults.apdus >= n && !faults.garbled)
+                {
+                    tracing::info!(apdus = faults.apdus, "fault: answering garbage");
+                    faults.garbled = true;
+                    *answer = garbage();
                 }
                 if faults
                     .faults
@@ -441,6 +463,25 @@ mod tests {
         }
         drop(d);
         assert_eq!(handle.join().expect("bridge").1, 4);
+    }
+
+    #[test]
+    fn garbage_after_replaces_one_answer() {
+        let (mut d, handle) = bridge(Faults {
+            garbage_after: Some(1),
+            ..Faults::default()
+        });
+        send(&mut d, &SELECT_PIV);
+        let good = recv(&mut d);
+        send(&mut d, &SELECT_PIV);
+        let bad = recv(&mut d);
+        assert_eq!(bad.len(), 34);
+        assert_eq!(bad[32..], [0x90, 0x00]);
+        assert_ne!(bad, good);
+        send(&mut d, &SELECT_PIV);
+        assert_eq!(recv(&mut d), good);
+        drop(d);
+        assert_eq!(handle.join().expect("bridge").1, 3);
     }
 
     #[test]
