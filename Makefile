@@ -10,7 +10,7 @@ FUZZ_SOAK_RUNS ?= 10000000
 TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo soak bench clean
+.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo soak secret-scan-demo bench clean
 
 all: build
 
@@ -48,6 +48,13 @@ soak: deps
 	done
 	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test --test tamper_harness -- --nocapture
 	CUSTODY_CARD_FAULTS=all $(CARGO) test --test pcscd_faults -- --nocapture
+	$(MAKE) secret-scan-demo
+
+# The demo with custodyd at debug level, then every file it kept scanned for its secrets.
+secret-scan-demo: build
+	rm -rf target/secret-scan-demo
+	CUSTODY_DEMO_LOG_LEVEL=debug scripts/demo.sh --keep target/secret-scan-demo
+	CUSTODY_SCAN_DIR=$(CURDIR)/target/secret-scan-demo $(CARGO) test --test secret_hygiene -- --ignored --nocapture
 
 bench: deps
 	$(CARGO) bench
