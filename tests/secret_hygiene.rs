@@ -127,7 +127,7 @@ fn contains_code(hay: &[u8], code: &[u8]) -> bool {
     hay.windows(code.len()).enumerate().any(|(i, w)| {
         w == code
             && (i == 0 || !hay[i - 1].is_ascii_digit())
-            && hay.get(i + code.len()).is_none_or(|b| !b.is_ascii_digit())
+            && !hay.get(i + code.len()).is_some_and(u8::is_ascii_digit)
     })
 }
 
