@@ -9,9 +9,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SOAK_RUNS ?= 10000000
+TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak bench clean docs
+.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench clean docs
 
 all: build
 
@@ -65,6 +66,15 @@ soak: deps
 	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS); \
 	done
+	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test --test tamper_harness -- --nocapture
+	CUSTODY_CARD_FAULTS=all $(CARGO) test --test pcscd_faults -- --nocapture
+	$(MAKE) secret-scan-demo
+
+# The demo with custodyd at debug level, then every file it kept scanned for its secrets.
+secret-scan-demo: build
+	rm -rf target/secret-scan-demo
+	CUSTODY_DEMO_LOG_LEVEL=debug scripts/demo.sh --keep target/secret-scan-demo
+	CUSTODY_SCAN_DIR=$(CURDIR)/target/secret-scan-demo $(CARGO) test --test secret_hygiene -- --ignored --nocapture
 
 bench: deps
 	$(CARGO) bench

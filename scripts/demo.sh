@@ -14,6 +14,7 @@
 # refused).
 #
 # --keep DIR keeps everything in DIR (created if missing) and writes DIR/summary.json.
+# CUSTODY_DEMO_LOG_LEVEL (default info) is custodyd's --log-level.
 # Every process the demo starts is stopped when it ends. Needs root, pcscd, vsmartcard-vpcd,
 # oathtool and jq (`make deps`), and the binaries (`cargo build --bins`; CUSTODY_BIN_DIR
 # overrides target/debug).
@@ -110,7 +111,7 @@ touch_timeout_secs = 10
 [policy]
 passphrase_kdf_iterations = 10000
 EOF
-"$bin/custodyd" --config "$work/custody.toml" 2>"$work/custodyd.log" &
+"$bin/custodyd" --config "$work/custody.toml" --log-level "${CUSTODY_DEMO_LOG_LEVEL:-info}" 2>"$work/custodyd.log" &
 pids+=($!)
 for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
 run status

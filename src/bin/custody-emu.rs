@@ -91,6 +91,13 @@ struct Args {
     /// Fault: corrupt the answer to APDU number N+1 (cut to one byte), once.
     #[arg(long, value_name = "N")]
     corrupt_after: Option<u64>,
+    /// Fault: from APDU number N+1 on, answer everything with data and 61FF ("more data"),
+    /// endlessly.
+    #[arg(long, value_name = "N")]
+    endless_more_data_after: Option<u64>,
+    /// Fault: replace the answer to APDU number N+1 by 32 bytes of garbage and 9000, once.
+    #[arg(long, value_name = "N")]
+    garbage_after: Option<u64>,
     /// More logging on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -161,6 +168,8 @@ fn run(args: Args) -> Result<(), String> {
         drop_after: args.drop_after,
         delay: Duration::from_millis(args.delay_ms),
         corrupt_after: args.corrupt_after,
+        endless_more_data_after: args.endless_more_data_after,
+        garbage_after: args.garbage_after,
     };
     let state_path = args.state.clone();
     let mut save_error = None;

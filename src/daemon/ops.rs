@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::access::{LazyPcscAccess, PcscAccess};
+use super::access::LazyPcscAccess;
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
 use super::state::OpError;
@@ -81,11 +81,6 @@ fn pair(c: &mut Custody, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Ses
         Ok([a, b]) => Ok((a, b)),
         Err(_) => Err(bad("by", "this operation needs exactly two officers")),
     }
-}
-
-fn pcsc(allowed: &[String], touch_timeout: Duration) -> Result<PcscAccess, OpError> {
-    PcscAccess::new(allowed.to_vec(), touch_timeout)
-        .map_err(|e| OpError::new(ErrorCode::Token, format!("pcscd: {e}")))
 }
 
 fn request_id(s: &str) -> Result<RequestId, OpError> {
@@ -224,7 +219,7 @@ pub fn handle(
                 "backup" => DeviceRole::Backup,
                 other => return Err(bad("role", format!("{other:?} is not primary or backup"))),
             };
-            let mut access = pcsc(allowed, touch_timeout)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
             Ok(Reply::Device(c.register_device(
                 &s,
                 &mut access,
@@ -255,7 +250,7 @@ pub fn handle(
                 overwrite,
             };
             drop(seed);
-            let mut access = pcsc(allowed, touch_timeout)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
             let codes = c.enrol(a, b, &mut access, enrolment)?;
             Ok(Reply::Enrolled {
                 first: Secret::new(codes.first.as_str().to_owned().into()),
@@ -286,7 +281,7 @@ pub fn handle(
             location,
         } => {
             let s = session(c, by, peer)?;
-            let mut access = pcsc(allowed, touch_timeout)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
             Ok(Reply::Device(c.check_in(
                 &s,
                 &mut access,
@@ -298,7 +293,7 @@ pub fn handle(
         Op::Code { by, request } => {
             let id = request_id(&request)?;
             let s = session(c, by, peer)?;
-            let mut access = pcsc(allowed, touch_timeout)?;
+            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
             let r = c.release_code(&s, &id, &mut access)?;
             Ok(Reply::Code {
                 request: r.request.to_string(),

@@ -7,7 +7,7 @@
 //! "card removed". [`serve`] reconnects with backoff when pcscd goes away and comes back.
 //!
 //! Fault knobs ([`Faults`]) let tests remove the card mid-operation, slow every answer down, or
-//! corrupt one answer.
+//! corrupt or garble one answer, or never finish answering (`61xx` forever).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -111,6 +111,27 @@ pub struct Faults {
     /// After answering this many APDUs, corrupt the next answer (cut it to its first byte, which
     /// no client can read as a response APDU). Once.
     pub corrupt_after: Option<u64>,
+    /// After answering this many APDUs, answer every further APDU (GET RESPONSE included) with
+    /// 255 filler bytes and `61FF`: a card that never stops saying "more data".
+    pub endless_more_data_after: Option<u64>,
+    /// After answering this many APDUs, replace the next answer by well-framed garbage: 32
+    /// bytes that are no valid TLV of any applet, then `9000`. Once.
+    pub garbage_after: Option<u64>,
+}
+
+/// Garbage with a success status word: no applet's answer starts with tag `FF`, and the
+/// lengths claimed inside run past the end.
+fn garbage() -> Vec<u8> {
+    let mut answer: Vec<u8> = (0u8..32).map(|i| 0xFF ^ i.wrapping_mul(37)).collect();
+    answer.extend_from_slice(&[0x90, 0x00]);
+    answer
+}
+
+/// The answer of a card stuck in `61xx` chaining.
+fn endless_more_data() -> Vec<u8> {
+    let mut answer = vec![0xA5; 255];
+    answer.extend_from_slice(&[0x61, 0xFF]);
+    answer
 }
 
 /// How a connection ended.
@@ -133,6 +154,7 @@ pub struct FaultState {
     faults: Faults,
     apdus: u64,
     corrupted: bool,
+    garbled: bool,
 }
 
 impl FaultState {
@@ -142,6 +164,7 @@ impl FaultState {
             faults,
             apdus: 0,
             corrupted: false,
+            garbled: false,
         }
     }
 
@@ -253,6 +276,23 @@ pub fn serve_connection(
                     tracing::info!(apdus = faults.apdus, "fault: corrupting this answer");
                     faults.corrupted = true;
                     answer.truncate(1);
+                }
+                if faults
+                    .faults
+                    .garbage_after
+                    .is_some_and(|n| faults.apdus >= n && !faults.garbled)
+                {
+                    tracing::info!(apdus = faults.apdus, "fault: answering garbage");
+                    faults.garbled = true;
+                    *answer = garbage();
+                }
+                if faults
+                    .faults
+                    .endless_more_data_after
+                    .is_some_and(|n| faults.apdus >= n)
+                {
+                    tracing::debug!(apdus = faults.apdus, "fault: more data, endlessly");
+                    *answer = endless_more_data();
                 }
                 faults.apdus += 1;
                 if !faults.faults.delay.is_zero() {
@@ -402,6 +442,44 @@ mod tests {
         assert_eq!(recv(&mut d).len(), 1);
         send(&mut d, &SELECT_PIV);
         assert!(recv(&mut d).len() > 2);
+        drop(d);
+        assert_eq!(handle.join().expect("bridge").1, 3);
+    }
+
+    #[test]
+    fn endless_more_data_never_finishes_an_answer() {
+        let (mut d, handle) = bridge(Faults {
+            endless_more_data_after: Some(1),
+            ..Faults::default()
+        });
+        send(&mut d, &SELECT_PIV);
+        let first = recv(&mut d);
+        assert_eq!(first[first.len() - 2..], [0x90, 0x00]);
+        for _ in 0..3 {
+            send(&mut d, &[0x00, 0xC0, 0x00, 0x00, 0x00]);
+            let r = recv(&mut d);
+            assert_eq!(r.len(), 257);
+            assert_eq!(r[255..], [0x61, 0xFF]);
+        }
+        drop(d);
+        assert_eq!(handle.join().expect("bridge").1, 4);
+    }
+
+    #[test]
+    fn garbage_after_replaces_one_answer() {
+        let (mut d, handle) = bridge(Faults {
+            garbage_after: Some(1),
+            ..Faults::default()
+        });
+        send(&mut d, &SELECT_PIV);
+        let good = recv(&mut d);
+        send(&mut d, &SELECT_PIV);
+        let bad = recv(&mut d);
+        assert_eq!(bad.len(), 34);
+        assert_eq!(bad[32..], [0x90, 0x00]);
+        assert_ne!(bad, good);
+        send(&mut d, &SELECT_PIV);
+        assert_eq!(recv(&mut d), good);
         drop(d);
         assert_eq!(handle.join().expect("bridge").1, 3);
     }

@@ -14,6 +14,8 @@ pub mod chain;
 pub mod error;
 pub mod event;
 pub mod export;
+#[cfg(test)]
+mod insider_tamper;
 pub mod projection;
 pub mod seal;
 pub mod store;

@@ -374,7 +374,29 @@ pub struct LedgerReport {
     pub tables: Vec<String>,
 }
 
-/// Verifies the live ledger: every stored event (canonical body, body hash, link, hash), every
+/// Every page of the file must pass its SQLCipher HMAC (`cipher_integrity_check` reads free
+/// pages too) and the b-trees must be sound (`integrity_check`); the answer is the single
+/// corrupted-or-wrong-key error, like a page that fails when read.
+fn check_pages(conn: &Connection, db: &std::path::Path) -> Result<(), LedgerError> {
+    let corrupted = || LedgerError::CorruptedOrWrongKey {
+        path: db.to_path_buf(),
+    };
+    for pragma in ["PRAGMA cipher_integrity_check", "PRAGMA integrity_check"] {
+        let mut stmt = conn.prepare(pragma).map_err(|_| corrupted())?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|_| corrupted())?;
+        let clean = rows.is_empty() || (rows.len() == 1 && rows[0] == "ok");
+        if !clean {
+            return Err(corrupted());
+        }
+    }
+    Ok(())
+}
+
+/// Verifies the live ledger: every page of the file (its SQLCipher HMAC, free pages and
+/// indexes included), every stored event (canonical body, body hash, link, hash), every
 /// recorded checkpoint, and that every projection table equals a replay of all events into an
 /// in-memory database.
 pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
@@ -389,6 +411,7 @@ pub fn verify_ledger_observed(
 ) -> Result<LedgerReport, LedgerError> {
     let db = ledger.db_path();
     let conn = ledger.conn();
+    check_pages(conn, db)?;
     let replay =
         Connection::open_in_memory().map_err(LedgerError::sql(db, "open replay database"))?;
     ledger

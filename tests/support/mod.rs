@@ -170,3 +170,4 @@ pub fn custody(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+pub mod custodyd;

@@ -1,0 +1,143 @@
+//! The Debug output of every composite that carries a secret (the leaf types have their own
+//! tests beside them): domain inputs and outputs, genesis, and the daemon's requests and
+//! answers that carry passphrases, seeds and codes. Each is formatted with `{:?}` and `{:#?}`
+//! and must show none of its secrets, in raw, hex or Base32 form.
+
+use std::num::NonZeroU32;
+
+use mfa_custody::custody::{
+    AccountId, Credentials, Enrolment, EnrolmentCodes, FactorCode, NewUser, ProviderSeed,
+    ReleasedCode, RequestId, Role, Serial, UserName, UserPassphrase,
+};
+use mfa_custody::daemon::protocol::{Auth, Op, Reply, Request, Secret};
+use mfa_custody::ledger::{Genesis, KdfParams, OfficerName, Passphrase};
+use mfa_custody::token::oath::{totp, Digits, HashAlgorithm, OathSecret, TimeStep};
+use zeroize::Zeroizing;
+
+const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+const SEED_RAW: &str = "12345678901234567890";
+const SEED_HEX: &str = "3132333435363738393031323334353637383930";
+const PASS: &str = "Horse-Battery-Staple-91";
+const CODE: &str = "287082";
+
+fn shown(v: &impl std::fmt::Debug) -> String {
+    format!("{v:?} {v:#?}")
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for secret in [SEED_B32, &SEED_B32[..16], SEED_RAW, SEED_HEX, PASS, CODE] {
+        assert!(!text.contains(secret), "{what} shows {secret:?}: {text}");
+    }
+}
+
+fn code() -> mfa_custody::token::oath::Code {
+    let secret = OathSecret::from_hex(SEED_HEX).expect("hex");
+    // RFC 6238: 287082 at T = 59 s (step 1) for the SHA-1 seed.
+    let c = totp(&secret, HashAlgorithm::Sha1, TimeStep(1), Digits::SIX);
+    assert_eq!(c.as_str(), CODE);
+    c
+}
+
+fn secret(s: &str) -> Secret {
+    Secret::new(Zeroizing::new(s.to_owned()))
+}
+
+#[test]
+fn composites_carrying_secrets_show_none_in_debug() {
+    let user = UserName::parse("alice").expect("name");
+    let creds = Credentials {
+        user: user.clone(),
+        passphrase: UserPassphrase::new_checked(Zeroizing::new(PASS.into())).expect("pass"),
+        factor: Some(FactorCode::parse(CODE).expect("code")),
+        uid: Some(1000),
+    };
+    assert_clean("Credentials", &shown(&creds));
+    let new = NewUser {
+        name: user,
+        roles: vec![Role::Officer],
+        uid: None,
+        passphrase: UserPassphrase::new_checked(Zeroizing::new(PASS.into())).expect("pass"),
+    };
+    assert_clean("NewUser", &shown(&new));
+    let enrolment = Enrolment {
+        account: AccountId::parse("123456789012").expect("id"),
+        primary: Serial::new(10_000_001).expect("serial"),
+        backup: Serial::new(10_000_002).expect("serial"),
+        seed: ProviderSeed::parse(SEED_B32).expect("seed"),
+        overwrite: false,
+    };
+    assert_clean("Enrolment", &shown(&enrolment));
+    let codes = EnrolmentCodes {
+        first: code(),
+        second: code(),
+        first_step: 1,
+    };
+    assert_clean("EnrolmentCodes", &shown(&codes));
+    let released = ReleasedCode {
+        request: RequestId::parse("req-00000000000000aa").expect("id"),
+        code: code(),
+        step: 1,
+        seconds_remaining: 20,
+        device: Serial::new(10_000_001).expect("serial"),
+    };
+    assert_clean("ReleasedCode", &shown(&released));
+
+    let officers = vec![(
+        OfficerName::parse("alice").expect("name"),
+        Passphrase::new_checked(Zeroizing::new(PASS.into())).expect("strong"),
+    )];
+    let genesis = Genesis {
+        officers: &officers,
+        threshold: 2,
+        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
+    };
+    assert_clean("Genesis", &shown(&genesis));
+
+    let auth = || Auth {
+        user: "alice".into(),
+        passphrase: secret(PASS),
+        factor: Some(secret(CODE)),
+    };
+    for op in [
+        Op::Unseal {
+            officer: "alice".into(),
+            passphrase: secret(PASS),
+        },
+        Op::BootstrapOfficer {
+            user: "alice".into(),
+            keyring_passphrase: secret(PASS),
+            passphrase: secret(PASS),
+        },
+        Op::Seal { by: auth() },
+        Op::UserAdd {
+            by: vec![auth()],
+            name: "olga".into(),
+            roles: vec!["officer".into()],
+            uid: None,
+            passphrase: secret(PASS),
+        },
+        Op::Approve {
+            by: auth(),
+            request: "req-00000000000000aa".into(),
+        },
+    ] {
+        let name = op.name();
+        assert_clean(name, &shown(&Request { v: 1, id: 1, op }));
+    }
+    for reply in [
+        Reply::Factor {
+            user: "olga".into(),
+            uri: secret(&format!(
+                "otpauth://totp/mfa-custody:olga?secret={SEED_B32}"
+            )),
+            base32: secret(SEED_B32),
+        },
+        Reply::Enrolled {
+            first: secret(CODE),
+            second: secret(CODE),
+            first_step: 1,
+        },
+    ] {
+        assert_clean("Reply", &shown(&reply));
+    }
+}

@@ -1,0 +1,324 @@
+//! A real `custodyd` binary on a temporary ledger, spoken to over its socket with raw JSON
+//! lines, and the officers' second factors computed as their authenticators would.
+//!
+//! Everything a scenario needs to bring a daemon to an unsealed state with custody users is in
+//! [`Custodyd::start`] and [`Custodyd::unseal_and_bootstrap`]; adapt those two when the
+//! protocol's genesis operations change.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::num::NonZeroU32;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+/// The keyring (unseal) passphrase of a genesis officer.
+pub fn unseal_pass(officer: &str) -> String {
+    format!("{officer}-Unseal-Phrase-1")
+}
+
+/// The custody (user) passphrase of a person.
+pub fn user_pass(user: &str) -> String {
+    format!("{user}-User-Phrase-9")
+}
+
+/// A running `custodyd`, killed on drop.
+pub struct Custodyd {
+    child: Child,
+    /// Its socket.
+    pub socket: PathBuf,
+    /// Its standard error (the log).
+    pub log: PathBuf,
+    /// The ledger directory.
+    pub ledger: PathBuf,
+    /// The keyring officers.
+    pub officers: Vec<String>,
+}
+
+impl Custodyd {
+    /// Creates a ledger in `dir` whose keyring holds `officers` (threshold 2, test KDF) and
+    /// starts `custodyd` on it with `log_level` and the extra configuration lines `extra`.
+    pub fn start(dir: &Path, officers: &[&str], log_level: &str, extra: &str) -> Self {
+        Self::start_wrapped(dir, officers, log_level, extra, &[])
+    }
+
+    /// [`Custodyd::start`] through a wrapper command (`prlimit ... --`) that execs custodyd.
+    pub fn start_wrapped(
+        dir: &Path,
+        officers: &[&str],
+        log_level: &str,
+        extra: &str,
+        wrapper: &[&str],
+    ) -> Self {
+        let ledger = dir.join("ledger");
+        let keyring: Vec<(OfficerName, Passphrase)> = officers
+            .iter()
+            .map(|n| {
+                (
+                    OfficerName::parse(n).expect("officer name"),
+                    Passphrase::new_checked(Zeroizing::new(unseal_pass(n))).expect("strong"),
+                )
+            })
+            .collect();
+        let genesis = Genesis {
+            officers: &keyring,
+            threshold: 2,
+            kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
+        };
+        Ledger::create(&ledger, &genesis, Projections::ledger_only()).expect("create ledger");
+        let socket = dir.join("custodyd.sock");
+        let config = dir.join("custody.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n{extra}\n\
+                 [policy]\npassphrase_kdf_iterations = 1000\n"
+            ),
+        )
+        .expect("config");
+        let log = dir.join("custodyd.log");
+        let custodyd = env!("CARGO_BIN_EXE_custodyd");
+        let (program, before) = match wrapper.split_first() {
+            Some((p, rest)) => (*p, [rest, &[custodyd]].concat()),
+            None => (custodyd, Vec::new()),
+        };
+        let child = Command::new(program)
+            .args(before)
+            .args([
+                "--config",
+                &config.to_string_lossy(),
+                "--log-level",
+                log_level,
+            ])
+            .env("RUST_LOG", log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start custodyd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "custodyd never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            socket,
+            log,
+            ledger,
+            officers: officers.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A new connection.
+    pub fn connect(&self) -> Conn {
+        let s = UnixStream::connect(&self.socket).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        Conn {
+            w: s.try_clone().expect("clone"),
+            r: BufReader::new(s),
+            next: 1,
+        }
+    }
+
+    /// Unseals with the first two keyring officers.
+    pub fn unseal(&self, c: &mut Conn) {
+        for o in self.officers.iter().take(2) {
+            let r = c.call(json!({"unseal": {"officer": o, "passphrase": unseal_pass(o)}}));
+            assert_eq!(outcome(&r), "ok", "unseal by {o}: {r}");
+        }
+    }
+
+    /// Unseals, then enrols every keyring officer but those in `keep` as a custody officer,
+    /// recording their second-factor seeds in `factors`.
+    pub fn unseal_and_bootstrap(&self, c: &mut Conn, factors: &mut Factors, keep: &[&str]) {
+        self.unseal(c);
+        for o in &self.officers {
+            if keep.contains(&o.as_str()) {
+                continue;
+            }
+            let r = c.call(json!({"bootstrap_officer": {"user": o, "keyring_passphrase": unseal_pass(o), "passphrase": user_pass(o)}}));
+            let seed = r["result"]["ok"]["factor"]["base32"]
+                .as_str()
+                .unwrap_or_else(|| panic!("bootstrap {o}: {r}"))
+                .to_owned();
+            factors.seeds.insert(o.clone(), seed);
+        }
+    }
+
+    /// Stops the daemon (SIGTERM) and waits for it.
+    pub fn stop(mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Custodyd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One connection.
+pub struct Conn {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+    next: u64,
+}
+
+impl Conn {
+    /// Sends one operation and reads its answer.
+    pub fn call(&mut self, op: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        let mut line = serde_json::to_vec(&json!({"v": 1, "id": id, "op": op})).expect("encode");
+        line.push(b'\n');
+        self.w.write_all(&line).expect("write");
+        let mut answer = String::new();
+        self.r.read_line(&mut answer).expect("read");
+        let v: Value = serde_json::from_str(&answer).expect("a JSON answer");
+        assert_eq!(v["id"], id, "{v}");
+        v
+    }
+}
+
+/// `ok`, or the error's `code`, or `code/reason` when the domain refused.
+pub fn outcome(resp: &Value) -> String {
+    if resp["result"].get("ok").is_some() {
+        return "ok".into();
+    }
+    let e = &resp["result"]["err"];
+    match (e["code"].as_str(), e["reason"].as_str()) {
+        (Some(c), Some(r)) => format!("{c}/{r}"),
+        (Some(c), None) => c.to_owned(),
+        _ => panic!("neither ok nor err: {resp}"),
+    }
+}
+
+/// The officers' second-factor seeds and the steps they have spent: a step is accepted once
+/// per officer, the current or the previous one.
+#[derive(Default)]
+pub struct Factors {
+    /// Base32 seeds by user.
+    pub seeds: BTreeMap<String, String>,
+    spent: BTreeMap<String, u64>,
+    /// Every code handed out (for scans).
+    pub issued: Vec<String>,
+}
+
+fn now_step() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 30
+}
+
+pub fn totp(seed_b32: &str, step: u64) -> String {
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(seed_b32.trim_end_matches('=').as_bytes())
+        .expect("base32 seed");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
+        .expect("totp")
+        .generate(step * 30)
+}
+
+impl Factors {
+    fn next_step(&self, user: &str) -> Option<u64> {
+        let now = now_step();
+        let step = match self.spent.get(user) {
+            Some(last) => (*last + 1).max(now - 1),
+            None => now - 1,
+        };
+        (step <= now).then_some(step)
+    }
+
+    /// Whether `user` has a step left now.
+    pub fn available(&self, user: &str) -> bool {
+        self.next_step(user).is_some()
+    }
+
+    /// A code of an unspent step for `user`, waiting for the next step when both are spent.
+    /// Users without a factor get none.
+    pub fn code(&mut self, user: &str) -> Option<String> {
+        let seed = self.seeds.get(user)?.clone();
+        let step = loop {
+            match self.next_step(user) {
+                Some(s) => break s,
+                None => wait_next_step(),
+            }
+        };
+        self.spent.insert(user.to_owned(), step);
+        let code = totp(&seed, step);
+        self.issued.push(code.clone());
+        Some(code)
+    }
+
+    /// `{"user", "passphrase", "factor"?}` for `user`, spending a step of their factor.
+    pub fn auth(&mut self, user: &str) -> Value {
+        match self.code(user) {
+            Some(f) => json!({"user": user, "passphrase": user_pass(user), "factor": f}),
+            None => json!({"user": user, "passphrase": user_pass(user)}),
+        }
+    }
+
+    /// Like [`Factors::auth`] with a code of the current step, not counted as spent: for a
+    /// person the daemon refuses before it checks the factor (suspended, unknown).
+    pub fn auth_unspent(&self, user: &str) -> Value {
+        match self.seeds.get(user) {
+            Some(seed) => {
+                json!({"user": user, "passphrase": user_pass(user), "factor": totp(seed, now_step())})
+            }
+            None => json!({"user": user, "passphrase": user_pass(user)}),
+        }
+    }
+
+    /// Steps `user` may still spend now (0, 1 or 2).
+    pub fn left(&self, user: &str) -> u64 {
+        let now = now_step();
+        let from = match self.spent.get(user) {
+            Some(last) => (*last + 1).max(now - 1),
+            None => now - 1,
+        };
+        (now + 1).saturating_sub(from)
+    }
+
+    /// Marks the step `user` spent as given (their code was sent and accepted or consumed).
+    pub fn forget(&mut self, user: &str) {
+        self.seeds.remove(user);
+    }
+}
+
+/// Sleeps until the next 30-second step begins.
+pub fn wait_next_step() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    let next = (now / 30_000 + 1) * 30_000;
+    let ms = u64::try_from(next - now).expect("small") + 20;
+    std::thread::sleep(Duration::from_millis(ms));
+}
