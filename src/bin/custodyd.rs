@@ -57,6 +57,36 @@ fn harden() {
         tracing::warn!("PR_SET_DUMPABLE 0 failed: {e}");
     }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    lock_memory();
+}
+
+/// Keeps every page of the daemon (keys, passphrases and codes in flight) out of swap, where
+/// the OS allows it without risk: when the daemon may lock memory without limit (the systemd
+/// unit sets `LimitMEMLOCK=infinity`; a process with `CAP_IPC_LOCK` has no limit). Under a
+/// finite limit, locking future allocations would make the daemon fail once the limit is
+/// reached, so it logs why memory is not locked and goes on. Pages are locked as they are first
+/// touched (`MCL_ONFAULT`), so thread stacks cost only what they use.
+fn lock_memory() {
+    use rustix::mm::{mlockall, MlockAllFlags};
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock);
+    let exempt = rustix::thread::capabilities(None)
+        .map(|c| {
+            c.effective
+                .contains(rustix::thread::CapabilitySet::IPC_LOCK)
+        })
+        .unwrap_or(false);
+    if let (Some(bytes), false) = (limit.current, exempt) {
+        tracing::warn!(
+            "memory not locked: RLIMIT_MEMLOCK is {bytes} bytes; run with LimitMEMLOCK=infinity \
+             (packaging/custodyd.service) so secrets cannot be swapped out"
+        );
+        return;
+    }
+    let all = MlockAllFlags::CURRENT | MlockAllFlags::FUTURE;
+    match mlockall(all | MlockAllFlags::ONFAULT).or_else(|_| mlockall(all)) {
+        Ok(()) => tracing::info!("memory locked (mlockall): secrets cannot be swapped out"),
+        Err(e) => tracing::warn!("memory not locked: mlockall failed: {e}"),
+    }
 }
 
 fn check_ledger_dir(dir: &Path) -> Result<(), String> {
