@@ -15,9 +15,9 @@
 //! `CUSTODY_CRASH_KILLS` changes the number of kills; `CUSTODY_CRASH_SEED` repeats a run.
 //! Each variant prints one line starting with `crash:`.
 
-mod support;
 #[path = "support/custodyd.rs"]
 mod custodyd;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -69,7 +69,13 @@ fn note_refusal(books: &mut Books, op: &str, r: &Value) {
 const ACCOUNTS: [&str; 2] = ["200000000001", "200000000002"];
 
 /// One operation against the running daemon; Err when the connection broke (the kill).
-fn step(rig: &mut Rig, c: &mut Conn, rng: &mut Rng, books: &mut Books, devices: bool) -> std::io::Result<()> {
+fn step(
+    rig: &mut Rig,
+    c: &mut Conn,
+    rng: &mut Rng,
+    books: &mut Books,
+    devices: bool,
+) -> std::io::Result<()> {
     let pending: Vec<String> = books
         .requests
         .iter()
@@ -83,9 +89,11 @@ fn step(rig: &mut Rig, c: &mut Conn, rng: &mut Rng, books: &mut Books, devices: 
             } else {
                 ACCOUNTS[rng.below(2) as usize]
             };
-            let r = c.call(json!({"request_code": {"by": operator_auth(), "account": account,
+            let r = c.call(
+                json!({"request_code": {"by": operator_auth(), "account": account,
                 "task": "change-root-password", "ticket": format!("SEC-{}", rng.below(9999)),
-                "reason": "rotate the root password after the audit finding"}}))?;
+                "reason": "rotate the root password after the audit finding"}}),
+            )?;
             match ok(&r) {
                 Some(v) => {
                     let id = v["request"]["id"].as_str().unwrap_or_default().to_owned();
@@ -194,8 +202,10 @@ fn ceremony(rig: &mut Rig, c: &mut Conn, books: &mut Books) -> std::io::Result<(
                 return Ok(());
             };
             let seal = d["seal"].as_str().unwrap_or_default().to_owned();
-            let r = c.call(json!({"checkout": {"by": by, "serial": PRIMARY, "seal": seal,
-                                               "request": id}}))?;
+            let r = c.call(
+                json!({"checkout": {"by": by, "serial": PRIMARY, "seal": seal,
+                                               "request": id}}),
+            )?;
             match ok(&r) {
                 Some(_) => {
                     books.checkouts.insert((PRIMARY, id));
@@ -218,7 +228,9 @@ fn ceremony(rig: &mut Rig, c: &mut Conn, books: &mut Books) -> std::io::Result<(
                         let step = v["code"]["step"].as_u64();
                         let code = v["code"]["code"].as_str().unwrap_or("");
                         if code.len() != 6 || !code.chars().all(|ch| ch.is_ascii_digit()) {
-                            books.violations.push(format!("{id}: malformed code answer"));
+                            books
+                                .violations
+                                .push(format!("{id}: malformed code answer"));
                         }
                         if let Some(a) = books.requests.get_mut(&id) {
                             a.code_step = step;
@@ -241,8 +253,10 @@ fn ceremony(rig: &mut Rig, c: &mut Conn, books: &mut Books) -> std::io::Result<(
                     return Ok(());
                 };
                 let seal = format!("BAG-{}", custodyd::now_secs() * 1000 + books.acked_writes);
-                let r = c.call(json!({"checkin": {"by": by, "serial": PRIMARY, "seal": seal,
-                                                  "location": "safe A"}}))?;
+                let r = c.call(
+                    json!({"checkin": {"by": by, "serial": PRIMARY, "seal": seal,
+                                                  "location": "safe A"}}),
+                )?;
                 match ok(&r) {
                     Some(_) => {
                         books.checkins.insert(seal);
@@ -292,9 +306,9 @@ fn check(events: &[Value], books: &mut Books) {
             }
             "code.released" => {
                 if !issuing.contains(&req) {
-                    books
-                        .violations
-                        .push(format!("code.released at seq {seq} without code.issuing for {req}"));
+                    books.violations.push(format!(
+                        "code.released at seq {seq} without code.issuing for {req}"
+                    ));
                 }
                 released
                     .entry(req)
@@ -303,7 +317,11 @@ fn check(events: &[Value], books: &mut Books) {
             }
             "device.checked_out" => {
                 checkouts.insert((
-                    b["device"].as_str().unwrap_or("").parse::<u32>().unwrap_or(0),
+                    b["device"]
+                        .as_str()
+                        .unwrap_or("")
+                        .parse::<u32>()
+                        .unwrap_or(0),
                     req,
                 ));
             }
@@ -453,7 +471,10 @@ fn crash_loop(kills: usize, devices: bool) {
         "refusals no crash explains: {:?}",
         books.unexpected
     );
-    assert!(books.acked_writes > kills as u64, "the loop did too little: {line}");
+    assert!(
+        books.acked_writes > kills as u64,
+        "the loop did too little: {line}"
+    );
     if devices {
         assert!(books.releases > 0, "no code was released: {line}");
     }

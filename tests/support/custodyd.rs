@@ -135,6 +135,34 @@ pub fn custody_cli(args: &[&str], stdin: &str) -> (i32, String, String) {
     )
 }
 
+/// Credentials of one of `officers` (not in `skip`) with a code for a step never sent before,
+/// if one is free now: the current step, or the one before while the daemon still accepts it.
+pub fn officer_auth(officers: &mut [Officer], skip: &[&str]) -> Option<Value> {
+    let now = now_secs();
+    let (step, into) = (now / 30, now % 30);
+    for o in officers {
+        if o.seed.is_empty() || skip.contains(&o.name.as_str()) {
+            continue;
+        }
+        let mut candidates = Vec::new();
+        if into < 20 {
+            candidates.push(step - 1);
+        }
+        if into < 28 {
+            candidates.push(step);
+        }
+        if let Some(s) = candidates
+            .into_iter()
+            .find(|s| o.last_step.map_or(true, |l| *s > l))
+        {
+            o.last_step = Some(s);
+            return Some(json!({"user": o.name, "passphrase": o.user_pass,
+                               "factor": totp(&o.seed, s)}));
+        }
+    }
+    None
+}
+
 /// A ledger directory, its custodyd (when running) and its officers.
 pub struct Rig {
     pub dir: tempfile::TempDir,
@@ -180,7 +208,10 @@ impl Rig {
             "--insecure-test-kdf-iterations",
             "1000",
         ]);
-        let stdin: String = list.iter().map(|o| format!("{}\n", o.keyring_pass)).collect();
+        let stdin: String = list
+            .iter()
+            .map(|o| format!("{}\n", o.keyring_pass))
+            .collect();
         let (code, out, err) = custody_cli(&args, &stdin);
         assert_eq!(code, 0, "custody init: {out}{err}");
         let init: Value = serde_json::from_str(&out).expect("init json");
@@ -222,8 +253,10 @@ impl Rig {
         let by = rig.officer_auth_wait();
         let uid = rustix::process::geteuid().as_raw();
         let r = c
-            .call(json!({"user_add": {"by": [by], "name": OPERATOR, "roles": ["operator"],
-                                      "uid": uid, "passphrase": OPERATOR_PASS}}))
+            .call(
+                json!({"user_add": {"by": [by], "name": OPERATOR, "roles": ["operator"],
+                                      "uid": uid, "passphrase": OPERATOR_PASS}}),
+            )
             .expect("user add");
         assert!(ok(&r).is_some(), "operator: {r}");
         (rig, c)
@@ -306,29 +339,7 @@ impl Rig {
 
     /// As [`Rig::officer_auth`], skipping some officers (self-approval, a second approval).
     pub fn officer_auth_except(&mut self, skip: &[&str]) -> Option<Value> {
-        let now = now_secs();
-        let (step, into) = (now / 30, now % 30);
-        for o in &mut self.officers {
-            if o.seed.is_empty() || skip.contains(&o.name.as_str()) {
-                continue;
-            }
-            let mut candidates = Vec::new();
-            if into < 20 {
-                candidates.push(step - 1);
-            }
-            if into < 28 {
-                candidates.push(step);
-            }
-            if let Some(s) = candidates
-                .into_iter()
-                .find(|s| o.last_step.map_or(true, |l| *s > l))
-            {
-                o.last_step = Some(s);
-                return Some(json!({"user": o.name, "passphrase": o.user_pass,
-                                   "factor": totp(&o.seed, s)}));
-            }
-        }
-        None
+        officer_auth(&mut self.officers, skip)
     }
 
     /// The name in an auth value.
@@ -384,7 +395,9 @@ impl Rig {
     /// An export through custodyd, verified offline with `custody audit verify` against the
     /// genesis key; answers its event lines.
     pub fn export_verified(&self, c: &mut Conn) -> Result<Vec<Value>, String> {
-        let r = c.call(json!("export")).map_err(|e| format!("export: {e}"))?;
+        let r = c
+            .call(json!("export"))
+            .map_err(|e| format!("export: {e}"))?;
         let content = ok(&r)
             .and_then(|v| v["export"]["content"].as_str())
             .ok_or_else(|| format!("export refused: {r}"))?
@@ -392,8 +405,10 @@ impl Rig {
         let file = self.dir.path().join("export.jsonl");
         std::fs::write(&file, &content).map_err(|e| e.to_string())?;
         let f = file.to_string_lossy().into_owned();
-        let (code, out, err) =
-            custody_cli(&["--json", "audit", "verify", &f, "--pubkey", &self.pubkey], "");
+        let (code, out, err) = custody_cli(
+            &["--json", "audit", "verify", &f, "--pubkey", &self.pubkey],
+            "",
+        );
         if code != 0 {
             return Err(format!("custody audit verify exited {code}: {out}{err}"));
         }
@@ -410,9 +425,11 @@ impl Rig {
     pub fn enrol_devices(&mut self, c: &mut Conn) {
         let by = self.officer_auth_wait();
         let r = c
-            .call(json!({"account_add": {"by": by, "provider": "aws", "account": DEVICE_ACCOUNT,
+            .call(
+                json!({"account_add": {"by": by, "provider": "aws", "account": DEVICE_ACCOUNT,
                 "alias": "devices-root", "root_email": "root@devices.test",
-                "credential": "AWS:devices-root"}}))
+                "credential": "AWS:devices-root"}}),
+            )
             .expect("account add");
         assert!(ok(&r).is_some(), "{r}");
         for (serial, role) in [(PRIMARY, "primary"), (BACKUP, "backup")] {
@@ -425,8 +442,10 @@ impl Rig {
         let a = self.officer_auth_wait();
         let b = self.officer_auth_wait_except(&[&Self::who(&a)]);
         let r = c
-            .call(json!({"enrol": {"by": [a, b], "account": DEVICE_ACCOUNT, "primary": PRIMARY,
-                "backup": BACKUP, "seed": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}}))
+            .call(
+                json!({"enrol": {"by": [a, b], "account": DEVICE_ACCOUNT, "primary": PRIMARY,
+                "backup": BACKUP, "seed": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}}),
+            )
             .expect("enrol");
         assert!(ok(&r).is_some(), "enrol: {r}");
         for (serial, seal) in [(PRIMARY, "BAG-1"), (BACKUP, "BAG-2")] {
@@ -443,9 +462,11 @@ impl Rig {
     pub fn add_account(&mut self, c: &mut Conn, account: &str) {
         let by = self.officer_auth_wait();
         let r = c
-            .call(json!({"account_add": {"by": by, "provider": "aws", "account": account,
+            .call(
+                json!({"account_add": {"by": by, "provider": "aws", "account": account,
                 "alias": format!("acct-{account}"), "root_email": format!("root@{account}.test"),
-                "credential": format!("AWS:{account}")}}))
+                "credential": format!("AWS:{account}")}}),
+            )
             .expect("account add");
         assert!(ok(&r).is_some(), "{r}");
     }
