@@ -411,6 +411,7 @@ fn crash_loop(kills: usize, devices: bool) {
     rig.kill();
     let mut books = Books::default();
     let mut events = 0usize;
+    let mut restarts = 0usize;
     for round in 0..=kills {
         if let Err(e) = rig.verify_offline() {
             books
@@ -419,16 +420,54 @@ fn crash_loop(kills: usize, devices: bool) {
             break;
         }
         rig.start();
-        let mut c = rig.connect();
-        rig.unseal(&mut c);
-        match rig.export_verified(&mut c) {
-            Ok(ev) => {
-                events = ev.len();
-                check(&ev, &mut books);
+        let pid = rustix::process::Pid::from_raw(rig.pid() as i32).expect("pid");
+        // Most kills land while the client operates; one in four while custodyd is being
+        // unsealed or exporting.
+        let early = round < kills && rng.below(4) == 0;
+        let delay = if early {
+            Duration::from_millis(rng.below(60))
+        } else {
+            Duration::from_millis(20 + rng.below(400))
+        };
+        let arm = || {
+            // The child is reaped only after this thread returns: its pid cannot be reused.
+            Some(std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("SIGKILL");
+            }))
+        };
+        let mut killer = if early { arm() } else { None };
+        let mut c = match Conn::connect(&rig.socket) {
+            Ok(c) => c,
+            Err(_) if early => {
+                if let Some(k) = killer {
+                    k.join().expect("killer");
+                }
+                rig.kill();
+                continue;
             }
+            Err(e) => panic!("connect to custodyd: {e}"),
+        };
+        let export = rig
+            .try_unseal(&mut c)
+            .and_then(|()| c.call(json!("export")));
+        match export {
+            Ok(r) => {
+                match rig.verify_export(&r) {
+                    Ok(ev) => {
+                        events = ev.len();
+                        check(&ev, &mut books);
+                    }
+                    Err(e) => books
+                        .violations
+                        .push(format!("after kill {round}: export: {e}")),
+                }
+                restarts += 1;
+            }
+            Err(_) if early => {}
             Err(e) => books
                 .violations
-                .push(format!("after kill {round}: export: {e}")),
+                .push(format!("after kill {round}: custodyd went away: {e}")),
         }
         assert!(
             books.violations.is_empty(),
@@ -439,23 +478,20 @@ fn crash_loop(kills: usize, devices: bool) {
         if round == kills {
             break;
         }
-        // SIGKILL at a random moment while the client keeps operating.
-        let pid = rustix::process::Pid::from_raw(rig.pid() as i32).expect("pid");
-        let delay = Duration::from_millis(20 + rng.below(400));
-        // The child is reaped only after this thread returns, so the pid cannot be reused.
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(delay);
-            rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("SIGKILL");
-        });
+        if !early {
+            killer = arm();
+        }
         let deadline = Instant::now() + Duration::from_secs(120);
         while step(&mut rig, &mut c, &mut rng, &mut books, devices).is_ok() {
             assert!(Instant::now() < deadline, "custodyd survived its SIGKILL");
         }
-        killer.join().expect("killer");
+        if let Some(k) = killer {
+            k.join().expect("killer");
+        }
         rig.kill();
     }
     let line = format!(
-        "crash: kills={kills} acked_writes={} acked_requests={} checkpoints={} releases={} \
+        "crash: kills={kills} verified_restarts={restarts} acked_writes={} acked_requests={} checkpoints={} releases={} \
          events={events} violations={} unexpected_refusals={} devices={devices} seed={seed} secs={:.1}",
         books.acked_writes,
         books.requests.len(),

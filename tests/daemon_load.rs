@@ -39,7 +39,10 @@ const EXPECTED: &[&str] = &[
 
 struct Shared {
     socket: std::path::PathBuf,
+    /// The officers who approve the clients' requests.
     officers: Mutex<Vec<Officer>>,
+    /// The officers of the sign-in ceremonies (long variant).
+    ceremony: Mutex<Vec<Officer>>,
     pending: Mutex<Vec<String>>,
     acked: Mutex<Vec<String>>,
     deadline: Instant,
@@ -137,8 +140,7 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                     }
                     p[rng.below(p.len() as u64) as usize].clone()
                 };
-                let Some(by) = officer_auth(&mut shared.officers.lock().expect("officers"), &[])
-                else {
+                let Some(by) = exclusive_auth(&shared.officers) else {
                     // No officer code is free in this step: look the request up instead.
                     t.call(
                         &mut c,
@@ -147,11 +149,13 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                     );
                     continue;
                 };
+                let officer = Rig::who(&by);
                 let r = t.call(
                     &mut c,
                     "approve",
                     json!({"approve": {"by": by, "request": id}}),
                 );
+                release(&shared.officers, &officer);
                 if r.is_some_and(|v| v["request"]["status"] == "approved") {
                     shared.pending.lock().expect("pending").retain(|x| *x != id);
                 }
@@ -176,9 +180,41 @@ fn client(shared: &Shared, seed: u64) -> Tally {
     t
 }
 
+/// An officer's credentials, the officer then kept from other clients until [`release`]: an
+/// officer's codes must reach the daemon in the order of their steps (an older step is refused
+/// once a newer one was accepted), which concurrent clients sharing an officer would not
+/// guarantee.
+fn exclusive_auth(pool: &Mutex<Vec<Officer>>) -> Option<Value> {
+    let mut officers = pool.lock().expect("officers");
+    let busy: Vec<String> = officers
+        .iter()
+        .filter(|o| o.busy)
+        .map(|o| o.name.clone())
+        .collect();
+    let skip: Vec<&str> = busy.iter().map(String::as_str).collect();
+    let a = officer_auth(&mut officers, &skip)?;
+    let who = Rig::who(&a);
+    if let Some(o) = officers.iter_mut().find(|o| o.name == who) {
+        o.busy = true;
+    }
+    Some(a)
+}
+
+fn release(pool: &Mutex<Vec<Officer>>, who: &str) {
+    if let Some(o) = pool
+        .lock()
+        .expect("officers")
+        .iter_mut()
+        .find(|o| o.name == who)
+    {
+        o.busy = false;
+    }
+}
+
+/// The ceremony's own officers (a single client, so their codes arrive in order).
 fn officer_wait(shared: &Shared, skip: &[&str]) -> Option<Value> {
     while Instant::now() < shared.deadline {
-        if let Some(a) = officer_auth(&mut shared.officers.lock().expect("officers"), skip) {
+        if let Some(a) = officer_auth(&mut shared.ceremony.lock().expect("officers"), skip) {
             return Some(a);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -319,11 +355,19 @@ fn load(clients: usize, secs: u64, devices: bool) {
     if devices {
         rig.enrol_devices(&mut c);
     }
+    drop(c);
     let pid = rig.pid();
     let (rss_before, _) = memory_kib(pid);
+    let mut officers = std::mem::take(&mut rig.officers);
+    let ceremony = if devices {
+        officers.split_off(officers.len() - 4)
+    } else {
+        Vec::new()
+    };
     let shared = Shared {
         socket: rig.socket.clone(),
-        officers: Mutex::new(std::mem::take(&mut rig.officers)),
+        officers: Mutex::new(officers),
+        ceremony: Mutex::new(ceremony),
         pending: Mutex::new(Vec::new()),
         acked: Mutex::new(Vec::new()),
         deadline: Instant::now() + Duration::from_secs(secs),
@@ -352,6 +396,10 @@ fn load(clients: usize, secs: u64, devices: bool) {
     let elapsed = started.elapsed().as_secs_f64();
     let (rss_after, hwm) = memory_kib(pid);
     rig.officers = shared.officers.into_inner().expect("officers");
+    rig.officers
+        .extend(shared.ceremony.into_inner().expect("officers"));
+    // The setup connection has been idle longer than the daemon's idle timeout.
+    let mut c = rig.connect();
     let events = rig.export_verified(&mut c).expect("export verifies");
     let mut released: BTreeMap<&str, u32> = BTreeMap::new();
     let mut created = std::collections::BTreeSet::new();

@@ -89,6 +89,8 @@ pub struct Officer {
     pub seed: String,
     /// The newest TOTP step this harness ever sent for them (sent steps are spent).
     pub last_step: Option<u64>,
+    /// Lent to one client of a concurrent harness.
+    pub busy: bool,
 }
 
 pub fn now_secs() -> u64 {
@@ -195,6 +197,7 @@ impl Rig {
                 user_pass: format!("{n}-User-Phrase-22"),
                 seed: String::new(),
                 last_step: None,
+                busy: false,
             })
             .collect();
         let l = ledger.to_string_lossy().into_owned();
@@ -321,14 +324,18 @@ impl Rig {
 
     /// Two officers offer their keyring passphrases.
     pub fn unseal(&self, c: &mut Conn) {
+        self.try_unseal(c).expect("unseal");
+    }
+
+    /// As [`Rig::unseal`]; an I/O error means the daemon went away meanwhile.
+    pub fn try_unseal(&self, c: &mut Conn) -> std::io::Result<()> {
         for o in &self.officers[..2] {
-            let r = c
-                .call(json!({"unseal": {"officer": o.name, "passphrase": o.keyring_pass}}))
-                .expect("unseal");
+            let r = c.call(json!({"unseal": {"officer": o.name, "passphrase": o.keyring_pass}}))?;
             assert!(ok(&r).is_some(), "unseal by {}: {r}", o.name);
         }
-        let r = c.call(json!("status")).expect("status");
+        let r = c.call(json!("status"))?;
         assert_eq!(ok(&r).map(|v| &v["status"]["sealed"]), Some(&json!(false)));
+        Ok(())
     }
 
     /// An officer's credentials with a code for a step never sent before, if one is free now
@@ -398,7 +405,12 @@ impl Rig {
         let r = c
             .call(json!("export"))
             .map_err(|e| format!("export: {e}"))?;
-        let content = ok(&r)
+        self.verify_export(&r)
+    }
+
+    /// Verifies the answer to an export (see [`Rig::export_verified`]).
+    pub fn verify_export(&self, r: &Value) -> Result<Vec<Value>, String> {
+        let content = ok(r)
             .and_then(|v| v["export"]["content"].as_str())
             .ok_or_else(|| format!("export refused: {r}"))?
             .to_owned();
