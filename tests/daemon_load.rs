@@ -44,6 +44,8 @@ struct Shared {
     /// The officers of the sign-in ceremonies (long variant).
     ceremony: Mutex<Vec<Officer>>,
     pending: Mutex<Vec<String>>,
+    /// Who approved which request (an officer approves a request once).
+    approvers: Mutex<BTreeMap<String, Vec<String>>>,
     acked: Mutex<Vec<String>>,
     deadline: Instant,
 }
@@ -140,7 +142,14 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                     }
                     p[rng.below(p.len() as u64) as usize].clone()
                 };
-                let Some(by) = exclusive_auth(&shared.officers) else {
+                let done = shared
+                    .approvers
+                    .lock()
+                    .expect("approvers")
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_default();
+                let Some(by) = exclusive_auth(&shared.officers, &done) else {
                     // No officer code is free in this step: look the request up instead.
                     t.call(
                         &mut c,
@@ -155,6 +164,15 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                     "approve",
                     json!({"approve": {"by": by, "request": id}}),
                 );
+                if r.is_some() {
+                    shared
+                        .approvers
+                        .lock()
+                        .expect("approvers")
+                        .entry(id.clone())
+                        .or_default()
+                        .push(officer.clone());
+                }
                 release(&shared.officers, &officer);
                 if r.is_some_and(|v| v["request"]["status"] == "approved") {
                     shared.pending.lock().expect("pending").retain(|x| *x != id);
@@ -184,11 +202,11 @@ fn client(shared: &Shared, seed: u64) -> Tally {
 /// officer's codes must reach the daemon in the order of their steps (an older step is refused
 /// once a newer one was accepted), which concurrent clients sharing an officer would not
 /// guarantee.
-fn exclusive_auth(pool: &Mutex<Vec<Officer>>) -> Option<Value> {
+fn exclusive_auth(pool: &Mutex<Vec<Officer>>, done: &[String]) -> Option<Value> {
     let mut officers = pool.lock().expect("officers");
     let busy: Vec<String> = officers
         .iter()
-        .filter(|o| o.busy)
+        .filter(|o| o.busy || done.contains(&o.name))
         .map(|o| o.name.clone())
         .collect();
     let skip: Vec<&str> = busy.iter().map(String::as_str).collect();
@@ -369,6 +387,7 @@ fn load(clients: usize, secs: u64, devices: bool) {
         officers: Mutex::new(officers),
         ceremony: Mutex::new(ceremony),
         pending: Mutex::new(Vec::new()),
+        approvers: Mutex::new(BTreeMap::new()),
         acked: Mutex::new(Vec::new()),
         deadline: Instant::now() + Duration::from_secs(secs),
     };
