@@ -32,6 +32,7 @@ struct Acked {
     approved: bool,
     closed: Option<&'static str>,
     code_step: Option<u64>,
+    device_account: bool,
 }
 
 #[derive(Default)]
@@ -97,14 +98,29 @@ fn step(
             match ok(&r) {
                 Some(v) => {
                     let id = v["request"]["id"].as_str().unwrap_or_default().to_owned();
-                    books.requests.insert(id, Acked::default());
+                    books.requests.insert(
+                        id,
+                        Acked {
+                            device_account: account == DEVICE_ACCOUNT,
+                            ..Acked::default()
+                        },
+                    );
                     books.acked_writes += 1;
                 }
                 None => note_refusal(books, "request_code", &r),
             }
         }
         3..=5 if !pending.is_empty() => {
-            let id = pending[rng.below(pending.len() as u64) as usize].clone();
+            // Finish what is started (a request with one approval), then the device account's
+            // requests, so that approvals add up to approved requests and releases.
+            let started = |id: &&String| !books.requests[*id].approvals.is_empty();
+            let device = |id: &&String| books.requests[*id].device_account;
+            let id = pending
+                .iter()
+                .find(started)
+                .or_else(|| pending.iter().find(device))
+                .unwrap_or(&pending[rng.below(pending.len() as u64) as usize])
+                .clone();
             let done: Vec<String> = books.requests[&id].approvals.iter().cloned().collect();
             let skip: Vec<&str> = done.iter().map(String::as_str).collect();
             let Some(by) = rig.officer_auth_except(&skip) else {
