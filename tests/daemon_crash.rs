@@ -519,6 +519,12 @@ fn crash_loop(kills: usize, devices: bool) {
     );
     println!("{line}");
     assert!(
+        books.violations.is_empty(),
+        "seed {seed}: {:#?}\n{}",
+        books.violations,
+        rig.log_tail()
+    );
+    assert!(
         books.unexpected.is_empty(),
         "refusals no crash explains: {:?}",
         books.unexpected
