@@ -41,6 +41,8 @@ struct Books {
     checkpoints: Vec<(u64, String)>,
     checkouts: BTreeSet<(u32, String)>,
     checkins: BTreeSet<String>,
+    /// Requests whose approvals expired before their code was released.
+    stale: BTreeSet<String>,
     /// Acknowledged operations that appended at least one event.
     acked_writes: u64,
     releases: u64,
@@ -58,6 +60,9 @@ const EXPLAINED: &[&str] = &[
     "already_approved",
     "device_not_checked_out",
     "device_state",
+    // A long run outlives the policy's lifetimes: approvals last 15 minutes, requests an hour.
+    "approval_expired",
+    "request_expired",
 ];
 
 fn note_refusal(books: &mut Books, op: &str, r: &Value) {
@@ -207,9 +212,18 @@ fn ceremony(rig: &mut Rig, c: &mut Conn, books: &mut Books) -> std::io::Result<(
         .unwrap_or_default();
     match d["state"].as_str() {
         Some("in_safe") => {
+            // The most recently approved request, whose approvals are still fresh.
+            let approved_at = |q: &&Value| {
+                q["approvals"]
+                    .as_array()
+                    .and_then(|a| a.iter().filter_map(|x| x["at_ms"].as_i64()).min())
+                    .unwrap_or(0)
+            };
             let Some(req) = list
                 .iter()
-                .find(|q| q["account"] == DEVICE_ACCOUNT && q["status"] == "approved")
+                .filter(|q| q["account"] == DEVICE_ACCOUNT && q["status"] == "approved")
+                .filter(|q| !books.stale.contains(q["id"].as_str().unwrap_or("")))
+                .max_by_key(approved_at)
             else {
                 return Ok(());
             };
@@ -237,7 +251,7 @@ fn ceremony(rig: &mut Rig, c: &mut Conn, books: &mut Books) -> std::io::Result<(
                 .find(|q| q["id"] == id.as_str())
                 .and_then(|q| q["status"].as_str())
                 .unwrap_or("");
-            if status == "approved" {
+            if status == "approved" && !books.stale.contains(&id) {
                 let r = c.call(json!({"code": {"by": operator_auth(), "request": id}}))?;
                 match ok(&r) {
                     Some(v) => {
@@ -262,7 +276,16 @@ fn ceremony(rig: &mut Rig, c: &mut Conn, books: &mut Books) -> std::io::Result<(
                         books.releases += 1;
                         books.acked_writes += 1;
                     }
-                    None => note_refusal(books, "code", &r),
+                    None => {
+                        // Its approvals or the request expired: check the key back in.
+                        if matches!(
+                            refusal(&r).as_deref(),
+                            Some("approval_expired" | "request_expired")
+                        ) {
+                            books.stale.insert(id);
+                        }
+                        note_refusal(books, "code", &r)
+                    }
                 }
             } else {
                 let Some(by) = rig.officer_auth() else {
