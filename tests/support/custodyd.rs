@@ -245,7 +245,8 @@ impl Rig {
         for i in 0..rig.officers.len() {
             let o = &rig.officers[i];
             let r = c
-                .call(json!({"bootstrap_officer": {"user": o.name, "passphrase": o.user_pass}}))
+                .call(json!({"bootstrap_officer": {"user": o.name,
+                    "keyring_passphrase": o.keyring_pass, "passphrase": o.user_pass}}))
                 .expect("bootstrap");
             let seed = ok(&r)
                 .and_then(|v| v["factor"]["base32"].as_str())
