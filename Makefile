@@ -2,7 +2,7 @@
 #   make demo   the main job: a dual-control ceremony against emulated YubiKeys behind a real pcscd
 #   make test   everything CI checks (installs missing system packages first)
 #   make runbooks  run every command of docs/runbooks/ against the demo environment (minutes)
-#   make soak   the long runs: fuzzing for millions of executions, long crash loops
+#   make soak   the long runs: fuzzing for millions of executions, custodyd crash and load loops
 #   make docs   regenerate docs/cli.md from the CLI definitions (tests/cli_generate.rs checks it)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -62,6 +62,8 @@ demo-built: build
 runbooks: deps
 	$(CARGO) test --test runbooks -- --ignored
 
+# The long reliability variants (docs/reliability.md): 1,000 SIGKILLs of custodyd with code
+# releases, and 200 clients for 5 minutes. CUSTODY_CRASH_KILLS and CUSTODY_LOAD_SECS resize them.
 soak: deps
 	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS); \
@@ -69,6 +71,8 @@ soak: deps
 	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test --test tamper_harness -- --nocapture
 	CUSTODY_CARD_FAULTS=all $(CARGO) test --test pcscd_faults -- --nocapture
 	$(MAKE) secret-scan-demo
+	$(CARGO) test --release --test daemon_crash -- --ignored --nocapture
+	$(CARGO) test --release --test daemon_load -- --ignored --nocapture
 
 # The demo with custodyd at debug level, then every file it kept scanned for its secrets.
 secret-scan-demo: build

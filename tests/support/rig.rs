@@ -1,0 +1,540 @@
+//! A real `custodyd` on a temporary directory, for the reliability harnesses
+//! (tests/daemon_crash.rs, tests/daemon_load.rs): genesis with `custody init`, the daemon
+//! started sealed, officers unsealing and enrolling as custody users, a JSON-lines client, a
+//! pool of officers' second factors (each officer's code is accepted once per 30-second step),
+//! offline verification and the daemon's memory figures.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+/// Genesis officers (keyring names and custody user names).
+pub const NAMES: [&str; 10] = [
+    "amy", "ben", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "joe",
+];
+/// The operator every harness uses (bound to the test's uid).
+pub const OPERATOR: &str = "opa";
+pub const OPERATOR_PASS: &str = "opa-Operator-Phrase-1";
+/// The device serials of the harnesses that release codes (pcscd + two custody-emu).
+pub const PRIMARY: u32 = 10_000_001;
+pub const BACKUP: u32 = 10_000_002;
+/// The account enrolled on those devices.
+pub const DEVICE_ACCOUNT: &str = "100000000001";
+
+/// One JSON-lines connection to custodyd.
+pub struct Conn {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+    next: u64,
+}
+
+impl Conn {
+    pub fn connect(socket: &Path) -> std::io::Result<Conn> {
+        let s = UnixStream::connect(socket)?;
+        // A release may wait for the next TOTP step (30 s) while holding the daemon.
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+        Ok(Conn {
+            r: BufReader::new(s.try_clone()?),
+            w: s,
+            next: 1,
+        })
+    }
+
+    /// Sends one request and reads its answer. An I/O error or EOF means the daemon is gone.
+    pub fn call(&mut self, op: Value) -> std::io::Result<Value> {
+        let id = self.next;
+        self.next += 1;
+        let mut line = serde_json::to_vec(&json!({"v": 1, "id": id, "op": op}))?;
+        line.push(b'\n');
+        self.w.write_all(&line)?;
+        let mut answer = String::new();
+        if self.r.read_line(&mut answer)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let v: Value = serde_json::from_str(&answer)?;
+        if v["id"] != json!(id) && v["id"] != json!(0) {
+            return Err(std::io::Error::other(format!("answer to another id: {v}")));
+        }
+        Ok(v)
+    }
+}
+
+/// The success body of an answer.
+pub fn ok(r: &Value) -> Option<&Value> {
+    r["result"].get("ok")
+}
+
+/// The error code of an answer (`reason` of the domain when present, else the wire code).
+pub fn refusal(r: &Value) -> Option<String> {
+    let e = r["result"].get("err")?;
+    Some(
+        e["reason"]
+            .as_str()
+            .or_else(|| e["code"].as_str())
+            .unwrap_or("?")
+            .to_owned(),
+    )
+}
+
+/// One officer and their second factor.
+pub struct Officer {
+    pub name: String,
+    pub keyring_pass: String,
+    pub user_pass: String,
+    pub seed: String,
+    /// The newest TOTP step this harness ever sent for them (sent steps are spent).
+    pub last_step: Option<u64>,
+    /// Lent to one client of a concurrent harness.
+    pub busy: bool,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+pub fn totp(base32: &str, step: u64) -> String {
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(base32.trim_end_matches('=').as_bytes())
+        .expect("base32 seed");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
+        .expect("totp")
+        .generate(step * 30)
+}
+
+pub fn operator_auth() -> Value {
+    json!({"user": OPERATOR, "passphrase": OPERATOR_PASS})
+}
+
+/// Runs `custody ARGS` with `stdin`; (status, stdout, stderr).
+pub fn custody_cli(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args(args)
+        .env_remove("CUSTODY_SOCKET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run custody");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("custody output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Credentials of one of `officers` (not in `skip`) with a code for a step never sent before,
+/// if one is free now: the current step, or the one before while the daemon still accepts it.
+pub fn officer_auth(officers: &mut [Officer], skip: &[&str]) -> Option<Value> {
+    let now = now_secs();
+    let (step, into) = (now / 30, now % 30);
+    for o in officers {
+        if o.seed.is_empty() || skip.contains(&o.name.as_str()) {
+            continue;
+        }
+        let mut candidates = Vec::new();
+        if into < 20 {
+            candidates.push(step - 1);
+        }
+        if into < 28 {
+            candidates.push(step);
+        }
+        if let Some(s) = candidates
+            .into_iter()
+            .find(|s| o.last_step.map_or(true, |l| *s > l))
+        {
+            o.last_step = Some(s);
+            return Some(json!({"user": o.name, "passphrase": o.user_pass,
+                               "factor": totp(&o.seed, s)}));
+        }
+    }
+    None
+}
+
+/// A ledger directory, its custodyd (when running) and its officers.
+pub struct Rig {
+    pub dir: tempfile::TempDir,
+    pub ledger: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub pubkey: String,
+    pub child: Option<Child>,
+    pub officers: Vec<Officer>,
+}
+
+impl Rig {
+    /// Genesis, custodyd started sealed, unsealed by two officers, and every genesis officer
+    /// enrolled as a custody user with a second factor; then the operator `opa` (bound to this
+    /// process's uid) added by one officer. The one place that knows how a ledger comes to
+    /// life: the harnesses only use what it returns.
+    pub fn setup(officers: usize, max_connections: usize) -> (Rig, Conn) {
+        assert!((2..=NAMES.len()).contains(&officers));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = dir.path().join("ledger");
+        let socket = dir.path().join("custodyd.sock");
+        let config = dir.path().join("custody.toml");
+        let log = dir.path().join("custodyd.log");
+        let mut list: Vec<Officer> = NAMES[..officers]
+            .iter()
+            .map(|n| Officer {
+                name: (*n).to_owned(),
+                keyring_pass: format!("{n}-Keyring-Phrase-1"),
+                user_pass: format!("{n}-User-Phrase-22"),
+                seed: String::new(),
+                last_step: None,
+                busy: false,
+            })
+            .collect();
+        let l = ledger.to_string_lossy().into_owned();
+        let mut args = vec!["--json", "init", "--ledger", &l];
+        for o in &list {
+            args.extend(["--officer", o.name.as_str()]);
+        }
+        args.extend([
+            "--passphrase-fd",
+            "0",
+            "--insecure-test-kdf-iterations",
+            "1000",
+        ]);
+        let stdin: String = list
+            .iter()
+            .map(|o| format!("{}\n", o.keyring_pass))
+            .collect();
+        let (code, out, err) = custody_cli(&args, &stdin);
+        assert_eq!(code, 0, "custody init: {out}{err}");
+        let init: Value = serde_json::from_str(&out).expect("init json");
+        let pubkey = init["public_key"].as_str().expect("public key").to_owned();
+        std::fs::write(
+            &config,
+            format!(
+                "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n\
+                 max_connections = {max_connections}\n\
+                 [policy]\npassphrase_kdf_iterations = 1000\n"
+            ),
+        )
+        .expect("config");
+        let mut rig = Rig {
+            dir,
+            ledger,
+            socket,
+            config,
+            log,
+            pubkey,
+            child: None,
+            officers: Vec::new(),
+        };
+        rig.start();
+        let mut c = rig.connect();
+        rig.officers = std::mem::take(&mut list);
+        rig.unseal(&mut c);
+        for i in 0..rig.officers.len() {
+            let o = &rig.officers[i];
+            let r = c
+                .call(json!({"bootstrap_officer": {"user": o.name,
+                    "keyring_passphrase": o.keyring_pass, "passphrase": o.user_pass}}))
+                .expect("bootstrap");
+            let seed = ok(&r)
+                .and_then(|v| v["factor"]["base32"].as_str())
+                .unwrap_or_else(|| panic!("bootstrap of {}: {r}", o.name))
+                .to_owned();
+            rig.officers[i].seed = seed;
+        }
+        let by = rig.officer_auth_wait();
+        let uid = rustix::process::geteuid().as_raw();
+        let r = c
+            .call(
+                json!({"user_add": {"by": [by], "name": OPERATOR, "roles": ["operator"],
+                                      "uid": uid, "passphrase": OPERATOR_PASS}}),
+            )
+            .expect("user add");
+        assert!(ok(&r).is_some(), "operator: {r}");
+        (rig, c)
+    }
+
+    /// Starts custodyd (sealed) and waits until it listens.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "custodyd already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+            .args(["--config", &self.config.to_string_lossy()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start custodyd");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut c) = Conn::connect(&self.socket) {
+                if c.call(json!("status")).is_ok() {
+                    break;
+                }
+            }
+            if let Some(st) = child.try_wait().expect("wait") {
+                panic!("custodyd exited at start ({st}): {}", self.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "custodyd never listened: {}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("custodyd running").id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::connect(&self.socket).expect("connect to custodyd")
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Two officers offer their keyring passphrases.
+    pub fn unseal(&self, c: &mut Conn) {
+        self.try_unseal(c).expect("unseal");
+    }
+
+    /// As [`Rig::unseal`]; an I/O error means the daemon went away meanwhile.
+    pub fn try_unseal(&self, c: &mut Conn) -> std::io::Result<()> {
+        for o in &self.officers[..2] {
+            let r = c.call(json!({"unseal": {"officer": o.name, "passphrase": o.keyring_pass}}))?;
+            assert!(ok(&r).is_some(), "unseal by {}: {r}", o.name);
+        }
+        let r = c.call(json!("status"))?;
+        assert_eq!(ok(&r).map(|v| &v["status"]["sealed"]), Some(&json!(false)));
+        Ok(())
+    }
+
+    /// An officer's credentials with a code for a step never sent before, if one is free now
+    /// (the current step, or the one before while it is still young enough to be accepted).
+    pub fn officer_auth(&mut self) -> Option<Value> {
+        self.officer_auth_except(&[])
+    }
+
+    /// As [`Rig::officer_auth`], skipping some officers (self-approval, a second approval).
+    pub fn officer_auth_except(&mut self, skip: &[&str]) -> Option<Value> {
+        officer_auth(&mut self.officers, skip)
+    }
+
+    /// The name in an auth value.
+    pub fn who(auth: &Value) -> String {
+        auth["user"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// Waits (up to a step) for an officer's code.
+    pub fn officer_auth_wait(&mut self) -> Value {
+        self.officer_auth_wait_except(&[])
+    }
+
+    pub fn officer_auth_wait_except(&mut self, skip: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(a) = self.officer_auth_except(skip) {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "no officer code free in 40 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `custody ledger verify` on the directory (custodyd stopped): every hash, link,
+    /// checkpoint and the projections against a replay.
+    pub fn verify_offline(&self) -> Result<String, String> {
+        let l = self.ledger.to_string_lossy().into_owned();
+        let a = &self.officers[0];
+        let b = &self.officers[1];
+        let (code, out, err) = custody_cli(
+            &[
+                "--json",
+                "ledger",
+                "verify",
+                "--ledger",
+                &l,
+                "--officer",
+                &a.name,
+                "--officer",
+                &b.name,
+                "--passphrase-fd",
+                "0",
+            ],
+            &format!("{}\n{}\n", a.keyring_pass, b.keyring_pass),
+        );
+        if code == 0 {
+            Ok(out)
+        } else {
+            Err(format!("custody ledger verify exited {code}: {out}{err}"))
+        }
+    }
+
+    /// An export through custodyd, verified offline with `custody audit verify` against the
+    /// genesis key; answers its event lines.
+    pub fn export_verified(&self, c: &mut Conn) -> Result<Vec<Value>, String> {
+        let r = c
+            .call(json!("export"))
+            .map_err(|e| format!("export: {e}"))?;
+        self.verify_export(&r)
+    }
+
+    /// Verifies the answer to an export (see [`Rig::export_verified`]).
+    pub fn verify_export(&self, r: &Value) -> Result<Vec<Value>, String> {
+        let content = ok(r)
+            .and_then(|v| v["export"]["content"].as_str())
+            .ok_or_else(|| format!("export refused: {r}"))?
+            .to_owned();
+        let file = self.dir.path().join("export.jsonl");
+        std::fs::write(&file, &content).map_err(|e| e.to_string())?;
+        let f = file.to_string_lossy().into_owned();
+        let (code, out, err) = custody_cli(
+            &["--json", "audit", "verify", &f, "--pubkey", &self.pubkey],
+            "",
+        );
+        if code != 0 {
+            return Err(format!("custody audit verify exited {code}: {out}{err}"));
+        }
+        content
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).map_err(|e| e.to_string()))
+            .filter(|v| v.as_ref().map_or(true, |v| v["type"] == "event"))
+            .collect()
+    }
+
+    /// Registers the two emulated keys, enrols [`DEVICE_ACCOUNT`] on them and seals both into
+    /// the safe (bags `BAG-1` and `BAG-2`). Needs pcscd with the keys present; the enrolment
+    /// waits for the next TOTP step.
+    pub fn enrol_devices(&mut self, c: &mut Conn) {
+        let by = self.officer_auth_wait();
+        let r = c
+            .call(
+                json!({"account_add": {"by": by, "provider": "aws", "account": DEVICE_ACCOUNT,
+                "alias": "devices-root", "root_email": "root@devices.test",
+                "credential": "AWS:devices-root"}}),
+            )
+            .expect("account add");
+        assert!(ok(&r).is_some(), "{r}");
+        for (serial, role) in [(PRIMARY, "primary"), (BACKUP, "backup")] {
+            let by = self.officer_auth_wait();
+            let r = c
+                .call(json!({"device_register": {"by": by, "serial": serial, "role": role}}))
+                .expect("register");
+            assert!(ok(&r).is_some(), "register {serial}: {r}");
+        }
+        let a = self.officer_auth_wait();
+        let b = self.officer_auth_wait_except(&[&Self::who(&a)]);
+        let r = c
+            .call(
+                json!({"enrol": {"by": [a, b], "account": DEVICE_ACCOUNT, "primary": PRIMARY,
+                "backup": BACKUP, "seed": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}}),
+            )
+            .expect("enrol");
+        assert!(ok(&r).is_some(), "enrol: {r}");
+        for (serial, seal) in [(PRIMARY, "BAG-1"), (BACKUP, "BAG-2")] {
+            let by = self.officer_auth_wait();
+            let r = c
+                .call(json!({"checkin": {"by": by, "serial": serial, "seal": seal,
+                                         "location": "safe A"}}))
+                .expect("checkin");
+            assert!(ok(&r).is_some(), "checkin {serial}: {r}");
+        }
+    }
+
+    /// Registers an account without devices (one officer).
+    pub fn add_account(&mut self, c: &mut Conn, account: &str) {
+        let by = self.officer_auth_wait();
+        let r = c
+            .call(
+                json!({"account_add": {"by": by, "provider": "aws", "account": account,
+                "alias": format!("acct-{account}"), "root_email": format!("root@{account}.test"),
+                "credential": format!("AWS:{account}")}}),
+            )
+            .expect("account add");
+        assert!(ok(&r).is_some(), "{r}");
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A small deterministic generator (xorshift64*), seeded and printed by each harness so a run
+/// can be repeated.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    pub fn seed_from_env(var: &str) -> u64 {
+        std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .expect("clock")
+                    .as_nanos() as u64
+            })
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
