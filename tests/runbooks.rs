@@ -378,6 +378,16 @@ fn find_ids(text: &str, prefix: &str) -> Vec<String> {
     out
 }
 
+impl Drop for World {
+    fn drop(&mut self) {
+        // A failed runbook must not leave its daemon running.
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn is_example_id(w: &str, prefix: &str) -> bool {
     w.strip_prefix(prefix)
         .is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()))
