@@ -607,11 +607,12 @@ fn stop_pcscd() {
 }
 
 /// Starts pcscd again with the harness's command line and waits until it answers.
+// Not waited for: it stays up as the harness's pcscd, which with-pcscd.sh stops at the end.
+#[allow(clippy::zombie_processes)]
 fn start_pcscd(log: &Path) {
     let cmd = std::env::var("CUSTODY_PCSCD_CMD").expect("with-pcscd.sh exports pcscd's command");
     let mut words = cmd.split_whitespace();
     let out = std::fs::File::create(log).expect("pcscd log");
-    // Not waited for: it stays up as the harness's pcscd, which with-pcscd.sh stops at the end.
     Command::new(words.next().expect("pcscd's path"))
         .args(words)
         .stdin(Stdio::null())
