@@ -14,6 +14,9 @@
 #   CUSTODY_PCSCD_HARNESS=1     the command runs inside the harness
 #   CUSTODY_VPCD_PORT=PORT      the first vpcd port (connect custody-emu --vpcd 127.0.0.1:PORT)
 #   CUSTODY_VPCD_READERS=N
+#   CUSTODY_PCSCD_CMD="PCSCD ARGS..."  pcscd's command line (no spaces within a word), so a test
+#                               can stop pcscd (pid in /run/pcscd/pcscd.pid) and start it again;
+#                               a pcscd started that way is stopped when CMD ends
 # The exit status is CMD's. Default: PORT 35963, N 1. CUSTODY_PCSCD_LOG=FILE keeps pcscd's
 # debug log (APDUs included: test keys only) in FILE.
 set -eu
@@ -78,14 +81,21 @@ mount -t tmpfs -o mode=0755 tmpfs /run/pcscd
 # CUSTODY_PCSCD_LOG=FILE keeps pcscd's debug log (with APDUs) in FILE.
 log="${CUSTODY_PCSCD_LOG:-$work/pcscd.log}"
 if [ -n "${CUSTODY_PCSCD_LOG:-}" ]; then
-    "$pcscd_bin" -f -d -a -c "$work/reader.conf.d" >"$log" 2>&1 &
+    pcscd_cmd="$pcscd_bin -f -d -a -c $work/reader.conf.d"
 else
-    "$pcscd_bin" -f -c "$work/reader.conf.d" >"$log" 2>&1 &
+    pcscd_cmd="$pcscd_bin -f -c $work/reader.conf.d"
 fi
+# shellcheck disable=SC2086 # the words of the command line
+$pcscd_cmd >"$log" 2>&1 &
 pcscd_pid=$!
 cleanup() {
     kill "$pcscd_pid" 2>/dev/null || true
     wait "$pcscd_pid" 2>/dev/null || true
+    # A pcscd CMD started again (the pid file is private to this namespace).
+    restarted=$(tr -d '\0' </run/pcscd/pcscd.pid 2>/dev/null || true)
+    if [ -n "$restarted" ] && [ "$(cat "/proc/$restarted/comm" 2>/dev/null)" = pcscd ]; then
+        kill "$restarted" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -113,6 +123,7 @@ until ready; do
 done
 
 export CUSTODY_PCSCD_HARNESS=1 CUSTODY_VPCD_PORT="$port" CUSTODY_VPCD_READERS="$readers"
+export CUSTODY_PCSCD_CMD="$pcscd_cmd"
 set +e
 "$@"
 status=$?

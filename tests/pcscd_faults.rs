@@ -11,7 +11,7 @@
 //! `card-fault: fault=NAME error=CODE status=STATE retry=RESULT ms=N ledger=verified`.
 //!
 //! `cargo test` runs three of the faults; `CUSTODY_CARD_FAULTS=all` (in `make soak`) runs all
-//! eleven.
+//! eleven. A separate test stops pcscd itself after the check-out and starts it again.
 //!
 //! The clock is the host's moved forward when the domain waits for a step, as in
 //! tests/pcscd_signin.rs.
@@ -575,4 +575,132 @@ fn pcscd_card_faults_during_release_leave_a_defined_request_and_a_verified_ledge
     }
     assert_eq!(seen, want);
     primary.stop(slot);
+}
+
+/// The pid of the harness's pcscd (its pid file is private to the harness's namespace).
+fn pcscd_pid() -> i32 {
+    std::fs::read_to_string("/run/pcscd/pcscd.pid")
+        .expect("pcscd's pid file")
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .parse()
+        .expect("a pid")
+}
+
+/// Whether `pid` is gone or a zombie (the harness script reaps pcscd only when the test ends).
+fn exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// Stops the harness's pcscd with SIGTERM and waits until it has exited.
+fn stop_pcscd() {
+    let pid = pcscd_pid();
+    let p = rustix::process::Pid::from_raw(pid).expect("a pid");
+    rustix::process::kill_process(p, rustix::process::Signal::TERM).expect("signal pcscd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !exited(pid) {
+        assert!(Instant::now() < deadline, "pcscd {pid} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts pcscd again with the harness's command line and waits until it answers.
+// Not waited for: it stays up as the harness's pcscd, which with-pcscd.sh stops at the end.
+#[allow(clippy::zombie_processes)]
+fn start_pcscd(log: &Path) {
+    let cmd = std::env::var("CUSTODY_PCSCD_CMD").expect("with-pcscd.sh exports pcscd's command");
+    let mut words = cmd.split_whitespace();
+    let out = std::fs::File::create(log).expect("pcscd log");
+    Command::new(words.next().expect("pcscd's path"))
+        .args(words)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("start pcscd again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while PcscContext::establish().and_then(|c| c.readers()).is_err() {
+        assert!(Instant::now() < deadline, "pcscd did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// pcscd stopped after the approvals and the check-out, and started again: the release while
+/// it is down fails naming pcscd and leaves the request defined; once it is back (and the
+/// emulated keys have reconnected to vpcd) the release goes through, or is refused
+/// `already_released` when the failed one had committed `code.issuing`.
+#[test]
+fn pcscd_restarted_mid_ceremony_leaves_a_defined_request_and_a_verified_ledger() {
+    if !in_harness(
+        "pcscd_restarted_mid_ceremony_leaves_a_defined_request_and_a_verified_ledger",
+        43900,
+        1,
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = |s: u32, slot: u8| {
+        Key::start(
+            slot,
+            &[
+                "--serial".into(),
+                s.to_string(),
+                "--state".into(),
+                tmp.path()
+                    .join(format!("{s}.state"))
+                    .to_string_lossy()
+                    .into_owned(),
+            ],
+            &tmp.path().join(format!("{s}.log")),
+        )
+    };
+    let primary = key(PRIMARY, 0);
+    let backup = key(BACKUP, 1);
+    let mut w = setup(tmp.path());
+    let id = w.approved_and_checked_out();
+
+    let t0 = Instant::now();
+    stop_pcscd();
+    let down = w.release(&id);
+    let err = down.expect_err("no release without pcscd");
+    let code = err.split(':').next().unwrap_or("").to_owned();
+    assert!(
+        ["device_unavailable", "token_error"].contains(&code.as_str()),
+        "{err}"
+    );
+    assert!(
+        err.contains("pcscd"),
+        "the error does not name pcscd: {err}"
+    );
+    let status = w.custody.request(&id).expect("request").status;
+    verify_ledger(w.custody.ledger()).expect("the ledger verifies while pcscd is down");
+
+    start_pcscd(&tmp.path().join("pcscd-again.log"));
+    assert!(
+        card_within(0, 20),
+        "the primary did not reconnect to vpcd after pcscd came back"
+    );
+    let back_ms = t0.elapsed().as_millis();
+    let retry = match w.release(&id) {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => e.split(':').next().unwrap_or("").to_owned(),
+    };
+    match status {
+        RequestStatus::Approved => assert_eq!(retry, "ok", "an approved request releases"),
+        RequestStatus::Issuing => assert_eq!(retry, "already_released", "issuing is spent"),
+        other => panic!("undefined state {other:?} after a release without pcscd"),
+    }
+    w.check_in();
+    verify_ledger(w.custody.ledger()).expect("the ledger verifies after pcscd came back");
+    println!(
+        "card-fault: fault=pcscd_restarted error={code} status={} retry={retry} back_ms={back_ms} ledger=verified",
+        format!("{status:?}").to_lowercase()
+    );
+    // The harness goes away with the test: no need to wait for pcscd to see the keys leave.
+    for mut k in [primary, backup] {
+        let _ = k.child.kill();
+        let _ = k.child.wait();
+    }
 }

@@ -106,10 +106,19 @@ impl PcscAccess {
 
 impl DeviceAccess for PcscAccess {
     fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
-        let readers = self.ctx.readers().map_err(|e| DeviceAccessError::Failed {
-            serial,
-            detail: e.to_string(),
-        })?;
+        // A context does not outlive the pcscd it was made with: when listing fails (pcscd
+        // stopped, or restarted since), a new context is made, which reaches a restarted one.
+        let readers = self
+            .ctx
+            .readers()
+            .or_else(|_| {
+                self.ctx = crate::token::pcsc::PcscContext::establish()?;
+                self.ctx.readers()
+            })
+            .map_err(|e| DeviceAccessError::Failed {
+                serial,
+                detail: e.to_string(),
+            })?;
         for reader in readers {
             let Ok(mut card) = self.ctx.connect(&reader) else {
                 continue;
