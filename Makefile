@@ -12,7 +12,7 @@ FUZZ_SOAK_RUNS ?= 10000000
 TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench clean docs
+.PHONY: all deps build lint lint-unit unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench clean docs
 
 all: build
 
@@ -43,12 +43,17 @@ fuzz-smoke: fuzz-build
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_SMOKE_FLAGS) "$$t" -- -runs=$(FUZZ_SMOKE_RUNS) -max_total_time=120 2>&1 | tail -n 2; \
 	done
 
-# After fmt and clippy, four runs go side by side. Two mostly wait (the runbooks and the demo, on
-# fresh 30-second TOTP steps: each officer's code is accepted once), two mostly compile (the unit
-# tests and the fuzz targets, in separate target directories). Cargo's lock on target/ keeps the
-# builds of the unit tests, the runbooks test and the demo's binaries from running twice.
-test: deps lint
-	$(MAKE) --no-print-directory -j4 --output-sync=target unit fuzz-smoke runbooks demo-built
+# The runbooks test is built first, so its minutes of waiting for fresh 30-second TOTP steps
+# (each officer's code is accepted once) overlap everything else: clippy then the unit tests,
+# the fuzz smoke (its own target directory) and the demo go side by side with it. Cargo's lock
+# on target/ keeps builds from running twice and is not held while tests run.
+test: deps
+	$(CARGO) fmt --check
+	$(CARGO) test --test runbooks --no-run
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint-unit fuzz-smoke runbooks demo-built
+
+lint-unit:
+	$(MAKE) --no-print-directory -j1 lint unit
 
 demo: deps build demo-script
 
