@@ -25,6 +25,16 @@ pub trait Clock: Send {
     fn wait_until(&self, until_ms: i64);
 }
 
+impl<C: Clock + Sync + ?Sized> Clock for std::sync::Arc<C> {
+    fn now_ms(&self) -> i64 {
+        (**self).now_ms()
+    }
+
+    fn wait_until(&self, until_ms: i64) {
+        (**self).wait_until(until_ms);
+    }
+}
+
 /// The host's clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -16,59 +16,77 @@ use super::users::Credential;
 
 impl Custody {
     /// Checks a user's passphrase (and, for officers, their second-factor code, whose time step
-    /// is then spent) and returns a session. Failures are recorded; after the policy's number of
-    /// failures in a row the user is locked for the lockout period.
+    /// is then spent) and returns a session. Failures are recorded in the ledger. This is
+    /// [`Custody::begin_authentication`], [`AuthCheck::verify`] and
+    /// [`Custody::finish_authentication`] in one call; the daemon runs the middle one, the key
+    /// derivation, without holding the service.
     pub fn authenticate(&mut self, creds: &Credentials) -> Result<Session, CustodyError> {
-        let who = creds.user.to_string();
-        self.guarded(&who, "authenticate", |c| c.authenticate_inner(creds))
+        let check = self.begin_authentication(creds)?;
+        let verdict = check.verify(creds);
+        self.finish_authentication(verdict)
     }
 
-    fn authenticate_inner(&mut self, creds: &Credentials) -> Result<Session, CustodyError> {
-        let now = self.now();
-        let mut user = self.user(&creds.user)?;
+    /// The checks of an authentication that need no key derivation: the user exists, is
+    /// active, is not bound to another uid, and (officers) offered a second-factor code.
+    /// Refusals are recorded. The answer carries the user's opened credential for
+    /// [`AuthCheck::verify`].
+    pub fn begin_authentication(&mut self, creds: &Credentials) -> Result<AuthCheck, CustodyError> {
+        let who = creds.user.to_string();
+        self.guarded(&who, "authenticate", |c| {
+            let user = c.user(&creds.user)?;
+            if !user.active {
+                return Err(CustodyError::Suspended { user: user.name });
+            }
+            if let Some(bound) = user.uid {
+                if creds.uid != Some(bound) {
+                    return Err(CustodyError::WrongUid {
+                        user: user.name,
+                        uid: creds.uid.unwrap_or(u32::MAX),
+                    });
+                }
+            }
+            let officer = user.has(Role::Officer);
+            if officer && creds.factor.is_none() {
+                return Err(CustodyError::FactorCodeRequired { user: user.name });
+            }
+            let credential = c.credential(&user.name)?;
+            Ok(AuthCheck {
+                user: user.name,
+                officer,
+                credential,
+                now: c.now(),
+            })
+        })
+    }
+
+    /// Records the outcome of a verified authentication and, when it succeeded, answers the
+    /// session. The second-factor step is checked against the user's record as it is now, so
+    /// two authentications racing with one code spend it once.
+    pub fn finish_authentication(&mut self, v: AuthVerdict) -> Result<Session, CustodyError> {
+        let who = v.user.to_string();
+        self.guarded(&who, "authenticate", |c| c.finish_inner(v))
+    }
+
+    fn finish_inner(&mut self, v: AuthVerdict) -> Result<Session, CustodyError> {
+        let mut user = self.user(&v.user)?;
         if !user.active {
             return Err(CustodyError::Suspended { user: user.name });
         }
-        if let Some(until) = user.locked_until_ms {
-            if now < until {
-                return Err(CustodyError::Locked {
-                    user: user.name,
-                    until_ms: until,
-                });
-            }
-        }
-        if let Some(bound) = user.uid {
-            if creds.uid != Some(bound) {
-                return Err(CustodyError::WrongUid {
-                    user: user.name,
-                    uid: creds.uid.unwrap_or(u32::MAX),
-                });
-            }
-        }
-        let officer = user.has(Role::Officer);
-        if officer && creds.factor.is_none() {
-            return Err(CustodyError::FactorCodeRequired { user: user.name });
-        }
-        let credential = self.credential(&user.name)?;
-        let pass_ok = credential.verify_passphrase(&creds.passphrase);
         let mut reused = false;
         let mut step = None;
-        let factor_ok = match (&creds.factor, officer) {
-            (Some(code), true) => match credential.factor_step(code, now) {
-                Some(s) if user.last_factor_step.map_or(true, |last| s > last) => {
-                    step = Some(s);
-                    true
-                }
-                Some(_) => {
-                    reused = true;
-                    false
-                }
-                None => false,
-            },
-            _ => !officer,
+        let factor_ok = match (v.factor_step, v.officer) {
+            (Some(s), true) if user.last_factor_step.map_or(true, |last| s > last) => {
+                step = Some(s);
+                true
+            }
+            (Some(_), true) => {
+                reused = true;
+                false
+            }
+            (None, true) => false,
+            (_, false) => true,
         };
-        drop(credential);
-        if pass_ok && factor_ok {
+        if v.pass_ok && factor_ok {
             user.failed_attempts = 0;
             user.locked_until_ms = None;
             if step.is_some() {
@@ -83,20 +101,16 @@ impl Custody {
             )?;
             return Ok(Session {
                 user: user.name,
-                at_ms: now,
+                at_ms: v.now,
                 ledger: self.ledger.ledger_id(),
             });
         }
+        // Failures are counted for the record; they lock nobody out. Guessing is bounded by
+        // the daemon's throttle per (user, peer uid), which a stranger cannot turn against
+        // the user from another uid.
         user.failed_attempts = user.failed_attempts.saturating_add(1);
-        let mut locked = None;
-        if user.failed_attempts >= self.policy.max_failed_auth {
-            let until = now.saturating_add(ms(self.policy.lockout));
-            user.locked_until_ms = Some(until);
-            user.failed_attempts = 0;
-            locked = Some(until);
-        }
         let put = Put::new(entity::USER, &user.name, &user)?;
-        let reason = if reused && pass_ok {
+        let reason = if reused && v.pass_ok {
             "factor_code_reused"
         } else {
             "wrong_credentials"
@@ -104,10 +118,10 @@ impl Custody {
         self.append(
             kinds::AUTH_FAILED,
             user.name.as_str(),
-            json!({"user": user.name, "reason": reason, "locked_until_ms": locked}),
+            json!({"user": user.name, "reason": reason, "failed_attempts": user.failed_attempts}),
             &[put],
         )?;
-        Err(if reused && pass_ok {
+        Err(if reused && v.pass_ok {
             CustodyError::FactorCodeReused { user: user.name }
         } else {
             CustodyError::AuthenticationFailed { user: user.name }
@@ -214,8 +228,8 @@ impl Custody {
     /// passphrase. Returns their second-factor seed, shown this one time.
     ///
     /// A wrong keyring passphrase is [`CustodyError::WrongKeyringPassphrase`], recorded as an
-    /// `auth.failed` event and a refusal; after the policy's number of failures in a row the
-    /// name is locked for the lockout period, as for authentication.
+    /// `auth.failed` event and a refusal. Repeated guesses are slowed by the daemon's throttle
+    /// per (name, peer uid), as for authentication.
     pub fn bootstrap_officer(
         &mut self,
         name: &UserName,
@@ -238,17 +252,8 @@ impl Custody {
             if store_has_user(c, name)? {
                 return Err(CustodyError::UserExists { user: name.clone() });
             }
-            let now = c.now();
             let mut attempts: BootstrapAttempts =
                 store::get(&c.ledger, entity::BOOTSTRAP, name.as_str())?.unwrap_or_default();
-            if let Some(until) = attempts.locked_until_ms {
-                if now < until {
-                    return Err(CustodyError::Locked {
-                        user: name.clone(),
-                        until_ms: until,
-                    });
-                }
-            }
             match c
                 .ledger
                 .keyring()
@@ -256,19 +261,16 @@ impl Custody {
             {
                 Ok(()) => {}
                 Err(LedgerError::WrongPassphrase { .. }) => {
+                    // Counted for the record; guessing is bounded by the daemon's throttle.
                     attempts.failed_attempts = attempts.failed_attempts.saturating_add(1);
                     attempts.locked_until_ms = None;
-                    if attempts.failed_attempts >= c.policy.max_failed_auth {
-                        attempts.locked_until_ms = Some(now.saturating_add(ms(c.policy.lockout)));
-                        attempts.failed_attempts = 0;
-                    }
                     let put = Put::new(entity::BOOTSTRAP, name, &attempts)?;
                     c.append(
                         kinds::AUTH_FAILED,
                         name.as_str(),
                         json!({"user": name, "operation": "bootstrap_officer",
                                "reason": "wrong_keyring_passphrase",
-                               "locked_until_ms": attempts.locked_until_ms}),
+                               "failed_attempts": attempts.failed_attempts}),
                         &[put],
                     )?;
                     return Err(CustodyError::WrongKeyringPassphrase { user: name.clone() });
@@ -297,6 +299,19 @@ impl Custody {
             e.ok_or(CustodyError::Crypto {
                 operation: "officer factor",
             })
+        })
+    }
+
+    /// Refuses a session whose user is not an active officer (for a daemon operation such as
+    /// `seal` that acts on its own, outside the domain); the refusal is recorded.
+    pub fn require_officer(
+        &mut self,
+        s: &Session,
+        operation: &'static str,
+    ) -> Result<(), CustodyError> {
+        self.guarded(s.user().as_str(), operation, |c| {
+            c.session_with_role(s, &[Role::Officer], operation)?;
+            Ok(())
         })
     }
 
@@ -427,8 +442,9 @@ impl Custody {
     }
 }
 
-/// Failed bootstrap attempts of a keyring officer not yet enrolled: the bootstrap's own
-/// lockout counter, since there is no user record yet to hold it.
+/// Failed bootstrap attempts of a keyring officer not yet enrolled, counted for the record
+/// (there is no user record yet to hold them). `locked_until_ms` is kept for ledgers written
+/// when failures locked the name; it is no longer set.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct BootstrapAttempts {
     failed_attempts: u32,
@@ -440,5 +456,64 @@ fn store_has_user(c: &Custody, name: &UserName) -> Result<bool, CustodyError> {
         Ok(_) => Ok(true),
         Err(CustodyError::UnknownUser { .. }) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// An authentication that passed every check but the passphrase and second factor; see
+/// [`Custody::begin_authentication`]. Holds the user's opened credential (zeroized on drop).
+pub struct AuthCheck {
+    user: UserName,
+    officer: bool,
+    credential: Credential,
+    now: i64,
+}
+
+impl std::fmt::Debug for AuthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCheck")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthCheck {
+    /// The user being authenticated.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// Derives the passphrase verifier and matches the second-factor code: the slow part,
+    /// which touches no shared state.
+    pub fn verify(self, creds: &Credentials) -> AuthVerdict {
+        let pass_ok = self.credential.verify_passphrase(&creds.passphrase);
+        let factor_step = match (&creds.factor, self.officer) {
+            (Some(code), true) => self.credential.factor_step(code, self.now),
+            _ => None,
+        };
+        AuthVerdict {
+            user: self.user,
+            officer: self.officer,
+            pass_ok,
+            factor_step,
+            now: self.now,
+        }
+    }
+}
+
+/// What [`AuthCheck::verify`] found, for [`Custody::finish_authentication`] to record.
+#[derive(Debug)]
+pub struct AuthVerdict {
+    user: UserName,
+    officer: bool,
+    pass_ok: bool,
+    factor_step: Option<u64>,
+    now: i64,
+}
+
+impl AuthVerdict {
+    /// Whether both the passphrase and (officers) the second factor matched; a matched
+    /// factor can still be refused as reused when recorded.
+    pub fn matched(&self) -> bool {
+        self.pass_ok && (!self.officer || self.factor_step.is_some())
     }
 }

@@ -30,6 +30,7 @@ pub mod store;
 pub mod users;
 
 pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock, TimeWitness};
+pub use auth::{AuthCheck, AuthVerdict};
 pub use error::CustodyError;
 pub use ids::{
     AccountId, Alias, Email, IncidentId, Location, Provider, Reason, RequestId, SealNumber, Serial,
@@ -41,6 +42,7 @@ pub use records::{
     AccountRecord, AccountStatus, Approval, DeviceRecord, DeviceRole, DeviceState, IncidentKind,
     IncidentRecord, RequestRecord, RequestStatus, Role, UserRecord,
 };
+pub use release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan, FRESH_AUTH_MS};
 pub use secret::{FactorCode, FactorEnrolment, ProviderSeed, UserPassphrase};
 pub use service::{
     AuditReport, Credentials, Custody, Enrolment, EnrolmentCodes, NewAccount, NewRequest, NewUser,

@@ -7,20 +7,27 @@
 
 use serde_json::json;
 
-use crate::token::oath::{CredentialName, OathSession, Selected};
+use crate::token::oath::{Code, CredentialName, OathSession, Selected, TimeStep};
+use crate::token::CardTransport;
 
 use super::access::{step_at, step_start_ms, DeviceAccess};
 use super::error::CustodyError;
-use super::ids::{Reason, RequestId, TicketRef};
+use super::ids::{Reason, RequestId, Serial, TicketRef, UserName};
 use super::inventory::open;
 use super::policy::ms;
-use super::reconcile::{reconcile, Mismatch};
+use super::reconcile::{reconcile, Mismatch, Reconciliation};
 use super::records::{
-    AccountStatus, DeviceState, IncidentKind, RequestRecord, RequestStatus, Role,
+    AccountRecord, AccountStatus, DeviceRecord, DeviceState, IncidentKind, RequestRecord,
+    RequestStatus, Role,
 };
-use super::requests::{closed_error, AfterApproval, LoadedRequest, PendingRequest};
+use super::requests::{
+    closed_error, AfterApproval, ApprovedRequest, IssuingRequest, LoadedRequest, PendingRequest,
+};
 use super::service::{token_err, Credentials, Custody, NewRequest, ReleasedCode, Session};
 use super::store::{entity, kinds, Put};
+
+/// How recent the authentication behind an approval must be (ms).
+pub const FRESH_AUTH_MS: i64 = 60_000;
 
 impl Custody {
     /// An operator (or officer) asks for one code for a root task on an account.
@@ -99,9 +106,25 @@ impl Custody {
         creds: &Credentials,
     ) -> Result<RequestRecord, CustodyError> {
         let session = self.authenticate(creds)?;
+        self.approve_as(id, &session)
+    }
+
+    /// [`Custody::approve`] with a session the officer opened for this approval (the daemon
+    /// authenticates without holding the service). A session older than
+    /// [`FRESH_AUTH_MS`] is refused: an approval is authenticated at the moment it is given.
+    pub fn approve_as(
+        &mut self,
+        id: &RequestId,
+        session: &Session,
+    ) -> Result<RequestRecord, CustodyError> {
         let who = session.user().to_string();
         self.guarded(&who, "approve", |c| {
-            let officer = c.session_user(&session)?;
+            if c.now().saturating_sub(session.at_ms) > FRESH_AUTH_MS {
+                return Err(CustodyError::SessionExpired {
+                    user: session.user().clone(),
+                });
+            }
+            let officer = c.session_user(session)?;
             let pending = match c.load_request(&who, id)? {
                 LoadedRequest::Pending(p) => p,
                 LoadedRequest::Approved(_) => {
@@ -208,7 +231,12 @@ impl Custody {
     /// Releases the one code of an approved request to its requester. See the module
     /// documentation for the order of checks and records. The time step is always the current
     /// one; when a code for the account's credential was already released in this step, this
-    /// waits for the next.
+    /// waits for the next (on the service's clock).
+    ///
+    /// This is the three phases the daemon runs with the service locked only around the first
+    /// and last: [`Custody::plan_release`], [`Custody::begin_issuing`] (after the card was
+    /// opened and reconciled) and [`Custody::finish_release`], with the card's
+    /// [`compute_code`] between them.
     pub fn release_code(
         &mut self,
         by: &Session,
@@ -216,15 +244,209 @@ impl Custody {
         access: &mut dyn DeviceAccess,
     ) -> Result<ReleasedCode, CustodyError> {
         let who = by.user().to_string();
-        self.guarded(&who, "release_code", |c| c.release_inner(by, id, access))
+        let plan = self.plan_release(by, id)?;
+        if let Some(t) = plan.not_before_ms() {
+            self.clock.wait_until(t);
+        }
+        let opened = open(access, plan.serial());
+        let mut transport = match opened {
+            Ok(t) => t,
+            Err(e) => return Err(self.refused(&who, "release_code", e)),
+        };
+        let reading = match plan.reconcile(&mut *transport) {
+            Ok(r) => r,
+            Err(e) => return Err(self.refused(&who, "release_code", e)),
+        };
+        let ticket = loop {
+            match self.begin_issuing(by, &plan, &reading)? {
+                Issuing::Ready(t) => break t,
+                Issuing::NotBefore(t) => self.clock.wait_until(t),
+            }
+        };
+        let code = compute_code(&mut *transport, &ticket);
+        drop(transport);
+        match code {
+            Ok(code) => self.finish_release(by, ticket, code),
+            Err(e) => Err(self.refused(&who, "release_code", e)),
+        }
     }
 
-    fn release_inner(
+    /// Records a refusal or failure the caller met outside the service (a card that could not
+    /// be opened or answered badly during a release) like any other, and gives it back.
+    pub fn record_failure(
+        &mut self,
+        who: &UserName,
+        operation: &'static str,
+        err: CustodyError,
+    ) -> CustodyError {
+        self.refused(who.as_str(), operation, err)
+    }
+
+    /// The first phase of a release: every check that needs no card. Answers which device to
+    /// open and, when a code for the account's credential was already released in the current
+    /// step, the time before which nothing may be computed. Refusals are recorded.
+    pub fn plan_release(
         &mut self,
         by: &Session,
         id: &RequestId,
-        access: &mut dyn DeviceAccess,
+    ) -> Result<ReleasePlan, CustodyError> {
+        let who = by.user().to_string();
+        self.guarded(&who, "release_code", |c| {
+            let checked = c.release_checks(by, id)?;
+            let step = step_at(c.now());
+            let not_before_ms = checked
+                .account
+                .last_release_step
+                .filter(|last| *last >= step.0)
+                .map(|last| step_start_ms(crate::token::oath::TimeStep(last + 1)));
+            Ok(ReleasePlan {
+                request: id.clone(),
+                requester: checked.requester,
+                device: checked.device,
+                credential_text: checked.account.credential,
+                not_before_ms,
+            })
+        })
+    }
+
+    /// The second phase: the opened card reconciled with the ledger. Checks everything again
+    /// (another release may have run meanwhile), records a mismatch as an incident, and
+    /// commits `code.issuing` for the current step: nothing may be computed unless this
+    /// commits. Answers [`Issuing::NotBefore`] while the current step is already spent.
+    pub fn begin_issuing(
+        &mut self,
+        by: &Session,
+        plan: &ReleasePlan,
+        reading: &CardReading,
+    ) -> Result<Issuing, CustodyError> {
+        let who = by.user().to_string();
+        self.guarded(&who, "release_code", |c| {
+            c.begin_issuing_inner(by, plan, reading)
+        })
+    }
+
+    fn begin_issuing_inner(
+        &mut self,
+        by: &Session,
+        plan: &ReleasePlan,
+        reading: &CardReading,
+    ) -> Result<Issuing, CustodyError> {
+        let who = by.user().to_string();
+        let id = &plan.request;
+        let checked = self.release_checks(by, id)?;
+        let serial = checked.device.serial;
+        if serial != plan.device.serial {
+            // The request's device changed since the plan: the card that was read is not it.
+            return Err(CustodyError::DeviceNotCheckedOut {
+                request: id.clone(),
+                account: checked.account.account.clone(),
+            });
+        }
+        let rec = &reading.0;
+        if !rec.is_ok() {
+            let detail = rec.describe();
+            self.open_incident_event(
+                &who,
+                IncidentKind::DeviceMismatch,
+                Some(serial),
+                detail.clone(),
+            )?;
+            if let Some(Mismatch::Serial { got: Some(got), .. }) = rec
+                .mismatches
+                .iter()
+                .find(|m| matches!(m, Mismatch::Serial { .. }))
+            {
+                return Err(CustodyError::WrongDevice {
+                    expected: serial,
+                    got: super::ids::Serial::new(*got).unwrap_or(serial),
+                });
+            }
+            return Err(CustodyError::DeviceMismatch {
+                serial,
+                mismatch: detail,
+            });
+        }
+        // Never two codes for one credential in one step: the caller waits for the next.
+        let now = self.now();
+        let step = step_at(now);
+        if let Some(last) = checked
+            .account
+            .last_release_step
+            .filter(|last| *last >= step.0)
+        {
+            return Ok(Issuing::NotBefore(step_start_ms(
+                crate::token::oath::TimeStep(last + 1),
+            )));
+        }
+        let issuing = checked.approved.issue(step.0, serial);
+        let body = json!({"request": id, "account": checked.account.account,
+                          "device": serial.to_string(), "step": step.0, "host_time_ms": now,
+                          "requester": checked.requester});
+        // Forced audit: nothing is computed unless this commits.
+        self.append(
+            kinds::CODE_ISSUING,
+            &who,
+            body,
+            &[Put::new(entity::REQUEST, id, issuing.record())?],
+        )?;
+        Ok(Issuing::Ready(Box::new(IssuingTicket {
+            issuing,
+            account: checked.account,
+            requester: checked.requester,
+            serial,
+            credential: checked.credential,
+            step,
+        })))
+    }
+
+    /// The last phase: records `code.released` and only then hands the code back.
+    pub fn finish_release(
+        &mut self,
+        by: &Session,
+        ticket: Box<IssuingTicket>,
+        code: Code,
     ) -> Result<ReleasedCode, CustodyError> {
+        let who = by.user().to_string();
+        self.guarded(&who, "release_code", |c| {
+            let IssuingTicket {
+                issuing,
+                mut account,
+                requester,
+                serial,
+                step,
+                ..
+            } = *ticket;
+            let id = issuing.record().id.clone();
+            let after = c.now();
+            let released = issuing.release();
+            account.last_release_step = Some(step.0);
+            c.append(
+                kinds::CODE_RELEASED,
+                &who,
+                json!({"request": id, "account": account.account, "device": serial.to_string(),
+                       "step": step.0, "host_time_ms": after, "requester": requester}),
+                &[
+                    Put::new(entity::REQUEST, &id, &released)?,
+                    Put::new(entity::ACCOUNT, &account.account, &account)?,
+                ],
+            )?;
+            let end = step_start_ms(crate::token::oath::TimeStep(step.0 + 1));
+            Ok(ReleasedCode {
+                request: id,
+                code,
+                step: step.0,
+                seconds_remaining: u64::try_from((end - after).max(0) / 1000).unwrap_or(0),
+                device: serial,
+            })
+        })
+    }
+
+    /// The checks every phase of a release makes against the ledger as it is now.
+    fn release_checks(
+        &mut self,
+        by: &Session,
+        id: &RequestId,
+    ) -> Result<ReleaseChecked, CustodyError> {
         let who = by.user().to_string();
         let u = c_session(self, by)?;
         let approved = match self.load_request(&who, id)? {
@@ -269,7 +491,7 @@ impl Custody {
                 threshold: self.policy.approval_threshold.get(),
             });
         }
-        let mut account = self.account(&approved.record().account)?;
+        let account = self.account(&approved.record().account)?;
         if account.status != AccountStatus::Active {
             return Err(CustodyError::AccountNotActive {
                 account: account.account,
@@ -312,90 +534,130 @@ impl Custody {
                 reason: e.to_string(),
             }
         })?;
-        let serial = device.serial;
-        let mut transport = open(access, serial)?;
-        let rec = reconcile(&device, Some(&account.credential), &mut transport)
-            .map_err(token_err(serial))?;
-        if !rec.is_ok() {
-            drop(transport);
-            let detail = rec.describe();
-            self.open_incident_event(
-                &who,
-                IncidentKind::DeviceMismatch,
-                Some(serial),
-                detail.clone(),
-            )?;
-            if let Some(Mismatch::Serial { got: Some(got), .. }) = rec
-                .mismatches
-                .iter()
-                .find(|m| matches!(m, Mismatch::Serial { .. }))
-            {
-                return Err(CustodyError::WrongDevice {
-                    expected: serial,
-                    got: super::ids::Serial::new(*got).unwrap_or(serial),
-                });
-            }
-            return Err(CustodyError::DeviceMismatch {
-                serial,
-                mismatch: detail,
-            });
-        }
-        // Never two codes for one credential in one step: wait for the next step.
-        let mut now = self.now();
-        let mut step = step_at(now);
-        if account.last_release_step.is_some_and(|last| last >= step.0) {
-            self.clock
-                .wait_until(step_start_ms(crate::token::oath::TimeStep(
-                    account.last_release_step.unwrap_or(step.0) + 1,
-                )));
-            now = self.now();
-            step = step_at(now);
-        }
-        let issuing = approved.issue(step.0, serial);
-        let body = json!({"request": id, "account": account.account, "device": serial.to_string(),
-                          "step": step.0, "host_time_ms": now, "requester": u.name});
-        // Forced audit: nothing is computed unless this commits.
-        self.append(
-            kinds::CODE_ISSUING,
-            &who,
-            body,
-            &[Put::new(entity::REQUEST, id, issuing.record())?],
-        )?;
-        let mut session = match OathSession::select(&mut transport).map_err(token_err(serial))? {
-            Selected::Ready(s) => s,
-            Selected::Locked(_) => {
-                return Err(CustodyError::DeviceMismatch {
-                    serial,
-                    mismatch: "OATH applet is password-protected".into(),
-                })
-            }
-        };
-        let code = session
-            .calculate_totp(&credential, step)
-            .map_err(token_err(serial))?;
-        drop(transport);
-        let after = self.now();
-        let released = issuing.release();
-        account.last_release_step = Some(step.0);
-        self.append(
-            kinds::CODE_RELEASED,
-            &who,
-            json!({"request": id, "account": account.account, "device": serial.to_string(),
-                   "step": step.0, "host_time_ms": after, "requester": u.name}),
-            &[
-                Put::new(entity::REQUEST, id, &released)?,
-                Put::new(entity::ACCOUNT, &account.account, &account)?,
-            ],
-        )?;
-        let end = step_start_ms(crate::token::oath::TimeStep(step.0 + 1));
-        Ok(ReleasedCode {
-            request: id.clone(),
-            code,
-            step: step.0,
-            seconds_remaining: u64::try_from((end - after).max(0) / 1000).unwrap_or(0),
-            device: serial,
+        Ok(ReleaseChecked {
+            requester: u.name,
+            approved,
+            account,
+            device,
+            credential,
         })
     }
+}
+
+/// What every phase of a release checked.
+struct ReleaseChecked {
+    requester: UserName,
+    approved: ApprovedRequest,
+    account: AccountRecord,
+    device: DeviceRecord,
+    credential: CredentialName,
+}
+
+/// A release that passed every check that needs no card (see [`Custody::plan_release`]).
+#[derive(Debug)]
+pub struct ReleasePlan {
+    request: RequestId,
+    requester: UserName,
+    device: DeviceRecord,
+    credential_text: String,
+    not_before_ms: Option<i64>,
+}
+
+impl ReleasePlan {
+    /// The device to open.
+    pub fn serial(&self) -> Serial {
+        self.device.serial
+    }
+
+    /// The request.
+    pub fn request(&self) -> &RequestId {
+        &self.request
+    }
+
+    /// The requester.
+    pub fn requester(&self) -> &UserName {
+        &self.requester
+    }
+
+    /// When a code for this credential was already released in the current step: the time
+    /// (ms since the epoch) the next step begins, before which no code may be computed.
+    pub fn not_before_ms(&self) -> Option<i64> {
+        self.not_before_ms
+    }
+
+    /// Reads the opened card and compares it with the ledger's record of the device (serial,
+    /// OATH device id, the account's credential). Card I/O only; decides nothing.
+    pub fn reconcile(
+        &self,
+        transport: &mut dyn CardTransport,
+    ) -> Result<CardReading, CustodyError> {
+        let serial = self.device.serial;
+        reconcile(
+            &self.device,
+            Some(&self.credential_text),
+            &mut &mut *transport,
+        )
+        .map(CardReading)
+        .map_err(token_err(serial))
+    }
+}
+
+/// What the card answered when reconciled; [`Custody::begin_issuing`] judges it.
+#[derive(Debug)]
+pub struct CardReading(Reconciliation);
+
+/// The answer of [`Custody::begin_issuing`].
+#[derive(Debug)]
+pub enum Issuing {
+    /// `code.issuing` is committed: compute the code for this ticket's step.
+    Ready(Box<IssuingTicket>),
+    /// The current step is spent: try again from this time (ms since the epoch).
+    NotBefore(i64),
+}
+
+/// A committed intent to compute one code: the device, credential and time step.
+#[derive(Debug)]
+pub struct IssuingTicket {
+    issuing: IssuingRequest,
+    account: AccountRecord,
+    requester: UserName,
+    serial: Serial,
+    credential: CredentialName,
+    step: TimeStep,
+}
+
+impl IssuingTicket {
+    /// The device that must compute the code.
+    pub fn serial(&self) -> Serial {
+        self.serial
+    }
+
+    /// The time step the code is for.
+    pub fn step(&self) -> u64 {
+        self.step.0
+    }
+}
+
+/// The card's part of a release, after `code.issuing` committed: selects OATH and computes
+/// the ticket's credential for the ticket's step only (the touch happens here). Card I/O only;
+/// touches no shared state.
+pub fn compute_code(
+    transport: &mut dyn CardTransport,
+    ticket: &IssuingTicket,
+) -> Result<Code, CustodyError> {
+    let serial = ticket.serial;
+    let mut session = match OathSession::select(transport).map_err(token_err(serial))? {
+        Selected::Ready(s) => s,
+        Selected::Locked(_) => {
+            return Err(CustodyError::DeviceMismatch {
+                serial,
+                mismatch: "OATH applet is password-protected".into(),
+            })
+        }
+    };
+    session
+        .calculate_totp(&ticket.credential, ticket.step)
+        .map_err(token_err(serial))
 }
 
 fn c_session(c: &Custody, by: &Session) -> Result<super::records::UserRecord, CustodyError> {

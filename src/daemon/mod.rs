@@ -16,6 +16,7 @@ pub mod peer;
 pub mod protocol;
 pub mod server;
 pub mod state;
+pub mod throttle;
 
 pub use protocol::{parse_request, ErrorCode, Op, Reply, Request, Response, Secret};
 pub use server::run;

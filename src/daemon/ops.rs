@@ -2,16 +2,17 @@
 //! edge, people authenticate with the connection's uid added, and the [`Custody`] facade
 //! decides. Its refusals keep their own code (`reason` on the wire).
 
-use std::time::Duration;
+use std::sync::MutexGuard;
 
 use super::access::LazyPcscAccess;
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
-use super::state::OpError;
+use super::state::{throttled, Daemon, OpError};
+use super::throttle::Key as ThrottleKey;
 use crate::custody::{
-    AccountId, AccountStatus, Credentials, Custody, CustodyError, DeviceRole, Enrolment,
-    FactorCode, Location, NewAccount, NewRequest, NewUser, Presented, Provider, ProviderSeed,
-    RequestId, Role, SealNumber, Serial, Session, Terminal, UserName, UserPassphrase,
+    compute_code, AccountId, AccountStatus, Clock, Credentials, CustodyError, DeviceRole,
+    Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser, Presented, Provider,
+    ProviderSeed, RequestId, Role, SealNumber, Serial, Session, Terminal, UserName, UserPassphrase,
 };
 use crate::ledger::Passphrase;
 use crate::token::oath::CredentialName;
@@ -67,17 +68,45 @@ fn credentials(a: Auth, peer: &PeerCred) -> Result<Credentials, OpError> {
     })
 }
 
-fn session(c: &mut Custody, a: Auth, peer: &PeerCred) -> Result<Session, OpError> {
+/// Authenticates one person: the checks and the record under the service lock, the key
+/// derivation between them without it, throttled per (user, peer uid).
+pub fn session(d: &Daemon, a: Auth, peer: &PeerCred) -> Result<Session, OpError> {
     let creds = credentials(a, peer)?;
-    Ok(c.authenticate(&creds)?)
+    let now = d.clock().now_ms();
+    let key = ThrottleKey {
+        what: "auth",
+        name: creds.user.as_str().to_owned(),
+        uid: peer.uid,
+    };
+    let attempt = d
+        .throttle()
+        .begin(key, now)
+        .map_err(|r| throttled("authentication", creds.user.as_str(), peer, &r, now))?;
+    let check = match d.with_custody(|c| Ok(c.begin_authentication(&creds)?)) {
+        Ok(c) => c,
+        Err(e) => {
+            // Refused before any secret was checked (unknown, suspended, bound to another
+            // uid, no code): no guess was made, so the pair is not slowed.
+            attempt.finish(true);
+            return Err(e);
+        }
+    };
+    let verdict = check.verify(&creds);
+    let matched = verdict.matched();
+    let r = d.with_custody(|c| Ok(c.finish_authentication(verdict)?));
+    attempt.finish(matched && r.is_ok());
+    r
 }
 
-fn pair(c: &mut Custody, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Session), OpError> {
-    let mut sessions = Vec::with_capacity(2);
-    for a in by {
-        sessions.push(session(c, a, peer)?);
+fn sessions(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<Vec<Session>, OpError> {
+    by.into_iter().map(|a| session(d, a, peer)).collect()
+}
+
+fn pair(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Session), OpError> {
+    if by.len() != 2 {
+        return Err(bad("by", "this operation needs exactly two officers"));
     }
-    match <[Session; 2]>::try_from(sessions) {
+    match <[Session; 2]>::try_from(sessions(d, by, peer)?) {
         Ok([a, b]) => Ok((a, b)),
         Err(_) => Err(bad("by", "this operation needs exactly two officers")),
     }
@@ -87,23 +116,69 @@ fn request_id(s: &str) -> Result<RequestId, OpError> {
     RequestId::parse(s).map_err(OpError::from)
 }
 
-/// Authenticates the officer who seals the daemon; answers their name. Refusals (wrong
-/// credentials, not an officer) are recorded in the ledger like any other.
-pub fn seal_officer(c: &mut Custody, by: Auth, peer: &PeerCred) -> Result<UserName, OpError> {
-    let creds = credentials(by, peer)?;
-    Ok(c.authenticate_officer(&creds, "seal")?.user().clone())
+/// Runs `f` holding the locks of the devices with these serials (see
+/// [`Daemon::device_locks`]): the card I/O `f` does meets no other operation on those cards.
+fn lock_devices<R>(d: &Daemon, serials: &[u32], f: impl FnOnce() -> R) -> R {
+    let locks = d.device_locks(serials);
+    let guards: Vec<MutexGuard<'_, ()>> = locks
+        .iter()
+        .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()))
+        .collect();
+    let r = f();
+    drop(guards);
+    r
 }
 
-/// Handles one custody operation (the daemon holds the lock and an unsealed service). Devices
-/// are opened only in `allowed` readers, and a device that does not answer within
-/// `touch_timeout` (nobody touched it) fails the operation with `touch_timeout`.
-pub fn handle(
-    c: &mut Custody,
-    op: Op,
-    peer: &PeerCred,
-    allowed: &[String],
-    touch_timeout: Duration,
-) -> Result<Reply, OpError> {
+/// Releases a code: the plan under the service lock; then, with no lock but the device's,
+/// the wait for a fresh time step, opening and reconciling the card; `code.issuing` under the
+/// service lock; the touch and the computation under the device's lock only; `code.released`
+/// under the service lock.
+fn release_code(
+    d: &Daemon,
+    s: &Session,
+    id: &RequestId,
+    access: &mut dyn crate::custody::DeviceAccess,
+) -> Result<crate::custody::ReleasedCode, OpError> {
+    let plan = d.with_custody(|c| Ok(c.plan_release(s, id)?))?;
+    let who = s.user().clone();
+    let failed = |e: CustodyError| -> OpError {
+        match d.with_custody(|c| Ok(c.record_failure(&who, "release_code", e))) {
+            Ok(e) => OpError::from(e),
+            Err(sealed) => sealed,
+        }
+    };
+    if let Some(t) = plan.not_before_ms() {
+        d.clock().wait_until(t);
+    }
+    lock_devices(d, &[plan.serial().get()], || {
+        let mut transport = access
+            .open(plan.serial())
+            .map_err(|e| CustodyError::DeviceUnavailable {
+                serial: plan.serial(),
+                reason: e.to_string(),
+            })
+            .map_err(failed)?;
+        let reading = plan.reconcile(&mut *transport).map_err(failed)?;
+        let ticket = loop {
+            match d.with_custody(|c| Ok(c.begin_issuing(s, &plan, &reading)?))? {
+                Issuing::Ready(t) => break t,
+                Issuing::NotBefore(t) => d.clock().wait_until(t),
+            }
+        };
+        let code = compute_code(&mut *transport, &ticket);
+        drop(transport);
+        let code = code.map_err(failed)?;
+        d.with_custody(|c| Ok(c.finish_release(s, ticket, code)?))
+    })
+}
+
+/// Handles one custody operation. People authenticate first (see [`session`]); the domain
+/// then decides under the service lock. Devices are opened only in allowed readers, under
+/// their device locks, and a device that does not answer within the touch timeout (nobody
+/// touched it) fails the operation with `touch_timeout`.
+pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
+    let allowed = &d.options().allowed_readers;
+    let touch_timeout = d.options().touch_timeout;
     match op {
         Op::BootstrapOfficer {
             user,
@@ -114,7 +189,21 @@ pub fn handle(
             let keyring = Passphrase::for_unseal(keyring_passphrase.into_inner())
                 .map_err(|e| bad("keyring_passphrase", e))?;
             let pass = UserPassphrase::new_checked(passphrase.into_inner())?;
-            let e = c.bootstrap_officer(&name, &keyring, &pass)?;
+            let now = d.clock().now_ms();
+            let key = ThrottleKey {
+                what: "bootstrap",
+                name: name.as_str().to_owned(),
+                uid: peer.uid,
+            };
+            let attempt = d
+                .throttle()
+                .begin(key, now)
+                .map_err(|r| throttled("bootstrap", name.as_str(), peer, &r, now))?;
+            let r = d.with_custody(|c| Ok(c.bootstrap_officer(&name, &keyring, &pass)?));
+            let wrong =
+                matches!(&r, Err(e) if e.reason.as_deref() == Some("wrong_keyring_passphrase"));
+            attempt.finish(!wrong);
+            let e = r?;
             Ok(Reply::Factor {
                 user,
                 uri: Secret::new(e.uri().to_owned().into()),
@@ -128,10 +217,6 @@ pub fn handle(
             uid,
             passphrase,
         } => {
-            let mut sessions = Vec::with_capacity(by.len());
-            for a in by {
-                sessions.push(session(c, a, peer)?);
-            }
             let roles = roles
                 .iter()
                 .map(|r| Role::parse(r))
@@ -142,18 +227,22 @@ pub fn handle(
                 uid,
                 passphrase: UserPassphrase::new_checked(passphrase.into_inner())?,
             };
+            let sessions = sessions(d, by, peer)?;
             let refs: Vec<&Session> = sessions.iter().collect();
-            let factor = c.add_user(&refs, new)?;
+            let factor = d.with_custody(|c| Ok(c.add_user(&refs, new)?))?;
             match factor {
                 Some(e) => Ok(Reply::Factor {
                     user: name,
                     uri: Secret::new(e.uri().to_owned().into()),
                     base32: Secret::new(e.base32().to_owned().into()),
                 }),
-                None => Ok(Reply::User(c.user(&user_name(&name)?)?)),
+                None => {
+                    let name = user_name(&name)?;
+                    d.with_custody(|c| Ok(Reply::User(c.user(&name)?)))
+                }
             }
         }
-        Op::Users => Ok(Reply::Users(c.users()?)),
+        Op::Users => d.with_custody(|c| Ok(Reply::Users(c.users()?))),
         Op::AccountAdd {
             by,
             provider,
@@ -162,7 +251,6 @@ pub fn handle(
             root_email,
             credential,
         } => {
-            let s = session(c, by, peer)?;
             let provider = Provider::parse(&provider)?;
             let account: AccountId = provider.parse_account_id(&account)?;
             let new = NewAccount {
@@ -172,10 +260,11 @@ pub fn handle(
                 root_email: crate::custody::Email::parse(&root_email)?,
                 credential: CredentialName::parse(&credential).map_err(|e| bad("credential", e))?,
             };
-            Ok(Reply::Account(c.register_account(&s, new)?))
+            let s = session(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::Account(c.register_account(&s, new)?)))
         }
-        Op::Accounts => Ok(Reply::Accounts(c.accounts()?)),
-        Op::Devices => Ok(Reply::Devices(c.devices()?)),
+        Op::Accounts => d.with_custody(|c| Ok(Reply::Accounts(c.accounts()?))),
+        Op::Devices => d.with_custody(|c| Ok(Reply::Devices(c.devices()?))),
         Op::RequestCode {
             by,
             account,
@@ -183,49 +272,52 @@ pub fn handle(
             ticket,
             reason,
         } => {
-            let s = session(c, by, peer)?;
             let account = AccountId::parse(&account)?;
-            Ok(Reply::Request(c.create_request(
-                &s,
-                NewRequest {
-                    account,
-                    task,
-                    ticket,
-                    reason,
-                },
-            )?))
+            let s = session(d, by, peer)?;
+            let new = NewRequest {
+                account,
+                task,
+                ticket,
+                reason,
+            };
+            d.with_custody(|c| Ok(Reply::Request(c.create_request(&s, new)?)))
         }
-        Op::Requests => Ok(Reply::Requests(c.requests()?)),
+        Op::Requests => d.with_custody(|c| Ok(Reply::Requests(c.requests()?))),
         Op::Approve { by, request } => {
             let id = request_id(&request)?;
-            let creds = credentials(by, peer)?;
-            Ok(Reply::Request(c.approve(&id, &creds)?))
+            let s = session(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::Request(c.approve_as(&id, &s)?)))
         }
         Op::Deny { by, request, note } => {
             let id = request_id(&request)?;
-            let s = session(c, by, peer)?;
-            Ok(Reply::Request(c.deny(&s, &id, &note)?))
+            let s = session(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::Request(c.deny(&s, &id, &note)?)))
         }
         Op::Cancel { by, request } => {
             let id = request_id(&request)?;
-            let s = session(c, by, peer)?;
-            Ok(Reply::Request(c.cancel(&s, &id)?))
+            let s = session(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::Request(c.cancel(&s, &id)?)))
         }
-        Op::Incidents => Ok(Reply::Incidents(c.incidents()?)),
+        Op::Incidents => d.with_custody(|c| Ok(Reply::Incidents(c.incidents()?))),
         Op::DeviceRegister { by, serial, role } => {
-            let s = session(c, by, peer)?;
             let role = match role.as_str() {
                 "primary" => DeviceRole::Primary,
                 "backup" => DeviceRole::Backup,
                 other => return Err(bad("role", format!("{other:?} is not primary or backup"))),
             };
+            let serial = Serial::new(serial)?;
+            let s = session(d, by, peer)?;
             let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
-            Ok(Reply::Device(c.register_device(
-                &s,
-                &mut access,
-                Serial::new(serial)?,
-                role,
-            )?))
+            lock_devices(d, &[serial.get()], || {
+                d.with_custody(|c| {
+                    Ok(Reply::Device(c.register_device(
+                        &s,
+                        &mut access,
+                        serial,
+                        role,
+                    )?))
+                })
+            })
         }
         Op::Enrol {
             by,
@@ -235,13 +327,9 @@ pub fn handle(
             seed,
             overwrite,
         } => {
-            let mut sessions = Vec::with_capacity(2);
-            for a in by {
-                sessions.push(session(c, a, peer)?);
-            }
-            let [a, b] = sessions.as_slice() else {
+            if by.len() != 2 {
                 return Err(bad("by", "enrolment needs exactly two officers"));
-            };
+            }
             let enrolment = Enrolment {
                 account: AccountId::parse(&account)?,
                 primary: Serial::new(primary)?,
@@ -250,8 +338,14 @@ pub fn handle(
                 overwrite,
             };
             drop(seed);
+            let (a, b) = pair(d, by, peer)?;
+            let serials = [enrolment.primary.get(), enrolment.backup.get()];
             let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
-            let codes = c.enrol(a, b, &mut access, enrolment)?;
+            // Enrolment programs both keys and waits for a fresh time step between its two
+            // codes, all under the service lock: a rare two-officer ceremony.
+            let codes = lock_devices(d, &serials, || {
+                d.with_custody(|c| Ok(c.enrol(&a, &b, &mut access, enrolment)?))
+            })?;
             Ok(Reply::Enrolled {
                 first: Secret::new(codes.first.as_str().to_owned().into()),
                 second: Secret::new(codes.second.as_str().to_owned().into()),
@@ -264,15 +358,18 @@ pub fn handle(
             seal,
             request,
         } => {
-            let s = session(c, by, peer)?;
             let seal = SealNumber::parse(&seal)?;
             let request = request.as_deref().map(request_id).transpose()?;
-            Ok(Reply::Device(c.check_out(
-                &s,
-                Serial::new(serial)?,
-                &seal,
-                request.as_ref(),
-            )?))
+            let serial = Serial::new(serial)?;
+            let s = session(d, by, peer)?;
+            d.with_custody(|c| {
+                Ok(Reply::Device(c.check_out(
+                    &s,
+                    serial,
+                    &seal,
+                    request.as_ref(),
+                )?))
+            })
         }
         Op::Checkin {
             by,
@@ -280,21 +377,28 @@ pub fn handle(
             seal,
             location,
         } => {
-            let s = session(c, by, peer)?;
+            let serial = Serial::new(serial)?;
+            let seal = SealNumber::parse(&seal)?;
+            let location = Location::parse(&location)?;
+            let s = session(d, by, peer)?;
             let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
-            Ok(Reply::Device(c.check_in(
-                &s,
-                &mut access,
-                Serial::new(serial)?,
-                SealNumber::parse(&seal)?,
-                Location::parse(&location)?,
-            )?))
+            lock_devices(d, &[serial.get()], || {
+                d.with_custody(|c| {
+                    Ok(Reply::Device(c.check_in(
+                        &s,
+                        &mut access,
+                        serial,
+                        seal,
+                        location,
+                    )?))
+                })
+            })
         }
         Op::Code { by, request } => {
             let id = request_id(&request)?;
-            let s = session(c, by, peer)?;
+            let s = session(d, by, peer)?;
             let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
-            let r = c.release_code(&s, &id, &mut access)?;
+            let r = release_code(d, &s, &id, &mut access)?;
             Ok(Reply::Code {
                 request: r.request.to_string(),
                 code: Secret::new(r.code.as_str().to_owned().into()),
@@ -304,18 +408,14 @@ pub fn handle(
             })
         }
         Op::UserSetActive { by, name, active } => {
-            let (a, b) = pair(c, by, peer)?;
-            Ok(Reply::User(c.set_active(
-                &a,
-                &b,
-                &user_name(&name)?,
-                active,
-            )?))
+            let name = user_name(&name)?;
+            let (a, b) = pair(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::User(c.set_active(&a, &b, &name, active)?)))
         }
         Op::IncidentAck { by, incident, note } => {
-            let (a, b) = pair(c, by, peer)?;
             let id = crate::custody::IncidentId::parse(&incident)?;
-            Ok(Reply::Incident(c.acknowledge_incident(&a, &b, &id, &note)?))
+            let (a, b) = pair(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::Incident(c.acknowledge_incident(&a, &b, &id, &note)?)))
         }
         Op::DeviceSetTerminal { by, serial, to } => {
             let to = match to.as_str() {
@@ -329,29 +429,30 @@ pub fn handle(
                     ))
                 }
             };
-            let (a, b) = pair(c, by, peer)?;
-            Ok(Reply::Device(c.set_terminal(
-                &a,
-                &b,
-                Serial::new(serial)?,
-                to,
-            )?))
+            let serial = Serial::new(serial)?;
+            let (a, b) = pair(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::Device(c.set_terminal(&a, &b, serial, to)?)))
         }
-        Op::RequestShow { request } => Ok(Reply::Request(c.request(&request_id(&request)?)?)),
-        Op::AccountShow { account } => Ok(Reply::Account(c.account(&AccountId::parse(&account)?)?)),
-        Op::DeviceShow { serial } => Ok(Reply::Device(c.device(Serial::new(serial)?)?)),
+        Op::RequestShow { request } => {
+            let id = request_id(&request)?;
+            d.with_custody(|c| Ok(Reply::Request(c.request(&id)?)))
+        }
+        Op::AccountShow { account } => {
+            let id = AccountId::parse(&account)?;
+            d.with_custody(|c| Ok(Reply::Account(c.account(&id)?)))
+        }
+        Op::DeviceShow { serial } => {
+            let serial = Serial::new(serial)?;
+            d.with_custody(|c| Ok(Reply::Device(c.device(serial)?)))
+        }
         Op::UserSetRoles { by, name, roles } => {
             let roles = roles
                 .iter()
                 .map(|r| Role::parse(r))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (a, b) = pair(c, by, peer)?;
-            Ok(Reply::User(c.set_roles(
-                &a,
-                &b,
-                &user_name(&name)?,
-                roles,
-            )?))
+            let name = user_name(&name)?;
+            let (a, b) = pair(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::User(c.set_roles(&a, &b, &name, roles)?)))
         }
         Op::AccountSetStatus {
             by,
@@ -370,10 +471,12 @@ pub fn handle(
                 }
             };
             let account = AccountId::parse(&account)?;
-            let (a, b) = pair(c, by, peer)?;
-            Ok(Reply::Account(
-                c.set_account_status(&a, &b, &account, status)?,
-            ))
+            let (a, b) = pair(d, by, peer)?;
+            d.with_custody(|c| {
+                Ok(Reply::Account(
+                    c.set_account_status(&a, &b, &account, status)?,
+                ))
+            })
         }
         Op::Inventory { by, presented } => {
             let presented = presented
@@ -385,27 +488,34 @@ pub fn handle(
                     })
                 })
                 .collect::<Result<Vec<_>, CustodyError>>()?;
-            let s = session(c, by, peer)?;
+            let s = session(d, by, peer)?;
+            let serials: Vec<u32> = presented.iter().map(|p| p.serial.get()).collect();
             let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
-            Ok(Reply::Audit(c.inventory_audit(
-                &s,
-                &mut access,
-                &presented,
-            )?))
+            lock_devices(d, &serials, || {
+                d.with_custody(|c| {
+                    Ok(Reply::Audit(c.inventory_audit(
+                        &s,
+                        &mut access,
+                        &presented,
+                    )?))
+                })
+            })
         }
         Op::Release { by, account } => {
             let account = AccountId::parse(&account)?;
-            let (a, b) = pair(c, by, peer)?;
-            let mut out = Vec::new();
-            let s = c.release_custody(&a, &b, &account, &mut out)?;
-            let content = String::from_utf8(out).map_err(|_| {
-                OpError::new(ErrorCode::Internal, "the release export is not UTF-8")
-            })?;
-            Ok(Reply::Export {
-                events: s.events,
-                seq: s.checkpoint.checkpoint.seq,
-                public_key: c.ledger().public_key().to_hex(),
-                content,
+            let (a, b) = pair(d, by, peer)?;
+            d.with_custody(|c| {
+                let mut out = Vec::new();
+                let s = c.release_custody(&a, &b, &account, &mut out)?;
+                let content = String::from_utf8(out).map_err(|_| {
+                    OpError::new(ErrorCode::Internal, "the release export is not UTF-8")
+                })?;
+                Ok(Reply::Export {
+                    events: s.events,
+                    seq: s.checkpoint.checkpoint.seq,
+                    public_key: c.ledger().public_key().to_hex(),
+                    content,
+                })
             })
         }
         other => Err(OpError::new(

@@ -3,15 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, StatusReply, UnsealProgress};
-use crate::custody::{Custody, CustodyError, Serial};
-use crate::ledger::store::KEYRING_FILE;
+use super::throttle::{Key as ThrottleKey, Refusal, Throttle};
+use crate::custody::{Clock, Custody, CustodyError, Serial, SystemClock};
+use crate::ledger::store::{record_failed_share, KEYRING_FILE};
 use crate::ledger::{
     export, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError, NewEvent,
     OfficerName, Passphrase,
@@ -119,15 +120,26 @@ enum Seal {
     Sealed {
         given: Vec<(OfficerName, Passphrase)>,
     },
+    /// The quorum is complete and the ledger is being opened (its key derivation runs without
+    /// the lock); offers wait for the outcome.
+    Opening,
     Unsealed {
         custody: Box<Custody>,
     },
 }
 
-/// The daemon: options and the sealed/unsealed state.
+/// The daemon: options, the clock, and the sealed/unsealed state.
+///
+/// Locking: `seal` is held only for decisions and ledger writes, never across a key
+/// derivation, a card, a touch or a wait. Card I/O runs under the lock of that one device
+/// (see [`Daemon::device_locks`]), taken before `seal` whenever both are held.
 pub struct Daemon {
     opts: DaemonOptions,
+    clock: Arc<dyn Clock + Sync>,
     seal: Mutex<Seal>,
+    /// Serial → the lock its card I/O runs under.
+    devices: Mutex<BTreeMap<u32, Arc<Mutex<()>>>>,
+    throttle: Throttle,
     /// Allowed reader → the serial of the card seen in it (`None`: unreadable).
     cards: Mutex<BTreeMap<String, Option<u32>>>,
 }
@@ -160,12 +172,76 @@ fn append(c: &mut Custody, k: &'static str, body: &serde_json::Value) -> Result<
     Ok(())
 }
 
+fn sealed_error() -> OpError {
+    OpError::new(
+        ErrorCode::Sealed,
+        "the ledger is sealed; officers must unseal it first (custody unseal)",
+    )
+}
+
+fn opening_error() -> OpError {
+    OpError::new(
+        ErrorCode::Busy,
+        "the quorum is complete and the ledger is being opened; try again in a moment",
+    )
+}
+
+/// The refusal of a throttled attempt: says when to try again, never whether the secret was
+/// close.
+pub fn throttled(what: &str, name: &str, peer: &PeerCred, r: &Refusal, now_ms: i64) -> OpError {
+    let mut e = match r {
+        Refusal::Wait { failures, until_ms } => OpError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{failures} failed {what} attempts in a row for {name} from uid {}; try again \
+                 in {} s",
+                peer.uid,
+                ((until_ms - now_ms).max(0) + 999) / 1000
+            ),
+        ),
+        Refusal::InFlight => OpError::new(
+            ErrorCode::Busy,
+            format!(
+                "another {what} attempt for {name} from uid {} is being checked; try again",
+                peer.uid
+            ),
+        ),
+    };
+    e.reason = Some("throttled".to_owned());
+    e
+}
+
+/// Resets a daemon stuck in [`Seal::Opening`] (the opening thread failed) back to sealed.
+struct OpeningGuard<'a> {
+    daemon: &'a Daemon,
+    armed: bool,
+}
+
+impl Drop for OpeningGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut g = self.daemon.lock();
+            if matches!(*g, Seal::Opening) {
+                *g = Seal::Sealed { given: Vec::new() };
+            }
+        }
+    }
+}
+
 impl Daemon {
-    /// A sealed daemon over the ledger in `opts.ledger_dir`.
+    /// A sealed daemon over the ledger in `opts.ledger_dir`, on the host's clock.
     pub fn new(opts: DaemonOptions) -> Self {
+        Self::with_clock(opts, Arc::new(SystemClock))
+    }
+
+    /// A sealed daemon that reads the time from `clock` (its domain, throttle and waits).
+    pub fn with_clock(opts: DaemonOptions, clock: Arc<dyn Clock + Sync>) -> Self {
         Self {
             opts,
+            clock,
             seal: Mutex::new(Seal::Sealed { given: Vec::new() }),
+            devices: Mutex::new(BTreeMap::new()),
+            throttle: Throttle::new(),
             cards: Mutex::new(BTreeMap::new()),
         }
     }
@@ -175,10 +251,34 @@ impl Daemon {
         &self.opts
     }
 
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock + Sync> {
+        &self.clock
+    }
+
+    /// The failed-secret throttle.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
     fn lock(&self) -> MutexGuard<'_, Seal> {
         // A panic while holding the lock leaves the state as it was before the operation
         // (every change is a whole assignment), so the poisoned value is still coherent.
         self.seal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The locks of the devices with these serials, taken in serial order (so two operations
+    /// on overlapping devices never wait for each other in a circle). Held for card I/O; the
+    /// service lock may be taken while they are held, never the other way round.
+    pub fn device_locks(&self, serials: &[u32]) -> Vec<Arc<Mutex<()>>> {
+        let mut sorted = serials.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        sorted
+            .into_iter()
+            .map(|s| map.entry(s).or_default().clone())
+            .collect()
     }
 
     fn keyring(&self) -> Result<Keyring, OpError> {
@@ -220,37 +320,6 @@ impl Daemon {
                     public_key: l.public_key().to_hex(),
                 })
             }),
-            op @ (Op::BootstrapOfficer { .. }
-            | Op::UserAdd { .. }
-            | Op::Users
-            | Op::AccountAdd { .. }
-            | Op::Accounts
-            | Op::Devices
-            | Op::RequestCode { .. }
-            | Op::Requests
-            | Op::Approve { .. }
-            | Op::Deny { .. }
-            | Op::Cancel { .. }
-            | Op::Incidents
-            | Op::DeviceRegister { .. }
-            | Op::Enrol { .. }
-            | Op::Checkout { .. }
-            | Op::Checkin { .. }
-            | Op::Code { .. }
-            | Op::UserSetActive { .. }
-            | Op::IncidentAck { .. }
-            | Op::DeviceSetTerminal { .. }
-            | Op::RequestShow { .. }
-            | Op::AccountShow { .. }
-            | Op::DeviceShow { .. }
-            | Op::UserSetRoles { .. }
-            | Op::AccountSetStatus { .. }
-            | Op::Release { .. }
-            | Op::Inventory { .. }) => {
-                let allowed = self.opts.allowed_readers.clone();
-                let touch = self.opts.touch_timeout;
-                self.with_custody(|c| super::ops::handle(c, op, peer, &allowed, touch))
-            }
             Op::Export => self.with_ledger(|l| {
                 let mut out = Vec::new();
                 let s = export(
@@ -269,6 +338,7 @@ impl Daemon {
                     content,
                 })
             }),
+            op => super::ops::handle(self, op, peer),
         }
     }
 
@@ -280,7 +350,8 @@ impl Daemon {
         self.with_custody(|c| f(c.ledger_mut()))
     }
 
-    /// Runs `f` with the custody service, or refuses while sealed.
+    /// Runs `f` with the custody service, or refuses while sealed. `f` must be short: no key
+    /// derivation, card or wait (those run between two calls of this).
     pub fn with_custody<T>(
         &self,
         f: impl FnOnce(&mut Custody) -> Result<T, OpError>,
@@ -288,10 +359,8 @@ impl Daemon {
         let mut g = self.lock();
         match &mut *g {
             Seal::Unsealed { custody } => f(custody),
-            Seal::Sealed { .. } => Err(OpError::new(
-                ErrorCode::Sealed,
-                "the ledger is sealed; officers must unseal it first (custody unseal)",
-            )),
+            Seal::Sealed { .. } => Err(sealed_error()),
+            Seal::Opening => Err(opening_error()),
         }
     }
 
@@ -305,6 +374,7 @@ impl Daemon {
                 None,
                 None,
             ),
+            Seal::Opening => (true, Vec::new(), None, None),
             Seal::Unsealed { custody } => (
                 false,
                 Vec::new(),
@@ -312,6 +382,7 @@ impl Daemon {
                 Some(custody.ledger().public_key().to_hex()),
             ),
         };
+        drop(g);
         Ok(Reply::Status(StatusReply {
             sealed,
             ledger_id: kr.ledger_id().to_hex(),
@@ -328,6 +399,15 @@ impl Daemon {
         }))
     }
 
+    fn given_names(given: &[(OfficerName, Passphrase)]) -> Vec<String> {
+        given.iter().map(|(n, _)| n.as_str().to_owned()).collect()
+    }
+
+    /// An officer offers their unseal share. The share is checked at once against the
+    /// officer's slot of the keyring (a key derivation, without the lock), so the officer
+    /// learns immediately whether theirs opened, and a wrong one is never kept to fail on
+    /// someone else's screen. Wrong shares are throttled per (officer, peer uid) and counted
+    /// with the peer's uid, in the ledger at the next unseal (`ledger.unseal_failed`).
     fn unseal(&self, officer: &str, passphrase: Secret, peer: &PeerCred) -> Result<Reply, OpError> {
         let kr = self.keyring()?;
         let name = OfficerName::parse(officer).map_err(|e| {
@@ -344,37 +424,103 @@ impl Daemon {
         }
         let pass = Passphrase::for_unseal(passphrase.into_inner())
             .map_err(|e| OpError::new(ErrorCode::BadRequest, e.to_string()))?;
-        let mut g = self.lock();
-        let Seal::Sealed { given } = &mut *g else {
-            return Err(OpError::new(
-                ErrorCode::AlreadyUnsealed,
-                "the ledger is already unsealed",
-            ));
+        // Refuse what needs no key derivation first.
+        match &*self.lock() {
+            Seal::Unsealed { .. } => {
+                return Err(OpError::new(
+                    ErrorCode::AlreadyUnsealed,
+                    "the ledger is already unsealed",
+                ))
+            }
+            Seal::Opening => return Err(opening_error()),
+            Seal::Sealed { given } if given.iter().any(|(n, _)| n == &name) => {
+                return Err(OpError::new(
+                    ErrorCode::UnknownOfficer,
+                    format!("{name} already offered a share to this unseal"),
+                ))
+            }
+            Seal::Sealed { .. } => {}
+        }
+        let now = self.clock.now_ms();
+        let key = ThrottleKey {
+            what: "unseal",
+            name: name.as_str().to_owned(),
+            uid: peer.uid,
         };
-        if given.iter().any(|(n, _)| n == &name) {
-            return Err(OpError::new(
-                ErrorCode::UnknownOfficer,
-                format!("{name} already offered a share to this unseal"),
-            ));
+        let attempt = self
+            .throttle
+            .begin(key, now)
+            .map_err(|r| throttled("unseal", name.as_str(), peer, &r, now))?;
+        match kr.check_officer_passphrase(&name, &pass) {
+            Ok(()) => attempt.finish(true),
+            Err(LedgerError::WrongPassphrase { .. }) => {
+                attempt.finish(false);
+                if let Err(e) = record_failed_share(&self.opts.ledger_dir, &name, peer.uid) {
+                    tracing::error!("recording the failed unseal share: {e}");
+                }
+                tracing::warn!(
+                    officer = name.as_str(),
+                    peer_uid = peer.uid,
+                    "unseal share refused: wrong keyring passphrase"
+                );
+                return Err(OpError::new(
+                    ErrorCode::UnsealFailed,
+                    format!(
+                        "the keyring passphrase offered for {name} does not open {name}'s share; \
+                         nothing was kept: offer it again"
+                    ),
+                ));
+            }
+            Err(e) => {
+                attempt.finish(false);
+                let mut err = OpError::from(e);
+                err.code = ErrorCode::UnsealFailed;
+                return Err(err);
+            }
         }
-        given.push((name, pass));
         let threshold = kr.threshold();
-        if given.len() < usize::from(threshold) {
-            tracing::info!(
-                officer = officer,
-                peer_uid = peer.uid,
-                have = given.len(),
-                threshold,
-                "unseal share offered"
-            );
-            return Ok(Reply::Unseal(UnsealProgress {
-                unsealed: false,
-                given: given.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
-                threshold,
-            }));
-        }
-        let shares = std::mem::take(given);
-        let names: Vec<String> = shares.iter().map(|(n, _)| n.as_str().to_owned()).collect();
+        let shares = {
+            let mut g = self.lock();
+            let given = match &mut *g {
+                Seal::Sealed { given } => given,
+                Seal::Opening => return Err(opening_error()),
+                Seal::Unsealed { .. } => {
+                    return Err(OpError::new(
+                        ErrorCode::AlreadyUnsealed,
+                        "the ledger is already unsealed",
+                    ))
+                }
+            };
+            if given.iter().any(|(n, _)| n == &name) {
+                return Err(OpError::new(
+                    ErrorCode::UnknownOfficer,
+                    format!("{name} already offered a share to this unseal"),
+                ));
+            }
+            given.push((name, pass));
+            if given.len() < usize::from(threshold) {
+                tracing::info!(
+                    officer = officer,
+                    peer_uid = peer.uid,
+                    have = given.len(),
+                    threshold,
+                    "unseal share offered"
+                );
+                return Ok(Reply::Unseal(UnsealProgress {
+                    unsealed: false,
+                    given: Self::given_names(given),
+                    threshold,
+                }));
+            }
+            let shares = std::mem::take(given);
+            *g = Seal::Opening;
+            shares
+        };
+        let mut guard = OpeningGuard {
+            daemon: self,
+            armed: true,
+        };
+        let names = Self::given_names(&shares);
         let projections = crate::custody::Custody::projections()
             .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?;
         let opened = Ledger::open(&self.opts.ledger_dir, &shares, projections);
@@ -406,9 +552,14 @@ impl Daemon {
             &json!({"officers": names, "peer_uid": peer.uid}),
         )?)?;
         tracing::info!(officers = ?names, "unsealed");
-        let custody = Custody::new(ledger, self.opts.policy.clone())
-            .map_err(|e| OpError::new(ErrorCode::Ledger, e.to_string()))?;
-        *g = Seal::Unsealed {
+        let custody = Custody::with_clock(
+            ledger,
+            self.opts.policy.clone(),
+            Box::new(self.clock.clone()),
+        )
+        .map_err(|e| OpError::new(ErrorCode::Ledger, e.to_string()))?;
+        guard.armed = false;
+        *self.lock() = Seal::Unsealed {
             custody: Box::new(custody),
         };
         Ok(Reply::Unseal(UnsealProgress {
@@ -422,6 +573,13 @@ impl Daemon {
     /// `sealed` and changes nothing (it cannot be authenticated then); an unauthenticated or
     /// non-officer request leaves the daemon unsealed, and the refusal is in the ledger.
     fn seal_now(&self, by: Auth, peer: &PeerCred) -> Result<Reply, OpError> {
+        if !self.is_unsealed() {
+            return Err(OpError::new(
+                ErrorCode::Sealed,
+                "the ledger is already sealed",
+            ));
+        }
+        let session = super::ops::session(self, by, peer)?;
         let mut g = self.lock();
         let (seq, officer) = match &mut *g {
             Seal::Sealed { .. } => {
@@ -430,8 +588,10 @@ impl Daemon {
                     "the ledger is already sealed",
                 ));
             }
+            Seal::Opening => return Err(opening_error()),
             Seal::Unsealed { custody } => {
-                let officer = super::ops::seal_officer(custody, by, peer)?;
+                custody.require_officer(&session, "seal")?;
+                let officer = session.user().clone();
                 let a = actor(officer.as_str())?;
                 let stored = custody.ledger_mut().append(event(
                     a,

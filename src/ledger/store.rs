@@ -437,19 +437,32 @@ impl Ledger {
         let mut attempts = 0u64;
         let mut first: Option<i64> = None;
         let mut last: Option<i64> = None;
+        let mut peer_uids = std::collections::BTreeSet::new();
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             attempts += 1;
             // The file is outside bytes: a line that does not parse still counts as an attempt.
-            if let Some(t) = serde_json::from_slice::<serde_json::Value>(line)
-                .ok()
+            let v = serde_json::from_slice::<serde_json::Value>(line).ok();
+            if let Some(t) = v
+                .as_ref()
                 .and_then(|v| v.get("time").and_then(serde_json::Value::as_i64))
             {
                 first = Some(first.map_or(t, |f| f.min(t)));
                 last = Some(last.map_or(t, |l| l.max(t)));
             }
+            if let Some(uid) = v
+                .as_ref()
+                .and_then(|v| v.get("peer_uid").and_then(serde_json::Value::as_u64))
+            {
+                if peer_uids.len() < MAX_RECORDED_PEERS {
+                    peer_uids.insert(uid);
+                }
+            }
         }
         if attempts > 0 {
-            let body = json!({"attempts": attempts, "first_time": first, "last_time": last});
+            let mut body = json!({"attempts": attempts, "first_time": first, "last_time": last});
+            if !peer_uids.is_empty() {
+                body["peer_uids"] = json!(peer_uids);
+            }
             let ev = NewEvent::new(actor_ledger(), kind_of(kinds::UNSEAL_FAILED), &body).map_err(
                 |source| LedgerError::InvalidBody {
                     kind: kinds::UNSEAL_FAILED.to_owned(),
@@ -805,6 +818,39 @@ impl Ledger {
     }
 }
 
+/// Most distinct peer uids a `ledger.unseal_failed` event names.
+const MAX_RECORDED_PEERS: usize = 64;
+
+/// Records an unseal share that did not open, offered by `officer` from `peer_uid` (checked
+/// alone, before a quorum was complete). The next successful unseal records the count and the
+/// peers' uids as a `ledger.unseal_failed` event.
+pub fn record_failed_share(
+    dir: &Path,
+    officer: &OfficerName,
+    peer_uid: u32,
+) -> Result<(), LedgerError> {
+    let path = dir.join(FAILURES_FILE);
+    let line = json!({
+        "time": Timestamp::now().0,
+        "officers": [officer.as_str()],
+        "reason": "wrong_passphrase",
+        "peer_uid": peer_uid,
+    });
+    append_failure_line(&path, &line)
+}
+
+fn append_failure_line(path: &Path, line: &serde_json::Value) -> Result<(), LedgerError> {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(LedgerError::io("open", path))?;
+    writeln!(f, "{line}").map_err(LedgerError::io("write", path))?;
+    f.sync_all().map_err(LedgerError::io("fsync", path))?;
+    Ok(())
+}
+
 /// Unseal failures that are counted (and later recorded as a `ledger.unseal_failed` event).
 fn counts_as_failed_unseal(e: &LedgerError) -> bool {
     matches!(
@@ -833,15 +879,7 @@ fn record_failure(
         "officers": officers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         "reason": reason,
     });
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(LedgerError::io("open", &path))?;
-    writeln!(f, "{line}").map_err(LedgerError::io("write", &path))?;
-    f.sync_all().map_err(LedgerError::io("fsync", &path))?;
-    Ok(())
+    append_failure_line(&path, &line)
 }
 
 #[cfg(test)]

@@ -97,29 +97,23 @@ fn bootstrap_with_a_wrong_or_another_officers_keyring_passphrase_is_refused_and_
 }
 
 #[test]
-fn repeated_wrong_keyring_passphrases_lock_the_bootstrap_of_that_name() {
+fn wrong_keyring_passphrases_are_counted_and_lock_nobody_out() {
+    // Guessing is bounded by the daemon's throttle per (name, peer uid)
+    // (daemon::throttle); the domain records each failure and never locks the name, so a
+    // stranger cannot keep a genesis officer from bootstrapping.
     let mut w = World::genesis_only();
-    let max = test_policy().max_failed_auth;
-    for _ in 0..max {
+    for _ in 0..10 {
         assert!(matches!(
             bootstrap(&mut w, "alice", "bob"),
             Err(CustodyError::WrongKeyringPassphrase { .. })
         ));
     }
-    // Locked now: even the right passphrase is refused, without being checked.
-    assert!(matches!(
-        bootstrap(&mut w, "alice", "alice"),
-        Err(CustodyError::Locked { user, .. }) if user.as_str() == "alice"
-    ));
     let failed = w.bodies(store::kinds::AUTH_FAILED);
-    assert!(failed[usize::try_from(max).expect("small") - 1]["locked_until_ms"].is_i64());
-    // The lock is per name: bob is not affected.
+    assert_eq!(failed.len(), 10);
+    assert_eq!(failed[9]["failed_attempts"], 10);
+    assert!(failed.iter().all(|b| b.get("locked_until_ms").is_none()));
+    bootstrap(&mut w, "alice", "alice").expect("alice bootstraps after a stranger's guesses");
     bootstrap(&mut w, "bob", "bob").expect("bob bootstraps");
-    // After the lockout period the right passphrase works.
-    w.clock
-        .advance(i64::try_from(test_policy().lockout.as_millis()).expect("ms") + 1_000);
-    bootstrap(&mut w, "alice", "alice").expect("alice bootstraps after the lockout");
-    // The projection replays to the same state (the lockout counter included).
     let report = crate::ledger::verify_ledger(w.custody.ledger());
     assert!(report.is_ok(), "{report:?}");
 }

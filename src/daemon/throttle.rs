@@ -1,0 +1,248 @@
+//! Failed-secret throttling per (name, peer uid): passphrases, second-factor codes, keyring
+//! passphrases at bootstrap and unseal shares.
+//!
+//! A failure slows down only the pair it happened to: a stranger who guesses at `alice` from
+//! uid 1001 delays uid 1001's next guess at `alice`, never alice herself at her own uid, so no
+//! peer can lock another out. Each pair has at most one attempt in flight, so parallel
+//! connections do not multiply the guessing rate. The first [`FREE_FAILURES`] failures cost
+//! nothing; each one after doubles the wait, from [`FIRST_DELAY_MS`] up to [`MAX_DELAY_MS`];
+//! a success clears the pair. Times come from the daemon's clock.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Failures in a row that cost no wait (typing mistakes).
+pub const FREE_FAILURES: u32 = 3;
+/// The wait after the first failure past the free ones.
+pub const FIRST_DELAY_MS: i64 = 1_000;
+/// The longest wait: with it, a pair gets fewer than 100 guesses a day.
+pub const MAX_DELAY_MS: i64 = 15 * 60 * 1_000;
+/// A pair with no failure for this long is forgotten.
+const FORGET_AFTER_MS: i64 = 24 * 60 * 60 * 1_000;
+/// Most pairs remembered; past it the pairs idle longest are forgotten first.
+const MAX_PAIRS: usize = 4_096;
+
+/// What is being guessed at, by whom.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The secret's kind: `auth`, `bootstrap` or `unseal`.
+    pub what: &'static str,
+    /// The user or officer name the secret belongs to.
+    pub name: String,
+    /// The peer's uid.
+    pub uid: u32,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    failures: u32,
+    not_before_ms: i64,
+    last_ms: i64,
+    in_flight: bool,
+}
+
+/// Why an attempt may not be made now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many failures in a row: the next attempt may be made at this time.
+    Wait {
+        /// Failures in a row so far.
+        failures: u32,
+        /// When the next attempt may be made (ms since the epoch).
+        until_ms: i64,
+    },
+    /// Another attempt for the same pair is being checked.
+    InFlight,
+}
+
+/// The throttle's memory (in the daemon only: a restart, an officer's act, forgets it).
+#[derive(Debug, Default)]
+pub struct Throttle {
+    pairs: Mutex<HashMap<Key, Entry>>,
+}
+
+impl Throttle {
+    /// An empty throttle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn pairs(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+        self.pairs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts an attempt for `key` at `now_ms`, or says why not. A started attempt must be
+    /// ended with [`Throttle::finish`] (the [`Attempt`] does it when dropped unfinished, as a
+    /// failure: an attempt cut short must not be a free guess).
+    pub fn begin<'a>(&'a self, key: Key, now_ms: i64) -> Result<Attempt<'a>, Refusal> {
+        let mut pairs = self.pairs();
+        if pairs.len() >= MAX_PAIRS && !pairs.contains_key(&key) {
+            pairs.retain(|_, e| e.in_flight || now_ms - e.last_ms < FORGET_AFTER_MS);
+            if pairs.len() >= MAX_PAIRS {
+                if let Some(oldest) = pairs
+                    .iter()
+                    .filter(|(_, e)| !e.in_flight)
+                    .min_by_key(|(_, e)| e.last_ms)
+                    .map(|(k, _)| k.clone())
+                {
+                    pairs.remove(&oldest);
+                }
+            }
+        }
+        let e = pairs.entry(key.clone()).or_default();
+        if e.in_flight {
+            return Err(Refusal::InFlight);
+        }
+        if now_ms < e.not_before_ms {
+            return Err(Refusal::Wait {
+                failures: e.failures,
+                until_ms: e.not_before_ms,
+            });
+        }
+        e.in_flight = true;
+        e.last_ms = now_ms;
+        Ok(Attempt {
+            throttle: self,
+            key: Some(key),
+            now_ms,
+        })
+    }
+
+    fn end(&self, key: &Key, ok: bool, now_ms: i64) {
+        let mut pairs = self.pairs();
+        if ok {
+            pairs.remove(key);
+            return;
+        }
+        let e = pairs.entry(key.clone()).or_default();
+        e.in_flight = false;
+        e.failures = e.failures.saturating_add(1);
+        e.last_ms = now_ms;
+        e.not_before_ms = now_ms.saturating_add(delay_after(e.failures));
+    }
+
+    /// How many pairs are remembered.
+    pub fn len(&self) -> usize {
+        self.pairs().len()
+    }
+
+    /// Whether no pair is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The wait after `failures` failures in a row.
+pub fn delay_after(failures: u32) -> i64 {
+    if failures <= FREE_FAILURES {
+        return 0;
+    }
+    let doublings = (failures - FREE_FAILURES - 1).min(20);
+    FIRST_DELAY_MS
+        .saturating_mul(1_i64 << doublings)
+        .min(MAX_DELAY_MS)
+}
+
+/// One attempt in flight.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    key: Option<Key>,
+    now_ms: i64,
+}
+
+impl Attempt<'_> {
+    /// Ends the attempt: `ok` clears the pair, a failure lengthens its wait.
+    pub fn finish(mut self, ok: bool) {
+        if let Some(k) = self.key.take() {
+            self.throttle.end(&k, ok, self.now_ms);
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.throttle.end(&k, false, self.now_ms);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, uid: u32) -> Key {
+        Key {
+            what: "auth",
+            name: name.into(),
+            uid,
+        }
+    }
+
+    #[test]
+    fn waits_grow_after_the_free_failures_and_are_capped() {
+        assert_eq!(delay_after(1), 0);
+        assert_eq!(delay_after(FREE_FAILURES), 0);
+        assert_eq!(delay_after(FREE_FAILURES + 1), FIRST_DELAY_MS);
+        assert_eq!(delay_after(FREE_FAILURES + 2), 2 * FIRST_DELAY_MS);
+        assert_eq!(delay_after(FREE_FAILURES + 30), MAX_DELAY_MS);
+        assert_eq!(delay_after(u32::MAX), MAX_DELAY_MS);
+    }
+
+    #[test]
+    fn a_strangers_failures_never_slow_the_user_at_their_own_uid() {
+        let t = Throttle::new();
+        let mut now = 1_000_000;
+        for _ in 0..20 {
+            let a = t.begin(key("alice", 1001), now).expect("after the wait");
+            a.finish(false);
+            now += MAX_DELAY_MS;
+        }
+        assert!(matches!(
+            t.begin(key("alice", 1001), now - 1),
+            Err(Refusal::Wait { .. })
+        ));
+        // alice herself, at her uid, is not slowed at all.
+        t.begin(key("alice", 1000), now - 1)
+            .expect("alice at her own uid")
+            .finish(true);
+    }
+
+    #[test]
+    fn one_attempt_in_flight_per_pair_and_an_abandoned_one_counts_as_failed() {
+        let t = Throttle::new();
+        let a = t.begin(key("bob", 7), 0).expect("first");
+        assert_eq!(
+            t.begin(key("bob", 7), 0).expect_err("refused"),
+            Refusal::InFlight
+        );
+        drop(a);
+        for _ in 0..FREE_FAILURES - 1 {
+            t.begin(key("bob", 7), 0).expect("free").finish(false);
+        }
+        t.begin(key("bob", 7), 0).expect("last free").finish(false);
+        assert_eq!(
+            t.begin(key("bob", 7), 0).expect_err("refused"),
+            Refusal::Wait {
+                failures: FREE_FAILURES + 1,
+                until_ms: FIRST_DELAY_MS
+            }
+        );
+        t.begin(key("bob", 7), FIRST_DELAY_MS)
+            .expect("after the wait")
+            .finish(true);
+        assert!(t.is_empty(), "a success forgets the pair");
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let t = Throttle::new();
+        for uid in 0..(MAX_PAIRS as u32 + 100) {
+            t.begin(key("x", uid), i64::from(uid))
+                .expect("new")
+                .finish(false);
+        }
+        assert!(t.len() <= MAX_PAIRS);
+    }
+}
