@@ -217,7 +217,12 @@ fn main() -> ExitCode {
         pid = std::process::id(),
         "custodyd listening (sealed)"
     );
-    let result = run(listener, daemon.clone(), shutdown.clone());
+    let result = run(
+        listener,
+        daemon.clone(),
+        shutdown.clone(),
+        config.server_limits(),
+    );
     shutdown.store(true, Ordering::SeqCst);
     if let Some(Ok(w)) = watcher {
         let _ = w.join();
