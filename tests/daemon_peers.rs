@@ -1,6 +1,8 @@
 //! Slow and numerous peers against the real `custodyd`: connections trickling a request line
 //! one byte at a time are closed at the request deadline (counted from their first byte), one
-//! uid cannot hold more than `max_connections_per_uid` connections while others are served.
+//! uid cannot hold more than `max_connections_per_uid` connections while others are served,
+//! and a second `custodyd` on the same configuration refuses to start and leaves the running
+//! one serving.
 //!
 //! The tests run as root, as CI runs them. A connection from another uid is made by a thread
 //! that takes uid and gid 65534 (`nobody`) for itself alone (`setresuid` on that thread, no
@@ -10,9 +12,10 @@
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -331,4 +334,85 @@ fn a_quiet_connection_outlives_the_deadline_and_closes_at_the_idle_timeout() {
         start.elapsed()
     );
     d.stop();
+}
+/// Runs a second `custodyd` on `config` and waits (at most 10 s) for it to exit.
+fn second_custodyd(config: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+        .args(["--config", &config.to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a second custodyd");
+    let end = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "the second custodyd kept running:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_second_custodyd_on_the_same_config_refuses_and_the_first_keeps_serving() {
+    require_root();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = Custodyd::start(tmp.path(), &["alice", "bob"], "info", "");
+    let inode = std::fs::metadata(&d.socket).expect("socket").ino();
+    let (code, stderr) = second_custodyd(&d.config);
+    assert_eq!(code, Some(6), "{stderr}");
+    let lock: PathBuf = d.ledger.join("custodyd.lock");
+    assert!(
+        stderr.contains("another custodyd")
+            && stderr.contains(&lock.display().to_string())
+            && stderr.contains(&format!("pid {}", d.pid())),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::metadata(&d.socket)
+            .expect("socket still there")
+            .ino(),
+        inode,
+        "the running daemon's socket was replaced"
+    );
+    let v = status(UnixStream::connect(&d.socket).expect("connect"));
+    assert!(v["result"]["ok"]["status"].is_object(), "{v}");
+
+    // Once the first is gone (killed: its socket is left behind, its lock goes with it), a
+    // new one starts on the same configuration and replaces the stale socket.
+    let (config, socket) = (d.config.clone(), d.socket.clone());
+    drop(d);
+    assert!(socket.exists(), "a killed daemon leaves its socket");
+    let mut next = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+        .args(["--config", &config.to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start custodyd again");
+    let end = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        if let Ok(s) = UnixStream::connect(&socket) {
+            break status(s);
+        }
+        assert!(Instant::now() < end, "the new custodyd never listened");
+        assert!(
+            next.try_wait().expect("wait").is_none(),
+            "the new custodyd exited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(v["result"]["ok"]["status"].is_object(), "{v}");
+    let _ = next.kill();
+    let _ = next.wait();
 }
