@@ -112,7 +112,7 @@ fn hold_slot(socket: &Path) -> UnixStream {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
         let mut s = UnixStream::connect(socket).expect("connect");
-        s.set_read_timeout(Some(Duration::from_millis(150)))
+        s.set_read_timeout(Some(Duration::from_millis(250)))
             .expect("timeout");
         let mut b = [0u8; 512];
         match s.read(&mut b) {
