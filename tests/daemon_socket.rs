@@ -1,5 +1,5 @@
 //! `custodyd` over a real Unix socket in a temporary directory: the server is given its
-//! listener and shutdown flag (`daemon::run`), and the tests speak raw bytes to it. The last
+//! listener, shutdown flag and limits (`daemon::run`), and the tests speak raw bytes to it. The last
 //! tests run the real `custodyd` binary.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mfa_custody::daemon::{run, Daemon, DaemonOptions};
+use mfa_custody::daemon::{run, Daemon, DaemonOptions, ServerLimits};
 use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -55,15 +55,19 @@ impl Server {
         let socket = dir.path().join("custodyd.sock");
         let listener = UnixListener::bind(&socket).expect("bind");
         let mut opts = DaemonOptions::new(ledger);
-        opts.max_connections = max_connections;
-        opts.idle_timeout = Duration::from_secs(5);
+        let limits = ServerLimits {
+            max_connections,
+            max_connections_per_uid: max_connections,
+            idle_timeout: Duration::from_secs(5),
+            request_deadline: Duration::from_secs(5),
+        };
         opts.policy.kdf = mfa_custody::custody::PassphraseKdf::insecure_for_tests(
             NonZeroU32::new(1000).expect("nonzero"),
         );
         let daemon = Arc::new(Daemon::new(opts));
         let shutdown = Arc::new(AtomicBool::new(false));
         let s = shutdown.clone();
-        let handle = std::thread::spawn(move || run(listener, daemon, s));
+        let handle = std::thread::spawn(move || run(listener, daemon, s, limits));
         Self {
             _dir: dir,
             socket,

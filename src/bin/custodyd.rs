@@ -5,11 +5,13 @@
 //! ```
 //!
 //! Exit statuses: 0 after a clean shutdown (SIGTERM or SIGINT), 2 for a bad command line or
-//! configuration, 4 when the ledger directory is unusable, 5 when the socket cannot be set up.
+//! configuration, 4 when the ledger directory is unusable, 5 when the socket cannot be set up,
+//! 6 when another custodyd already runs on the ledger (or answers on the socket).
 #![forbid(unsafe_code)]
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::UnixListener;
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +30,12 @@ mod exit {
     pub const USAGE: u8 = 2;
     pub const LEDGER: u8 = 4;
     pub const IO: u8 = 5;
+    pub const ALREADY_RUNNING: u8 = 6;
 }
+
+/// The file in the ledger directory that the running custodyd holds locked (`flock`,
+/// exclusive) for as long as it runs; it holds that daemon's pid.
+const LOCK_FILE: &str = "custodyd.lock";
 
 /// custodyd: holds the custody ledger and serves the `custody` command line over a Unix socket.
 #[derive(Debug, Parser)]
@@ -108,26 +115,95 @@ fn check_ledger_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn bind(config: &Config) -> Result<UnixListener, String> {
+/// Why the daemon may not run.
+struct Refusal {
+    status: u8,
+    message: String,
+}
+
+/// Takes the ledger directory's lock, so that one custodyd at a time serves a ledger: a second
+/// one on the same configuration would otherwise open the same ledger and replace the first
+/// one's socket. The lock goes with the process (however it ends), so a crashed daemon never
+/// leaves a stale lock; the file itself stays.
+fn lock_ledger(dir: &Path) -> Result<std::fs::File, Refusal> {
+    let path = dir.join(LOCK_FILE);
+    let ledger = |message: String| Refusal {
+        status: exit::LEDGER,
+        message,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(|e| ledger(format!("opening the lock file {}: {e}", path.display())))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) => format!("another custodyd (pid {pid})"),
+                Err(_) => "another custodyd".to_owned(),
+            };
+            return Err(Refusal {
+                status: exit::ALREADY_RUNNING,
+                message: format!(
+                    "{holder} holds {} and is serving the ledger {}; stop it first \
+                     (systemctl stop custodyd), or give this one its own ledger_dir and socket",
+                    path.display(),
+                    dir.display()
+                ),
+            });
+        }
+        Err(e) => return Err(ledger(format!("locking {}: {e}", path.display()))),
+    }
+    let pid = format!("{}\n", std::process::id());
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(pid.as_bytes()))
+        .map_err(|e| ledger(format!("writing {}: {e}", path.display())))?;
+    Ok(file)
+}
+
+fn bind(config: &Config) -> Result<UnixListener, Refusal> {
+    let io = |message: String| Refusal {
+        status: exit::IO,
+        message,
+    };
     let path = &config.socket;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
+            // The ledger's lock is ours, but a daemon of another ledger may use this socket.
+            if UnixStream::connect(path).is_ok() {
+                return Err(Refusal {
+                    status: exit::ALREADY_RUNNING,
+                    message: format!(
+                        "{} is in use: another process (a custodyd with another ledger_dir?) \
+                         answers on it; stop it, or give this daemon its own socket",
+                        path.display()
+                    ),
+                });
+            }
             std::fs::remove_file(path)
-                .map_err(|e| format!("removing stale socket {}: {e}", path.display()))?;
+                .map_err(|e| io(format!("removing stale socket {}: {e}", path.display())))?;
         } else {
-            return Err(format!("{} exists and is not a socket", path.display()));
+            return Err(io(format!("{} exists and is not a socket", path.display())));
         }
     }
     let listener =
-        UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+        UnixListener::bind(path).map_err(|e| io(format!("binding {}: {e}", path.display())))?;
     if let Some(group) = &config.socket_group {
-        let gid =
-            resolve_group(group).ok_or_else(|| format!("socket_group {group:?}: no such group"))?;
+        let gid = resolve_group(group)
+            .ok_or_else(|| io(format!("socket_group {group:?}: no such group")))?;
         rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
-            .map_err(|e| format!("chown {} to group {group}: {e}", path.display()))?;
+            .map_err(|e| io(format!("chown {} to group {group}: {e}", path.display())))?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| format!("chmod 0660 {}: {e}", path.display()))?;
+        .map_err(|e| io(format!("chmod 0660 {}: {e}", path.display())))?;
     Ok(listener)
 }
 
@@ -194,6 +270,11 @@ fn main() -> ExitCode {
     if let Err(e) = check_ledger_dir(&config.ledger_dir) {
         return fail(exit::LEDGER, e);
     }
+    // Held until the socket is gone again, so that the next daemon never meets this one.
+    let lock = match lock_ledger(&config.ledger_dir) {
+        Ok(f) => f,
+        Err(r) => return fail(r.status, r.message),
+    };
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, shutdown.clone()) {
@@ -202,7 +283,7 @@ fn main() -> ExitCode {
     }
     let listener = match bind(&config) {
         Ok(l) => l,
-        Err(e) => return fail(exit::IO, e),
+        Err(r) => return fail(r.status, r.message),
     };
     let daemon = Arc::new(Daemon::new(config.daemon_options()));
     let watcher = config.watch_readers.then(|| {
@@ -217,13 +298,19 @@ fn main() -> ExitCode {
         pid = std::process::id(),
         "custodyd listening (sealed)"
     );
-    let result = run(listener, daemon.clone(), shutdown.clone());
+    let result = run(
+        listener,
+        daemon.clone(),
+        shutdown.clone(),
+        config.server_limits(),
+    );
     shutdown.store(true, Ordering::SeqCst);
     if let Some(Ok(w)) = watcher {
         let _ = w.join();
     }
     daemon.close();
     let _ = std::fs::remove_file(&config.socket);
+    drop(lock);
     match result {
         Ok(()) => {
             tracing::info!("custodyd stopped");

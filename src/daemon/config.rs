@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::server::ServerLimits;
 use super::state::DaemonOptions;
 
 /// Why a configuration file was refused.
@@ -45,8 +46,13 @@ pub enum ConfigError {
 fn d_max_connections() -> usize {
     32
 }
+/// `max_connections_per_uid` when unset: this, or `max_connections` when that is lower.
+const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 8;
 fn d_idle() -> u64 {
     60
+}
+fn d_request_deadline() -> u64 {
+    10
 }
 fn d_touch() -> u64 {
     30
@@ -129,9 +135,16 @@ pub struct Config {
     /// Most connections served at once.
     #[serde(default = "d_max_connections")]
     pub max_connections: usize,
-    /// Seconds a connection may stay silent.
+    /// Most connections one peer uid may hold at once (at most `max_connections`). Unset: 8,
+    /// or `max_connections` when that is lower.
+    #[serde(default)]
+    pub max_connections_per_uid: Option<usize>,
+    /// Seconds a connection may stay silent between requests.
     #[serde(default = "d_idle")]
     pub idle_timeout_secs: u64,
+    /// Seconds a request line may take from its first byte to its newline.
+    #[serde(default = "d_request_deadline")]
+    pub request_deadline_secs: u64,
     /// Seconds to wait for a touch on a key.
     #[serde(default = "d_touch")]
     pub touch_timeout_secs: u64,
@@ -176,6 +189,29 @@ impl Config {
         if !(1..=1024).contains(&c.max_connections) {
             return Err(bad("max_connections", "must be from 1 to 1024"));
         }
+        if let Some(n) = c.max_connections_per_uid {
+            if !(1..=c.max_connections).contains(&n) {
+                return Err(bad(
+                    "max_connections_per_uid",
+                    &format!(
+                        "is {n}; must be from 1 to max_connections ({}); keep it well below \
+                         max_connections so that one uid cannot take every connection",
+                        c.max_connections
+                    ),
+                ));
+            }
+        }
+        if !(1..=3600).contains(&c.request_deadline_secs) {
+            return Err(bad(
+                "request_deadline_secs",
+                &format!(
+                    "is {}; must be from 1 to 3600 seconds (clients send a request line at \
+                     once; the default is {})",
+                    c.request_deadline_secs,
+                    d_request_deadline()
+                ),
+            ));
+        }
         if c.idle_timeout_secs == 0 || c.touch_timeout_secs == 0 {
             return Err(bad(
                 "idle_timeout_secs/touch_timeout_secs",
@@ -206,12 +242,22 @@ impl Config {
     /// The run-time options of the daemon.
     pub fn daemon_options(&self) -> DaemonOptions {
         let mut o = DaemonOptions::new(&self.ledger_dir);
-        o.max_connections = self.max_connections;
-        o.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         o.allowed_readers = self.allowed_readers.clone();
         o.touch_timeout = Duration::from_secs(self.touch_timeout_secs);
         o.policy = self.custody_policy();
         o
+    }
+
+    /// The socket server's limits.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections,
+            max_connections_per_uid: self
+                .max_connections_per_uid
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_UID.min(self.max_connections)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            request_deadline: Duration::from_secs(self.request_deadline_secs),
+        }
     }
 
     /// The domain policy these settings describe.
@@ -265,6 +311,46 @@ mod tests {
         let c = Config::parse(text, Path::new("custody.toml")).expect("valid");
         assert_eq!(c.policy.approvals, 2);
         assert_eq!(c.max_connections, 32);
+        assert_eq!(c.server_limits(), ServerLimits::default());
+    }
+
+    #[test]
+    fn server_limits_are_checked_and_named() {
+        let p = Path::new("x.toml");
+        let base = "ledger_dir = \"/l\"\nsocket = \"/s\"\n";
+        let c = Config::parse(base, p).expect("defaults");
+        assert_eq!(c.server_limits(), ServerLimits::default());
+        let c = Config::parse(
+            &format!("{base}max_connections = 4\nmax_connections_per_uid = 4\nrequest_deadline_secs = 2\nidle_timeout_secs = 30\n"),
+            p,
+        )
+        .expect("valid limits");
+        let l = c.server_limits();
+        assert_eq!((l.max_connections, l.max_connections_per_uid), (4, 4));
+        assert_eq!(l.request_deadline, Duration::from_secs(2));
+        assert_eq!(l.idle_timeout, Duration::from_secs(30));
+        let c = Config::parse(&format!("{base}max_connections = 3\n"), p).expect("valid");
+        assert_eq!(
+            c.server_limits().max_connections_per_uid,
+            3,
+            "unset: capped by max"
+        );
+        for (extra, key) in [
+            ("max_connections_per_uid = 0\n", "max_connections_per_uid"),
+            (
+                "max_connections = 4\nmax_connections_per_uid = 5\n",
+                "max_connections_per_uid",
+            ),
+            ("request_deadline_secs = 0\n", "request_deadline_secs"),
+            ("request_deadline_secs = 3601\n", "request_deadline_secs"),
+        ] {
+            let e = Config::parse(&format!("{base}{extra}"), p).expect_err(extra);
+            let text = e.to_string();
+            assert!(
+                text.contains(key) && text.contains("must be"),
+                "{extra}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! Unix socket (JSON Lines).
 //!
 //! - [`protocol`]: request/response types, size limits, the pure request parser.
-//! - [`server`]: [`server::run`], given its listener and shutdown flag; bounded connections.
+//! - [`server`]: [`server::run`], given its listener, shutdown flag and [`ServerLimits`]; bounded
+//!   connections, per peer uid too, and request lines bounded in size and time.
 //! - [`peer`]: SO_PEERCRED of each connection.
 //! - [`state`]: sealed/unsealed state and the handling of each operation.
 //! - [`ops`]: the custody domain's operations, from protocol values to the [`crate::custody`] facade.
@@ -19,5 +20,5 @@ pub mod state;
 pub mod throttle;
 
 pub use protocol::{parse_request, ErrorCode, Op, Reply, Request, Response, Secret};
-pub use server::run;
+pub use server::{run, ServerLimits};
 pub use state::{Daemon, DaemonOptions};

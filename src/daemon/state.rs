@@ -47,10 +47,6 @@ pub mod kinds {
 pub struct DaemonOptions {
     /// The ledger directory.
     pub ledger_dir: PathBuf,
-    /// Most connections served at once; more are answered `busy` and closed.
-    pub max_connections: usize,
-    /// How long a connection may stay silent (or take to finish a request line).
-    pub idle_timeout: Duration,
     /// Reader names (prefixes) the daemon may use. Empty: none is allowed.
     pub allowed_readers: Vec<String>,
     /// How long a device may take to answer one command (waiting for a touch).
@@ -64,8 +60,6 @@ impl DaemonOptions {
     pub fn new(ledger_dir: impl Into<PathBuf>) -> Self {
         Self {
             ledger_dir: ledger_dir.into(),
-            max_connections: 32,
-            idle_timeout: Duration::from_secs(60),
             allowed_readers: vec!["Yubico YubiKey".to_owned()],
             touch_timeout: Duration::from_secs(30),
             policy: crate::custody::Policy::default(),

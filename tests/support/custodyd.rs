@@ -33,6 +33,8 @@ pub struct Custodyd {
     child: Child,
     /// Its socket.
     pub socket: PathBuf,
+    /// Its configuration file.
+    pub config: PathBuf,
     /// Its standard error (the log).
     pub log: PathBuf,
     /// The ledger directory.
@@ -110,6 +112,7 @@ impl Custodyd {
         Self {
             child,
             socket,
+            config,
             log,
             ledger,
             officers: officers.iter().map(|s| (*s).to_owned()).collect(),

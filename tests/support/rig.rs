@@ -181,7 +181,9 @@ impl Rig {
     /// Genesis, custodyd started sealed, unsealed by two officers, and every genesis officer
     /// enrolled as a custody user with a second factor; then the operator `opa` (bound to this
     /// process's uid) added by one officer. The one place that knows how a ledger comes to
-    /// life: the harnesses only use what it returns.
+    /// life: the harnesses only use what it returns. `max_connections_per_uid` is as high as
+    /// `max_connections`: every client of a harness is this process's uid, standing for many
+    /// people.
     pub fn setup(officers: usize, max_connections: usize) -> (Rig, Conn) {
         assert!((2..=NAMES.len()).contains(&officers));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -224,6 +226,7 @@ impl Rig {
             format!(
                 "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n\
                  max_connections = {max_connections}\n\
+                 max_connections_per_uid = {max_connections}\n\
                  [policy]\npassphrase_kdf_iterations = 1000\n"
             ),
         )
