@@ -559,6 +559,8 @@ impl Reason {
     /// Parses a reason of at least `min_chars` characters (trimmed).
     pub fn parse(input: &str, min_chars: usize) -> Result<Self, CustodyError> {
         let t = input.trim();
+        // First, so that no other refusal shows the input with such a character in it.
+        check_display_safe("reason", t)?;
         let n = t.chars().count();
         if n < min_chars || n > Self::MAX_CHARS {
             return Err(CustodyError::invalid(
@@ -567,7 +569,6 @@ impl Reason {
                 format!("must be {min_chars} to {} characters", Self::MAX_CHARS),
             ));
         }
-        check_display_safe("reason", t)?;
         Ok(Self(t.to_owned()))
     }
 
@@ -591,6 +592,7 @@ impl Note {
     /// Parses the note given for `field` (`"note"`, `"incident detail"`, ...).
     pub fn parse(field: &'static str, input: &str) -> Result<Self, CustodyError> {
         let t = input.trim();
+        check_display_safe(field, t)?;
         if t.chars().count() > Self::MAX_CHARS {
             return Err(CustodyError::invalid(
                 field,
@@ -601,7 +603,6 @@ impl Note {
                 ),
             ));
         }
-        check_display_safe(field, t)?;
         Ok(Self(t.to_owned()))
     }
 
@@ -765,6 +766,26 @@ mod tests {
             for (field, r) in refusals {
                 let m = r.expect_err(field).to_string();
                 assert!(m.starts_with(&format!("invalid {field} ")), "{m}");
+                assert!(m.contains(&format!("U+{:04X}", u32::from(c))), "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn fail_no_refusal_echoes_an_unsafe_character() {
+        for &c in REFUSED {
+            let short = format!("a{c}b");
+            let long = format!("x{c}{}", "x".repeat(Note::MAX_CHARS + 1));
+            for e in [
+                Reason::parse(&short, 20).map(drop),
+                Reason::parse(&long.repeat(3), 20).map(drop),
+                Note::parse("note", &long).map(drop),
+                Alias::parse(&long).map(drop),
+                Location::parse(&short).map(drop),
+                TicketRef::parse(&short, &TicketPattern::default()).map(drop),
+            ] {
+                let m = e.expect_err("refused").to_string();
+                assert!(!m.contains(c), "{m:?}");
                 assert!(m.contains(&format!("U+{:04X}", u32::from(c))), "{m}");
             }
         }
