@@ -32,8 +32,9 @@ pub mod users;
 pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock, TimeWitness};
 pub use error::CustodyError;
 pub use ids::{
-    check_display_safe, escape_unsafe, AccountId, Alias, Email, IncidentId, Location, Note,
-    Provider, Reason, RequestId, SealNumber, Serial, TicketPattern, TicketRef, UserName,
+    check_display_safe, escape_unsafe, is_display_safe, AccountId, Alias, Email, IncidentId,
+    Location, Note, Provider, Reason, RequestId, SealNumber, Serial, TicketPattern, TicketRef,
+    UserName,
 };
 pub use policy::{PassphraseKdf, Policy, RootTask, Threshold};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};
