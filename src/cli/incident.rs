@@ -24,7 +24,7 @@ pub enum IncidentCommand {
     Ack {
         /// The incident id.
         incident: String,
-        /// What was found or done.
+        /// What was found or done (at most 500 characters, plain text on one line).
         #[arg(long)]
         note: String,
         /// The two officers.

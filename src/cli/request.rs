@@ -53,7 +53,8 @@ pub struct CodeArgs {
     /// The ticket reference (e.g. SEC-42).
     #[arg(long)]
     pub ticket: String,
-    /// Why the root user is needed.
+    /// Why the root user is needed (20 to 1000 characters): plain text on one line, without
+    /// control, bidi or invisible characters, since it is what the approving officers read.
     #[arg(long)]
     pub reason: String,
     /// The requester.
@@ -80,7 +81,7 @@ pub struct ApproveArgs {
 pub struct DenyArgs {
     /// The request id.
     pub request: String,
-    /// Why.
+    /// Why (at most 500 characters, plain text on one line).
     #[arg(long)]
     pub note: String,
     /// The denying officer.
