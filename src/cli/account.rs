@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::client::{call, print_reply, AuthArgs, PairArgs};
 use super::ledger::finish;
-use crate::custody::AccountRecord;
+use crate::custody::{escape_unsafe, AccountRecord};
 use crate::daemon::protocol::{Op, Reply};
 
 /// `custody account` subcommands.
@@ -72,9 +72,9 @@ pub struct AddArgs {
 fn detail(a: &AccountRecord) {
     println!("account      {}", a.account);
     println!("provider     {}", a.provider);
-    println!("alias        {}", a.alias);
+    println!("alias        {}", escape_unsafe(a.alias.as_str()));
     println!("root e-mail  {}", a.root_email);
-    println!("credential   {}", a.credential);
+    println!("credential   {}", escape_unsafe(&a.credential));
     println!("status       {}", a.status.as_str());
     println!(
         "last release {}",
@@ -130,7 +130,7 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                 Reply::Account(a) => println!(
                     "{verb} account {} ({}): {}",
                     a.account,
-                    a.alias,
+                    escape_unsafe(a.alias.as_str()),
                     a.status.as_str()
                 ),
                 Reply::Accounts(list) => {
@@ -138,7 +138,7 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                         println!(
                             "{:<14} {:<20} {:<32} {}",
                             a.account.to_string(),
-                            a.alias.to_string(),
+                            escape_unsafe(a.alias.as_str()),
                             a.root_email.to_string(),
                             a.status.as_str()
                         );

@@ -24,7 +24,9 @@ use zeroize::Zeroizing;
 use super::client::call_with_reason;
 use super::exit;
 use super::ledger::{finish, Failure};
-use crate::custody::{DeviceRecord, DeviceRole, DeviceState, RequestRecord, RequestStatus, Role};
+use crate::custody::{
+    escape_unsafe, DeviceRecord, DeviceRole, DeviceState, RequestRecord, RequestStatus, Role,
+};
 use crate::daemon::protocol::{Auth, Op, Reply, Secret};
 
 /// `custody ceremony` subcommands.
@@ -411,6 +413,19 @@ fn devices(room: &Room) -> Result<Vec<DeviceRecord>, Failure> {
     }
 }
 
+/// What an approving officer is shown before approving: one line, every ledger string escaped
+/// so that it cannot forge another line or reorder what is read.
+fn what_is_approved(rec: &RequestRecord) -> String {
+    format!(
+        "  Request {}: account {}, task {}, ticket {}, reason: {}",
+        rec.id,
+        rec.account,
+        escape_unsafe(&rec.task),
+        escape_unsafe(rec.ticket.as_str()),
+        escape_unsafe(rec.reason.as_str())
+    )
+}
+
 /// The sign-in ceremony ([docs/runbooks/sign-in.md]).
 fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
     room.say("Sign-in ceremony: one root code for a named task, approved by two officers.");
@@ -482,14 +497,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
             "\nStep 2: approvals. Hand the keyboard to approving officer {n} (not {}).",
             rec.requester
         ));
-        room.say(&format!(
-            "  Request {}: account {}, task {}, ticket {}, reason: {}",
-            rec.id,
-            rec.account,
-            rec.task,
-            rec.ticket.as_str(),
-            rec.reason.as_str()
-        ));
+        room.say(&what_is_approved(&rec));
         let id = rec.id.to_string();
         rec = request_of(room.attempt(|room| {
             let by = room
@@ -902,6 +910,35 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_approving_officer_sees_one_line_whatever_the_reason_holds() {
+        let rec: RequestRecord = serde_json::from_value(json!({
+            "id": "req-00000000000000a1",
+            "account": "123456789012",
+            "task": "change-root-password",
+            "ticket": "SEC-42",
+            "reason": "audit\n  Request req-00000000000000b2: account 999999999999\u{202e}",
+            "requester": "mallory",
+            "created_ms": 1,
+            "expires_ms": 2,
+            "approvals": [],
+            "status": "pending",
+            "step": null,
+            "device": null,
+            "closed_by": null,
+        }))
+        .expect("a request an older ledger holds");
+        let shown = what_is_approved(&rec);
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+        assert!(!shown.contains('\u{202e}'), "{shown:?}");
+        assert!(
+            shown.ends_with(
+                "reason: audit\\n  Request req-00000000000000b2: account 999999999999\\u{202e}"
+            ),
+            "{shown}"
+        );
+    }
 
     fn frames(ansi: bool) -> String {
         let code = Secret::new(Zeroizing::new("123456".to_owned()));

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
 use super::ledger::finish;
+use crate::custody::escape_unsafe;
 use crate::daemon::protocol::{Auth, Op, Reply};
 
 /// `custody device` subcommands.
@@ -183,7 +184,7 @@ fn detail(d: &crate::custody::DeviceRecord) {
     println!("state     {}", d.state.name());
     match &d.state {
         DeviceState::InSafe { location, seal } => {
-            println!("location  {location}");
+            println!("location  {}", escape_unsafe(location.as_str()));
             println!("seal      {seal}");
         }
         DeviceState::CheckedOut {
@@ -199,8 +200,8 @@ fn detail(d: &crate::custody::DeviceRecord) {
         }
         _ => {}
     }
-    println!("firmware  {}", d.firmware);
-    println!("device id {}", d.device_id);
+    println!("firmware  {}", escape_unsafe(&d.firmware));
+    println!("device id {}", escape_unsafe(&d.device_id));
     if let Some(i) = &d.blocked_by {
         println!("blocked   by incident {i}");
     }

@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 use super::client::{call, print_reply, PairArgs};
 use super::ledger::finish;
-use crate::custody::IncidentRecord;
+use crate::custody::{escape_unsafe, IncidentRecord};
 use crate::daemon::protocol::{Op, Reply};
 
 /// `custody incident` subcommands.
@@ -24,7 +24,7 @@ pub enum IncidentCommand {
     Ack {
         /// The incident id.
         incident: String,
-        /// What was found or done.
+        /// What was found or done (at most 500 characters, plain text on one line).
         #[arg(long)]
         note: String,
         /// The two officers.
@@ -53,7 +53,7 @@ fn line(i: &IncidentRecord) -> String {
         i.device.map_or("-".to_owned(), |d| d.to_string()),
         i.opened_ms,
         acked,
-        i.detail
+        escape_unsafe(&i.detail)
     )
 }
 
@@ -129,5 +129,25 @@ mod tests {
         let row = line(&i);
         assert!(row.contains(" closed device_lost      device -  "), "{row}");
         assert!(row.contains(" ack alice,bob "), "{row}");
+    }
+
+    #[test]
+    fn a_stored_detail_with_unsafe_characters_is_shown_escaped() {
+        let i: IncidentRecord = serde_json::from_value(serde_json::json!({
+            "id": "inc-00000000000000a1",
+            "kind": "other",
+            "device": null,
+            "detail": "resolved\ninc-00000000000000a2  closed \u{202e}\u{1b}[2K",
+            "opened_ms": 1795000000000_i64,
+            "open": true,
+            "acknowledged_by": [],
+        }))
+        .expect("an incident an older ledger holds");
+        let row = line(&i);
+        assert!(!row.contains(['\n', '\u{202e}', '\u{1b}']), "{row:?}");
+        assert!(
+            row.ends_with("resolved\\ninc-00000000000000a2  closed \\u{202e}\\u{1b}[2K"),
+            "{row}"
+        );
     }
 }

@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::custody::escape_unsafe;
 use crate::custody::report::{utc, CustodyReport, Entry, RequestReport};
 
-/// Escapes text for HTML element content and quoted attribute values.
+/// Escapes text for HTML element content and quoted attribute values. Characters that could
+/// make the page lie (controls, bidi controls, invisible characters) are shown escaped as on
+/// the terminal ([`escape_unsafe`]), so a bad string an older ledger holds is visible as such.
 pub fn escape(s: &str) -> String {
+    let s = escape_unsafe(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -581,6 +585,55 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
         );
         assert_eq!(escape("plain é"), "plain é");
+    }
+
+    #[test]
+    fn escape_shows_controls_bidi_and_invisible_characters() {
+        assert_eq!(
+            escape("ok\u{1b}[8m<b>\u{202e}gnp.exe\u{200b}\nby alice"),
+            "ok\\u{1b}[8m&lt;b&gt;\\u{202e}gnp.exe\\u{200b}\\nby alice"
+        );
+    }
+
+    /// A deny note and an incident note an older ledger already holds reach the page with
+    /// their escape and bidi characters visibly escaped.
+    #[test]
+    fn a_stored_bad_note_is_shown_escaped_in_the_report() {
+        let mut b = ReportBuilder::new();
+        let events = [
+            (
+                kinds::REQUEST_DENIED,
+                serde_json::json!({"request": "req-00000000000000a1", "by": "bob",
+                                   "note": "fine\u{1b}[2J\u{202e}devorppa"}),
+            ),
+            (
+                kinds::INCIDENT_ACKNOWLEDGED,
+                serde_json::json!({"incident": "inc-00000000000000a1",
+                                   "note": "bag ok\nacknowledged by carol\u{2066}"}),
+            ),
+        ];
+        for (seq, (kind, body)) in events.into_iter().enumerate() {
+            let header = EventHeader {
+                seq: seq as u64 + 1,
+                time: Timestamp(seq as i64 * 1000),
+                actor: Actor::parse("bob").expect("actor"),
+                kind: Kind::parse(kind).expect("kind"),
+                body_hash: Hash([0; 32]),
+                prev: Hash([0; 32]),
+                hash: Hash([0; 32]),
+            };
+            let body = CanonicalJson::from_value(&body).expect("canonical");
+            b.observe(&ExportLine::Event(StoredEvent { header, body }));
+        }
+        let html = render_html(&b.finish(&verified(), "fp".into()), 0, None);
+        for bad in ['\u{1b}', '\u{202e}', '\u{2066}'] {
+            assert!(!html.contains(bad), "{bad:?} reached the page");
+        }
+        assert!(html.contains("fine\\u{1b}[2J\\u{202e}devorppa"), "{html}");
+        assert!(
+            html.contains("bag ok\\nacknowledged by carol\\u{2066}"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::client::{call, print_reply, AuthArgs};
 use super::ledger::finish;
-use crate::custody::RequestRecord;
+use crate::custody::{escape_unsafe, RequestRecord};
 use crate::daemon::protocol::{Op, Reply};
 
 /// `custody request` subcommands.
@@ -53,7 +53,8 @@ pub struct CodeArgs {
     /// The ticket reference (e.g. SEC-42).
     #[arg(long)]
     pub ticket: String,
-    /// Why the root user is needed.
+    /// Why the root user is needed (20 to 1000 characters): plain text on one line, without
+    /// control, bidi or invisible characters, since it is what the approving officers read.
     #[arg(long)]
     pub reason: String,
     /// The requester.
@@ -80,7 +81,7 @@ pub struct ApproveArgs {
 pub struct DenyArgs {
     /// The request id.
     pub request: String,
-    /// Why.
+    /// Why (at most 500 characters, plain text on one line).
     #[arg(long)]
     pub note: String,
     /// The denying officer.
@@ -88,53 +89,59 @@ pub struct DenyArgs {
     pub auth: AuthArgs,
 }
 
-fn line(r: &RequestRecord) {
-    println!(
+fn line(r: &RequestRecord) -> String {
+    format!(
         "{}  {:<10} account {} task {} ticket {} by {} approvals {}",
         r.id,
         r.status.as_str(),
         r.account,
-        r.task,
-        r.ticket.as_str(),
+        escape_unsafe(&r.task),
+        escape_unsafe(r.ticket.as_str()),
         r.requester,
         r.approvals.len()
-    );
+    )
 }
 
-fn detail(r: &RequestRecord) {
-    println!("request   {}", r.id);
-    println!("status    {}", r.status.as_str());
-    println!("account   {}", r.account);
-    println!("task      {}", r.task);
-    println!("ticket    {}", r.ticket.as_str());
-    println!("reason    {}", r.reason.as_str());
-    println!("requester {}", r.requester);
-    println!("created   {} ms since the epoch", r.created_ms);
-    println!("expires   {} ms since the epoch", r.expires_ms);
+/// A request as officers read it, one field a line; every ledger string is escaped so that a
+/// reason cannot forge a `requester` or `approved` line.
+fn detail(r: &RequestRecord) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "request   {}", r.id);
+    let _ = writeln!(o, "status    {}", r.status.as_str());
+    let _ = writeln!(o, "account   {}", r.account);
+    let _ = writeln!(o, "task      {}", escape_unsafe(&r.task));
+    let _ = writeln!(o, "ticket    {}", escape_unsafe(r.ticket.as_str()));
+    let _ = writeln!(o, "reason    {}", escape_unsafe(r.reason.as_str()));
+    let _ = writeln!(o, "requester {}", r.requester);
+    let _ = writeln!(o, "created   {} ms since the epoch", r.created_ms);
+    let _ = writeln!(o, "expires   {} ms since the epoch", r.expires_ms);
     if r.approvals.is_empty() {
-        println!("approvals none");
+        let _ = writeln!(o, "approvals none");
     }
     for a in &r.approvals {
-        println!(
+        let _ = writeln!(
+            o,
             "approved  by {} at {} ms since the epoch",
             a.officer, a.at_ms
         );
     }
     if let Some(d) = r.device {
-        println!("device    {d}");
+        let _ = writeln!(o, "device    {d}");
     }
     if let Some(s) = r.step {
-        println!("step      {s}");
+        let _ = writeln!(o, "step      {s}");
     }
     if let Some(by) = &r.closed_by {
-        println!("closed by {by}");
+        let _ = writeln!(o, "closed by {by}");
     }
+    o
 }
 
 fn show(json: bool, r: &Reply) {
     print_reply(json, r, |r| match r {
-        Reply::Request(rec) => line(rec),
-        Reply::Requests(list) => list.iter().for_each(line),
+        Reply::Request(rec) => println!("{}", line(rec)),
+        Reply::Requests(list) => list.iter().for_each(|r| println!("{}", line(r))),
         other => println!("{other:?}"),
     });
 }
@@ -162,7 +169,7 @@ pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
                 RequestCommand::Show { request } => {
                     let r = call(socket, Op::RequestShow { request })?;
                     print_reply(json, &r, |r| match r {
-                        Reply::Request(rec) => detail(rec),
+                        Reply::Request(rec) => print!("{}", detail(rec)),
                         other => println!("{other:?}"),
                     });
                     return Ok(());
@@ -216,4 +223,48 @@ pub fn deny(json: bool, socket: &Path, a: DenyArgs) -> ExitCode {
             Ok(())
         })(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request an older ledger holds, whose reason forges lines and reverses text.
+    fn forged() -> RequestRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": "req-00000000000000a1",
+            "account": "123456789012",
+            "task": "change-root-password",
+            "ticket": "SEC-42",
+            "reason": "routine\nrequester alice\napproved  by bob at 1 ms since the epoch\u{202e}\u{200b}",
+            "requester": "mallory",
+            "created_ms": 1,
+            "expires_ms": 2,
+            "approvals": [],
+            "status": "pending",
+            "step": null,
+            "device": null,
+            "closed_by": null,
+        }))
+        .expect("a request an older ledger holds")
+    }
+
+    #[test]
+    fn a_forged_reason_cannot_add_lines_to_what_officers_read() {
+        let text = detail(&forged());
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("requester")).count(),
+            1
+        );
+        assert!(text.contains("requester mallory\n"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("approved")), "{text}");
+        assert!(!text.contains(['\u{202e}', '\u{200b}']), "{text:?}");
+        assert!(
+            text.contains(
+                "reason    routine\\nrequester alice\\napproved  by bob at 1 ms since the epoch\\u{202e}\\u{200b}\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(line(&forged()).lines().count(), 1);
+    }
 }

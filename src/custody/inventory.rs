@@ -7,7 +7,9 @@ use crate::token::CardTransport;
 
 use super::access::DeviceAccess;
 use super::error::CustodyError;
-use super::ids::{AccountId, IncidentId, Location, RequestId, SealNumber, Serial};
+use super::ids::{
+    check_display_safe, AccountId, IncidentId, Location, Note, RequestId, SealNumber, Serial,
+};
 use super::reconcile::{reconcile, Reconciliation};
 use super::records::{
     AccountRecord, AccountStatus, DeviceRecord, DeviceRole, DeviceState, IncidentKind,
@@ -25,6 +27,7 @@ impl Custody {
     ) -> Result<AccountRecord, CustodyError> {
         self.guarded(by.user().as_str(), "register_account", |c| {
             let u = c.session_with_role(by, &[Role::Officer], "register_account")?;
+            check_display_safe("credential", new.credential.as_str())?;
             if store::get::<AccountRecord>(&c.ledger, entity::ACCOUNT, new.account.as_str())?
                 .is_some()
             {
@@ -226,12 +229,13 @@ impl Custody {
             if let Some(s) = device {
                 c.device(s)?;
             }
-            let detail: String = detail
-                .chars()
-                .filter(|ch| !ch.is_control())
-                .take(500)
-                .collect();
-            c.open_incident_event(u.name.as_str(), IncidentKind::Other, device, detail)
+            let detail = Note::parse("incident detail", detail)?;
+            c.open_incident_event(
+                u.name.as_str(),
+                IncidentKind::Other,
+                device,
+                detail.as_str().to_owned(),
+            )
         })
     }
 
@@ -244,6 +248,7 @@ impl Custody {
         note: &str,
     ) -> Result<IncidentRecord, CustodyError> {
         self.guarded(&pair(a.user(), b.user()), "acknowledge_incident", |c| {
+            let note = Note::parse("note", note)?;
             let (x, y) = c.officer_pair(a, b, "acknowledge_incident")?;
             let mut rec = c.incident(id)?;
             if !rec.open {
@@ -254,8 +259,7 @@ impl Custody {
             rec.open = false;
             rec.acknowledged_by = vec![x.name.clone(), y.name.clone()];
             let mut puts = vec![Put::new(entity::INCIDENT, id, &rec)?];
-            let mut body =
-                json!({"incident": id, "note": note.chars().take(500).collect::<String>()});
+            let mut body = json!({"incident": id, "note": note});
             if let Some(serial) = rec.device {
                 let mut d = c.device(serial)?;
                 if d.blocked_by.as_ref() == Some(id) {

@@ -33,8 +33,9 @@ pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock
 pub use auth::{AuthCheck, AuthVerdict};
 pub use error::CustodyError;
 pub use ids::{
-    AccountId, Alias, Email, IncidentId, Location, Provider, Reason, RequestId, SealNumber, Serial,
-    TicketPattern, TicketRef, UserName,
+    check_display_safe, escape_unsafe, is_display_safe, AccountId, Alias, Email, IncidentId,
+    Location, Note, Provider, Reason, RequestId, SealNumber, Serial, TicketPattern, TicketRef,
+    UserName,
 };
 pub use policy::{PassphraseKdf, Policy, RootTask, Threshold};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};

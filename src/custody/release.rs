@@ -207,7 +207,7 @@ impl Custody {
                 kind,
                 u.name.as_str(),
                 json!({"request": rec.id, "account": rec.account, "by": u.name,
-                       "note": note.chars().take(500).collect::<String>()}),
+                       "note": super::ids::Note::parse("note", note)?}),
                 &[Put::new(entity::REQUEST, &rec.id, &rec)?],
             )?;
             Ok(rec)

@@ -6,6 +6,7 @@ mod flows;
 mod matrix;
 mod more;
 mod props;
+mod strings;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
