@@ -12,7 +12,7 @@
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,9 +20,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::custodyd::Custodyd;
+use support::custodyd::{stream_as, tmp_open_to_nobody, Custodyd, NOBODY};
 
-const NOBODY: u32 = 65534;
 /// A request line a trickling peer sends one byte at a time and never finishes.
 const TRICKLE: &[u8] = br#"{"v":1,"id":1,"op":"status"                                        "#;
 const STATUS: &[u8] = b"{\"v\":1,\"id\":1,\"op\":\"status\"}\n";
@@ -89,21 +88,6 @@ fn status(mut s: UnixStream) -> Value {
 fn refusal(socket: &Path) -> Value {
     let mut s = UnixStream::connect(socket).expect("connect");
     parse(&read_line(&mut s, Duration::from_secs(5)).expect("a refusal"))
-}
-
-/// A connection from uid and gid [`NOBODY`] (see the module's comment).
-fn connect_as_nobody(socket: &Path) -> UnixStream {
-    let path = socket.to_path_buf();
-    std::thread::spawn(move || {
-        let gid = rustix::process::Gid::from_raw(NOBODY);
-        rustix::thread::set_thread_res_gid(gid, gid, gid).expect("setresgid on this thread");
-        let uid = rustix::process::Uid::from_raw(NOBODY);
-        rustix::thread::set_thread_res_uid(uid, uid, uid).expect("setresuid on this thread");
-        UnixStream::connect(&path)
-    })
-    .join()
-    .expect("connecting thread")
-    .expect("connect as nobody")
 }
 
 /// A connection that holds a slot: retried while the daemon still counts a connection that
@@ -210,13 +194,6 @@ fn status_soon(socket: &Path) -> (Value, Duration) {
     }
 }
 
-fn tmp_open_to_nobody() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().expect("tmp");
-    // Searchable by nobody, so it can reach the socket (group 65534, mode 0660).
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    tmp
-}
-
 #[test]
 fn trickling_peers_holding_every_slot_are_closed_at_the_request_deadline() {
     require_root();
@@ -286,7 +263,7 @@ fn one_uid_is_capped_while_another_uid_is_answered_at_once() {
     );
     // Another uid is served at once, while root's connections still trickle.
     let start = Instant::now();
-    let v = status(connect_as_nobody(&d.socket));
+    let v = status(stream_as(&d.socket, NOBODY));
     let took = start.elapsed();
     assert!(v["result"]["ok"]["status"].is_object(), "{v}");
     assert!(took < Duration::from_millis(500), "status took {took:?}");

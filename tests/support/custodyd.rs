@@ -126,14 +126,12 @@ impl Custodyd {
 
     /// A new connection.
     pub fn connect(&self) -> Conn {
-        let s = UnixStream::connect(&self.socket).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(120)))
-            .expect("timeout");
-        Conn {
-            w: s.try_clone().expect("clone"),
-            r: BufReader::new(s),
-            next: 1,
-        }
+        Conn::new(UnixStream::connect(&self.socket).expect("connect"))
+    }
+
+    /// A new connection from another uid (see [`stream_as`]).
+    pub fn connect_as(&self, uid: u32) -> Conn {
+        Conn::new(stream_as(&self.socket, uid))
     }
 
     /// Unseals with the first two keyring officers.
@@ -185,6 +183,36 @@ impl Drop for Custodyd {
     }
 }
 
+/// The uid (and gid) of `nobody`: the stranger of the socket tests.
+pub const NOBODY: u32 = 65534;
+
+/// A temporary directory another uid may search, so a socket in it (group [`NOBODY`] with
+/// `socket_group = "65534"`, mode 0660) is reachable by a connection from [`NOBODY`].
+pub fn tmp_open_to_nobody() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    tmp
+}
+
+/// A connection from uid and gid `uid`, made by a thread that takes them for itself alone
+/// (`setresuid` on that thread, no setuid program): the kernel records the connecting
+/// thread's credentials as the connection's SO_PEERCRED, which is all the daemon looks at.
+/// The tests run as root, as CI runs them.
+pub fn stream_as(socket: &Path, uid: u32) -> UnixStream {
+    let path = socket.to_path_buf();
+    std::thread::spawn(move || {
+        let gid = rustix::process::Gid::from_raw(uid);
+        rustix::thread::set_thread_res_gid(gid, gid, gid).expect("setresgid on this thread");
+        let u = rustix::process::Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(u, u, u).expect("setresuid on this thread");
+        UnixStream::connect(&path)
+    })
+    .join()
+    .expect("connecting thread")
+    .expect("connect as another uid")
+}
+
 /// One connection.
 pub struct Conn {
     w: UnixStream,
@@ -193,6 +221,17 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Speaks over an open stream.
+    pub fn new(s: UnixStream) -> Self {
+        s.set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        Conn {
+            w: s.try_clone().expect("clone"),
+            r: BufReader::new(s),
+            next: 1,
+        }
+    }
+
     /// Sends one operation and reads its answer.
     pub fn call(&mut self, op: Value) -> Value {
         let id = self.next;
