@@ -32,6 +32,10 @@ struct TouchKey {
     child: Child,
     pull: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pulled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// While set, the next touch is held: [`TouchKey::waiting`] turns true and the touch is
+    /// given only once this is cleared.
+    hold: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TouchKey {
@@ -51,7 +55,10 @@ impl TouchKey {
         let pid = rustix::process::Pid::from_child(&child);
         let pull = Arc::new(AtomicBool::new(false));
         let pulled = Arc::new(AtomicBool::new(false));
+        let hold = Arc::new(AtomicBool::new(false));
+        let waiting = Arc::new(AtomicBool::new(false));
         let (p, done) = (pull.clone(), pulled.clone());
+        let (h, w) = (hold.clone(), waiting.clone());
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -63,6 +70,13 @@ impl TouchKey {
                     done.store(true, Ordering::SeqCst);
                     break;
                 }
+                if h.load(Ordering::SeqCst) {
+                    w.store(true, Ordering::SeqCst);
+                    while h.load(Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    w.store(false, Ordering::SeqCst);
+                }
                 let _ = stdin.write_all(b"\n");
                 let _ = stdin.flush();
             }
@@ -71,7 +85,22 @@ impl TouchKey {
             child,
             pull,
             pulled,
+            hold,
+            waiting,
         }
+    }
+
+    fn hold_next_touch(&self) {
+        self.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the key is flashing, waiting for the touch held by [`TouchKey::hold_next_touch`].
+    fn waiting(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn give_touch(&self) {
+        self.hold.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn pull_at_next_touch(&self) {
@@ -559,6 +588,106 @@ fn pcscd_a_touch_that_never_comes_fails_with_touch_timeout() {
     for serial in [10_000_501, 10_000_502] {
         assert_eq!(device_state(&w, serial)["state"], "registered");
     }
+    let verified = w.stop_and_verify();
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[test]
+fn pcscd_a_release_waiting_for_a_touch_holds_up_nobody_else() {
+    if !in_harness(
+        "pcscd_a_release_waiting_for_a_touch_holds_up_nobody_else",
+        41740,
+        1,
+    ) {
+        return;
+    }
+    let primary = TouchKey::start(0, 10_000_601);
+    let _b = Emu::start(1, &["--serial", "10000602"]);
+    wait_for_card(0);
+    wait_for_card(1);
+    let mut w = world_with_touch_timeout(60);
+    enrol_with_wizard(&mut w, 10_000_601, 10_000_602);
+    let id = approved_request(&mut w);
+    let c = w.code("grace");
+    w.ok4(
+        &[
+            "device",
+            "checkout",
+            "10000601",
+            "--seal",
+            "BAG-0001",
+            "--request",
+            &id,
+            "--as",
+            "grace",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n", user_pass("grace")),
+        &format!("{c}\n"),
+    );
+    primary.hold_next_touch();
+    let code = w
+        .custody_cmd(
+            &[
+                "code",
+                &id,
+                "--as",
+                "dave",
+                "--no-totp",
+                "--passphrase-fd",
+                "3",
+            ],
+            &format!("{}\n", user_pass("dave")),
+            "",
+        )
+        .spawn()
+        .expect("custody code");
+    let flashing = Instant::now();
+    while !primary.waiting() {
+        assert!(
+            flashing.elapsed() < Duration::from_secs(30),
+            "the key was never asked for the code's touch"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // While the key flashes and nobody touches it, everyone else is answered. Before the
+    // service lock was released around card I/O, each of these waited for the touch.
+    const HELD: Duration = Duration::from_secs(8);
+    let started = Instant::now();
+    for args in [
+        &["--json", "status"][..],
+        &["--json", "request", "list"][..],
+        &["--json", "device", "list"][..],
+    ] {
+        let asked = Instant::now();
+        w.ok(args, "");
+        let took = asked.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "`custody {}` waited {took:?} behind a release waiting for a touch",
+            args.join(" ")
+        );
+    }
+    assert!(primary.waiting(), "the touch is still held");
+    std::thread::sleep(HELD.saturating_sub(started.elapsed()));
+    primary.give_touch();
+    let r = run_of(code.wait_with_output().expect("custody code"));
+    assert_eq!(r.code, 0, "the code after the touch:\n{}\n{}", r.out, r.err);
+    let code_shown = r
+        .out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(": ").next())
+        .unwrap_or("");
+    assert!(
+        code_shown.len() == 6 && code_shown.bytes().all(|b| b.is_ascii_digit()),
+        "one code: {}",
+        r.out
+    );
+    assert_eq!(request_status(&w, &id), "released");
     let verified = w.stop_and_verify();
     assert_eq!(verified["ok"], true, "{verified}");
 }
