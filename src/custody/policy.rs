@@ -1,4 +1,4 @@
-//! The custody policy: thresholds, lifetimes, lockout, the ticket pattern, the root-task
+//! The custody policy: thresholds, lifetimes, the ticket pattern, the root-task
 //! catalogue and the passphrase verifier's cost.
 
 use std::num::NonZeroU32;
@@ -146,10 +146,6 @@ pub struct Policy {
     pub reason_min_chars: usize,
     /// The ticket pattern.
     pub ticket: TicketPattern,
-    /// Failed authentications in a row that lock a user (default 5).
-    pub max_failed_auth: u32,
-    /// How long a lock lasts (default 15 min).
-    pub lockout: Duration,
     /// How long a session stays usable (default 10 min).
     pub session_ttl: Duration,
     /// Passphrase verifier cost.
@@ -168,8 +164,6 @@ impl Default for Policy {
             request_ttl: Duration::from_secs(60 * 60),
             reason_min_chars: 20,
             ticket: TicketPattern::default(),
-            max_failed_auth: 5,
-            lockout: Duration::from_secs(15 * 60),
             session_ttl: Duration::from_secs(10 * 60),
             kdf: PassphraseKdf::production(),
             max_clock_skew: None,
