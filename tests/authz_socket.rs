@@ -163,7 +163,10 @@ impl Matrix {
         let b = self.officer(&[&a]);
         for o in [a, b] {
             let by = self.f.auth(&o);
-            let r = self.c.call(json!({"approve": {"by": by, "request": id}}));
+            let seen = self.c.seen(id);
+            let r = self
+                .c
+                .call(json!({"approve": {"by": by, "request": id, "seen": seen}}));
             assert_eq!(outcome(&r), "ok", "approve: {r}");
         }
     }
@@ -294,6 +297,11 @@ impl Matrix {
                     "deny" => self
                         .c
                         .call(json!({"deny": {"by": by, "request": id, "note": "not now"}})),
+                    "approve" => {
+                        let seen = self.c.seen(&id);
+                        self.c
+                            .call(json!({"approve": {"by": by, "request": id, "seen": seen}}))
+                    }
                     _ => self.c.call(json!({ op: {"by": by, "request": id}})),
                 }
             }

@@ -132,7 +132,8 @@ fn step(
                 return Ok(());
             };
             let officer = Rig::who(&by);
-            let r = c.call(json!({"approve": {"by": by, "request": id}}))?;
+            let seen = c.seen(&id)?;
+            let r = c.call(json!({"approve": {"by": by, "request": id, "seen": seen}}))?;
             match ok(&r) {
                 Some(v) => {
                     let a = books.requests.get_mut(&id).expect("known");

@@ -159,10 +159,13 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                     continue;
                 };
                 let officer = Rig::who(&by);
+                let Ok(seen) = c.seen(&id) else {
+                    continue;
+                };
                 let r = t.call(
                     &mut c,
                     "approve",
-                    json!({"approve": {"by": by, "request": id}}),
+                    json!({"approve": {"by": by, "request": id, "seen": seen}}),
                 );
                 if r.is_some() {
                     shared
@@ -266,10 +269,11 @@ fn ceremonies(shared: &Shared, racers: usize) -> Tally {
                 return t;
             };
             approvers.push(Rig::who(&by));
+            let seen = c.seen(&id).expect("request_show of the ceremony's request");
             t.call(
                 &mut c,
                 "approve",
-                json!({"approve": {"by": by, "request": id}}),
+                json!({"approve": {"by": by, "request": id, "seen": seen}}),
             )
             .expect("approval of the ceremony's request");
         }

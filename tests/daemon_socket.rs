@@ -818,19 +818,22 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
     let req = ok(&r)["request"].clone();
     assert_eq!(req["status"], "pending", "{r}");
     let id = req["id"].as_str().expect("id").to_owned();
+    let seen = serde_json::from_value::<mfa_custody::custody::RequestRecord>(req.clone())
+        .expect("a request record")
+        .approval_digest();
     let r = c.call(
         9,
-        serde_json::json!({"approve": {"by": auth("dave", "dave-Operator-Phrase-1", None), "request": id}}),
+        serde_json::json!({"approve": {"by": auth("dave", "dave-Operator-Phrase-1", None), "request": id, "seen": seen}}),
     );
     assert_eq!(err_code(&r), "forbidden", "{r}");
     let r = c.call(
         10,
-        serde_json::json!({"approve": {"by": alice(0), "request": id}}),
+        serde_json::json!({"approve": {"by": alice(0), "request": id, "seen": seen}}),
     );
     assert_eq!(ok(&r)["request"]["status"], "pending", "{r}");
     let r = c.call(
         11,
-        serde_json::json!({"approve": {"by": alice(0), "request": id}}),
+        serde_json::json!({"approve": {"by": alice(0), "request": id, "seen": seen}}),
     );
     assert_eq!(
         err_code(&r),
@@ -839,7 +842,7 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
     );
     let r = c.call(
         12,
-        serde_json::json!({"approve": {"by": bob(0), "request": id}}),
+        serde_json::json!({"approve": {"by": bob(0), "request": id, "seen": seen}}),
     );
     assert_eq!(ok(&r)["request"]["status"], "approved", "{r}");
     let r = c.call(13, "requests".into());

@@ -119,10 +119,19 @@ fn composites_carrying_secrets_show_none_in_debug() {
         Op::Approve {
             by: auth(),
             request: "req-00000000000000aa".into(),
+            seen: "0".repeat(64),
         },
     ] {
         let name = op.name();
-        assert_clean(name, &shown(&Request { v: 1, id: 1, op }));
+        assert_clean(
+            name,
+            &shown(&Request {
+                v: 1,
+                id: 1,
+                ledger: None,
+                op,
+            }),
+        );
     }
     for reply in [
         Reply::Factor {

@@ -191,9 +191,7 @@ fn secret_scan_of_a_trace_level_custodyd_scenario_finds_nothing() {
         "Wrong-Unseal-Phrase-7".to_owned(),
         "Wrong-User-Phrase-77".to_owned(),
     ];
-    // A failed unseal first (its passphrase must not leak either).
-    let r = c.call(json!({"unseal": {"officer": "alice", "passphrase": unseal_pass("alice")}}));
-    assert_eq!(outcome(&r), "ok");
+    // A failed unseal share first (its passphrase must not leak either), refused when offered.
     let r = c.call(json!({"unseal": {"officer": "bob", "passphrase": "Wrong-Unseal-Phrase-7"}}));
     assert_eq!(outcome(&r), "unseal_failed", "{r}");
     let mut outputs = Vec::new();
@@ -234,11 +232,13 @@ fn secret_scan_of_a_trace_level_custodyd_scenario_finds_nothing() {
         .to_owned();
     for o in ["fay", "carol"] {
         let by = f.auth(o);
-        let r = c.call(json!({"approve": {"by": by, "request": id}}));
+        let seen = c.seen(&id);
+        let r = c.call(json!({"approve": {"by": by, "request": id, "seen": seen}}));
         assert_eq!(outcome(&r), "ok", "{r}");
     }
     // A wrong user passphrase and a reused factor code.
-    let r = c.call(json!({"approve": {"by": {"user": "bob", "passphrase": "Wrong-User-Phrase-77", "factor": "123456"}, "request": id}}));
+    let seen = c.seen(&id);
+    let r = c.call(json!({"approve": {"by": {"user": "bob", "passphrase": "Wrong-User-Phrase-77", "factor": "123456"}, "request": id, "seen": seen}}));
     assert!(outcome(&r).starts_with("forbidden"), "{r}");
     let reused = f.issued.last().expect("a code").clone();
     let r = c.call(json!({"deny": {"by": {"user": "olga", "passphrase": user_pass("olga"), "factor": reused}, "request": id, "note": "x"}}));

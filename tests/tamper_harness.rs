@@ -75,7 +75,8 @@ fn scenario(dir: &Path) -> (Vec<Vec<u8>>, CheckpointPublicKey, Vec<Vec<u8>>) {
     }
     for o in ["alice", "carol"] {
         let by = f.auth(o);
-        let r = c.call(json!({"approve": {"by": by, "request": ids[0]}}));
+        let seen = c.seen(&ids[0]);
+        let r = c.call(json!({"approve": {"by": by, "request": ids[0], "seen": seen}}));
         assert_eq!(outcome(&r), "ok", "{r}");
     }
     let by = f.auth("bob");

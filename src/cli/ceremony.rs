@@ -417,8 +417,9 @@ fn devices(room: &Room) -> Result<Vec<DeviceRecord>, Failure> {
 /// so that it cannot forge another line or reorder what is read.
 fn what_is_approved(rec: &RequestRecord) -> String {
     format!(
-        "  Request {}: account {}, task {}, ticket {}, reason: {}",
+        "  Request {} by {}: account {}, task {}, ticket {}, reason: {}",
         rec.id,
+        rec.requester,
         rec.account,
         escape_unsafe(&rec.task),
         escape_unsafe(rec.ticket.as_str()),
@@ -499,6 +500,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
         ));
         room.say(&what_is_approved(&rec));
         let id = rec.id.to_string();
+        let seen = rec.approval_digest();
         rec = request_of(room.attempt(|room| {
             let by = room
                 .person(&format!("Approving officer {n}"))
@@ -506,6 +508,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
             room.op(Op::Approve {
                 by,
                 request: id.clone(),
+                seen: seen.clone(),
             })
         })?)?;
         room.say(&format!(

@@ -24,13 +24,85 @@ pub fn socket_path(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
+/// The system user the packaged custodyd runs as (packaging/custodyd.service).
+pub const DAEMON_USER: &str = "custody";
+
+/// The uid custodyd must run as: `CUSTODY_DAEMON_UID` (a number or a user name), else the
+/// uid of the [`DAEMON_USER`] user, else root's.
+pub(crate) fn expected_daemon_uid() -> Result<u32, Failure> {
+    if let Some(v) = std::env::var_os("CUSTODY_DAEMON_UID") {
+        let v = v.to_string_lossy();
+        return crate::daemon::config::resolve_user(&v).ok_or_else(|| {
+            Failure::new(
+                exit::USAGE,
+                format!("CUSTODY_DAEMON_UID {v:?} is neither a uid nor a known user name"),
+            )
+        });
+    }
+    Ok(crate::daemon::config::resolve_user(DAEMON_USER).unwrap_or(0))
+}
+
+/// Checks that the process serving the socket is custodyd's user (or root, who can read any
+/// process's memory anyway), before a single byte is sent: another user's socket, relaying or
+/// faking the daemon, never sees a passphrase or a code.
+fn check_daemon_peer(stream: &UnixStream, socket: &Path) -> Result<(), Failure> {
+    let peer = rustix::net::sockopt::socket_peercred(stream).map_err(|e| {
+        Failure::new(
+            exit::IO,
+            format!(
+                "cannot read the credentials of the process behind {}: {e}; nothing was sent",
+                socket.display()
+            ),
+        )
+    })?;
+    let uid = peer.uid.as_raw();
+    let expected = expected_daemon_uid()?;
+    if uid == expected || uid == 0 {
+        return Ok(());
+    }
+    Err(Failure::new(
+        exit::IO,
+        format!(
+            "refusing to talk to {}: the process serving it (pid {}) runs as uid {uid}, not \
+             custodyd's uid {expected}; nothing was sent. Check --socket and CUSTODY_SOCKET; if \
+             custodyd runs as another user, set CUSTODY_DAEMON_UID to it",
+            socket.display(),
+            peer.pid.as_raw_nonzero()
+        ),
+    ))
+}
+
+/// The ledger id every request names (`--ledger-id`, else `CUSTODY_LEDGER_ID`): custodyd
+/// refuses a request meant for another ledger before it looks at it.
+static EXPECTED_LEDGER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the ledger id requests name, from `--ledger-id` or else `CUSTODY_LEDGER_ID`. Checked
+/// to be 32 hex digits (a ledger id as `custody init` and `custody status` print it).
+pub(crate) fn pin_ledger(flag: Option<&str>) -> Result<(), Failure> {
+    let env = std::env::var("CUSTODY_LEDGER_ID").ok();
+    let chosen = flag.map(str::to_owned).or(env).filter(|s| !s.is_empty());
+    if let Some(id) = &chosen {
+        if crate::ledger::LedgerId::from_hex(&id.to_ascii_lowercase()).is_none() {
+            return Err(Failure::new(
+                exit::USAGE,
+                "the ledger id (--ledger-id or CUSTODY_LEDGER_ID) is 32 hex digits, as `custody \
+                 init` and `custody status` print it",
+            ));
+        }
+    }
+    let _ = EXPECTED_LEDGER.set(chosen.map(|s| s.to_ascii_lowercase()));
+    Ok(())
+}
+
 /// Exit status for a daemon error code.
 pub fn status_of(code: ErrorCode) -> u8 {
     match code {
         ErrorCode::BadRequest | ErrorCode::UnsupportedVersion | ErrorCode::TooLarge => exit::USAGE,
         ErrorCode::Sealed | ErrorCode::Ledger | ErrorCode::UnsealFailed => exit::LEDGER,
         ErrorCode::Token => exit::TOKEN,
-        ErrorCode::Io | ErrorCode::Busy | ErrorCode::ShuttingDown => exit::IO,
+        ErrorCode::Io | ErrorCode::Busy | ErrorCode::ShuttingDown | ErrorCode::WrongLedger => {
+            exit::IO
+        }
         _ => exit::FAILED,
     }
 }
@@ -53,6 +125,7 @@ pub(crate) fn call_with_reason(socket: &Path, op: Op) -> Result<Reply, (Failure,
             ),
         ))
     })?;
+    check_daemon_peer(&stream, socket).map_err(plain)?;
     let io = |e: std::io::Error| plain(Failure::new(exit::IO, format!("custodyd socket: {e}")));
     stream
         .set_read_timeout(Some(Duration::from_secs(300)))
@@ -60,6 +133,7 @@ pub(crate) fn call_with_reason(socket: &Path, op: Op) -> Result<Reply, (Failure,
     let req = Request {
         v: VERSION,
         id: u64::from(std::process::id()),
+        ledger: EXPECTED_LEDGER.get().cloned().flatten(),
         op,
     };
     let line = encode_request(&req);

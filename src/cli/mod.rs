@@ -48,6 +48,11 @@ pub struct Cli {
     /// /run/custody/custodyd.sock.
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+    /// The ledger id (32 hex digits, as `custody init` and `custody status` print it) this
+    /// host's custodyd must hold; custodyd refuses requests meant for another ledger. Default:
+    /// $CUSTODY_LEDGER_ID.
+    #[arg(long, global = true, value_name = "HEX")]
+    pub ledger_id: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -128,6 +133,9 @@ pub enum Command {
 
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Err(f) = client::pin_ledger(cli.ledger_id.as_deref()) {
+        return ledger::finish(cli.json, Err(f));
+    }
     match cli.command {
         Command::Init(args) => init::run(cli.json, args),
         Command::Ledger(cmd) => ledger::run(cli.json, cmd),

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::client::{call, print_reply, AuthArgs};
-use super::ledger::finish;
+use super::exit;
+use super::ledger::{finish, Failure};
 use crate::custody::{escape_unsafe, RequestRecord};
 use crate::daemon::protocol::{Op, Reply};
 
@@ -193,11 +194,30 @@ pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
     finish(
         json,
         (|| {
+            // The officer reads what they approve before giving any secret, and the approval
+            // carries the digest of exactly that: if the daemon's request differs (another
+            // request, or the same one changed on the way), it refuses.
+            let shown = match call(
+                socket,
+                Op::RequestShow {
+                    request: a.request.clone(),
+                },
+            )? {
+                Reply::Request(rec) => rec,
+                other => {
+                    return Err(Failure::new(
+                        exit::IO,
+                        format!("custodyd answered request show with {other:?}"),
+                    ))
+                }
+            };
+            eprint!("You are approving:\n{}", detail(&shown));
             let r = call(
                 socket,
                 Op::Approve {
                     by: a.auth.read()?,
                     request: a.request,
+                    seen: shown.approval_digest(),
                 },
             )?;
             show(json, &r);

@@ -125,6 +125,17 @@ pub enum CustodyError {
         /// The officer.
         user: UserName,
     },
+    /// The approval was given for other request details than the ledger holds (the officer's
+    /// screen showed something else, or the approval was redirected).
+    #[error(
+        "request {request} is not what the approving officer was shown (the digest of its \
+         account, task, ticket, reason and requester differs); show it again and approve what \
+         it says"
+    )]
+    ApprovalMismatch {
+        /// The request.
+        request: RequestId,
+    },
     /// The request already has its approvals; no further approval is taken.
     #[error("request {request} is already approved")]
     RequestAlreadyApproved {
@@ -411,6 +422,7 @@ impl CustodyError {
             Self::NotAnOfficer { .. } => "not_an_officer",
             Self::RoleRequired { .. } => "role_required",
             Self::SameOfficerTwice { .. } => "same_officer_twice",
+            Self::ApprovalMismatch { .. } => "approval_mismatch",
             Self::SelfApproval { .. } => "self_approval",
             Self::AlreadyApproved { .. } => "already_approved",
             Self::RequestAlreadyApproved { .. } => "request_already_approved",

@@ -275,6 +275,30 @@ pub struct RequestRecord {
     pub closed_by: Option<UserName>,
 }
 
+impl RequestRecord {
+    /// The digest of what an approving officer is shown: the request id, account, task,
+    /// ticket, reason and requester (SHA-256, hex). An approval carries the digest the
+    /// officer's screen computed, and is refused when it differs from the record's, so an
+    /// approval cannot land on anything but what the officer read.
+    pub fn approval_digest(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"mfa-custody approval v1");
+        for field in [
+            self.id.as_str(),
+            self.account.as_str(),
+            self.task.as_str(),
+            self.ticket.as_str(),
+            self.reason.as_str(),
+            self.requester.as_str(),
+        ] {
+            // Length-prefixed: no two field lists encode alike.
+            ctx.update(&(field.len() as u64).to_be_bytes());
+            ctx.update(field.as_bytes());
+        }
+        data_encoding::HEXLOWER.encode(ctx.finish().as_ref())
+    }
+}
+
 /// What an incident is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -106,16 +106,20 @@ impl Custody {
         creds: &Credentials,
     ) -> Result<RequestRecord, CustodyError> {
         let session = self.authenticate(creds)?;
-        self.approve_as(id, &session)
+        self.approve_as(id, &session, None)
     }
 
     /// [`Custody::approve`] with a session the officer opened for this approval (the daemon
     /// authenticates without holding the service). A session older than
     /// [`FRESH_AUTH_MS`] is refused: an approval is authenticated at the moment it is given.
+    /// `seen` is [`RequestRecord::approval_digest`] as the officer's screen computed it from
+    /// what it showed; a different digest is [`CustodyError::ApprovalMismatch`] (the daemon
+    /// always passes one; in-process callers that showed nothing pass `None`).
     pub fn approve_as(
         &mut self,
         id: &RequestId,
         session: &Session,
+        seen: Option<&str>,
     ) -> Result<RequestRecord, CustodyError> {
         let who = session.user().to_string();
         self.guarded(&who, "approve", |c| {
@@ -135,6 +139,17 @@ impl Custody {
                 LoadedRequest::Issuing(i) => return Err(closed_error(i.record())),
                 LoadedRequest::Closed(r) => return Err(closed_error(&r)),
             };
+            if let Some(seen) = seen {
+                let held = pending.record().approval_digest();
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                    seen.as_bytes(),
+                    held.as_bytes(),
+                )) {
+                    return Err(CustodyError::ApprovalMismatch {
+                        request: id.clone(),
+                    });
+                }
+            }
             let now = c.now();
             let rec = match pending.approve(&officer, now, &c.policy)? {
                 AfterApproval::StillPending(p) => p.into_record(),

@@ -301,6 +301,22 @@ pub fn resolve_group(name: &str) -> Option<u32> {
     })
 }
 
+/// The uid of a user given by name or number (`/etc/passwd`).
+pub fn resolve_user(name: &str) -> Option<u32> {
+    if let Ok(uid) = name.parse() {
+        return Some(uid);
+    }
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        if f.next()? == name {
+            f.nth(1)?.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

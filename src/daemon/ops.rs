@@ -283,10 +283,16 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
             d.with_custody(|c| Ok(Reply::Request(c.create_request(&s, new)?)))
         }
         Op::Requests => d.with_custody(|c| Ok(Reply::Requests(c.requests()?))),
-        Op::Approve { by, request } => {
+        Op::Approve { by, request, seen } => {
             let id = request_id(&request)?;
+            if seen.len() != 64 || !seen.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(
+                    "seen",
+                    "the digest of the request shown to the officer: 64 hex digits",
+                ));
+            }
             let s = session(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::Request(c.approve_as(&id, &s)?)))
+            d.with_custody(|c| Ok(Reply::Request(c.approve_as(&id, &s, Some(&seen))?)))
         }
         Op::Deny { by, request, note } => {
             let id = request_id(&request)?;

@@ -100,6 +100,10 @@ pub struct Request {
     pub v: u32,
     /// Chosen by the client, echoed in the response.
     pub id: u64,
+    /// The ledger id (hex) the client expects to talk to; when present and not this daemon's,
+    /// the request is refused `wrong_ledger` before anything else is looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<String>,
     /// What to do.
     pub op: Op,
 }
@@ -200,6 +204,10 @@ pub enum Op {
         by: Auth,
         /// The request id.
         request: String,
+        /// The digest of the request as the officer was shown it
+        /// (`RequestRecord::approval_digest`: id, account, task, ticket, reason, requester);
+        /// refused `approval_mismatch` when the ledger's request differs.
+        seen: String,
     },
     /// An officer denies a request.
     Deny {
@@ -514,6 +522,8 @@ pub enum ErrorCode {
     Io,
     /// Something unexpected inside the daemon.
     Internal,
+    /// The request named a ledger id that is not this daemon's ledger.
+    WrongLedger,
 }
 
 impl ErrorCode {
@@ -536,6 +546,7 @@ impl ErrorCode {
             ErrorCode::Ledger => "ledger",
             ErrorCode::Io => "io",
             ErrorCode::Internal => "internal",
+            ErrorCode::WrongLedger => "wrong_ledger",
         }
     }
 }
@@ -806,6 +817,7 @@ mod tests {
     #[test]
     fn unseal_round_trips_and_debug_redacts() {
         let req = Request {
+            ledger: None,
             v: VERSION,
             id: 9,
             op: Op::Unseal {
@@ -827,6 +839,7 @@ mod tests {
     fn debug_of_auth_enrol_and_code_shows_no_secret() {
         let s = |t: &str| Secret::new(Zeroizing::new(t.to_owned()));
         let req = Request {
+            ledger: None,
             v: VERSION,
             id: 1,
             op: Op::Enrol {
@@ -865,6 +878,7 @@ mod tests {
         let s = |t: &str| Secret::new(Zeroizing::new(t.to_owned()));
         let reqs = [
             Request {
+                ledger: None,
                 v: VERSION,
                 id: 1,
                 op: Op::BootstrapOfficer {
@@ -874,6 +888,7 @@ mod tests {
                 },
             },
             Request {
+                ledger: None,
                 v: VERSION,
                 id: 2,
                 op: Op::Seal {

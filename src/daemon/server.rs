@@ -324,7 +324,13 @@ fn answer(line: &[u8], daemon: &Daemon, peer: &PeerCred) -> (Response, bool) {
     match parse_request(line) {
         Ok(req) => {
             let (id, name) = (req.id, req.op.name());
-            match daemon.handle(req.op, peer) {
+            let handled = match req.ledger.as_deref() {
+                Some(expected) => daemon
+                    .check_ledger(expected)
+                    .and_then(|()| daemon.handle(req.op, peer)),
+                None => daemon.handle(req.op, peer),
+            };
+            match handled {
                 Ok(reply) => {
                     tracing::info!(id, op = name, uid = peer.uid, "ok");
                     (Response::ok(id, reply), false)

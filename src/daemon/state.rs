@@ -279,6 +279,21 @@ impl Daemon {
         Keyring::load(&self.opts.ledger_dir.join(KEYRING_FILE)).map_err(OpError::from)
     }
 
+    /// Refuses a request meant for another ledger (the client pinned `expected`, hex).
+    pub fn check_ledger(&self, expected: &str) -> Result<(), OpError> {
+        let ours = self.keyring()?.ledger_id().to_hex();
+        if expected.eq_ignore_ascii_case(&ours) {
+            return Ok(());
+        }
+        Err(OpError::new(
+            ErrorCode::WrongLedger,
+            format!(
+                "this custodyd holds ledger {ours}, not the ledger the client expects; nothing \
+                 was done. Check --socket, CUSTODY_SOCKET and CUSTODY_LEDGER_ID"
+            ),
+        ))
+    }
+
     /// Whether the ledger is unsealed.
     pub fn is_unsealed(&self) -> bool {
         matches!(*self.lock(), Seal::Unsealed { .. })

@@ -232,6 +232,16 @@ impl Conn {
         }
     }
 
+    /// The digest of request `id` as an approving officer is shown it (`request_show`), which
+    /// an approval carries as `seen`.
+    pub fn seen(&mut self, id: &str) -> String {
+        let r = self.call(json!({"request_show": {"request": id}}));
+        let rec: mfa_custody::custody::RequestRecord =
+            serde_json::from_value(r["result"]["ok"]["request"].clone())
+                .unwrap_or_else(|e| panic!("request_show {id}: {e}: {r}"));
+        rec.approval_digest()
+    }
+
     /// Sends one operation and reads its answer.
     pub fn call(&mut self, op: Value) -> Value {
         let id = self.next;

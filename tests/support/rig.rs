@@ -45,6 +45,20 @@ impl Conn {
         })
     }
 
+    /// The digest of request `id` as an approving officer is shown it (`request_show`), which
+    /// an approval carries as `seen`.
+    pub fn seen(&mut self, id: &str) -> std::io::Result<String> {
+        let r = self.call(json!({"request_show": {"request": id}}))?;
+        let rec: mfa_custody::custody::RequestRecord =
+            serde_json::from_value(r["result"]["ok"]["request"].clone()).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("request_show {id}: {e}: {r}"),
+                )
+            })?;
+        Ok(rec.approval_digest())
+    }
+
     /// Sends one request and reads its answer. An I/O error or EOF means the daemon is gone.
     pub fn call(&mut self, op: Value) -> std::io::Result<Value> {
         let id = self.next;
