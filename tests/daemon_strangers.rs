@@ -275,3 +275,60 @@ fn a_pinned_ledger_id_refuses_any_other_daemon() {
     assert!(err.contains("32 hex digits"), "{err}");
     d.stop();
 }
+
+#[test]
+fn a_flood_of_free_refusals_writes_a_few_events_not_one_each() {
+    let (_tmp, d) = start(&["alice", "bob"]);
+    let mut root = d.connect();
+    let mut f = Factors::default();
+    d.unseal_and_bootstrap(&mut root, &mut f, &[]);
+    let head = |c: &mut support::custodyd::Conn| {
+        c.call(json!("status"))["result"]["ok"]["status"]["head_seq"]
+            .as_u64()
+            .expect("head")
+    };
+    let before = head(&mut root);
+    let mut stranger = d.connect_as(NOBODY);
+    const FLOOD: usize = 300;
+    for i in 0..FLOOD {
+        let r = stranger.call(json!({"seal": {"by": {"user": format!("nobody{i}"), "passphrase": "Guessed-Phrase-Number-7", "factor": "000000"}}}));
+        assert_eq!(outcome(&r), "not_found/unknown_user", "{r}");
+        let r = stranger.call(json!({"bootstrap_officer": {"user": format!("mallory{i}"), "keyring_passphrase": "Guessed-Phrase-Number-7", "passphrase": "Another-Phrase-Number-8"}}));
+        assert_eq!(outcome(&r), "forbidden/not_an_officer", "{r}");
+    }
+    let after = head(&mut root);
+    assert!(
+        after - before <= 4,
+        "{} refusals wrote {} events",
+        2 * FLOOD,
+        after - before
+    );
+    // Sealing records what was counted: nothing is lost, only folded.
+    let r = root.call(json!({"seal": {"by": f.auth("alice")}}));
+    assert_eq!(outcome(&r), "ok", "{r}");
+    let mut c = d.connect();
+    d.unseal(&mut c);
+    let export = c.call(json!("export"));
+    let content = export["result"]["ok"]["export"]["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("export: {export}"));
+    let counted: Vec<Value> = content
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["kind"] == "custody.refusals_counted")
+        .map(|e| e["body"].clone())
+        .collect();
+    let total: u64 = counted.iter().filter_map(|b| b["count"].as_u64()).sum();
+    assert_eq!(
+        total,
+        2 * FLOOD as u64 - 2,
+        "the repeats, counted: {counted:?}"
+    );
+    assert!(
+        counted
+            .iter()
+            .any(|b| b["refusal"] == "unknown_user" && b["peer_uid"] == NOBODY),
+        "{counted:?}"
+    );
+    d.stop();
+}

@@ -32,7 +32,8 @@ impl Custody {
     /// [`AuthCheck::verify`].
     pub fn begin_authentication(&mut self, creds: &Credentials) -> Result<AuthCheck, CustodyError> {
         let who = creds.user.to_string();
-        self.guarded(&who, "authenticate", |c| {
+        let checked = (|| {
+            let c = &*self;
             let user = c.user(&creds.user)?;
             if !user.active {
                 return Err(CustodyError::Suspended { user: user.name });
@@ -56,7 +57,8 @@ impl Custody {
                 credential,
                 now: c.now(),
             })
-        })
+        })();
+        checked.map_err(|e| self.refused_from(&who, "authenticate", e, creds.uid))
     }
 
     /// Records the outcome of a verified authentication and, when it succeeded, answers the

@@ -21,6 +21,7 @@ mod inventory;
 pub mod policy;
 pub mod reconcile;
 pub mod records;
+pub mod refusals;
 mod release;
 pub mod report;
 pub mod requests;

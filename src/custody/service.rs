@@ -176,6 +176,7 @@ pub struct Custody {
     pub(super) clock: Box<dyn Clock>,
     pub(super) witness: Option<Box<dyn TimeWitness>>,
     pub(super) credential_key: Zeroizing<[u8; 32]>,
+    pub(super) refusals: super::refusals::RefusalCounts,
 }
 
 impl std::fmt::Debug for Custody {
@@ -260,6 +261,7 @@ impl Custody {
             clock,
             witness: None,
             credential_key,
+            refusals: super::refusals::RefusalCounts::default(),
         })
     }
 
@@ -342,6 +344,24 @@ impl Custody {
         operation: &'static str,
         err: CustodyError,
     ) -> CustodyError {
+        self.refused_from(who, operation, err, None)
+    }
+
+    /// [`Custody::refused`] for a refusal from a known peer uid. Refusals that cost their
+    /// sender nothing are counted per (operation, refusal, peer) instead of recorded each
+    /// time (see [`super::refusals`]).
+    pub(super) fn refused_from(
+        &mut self,
+        who: &str,
+        operation: &'static str,
+        err: CustodyError,
+        peer_uid: Option<u32>,
+    ) -> CustodyError {
+        let now = self.now();
+        self.record_counted_refusals(now, false);
+        if !self.refusals.admit(operation, &err, who, peer_uid, now) {
+            return err;
+        }
         let mut body = json!({
             "operation": operation,
             "refusal": err.code(),
@@ -381,6 +401,17 @@ impl Custody {
         }
         let _ = self.append(kinds::REFUSED, who, body, &[]);
         err
+    }
+
+    /// Records the counted refusals whose window ended (all of them when `all`: before the
+    /// ledger is sealed). Best effort, like every refusal record.
+    pub fn record_counted_refusals(&mut self, now_ms: i64, all: bool) {
+        if self.refusals.is_empty() {
+            return;
+        }
+        for body in self.refusals.due(now_ms, all) {
+            let _ = self.append(kinds::REFUSALS_COUNTED, "custody", body, &[]);
+        }
     }
 
     pub(super) fn guarded<T>(

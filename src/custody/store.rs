@@ -70,6 +70,9 @@ pub mod kinds {
     pub const CUSTODY_RELEASED: &str = "custody.released";
     /// An operation was refused (which, why, by whom).
     pub const REFUSED: &str = "custody.refused";
+    /// Repeats of a refusal that costs its sender nothing, counted over a window (see
+    /// `custody::refusals`).
+    pub const REFUSALS_COUNTED: &str = "custody.refusals_counted";
 
     /// Every kind above.
     pub const ALL: &[&str] = &[
@@ -100,6 +103,7 @@ pub mod kinds {
         INVENTORY_AUDITED,
         CUSTODY_RELEASED,
         REFUSED,
+        REFUSALS_COUNTED,
     ];
 }
 

@@ -600,6 +600,7 @@ impl Daemon {
             Seal::Opening => return Err(opening_error()),
             Seal::Unsealed { custody } => {
                 custody.require_officer(&session, "seal")?;
+                custody.record_counted_refusals(self.clock.now_ms(), true);
                 let officer = session.user().clone();
                 let a = actor(officer.as_str())?;
                 let stored = custody.ledger_mut().append(event(
@@ -624,7 +625,11 @@ impl Daemon {
     /// Seals without an operator (shutdown): no event, the ledger is closed and its keys
     /// zeroized.
     pub fn close(&self) {
-        *self.lock() = Seal::Sealed { given: Vec::new() };
+        let mut g = self.lock();
+        if let Seal::Unsealed { custody } = &mut *g {
+            custody.record_counted_refusals(self.clock.now_ms(), true);
+        }
+        *g = Seal::Sealed { given: Vec::new() };
     }
 
     fn cards(&self) -> MutexGuard<'_, BTreeMap<String, Option<u32>>> {
