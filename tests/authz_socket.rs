@@ -229,7 +229,10 @@ impl Matrix {
                 | "checkpoint" | "export",
                 "-",
             ) => self.c.call(json!(op)),
-            ("unseal_reset", "-") => self.c.call(json!("unseal_reset")),
+            ("unseal_reset", "-") => {
+                let name = self.d.officers[0].clone();
+                self.c.call(json!({"unseal_reset": {"officer": name, "passphrase": support::custodyd::unseal_pass(&name)}}))
+            }
             ("request_show", "-") => {
                 let id = self.request("rita");
                 self.c.call(json!({"request_show": {"request": id}}))
@@ -255,7 +258,8 @@ impl Matrix {
                     actor.clone()
                 };
                 let r = self.c.call(json!({"unseal": {"officer": name, "passphrase": support::custodyd::unseal_pass(&name)}}));
-                let reset = self.c.call(json!("unseal_reset"));
+                let keyring_officer = self.d.officers[0].clone();
+                let reset = self.c.call(json!({"unseal_reset": {"officer": keyring_officer, "passphrase": support::custodyd::unseal_pass(&keyring_officer)}}));
                 assert_eq!(outcome(&reset), "ok", "{reset}");
                 self.d.unseal(&mut self.c);
                 r

@@ -161,12 +161,9 @@ fn an_approval_lands_only_on_what_the_officer_was_shown() {
         assert_eq!(r["result"]["ok"]["request"]["approvals"], json!([]), "{r}");
     }
     // A request line without the digest is not an approval at all.
-    let mut raw = std::os::unix::net::UnixStream::connect(&d.socket).expect("connect");
-    let line = json!({"v": 1, "id": 1, "op": {"approve": {"by": f.auth_unspent("carol"), "request": ids[0]}}});
-    std::io::Write::write_all(&mut raw, format!("{line}\n").as_bytes()).expect("write");
-    let mut answer = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(raw), &mut answer).expect("read");
-    let r: Value = serde_json::from_str(&answer).expect("json");
+    let r = d
+        .connect()
+        .call_any_id(json!({"approve": {"by": f.auth_unspent("carol"), "request": ids[0]}}));
     assert_eq!(outcome(&r), "bad_request", "{r}");
     d.stop();
 }
@@ -330,5 +327,58 @@ fn a_flood_of_free_refusals_writes_a_few_events_not_one_each() {
             .any(|b| b["refusal"] == "unknown_user" && b["peer_uid"] == NOBODY),
         "{counted:?}"
     );
+    d.stop();
+}
+
+#[test]
+fn only_a_keyring_officer_resets_a_half_done_unseal() {
+    let (_tmp, d) = start(&["alice", "bob", "carol"]);
+    let mut root = d.connect();
+    let r = root.call(json!({"unseal": {"officer": "alice", "passphrase": unseal_pass("alice")}}));
+    assert_eq!(outcome(&r), "ok", "{r}");
+    let given = |c: &mut support::custodyd::Conn| {
+        c.call(json!("status"))["result"]["ok"]["status"]["unseal_given"].clone()
+    };
+    // A stranger cannot throw away alice's share: no passphrase, or a guessed one.
+    let mut stranger = d.connect_as(NOBODY);
+    let r = stranger.call_any_id(json!("unseal_reset"));
+    assert_eq!(outcome(&r), "bad_request", "{r}");
+    let mut stranger = d.connect_as(NOBODY);
+    let r = stranger
+        .call(json!({"unseal_reset": {"officer": "bob", "passphrase": "Guessed-Phrase-Number-7"}}));
+    assert_eq!(outcome(&r), "unseal_failed", "{r}");
+    assert_eq!(given(&mut root), json!(["alice"]));
+    // carol, a keyring officer, resets it with her own passphrase, through the CLI.
+    let s = d.socket.to_string_lossy().into_owned();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args([
+            "--socket",
+            &s,
+            "unseal",
+            "--reset",
+            "--officer",
+            "carol",
+            "--passphrase-fd",
+            "0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("custody");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        format!("{}\n", unseal_pass("carol")).as_bytes(),
+    )
+    .expect("stdin");
+    let out = child.wait_with_output().expect("custody");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Unseal reset by carol"), "{text}");
+    assert_eq!(given(&mut root), json!([]));
     d.stop();
 }

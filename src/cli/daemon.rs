@@ -15,12 +15,16 @@ use crate::daemon::protocol::{Op, Reply, Secret};
 /// Arguments of `custody unseal`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  custody unseal --officer alice            # prompts for alice's passphrase\n  custody unseal --officer bob --passphrase-fd 3 3<bob.pass"
+    after_help = "Each share is checked when it is offered: a wrong passphrase is refused at once, to the officer\nwho typed it, and never kept.\n\nExample:\n  custody unseal --officer alice            # prompts for alice's passphrase\n  custody unseal --officer bob --passphrase-fd 3 3<bob.pass\n  custody unseal --reset --officer alice    # abandon a half-done unseal (forgets every share offered)"
 )]
 pub struct UnsealArgs {
     /// The officer offering their share (their name in the keyring).
     #[arg(long, value_name = "NAME")]
     pub officer: String,
+    /// Forget the shares offered so far instead of offering one (a keyring officer proves it
+    /// with their own keyring passphrase).
+    #[arg(long)]
+    pub reset: bool,
     /// Read the passphrase from this file descriptor (first line) instead of prompting.
     #[arg(long, value_name = "N")]
     pub passphrase_fd: Option<u32>,
@@ -115,18 +119,29 @@ pub fn unseal(json: bool, socket: &Path, args: UnsealArgs) -> ExitCode {
                 args.passphrase_fd,
                 &format!("Passphrase of officer {}: ", args.officer),
             )?;
-            let r = call(
-                socket,
+            let op = if args.reset {
+                Op::UnsealReset {
+                    officer: args.officer.clone(),
+                    passphrase: Secret::new(pass),
+                }
+            } else {
                 Op::Unseal {
                     officer: args.officer.clone(),
                     passphrase: Secret::new(pass),
-                },
-            )?;
+                }
+            };
+            let r = call(socket, op)?;
             let Reply::Unseal(p) = &r else {
                 return Err(unexpected(&r));
             };
             if json {
                 println!("{}", json!({"ok": true, "unseal": p}));
+            } else if args.reset {
+                println!(
+                    "Unseal reset by {}: every share offered so far is forgotten; {} officers \
+                     start again with `custody unseal`.",
+                    args.officer, p.threshold
+                );
             } else if p.unsealed {
                 println!(
                     "Unsealed: the quorum of {} is complete; the ledger is open.",

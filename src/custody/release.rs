@@ -397,16 +397,24 @@ impl Custody {
         let body = json!({"request": id, "account": checked.account.account,
                           "device": serial.to_string(), "step": step.0, "host_time_ms": now,
                           "requester": checked.requester});
+        // The step is spent for the account's credential as soon as the intent commits, so a
+        // release on the account's other key, planned while this one waits for its touch,
+        // waits for the next step; a computation that fails spends it too.
+        let mut account = checked.account;
+        account.last_release_step = Some(step.0);
         // Forced audit: nothing is computed unless this commits.
         self.append(
             kinds::CODE_ISSUING,
             &who,
             body,
-            &[Put::new(entity::REQUEST, id, issuing.record())?],
+            &[
+                Put::new(entity::REQUEST, id, issuing.record())?,
+                Put::new(entity::ACCOUNT, &account.account, &account)?,
+            ],
         )?;
         Ok(Issuing::Ready(Box::new(IssuingTicket {
             issuing,
-            account: checked.account,
+            account,
             requester: checked.requester,
             serial,
             credential: checked.credential,

@@ -17,6 +17,7 @@ pub struct PcscAccess {
     ctx: PcscContext,
     allowed: Vec<String>,
     touch_timeout: Duration,
+    hints: std::collections::BTreeMap<String, Option<u32>>,
 }
 
 impl std::fmt::Debug for PcscAccess {
@@ -36,14 +37,29 @@ impl PcscAccess {
             ctx,
             allowed,
             touch_timeout,
+            hints: std::collections::BTreeMap::new(),
         })
+    }
+
+    /// The serial last seen in each reader (from reader events): readers known to hold the
+    /// serial asked for are tried first, readers known to hold another last. A card busy in
+    /// another operation (waiting for its touch) then does not hold up opening this one.
+    pub fn with_hints(mut self, hints: std::collections::BTreeMap<String, Option<u32>>) -> Self {
+        self.hints = hints;
+        self
     }
 }
 
 impl DeviceAccess for PcscAccess {
     fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
         let failed = |detail: String| DeviceAccessError::Failed { serial, detail };
-        let readers = self.ctx.readers().map_err(|e| failed(e.to_string()))?;
+        let mut readers = self.ctx.readers().map_err(|e| failed(e.to_string()))?;
+        // Known to hold this serial, then unknown, then known to hold another (stable order).
+        readers.sort_by_key(|r| match self.hints.get(r) {
+            Some(Some(s)) if *s == serial.get() => 0,
+            Some(Some(_)) => 2,
+            _ => 1,
+        });
         for reader in readers {
             if !self.allowed.iter().any(|p| reader.starts_with(p)) {
                 continue;
@@ -68,6 +84,7 @@ impl DeviceAccess for PcscAccess {
 pub struct LazyPcscAccess {
     allowed: Vec<String>,
     touch_timeout: Duration,
+    hints: std::collections::BTreeMap<String, Option<u32>>,
     inner: Option<PcscAccess>,
 }
 
@@ -77,8 +94,15 @@ impl LazyPcscAccess {
         Self {
             allowed,
             touch_timeout,
+            hints: std::collections::BTreeMap::new(),
             inner: None,
         }
+    }
+
+    /// See [`PcscAccess::with_hints`].
+    pub fn with_hints(mut self, hints: std::collections::BTreeMap<String, Option<u32>>) -> Self {
+        self.hints = hints;
+        self
     }
 }
 
@@ -86,12 +110,12 @@ impl DeviceAccess for LazyPcscAccess {
     fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
         let access = match self.inner.take() {
             Some(a) => a,
-            None => PcscAccess::new(self.allowed.clone(), self.touch_timeout).map_err(|e| {
-                DeviceAccessError::Failed {
+            None => PcscAccess::new(self.allowed.clone(), self.touch_timeout)
+                .map_err(|e| DeviceAccessError::Failed {
                     serial,
                     detail: format!("pcscd: {e}"),
-                }
-            })?,
+                })?
+                .with_hints(self.hints.clone()),
         };
         self.inner.insert(access).open(serial)
     }

@@ -313,7 +313,8 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
             };
             let serial = Serial::new(serial)?;
             let s = session(d, by, peer)?;
-            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
+            let mut access =
+                LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
             lock_devices(d, &[serial.get()], || {
                 d.with_custody(|c| {
                     Ok(Reply::Device(c.register_device(
@@ -346,7 +347,8 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
             drop(seed);
             let (a, b) = pair(d, by, peer)?;
             let serials = [enrolment.primary.get(), enrolment.backup.get()];
-            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
+            let mut access =
+                LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
             // Enrolment programs both keys and waits for a fresh time step between its two
             // codes, all under the service lock: a rare two-officer ceremony.
             let codes = lock_devices(d, &serials, || {
@@ -387,7 +389,8 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
             let seal = SealNumber::parse(&seal)?;
             let location = Location::parse(&location)?;
             let s = session(d, by, peer)?;
-            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
+            let mut access =
+                LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
             lock_devices(d, &[serial.get()], || {
                 d.with_custody(|c| {
                     Ok(Reply::Device(c.check_in(
@@ -403,7 +406,8 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
         Op::Code { by, request } => {
             let id = request_id(&request)?;
             let s = session(d, by, peer)?;
-            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
+            let mut access =
+                LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
             let r = release_code(d, &s, &id, &mut access)?;
             Ok(Reply::Code {
                 request: r.request.to_string(),
@@ -496,7 +500,8 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
                 .collect::<Result<Vec<_>, CustodyError>>()?;
             let s = session(d, by, peer)?;
             let serials: Vec<u32> = presented.iter().map(|p| p.serial.get()).collect();
-            let mut access = LazyPcscAccess::new(allowed.to_vec(), touch_timeout);
+            let mut access =
+                LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
             lock_devices(d, &serials, || {
                 d.with_custody(|c| {
                     Ok(Reply::Audit(c.inventory_audit(

@@ -124,8 +124,14 @@ pub enum Op {
         /// The officer's passphrase.
         passphrase: Secret,
     },
-    /// Forget the unseal shares offered so far without unsealing.
-    UnsealReset,
+    /// Forget the unseal shares offered so far without unsealing: a keyring officer, proving
+    /// it with their keyring passphrase (checked against their own share).
+    UnsealReset {
+        /// The officer (their name in the keyring).
+        officer: String,
+        /// Their keyring (unseal) passphrase.
+        passphrase: Secret,
+    },
     /// Seal: an authenticated officer records the event, the ledger is closed and its keys
     /// zeroized.
     Seal {
@@ -379,7 +385,7 @@ impl Op {
         match self {
             Op::Status => "status",
             Op::Unseal { .. } => "unseal",
-            Op::UnsealReset => "unseal_reset",
+            Op::UnsealReset { .. } => "unseal_reset",
             Op::Seal { .. } => "seal",
             Op::Checkpoint => "checkpoint",
             Op::Export => "export",

@@ -307,19 +307,10 @@ impl Daemon {
                 officer,
                 passphrase,
             } => self.unseal(&officer, passphrase, peer),
-            Op::UnsealReset => {
-                let mut g = self.lock();
-                if let Seal::Sealed { given } = &mut *g {
-                    given.clear();
-                }
-                drop(g);
-                let kr = self.keyring()?;
-                Ok(Reply::Unseal(UnsealProgress {
-                    unsealed: self.is_unsealed(),
-                    given: Vec::new(),
-                    threshold: kr.threshold(),
-                }))
-            }
+            Op::UnsealReset {
+                officer,
+                passphrase,
+            } => self.unseal_reset(&officer, passphrase, peer),
             Op::Seal { by } => self.seal_now(by, peer),
             Op::Checkpoint => self.with_ledger(|l| {
                 let cp = l.checkpoint()?;
@@ -412,13 +403,16 @@ impl Daemon {
         given.iter().map(|(n, _)| n.as_str().to_owned()).collect()
     }
 
-    /// An officer offers their unseal share. The share is checked at once against the
-    /// officer's slot of the keyring (a key derivation, without the lock), so the officer
-    /// learns immediately whether theirs opened, and a wrong one is never kept to fail on
-    /// someone else's screen. Wrong shares are throttled per (officer, peer uid) and counted
-    /// with the peer's uid, in the ledger at the next unseal (`ledger.unseal_failed`).
-    fn unseal(&self, officer: &str, passphrase: Secret, peer: &PeerCred) -> Result<Reply, OpError> {
-        let kr = self.keyring()?;
+    /// Checks one officer's keyring passphrase against their own share of the keyring (a key
+    /// derivation, run without the service lock), throttled per (officer, peer uid); a wrong
+    /// one is counted for the next unseal's `ledger.unseal_failed`, with the peer's uid.
+    fn check_share(
+        &self,
+        kr: &Keyring,
+        officer: &str,
+        passphrase: Secret,
+        peer: &PeerCred,
+    ) -> Result<(OfficerName, Passphrase), OpError> {
         let name = OfficerName::parse(officer).map_err(|e| {
             OpError::new(
                 ErrorCode::UnknownOfficer,
@@ -433,23 +427,6 @@ impl Daemon {
         }
         let pass = Passphrase::for_unseal(passphrase.into_inner())
             .map_err(|e| OpError::new(ErrorCode::BadRequest, e.to_string()))?;
-        // Refuse what needs no key derivation first.
-        match &*self.lock() {
-            Seal::Unsealed { .. } => {
-                return Err(OpError::new(
-                    ErrorCode::AlreadyUnsealed,
-                    "the ledger is already unsealed",
-                ))
-            }
-            Seal::Opening => return Err(opening_error()),
-            Seal::Sealed { given } if given.iter().any(|(n, _)| n == &name) => {
-                return Err(OpError::new(
-                    ErrorCode::UnknownOfficer,
-                    format!("{name} already offered a share to this unseal"),
-                ))
-            }
-            Seal::Sealed { .. } => {}
-        }
         let now = self.clock.now_ms();
         let key = ThrottleKey {
             what: "unseal",
@@ -461,7 +438,10 @@ impl Daemon {
             .begin(key, now)
             .map_err(|r| throttled("unseal", name.as_str(), peer, &r, now))?;
         match kr.check_officer_passphrase(&name, &pass) {
-            Ok(()) => attempt.finish(true),
+            Ok(()) => {
+                attempt.finish(true);
+                Ok((name, pass))
+            }
             Err(LedgerError::WrongPassphrase { .. }) => {
                 attempt.finish(false);
                 if let Err(e) = record_failed_share(&self.opts.ledger_dir, &name, peer.uid) {
@@ -472,21 +452,82 @@ impl Daemon {
                     peer_uid = peer.uid,
                     "unseal share refused: wrong keyring passphrase"
                 );
-                return Err(OpError::new(
+                Err(OpError::new(
                     ErrorCode::UnsealFailed,
                     format!(
                         "the keyring passphrase offered for {name} does not open {name}'s share; \
                          nothing was kept: offer it again"
                     ),
-                ));
+                ))
             }
             Err(e) => {
                 attempt.finish(false);
                 let mut err = OpError::from(e);
                 err.code = ErrorCode::UnsealFailed;
-                return Err(err);
+                Err(err)
             }
         }
+    }
+
+    /// A keyring officer forgets the shares offered so far (an unseal abandoned half-way).
+    fn unseal_reset(
+        &self,
+        officer: &str,
+        passphrase: Secret,
+        peer: &PeerCred,
+    ) -> Result<Reply, OpError> {
+        let kr = self.keyring()?;
+        if !matches!(*self.lock(), Seal::Sealed { .. }) {
+            return Err(OpError::new(
+                ErrorCode::AlreadyUnsealed,
+                "the ledger is not sealed: there is no unseal to reset",
+            ));
+        }
+        let (name, _) = self.check_share(&kr, officer, passphrase, peer)?;
+        let mut g = self.lock();
+        let forgotten = match &mut *g {
+            Seal::Sealed { given } => Self::given_names(&std::mem::take(given)),
+            _ => Vec::new(),
+        };
+        drop(g);
+        tracing::info!(
+            officer = name.as_str(),
+            peer_uid = peer.uid,
+            forgotten = ?forgotten,
+            "unseal reset"
+        );
+        Ok(Reply::Unseal(UnsealProgress {
+            unsealed: false,
+            given: Vec::new(),
+            threshold: kr.threshold(),
+        }))
+    }
+
+    /// An officer offers their unseal share. The share is checked at once against the
+    /// officer's slot of the keyring (a key derivation, without the lock), so the officer
+    /// learns immediately whether theirs opened, and a wrong one is never kept to fail on
+    /// someone else's screen. Wrong shares are throttled per (officer, peer uid) and counted
+    /// with the peer's uid, in the ledger at the next unseal (`ledger.unseal_failed`).
+    fn unseal(&self, officer: &str, passphrase: Secret, peer: &PeerCred) -> Result<Reply, OpError> {
+        let kr = self.keyring()?;
+        // Refuse what needs no key derivation first.
+        match &*self.lock() {
+            Seal::Unsealed { .. } => {
+                return Err(OpError::new(
+                    ErrorCode::AlreadyUnsealed,
+                    "the ledger is already unsealed",
+                ))
+            }
+            Seal::Opening => return Err(opening_error()),
+            Seal::Sealed { given } if given.iter().any(|(n, _)| n.as_str() == officer) => {
+                return Err(OpError::new(
+                    ErrorCode::UnknownOfficer,
+                    format!("{officer} already offered a share to this unseal"),
+                ))
+            }
+            Seal::Sealed { .. } => {}
+        }
+        let (name, pass) = self.check_share(&kr, officer, passphrase, peer)?;
         let threshold = kr.threshold();
         let shares = {
             let mut g = self.lock();
@@ -630,6 +671,11 @@ impl Daemon {
             custody.record_counted_refusals(self.clock.now_ms(), true);
         }
         *g = Seal::Sealed { given: Vec::new() };
+    }
+
+    /// The serial last seen in each allowed reader (from reader events), for opening devices.
+    pub fn card_hints(&self) -> BTreeMap<String, Option<u32>> {
+        self.cards().clone()
     }
 
     fn cards(&self) -> MutexGuard<'_, BTreeMap<String, Option<u32>>> {

@@ -4,12 +4,14 @@
 //! A failure slows down only the pair it happened to: a stranger who guesses at `alice` from
 //! uid 1001 delays uid 1001's next guess at `alice`, never alice herself at her own uid, so no
 //! peer can lock another out. Each pair has at most one attempt in flight, so parallel
-//! connections do not multiply the guessing rate. The first [`FREE_FAILURES`] failures cost
+//! connections do not multiply the guessing rate: a second attempt waits (at most
+//! [`IN_FLIGHT_WAIT`]) for the first to be judged, then is judged by its outcome. The first [`FREE_FAILURES`] failures cost
 //! nothing; each one after doubles the wait, from [`FIRST_DELAY_MS`] up to [`MAX_DELAY_MS`];
 //! a success clears the pair. Times come from the daemon's clock.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Failures in a row that cost no wait (typing mistakes).
 pub const FREE_FAILURES: u32 = 3;
@@ -17,6 +19,8 @@ pub const FREE_FAILURES: u32 = 3;
 pub const FIRST_DELAY_MS: i64 = 1_000;
 /// The longest wait: with it, a pair gets fewer than 100 guesses a day.
 pub const MAX_DELAY_MS: i64 = 15 * 60 * 1_000;
+/// How long an attempt waits for another attempt of the same pair to be judged.
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
 /// A pair with no failure for this long is forgotten.
 const FORGET_AFTER_MS: i64 = 24 * 60 * 60 * 1_000;
 /// Most pairs remembered; past it the pairs idle longest are forgotten first.
@@ -59,6 +63,8 @@ pub enum Refusal {
 #[derive(Debug, Default)]
 pub struct Throttle {
     pairs: Mutex<HashMap<Key, Entry>>,
+    /// Signalled whenever an attempt ends.
+    ended: Condvar,
 }
 
 impl Throttle {
@@ -76,6 +82,18 @@ impl Throttle {
     /// failure: an attempt cut short must not be a free guess).
     pub fn begin<'a>(&'a self, key: Key, now_ms: i64) -> Result<Attempt<'a>, Refusal> {
         let mut pairs = self.pairs();
+        let give_up = Instant::now() + IN_FLIGHT_WAIT;
+        while pairs.get(&key).is_some_and(|e| e.in_flight) {
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Refusal::InFlight);
+            }
+            pairs = self
+                .ended
+                .wait_timeout(pairs, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
         if pairs.len() >= MAX_PAIRS && !pairs.contains_key(&key) {
             pairs.retain(|_, e| e.in_flight || now_ms - e.last_ms < FORGET_AFTER_MS);
             if pairs.len() >= MAX_PAIRS {
@@ -112,13 +130,15 @@ impl Throttle {
         let mut pairs = self.pairs();
         if ok {
             pairs.remove(key);
-            return;
+        } else {
+            let e = pairs.entry(key.clone()).or_default();
+            e.in_flight = false;
+            e.failures = e.failures.saturating_add(1);
+            e.last_ms = now_ms;
+            e.not_before_ms = now_ms.saturating_add(delay_after(e.failures));
         }
-        let e = pairs.entry(key.clone()).or_default();
-        e.in_flight = false;
-        e.failures = e.failures.saturating_add(1);
-        e.last_ms = now_ms;
-        e.not_before_ms = now_ms.saturating_add(delay_after(e.failures));
+        drop(pairs);
+        self.ended.notify_all();
     }
 
     /// How many pairs are remembered.
@@ -211,12 +231,25 @@ mod tests {
 
     #[test]
     fn one_attempt_in_flight_per_pair_and_an_abandoned_one_counts_as_failed() {
-        let t = Throttle::new();
+        let t = std::sync::Arc::new(Throttle::new());
         let a = t.begin(key("bob", 7), 0).expect("first");
-        assert_eq!(
-            t.begin(key("bob", 7), 0).expect_err("refused"),
-            Refusal::InFlight
+        // A second attempt of the pair waits for the first to be judged.
+        let (t2, (tx, rx)) = (t.clone(), std::sync::mpsc::channel());
+        let second = std::thread::spawn(move || {
+            let r = t2.begin(key("bob", 7), 0).map(|a| a.finish(true));
+            tx.send(()).expect("send");
+            r
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "the second attempt went ahead while the first was in flight"
         );
+        a.finish(false);
+        second
+            .join()
+            .expect("thread")
+            .expect("judged after the first");
+        let a = t.begin(key("bob", 7), 0).expect("first again");
         drop(a);
         for _ in 0..FREE_FAILURES - 1 {
             t.begin(key("bob", 7), 0).expect("free").finish(false);

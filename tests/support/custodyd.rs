@@ -242,8 +242,17 @@ impl Conn {
         rec.approval_digest()
     }
 
-    /// Sends one operation and reads its answer.
+    /// Sends one operation and reads its answer, which must answer it by id.
     pub fn call(&mut self, op: Value) -> Value {
+        let id = self.next;
+        let v = self.call_any_id(op);
+        assert_eq!(v["id"], id, "{v}");
+        v
+    }
+
+    /// Sends one operation and reads the answer line, whatever its id (a line the daemon
+    /// cannot read is answered with id 0, and the connection closed).
+    pub fn call_any_id(&mut self, op: Value) -> Value {
         let id = self.next;
         self.next += 1;
         let mut line = serde_json::to_vec(&json!({"v": 1, "id": id, "op": op})).expect("encode");
@@ -251,9 +260,7 @@ impl Conn {
         self.w.write_all(&line).expect("write");
         let mut answer = String::new();
         self.r.read_line(&mut answer).expect("read");
-        let v: Value = serde_json::from_str(&answer).expect("a JSON answer");
-        assert_eq!(v["id"], id, "{v}");
-        v
+        serde_json::from_str(&answer).expect("a JSON answer")
     }
 }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::custody::{compute_code, Clock, DeviceAccess, Issuing};
 
 fn out_for(w: &mut World, id: &RequestId, s: &str) {
     let a = w.login("alice");
@@ -121,6 +122,76 @@ fn second_release_in_the_same_step_waits_for_the_next() {
         c2.code.as_str(),
         totp_at(SEED_B32, i64::try_from(c2.step * 30_000).expect("t"))
     );
+}
+
+#[test]
+fn a_release_on_the_other_key_while_one_waits_for_its_touch_takes_the_next_step() {
+    // The daemon runs a release's phases with the service free between them: the primary's
+    // release commits `code.issuing` and waits for its touch while the backup's release, for
+    // another request of the same account, reaches `begin_issuing`. It must not get the same
+    // step: one credential, one code per step.
+    let mut w = World::new().with_enrolled_account();
+    let r1 = approved(&mut w);
+    let r2 = approved(&mut w);
+    let a = w.login("alice");
+    w.custody
+        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r1.id))
+        .expect("primary out");
+    w.custody
+        .check_out(&a, serial(BACKUP), &seal("SEAL-B1"), Some(&r2.id))
+        .expect("backup out");
+    let oscar = w.login("oscar");
+    let p1 = w.custody.plan_release(&oscar, &r1.id).expect("plan one");
+    let p2 = w.custody.plan_release(&oscar, &r2.id).expect("plan two");
+    assert_eq!(p2.not_before_ms(), None, "nothing released yet");
+    let read1 = {
+        let mut t = w.keys.open(serial(PRIMARY)).expect("primary");
+        p1.reconcile(&mut *t).expect("reconcile one")
+    };
+    let read2 = {
+        let mut t = w.keys.open(serial(BACKUP)).expect("backup");
+        p2.reconcile(&mut *t).expect("reconcile two")
+    };
+    let Issuing::Ready(t1) = w
+        .custody
+        .begin_issuing(&oscar, &p1, &read1)
+        .expect("issue one")
+    else {
+        panic!("the first release may compute now");
+    };
+    // The primary now waits for its touch; the backup's release comes in.
+    let wait = match w
+        .custody
+        .begin_issuing(&oscar, &p2, &read2)
+        .expect("issue two")
+    {
+        Issuing::NotBefore(t) => t,
+        Issuing::Ready(t2) => panic!(
+            "two codes of one credential in step {} (steps {} and {})",
+            t1.step(),
+            t1.step(),
+            t2.step()
+        ),
+    };
+    assert_eq!(
+        wait,
+        crate::custody::access::step_start_ms(crate::token::oath::TimeStep(t1.step() + 1))
+    );
+    let code1 = {
+        let mut t = w.keys.open(serial(PRIMARY)).expect("primary");
+        compute_code(&mut *t, &t1).expect("code one")
+    };
+    let c1 = w.custody.finish_release(&oscar, t1, code1).expect("one");
+    w.clock.wait_until(wait);
+    let Issuing::Ready(t2) = w
+        .custody
+        .begin_issuing(&oscar, &p2, &read2)
+        .expect("issue two")
+    else {
+        panic!("the next step is free");
+    };
+    assert_eq!(t2.step(), c1.step + 1);
+    crate::ledger::verify_ledger(w.custody.ledger()).expect("projections replay");
 }
 
 #[test]
