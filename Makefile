@@ -3,6 +3,7 @@
 #   make test   everything CI checks (installs missing system packages first)
 #   make runbooks  run every command of docs/runbooks/ against the demo environment (minutes)
 #   make soak   the long runs: fuzzing for millions of executions, custodyd crash and load loops
+#   make bench  the criterion benchmarks, then custodyd under load (make bench-daemon)
 #   make docs   regenerate docs/cli.md from the CLI definitions (tests/cli_generate.rs checks it)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -12,7 +13,7 @@ FUZZ_SOAK_RUNS ?= 10000000
 TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint lint-unit unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench clean docs
+.PHONY: all deps build lint lint-unit unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench bench-daemon clean docs
 
 all: build
 
@@ -87,6 +88,13 @@ secret-scan-demo: build
 
 bench: deps
 	$(CARGO) bench
+	$(MAKE) --no-print-directory bench-daemon
+
+# custodyd under 200 clients while one release waits 10 s for a touch, behind a private pcscd
+# (docs/reliability.md, "Daemon benchmark"); about 90 s, most of it setup and the wait for a
+# fresh TOTP step. CUSTODY_BENCH_CLIENTS, _SECS, _THINK_MS, _MAX_OPS and _SEED resize it.
+bench-daemon: deps
+	$(CARGO) test --test daemon_bench -- --ignored --nocapture
 
 docs:
 	$(CARGO) run --quiet --bin custody -- generate-docs > docs/cli.md.tmp

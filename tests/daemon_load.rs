@@ -22,8 +22,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use custodyd::{
-    memory_kib, officer_auth, ok, operator_auth, refusal, Conn, Officer, Rig, Rng, DEVICE_ACCOUNT,
-    PRIMARY,
+    lend_officer, memory_kib, officer_auth, ok, operator_auth, percentile, refusal, return_officer,
+    Conn, Officer, Rig, Rng, DEVICE_ACCOUNT, PRIMARY,
 };
 use serde_json::{json, Value};
 
@@ -149,7 +149,7 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                     .get(&id)
                     .cloned()
                     .unwrap_or_default();
-                let Some(by) = exclusive_auth(&shared.officers, &done) else {
+                let Some(by) = lend_officer(&shared.officers, &done) else {
                     // No officer code is free in this step: look the request up instead.
                     t.call(
                         &mut c,
@@ -176,7 +176,7 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                         .or_default()
                         .push(officer.clone());
                 }
-                release(&shared.officers, &officer);
+                return_officer(&shared.officers, &officer);
                 if r.is_some_and(|v| v["request"]["status"] == "approved") {
                     shared.pending.lock().expect("pending").retain(|x| *x != id);
                 }
@@ -199,37 +199,6 @@ fn client(shared: &Shared, seed: u64) -> Tally {
         }
     }
     t
-}
-
-/// An officer's credentials, the officer then kept from other clients until [`release`]: an
-/// officer's codes must reach the daemon in the order of their steps (an older step is refused
-/// once a newer one was accepted), which concurrent clients sharing an officer would not
-/// guarantee.
-fn exclusive_auth(pool: &Mutex<Vec<Officer>>, done: &[String]) -> Option<Value> {
-    let mut officers = pool.lock().expect("officers");
-    let busy: Vec<String> = officers
-        .iter()
-        .filter(|o| o.busy || done.contains(&o.name))
-        .map(|o| o.name.clone())
-        .collect();
-    let skip: Vec<&str> = busy.iter().map(String::as_str).collect();
-    let a = officer_auth(&mut officers, &skip)?;
-    let who = Rig::who(&a);
-    if let Some(o) = officers.iter_mut().find(|o| o.name == who) {
-        o.busy = true;
-    }
-    Some(a)
-}
-
-fn release(pool: &Mutex<Vec<Officer>>, who: &str) {
-    if let Some(o) = pool
-        .lock()
-        .expect("officers")
-        .iter_mut()
-        .find(|o| o.name == who)
-    {
-        o.busy = false;
-    }
 }
 
 /// The ceremony's own officers (a single client, so their codes arrive in order).
@@ -351,14 +320,6 @@ fn ceremonies(shared: &Shared, racers: usize) -> Tally {
         .expect("checkin");
     }
     t
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
 }
 
 fn env_or(var: &str, default: u64) -> u64 {

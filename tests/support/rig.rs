@@ -114,6 +114,13 @@ pub fn now_secs() -> u64 {
         .as_secs()
 }
 
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
 pub fn totp(base32: &str, step: u64) -> String {
     let seed = data_encoding::BASE32_NOPAD
         .decode(base32.trim_end_matches('=').as_bytes())
@@ -179,6 +186,38 @@ pub fn officer_auth(officers: &mut [Officer], skip: &[&str]) -> Option<Value> {
     None
 }
 
+/// Lends one officer of `pool` (not busy, not in `skip`) with a code for a fresh step, if one
+/// is free now; the officer is kept from other clients until [`return_officer`]. An officer's
+/// codes must reach the daemon in the order of their steps (an older step is refused once a
+/// newer one was accepted), which concurrent clients sharing an officer would not guarantee.
+pub fn lend_officer(pool: &std::sync::Mutex<Vec<Officer>>, skip: &[String]) -> Option<Value> {
+    let mut officers = pool.lock().expect("officers");
+    let busy: Vec<String> = officers
+        .iter()
+        .filter(|o| o.busy || skip.contains(&o.name))
+        .map(|o| o.name.clone())
+        .collect();
+    let skip: Vec<&str> = busy.iter().map(String::as_str).collect();
+    let a = officer_auth(&mut officers, &skip)?;
+    let who = Rig::who(&a);
+    if let Some(o) = officers.iter_mut().find(|o| o.name == who) {
+        o.busy = true;
+    }
+    Some(a)
+}
+
+/// Gives back an officer lent by [`lend_officer`].
+pub fn return_officer(pool: &std::sync::Mutex<Vec<Officer>>, who: &str) {
+    if let Some(o) = pool
+        .lock()
+        .expect("officers")
+        .iter_mut()
+        .find(|o| o.name == who)
+    {
+        o.busy = false;
+    }
+}
+
 /// A ledger directory, its custodyd (when running) and its officers.
 pub struct Rig {
     pub dir: tempfile::TempDir,
@@ -199,6 +238,12 @@ impl Rig {
     /// `max_connections`: every client of a harness is this process's uid, standing for many
     /// people.
     pub fn setup(officers: usize, max_connections: usize) -> (Rig, Conn) {
+        Self::setup_with(officers, max_connections, "")
+    }
+
+    /// As [`Rig::setup`], with `extra` lines added to the top level of custodyd's
+    /// configuration (`touch_timeout_secs = 20`, say).
+    pub fn setup_with(officers: usize, max_connections: usize, extra: &str) -> (Rig, Conn) {
         assert!((2..=NAMES.len()).contains(&officers));
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = dir.path().join("ledger");
@@ -240,7 +285,7 @@ impl Rig {
             format!(
                 "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n\
                  max_connections = {max_connections}\n\
-                 max_connections_per_uid = {max_connections}\n\
+                 max_connections_per_uid = {max_connections}\n{extra}\n\
                  [policy]\npassphrase_kdf_iterations = 1000\n"
             ),
         )
@@ -519,6 +564,22 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
             .unwrap_or_else(|| panic!("{name} missing in /proc/{pid}/status"))
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The `p` quantile (0.0 to 1.0) of sorted latencies, in milliseconds (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// The host's 1-, 5- and 15-minute load averages (`/proc/loadavg`), as printed there.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join("/"))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// A small deterministic generator (xorshift64*), seeded and printed by each harness so a run
