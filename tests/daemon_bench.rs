@@ -240,11 +240,14 @@ fn client(s: &Shared, seed: u64) -> Tally {
                     continue;
                 };
                 let officer = Rig::who(&by);
+                let Ok(seen) = c.seen(&id) else {
+                    continue;
+                };
                 let r = t.call(
                     s,
                     &mut c,
                     "approve",
-                    json!({"approve": {"by": by, "request": id}}),
+                    json!({"approve": {"by": by, "request": id, "seen": seen}}),
                 );
                 if r.is_some() {
                     s.approvers
@@ -348,8 +351,9 @@ fn approved_with_device(rig: &mut Rig, c: &mut Conn, serial: u32, seal: &str) ->
     let a = rig.officer_auth_wait();
     let b = rig.officer_auth_wait_except(&[&Rig::who(&a)]);
     for by in [a, b] {
+        let seen = c.seen(&id).expect("request_show");
         let r = c
-            .call(json!({"approve": {"by": by, "request": id}}))
+            .call(json!({"approve": {"by": by, "request": id, "seen": seen}}))
             .expect("approve");
         assert!(ok(&r).is_some(), "approval of {id}: {r}");
     }
