@@ -241,6 +241,7 @@ fn client(s: &Shared, seed: u64) -> Tally {
                 };
                 let officer = Rig::who(&by);
                 let Ok(seen) = c.seen(&id) else {
+                    return_officer(&s.officers, &officer);
                     continue;
                 };
                 let r = t.call(

@@ -160,6 +160,7 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                 };
                 let officer = Rig::who(&by);
                 let Ok(seen) = c.seen(&id) else {
+                    return_officer(&shared.officers, &officer);
                     continue;
                 };
                 let r = t.call(
