@@ -134,6 +134,9 @@ pub struct Daemon {
     /// Serial → the lock its card I/O runs under.
     devices: Mutex<BTreeMap<u32, Arc<Mutex<()>>>>,
     throttle: Throttle,
+    /// What `status` answers, published whenever the service lock is released, so `status`
+    /// never waits for the service.
+    view: Mutex<StatusView>,
     /// Allowed reader → the serial of the card seen in it (`None`: unreadable).
     cards: Mutex<BTreeMap<String, Option<u32>>>,
 }
@@ -205,6 +208,59 @@ pub fn throttled(what: &str, name: &str, peer: &PeerCred, r: &Refusal, now_ms: i
     e
 }
 
+/// The sealed/unsealed state as `status` shows it.
+#[derive(Debug, Clone, Default)]
+struct StatusView {
+    unsealed: bool,
+    given: Vec<String>,
+    head_seq: Option<u64>,
+    public_key: Option<String>,
+}
+
+impl StatusView {
+    fn of(s: &Seal) -> Self {
+        match s {
+            Seal::Sealed { given } => Self {
+                given: given.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+                ..Self::default()
+            },
+            Seal::Opening => Self::default(),
+            Seal::Unsealed { custody } => Self {
+                unsealed: true,
+                given: Vec::new(),
+                head_seq: custody.ledger().head().ok().map(|h| h.map_or(0, |h| h.seq)),
+                public_key: Some(custody.ledger().public_key().to_hex()),
+            },
+        }
+    }
+}
+
+/// The service lock held; when it is released, what `status` shows is published.
+struct SealGuard<'a> {
+    g: MutexGuard<'a, Seal>,
+    view: &'a Mutex<StatusView>,
+}
+
+impl std::ops::Deref for SealGuard<'_> {
+    type Target = Seal;
+    fn deref(&self) -> &Seal {
+        &self.g
+    }
+}
+
+impl std::ops::DerefMut for SealGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Seal {
+        &mut self.g
+    }
+}
+
+impl Drop for SealGuard<'_> {
+    fn drop(&mut self) {
+        let v = StatusView::of(&self.g);
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+}
+
 /// Resets a daemon stuck in [`Seal::Opening`] (the opening thread failed) back to sealed.
 struct OpeningGuard<'a> {
     daemon: &'a Daemon,
@@ -236,6 +292,7 @@ impl Daemon {
             seal: Mutex::new(Seal::Sealed { given: Vec::new() }),
             devices: Mutex::new(BTreeMap::new()),
             throttle: Throttle::new(),
+            view: Mutex::new(StatusView::default()),
             cards: Mutex::new(BTreeMap::new()),
         }
     }
@@ -255,10 +312,13 @@ impl Daemon {
         &self.throttle
     }
 
-    fn lock(&self) -> MutexGuard<'_, Seal> {
+    fn lock(&self) -> SealGuard<'_> {
         // A panic while holding the lock leaves the state as it was before the operation
         // (every change is a whole assignment), so the poisoned value is still coherent.
-        self.seal.lock().unwrap_or_else(|p| p.into_inner())
+        SealGuard {
+            g: self.seal.lock().unwrap_or_else(|p| p.into_inner()),
+            view: &self.view,
+        }
     }
 
     /// The locks of the devices with these serials, taken in serial order (so two operations
@@ -364,25 +424,12 @@ impl Daemon {
         }
     }
 
+    /// Answers from the published view and the keyring file: never waits for the service.
     fn status(&self, peer: &PeerCred) -> Result<Reply, OpError> {
         let kr = self.keyring()?;
-        let g = self.lock();
-        let (sealed, given, head_seq, public_key) = match &*g {
-            Seal::Sealed { given } => (
-                true,
-                given.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
-                None,
-                None,
-            ),
-            Seal::Opening => (true, Vec::new(), None, None),
-            Seal::Unsealed { custody } => (
-                false,
-                Vec::new(),
-                Some(custody.ledger().head()?.map_or(0, |h| h.seq)),
-                Some(custody.ledger().public_key().to_hex()),
-            ),
-        };
-        drop(g);
+        let v = self.view.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (sealed, given, head_seq, public_key) =
+            (!v.unsealed, v.given, v.head_seq, v.public_key);
         Ok(Reply::Status(StatusReply {
             sealed,
             ledger_id: kr.ledger_id().to_hex(),
