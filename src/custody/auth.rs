@@ -214,6 +214,7 @@ impl Custody {
             failed_attempts: 0,
             locked_until_ms: None,
             last_factor_step: None,
+            suspensions: 0,
         };
         let puts = vec![
             Put::new(entity::USER, name, &user)?,
@@ -427,6 +428,10 @@ impl Custody {
         self.guarded(&pair(&a.user, &b.user), op, |c| {
             let (x, y) = c.officer_pair(a, b, op)?;
             let mut user = c.user(name)?;
+            if user.active && !active {
+                // Ends every approval this user gave so far, whether or not reinstated later.
+                user.suspensions = user.suspensions.saturating_add(1);
+            }
             user.active = active;
             user.failed_attempts = 0;
             user.locked_until_ms = None;
@@ -436,7 +441,12 @@ impl Custody {
             } else {
                 kinds::USER_SUSPENDED
             };
-            c.append(kind, &pair(&x.name, &y.name), json!({"user": name}), &[put])?;
+            c.append(
+                kind,
+                &pair(&x.name, &y.name),
+                json!({"user": name, "suspensions": user.suspensions}),
+                &[put],
+            )?;
             Ok(user)
         })
     }

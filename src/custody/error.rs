@@ -152,13 +152,13 @@ pub enum CustodyError {
         status: &'static str,
     },
     /// The approvals are older than the approval lifetime.
-    #[error("the approvals of request {request} have expired")]
+    #[error("the approvals of request {request} have expired; officers may approve it again until the request itself expires")]
     ApprovalExpired {
         /// The request.
         request: RequestId,
     },
     /// The request does not have enough valid approvals.
-    #[error("request {request} is not approved ({approvals} of {threshold} approvals)")]
+    #[error("request {request} is not approved ({approvals} of {threshold} approvals count: those given within the approval lifetime by officers active ever since; officers may approve again)")]
     RequestNotApproved {
         /// The request.
         request: RequestId,
