@@ -109,6 +109,15 @@ pub enum CustodyError {
         /// The operation refused.
         operation: &'static str,
     },
+    /// An officer tried to be one of the two officers of an operation on themselves that
+    /// needs two others.
+    #[error("{user} may not be one of the two officers for {operation} on their own account; ask two other officers")]
+    SubjectIsApprover {
+        /// The user the operation is about.
+        user: UserName,
+        /// The operation refused.
+        operation: &'static str,
+    },
     /// The requester tried to approve their own request.
     #[error("{user} may not approve their own request {request}")]
     SelfApproval {
@@ -411,6 +420,7 @@ impl CustodyError {
             Self::NotAnOfficer { .. } => "not_an_officer",
             Self::RoleRequired { .. } => "role_required",
             Self::SameOfficerTwice { .. } => "same_officer_twice",
+            Self::SubjectIsApprover { .. } => "subject_is_approver",
             Self::SelfApproval { .. } => "self_approval",
             Self::AlreadyApproved { .. } => "already_approved",
             Self::RequestAlreadyApproved { .. } => "request_already_approved",

@@ -1,5 +1,6 @@
 //! When approvals count: only from officers active ever since they approved, only within the
-//! approval lifetime, renewable within the request's lifetime.
+//! approval lifetime, renewable within the request's lifetime; and binding a user (genesis
+//! officers included) to an OS uid by two other officers.
 
 use serde_json::json;
 
@@ -188,4 +189,88 @@ fn the_request_lifetime_bounds_renewal() {
         w.custody.request(&r.id).expect("r").status,
         RequestStatus::Expired
     );
+}
+
+#[test]
+fn two_other_officers_bind_a_genesis_officer_to_a_uid() {
+    let mut w = World::new();
+    assert_eq!(w.custody.user(&name("alice")).expect("alice").uid, None);
+    // Alice may not be one of the two who bind her.
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let e = w
+        .custody
+        .bind_uid(&a, &b, &name("alice"), 1001)
+        .expect_err("subject in the pair");
+    assert!(matches!(e, CustodyError::SubjectIsApprover { .. }), "{e:?}");
+    assert!(e.to_string().contains("ask two other officers"), "{e}");
+    // One officer twice, or an operator, is refused.
+    let e = w
+        .custody
+        .bind_uid(&b, &b, &name("alice"), 1001)
+        .expect_err("same officer");
+    assert!(matches!(e, CustodyError::SameOfficerTwice { .. }), "{e:?}");
+    let oscar = w.login("oscar");
+    let e = w
+        .custody
+        .bind_uid(&b, &oscar, &name("alice"), 1001)
+        .expect_err("operator");
+    assert!(matches!(e, CustodyError::NotAnOfficer { .. }), "{e:?}");
+    assert_eq!(w.custody.user(&name("alice")).expect("alice").uid, None);
+    // Bob and carol bind her.
+    let (b, c) = (w.login("bob"), w.login("carol"));
+    let u = w
+        .custody
+        .bind_uid(&b, &c, &name("alice"), 1001)
+        .expect("bind");
+    assert_eq!(u.uid, Some(1001));
+    let body = w.bodies(store::kinds::USER_UID_BOUND).pop().expect("event");
+    assert_eq!(body["user"], json!("alice"));
+    assert_eq!(body["from"], json!(null));
+    assert_eq!(body["to"], json!(1001));
+    assert_eq!(body["approved_by"], json!(["bob", "carol"]));
+    // From now on she authenticates only from uid 1001.
+    let creds = w.creds("alice");
+    let e = w.custody.authenticate(&creds).expect_err("no uid");
+    assert!(matches!(e, CustodyError::WrongUid { .. }), "{e:?}");
+    let creds = Credentials {
+        uid: Some(1001),
+        ..w.creds("alice")
+    };
+    w.custody.authenticate(&creds).expect("from her uid");
+    // Rebinding moves it; the same uid again, or (uid_t)-1, is refused naming the uid.
+    let (b, c) = (w.login("bob"), w.login("carol"));
+    let e = w
+        .custody
+        .bind_uid(&b, &c, &name("alice"), 1001)
+        .expect_err("unchanged");
+    assert!(e.to_string().contains("already bound"), "{e}");
+    let e = w
+        .custody
+        .bind_uid(&b, &c, &name("alice"), u32::MAX)
+        .expect_err("-1");
+    assert!(
+        matches!(e, CustodyError::Invalid { what: "uid", .. }),
+        "{e:?}"
+    );
+    w.custody
+        .bind_uid(&b, &c, &name("alice"), 1002)
+        .expect("rebind");
+    let body = w.bodies(store::kinds::USER_UID_BOUND).pop().expect("event");
+    assert_eq!(
+        (body["from"].clone(), body["to"].clone()),
+        (json!(1001), json!(1002))
+    );
+    let refusals = w.refusals();
+    for code in [
+        "subject_is_approver",
+        "same_officer_twice",
+        "not_an_officer",
+        "invalid_input",
+    ] {
+        assert!(
+            refusals.contains(&code.to_owned()),
+            "{code} in {refusals:?}"
+        );
+    }
+    crate::ledger::verify_ledger(w.custody.ledger()).expect("projections replay");
 }
