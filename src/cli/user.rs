@@ -212,7 +212,7 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     },
                 )?,
                 UserCommand::BindUid { name, uid, pair } => {
-                    if pair.by.iter().any(|o| *o == name) {
+                    if pair.by.contains(&name) {
                         return Err(Failure::new(
                             exit::USAGE,
                             format!("{name} may not be one of the two officers who bind {name}'s uid: give two other officers with --by; nothing was sent"),

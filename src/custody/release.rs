@@ -109,7 +109,7 @@ impl Custody {
     /// approvals lapsed goes back to taking approvals. The request's own lifetime bounds all
     /// of it. The `request.approved` event records `renewed` (this officer's lapsed approval
     /// was replaced), `reopened` (the request was approved before) and `dropped` (each lapsed
-    /// approval with `officer`, `at_ms` and `why`: `expired` or `officer_suspended_since`).
+    /// approval with `officer`, `at_ms` and `why`: `expired` or `officer_not_active_since`).
     pub fn approve(
         &mut self,
         id: &RequestId,

@@ -75,7 +75,7 @@ pub enum Lapse {
     Expired,
     /// Its officer is no longer an active officer, or was suspended after approving (even if
     /// reinstated since).
-    OfficerChanged,
+    NotActiveSince,
 }
 
 impl Lapse {
@@ -83,7 +83,7 @@ impl Lapse {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Expired => "expired",
-            Self::OfficerChanged => "officer_suspended_since",
+            Self::NotActiveSince => "officer_not_active_since",
         }
     }
 }
@@ -99,7 +99,7 @@ pub fn lapse(a: &Approval, now_ms: i64, policy: &Policy, officers: &[UserRecord]
     let standing = officers.iter().any(|u| {
         u.name == a.officer && u.active && u.has(Role::Officer) && u.suspensions == a.suspensions
     });
-    (!standing).then_some(Lapse::OfficerChanged)
+    (!standing).then_some(Lapse::NotActiveSince)
 }
 
 /// The approvals of `r` that still count at `now_ms` (see [`lapse`]), never the requester's.

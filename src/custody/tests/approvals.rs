@@ -68,7 +68,7 @@ fn a_reinstated_officers_earlier_approval_does_not_count_at_release() {
     assert_eq!(body["reopened"], json!(true));
     assert_eq!(body["renewed"], json!(true));
     assert_eq!(body["dropped"][0]["officer"], json!("carol"));
-    assert_eq!(body["dropped"][0]["why"], json!("officer_suspended_since"));
+    assert_eq!(body["dropped"][0]["why"], json!("officer_not_active_since"));
     let code = release(&mut w, &r.id).expect("release");
     assert_eq!(code.code.as_str(), totp_at(SEED_B32, w.clock.now_ms()));
     crate::ledger::verify_ledger(w.custody.ledger()).expect("projections replay");
@@ -95,7 +95,7 @@ fn a_reinstated_officers_earlier_approval_does_not_count_toward_approval() {
     assert_eq!(
         body["dropped"],
         json!([{"officer": "carol", "at_ms": r.created_ms + 30_000,
-                "why": "officer_suspended_since"}])
+                "why": "officer_not_active_since"}])
     );
     let r = w.approve(&r.id, "carol").expect("carol approves afresh");
     assert_eq!(r.status, RequestStatus::Approved);
