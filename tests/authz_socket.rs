@@ -353,6 +353,16 @@ impl Matrix {
                 }
                 r
             }
+            ("user_bind_uid", "self" | "other") => {
+                let target = if case == "self" {
+                    actor.clone()
+                } else {
+                    self.new_operator()
+                };
+                let by = self.pair(&actor);
+                self.c
+                    .call(json!({"user_bind_uid": {"by": by, "name": target, "uid": 4242}}))
+            }
             ("incident_ack", "-") => {
                 let by = self.pair(&actor);
                 self.c.call(json!({"incident_ack": {"by": by, "incident": "inc-00000000000000aa", "note": "checked"}}))

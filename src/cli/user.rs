@@ -60,6 +60,22 @@ pub enum UserCommand {
         #[command(flatten)]
         pair: PairArgs,
     },
+    /// Bind a user to the OS uid they must run `custody` as, or move their binding (two
+    /// officers, neither of them the user). Genesis officers start unbound; this binds them.
+    #[command(
+        name = "bind-uid",
+        after_help = "A bound user authenticates only over a connection from that uid (custodyd reads the peer's\nuid from the socket): their passphrase and second factor no longer work from any other OS\naccount. Find the uid with `id -u NAME` on the custody host.\n\nThe two officers may not include the user: a binding limits where that user's credentials\nwork, so two people it does not constrain vouch for it. With only two officers, add a third\n(`custody user add ... --role officer`) before binding them.\n\nTwo-officer operations are typed at one terminal, so both officers authenticate from the uid\nit runs as: officers bound to different uids cannot act as a pair. Bind officers who run\nceremonies together to the account they use for them.\n\nThe binding applies from the user's next authentication and is recorded as user.uid_bound\n(from, to, and the two officers). Binding a user to the uid they already have is refused.\n\nExample:\n  custody user bind-uid alice --uid 1001 --by bob --by carol"
+    )]
+    BindUid {
+        /// The user to bind.
+        name: String,
+        /// The OS uid they must connect as (`id -u NAME`).
+        #[arg(long)]
+        uid: u32,
+        /// The two officers (neither of them NAME).
+        #[command(flatten)]
+        pair: PairArgs,
+    },
     /// Reinstate a suspended user (two officers).
     #[command(after_help = "Example:\n  custody user reinstate dave --by alice --by bob")]
     Reinstate {
@@ -112,6 +128,7 @@ fn print_factor(r: &Reply) {
 
 /// Runs `custody user ...`.
 pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
+    let mut bound = false;
     finish(
         json,
         (|| {
@@ -194,6 +211,23 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                         roles,
                     },
                 )?,
+                UserCommand::BindUid { name, uid, pair } => {
+                    if pair.by.contains(&name) {
+                        return Err(Failure::new(
+                            exit::USAGE,
+                            format!("{name} may not be one of the two officers who bind {name}'s uid: give two other officers with --by; nothing was sent"),
+                        ));
+                    }
+                    bound = true;
+                    call(
+                        socket,
+                        Op::UserBindUid {
+                            by: pair.read()?,
+                            name,
+                            uid,
+                        },
+                    )?
+                }
                 UserCommand::Reinstate { name, pair } => call(
                     socket,
                     Op::UserSetActive {
@@ -205,6 +239,11 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
             };
             print_reply(json, &r, |r| match r {
                 Reply::Factor { .. } => print_factor(r),
+                Reply::User(u) if bound => println!(
+                    "{}: bound to uid {} (from their next authentication)",
+                    u.name,
+                    u.uid.map_or("-".to_owned(), |n| n.to_string())
+                ),
                 Reply::User(u) => println!(
                     "{}: {} ({})",
                     u.name,

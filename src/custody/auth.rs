@@ -216,6 +216,7 @@ impl Custody {
             failed_attempts: 0,
             locked_until_ms: None,
             last_factor_step: None,
+            suspensions: 0,
         };
         let puts = vec![
             Put::new(entity::USER, name, &user)?,
@@ -429,6 +430,10 @@ impl Custody {
         self.guarded(&pair(&a.user, &b.user), op, |c| {
             let (x, y) = c.officer_pair(a, b, op)?;
             let mut user = c.user(name)?;
+            if user.active && !active {
+                // Ends every approval this user gave so far, whether or not reinstated later.
+                user.suspensions = user.suspensions.saturating_add(1);
+            }
             user.active = active;
             user.failed_attempts = 0;
             user.locked_until_ms = None;
@@ -438,7 +443,63 @@ impl Custody {
             } else {
                 kinds::USER_SUSPENDED
             };
-            c.append(kind, &pair(&x.name, &y.name), json!({"user": name}), &[put])?;
+            c.append(
+                kind,
+                &pair(&x.name, &y.name),
+                json!({"user": name, "suspensions": user.suspensions}),
+                &[put],
+            )?;
+            Ok(user)
+        })
+    }
+
+    /// Binds a user to the OS uid they must connect as, or moves their binding to another uid
+    /// (two officers, neither of them the user). This is how genesis officers, enrolled by
+    /// [`Custody::bootstrap_officer`] without a uid, get one. Neither officer may be the user:
+    /// the binding limits where the user's passphrase and second factor work, so it is vouched
+    /// for by two people it does not constrain, as a request is approved by two officers who
+    /// did not make it; otherwise one officer with one helper could move their own binding to
+    /// a shared or foreign account. Takes effect at the user's next authentication; sessions
+    /// already open are not affected. Recorded as `user.uid_bound` with `from` and `to`.
+    pub fn bind_uid(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        name: &UserName,
+        uid: u32,
+    ) -> Result<UserRecord, CustodyError> {
+        self.guarded(&pair(&a.user, &b.user), "bind_uid", |c| {
+            let (x, y) = c.officer_pair(a, b, "bind_uid")?;
+            if x.name == *name || y.name == *name {
+                return Err(CustodyError::SubjectIsApprover {
+                    user: name.clone(),
+                    operation: "bind_uid",
+                });
+            }
+            if uid == u32::MAX {
+                return Err(CustodyError::invalid(
+                    "uid",
+                    &uid.to_string(),
+                    "4294967295 is (uid_t)-1, which no process runs as",
+                ));
+            }
+            let mut user = c.user(name)?;
+            if user.uid == Some(uid) {
+                return Err(CustodyError::invalid(
+                    "uid",
+                    &uid.to_string(),
+                    format!("{name} is already bound to this uid; nothing to change"),
+                ));
+            }
+            let from = user.uid;
+            user.uid = Some(uid);
+            let put = Put::new(entity::USER, name, &user)?;
+            c.append(
+                kinds::USER_UID_BOUND,
+                &pair(&x.name, &y.name),
+                json!({"user": name, "from": from, "to": uid, "approved_by": [x.name, y.name]}),
+                &[put],
+            )?;
             Ok(user)
         })
     }

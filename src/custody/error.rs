@@ -109,6 +109,15 @@ pub enum CustodyError {
         /// The operation refused.
         operation: &'static str,
     },
+    /// An officer tried to be one of the two officers of an operation on themselves that
+    /// needs two others.
+    #[error("{user} may not be one of the two officers for {operation} on their own account; ask two other officers")]
+    SubjectIsApprover {
+        /// The user the operation is about.
+        user: UserName,
+        /// The operation refused.
+        operation: &'static str,
+    },
     /// The requester tried to approve their own request.
     #[error("{user} may not approve their own request {request}")]
     SelfApproval {
@@ -163,13 +172,13 @@ pub enum CustodyError {
         status: &'static str,
     },
     /// The approvals are older than the approval lifetime.
-    #[error("the approvals of request {request} have expired")]
+    #[error("the approvals of request {request} have expired; officers may approve it again until the request itself expires")]
     ApprovalExpired {
         /// The request.
         request: RequestId,
     },
     /// The request does not have enough valid approvals.
-    #[error("request {request} is not approved ({approvals} of {threshold} approvals)")]
+    #[error("request {request} is not approved ({approvals} of {threshold} approvals count: those given within the approval lifetime by officers active ever since; officers may approve again)")]
     RequestNotApproved {
         /// The request.
         request: RequestId,
@@ -423,6 +432,7 @@ impl CustodyError {
             Self::RoleRequired { .. } => "role_required",
             Self::SameOfficerTwice { .. } => "same_officer_twice",
             Self::ApprovalMismatch { .. } => "approval_mismatch",
+            Self::SubjectIsApprover { .. } => "subject_is_approver",
             Self::SelfApproval { .. } => "self_approval",
             Self::AlreadyApproved { .. } => "already_approved",
             Self::RequestAlreadyApproved { .. } => "request_already_approved",

@@ -62,6 +62,16 @@ pub struct UserRecord {
     pub locked_until_ms: Option<i64>,
     /// The last second-factor time step accepted (never accepted again).
     pub last_factor_step: Option<u64>,
+    /// How many times the user has been suspended. An approval records the count its officer
+    /// had when giving it and counts only while the count is unchanged, so a suspension ends
+    /// every approval given before it, reinstatement or not. Absent (0) in records written
+    /// before the count existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suspensions: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl UserRecord {
@@ -242,6 +252,10 @@ pub struct Approval {
     pub officer: UserName,
     /// When (ms since the epoch).
     pub at_ms: i64,
+    /// The officer's suspension count ([`UserRecord::suspensions`]) when they approved: the
+    /// approval counts only while the officer's count is still this (never suspended since).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suspensions: u32,
 }
 
 /// A request for one root code.

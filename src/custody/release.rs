@@ -18,10 +18,11 @@ use super::policy::ms;
 use super::reconcile::{reconcile, Mismatch, Reconciliation};
 use super::records::{
     AccountRecord, AccountStatus, DeviceRecord, DeviceState, IncidentKind, RequestRecord,
-    RequestStatus, Role,
+    RequestStatus, Role, UserRecord,
 };
 use super::requests::{
-    closed_error, AfterApproval, ApprovedRequest, IssuingRequest, LoadedRequest, PendingRequest,
+    closed_error, lapsed_approvals, standing_approvals, AfterApproval, ApprovedRequest,
+    IssuingRequest, LoadedRequest, PendingRequest,
 };
 use super::service::{token_err, Credentials, Custody, NewRequest, ReleasedCode, Session};
 use super::store::{entity, kinds, Put};
@@ -98,8 +99,17 @@ impl Custody {
     }
 
     /// An officer approves a request, authenticating at this moment with passphrase and
-    /// second-factor code. Refused for the requester, a second approval by the same officer,
-    /// an approved, closed or expired request, and anyone not an active officer.
+    /// second-factor code. Refused for the requester, a second approval by the same officer
+    /// while it still counts, an approved request whose approvals still stand, a closed or
+    /// expired request, and anyone not an active officer.
+    ///
+    /// Approvals lapse: after the approval lifetime, or when their officer is suspended (a
+    /// reinstated officer's earlier approval stays lapsed). A lapsed approval is dropped when
+    /// the next one is recorded, and its officer may approve again; an approved request whose
+    /// approvals lapsed goes back to taking approvals. The request's own lifetime bounds all
+    /// of it. The `request.approved` event records `renewed` (this officer's lapsed approval
+    /// was replaced), `reopened` (the request was approved before) and `dropped` (each lapsed
+    /// approval with `officer`, `at_ms` and `why`: `expired` or `officer_not_active_since`).
     pub fn approve(
         &mut self,
         id: &RequestId,
@@ -129,18 +139,11 @@ impl Custody {
                 });
             }
             let officer = c.session_user(session)?;
-            let pending = match c.load_request(&who, id)? {
-                LoadedRequest::Pending(p) => p,
-                LoadedRequest::Approved(_) => {
-                    return Err(CustodyError::RequestAlreadyApproved {
-                        request: id.clone(),
-                    })
-                }
-                LoadedRequest::Issuing(i) => return Err(closed_error(i.record())),
-                LoadedRequest::Closed(r) => return Err(closed_error(&r)),
-            };
+            let now = c.now();
+            let loaded = c.load_request(&who, id)?;
+            let before = loaded.record().clone();
             if let Some(seen) = seen {
-                let held = pending.record().approval_digest();
+                let held = before.approval_digest();
                 if !bool::from(subtle::ConstantTimeEq::ct_eq(
                     seen.as_bytes(),
                     held.as_bytes(),
@@ -150,8 +153,25 @@ impl Custody {
                     });
                 }
             }
-            let now = c.now();
-            let rec = match pending.approve(&officer, now, &c.policy)? {
+            let approvers = c.approvers_of(&before)?;
+            let (pending, reopened) = match loaded {
+                LoadedRequest::Pending(p) => (p, false),
+                // Approved, but its approvals may no longer stand: then it takes them again.
+                LoadedRequest::Approved(a) => (a.reopen(now, &c.policy, &approvers)?, true),
+                LoadedRequest::Issuing(i) => return Err(closed_error(i.record())),
+                LoadedRequest::Closed(r) => return Err(closed_error(&r)),
+            };
+            // What this approval replaces, for the record: approvals that no longer count,
+            // and whether one of them was this officer's own.
+            let lapsed = lapsed_approvals(&before, now, &c.policy, &approvers);
+            let renewed = lapsed.iter().any(|(a, _)| a.officer == officer.name);
+            let dropped: Vec<_> = lapsed
+                .iter()
+                .map(
+                    |(a, why)| json!({"officer": a.officer, "at_ms": a.at_ms, "why": why.as_str()}),
+                )
+                .collect();
+            let rec = match pending.approve(&officer, &approvers, now, &c.policy)? {
                 AfterApproval::StillPending(p) => p.into_record(),
                 AfterApproval::Approved(a) => a.record().clone(),
             };
@@ -159,11 +179,26 @@ impl Custody {
                 kinds::REQUEST_APPROVED,
                 officer.name.as_str(),
                 json!({"request": rec.id, "account": rec.account, "officer": officer.name,
-                       "approvals": rec.approvals.len(), "status": rec.status.as_str()}),
+                       "approvals": rec.approvals.len(), "status": rec.status.as_str(),
+                       "reopened": reopened, "renewed": renewed, "dropped": dropped}),
                 &[Put::new(entity::REQUEST, &rec.id, &rec)?],
             )?;
             Ok(rec)
         })
+    }
+
+    /// The current records of the officers who approved `r` (an approver no longer known is
+    /// left out, so their approval does not count).
+    fn approvers_of(&self, r: &RequestRecord) -> Result<Vec<UserRecord>, CustodyError> {
+        let mut out = Vec::new();
+        for a in &r.approvals {
+            match self.user(&a.officer) {
+                Ok(u) => out.push(u),
+                Err(CustodyError::UnknownUser { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// An officer denies a request; it ends.
@@ -475,14 +510,9 @@ impl Custody {
         let approved = match self.load_request(&who, id)? {
             LoadedRequest::Approved(a) => a,
             LoadedRequest::Pending(p) => {
-                let now = self.now();
-                let ttl = ms(self.policy.approval_ttl);
-                let approvals = p
-                    .record()
-                    .approvals
-                    .iter()
-                    .filter(|a| now.saturating_sub(a.at_ms) <= ttl)
-                    .count();
+                let approvers = self.approvers_of(p.record())?;
+                let approvals =
+                    standing_approvals(p.record(), self.now(), &self.policy, &approvers).len();
                 return Err(CustodyError::RequestNotApproved {
                     request: id.clone(),
                     approvals,
@@ -498,22 +528,10 @@ impl Custody {
                 user: u.name,
             });
         }
-        approved.check_valid(self.now(), &self.policy)?;
-        // Approvers must still be active officers when the code is released.
-        let mut standing = 0;
-        for a in &approved.record().approvals {
-            let u = self.user(&a.officer)?;
-            if u.active && u.has(Role::Officer) {
-                standing += 1;
-            }
-        }
-        if standing < self.policy.approval_threshold.get() {
-            return Err(CustodyError::RequestNotApproved {
-                request: id.clone(),
-                approvals: standing,
-                threshold: self.policy.approval_threshold.get(),
-            });
-        }
+        // Each approval counts only if given within the approval lifetime by an officer who
+        // has been an active officer ever since (not suspended in between, even if reinstated).
+        let approvers = self.approvers_of(approved.record())?;
+        approved.check_valid(self.now(), &self.policy, &approvers)?;
         let account = self.account(&approved.record().account)?;
         if account.status != AccountStatus::Active {
             return Err(CustodyError::AccountNotActive {

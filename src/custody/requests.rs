@@ -68,13 +68,85 @@ pub enum AfterApproval {
     Approved(ApprovedRequest),
 }
 
-fn valid_approvals(r: &RequestRecord, now_ms: i64, policy: &Policy) -> Vec<Approval> {
+/// Why an approval no longer counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lapse {
+    /// Older than the approval lifetime (or dated after now).
+    Expired,
+    /// Its officer is no longer an active officer, or was suspended after approving (even if
+    /// reinstated since).
+    NotActiveSince,
+}
+
+impl Lapse {
+    /// The text form recorded in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::NotActiveSince => "officer_not_active_since",
+        }
+    }
+}
+
+/// Whether approval `a` still counts at `now_ms`: given within the approval lifetime, by an
+/// officer found in `officers` (their current records) who is an active officer and has not
+/// been suspended since approving. An officer missing from `officers` does not count.
+pub fn lapse(a: &Approval, now_ms: i64, policy: &Policy, officers: &[UserRecord]) -> Option<Lapse> {
+    let ttl = ms(policy.approval_ttl);
+    if now_ms.saturating_sub(a.at_ms) > ttl || a.at_ms > now_ms {
+        return Some(Lapse::Expired);
+    }
+    let standing = officers.iter().any(|u| {
+        u.name == a.officer && u.active && u.has(Role::Officer) && u.suspensions == a.suspensions
+    });
+    (!standing).then_some(Lapse::NotActiveSince)
+}
+
+/// The approvals of `r` that still count at `now_ms` (see [`lapse`]), never the requester's.
+pub fn standing_approvals(
+    r: &RequestRecord,
+    now_ms: i64,
+    policy: &Policy,
+    officers: &[UserRecord],
+) -> Vec<Approval> {
+    r.approvals
+        .iter()
+        .filter(|a| a.officer != r.requester && lapse(a, now_ms, policy, officers).is_none())
+        .cloned()
+        .collect()
+}
+
+/// The approvals of `r` that no longer count at `now_ms`, each with why.
+pub fn lapsed_approvals(
+    r: &RequestRecord,
+    now_ms: i64,
+    policy: &Policy,
+    officers: &[UserRecord],
+) -> Vec<(Approval, Lapse)> {
+    r.approvals
+        .iter()
+        .filter_map(|a| lapse(a, now_ms, policy, officers).map(|l| (a.clone(), l)))
+        .collect()
+}
+
+/// The approvals of `r` within the approval lifetime at `now_ms`, whoever gave them (not the
+/// requester).
+fn within_lifetime(r: &RequestRecord, now_ms: i64, policy: &Policy) -> Vec<Approval> {
     let ttl = ms(policy.approval_ttl);
     r.approvals
         .iter()
-        .filter(|a| now_ms.saturating_sub(a.at_ms) <= ttl && a.at_ms <= now_ms)
+        .filter(|a| {
+            a.officer != r.requester && now_ms.saturating_sub(a.at_ms) <= ttl && a.at_ms <= now_ms
+        })
         .cloned()
         .collect()
+}
+
+fn distinct_officers(approvals: &[Approval]) -> usize {
+    let mut names: Vec<_> = approvals.iter().map(|a| &a.officer).collect();
+    names.sort();
+    names.dedup();
+    names.len()
 }
 
 /// A request waiting for approvals.
@@ -102,12 +174,15 @@ impl PendingRequest {
     }
 
     /// Adds `officer`'s approval at `now_ms` (the officer was authenticated just now by the
-    /// caller). Refuses the requester, non-officers, suspended users, a second approval by the
-    /// same officer and an expired request. Approvals older than the approval lifetime no
-    /// longer count and are dropped.
+    /// caller). `approvers` are the current records of the officers who approved so far.
+    /// Refuses the requester, non-officers, suspended users, a second approval by the same
+    /// officer and an expired request. Approvals that no longer count (older than the approval
+    /// lifetime, or given by an officer suspended since) are dropped first, so an officer whose
+    /// approval lapsed may approve again, replacing it.
     pub fn approve(
         mut self,
         officer: &UserRecord,
+        approvers: &[UserRecord],
         now_ms: i64,
         policy: &Policy,
     ) -> Result<AfterApproval, CustodyError> {
@@ -132,7 +207,7 @@ impl PendingRequest {
                 user: officer.name.clone(),
             });
         }
-        self.0.approvals = valid_approvals(&self.0, now_ms, policy);
+        self.0.approvals = standing_approvals(&self.0, now_ms, policy, approvers);
         if self.0.approvals.iter().any(|a| a.officer == officer.name) {
             return Err(CustodyError::AlreadyApproved {
                 request: id,
@@ -142,8 +217,10 @@ impl PendingRequest {
         self.0.approvals.push(Approval {
             officer: officer.name.clone(),
             at_ms: now_ms,
+            suspensions: officer.suspensions,
         });
-        if self.0.approvals.len() >= policy.approval_threshold.get() {
+        // Every approval kept stands, and so does the new one (an active officer's, now).
+        if distinct_officers(&self.0.approvals) >= policy.approval_threshold.get() {
             self.0.status = RequestStatus::Approved;
             Ok(AfterApproval::Approved(ApprovedRequest(self.0)))
         } else {
@@ -170,25 +247,60 @@ impl ApprovedRequest {
     }
 
     /// Checks that the approvals still stand at `now_ms`: at least the threshold of distinct
-    /// officers other than the requester, each within the approval lifetime, and the request
-    /// not expired.
-    pub fn check_valid(&self, now_ms: i64, policy: &Policy) -> Result<(), CustodyError> {
+    /// officers other than the requester, each within the approval lifetime and an active
+    /// officer continuously since approving (`approvers`: the approvers' current records), and
+    /// the request not expired. Too few within the lifetime is
+    /// [`CustodyError::ApprovalExpired`]; enough within it but too few whose officers stand is
+    /// [`CustodyError::RequestNotApproved`] with the count that does.
+    pub fn check_valid(
+        &self,
+        now_ms: i64,
+        policy: &Policy,
+        approvers: &[UserRecord],
+    ) -> Result<(), CustodyError> {
         let id = self.0.id.clone();
         if now_ms >= self.0.expires_ms {
             return Err(CustodyError::RequestExpired { request: id });
         }
-        let valid = valid_approvals(&self.0, now_ms, policy);
-        let mut distinct: Vec<_> = valid
-            .iter()
-            .map(|a| &a.officer)
-            .filter(|o| **o != self.0.requester)
-            .collect();
-        distinct.sort();
-        distinct.dedup();
-        if distinct.len() < policy.approval_threshold.get() {
+        let threshold = policy.approval_threshold.get();
+        let fresh: Vec<Approval> = within_lifetime(&self.0, now_ms, policy);
+        if distinct_officers(&fresh) < threshold {
             return Err(CustodyError::ApprovalExpired { request: id });
         }
+        let standing = distinct_officers(&standing_approvals(&self.0, now_ms, policy, approvers));
+        if standing < threshold {
+            return Err(CustodyError::RequestNotApproved {
+                request: id,
+                approvals: standing,
+                threshold,
+            });
+        }
         Ok(())
+    }
+
+    /// Takes approvals again: an approved request whose approvals no longer stand at `now_ms`
+    /// (see [`ApprovedRequest::check_valid`]) goes back to pending, keeping the approvals that
+    /// still count, so officers may approve it again within the request's lifetime. A request
+    /// whose approvals stand is refused [`CustodyError::RequestAlreadyApproved`]; an expired
+    /// one [`CustodyError::RequestExpired`].
+    pub fn reopen(
+        self,
+        now_ms: i64,
+        policy: &Policy,
+        approvers: &[UserRecord],
+    ) -> Result<PendingRequest, CustodyError> {
+        match self.check_valid(now_ms, policy, approvers) {
+            Ok(()) => Err(CustodyError::RequestAlreadyApproved {
+                request: self.0.id.clone(),
+            }),
+            Err(e @ CustodyError::RequestExpired { .. }) => Err(e),
+            Err(_) => {
+                let mut r = self.0;
+                r.approvals = standing_approvals(&r, now_ms, policy, approvers);
+                r.status = RequestStatus::Pending;
+                Ok(PendingRequest(r))
+            }
+        }
     }
 
     /// Records the intent to compute the code for `step` on `device`.

@@ -24,6 +24,8 @@ pub mod kinds {
     pub const USER_SUSPENDED: &str = "user.suspended";
     /// A suspended user was reinstated (two officers).
     pub const USER_REINSTATED: &str = "user.reinstated";
+    /// A user was bound to an OS uid, or their binding moved (two officers, not the user).
+    pub const USER_UID_BOUND: &str = "user.uid_bound";
     /// An authentication succeeded.
     pub const AUTH_SUCCEEDED: &str = "auth.succeeded";
     /// An authentication failed (with the count and any lock).
@@ -80,6 +82,7 @@ pub mod kinds {
         USER_ROLES_CHANGED,
         USER_SUSPENDED,
         USER_REINSTATED,
+        USER_UID_BOUND,
         AUTH_SUCCEEDED,
         AUTH_FAILED,
         ACCOUNT_REGISTERED,

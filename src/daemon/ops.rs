@@ -34,6 +34,7 @@ impl From<CustodyError> for OpError {
             | "not_an_officer"
             | "role_required"
             | "same_officer_twice"
+            | "subject_is_approver"
             | "self_approval"
             | "not_the_requester" => ErrorCode::Forbidden,
             "token_error" | "device_unavailable" | "touch_timeout" => ErrorCode::Token,
@@ -528,6 +529,11 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
                     content,
                 })
             })
+        }
+        Op::UserBindUid { by, name, uid } => {
+            let name = user_name(&name)?;
+            let (a, b) = pair(d, by, peer)?;
+            d.with_custody(|c| Ok(Reply::User(c.bind_uid(&a, &b, &name, uid)?)))
         }
         other => Err(OpError::new(
             ErrorCode::Internal,

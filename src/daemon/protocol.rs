@@ -366,6 +366,16 @@ pub enum Op {
         /// The account id.
         account: String,
     },
+    /// Bind a user to the OS uid they must connect as, or move their binding (two officers,
+    /// neither of them the user). Genesis officers get their uid this way.
+    UserBindUid {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The user.
+        name: String,
+        /// The OS uid.
+        uid: u32,
+    },
 }
 
 /// A device presented at an inventory audit.
@@ -416,6 +426,7 @@ impl Op {
             Op::AccountSetStatus { .. } => "account_set_status",
             Op::Release { .. } => "release",
             Op::Inventory { .. } => "inventory",
+            Op::UserBindUid { .. } => "user_bind_uid",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Domain tests on real SQLCipher ledgers in temporary directories, with in-process software
 //! YubiKeys and a controlled clock.
 
+mod approvals;
 mod bootstrap;
 mod flows;
 mod matrix;

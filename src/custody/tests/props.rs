@@ -1,6 +1,6 @@
 //! Property tests: random operation sequences never reach an illegal state, never release more
 //! than one code per request, and never release without two distinct non-requester officer
-//! approvals within the approval lifetime.
+//! approvals within the approval lifetime, each from an officer active ever since.
 
 use proptest::prelude::*;
 
@@ -15,6 +15,8 @@ enum Step {
     CheckIn,
     Release(usize),
     Wait(i64),
+    /// Suspend (false) or reinstate (true) carol, by alice and bob.
+    SetCarol(bool),
 }
 
 const PEOPLE: [&str; 5] = ["alice", "bob", "carol", "oscar", "olga"];
@@ -28,6 +30,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::CheckIn),
         3 => (0..PEOPLE.len()).prop_map(Step::Release),
         2 => (0i64..20).prop_map(|m| Step::Wait(m * 60_000)),
+        1 => any::<bool>().prop_map(Step::SetCarol),
     ]
 }
 
@@ -43,8 +46,10 @@ proptest! {
             match s {
                 Step::Approve(i) => { let _ = w.approve(&req.id, PEOPLE[i]); }
                 Step::Deny(i) => {
-                    let s = w.login(PEOPLE[i]);
-                    let _ = w.custody.deny(&s, &req.id, "no");
+                    let c = w.creds(PEOPLE[i]);
+                    if let Ok(s) = w.custody.authenticate(&c) {
+                        let _ = w.custody.deny(&s, &req.id, "no");
+                    }
                 }
                 Step::Cancel => {
                     let s = w.login("oscar");
@@ -68,14 +73,30 @@ proptest! {
                         seal(&format!("SEAL-{seal_n}")), Location::parse("safe").expect("l"));
                 }
                 Step::Release(i) => {
-                    let s = w.login(PEOPLE[i]);
+                    let c = w.creds(PEOPLE[i]);
+                    let Ok(s) = w.custody.authenticate(&c) else {
+                        // Carol while suspended: nothing happens.
+                        prop_assert_eq!(PEOPLE[i], "carol");
+                        continue;
+                    };
                     if let Ok(c) = w.custody.release_code(&s, &req.id, &mut w.keys) {
                         released += 1;
                         prop_assert_eq!(PEOPLE[i], "oscar");
                         prop_assert_eq!(c.code.as_str(), totp_at(SEED_B32, w.clock.now_ms()));
+                        // Counted approvals: officers active and never suspended since.
+                        let r = w.custody.request(&req.id).expect("request");
+                        let standing = r.approvals.iter().filter(|a| {
+                            let u = w.custody.user(&a.officer).expect("u");
+                            u.active && u.suspensions == a.suspensions
+                        }).count();
+                        prop_assert!(standing >= 2, "released with {} standing approvals", standing);
                     }
                 }
                 Step::Wait(ms) => w.clock.advance(ms),
+                Step::SetCarol(active) => {
+                    let (a, b) = (w.login("alice"), w.login("bob"));
+                    let _ = w.custody.set_active(&a, &b, &name("carol"), active);
+                }
             }
             // Invariants after every step.
             let r = w.custody.request(&req.id).expect("request");
@@ -119,6 +140,7 @@ fn state_types_follow_pending_approved_released() {
         failed_attempts: 0,
         locked_until_ms: None,
         last_factor_step: None,
+        suspensions: 0,
     };
     let rec = RequestRecord {
         id: RequestId::parse("req-0011223344556677").expect("id"),
@@ -136,16 +158,20 @@ fn state_types_follow_pending_approved_released() {
         closed_by: None,
     };
     let p = PendingRequest::new(rec);
-    let AfterApproval::StillPending(p) = p.approve(&officer("alice"), 10, &policy).expect("a")
+    let AfterApproval::StillPending(p) = p.approve(&officer("alice"), &[], 10, &policy).expect("a")
     else {
         panic!("one approval is not enough");
     };
-    let AfterApproval::Approved(a) = p.approve(&officer("bob"), 20, &policy).expect("b") else {
+    let AfterApproval::Approved(a) = p
+        .approve(&officer("bob"), &[officer("alice")], 20, &policy)
+        .expect("b")
+    else {
         panic!("two approvals approve");
     };
-    a.check_valid(30, &policy).expect("valid");
+    let approvers = [officer("alice"), officer("bob")];
+    a.check_valid(30, &policy, &approvers).expect("valid");
     assert!(matches!(
-        a.check_valid(20 + 15 * 60 * 1000 + 11, &policy),
+        a.check_valid(20 + 15 * 60 * 1000 + 11, &policy, &approvers),
         Err(CustodyError::ApprovalExpired { .. })
     ));
     let issuing = a.issue(1, serial(PRIMARY));
