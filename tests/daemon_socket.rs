@@ -466,6 +466,67 @@ fn sigterm_and_wait(d: &mut Custodyd) -> std::process::ExitStatus {
 }
 
 #[test]
+fn custodyd_refuses_a_test_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = make_ledger(dir.path());
+    let socket = dir.path().join("custodyd.sock");
+    let config = dir.path().join("custody.toml");
+    std::fs::write(
+        &config,
+        format!("ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n"),
+    )
+    .expect("config");
+    let clock = dir.path().join("clock.ms");
+    std::fs::write(&clock, "1000000000000\n").expect("clock file");
+    let out = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+        .args(["--config", &config.to_string_lossy()])
+        .args(["--test-clock", &clock.to_string_lossy()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run custodyd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a bad configuration: {err}");
+    assert!(
+        err.contains("--test-clock: custodyd runs on the host's clock only"),
+        "{err}"
+    );
+    assert!(!socket.exists(), "custodyd never listened");
+}
+
+/// Packaging builds `cargo build --release --bins`: the test build of custodyd is not among
+/// them, because it needs a feature no default enables.
+#[test]
+fn the_test_clock_build_needs_a_feature_packaging_never_enables() {
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .expect("Cargo.toml"),
+    )
+    .expect("Cargo.toml is TOML");
+    let bins = manifest["bin"].as_array().expect("[[bin]] entries");
+    let testclock = bins
+        .iter()
+        .find(|b| b["name"].as_str() == Some("custodyd-testclock"))
+        .expect("custodyd-testclock is declared");
+    assert_eq!(
+        testclock.get("required-features"),
+        Some(&toml::Value::Array(vec!["test-clock".into()])),
+        "{testclock}"
+    );
+    let defaults = manifest
+        .get("features")
+        .and_then(|f| f.get("default"))
+        .and_then(toml::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    assert!(!defaults.contains(&"test-clock".into()), "{defaults:?}");
+    for b in bins {
+        if b["name"].as_str() != Some("custodyd-testclock") {
+            assert!(b.get("required-features").is_none(), "{b}");
+        }
+    }
+}
+
+#[test]
 fn custodyd_binary_socket_mode_and_sigterm_shutdown() {
     let mut d = start_custodyd();
     let mode = std::fs::metadata(&d.socket).expect("socket").permissions();
