@@ -17,13 +17,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const STEP_MS: i64 = 30_000;
 
 /// `custodyd-testclock`, custodyd on a file clock, built with the cargo feature `test-clock`.
-/// A test run without the feature fails here, naming it.
+/// A test run without the feature fails here, naming it. (Cargo names the binary's path to the
+/// tests even when the feature is off and the binary is not built, or is left from an earlier
+/// build: the feature itself is what is checked.)
 pub fn custodyd_testclock() -> PathBuf {
     match option_env!("CARGO_BIN_EXE_custodyd-testclock") {
-        Some(p) => PathBuf::from(p),
-        None => panic!(
-            "custodyd-testclock was not built: these tests run custodyd on a test clock; \
-             run them with `cargo test --features test-clock` (as `make unit` does)"
+        Some(p) if cfg!(feature = "test-clock") => PathBuf::from(p),
+        _ => panic!(
+            "these tests run custodyd-testclock, which is built only with the cargo feature \
+             test-clock: run them with `cargo test --features test-clock` (as `make unit` does)"
         ),
     }
 }
