@@ -10,6 +10,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SOAK_RUNS ?= 10000000
+# The integration tests run custodyd on a clock they control: custodyd-testclock, built only
+# with this feature (never by `cargo build --release --bins`, never packaged).
+TEST_FEATURES := --features test-clock
 TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
@@ -25,10 +28,10 @@ build:
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets $(TEST_FEATURES) -- -D warnings
 
 unit:
-	$(CARGO) test
+	$(CARGO) test $(TEST_FEATURES)
 
 # cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP=1 lets the stable one accept its flags.
 # The smoke run uses an unoptimised build with debug assertions and overflow checks and without
@@ -44,13 +47,12 @@ fuzz-smoke: fuzz-build
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_SMOKE_FLAGS) "$$t" -- -runs=$(FUZZ_SMOKE_RUNS) -max_total_time=120 2>&1 | tail -n 2; \
 	done
 
-# The runbooks test is built first, so its minutes of waiting for fresh 30-second TOTP steps
-# (each officer's code is accepted once) overlap everything else: clippy then the unit tests,
-# the fuzz smoke (its own target directory) and the demo go side by side with it. Cargo's lock
-# on target/ keeps builds from running twice and is not held while tests run.
+# The runbooks test is built first, so its run overlaps everything else: clippy then the unit
+# tests, the fuzz smoke (its own target directory) and the demo go side by side with it. Cargo's
+# lock on target/ keeps builds from running twice and is not held while tests run.
 test: deps
 	$(CARGO) fmt --check
-	$(CARGO) test --test runbooks --no-run
+	$(CARGO) test $(TEST_FEATURES) --test runbooks --no-run
 	$(MAKE) --no-print-directory -j4 --output-sync=target lint-unit fuzz-smoke runbooks demo-built
 
 lint-unit:
@@ -64,9 +66,9 @@ demo-script:
 demo-built: build
 	scripts/demo.sh
 
-# tests/runbooks.rs is ignored by a plain `cargo test` (it takes minutes); this runs it.
+# tests/runbooks.rs is ignored by a plain `cargo test` (it plays every runbook); this runs it.
 runbooks: deps
-	$(CARGO) test --test runbooks -- --ignored
+	$(CARGO) test $(TEST_FEATURES) --test runbooks -- --ignored
 
 # The long reliability variants (docs/reliability.md): 1,000 SIGKILLs of custodyd with code
 # releases, and 200 clients for 5 minutes. CUSTODY_CRASH_KILLS and CUSTODY_LOAD_SECS resize them.
@@ -74,7 +76,7 @@ soak: deps
 	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS); \
 	done
-	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test --test tamper_harness -- --nocapture
+	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test $(TEST_FEATURES) --test tamper_harness -- --nocapture
 	CUSTODY_CARD_FAULTS=all $(CARGO) test --test pcscd_faults -- --nocapture
 	$(MAKE) secret-scan-demo
 	$(CARGO) test --release --test daemon_crash -- --ignored --nocapture

@@ -52,7 +52,7 @@ fn setup(dir: &std::path::Path) -> Matrix {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let d = Custodyd::start(dir, &refs, "info", "");
     let mut c = d.connect();
-    let mut f = Factors::default();
+    let mut f = d.factors();
     d.unseal_and_bootstrap(&mut c, &mut f, &["zed"]);
     let mut m = Matrix {
         d,

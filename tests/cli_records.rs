@@ -1,7 +1,9 @@
 //! `custody request|account|device show`, `custody user roles` and `custody account
 //! set-status` against a real `custodyd`: genesis with `custody init`, the daemon started from
 //! its configuration file, two officers unsealing and bootstrapping, then the commands as an
-//! operator would type them, in text and in `--json`, with their exit statuses.
+//! operator would type them, in text and in `--json`, with their exit statuses. The daemon is
+//! `custodyd-testclock`: where the officers would wait for a fresh second-factor step, the
+//! test moves its clock on.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -10,6 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+#[path = "support/clock.rs"]
+mod clock;
+
+use clock::{custodyd_testclock, TestClock};
 
 const ALICE: &str = "alice-Unseal-Phrase-1";
 const BOB: &str = "bob-Unseal-Phrase-22";
@@ -71,6 +78,7 @@ struct Daemon {
     child: Child,
     dir: tempfile::TempDir,
     socket: String,
+    clock: TestClock,
 }
 
 impl Drop for Daemon {
@@ -128,8 +136,10 @@ fn unsealed_with_officers() -> (Daemon, String, String) {
         ),
     )
     .expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+    let clock = TestClock::create(dir.path());
+    let child = Command::new(custodyd_testclock())
         .args(["--config", &config.to_string_lossy()])
+        .args(clock.args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("custodyd.log")).expect("log"))
@@ -144,6 +154,7 @@ fn unsealed_with_officers() -> (Daemon, String, String) {
         child,
         dir,
         socket: socket.to_string_lossy().into_owned(),
+        clock,
     };
     for (who, pass) in [("alice", ALICE), ("bob", BOB)] {
         let r = d.run(
@@ -171,37 +182,24 @@ fn unsealed_with_officers() -> (Daemon, String, String) {
     (d, alice, bob)
 }
 
-/// The code of `base32`'s TOTP `steps_back` steps ago. Officers may use the previous step and
-/// then the current one; a code is accepted once.
-fn totp(base32: &str, steps_back: u64) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(base32.trim_end_matches('=').as_bytes())
-        .expect("base32 seed");
-    let step = now_secs() / 30 - steps_back;
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate(step * 30)
-}
+impl Daemon {
+    /// The code of `base32`'s TOTP `steps_back` steps ago, at the daemon's time. Officers may
+    /// use the previous step and then the current one; a code is accepted once.
+    fn totp(&self, base32: &str, steps_back: u64) -> String {
+        clock::totp(base32, self.clock.step() - steps_back)
+    }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-/// Stays clear of a step boundary, so a code made now is still valid when the daemon checks it.
-fn clear_of_step_boundary() {
-    let now = now_secs();
-    if now % 30 > 24 {
-        std::thread::sleep(Duration::from_secs(31 - now % 30));
+    /// Stays clear of a step boundary, so a code made now is still valid when the daemon
+    /// checks it.
+    fn clear_of_step_boundary(&self) {
+        self.clock.room_in_step(6);
     }
 }
 
 /// alice registers dave, an operator, and bob the account: each officer with their previous
 /// step's code, which leaves them the current step for one more operation.
 fn dave_and_account(d: &Daemon, alice: &str, bob: &str) {
-    clear_of_step_boundary();
+    d.clear_of_step_boundary();
     let uid = rustix::process::geteuid().as_raw().to_string();
     let r = d.run_fds(
         &[
@@ -221,7 +219,7 @@ fn dave_and_account(d: &Daemon, alice: &str, bob: &str) {
         ],
         "",
         &format!("{ALICE_USER}\n{DAVE}\n"),
-        &format!("{}\n", totp(alice, 1)),
+        &format!("{}\n", d.totp(alice, 1)),
     );
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let r = d.run_fds(
@@ -247,7 +245,7 @@ fn dave_and_account(d: &Daemon, alice: &str, bob: &str) {
         ],
         "",
         &format!("{BOB_USER}\n"),
-        &format!("{}\n", totp(bob, 1)),
+        &format!("{}\n", d.totp(bob, 1)),
     );
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
 }
@@ -376,14 +374,13 @@ fn cli_two_officers_change_roles_and_account_status_against_custodyd() {
     );
     assert_eq!(r.code, 2, "{}{}", r.out, r.err);
 
-    clear_of_step_boundary();
-    let roles_step = now_secs() / 30;
+    d.clear_of_step_boundary();
     let r = pair(
         &[
             "--json", "user", "roles", "dave", "--role", "operator", "--role", "auditor",
         ],
-        totp(&alice, 0),
-        totp(&bob, 0),
+        d.totp(&alice, 0),
+        d.totp(&bob, 0),
     );
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let v = r.json();
@@ -410,15 +407,13 @@ fn cli_two_officers_change_roles_and_account_status_against_custodyd() {
     assert_eq!(r.code, 2, "{}{}", r.out, r.err);
     assert!(r.err.contains("root_credentials_removed"), "{}", r.err);
 
-    // Both officers have used their current step: wait for the next one.
-    while now_secs() / 30 <= roles_step {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    clear_of_step_boundary();
+    // Both officers have used their current step: the clock moves to the next one.
+    d.clock.next_step();
+    d.clear_of_step_boundary();
     let r = pair(
         &["account", "set-status", ACCOUNT, "root_credentials_removed"],
-        totp(&alice, 0),
-        totp(&bob, 0),
+        d.totp(&alice, 0),
+        d.totp(&bob, 0),
     );
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     assert!(r.out.contains("root_credentials_removed"), "{}", r.out);
@@ -454,7 +449,7 @@ fn cli_two_officers_release_an_account_and_the_extract_verifies() {
     dave_and_account(&d, &alice, &bob);
     let out = d.dir.path().join("release.jsonl");
     let o = out.to_string_lossy().into_owned();
-    clear_of_step_boundary();
+    d.clear_of_step_boundary();
     let r = d.run_fds(
         &[
             "--json",
@@ -473,7 +468,7 @@ fn cli_two_officers_release_an_account_and_the_extract_verifies() {
         ],
         "",
         &format!("{ALICE_USER}\n{BOB_USER}\n"),
-        &format!("{}\n{}\n", totp(&alice, 0), totp(&bob, 0)),
+        &format!("{}\n{}\n", d.totp(&alice, 0), d.totp(&bob, 0)),
     );
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let v = r.json();
@@ -508,7 +503,7 @@ fn cli_two_officers_release_an_account_and_the_extract_verifies() {
 #[test]
 fn cli_inventory_reports_unknown_serials_and_needs_no_card_when_none_is_known() {
     let (d, alice, bob) = unsealed_with_officers();
-    clear_of_step_boundary();
+    d.clear_of_step_boundary();
     let inventory = |who: &str, pass: &str, code: String, present: &[&str]| {
         let mut args = vec!["--json", "inventory"];
         for p in present {
@@ -518,14 +513,14 @@ fn cli_inventory_reports_unknown_serials_and_needs_no_card_when_none_is_known() 
         d.run_fds(&args, "", &format!("{pass}\n"), &format!("{code}\n"))
     };
     // No device is registered: nothing is missing, nothing needs a card.
-    let r = inventory("alice", ALICE_USER, totp(&alice, 0), &[]);
+    let r = inventory("alice", ALICE_USER, d.totp(&alice, 0), &[]);
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let v = r.json();
     assert_eq!(v["ok"], true);
     assert_eq!(v["audit"]["ok"], serde_json::json!([]));
     assert_eq!(v["audit"]["incidents"], serde_json::json!([]));
     // A serial the ledger does not know is reported, and the answer is "no".
-    let r = inventory("bob", BOB_USER, totp(&bob, 0), &["10000009=BAG-0009"]);
+    let r = inventory("bob", BOB_USER, d.totp(&bob, 0), &["10000009=BAG-0009"]);
     assert_eq!(r.code, 1, "{}{}", r.out, r.err);
     assert_eq!(r.json()["audit"]["unknown"], serde_json::json!([10000009]));
     // A malformed --present is a usage error before anything is sent.

@@ -1,17 +1,20 @@
 //! `custodyd` over a real Unix socket in a temporary directory: the server is given its
-//! listener, shutdown flag and limits (`daemon::run`), and the tests speak raw bytes to it. The last
-//! tests run the real `custodyd` binary.
+//! listener, shutdown flag and limits (`daemon::run`), and the tests speak raw bytes to it. The
+//! in-process daemon runs on a clock the test holds ([`HeldClock`]), so officers' codes are
+//! made at its time and never meet a step boundary. The last tests run the real `custodyd`
+//! binary, on the host's clock.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::num::NonZeroU32;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mfa_custody::custody::Clock;
 use mfa_custody::daemon::{run, Daemon, DaemonOptions, ServerLimits};
 use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
 use serde_json::Value;
@@ -41,8 +44,38 @@ fn make_ledger(dir: &Path) -> PathBuf {
     ledger
 }
 
+/// The in-process daemon's time: the start of the host's current step, standing still unless
+/// the daemon waits for a later time (then it moves there).
+struct HeldClock(AtomicI64);
+
+impl HeldClock {
+    fn at_host_step() -> Arc<Self> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis();
+        let ms = i64::try_from(now).expect("ms") / 30_000 * 30_000;
+        Arc::new(Self(AtomicI64::new(ms)))
+    }
+
+    fn step(&self) -> u64 {
+        u64::try_from(self.now_ms() / 30_000).expect("after 1970")
+    }
+}
+
+impl Clock for HeldClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn wait_until(&self, until_ms: i64) {
+        self.0.fetch_max(until_ms, Ordering::SeqCst);
+    }
+}
+
 struct Server {
     _dir: tempfile::TempDir,
+    clock: Arc<HeldClock>,
     socket: PathBuf,
     shutdown: Arc<AtomicBool>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
@@ -64,12 +97,14 @@ impl Server {
         opts.policy.kdf = mfa_custody::custody::PassphraseKdf::insecure_for_tests(
             NonZeroU32::new(1000).expect("nonzero"),
         );
-        let daemon = Arc::new(Daemon::new(opts));
+        let clock = HeldClock::at_host_step();
+        let daemon = Arc::new(Daemon::with_clock(opts, clock.clone()));
         let shutdown = Arc::new(AtomicBool::new(false));
         let s = shutdown.clone();
         let handle = std::thread::spawn(move || run(listener, daemon, s, limits));
         Self {
             _dir: dir,
+            clock,
             socket,
             shutdown,
             handle: Some(handle),
@@ -78,6 +113,11 @@ impl Server {
 
     fn connect(&self) -> Conn {
         Conn::new(UnixStream::connect(&self.socket).expect("connect"))
+    }
+
+    /// The code of `base32`'s TOTP `steps_back` steps before the daemon's current one.
+    fn totp(&self, base32: &str, steps_back: u64) -> String {
+        totp_at(base32, self.clock.step() - steps_back)
     }
 
     fn stop(mut self) {
@@ -254,12 +294,11 @@ fn daemon_unseal_with_quorum_then_seal() {
     assert_eq!(ok(&r)["checkpoint"]["seq"], 3);
     // Sealing needs an officer: alice enrols (seq 4), then seals with her second factor
     // (auth.succeeded 5, daemon.sealed 6).
-    clear_of_step_boundary();
     let seed = ok(&a.call(15, bootstrap("alice")))["factor"]["base32"]
         .as_str()
         .expect("seed")
         .to_owned();
-    let by = auth("alice", "alice-User-Phrase-9", Some(totp_now(&seed, 0)));
+    let by = auth("alice", "alice-User-Phrase-9", Some(server.totp(&seed, 0)));
     let r = a.call(12, serde_json::json!({"seal": {"by": by}}));
     assert_eq!(ok(&r)["sealed"]["seq"], 6);
     let r = b.call(13, "status".into());
@@ -466,6 +505,67 @@ fn sigterm_and_wait(d: &mut Custodyd) -> std::process::ExitStatus {
 }
 
 #[test]
+fn custodyd_refuses_a_test_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = make_ledger(dir.path());
+    let socket = dir.path().join("custodyd.sock");
+    let config = dir.path().join("custody.toml");
+    std::fs::write(
+        &config,
+        format!("ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n"),
+    )
+    .expect("config");
+    let clock = dir.path().join("clock.ms");
+    std::fs::write(&clock, "1000000000000\n").expect("clock file");
+    let out = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+        .args(["--config", &config.to_string_lossy()])
+        .args(["--test-clock", &clock.to_string_lossy()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run custodyd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a bad configuration: {err}");
+    assert!(
+        err.contains("--test-clock: custodyd runs on the host's clock only"),
+        "{err}"
+    );
+    assert!(!socket.exists(), "custodyd never listened");
+}
+
+/// Packaging builds `cargo build --release --bins`: the test build of custodyd is not among
+/// them, because it needs a feature no default enables.
+#[test]
+fn the_test_clock_build_needs_a_feature_packaging_never_enables() {
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .expect("Cargo.toml"),
+    )
+    .expect("Cargo.toml is TOML");
+    let bins = manifest["bin"].as_array().expect("[[bin]] entries");
+    let testclock = bins
+        .iter()
+        .find(|b| b["name"].as_str() == Some("custodyd-testclock"))
+        .expect("custodyd-testclock is declared");
+    assert_eq!(
+        testclock.get("required-features"),
+        Some(&toml::Value::Array(vec!["test-clock".into()])),
+        "{testclock}"
+    );
+    let defaults = manifest
+        .get("features")
+        .and_then(|f| f.get("default"))
+        .and_then(toml::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    assert!(!defaults.contains(&"test-clock".into()), "{defaults:?}");
+    for b in bins {
+        if b["name"].as_str() != Some("custodyd-testclock") {
+            assert!(b.get("required-features").is_none(), "{b}");
+        }
+    }
+}
+
+#[test]
 fn custodyd_binary_socket_mode_and_sigterm_shutdown() {
     let mut d = start_custodyd();
     let mode = std::fs::metadata(&d.socket).expect("socket").permissions();
@@ -547,18 +647,23 @@ fn custodyd_log_holds_no_passphrase() {
 
 // ---- the custody domain through the socket ----
 
-fn totp_now(base32: &str, steps_back: u64) -> String {
+fn totp_at(base32: &str, step: u64) -> String {
     let seed = data_encoding::BASE32_NOPAD
         .decode(base32.trim_end_matches('=').as_bytes())
         .expect("base32 seed");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
+        .expect("totp")
+        .generate(step * 30)
+}
+
+/// The code of `base32`'s TOTP `steps_back` steps before the host's current one (the real
+/// `custodyd` binary).
+fn totp_now(base32: &str, steps_back: u64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let step = now / 30 - steps_back;
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate(step * 30)
+    totp_at(base32, now / 30 - steps_back)
 }
 
 fn auth(user: &str, pass: &str, factor: Option<String>) -> Value {
@@ -657,7 +762,6 @@ fn daemon_bootstrap_needs_the_officers_own_keyring_passphrase() {
 
 #[test]
 fn daemon_seal_needs_an_authenticated_officer_and_names_them() {
-    clear_of_step_boundary();
     let server = Server::start(8);
     let mut c = server.connect();
     unseal(&mut c, 1, "alice", ALICE);
@@ -668,7 +772,7 @@ fn daemon_seal_needs_an_authenticated_officer_and_names_them() {
         .to_owned();
     let r = c.call(
         4,
-        serde_json::json!({"user_add": {"by": [auth("alice", "alice-User-Phrase-9", Some(totp_now(&seed, 1)))], "name": "dave", "roles": ["operator"], "passphrase": "dave-Operator-Phrase-1"}}),
+        serde_json::json!({"user_add": {"by": [auth("alice", "alice-User-Phrase-9", Some(server.totp(&seed, 1)))], "name": "dave", "roles": ["operator"], "passphrase": "dave-Operator-Phrase-1"}}),
     );
     assert_eq!(ok(&r)["user"]["name"], "dave", "{r}");
     let seal = |by: Value| serde_json::json!({"seal": {"by": by}});
@@ -687,7 +791,7 @@ fn daemon_seal_needs_an_authenticated_officer_and_names_them() {
     for (id, by, reason) in [
         (
             7,
-            auth("alice", "Wrong-Alice-Phrase-7", Some(totp_now(&seed, 0))),
+            auth("alice", "Wrong-Alice-Phrase-7", Some(server.totp(&seed, 0))),
             "authentication_failed",
         ),
         (
@@ -730,7 +834,7 @@ fn daemon_seal_needs_an_authenticated_officer_and_names_them() {
         seal(auth(
             "alice",
             "alice-User-Phrase-9",
-            Some(totp_now(&seed, 0)),
+            Some(server.totp(&seed, 0)),
         )),
     );
     let seq = ok(&r)["sealed"]["seq"].as_u64().expect("seq");
@@ -741,7 +845,7 @@ fn daemon_seal_needs_an_authenticated_officer_and_names_them() {
         seal(auth(
             "alice",
             "alice-User-Phrase-9",
-            Some(totp_now(&seed, 0)),
+            Some(server.totp(&seed, 0)),
         )),
     );
     assert_eq!(err_code(&r), "sealed");
@@ -761,7 +865,6 @@ fn daemon_seal_needs_an_authenticated_officer_and_names_them() {
 #[test]
 fn daemon_sign_in_request_needs_two_distinct_officers() {
     // Stay clear of a step boundary: every officer uses the previous and the current step.
-    clear_of_step_boundary();
     let server = Server::start(8);
     let mut c = server.connect();
     unseal(&mut c, 1, "alice", ALICE);
@@ -780,14 +883,14 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
         auth(
             "alice",
             "alice-User-Phrase-9",
-            Some(totp_now(&seeds["alice"], back)),
+            Some(server.totp(&seeds["alice"], back)),
         )
     };
     let bob = |back| {
         auth(
             "bob",
             "bob-User-Phrase-9",
-            Some(totp_now(&seeds["bob"], back)),
+            Some(server.totp(&seeds["bob"], back)),
         )
     };
     let uid = rustix::process::geteuid().as_raw();
@@ -854,7 +957,6 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
 
 #[test]
 fn daemon_two_officers_suspend_an_operator_who_is_then_refused() {
-    clear_of_step_boundary();
     let server = Server::start(8);
     let mut c = server.connect();
     unseal(&mut c, 1, "alice", ALICE);
@@ -874,14 +976,14 @@ fn daemon_two_officers_suspend_an_operator_who_is_then_refused() {
         auth(
             "alice",
             "alice-User-Phrase-9",
-            Some(totp_now(&seeds["alice"], back)),
+            Some(server.totp(&seeds["alice"], back)),
         )
     };
     let bob = |back| {
         auth(
             "bob",
             "bob-User-Phrase-9",
-            Some(totp_now(&seeds["bob"], back)),
+            Some(server.totp(&seeds["bob"], back)),
         )
     };
     let r = c.call(

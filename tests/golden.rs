@@ -1,5 +1,7 @@
 //! Golden CLI scenarios: one file per user story in `tests/golden/`, run against a real
-//! `custodyd` on a temporary directory, so the words of the CLI are reviewed like code.
+//! `custodyd` on a temporary directory, so the words of the CLI are reviewed like code. The
+//! daemon is `custodyd-testclock` on the scenario's clock: where an officer would wait for a
+//! fresh second-factor step, the clock moves to it.
 //!
 //! A scenario `NAME.toml` is a list of steps:
 //!
@@ -27,17 +29,22 @@
 //! (numbered by first appearance), 13-digit millisecond times → `<MS>`, hex runs of 32
 //! characters or more → `<HEX>`, key fingerprints (`3de4:fc96:…`) → `<FINGERPRINT>`, Base32
 //! seeds → `<BASE32>`, `otpauth://` URIs → `<OTPAUTH>`.
-//! A difference prints a line diff; `GOLDEN_UPDATE=1 cargo test --test golden` rewrites the
-//! `.out` files (exit statuses are still checked).
+//! A difference prints a line diff; `GOLDEN_UPDATE=1 cargo test --features test-clock --test
+//! golden` rewrites the `.out` files (exit statuses are still checked).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+#[path = "support/clock.rs"]
+mod clock;
+
+use clock::{custodyd_testclock, totp, TestClock};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,6 +112,8 @@ impl Drop for Daemon {
 struct Room {
     dir: tempfile::TempDir,
     daemon: Option<Daemon>,
+    /// The scenario's time: custodyd's, and the officers' authenticators'.
+    clock: TestClock,
     pubkey: String,
     seeds: BTreeMap<String, String>,
     last_step: BTreeMap<String, u64>,
@@ -189,8 +198,9 @@ fn unsealed_room(room: &mut Room) {
         ),
     )
     .expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+    let child = Command::new(custodyd_testclock())
         .args(["--config", &config.to_string_lossy()])
+        .args(room.clock.args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(room.dir.path().join("custodyd.log")).expect("log"))
@@ -229,17 +239,10 @@ fn unsealed_room(room: &mut Room) {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 impl Room {
     /// A code of `officer`'s second factor that the daemon will accept: the oldest step it
-    /// still accepts (the previous one) that this officer has not used, waiting for the next
-    /// step when both were used, and never within 3 s of a step's end.
+    /// still accepts (the previous one) that this officer has not used, moving the clock to the
+    /// next step when both were used, and never within 3 s of a step's end.
     fn totp(&mut self, officer: &str) -> String {
         let seed = self
             .seeds
@@ -247,9 +250,9 @@ impl Room {
             .unwrap_or_else(|| panic!("no second factor known for {officer:?}"))
             .clone();
         loop {
-            let now = now_secs();
+            let now = self.clock.now_secs();
             if now % 30 >= 27 {
-                std::thread::sleep(Duration::from_secs(31 - now % 30));
+                self.clock.next_step();
                 continue;
             }
             let current = now / 30;
@@ -258,16 +261,11 @@ impl Room {
                 .get(officer)
                 .map_or(current - 1, |l| (l + 1).max(current - 1));
             if step > current {
-                std::thread::sleep(Duration::from_secs(31 - now % 30));
+                self.clock.next_step();
                 continue;
             }
             self.last_step.insert(officer.to_owned(), step);
-            let key = data_encoding::BASE32_NOPAD
-                .decode(seed.trim_end_matches('=').as_bytes())
-                .expect("base32 seed");
-            return totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, key)
-                .expect("totp")
-                .generate(step * 30);
+            return totp(&seed, step);
         }
     }
 
@@ -475,8 +473,10 @@ fn diff(expected: &str, actual: &str) -> String {
 
 /// Runs one scenario; returns its normalized transcript, or panics on a wrong exit status.
 fn play(name: &str, scenario: Scenario) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
     let mut room = Room {
-        dir: tempfile::tempdir().expect("tempdir"),
+        clock: TestClock::create(dir.path()),
+        dir,
         daemon: None,
         pubkey: String::new(),
         seeds: BTreeMap::new(),

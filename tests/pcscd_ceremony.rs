@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::daemon::{
-    device_state, now_secs, request_status, run_of, totp_at, unseal_pass, user_pass, world,
+    device_state, request_status, run_of, totp_at, unseal_pass, user_pass, world,
     world_with_touch_timeout, Run, World, ACCOUNT, OFFICERS, SEED,
 };
 use support::tty::Terminal;
@@ -294,7 +294,7 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
         ],
         &answers,
     );
-    let after = now_secs() / 30;
+    let after = w.clock.step();
     assert_eq!(r.code, 0, "sign-in wizard:\n{}\n{}", r.out, r.err);
     assert_no_secret(&r);
     assert!(r.err.contains("Touch key 10000201 now"), "{}", r.err);
@@ -456,8 +456,11 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     assert_eq!(request_status(&w, &id), "approved");
 
     // The sign-in wizard resumes the request at a terminal: no new request, no new approval;
-    // the code is drawn with a countdown and erased when it expires.
-    w.room_in_step(8);
+    // the code is drawn with a countdown and erased when it expires. The key's last codes were
+    // the enrolment's, before this step: the release needs no wait, and with 3 s left in the
+    // step the countdown lasts 3 s.
+    w.clock.next_step();
+    w.clock.advance(27_000);
     let (mut t, mut child) = Terminal::spawn(
         env!("CARGO_BIN_EXE_custody"),
         &[
@@ -486,7 +489,7 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     t.type_line(&user_pass("dave"));
     t.expect("Touch key 10000401 now");
     t.expect(&format!("Code for {id} (device 10000401):"));
-    let after = now_secs() / 30;
+    let after = w.clock.step();
     t.expect("more second(s) ");
     t.expect_within("The code has expired and was cleared from the screen.", 40);
     let status = child.wait().expect("wizard");

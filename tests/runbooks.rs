@@ -8,10 +8,13 @@
 //! - `/var/lib/custody/` is the temporary directory and `/media/backup/` a folder in it;
 //! - `sudo -u custody` and `sudo` are dropped (the test runs as one user), and so are the
 //!   `custody` owner options of `install` and `chown` (there is no `custody` OS user);
-//! - `systemctl start|stop custodyd` starts the daemon or stops it with SIGTERM;
+//! - `systemctl start|stop custodyd` starts the daemon or stops it with SIGTERM; the daemon is
+//!   `custodyd-testclock`, custodyd reading the time from the story's clock file;
 //! - secrets are fed on file descriptors (`--passphrase-fd 3`, `--totp-fd 4`, `--seed-fd 5`), as
 //!   the people in the room would type them at the prompts, with each officer's second-factor
-//!   code computed from the seed their `bootstrap` or `user add` printed (one code per step);
+//!   code computed from the seed their `bootstrap` or `user add` printed, at the story's time
+//!   (one code per step);
+//! - where an officer would wait for a fresh second-factor step, the story's clock moves to it;
 //! - the example values of the runbooks (request and incident ids, the checkpoint key, the
 //!   operator's uid) are replaced by the values this run produced.
 //!
@@ -23,17 +26,18 @@
 //! a `code span` on the same line) must appear in the output, with digits and hex ids matched
 //! loosely and `…` standing for anything.
 //!
-//! The runbooks wait for fresh second-factor steps (an officer's code is accepted once), so the
-//! story takes minutes. It is `#[ignore]`d in `cargo test` and run by `make runbooks` (part of
-//! `make test`, alongside the fuzz build).
+//! The story runs about 120 commands against a private pcscd. It is `#[ignore]`d in `cargo test`
+//! and run by `make runbooks` (part of `make test`, alongside the fuzz build), with the cargo
+//! feature `test-clock`.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use support::clock::{custodyd_testclock, totp, TestClock};
 use support::{in_harness, repo, wait_for_card, Emu};
 
 /// The runbooks, in the order of the story they tell together.
@@ -325,27 +329,15 @@ fn shows(output: &str, expected_line: &str) -> bool {
     })
 }
 
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-}
-
-/// An officer's second-factor code for `step`, from their Base32 seed.
-fn totp(seed_b32: &str, step: u64) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(seed_b32.trim_end_matches('=').as_bytes())
-        .expect("a Base32 seed");
-    let t = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, seed);
-    t.generate(step * 30)
-}
-
 /// Everything the story has produced so far.
 struct World {
     work: PathBuf,
     socket: PathBuf,
     daemon: Option<Child>,
+    /// The story's time: custodyd's, and the officers' authenticators'.
+    clock: TestClock,
+    /// Second-factor steps the story moved its clock forward by, waiting for fresh steps.
+    steps_waited: u64,
     /// Officers' second-factor seeds, as printed to them.
     factors: BTreeMap<String, String>,
     /// The last second-factor step used by each officer.
@@ -444,7 +436,7 @@ impl World {
         out
     }
 
-    /// A fresh second-factor code of `officer` (waits for the next step when needed).
+    /// A fresh second-factor code of `officer` (the clock moves to the next step when needed).
     fn factor(&mut self, officer: &str) -> String {
         let seed = self
             .factors
@@ -453,7 +445,7 @@ impl World {
             .clone();
         let last = self.last_step.get(officer).copied();
         loop {
-            let now = now_s();
+            let now = self.clock.now_secs();
             let step = now / 30;
             let into = now % 30;
             // The step before the current one is accepted too, unless it is about to lapse.
@@ -469,9 +461,12 @@ impl World {
                 self.last_step.insert(officer.to_owned(), s);
                 return totp(&seed, s);
             }
-            let wait = 30 - into + 1;
-            println!("   (second factor of {officer}: waiting {wait} s for a fresh step)");
-            std::thread::sleep(Duration::from_secs(wait));
+            println!(
+                "   (second factor of {officer}: the clock moves {} s on, to a fresh step)",
+                30 - into
+            );
+            self.clock.next_step();
+            self.steps_waited += 1;
         }
     }
 
@@ -493,9 +488,10 @@ impl World {
             .open(self.work.join("custodyd.log"))
             .expect("daemon log");
         let _ = std::fs::remove_file(&self.socket);
-        let child = Command::new(Self::bin("custodyd"))
+        let child = Command::new(custodyd_testclock())
             .arg("--config")
             .arg(&config)
+            .args(self.clock.args())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -827,7 +823,7 @@ impl World {
 }
 
 #[test]
-#[ignore = "minutes of second-factor waits; `make runbooks` runs it"]
+#[ignore = "plays every runbook against a private pcscd; `make runbooks` runs it"]
 fn runbooks_run_against_the_demo_environment() {
     if !in_harness("runbooks_run_against_the_demo_environment", 42500, 1) {
         return;
@@ -843,6 +839,8 @@ fn runbooks_run_against_the_demo_environment() {
         work: tmp.path().to_path_buf(),
         socket: tmp.path().join("custodyd.sock"),
         daemon: None,
+        clock: TestClock::create(tmp.path()),
+        steps_waited: 0,
         factors: BTreeMap::new(),
         last_step: BTreeMap::new(),
         pubkey: None,
@@ -883,13 +881,14 @@ fn runbooks_run_against_the_demo_environment() {
         world.stop_daemon();
     }
     println!(
-        "runbooks: {} runbooks, {} commands run, {} steered, {} skipped, {} expected lines checked, {} mismatched",
+        "runbooks: {} runbooks, {} commands run, {} steered, {} skipped, {} expected lines checked, {} mismatched, {} second-factor steps moved on",
         STORY.len(),
         world.ran,
         world.hidden,
         world.skipped.len(),
         world.checked,
-        world.mismatches.len()
+        world.mismatches.len(),
+        world.steps_waited
     );
     assert!(
         world.mismatches.is_empty(),

@@ -16,7 +16,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use support::custodyd::{outcome, unseal_pass, user_pass, Custodyd, Factors};
+use support::custodyd::{outcome, unseal_pass, user_pass, Custodyd};
 
 const PROVIDER_SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
@@ -181,7 +181,7 @@ fn secret_scan_of_a_trace_level_custodyd_scenario_finds_nothing() {
     let dir = tmp.path();
     let d = Custodyd::start(dir, &["alice", "bob", "carol", "dan", "fay"], "trace", "");
     let mut c = d.connect();
-    let mut f = Factors::default();
+    let mut f = d.factors();
     let mut passphrases = vec![
         unseal_pass("alice"),
         unseal_pass("bob"),

@@ -23,7 +23,7 @@ use mfa_custody::ledger::{
     OfficerName, Passphrase, Projections, Timestamp,
 };
 use serde_json::{json, Value};
-use support::custodyd::{outcome, unseal_pass, user_pass, Custodyd, Factors};
+use support::custodyd::{outcome, unseal_pass, user_pass, Custodyd};
 use zeroize::Zeroizing;
 
 /// A small deterministic generator (xorshift64*): the seed is printed, so a failure replays.
@@ -53,7 +53,7 @@ fn rounds() -> usize {
 fn scenario(dir: &Path) -> (Vec<Vec<u8>>, CheckpointPublicKey, Vec<Vec<u8>>) {
     let d = Custodyd::start(dir, &["alice", "bob", "carol"], "info", "");
     let mut c = d.connect();
-    let mut f = Factors::default();
+    let mut f = d.factors();
     d.unseal_and_bootstrap(&mut c, &mut f, &[]);
     let by = f.auth("alice");
     let r = c.call(json!({"user_add": {"by": [by], "name": "oscar", "roles": ["operator"], "passphrase": user_pass("oscar")}}));

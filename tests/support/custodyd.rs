@@ -1,5 +1,7 @@
 //! A real `custodyd` binary on a temporary ledger, spoken to over its socket with raw JSON
-//! lines, and the officers' second factors computed as their authenticators would.
+//! lines, and the officers' second factors computed as their authenticators would. The daemon
+//! is `custodyd-testclock` on the ledger's test clock ([`Custodyd::clock`]): where an officer
+//! would wait for a fresh second-factor step, the clock moves to it.
 //!
 //! Everything a scenario needs to bring a daemon to an unsealed state with custody users is in
 //! [`Custodyd::start`] and [`Custodyd::unseal_and_bootstrap`]; adapt those two when the
@@ -12,8 +14,9 @@ use std::num::NonZeroU32;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use super::clock::{custodyd_testclock, TestClock};
 use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -41,6 +44,8 @@ pub struct Custodyd {
     pub ledger: PathBuf,
     /// The keyring officers.
     pub officers: Vec<String>,
+    /// The daemon's time.
+    pub clock: TestClock,
 }
 
 impl Custodyd {
@@ -85,7 +90,9 @@ impl Custodyd {
         )
         .expect("config");
         let log = dir.join("custodyd.log");
-        let custodyd = env!("CARGO_BIN_EXE_custodyd");
+        let clock = TestClock::create(dir);
+        let custodyd = custodyd_testclock();
+        let custodyd = custodyd.to_str().expect("a UTF-8 path");
         let (program, before) = match wrapper.split_first() {
             Some((p, rest)) => (*p, [rest, &[custodyd]].concat()),
             None => (custodyd, Vec::new()),
@@ -98,6 +105,7 @@ impl Custodyd {
                 "--log-level",
                 log_level,
             ])
+            .args(clock.args())
             .env("RUST_LOG", log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -116,6 +124,17 @@ impl Custodyd {
             log,
             ledger,
             officers: officers.iter().map(|s| (*s).to_owned()).collect(),
+            clock,
+        }
+    }
+
+    /// The officers' second factors, at this daemon's time (none known yet).
+    pub fn factors(&self) -> Factors {
+        Factors {
+            clock: self.clock.clone(),
+            seeds: BTreeMap::new(),
+            spent: BTreeMap::new(),
+            issued: Vec::new(),
         }
     }
 
@@ -278,22 +297,14 @@ pub fn outcome(resp: &Value) -> String {
 }
 
 /// The officers' second-factor seeds and the steps they have spent: a step is accepted once
-/// per officer, the current or the previous one.
-#[derive(Default)]
+/// per officer, the current or the previous one. Made by [`Custodyd::factors`], on its clock.
 pub struct Factors {
+    clock: TestClock,
     /// Base32 seeds by user.
     pub seeds: BTreeMap<String, String>,
     spent: BTreeMap<String, u64>,
     /// Every code handed out (for scans).
     pub issued: Vec<String>,
-}
-
-fn now_step() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        / 30
 }
 
 pub fn totp(seed_b32: &str, step: u64) -> String {
@@ -307,7 +318,7 @@ pub fn totp(seed_b32: &str, step: u64) -> String {
 
 impl Factors {
     fn next_step(&self, user: &str) -> Option<u64> {
-        let now = now_step();
+        let now = self.clock.step();
         let step = match self.spent.get(user) {
             Some(last) => (*last + 1).max(now - 1),
             None => now - 1,
@@ -320,14 +331,15 @@ impl Factors {
         self.next_step(user).is_some()
     }
 
-    /// A code of an unspent step for `user`, waiting for the next step when both are spent.
+    /// A code of an unspent step for `user`, moving the clock to the next step when both are
+    /// spent.
     /// Users without a factor get none.
     pub fn code(&mut self, user: &str) -> Option<String> {
         let seed = self.seeds.get(user)?.clone();
         let step = loop {
             match self.next_step(user) {
                 Some(s) => break s,
-                None => wait_next_step(),
+                None => self.clock.next_step(),
             }
         };
         self.spent.insert(user.to_owned(), step);
@@ -349,7 +361,7 @@ impl Factors {
     pub fn auth_unspent(&self, user: &str) -> Value {
         match self.seeds.get(user) {
             Some(seed) => {
-                json!({"user": user, "passphrase": user_pass(user), "factor": totp(seed, now_step())})
+                json!({"user": user, "passphrase": user_pass(user), "factor": totp(seed, self.clock.step())})
             }
             None => json!({"user": user, "passphrase": user_pass(user)}),
         }
@@ -357,7 +369,7 @@ impl Factors {
 
     /// Steps `user` may still spend now (0, 1 or 2).
     pub fn left(&self, user: &str) -> u64 {
-        let now = now_step();
+        let now = self.clock.step();
         let from = match self.spent.get(user) {
             Some(last) => (*last + 1).max(now - 1),
             None => now - 1,
@@ -369,15 +381,4 @@ impl Factors {
     pub fn forget(&mut self, user: &str) {
         self.seeds.remove(user);
     }
-}
-
-/// Sleeps until the next 30-second step begins.
-pub fn wait_next_step() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis();
-    let next = (now / 30_000 + 1) * 30_000;
-    let ms = u64::try_from(next - now).expect("small") + 20;
-    std::thread::sleep(Duration::from_millis(ms));
 }

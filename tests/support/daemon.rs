@@ -1,15 +1,19 @@
 //! A real `custodyd` for the end-to-end tests, set up in one place ([`world`]): a ledger made
 //! by `custody init`, the daemon started from its configuration file and unsealed, officers
 //! bootstrapped, an operator added, and the `custody` binary run against it with secrets on
-//! file descriptors 3 and 4.
+//! file descriptors 3 and 4. The daemon is `custodyd-testclock` on the world's clock
+//! ([`World::clock`]): where an officer would wait for a fresh second-factor step, the clock
+//! moves to it.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::Value;
+
+use super::clock::{custodyd_testclock, TestClock};
 
 /// The provider's seed in these tests: the public RFC 6238 test seed.
 pub const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -26,13 +30,6 @@ pub fn unseal_pass(who: &str) -> String {
 /// The custody user passphrase of `who`.
 pub fn user_pass(who: &str) -> String {
     format!("{who}-User-Phrase-9")
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
 }
 
 pub fn totp_at(base32: &str, step: u64) -> String {
@@ -72,6 +69,8 @@ pub struct World {
     pub socket: PathBuf,
     pub config: PathBuf,
     pub daemon: Option<Child>,
+    /// The time of custodyd and of the officers' authenticators.
+    pub clock: TestClock,
     pub seeds: BTreeMap<String, String>,
     pub last_step: BTreeMap<String, u64>,
 }
@@ -136,9 +135,10 @@ impl World {
 
     pub fn start_daemon(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
-        let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+        let child = Command::new(custodyd_testclock())
             .arg("--config")
             .arg(&self.config)
+            .args(self.clock.args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
@@ -195,27 +195,27 @@ impl World {
     }
 
     /// A second-factor code of `officer` the daemon accepts: the oldest acceptable step the
-    /// officer has not used yet (the previous step first, then the current one).
+    /// officer has not used yet (the previous step first, then the current one), moving the
+    /// clock to the next step when the officer used both.
     pub fn code(&mut self, officer: &str) -> String {
-        let current = now_secs() / 30;
-        let step = self
-            .last_step
-            .get(officer)
-            .map_or(current - 1, |l| (l + 1).max(current - 1));
-        assert!(
-            step <= current,
-            "{officer} already used both acceptable steps; the test must wait"
-        );
+        let step = loop {
+            let current = self.clock.step();
+            let step = self
+                .last_step
+                .get(officer)
+                .map_or(current - 1, |l| (l + 1).max(current - 1));
+            if step <= current {
+                break step;
+            }
+            self.clock.next_step();
+        };
         self.last_step.insert(officer.to_owned(), step);
         totp_at(&self.seeds[officer], step)
     }
 
-    /// Waits, when needed, so that at least `secs` seconds are left in the current step.
+    /// Moves the clock to the next step when fewer than `secs` seconds are left in this one.
     pub fn room_in_step(&self, secs: u64) {
-        let into = now_secs() % 30;
-        if 30 - into < secs {
-            std::thread::sleep(Duration::from_secs(30 - into + 1));
-        }
+        self.clock.room_in_step(secs);
     }
 
     /// One officer's answers for a wizard: name, passphrase, code.
@@ -245,6 +245,7 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
     )
     .expect("config");
     let mut w = World {
+        clock: TestClock::create(dir.path()),
         dir,
         ledger,
         socket,

@@ -3,6 +3,7 @@
 //! its own TCP ports, so tests run in parallel without meeting each other or the host's pcscd.
 #![allow(dead_code)]
 
+pub mod clock;
 pub mod daemon;
 pub mod tty;
 
