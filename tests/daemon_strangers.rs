@@ -11,9 +11,7 @@ use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::custodyd::{
-    outcome, tmp_open_to_nobody, unseal_pass, user_pass, Custodyd, Factors, NOBODY,
-};
+use support::custodyd::{outcome, tmp_open_to_nobody, unseal_pass, user_pass, Custodyd, NOBODY};
 
 fn start(officers: &[&str]) -> (tempfile::TempDir, Custodyd) {
     assert!(
@@ -48,7 +46,7 @@ fn assert_throttled(r: &Value, uid: u32) {
 fn a_strangers_failures_never_lock_the_officer_out_and_the_stranger_is_slowed() {
     let (_tmp, d) = start(&["alice", "bob"]);
     let mut root = d.connect();
-    let mut factors = Factors::default();
+    let mut factors = d.factors();
     d.unseal_and_bootstrap(&mut root, &mut factors, &[]);
     let mut stranger = d.connect_as(NOBODY);
     // The first failures are answered as failures: a typing mistake costs nothing.
@@ -101,7 +99,7 @@ fn unseal_shares_are_checked_when_offered_and_guessing_them_is_slowed() {
     let r = root.call(json!({"unseal": {"officer": "bob", "passphrase": unseal_pass("bob")}}));
     assert_eq!(r["result"]["ok"]["unseal"]["unsealed"], true, "{r}");
     // The failed shares are in the ledger with the uid they came from.
-    let mut factors = Factors::default();
+    let mut factors = d.factors();
     for o in ["alice", "bob"] {
         let r = root.call(json!({"bootstrap_officer": {"user": o, "keyring_passphrase": unseal_pass(o), "passphrase": user_pass(o)}}));
         let seed = r["result"]["ok"]["factor"]["base32"]
@@ -130,7 +128,7 @@ fn unseal_shares_are_checked_when_offered_and_guessing_them_is_slowed() {
 fn an_approval_lands_only_on_what_the_officer_was_shown() {
     let (_tmp, d) = start(&["alice", "bob", "carol"]);
     let mut c = d.connect();
-    let mut f = Factors::default();
+    let mut f = d.factors();
     d.unseal_and_bootstrap(&mut c, &mut f, &[]);
     let r = c.call(json!({"user_add": {"by": [f.auth("alice")], "name": "dave", "roles": ["operator"], "passphrase": user_pass("dave")}}));
     assert_eq!(outcome(&r), "ok", "{r}");
@@ -277,7 +275,7 @@ fn a_pinned_ledger_id_refuses_any_other_daemon() {
 fn a_flood_of_free_refusals_writes_a_few_events_not_one_each() {
     let (_tmp, d) = start(&["alice", "bob"]);
     let mut root = d.connect();
-    let mut f = Factors::default();
+    let mut f = d.factors();
     d.unseal_and_bootstrap(&mut root, &mut f, &[]);
     let head = |c: &mut support::custodyd::Conn| {
         c.call(json!("status"))["result"]["ok"]["status"]["head_seq"]
