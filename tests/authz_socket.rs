@@ -20,7 +20,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 use support::custodyd::{outcome, user_pass, Conn, Custodyd, Factors};
 
-const ROLES: [&str; 5] = ["officer", "operator", "auditor", "unknown", "suspended"];
+const ROLES: [&str; 6] = [
+    "officer",
+    "operator",
+    "auditor",
+    "unknown",
+    "suspended",
+    "anonymous",
+];
 const ACCOUNT: &str = "123456789012";
 const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 const NO_DEVICE: u32 = 99_999_999;
@@ -39,6 +46,8 @@ struct Matrix {
     /// Requests made before their requester changed: ava's (now an auditor), sam's (now
     /// suspended), by operation.
     own: BTreeMap<(&'static str, &'static str), String>,
+    /// Login sessions by person: the token, or the login's refusal.
+    sessions: BTreeMap<String, Result<String, String>>,
 }
 
 /// Genesis, unseal and the cast: `POOL` officers (`o00`..), `zed` in the keyring but not yet
@@ -61,6 +70,7 @@ fn setup(dir: &std::path::Path) -> Matrix {
         pool: names[..POOL].to_vec(),
         n: 0,
         own: BTreeMap::new(),
+        sessions: BTreeMap::new(),
     };
     for (who, roles) in [
         ("oscar", vec!["operator"]),
@@ -76,7 +86,14 @@ fn setup(dir: &std::path::Path) -> Matrix {
     let by = m.f.auth(&a);
     let r = m.c.call(json!({"account_add": {"by": by, "provider": "aws", "account": ACCOUNT, "alias": "prod", "root_email": "root@example.test", "credential": "AWS:root@example.test"}}));
     assert_eq!(outcome(&r), "ok", "{r}");
-    for op in ["approve", "deny", "cancel", "code"] {
+    for op in [
+        "approve",
+        "deny",
+        "cancel",
+        "code",
+        "cancel_session",
+        "request_show",
+    ] {
         let id = m.request("ava");
         if op == "code" {
             m.approve_twice(&id);
@@ -87,7 +104,14 @@ fn setup(dir: &std::path::Path) -> Matrix {
     // spares sam's second factor).
     let id = m.request("sam");
     m.approve_twice(&id);
-    for op in ["approve", "deny", "cancel", "code"] {
+    for op in [
+        "approve",
+        "deny",
+        "cancel",
+        "code",
+        "cancel_session",
+        "request_show",
+    ] {
         m.own.insert(("suspended", op), id.clone());
     }
     let a = m.officer(&[]);
@@ -126,6 +150,38 @@ impl Matrix {
         pick
     }
 
+    /// `who`'s login session (opened at the first use), or the refusal of the login.
+    fn token(&mut self, who: &str) -> Result<String, String> {
+        if let Some(t) = self.sessions.get(who) {
+            return t.clone();
+        }
+        let by = self.auth(who);
+        let r = self.c.call(json!({"login": {"by": by}}));
+        let t = match r["result"]["ok"]["session"]["token"].as_str() {
+            Some(t) => Ok(t.to_owned()),
+            None => Err(outcome(&r)),
+        };
+        self.sessions.insert(who.to_owned(), t.clone());
+        t
+    }
+
+    /// The read `op` as sent (`request_show` names a request of the `case`).
+    fn read_op(&mut self, op: &'static str, case: &str, role: &'static str, actor: &str) -> Value {
+        match op {
+            "request_show" => {
+                let id = match (case, role) {
+                    ("own", "auditor" | "suspended") => self.own[&(role, op)].clone(),
+                    ("own", "officer" | "operator") => self.request(actor),
+                    _ => self.request("rita"),
+                };
+                json!({"request_show": {"request": id}})
+            }
+            "account_show" => json!({"account_show": {"account": ACCOUNT}}),
+            "device_show" => json!({"device_show": {"serial": NO_DEVICE}}),
+            _ => json!(op),
+        }
+    }
+
     /// The person acting in `role`'s column.
     fn actor(&mut self, role: &str, except: &[&str]) -> String {
         match role {
@@ -134,6 +190,7 @@ impl Matrix {
             "auditor" => "ava".into(),
             "unknown" => "nobody".into(),
             "suspended" => "sam".into(),
+            "anonymous" => String::new(),
             other => panic!("role {other}"),
         }
     }
@@ -219,24 +276,76 @@ impl Matrix {
     /// Runs one cell; `None` when the relation cannot exist (an unknown person's own
     /// request).
     fn cell(&mut self, op: &'static str, case: &str, role: &'static str) -> Option<String> {
+        const READS: &[&str] = &[
+            "users",
+            "accounts",
+            "devices",
+            "requests",
+            "incidents",
+            "checkpoint",
+            "export",
+            "request_show",
+            "account_show",
+            "device_show",
+            "whoami",
+        ];
         let actor = self.actor(role, &[]);
-        let r = match (op, case) {
-            (
-                "status" | "users" | "accounts" | "devices" | "requests" | "incidents"
-                | "checkpoint" | "export",
-                "-",
-            ) => self.c.call(json!(op)),
-            ("unseal_reset", "-") => self.c.call(json!("unseal_reset")),
-            ("request_show", "-") => {
-                let id = self.request("rita");
-                self.c.call(json!({"request_show": {"request": id}}))
+        if role == "anonymous" {
+            // No session and no credentials: only the minimal status (and forgetting unseal
+            // shares) is served.
+            let r = match (op, case) {
+                ("status" | "unseal_reset" | "logout", "-") => self.c.call(json!(op)),
+                (op, _) if READS.contains(&op) => {
+                    let req = self.read_op(op, case, role, "");
+                    self.c.call(req)
+                }
+                ("cancel", "session") => {
+                    let id = self.request("rita");
+                    self.c.call(json!({"cancel": {"request": id}}))
+                }
+                _ => return None,
+            };
+            return Some(outcome(&r));
+        }
+        if READS.contains(&op) || op == "logout" || (op, case) == ("cancel", "session") {
+            let token = match self.token(&actor) {
+                Ok(t) => t,
+                Err(refusal) => return Some(refusal),
+            };
+            let req = match (op, case) {
+                ("logout", _) => json!("logout"),
+                ("cancel", _) => {
+                    let id = match (case, role) {
+                        (_, "auditor" | "suspended") => self.own[&(role, "cancel_session")].clone(),
+                        _ => self.request(&actor),
+                    };
+                    json!({"cancel": {"request": id}})
+                }
+                _ => self.read_op(op, case, role, &actor),
+            };
+            let r = self.c.call_as(req, &token);
+            if op == "logout" {
+                self.sessions.remove(&actor);
             }
-            ("account_show", "-") => self.c.call(json!({"account_show": {"account": ACCOUNT}})),
-            ("device_show", "-") => self.c.call(json!({"device_show": {"serial": NO_DEVICE}})),
+            return Some(outcome(&r));
+        }
+        let r = match (op, case) {
+            ("status", "-") => self.c.call(json!(op)),
+            ("unseal_reset", "-") => self.c.call(json!("unseal_reset")),
+            ("login", "-") => {
+                let by = self.auth(&actor);
+                let r = self.c.call(json!({"login": {"by": by}}));
+                if let Some(t) = r["result"]["ok"]["session"]["token"].as_str() {
+                    self.sessions.insert(actor.clone(), Ok(t.to_owned()));
+                }
+                r
+            }
             ("seal", "-") => {
                 let by = self.auth(&actor);
                 let r = self.c.call(json!({"seal": {"by": by}}));
                 if outcome(&r) == "ok" {
+                    // Sealing ended every session.
+                    self.sessions.clear();
                     self.d.unseal(&mut self.c);
                 }
                 r
@@ -246,6 +355,7 @@ impl Matrix {
                 let by = self.f.auth(&o);
                 let r = self.c.call(json!({"seal": {"by": by}}));
                 assert_eq!(outcome(&r), "ok", "{r}");
+                self.sessions.clear();
                 let name = if role == "officer" {
                     "zed".to_owned()
                 } else {
@@ -338,6 +448,7 @@ impl Matrix {
                 if role == "officer" && case == "self" && outcome(&r) == "ok" {
                     // No longer an active officer: out of the pool.
                     self.pool.retain(|o| o != &actor);
+                    self.sessions.remove(&actor);
                 }
                 r
             }
@@ -396,7 +507,8 @@ fn documented() -> Vec<(String, String, Vec<String>)> {
                     "operator",
                     "auditor",
                     "unknown",
-                    "suspended"
+                    "suspended",
+                    "anonymous"
                 ],
                 "the matrix's header"
             );
@@ -409,7 +521,7 @@ fn documented() -> Vec<(String, String, Vec<String>)> {
         {
             continue;
         }
-        assert_eq!(cells.len(), 7, "a row of 7 cells: {line}");
+        assert_eq!(cells.len(), 8, "a row of 8 cells: {line}");
         rows.push((cells[0].clone(), cells[1].clone(), cells[2..].to_vec()));
     }
     assert!(header_seen, "the matrix has a table");
@@ -460,7 +572,7 @@ fn authz_matrix_over_the_socket_matches_the_documented_table() {
             .expect("op");
         // The officer column last: its successes change state the others must not see.
         let mut got = vec![String::new(); ROLES.len()];
-        for i in [1, 2, 3, 4, 0] {
+        for i in [1, 2, 3, 4, 5, 0] {
             let role = ROLES[i];
             if print {
                 eprintln!("{:?} {op} {case} {role}", started.elapsed());

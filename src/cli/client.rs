@@ -61,6 +61,7 @@ pub(crate) fn call_with_reason(socket: &Path, op: Op) -> Result<Reply, (Failure,
         v: VERSION,
         id: u64::from(std::process::id()),
         op,
+        session: super::session::current(),
     };
     let line = encode_request(&req);
     drop(req);

@@ -102,6 +102,11 @@ pub struct Request {
     pub id: u64,
     /// What to do.
     pub op: Op,
+    /// The caller's session token (from [`Op::Login`]): how reads and a person's own low-risk
+    /// operations are authenticated. Absent: the request is anonymous, and only `status`,
+    /// the unseal and operations carrying their own `by` credentials are served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Secret>,
 }
 
 /// The operations a client may ask for. Externally tagged (`"status"`,
@@ -212,8 +217,10 @@ pub enum Op {
     },
     /// The requester cancels their request.
     Cancel {
-        /// The requester.
-        by: Auth,
+        /// The requester; absent: the request's session (cancelling is low-risk, so a session
+        /// serves it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Auth>,
         /// The request id.
         request: String,
     },
@@ -352,6 +359,17 @@ pub enum Op {
         /// The account id.
         account: String,
     },
+    /// Open a session: the person authenticates once (passphrase, and for officers their
+    /// second-factor code) and gets a token for reads and their own low-risk operations,
+    /// bound to them and to the connection's uid.
+    Login {
+        /// The person.
+        by: Auth,
+    },
+    /// Revoke the request's session.
+    Logout,
+    /// The request's session: who it is for and when it ends.
+    Whoami,
 }
 
 /// A device presented at an inventory audit.
@@ -402,6 +420,9 @@ impl Op {
             Op::AccountSetStatus { .. } => "account_set_status",
             Op::Release { .. } => "release",
             Op::Inventory { .. } => "inventory",
+            Op::Login { .. } => "login",
+            Op::Logout => "logout",
+            Op::Whoami => "whoami",
         }
     }
 }
@@ -620,6 +641,13 @@ pub enum Reply {
         /// The first TOTP step.
         first_step: u64,
     },
+    /// Answer to [`Op::Login`] and [`Op::Whoami`].
+    Session(SessionReply),
+    /// Answer to [`Op::Logout`].
+    LoggedOut {
+        /// The person whose session ended.
+        user: String,
+    },
     /// The released code, shown once.
     Code {
         /// The request.
@@ -633,6 +661,25 @@ pub enum Reply {
         /// The device that computed it.
         device: u32,
     },
+}
+
+/// A session, as answered by [`Op::Login`] (with its token, shown this once) and
+/// [`Op::Whoami`] (without).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionReply {
+    /// The token to send as the request's `session`; only in the answer to `login`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// The person.
+    pub user: String,
+    /// Their roles now.
+    pub roles: Vec<String>,
+    /// The uid the session is bound to.
+    pub uid: u32,
+    /// When the session ends unless used again (ms since the epoch).
+    pub idle_expires_at_ms: i64,
+    /// When the session ends however it is used (ms since the epoch).
+    pub expires_at_ms: i64,
 }
 
 /// The daemon's state as seen by [`Op::Status`].
@@ -808,6 +855,7 @@ mod tests {
         let req = Request {
             v: VERSION,
             id: 9,
+            session: None,
             op: Op::Unseal {
                 officer: "alice".into(),
                 passphrase: Secret::new(Zeroizing::new("Correct-Horse-77".into())),
@@ -829,6 +877,7 @@ mod tests {
         let req = Request {
             v: VERSION,
             id: 1,
+            session: None,
             op: Op::Enrol {
                 by: vec![Auth {
                     user: "alice".into(),
@@ -867,6 +916,7 @@ mod tests {
             Request {
                 v: VERSION,
                 id: 1,
+                session: None,
                 op: Op::BootstrapOfficer {
                     user: "alice".into(),
                     keyring_passphrase: s("Alice-Keyring-Phrase-1"),
@@ -876,6 +926,7 @@ mod tests {
             Request {
                 v: VERSION,
                 id: 2,
+                session: None,
                 op: Op::Seal {
                     by: Auth {
                         user: "alice".into(),

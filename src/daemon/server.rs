@@ -324,7 +324,7 @@ fn answer(line: &[u8], daemon: &Daemon, peer: &PeerCred) -> (Response, bool) {
     match parse_request(line) {
         Ok(req) => {
             let (id, name) = (req.id, req.op.name());
-            match daemon.handle(req.op, peer) {
+            match daemon.handle_as(req.op, req.session.as_ref(), peer) {
                 Ok(reply) => {
                     tracing::info!(id, op = name, uid = peer.uid, "ok");
                     (Response::ok(id, reply), false)

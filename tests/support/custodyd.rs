@@ -193,11 +193,44 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A connection over a stream already connected (for instance from another uid).
+    pub fn from_stream(s: UnixStream) -> Conn {
+        s.set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        Conn {
+            w: s.try_clone().expect("clone"),
+            r: BufReader::new(s),
+            next: 1,
+        }
+    }
+
     /// Sends one operation and reads its answer.
     pub fn call(&mut self, op: Value) -> Value {
+        self.call_in(op, None)
+    }
+
+    /// Sends one operation in a session (its token from [`Conn::login`]) and reads its answer.
+    pub fn call_as(&mut self, op: Value, session: &str) -> Value {
+        self.call_in(op, Some(session))
+    }
+
+    /// Logs `auth` in and answers the session token.
+    pub fn login(&mut self, auth: Value) -> String {
+        let r = self.call(json!({"login": {"by": auth}}));
+        r["result"]["ok"]["session"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login: {r}"))
+            .to_owned()
+    }
+
+    fn call_in(&mut self, op: Value, session: Option<&str>) -> Value {
         let id = self.next;
         self.next += 1;
-        let mut line = serde_json::to_vec(&json!({"v": 1, "id": id, "op": op})).expect("encode");
+        let mut req = json!({"v": 1, "id": id, "op": op});
+        if let Some(t) = session {
+            req["session"] = json!(t);
+        }
+        let mut line = serde_json::to_vec(&req).expect("encode");
         line.push(b'\n');
         self.w.write_all(&line).expect("write");
         let mut answer = String::new();
