@@ -309,3 +309,206 @@ fn sealing_ends_every_session_and_suspension_ends_the_persons() {
     assert_eq!(outcome(&r), "forbidden/session_unknown", "{r}");
     s.d.stop();
 }
+
+/// Every `records` entry of entity `credential` in an export's lines, as JSON values.
+fn credential_records(content: &str) -> Vec<Value> {
+    content
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| v["body"]["records"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["entity"] == json!("credential"))
+        .map(|r| r["record"].clone())
+        .collect()
+}
+
+#[test]
+fn exports_leave_credential_records_out_and_still_verify_offline() {
+    use mfa_custody::ledger::chain::CheckpointPublicKey;
+    use mfa_custody::ledger::verify::{verify_export, ExportProblem};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut s = scene(tmp.path(), "");
+    let by = s.f.auth("erin");
+    let t = s.c.login(by);
+    let r = s.c.call_as(json!("export"), &t);
+    assert_eq!(outcome(&r), "ok", "{r}");
+    let content = r["result"]["ok"]["export"]["content"]
+        .as_str()
+        .expect("content");
+    let key = CheckpointPublicKey::parse(
+        r["result"]["ok"]["export"]["public_key"]
+            .as_str()
+            .expect("key"),
+    )
+    .expect("key");
+    // Every user's credential (alice, bob, carol, oscar, rita, erin) is a digest, nothing else.
+    let creds = credential_records(content);
+    assert_eq!(creds.len(), 6, "one per user: {creds:?}");
+    for c in &creds {
+        let obj = c.as_object().expect("object");
+        assert_eq!(obj.len(), 1, "{c}");
+        let d = c["redacted"].as_str().expect("a digest");
+        assert!(d.starts_with("sha256:") && d.len() == 7 + 64, "{d}");
+    }
+    assert!(
+        !content.contains("\"sealed\""),
+        "no sealed credential in the export"
+    );
+    assert!(content.contains("\"type\":\"redacted\""));
+    assert!(
+        content.contains("\"redacted_entities\":[\"credential\"]"),
+        "the header says so"
+    );
+    let v = verify_export(content.as_bytes(), &key, None).expect("verifies offline");
+    assert_eq!(v.redacted, 6);
+    assert!(v.events > 0);
+    // The shown body of a redacted event is signed: making oscar an officer there is caught.
+    let forged = content.replacen("\"roles\":[\"operator\"]", "\"roles\":[\"officer\"]", 1);
+    assert_ne!(forged, content);
+    let e = verify_export(forged.as_bytes(), &key, None).expect_err("forged");
+    assert!(
+        matches!(e.problem, ExportProblem::BadRedactionSignature),
+        "{e}"
+    );
+    s.d.stop();
+}
+
+/// Runs `custody --socket SOCKET ARGS` with `XDG_RUNTIME_DIR` set to `xdg` and `fd3` (a
+/// passphrase) on descriptor 3.
+fn custody(xdg: &Path, socket: &Path, args: &[&str], fd3: &str) -> std::process::Output {
+    let secrets = xdg.join("fd3");
+    std::fs::write(&secrets, format!("{fd3}\n")).expect("secrets");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("exec \"$@\" 3<\"$SECRETS\"")
+        .arg("custody")
+        .arg(env!("CARGO_BIN_EXE_custody"))
+        .args(["--socket", &socket.to_string_lossy()])
+        .args(args)
+        .env("SECRETS", &secrets)
+        .env("XDG_RUNTIME_DIR", xdg)
+        .env_remove("CUSTODY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run custody");
+    let _ = std::fs::remove_file(&secrets);
+    out
+}
+
+#[test]
+fn the_cli_logs_in_once_reads_with_the_session_and_writes_exports_0600() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = scene(tmp.path(), "");
+    let xdg = tmp.path().join("run");
+    std::fs::create_dir(&xdg).expect("xdg");
+    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let sock = s.d.socket.clone();
+    // No session: a clear refusal, before anything is asked.
+    let out = custody(&xdg, &sock, &["user", "list"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("custody user list needs an authenticated user: run custody login first, or pass --as USER"),
+        "{err}"
+    );
+    // --as for one command: nothing is kept.
+    let out = custody(
+        &xdg,
+        &sock,
+        &[
+            "--json",
+            "user",
+            "list",
+            "--as",
+            "erin",
+            "--no-totp",
+            "--passphrase-fd",
+            "3",
+        ],
+        &user_pass("erin"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !xdg.join("custody").exists()
+            || std::fs::read_dir(xdg.join("custody"))
+                .expect("dir")
+                .next()
+                .is_none()
+    );
+    // Login: the token is in a 0600 file in a 0700 directory, never on the command line.
+    let out = custody(
+        &xdg,
+        &sock,
+        &["login", "--as", "erin", "--no-totp", "--passphrase-fd", "3"],
+        &user_pass("erin"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = xdg.join("custody");
+    assert_eq!(std::fs::metadata(&dir).expect("dir").mode() & 0o777, 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("e").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        std::fs::metadata(&files[0]).expect("file").mode() & 0o777,
+        0o600
+    );
+    let token = std::fs::read_to_string(&files[0]).expect("token");
+    assert_eq!(token.trim().len(), 64);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !printed.contains(token.trim()),
+        "login never prints the token"
+    );
+    let out = custody(&xdg, &sock, &["--json", "user", "list"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = custody(&xdg, &sock, &["--json", "whoami"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"user\":\"erin\""));
+    // The export: 0600, no credential record, verifiable.
+    let path = tmp.path().join("ledger.jsonl");
+    let out = custody(
+        &xdg,
+        &sock,
+        &["export", "--out", &path.to_string_lossy()],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&path).expect("export").mode() & 0o777,
+        0o600
+    );
+    let content = std::fs::read_to_string(&path).expect("read");
+    assert!(credential_records(&content)
+        .iter()
+        .all(|c| c.get("redacted").is_some()));
+    assert!(!content.contains("\"sealed\""));
+    // Logout revokes it at the daemon and removes the file.
+    let out = custody(&xdg, &sock, &["logout"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!files[0].exists());
+    let mut c = s.d.connect();
+    let r = c.call_as(json!("users"), token.trim());
+    assert_eq!(outcome(&r), "forbidden/session_unknown", "{r}");
+    s.d.stop();
+}

@@ -17,8 +17,8 @@ use crate::custody::{
 };
 use crate::ledger::store::{record_failed_share, KEYRING_FILE};
 use crate::ledger::{
-    export, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError, NewEvent,
-    OfficerName, Passphrase,
+    export_redacted, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError,
+    NewEvent, OfficerName, Passphrase,
 };
 use crate::token::identity::Glimpse;
 use crate::token::pcsc::ReaderEvent;
@@ -363,10 +363,13 @@ impl Daemon {
                 self.reader(session, peer, "export", super::authz::AUDIT)?;
                 self.with_ledger(|l| {
                     let mut out = Vec::new();
-                    let s = export(
+                    // Users' sealed credentials never leave the ledger: their events are
+                    // exported redacted (signed, still in the chain).
+                    let s = export_redacted(
                         l,
                         &ExportFilter::default(),
                         ExportFormat::JsonLines,
+                        crate::custody::store::SECRET_ENTITIES,
                         &mut out,
                     )?;
                     let content = String::from_utf8(out).map_err(|_| {
