@@ -9,6 +9,7 @@
 //! - `sudo -u custody` and `sudo` are dropped (the test runs as one user), and so are the
 //!   `custody` owner options of `install` and `chown` (there is no `custody` OS user);
 //! - `systemctl start|stop custodyd` starts the daemon or stops it with SIGTERM;
+//! - `custody login` keeps its session under the run's directory (`XDG_RUNTIME_DIR`);
 //! - secrets are fed on file descriptors (`--passphrase-fd 3`, `--totp-fd 4`, `--seed-fd 5`), as
 //!   the people in the room would type them at the prompts, with each officer's second-factor
 //!   code computed from the seed their `bootstrap` or `user add` printed (one code per step);
@@ -725,6 +726,9 @@ impl World {
             .args(&rest)
             .env("SECRETS", &secrets)
             .env("CUSTODY_SOCKET", &self.socket)
+            // `custody login` keeps its session under the run's own directory, as under a
+            // person's XDG_RUNTIME_DIR.
+            .env("XDG_RUNTIME_DIR", self.work.join(".run"))
             .current_dir(&self.work)
             .stdin(Stdio::null())
             .stdout(stdout)
