@@ -294,14 +294,19 @@ pub fn login(json: bool, socket: &Path, args: LoginArgs) -> ExitCode {
                            "expires_at_ms": s.expires_at_ms, "kept_in": file.display().to_string()})
                 );
             } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                let minutes = |at: i64| (at.saturating_sub(now) + 30_000) / 60_000;
                 println!(
-                    "Logged in as {} ({}) for uid {}: reads use this session until {} (or \
-                     until it is unused until {}), custody logout, or the daemon seals.",
+                    "Logged in as {} ({}) for uid {}. Reads use this session for up to {} min \
+                     ({} min unused ends it sooner), until custody logout, or until custodyd \
+                     seals.",
                     s.user,
                     s.roles.join(", "),
                     s.uid,
-                    when(s.expires_at_ms),
-                    when(s.idle_expires_at_ms)
+                    minutes(s.expires_at_ms),
+                    minutes(s.idle_expires_at_ms)
                 );
                 println!(
                     "Approvals, check-outs, codes and two-officer operations still ask for your \
