@@ -18,9 +18,16 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
-use support::custodyd::{outcome, user_pass, Conn, Custodyd, Factors};
+use support::custodyd::{outcome, seen, user_pass, Conn, Custodyd, Factors};
 
-const ROLES: [&str; 5] = ["officer", "operator", "auditor", "unknown", "suspended"];
+const ROLES: [&str; 6] = [
+    "officer",
+    "operator",
+    "auditor",
+    "unknown",
+    "suspended",
+    "anonymous",
+];
 const ACCOUNT: &str = "123456789012";
 const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 const NO_DEVICE: u32 = 99_999_999;
@@ -39,6 +46,10 @@ struct Matrix {
     /// Requests made before their requester changed: ava's (now an auditor), sam's (now
     /// suspended), by operation.
     own: BTreeMap<(&'static str, &'static str), String>,
+    /// Login sessions by person: the token, or the login's refusal.
+    sessions: BTreeMap<String, Result<String, String>>,
+    /// What an approving officer is shown of each request made (its `seen` digest).
+    shown: BTreeMap<String, String>,
 }
 
 /// Genesis, unseal and the cast: `POOL` officers (`o00`..), `zed` in the keyring but not yet
@@ -61,6 +72,8 @@ fn setup(dir: &std::path::Path) -> Matrix {
         pool: names[..POOL].to_vec(),
         n: 0,
         own: BTreeMap::new(),
+        sessions: BTreeMap::new(),
+        shown: BTreeMap::new(),
     };
     for (who, roles) in [
         ("oscar", vec!["operator"]),
@@ -76,7 +89,14 @@ fn setup(dir: &std::path::Path) -> Matrix {
     let by = m.f.auth(&a);
     let r = m.c.call(json!({"account_add": {"by": by, "provider": "aws", "account": ACCOUNT, "alias": "prod", "root_email": "root@example.test", "credential": "AWS:root@example.test"}}));
     assert_eq!(outcome(&r), "ok", "{r}");
-    for op in ["approve", "deny", "cancel", "code"] {
+    for op in [
+        "approve",
+        "deny",
+        "cancel",
+        "code",
+        "cancel_session",
+        "request_show",
+    ] {
         let id = m.request("ava");
         if op == "code" {
             m.approve_twice(&id);
@@ -87,7 +107,14 @@ fn setup(dir: &std::path::Path) -> Matrix {
     // spares sam's second factor).
     let id = m.request("sam");
     m.approve_twice(&id);
-    for op in ["approve", "deny", "cancel", "code"] {
+    for op in [
+        "approve",
+        "deny",
+        "cancel",
+        "code",
+        "cancel_session",
+        "request_show",
+    ] {
         m.own.insert(("suspended", op), id.clone());
     }
     let a = m.officer(&[]);
@@ -126,6 +153,38 @@ impl Matrix {
         pick
     }
 
+    /// `who`'s login session (opened at the first use), or the refusal of the login.
+    fn token(&mut self, who: &str) -> Result<String, String> {
+        if let Some(t) = self.sessions.get(who) {
+            return t.clone();
+        }
+        let by = self.auth(who);
+        let r = self.c.call(json!({"login": {"by": by}}));
+        let t = match r["result"]["ok"]["session"]["token"].as_str() {
+            Some(t) => Ok(t.to_owned()),
+            None => Err(outcome(&r)),
+        };
+        self.sessions.insert(who.to_owned(), t.clone());
+        t
+    }
+
+    /// The read `op` as sent (`request_show` names a request of the `case`).
+    fn read_op(&mut self, op: &'static str, case: &str, role: &'static str, actor: &str) -> Value {
+        match op {
+            "request_show" => {
+                let id = match (case, role) {
+                    ("own", "auditor" | "suspended") => self.own[&(role, op)].clone(),
+                    ("own", "officer" | "operator") => self.request(actor),
+                    _ => self.request("rita"),
+                };
+                json!({"request_show": {"request": id}})
+            }
+            "account_show" => json!({"account_show": {"account": ACCOUNT}}),
+            "device_show" => json!({"device_show": {"serial": NO_DEVICE}}),
+            _ => json!(op),
+        }
+    }
+
     /// The person acting in `role`'s column.
     fn actor(&mut self, role: &str, except: &[&str]) -> String {
         match role {
@@ -134,6 +193,7 @@ impl Matrix {
             "auditor" => "ava".into(),
             "unknown" => "nobody".into(),
             "suspended" => "sam".into(),
+            "anonymous" => String::new(),
             other => panic!("role {other}"),
         }
     }
@@ -152,10 +212,13 @@ impl Matrix {
         let by = self.f.auth(by);
         let r = self.c.call(json!({"request_code": {"by": by, "account": ACCOUNT, "task": "change-root-password", "ticket": "SEC-42", "reason": "rotate the root password after the audit"}}));
         assert_eq!(outcome(&r), "ok", "request: {r}");
-        r["result"]["ok"]["request"]["id"]
+        let id = r["result"]["ok"]["request"]["id"]
             .as_str()
             .expect("id")
-            .to_owned()
+            .to_owned();
+        self.shown
+            .insert(id.clone(), seen(&r["result"]["ok"]["request"]));
+        id
     }
 
     fn approve_twice(&mut self, id: &str) {
@@ -163,7 +226,7 @@ impl Matrix {
         let b = self.officer(&[&a]);
         for o in [a, b] {
             let by = self.f.auth(&o);
-            let seen = self.c.seen(id);
+            let seen = self.shown[id].clone();
             let r = self
                 .c
                 .call(json!({"approve": {"by": by, "request": id, "seen": seen}}));
@@ -222,27 +285,76 @@ impl Matrix {
     /// Runs one cell; `None` when the relation cannot exist (an unknown person's own
     /// request).
     fn cell(&mut self, op: &'static str, case: &str, role: &'static str) -> Option<String> {
+        const READS: &[&str] = &[
+            "users",
+            "accounts",
+            "devices",
+            "requests",
+            "incidents",
+            "checkpoint",
+            "export",
+            "request_show",
+            "account_show",
+            "device_show",
+            "whoami",
+        ];
         let actor = self.actor(role, &[]);
+        if role == "anonymous" {
+            // No session and no credentials: only the minimal status (and forgetting unseal
+            // shares) is served.
+            let r = match (op, case) {
+                ("status" | "unseal_reset" | "logout", "-") => self.c.call(json!(op)),
+                (op, _) if READS.contains(&op) => {
+                    let req = self.read_op(op, case, role, "");
+                    self.c.call(req)
+                }
+                ("cancel", "session") => {
+                    let id = self.request("rita");
+                    self.c.call(json!({"cancel": {"request": id}}))
+                }
+                _ => return None,
+            };
+            return Some(outcome(&r));
+        }
+        if READS.contains(&op) || op == "logout" || (op, case) == ("cancel", "session") {
+            let token = match self.token(&actor) {
+                Ok(t) => t,
+                Err(refusal) => return Some(refusal),
+            };
+            let req = match (op, case) {
+                ("logout", _) => json!("logout"),
+                ("cancel", _) => {
+                    let id = match (case, role) {
+                        (_, "auditor" | "suspended") => self.own[&(role, "cancel_session")].clone(),
+                        _ => self.request(&actor),
+                    };
+                    json!({"cancel": {"request": id}})
+                }
+                _ => self.read_op(op, case, role, &actor),
+            };
+            let r = self.c.call_as(req, &token);
+            if op == "logout" {
+                self.sessions.remove(&actor);
+            }
+            return Some(outcome(&r));
+        }
         let r = match (op, case) {
-            (
-                "status" | "users" | "accounts" | "devices" | "requests" | "incidents"
-                | "checkpoint" | "export",
-                "-",
-            ) => self.c.call(json!(op)),
-            ("unseal_reset", "-") => {
-                let name = self.d.officers[0].clone();
-                self.c.call(json!({"unseal_reset": {"officer": name, "passphrase": support::custodyd::unseal_pass(&name)}}))
+            ("status", "-") => self.c.call(json!(op)),
+            ("unseal_reset", "-") => self.c.call(json!("unseal_reset")),
+            ("login", "-") => {
+                let by = self.auth(&actor);
+                let r = self.c.call(json!({"login": {"by": by}}));
+                if let Some(t) = r["result"]["ok"]["session"]["token"].as_str() {
+                    self.sessions.insert(actor.clone(), Ok(t.to_owned()));
+                }
+                r
             }
-            ("request_show", "-") => {
-                let id = self.request("rita");
-                self.c.call(json!({"request_show": {"request": id}}))
-            }
-            ("account_show", "-") => self.c.call(json!({"account_show": {"account": ACCOUNT}})),
-            ("device_show", "-") => self.c.call(json!({"device_show": {"serial": NO_DEVICE}})),
             ("seal", "-") => {
                 let by = self.auth(&actor);
                 let r = self.c.call(json!({"seal": {"by": by}}));
                 if outcome(&r) == "ok" {
+                    // Sealing ended every session.
+                    self.sessions.clear();
                     self.d.unseal(&mut self.c);
                 }
                 r
@@ -252,6 +364,7 @@ impl Matrix {
                 let by = self.f.auth(&o);
                 let r = self.c.call(json!({"seal": {"by": by}}));
                 assert_eq!(outcome(&r), "ok", "{r}");
+                self.sessions.clear();
                 let name = if role == "officer" {
                     "zed".to_owned()
                 } else {
@@ -302,7 +415,7 @@ impl Matrix {
                         .c
                         .call(json!({"deny": {"by": by, "request": id, "note": "not now"}})),
                     "approve" => {
-                        let seen = self.c.seen(&id);
+                        let seen = self.shown.get(&id).cloned().unwrap_or_default();
                         self.c
                             .call(json!({"approve": {"by": by, "request": id, "seen": seen}}))
                     }
@@ -350,6 +463,7 @@ impl Matrix {
                 if role == "officer" && case == "self" && outcome(&r) == "ok" {
                     // No longer an active officer: out of the pool.
                     self.pool.retain(|o| o != &actor);
+                    self.sessions.remove(&actor);
                 }
                 r
             }
@@ -418,7 +532,8 @@ fn documented() -> Vec<(String, String, Vec<String>)> {
                     "operator",
                     "auditor",
                     "unknown",
-                    "suspended"
+                    "suspended",
+                    "anonymous"
                 ],
                 "the matrix's header"
             );
@@ -431,7 +546,7 @@ fn documented() -> Vec<(String, String, Vec<String>)> {
         {
             continue;
         }
-        assert_eq!(cells.len(), 7, "a row of 7 cells: {line}");
+        assert_eq!(cells.len(), 8, "a row of 8 cells: {line}");
         rows.push((cells[0].clone(), cells[1].clone(), cells[2..].to_vec()));
     }
     assert!(header_seen, "the matrix has a table");
@@ -482,7 +597,7 @@ fn authz_matrix_over_the_socket_matches_the_documented_table() {
             .expect("op");
         // The officer column last: its successes change state the others must not see.
         let mut got = vec![String::new(); ROLES.len()];
-        for i in [1, 2, 3, 4, 0] {
+        for i in [1, 2, 3, 4, 5, 0] {
             let role = ROLES[i];
             if print {
                 eprintln!("{:?} {op} {case} {role}", started.elapsed());

@@ -52,6 +52,8 @@ fn custody_fds(args: &[&str], stdin: &str, fd3: &str, fd4: &str, tmp: &Path) -> 
         .args(args)
         .env("FD3", &p3)
         .env("FD4", &p4)
+        // `custody login` keeps its session here, as under a person's XDG_RUNTIME_DIR.
+        .env("XDG_RUNTIME_DIR", tmp.join("run"))
         .env_remove("CUSTODY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -179,6 +181,34 @@ fn unsealed_with_officers() -> (Daemon, String, String) {
     }
     let bob = seeds.pop().expect("bob's seed");
     let alice = seeds.pop().expect("alice's seed");
+    // Reads need a session: erin, an auditor, logs in at this terminal (no second factor).
+    d.clear_of_step_boundary();
+    let r = d.run_fds(
+        &[
+            "user",
+            "add",
+            "erin",
+            "--role",
+            "auditor",
+            "--by",
+            "alice",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        "",
+        &format!("{ALICE_USER}\nerin-User-Phrase-3\n"),
+        &format!("{}\n", d.totp(&alice, 1)),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let r = d.run(
+        &["login", "--as", "erin", "--no-totp", "--passphrase-fd", "0"],
+        "erin-User-Phrase-3\n",
+    );
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    // The tests spend alice's previous step again: the clock moves on to a new one.
+    d.clock.next_step();
     (d, alice, bob)
 }
 

@@ -14,6 +14,7 @@ const BOB: &str = "bob-Unseal-Phrase-22";
 fn custody(args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
         .args(args)
+        .env("XDG_RUNTIME_DIR", runtime_dir())
         .env_remove("CUSTODY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -44,6 +45,7 @@ fn custody_fd3(args: &[&str], stdin: &str, fd3: &str, tmp: &Path) -> (i32, Strin
         .arg(env!("CARGO_BIN_EXE_custody"))
         .args(args)
         .env("FD3", &p3)
+        .env("XDG_RUNTIME_DIR", runtime_dir())
         .env_remove("CUSTODY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -63,6 +65,32 @@ fn custody_fd3(args: &[&str], stdin: &str, fd3: &str, tmp: &Path) -> (i32, Strin
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The code of the previous TOTP step (still accepted) of a base32 seed.
+fn totp_prev(base32: &str) -> String {
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(base32.trim_end_matches('=').as_bytes())
+        .expect("base32 seed");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
+        .expect("totp")
+        .generate((now / 30 - 1) * 30)
+}
+
+/// A private directory standing for this run's XDG_RUNTIME_DIR, where `custody login` keeps
+/// its session.
+fn runtime_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        use std::os::unix::fs::DirBuilderExt;
+        let d = std::env::temp_dir().join(format!("custody-daemon-cli-{}", std::process::id()));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
+        d
+    })
 }
 
 /// The current TOTP code of a base32 seed.
@@ -142,8 +170,22 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
     let (code, out, _) = custody(&["--socket", &s, "status"], "");
     assert_eq!(code, 0);
     assert!(out.contains("SEALED"), "{out}");
-    let (code, out, _) = custody(&["--socket", &s, "export", "--out", "/nonexistent/x"], "");
-    assert_eq!(code, 4, "sealed → ledger status: {out}");
+    let (code, out, err) = custody(
+        &[
+            "--socket",
+            &s,
+            "export",
+            "--out",
+            "/nonexistent/x",
+            "--as",
+            "alice",
+            "--no-totp",
+            "--passphrase-fd",
+            "0",
+        ],
+        "not-yet-a-user\n",
+    );
+    assert_eq!(code, 4, "sealed → ledger status: {out}{err}");
 
     let (code, out, err) = custody(
         &[
@@ -180,19 +222,13 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["unseal"]["unsealed"], true);
 
-    let export = dir.path().join("export.jsonl");
-    let e = export.to_string_lossy().into_owned();
-    let (code, out, err) = custody(&["--socket", &s, "--json", "export", "--out", &e], "");
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(v["public_key"], pubkey.as_str());
-    let (code, out, err) = custody(&["audit", "verify", &e, "--pubkey", &pubkey], "");
-    assert_eq!(code, 0, "{out}{err}");
-    let text = std::fs::read_to_string(&export).expect("export");
-    assert!(text.contains("daemon.unsealed"));
-    for secret in [ALICE, BOB] {
-        assert!(!text.contains(secret));
-    }
+    // Reads need a person: nobody is a custody user yet.
+    let (code, _, err) = custody(&["--socket", &s, "export", "--out", "/nonexistent/x"], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("run custody login first, or pass --as USER"),
+        "{err}"
+    );
 
     // Bootstrap: the unseal passphrase, then the new custody passphrase twice.
     const ALICE_USER: &str = "alice-User-Phrase-9";
@@ -247,6 +283,44 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
         .as_str()
         .expect("seed")
         .to_owned();
+    // alice logs in (with the previous step's code, so the current one stays for the seal) and
+    // exports in her session.
+    let (code, out, err) = custody_fd3(
+        &[
+            "--socket",
+            &s,
+            "login",
+            "--as",
+            "alice",
+            "--passphrase-fd",
+            "0",
+            "--totp-fd",
+            "3",
+        ],
+        &format!("{ALICE_USER}\n"),
+        &format!("{}\n", totp_prev(&seed)),
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let export = dir.path().join("export.jsonl");
+    let e = export.to_string_lossy().into_owned();
+    let (code, out, err) = custody(&["--socket", &s, "--json", "export", "--out", &e], "");
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["public_key"], pubkey.as_str());
+    let (code, out, err) = custody(&["audit", "verify", &e, "--pubkey", &pubkey], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&export).expect("export");
+    assert!(text.contains("daemon.unsealed"));
+    for secret in [ALICE, BOB] {
+        assert!(!text.contains(secret));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&export)
+        .expect("export")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "exports are private");
     let (code, out, err) = bootstrap(&format!("{ALICE}\n{ALICE_USER}\n{ALICE_USER}\n"));
     assert_eq!(code, 1, "only once: {out}{err}");
     assert!(err.contains("already exists"), "{err}");

@@ -119,6 +119,32 @@ fn ledger_with_registered_key(dir: &Path, key_state: &Path) {
             DeviceRole::Primary,
         )
         .expect("register");
+    // erin, an auditor, reads the exports (in a login session).
+    custody
+        .add_user(
+            &[&a],
+            mfa_custody::custody::NewUser {
+                name: UserName::parse("erin").expect("name"),
+                roles: vec![mfa_custody::custody::Role::Auditor],
+                uid: None,
+                passphrase: UserPassphrase::new_checked(Zeroizing::new(ERIN.into())).expect("pass"),
+            },
+        )
+        .expect("add erin");
+}
+
+const ERIN: &str = "erin-passphrase-2";
+
+/// A private directory standing for this run's XDG_RUNTIME_DIR, where `custody login` keeps
+/// its session.
+fn runtime_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        use std::os::unix::fs::DirBuilderExt;
+        let d = std::env::temp_dir().join(format!("custody-readers-{}", std::process::id()));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
+        d
+    })
 }
 
 struct Daemon(Child);
@@ -158,6 +184,7 @@ fn start_daemon(dir: &Path, ledger: &Path, socket: &Path) -> Daemon {
 fn custody(args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
         .args(args)
+        .env("XDG_RUNTIME_DIR", runtime_dir())
         .env_remove("CUSTODY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -244,6 +271,20 @@ fn daemon_reader_events_name_registered_and_unknown_keys() {
         );
         assert_eq!(code, 0, "unseal by {officer}: {out}{err}");
     }
+    let (code, out, err) = custody(
+        &[
+            "--socket",
+            &s,
+            "login",
+            "--as",
+            "erin",
+            "--no-totp",
+            "--passphrase-fd",
+            "0",
+        ],
+        &format!("{ERIN}\n"),
+    );
+    assert_eq!(code, 0, "login: {out}{err}");
     let export = tmp.path().join("export.jsonl");
     assert!(reader_events(&s, &export).is_empty());
 

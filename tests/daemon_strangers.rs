@@ -11,7 +11,9 @@ use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::custodyd::{outcome, tmp_open_to_nobody, unseal_pass, user_pass, Custodyd, NOBODY};
+use support::custodyd::{
+    outcome, seen, tmp_open_to_nobody, unseal_pass, user_pass, Custodyd, NOBODY,
+};
 
 fn start(officers: &[&str]) -> (tempfile::TempDir, Custodyd) {
     assert!(
@@ -108,7 +110,8 @@ fn unseal_shares_are_checked_when_offered_and_guessing_them_is_slowed() {
             .to_owned();
         factors.seeds.insert(o.to_owned(), seed);
     }
-    let export = root.call(json!("export"));
+    let session = root.login(factors.auth("alice"));
+    let export = root.call_as(json!("export"), &session);
     let content = export["result"]["ok"]["export"]["content"]
         .as_str()
         .unwrap_or_else(|| panic!("export: {export}"));
@@ -136,6 +139,7 @@ fn an_approval_lands_only_on_what_the_officer_was_shown() {
     assert_eq!(outcome(&r), "ok", "{r}");
     let dave = json!({"user": "dave", "passphrase": user_pass("dave")});
     let mut ids = Vec::new();
+    let mut records = Vec::new();
     for reason in [
         "rotate the root password after the audit finding",
         "close the account: the project ended in November",
@@ -147,15 +151,17 @@ fn an_approval_lands_only_on_what_the_officer_was_shown() {
                 .expect("id")
                 .to_owned(),
         );
+        records.push(r["result"]["ok"]["request"].clone());
     }
     // carol read the first request; a relay sends her approval to the second one.
-    let shown = c.seen(&ids[0]);
+    let shown = seen(&records[0]);
     let r = c.call(json!({"approve": {"by": f.auth("carol"), "request": ids[1], "seen": shown}}));
     assert_eq!(outcome(&r), "refused/approval_mismatch", "{r}");
     let m = r["result"]["err"]["message"].as_str().expect("message");
     assert!(m.contains(&ids[1]) && m.contains("show it again"), "{m}");
+    let session = c.login(f.auth("alice"));
     for id in &ids {
-        let r = c.call(json!({"request_show": {"request": id}}));
+        let r = c.call_as(json!({"request_show": {"request": id}}), &session);
         assert_eq!(r["result"]["ok"]["request"]["approvals"], json!([]), "{r}");
     }
     // A request line without the digest is not an approval at all.
@@ -303,7 +309,8 @@ fn a_flood_of_free_refusals_writes_a_few_events_not_one_each() {
     assert_eq!(outcome(&r), "ok", "{r}");
     let mut c = d.connect();
     d.unseal(&mut c);
-    let export = c.call(json!("export"));
+    let session = c.login(f.auth("bob"));
+    let export = c.call_as(json!("export"), &session);
     let content = export["result"]["ok"]["export"]["content"]
         .as_str()
         .unwrap_or_else(|| panic!("export: {export}"));

@@ -140,6 +140,8 @@ fn custody(args: &[String], stdin: &str, fd3: &str, fd4: &str, room: &Room) -> O
         .args(args)
         .env("FD3", &p3)
         .env("FD4", &p4)
+        // `custody login` keeps its session in the scenario's own directory.
+        .env("XDG_RUNTIME_DIR", tmp.join("run"))
         .env_remove("CUSTODY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

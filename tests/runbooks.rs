@@ -10,6 +10,7 @@
 //!   `custody` owner options of `install` and `chown` (there is no `custody` OS user);
 //! - `systemctl start|stop custodyd` starts the daemon or stops it with SIGTERM; the daemon is
 //!   `custodyd-testclock`, custodyd reading the time from the story's clock file;
+//! - `custody login` keeps its session under the run's directory (`XDG_RUNTIME_DIR`);
 //! - secrets are fed on file descriptors (`--passphrase-fd 3`, `--totp-fd 4`, `--seed-fd 5`), as
 //!   the people in the room would type them at the prompts, with each officer's second-factor
 //!   code computed from the seed their `bootstrap` or `user add` printed, at the story's time
@@ -721,6 +722,9 @@ impl World {
             .args(&rest)
             .env("SECRETS", &secrets)
             .env("CUSTODY_SOCKET", &self.socket)
+            // `custody login` keeps its session under the run's own directory, as under a
+            // person's XDG_RUNTIME_DIR.
+            .env("XDG_RUNTIME_DIR", self.work.join(".run"))
             .current_dir(&self.work)
             .stdin(Stdio::null())
             .stdout(stdout)

@@ -121,6 +121,7 @@ fn composites_carrying_secrets_show_none_in_debug() {
             request: "req-00000000000000aa".into(),
             seen: "0".repeat(64),
         },
+        Op::Login { by: auth() },
     ] {
         let name = op.name();
         assert_clean(
@@ -130,6 +131,7 @@ fn composites_carrying_secrets_show_none_in_debug() {
                 id: 1,
                 ledger: None,
                 op,
+                session: None,
             }),
         );
     }
@@ -149,4 +151,50 @@ fn composites_carrying_secrets_show_none_in_debug() {
     ] {
         assert_clean("Reply", &shown(&reply));
     }
+}
+
+/// A session token: random, so the test takes the one a login table hands out and looks for it
+/// in every Debug form of what carries it (the token itself, the table, the request that sends
+/// it, the answer to `login`).
+#[test]
+fn session_tokens_show_nowhere_in_debug() {
+    use mfa_custody::daemon::protocol::SessionReply;
+    use mfa_custody::daemon::session::SessionToken;
+    let rng = ring::rand::SystemRandom::new();
+    let token = SessionToken::generate(&rng).expect("token");
+    let dbg_token = shown(&token);
+    let wire = token.into_secret();
+    let text = wire.expose().to_owned();
+    assert_eq!(text.len(), 64, "256 bits in hex");
+    let request = Request {
+        v: 1,
+        id: 7,
+        ledger: None,
+        op: Op::Whoami,
+        session: Some(wire.clone()),
+    };
+    let reply = Reply::Session(SessionReply {
+        token: Some(wire.clone()),
+        user: "alice".into(),
+        roles: vec!["officer".into()],
+        uid: 1000,
+        idle_expires_at_ms: 1,
+        expires_at_ms: 2,
+    });
+    let response = mfa_custody::daemon::Response::ok(7, reply.clone());
+    for (what, shown) in [
+        ("SessionToken", dbg_token),
+        ("Secret", shown(&wire)),
+        ("Request", shown(&request)),
+        ("Reply::Session", shown(&reply)),
+        ("Response", shown(&response)),
+    ] {
+        assert!(
+            !shown.contains(&text) && !shown.contains(&text[..16]),
+            "{what} shows the token: {shown}"
+        );
+    }
+    // The wire line carries it to its owner, once.
+    let line = String::from_utf8_lossy(&response.to_line()).into_owned();
+    assert!(line.contains(&text));
 }

@@ -61,8 +61,11 @@ fn scenario(dir: &Path) -> (Vec<Vec<u8>>, CheckpointPublicKey, Vec<Vec<u8>>) {
     let by = f.auth("bob");
     let r = c.call(json!({"account_add": {"by": by, "provider": "aws", "account": "123456789012", "alias": "prod", "root_email": "root@example.test", "credential": "AWS:root@example.test"}}));
     assert_eq!(outcome(&r), "ok", "{r}");
-    let early = c.call(json!("export"));
+    // The exports and the checkpoint are read in an officer's login session.
+    let session = c.login(f.auth("carol"));
+    let early = c.call_as(json!("export"), &session);
     let mut ids = Vec::new();
+    let mut shown = Vec::new();
     for _ in 0..3 {
         let by = f.auth("oscar");
         let r = c.call(json!({"request_code": {"by": by, "account": "123456789012", "task": "change-root-password", "ticket": "SEC-7", "reason": "rotate the root password after the audit \"finding\""}}));
@@ -72,10 +75,11 @@ fn scenario(dir: &Path) -> (Vec<Vec<u8>>, CheckpointPublicKey, Vec<Vec<u8>>) {
                 .expect("id")
                 .to_owned(),
         );
+        shown.push(support::custodyd::seen(&r["result"]["ok"]["request"]));
     }
     for o in ["alice", "carol"] {
         let by = f.auth(o);
-        let seen = c.seen(&ids[0]);
+        let seen = &shown[0];
         let r = c.call(json!({"approve": {"by": by, "request": ids[0], "seen": seen}}));
         assert_eq!(outcome(&r), "ok", "{r}");
     }
@@ -89,8 +93,8 @@ fn scenario(dir: &Path) -> (Vec<Vec<u8>>, CheckpointPublicKey, Vec<Vec<u8>>) {
         outcome(&c.call(json!({"cancel": {"by": by, "request": ids[2]}}))),
         "ok"
     );
-    assert_eq!(outcome(&c.call(json!("checkpoint"))), "ok");
-    let r = c.call(json!("export"));
+    assert_eq!(outcome(&c.call_as(json!("checkpoint"), &session)), "ok");
+    let r = c.call_as(json!("export"), &session);
     let key = CheckpointPublicKey::parse(
         r["result"]["ok"]["export"]["public_key"]
             .as_str()

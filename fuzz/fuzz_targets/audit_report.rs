@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         ledger_id: LedgerId([0; 16]),
         events: 0,
         stubs: 0,
+        redacted: 0,
         checkpoint: SignedCheckpoint {
             checkpoint: Checkpoint {
                 ledger_id: LedgerId([0; 16]),

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::client::{call, print_reply, AuthArgs, PairArgs};
 use super::ledger::finish;
+use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::{escape_unsafe, AccountRecord};
 use crate::daemon::protocol::{Op, Reply};
 
@@ -18,9 +19,15 @@ pub enum AccountCommand {
         after_help = "Example:\n  custody account add --provider aws --account 123456789012 --alias prod \\\n    --root-email root@example.com --credential AWS:root@example.com --as alice"
     )]
     Add(AddArgs),
-    /// List accounts.
-    #[command(after_help = "Example:\n  custody --json account list")]
-    List,
+    /// List accounts (officers, auditors, operators; needs `custody login` or --as).
+    #[command(
+        after_help = "Example:\n  custody login --as dave --no-totp\n  custody --json account list"
+    )]
+    List {
+        /// How you authenticate: the session of `custody login`, or --as for this command.
+        #[command(flatten)]
+        auth: ReadAuthArgs,
+    },
     /// Show one account: provider, alias, root e-mail, credential, status.
     #[command(
         after_help = "Example:\n  custody account show 123456789012\n  custody --json account show 123456789012"
@@ -28,6 +35,9 @@ pub enum AccountCommand {
     Show {
         /// The account id.
         account: String,
+        /// How you authenticate: the session of `custody login`, or --as for this command.
+        #[command(flatten)]
+        auth: ReadAuthArgs,
     },
     /// Change an account's status (two officers): active, root_credentials_removed or closed.
     /// Closing an account retires its devices and is final.
@@ -104,8 +114,12 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                         },
                     )?
                 }
-                AccountCommand::List => call(socket, Op::Accounts)?,
-                AccountCommand::Show { account } => {
+                AccountCommand::List { auth } => {
+                    let _s = for_reads(socket, &auth, "custody account list")?;
+                    call(socket, Op::Accounts)?
+                }
+                AccountCommand::Show { account, auth } => {
+                    let _s = for_reads(socket, &auth, "custody account show")?;
                     verb = "";
                     call(socket, Op::AccountShow { account })?
                 }

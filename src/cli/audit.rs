@@ -16,9 +16,9 @@ use super::report;
 use crate::custody::report::ReportBuilder;
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
-    export, parse_export_line, verify_export, verify_export_observed, Actor, CheckpointPublicKey,
-    ExportFailure, ExportFilter, ExportFormat, ExportLine, Kind, Ledger, LedgerError,
-    SignedCheckpoint, Timestamp,
+    export_redacted, parse_export_line, verify_export, verify_export_observed, Actor,
+    CheckpointPublicKey, ExportFailure, ExportFilter, ExportFormat, ExportLine, Kind, Ledger,
+    LedgerError, SignedCheckpoint, Timestamp,
 };
 
 /// `custody audit` subcommands.
@@ -225,7 +225,13 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::new(exit::IO, format!("create {}: {e}", path.display())))?;
             let mut w = BufWriter::new(file);
             let mut counted = LineCounter::new(&mut w, export_progress(json, &ledger)?);
-            let s = export(&mut ledger, &filter, format, &mut counted)?;
+            let s = export_redacted(
+                &mut ledger,
+                &filter,
+                format,
+                crate::custody::store::SECRET_ENTITIES,
+                &mut counted,
+            )?;
             drop(counted);
             let file = w.into_inner().map_err(|e| {
                 Failure::new(exit::IO, format!("write {}: {}", path.display(), e.error()))
@@ -244,7 +250,13 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
                 export_progress(json, &ledger)?
             };
             let mut counted = LineCounter::new(&mut w, progress);
-            match export(&mut ledger, &filter, format, &mut counted) {
+            match export_redacted(
+                &mut ledger,
+                &filter,
+                format,
+                crate::custody::store::SECRET_ENTITIES,
+                &mut counted,
+            ) {
                 Ok(s) => s,
                 // The reader went away (`| head`): not an error.
                 Err(LedgerError::Output { source })
@@ -311,15 +323,20 @@ fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
                 println!(
                     "{}",
                     json!({"ok": true, "valid": true, "ledger_id": v.ledger_id.to_hex(), "events": v.events,
-                           "stubs": v.stubs, "checkpoint_seq": cp.seq, "head": cp.head.to_hex(),
+                           "stubs": v.stubs, "redacted": v.redacted, "checkpoint_seq": cp.seq, "head": cp.head.to_hex(),
                            "after_seq": after.map(|a| a.checkpoint.seq)})
                 );
             } else {
                 println!(
-                    "valid: ledger {}, {} events ({} with bodies, {} stubs), checkpoint seq {} head {} signed by {}{}",
+                    "valid: ledger {}, {} events ({} with bodies, {}{} stubs), checkpoint seq {} head {} signed by {}{}",
                     v.ledger_id,
-                    v.events + v.stubs,
+                    v.events + v.stubs + v.redacted,
                     v.events,
+                    if v.redacted > 0 {
+                        format!("{} with credential records left out (signed), ", v.redacted)
+                    } else {
+                        String::new()
+                    },
                     v.stubs,
                     cp.seq,
                     cp.head,

@@ -208,6 +208,15 @@ impl Room {
             answers,
             users: Vec::new(),
         };
+        // Between steps the ceremony reads the ledger (who is an officer, the request, the
+        // keys) with the session of `custody login` at this terminal.
+        if !super::session::use_kept(socket)? {
+            return Err(Failure::new(
+                exit::FAILED,
+                "a ceremony reads the ledger between its steps: an officer runs custody login at \
+                 this terminal first (each person still gives their own credentials at their step)",
+            ));
+        }
         if let Reply::Users(u) = room.call(Op::Users)? {
             room.users = u;
         }

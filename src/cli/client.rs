@@ -135,6 +135,7 @@ pub(crate) fn call_with_reason(socket: &Path, op: Op) -> Result<Reply, (Failure,
         id: u64::from(std::process::id()),
         ledger: EXPECTED_LEDGER.get().cloned().flatten(),
         op,
+        session: super::session::current(),
     };
     let line = encode_request(&req);
     drop(req);

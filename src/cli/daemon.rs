@@ -44,12 +44,19 @@ pub struct SealArgs {
 /// Arguments of `custody export`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  custody export --out ledger-2026-11.jsonl\n  custody audit verify ledger-2026-11.jsonl --pubkey KEY"
+    after_help = "The export carries every event, signed; users' sealed credential records are left out \
+(each such event carries its body with the credential replaced by its digest, signed by the \
+ledger's key, and still verifies in the hash chain). The file is created mode 0600.\n\n\
+Example:\n  custody login --as erin --no-totp\n  custody export --out ledger-2026-11.jsonl\n  custody audit verify ledger-2026-11.jsonl --pubkey KEY\n  custody export --out ledger.jsonl --as erin --no-totp --passphrase-fd 3"
 )]
 pub struct ExportArgs {
-    /// Where to write the export (JSON Lines); it must not exist.
+    /// Where to write the export (JSON Lines); it must not exist, and is created mode 0600.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// How you authenticate (officers and auditors): the session of `custody login`, or --as
+    /// for this command.
+    #[command(flatten)]
+    pub auth: super::session::ReadAuthArgs,
 }
 
 /// Arguments of `custody release`.
@@ -190,6 +197,7 @@ pub fn export(json: bool, socket: &Path, args: ExportArgs) -> ExitCode {
     finish(
         json,
         (|| {
+            let _s = super::session::for_reads(socket, &args.auth, "custody export")?;
             let r = call(socket, Op::Export)?;
             write_export(json, &args.out, &r, "Exported")?;
             Ok(())
@@ -209,9 +217,11 @@ fn write_export(json: bool, out: &Path, r: &Reply, verb: &str) -> Result<(), Fai
         return Err(unexpected(r));
     };
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(out)
         .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", out.display())))?;
     f.write_all(content.as_bytes())

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
 use super::ledger::finish;
+use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::escape_unsafe;
 use crate::daemon::protocol::{Auth, Op, Reply};
 
@@ -28,9 +29,13 @@ pub enum DeviceCommand {
         #[command(flatten)]
         auth: AuthArgs,
     },
-    /// List devices and their states.
-    #[command(after_help = "Example:\n  custody --json device list")]
-    List,
+    /// List devices and their states (officers and auditors; needs `custody login` or --as).
+    #[command(after_help = "Example:\n  custody login --as alice\n  custody --json device list")]
+    List {
+        /// How you authenticate: the session of `custody login`, or --as for this command.
+        #[command(flatten)]
+        auth: ReadAuthArgs,
+    },
     /// Show one device: role, account, state (where it is kept, its seal or its custodian).
     #[command(
         after_help = "Example:\n  custody device show 10000001\n  custody --json device show 10000001"
@@ -38,6 +43,9 @@ pub enum DeviceCommand {
     Show {
         /// The serial printed on the key.
         serial: u32,
+        /// How you authenticate: the session of `custody login`, or --as for this command.
+        #[command(flatten)]
+        auth: ReadAuthArgs,
     },
     /// Take a device out of its sealed bag; the seal number must match the ledger's.
     #[command(
@@ -232,8 +240,12 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                         role,
                     },
                 )?,
-                DeviceCommand::List => call(socket, Op::Devices)?,
-                DeviceCommand::Show { serial } => {
+                DeviceCommand::List { auth } => {
+                    let _s = for_reads(socket, &auth, "custody device list")?;
+                    call(socket, Op::Devices)?
+                }
+                DeviceCommand::Show { serial, auth } => {
+                    let _s = for_reads(socket, &auth, "custody device show")?;
                     let r = call(socket, Op::DeviceShow { serial })?;
                     print_reply(json, &r, |r| match r {
                         Reply::Device(d) => detail(d),

@@ -8,15 +8,22 @@ use clap::Subcommand;
 
 use super::client::{call, print_reply, PairArgs};
 use super::ledger::finish;
+use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::{escape_unsafe, IncidentRecord};
 use crate::daemon::protocol::{Op, Reply};
 
 /// `custody incident` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum IncidentCommand {
-    /// List incidents.
-    #[command(after_help = "Example:\n  custody incident list\n  custody --json incident list")]
-    List,
+    /// List incidents (officers and auditors; needs `custody login` or --as).
+    #[command(
+        after_help = "Example:\n  custody login --as alice\n  custody incident list\n  custody --json incident list --as erin --no-totp"
+    )]
+    List {
+        /// How you authenticate: the session of `custody login`, or --as for this command.
+        #[command(flatten)]
+        auth: ReadAuthArgs,
+    },
     /// Acknowledge an incident (two officers).
     #[command(
         after_help = "Example:\n  custody incident ack inc-0123456789abcdef --note \"bag replaced, key verified\" --by alice --by bob"
@@ -63,7 +70,10 @@ pub fn run(json: bool, socket: &Path, cmd: IncidentCommand) -> ExitCode {
         json,
         (|| {
             let r = match cmd {
-                IncidentCommand::List => call(socket, Op::Incidents)?,
+                IncidentCommand::List { auth } => {
+                    let _s = for_reads(socket, &auth, "custody incident list")?;
+                    call(socket, Op::Incidents)?
+                }
                 IncidentCommand::Ack {
                     incident,
                     note,

@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod progress;
 pub mod report;
 pub mod request;
+pub mod session;
 pub mod token;
 pub mod user;
 
@@ -72,6 +73,23 @@ pub enum Command {
     /// Readers and the YubiKeys in them.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Log in once: reads (lists, shows, export) then use a short-lived session instead of your
+    /// passphrase and second factor. Approvals, check-outs, codes and two-officer operations
+    /// still ask for them each time.
+    #[command(
+        after_help = "The session is bound to you and to your OS uid, ends after a while unused \
+(session_idle_secs, 10 minutes by default), at the latest session_absolute_secs after the login \
+(an hour), at custody logout, and when custodyd seals. Its token is kept in a file only you can \
+read ($XDG_RUNTIME_DIR/custody/, else ~/.cache/custody/, mode 0600), never on the command line \
+or in the environment.\n\nExample:\n  custody login --as alice\n  custody login --as dave --no-totp\n  custody user list\n  custody logout"
+    )]
+    Login(session::LoginArgs),
+    /// End your session (the daemon revokes it and its file is removed).
+    #[command(after_help = "Example:\n  custody logout")]
+    Logout,
+    /// Show whose session this terminal holds and when it ends.
+    #[command(after_help = "Example:\n  custody whoami\n  custody --json whoami")]
+    Whoami,
     /// Show custodyd's state: sealed or not, unseal progress, ledger head.
     #[command(after_help = "Example:\n  custody status\n  custody --json status")]
     Status,
@@ -141,6 +159,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ledger(cmd) => ledger::run(cli.json, cmd),
         Command::Audit(cmd) => audit::run(cli.json, cmd),
         Command::Token(cmd) => token::run(cmd, cli.json),
+        Command::Login(a) => {
+            session::login(cli.json, &client::socket_path(cli.socket.as_deref()), a)
+        }
+        Command::Logout => session::logout(cli.json, &client::socket_path(cli.socket.as_deref())),
+        Command::Whoami => session::whoami(cli.json, &client::socket_path(cli.socket.as_deref())),
         Command::Status => daemon::status(cli.json, &client::socket_path(cli.socket.as_deref())),
         Command::Unseal(a) => {
             daemon::unseal(cli.json, &client::socket_path(cli.socket.as_deref()), a)

@@ -487,6 +487,7 @@ mod tests {
             ledger_id: LedgerId([1; 16]),
             events: 1,
             stubs: 0,
+            redacted: 0,
             checkpoint: SignedCheckpoint {
                 checkpoint: Checkpoint {
                     ledger_id: LedgerId([1; 16]),

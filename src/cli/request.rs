@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use super::client::{call, print_reply, AuthArgs};
 use super::exit;
 use super::ledger::{finish, Failure};
+use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::{escape_unsafe, RequestRecord};
 use crate::daemon::protocol::{Op, Reply};
 
@@ -20,9 +21,16 @@ pub enum RequestCommand {
         after_help = "Example:\n  custody request code --account 123456789012 --task change-root-password \\\n    --ticket SEC-42 --reason \"rotate the root password after the audit\" --as dave --no-totp"
     )]
     Code(CodeArgs),
-    /// List requests.
-    #[command(after_help = "Example:\n  custody --json request list")]
-    List,
+    /// List requests: officers and auditors see every request, operators their own (needs
+    /// `custody login` or --as).
+    #[command(
+        after_help = "Example:\n  custody login --as dave --no-totp\n  custody --json request list"
+    )]
+    List {
+        /// How you authenticate: the session of `custody login`, or --as for this command.
+        #[command(flatten)]
+        auth: ReadAuthArgs,
+    },
     /// Show one request: account, task, ticket, reason, approvals, status.
     #[command(
         after_help = "Example:\n  custody request show req-0000000000000001\n  custody --json request show req-0000000000000001"
@@ -30,15 +38,21 @@ pub enum RequestCommand {
     Show {
         /// The request id.
         request: String,
+        /// How you authenticate: the session of `custody login`, or --as for this command.
+        #[command(flatten)]
+        auth: ReadAuthArgs,
     },
-    /// Cancel your own request.
-    #[command(after_help = "Example:\n  custody request cancel REQ-ID --as dave --no-totp")]
+    /// Cancel your own request: with the session of `custody login`, or --as to authenticate
+    /// for this command.
+    #[command(
+        after_help = "Example:\n  custody request cancel REQ-ID\n  custody request cancel REQ-ID --as dave --no-totp"
+    )]
     Cancel {
         /// The request id.
         request: String,
-        /// The requester.
+        /// The requester: the session of `custody login`, or --as.
         #[command(flatten)]
-        auth: AuthArgs,
+        auth: ReadAuthArgs,
     },
 }
 
@@ -166,8 +180,12 @@ pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
                         },
                     )?
                 }
-                RequestCommand::List => call(socket, Op::Requests)?,
-                RequestCommand::Show { request } => {
+                RequestCommand::List { auth } => {
+                    let _s = for_reads(socket, &auth, "custody request list")?;
+                    call(socket, Op::Requests)?
+                }
+                RequestCommand::Show { request, auth } => {
+                    let _s = for_reads(socket, &auth, "custody request show")?;
                     let r = call(socket, Op::RequestShow { request })?;
                     print_reply(json, &r, |r| match r {
                         Reply::Request(rec) => print!("{}", detail(rec)),
@@ -175,13 +193,27 @@ pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
                     });
                     return Ok(());
                 }
-                RequestCommand::Cancel { request, auth } => call(
-                    socket,
-                    Op::Cancel {
-                        by: auth.read()?,
-                        request,
-                    },
-                )?,
+                RequestCommand::Cancel { request, auth } => match &auth.user {
+                    Some(user) => call(
+                        socket,
+                        Op::Cancel {
+                            by: Some(
+                                AuthArgs {
+                                    user: user.clone(),
+                                    passphrase_fd: auth.passphrase_fd,
+                                    totp_fd: auth.totp_fd,
+                                    no_totp: auth.no_totp,
+                                }
+                                .read()?,
+                            ),
+                            request,
+                        },
+                    )?,
+                    None => {
+                        let _s = for_reads(socket, &auth, "custody request cancel")?;
+                        call(socket, Op::Cancel { by: None, request })?
+                    }
+                },
             };
             show(json, &r);
             Ok(())
@@ -196,7 +228,19 @@ pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
         (|| {
             // The officer reads what they approve before giving any secret, and the approval
             // carries the digest of exactly that: if the daemon's request differs (another
-            // request, or the same one changed on the way), it refuses.
+            // request, or the same one changed on the way), it refuses. Reading needs a
+            // session (`custody login`); the approval itself takes fresh proof.
+            if !super::session::use_kept(socket)? {
+                return Err(Failure::new(
+                    exit::FAILED,
+                    format!(
+                        "custody approve shows request {} before it asks for your secrets, and \
+                         reading it needs a session: run `custody login --as {}` first, then \
+                         approve with the next second-factor code",
+                        a.request, a.auth.user
+                    ),
+                ));
+            }
             let shown = match call(
                 socket,
                 Op::RequestShow {

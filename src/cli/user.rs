@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 use super::client::{call, print_reply, PairArgs, SecretLines};
 use super::exit;
 use super::ledger::{finish, Failure};
+use super::session::{for_reads, ReadAuthArgs};
 use crate::daemon::protocol::{Auth, Op, Reply};
 
 /// `custody user` subcommands.
@@ -33,9 +34,13 @@ pub enum UserCommand {
         after_help = "Example:\n  custody user add dave --role operator --uid 1004 --by alice\n  custody user add carol --role officer --by alice --by bob --passphrase-fd 3 --totp-fd 4"
     )]
     Add(AddArgs),
-    /// List users, roles and states.
-    #[command(after_help = "Example:\n  custody --json user list")]
-    List,
+    /// List users, roles and states (officers and auditors; needs `custody login` or --as).
+    #[command(after_help = "Example:\n  custody login --as alice\n  custody --json user list")]
+    List {
+        /// How you authenticate: the session of `custody login`, or --as for this command.
+        #[command(flatten)]
+        auth: ReadAuthArgs,
+    },
     /// Suspend a user (two officers).
     #[command(after_help = "Example:\n  custody user suspend dave --by alice --by bob")]
     Suspend {
@@ -194,7 +199,10 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                         },
                     )?
                 }
-                UserCommand::List => call(socket, Op::Users)?,
+                UserCommand::List { auth } => {
+                    let _s = for_reads(socket, &auth, "custody user list")?;
+                    call(socket, Op::Users)?
+                }
                 UserCommand::Suspend { name, pair } => call(
                     socket,
                     Op::UserSetActive {

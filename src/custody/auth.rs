@@ -146,6 +146,13 @@ impl Custody {
         Ok(user)
     }
 
+    /// The active user behind a session (a login kept by the daemon): refused when the session
+    /// is older than the policy's session lifetime, of another ledger, or its user is
+    /// suspended. Nothing is recorded: this serves reads.
+    pub fn session_holder(&self, s: &Session) -> Result<UserRecord, CustodyError> {
+        self.session_user(s)
+    }
+
     /// The session's user, who must hold one of `roles`.
     pub(super) fn session_with_role(
         &self,

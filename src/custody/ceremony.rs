@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use crate::ledger::{export, ExportFilter, ExportFormat, ExportSummary};
+use crate::ledger::{export_redacted, ExportFilter, ExportFormat, ExportSummary};
 use crate::token::oath::{
     Code, CredentialName, OathSecret, OathSession, PutRequest, Selected, TimeStep,
 };
@@ -335,11 +335,16 @@ impl Custody {
                 account: Some(account.to_string()),
                 ..ExportFilter::default()
             };
-            export(c.ledger_mut(), &filter, ExportFormat::JsonLines, out).map_err(|source| {
-                CustodyError::Export {
-                    account: account.clone(),
-                    source: Box::new(source),
-                }
+            export_redacted(
+                c.ledger_mut(),
+                &filter,
+                ExportFormat::JsonLines,
+                super::store::SECRET_ENTITIES,
+                out,
+            )
+            .map_err(|source| CustodyError::Export {
+                account: account.clone(),
+                source: Box::new(source),
             })
         })
     }

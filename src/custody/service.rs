@@ -54,6 +54,17 @@ impl Session {
     pub fn authenticated_at_ms(&self) -> i64 {
         self.at_ms
     }
+
+    /// A session of `user` at `at_ms` on no ledger, for unit tests of code that keeps
+    /// sessions.
+    #[cfg(test)]
+    pub(crate) fn for_tests(user: UserName, at_ms: i64) -> Self {
+        Self {
+            user,
+            at_ms,
+            ledger: LedgerId([0; 16]),
+        }
+    }
 }
 
 /// A new user.

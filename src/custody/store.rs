@@ -130,6 +130,9 @@ pub mod entity {
     pub const BOOTSTRAP: &str = "bootstrap";
 }
 
+/// Entities whose records never leave the ledger: exports carry their digests instead.
+pub const SECRET_ENTITIES: &[&str] = &[entity::CREDENTIAL];
+
 /// The projection of custody events into `custody_records`.
 #[derive(Debug, Clone, Copy)]
 pub struct CustodyProjection;

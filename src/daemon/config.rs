@@ -54,6 +54,12 @@ fn d_idle() -> u64 {
 fn d_request_deadline() -> u64 {
     10
 }
+fn d_session_idle() -> u64 {
+    super::session::DEFAULT_IDLE.as_secs()
+}
+fn d_session_absolute() -> u64 {
+    super::session::DEFAULT_ABSOLUTE.as_secs()
+}
 fn d_touch() -> u64 {
     30
 }
@@ -145,6 +151,12 @@ pub struct Config {
     /// Seconds a request line may take from its first byte to its newline.
     #[serde(default = "d_request_deadline")]
     pub request_deadline_secs: u64,
+    /// Seconds a login session may go unused before it ends.
+    #[serde(default = "d_session_idle")]
+    pub session_idle_secs: u64,
+    /// Seconds after the login at which a session ends however it is used.
+    #[serde(default = "d_session_absolute")]
+    pub session_absolute_secs: u64,
     /// Seconds to wait for a touch on a key.
     #[serde(default = "d_touch")]
     pub touch_timeout_secs: u64,
@@ -218,6 +230,28 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(1..=86_400).contains(&c.session_absolute_secs) {
+            return Err(bad(
+                "session_absolute_secs",
+                &format!(
+                    "is {}; must be from 1 to 86400 seconds (a session is short-lived; the \
+                     default is {})",
+                    c.session_absolute_secs,
+                    d_session_absolute()
+                ),
+            ));
+        }
+        if !(1..=c.session_absolute_secs).contains(&c.session_idle_secs) {
+            return Err(bad(
+                "session_idle_secs",
+                &format!(
+                    "is {}; must be from 1 to session_absolute_secs ({}); the default is {}",
+                    c.session_idle_secs,
+                    c.session_absolute_secs,
+                    d_session_idle()
+                ),
+            ));
+        }
         if c.policy.approvals < 2 {
             return Err(bad(
                 "policy.approvals",
@@ -245,6 +279,8 @@ impl Config {
         o.allowed_readers = self.allowed_readers.clone();
         o.touch_timeout = Duration::from_secs(self.touch_timeout_secs);
         o.policy = self.custody_policy();
+        o.session_idle = Duration::from_secs(self.session_idle_secs);
+        o.session_absolute = Duration::from_secs(self.session_absolute_secs);
         o
     }
 

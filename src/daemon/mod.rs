@@ -7,15 +7,18 @@
 //! - [`peer`]: SO_PEERCRED of each connection.
 //! - [`state`]: sealed/unsealed state and the handling of each operation.
 //! - [`ops`]: the custody domain's operations, from protocol values to the [`crate::custody`] facade.
+//! - [`authz`]: who may read what; [`session`]: login sessions and their tokens.
 //! - [`config`]: the TOML configuration file.
 //! - [`access`]: devices through PC/SC, by serial, in allowed readers only.
 
 pub mod access;
+pub mod authz;
 pub mod config;
 pub mod ops;
 pub mod peer;
 pub mod protocol;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod throttle;
 

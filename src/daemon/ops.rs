@@ -5,8 +5,9 @@
 use std::sync::MutexGuard;
 
 use super::access::LazyPcscAccess;
+use super::authz;
 use super::peer::PeerCred;
-use super::protocol::{Auth, ErrorCode, Op, Reply, Secret};
+use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, SessionReply};
 use super::state::{throttled, Daemon, OpError};
 use super::throttle::Key as ThrottleKey;
 use crate::custody::{
@@ -177,7 +178,12 @@ fn release_code(
 /// then decides under the service lock. Devices are opened only in allowed readers, under
 /// their device locks, and a device that does not answer within the touch timeout (nobody
 /// touched it) fails the operation with `touch_timeout`.
-pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
+pub fn handle(
+    d: &Daemon,
+    op: Op,
+    token: Option<&Secret>,
+    peer: &PeerCred,
+) -> Result<Reply, OpError> {
     let allowed = &d.options().allowed_readers;
     let touch_timeout = d.options().touch_timeout;
     match op {
@@ -243,7 +249,10 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
                 }
             }
         }
-        Op::Users => d.with_custody(|c| Ok(Reply::Users(c.users()?))),
+        Op::Users => {
+            d.reader(token, peer, "users", authz::roles_for("users"))?;
+            d.with_custody(|c| Ok(Reply::Users(c.users()?)))
+        }
         Op::AccountAdd {
             by,
             provider,
@@ -264,8 +273,14 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
             let s = session(d, by, peer)?;
             d.with_custody(|c| Ok(Reply::Account(c.register_account(&s, new)?)))
         }
-        Op::Accounts => d.with_custody(|c| Ok(Reply::Accounts(c.accounts()?))),
-        Op::Devices => d.with_custody(|c| Ok(Reply::Devices(c.devices()?))),
+        Op::Accounts => {
+            d.reader(token, peer, "accounts", authz::roles_for("accounts"))?;
+            d.with_custody(|c| Ok(Reply::Accounts(c.accounts()?)))
+        }
+        Op::Devices => {
+            d.reader(token, peer, "devices", authz::roles_for("devices"))?;
+            d.with_custody(|c| Ok(Reply::Devices(c.devices()?)))
+        }
         Op::RequestCode {
             by,
             account,
@@ -283,7 +298,14 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
             };
             d.with_custody(|c| Ok(Reply::Request(c.create_request(&s, new)?)))
         }
-        Op::Requests => d.with_custody(|c| Ok(Reply::Requests(c.requests()?))),
+        Op::Requests => {
+            let (who, _) = d.reader(token, peer, "requests", authz::roles_for("requests"))?;
+            let mut all = d.with_custody(|c| Ok(c.requests()?))?;
+            if !authz::sees_all_requests(&who) {
+                all.retain(|r| r.requester == who.name);
+            }
+            Ok(Reply::Requests(all))
+        }
         Op::Approve { by, request, seen } => {
             let id = request_id(&request)?;
             if seen.len() != 64 || !seen.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -302,10 +324,17 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
         }
         Op::Cancel { by, request } => {
             let id = request_id(&request)?;
-            let s = session(d, by, peer)?;
+            // Cancelling one's own request only lowers risk: a login session serves it.
+            let s = match by {
+                Some(by) => self::session(d, by, peer)?,
+                None => d.caller(token, peer, "cancel")?.1.proof,
+            };
             d.with_custody(|c| Ok(Reply::Request(c.cancel(&s, &id)?)))
         }
-        Op::Incidents => d.with_custody(|c| Ok(Reply::Incidents(c.incidents()?))),
+        Op::Incidents => {
+            d.reader(token, peer, "incidents", authz::roles_for("incidents"))?;
+            d.with_custody(|c| Ok(Reply::Incidents(c.incidents()?)))
+        }
         Op::DeviceRegister { by, serial, role } => {
             let role = match role.as_str() {
                 "primary" => DeviceRole::Primary,
@@ -446,15 +475,61 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
         }
         Op::RequestShow { request } => {
             let id = request_id(&request)?;
-            d.with_custody(|c| Ok(Reply::Request(c.request(&id)?)))
+            let op = "request_show";
+            let (who, _) = d.reader(token, peer, op, authz::roles_for(op))?;
+            let r = d.with_custody(|c| Ok(c.request(&id)?))?;
+            if !authz::sees_all_requests(&who) && r.requester != who.name {
+                return Err(authz::not_theirs(op, &who, id.as_str()));
+            }
+            Ok(Reply::Request(r))
         }
         Op::AccountShow { account } => {
             let id = AccountId::parse(&account)?;
+            let op = "account_show";
+            d.reader(token, peer, op, authz::roles_for(op))?;
             d.with_custody(|c| Ok(Reply::Account(c.account(&id)?)))
         }
         Op::DeviceShow { serial } => {
             let serial = Serial::new(serial)?;
+            let op = "device_show";
+            d.reader(token, peer, op, authz::roles_for(op))?;
             d.with_custody(|c| Ok(Reply::Device(c.device(serial)?)))
+        }
+        Op::Login { by } => {
+            // The same authentication as every operation's `by` (throttled per user and uid,
+            // the key derivation outside the lock), kept as a session.
+            let proof = self::session(d, by, peer)?;
+            let (token, found, user) = d.open_session(proof, peer)?;
+            tracing::info!(
+                user = user.name.as_str(),
+                peer_uid = peer.uid,
+                expires_at_ms = found.expires_at_ms,
+                "session opened"
+            );
+            Ok(Reply::Session(session_reply(
+                Some(token.into_secret()),
+                &user,
+                &found,
+            )))
+        }
+        Op::Whoami => {
+            let (user, found) = d.caller(token, peer, "whoami")?;
+            Ok(Reply::Session(session_reply(None, &user, &found)))
+        }
+        Op::Logout => {
+            let Some(token) = token else {
+                return Err(authz::anonymous("logout"));
+            };
+            let now = d.clock().now_ms();
+            let user = d.with_sessions(|_, sessions| {
+                sessions
+                    .close(token, peer.uid, now)
+                    .map_err(super::state::session_error)
+            })?;
+            tracing::info!(user = user.as_str(), peer_uid = peer.uid, "session closed");
+            Ok(Reply::LoggedOut {
+                user: user.to_string(),
+            })
         }
         Op::UserSetRoles { by, name, roles } => {
             let roles = roles
@@ -539,6 +614,21 @@ pub fn handle(d: &Daemon, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
             ErrorCode::Internal,
             format!("{} is not a custody operation", other.name()),
         )),
+    }
+}
+
+fn session_reply(
+    token: Option<Secret>,
+    user: &crate::custody::UserRecord,
+    found: &super::session::Found,
+) -> SessionReply {
+    SessionReply {
+        token,
+        user: user.name.to_string(),
+        roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        uid: found.uid,
+        idle_expires_at_ms: found.idle_expires_at_ms,
+        expires_at_ms: found.expires_at_ms,
     }
 }
 

@@ -106,6 +106,11 @@ pub struct Request {
     pub ledger: Option<String>,
     /// What to do.
     pub op: Op,
+    /// The caller's session token (from [`Op::Login`]): how reads and a person's own low-risk
+    /// operations are authenticated. Absent: the request is anonymous, and only `status`,
+    /// the unseal and operations carrying their own `by` credentials are served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Secret>,
 }
 
 /// The operations a client may ask for. Externally tagged (`"status"`,
@@ -226,8 +231,10 @@ pub enum Op {
     },
     /// The requester cancels their request.
     Cancel {
-        /// The requester.
-        by: Auth,
+        /// The requester; absent: the request's session (cancelling is low-risk, so a session
+        /// serves it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Auth>,
         /// The request id.
         request: String,
     },
@@ -376,6 +383,17 @@ pub enum Op {
         /// The OS uid.
         uid: u32,
     },
+    /// Open a session: the person authenticates once (passphrase, and for officers their
+    /// second-factor code) and gets a token for reads and their own low-risk operations,
+    /// bound to them and to the connection's uid.
+    Login {
+        /// The person.
+        by: Auth,
+    },
+    /// Revoke the request's session.
+    Logout,
+    /// The request's session: who it is for and when it ends.
+    Whoami,
 }
 
 /// A device presented at an inventory audit.
@@ -427,6 +445,9 @@ impl Op {
             Op::Release { .. } => "release",
             Op::Inventory { .. } => "inventory",
             Op::UserBindUid { .. } => "user_bind_uid",
+            Op::Login { .. } => "login",
+            Op::Logout => "logout",
+            Op::Whoami => "whoami",
         }
     }
 }
@@ -648,6 +669,13 @@ pub enum Reply {
         /// The first TOTP step.
         first_step: u64,
     },
+    /// Answer to [`Op::Login`] and [`Op::Whoami`].
+    Session(SessionReply),
+    /// Answer to [`Op::Logout`].
+    LoggedOut {
+        /// The person whose session ended.
+        user: String,
+    },
     /// The released code, shown once.
     Code {
         /// The request.
@@ -661,6 +689,25 @@ pub enum Reply {
         /// The device that computed it.
         device: u32,
     },
+}
+
+/// A session, as answered by [`Op::Login`] (with its token, shown this once) and
+/// [`Op::Whoami`] (without).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionReply {
+    /// The token to send as the request's `session`; only in the answer to `login`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// The person.
+    pub user: String,
+    /// Their roles now.
+    pub roles: Vec<String>,
+    /// The uid the session is bound to.
+    pub uid: u32,
+    /// When the session ends unless used again (ms since the epoch).
+    pub idle_expires_at_ms: i64,
+    /// When the session ends however it is used (ms since the epoch).
+    pub expires_at_ms: i64,
 }
 
 /// The daemon's state as seen by [`Op::Status`].
@@ -837,6 +884,7 @@ mod tests {
             ledger: None,
             v: VERSION,
             id: 9,
+            session: None,
             op: Op::Unseal {
                 officer: "alice".into(),
                 passphrase: Secret::new(Zeroizing::new("Correct-Horse-77".into())),
@@ -859,6 +907,7 @@ mod tests {
             ledger: None,
             v: VERSION,
             id: 1,
+            session: None,
             op: Op::Enrol {
                 by: vec![Auth {
                     user: "alice".into(),
@@ -898,6 +947,7 @@ mod tests {
                 ledger: None,
                 v: VERSION,
                 id: 1,
+                session: None,
                 op: Op::BootstrapOfficer {
                     user: "alice".into(),
                     keyring_passphrase: s("Alice-Keyring-Phrase-1"),
@@ -908,6 +958,7 @@ mod tests {
                 ledger: None,
                 v: VERSION,
                 id: 2,
+                session: None,
                 op: Op::Seal {
                     by: Auth {
                         user: "alice".into(),

@@ -327,8 +327,8 @@ fn answer(line: &[u8], daemon: &Daemon, peer: &PeerCred) -> (Response, bool) {
             let handled = match req.ledger.as_deref() {
                 Some(expected) => daemon
                     .check_ledger(expected)
-                    .and_then(|()| daemon.handle(req.op, peer)),
-                None => daemon.handle(req.op, peer),
+                    .and_then(|()| daemon.handle_as(req.op, req.session.as_ref(), peer)),
+                None => daemon.handle_as(req.op, req.session.as_ref(), peer),
             };
             match handled {
                 Ok(reply) => {

@@ -10,15 +10,19 @@ use serde_json::json;
 
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, StatusReply, UnsealProgress};
+use super::session::{Found, SessionError, Sessions};
 use super::throttle::{Key as ThrottleKey, Refusal, Throttle};
-use crate::custody::{Clock, Custody, CustodyError, Serial, SystemClock};
+use crate::custody::{
+    Clock, Custody, CustodyError, Role, Serial, Session, SystemClock, UserRecord,
+};
 use crate::ledger::store::{record_failed_share, KEYRING_FILE};
 use crate::ledger::{
-    export, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError, NewEvent,
-    OfficerName, Passphrase,
+    export_redacted, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError,
+    NewEvent, OfficerName, Passphrase,
 };
 use crate::token::identity::Glimpse;
 use crate::token::pcsc::ReaderEvent;
+use ring::rand::SystemRandom;
 
 /// Event kinds the daemon appends.
 pub mod kinds {
@@ -53,6 +57,10 @@ pub struct DaemonOptions {
     pub touch_timeout: Duration,
     /// The dual-control policy.
     pub policy: crate::custody::Policy,
+    /// A login session ends after this long without use.
+    pub session_idle: Duration,
+    /// A login session ends this long after the login, however it is used.
+    pub session_absolute: Duration,
 }
 
 impl DaemonOptions {
@@ -63,6 +71,8 @@ impl DaemonOptions {
             allowed_readers: vec!["Yubico YubiKey".to_owned()],
             touch_timeout: Duration::from_secs(30),
             policy: crate::custody::Policy::default(),
+            session_idle: super::session::DEFAULT_IDLE,
+            session_absolute: super::session::DEFAULT_ABSOLUTE,
         }
     }
 
@@ -117,8 +127,11 @@ enum Seal {
     /// The quorum is complete and the ledger is being opened (its key derivation runs without
     /// the lock); offers wait for the outcome.
     Opening,
+    /// The ledger is open. The login sessions live here, so that sealing (or any way out of
+    /// this state) ends them all.
     Unsealed {
         custody: Box<Custody>,
+        sessions: Sessions,
     },
 }
 
@@ -139,6 +152,8 @@ pub struct Daemon {
     view: Mutex<StatusView>,
     /// Allowed reader → the serial of the card seen in it (`None`: unreadable).
     cards: Mutex<BTreeMap<String, Option<u32>>>,
+    /// The source of session tokens.
+    rng: SystemRandom,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -183,6 +198,19 @@ fn opening_error() -> OpError {
     )
 }
 
+/// A session refusal on the wire: `forbidden` with the session's reason.
+pub fn session_error(e: SessionError) -> OpError {
+    let code = match e {
+        SessionError::NoRandomness => ErrorCode::Internal,
+        _ => ErrorCode::Forbidden,
+    };
+    OpError {
+        code,
+        reason: Some(e.code().to_owned()),
+        message: e.to_string(),
+    }
+}
+
 /// The refusal of a throttled attempt: says when to try again, never whether the secret was
 /// close.
 pub fn throttled(what: &str, name: &str, peer: &PeerCred, r: &Refusal, now_ms: i64) -> OpError {
@@ -225,7 +253,7 @@ impl StatusView {
                 ..Self::default()
             },
             Seal::Opening => Self::default(),
-            Seal::Unsealed { custody } => Self {
+            Seal::Unsealed { custody, .. } => Self {
                 unsealed: true,
                 given: Vec::new(),
                 head_seq: custody.ledger().head().ok().map(|h| h.map_or(0, |h| h.seq)),
@@ -285,7 +313,9 @@ impl Daemon {
     }
 
     /// A sealed daemon that reads the time from `clock` (its domain, throttle and waits).
-    pub fn with_clock(opts: DaemonOptions, clock: Arc<dyn Clock + Sync>) -> Self {
+    pub fn with_clock(mut opts: DaemonOptions, clock: Arc<dyn Clock + Sync>) -> Self {
+        // The domain honours a login's proof for as long as the daemon keeps its session.
+        opts.policy.session_ttl = opts.policy.session_ttl.max(opts.session_absolute);
         Self {
             opts,
             clock,
@@ -294,6 +324,7 @@ impl Daemon {
             throttle: Throttle::new(),
             view: Mutex::new(StatusView::default()),
             cards: Mutex::new(BTreeMap::new()),
+            rng: SystemRandom::new(),
         }
     }
 
@@ -359,8 +390,18 @@ impl Daemon {
         matches!(*self.lock(), Seal::Unsealed { .. })
     }
 
-    /// Handles one operation from `peer`.
+    /// Handles one anonymous operation from `peer` (no session).
     pub fn handle(&self, op: Op, peer: &PeerCred) -> Result<Reply, OpError> {
+        self.handle_as(op, None, peer)
+    }
+
+    /// Handles one operation from `peer`, with the request's session token when it has one.
+    pub fn handle_as(
+        &self,
+        op: Op,
+        session: Option<&Secret>,
+        peer: &PeerCred,
+    ) -> Result<Reply, OpError> {
         match op {
             Op::Status => self.status(peer),
             Op::Unseal {
@@ -372,33 +413,43 @@ impl Daemon {
                 passphrase,
             } => self.unseal_reset(&officer, passphrase, peer),
             Op::Seal { by } => self.seal_now(by, peer),
-            Op::Checkpoint => self.with_ledger(|l| {
-                let cp = l.checkpoint()?;
-                Ok(Reply::Checkpoint {
-                    seq: cp.checkpoint.seq,
-                    head: cp.checkpoint.head.to_hex(),
-                    public_key: l.public_key().to_hex(),
+            Op::Checkpoint => {
+                // Each checkpoint is a row in the ledger: only an accountable reader adds one.
+                self.reader(session, peer, "checkpoint", super::authz::AUDIT)?;
+                self.with_ledger(|l| {
+                    let cp = l.checkpoint()?;
+                    Ok(Reply::Checkpoint {
+                        seq: cp.checkpoint.seq,
+                        head: cp.checkpoint.head.to_hex(),
+                        public_key: l.public_key().to_hex(),
+                    })
                 })
-            }),
-            Op::Export => self.with_ledger(|l| {
-                let mut out = Vec::new();
-                let s = export(
-                    l,
-                    &ExportFilter::default(),
-                    ExportFormat::JsonLines,
-                    &mut out,
-                )?;
-                let content = String::from_utf8(out).map_err(|_| {
-                    OpError::new(ErrorCode::Internal, "export is not UTF-8".to_owned())
-                })?;
-                Ok(Reply::Export {
-                    events: s.events,
-                    seq: s.checkpoint.checkpoint.seq,
-                    public_key: l.public_key().to_hex(),
-                    content,
+            }
+            Op::Export => {
+                self.reader(session, peer, "export", super::authz::AUDIT)?;
+                self.with_ledger(|l| {
+                    let mut out = Vec::new();
+                    // Users' sealed credentials never leave the ledger: their events are
+                    // exported redacted (signed, still in the chain).
+                    let s = export_redacted(
+                        l,
+                        &ExportFilter::default(),
+                        ExportFormat::JsonLines,
+                        crate::custody::store::SECRET_ENTITIES,
+                        &mut out,
+                    )?;
+                    let content = String::from_utf8(out).map_err(|_| {
+                        OpError::new(ErrorCode::Internal, "export is not UTF-8".to_owned())
+                    })?;
+                    Ok(Reply::Export {
+                        events: s.events,
+                        seq: s.checkpoint.checkpoint.seq,
+                        public_key: l.public_key().to_hex(),
+                        content,
+                    })
                 })
-            }),
-            op => super::ops::handle(self, op, peer),
+            }
+            op => super::ops::handle(self, op, session, peer),
         }
     }
 
@@ -418,10 +469,91 @@ impl Daemon {
     ) -> Result<T, OpError> {
         let mut g = self.lock();
         match &mut *g {
-            Seal::Unsealed { custody } => f(custody),
+            Seal::Unsealed { custody, .. } => f(custody),
             Seal::Sealed { .. } => Err(sealed_error()),
             Seal::Opening => Err(opening_error()),
         }
+    }
+
+    /// Runs `f` with the custody service and the login sessions, or refuses while sealed.
+    /// Short, like [`Daemon::with_custody`].
+    pub fn with_sessions<T>(
+        &self,
+        f: impl FnOnce(&mut Custody, &mut Sessions) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
+        let mut g = self.lock();
+        match &mut *g {
+            Seal::Unsealed { custody, sessions } => f(custody, sessions),
+            Seal::Sealed { .. } => Err(sealed_error()),
+            Seal::Opening => Err(opening_error()),
+        }
+    }
+
+    /// Opens a login session for `proof` (just authenticated from `peer`).
+    pub fn open_session(
+        &self,
+        proof: Session,
+        peer: &PeerCred,
+    ) -> Result<(super::session::SessionToken, Found, UserRecord), OpError> {
+        let now = self.clock.now_ms();
+        self.with_sessions(|c, sessions| {
+            let user = c.session_holder(&proof)?;
+            let (token, found) = sessions
+                .open(&self.rng, proof, peer.uid, now)
+                .map_err(session_error)?;
+            Ok((token, found, user))
+        })
+    }
+
+    /// The person behind the request's session, whose session is live, bound to `peer`'s uid,
+    /// and who is still active. An anonymous request is refused with what to do.
+    pub fn caller(
+        &self,
+        session: Option<&Secret>,
+        peer: &PeerCred,
+        operation: &str,
+    ) -> Result<(UserRecord, Found), OpError> {
+        let Some(token) = session else {
+            return Err(super::authz::anonymous(operation));
+        };
+        let now = self.clock.now_ms();
+        self.with_sessions(|c, sessions| {
+            let found = match sessions.use_token(token, peer.uid, now) {
+                Ok(f) => f,
+                Err(e) => {
+                    if let SessionError::WrongUid { user, bound, uid } = &e {
+                        tracing::warn!(
+                            user = user.as_str(),
+                            bound,
+                            peer_uid = uid,
+                            "session token offered by another uid; the session is ended"
+                        );
+                    }
+                    return Err(session_error(e));
+                }
+            };
+            match c.session_holder(&found.proof) {
+                Ok(user) => Ok((user, found)),
+                Err(e) => {
+                    // Suspended since the login: the session goes too.
+                    sessions.close_user(found.proof.user());
+                    Err(OpError::from(e))
+                }
+            }
+        })
+    }
+
+    /// [`Daemon::caller`], who must also hold one of `roles` for `operation`.
+    pub fn reader(
+        &self,
+        session: Option<&Secret>,
+        peer: &PeerCred,
+        operation: &str,
+        roles: &[Role],
+    ) -> Result<(UserRecord, Found), OpError> {
+        let (user, found) = self.caller(session, peer, operation)?;
+        super::authz::require(&user, operation, roles)?;
+        Ok((user, found))
     }
 
     /// Answers from the published view and the keyring file: never waits for the service.
@@ -658,6 +790,7 @@ impl Daemon {
         guard.armed = false;
         *self.lock() = Seal::Unsealed {
             custody: Box::new(custody),
+            sessions: Sessions::new(self.opts.session_idle, self.opts.session_absolute),
         };
         Ok(Reply::Unseal(UnsealProgress {
             unsealed: true,
@@ -686,7 +819,7 @@ impl Daemon {
                 ));
             }
             Seal::Opening => return Err(opening_error()),
-            Seal::Unsealed { custody } => {
+            Seal::Unsealed { custody, .. } => {
                 custody.require_officer(&session, "seal")?;
                 custody.record_counted_refusals(self.clock.now_ms(), true);
                 let officer = session.user().clone();
@@ -714,7 +847,7 @@ impl Daemon {
     /// zeroized.
     pub fn close(&self) {
         let mut g = self.lock();
-        if let Seal::Unsealed { custody } = &mut *g {
+        if let Seal::Unsealed { custody, .. } = &mut *g {
             custody.record_counted_refusals(self.clock.now_ms(), true);
         }
         *g = Seal::Sealed { given: Vec::new() };

@@ -10,6 +10,16 @@
 //! 3. the signed checkpoint of the last event:
 //!    `{"head","key_fingerprint","ledger_id","seq","signature","time","type":"checkpoint"}`.
 //!
+//! An export may leave out records that must not leave the ledger (the custody domain's sealed
+//! credentials): an event whose body carries such a record in its `records` array is then a
+//! `"type":"redacted"` line, with the event's fields, the body with each such record's
+//! `record` replaced by `{"redacted":"sha256:<hex of the record's canonical bytes>"}`, and
+//! `signature`: the checkpoint key's Ed25519 signature over
+//! `"mfa-custody/export/redacted/v1\0" ‖ hash ‖` the redacted body. The chain still verifies
+//! through `body_hash`, as for a stub; the redacted body is vouched for by that signature,
+//! since a hash over the whole stored body cannot be checked without the bytes left out. The
+//! header's `filter` then lists `redacted_entities`.
+//!
 //! Hashes, ids and signatures are lower-case hex; times are milliseconds since the Unix epoch.
 //! Filters combine with AND; `account` and `device` match a top-level string (or integer) field
 //! of that name in the body.
@@ -135,6 +145,83 @@ pub fn export(
     format: ExportFormat,
     out: &mut dyn Write,
 ) -> Result<ExportSummary, LedgerError> {
+    export_redacted(ledger, filter, format, &[], out)
+}
+
+const REDACTION_TAG: &[u8] = b"mfa-custody/export/redacted/v1\0";
+
+/// The bytes a redacted line's signature covers: a tag, the event's hash, the redacted body.
+pub(crate) fn redaction_signed_bytes(hash: &Hash, redacted_body: &[u8]) -> Vec<u8> {
+    let mut m = REDACTION_TAG.to_vec();
+    m.extend_from_slice(&hash.0);
+    m.extend_from_slice(redacted_body);
+    m
+}
+
+/// The body with every `records` entry of one of `entities` replaced by the digest of its
+/// record, or `None` when the body carries none.
+pub fn redact_body(body: &CanonicalJson, entities: &[&str]) -> Option<CanonicalJson> {
+    if entities.is_empty() {
+        return None;
+    }
+    let mut value = body.to_value();
+    let records = value.get_mut("records")?.as_array_mut()?;
+    let mut changed = false;
+    for r in records.iter_mut() {
+        let secret = r
+            .get("entity")
+            .and_then(Value::as_str)
+            .is_some_and(|e| entities.contains(&e));
+        if !secret {
+            continue;
+        }
+        if let Some(record) = r.get_mut("record") {
+            let mut bytes = Vec::new();
+            // Stored bodies are canonical, so their parts encode.
+            let _ = write_canonical(record, &mut bytes);
+            let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+            bytes.fill(0);
+            *record = json!({"redacted": format!("sha256:{}", HEXLOWER.encode(digest.as_ref()))});
+            changed = true;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    CanonicalJson::from_value(&value).ok()
+}
+
+/// Encodes a redacted event as one canonical JSON line, no newline.
+fn encode_redacted_line(
+    h: &EventHeader,
+    body: &CanonicalJson,
+    signature: &[u8; 64],
+    out: &mut Vec<u8>,
+) {
+    let v = json!({
+        "type": "redacted",
+        "actor": h.actor.as_str(),
+        "body": body.to_value(),
+        "body_hash": h.body_hash.to_hex(),
+        "hash": h.hash.to_hex(),
+        "kind": h.kind.as_str(),
+        "prev": h.prev.to_hex(),
+        "seq": h.seq,
+        "time": h.time.0,
+        "signature": HEXLOWER.encode(signature),
+    });
+    let _ = write_canonical(&v, out);
+}
+
+/// [`export`], leaving out the records of `entities` (see the module's documentation): the
+/// events that carry one are written as signed `redacted` lines.
+pub fn export_redacted(
+    ledger: &mut Ledger,
+    filter: &ExportFilter,
+    format: ExportFormat,
+    entities: &[&str],
+    out: &mut dyn Write,
+) -> Result<ExportSummary, LedgerError> {
     let checkpoint = ledger.checkpoint()?;
     let key = ledger.public_key();
     let w = |r: std::io::Result<()>| r.map_err(|source| LedgerError::Output { source });
@@ -149,6 +236,9 @@ pub fn export(
                 "ledger_id": ledger.ledger_id().to_hex(),
                 "filter": filter.to_json(),
             });
+            if !entities.is_empty() {
+                header["filter"]["redacted_entities"] = json!(entities);
+            }
             let signature = ledger.sign_export_header(&header_signed_bytes(&header));
             if let Value::Object(m) = &mut header {
                 m.insert("signature".into(), json!(HEXLOWER.encode(&signature)));
@@ -171,12 +261,28 @@ pub fn export(
             stubs += 1;
         }
         line.clear();
-        match format {
-            ExportFormat::JsonLines => {
+        let redacted = if with_body {
+            redact_body(&ev.body, entities)
+        } else {
+            None
+        };
+        match (format, redacted) {
+            (ExportFormat::JsonLines, Some(body)) => {
+                let signature = ledger
+                    .sign_export_header(&redaction_signed_bytes(&ev.header.hash, body.as_bytes()));
+                encode_redacted_line(&ev.header, &body, &signature, &mut line);
+                line.push(b'\n');
+            }
+            (ExportFormat::Csv, Some(body)) => {
+                let signature = ledger
+                    .sign_export_header(&redaction_signed_bytes(&ev.header.hash, body.as_bytes()));
+                encode_redacted_csv(&ev.header, &body, &signature, &mut line);
+            }
+            (ExportFormat::JsonLines, None) => {
                 encode_event_line(&ev.header, with_body.then_some(&ev.body), &mut line);
                 line.push(b'\n');
             }
-            ExportFormat::Csv => encode_event_csv(&ev, with_body, &mut line),
+            (ExportFormat::Csv, None) => encode_event_csv(&ev, with_body, &mut line),
         }
         w(out.write_all(&line))
     })?;
@@ -269,6 +375,29 @@ pub fn checkpoint_line(cp: &SignedCheckpoint, key: &CheckpointPublicKey) -> Stri
     String::from_utf8(out).unwrap_or_default()
 }
 
+fn encode_redacted_csv(
+    h: &EventHeader,
+    body: &CanonicalJson,
+    signature: &[u8; 64],
+    out: &mut Vec<u8>,
+) {
+    csv_row(
+        &[
+            "redacted",
+            &h.seq.to_string(),
+            &h.time.0.to_string(),
+            h.actor.as_str(),
+            h.kind.as_str(),
+            &String::from_utf8_lossy(body.as_bytes()),
+            &h.body_hash.to_hex(),
+            &h.prev.to_hex(),
+            &h.hash.to_hex(),
+            &HEXLOWER.encode(signature),
+        ],
+        out,
+    );
+}
+
 fn encode_event_csv(ev: &StoredEvent, with_body: bool, out: &mut Vec<u8>) {
     let h = &ev.header;
     let body = if with_body {
@@ -327,6 +456,13 @@ pub enum ExportLine {
     Event(StoredEvent),
     /// An event without its body.
     Stub(EventHeader),
+    /// An event whose body is shown with secret records replaced by their digests.
+    Redacted {
+        /// The event's fields and the redacted body (which does not match `body_hash`).
+        event: StoredEvent,
+        /// The checkpoint key's signature over the event's hash and the redacted body.
+        signature: [u8; 64],
+    },
     /// The signed checkpoint that ends the export.
     Checkpoint {
         /// The checkpoint.
@@ -481,8 +617,8 @@ pub fn parse_export_line(bytes: &[u8]) -> Result<ExportLine, LineError> {
                 signature,
             }
         }
-        "event" | "stub" => {
-            let body = if ty == "event" {
+        "event" | "stub" | "redacted" => {
+            let body = if ty != "stub" {
                 let b = f.take("body")?;
                 Some(CanonicalJson::from_value(&b).map_err(|e| invalid("body", e.to_string()))?)
             } else {
@@ -505,6 +641,10 @@ pub fn parse_export_line(bytes: &[u8]) -> Result<ExportLine, LineError> {
                 hash: f.hash("hash")?,
             };
             match body {
+                Some(body) if ty == "redacted" => ExportLine::Redacted {
+                    event: StoredEvent { header, body },
+                    signature: decode_signature(&f.str("signature")?)?,
+                },
                 Some(body) => ExportLine::Event(StoredEvent { header, body }),
                 None => ExportLine::Stub(header),
             }

@@ -25,7 +25,8 @@ pub use chain::{Checkpoint, CheckpointPublicKey, Hash, LedgerId, SignedCheckpoin
 pub use error::{ChainProblem, LedgerError};
 pub use event::{Actor, CanonicalJson, EventHeader, Kind, NewEvent, StoredEvent, Timestamp};
 pub use export::{
-    export, parse_export_line, ExportFilter, ExportFormat, ExportLine, ExportSummary,
+    export, export_redacted, parse_export_line, redact_body, ExportFilter, ExportFormat,
+    ExportLine, ExportSummary,
 };
 pub use projection::{ApplyError, LedgerProjection, Projection, Projections};
 pub use seal::{KdfParams, Keyring, OfficerName, Passphrase};

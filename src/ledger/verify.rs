@@ -11,7 +11,7 @@ use super::chain::{
 };
 use super::error::{ChainProblem, LedgerError};
 use super::event::EventHeader;
-use super::export::{parse_export_line, ExportLine, LineError, MAX_LINE};
+use super::export::{parse_export_line, redaction_signed_bytes, ExportLine, LineError, MAX_LINE};
 use super::store::{Ledger, RawRow, SELECT_EVENTS};
 
 /// What is wrong with an export, at a line.
@@ -68,6 +68,10 @@ pub enum ExportProblem {
     /// The body does not match `body_hash`.
     #[error("body does not match body_hash (the body was edited)")]
     BodyHashMismatch,
+    /// A redacted event's signature does not verify with the pinned key: its shown body was
+    /// edited, or it was not made by the exporting ledger.
+    #[error("the redacted body's signature does not verify with the pinned public key (the body shown was edited)")]
+    BadRedactionSignature,
     /// The fields do not match `hash`.
     #[error("hash does not match the event's fields (seq, prev, time, actor, kind or body_hash was edited)")]
     HashMismatch,
@@ -141,6 +145,8 @@ pub struct VerifiedExport {
     pub events: u64,
     /// Stubs.
     pub stubs: u64,
+    /// Events shown with secret records left out (signed redacted bodies).
+    pub redacted: u64,
     /// The final checkpoint.
     pub checkpoint: SignedCheckpoint,
 }
@@ -179,7 +185,7 @@ pub fn verify_export_observed(
     let mut lineno = 0u64;
     let mut ledger_id: Option<LedgerId> = None;
     let mut last: Option<EventHeader> = None;
-    let (mut events, mut stubs) = (0u64, 0u64);
+    let (mut events, mut stubs, mut redacted) = (0u64, 0u64, 0u64);
     let mut finished: Option<SignedCheckpoint> = None;
     loop {
         buf.clear();
@@ -235,15 +241,19 @@ pub fn verify_export_observed(
             _ if ledger_id.is_none() => {
                 return Err(fail(lineno, None, ExportProblem::MissingHeader));
             }
-            ExportLine::Event(_) | ExportLine::Stub(_) => {
-                let (h, body) = match parsed {
+            ExportLine::Event(_) | ExportLine::Stub(_) | ExportLine::Redacted { .. } => {
+                let (h, body, shown) = match parsed {
                     ExportLine::Event(ev) => {
                         events += 1;
-                        (ev.header, Some(ev.body))
+                        (ev.header, Some(ev.body), None)
                     }
                     ExportLine::Stub(h) => {
                         stubs += 1;
-                        (h, None)
+                        (h, None, None)
+                    }
+                    ExportLine::Redacted { event, signature } => {
+                        redacted += 1;
+                        (event.header, None, Some((event.body, signature)))
                     }
                     _ => continue,
                 };
@@ -269,6 +279,12 @@ pub fn verify_export_observed(
                 }
                 if event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) != h.hash {
                     return Err(fail(lineno, seq, ExportProblem::HashMismatch));
+                }
+                if let Some((body, signature)) = &shown {
+                    let signed = redaction_signed_bytes(&h.hash, body.as_bytes());
+                    if !CheckpointSigner::verify_raw(key, &signed, signature) {
+                        return Err(fail(lineno, seq, ExportProblem::BadRedactionSignature));
+                    }
                 }
                 if let Some(a) = after {
                     if a.checkpoint.seq == h.seq && a.checkpoint.head != h.hash {
@@ -357,6 +373,7 @@ pub fn verify_export_observed(
         ledger_id: checkpoint.checkpoint.ledger_id,
         events,
         stubs,
+        redacted,
         checkpoint,
     })
 }

@@ -240,7 +240,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Speaks over an open stream.
+    /// A connection over a stream already connected (for instance from another uid).
     pub fn new(s: UnixStream) -> Self {
         s.set_read_timeout(Some(Duration::from_secs(120)))
             .expect("timeout");
@@ -251,20 +251,28 @@ impl Conn {
         }
     }
 
-    /// The digest of request `id` as an approving officer is shown it (`request_show`), which
-    /// an approval carries as `seen`.
-    pub fn seen(&mut self, id: &str) -> String {
-        let r = self.call(json!({"request_show": {"request": id}}));
-        let rec: mfa_custody::custody::RequestRecord =
-            serde_json::from_value(r["result"]["ok"]["request"].clone())
-                .unwrap_or_else(|e| panic!("request_show {id}: {e}: {r}"));
-        rec.approval_digest()
-    }
-
     /// Sends one operation and reads its answer, which must answer it by id.
     pub fn call(&mut self, op: Value) -> Value {
+        self.call_in(op, None)
+    }
+
+    /// Sends one operation in a session (its token from [`Conn::login`]) and reads its answer.
+    pub fn call_as(&mut self, op: Value, session: &str) -> Value {
+        self.call_in(op, Some(session))
+    }
+
+    /// Logs `auth` in and answers the session token.
+    pub fn login(&mut self, auth: Value) -> String {
+        let r = self.call(json!({"login": {"by": auth}}));
+        r["result"]["ok"]["session"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login: {r}"))
+            .to_owned()
+    }
+
+    fn call_in(&mut self, op: Value, session: Option<&str>) -> Value {
         let id = self.next;
-        let v = self.call_any_id(op);
+        let v = self.send(op, session);
         assert_eq!(v["id"], id, "{v}");
         v
     }
@@ -272,15 +280,31 @@ impl Conn {
     /// Sends one operation and reads the answer line, whatever its id (a line the daemon
     /// cannot read is answered with id 0, and the connection closed).
     pub fn call_any_id(&mut self, op: Value) -> Value {
+        self.send(op, None)
+    }
+
+    fn send(&mut self, op: Value, session: Option<&str>) -> Value {
         let id = self.next;
         self.next += 1;
-        let mut line = serde_json::to_vec(&json!({"v": 1, "id": id, "op": op})).expect("encode");
+        let mut req = json!({"v": 1, "id": id, "op": op});
+        if let Some(t) = session {
+            req["session"] = json!(t);
+        }
+        let mut line = serde_json::to_vec(&req).expect("encode");
         line.push(b'\n');
         self.w.write_all(&line).expect("write");
         let mut answer = String::new();
         self.r.read_line(&mut answer).expect("read");
         serde_json::from_str(&answer).expect("a JSON answer")
     }
+}
+
+/// The digest an approval of `request` (a request record as the daemon answers it) carries
+/// as `seen`: what the approving officer was shown.
+pub fn seen(request: &Value) -> String {
+    serde_json::from_value::<mfa_custody::custody::RequestRecord>(request.clone())
+        .unwrap_or_else(|e| panic!("a request record: {e}: {request}"))
+        .approval_digest()
 }
 
 /// `ok`, or the error's `code`, or `code/reason` when the domain refused.

@@ -73,6 +73,23 @@ pub struct World {
     pub clock: TestClock,
     pub seeds: BTreeMap<String, String>,
     pub last_step: BTreeMap<String, u64>,
+    /// Whether erin (an auditor) exists to log in for the reads at this terminal.
+    pub reader: bool,
+}
+
+/// The auditor whose login session serves the worlds' reads (lists, shows, ceremonies).
+pub const READER: &str = "erin";
+
+/// Sets this process's XDG_RUNTIME_DIR (inherited by every `custody` it runs) to a private
+/// directory of its own, where `custody login` keeps its sessions.
+fn private_runtime_dir() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        use std::os::unix::fs::DirBuilderExt;
+        let d = std::env::temp_dir().join(format!("custody-world-{}", std::process::id()));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
+        std::env::set_var("XDG_RUNTIME_DIR", &d);
+    });
 }
 
 impl Drop for World {
@@ -165,6 +182,13 @@ impl World {
                 &format!("{}\n", unseal_pass(who)),
             );
         }
+        // Sealing and restarts end sessions: the reader logs in again.
+        if self.reader {
+            self.ok(
+                &["login", "--as", READER, "--no-totp", "--passphrase-fd", "3"],
+                &format!("{}\n", user_pass(READER)),
+            );
+        }
     }
 
     /// Stops the daemon (SIGKILL) and verifies the ledger offline: hashes, links, checkpoints
@@ -233,6 +257,7 @@ pub fn world() -> World {
 
 /// [`world`] with `touch_timeout_secs` set in custodyd's configuration.
 pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
+    private_runtime_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger = dir.path().join("ledger");
     let socket = dir.path().join("custodyd.sock");
@@ -253,6 +278,7 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
         daemon: None,
         seeds: BTreeMap::new(),
         last_step: BTreeMap::new(),
+        reader: false,
     };
     let l = w.ledger.to_string_lossy().into_owned();
     let mut args = vec!["--json", "init", "--ledger", &l];
@@ -302,6 +328,29 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
         ],
         &format!("{}\n{}\n", user_pass("grace"), user_pass("dave")),
         &format!("{c}\n"),
+    );
+    let c = w.code("frank");
+    w.ok4(
+        &[
+            "user",
+            "add",
+            READER,
+            "--role",
+            "auditor",
+            "--by",
+            "frank",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n{}\n", user_pass("frank"), user_pass(READER)),
+        &format!("{c}\n"),
+    );
+    w.reader = true;
+    w.ok(
+        &["login", "--as", READER, "--no-totp", "--passphrase-fd", "3"],
+        &format!("{}\n", user_pass(READER)),
     );
     w
 }

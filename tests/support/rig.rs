@@ -26,11 +26,22 @@ pub const BACKUP: u32 = 10_000_002;
 /// The account enrolled on those devices.
 pub const DEVICE_ACCOUNT: &str = "100000000001";
 
+/// An auditor, whose login session serves the harnesses' reads and exports.
+pub const AUDITOR: &str = "audra";
+/// The auditor's passphrase.
+pub const AUDITOR_PASS: &str = "audra-User-Phrase-22";
+
+/// The auditor's session token by socket, set at each unseal: every request a [`Conn`] sends
+/// carries it (reads need a session; operations with their own `by` are unaffected).
+static SESSIONS: std::sync::Mutex<std::collections::BTreeMap<std::path::PathBuf, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// One JSON-lines connection to custodyd.
 pub struct Conn {
     r: BufReader<UnixStream>,
     w: UnixStream,
     next: u64,
+    socket: std::path::PathBuf,
 }
 
 impl Conn {
@@ -42,6 +53,7 @@ impl Conn {
             r: BufReader::new(s.try_clone()?),
             w: s,
             next: 1,
+            socket: socket.to_path_buf(),
         })
     }
 
@@ -63,7 +75,16 @@ impl Conn {
     pub fn call(&mut self, op: Value) -> std::io::Result<Value> {
         let id = self.next;
         self.next += 1;
-        let mut line = serde_json::to_vec(&json!({"v": 1, "id": id, "op": op}))?;
+        let mut req = json!({"v": 1, "id": id, "op": op});
+        let token = SESSIONS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.socket)
+            .cloned();
+        if let Some(t) = token {
+            req["session"] = json!(t);
+        }
+        let mut line = serde_json::to_vec(&req)?;
         line.push(b'\n');
         self.w.write_all(&line)?;
         let mut answer = String::new();
@@ -325,6 +346,15 @@ impl Rig {
             )
             .expect("user add");
         assert!(ok(&r).is_some(), "operator: {r}");
+        let by = rig.officer_auth_wait();
+        let r = c
+            .call(
+                json!({"user_add": {"by": [by], "name": AUDITOR, "roles": ["auditor"],
+                                      "passphrase": AUDITOR_PASS}}),
+            )
+            .expect("user add");
+        assert!(ok(&r).is_some(), "auditor: {r}");
+        rig.login_auditor(&mut c).expect("auditor login");
         (rig, c)
     }
 
@@ -398,6 +428,23 @@ impl Rig {
         }
         let r = c.call(json!("status"))?;
         assert_eq!(ok(&r).map(|v| &v["status"]["sealed"]), Some(&json!(false)));
+        // Sessions end at every seal and restart: the auditor logs in again (once they exist).
+        self.login_auditor(c)
+    }
+
+    /// Logs the auditor in for this daemon's reads; nothing when there is no auditor yet.
+    pub fn login_auditor(&self, c: &mut Conn) -> std::io::Result<()> {
+        SESSIONS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.socket);
+        let r = c.call(json!({"login": {"by": {"user": AUDITOR, "passphrase": AUDITOR_PASS}}}))?;
+        if let Some(t) = ok(&r).and_then(|v| v["session"]["token"].as_str()) {
+            SESSIONS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.socket.clone(), t.to_owned());
+        }
         Ok(())
     }
 
