@@ -53,6 +53,9 @@ trap cleanup EXIT
 
 step=0
 say() { step=$((step + 1)); printf '\n== %d. %s\n' "$step" "$*"; }
+# Login sessions are kept under the demo's own directory.
+export XDG_RUNTIME_DIR="$work/run"
+mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
 run() { printf '   $ custody %s\n' "$*" >&2; "$bin/custody" --socket "$work/custodyd.sock" "$@"; }
 
 ledger="$work/ledger"
@@ -146,6 +149,8 @@ run user add dave --role operator --uid "$(id -u)" --by carol --passphrase-fd 3 
     3< <(printf '%s\n%s\n' "$U_CAROL" "$U_DAVE") 4<<<"$(totp "$S_CAROL" 1)"
 run user add erin --role auditor --by carol --passphrase-fd 3 --totp-fd 4 \
     3< <(printf '%s\n%s\n' "$U_CAROL" "$U_ERIN") 4<<<"$(totp "$S_CAROL" 0)"
+say "Erin, the auditor, logs in at this terminal: her session serves the reads (lists, shows, export)"
+run login --as erin --no-totp --passphrase-fd 3 3<<<"$U_ERIN"
 run user list
 
 account=123456789012

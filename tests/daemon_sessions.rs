@@ -11,7 +11,6 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::custodyd::{outcome, tmp_open_to_nobody, user_pass, Conn, Custodyd, Factors, NOBODY};
@@ -241,7 +240,7 @@ fn logout_idle_and_absolute_lifetimes_end_a_session() {
     // Idle: unused for longer than 2 s.
     let by = s.f.auth("erin");
     let t = s.c.login(by);
-    std::thread::sleep(Duration::from_millis(2600));
+    s.d.clock.advance(2600);
     let r = s.c.call_as(json!("users"), &t);
     assert_eq!(outcome(&r), "forbidden/session_expired", "{r}");
     assert!(message(&r).contains("idle"), "{r}");
@@ -249,10 +248,10 @@ fn logout_idle_and_absolute_lifetimes_end_a_session() {
     let by = s.f.auth("erin");
     let t = s.c.login(by);
     for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(1100));
+        s.d.clock.advance(1100);
         assert_eq!(outcome(&s.c.call_as(json!("users"), &t)), "ok");
     }
-    std::thread::sleep(Duration::from_millis(1300));
+    s.d.clock.advance(1300);
     let r = s.c.call_as(json!("users"), &t);
     assert_eq!(outcome(&r), "forbidden/session_expired", "{r}");
     assert!(message(&r).contains("older than 4 s"), "{r}");

@@ -117,7 +117,7 @@ fn composites_carrying_secrets_show_none_in_debug() {
             passphrase: secret(PASS),
         },
         Op::Approve {
-            by: auth(),
+            by: Some(auth()),
             request: "req-00000000000000aa".into(),
             seen: "0".repeat(64),
         },

@@ -515,7 +515,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
                 .person(&format!("Approving officer {n}"))
                 .map_err(plain)?;
             room.op(Op::Approve {
-                by,
+                by: Some(by),
                 request: id.clone(),
                 seen: seen.clone(),
             })

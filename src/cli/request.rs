@@ -226,21 +226,27 @@ pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
     finish(
         json,
         (|| {
-            // The officer reads what they approve before giving any secret, and the approval
-            // carries the digest of exactly that: if the daemon's request differs (another
-            // request, or the same one changed on the way), it refuses. Reading needs a
-            // session (`custody login`); the approval itself takes fresh proof.
-            if !super::session::use_kept(socket)? {
-                return Err(Failure::new(
-                    exit::FAILED,
-                    format!(
-                        "custody approve shows request {} before it asks for your secrets, and \
-                         reading it needs a session: run `custody login --as {}` first, then \
-                         approve with the next second-factor code",
-                        a.request, a.auth.user
-                    ),
-                ));
-            }
+            // The approval carries the digest of exactly what the officer was shown: if the
+            // daemon's request differs (another request, or the same one changed on the way),
+            // it refuses. With a `custody login` session the request is shown before any
+            // secret is asked for, and the approval then takes fresh proof. Without one, the
+            // officer's proof opens a session for this command alone, which shows the request
+            // and, within the minute, serves the approval itself: one second-factor code.
+            let kept = super::session::use_kept(socket)?;
+            let ephemeral = if kept {
+                None
+            } else {
+                Some(super::session::for_reads(
+                    socket,
+                    &ReadAuthArgs {
+                        user: Some(a.auth.user.clone()),
+                        passphrase_fd: a.auth.passphrase_fd,
+                        totp_fd: a.auth.totp_fd,
+                        no_totp: a.auth.no_totp,
+                    },
+                    "custody approve",
+                )?)
+            };
             let shown = match call(
                 socket,
                 Op::RequestShow {
@@ -256,14 +262,19 @@ pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
                 }
             };
             eprint!("You are approving:\n{}", detail(&shown));
+            let by = match ephemeral {
+                Some(_) => None,
+                None => Some(a.auth.read()?),
+            };
             let r = call(
                 socket,
                 Op::Approve {
-                    by: a.auth.read()?,
+                    by,
                     request: a.request,
                     seen: shown.approval_digest(),
                 },
             )?;
+            drop(ephemeral);
             show(json, &r);
             Ok(())
         })(),

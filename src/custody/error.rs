@@ -134,6 +134,18 @@ pub enum CustodyError {
         /// The officer.
         user: UserName,
     },
+    /// An operation that takes fresh proof was given an older one (a login session opened
+    /// more than a minute before).
+    #[error(
+        "{operation} by {user} takes fresh proof: the login behind this session is more than a \
+         minute old; pass --as {user} (passphrase and second-factor code) or log in again"
+    )]
+    ProofNotFresh {
+        /// The user.
+        user: UserName,
+        /// The operation.
+        operation: &'static str,
+    },
     /// The approval was given for other request details than the ledger holds (the officer's
     /// screen showed something else, or the approval was redirected).
     #[error(
@@ -432,6 +444,7 @@ impl CustodyError {
             Self::RoleRequired { .. } => "role_required",
             Self::SameOfficerTwice { .. } => "same_officer_twice",
             Self::ApprovalMismatch { .. } => "approval_mismatch",
+            Self::ProofNotFresh { .. } => "proof_not_fresh",
             Self::SubjectIsApprover { .. } => "subject_is_approver",
             Self::SelfApproval { .. } => "self_approval",
             Self::AlreadyApproved { .. } => "already_approved",

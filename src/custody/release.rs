@@ -134,8 +134,9 @@ impl Custody {
         let who = session.user().to_string();
         self.guarded(&who, "approve", |c| {
             if c.now().saturating_sub(session.at_ms) > FRESH_AUTH_MS {
-                return Err(CustodyError::SessionExpired {
+                return Err(CustodyError::ProofNotFresh {
                     user: session.user().clone(),
+                    operation: "approve",
                 });
             }
             let officer = c.session_user(session)?;

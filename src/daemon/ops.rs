@@ -32,6 +32,7 @@ impl From<CustodyError> for OpError {
             | "wrong_keyring_passphrase"
             | "wrong_uid"
             | "session_expired"
+            | "proof_not_fresh"
             | "not_an_officer"
             | "role_required"
             | "same_officer_twice"
@@ -314,7 +315,12 @@ pub fn handle(
                     "the digest of the request shown to the officer: 64 hex digits",
                 ));
             }
-            let s = session(d, by, peer)?;
+            // A session serves an approval only when it was opened within the last minute:
+            // the domain refuses an older proof (`FRESH_AUTH_MS`).
+            let s = match by {
+                Some(by) => session(d, by, peer)?,
+                None => d.caller(token, peer, "approve")?.1.proof,
+            };
             d.with_custody(|c| Ok(Reply::Request(c.approve_as(&id, &s, Some(&seen))?)))
         }
         Op::Deny { by, request, note } => {

@@ -211,8 +211,11 @@ pub enum Op {
     Requests,
     /// An officer approves a request.
     Approve {
-        /// The officer (passphrase and second factor, at this moment).
-        by: Auth,
+        /// The officer (passphrase and second factor, at this moment); absent: the request's
+        /// session, which must have been opened within the last minute (the approval is still
+        /// authenticated at the moment it is given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Auth>,
         /// The request id.
         request: String,
         /// The digest of the request as the officer was shown it

@@ -514,6 +514,10 @@ impl Daemon {
         operation: &str,
     ) -> Result<(UserRecord, Found), OpError> {
         let Some(token) = session else {
+            // While sealed nobody can authenticate: say what is actually in the way.
+            if !self.is_unsealed() {
+                return Err(sealed_error());
+            }
             return Err(super::authz::anonymous(operation));
         };
         let now = self.clock.now_ms();

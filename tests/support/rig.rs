@@ -537,7 +537,10 @@ impl Rig {
         content
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).map_err(|e| e.to_string()))
-            .filter(|v| v.as_ref().map_or(true, |v| v["type"] == "event"))
+            .filter(|v| {
+                v.as_ref()
+                    .map_or(true, |v| v["type"] == "event" || v["type"] == "redacted")
+            })
             .collect()
     }
 
