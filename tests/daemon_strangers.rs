@@ -229,18 +229,8 @@ fn the_cli_sends_nothing_to_a_socket_another_user_serves() {
             "alice-Unseal-Phrase-1\n",
         ),
     ] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_custody"))
-            .args(&args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run custody");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin.as_bytes())
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("custody");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(5), "{args:?}: {err}");
+        let (code, _, err) = support::custody_stdin(&args, stdin);
+        assert_eq!(code, 5, "{args:?}: {err}");
         assert!(
             err.contains("refusing to talk to")
                 && err.contains(&format!("uid {NOBODY}"))
@@ -355,8 +345,8 @@ fn only_a_keyring_officer_resets_a_half_done_unseal() {
     assert_eq!(given(&mut root), json!(["alice"]));
     // carol, a keyring officer, resets it with her own passphrase, through the CLI.
     let s = d.socket.to_string_lossy().into_owned();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_custody"))
-        .args([
+    let (code, text, err) = support::custody_stdin(
+        &[
             "--socket",
             &s,
             "unseal",
@@ -365,24 +355,10 @@ fn only_a_keyring_officer_resets_a_half_done_unseal() {
             "carol",
             "--passphrase-fd",
             "0",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("custody");
-    std::io::Write::write_all(
-        &mut child.stdin.take().expect("stdin"),
-        format!("{}\n", unseal_pass("carol")).as_bytes(),
-    )
-    .expect("stdin");
-    let out = child.wait_with_output().expect("custody");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &format!("{}\n", unseal_pass("carol")),
     );
+    assert_eq!(code, 0, "{text}{err}");
     assert!(text.contains("Unseal reset by carol"), "{text}");
     assert_eq!(given(&mut root), json!([]));
     d.stop();

@@ -202,6 +202,46 @@ fn assert_no_secret(r: &Run) {
     );
 }
 
+/// grace checks `serial` out for request `id` (bag `BAG-0001`), then dave's `custody code`
+/// is started for it (the caller decides when the key's touch comes).
+fn check_out_and_start_code(w: &mut World, serial: u32, id: &str) -> std::process::Child {
+    let c = w.code("grace");
+    w.ok4(
+        &[
+            "device",
+            "checkout",
+            &serial.to_string(),
+            "--seal",
+            "BAG-0001",
+            "--request",
+            id,
+            "--as",
+            "grace",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n", user_pass("grace")),
+        &format!("{c}\n"),
+    );
+    w.custody_cmd(
+        &[
+            "code",
+            id,
+            "--as",
+            "dave",
+            "--no-totp",
+            "--passphrase-fd",
+            "3",
+        ],
+        &format!("{}\n", user_pass("dave")),
+        "",
+    )
+    .spawn()
+    .expect("custody code")
+}
+
 /// dave's request, approved by carol and frank through the plain commands.
 fn approved_request(w: &mut World) -> String {
     w.room_in_step(8);
@@ -354,44 +394,8 @@ fn pcscd_key_pulled_during_code_exits_3_and_the_request_stays_issuing() {
     let mut w = world();
     enrol_with_wizard(&mut w, 10_000_301, 10_000_302);
     let id = approved_request(&mut w);
-    let c = w.code("grace");
-    w.ok4(
-        &[
-            "device",
-            "checkout",
-            "10000301",
-            "--seal",
-            "BAG-0001",
-            "--request",
-            &id,
-            "--as",
-            "grace",
-            "--passphrase-fd",
-            "3",
-            "--totp-fd",
-            "4",
-        ],
-        &format!("{}\n", user_pass("grace")),
-        &format!("{c}\n"),
-    );
-
     primary.pull_at_next_touch();
-    let code = w
-        .custody_cmd(
-            &[
-                "code",
-                &id,
-                "--as",
-                "dave",
-                "--no-totp",
-                "--passphrase-fd",
-                "3",
-            ],
-            &format!("{}\n", user_pass("dave")),
-            "",
-        )
-        .spawn()
-        .expect("custody code");
+    let code = check_out_and_start_code(&mut w, 10_000_301, &id);
     let r = run_of(code.wait_with_output().expect("custody code"));
     assert!(
         primary.pulled(),
@@ -611,43 +615,8 @@ fn pcscd_a_release_waiting_for_a_touch_holds_up_nobody_else() {
     let mut w = world_with_touch_timeout(60);
     enrol_with_wizard(&mut w, 10_000_601, 10_000_602);
     let id = approved_request(&mut w);
-    let c = w.code("grace");
-    w.ok4(
-        &[
-            "device",
-            "checkout",
-            "10000601",
-            "--seal",
-            "BAG-0001",
-            "--request",
-            &id,
-            "--as",
-            "grace",
-            "--passphrase-fd",
-            "3",
-            "--totp-fd",
-            "4",
-        ],
-        &format!("{}\n", user_pass("grace")),
-        &format!("{c}\n"),
-    );
     primary.hold_next_touch();
-    let code = w
-        .custody_cmd(
-            &[
-                "code",
-                &id,
-                "--as",
-                "dave",
-                "--no-totp",
-                "--passphrase-fd",
-                "3",
-            ],
-            &format!("{}\n", user_pass("dave")),
-            "",
-        )
-        .spawn()
-        .expect("custody code");
+    let code = check_out_and_start_code(&mut w, 10_000_601, &id);
     let flashing = Instant::now();
     while !primary.waiting() {
         assert!(
