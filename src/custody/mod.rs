@@ -32,6 +32,7 @@ pub mod users;
 
 pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock, TimeWitness};
 pub use auth::{AuthCheck, AuthVerdict};
+pub use ceremony::EnrolmentPlan;
 pub use error::CustodyError;
 pub use ids::{
     check_display_safe, escape_unsafe, is_display_safe, AccountId, Alias, Email, IncidentId,

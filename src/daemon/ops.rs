@@ -385,10 +385,34 @@ pub fn handle(
             let serials = [enrolment.primary.get(), enrolment.backup.get()];
             let mut access =
                 LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
-            // Enrolment programs both keys and waits for a fresh time step between its two
-            // codes, all under the service lock: a rare two-officer ceremony.
+            // Plan under the service lock; check and program both keys (touches, and the wait
+            // for the next step between the two codes) under their device locks only; record
+            // under the service lock.
             let codes = lock_devices(d, &serials, || {
-                d.with_custody(|c| Ok(c.enrol(&a, &b, &mut access, enrolment)?))
+                let Enrolment {
+                    account,
+                    primary,
+                    backup,
+                    seed,
+                    overwrite,
+                } = enrolment;
+                let plan = d.with_custody(|c| {
+                    Ok(c.plan_enrolment(&a, &b, &account, primary, backup, overwrite)?)
+                })?;
+                let who = a.user().clone();
+                let failed = |e: CustodyError| -> OpError {
+                    match d.with_custody(|c| Ok(c.record_failure(&who, "enrol", e))) {
+                        Ok(e) => OpError::from(e),
+                        Err(sealed) => sealed,
+                    }
+                };
+                plan.check_cards(&mut access).map_err(failed)?;
+                d.with_custody(|c| Ok(c.begin_enrolment(&a, &b, &plan)?))?;
+                let clock = d.clock();
+                let codes = plan
+                    .program(&mut access, seed, &|t| clock.wait_until(t), clock.now_ms())
+                    .map_err(failed)?;
+                d.with_custody(|c| Ok(c.finish_enrolment(&a, &b, &plan, codes)?))
             })?;
             Ok(Reply::Enrolled {
                 first: Secret::new(codes.first.as_str().to_owned().into()),
