@@ -200,20 +200,24 @@ impl Custody {
         name: &UserName,
         roles: Vec<Role>,
         uid: Option<u32>,
-        passphrase: &UserPassphrase,
+        prepared: PreparedCredential,
     ) -> Result<(UserRecord, Vec<Put>, Option<FactorEnrolment>), CustodyError> {
         if store_has_user(self, name)? {
             return Err(CustodyError::UserExists { user: name.clone() });
         }
         let roles = sorted_roles(roles)?;
-        let (factor, enrolment) = if roles.contains(&Role::Officer) {
-            let seed = FactorSeed::generate()?;
-            let e = FactorEnrolment::new(name.as_str(), &seed);
-            (Some(seed), Some(e))
-        } else {
-            (None, None)
-        };
-        let credential = Credential::new(passphrase, self.policy.kdf, factor)?;
+        if prepared.name != *name || prepared.officer != roles.contains(&Role::Officer) {
+            return Err(CustodyError::invalid(
+                "credential",
+                name.as_str(),
+                "prepared for another user or role",
+            ));
+        }
+        let PreparedCredential {
+            credential,
+            enrolment,
+            ..
+        } = prepared;
         let sealed = credential.seal(&self.credential_key, name)?;
         let user = UserRecord {
             name: name.clone(),
@@ -246,29 +250,69 @@ impl Custody {
         keyring_passphrase: &Passphrase,
         passphrase: &UserPassphrase,
     ) -> Result<FactorEnrolment, CustodyError> {
+        let keyring = self.begin_bootstrap(name)?;
+        let checked = bootstrap_check(&keyring, name, keyring_passphrase);
+        let prepared = match checked {
+            Ok(()) => Some(PreparedCredential::new(
+                name,
+                true,
+                passphrase,
+                self.policy.kdf,
+            )?),
+            Err(_) => None,
+        };
+        self.bootstrap_officer_checked(name, checked, prepared)
+    }
+
+    /// The checks of a bootstrap that need no key derivation (a keyring officer, not yet
+    /// enrolled), recorded when they refuse; answers the keyring to check the passphrase
+    /// against ([`bootstrap_check`]).
+    pub fn begin_bootstrap(
+        &mut self,
+        name: &UserName,
+    ) -> Result<crate::ledger::Keyring, CustodyError> {
         self.guarded(name.as_str(), "bootstrap_officer", |c| {
-            // The keyring header lists its officers for anyone (`status`), so saying that a
-            // name is not among them tells nothing new.
-            let officer = c
-                .ledger
-                .keyring()
-                .officers()
-                .into_iter()
-                .find(|o| o.as_str() == name.as_str())
-                .ok_or_else(|| CustodyError::NotAnOfficer {
-                    user: name.clone(),
-                    operation: "bootstrap_officer",
-                })?;
-            if store_has_user(c, name)? {
-                return Err(CustodyError::UserExists { user: name.clone() });
-            }
+            c.bootstrap_prechecks(name)?;
+            Ok(c.ledger.keyring().clone())
+        })
+    }
+
+    fn bootstrap_prechecks(&self, name: &UserName) -> Result<(), CustodyError> {
+        // The keyring header lists its officers for anyone (`status`), so saying that a
+        // name is not among them tells nothing new.
+        if !self
+            .ledger
+            .keyring()
+            .officers()
+            .iter()
+            .any(|o| o.as_str() == name.as_str())
+        {
+            return Err(CustodyError::NotAnOfficer {
+                user: name.clone(),
+                operation: "bootstrap_officer",
+            });
+        }
+        if store_has_user(self, name)? {
+            return Err(CustodyError::UserExists { user: name.clone() });
+        }
+        Ok(())
+    }
+
+    /// [`Custody::bootstrap_officer`] with the keyring passphrase already checked
+    /// ([`bootstrap_check`]) and, when it was right, the new passphrase's verifier already
+    /// derived ([`PreparedCredential`]): the daemon runs those two key derivations without
+    /// holding the service.
+    pub fn bootstrap_officer_checked(
+        &mut self,
+        name: &UserName,
+        checked: Result<(), LedgerError>,
+        prepared: Option<PreparedCredential>,
+    ) -> Result<FactorEnrolment, CustodyError> {
+        self.guarded(name.as_str(), "bootstrap_officer", |c| {
+            c.bootstrap_prechecks(name)?;
             let mut attempts: BootstrapAttempts =
                 store::get(&c.ledger, entity::BOOTSTRAP, name.as_str())?.unwrap_or_default();
-            match c
-                .ledger
-                .keyring()
-                .check_officer_passphrase(&officer, keyring_passphrase)
-            {
+            match checked {
                 Ok(()) => {}
                 Err(LedgerError::WrongPassphrase { .. }) => {
                     // Counted for the record; guessing is bounded by the daemon's throttle.
@@ -291,8 +335,10 @@ impl Custody {
                     })
                 }
             }
-            let (user, mut puts, e) =
-                c.new_user_puts(name, vec![Role::Officer], None, passphrase)?;
+            let prepared = prepared.ok_or_else(|| {
+                CustodyError::invalid("credential", name.as_str(), "no verifier was derived")
+            })?;
+            let (user, mut puts, e) = c.new_user_puts(name, vec![Role::Officer], None, prepared)?;
             if attempts != BootstrapAttempts::default() {
                 puts.push(Put::new(
                     entity::BOOTSTRAP,
@@ -347,6 +393,23 @@ impl Custody {
         by: &[&Session],
         new: NewUser,
     ) -> Result<Option<FactorEnrolment>, CustodyError> {
+        let prepared = PreparedCredential::new(
+            &new.name,
+            new.roles.contains(&Role::Officer),
+            &new.passphrase,
+            self.policy.kdf,
+        )?;
+        self.add_user_prepared(by, new, prepared)
+    }
+
+    /// [`Custody::add_user`] with the new passphrase's verifier already derived
+    /// ([`PreparedCredential`], without holding the service); `new.passphrase` is not used.
+    pub fn add_user_prepared(
+        &mut self,
+        by: &[&Session],
+        new: NewUser,
+        prepared: PreparedCredential,
+    ) -> Result<Option<FactorEnrolment>, CustodyError> {
         let who = by
             .iter()
             .map(|s| s.user.as_str())
@@ -377,7 +440,7 @@ impl Custody {
                     return Err(CustodyError::invalid("sessions", "", "no officer session given"))
                 }
             };
-            let (user, puts, e) = c.new_user_puts(&new.name, new.roles, new.uid, &new.passphrase)?;
+            let (user, puts, e) = c.new_user_puts(&new.name, new.roles, new.uid, prepared)?;
             c.append(
                 kinds::USER_ADDED,
                 &approvers
@@ -585,5 +648,63 @@ impl AuthVerdict {
     /// factor can still be refused as reused when recorded.
     pub fn matched(&self) -> bool {
         self.pass_ok && (!self.officer || self.factor_step.is_some())
+    }
+}
+
+/// Checks a genesis officer's keyring passphrase against their own share of `keyring` (one key
+/// derivation; a name not in the keyring costs the same). Touches no shared state.
+pub fn bootstrap_check(
+    keyring: &crate::ledger::Keyring,
+    name: &UserName,
+    keyring_passphrase: &Passphrase,
+) -> Result<(), LedgerError> {
+    let officer = crate::ledger::OfficerName::parse(name.as_str()).map_err(|_| {
+        LedgerError::UnknownOfficer {
+            name: name.to_string(),
+        }
+    })?;
+    keyring.check_officer_passphrase(&officer, keyring_passphrase)
+}
+
+/// A new user's passphrase verifier and, for an officer, a fresh second-factor seed: the slow
+/// part of adding a user (a key derivation), made without the service. Zeroized on drop.
+pub struct PreparedCredential {
+    name: UserName,
+    officer: bool,
+    credential: Credential,
+    enrolment: Option<FactorEnrolment>,
+}
+
+impl std::fmt::Debug for PreparedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedCredential")
+            .field("name", &self.name)
+            .field("officer", &self.officer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedCredential {
+    /// Derives the verifier of `passphrase` for `name` with `kdf` (the policy's), and for an
+    /// officer generates their second-factor seed.
+    pub fn new(
+        name: &UserName,
+        officer: bool,
+        passphrase: &UserPassphrase,
+        kdf: super::policy::PassphraseKdf,
+    ) -> Result<Self, CustodyError> {
+        let (factor, enrolment) = if officer {
+            let seed = FactorSeed::generate()?;
+            let e = FactorEnrolment::new(name.as_str(), &seed);
+            (Some(seed), Some(e))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            name: name.clone(),
+            officer,
+            credential: Credential::new(passphrase, kdf, factor)?,
+            enrolment,
+        })
     }
 }

@@ -31,7 +31,7 @@ pub mod store;
 pub mod users;
 
 pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock, TimeWitness};
-pub use auth::{AuthCheck, AuthVerdict};
+pub use auth::{bootstrap_check, AuthCheck, AuthVerdict, PreparedCredential};
 pub use ceremony::EnrolmentPlan;
 pub use error::CustodyError;
 pub use ids::{

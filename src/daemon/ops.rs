@@ -11,9 +11,10 @@ use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, SessionReply};
 use super::state::{throttled, Daemon, OpError};
 use super::throttle::Key as ThrottleKey;
 use crate::custody::{
-    compute_code, AccountId, AccountStatus, Clock, Credentials, CustodyError, DeviceRole,
-    Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser, Presented, Provider,
-    ProviderSeed, RequestId, Role, SealNumber, Serial, Session, Terminal, UserName, UserPassphrase,
+    bootstrap_check, compute_code, AccountId, AccountStatus, Clock, Credentials, CustodyError,
+    DeviceRole, Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser,
+    PreparedCredential, Presented, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial,
+    Session, Terminal, UserName, UserPassphrase,
 };
 use crate::ledger::Passphrase;
 use crate::token::oath::CredentialName;
@@ -197,6 +198,10 @@ pub fn handle(
             let keyring = Passphrase::for_unseal(keyring_passphrase.into_inner())
                 .map_err(|e| bad("keyring_passphrase", e))?;
             let pass = UserPassphrase::new_checked(passphrase.into_inner())?;
+            // The cheap checks first (a keyring officer not yet enrolled), then the throttle,
+            // then both key derivations (the keyring passphrase, and the new passphrase's
+            // verifier) without the service lock, then the record.
+            let ring = d.with_custody(|c| Ok(c.begin_bootstrap(&name)?))?;
             let now = d.clock().now_ms();
             let key = ThrottleKey {
                 what: "bootstrap",
@@ -207,7 +212,18 @@ pub fn handle(
                 .throttle()
                 .begin(key, now)
                 .map_err(|r| throttled("bootstrap", name.as_str(), peer, &r, now))?;
-            let r = d.with_custody(|c| Ok(c.bootstrap_officer(&name, &keyring, &pass)?));
+            let checked = bootstrap_check(&ring, &name, &keyring);
+            drop(keyring);
+            let prepared = match checked {
+                Ok(()) => Some(PreparedCredential::new(
+                    &name,
+                    true,
+                    &pass,
+                    d.options().policy.kdf,
+                )?),
+                Err(_) => None,
+            };
+            let r = d.with_custody(|c| Ok(c.bootstrap_officer_checked(&name, checked, prepared)?));
             let wrong =
                 matches!(&r, Err(e) if e.reason.as_deref() == Some("wrong_keyring_passphrase"));
             attempt.finish(!wrong);
@@ -237,7 +253,15 @@ pub fn handle(
             };
             let sessions = sessions(d, by, peer)?;
             let refs: Vec<&Session> = sessions.iter().collect();
-            let factor = d.with_custody(|c| Ok(c.add_user(&refs, new)?))?;
+            // The new passphrase's verifier is derived without the service lock, once the
+            // officers have proved who they are.
+            let prepared = PreparedCredential::new(
+                &new.name,
+                new.roles.contains(&Role::Officer),
+                &new.passphrase,
+                d.options().policy.kdf,
+            )?;
+            let factor = d.with_custody(|c| Ok(c.add_user_prepared(&refs, new, prepared)?))?;
             match factor {
                 Some(e) => Ok(Reply::Factor {
                     user: name,
