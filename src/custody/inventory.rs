@@ -122,15 +122,44 @@ impl Custody {
         serial: Serial,
         role: DeviceRole,
     ) -> Result<DeviceRecord, CustodyError> {
+        self.plan_registration(by, serial)?;
+        let seen = identify_device(access, serial);
+        self.finish_registration(by, serial, role, seen)
+    }
+
+    /// The checks of a registration that need no card (an officer; a serial the ledger does
+    /// not hold yet). Refusals are recorded.
+    pub fn plan_registration(&mut self, by: &Session, serial: Serial) -> Result<(), CustodyError> {
         self.guarded(by.user().as_str(), "register_device", |c| {
-            let u = c.session_with_role(by, &[Role::Officer], "register_device")?;
-            if store::get::<DeviceRecord>(&c.ledger, entity::DEVICE, &serial.to_string())?.is_some()
-            {
-                return Err(CustodyError::DeviceExists { serial });
-            }
-            let mut t = open(access, serial)?;
-            let id = crate::token::identity::identify(&mut t, None).map_err(token_err(serial))?;
-            drop(t);
+            c.registration_checks(by, serial).map(|_| ())
+        })
+    }
+
+    fn registration_checks(
+        &self,
+        by: &Session,
+        serial: Serial,
+    ) -> Result<super::records::UserRecord, CustodyError> {
+        let u = self.session_with_role(by, &[Role::Officer], "register_device")?;
+        if store::get::<DeviceRecord>(&self.ledger, entity::DEVICE, &serial.to_string())?.is_some()
+        {
+            return Err(CustodyError::DeviceExists { serial });
+        }
+        Ok(u)
+    }
+
+    /// Records a registration from what the card answered ([`identify_device`]), checking the
+    /// ledger again first.
+    pub fn finish_registration(
+        &mut self,
+        by: &Session,
+        serial: Serial,
+        role: DeviceRole,
+        seen: Result<crate::token::identity::DeviceIdentity, CustodyError>,
+    ) -> Result<DeviceRecord, CustodyError> {
+        self.guarded(by.user().as_str(), "register_device", |c| {
+            let u = c.registration_checks(by, serial)?;
+            let id = seen?;
             let got = id.serial.and_then(|s| Serial::new(s).ok());
             if got != Some(serial) {
                 return Err(CustodyError::WrongDevice {
@@ -369,23 +398,72 @@ impl Custody {
         seal: SealNumber,
         location: Location,
     ) -> Result<DeviceRecord, CustodyError> {
+        let plan = self.plan_check_in(by, serial, &seal)?;
+        let read = plan.reconcile(access);
+        self.finish_check_in(by, serial, seal, location, read)
+    }
+
+    /// The checks of a check-in that need no card (an officer; an enrolled or checked-out
+    /// device; a seal number never used). Refusals are recorded.
+    pub fn plan_check_in(
+        &mut self,
+        by: &Session,
+        serial: Serial,
+        seal: &SealNumber,
+    ) -> Result<DeviceCheck, CustodyError> {
         self.guarded(by.user().as_str(), "check_in", |c| {
-            let u = c.session_with_role(by, &[Role::Officer], "check_in")?;
-            let mut d = c.device(serial)?;
-            if !matches!(
-                d.state,
-                DeviceState::Enrolled | DeviceState::CheckedOut { .. }
-            ) {
-                return Err(CustodyError::DeviceState {
-                    serial,
-                    state: d.state.name(),
-                    operation: "check in",
-                });
-            }
-            if store::get::<serde_json::Value>(&c.ledger, entity::SEAL, seal.as_str())?.is_some() {
-                return Err(CustodyError::SealReused { seal });
-            }
-            let rec = c.reconcile_device(access, serial)?;
+            c.check_in_checks(by, serial, seal).map(|(_, check)| check)
+        })
+    }
+
+    fn check_in_checks(
+        &self,
+        by: &Session,
+        serial: Serial,
+        seal: &SealNumber,
+    ) -> Result<(super::records::UserRecord, DeviceCheck), CustodyError> {
+        let u = self.session_with_role(by, &[Role::Officer], "check_in")?;
+        let d = self.device(serial)?;
+        if !matches!(
+            d.state,
+            DeviceState::Enrolled | DeviceState::CheckedOut { .. }
+        ) {
+            return Err(CustodyError::DeviceState {
+                serial,
+                state: d.state.name(),
+                operation: "check in",
+            });
+        }
+        if store::get::<serde_json::Value>(&self.ledger, entity::SEAL, seal.as_str())?.is_some() {
+            return Err(CustodyError::SealReused { seal: seal.clone() });
+        }
+        let credential = match &d.account {
+            Some(a) => Some(self.account(a)?.credential),
+            None => None,
+        };
+        Ok((
+            u,
+            DeviceCheck {
+                device: d,
+                credential,
+            },
+        ))
+    }
+
+    /// Records a check-in from the card's reconciliation ([`DeviceCheck::reconcile`]),
+    /// checking the ledger again first; a mismatch opens an incident.
+    pub fn finish_check_in(
+        &mut self,
+        by: &Session,
+        serial: Serial,
+        seal: SealNumber,
+        location: Location,
+        read: Result<Reconciliation, CustodyError>,
+    ) -> Result<DeviceRecord, CustodyError> {
+        self.guarded(by.user().as_str(), "check_in", |c| {
+            let (u, check) = c.check_in_checks(by, serial, &seal)?;
+            let mut d = check.device;
+            let rec = read?;
             if !rec.is_ok() {
                 let detail = rec.describe();
                 c.open_incident_event(
@@ -482,4 +560,31 @@ pub(super) fn open<'a>(
             serial,
             reason: e.to_string(),
         })
+}
+
+/// Reads the identity of the card with `serial` (serial, firmware, OATH device id) for its
+/// registration. Card I/O only.
+pub fn identify_device(
+    access: &mut dyn DeviceAccess,
+    serial: Serial,
+) -> Result<crate::token::identity::DeviceIdentity, CustodyError> {
+    let mut t = open(access, serial)?;
+    crate::token::identity::identify(&mut t, None).map_err(token_err(serial))
+}
+
+/// A device as the ledger holds it, with its account's credential name, to reconcile the
+/// card against (see [`Custody::plan_check_in`]).
+#[derive(Debug)]
+pub struct DeviceCheck {
+    device: DeviceRecord,
+    credential: Option<String>,
+}
+
+impl DeviceCheck {
+    /// Reads the card and compares it with the ledger's record. Card I/O only.
+    pub fn reconcile(&self, access: &mut dyn DeviceAccess) -> Result<Reconciliation, CustodyError> {
+        let serial = self.device.serial;
+        let mut t = open(access, serial)?;
+        reconcile(&self.device, self.credential.as_deref(), &mut t).map_err(token_err(serial))
+    }
 }

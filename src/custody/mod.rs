@@ -39,6 +39,7 @@ pub use ids::{
     Location, Note, Provider, Reason, RequestId, SealNumber, Serial, TicketPattern, TicketRef,
     UserName,
 };
+pub use inventory::{identify_device, DeviceCheck};
 pub use policy::{PassphraseKdf, Policy, RootTask, Threshold};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};
 pub use records::{

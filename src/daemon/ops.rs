@@ -11,10 +11,10 @@ use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, SessionReply};
 use super::state::{throttled, Daemon, OpError};
 use super::throttle::Key as ThrottleKey;
 use crate::custody::{
-    bootstrap_check, compute_code, AccountId, AccountStatus, Clock, Credentials, CustodyError,
-    DeviceRole, Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser,
-    PreparedCredential, Presented, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial,
-    Session, Terminal, UserName, UserPassphrase,
+    bootstrap_check, compute_code, identify_device, AccountId, AccountStatus, Clock, Credentials,
+    CustodyError, DeviceRole, Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest,
+    NewUser, PreparedCredential, Presented, Provider, ProviderSeed, RequestId, Role, SealNumber,
+    Serial, Session, Terminal, UserName, UserPassphrase,
 };
 use crate::ledger::Passphrase;
 use crate::token::oath::CredentialName;
@@ -375,14 +375,15 @@ pub fn handle(
             let s = session(d, by, peer)?;
             let mut access =
                 LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
+            // The card is read under its device lock only; the checks and the record under
+            // the service lock.
             lock_devices(d, &[serial.get()], || {
+                d.with_custody(|c| Ok(c.plan_registration(&s, serial)?))?;
+                let seen = identify_device(&mut access, serial);
                 d.with_custody(|c| {
-                    Ok(Reply::Device(c.register_device(
-                        &s,
-                        &mut access,
-                        serial,
-                        role,
-                    )?))
+                    Ok(Reply::Device(
+                        c.finish_registration(&s, serial, role, seen)?,
+                    ))
                 })
             })
         }
@@ -476,14 +477,12 @@ pub fn handle(
             let mut access =
                 LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
             lock_devices(d, &[serial.get()], || {
+                let plan = d.with_custody(|c| Ok(c.plan_check_in(&s, serial, &seal)?))?;
+                let read = plan.reconcile(&mut access);
                 d.with_custody(|c| {
-                    Ok(Reply::Device(c.check_in(
-                        &s,
-                        &mut access,
-                        serial,
-                        seal,
-                        location,
-                    )?))
+                    Ok(Reply::Device(
+                        c.finish_check_in(&s, serial, seal, location, read)?,
+                    ))
                 })
             })
         }
