@@ -265,6 +265,42 @@ impl Custody {
         access: &mut dyn DeviceAccess,
         presented: &[Presented],
     ) -> Result<AuditReport, CustodyError> {
+        let plan = self.plan_inventory(by, presented)?;
+        let readings = plan.read(access);
+        self.finish_inventory(by, presented, readings)
+    }
+
+    /// The first phase of an inventory audit: an officer, and the devices presented that the
+    /// ledger holds in a state to read. Refusals are recorded.
+    pub fn plan_inventory(
+        &mut self,
+        by: &Session,
+        presented: &[Presented],
+    ) -> Result<InventoryPlan, CustodyError> {
+        self.guarded(by.user().as_str(), "inventory_audit", |c| {
+            c.session_with_role(by, &[super::records::Role::Officer], "inventory_audit")?;
+            let mut checks = Vec::new();
+            for d in c.devices()?.into_iter().filter(|d| !d.state.is_terminal()) {
+                if presented.iter().any(|p| p.serial == d.serial) {
+                    checks.push(c.device_check(d)?);
+                }
+            }
+            Ok(InventoryPlan { checks })
+        })
+    }
+
+    /// The last phase: judges every device against the ledger as it is now and what its card
+    /// answered ([`InventoryPlan::read`]); every mismatch and every missing device opens an
+    /// incident, and a summary event ends the audit.
+    pub fn finish_inventory(
+        &mut self,
+        by: &Session,
+        presented: &[Presented],
+        mut readings: Vec<(
+            Serial,
+            Result<super::reconcile::Reconciliation, CustodyError>,
+        )>,
+    ) -> Result<AuditReport, CustodyError> {
         self.guarded(by.user().as_str(), "inventory_audit", |c| {
             let u = c.session_with_role(by, &[super::records::Role::Officer], "inventory_audit")?;
             let who = u.name.to_string();
@@ -305,13 +341,21 @@ impl Custody {
                         continue;
                     }
                 }
-                let rec = match c.reconcile_device(access, d.serial) {
-                    Ok(r) if r.is_ok() => {
+                let reading = readings
+                    .iter()
+                    .position(|(s, _)| *s == d.serial)
+                    .map(|i| readings.swap_remove(i).1);
+                let rec = match reading {
+                    Some(Ok(r)) if r.is_ok() => {
                         report.ok.push(d.serial);
                         continue;
                     }
-                    Ok(r) => r.describe(),
-                    Err(e) => e.to_string(),
+                    Some(Ok(r)) => r.describe(),
+                    Some(Err(e)) => e.to_string(),
+                    None => format!(
+                        "device {} was not read at this audit (its record changed meanwhile)",
+                        d.serial
+                    ),
                 };
                 let id = c.open_incident_event(
                     &who,
@@ -490,5 +534,32 @@ impl EnrolmentPlan {
                 operation: "enrolment codes",
             }),
         }
+    }
+}
+
+/// The devices an inventory audit reads (see [`Custody::plan_inventory`]).
+#[derive(Debug)]
+pub struct InventoryPlan {
+    checks: Vec<super::inventory::DeviceCheck>,
+}
+
+impl InventoryPlan {
+    /// The serials to read.
+    pub fn serials(&self) -> Vec<u32> {
+        self.checks.iter().map(|c| c.serial().get()).collect()
+    }
+
+    /// Reads each presented device's card and compares it with the ledger. Card I/O only.
+    pub fn read(
+        &self,
+        access: &mut dyn DeviceAccess,
+    ) -> Vec<(
+        Serial,
+        Result<super::reconcile::Reconciliation, CustodyError>,
+    )> {
+        self.checks
+            .iter()
+            .map(|c| (c.serial(), c.reconcile(access)))
+            .collect()
     }
 }

@@ -450,6 +450,18 @@ impl Custody {
         ))
     }
 
+    /// What reconciling `d`'s card needs: the record and its account's credential name.
+    pub(super) fn device_check(&self, d: DeviceRecord) -> Result<DeviceCheck, CustodyError> {
+        let credential = match &d.account {
+            Some(a) => Some(self.account(a)?.credential),
+            None => None,
+        };
+        Ok(DeviceCheck {
+            device: d,
+            credential,
+        })
+    }
+
     /// Records a check-in from the card's reconciliation ([`DeviceCheck::reconcile`]),
     /// checking the ledger again first; a mismatch opens an incident.
     pub fn finish_check_in(
@@ -581,6 +593,11 @@ pub struct DeviceCheck {
 }
 
 impl DeviceCheck {
+    /// The device's serial.
+    pub fn serial(&self) -> Serial {
+        self.device.serial
+    }
+
     /// Reads the card and compares it with the ledger's record. Card I/O only.
     pub fn reconcile(&self, access: &mut dyn DeviceAccess) -> Result<Reconciliation, CustodyError> {
         let serial = self.device.serial;

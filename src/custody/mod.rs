@@ -32,7 +32,7 @@ pub mod users;
 
 pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock, TimeWitness};
 pub use auth::{bootstrap_check, AuthCheck, AuthVerdict, PreparedCredential};
-pub use ceremony::EnrolmentPlan;
+pub use ceremony::{EnrolmentPlan, InventoryPlan};
 pub use error::CustodyError;
 pub use ids::{
     check_display_safe, escape_unsafe, is_display_safe, AccountId, Alias, Email, IncidentId,

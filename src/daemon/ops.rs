@@ -631,14 +631,12 @@ pub fn handle(
             let serials: Vec<u32> = presented.iter().map(|p| p.serial.get()).collect();
             let mut access =
                 LazyPcscAccess::new(allowed.to_vec(), touch_timeout).with_hints(d.card_hints());
+            // The presented cards are read under their device locks only, between a plan
+            // and a record that judges them against the ledger as it is then.
             lock_devices(d, &serials, || {
-                d.with_custody(|c| {
-                    Ok(Reply::Audit(c.inventory_audit(
-                        &s,
-                        &mut access,
-                        &presented,
-                    )?))
-                })
+                let plan = d.with_custody(|c| Ok(c.plan_inventory(&s, &presented)?))?;
+                let readings = plan.read(&mut access);
+                d.with_custody(|c| Ok(Reply::Audit(c.finish_inventory(&s, &presented, readings)?)))
             })
         }
         Op::Release { by, account } => {
