@@ -486,6 +486,66 @@ impl CustodyError {
         }
     }
 
+    /// What kind of refusal this is, for the wire's error code: the domain classifies its own
+    /// refusals, so nobody matches their codes as strings.
+    pub fn class(&self) -> RefusalClass {
+        match self {
+            Self::Invalid { .. } | Self::UnknownTask { .. } | Self::BadSeed { .. } => {
+                RefusalClass::BadInput
+            }
+            Self::UnknownUser { .. }
+            | Self::UnknownRequest { .. }
+            | Self::UnknownAccount { .. }
+            | Self::UnknownDevice { .. }
+            | Self::UnknownIncident { .. } => RefusalClass::NotFound,
+            Self::AuthenticationFailed { .. }
+            | Self::FactorCodeReused { .. }
+            | Self::FactorCodeRequired { .. }
+            | Self::WrongKeyringPassphrase { .. }
+            | Self::Locked { .. }
+            | Self::Suspended { .. }
+            | Self::WrongUid { .. }
+            | Self::SessionExpired { .. }
+            | Self::NotAnOfficer { .. }
+            | Self::RoleRequired { .. }
+            | Self::SameOfficerTwice { .. }
+            | Self::ProofNotFresh { .. }
+            | Self::SubjectIsApprover { .. }
+            | Self::SelfApproval { .. }
+            | Self::NotTheRequester { .. } => RefusalClass::Forbidden,
+            Self::DeviceUnavailable { .. } | Self::Token { .. } | Self::TouchTimeout { .. } => {
+                RefusalClass::Token
+            }
+            Self::LedgerUnavailable { .. } | Self::CorruptRecord { .. } => RefusalClass::Ledger,
+            Self::UserExists { .. }
+            | Self::ApprovalMismatch { .. }
+            | Self::AlreadyApproved { .. }
+            | Self::RequestAlreadyApproved { .. }
+            | Self::RequestExpired { .. }
+            | Self::RequestClosed { .. }
+            | Self::ApprovalExpired { .. }
+            | Self::RequestNotApproved { .. }
+            | Self::AlreadyReleased { .. }
+            | Self::AccountExists { .. }
+            | Self::AccountNotActive { .. }
+            | Self::DeviceExists { .. }
+            | Self::DeviceState { .. }
+            | Self::WrongDevice { .. }
+            | Self::DeviceMismatch { .. }
+            | Self::DeviceNotCheckedOut { .. }
+            | Self::SealMismatch { .. }
+            | Self::SealReused { .. }
+            | Self::DeviceBlocked { .. }
+            | Self::IncidentClosed { .. }
+            | Self::CredentialExists { .. }
+            | Self::DevicesDisagree { .. }
+            | Self::ClockSkew { .. }
+            | Self::TimeWitnessUnavailable { .. }
+            | Self::Crypto { .. }
+            | Self::Export { .. } => RefusalClass::Refused,
+        }
+    }
+
     pub(crate) fn invalid(what: &'static str, input: &str, reason: impl Into<String>) -> Self {
         let mut shown: String = input.chars().take(80).collect();
         if input.chars().count() > 80 {
@@ -497,4 +557,22 @@ impl CustodyError {
             reason: reason.into(),
         }
     }
+}
+
+/// The kinds of refusal, as the daemon answers them (`bad_request`, `not_found`, `forbidden`,
+/// `token`, `ledger`, `refused`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalClass {
+    /// The input was not acceptable.
+    BadInput,
+    /// Something named does not exist.
+    NotFound,
+    /// The person may not do this (or did not prove who they are).
+    Forbidden,
+    /// A device failed or was not there.
+    Token,
+    /// The ledger could not be read or written.
+    Ledger,
+    /// The domain refused for another reason of its own.
+    Refused,
 }

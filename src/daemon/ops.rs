@@ -21,28 +21,15 @@ use crate::token::oath::CredentialName;
 
 impl From<CustodyError> for OpError {
     fn from(e: CustodyError) -> Self {
+        use crate::custody::error::RefusalClass;
         let reason = e.code();
-        let code = match reason {
-            "invalid_input" | "unknown_task" | "bad_seed" => ErrorCode::BadRequest,
-            r if r.starts_with("unknown_") => ErrorCode::NotFound,
-            "authentication_failed"
-            | "factor_code_reused"
-            | "factor_code_required"
-            | "locked"
-            | "suspended"
-            | "wrong_keyring_passphrase"
-            | "wrong_uid"
-            | "session_expired"
-            | "proof_not_fresh"
-            | "not_an_officer"
-            | "role_required"
-            | "same_officer_twice"
-            | "subject_is_approver"
-            | "self_approval"
-            | "not_the_requester" => ErrorCode::Forbidden,
-            "token_error" | "device_unavailable" | "touch_timeout" => ErrorCode::Token,
-            "ledger_unavailable" | "corrupt_record" => ErrorCode::Ledger,
-            _ => ErrorCode::Refused,
+        let code = match e.class() {
+            RefusalClass::BadInput => ErrorCode::BadRequest,
+            RefusalClass::NotFound => ErrorCode::NotFound,
+            RefusalClass::Forbidden => ErrorCode::Forbidden,
+            RefusalClass::Token => ErrorCode::Token,
+            RefusalClass::Ledger => ErrorCode::Ledger,
+            RefusalClass::Refused => ErrorCode::Refused,
         };
         OpError {
             code,
