@@ -51,9 +51,13 @@ if [ ! -f "$vpcd_lib" ]; then
 fi
 
 if [ "${CUSTODY_PCSCD_NS:-}" != "1" ]; then
-    # Re-enter this script in a private mount namespace.
+    # Re-enter this script in a private mount namespace and a PID namespace of its own (with
+    # its own /proc), whose first process is this script: when it ends, the kernel ends
+    # every process left in the namespace (an emulator a failing test left running would
+    # otherwise keep the caller's output pipe open, and the caller would wait for ever).
     export CUSTODY_PCSCD_NS=1
-    exec unshare --mount --propagation private -- "$0" --port "$port" --readers "$readers" -- "$@"
+    exec unshare --mount --pid --fork --kill-child --mount-proc --propagation private -- \
+        "$0" --port "$port" --readers "$readers" -- "$@"
 fi
 
 pcscd_bin=$(command -v pcscd || echo /usr/sbin/pcscd)
