@@ -541,17 +541,20 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(LedgerError::sql(&db_path, "begin append"))?;
-        let head: Option<(i64, Vec<u8>)> = tx
+        let head: Option<(i64, Vec<u8>, i64)> = tx
             .query_row(
-                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, hash, time FROM events ORDER BY seq DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(LedgerError::sql(&db_path, "read head"))?;
+        // Event times never go backwards within a ledger: a host clock set back (by hand or
+        // by a time sync) stamps new events with the head's time until it catches up.
+        let not_before = head.as_ref().map_or(i64::MIN, |(_, _, t)| *t);
         let (mut seq, mut prev) = match head {
             None => (0u64, Hash::ZERO),
-            Some((s, h)) => {
+            Some((s, h, _)) => {
                 let s = u64::try_from(s).unwrap_or(0);
                 let h = Hash::from_slice(&h).ok_or(LedgerError::Chain {
                     seq: s,
@@ -570,7 +573,8 @@ impl Ledger {
                 .map_err(LedgerError::sql(&db_path, "prepare append"))?;
             for ev in events {
                 seq += 1;
-                let stored = chain_event(seq, prev, Timestamp::now(), ev);
+                let stored =
+                    chain_event(seq, prev, Timestamp(Timestamp::now().0.max(not_before)), ev);
                 let h = &stored.header;
                 insert
                     .execute(params![
@@ -918,6 +922,35 @@ mod tests {
             &body,
         )
         .expect("body")
+    }
+
+    #[test]
+    fn event_times_never_go_backwards() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut l = new_ledger(&tmp.path().join("l"));
+        let first = l
+            .append(ev("test.one", serde_json::json!({})))
+            .expect("append");
+        // As if the head had been written before the host clock was set back an hour (the
+        // append-only trigger is dropped for this, as only an insider with the key could).
+        let ahead = first.header.time.0 + 3_600_000;
+        l.conn
+            .execute_batch("DROP TRIGGER events_no_update")
+            .expect("drop trigger");
+        l.conn
+            .execute(
+                "UPDATE events SET time = ?1 WHERE seq = ?2",
+                rusqlite::params![ahead, i64::try_from(first.header.seq).expect("seq")],
+            )
+            .expect("move the head's time");
+        let next = l
+            .append(ev("test.two", serde_json::json!({})))
+            .expect("append");
+        assert!(
+            next.header.time.0 >= ahead,
+            "{} is before the head's {ahead}",
+            next.header.time.0
+        );
     }
 
     #[test]
