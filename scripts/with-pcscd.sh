@@ -96,7 +96,7 @@ cleanup() {
     kill "$pcscd_pid" 2>/dev/null || true
     wait "$pcscd_pid" 2>/dev/null || true
     # A pcscd CMD started again (the pid file is private to this namespace).
-    restarted=$(tr -d '\0' </run/pcscd/pcscd.pid 2>/dev/null || true)
+    restarted=$( { tr -d '\0' </run/pcscd/pcscd.pid; } 2>/dev/null || true)
     if [ -n "$restarted" ] && [ "$(cat "/proc/$restarted/comm" 2>/dev/null)" = pcscd ]; then
         kill "$restarted" 2>/dev/null || true
     fi
