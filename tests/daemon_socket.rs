@@ -1,8 +1,9 @@
 //! `custodyd` over a real Unix socket in a temporary directory: the server is given its
 //! listener, shutdown flag and limits (`daemon::run`), and the tests speak raw bytes to it. The
 //! in-process daemon runs on a clock the test holds ([`HeldClock`]), so officers' codes are
-//! made at its time and never meet a step boundary. The last tests run the real `custodyd`
-//! binary, on the host's clock.
+//! made at its time and never meet a step boundary. The last tests run the real binaries:
+//! `custodyd` for its socket and shutdown, `custodyd-testclock` (the same body on a clock the
+//! test moves) for what its log holds after officers act.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::num::NonZeroU32;
@@ -19,6 +20,9 @@ use mfa_custody::daemon::{run, Daemon, DaemonOptions, ServerLimits};
 use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
 use serde_json::Value;
 use zeroize::Zeroizing;
+
+#[path = "support/clock.rs"]
+mod clock;
 
 const ALICE: &str = "alice-Unseal-Phrase-1";
 const BOB: &str = "bob-Unseal-Phrase-22";
@@ -453,6 +457,11 @@ struct Custodyd {
 }
 
 fn start_custodyd() -> Custodyd {
+    start_custodyd_on(None)
+}
+
+/// The shipped `custodyd`, or with a test clock `custodyd-testclock` reading its time from it.
+fn start_custodyd_on(test_clock: Option<&clock::TestClock>) -> Custodyd {
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger = make_ledger(dir.path());
     let socket = dir.path().join("custodyd.sock");
@@ -466,7 +475,12 @@ fn start_custodyd() -> Custodyd {
     )
     .expect("config");
     let log = dir.path().join("custodyd.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+    let (program, clock_args) = match test_clock {
+        Some(c) => (clock::custodyd_testclock(), c.args().to_vec()),
+        None => (PathBuf::from(env!("CARGO_BIN_EXE_custodyd")), Vec::new()),
+    };
+    let child = Command::new(program)
+        .args(clock_args)
         .args([
             "--config",
             &config.to_string_lossy(),
@@ -590,7 +604,9 @@ fn custodyd_binary_socket_mode_and_sigterm_shutdown() {
 
 #[test]
 fn custodyd_log_holds_no_passphrase() {
-    let mut d = start_custodyd();
+    let time = tempfile::tempdir().expect("tempdir");
+    let time = clock::TestClock::create(time.path());
+    let mut d = start_custodyd_on(Some(&time));
     let mut c = Conn::new(UnixStream::connect(&d.socket).expect("connect"));
     unseal(&mut c, 1, "alice", ALICE);
     assert_eq!(
@@ -609,7 +625,6 @@ fn custodyd_log_holds_no_passphrase() {
     assert!(!r.to_string().contains("Leaky"), "{r}");
     // A bootstrap with another officer's keyring passphrase, then the right one; a seal with a
     // wrong passphrase, then alice's.
-    clear_of_step_boundary();
     let r = c.call(
         6,
         serde_json::json!({"bootstrap_officer": {"user": "alice", "keyring_passphrase": BOB, "passphrase": "alice-User-Phrase-9"}}),
@@ -624,12 +639,12 @@ fn custodyd_log_holds_no_passphrase() {
         .to_owned();
     let r = c.call(
         8,
-        serde_json::json!({"seal": {"by": auth("alice", "Wrong-Alice-Phrase-8", Some(totp_now(&seed, 0)))}}),
+        serde_json::json!({"seal": {"by": auth("alice", "Wrong-Alice-Phrase-8", Some(clock::totp(&seed, time.step())))}}),
     );
     assert_eq!(err_code(&r), "forbidden", "{r}");
     let r = c.call(
         9,
-        serde_json::json!({"seal": {"by": auth("alice", "alice-User-Phrase-9", Some(totp_now(&seed, 0)))}}),
+        serde_json::json!({"seal": {"by": auth("alice", "alice-User-Phrase-9", Some(clock::totp(&seed, time.step())))}}),
     );
     assert!(ok(&r)["sealed"]["seq"].is_u64(), "{r}");
     assert_eq!(sigterm_and_wait(&mut d).code(), Some(0));
@@ -664,31 +679,10 @@ fn totp_at(base32: &str, step: u64) -> String {
         .generate(step * 30)
 }
 
-/// The code of `base32`'s TOTP `steps_back` steps before the host's current one (the real
-/// `custodyd` binary).
-fn totp_now(base32: &str, steps_back: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    totp_at(base32, now / 30 - steps_back)
-}
-
 fn auth(user: &str, pass: &str, factor: Option<String>) -> Value {
     match factor {
         Some(f) => serde_json::json!({"user": user, "passphrase": pass, "factor": f}),
         None => serde_json::json!({"user": user, "passphrase": pass}),
-    }
-}
-
-/// Stays clear of a TOTP step boundary, so a code made now is still current when checked.
-fn clear_of_step_boundary() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    if now % 30 > 25 {
-        std::thread::sleep(Duration::from_secs(31 - now % 30));
     }
 }
 

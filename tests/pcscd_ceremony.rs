@@ -625,26 +625,22 @@ fn pcscd_a_release_waiting_for_a_touch_holds_up_nobody_else() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // While the key flashes and nobody touches it, everyone else is answered. Before the
-    // service lock was released around card I/O, each of these waited for the touch.
-    const HELD: Duration = Duration::from_secs(8);
-    let started = Instant::now();
+    // While the key flashes and nobody touches it, everyone else is answered: each read ends
+    // while the touch is still held. Before the service lock was released around card I/O,
+    // each of these waited for the touch, which here only comes after them (or for the 60 s
+    // touch timeout, which ends the wait by failing the release).
     for args in [
         &["--json", "status"][..],
         &["--json", "request", "list"][..],
         &["--json", "device", "list"][..],
     ] {
-        let asked = Instant::now();
         w.ok(args, "");
-        let took = asked.elapsed();
         assert!(
-            took < Duration::from_secs(3),
-            "`custody {}` waited {took:?} behind a release waiting for a touch",
+            primary.waiting(),
+            "`custody {}` was answered only once the release stopped waiting for its touch",
             args.join(" ")
         );
     }
-    assert!(primary.waiting(), "the touch is still held");
-    std::thread::sleep(HELD.saturating_sub(started.elapsed()));
     primary.give_touch();
     let r = run_of(code.wait_with_output().expect("custody code"));
     assert_eq!(r.code, 0, "the code after the touch:\n{}\n{}", r.out, r.err);
