@@ -34,8 +34,8 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use custodyd::{
-    lend_officer, load_average, memory_kib, ok, operator_auth, percentile, refusal, return_officer,
-    Conn, Officer, Rig, Rng, BACKUP, DEVICE_ACCOUNT, PRIMARY,
+    judge, lend_officer, load_average, memory_kib, ok, operator_auth, percentile, refusal,
+    return_officer, Conn, Officer, Rig, Rng, BACKUP, DEVICE_ACCOUNT, PRIMARY,
 };
 use mfa_custody::token::identity::yubikey_serial_and_version;
 use serde_json::{json, Value};
@@ -151,24 +151,7 @@ impl Tally {
             at: t - s.started,
             took: t.elapsed(),
         });
-        match r {
-            Err(e) => {
-                self.errors.push(format!("{name}: connection: {e}"));
-                None
-            }
-            Ok(r) => match ok(&r) {
-                Some(v) => Some(v.clone()),
-                None => {
-                    let why = refusal(&r).unwrap_or_else(|| "?".into());
-                    if EXPECTED.contains(&why.as_str()) {
-                        *self.refusals.entry(format!("{name}:{why}")).or_default() += 1;
-                    } else {
-                        self.errors.push(format!("{name}: {r}"));
-                    }
-                    None
-                }
-            },
-        }
+        judge(name, r, EXPECTED, &mut self.refusals, &mut self.errors)
     }
 }
 

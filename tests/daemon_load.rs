@@ -22,8 +22,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use custodyd::{
-    lend_officer, memory_kib, officer_auth, ok, operator_auth, percentile, refusal, return_officer,
-    Conn, Officer, Rig, Rng, DEVICE_ACCOUNT, PRIMARY,
+    judge, lend_officer, memory_kib, officer_auth, operator_auth, percentile, return_officer, Conn,
+    Officer, Rig, Rng, DEVICE_ACCOUNT, PRIMARY,
 };
 use serde_json::{json, Value};
 
@@ -77,24 +77,7 @@ impl Tally {
         let t = Instant::now();
         let r = c.call(op);
         self.latencies.entry(name).or_default().push(t.elapsed());
-        match r {
-            Err(e) => {
-                self.errors.push(format!("{name}: connection: {e}"));
-                None
-            }
-            Ok(r) => match ok(&r) {
-                Some(v) => Some(v.clone()),
-                None => {
-                    let why = refusal(&r).unwrap_or_else(|| "?".into());
-                    if EXPECTED.contains(&why.as_str()) {
-                        *self.refusals.entry(format!("{name}:{why}")).or_default() += 1;
-                    } else {
-                        self.errors.push(format!("{name}: {r}"));
-                    }
-                    None
-                }
-            },
-        }
+        judge(name, r, EXPECTED, &mut self.refusals, &mut self.errors)
     }
 }
 

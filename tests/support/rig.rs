@@ -104,6 +104,36 @@ pub fn ok(r: &Value) -> Option<&Value> {
     r["result"].get("ok")
 }
 
+/// What a harness client makes of one answer to operation `name`: the reply body on success;
+/// a refusal listed in `expected` is counted in `refusals` (as `name:reason`); anything else,
+/// and a broken connection, is an error.
+pub fn judge(
+    name: &str,
+    answer: std::io::Result<Value>,
+    expected: &[&str],
+    refusals: &mut std::collections::BTreeMap<String, u64>,
+    errors: &mut Vec<String>,
+) -> Option<Value> {
+    match answer {
+        Err(e) => {
+            errors.push(format!("{name}: connection: {e}"));
+            None
+        }
+        Ok(r) => match ok(&r) {
+            Some(v) => Some(v.clone()),
+            None => {
+                let why = refusal(&r).unwrap_or_else(|| "?".into());
+                if expected.contains(&why.as_str()) {
+                    *refusals.entry(format!("{name}:{why}")).or_default() += 1;
+                } else {
+                    errors.push(format!("{name}: {r}"));
+                }
+                None
+            }
+        },
+    }
+}
+
 /// The error code of an answer (`reason` of the domain when present, else the wire code).
 pub fn refusal(r: &Value) -> Option<String> {
     let e = r["result"].get("err")?;

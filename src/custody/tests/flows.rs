@@ -93,8 +93,9 @@ fn sign_in_end_to_end_releases_the_current_code_once() {
     crate::ledger::verify_ledger(w.custody.ledger()).expect("projections replay");
 }
 
-#[test]
-fn second_release_in_the_same_step_waits_for_the_next() {
+/// Two approved requests on the account: the primary checked out for the first, the backup
+/// for the second.
+fn two_requests_checked_out() -> (World, RequestRecord, RequestRecord) {
     let mut w = World::new().with_enrolled_account();
     let r1 = approved(&mut w);
     let r2 = approved(&mut w);
@@ -105,6 +106,12 @@ fn second_release_in_the_same_step_waits_for_the_next() {
     w.custody
         .check_out(&a, serial(BACKUP), &seal("SEAL-B1"), Some(&r2.id))
         .expect("backup out");
+    (w, r1, r2)
+}
+
+#[test]
+fn second_release_in_the_same_step_waits_for_the_next() {
+    let (mut w, r1, r2) = two_requests_checked_out();
     // Operators have no second factor: no clock movement between the two releases.
     let oscar = w.login("oscar");
     let c1 = w
@@ -130,16 +137,7 @@ fn a_release_on_the_other_key_while_one_waits_for_its_touch_takes_the_next_step(
     // release commits `code.issuing` and waits for its touch while the backup's release, for
     // another request of the same account, reaches `begin_issuing`. It must not get the same
     // step: one credential, one code per step.
-    let mut w = World::new().with_enrolled_account();
-    let r1 = approved(&mut w);
-    let r2 = approved(&mut w);
-    let a = w.login("alice");
-    w.custody
-        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r1.id))
-        .expect("primary out");
-    w.custody
-        .check_out(&a, serial(BACKUP), &seal("SEAL-B1"), Some(&r2.id))
-        .expect("backup out");
+    let (mut w, r1, r2) = two_requests_checked_out();
     let oscar = w.login("oscar");
     let p1 = w.custody.plan_release(&oscar, &r1.id).expect("plan one");
     let p2 = w.custody.plan_release(&oscar, &r2.id).expect("plan two");
