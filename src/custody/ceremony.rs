@@ -544,11 +544,6 @@ pub struct InventoryPlan {
 }
 
 impl InventoryPlan {
-    /// The serials to read.
-    pub fn serials(&self) -> Vec<u32> {
-        self.checks.iter().map(|c| c.serial().get()).collect()
-    }
-
     /// Reads each presented device's card and compares it with the ledger. Card I/O only.
     pub fn read(
         &self,

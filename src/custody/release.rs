@@ -352,7 +352,6 @@ impl Custody {
                 .map(|last| step_start_ms(crate::token::oath::TimeStep(last + 1)));
             Ok(ReleasePlan {
                 request: id.clone(),
-                requester: checked.requester,
                 device: checked.device,
                 credential_text: checked.account.credential,
                 not_before_ms,
@@ -599,7 +598,6 @@ struct ReleaseChecked {
 #[derive(Debug)]
 pub struct ReleasePlan {
     request: RequestId,
-    requester: UserName,
     device: DeviceRecord,
     credential_text: String,
     not_before_ms: Option<i64>,
@@ -609,16 +607,6 @@ impl ReleasePlan {
     /// The device to open.
     pub fn serial(&self) -> Serial {
         self.device.serial
-    }
-
-    /// The request.
-    pub fn request(&self) -> &RequestId {
-        &self.request
-    }
-
-    /// The requester.
-    pub fn requester(&self) -> &UserName {
-        &self.requester
     }
 
     /// When a code for this credential was already released in the current step: the time

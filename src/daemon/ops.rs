@@ -210,9 +210,9 @@ pub fn handle(
                 )?),
                 Err(_) => None,
             };
-            let r = d.with_custody(|c| Ok(c.bootstrap_officer_checked(&name, checked, prepared)?));
-            let wrong =
-                matches!(&r, Err(e) if e.reason.as_deref() == Some("wrong_keyring_passphrase"));
+            let r =
+                d.with_custody(|c| Ok(c.bootstrap_officer_checked(&name, checked, prepared)))?;
+            let wrong = matches!(&r, Err(CustodyError::WrongKeyringPassphrase { .. }));
             attempt.finish(!wrong);
             let e = r?;
             Ok(Reply::Factor {

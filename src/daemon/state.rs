@@ -150,6 +150,8 @@ pub struct Daemon {
     /// What `status` answers, published whenever the service lock is released, so `status`
     /// never waits for the service.
     view: Mutex<StatusView>,
+    /// The ledger's id (hex), once read from the keyring.
+    ledger_id: std::sync::OnceLock<String>,
     /// Allowed reader → the serial of the card seen in it (`None`: unreadable).
     cards: Mutex<BTreeMap<String, Option<u32>>>,
     /// The source of session tokens.
@@ -323,6 +325,7 @@ impl Daemon {
             devices: Mutex::new(BTreeMap::new()),
             throttle: Throttle::new(),
             view: Mutex::new(StatusView::default()),
+            ledger_id: std::sync::OnceLock::new(),
             cards: Mutex::new(BTreeMap::new()),
             rng: SystemRandom::new(),
         }
@@ -372,7 +375,14 @@ impl Daemon {
 
     /// Refuses a request meant for another ledger (the client pinned `expected`, hex).
     pub fn check_ledger(&self, expected: &str) -> Result<(), OpError> {
-        let ours = self.keyring()?.ledger_id().to_hex();
+        // A ledger's id never changes (a re-share keeps it): the keyring is read for it once.
+        let ours = match self.ledger_id.get() {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.keyring()?.ledger_id().to_hex();
+                self.ledger_id.get_or_init(|| id).clone()
+            }
+        };
         if expected.eq_ignore_ascii_case(&ours) {
             return Ok(());
         }
