@@ -169,6 +169,30 @@ fn an_approval_lands_only_on_what_the_officer_was_shown() {
         .connect()
         .call_any_id(json!({"approve": {"by": f.auth_unspent("carol"), "request": ids[0]}}));
     assert_eq!(outcome(&r), "bad_request", "{r}");
+    // Without `by`, only a session opened within the minute approves: a stranger without one
+    // is asked to authenticate; an older login is not fresh proof.
+    let shown0 = seen(&records[0]);
+    let r = d
+        .connect_as(NOBODY)
+        .call(json!({"approve": {"request": ids[0], "seen": shown0}}));
+    assert_eq!(outcome(&r), "forbidden/authentication_required", "{r}");
+    let bob = c.login(f.auth("bob"));
+    d.clock.advance(61_000);
+    let r = c.call_as(
+        json!({"approve": {"request": ids[0], "seen": shown0}}),
+        &bob,
+    );
+    assert_eq!(outcome(&r), "forbidden/proof_not_fresh", "{r}");
+    let bob = c.login(f.auth("bob"));
+    let r = c.call_as(
+        json!({"approve": {"request": ids[0], "seen": shown0}}),
+        &bob,
+    );
+    assert_eq!(outcome(&r), "ok", "a fresh login approves: {r}");
+    assert_eq!(
+        r["result"]["ok"]["request"]["approvals"][0]["officer"],
+        "bob"
+    );
     d.stop();
 }
 
