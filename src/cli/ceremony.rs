@@ -27,7 +27,7 @@ use super::ledger::{finish, Failure};
 use crate::custody::{
     escape_unsafe, DeviceRecord, DeviceRole, DeviceState, RequestRecord, RequestStatus, Role,
 };
-use crate::daemon::protocol::{Auth, Op, Reply, Secret};
+use crate::daemon::protocol::{Auth, Op, RefusalCode, Reply, Secret};
 
 /// `custody ceremony` subcommands.
 #[derive(Debug, Subcommand)]
@@ -177,18 +177,22 @@ struct Room {
 }
 
 /// Refusals after which a person at a terminal may simply try again.
-const RETRYABLE: &[&str] = &[
-    "authentication_failed",
-    "factor_code_reused",
-    "factor_code_required",
-    "invalid_input",
-    "unknown_task",
-    "unknown_account",
-    "seal_reused",
+const RETRYABLE: &[RefusalCode] = &[
+    RefusalCode::AuthenticationFailed,
+    RefusalCode::FactorCodeReused,
+    RefusalCode::FactorCodeRequired,
+    RefusalCode::InvalidInput,
+    RefusalCode::UnknownTask,
+    RefusalCode::UnknownAccount,
+    RefusalCode::SealReused,
 ];
 
 /// Refusals of a request's typed fields (account, task, ticket, reason).
-const FIELD_REFUSALS: &[&str] = &["invalid_input", "unknown_task", "unknown_account"];
+const FIELD_REFUSALS: &[RefusalCode] = &[
+    RefusalCode::InvalidInput,
+    RefusalCode::UnknownTask,
+    RefusalCode::UnknownAccount,
+];
 
 impl Room {
     fn new(socket: &Path, json: bool, fd: Option<u32>) -> Result<Self, Failure> {
@@ -369,7 +373,7 @@ impl Room {
     /// explained and the step is asked again, up to three times.
     fn attempt<T>(
         &mut self,
-        mut step: impl FnMut(&mut Self) -> Result<T, (Failure, Option<String>)>,
+        mut step: impl FnMut(&mut Self) -> Result<T, (Failure, Option<RefusalCode>)>,
     ) -> Result<T, Failure> {
         let mut tries = 0;
         loop {
@@ -379,12 +383,12 @@ impl Room {
                 Err((f, reason)) => {
                     let again = self.interactive()
                         && tries < 3
-                        && reason.as_deref().is_some_and(|r| RETRYABLE.contains(&r));
+                        && reason.is_some_and(|r| RETRYABLE.contains(&r));
                     if !again {
                         return Err(f);
                     }
                     self.say(&format!("  {}", f.message));
-                    if reason.as_deref() == Some("factor_code_reused") {
+                    if reason == Some(RefusalCode::FactorCodeReused) {
                         self.say(
                             "  That code was used already: wait for the authenticator's next code.",
                         );
@@ -395,7 +399,7 @@ impl Room {
         }
     }
 
-    fn op(&self, op: Op) -> Result<Reply, (Failure, Option<String>)> {
+    fn op(&self, op: Op) -> Result<Reply, (Failure, Option<RefusalCode>)> {
         call_with_reason(&self.socket, op)
     }
 }
@@ -404,7 +408,7 @@ fn unexpected(r: &Reply) -> Failure {
     Failure::new(exit::IO, format!("unexpected answer from custodyd: {r:?}"))
 }
 
-fn plain(f: Failure) -> (Failure, Option<String>) {
+fn plain(f: Failure) -> (Failure, Option<RefusalCode>) {
     (f, None)
 }
 
@@ -481,7 +485,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
                     reason,
                 });
                 if let Err((_, Some(reason))) = &r {
-                    if FIELD_REFUSALS.contains(&reason.as_str()) {
+                    if FIELD_REFUSALS.contains(reason) {
                         // Let the typed fields (not the options) be typed again.
                         for (field, given) in fields.iter_mut().zip(given) {
                             if !given {

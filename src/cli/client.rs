@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::exit;
 use super::ledger::Failure;
 use crate::daemon::protocol::{
-    encode_request, parse_response, ErrorCode, Op, Outcome, Reply, Request, VERSION,
+    encode_request, parse_response, ErrorCode, Op, Outcome, RefusalCode, Reply, Request, VERSION,
 };
 
 /// The socket used when neither `--socket` nor `CUSTODY_SOCKET` says otherwise.
@@ -112,9 +112,12 @@ pub(crate) fn call(socket: &Path, op: Op) -> Result<Reply, Failure> {
     call_with_reason(socket, op).map_err(|(f, _)| f)
 }
 
-/// As [`call`], and a refusal also gives the custody domain's own reason (`self_approval`,
-/// `factor_code_reused`, ...) when the daemon sent one.
-pub(crate) fn call_with_reason(socket: &Path, op: Op) -> Result<Reply, (Failure, Option<String>)> {
+/// As [`call`], and a refusal also gives its own code (`self_approval`, `factor_code_reused`,
+/// ...) when the daemon sent one.
+pub(crate) fn call_with_reason(
+    socket: &Path,
+    op: Op,
+) -> Result<Reply, (Failure, Option<RefusalCode>)> {
     let plain = |f: Failure| (f, None);
     let stream = UnixStream::connect(socket).map_err(|e| {
         plain(Failure::new(
@@ -155,7 +158,7 @@ pub(crate) fn call_with_reason(socket: &Path, op: Op) -> Result<Reply, (Failure,
         ))
     })?;
     match resp.result {
-        Outcome::Ok(r) => Ok(r),
+        Outcome::Ok(r) => Ok(*r),
         Outcome::Err(e) => Err((
             Failure::new(
                 status_of(e.code),

@@ -425,125 +425,70 @@ pub enum CustodyError {
 }
 
 impl CustodyError {
-    /// A stable, machine-readable name for the refusal, recorded in `custody.refused` events
-    /// and usable by the daemon's protocol.
-    pub fn code(&self) -> &'static str {
+    /// The refusal's code: recorded in `custody.refused` events and carried on the wire as
+    /// the refusal's `reason`.
+    pub fn refusal(&self) -> RefusalCode {
         match self {
-            Self::Invalid { .. } => "invalid_input",
-            Self::UnknownUser { .. } => "unknown_user",
-            Self::UserExists { .. } => "user_exists",
-            Self::AuthenticationFailed { .. } => "authentication_failed",
-            Self::FactorCodeReused { .. } => "factor_code_reused",
-            Self::FactorCodeRequired { .. } => "factor_code_required",
-            Self::WrongKeyringPassphrase { .. } => "wrong_keyring_passphrase",
-            Self::Locked { .. } => "locked",
-            Self::Suspended { .. } => "suspended",
-            Self::WrongUid { .. } => "wrong_uid",
-            Self::SessionExpired { .. } => "session_expired",
-            Self::NotAnOfficer { .. } => "not_an_officer",
-            Self::RoleRequired { .. } => "role_required",
-            Self::SameOfficerTwice { .. } => "same_officer_twice",
-            Self::ApprovalMismatch { .. } => "approval_mismatch",
-            Self::ProofNotFresh { .. } => "proof_not_fresh",
-            Self::SubjectIsApprover { .. } => "subject_is_approver",
-            Self::SelfApproval { .. } => "self_approval",
-            Self::AlreadyApproved { .. } => "already_approved",
-            Self::RequestAlreadyApproved { .. } => "request_already_approved",
-            Self::UnknownRequest { .. } => "unknown_request",
-            Self::RequestExpired { .. } => "request_expired",
-            Self::RequestClosed { .. } => "request_closed",
-            Self::ApprovalExpired { .. } => "approval_expired",
-            Self::RequestNotApproved { .. } => "request_not_approved",
-            Self::AlreadyReleased { .. } => "already_released",
-            Self::NotTheRequester { .. } => "not_the_requester",
-            Self::UnknownTask { .. } => "unknown_task",
-            Self::UnknownAccount { .. } => "unknown_account",
-            Self::AccountExists { .. } => "account_exists",
-            Self::AccountNotActive { .. } => "account_not_active",
-            Self::UnknownDevice { .. } => "unknown_device",
-            Self::DeviceExists { .. } => "device_exists",
-            Self::DeviceState { .. } => "device_state",
-            Self::WrongDevice { .. } => "wrong_device",
-            Self::DeviceMismatch { .. } => "device_mismatch",
-            Self::DeviceNotCheckedOut { .. } => "device_not_checked_out",
-            Self::SealMismatch { .. } => "seal_mismatch",
-            Self::SealReused { .. } => "seal_reused",
-            Self::DeviceBlocked { .. } => "device_blocked",
-            Self::UnknownIncident { .. } => "unknown_incident",
-            Self::IncidentClosed { .. } => "incident_closed",
-            Self::CredentialExists { .. } => "credential_exists",
-            Self::DevicesDisagree { .. } => "devices_disagree",
-            Self::BadSeed { .. } => "bad_seed",
-            Self::ClockSkew { .. } => "clock_skew",
-            Self::TimeWitnessUnavailable { .. } => "time_witness_unavailable",
-            Self::DeviceUnavailable { .. } => "device_unavailable",
-            Self::Token { .. } => "token_error",
-            Self::TouchTimeout { .. } => "touch_timeout",
-            Self::LedgerUnavailable { .. } => "ledger_unavailable",
-            Self::CorruptRecord { .. } => "corrupt_record",
-            Self::Crypto { .. } => "crypto",
-            Self::Export { .. } => "export_failed",
+            Self::Invalid { .. } => RefusalCode::InvalidInput,
+            Self::UnknownUser { .. } => RefusalCode::UnknownUser,
+            Self::UserExists { .. } => RefusalCode::UserExists,
+            Self::AuthenticationFailed { .. } => RefusalCode::AuthenticationFailed,
+            Self::FactorCodeReused { .. } => RefusalCode::FactorCodeReused,
+            Self::FactorCodeRequired { .. } => RefusalCode::FactorCodeRequired,
+            Self::WrongKeyringPassphrase { .. } => RefusalCode::WrongKeyringPassphrase,
+            Self::Locked { .. } => RefusalCode::Locked,
+            Self::Suspended { .. } => RefusalCode::Suspended,
+            Self::WrongUid { .. } => RefusalCode::WrongUid,
+            Self::SessionExpired { .. } => RefusalCode::SessionExpired,
+            Self::NotAnOfficer { .. } => RefusalCode::NotAnOfficer,
+            Self::RoleRequired { .. } => RefusalCode::RoleRequired,
+            Self::SameOfficerTwice { .. } => RefusalCode::SameOfficerTwice,
+            Self::ApprovalMismatch { .. } => RefusalCode::ApprovalMismatch,
+            Self::ProofNotFresh { .. } => RefusalCode::ProofNotFresh,
+            Self::SubjectIsApprover { .. } => RefusalCode::SubjectIsApprover,
+            Self::SelfApproval { .. } => RefusalCode::SelfApproval,
+            Self::AlreadyApproved { .. } => RefusalCode::AlreadyApproved,
+            Self::RequestAlreadyApproved { .. } => RefusalCode::RequestAlreadyApproved,
+            Self::UnknownRequest { .. } => RefusalCode::UnknownRequest,
+            Self::RequestExpired { .. } => RefusalCode::RequestExpired,
+            Self::RequestClosed { .. } => RefusalCode::RequestClosed,
+            Self::ApprovalExpired { .. } => RefusalCode::ApprovalExpired,
+            Self::RequestNotApproved { .. } => RefusalCode::RequestNotApproved,
+            Self::AlreadyReleased { .. } => RefusalCode::AlreadyReleased,
+            Self::NotTheRequester { .. } => RefusalCode::NotTheRequester,
+            Self::UnknownTask { .. } => RefusalCode::UnknownTask,
+            Self::UnknownAccount { .. } => RefusalCode::UnknownAccount,
+            Self::AccountExists { .. } => RefusalCode::AccountExists,
+            Self::AccountNotActive { .. } => RefusalCode::AccountNotActive,
+            Self::UnknownDevice { .. } => RefusalCode::UnknownDevice,
+            Self::DeviceExists { .. } => RefusalCode::DeviceExists,
+            Self::DeviceState { .. } => RefusalCode::DeviceState,
+            Self::WrongDevice { .. } => RefusalCode::WrongDevice,
+            Self::DeviceMismatch { .. } => RefusalCode::DeviceMismatch,
+            Self::DeviceNotCheckedOut { .. } => RefusalCode::DeviceNotCheckedOut,
+            Self::SealMismatch { .. } => RefusalCode::SealMismatch,
+            Self::SealReused { .. } => RefusalCode::SealReused,
+            Self::DeviceBlocked { .. } => RefusalCode::DeviceBlocked,
+            Self::UnknownIncident { .. } => RefusalCode::UnknownIncident,
+            Self::IncidentClosed { .. } => RefusalCode::IncidentClosed,
+            Self::CredentialExists { .. } => RefusalCode::CredentialExists,
+            Self::DevicesDisagree { .. } => RefusalCode::DevicesDisagree,
+            Self::BadSeed { .. } => RefusalCode::BadSeed,
+            Self::ClockSkew { .. } => RefusalCode::ClockSkew,
+            Self::TimeWitnessUnavailable { .. } => RefusalCode::TimeWitnessUnavailable,
+            Self::DeviceUnavailable { .. } => RefusalCode::DeviceUnavailable,
+            Self::Token { .. } => RefusalCode::TokenError,
+            Self::TouchTimeout { .. } => RefusalCode::TouchTimeout,
+            Self::LedgerUnavailable { .. } => RefusalCode::LedgerUnavailable,
+            Self::CorruptRecord { .. } => RefusalCode::CorruptRecord,
+            Self::Crypto { .. } => RefusalCode::Crypto,
+            Self::Export { .. } => RefusalCode::ExportFailed,
         }
     }
 
-    /// What kind of refusal this is, for the wire's error code: the domain classifies its own
-    /// refusals, so nobody matches their codes as strings.
-    pub fn class(&self) -> RefusalClass {
-        match self {
-            Self::Invalid { .. } | Self::UnknownTask { .. } | Self::BadSeed { .. } => {
-                RefusalClass::BadInput
-            }
-            Self::UnknownUser { .. }
-            | Self::UnknownRequest { .. }
-            | Self::UnknownAccount { .. }
-            | Self::UnknownDevice { .. }
-            | Self::UnknownIncident { .. } => RefusalClass::NotFound,
-            Self::AuthenticationFailed { .. }
-            | Self::FactorCodeReused { .. }
-            | Self::FactorCodeRequired { .. }
-            | Self::WrongKeyringPassphrase { .. }
-            | Self::Locked { .. }
-            | Self::Suspended { .. }
-            | Self::WrongUid { .. }
-            | Self::SessionExpired { .. }
-            | Self::NotAnOfficer { .. }
-            | Self::RoleRequired { .. }
-            | Self::SameOfficerTwice { .. }
-            | Self::ProofNotFresh { .. }
-            | Self::SubjectIsApprover { .. }
-            | Self::SelfApproval { .. }
-            | Self::NotTheRequester { .. } => RefusalClass::Forbidden,
-            Self::DeviceUnavailable { .. } | Self::Token { .. } | Self::TouchTimeout { .. } => {
-                RefusalClass::Token
-            }
-            Self::LedgerUnavailable { .. } | Self::CorruptRecord { .. } => RefusalClass::Ledger,
-            Self::UserExists { .. }
-            | Self::ApprovalMismatch { .. }
-            | Self::AlreadyApproved { .. }
-            | Self::RequestAlreadyApproved { .. }
-            | Self::RequestExpired { .. }
-            | Self::RequestClosed { .. }
-            | Self::ApprovalExpired { .. }
-            | Self::RequestNotApproved { .. }
-            | Self::AlreadyReleased { .. }
-            | Self::AccountExists { .. }
-            | Self::AccountNotActive { .. }
-            | Self::DeviceExists { .. }
-            | Self::DeviceState { .. }
-            | Self::WrongDevice { .. }
-            | Self::DeviceMismatch { .. }
-            | Self::DeviceNotCheckedOut { .. }
-            | Self::SealMismatch { .. }
-            | Self::SealReused { .. }
-            | Self::DeviceBlocked { .. }
-            | Self::IncidentClosed { .. }
-            | Self::CredentialExists { .. }
-            | Self::DevicesDisagree { .. }
-            | Self::ClockSkew { .. }
-            | Self::TimeWitnessUnavailable { .. }
-            | Self::Crypto { .. }
-            | Self::Export { .. } => RefusalClass::Refused,
-        }
+    /// The refusal's code as text (its wire name).
+    pub fn code(&self) -> &'static str {
+        self.refusal().as_str()
     }
 
     pub(crate) fn invalid(what: &'static str, input: &str, reason: impl Into<String>) -> Self {
@@ -559,20 +504,207 @@ impl CustodyError {
     }
 }
 
-/// The kinds of refusal, as the daemon answers them (`bad_request`, `not_found`, `forbidden`,
-/// `token`, `ledger`, `refused`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefusalClass {
-    /// The input was not acceptable.
-    BadInput,
-    /// Something named does not exist.
-    NotFound,
-    /// The person may not do this (or did not prove who they are).
-    Forbidden,
-    /// A device failed or was not there.
-    Token,
-    /// The ledger could not be read or written.
-    Ledger,
-    /// The domain refused for another reason of its own.
-    Refused,
+/// The code of a refusal: one name per reason the domain or the daemon refuses, as the
+/// `reason` of a refusal on the wire and the `refusal` of a `custody.refused` event. The wire
+/// name is the snake_case form of the variant. A code this build does not know (from a newer
+/// daemon) reads as [`RefusalCode::Unrecognized`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RefusalCode {
+    /// A value from outside did not parse (user name, account id, serial, seal, ticket, ...).
+    InvalidInput,
+    /// No such user.
+    UnknownUser,
+    /// A user with that name already exists.
+    UserExists,
+    /// Wrong passphrase or second-factor code (deliberately not told apart).
+    AuthenticationFailed,
+    /// The second-factor code was already used (its time step is spent).
+    FactorCodeReused,
+    /// An officer must give a second-factor code.
+    FactorCodeRequired,
+    /// The keyring (unseal) passphrase given to bootstrap an officer does not open that officer's share of the keyring.
+    WrongKeyringPassphrase,
+    /// Too many failed authentications: locked until a time.
+    Locked,
+    /// The user is suspended.
+    Suspended,
+    /// The peer's OS uid is not the one bound to the user.
+    WrongUid,
+    /// The session is older than the session lifetime.
+    SessionExpired,
+    /// The operation needs the officer role.
+    NotAnOfficer,
+    /// The operation needs a role the user does not hold.
+    RoleRequired,
+    /// A two-officer operation was given the same officer twice.
+    SameOfficerTwice,
+    /// The approval was given for other request details than the ledger holds (the officer's screen showed something else, or the approval was redirected).
+    ApprovalMismatch,
+    /// An operation that takes fresh proof was given an older one (a login session opened more than a minute before).
+    ProofNotFresh,
+    /// An officer tried to be one of the two officers of an operation on themselves that needs two others.
+    SubjectIsApprover,
+    /// The requester tried to approve their own request.
+    SelfApproval,
+    /// The officer already approved this request.
+    AlreadyApproved,
+    /// The request already has its approvals; no further approval is taken.
+    RequestAlreadyApproved,
+    /// No such request.
+    UnknownRequest,
+    /// The request expired before it was approved or released.
+    RequestExpired,
+    /// The request was denied, cancelled or expired earlier.
+    RequestClosed,
+    /// The approvals are older than the approval lifetime.
+    ApprovalExpired,
+    /// The request does not have enough valid approvals.
+    RequestNotApproved,
+    /// The request already released its code.
+    AlreadyReleased,
+    /// Only the requester may receive the code.
+    NotTheRequester,
+    /// The root task is not in the catalogue.
+    UnknownTask,
+    /// No such account.
+    UnknownAccount,
+    /// An account with that id already exists.
+    AccountExists,
+    /// The account's status does not allow the operation.
+    AccountNotActive,
+    /// No such device.
+    UnknownDevice,
+    /// A device with that serial already exists.
+    DeviceExists,
+    /// The device is not in a state that allows the operation.
+    DeviceState,
+    /// The device presented is not the one the ledger holds for this purpose.
+    WrongDevice,
+    /// The device does not match what the ledger knows of it.
+    DeviceMismatch,
+    /// The account's device is not checked out for this request.
+    DeviceNotCheckedOut,
+    /// The seal number given does not match the one recorded at sealing.
+    SealMismatch,
+    /// A seal number was already used.
+    SealReused,
+    /// The device is blocked by an open incident.
+    DeviceBlocked,
+    /// No such incident.
+    UnknownIncident,
+    /// The incident was already acknowledged.
+    IncidentClosed,
+    /// The device already holds the account's credential; overwriting needs two officers' explicit agreement.
+    CredentialExists,
+    /// Primary and backup did not produce the same code for the same step.
+    DevicesDisagree,
+    /// The seed or `otpauth://` URI is not usable.
+    BadSeed,
+    /// The host clock disagrees with the time witness by more than allowed.
+    ClockSkew,
+    /// The time witness could not be read.
+    TimeWitnessUnavailable,
+    /// The device could not be opened (not present, reader problem).
+    DeviceUnavailable,
+    /// Talking to the device failed.
+    TokenError,
+    /// The device did not answer within the touch timeout: nobody touched it while it flashed (or it stopped answering).
+    TouchTimeout,
+    /// The ledger could not record the event; nothing was done.
+    LedgerUnavailable,
+    /// A stored record does not parse (the ledger's projection is damaged).
+    CorruptRecord,
+    /// A cryptographic operation failed.
+    Crypto,
+    /// The export of an account's history failed.
+    ExportFailed,
+    /// An anonymous request for an operation that needs a login session.
+    AuthenticationRequired,
+    /// Too many failed attempts in a row, or another attempt of the same person is being checked.
+    Throttled,
+    /// The session token is not one the daemon knows (never issued, ended, or malformed).
+    SessionUnknown,
+    /// The session token was offered by another OS uid than the one that logged in.
+    SessionWrongUid,
+    /// The daemon could not draw a session token.
+    NoRandomness,
+    /// A code this build does not know.
+    #[serde(other)]
+    Unrecognized,
+}
+
+impl RefusalCode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "invalid_input",
+            Self::UnknownUser => "unknown_user",
+            Self::UserExists => "user_exists",
+            Self::AuthenticationFailed => "authentication_failed",
+            Self::FactorCodeReused => "factor_code_reused",
+            Self::FactorCodeRequired => "factor_code_required",
+            Self::WrongKeyringPassphrase => "wrong_keyring_passphrase",
+            Self::Locked => "locked",
+            Self::Suspended => "suspended",
+            Self::WrongUid => "wrong_uid",
+            Self::SessionExpired => "session_expired",
+            Self::NotAnOfficer => "not_an_officer",
+            Self::RoleRequired => "role_required",
+            Self::SameOfficerTwice => "same_officer_twice",
+            Self::ApprovalMismatch => "approval_mismatch",
+            Self::ProofNotFresh => "proof_not_fresh",
+            Self::SubjectIsApprover => "subject_is_approver",
+            Self::SelfApproval => "self_approval",
+            Self::AlreadyApproved => "already_approved",
+            Self::RequestAlreadyApproved => "request_already_approved",
+            Self::UnknownRequest => "unknown_request",
+            Self::RequestExpired => "request_expired",
+            Self::RequestClosed => "request_closed",
+            Self::ApprovalExpired => "approval_expired",
+            Self::RequestNotApproved => "request_not_approved",
+            Self::AlreadyReleased => "already_released",
+            Self::NotTheRequester => "not_the_requester",
+            Self::UnknownTask => "unknown_task",
+            Self::UnknownAccount => "unknown_account",
+            Self::AccountExists => "account_exists",
+            Self::AccountNotActive => "account_not_active",
+            Self::UnknownDevice => "unknown_device",
+            Self::DeviceExists => "device_exists",
+            Self::DeviceState => "device_state",
+            Self::WrongDevice => "wrong_device",
+            Self::DeviceMismatch => "device_mismatch",
+            Self::DeviceNotCheckedOut => "device_not_checked_out",
+            Self::SealMismatch => "seal_mismatch",
+            Self::SealReused => "seal_reused",
+            Self::DeviceBlocked => "device_blocked",
+            Self::UnknownIncident => "unknown_incident",
+            Self::IncidentClosed => "incident_closed",
+            Self::CredentialExists => "credential_exists",
+            Self::DevicesDisagree => "devices_disagree",
+            Self::BadSeed => "bad_seed",
+            Self::ClockSkew => "clock_skew",
+            Self::TimeWitnessUnavailable => "time_witness_unavailable",
+            Self::DeviceUnavailable => "device_unavailable",
+            Self::TokenError => "token_error",
+            Self::TouchTimeout => "touch_timeout",
+            Self::LedgerUnavailable => "ledger_unavailable",
+            Self::CorruptRecord => "corrupt_record",
+            Self::Crypto => "crypto",
+            Self::ExportFailed => "export_failed",
+            Self::AuthenticationRequired => "authentication_required",
+            Self::Throttled => "throttled",
+            Self::SessionUnknown => "session_unknown",
+            Self::SessionWrongUid => "session_wrong_uid",
+            Self::NoRandomness => "no_randomness",
+            Self::Unrecognized => "unrecognized",
+        }
+    }
+}
+
+impl std::fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -10,7 +10,7 @@
 //! | `requests`, `request_show` | officer, auditor: all; operator: their own |
 //! | `whoami`, `logout`, `cancel` (with a session) | any person with a session |
 
-use super::protocol::ErrorCode;
+use super::protocol::RefusalCode;
 use super::state::OpError;
 use crate::custody::{Role, UserRecord};
 
@@ -45,15 +45,14 @@ pub fn sees_all_requests(user: &UserRecord) -> bool {
 
 /// The refusal of an anonymous request for `operation`.
 pub fn anonymous(operation: &str) -> OpError {
-    OpError {
-        code: ErrorCode::Forbidden,
-        reason: Some("authentication_required".to_owned()),
-        message: format!(
+    OpError::refused(
+        RefusalCode::AuthenticationRequired,
+        format!(
             "{operation} needs an authenticated user with {}; run custody login first, or pass \
              --as USER",
             names(roles_for(operation))
         ),
-    }
+    )
 }
 
 /// Refuses `user` unless they hold one of `roles` for `operation`.
@@ -62,10 +61,9 @@ pub fn require(user: &UserRecord, operation: &str, roles: &[Role]) -> Result<(),
         return Ok(());
     }
     let held: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
-    Err(OpError {
-        code: ErrorCode::Forbidden,
-        reason: Some("role_required".to_owned()),
-        message: format!(
+    Err(OpError::refused(
+        RefusalCode::RoleRequired,
+        format!(
             "{operation} needs {}; {} holds {}",
             names(roles),
             user.name,
@@ -75,26 +73,26 @@ pub fn require(user: &UserRecord, operation: &str, roles: &[Role]) -> Result<(),
                 held.join(", ")
             }
         ),
-    })
+    ))
 }
 
 /// The refusal of an operator's look at someone else's request.
 pub fn not_theirs(operation: &str, user: &UserRecord, request: &str) -> OpError {
-    OpError {
-        code: ErrorCode::Forbidden,
-        reason: Some("not_the_requester".to_owned()),
-        message: format!(
+    OpError::refused(
+        RefusalCode::NotTheRequester,
+        format!(
             "{operation}: request {request} is not {}'s; operators see only their own requests \
              (officers and auditors see every request)",
             user.name
         ),
-    }
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::custody::UserName;
+    use crate::daemon::protocol::ErrorCode;
 
     fn user(roles: Vec<Role>) -> UserRecord {
         UserRecord {
@@ -113,13 +111,13 @@ mod tests {
     fn refusals_name_the_operation_and_the_role_needed() {
         let e = anonymous("users");
         assert_eq!(e.code, ErrorCode::Forbidden);
-        assert_eq!(e.reason.as_deref(), Some("authentication_required"));
+        assert_eq!(e.reason, Some(RefusalCode::AuthenticationRequired));
         assert!(e.message.contains("users needs"), "{}", e.message);
         assert!(e.message.contains("officer, auditor"), "{}", e.message);
         assert!(e.message.contains("custody login"), "{}", e.message);
         let op = user(vec![Role::Operator]);
         let e = require(&op, "export", roles_for("export")).expect_err("operator");
-        assert_eq!(e.reason.as_deref(), Some("role_required"));
+        assert_eq!(e.reason, Some(RefusalCode::RoleRequired));
         assert!(
             e.message
                 .contains("export needs one of the roles officer, auditor; oscar holds operator"),

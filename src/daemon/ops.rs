@@ -21,21 +21,7 @@ use crate::token::oath::CredentialName;
 
 impl From<CustodyError> for OpError {
     fn from(e: CustodyError) -> Self {
-        use crate::custody::error::RefusalClass;
-        let reason = e.code();
-        let code = match e.class() {
-            RefusalClass::BadInput => ErrorCode::BadRequest,
-            RefusalClass::NotFound => ErrorCode::NotFound,
-            RefusalClass::Forbidden => ErrorCode::Forbidden,
-            RefusalClass::Token => ErrorCode::Token,
-            RefusalClass::Ledger => ErrorCode::Ledger,
-            RefusalClass::Refused => ErrorCode::Refused,
-        };
-        OpError {
-            code,
-            reason: Some(reason.to_owned()),
-            message: e.to_string(),
-        }
+        OpError::refused(e.refusal(), e.to_string())
     }
 }
 
@@ -673,6 +659,7 @@ fn session_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::protocol::RefusalCode;
     use crate::token::{TokenError, TransportError};
 
     #[test]
@@ -690,7 +677,7 @@ mod tests {
         };
         let e = OpError::from(pulled);
         assert_eq!(e.code, ErrorCode::Token);
-        assert_eq!(e.reason.as_deref(), Some("token_error"));
+        assert_eq!(e.reason, Some(RefusalCode::TokenError));
         let absent = CustodyError::DeviceUnavailable {
             serial,
             reason: "not present".into(),

@@ -15,6 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub use crate::custody::error::RefusalCode;
 use crate::custody::{
     AccountRecord, AuditReport, DeviceRecord, IncidentRecord, RequestRecord, UserRecord,
 };
@@ -473,7 +474,7 @@ impl Response {
         Self {
             v: VERSION,
             id,
-            result: Outcome::Ok(reply),
+            result: Outcome::Ok(Box::new(reply)),
         }
     }
 
@@ -508,7 +509,7 @@ impl Response {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Done.
-    Ok(Reply),
+    Ok(Box<Reply>),
     /// Refused or failed.
     Err(ErrorBody),
 }
@@ -519,14 +520,16 @@ pub enum Outcome {
 pub struct ErrorBody {
     /// A stable machine-readable code.
     pub code: ErrorCode,
-    /// The custody domain's own code when it refused (`self_approval`, `unknown_account`, ...).
+    /// The refusal's own code when the domain or the daemon's checks refused
+    /// (`self_approval`, `unknown_account`, `authentication_required`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<RefusalCode>,
     /// A human explanation (never contains a secret).
     pub message: String,
 }
 
-/// Stable error codes.
+/// The kind of a refusal or failure, as the `code` of an answer on the wire (a refusal of
+/// the domain or of the daemon's own checks also carries its [`RefusalCode`] as the `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -565,9 +568,74 @@ pub enum ErrorCode {
     Internal,
     /// The request named a ledger id that is not this daemon's ledger.
     WrongLedger,
+    /// A code this build does not know (from a newer daemon).
+    #[serde(other)]
+    Unrecognized,
 }
 
 impl ErrorCode {
+    /// The code a refusal is answered with.
+    pub fn of(refusal: RefusalCode) -> Self {
+        use RefusalCode as R;
+        match refusal {
+            R::InvalidInput | R::UnknownTask | R::BadSeed => Self::BadRequest,
+            R::UnknownUser
+            | R::UnknownRequest
+            | R::UnknownAccount
+            | R::UnknownDevice
+            | R::UnknownIncident => Self::NotFound,
+            R::UserExists
+            | R::ApprovalMismatch
+            | R::AlreadyApproved
+            | R::RequestAlreadyApproved
+            | R::RequestExpired
+            | R::RequestClosed
+            | R::ApprovalExpired
+            | R::RequestNotApproved
+            | R::AlreadyReleased
+            | R::AccountExists
+            | R::AccountNotActive
+            | R::DeviceExists
+            | R::DeviceState
+            | R::WrongDevice
+            | R::DeviceMismatch
+            | R::DeviceNotCheckedOut
+            | R::SealMismatch
+            | R::SealReused
+            | R::DeviceBlocked
+            | R::IncidentClosed
+            | R::CredentialExists
+            | R::DevicesDisagree
+            | R::ClockSkew
+            | R::TimeWitnessUnavailable
+            | R::Crypto
+            | R::ExportFailed
+            | R::Unrecognized => Self::Refused,
+            R::AuthenticationFailed
+            | R::FactorCodeReused
+            | R::FactorCodeRequired
+            | R::WrongKeyringPassphrase
+            | R::Locked
+            | R::Suspended
+            | R::WrongUid
+            | R::SessionExpired
+            | R::NotAnOfficer
+            | R::RoleRequired
+            | R::SameOfficerTwice
+            | R::ProofNotFresh
+            | R::SubjectIsApprover
+            | R::SelfApproval
+            | R::NotTheRequester
+            | R::AuthenticationRequired
+            | R::Throttled
+            | R::SessionUnknown
+            | R::SessionWrongUid => Self::Forbidden,
+            R::DeviceUnavailable | R::TokenError | R::TouchTimeout => Self::Token,
+            R::LedgerUnavailable | R::CorruptRecord => Self::Ledger,
+            R::NoRandomness => Self::Internal,
+        }
+    }
+
     /// The code's wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -588,6 +656,7 @@ impl ErrorCode {
             ErrorCode::Io => "io",
             ErrorCode::Internal => "internal",
             ErrorCode::WrongLedger => "wrong_ledger",
+            ErrorCode::Unrecognized => "unrecognized",
         }
     }
 }
@@ -1044,5 +1113,259 @@ mod tests {
         }
         let text = String::from_utf8_lossy(&line).into_owned();
         assert!(text.contains("\"err\":{\"code\":\"sealed\""), "{text}");
+    }
+
+    /// Every refusal code and its wire name, as clients have read them since version 1.
+    const REFUSALS: &[(RefusalCode, &str)] = &[
+        (RefusalCode::InvalidInput, "invalid_input"),
+        (RefusalCode::UnknownUser, "unknown_user"),
+        (RefusalCode::UserExists, "user_exists"),
+        (RefusalCode::AuthenticationFailed, "authentication_failed"),
+        (RefusalCode::FactorCodeReused, "factor_code_reused"),
+        (RefusalCode::FactorCodeRequired, "factor_code_required"),
+        (
+            RefusalCode::WrongKeyringPassphrase,
+            "wrong_keyring_passphrase",
+        ),
+        (RefusalCode::Locked, "locked"),
+        (RefusalCode::Suspended, "suspended"),
+        (RefusalCode::WrongUid, "wrong_uid"),
+        (RefusalCode::SessionExpired, "session_expired"),
+        (RefusalCode::NotAnOfficer, "not_an_officer"),
+        (RefusalCode::RoleRequired, "role_required"),
+        (RefusalCode::SameOfficerTwice, "same_officer_twice"),
+        (RefusalCode::ApprovalMismatch, "approval_mismatch"),
+        (RefusalCode::ProofNotFresh, "proof_not_fresh"),
+        (RefusalCode::SubjectIsApprover, "subject_is_approver"),
+        (RefusalCode::SelfApproval, "self_approval"),
+        (RefusalCode::AlreadyApproved, "already_approved"),
+        (
+            RefusalCode::RequestAlreadyApproved,
+            "request_already_approved",
+        ),
+        (RefusalCode::UnknownRequest, "unknown_request"),
+        (RefusalCode::RequestExpired, "request_expired"),
+        (RefusalCode::RequestClosed, "request_closed"),
+        (RefusalCode::ApprovalExpired, "approval_expired"),
+        (RefusalCode::RequestNotApproved, "request_not_approved"),
+        (RefusalCode::AlreadyReleased, "already_released"),
+        (RefusalCode::NotTheRequester, "not_the_requester"),
+        (RefusalCode::UnknownTask, "unknown_task"),
+        (RefusalCode::UnknownAccount, "unknown_account"),
+        (RefusalCode::AccountExists, "account_exists"),
+        (RefusalCode::AccountNotActive, "account_not_active"),
+        (RefusalCode::UnknownDevice, "unknown_device"),
+        (RefusalCode::DeviceExists, "device_exists"),
+        (RefusalCode::DeviceState, "device_state"),
+        (RefusalCode::WrongDevice, "wrong_device"),
+        (RefusalCode::DeviceMismatch, "device_mismatch"),
+        (RefusalCode::DeviceNotCheckedOut, "device_not_checked_out"),
+        (RefusalCode::SealMismatch, "seal_mismatch"),
+        (RefusalCode::SealReused, "seal_reused"),
+        (RefusalCode::DeviceBlocked, "device_blocked"),
+        (RefusalCode::UnknownIncident, "unknown_incident"),
+        (RefusalCode::IncidentClosed, "incident_closed"),
+        (RefusalCode::CredentialExists, "credential_exists"),
+        (RefusalCode::DevicesDisagree, "devices_disagree"),
+        (RefusalCode::BadSeed, "bad_seed"),
+        (RefusalCode::ClockSkew, "clock_skew"),
+        (
+            RefusalCode::TimeWitnessUnavailable,
+            "time_witness_unavailable",
+        ),
+        (RefusalCode::DeviceUnavailable, "device_unavailable"),
+        (RefusalCode::TokenError, "token_error"),
+        (RefusalCode::TouchTimeout, "touch_timeout"),
+        (RefusalCode::LedgerUnavailable, "ledger_unavailable"),
+        (RefusalCode::CorruptRecord, "corrupt_record"),
+        (RefusalCode::Crypto, "crypto"),
+        (RefusalCode::ExportFailed, "export_failed"),
+        (
+            RefusalCode::AuthenticationRequired,
+            "authentication_required",
+        ),
+        (RefusalCode::Throttled, "throttled"),
+        (RefusalCode::SessionUnknown, "session_unknown"),
+        (RefusalCode::SessionWrongUid, "session_wrong_uid"),
+        (RefusalCode::NoRandomness, "no_randomness"),
+        (RefusalCode::Unrecognized, "unrecognized"),
+    ];
+
+    /// Every error code and its wire name.
+    const ERRORS: &[(ErrorCode, &str)] = &[
+        (ErrorCode::BadRequest, "bad_request"),
+        (ErrorCode::TooLarge, "too_large"),
+        (ErrorCode::UnsupportedVersion, "unsupported_version"),
+        (ErrorCode::Busy, "busy"),
+        (ErrorCode::ShuttingDown, "shutting_down"),
+        (ErrorCode::Sealed, "sealed"),
+        (ErrorCode::AlreadyUnsealed, "already_unsealed"),
+        (ErrorCode::UnknownOfficer, "unknown_officer"),
+        (ErrorCode::UnsealFailed, "unseal_failed"),
+        (ErrorCode::Forbidden, "forbidden"),
+        (ErrorCode::NotFound, "not_found"),
+        (ErrorCode::Refused, "refused"),
+        (ErrorCode::Token, "token"),
+        (ErrorCode::Ledger, "ledger"),
+        (ErrorCode::Io, "io"),
+        (ErrorCode::Internal, "internal"),
+        (ErrorCode::WrongLedger, "wrong_ledger"),
+        (ErrorCode::Unrecognized, "unrecognized"),
+    ];
+
+    /// A new variant does not compile until it is pinned above.
+    fn pinned(r: RefusalCode, e: ErrorCode) -> bool {
+        let r = match r {
+            RefusalCode::InvalidInput
+            | RefusalCode::UnknownUser
+            | RefusalCode::UserExists
+            | RefusalCode::AuthenticationFailed
+            | RefusalCode::FactorCodeReused
+            | RefusalCode::FactorCodeRequired
+            | RefusalCode::WrongKeyringPassphrase
+            | RefusalCode::Locked
+            | RefusalCode::Suspended
+            | RefusalCode::WrongUid
+            | RefusalCode::SessionExpired
+            | RefusalCode::NotAnOfficer
+            | RefusalCode::RoleRequired
+            | RefusalCode::SameOfficerTwice
+            | RefusalCode::ApprovalMismatch
+            | RefusalCode::ProofNotFresh
+            | RefusalCode::SubjectIsApprover
+            | RefusalCode::SelfApproval
+            | RefusalCode::AlreadyApproved
+            | RefusalCode::RequestAlreadyApproved
+            | RefusalCode::UnknownRequest
+            | RefusalCode::RequestExpired
+            | RefusalCode::RequestClosed
+            | RefusalCode::ApprovalExpired
+            | RefusalCode::RequestNotApproved
+            | RefusalCode::AlreadyReleased
+            | RefusalCode::NotTheRequester
+            | RefusalCode::UnknownTask
+            | RefusalCode::UnknownAccount
+            | RefusalCode::AccountExists
+            | RefusalCode::AccountNotActive
+            | RefusalCode::UnknownDevice
+            | RefusalCode::DeviceExists
+            | RefusalCode::DeviceState
+            | RefusalCode::WrongDevice
+            | RefusalCode::DeviceMismatch
+            | RefusalCode::DeviceNotCheckedOut
+            | RefusalCode::SealMismatch
+            | RefusalCode::SealReused
+            | RefusalCode::DeviceBlocked
+            | RefusalCode::UnknownIncident
+            | RefusalCode::IncidentClosed
+            | RefusalCode::CredentialExists
+            | RefusalCode::DevicesDisagree
+            | RefusalCode::BadSeed
+            | RefusalCode::ClockSkew
+            | RefusalCode::TimeWitnessUnavailable
+            | RefusalCode::DeviceUnavailable
+            | RefusalCode::TokenError
+            | RefusalCode::TouchTimeout
+            | RefusalCode::LedgerUnavailable
+            | RefusalCode::CorruptRecord
+            | RefusalCode::Crypto
+            | RefusalCode::ExportFailed
+            | RefusalCode::AuthenticationRequired
+            | RefusalCode::Throttled
+            | RefusalCode::SessionUnknown
+            | RefusalCode::SessionWrongUid
+            | RefusalCode::NoRandomness
+            | RefusalCode::Unrecognized => REFUSALS.iter().any(|(c, _)| *c == r),
+        };
+        let e = match e {
+            ErrorCode::BadRequest
+            | ErrorCode::TooLarge
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::Busy
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Sealed
+            | ErrorCode::AlreadyUnsealed
+            | ErrorCode::UnknownOfficer
+            | ErrorCode::UnsealFailed
+            | ErrorCode::Forbidden
+            | ErrorCode::NotFound
+            | ErrorCode::Refused
+            | ErrorCode::Token
+            | ErrorCode::Ledger
+            | ErrorCode::Io
+            | ErrorCode::Internal
+            | ErrorCode::WrongLedger
+            | ErrorCode::Unrecognized => ERRORS.iter().any(|(c, _)| *c == e),
+        };
+        r && e
+    }
+
+    /// `code` is written as `"name"` and read back as itself.
+    fn keeps_its_name<C>(code: C, name: &str, as_str: &str)
+    where
+        C: Serialize + serde::de::DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        let wire = serde_json::to_string(&code).expect("encodes");
+        assert_eq!(wire, format!("\"{name}\""), "{code:?}");
+        assert_eq!(as_str, name);
+        let back: C = serde_json::from_str(&wire).expect("decodes");
+        assert_eq!(back, code);
+    }
+
+    #[test]
+    fn every_refusal_and_error_code_keeps_its_wire_name() {
+        for &(code, name) in REFUSALS {
+            assert!(pinned(code, ErrorCode::Refused), "{name}");
+            keeps_its_name(code, name, code.as_str());
+        }
+        for &(code, name) in ERRORS {
+            assert!(pinned(RefusalCode::Unrecognized, code), "{name}");
+            keeps_its_name(code, name, code.as_str());
+        }
+    }
+
+    #[test]
+    fn codes_a_newer_daemon_sends_decode_to_the_fallback() {
+        let line = br#"{"v":1,"id":2,"result":{"err":{"code":"overheated","reason":"reactor_hot","message":"cool down"}}}"#;
+        let back = parse_response(line).expect("an unknown code still reads");
+        match back.result {
+            Outcome::Err(e) => {
+                assert_eq!(e.code, ErrorCode::Unrecognized);
+                assert_eq!(e.reason, Some(RefusalCode::Unrecognized));
+                assert_eq!(e.message, "cool down");
+            }
+            Outcome::Ok(r) => panic!("expected a refusal, got {r:?}"),
+        }
+        // A code that is not even a string is a malformed answer, not a panic.
+        let bad = br#"{"v":1,"id":2,"result":{"err":{"code":7,"message":"x"}}}"#;
+        assert!(parse_response(bad).is_err());
+    }
+
+    #[test]
+    fn a_domain_refusal_travels_as_its_class_and_its_own_code() {
+        let r = Response {
+            v: VERSION,
+            id: 8,
+            result: Outcome::Err(ErrorBody {
+                code: ErrorCode::of(RefusalCode::SelfApproval),
+                reason: Some(RefusalCode::SelfApproval),
+                message: "no".into(),
+            }),
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&r.to_line()),
+            "{\"v\":1,\"id\":8,\"result\":{\"err\":{\"code\":\"forbidden\",\"reason\":\"self_approval\",\"message\":\"no\"}}}\n"
+        );
+        assert_eq!(ErrorCode::of(RefusalCode::SealMismatch), ErrorCode::Refused);
+        assert_eq!(
+            ErrorCode::of(RefusalCode::UnknownAccount),
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            ErrorCode::of(RefusalCode::InvalidInput),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(ErrorCode::of(RefusalCode::TouchTimeout), ErrorCode::Token);
+        assert_eq!(ErrorCode::of(RefusalCode::CorruptRecord), ErrorCode::Ledger);
     }
 }

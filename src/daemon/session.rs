@@ -16,7 +16,7 @@ use ring::rand::SecureRandom;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::protocol::Secret;
+use super::protocol::{RefusalCode, Secret};
 use crate::custody::{Session, UserName};
 
 /// Idle lifetime of a session when the configuration does not set one.
@@ -124,12 +124,12 @@ pub enum SessionError {
 
 impl SessionError {
     /// The reason code on the wire.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> RefusalCode {
         match self {
-            Self::NoRandomness => "no_randomness",
-            Self::Unknown | Self::Malformed => "session_unknown",
-            Self::Idle { .. } | Self::Expired { .. } => "session_expired",
-            Self::WrongUid { .. } => "session_wrong_uid",
+            Self::NoRandomness => RefusalCode::NoRandomness,
+            Self::Unknown | Self::Malformed => RefusalCode::SessionUnknown,
+            Self::Idle { .. } | Self::Expired { .. } => RefusalCode::SessionExpired,
+            Self::WrongUid { .. } => RefusalCode::SessionWrongUid,
         }
     }
 }
@@ -416,7 +416,7 @@ mod tests {
         let (tok, _) = t.open(&rng, proof("alice"), 1000, 0).expect("open");
         let tok = tok.into_secret();
         let e = t.use_token(&tok, 1001, 1).expect_err("other uid");
-        assert_eq!(e.code(), "session_wrong_uid");
+        assert_eq!(e.code(), RefusalCode::SessionWrongUid);
         assert!(e.to_string().contains("uid 1000") && e.to_string().contains("uid 1001"));
         assert_eq!(
             t.use_token(&tok, 1000, 2).err(),

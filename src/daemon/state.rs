@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::peer::PeerCred;
-use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, StatusReply, UnsealProgress};
+use super::protocol::{
+    Auth, ErrorCode, Op, RefusalCode, Reply, Secret, StatusReply, UnsealProgress,
+};
 use super::session::{Found, SessionError, Sessions};
 use super::throttle::{Key as ThrottleKey, Refusal, Throttle};
 use crate::custody::{
@@ -87,8 +89,8 @@ impl DaemonOptions {
 pub struct OpError {
     /// The wire code.
     pub code: ErrorCode,
-    /// The domain's own code, when the domain refused.
-    pub reason: Option<String>,
+    /// The refusal's own code, when the domain or the daemon's checks refused.
+    pub reason: Option<RefusalCode>,
     /// What went wrong (never a secret).
     pub message: String,
 }
@@ -99,6 +101,15 @@ impl OpError {
         Self {
             code,
             reason: None,
+            message: message.into(),
+        }
+    }
+
+    /// A refusal with its own code, answered with that code's [`ErrorCode`].
+    pub fn refused(reason: RefusalCode, message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::of(reason),
+            reason: Some(reason),
             message: message.into(),
         }
     }
@@ -202,23 +213,15 @@ fn opening_error() -> OpError {
 
 /// A session refusal on the wire: `forbidden` with the session's reason.
 pub fn session_error(e: SessionError) -> OpError {
-    let code = match e {
-        SessionError::NoRandomness => ErrorCode::Internal,
-        _ => ErrorCode::Forbidden,
-    };
-    OpError {
-        code,
-        reason: Some(e.code().to_owned()),
-        message: e.to_string(),
-    }
+    OpError::refused(e.code(), e.to_string())
 }
 
 /// The refusal of a throttled attempt: says when to try again, never whether the secret was
 /// close.
 pub fn throttled(what: &str, name: &str, peer: &PeerCred, r: &Refusal, now_ms: i64) -> OpError {
-    let mut e = match r {
-        Refusal::Wait { failures, until_ms } => OpError::new(
-            ErrorCode::Forbidden,
+    match r {
+        Refusal::Wait { failures, until_ms } => OpError::refused(
+            RefusalCode::Throttled,
             format!(
                 "{failures} failed {what} attempts in a row for {name} from uid {}; try again \
                  in {} s",
@@ -226,16 +229,15 @@ pub fn throttled(what: &str, name: &str, peer: &PeerCred, r: &Refusal, now_ms: i
                 ((until_ms - now_ms).max(0) + 999) / 1000
             ),
         ),
-        Refusal::InFlight => OpError::new(
-            ErrorCode::Busy,
-            format!(
+        Refusal::InFlight => OpError {
+            code: ErrorCode::Busy,
+            reason: Some(RefusalCode::Throttled),
+            message: format!(
                 "another {what} attempt for {name} from uid {} is being checked; try again",
                 peer.uid
             ),
-        ),
-    };
-    e.reason = Some("throttled".to_owned());
-    e
+        },
+    }
 }
 
 /// The sealed/unsealed state as `status` shows it.
