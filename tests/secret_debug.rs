@@ -112,7 +112,7 @@ fn composites_carrying_secrets_show_none_in_debug() {
         Op::UserAdd {
             by: vec![auth()],
             name: "olga".into(),
-            roles: vec!["officer".into()],
+            roles: vec![mfa_custody::custody::Role::Officer],
             uid: None,
             passphrase: secret(PASS),
         },
@@ -176,7 +176,7 @@ fn session_tokens_show_nowhere_in_debug() {
     let reply = Reply::Session(SessionReply {
         token: Some(wire.clone()),
         user: "alice".into(),
-        roles: vec!["officer".into()],
+        roles: vec![mfa_custody::custody::Role::Officer],
         uid: 1000,
         idle_expires_at_ms: 1,
         expires_at_ms: 2,

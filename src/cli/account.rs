@@ -3,13 +3,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 
 use super::client::{call, print_reply, AuthArgs, PairArgs};
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
-use crate::custody::{escape_unsafe, AccountRecord};
-use crate::daemon::protocol::{Op, Reply};
+use crate::custody::{escape_unsafe, AccountRecord, AccountStatus};
+use crate::daemon::protocol::{named, Op, Reply};
 
 /// `custody account` subcommands.
 #[derive(Debug, Subcommand)]
@@ -48,8 +49,9 @@ pub enum AccountCommand {
         /// The account id.
         account: String,
         /// The new status: active, root_credentials_removed or closed.
-        #[arg(value_parser = ["active", "root_credentials_removed", "closed"])]
-        status: String,
+        #[arg(value_parser = PossibleValuesParser::new(["active", "root_credentials_removed", "closed"])
+            .try_map(|s| named::<AccountStatus>(&s).ok_or("not an account status")))]
+        status: AccountStatus,
         /// The two officers.
         #[command(flatten)]
         pair: PairArgs,

@@ -797,11 +797,11 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
     }
     // 2. Both keys registered.
     let known = devices(room)?;
-    let state = |all: &[DeviceRecord], serial: u32| {
+    fn state(all: &[DeviceRecord], serial: u32) -> Option<&DeviceState> {
         all.iter()
             .find(|d| d.serial.get() == serial)
-            .map(|d| d.state.name())
-    };
+            .map(|d| &d.state)
+    }
     if state(&known, a.primary).is_none() || state(&known, a.backup).is_none() {
         room.say(&format!(
             "\nStep 2: insert both new keys ({} primary, {} backup) into the custody host. \
@@ -810,26 +810,26 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
         ));
         room.pause("Press Enter when both keys are inserted.")?;
     }
-    for (serial, role) in [(a.primary, "primary"), (a.backup, "backup")] {
+    for (serial, role, name) in [
+        (a.primary, DeviceRole::Primary, "primary"),
+        (a.backup, DeviceRole::Backup, "backup"),
+    ] {
         if let Some(s) = state(&known, serial) {
-            room.say(&format!("Key {serial} is registered ({s})."));
+            room.say(&format!("Key {serial} is registered ({}).", s.name()));
             continue;
         }
         room.attempt(|room| {
             let by = room
-                .person(&format!("Officer registering the {role} key {serial}"))
+                .person(&format!("Officer registering the {name} key {serial}"))
                 .map_err(plain)?;
-            room.op(Op::DeviceRegister {
-                by,
-                serial,
-                role: role.to_owned(),
-            })
+            room.op(Op::DeviceRegister { by, serial, role })
         })?;
-        room.say(&format!("  Key {serial} registered as {role}."));
+        room.say(&format!("  Key {serial} registered as {name}."));
     }
     // 3. Enrolment.
     let known = devices(room)?;
-    let enrolled = |serial: u32| !matches!(state(&known, serial), Some("registered") | None);
+    let enrolled =
+        |serial: u32| !matches!(state(&known, serial), Some(DeviceState::Registered) | None);
     if enrolled(a.primary) && enrolled(a.backup) {
         room.say("Both keys are enrolled.");
     } else {
@@ -884,10 +884,10 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
         (a.primary, a.primary_location.clone()),
         (a.backup, a.backup_location.clone()),
     ] {
-        if state(&known, serial) != Some("enrolled") {
+        if state(&known, serial) != Some(&DeviceState::Enrolled) {
             room.say(&format!(
                 "Key {serial} is {}.",
-                state(&known, serial).unwrap_or("unknown")
+                state(&known, serial).map_or("unknown", DeviceState::name)
             ));
             continue;
         }

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
-use crate::custody::escape_unsafe;
-use crate::daemon::protocol::{Auth, Op, Reply};
+use crate::custody::{escape_unsafe, DeviceRole, Terminal};
+use crate::daemon::protocol::{named, Auth, Op, Reply};
 
 /// `custody device` subcommands.
 #[derive(Debug, Subcommand)]
@@ -23,8 +23,8 @@ pub enum DeviceCommand {
         /// The serial printed on the key.
         serial: u32,
         /// primary or backup.
-        #[arg(long)]
-        role: String,
+        #[arg(long, value_parser = parse_device_role)]
+        role: DeviceRole,
         /// The officer.
         #[command(flatten)]
         auth: AuthArgs,
@@ -215,13 +215,18 @@ fn detail(d: &crate::custody::DeviceRecord) {
     }
 }
 
-fn terminal(socket: &Path, t: TerminalArgs, to: &str) -> Result<Reply, super::ledger::Failure> {
+/// A device role named on the command line, checked before anyone is asked for a passphrase.
+fn parse_device_role(s: &str) -> Result<DeviceRole, String> {
+    named(s).ok_or_else(|| format!("{s:?} is not a device role: primary or backup"))
+}
+
+fn terminal(socket: &Path, t: TerminalArgs, to: Terminal) -> Result<Reply, super::ledger::Failure> {
     call(
         socket,
         Op::DeviceSetTerminal {
             by: t.pair.read()?,
             serial: t.serial,
-            to: to.to_owned(),
+            to,
         },
     )
 }
@@ -253,9 +258,9 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                     });
                     return Ok(());
                 }
-                DeviceCommand::Retire(t) => terminal(socket, t, "retired")?,
-                DeviceCommand::ReportLost(t) => terminal(socket, t, "lost")?,
-                DeviceCommand::Destroy(t) => terminal(socket, t, "destroyed")?,
+                DeviceCommand::Retire(t) => terminal(socket, t, Terminal::Retired)?,
+                DeviceCommand::ReportLost(t) => terminal(socket, t, Terminal::Lost)?,
+                DeviceCommand::Destroy(t) => terminal(socket, t, Terminal::Destroyed)?,
                 DeviceCommand::Checkout {
                     serial,
                     seal,

@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 use super::client::{call, AuthArgs};
 use super::exit;
 use super::ledger::{finish, Failure};
+use crate::custody::Role;
 use crate::daemon::protocol::{Auth, Op, Reply, SessionReply};
 use crate::daemon::Secret;
 
@@ -30,6 +31,14 @@ use crate::daemon::Secret;
 static CURRENT: Mutex<Option<Secret>> = Mutex::new(None);
 
 /// The session token requests of this run carry, when there is one.
+/// Roles as a person reads them: `officer, auditor`.
+fn roles(held: &[Role]) -> String {
+    held.iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn current() -> Option<Secret> {
     CURRENT.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
@@ -303,7 +312,7 @@ pub fn login(json: bool, socket: &Path, args: LoginArgs) -> ExitCode {
                      ({} min unused ends it sooner), until custody logout, or until custodyd \
                      seals.",
                     s.user,
-                    s.roles.join(", "),
+                    roles(&s.roles),
                     s.uid,
                     minutes(s.expires_at_ms),
                     minutes(s.idle_expires_at_ms)
@@ -387,7 +396,7 @@ pub fn whoami(json: bool, socket: &Path) -> ExitCode {
                 println!(
                     "{} ({}), uid {}; the session ends at {} (idle: {}).",
                     s.user,
-                    s.roles.join(", "),
+                    roles(&s.roles),
                     s.uid,
                     when(s.expires_at_ms),
                     when(s.idle_expires_at_ms)

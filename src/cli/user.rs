@@ -10,6 +10,7 @@ use super::client::{call, print_reply, PairArgs, SecretLines};
 use super::exit;
 use super::ledger::{finish, Failure};
 use super::session::{for_reads, ReadAuthArgs};
+use crate::custody::Role;
 use crate::daemon::protocol::{Auth, Op, Reply};
 
 /// `custody user` subcommands.
@@ -60,7 +61,7 @@ pub enum UserCommand {
         name: String,
         /// A role: operator, auditor, or officer for a user who already is one (repeat).
         #[arg(long = "role", required = true, value_parser = parse_role)]
-        roles: Vec<String>,
+        roles: Vec<Role>,
         /// The two officers.
         #[command(flatten)]
         pair: PairArgs,
@@ -93,10 +94,8 @@ pub enum UserCommand {
 }
 
 /// A role named on the command line, checked before anyone is asked for a passphrase.
-fn parse_role(s: &str) -> Result<String, String> {
-    crate::custody::Role::parse(s)
-        .map(|r| r.as_str().to_owned())
-        .map_err(|_| format!("{s:?} is not a role: officer, operator or auditor"))
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).map_err(|_| format!("{s:?} is not a role: officer, operator or auditor"))
 }
 
 /// Arguments of `custody user add`.
@@ -106,7 +105,7 @@ pub struct AddArgs {
     pub name: String,
     /// A role: officer, operator or auditor (repeat).
     #[arg(long = "role", required = true, value_parser = parse_role)]
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// The OS uid the user must connect as.
     #[arg(long)]
     pub uid: Option<u32>,
@@ -171,7 +170,7 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                 }
                 UserCommand::Add(a) => {
                     let distinct: std::collections::BTreeSet<&String> = a.by.iter().collect();
-                    if a.roles.iter().any(|r| r == "officer") && distinct.len() < 2 {
+                    if a.roles.contains(&Role::Officer) && distinct.len() < 2 {
                         return Err(Failure::new(
                             exit::USAGE,
                             "adding an officer needs two different officers: give --by twice",

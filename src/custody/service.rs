@@ -170,7 +170,8 @@ pub struct AuditReport {
 }
 
 /// A terminal state an officer pair may put a device in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Terminal {
     /// No longer used.
     Retired,

@@ -11,10 +11,10 @@ use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, SessionReply};
 use super::state::{throttled, Daemon, OpError};
 use super::throttle::Key as ThrottleKey;
 use crate::custody::{
-    bootstrap_check, compute_code, identify_device, AccountId, AccountStatus, Clock, Credentials,
-    CustodyError, DeviceRole, Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest,
-    NewUser, PreparedCredential, Presented, Provider, ProviderSeed, RequestId, Role, SealNumber,
-    Serial, Session, Terminal, UserName, UserPassphrase,
+    bootstrap_check, compute_code, identify_device, AccountId, Clock, Credentials, CustodyError,
+    Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser, PreparedCredential,
+    Presented, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial, Session, UserName,
+    UserPassphrase,
 };
 use crate::ledger::Passphrase;
 use crate::token::oath::CredentialName;
@@ -214,10 +214,6 @@ pub fn handle(
             uid,
             passphrase,
         } => {
-            let roles = roles
-                .iter()
-                .map(|r| Role::parse(r))
-                .collect::<Result<Vec<_>, _>>()?;
             let new = NewUser {
                 name: user_name(&name)?,
                 roles,
@@ -339,11 +335,6 @@ pub fn handle(
             d.with_custody(|c| Ok(Reply::Incidents(c.incidents()?)))
         }
         Op::DeviceRegister { by, serial, role } => {
-            let role = match role.as_str() {
-                "primary" => DeviceRole::Primary,
-                "backup" => DeviceRole::Backup,
-                other => return Err(bad("role", format!("{other:?} is not primary or backup"))),
-            };
             let serial = Serial::new(serial)?;
             let s = session(d, by, peer)?;
             let mut access =
@@ -484,17 +475,6 @@ pub fn handle(
             d.with_custody(|c| Ok(Reply::Incident(c.acknowledge_incident(&a, &b, &id, &note)?)))
         }
         Op::DeviceSetTerminal { by, serial, to } => {
-            let to = match to.as_str() {
-                "retired" => Terminal::Retired,
-                "lost" => Terminal::Lost,
-                "destroyed" => Terminal::Destroyed,
-                other => {
-                    return Err(bad(
-                        "to",
-                        format!("{other:?} is not retired, lost or destroyed"),
-                    ))
-                }
-            };
             let serial = Serial::new(serial)?;
             let (a, b) = pair(d, by, peer)?;
             d.with_custody(|c| Ok(Reply::Device(c.set_terminal(&a, &b, serial, to)?)))
@@ -558,10 +538,6 @@ pub fn handle(
             })
         }
         Op::UserSetRoles { by, name, roles } => {
-            let roles = roles
-                .iter()
-                .map(|r| Role::parse(r))
-                .collect::<Result<Vec<_>, _>>()?;
             let name = user_name(&name)?;
             let (a, b) = pair(d, by, peer)?;
             d.with_custody(|c| Ok(Reply::User(c.set_roles(&a, &b, &name, roles)?)))
@@ -571,17 +547,6 @@ pub fn handle(
             account,
             status,
         } => {
-            let status = match status.as_str() {
-                "active" => AccountStatus::Active,
-                "root_credentials_removed" => AccountStatus::RootCredentialsRemoved,
-                "closed" => AccountStatus::Closed,
-                other => {
-                    return Err(bad(
-                        "status",
-                        format!("{other:?} is not active, root_credentials_removed or closed"),
-                    ))
-                }
-            };
             let account = AccountId::parse(&account)?;
             let (a, b) = pair(d, by, peer)?;
             d.with_custody(|c| {
@@ -649,7 +614,7 @@ fn session_reply(
     SessionReply {
         token,
         user: user.name.to_string(),
-        roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        roles: user.roles.clone(),
         uid: found.uid,
         idle_expires_at_ms: found.idle_expires_at_ms,
         expires_at_ms: found.expires_at_ms,

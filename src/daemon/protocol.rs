@@ -17,7 +17,8 @@ use zeroize::Zeroizing;
 
 pub use crate::custody::error::RefusalCode;
 use crate::custody::{
-    AccountRecord, AuditReport, DeviceRecord, IncidentRecord, RequestRecord, UserRecord,
+    AccountRecord, AccountStatus, AuditReport, DeviceRecord, DeviceRole, IncidentRecord,
+    RequestRecord, Role, Terminal, UserRecord,
 };
 
 /// The protocol version this build speaks.
@@ -167,7 +168,8 @@ pub enum Op {
         /// The new user's name.
         name: String,
         /// Roles: officer, operator, auditor.
-        roles: Vec<String>,
+        #[serde(deserialize_with = "field::roles")]
+        roles: Vec<Role>,
         /// The OS uid the user must connect as.
         #[serde(default)]
         uid: Option<u32>,
@@ -251,7 +253,8 @@ pub enum Op {
         /// The device's serial.
         serial: u32,
         /// primary or backup.
-        role: String,
+        #[serde(deserialize_with = "field::device_role")]
+        role: DeviceRole,
     },
     /// Enrol an account's primary and backup devices with the provider's seed (two officers).
     Enrol {
@@ -317,7 +320,8 @@ pub enum Op {
         /// The device's serial.
         serial: u32,
         /// retired, lost or destroyed.
-        to: String,
+        #[serde(deserialize_with = "field::terminal")]
+        to: Terminal,
     },
     /// The requester receives the one code of an approved request.
     Code {
@@ -348,7 +352,8 @@ pub enum Op {
         /// The user.
         name: String,
         /// The new roles: operator, auditor (officer only if they already are one).
-        roles: Vec<String>,
+        #[serde(deserialize_with = "field::roles")]
+        roles: Vec<Role>,
     },
     /// Change an account's status (two officers): active, root_credentials_removed or closed.
     /// Closing it retires its devices; a closed account changes no more.
@@ -358,7 +363,8 @@ pub enum Op {
         /// The account id.
         account: String,
         /// The new status.
-        status: String,
+        #[serde(deserialize_with = "field::account_status")]
+        status: AccountStatus,
     },
     /// Inventory audit (one officer): every device not in a terminal state must be among
     /// `presented`; each presented one is reconciled and its seal compared. Mismatches and
@@ -773,7 +779,7 @@ pub struct SessionReply {
     /// The person.
     pub user: String,
     /// Their roles now.
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// The uid the session is bound to.
     pub uid: u32,
     /// When the session ends unless used again (ms since the epoch).
@@ -826,6 +832,19 @@ pub enum ProtocolError {
         /// The limit.
         max: usize,
     },
+    /// A field that takes one of a few names holds another. The message names the field and
+    /// the names it takes, never the value given (a mistyped secret may sit in any field).
+    #[error("the request's {field} takes one of {accepted} (line {line} column {column})")]
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// The names it takes, comma-separated.
+        accepted: &'static str,
+        /// Line of the error.
+        line: usize,
+        /// Column of the error.
+        column: usize,
+    },
     /// Not UTF-8 JSON of a request's shape. The message names what was wrong and where; it
     /// never quotes the input, which may hold a secret.
     #[error("malformed request: {category} at line {line} column {column}")]
@@ -854,7 +873,9 @@ impl ProtocolError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ProtocolError::TooLarge { .. } => ErrorCode::TooLarge,
-            ProtocolError::Malformed { .. } => ErrorCode::BadRequest,
+            ProtocolError::Malformed { .. } | ProtocolError::BadField { .. } => {
+                ErrorCode::BadRequest
+            }
             ProtocolError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
         }
     }
@@ -913,12 +934,92 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
                     });
                 }
             }
+            if let Some((field, accepted)) = field::refused(&e) {
+                return Err(ProtocolError::BadField {
+                    field,
+                    accepted,
+                    line: e.line(),
+                    column: e.column(),
+                });
+            }
             Err(ProtocolError::Malformed {
                 category: category(&e),
                 line: e.line(),
                 column: e.column(),
             })
         }
+    }
+}
+
+/// The value of a domain enum (a [`Role`], [`DeviceRole`], [`AccountStatus`], ...) whose wire
+/// name is `text`, if it has one.
+pub fn named<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    use serde::de::IntoDeserializer;
+    let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        text.into_deserializer();
+    T::deserialize(d).ok()
+}
+
+/// The request fields that take one of a few names (the domain's enums). A value they do
+/// not take is refused with a message naming the field and the names it takes, never the
+/// value, so [`parse_request`] can answer [`ProtocolError::BadField`].
+mod field {
+    use serde::de::{DeserializeOwned, Deserializer, Error};
+    use serde::Deserialize;
+
+    use crate::custody::{AccountStatus, DeviceRole, Role, Terminal};
+
+    /// Each typed field: its name and the names it takes.
+    const FIELDS: &[(&str, &str)] = &[ROLES, DEVICE_ROLE, TERMINAL, ACCOUNT_STATUS];
+    const ROLES: (&str, &str) = ("roles", "officer, operator, auditor");
+    const DEVICE_ROLE: (&str, &str) = ("role", "primary, backup");
+    const TERMINAL: (&str, &str) = ("to", "retired, lost, destroyed");
+    const ACCOUNT_STATUS: (&str, &str) = ("status", "active, root_credentials_removed, closed");
+
+    fn message((field, accepted): (&str, &str)) -> String {
+        format!("{field} takes one of {accepted}")
+    }
+
+    fn one<T: DeserializeOwned, E: Error>(text: &str, spec: (&str, &str)) -> Result<T, E> {
+        super::named(text).ok_or_else(|| E::custom(message(spec)))
+    }
+
+    /// Which typed field refused the request, when one did.
+    pub(super) fn refused(e: &serde_json::Error) -> Option<(&'static str, &'static str)> {
+        if e.classify() != serde_json::error::Category::Data {
+            return None;
+        }
+        let shown = e.to_string();
+        FIELDS.iter().copied().find(|spec| {
+            shown
+                == format!(
+                    "{} at line {} column {}",
+                    message(*spec),
+                    e.line(),
+                    e.column()
+                )
+        })
+    }
+
+    pub(super) fn roles<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Role>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|r| one(r, ROLES))
+            .collect()
+    }
+
+    pub(super) fn device_role<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceRole, D::Error> {
+        one(&String::deserialize(d)?, DEVICE_ROLE)
+    }
+
+    pub(super) fn terminal<'de, D: Deserializer<'de>>(d: D) -> Result<Terminal, D::Error> {
+        one(&String::deserialize(d)?, TERMINAL)
+    }
+
+    pub(super) fn account_status<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<AccountStatus, D::Error> {
+        one(&String::deserialize(d)?, ACCOUNT_STATUS)
     }
 }
 
@@ -1367,5 +1468,111 @@ mod tests {
         );
         assert_eq!(ErrorCode::of(RefusalCode::TouchTimeout), ErrorCode::Token);
         assert_eq!(ErrorCode::of(RefusalCode::CorruptRecord), ErrorCode::Ledger);
+    }
+
+    #[test]
+    fn typed_fields_keep_their_wire_names() {
+        let s = |t: &str| Secret::new(Zeroizing::new(t.to_owned()));
+        let request = |op: Op| Request {
+            ledger: None,
+            v: VERSION,
+            id: 1,
+            session: None,
+            op,
+        };
+        let cases = [
+            (
+                Op::UserSetRoles {
+                    by: vec![],
+                    name: "dave".into(),
+                    roles: vec![Role::Operator, Role::Auditor],
+                },
+                r#""roles":["operator","auditor"]"#,
+            ),
+            (
+                Op::DeviceRegister {
+                    by: Auth {
+                        user: "alice".into(),
+                        passphrase: s("x"),
+                        factor: None,
+                    },
+                    serial: 10_000_001,
+                    role: DeviceRole::Backup,
+                },
+                r#""role":"backup""#,
+            ),
+            (
+                Op::DeviceSetTerminal {
+                    by: vec![],
+                    serial: 10_000_002,
+                    to: Terminal::Lost,
+                },
+                r#""to":"lost""#,
+            ),
+            (
+                Op::AccountSetStatus {
+                    by: vec![],
+                    account: "123456789012".into(),
+                    status: AccountStatus::RootCredentialsRemoved,
+                },
+                r#""status":"root_credentials_removed""#,
+            ),
+        ];
+        for (op, field) in cases {
+            let line = encode_request(&request(op));
+            let text = String::from_utf8_lossy(&line).into_owned();
+            assert!(text.contains(field), "{field} in {text}");
+            let back = parse_request(&line).expect("parses");
+            assert_eq!(
+                String::from_utf8_lossy(&encode_request(&back)),
+                text,
+                "decodes to the same values"
+            );
+        }
+    }
+
+    #[test]
+    fn a_typed_field_with_another_value_is_refused_naming_the_field_and_its_values() {
+        for (line, field, accepted) in [
+            (
+                &br#"{"v":1,"id":1,"op":{"user_set_roles":{"by":[],"name":"d","roles":["operator","Hunter2-Secret"]}}}"#[..],
+                "roles",
+                "officer, operator, auditor",
+            ),
+            (
+                br#"{"v":1,"id":1,"op":{"device_register":{"by":{"user":"a","passphrase":"p"},"serial":1,"role":"Hunter2-Secret"}}}"#,
+                "role",
+                "primary, backup",
+            ),
+            (
+                br#"{"v":1,"id":1,"op":{"device_set_terminal":{"by":[],"serial":1,"to":"Hunter2-Secret"}}}"#,
+                "to",
+                "retired, lost, destroyed",
+            ),
+            (
+                br#"{"v":1,"id":1,"op":{"account_set_status":{"by":[],"account":"1","status":"Hunter2-Secret"}}}"#,
+                "status",
+                "active, root_credentials_removed, closed",
+            ),
+        ] {
+            let e = parse_request(line).expect_err("refused");
+            assert_eq!(e.code(), ErrorCode::BadRequest);
+            let shown = e.to_string();
+            assert!(
+                matches!(e, ProtocolError::BadField { field: f, accepted: a, .. } if f == field && a == accepted),
+                "{shown}"
+            );
+            assert!(
+                shown.contains(&format!("{field} takes one of {accepted}")),
+                "{shown}"
+            );
+            assert!(!shown.contains("Hunter2"), "{shown}");
+        }
+        // A value of another type in such a field makes a malformed request.
+        let e = parse_request(
+            br#"{"v":1,"id":1,"op":{"device_set_terminal":{"by":[],"serial":1,"to":7}}}"#,
+        )
+        .expect_err("refused");
+        assert!(matches!(e, ProtocolError::Malformed { .. }), "{e}");
     }
 }
