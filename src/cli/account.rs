@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use super::client::{call, print_reply, AuthArgs, PairArgs};
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
-use crate::custody::{escape_unsafe, AccountRecord, AccountStatus};
-use crate::daemon::protocol::{named, Op, Reply};
+use crate::custody::{escape_unsafe, AccountStatus};
+use crate::daemon::protocol::{named, AccountReply, Op, Reply};
 
 /// `custody account` subcommands.
 #[derive(Debug, Subcommand)]
@@ -81,7 +81,7 @@ pub struct AddArgs {
     pub auth: AuthArgs,
 }
 
-fn detail(a: &AccountRecord) {
+fn detail(a: &AccountReply) {
     println!("account      {}", a.account);
     println!("provider     {}", a.provider);
     println!("alias        {}", escape_unsafe(a.alias.as_str()));

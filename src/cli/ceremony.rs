@@ -24,10 +24,10 @@ use zeroize::Zeroizing;
 use super::client::call_with_reason;
 use super::exit;
 use super::ledger::{finish, Failure};
-use crate::custody::{
-    escape_unsafe, DeviceRecord, DeviceRole, DeviceState, RequestRecord, RequestStatus, Role,
+use crate::custody::{escape_unsafe, DeviceRole, DeviceState, RequestStatus, Role};
+use crate::daemon::protocol::{
+    Auth, DeviceReply, Op, RefusalCode, Reply, RequestReply, Secret, UserReply,
 };
-use crate::daemon::protocol::{Auth, Op, RefusalCode, Reply, Secret};
 
 /// `custody ceremony` subcommands.
 #[derive(Debug, Subcommand)]
@@ -173,7 +173,7 @@ struct Room {
     socket: PathBuf,
     json: bool,
     answers: Answers,
-    users: Vec<crate::custody::UserRecord>,
+    users: Vec<UserReply>,
 }
 
 /// Refusals after which a person at a terminal may simply try again.
@@ -412,14 +412,14 @@ fn plain(f: Failure) -> (Failure, Option<RefusalCode>) {
     (f, None)
 }
 
-fn request_of(r: Reply) -> Result<RequestRecord, Failure> {
+fn request_of(r: Reply) -> Result<RequestReply, Failure> {
     match r {
         Reply::Request(rec) => Ok(rec),
         other => Err(unexpected(&other)),
     }
 }
 
-fn devices(room: &Room) -> Result<Vec<DeviceRecord>, Failure> {
+fn devices(room: &Room) -> Result<Vec<DeviceReply>, Failure> {
     match room.call(Op::Devices)? {
         Reply::Devices(d) => Ok(d),
         other => Err(unexpected(&other)),
@@ -428,7 +428,7 @@ fn devices(room: &Room) -> Result<Vec<DeviceRecord>, Failure> {
 
 /// What an approving officer is shown before approving: one line, every ledger string escaped
 /// so that it cannot forge another line or reorder what is read.
-fn what_is_approved(rec: &RequestRecord) -> String {
+fn what_is_approved(rec: &RequestReply) -> String {
     format!(
         "  Request {} by {}: account {}, task {}, ticket {}, reason: {}",
         rec.id,
@@ -665,7 +665,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
 }
 
 /// The key to check out for `account`: its primary in the safe, else its backup in the safe.
-fn pick_key(all: &[DeviceRecord], account: &str) -> Result<u32, Failure> {
+fn pick_key(all: &[DeviceReply], account: &str) -> Result<u32, Failure> {
     let in_safe = |role: DeviceRole| {
         all.iter().find(|d| {
             d.role == role
@@ -797,7 +797,7 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
     }
     // 2. Both keys registered.
     let known = devices(room)?;
-    fn state(all: &[DeviceRecord], serial: u32) -> Option<&DeviceState> {
+    fn state(all: &[DeviceReply], serial: u32) -> Option<&DeviceState> {
         all.iter()
             .find(|d| d.serial.get() == serial)
             .map(|d| &d.state)
@@ -929,7 +929,7 @@ mod tests {
 
     #[test]
     fn the_approving_officer_sees_one_line_whatever_the_reason_holds() {
-        let rec: RequestRecord = serde_json::from_value(json!({
+        let rec: RequestReply = serde_json::from_value(json!({
             "id": "req-00000000000000a1",
             "account": "123456789012",
             "task": "change-root-password",

@@ -10,7 +10,7 @@ use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::{escape_unsafe, DeviceRole, Terminal};
-use crate::daemon::protocol::{named, Auth, Op, Reply};
+use crate::daemon::protocol::{named, Auth, DeviceReply, Op, Reply};
 
 /// `custody device` subcommands.
 #[derive(Debug, Subcommand)]
@@ -181,7 +181,7 @@ fn human(r: &Reply) {
     }
 }
 
-fn detail(d: &crate::custody::DeviceRecord) {
+fn detail(d: &DeviceReply) {
     use crate::custody::DeviceState;
     println!("device    {}", d.serial);
     println!("role      {}", format!("{:?}", d.role).to_lowercase());

@@ -9,8 +9,8 @@ use clap::Subcommand;
 use super::client::{call, print_reply, PairArgs};
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
-use crate::custody::{escape_unsafe, IncidentRecord};
-use crate::daemon::protocol::{Op, Reply};
+use crate::custody::escape_unsafe;
+use crate::daemon::protocol::{IncidentReply, Op, Reply};
 
 /// `custody incident` subcommands.
 #[derive(Debug, Subcommand)]
@@ -42,7 +42,7 @@ pub enum IncidentCommand {
 
 /// One incident as a table row: id, open or closed, kind, device, when it was opened,
 /// who acknowledged it, and what happened (last, as it may contain spaces).
-fn line(i: &IncidentRecord) -> String {
+fn line(i: &IncidentReply) -> String {
     let acked = if i.acknowledged_by.is_empty() {
         "-".to_owned()
     } else {
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn an_incident_is_one_readable_row_not_json() {
-        let mut i: IncidentRecord = serde_json::from_value(serde_json::json!({
+        let mut i: IncidentReply = serde_json::from_value(serde_json::json!({
             "id": "inc-00000000000000a1",
             "kind": "seal_mismatch",
             "device": 10000001,
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_stored_detail_with_unsafe_characters_is_shown_escaped() {
-        let i: IncidentRecord = serde_json::from_value(serde_json::json!({
+        let i: IncidentReply = serde_json::from_value(serde_json::json!({
             "id": "inc-00000000000000a1",
             "kind": "other",
             "device": null,

@@ -10,8 +10,8 @@ use super::client::{call, print_reply, AuthArgs};
 use super::exit;
 use super::ledger::{finish, Failure};
 use super::session::{for_reads, ReadAuthArgs};
-use crate::custody::{escape_unsafe, RequestRecord};
-use crate::daemon::protocol::{Op, Reply};
+use crate::custody::escape_unsafe;
+use crate::daemon::protocol::{Op, Reply, RequestReply};
 
 /// `custody request` subcommands.
 #[derive(Debug, Subcommand)]
@@ -104,7 +104,7 @@ pub struct DenyArgs {
     pub auth: AuthArgs,
 }
 
-fn line(r: &RequestRecord) -> String {
+fn line(r: &RequestReply) -> String {
     format!(
         "{}  {:<10} account {} task {} ticket {} by {} approvals {}",
         r.id,
@@ -119,7 +119,7 @@ fn line(r: &RequestRecord) -> String {
 
 /// A request as officers read it, one field a line; every ledger string is escaped so that a
 /// reason cannot forge a `requester` or `approved` line.
-fn detail(r: &RequestRecord) -> String {
+fn detail(r: &RequestReply) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let _ = writeln!(o, "request   {}", r.id);
@@ -305,7 +305,7 @@ mod tests {
     use super::*;
 
     /// A request an older ledger holds, whose reason forges lines and reverses text.
-    fn forged() -> RequestRecord {
+    fn forged() -> RequestReply {
         serde_json::from_value(serde_json::json!({
             "id": "req-00000000000000a1",
             "account": "123456789012",

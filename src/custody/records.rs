@@ -295,22 +295,28 @@ impl RequestRecord {
     /// officer's screen computed, and is refused when it differs from the record's, so an
     /// approval cannot land on anything but what the officer read.
     pub fn approval_digest(&self) -> String {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(b"mfa-custody approval v1");
-        for field in [
+        approval_digest([
             self.id.as_str(),
             self.account.as_str(),
             self.task.as_str(),
             self.ticket.as_str(),
             self.reason.as_str(),
             self.requester.as_str(),
-        ] {
-            // Length-prefixed: no two field lists encode alike.
-            ctx.update(&(field.len() as u64).to_be_bytes());
-            ctx.update(field.as_bytes());
-        }
-        data_encoding::HEXLOWER.encode(ctx.finish().as_ref())
+        ])
     }
+}
+
+/// The approval digest ([`RequestRecord::approval_digest`]) of a request's id, account, task,
+/// ticket, reason and requester, in that order: what a screen showing a request computes.
+pub fn approval_digest(shown: [&str; 6]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"mfa-custody approval v1");
+    for field in shown {
+        // Length-prefixed: no two field lists encode alike.
+        ctx.update(&(field.len() as u64).to_be_bytes());
+        ctx.update(field.as_bytes());
+    }
+    data_encoding::HEXLOWER.encode(ctx.finish().as_ref())
 }
 
 /// What an incident is about.

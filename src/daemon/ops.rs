@@ -239,13 +239,13 @@ pub fn handle(
                 }),
                 None => {
                     let name = user_name(&name)?;
-                    d.with_custody(|c| Ok(Reply::User(c.user(&name)?)))
+                    d.with_custody(|c| Ok(Reply::from(c.user(&name)?)))
                 }
             }
         }
         Op::Users => {
             d.reader(token, peer, "users", authz::roles_for("users"))?;
-            d.with_custody(|c| Ok(Reply::Users(c.users()?)))
+            d.with_custody(|c| Ok(Reply::from(c.users()?)))
         }
         Op::AccountAdd {
             by,
@@ -265,15 +265,15 @@ pub fn handle(
                 credential: CredentialName::parse(&credential).map_err(|e| bad("credential", e))?,
             };
             let s = session(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::Account(c.register_account(&s, new)?)))
+            d.with_custody(|c| Ok(Reply::from(c.register_account(&s, new)?)))
         }
         Op::Accounts => {
             d.reader(token, peer, "accounts", authz::roles_for("accounts"))?;
-            d.with_custody(|c| Ok(Reply::Accounts(c.accounts()?)))
+            d.with_custody(|c| Ok(Reply::from(c.accounts()?)))
         }
         Op::Devices => {
             d.reader(token, peer, "devices", authz::roles_for("devices"))?;
-            d.with_custody(|c| Ok(Reply::Devices(c.devices()?)))
+            d.with_custody(|c| Ok(Reply::from(c.devices()?)))
         }
         Op::RequestCode {
             by,
@@ -290,7 +290,7 @@ pub fn handle(
                 ticket,
                 reason,
             };
-            d.with_custody(|c| Ok(Reply::Request(c.create_request(&s, new)?)))
+            d.with_custody(|c| Ok(Reply::from(c.create_request(&s, new)?)))
         }
         Op::Requests => {
             let (who, _) = d.reader(token, peer, "requests", authz::roles_for("requests"))?;
@@ -298,7 +298,7 @@ pub fn handle(
             if !authz::sees_all_requests(&who) {
                 all.retain(|r| r.requester == who.name);
             }
-            Ok(Reply::Requests(all))
+            Ok(Reply::from(all))
         }
         Op::Approve { by, request, seen } => {
             let id = request_id(&request)?;
@@ -314,12 +314,12 @@ pub fn handle(
                 Some(by) => session(d, by, peer)?,
                 None => d.caller(token, peer, "approve")?.1.proof,
             };
-            d.with_custody(|c| Ok(Reply::Request(c.approve_as(&id, &s, Some(&seen))?)))
+            d.with_custody(|c| Ok(Reply::from(c.approve_as(&id, &s, Some(&seen))?)))
         }
         Op::Deny { by, request, note } => {
             let id = request_id(&request)?;
             let s = session(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::Request(c.deny(&s, &id, &note)?)))
+            d.with_custody(|c| Ok(Reply::from(c.deny(&s, &id, &note)?)))
         }
         Op::Cancel { by, request } => {
             let id = request_id(&request)?;
@@ -328,11 +328,11 @@ pub fn handle(
                 Some(by) => self::session(d, by, peer)?,
                 None => d.caller(token, peer, "cancel")?.1.proof,
             };
-            d.with_custody(|c| Ok(Reply::Request(c.cancel(&s, &id)?)))
+            d.with_custody(|c| Ok(Reply::from(c.cancel(&s, &id)?)))
         }
         Op::Incidents => {
             d.reader(token, peer, "incidents", authz::roles_for("incidents"))?;
-            d.with_custody(|c| Ok(Reply::Incidents(c.incidents()?)))
+            d.with_custody(|c| Ok(Reply::from(c.incidents()?)))
         }
         Op::DeviceRegister { by, serial, role } => {
             let serial = Serial::new(serial)?;
@@ -344,11 +344,7 @@ pub fn handle(
             lock_devices(d, &[serial.get()], || {
                 d.with_custody(|c| Ok(c.plan_registration(&s, serial)?))?;
                 let seen = identify_device(&mut access, serial);
-                d.with_custody(|c| {
-                    Ok(Reply::Device(
-                        c.finish_registration(&s, serial, role, seen)?,
-                    ))
-                })
+                d.with_custody(|c| Ok(Reply::from(c.finish_registration(&s, serial, role, seen)?)))
             })
         }
         Op::Enrol {
@@ -420,7 +416,7 @@ pub fn handle(
             let serial = Serial::new(serial)?;
             let s = session(d, by, peer)?;
             d.with_custody(|c| {
-                Ok(Reply::Device(c.check_out(
+                Ok(Reply::from(c.check_out(
                     &s,
                     serial,
                     &seal,
@@ -444,7 +440,7 @@ pub fn handle(
                 let plan = d.with_custody(|c| Ok(c.plan_check_in(&s, serial, &seal)?))?;
                 let read = plan.reconcile(&mut access);
                 d.with_custody(|c| {
-                    Ok(Reply::Device(
+                    Ok(Reply::from(
                         c.finish_check_in(&s, serial, seal, location, read)?,
                     ))
                 })
@@ -467,17 +463,17 @@ pub fn handle(
         Op::UserSetActive { by, name, active } => {
             let name = user_name(&name)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::User(c.set_active(&a, &b, &name, active)?)))
+            d.with_custody(|c| Ok(Reply::from(c.set_active(&a, &b, &name, active)?)))
         }
         Op::IncidentAck { by, incident, note } => {
             let id = crate::custody::IncidentId::parse(&incident)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::Incident(c.acknowledge_incident(&a, &b, &id, &note)?)))
+            d.with_custody(|c| Ok(Reply::from(c.acknowledge_incident(&a, &b, &id, &note)?)))
         }
         Op::DeviceSetTerminal { by, serial, to } => {
             let serial = Serial::new(serial)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::Device(c.set_terminal(&a, &b, serial, to)?)))
+            d.with_custody(|c| Ok(Reply::from(c.set_terminal(&a, &b, serial, to)?)))
         }
         Op::RequestShow { request } => {
             let id = request_id(&request)?;
@@ -487,19 +483,19 @@ pub fn handle(
             if !authz::sees_all_requests(&who) && r.requester != who.name {
                 return Err(authz::not_theirs(op, &who, id.as_str()));
             }
-            Ok(Reply::Request(r))
+            Ok(Reply::from(r))
         }
         Op::AccountShow { account } => {
             let id = AccountId::parse(&account)?;
             let op = "account_show";
             d.reader(token, peer, op, authz::roles_for(op))?;
-            d.with_custody(|c| Ok(Reply::Account(c.account(&id)?)))
+            d.with_custody(|c| Ok(Reply::from(c.account(&id)?)))
         }
         Op::DeviceShow { serial } => {
             let serial = Serial::new(serial)?;
             let op = "device_show";
             d.reader(token, peer, op, authz::roles_for(op))?;
-            d.with_custody(|c| Ok(Reply::Device(c.device(serial)?)))
+            d.with_custody(|c| Ok(Reply::from(c.device(serial)?)))
         }
         Op::Login { by } => {
             // The same authentication as every operation's `by` (throttled per user and uid,
@@ -540,7 +536,7 @@ pub fn handle(
         Op::UserSetRoles { by, name, roles } => {
             let name = user_name(&name)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::User(c.set_roles(&a, &b, &name, roles)?)))
+            d.with_custody(|c| Ok(Reply::from(c.set_roles(&a, &b, &name, roles)?)))
         }
         Op::AccountSetStatus {
             by,
@@ -549,11 +545,7 @@ pub fn handle(
         } => {
             let account = AccountId::parse(&account)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| {
-                Ok(Reply::Account(
-                    c.set_account_status(&a, &b, &account, status)?,
-                ))
-            })
+            d.with_custody(|c| Ok(Reply::from(c.set_account_status(&a, &b, &account, status)?)))
         }
         Op::Inventory { by, presented } => {
             let presented = presented
@@ -597,7 +589,7 @@ pub fn handle(
         Op::UserBindUid { by, name, uid } => {
             let name = user_name(&name)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::User(c.bind_uid(&a, &b, &name, uid)?)))
+            d.with_custody(|c| Ok(Reply::from(c.bind_uid(&a, &b, &name, uid)?)))
         }
         other => Err(OpError::new(
             ErrorCode::Internal,

@@ -16,9 +16,12 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub use crate::custody::error::RefusalCode;
+use crate::custody::records::approval_digest;
 use crate::custody::{
-    AccountRecord, AccountStatus, AuditReport, DeviceRecord, DeviceRole, IncidentRecord,
-    RequestRecord, Role, Terminal, UserRecord,
+    AccountId, AccountRecord, AccountStatus, Alias, Approval, AuditReport, DeviceRecord,
+    DeviceRole, DeviceState, Email, IncidentId, IncidentKind, IncidentRecord, Provider, Reason,
+    RequestId, RequestRecord, RequestStatus, Role, Serial, Terminal, TicketRef, UserName,
+    UserRecord,
 };
 
 /// The protocol version this build speaks.
@@ -222,7 +225,7 @@ pub enum Op {
         /// The request id.
         request: String,
         /// The digest of the request as the officer was shown it
-        /// (`RequestRecord::approval_digest`: id, account, task, ticket, reason, requester);
+        /// ([`RequestReply::approval_digest`]: id, account, task, ticket, reason, requester);
         /// refused `approval_mismatch` when the ledger's request differs.
         seen: String,
     },
@@ -717,25 +720,25 @@ pub enum Reply {
         base32: Secret,
     },
     /// One user.
-    User(UserRecord),
+    User(UserReply),
     /// Users.
-    Users(Vec<UserRecord>),
+    Users(Vec<UserReply>),
     /// One account.
-    Account(AccountRecord),
+    Account(AccountReply),
     /// Accounts.
-    Accounts(Vec<AccountRecord>),
+    Accounts(Vec<AccountReply>),
     /// Devices.
-    Devices(Vec<DeviceRecord>),
+    Devices(Vec<DeviceReply>),
     /// One request.
-    Request(RequestRecord),
+    Request(RequestReply),
     /// Requests.
-    Requests(Vec<RequestRecord>),
+    Requests(Vec<RequestReply>),
     /// Incidents.
-    Incidents(Vec<IncidentRecord>),
+    Incidents(Vec<IncidentReply>),
     /// One device.
-    Device(DeviceRecord),
+    Device(DeviceReply),
     /// One incident.
-    Incident(IncidentRecord),
+    Incident(IncidentReply),
     /// Answer to [`Op::Inventory`].
     Audit(AuditReport),
     /// Two consecutive codes for the provider's confirmation of an enrolment.
@@ -767,6 +770,265 @@ pub enum Reply {
         /// The device that computed it.
         device: u32,
     },
+}
+
+/// Answers built from the domain's records, one for each; a reply carries what a client is
+/// shown of a record, and a change to what the ledger stores does not change the answer.
+pub fn replies<R, T: From<R>>(records: Vec<R>) -> Vec<T> {
+    records.into_iter().map(T::from).collect()
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A user, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserReply {
+    /// The name.
+    pub name: UserName,
+    /// Roles held (sorted, at least one).
+    pub roles: Vec<Role>,
+    /// The OS uid the user must connect as, if bound.
+    pub uid: Option<u32>,
+    /// False once suspended.
+    pub active: bool,
+    /// Failed authentications in a row.
+    pub failed_attempts: u32,
+    /// Locked until this time (ms since the epoch).
+    pub locked_until_ms: Option<i64>,
+    /// The last second-factor time step accepted.
+    pub last_factor_step: Option<u64>,
+    /// How many times the user has been suspended (absent: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suspensions: u32,
+}
+
+impl From<UserRecord> for UserReply {
+    fn from(r: UserRecord) -> Self {
+        Self {
+            name: r.name,
+            roles: r.roles,
+            uid: r.uid,
+            active: r.active,
+            failed_attempts: r.failed_attempts,
+            locked_until_ms: r.locked_until_ms,
+            last_factor_step: r.last_factor_step,
+            suspensions: r.suspensions,
+        }
+    }
+}
+
+/// An account, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountReply {
+    /// The provider.
+    pub provider: Provider,
+    /// The account id.
+    pub account: AccountId,
+    /// A human name.
+    pub alias: Alias,
+    /// The root user's e-mail.
+    pub root_email: Email,
+    /// The OATH credential name on its devices (`issuer:account`).
+    pub credential: String,
+    /// Status.
+    pub status: AccountStatus,
+    /// The last TOTP step a code was released for.
+    pub last_release_step: Option<u64>,
+}
+
+impl From<AccountRecord> for AccountReply {
+    fn from(r: AccountRecord) -> Self {
+        Self {
+            provider: r.provider,
+            account: r.account,
+            alias: r.alias,
+            root_email: r.root_email,
+            credential: r.credential,
+            status: r.status,
+            last_release_step: r.last_release_step,
+        }
+    }
+}
+
+/// A device, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceReply {
+    /// Serial.
+    pub serial: Serial,
+    /// Firmware `X.Y.Z`, as read at registration.
+    pub firmware: String,
+    /// OATH device id, as read at registration.
+    pub device_id: String,
+    /// Primary or backup.
+    pub role: DeviceRole,
+    /// The account it holds the credential of.
+    pub account: Option<AccountId>,
+    /// Its state.
+    pub state: DeviceState,
+    /// An open incident that blocks it.
+    pub blocked_by: Option<IncidentId>,
+}
+
+impl From<DeviceRecord> for DeviceReply {
+    fn from(r: DeviceRecord) -> Self {
+        Self {
+            serial: r.serial,
+            firmware: r.firmware,
+            device_id: r.device_id,
+            role: r.role,
+            account: r.account,
+            state: r.state,
+            blocked_by: r.blocked_by,
+        }
+    }
+}
+
+/// One officer's approval, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalReply {
+    /// The officer.
+    pub officer: UserName,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// The officer's suspension count when they approved (absent: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suspensions: u32,
+}
+
+impl From<Approval> for ApprovalReply {
+    fn from(a: Approval) -> Self {
+        Self {
+            officer: a.officer,
+            at_ms: a.at_ms,
+            suspensions: a.suspensions,
+        }
+    }
+}
+
+/// A request, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestReply {
+    /// Id.
+    pub id: RequestId,
+    /// The account.
+    pub account: AccountId,
+    /// The root task's catalogue id.
+    pub task: String,
+    /// The ticket.
+    pub ticket: TicketRef,
+    /// Why.
+    pub reason: Reason,
+    /// Who asked.
+    pub requester: UserName,
+    /// Created (ms since the epoch).
+    pub created_ms: i64,
+    /// Expires (ms since the epoch).
+    pub expires_ms: i64,
+    /// Approvals in order.
+    pub approvals: Vec<ApprovalReply>,
+    /// Status.
+    pub status: RequestStatus,
+    /// The step the code was computed for, once issuing.
+    pub step: Option<u64>,
+    /// The device that computed it, once issuing.
+    pub device: Option<Serial>,
+    /// Who denied or cancelled it.
+    pub closed_by: Option<UserName>,
+}
+
+impl RequestReply {
+    /// The digest of what an approving officer is shown of this request, as [`Op::Approve`]
+    /// carries it in `seen`.
+    pub fn approval_digest(&self) -> String {
+        approval_digest([
+            self.id.as_str(),
+            self.account.as_str(),
+            self.task.as_str(),
+            self.ticket.as_str(),
+            self.reason.as_str(),
+            self.requester.as_str(),
+        ])
+    }
+}
+
+impl From<RequestRecord> for RequestReply {
+    fn from(r: RequestRecord) -> Self {
+        Self {
+            id: r.id,
+            account: r.account,
+            task: r.task,
+            ticket: r.ticket,
+            reason: r.reason,
+            requester: r.requester,
+            created_ms: r.created_ms,
+            expires_ms: r.expires_ms,
+            approvals: replies(r.approvals),
+            status: r.status,
+            step: r.step,
+            device: r.device,
+            closed_by: r.closed_by,
+        }
+    }
+}
+
+/// An incident, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentReply {
+    /// Id.
+    pub id: IncidentId,
+    /// Kind.
+    pub kind: IncidentKind,
+    /// The device concerned.
+    pub device: Option<Serial>,
+    /// What happened.
+    pub detail: String,
+    /// Opened (ms since the epoch).
+    pub opened_ms: i64,
+    /// Open until two officers acknowledge.
+    pub open: bool,
+    /// Officers who acknowledged.
+    pub acknowledged_by: Vec<UserName>,
+}
+
+impl From<IncidentRecord> for IncidentReply {
+    fn from(r: IncidentRecord) -> Self {
+        Self {
+            id: r.id,
+            kind: r.kind,
+            device: r.device,
+            detail: r.detail,
+            opened_ms: r.opened_ms,
+            open: r.open,
+            acknowledged_by: r.acknowledged_by,
+        }
+    }
+}
+
+/// Each record answers as its reply, in the [`Reply`] for it.
+macro_rules! reply_from_records {
+    ($($record:ty => $one:ident($reply:ty), $many:ident;)*) => {$(
+        impl From<$record> for Reply {
+            fn from(r: $record) -> Self {
+                Reply::$one(<$reply>::from(r))
+            }
+        }
+
+        impl From<Vec<$record>> for Reply {
+            fn from(rs: Vec<$record>) -> Self {
+                Reply::$many(replies(rs))
+            }
+        }
+    )*};
+}
+
+reply_from_records! {
+    UserRecord => User(UserReply), Users;
+    AccountRecord => Account(AccountReply), Accounts;
+    DeviceRecord => Device(DeviceReply), Devices;
+    RequestRecord => Request(RequestReply), Requests;
+    IncidentRecord => Incident(IncidentReply), Incidents;
 }
 
 /// A session, as answered by [`Op::Login`] (with its token, shown this once) and
@@ -1574,5 +1836,77 @@ mod tests {
         )
         .expect_err("refused");
         assert!(matches!(e, ProtocolError::Malformed { .. }), "{e}");
+    }
+
+    /// `record` (a stored record's JSON) answered as its reply: the reply's JSON.
+    fn answered<R: serde::de::DeserializeOwned>(record: &str) -> String
+    where
+        Reply: From<R>,
+    {
+        let rec: R = serde_json::from_str(record).expect("a record");
+        let line =
+            String::from_utf8_lossy(&Response::ok(1, Reply::from(rec)).to_line()).into_owned();
+        line.strip_prefix(r#"{"v":1,"id":1,"result":{"ok":"#)
+            .and_then(|l| l.strip_suffix("}}\n"))
+            .unwrap_or_else(|| panic!("an answer line: {line}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn replies_answer_each_record_with_the_fields_clients_read() {
+        let user = r#"{"name":"alice","roles":["officer"],"uid":1001,"active":true,"failed_attempts":0,"locked_until_ms":null,"last_factor_step":59000000}"#;
+        assert_eq!(
+            answered::<UserRecord>(user),
+            format!(r#"{{"user":{user}}}"#)
+        );
+        let suspended = r#"{"name":"dave","roles":["auditor","operator"],"uid":null,"active":false,"failed_attempts":2,"locked_until_ms":7,"last_factor_step":null,"suspensions":1}"#;
+        assert_eq!(
+            answered::<UserRecord>(suspended),
+            format!(r#"{{"user":{suspended}}}"#)
+        );
+        let account = r#"{"provider":"aws","account":"123456789012","alias":"prod","root_email":"root@example.com","credential":"aws:prod","status":"root_credentials_removed","last_release_step":null}"#;
+        assert_eq!(
+            answered::<AccountRecord>(account),
+            format!(r#"{{"account":{account}}}"#)
+        );
+        for state in [
+            r#"{"state":"registered"}"#,
+            r#"{"state":"in_safe","location":"safe A","seal":"BAG-0001"}"#,
+            r#"{"state":"checked_out","custodian":"alice","request":"req-00000000000000a1","since_ms":5}"#,
+            r#"{"state":"lost"}"#,
+        ] {
+            let device = format!(
+                r#"{{"serial":10000001,"firmware":"5.7.1","device_id":"0a1b","role":"primary","account":"123456789012","state":{state},"blocked_by":null}}"#
+            );
+            assert_eq!(
+                answered::<DeviceRecord>(&device),
+                format!(r#"{{"device":{device}}}"#)
+            );
+            assert_eq!(
+                answered::<Vec<DeviceRecord>>(&format!("[{device}]")),
+                format!(r#"{{"devices":[{device}]}}"#)
+            );
+        }
+        let request = r#"{"id":"req-00000000000000a1","account":"123456789012","task":"change-root-password","ticket":"SEC-42","reason":"rotate the root password after the audit","requester":"dave","created_ms":1,"expires_ms":2,"approvals":[{"officer":"alice","at_ms":3},{"officer":"bob","at_ms":4,"suspensions":2}],"status":"approved","step":null,"device":null,"closed_by":null}"#;
+        assert_eq!(
+            answered::<RequestRecord>(request),
+            format!(r#"{{"request":{request}}}"#)
+        );
+        let incident = r#"{"id":"inc-00000000000000a1","kind":"seal_mismatch","device":10000001,"detail":"recorded BAG-1, presented BAG-2","opened_ms":9,"open":true,"acknowledged_by":["alice"]}"#;
+        assert_eq!(
+            answered::<IncidentRecord>(incident),
+            format!(r#"{{"incident":{incident}}}"#)
+        );
+        assert_eq!(answered::<Vec<IncidentRecord>>("[]"), r#"{"incidents":[]}"#);
+    }
+
+    #[test]
+    fn a_request_reply_digests_what_the_record_digests() {
+        let rec: RequestRecord = serde_json::from_str(r#"{"id":"req-00000000000000a1","account":"123456789012","task":"change-root-password","ticket":"SEC-42","reason":"rotate the root password after the audit","requester":"dave","created_ms":1,"expires_ms":2,"approvals":[],"status":"pending","step":null,"device":null,"closed_by":null}"#).expect("record");
+        let reply = RequestReply::from(rec.clone());
+        assert_eq!(reply.approval_digest(), rec.approval_digest());
+        let mut other = reply.clone();
+        other.task = "close-account".into();
+        assert_ne!(other.approval_digest(), rec.approval_digest());
     }
 }
