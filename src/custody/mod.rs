@@ -10,12 +10,14 @@
 //! - [`reconcile`]: ledger view against device report.
 //! - [`access`]: the clock, time witness and device-access seams.
 //! - [`store`]: event kinds and the projection.
+//! - [`host`]: what is recorded of the host: unseal, seal, cards in the readers.
 //! - [`policy`]: thresholds, lifetimes, catalogue.
 
 pub mod access;
 mod auth;
 mod ceremony;
 pub mod error;
+pub mod host;
 pub mod ids;
 mod inventory;
 pub mod policy;

@@ -6,47 +6,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::peer::PeerCred;
 use super::protocol::{
     Auth, ErrorCode, Op, RefusalCode, Reply, Secret, StatusReply, UnsealProgress,
 };
 use super::session::{Found, SessionError, Sessions};
 use super::throttle::{Key as ThrottleKey, Refusal, Throttle};
-use crate::custody::{
-    Clock, Custody, CustodyError, Role, Serial, Session, SystemClock, UserRecord,
-};
+use crate::custody::host::{CardSighting, SightingRecorded};
+use crate::custody::{Clock, Custody, Role, Serial, Session, SystemClock, UserRecord};
 use crate::ledger::store::{record_failed_share, KEYRING_FILE};
-use crate::ledger::{
-    export_redacted, Actor, ExportFilter, ExportFormat, Keyring, Kind, Ledger, LedgerError,
-    NewEvent, OfficerName, Passphrase,
-};
+use crate::ledger::{Keyring, Ledger, LedgerError, OfficerName, Passphrase};
 use crate::token::identity::Glimpse;
 use crate::token::pcsc::ReaderEvent;
 use ring::rand::SystemRandom;
 
-/// Event kinds the daemon appends.
-pub mod kinds {
-    /// A quorum unsealed the daemon.
-    pub const UNSEALED: &str = "daemon.unsealed";
-    /// The daemon was sealed.
-    pub const SEALED: &str = "daemon.sealed";
-    /// A registered device appeared in an allowed reader.
-    pub const DEVICE_INSERTED: &str = "token.device_inserted";
-    /// A registered device left the reader it was seen in.
-    pub const DEVICE_REMOVED: &str = "token.device_removed";
-    /// A card the ledger does not know, or could not read, appeared in an allowed reader; it
-    /// is never used.
-    pub const UNKNOWN_DEVICE: &str = "token.unknown_device";
-    /// A card that was not a registered device left an allowed reader.
-    pub const CARD_REMOVED: &str = "token.card_removed";
-    /// A card appeared in an allowed reader (reader and ATR only; written by earlier versions,
-    /// which did not identify the card).
-    pub const CARD_INSERTED: &str = "token.card_inserted";
-    /// A card appeared in a reader that is not allowed; it is never used.
-    pub const UNKNOWN_READER: &str = "token.unknown_reader";
-}
+/// Event kinds the daemon has the custody domain record.
+pub use crate::custody::host::kinds;
 
 /// What the daemon needs to know at run time (from the configuration file).
 #[derive(Debug, Clone)]
@@ -175,26 +150,6 @@ impl std::fmt::Debug for Daemon {
             .field("opts", &self.opts)
             .finish_non_exhaustive()
     }
-}
-
-fn actor(name: &str) -> Result<Actor, OpError> {
-    Actor::parse(name).map_err(|e| OpError::new(ErrorCode::BadRequest, format!("actor: {e}")))
-}
-
-fn kind(name: &'static str) -> Kind {
-    Kind::parse(name).unwrap_or_else(|_| unreachable!("daemon event kinds are valid"))
-}
-
-fn event(actor: Actor, k: &'static str, body: &serde_json::Value) -> Result<NewEvent, OpError> {
-    NewEvent::new(actor, kind(k), body)
-        .map_err(|e| OpError::new(ErrorCode::Internal, format!("event body of {k}: {e}")))
-}
-
-/// Appends a reader event by the daemon itself.
-fn append(c: &mut Custody, k: &'static str, body: &serde_json::Value) -> Result<(), OpError> {
-    let daemon = actor("custodyd")?;
-    c.ledger_mut().append(event(daemon, k, body)?)?;
-    Ok(())
 }
 
 fn sealed_error() -> OpError {
@@ -428,35 +383,29 @@ impl Daemon {
             Op::Checkpoint => {
                 // Each checkpoint is a row in the ledger: only an accountable reader adds one.
                 self.reader(session, peer, "checkpoint", super::authz::AUDIT)?;
-                self.with_ledger(|l| {
-                    let cp = l.checkpoint()?;
+                self.with_custody(|c| {
+                    let cp = c.checkpoint()?;
                     Ok(Reply::Checkpoint {
                         seq: cp.checkpoint.seq,
                         head: cp.checkpoint.head.to_hex(),
-                        public_key: l.public_key().to_hex(),
+                        public_key: c.ledger().public_key().to_hex(),
                     })
                 })
             }
             Op::Export => {
                 self.reader(session, peer, "export", super::authz::AUDIT)?;
-                self.with_ledger(|l| {
+                self.with_custody(|c| {
                     let mut out = Vec::new();
                     // Users' sealed credentials never leave the ledger: their events are
                     // exported redacted (signed, still in the chain).
-                    let s = export_redacted(
-                        l,
-                        &ExportFilter::default(),
-                        ExportFormat::JsonLines,
-                        crate::custody::store::SECRET_ENTITIES,
-                        &mut out,
-                    )?;
+                    let s = c.export_redacted(&mut out)?;
                     let content = String::from_utf8(out).map_err(|_| {
                         OpError::new(ErrorCode::Internal, "export is not UTF-8".to_owned())
                     })?;
                     Ok(Reply::Export {
                         events: s.events,
                         seq: s.checkpoint.checkpoint.seq,
-                        public_key: l.public_key().to_hex(),
+                        public_key: c.ledger().public_key().to_hex(),
                         content,
                     })
                 })
@@ -465,7 +414,8 @@ impl Daemon {
         }
     }
 
-    /// Runs `f` with the open ledger, or refuses while sealed.
+    /// Runs `f` with the open ledger, or refuses while sealed: for tests that look into the
+    /// ledger (the daemon's own writes go through the custody service).
     pub fn with_ledger<T>(
         &self,
         f: impl FnOnce(&mut Ledger) -> Result<T, OpError>,
@@ -770,7 +720,7 @@ impl Daemon {
             .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?;
         let opened = Ledger::open(&self.opts.ledger_dir, &shares, projections);
         drop(shares);
-        let mut ledger = match opened {
+        let ledger = match opened {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(officers = ?names, "unseal failed: {e}");
@@ -785,24 +735,14 @@ impl Daemon {
                 return Err(err);
             }
         };
-        let who: Vec<OfficerName> = names
-            .iter()
-            .filter_map(|n| OfficerName::parse(n).ok())
-            .collect();
-        let a = OfficerName::joined_actor(&who)
-            .map_err(|e| OpError::new(ErrorCode::Internal, format!("actor of the unseal: {e}")))?;
-        ledger.append(event(
-            a,
-            kinds::UNSEALED,
-            &json!({"officers": names, "peer_uid": peer.uid}),
-        )?)?;
-        tracing::info!(officers = ?names, "unsealed");
-        let custody = Custody::with_clock(
+        let mut custody = Custody::with_clock(
             ledger,
             self.opts.policy.clone(),
             Box::new(self.clock.clone()),
         )
         .map_err(|e| OpError::new(ErrorCode::Ledger, e.to_string()))?;
+        custody.record_unsealed(&names, peer.uid)?;
+        tracing::info!(officers = ?names, "unsealed");
         guard.armed = false;
         *self.lock() = Seal::Unsealed {
             custody: Box::new(custody),
@@ -836,16 +776,8 @@ impl Daemon {
             }
             Seal::Opening => return Err(opening_error()),
             Seal::Unsealed { custody, .. } => {
-                custody.require_officer(&session, "seal")?;
-                custody.record_counted_refusals(self.clock.now_ms(), true);
-                let officer = session.user().clone();
-                let a = actor(officer.as_str())?;
-                let stored = custody.ledger_mut().append(event(
-                    a,
-                    kinds::SEALED,
-                    &json!({"officer": officer.as_str(), "peer_uid": peer.uid}),
-                )?)?;
-                (stored.header.seq, officer)
+                let seq = custody.record_sealed(&session, peer.uid)?;
+                (seq, session.user().clone())
             }
         };
         // Dropping the ledger closes the database and zeroizes its keys.
@@ -894,11 +826,10 @@ impl Daemon {
                     reader = reader.as_str(),
                     "card in a reader that is not allowed; it is never used"
                 );
-                self.record(
-                    kinds::UNKNOWN_READER,
-                    reader,
-                    &json!({"reader": reader, "atr": data_encoding::HEXLOWER.encode(atr)}),
-                );
+                let r = self.with_custody(|c| {
+                    Ok(c.record_sighting(CardSighting::InForbiddenReader { reader, atr })?)
+                });
+                self.after_record(r, reader, "not identified", "card inserted");
             }
             ReaderEvent::CardInserted { reader, .. } => {
                 let started = std::time::Instant::now();
@@ -959,99 +890,51 @@ impl Daemon {
         let read_id = seen.ok().and_then(|g| g.oath_device_id);
         let shown = serial.map_or_else(|| "unreadable".to_owned(), |s| s.to_string());
         let r = self.with_custody(|c| {
-            let known = match serial {
-                Some(s) => match c.device(s) {
-                    Ok(d) => Some(d),
-                    Err(CustodyError::UnknownDevice { .. }) => None,
-                    Err(e) => return Err(OpError::new(ErrorCode::Ledger, e.to_string())),
-                },
-                None => None,
-            };
-            let (k, body) = match known {
-                Some(d) => {
-                    let matches = read_id.as_deref() == Some(d.device_id.as_str());
-                    if !matches {
-                        tracing::warn!(
-                            reader,
-                            serial = shown.as_str(),
-                            "device {shown} answers with another OATH device id than at registration"
-                        );
-                    }
-                    (
-                        kinds::DEVICE_INSERTED,
-                        json!({"serial": shown, "reader": reader, "state": d.state.name(),
-                               "device_id": read_id, "device_id_matches": matches}),
-                    )
-                }
-                None => {
-                    tracing::warn!(
-                        reader,
-                        serial = shown.as_str(),
-                        problem = problem.as_deref().unwrap_or(""),
-                        "unknown device {shown} in {reader}; it is never used"
-                    );
-                    let mut body = json!({"serial": shown, "reader": reader});
-                    if let Some(p) = &problem {
-                        body["error"] = json!(p);
-                    }
-                    (kinds::UNKNOWN_DEVICE, body)
-                }
-            };
-            append(c, k, &body)?;
-            Ok(k)
+            Ok(c.record_sighting(CardSighting::Inserted {
+                reader,
+                serial,
+                device_id: read_id.as_deref(),
+                problem: problem.as_deref(),
+            })?)
         });
+        match &r {
+            Ok(rec) if rec.device_id_matches == Some(false) => tracing::warn!(
+                reader,
+                serial = shown.as_str(),
+                "device {shown} answers with another OATH device id than at registration"
+            ),
+            Ok(rec) if rec.kind == kinds::UNKNOWN_DEVICE => tracing::warn!(
+                reader,
+                serial = shown.as_str(),
+                problem = problem.as_deref().unwrap_or(""),
+                "unknown device {shown} in {reader}; it is never used"
+            ),
+            _ => {}
+        }
         self.after_record(r, reader, &shown, "card inserted");
     }
 
     fn card_removed(&self, reader: &str) {
-        let remembered = self.cards().remove(reader);
-        let serial = remembered.flatten().and_then(|s| Serial::new(s).ok());
-        let shown = match remembered {
-            Some(Some(s)) => Some(s.to_string()),
-            Some(None) => Some("unreadable".to_owned()),
-            None => None,
+        let card = self.cards().remove(reader);
+        let r =
+            self.with_custody(|c| Ok(c.record_sighting(CardSighting::Removed { reader, card })?));
+        let shown = match card {
+            Some(Some(s)) => s.to_string(),
+            Some(None) => "unreadable".to_owned(),
+            None => "not identified".to_owned(),
         };
-        let r = self.with_custody(|c| {
-            let known = match serial {
-                Some(s) => match c.device(s) {
-                    Ok(_) => Some(s),
-                    Err(CustodyError::UnknownDevice { .. }) => None,
-                    Err(e) => return Err(OpError::new(ErrorCode::Ledger, e.to_string())),
-                },
-                None => None,
-            };
-            let (k, body) = match (known, &shown) {
-                (Some(s), _) => (
-                    kinds::DEVICE_REMOVED,
-                    json!({"serial": s.to_string(), "reader": reader}),
-                ),
-                (None, Some(shown)) => (
-                    kinds::CARD_REMOVED,
-                    json!({"serial": shown, "reader": reader}),
-                ),
-                (None, None) => (kinds::CARD_REMOVED, json!({"reader": reader})),
-            };
-            append(c, k, &body)?;
-            Ok(k)
-        });
-        let shown = shown.unwrap_or_else(|| "not identified".to_owned());
         self.after_record(r, reader, &shown, "card removed");
-    }
-
-    fn record(&self, k: &'static str, reader: &str, body: &serde_json::Value) {
-        let r = self.with_custody(|c| append(c, k, body).map(|()| k));
-        self.after_record(r, reader, "not identified", "card inserted");
     }
 
     fn after_record(
         &self,
-        r: Result<&'static str, OpError>,
+        r: Result<SightingRecorded, OpError>,
         reader: &str,
         serial: &str,
         what: &str,
     ) {
         match r {
-            Ok(k) => tracing::info!(reader, serial, kind = k, "reader event recorded"),
+            Ok(rec) => tracing::info!(reader, serial, kind = rec.kind, "reader event recorded"),
             Err(e) if e.code == ErrorCode::Sealed => tracing::info!(
                 reader,
                 serial,
