@@ -106,7 +106,8 @@ impl From<LedgerError> for OpError {
     }
 }
 
-enum Seal {
+/// Whether the ledger is open: sealed (collecting unseal shares), opening, or unsealed.
+enum LedgerState {
     Sealed {
         given: Vec<(OfficerName, Passphrase)>,
     },
@@ -123,13 +124,13 @@ enum Seal {
 
 /// The daemon: options, the clock, and the sealed/unsealed state.
 ///
-/// Locking: `seal` is held only for decisions and ledger writes, never across a key
+/// Locking: `ledger` (the service lock) is held only for decisions and ledger writes, never across a key
 /// derivation, a card, a touch or a wait. Card I/O runs under the lock of that one device
-/// (see [`Daemon::device_locks`]), taken before `seal` whenever both are held.
+/// (see [`Daemon::device_locks`]), taken before `ledger` whenever both are held.
 pub struct Daemon {
     opts: DaemonOptions,
     clock: Arc<dyn Clock + Sync>,
-    seal: Mutex<Seal>,
+    ledger: Mutex<LedgerState>,
     /// Serial → the lock its card I/O runs under.
     devices: Mutex<BTreeMap<u32, Arc<Mutex<()>>>>,
     throttle: Throttle,
@@ -205,14 +206,14 @@ struct StatusView {
 }
 
 impl StatusView {
-    fn of(s: &Seal) -> Self {
+    fn of(s: &LedgerState) -> Self {
         match s {
-            Seal::Sealed { given } => Self {
+            LedgerState::Sealed { given } => Self {
                 given: given.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
                 ..Self::default()
             },
-            Seal::Opening => Self::default(),
-            Seal::Unsealed { custody, .. } => Self {
+            LedgerState::Opening => Self::default(),
+            LedgerState::Unsealed { custody, .. } => Self {
                 unsealed: true,
                 given: Vec::new(),
                 head_seq: custody.ledger().head().ok().map(|h| h.map_or(0, |h| h.seq)),
@@ -223,32 +224,32 @@ impl StatusView {
 }
 
 /// The service lock held; when it is released, what `status` shows is published.
-struct SealGuard<'a> {
-    g: MutexGuard<'a, Seal>,
+struct ServiceGuard<'a> {
+    g: MutexGuard<'a, LedgerState>,
     view: &'a Mutex<StatusView>,
 }
 
-impl std::ops::Deref for SealGuard<'_> {
-    type Target = Seal;
-    fn deref(&self) -> &Seal {
+impl std::ops::Deref for ServiceGuard<'_> {
+    type Target = LedgerState;
+    fn deref(&self) -> &LedgerState {
         &self.g
     }
 }
 
-impl std::ops::DerefMut for SealGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Seal {
+impl std::ops::DerefMut for ServiceGuard<'_> {
+    fn deref_mut(&mut self) -> &mut LedgerState {
         &mut self.g
     }
 }
 
-impl Drop for SealGuard<'_> {
+impl Drop for ServiceGuard<'_> {
     fn drop(&mut self) {
         let v = StatusView::of(&self.g);
         *self.view.lock().unwrap_or_else(|p| p.into_inner()) = v;
     }
 }
 
-/// Resets a daemon stuck in [`Seal::Opening`] (the opening thread failed) back to sealed.
+/// Resets a daemon stuck in [`LedgerState::Opening`] (the opening thread failed) back to sealed.
 struct OpeningGuard<'a> {
     daemon: &'a Daemon,
     armed: bool,
@@ -258,8 +259,8 @@ impl Drop for OpeningGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             let mut g = self.daemon.lock();
-            if matches!(*g, Seal::Opening) {
-                *g = Seal::Sealed { given: Vec::new() };
+            if matches!(*g, LedgerState::Opening) {
+                *g = LedgerState::Sealed { given: Vec::new() };
             }
         }
     }
@@ -278,7 +279,7 @@ impl Daemon {
         Self {
             opts,
             clock,
-            seal: Mutex::new(Seal::Sealed { given: Vec::new() }),
+            ledger: Mutex::new(LedgerState::Sealed { given: Vec::new() }),
             devices: Mutex::new(BTreeMap::new()),
             throttle: Throttle::new(),
             view: Mutex::new(StatusView::default()),
@@ -303,11 +304,11 @@ impl Daemon {
         &self.throttle
     }
 
-    fn lock(&self) -> SealGuard<'_> {
+    fn lock(&self) -> ServiceGuard<'_> {
         // A panic while holding the lock leaves the state as it was before the operation
         // (every change is a whole assignment), so the poisoned value is still coherent.
-        SealGuard {
-            g: self.seal.lock().unwrap_or_else(|p| p.into_inner()),
+        ServiceGuard {
+            g: self.ledger.lock().unwrap_or_else(|p| p.into_inner()),
             view: &self.view,
         }
     }
@@ -354,7 +355,7 @@ impl Daemon {
 
     /// Whether the ledger is unsealed.
     pub fn is_unsealed(&self) -> bool {
-        matches!(*self.lock(), Seal::Unsealed { .. })
+        matches!(*self.lock(), LedgerState::Unsealed { .. })
     }
 
     /// Handles one anonymous operation from `peer` (no session).
@@ -431,9 +432,9 @@ impl Daemon {
     ) -> Result<T, OpError> {
         let mut g = self.lock();
         match &mut *g {
-            Seal::Unsealed { custody, .. } => f(custody),
-            Seal::Sealed { .. } => Err(sealed_error()),
-            Seal::Opening => Err(opening_error()),
+            LedgerState::Unsealed { custody, .. } => f(custody),
+            LedgerState::Sealed { .. } => Err(sealed_error()),
+            LedgerState::Opening => Err(opening_error()),
         }
     }
 
@@ -445,9 +446,9 @@ impl Daemon {
     ) -> Result<T, OpError> {
         let mut g = self.lock();
         match &mut *g {
-            Seal::Unsealed { custody, sessions } => f(custody, sessions),
-            Seal::Sealed { .. } => Err(sealed_error()),
-            Seal::Opening => Err(opening_error()),
+            LedgerState::Unsealed { custody, sessions } => f(custody, sessions),
+            LedgerState::Sealed { .. } => Err(sealed_error()),
+            LedgerState::Opening => Err(opening_error()),
         }
     }
 
@@ -622,7 +623,7 @@ impl Daemon {
         peer: &PeerCred,
     ) -> Result<Reply, OpError> {
         let kr = self.keyring()?;
-        if !matches!(*self.lock(), Seal::Sealed { .. }) {
+        if !matches!(*self.lock(), LedgerState::Sealed { .. }) {
             return Err(OpError::new(
                 ErrorCode::AlreadyUnsealed,
                 "the ledger is not sealed: there is no unseal to reset",
@@ -631,7 +632,7 @@ impl Daemon {
         let (name, _) = self.check_share(&kr, officer, passphrase, peer)?;
         let mut g = self.lock();
         let forgotten = match &mut *g {
-            Seal::Sealed { given } => Self::given_names(&std::mem::take(given)),
+            LedgerState::Sealed { given } => Self::given_names(&std::mem::take(given)),
             _ => Vec::new(),
         };
         drop(g);
@@ -657,29 +658,29 @@ impl Daemon {
         let kr = self.keyring()?;
         // Refuse what needs no key derivation first.
         match &*self.lock() {
-            Seal::Unsealed { .. } => {
+            LedgerState::Unsealed { .. } => {
                 return Err(OpError::new(
                     ErrorCode::AlreadyUnsealed,
                     "the ledger is already unsealed",
                 ))
             }
-            Seal::Opening => return Err(opening_error()),
-            Seal::Sealed { given } if given.iter().any(|(n, _)| n.as_str() == officer) => {
+            LedgerState::Opening => return Err(opening_error()),
+            LedgerState::Sealed { given } if given.iter().any(|(n, _)| n.as_str() == officer) => {
                 return Err(OpError::new(
                     ErrorCode::UnknownOfficer,
                     format!("{officer} already offered a share to this unseal"),
                 ))
             }
-            Seal::Sealed { .. } => {}
+            LedgerState::Sealed { .. } => {}
         }
         let (name, pass) = self.check_share(&kr, officer, passphrase, peer)?;
         let threshold = kr.threshold();
         let shares = {
             let mut g = self.lock();
             let given = match &mut *g {
-                Seal::Sealed { given } => given,
-                Seal::Opening => return Err(opening_error()),
-                Seal::Unsealed { .. } => {
+                LedgerState::Sealed { given } => given,
+                LedgerState::Opening => return Err(opening_error()),
+                LedgerState::Unsealed { .. } => {
                     return Err(OpError::new(
                         ErrorCode::AlreadyUnsealed,
                         "the ledger is already unsealed",
@@ -708,7 +709,7 @@ impl Daemon {
                 }));
             }
             let shares = std::mem::take(given);
-            *g = Seal::Opening;
+            *g = LedgerState::Opening;
             shares
         };
         let mut guard = OpeningGuard {
@@ -744,7 +745,7 @@ impl Daemon {
         custody.record_unsealed(&names, peer.uid)?;
         tracing::info!(officers = ?names, "unsealed");
         guard.armed = false;
-        *self.lock() = Seal::Unsealed {
+        *self.lock() = LedgerState::Unsealed {
             custody: Box::new(custody),
             sessions: Sessions::new(self.opts.session_idle, self.opts.session_absolute),
         };
@@ -768,20 +769,20 @@ impl Daemon {
         let session = super::ops::session(self, by, peer)?;
         let mut g = self.lock();
         let (seq, officer) = match &mut *g {
-            Seal::Sealed { .. } => {
+            LedgerState::Sealed { .. } => {
                 return Err(OpError::new(
                     ErrorCode::Sealed,
                     "the ledger is already sealed",
                 ));
             }
-            Seal::Opening => return Err(opening_error()),
-            Seal::Unsealed { custody, .. } => {
+            LedgerState::Opening => return Err(opening_error()),
+            LedgerState::Unsealed { custody, .. } => {
                 let seq = custody.record_sealed(&session, peer.uid)?;
                 (seq, session.user().clone())
             }
         };
         // Dropping the ledger closes the database and zeroizes its keys.
-        *g = Seal::Sealed { given: Vec::new() };
+        *g = LedgerState::Sealed { given: Vec::new() };
         tracing::info!(
             officer = officer.as_str(),
             seq,
@@ -795,10 +796,10 @@ impl Daemon {
     /// zeroized.
     pub fn close(&self) {
         let mut g = self.lock();
-        if let Seal::Unsealed { custody, .. } = &mut *g {
+        if let LedgerState::Unsealed { custody, .. } = &mut *g {
             custody.record_counted_refusals(self.clock.now_ms(), true);
         }
-        *g = Seal::Sealed { given: Vec::new() };
+        *g = LedgerState::Sealed { given: Vec::new() };
     }
 
     /// The serial last seen in each allowed reader (from reader events), for opening devices.
