@@ -30,7 +30,7 @@ pub mod service;
 pub mod store;
 pub mod users;
 
-pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock, TimeWitness};
+pub use access::{Clock, DeviceAccess, DeviceAccessError, SystemClock, TimeWitness};
 pub use auth::{bootstrap_check, AuthCheck, AuthVerdict, PreparedCredential};
 pub use ceremony::{EnrolmentPlan, InventoryPlan};
 pub use error::CustodyError;
