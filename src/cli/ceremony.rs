@@ -11,8 +11,7 @@
 //! terminal. The narrative goes to standard error; standard output carries the results (the
 //! request id, the code, the enrolment codes), or one JSON document with `--json`.
 
-use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use zeroize::Zeroizing;
 use super::client::call_with_reason;
 use super::exit;
 use super::ledger::{finish, Failure};
+use super::secret_input::SecretFd;
 use crate::custody::{
     escape_unsafe, DeviceRecord, DeviceRole, DeviceState, RequestRecord, RequestStatus, Role,
 };
@@ -164,7 +164,7 @@ fn passphrase_fd(cmd: &CeremonyCommand) -> Option<u32> {
 /// Where answers come from: a descriptor read one line at a time (so a script may feed it as
 /// the ceremony goes), or the terminal.
 enum Answers {
-    Fd { n: u32, file: File },
+    Fd(SecretFd),
     Terminal,
 }
 
@@ -193,13 +193,7 @@ const FIELD_REFUSALS: &[&str] = &["invalid_input", "unknown_task", "unknown_acco
 impl Room {
     fn new(socket: &Path, json: bool, fd: Option<u32>) -> Result<Self, Failure> {
         let answers = match fd {
-            Some(n) => {
-                let path = format!("/proc/self/fd/{n}");
-                let file = File::open(&path).map_err(|e| {
-                    Failure::new(exit::IO, format!("cannot read file descriptor {n}: {e}"))
-                })?;
-                Answers::Fd { n, file }
-            }
+            Some(n) => Answers::Fd(SecretFd::open(n)?),
             None => Answers::Terminal,
         };
         let mut room = Self {
@@ -239,44 +233,10 @@ impl Room {
 
     /// One line from the descriptor, without its line end; `what` names the answer in errors.
     fn fd_line(&mut self, what: &str) -> Result<Zeroizing<String>, Failure> {
-        let Answers::Fd { n, file } = &mut self.answers else {
+        let Answers::Fd(fd) = &mut self.answers else {
             return Err(Failure::new(exit::IO, "no answer descriptor"));
         };
-        let n = *n;
-        let mut raw = Zeroizing::new(Vec::new());
-        let mut byte = [0u8; 1];
-        loop {
-            match file.read(&mut byte) {
-                Ok(0) => break,
-                Ok(_) if byte[0] == b'\n' => break,
-                Ok(_) => {
-                    if raw.len() >= 64 * 1024 {
-                        return Err(Failure::new(
-                            exit::USAGE,
-                            format!("file descriptor {n}: the line for {what} is too long"),
-                        ));
-                    }
-                    raw.push(byte[0]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Failure::new(
-                        exit::IO,
-                        format!("reading file descriptor {n}: {e}"),
-                    ))
-                }
-            }
-        }
-        let text = std::str::from_utf8(&raw)
-            .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {n} is not UTF-8")))?;
-        let line = text.trim_end_matches('\r');
-        if line.is_empty() {
-            return Err(Failure::new(
-                exit::USAGE,
-                format!("file descriptor {n} has no line for: {what}"),
-            ));
-        }
-        Ok(Zeroizing::new(line.to_owned()))
+        Ok(fd.next_line(what)?)
     }
 
     /// A plain answer, typed visibly (names, seal numbers, places).
