@@ -590,16 +590,32 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
          in with the key still inserted, then bags it under the new seal."
     ));
     room.pause("Press Enter when the task is done.")?;
-    let location = a.location;
+    check_in(
+        room,
+        serial,
+        "Hand the keyboard to the custodian officer",
+        a.location.as_deref(),
+    )?;
+    room.say("Sign-in ceremony done. Fill in the sign-off sheet.");
+    Ok(())
+}
+
+/// Checks key `serial` in under a new seal: the officer `who` names gives their credentials,
+/// then the seal number and, unless `location` is given, where the key is kept; retried as
+/// [`Room::attempt`] allows. Prints the key's new state (without `--json`).
+fn check_in(
+    room: &mut Room,
+    serial: u32,
+    who: &str,
+    location: Option<&str>,
+) -> Result<(), Failure> {
     let d = room.attempt(|room| {
-        let by = room
-            .person("Hand the keyboard to the custodian officer")
-            .map_err(plain)?;
+        let by = room.person(who).map_err(plain)?;
         let seal = room
             .ask(&format!("Seal number of the new bag for key {serial}"))
             .map_err(plain)?;
-        let location = match &location {
-            Some(l) => l.clone(),
+        let location = match location {
+            Some(l) => l.to_owned(),
             None => room
                 .ask(&format!("Where key {serial} is kept"))
                 .map_err(plain)?,
@@ -616,7 +632,6 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
             println!("device {}: {}", d.serial, d.state.name());
         }
     }
-    room.say("Sign-in ceremony done. Fill in the sign-off sheet.");
     Ok(())
 }
 
@@ -850,29 +865,12 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
         room.say(&format!(
             "\nStep 4: key {serial} goes into a new bag, checked in while still inserted."
         ));
-        let d = room.attempt(|room| {
-            let by = room.person("Officer checking the key in").map_err(plain)?;
-            let seal = room
-                .ask(&format!("Seal number of the new bag for key {serial}"))
-                .map_err(plain)?;
-            let location = match &place {
-                Some(l) => l.clone(),
-                None => room
-                    .ask(&format!("Where key {serial} is kept"))
-                    .map_err(plain)?,
-            };
-            room.op(Op::Checkin {
-                by,
-                serial,
-                seal,
-                location,
-            })
-        })?;
-        if let Reply::Device(d) = &d {
-            if !room.json {
-                println!("device {}: {}", d.serial, d.state.name());
-            }
-        }
+        check_in(
+            room,
+            serial,
+            "Officer checking the key in",
+            place.as_deref(),
+        )?;
         room.say("  Remove the key, put it in that bag and seal it.");
     }
     room.say("Enrolment ceremony done. Fill in the sign-off sheet.");
