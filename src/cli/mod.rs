@@ -18,7 +18,7 @@ pub mod ledger;
 pub mod progress;
 pub mod report;
 pub mod request;
-pub mod secret_input;
+pub(crate) mod secret_input;
 pub mod session;
 pub mod token;
 pub mod user;

@@ -11,7 +11,7 @@
 //! - [`records`]: current-state records (users, accounts, devices, requests, incidents).
 //! - [`requests`]: the request state machine as types.
 //! - [`users`]: passphrase verifiers, the officer second factor and how they are sealed.
-//! - [`reconcile`]: ledger view against device report.
+//! - [`reconcile`](mod@reconcile): ledger view against device report.
 //! - [`access`]: the clock, time witness and device-access seams.
 //! - [`store`]: event kinds and the projection.
 //! - [`policy`]: thresholds, lifetimes, catalogue.

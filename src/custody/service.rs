@@ -1,6 +1,6 @@
 //! [`Custody`]: the domain's facade. It owns the ledger, decides every operation by the
 //! [`Policy`], records each decision (and each refusal) as an event, and talks to devices only
-//! through [`DeviceAccess`].
+//! through [`DeviceAccess`](super::DeviceAccess).
 
 use serde_json::{json, Value};
 use zeroize::Zeroizing;

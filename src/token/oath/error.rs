@@ -70,7 +70,7 @@ pub enum OathError {
     /// An empty credential name.
     #[error("a credential name cannot be empty")]
     NameEmpty,
-    /// A credential name longer than [`MAX_NAME_LEN`] bytes.
+    /// A credential name longer than [`MAX_NAME_LEN`](super::MAX_NAME_LEN) bytes.
     #[error("credential name {name:?} is {len} bytes, at most 64 are allowed")]
     NameTooLong {
         /// The name (lossily decoded).
