@@ -1,8 +1,9 @@
 //! The sign-in ceremony through the production device path: a real pcscd with the vpcd driver,
 //! two `custody-emu` keys (primary and backup, blank until enrolment programs them) and the
-//! domain's `PcscAccess`. Enrolment programs both keys over PC/SC, the code released for the
-//! request matches an independent TOTP computation of the seed, `code.issuing` precedes
-//! `code.released`, and the ledger verifies afterwards.
+//! `PcscAccess` custodyd opens devices with (one per operation, from the shipped configuration).
+//! Enrolment programs both keys over PC/SC, the code released for the request matches an
+//! independent TOTP computation of the seed, `code.issuing` precedes `code.released`, and the
+//! ledger verifies afterwards.
 //!
 //! The clock is the host's, moved forward (never back) when the domain waits for the next time
 //! step or an officer needs a fresh second-factor step, so the test does not sleep through
@@ -17,12 +18,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mfa_custody::custody::{
     AccountId, Alias, Clock, Credentials, Custody, DeviceRole, Email, Enrolment, FactorCode,
-    Location, NewAccount, NewRequest, NewUser, PassphraseKdf, PcscAccess, Policy, Provider,
-    ProviderSeed, RequestStatus, Role, SealNumber, Serial, UserName, UserPassphrase,
+    Location, NewAccount, NewRequest, NewUser, PassphraseKdf, Policy, Provider, ProviderSeed,
+    RequestStatus, Role, SealNumber, Serial, UserName, UserPassphrase,
 };
 use mfa_custody::ledger::{verify_ledger, Genesis, KdfParams, Ledger, OfficerName, Passphrase};
 use mfa_custody::token::oath::CredentialName;
-use support::{in_harness, wait_for_card, Emu};
+use support::{custodyd_devices, in_harness, wait_for_card, Emu};
 use zeroize::Zeroizing;
 
 const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -162,7 +163,6 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
         .expect("operator");
     assert!(none.is_none());
 
-    let mut keys = PcscAccess::new().expect("pcscd");
     custody
         .register_account(
             &a,
@@ -177,14 +177,19 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
         .expect("account");
     for (s, role) in [(PRIMARY, DeviceRole::Primary), (BACKUP, DeviceRole::Backup)] {
         custody
-            .register_device(&a, &mut keys, Serial::new(s).expect("serial"), role)
+            .register_device(
+                &a,
+                &mut custodyd_devices(),
+                Serial::new(s).expect("serial"),
+                role,
+            )
             .expect("register over PC/SC");
     }
     let codes = custody
         .enrol(
             &a,
             &b,
-            &mut keys,
+            &mut custodyd_devices(),
             Enrolment {
                 account: AccountId::parse(ACCOUNT).expect("id"),
                 primary: Serial::new(PRIMARY).expect("serial"),
@@ -201,7 +206,7 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
         custody
             .check_in(
                 &a,
-                &mut keys,
+                &mut custodyd_devices(),
                 Serial::new(s).expect("serial"),
                 SealNumber::parse(seal).expect("seal"),
                 Location::parse("safe 1").expect("location"),
@@ -238,7 +243,7 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
         )
         .expect("check out");
     let code = custody
-        .release_code(&oscar, &r.id, &mut keys)
+        .release_code(&oscar, &r.id, &mut custodyd_devices())
         .expect("release over PC/SC");
     let now = clock.now_ms();
     assert_eq!(code.step, u64::try_from(now / 30_000).expect("step"));
@@ -263,7 +268,7 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     custody
         .check_in(
             &a,
-            &mut keys,
+            &mut custodyd_devices(),
             Serial::new(PRIMARY).expect("serial"),
             SealNumber::parse("SEAL-P2").expect("seal"),
             Location::parse("safe 1").expect("location"),

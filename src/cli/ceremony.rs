@@ -11,8 +11,7 @@
 //! terminal. The narrative goes to standard error; standard output carries the results (the
 //! request id, the code, the enrolment codes), or one JSON document with `--json`.
 
-use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use zeroize::Zeroizing;
 use super::client::call_with_reason;
 use super::exit;
 use super::ledger::{finish, Failure};
+use super::secret_input::SecretFd;
 use crate::custody::{escape_unsafe, DeviceRole, DeviceState, RequestStatus, Role};
 use crate::daemon::protocol::{
     Auth, DeviceReply, Op, RefusalCode, Reply, RequestReply, Secret, UserReply,
@@ -164,7 +164,7 @@ fn passphrase_fd(cmd: &CeremonyCommand) -> Option<u32> {
 /// Where answers come from: a descriptor read one line at a time (so a script may feed it as
 /// the ceremony goes), or the terminal.
 enum Answers {
-    Fd { n: u32, file: File },
+    Fd(SecretFd),
     Terminal,
 }
 
@@ -197,13 +197,7 @@ const FIELD_REFUSALS: &[RefusalCode] = &[
 impl Room {
     fn new(socket: &Path, json: bool, fd: Option<u32>) -> Result<Self, Failure> {
         let answers = match fd {
-            Some(n) => {
-                let path = format!("/proc/self/fd/{n}");
-                let file = File::open(&path).map_err(|e| {
-                    Failure::new(exit::IO, format!("cannot read file descriptor {n}: {e}"))
-                })?;
-                Answers::Fd { n, file }
-            }
+            Some(n) => Answers::Fd(SecretFd::open(n)?),
             None => Answers::Terminal,
         };
         let mut room = Self {
@@ -243,44 +237,10 @@ impl Room {
 
     /// One line from the descriptor, without its line end; `what` names the answer in errors.
     fn fd_line(&mut self, what: &str) -> Result<Zeroizing<String>, Failure> {
-        let Answers::Fd { n, file } = &mut self.answers else {
+        let Answers::Fd(fd) = &mut self.answers else {
             return Err(Failure::new(exit::IO, "no answer descriptor"));
         };
-        let n = *n;
-        let mut raw = Zeroizing::new(Vec::new());
-        let mut byte = [0u8; 1];
-        loop {
-            match file.read(&mut byte) {
-                Ok(0) => break,
-                Ok(_) if byte[0] == b'\n' => break,
-                Ok(_) => {
-                    if raw.len() >= 64 * 1024 {
-                        return Err(Failure::new(
-                            exit::USAGE,
-                            format!("file descriptor {n}: the line for {what} is too long"),
-                        ));
-                    }
-                    raw.push(byte[0]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Failure::new(
-                        exit::IO,
-                        format!("reading file descriptor {n}: {e}"),
-                    ))
-                }
-            }
-        }
-        let text = std::str::from_utf8(&raw)
-            .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {n} is not UTF-8")))?;
-        let line = text.trim_end_matches('\r');
-        if line.is_empty() {
-            return Err(Failure::new(
-                exit::USAGE,
-                format!("file descriptor {n} has no line for: {what}"),
-            ));
-        }
-        Ok(Zeroizing::new(line.to_owned()))
+        Ok(fd.next_line(what)?)
     }
 
     /// A plain answer, typed visibly (names, seal numbers, places).
@@ -634,16 +594,32 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
          in with the key still inserted, then bags it under the new seal."
     ));
     room.pause("Press Enter when the task is done.")?;
-    let location = a.location;
+    check_in(
+        room,
+        serial,
+        "Hand the keyboard to the custodian officer",
+        a.location.as_deref(),
+    )?;
+    room.say("Sign-in ceremony done. Fill in the sign-off sheet.");
+    Ok(())
+}
+
+/// Checks key `serial` in under a new seal: the officer `who` names gives their credentials,
+/// then the seal number and, unless `location` is given, where the key is kept; retried as
+/// [`Room::attempt`] allows. Prints the key's new state (without `--json`).
+fn check_in(
+    room: &mut Room,
+    serial: u32,
+    who: &str,
+    location: Option<&str>,
+) -> Result<(), Failure> {
     let d = room.attempt(|room| {
-        let by = room
-            .person("Hand the keyboard to the custodian officer")
-            .map_err(plain)?;
+        let by = room.person(who).map_err(plain)?;
         let seal = room
             .ask(&format!("Seal number of the new bag for key {serial}"))
             .map_err(plain)?;
-        let location = match &location {
-            Some(l) => l.clone(),
+        let location = match location {
+            Some(l) => l.to_owned(),
             None => room
                 .ask(&format!("Where key {serial} is kept"))
                 .map_err(plain)?,
@@ -660,7 +636,6 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
             println!("device {}: {}", d.serial, d.state.name());
         }
     }
-    room.say("Sign-in ceremony done. Fill in the sign-off sheet.");
     Ok(())
 }
 
@@ -894,29 +869,12 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
         room.say(&format!(
             "\nStep 4: key {serial} goes into a new bag, checked in while still inserted."
         ));
-        let d = room.attempt(|room| {
-            let by = room.person("Officer checking the key in").map_err(plain)?;
-            let seal = room
-                .ask(&format!("Seal number of the new bag for key {serial}"))
-                .map_err(plain)?;
-            let location = match &place {
-                Some(l) => l.clone(),
-                None => room
-                    .ask(&format!("Where key {serial} is kept"))
-                    .map_err(plain)?,
-            };
-            room.op(Op::Checkin {
-                by,
-                serial,
-                seal,
-                location,
-            })
-        })?;
-        if let Reply::Device(d) = &d {
-            if !room.json {
-                println!("device {}: {}", d.serial, d.state.name());
-            }
-        }
+        check_in(
+            room,
+            serial,
+            "Officer checking the key in",
+            place.as_deref(),
+        )?;
         room.say("  Remove the key, put it in that bag and seal it.");
     }
     room.say("Enrolment ceremony done. Fill in the sign-off sheet.");

@@ -1,12 +1,13 @@
 //! The `custody` side of the daemon socket: connect, send one request, read one response.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::exit;
 use super::ledger::Failure;
+use super::secret_input::SecretFd;
 use crate::daemon::protocol::{
     encode_request, parse_response, ErrorCode, Op, Outcome, RefusalCode, Reply, Request, VERSION,
 };
@@ -207,85 +208,34 @@ pub(crate) fn read_secret(
     fd: Option<u32>,
     prompt: &str,
 ) -> Result<zeroize::Zeroizing<String>, Failure> {
-    use zeroize::Zeroizing;
     let Some(fd) = fd else {
         return rpassword::prompt_password(prompt)
-            .map(Zeroizing::new)
+            .map(zeroize::Zeroizing::new)
             .map_err(|e| Failure::new(exit::IO, format!("reading from the terminal: {e}")));
     };
-    let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
-    let file = std::fs::File::open(&path)
-        .map_err(|e| Failure::new(exit::IO, format!("cannot read file descriptor {fd}: {e}")))?;
-    let mut raw = Zeroizing::new(Vec::new());
-    let mut r = BufReader::new(file.take(64 * 1024));
-    r.read_until(b'\n', &mut raw)
-        .map_err(|e| Failure::new(exit::IO, format!("reading file descriptor {fd}: {e}")))?;
-    let text = std::str::from_utf8(&raw)
-        .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {fd} is not UTF-8")))?;
-    let line = text.trim_end_matches(['\n', '\r']);
-    if line.is_empty() {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!("nothing to read on file descriptor {fd}"),
-        ));
-    }
-    Ok(Zeroizing::new(line.to_owned()))
+    Ok(SecretFd::open(fd)?.next_line(prompt.trim_end_matches([':', ' ']))?)
 }
 
-/// Secrets read once from a file descriptor (one per line) or, without one, from hidden
-/// prompts.
+/// Secrets read from a file descriptor (one per line, each when it is asked for) or, without
+/// one, from hidden prompts.
 pub(crate) struct SecretLines {
-    fd: Option<u32>,
-    lines: std::vec::IntoIter<zeroize::Zeroizing<String>>,
+    fd: Option<SecretFd>,
 }
 
 impl SecretLines {
     pub(crate) fn new(fd: Option<u32>) -> Result<Self, Failure> {
-        use zeroize::Zeroizing;
-        let Some(n) = fd else {
-            return Ok(Self {
-                fd: None,
-                lines: Vec::new().into_iter(),
-            });
-        };
-        let path = PathBuf::from(format!("/proc/self/fd/{n}"));
-        let file = std::fs::File::open(&path)
-            .map_err(|e| Failure::new(exit::IO, format!("cannot read file descriptor {n}: {e}")))?;
-        let mut raw = Zeroizing::new(Vec::new());
-        file.take(64 * 1024)
-            .read_to_end(&mut raw)
-            .map_err(|e| Failure::new(exit::IO, format!("reading file descriptor {n}: {e}")))?;
-        let text = std::str::from_utf8(&raw)
-            .map_err(|_| Failure::new(exit::USAGE, format!("file descriptor {n} is not UTF-8")))?;
-        let lines: Vec<Zeroizing<String>> = text
-            .split('\n')
-            .map(|l| Zeroizing::new(l.trim_end_matches('\r').to_owned()))
-            .filter(|l| !l.is_empty())
-            .collect();
         Ok(Self {
-            fd,
-            lines: lines.into_iter(),
+            fd: fd.map(SecretFd::open).transpose()?,
         })
     }
 
     /// The next secret, prompting with `prompt` when no descriptor was given.
     pub(crate) fn next(&mut self, prompt: &str) -> Result<crate::daemon::Secret, Failure> {
-        match self.fd {
-            None => read_secret(None, prompt).map(crate::daemon::Secret::new),
-            Some(n) => self
-                .lines
-                .next()
-                .map(crate::daemon::Secret::new)
-                .ok_or_else(|| {
-                    Failure::new(
-                        exit::USAGE,
-                        format!(
-                            "file descriptor {n} has no line for: {}",
-                            prompt.trim_end_matches([':', ' '])
-                        ),
-                    )
-                }),
-        }
+        let Some(fd) = &mut self.fd else {
+            return read_secret(None, prompt).map(crate::daemon::Secret::new);
+        };
+        let line = fd.next_line(prompt.trim_end_matches([':', ' ']))?;
+        Ok(crate::daemon::Secret::new(line))
     }
 }
 

@@ -1,7 +1,6 @@
 //! `custody ledger ...`: verify the live ledger, re-share the master secret; and the unseal
 //! arguments and passphrase input shared by every command that opens the ledger.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,6 +10,7 @@ use zeroize::Zeroizing;
 
 use super::exit;
 use super::progress::{Progress, Unit};
+use super::secret_input::SecretFd;
 use crate::ledger::seal::PassphraseError;
 use crate::ledger::{
     verify_ledger_observed, Ledger, LedgerError, OfficerName, Passphrase, Projections,
@@ -125,56 +125,26 @@ pub(crate) fn finish(json: bool, result: Result<(), Failure>) -> ExitCode {
     }
 }
 
-/// Where passphrases come from: a file descriptor (one per line) or the terminal.
+/// Where passphrases come from: a file descriptor (one per line, each when it is asked for)
+/// or the terminal.
 pub(crate) struct PassphraseSource {
-    lines: Option<std::vec::IntoIter<Zeroizing<String>>>,
+    fd: Option<SecretFd>,
 }
 
 impl PassphraseSource {
     pub(crate) fn new(fd: Option<u32>) -> Result<Self, Failure> {
-        let Some(fd) = fd else {
-            return Ok(Self { lines: None });
-        };
-        let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
-        let mut file = std::fs::File::open(&path).map_err(|e| {
-            Failure::new(
-                exit::IO,
-                format!("cannot read passphrases from file descriptor {fd}: {e}"),
-            )
-        })?;
-        let mut raw = Zeroizing::new(Vec::new());
-        (&mut file)
-            .take(64 * 1024)
-            .read_to_end(&mut raw)
-            .map_err(|e| Failure::new(exit::IO, format!("reading file descriptor {fd}: {e}")))?;
-        let text = std::str::from_utf8(&raw).map_err(|_| {
-            Failure::new(
-                exit::USAGE,
-                format!("passphrases on file descriptor {fd} are not UTF-8"),
-            )
-        })?;
-        let lines: Vec<Zeroizing<String>> = text
-            .split('\n')
-            .map(|l| Zeroizing::new(l.strip_suffix('\r').unwrap_or(l).to_owned()))
-            .collect();
         Ok(Self {
-            lines: Some(lines.into_iter()),
+            fd: fd.map(SecretFd::open).transpose()?,
         })
     }
 
     fn next_line(&mut self, officer: &OfficerName) -> Result<Option<Zeroizing<String>>, Failure> {
-        match &mut self.lines {
-            None => Ok(None),
-            Some(it) => match it.next() {
-                Some(l) if !l.is_empty() => Ok(Some(l)),
-                _ => Err(Failure::new(
-                    exit::USAGE,
-                    format!(
-                        "no passphrase for officer {officer} on the passphrase file descriptor"
-                    ),
-                )),
-            },
-        }
+        let Some(fd) = &mut self.fd else {
+            return Ok(None);
+        };
+        Ok(Some(fd.next_line(&format!(
+            "the passphrase of officer {officer}"
+        ))?))
     }
 
     /// A passphrase offered to unseal.

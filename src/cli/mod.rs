@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod progress;
 pub mod report;
 pub mod request;
+pub(crate) mod secret_input;
 pub mod session;
 pub mod token;
 pub mod user;

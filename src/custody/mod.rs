@@ -2,58 +2,72 @@
 //! requests and approvals, code release, and the ceremonies, all decided here and recorded in
 //! the ledger. It looks only down: it uses [`crate::ledger`] and [`crate::token`].
 //!
-//! - [`service`]: [`Custody`], the facade the daemon calls, and its input/output types.
+//! - [`service`]: [`Custody`], the facade the daemon calls, and its input/output types;
+//!   construction, the ledger, and how decisions and refusals are recorded.
+//! - What each `impl Custody` block does, one file each: `authentication`, `user_admin`,
+//!   `accounts`, `devices`, `incidents`, `code_requests`, `code_release`, `enrolment`,
+//!   `inventory_audit`, `custody_release`, and `queries` (reads of the current state).
 //! - [`ids`], [`secret`]: parsed newtypes and secret carriers.
 //! - [`records`]: current-state records (users, accounts, devices, requests, incidents).
 //! - [`requests`]: the request state machine as types.
 //! - [`users`]: passphrase verifiers, the officer second factor and how they are sealed.
-//! - [`reconcile`]: ledger view against device report.
+//! - [`reconcile`](mod@reconcile): ledger view against device report.
 //! - [`access`]: the clock, time witness and device-access seams.
 //! - [`store`]: event kinds and the projection.
 //! - [`host`]: what is recorded of the host: unseal, seal, cards in the readers.
 //! - [`policy`]: thresholds, lifetimes, catalogue.
 
 pub mod access;
-mod auth;
-mod ceremony;
+mod accounts;
+mod authentication;
+mod code_release;
+mod code_requests;
+mod custody_release;
+mod devices;
+mod enrolment;
 pub mod error;
 pub mod host;
 pub mod ids;
-mod inventory;
+mod incidents;
+mod inventory_audit;
 pub mod policy;
+mod queries;
 pub mod reconcile;
 pub mod records;
 pub mod refusals;
-mod release;
 pub mod report;
 pub mod requests;
 pub mod secret;
 pub mod service;
 pub mod store;
+mod user_admin;
 pub mod users;
 
-pub use access::{Clock, DeviceAccess, DeviceAccessError, PcscAccess, SystemClock, TimeWitness};
-pub use auth::{bootstrap_check, AuthCheck, AuthVerdict, PreparedCredential};
-pub use ceremony::{EnrolmentPlan, InventoryPlan};
+pub use access::{Clock, DeviceAccess, DeviceAccessError, SystemClock, TimeWitness};
+pub use authentication::{AuthCheck, AuthVerdict};
+pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
+pub use code_requests::FRESH_AUTH_MS;
+pub use devices::{identify_device, DeviceCheck};
+pub use enrolment::EnrolmentPlan;
 pub use error::CustodyError;
 pub use ids::{
     check_display_safe, escape_unsafe, is_display_safe, AccountId, Alias, Email, IncidentId,
     Location, Note, Provider, Reason, RequestId, SealNumber, Serial, TicketPattern, TicketRef,
     UserName,
 };
-pub use inventory::{identify_device, DeviceCheck};
+pub use inventory_audit::InventoryPlan;
 pub use policy::{PassphraseKdf, Policy, RootTask, Threshold};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};
 pub use records::{
     AccountRecord, AccountStatus, Approval, DeviceRecord, DeviceRole, DeviceState, IncidentKind,
     IncidentRecord, RequestRecord, RequestStatus, Role, UserRecord,
 };
-pub use release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan, FRESH_AUTH_MS};
 pub use secret::{FactorCode, FactorEnrolment, ProviderSeed, UserPassphrase};
 pub use service::{
     AuditReport, Credentials, Custody, Enrolment, EnrolmentCodes, NewAccount, NewRequest, NewUser,
     Presented, ReleasedCode, Session, Terminal,
 };
+pub use user_admin::{bootstrap_check, PreparedCredential};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! [`Custody`]: the domain's facade. It owns the ledger, decides every operation by the
 //! [`Policy`], records each decision (and each refusal) as an event, and talks to devices only
-//! through [`DeviceAccess`].
+//! through [`DeviceAccess`](super::DeviceAccess).
 
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -14,9 +14,7 @@ use super::ids::{
     AccountId, Alias, Email, IncidentId, Provider, RequestId, SealNumber, Serial, UserName,
 };
 use super::policy::Policy;
-use super::records::{
-    AccountRecord, DeviceRecord, IncidentRecord, RequestRecord, Role, UserRecord,
-};
+use super::records::Role;
 use super::secret::{FactorCode, ProviderSeed, UserPassphrase};
 use super::store::{self, entity, kinds, CustodyProjection, Put};
 use super::users::{Credential, SealedCredential, CREDENTIAL_KEY_PURPOSE};
@@ -433,72 +431,6 @@ impl Custody {
         f: impl FnOnce(&mut Self) -> Result<T, CustodyError>,
     ) -> Result<T, CustodyError> {
         f(self).map_err(|e| self.refused(who, operation, e))
-    }
-
-    // ---- reads ----------------------------------------------------------------------------
-
-    /// A user.
-    pub fn user(&self, name: &UserName) -> Result<UserRecord, CustodyError> {
-        store::get(&self.ledger, entity::USER, name.as_str())?
-            .ok_or_else(|| CustodyError::UnknownUser { user: name.clone() })
-    }
-
-    /// Every user.
-    pub fn users(&self) -> Result<Vec<UserRecord>, CustodyError> {
-        store::all(&self.ledger, entity::USER)
-    }
-
-    /// An account.
-    pub fn account(&self, id: &AccountId) -> Result<AccountRecord, CustodyError> {
-        store::get(&self.ledger, entity::ACCOUNT, id.as_str())?.ok_or_else(|| {
-            CustodyError::UnknownAccount {
-                account: id.clone(),
-            }
-        })
-    }
-
-    /// Every account.
-    pub fn accounts(&self) -> Result<Vec<AccountRecord>, CustodyError> {
-        store::all(&self.ledger, entity::ACCOUNT)
-    }
-
-    /// A device.
-    pub fn device(&self, serial: Serial) -> Result<DeviceRecord, CustodyError> {
-        store::get(&self.ledger, entity::DEVICE, &serial.to_string())?
-            .ok_or(CustodyError::UnknownDevice { serial })
-    }
-
-    /// Every device.
-    pub fn devices(&self) -> Result<Vec<DeviceRecord>, CustodyError> {
-        store::all(&self.ledger, entity::DEVICE)
-    }
-
-    /// A request.
-    pub fn request(&self, id: &RequestId) -> Result<RequestRecord, CustodyError> {
-        store::get(&self.ledger, entity::REQUEST, id.as_str())?.ok_or_else(|| {
-            CustodyError::UnknownRequest {
-                request: id.clone(),
-            }
-        })
-    }
-
-    /// Every request.
-    pub fn requests(&self) -> Result<Vec<RequestRecord>, CustodyError> {
-        store::all(&self.ledger, entity::REQUEST)
-    }
-
-    /// An incident.
-    pub fn incident(&self, id: &IncidentId) -> Result<IncidentRecord, CustodyError> {
-        store::get(&self.ledger, entity::INCIDENT, id.as_str())?.ok_or_else(|| {
-            CustodyError::UnknownIncident {
-                incident: id.clone(),
-            }
-        })
-    }
-
-    /// Every incident (open and closed).
-    pub fn incidents(&self) -> Result<Vec<IncidentRecord>, CustodyError> {
-        store::all(&self.ledger, entity::INCIDENT)
     }
 
     pub(super) fn credential(&self, user: &UserName) -> Result<Credential, CustodyError> {

@@ -1,11 +1,14 @@
-//! Devices through PC/SC for the custody domain: a device is opened by serial, only in a
-//! reader the configuration allows. The domain then checks the device's identity itself.
+//! Devices through PC/SC for the custody domain, as custodyd opens them: a device is opened by
+//! serial, only in a reader the configuration allows, and every command it is sent must be
+//! answered within the touch timeout. The domain then checks the device's identity itself.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use super::state::DaemonOptions;
 use crate::custody::{DeviceAccess, DeviceAccessError, Serial};
 use crate::token::identity::{glimpse, yubikey_serial_and_version, Glimpse};
 use crate::token::pcsc::{PcscCard, PcscContext};
@@ -13,11 +16,16 @@ use crate::token::{CardTransport, TransportError};
 
 /// [`DeviceAccess`] over pcscd, limited to allowed readers; every command a device is sent
 /// must be answered within the touch timeout.
+///
+/// pcscd is first reached when a device is opened, so an inventory in which no known device
+/// is presented needs no card and no pcscd. A context does not outlive the pcscd it was made
+/// with: when listing the readers fails (pcscd stopped, or restarted since), a new context is
+/// made, which reaches a restarted pcscd.
 pub struct PcscAccess {
-    ctx: PcscContext,
+    ctx: Option<PcscContext>,
     allowed: Vec<String>,
     touch_timeout: Duration,
-    hints: std::collections::BTreeMap<String, Option<u32>>,
+    hints: BTreeMap<String, Option<u32>>,
 }
 
 impl std::fmt::Debug for PcscAccess {
@@ -30,30 +38,48 @@ impl std::fmt::Debug for PcscAccess {
 }
 
 impl PcscAccess {
-    /// Connects to pcscd.
-    pub fn new(allowed: Vec<String>, touch_timeout: Duration) -> Result<Self, String> {
-        let ctx = PcscContext::establish().map_err(|e| e.to_string())?;
-        Ok(Self {
-            ctx,
-            allowed,
-            touch_timeout,
-            hints: std::collections::BTreeMap::new(),
-        })
+    /// Access as the daemon's options configure it (`allowed_readers`, `touch_timeout`), not
+    /// yet connected to pcscd.
+    pub fn new(options: &DaemonOptions) -> Self {
+        Self {
+            ctx: None,
+            allowed: options.allowed_readers.clone(),
+            touch_timeout: options.touch_timeout,
+            hints: BTreeMap::new(),
+        }
     }
 
     /// The serial last seen in each reader (from reader events): readers known to hold the
     /// serial asked for are tried first, readers known to hold another last. A card busy in
     /// another operation (waiting for its touch) then does not hold up opening this one.
-    pub fn with_hints(mut self, hints: std::collections::BTreeMap<String, Option<u32>>) -> Self {
+    pub fn with_hints(mut self, hints: BTreeMap<String, Option<u32>>) -> Self {
         self.hints = hints;
         self
     }
 }
 
+/// The readers pcscd knows, through the context in `ctx` or, when there is none or listing
+/// through it fails, a new one kept in `ctx`. The error names pcscd.
+fn list_readers(ctx: &mut Option<PcscContext>) -> Result<(&PcscContext, Vec<String>), String> {
+    let (context, readers) = match ctx.take().map(|c| {
+        let listed = c.readers();
+        (c, listed)
+    }) {
+        Some((c, Ok(readers))) => (c, readers),
+        _ => {
+            let pcscd = |e: TransportError| format!("pcscd: {e}");
+            let c = PcscContext::establish().map_err(pcscd)?;
+            let readers = c.readers().map_err(pcscd)?;
+            (c, readers)
+        }
+    };
+    Ok((ctx.insert(context), readers))
+}
+
 impl DeviceAccess for PcscAccess {
     fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
         let failed = |detail: String| DeviceAccessError::Failed { serial, detail };
-        let mut readers = self.ctx.readers().map_err(|e| failed(e.to_string()))?;
+        let (ctx, mut readers) = list_readers(&mut self.ctx).map_err(failed)?;
         // Known to hold this serial, then unknown, then known to hold another (stable order).
         readers.sort_by_key(|r| match self.hints.get(r) {
             Some(Some(s)) if *s == serial.get() => 0,
@@ -67,57 +93,11 @@ impl DeviceAccess for PcscAccess {
             if yubikey_serial_and_version(&reader).map(|(s, _)| s) != Some(serial.get()) {
                 continue;
             }
-            let card = self
-                .ctx
-                .connect(&reader)
-                .map_err(|e| failed(e.to_string()))?;
+            let card = ctx.connect(&reader).map_err(|e| failed(e.to_string()))?;
             let card = TimedCard::new(card, self.touch_timeout).map_err(failed)?;
             return Ok(Box::new(card));
         }
         Err(DeviceAccessError::NotPresent { serial })
-    }
-}
-
-/// [`PcscAccess`] that connects to pcscd only when a device is first opened: an inventory in
-/// which no known device is presented needs no card and no pcscd.
-#[derive(Debug)]
-pub struct LazyPcscAccess {
-    allowed: Vec<String>,
-    touch_timeout: Duration,
-    hints: std::collections::BTreeMap<String, Option<u32>>,
-    inner: Option<PcscAccess>,
-}
-
-impl LazyPcscAccess {
-    /// Access limited to `allowed` readers, not yet connected.
-    pub fn new(allowed: Vec<String>, touch_timeout: Duration) -> Self {
-        Self {
-            allowed,
-            touch_timeout,
-            hints: std::collections::BTreeMap::new(),
-            inner: None,
-        }
-    }
-
-    /// See [`PcscAccess::with_hints`].
-    pub fn with_hints(mut self, hints: std::collections::BTreeMap<String, Option<u32>>) -> Self {
-        self.hints = hints;
-        self
-    }
-}
-
-impl DeviceAccess for LazyPcscAccess {
-    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
-        let access = match self.inner.take() {
-            Some(a) => a,
-            None => PcscAccess::new(self.allowed.clone(), self.touch_timeout)
-                .map_err(|e| DeviceAccessError::Failed {
-                    serial,
-                    detail: format!("pcscd: {e}"),
-                })?
-                .with_hints(self.hints.clone()),
-        };
-        self.inner.insert(access).open(serial)
     }
 }
 

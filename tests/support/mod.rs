@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mfa_custody::daemon::access::PcscAccess;
+use mfa_custody::daemon::config::Config;
 use mfa_custody::token::pcsc::PcscContext;
 use mfa_custody::token::TransportError;
 
@@ -25,6 +27,14 @@ pub fn repo() -> PathBuf {
 
 pub fn fixture(name: &str) -> PathBuf {
     repo().join("hsm-fixtures").join(name)
+}
+
+/// Devices opened as custodyd opens them: its [`PcscAccess`], built from the daemon options of
+/// the shipped configuration (`packaging/custody.toml`: allowed readers, touch timeout). Like
+/// custodyd, call it once per operation.
+pub fn custodyd_devices() -> PcscAccess {
+    let config = Config::load(&repo().join("packaging/custody.toml")).expect("the shipped config");
+    PcscAccess::new(&config.daemon_options())
 }
 
 fn require_packages() {

@@ -1,27 +1,22 @@
-//! Ceremonies as library functions on [`Custody`]: enrolment, inventory audit and custody
-//! release. (Sign-in is the sequence `create_request` → `approve` ×2 → `check_out` →
-//! `release_code` → `check_in`.)
-
-use std::io::Write;
+//! The enrolment ceremony on [`Custody`] (two officers): `enrol`, or `plan_enrolment`,
+//! [`EnrolmentPlan::check_cards`], `begin_enrolment`, [`EnrolmentPlan::program`],
+//! `finish_enrolment`. The provider's seed goes onto an account's primary and backup keys, and
+//! the two codes for consecutive steps are handed back for the provider's page.
 
 use serde_json::json;
 
-use crate::ledger::{export_redacted, ExportFilter, ExportFormat, ExportSummary};
 use crate::token::oath::{
     Code, CredentialName, OathSecret, OathSession, PutRequest, Selected, TimeStep,
 };
 
 use super::access::{step_at, step_start_ms, DeviceAccess};
+use super::devices::open;
 use super::error::CustodyError;
 use super::ids::{AccountId, Serial};
-use super::inventory::open;
 use super::reconcile::reconcile;
-use super::records::{AccountStatus, DeviceRole, DeviceState, IncidentKind};
-use super::service::{
-    pair, token_err, AuditReport, Custody, Enrolment, EnrolmentCodes, Presented, Session,
-};
-use super::store::entity;
-use super::store::{kinds, Put};
+use super::records::{AccountStatus, DeviceRole, DeviceState};
+use super::service::{pair, token_err, Custody, Enrolment, EnrolmentCodes, Session};
+use super::store::{entity, kinds, Put};
 
 /// Selects the OATH applet, refusing a password-protected one.
 fn ready<T: crate::token::CardTransport>(
@@ -255,189 +250,6 @@ impl Custody {
         }
         Ok(())
     }
-
-    /// Inventory audit (one officer): every device not in a terminal state must be presented;
-    /// each is reconciled and its seal compared. Every mismatch and every missing device opens
-    /// an incident; a summary event ends the audit.
-    pub fn inventory_audit(
-        &mut self,
-        by: &Session,
-        access: &mut dyn DeviceAccess,
-        presented: &[Presented],
-    ) -> Result<AuditReport, CustodyError> {
-        let plan = self.plan_inventory(by, presented)?;
-        let readings = plan.read(access);
-        self.finish_inventory(by, presented, readings)
-    }
-
-    /// The first phase of an inventory audit: an officer, and the devices presented that the
-    /// ledger holds in a state to read. Refusals are recorded.
-    pub fn plan_inventory(
-        &mut self,
-        by: &Session,
-        presented: &[Presented],
-    ) -> Result<InventoryPlan, CustodyError> {
-        self.guarded(by.user().as_str(), "inventory_audit", |c| {
-            c.session_with_role(by, &[super::records::Role::Officer], "inventory_audit")?;
-            let mut checks = Vec::new();
-            for d in c.devices()?.into_iter().filter(|d| !d.state.is_terminal()) {
-                if presented.iter().any(|p| p.serial == d.serial) {
-                    checks.push(c.device_check(d)?);
-                }
-            }
-            Ok(InventoryPlan { checks })
-        })
-    }
-
-    /// The last phase: judges every device against the ledger as it is now and what its card
-    /// answered ([`InventoryPlan::read`]); every mismatch and every missing device opens an
-    /// incident, and a summary event ends the audit.
-    pub fn finish_inventory(
-        &mut self,
-        by: &Session,
-        presented: &[Presented],
-        mut readings: Vec<(
-            Serial,
-            Result<super::reconcile::Reconciliation, CustodyError>,
-        )>,
-    ) -> Result<AuditReport, CustodyError> {
-        self.guarded(by.user().as_str(), "inventory_audit", |c| {
-            let u = c.session_with_role(by, &[super::records::Role::Officer], "inventory_audit")?;
-            let who = u.name.to_string();
-            let mut report = AuditReport {
-                ok: Vec::new(),
-                incidents: Vec::new(),
-                unknown: Vec::new(),
-            };
-            let known = c.devices()?;
-            for p in presented {
-                if !known.iter().any(|d| d.serial == p.serial) {
-                    report.unknown.push(p.serial);
-                }
-            }
-            for d in known.into_iter().filter(|d| !d.state.is_terminal()) {
-                let Some(p) = presented.iter().find(|p| p.serial == d.serial) else {
-                    let id = c.open_incident_event(
-                        &who,
-                        IncidentKind::DeviceMissing,
-                        Some(d.serial),
-                        format!("device {} not presented at inventory audit", d.serial),
-                    )?;
-                    report.incidents.push(id);
-                    continue;
-                };
-                if let DeviceState::InSafe { seal, .. } = &d.state {
-                    if p.seal.as_ref() != Some(seal) {
-                        let id = c.open_incident_event(
-                            &who,
-                            IncidentKind::SealMismatch,
-                            Some(d.serial),
-                            format!(
-                                "seal {} presented, {seal} recorded",
-                                p.seal.as_ref().map_or("none", |s| s.as_str())
-                            ),
-                        )?;
-                        report.incidents.push(id);
-                        continue;
-                    }
-                }
-                let reading = readings
-                    .iter()
-                    .position(|(s, _)| *s == d.serial)
-                    .map(|i| readings.swap_remove(i).1);
-                let rec = match reading {
-                    Some(Ok(r)) if r.is_ok() => {
-                        report.ok.push(d.serial);
-                        continue;
-                    }
-                    Some(Ok(r)) => r.describe(),
-                    Some(Err(e)) => e.to_string(),
-                    None => format!(
-                        "device {} was not read at this audit (its record changed meanwhile)",
-                        d.serial
-                    ),
-                };
-                let id = c.open_incident_event(
-                    &who,
-                    IncidentKind::DeviceMismatch,
-                    Some(d.serial),
-                    rec,
-                )?;
-                report.incidents.push(id);
-            }
-            c.append(
-                kinds::INVENTORY_AUDITED,
-                &who,
-                json!({"ok": report.ok.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                       "incidents": report.incidents,
-                       "unknown": report.unknown.iter().map(ToString::to_string).collect::<Vec<_>>()}),
-                &[],
-            )?;
-            Ok(report)
-        })
-    }
-
-    /// Custody release (two officers): the account's devices are handed over (state
-    /// `released`), a `custody.released` event is recorded, and a signed extract of the
-    /// account's history (the ledger's export with the account filter) is written to `out`.
-    pub fn release_custody(
-        &mut self,
-        a: &Session,
-        b: &Session,
-        account: &AccountId,
-        out: &mut dyn Write,
-    ) -> Result<ExportSummary, CustodyError> {
-        self.guarded(&pair(a.user(), b.user()), "release_custody", |c| {
-            let (x, y) = c.officer_pair(a, b, "release_custody")?;
-            let who = pair(&x.name, &y.name);
-            let acc = c.account(account)?;
-            let mut events = Vec::new();
-            let mut released = Vec::new();
-            for mut d in c.devices_of(account)? {
-                if d.state.is_terminal() {
-                    continue;
-                }
-                if let Some(incident) = d.blocked_by.clone() {
-                    return Err(CustodyError::DeviceBlocked {
-                        serial: d.serial,
-                        incident,
-                    });
-                }
-                let before = d.state.name();
-                d.state = DeviceState::Released;
-                released.push(d.serial.to_string());
-                events.push(Self::event(
-                    kinds::DEVICE_STATE_CHANGED,
-                    &who,
-                    json!({"device": d.serial.to_string(), "account": account, "from": before,
-                           "to": "released"}),
-                    &[Put::new(entity::DEVICE, d.serial, &d)?],
-                )?);
-            }
-            events.push(Self::event(
-                kinds::CUSTODY_RELEASED,
-                &who,
-                json!({"account": account, "provider": acc.provider, "devices": released}),
-                &[],
-            )?);
-            c.append_batch("release_custody", events)?;
-            let filter = ExportFilter {
-                account: Some(account.to_string()),
-                ..ExportFilter::default()
-            };
-            export_redacted(
-                c.ledger_mut(),
-                &filter,
-                ExportFormat::JsonLines,
-                super::store::SECRET_ENTITIES,
-                out,
-            )
-            .map_err(|source| CustodyError::Export {
-                account: account.clone(),
-                source: Box::new(source),
-            })
-        })
-    }
 }
 
 /// An enrolment that passed every check that needs no card (see [`Custody::plan_enrolment`]).
@@ -534,27 +346,5 @@ impl EnrolmentPlan {
                 operation: "enrolment codes",
             }),
         }
-    }
-}
-
-/// The devices an inventory audit reads (see [`Custody::plan_inventory`]).
-#[derive(Debug)]
-pub struct InventoryPlan {
-    checks: Vec<super::inventory::DeviceCheck>,
-}
-
-impl InventoryPlan {
-    /// Reads each presented device's card and compares it with the ledger. Card I/O only.
-    pub fn read(
-        &self,
-        access: &mut dyn DeviceAccess,
-    ) -> Vec<(
-        Serial,
-        Result<super::reconcile::Reconciliation, CustodyError>,
-    )> {
-        self.checks
-            .iter()
-            .map(|c| (c.serial(), c.reconcile(access)))
-            .collect()
     }
 }

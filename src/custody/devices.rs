@@ -1,5 +1,7 @@
-//! Accounts, devices (registration, check-out, check-in, terminal states) and incidents on
-//! [`Custody`].
+//! Devices on [`Custody`]: registration (`register_device`, or `plan_registration`, a card
+//! read by [`identify_device`], `finish_registration`), `reconcile_device`, check-out
+//! (`check_out`), check-in (`check_in`, or `plan_check_in`, [`DeviceCheck::reconcile`],
+//! `finish_check_in`) and terminal states (`set_terminal`: lost, destroyed, retired).
 
 use serde_json::json;
 
@@ -7,112 +9,13 @@ use crate::token::CardTransport;
 
 use super::access::DeviceAccess;
 use super::error::CustodyError;
-use super::ids::{
-    check_display_safe, AccountId, IncidentId, Location, Note, RequestId, SealNumber, Serial,
-};
+use super::ids::{Location, RequestId, SealNumber, Serial};
 use super::reconcile::{reconcile, Reconciliation};
-use super::records::{
-    AccountRecord, AccountStatus, DeviceRecord, DeviceRole, DeviceState, IncidentKind,
-    IncidentRecord, RequestStatus, Role,
-};
-use super::service::{pair, token_err, Custody, NewAccount, Session, Terminal};
+use super::records::{DeviceRecord, DeviceRole, DeviceState, IncidentKind, RequestStatus, Role};
+use super::service::{pair, token_err, Custody, Session, Terminal};
 use super::store::{self, entity, kinds, Put};
 
 impl Custody {
-    /// Registers an account (one officer).
-    pub fn register_account(
-        &mut self,
-        by: &Session,
-        new: NewAccount,
-    ) -> Result<AccountRecord, CustodyError> {
-        self.guarded(by.user().as_str(), "register_account", |c| {
-            let u = c.session_with_role(by, &[Role::Officer], "register_account")?;
-            check_display_safe("credential", new.credential.as_str())?;
-            if store::get::<AccountRecord>(&c.ledger, entity::ACCOUNT, new.account.as_str())?
-                .is_some()
-            {
-                return Err(CustodyError::AccountExists {
-                    account: new.account,
-                });
-            }
-            let rec = AccountRecord {
-                provider: new.provider,
-                account: new.account,
-                alias: new.alias,
-                root_email: new.root_email,
-                credential: new.credential.as_str().to_owned(),
-                status: AccountStatus::Active,
-                last_release_step: None,
-            };
-            let put = Put::new(entity::ACCOUNT, &rec.account, &rec)?;
-            c.append(
-                kinds::ACCOUNT_REGISTERED,
-                u.name.as_str(),
-                json!({"account": rec.account, "provider": rec.provider, "alias": rec.alias,
-                       "credential": rec.credential}),
-                &[put],
-            )?;
-            Ok(rec)
-        })
-    }
-
-    /// Changes an account's status (two officers). Closing it retires its devices.
-    pub fn set_account_status(
-        &mut self,
-        a: &Session,
-        b: &Session,
-        account: &AccountId,
-        status: AccountStatus,
-    ) -> Result<AccountRecord, CustodyError> {
-        self.guarded(&pair(a.user(), b.user()), "set_account_status", |c| {
-            let (x, y) = c.officer_pair(a, b, "set_account_status")?;
-            let mut rec = c.account(account)?;
-            if rec.status == AccountStatus::Closed {
-                return Err(CustodyError::AccountNotActive {
-                    account: account.clone(),
-                    status: rec.status.as_str(),
-                    operation: "change status",
-                });
-            }
-            let from = rec.status;
-            rec.status = status;
-            let who = pair(&x.name, &y.name);
-            let mut events = vec![Self::event(
-                kinds::ACCOUNT_STATUS_CHANGED,
-                &who,
-                json!({"account": account, "from": from.as_str(), "to": status.as_str()}),
-                &[Put::new(entity::ACCOUNT, account, &rec)?],
-            )?];
-            if status == AccountStatus::Closed {
-                for mut d in c.devices_of(account)? {
-                    if d.state.is_terminal() {
-                        continue;
-                    }
-                    let before = d.state.name();
-                    d.state = DeviceState::Retired;
-                    events.push(Self::event(
-                        kinds::DEVICE_STATE_CHANGED,
-                        &who,
-                        json!({"device": d.serial.to_string(), "account": account,
-                               "from": before, "to": "retired", "why": "account closed"}),
-                        &[Put::new(entity::DEVICE, d.serial, &d)?],
-                    )?);
-                }
-            }
-            c.append_batch("set_account_status", events)?;
-            Ok(rec)
-        })
-    }
-
-    /// The devices holding an account's credential.
-    pub fn devices_of(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, CustodyError> {
-        Ok(self
-            .devices()?
-            .into_iter()
-            .filter(|d| d.account.as_ref() == Some(account))
-            .collect())
-    }
-
     /// Registers a device presented now (one officer): its serial, firmware and OATH device id
     /// are read from the card, whose serial must be `serial`.
     pub fn register_device(
@@ -206,107 +109,6 @@ impl Custody {
         };
         let mut t = open(access, serial)?;
         reconcile(&d, cred.as_deref(), &mut t).map_err(token_err(serial))
-    }
-
-    /// Opens an incident; when it concerns a device, the device is blocked until two officers
-    /// acknowledge it. Returns the id.
-    pub(super) fn open_incident_event(
-        &mut self,
-        who: &str,
-        kind: IncidentKind,
-        device: Option<Serial>,
-        detail: String,
-    ) -> Result<IncidentId, CustodyError> {
-        let id = IncidentId::generate()?;
-        let rec = IncidentRecord {
-            id: id.clone(),
-            kind,
-            device,
-            detail: detail.clone(),
-            opened_ms: self.now(),
-            open: true,
-            acknowledged_by: Vec::new(),
-        };
-        let mut puts = vec![Put::new(entity::INCIDENT, &id, &rec)?];
-        let mut body = json!({"incident": id, "kind": kind, "detail": detail});
-        if let Some(serial) = device {
-            let mut d = self.device(serial)?;
-            if d.blocked_by.is_none() {
-                d.blocked_by = Some(id.clone());
-            }
-            if let serde_json::Value::Object(m) = &mut body {
-                m.insert("device".into(), json!(serial.to_string()));
-                if let Some(a) = &d.account {
-                    m.insert("account".into(), json!(a));
-                }
-            }
-            puts.push(Put::new(entity::DEVICE, serial, &d)?);
-        }
-        self.append(kinds::INCIDENT_OPENED, who, body, &puts)?;
-        Ok(id)
-    }
-
-    /// An officer reports an incident (optionally about a device, which it then blocks).
-    pub fn report_incident(
-        &mut self,
-        by: &Session,
-        device: Option<Serial>,
-        detail: &str,
-    ) -> Result<IncidentId, CustodyError> {
-        self.guarded(by.user().as_str(), "report_incident", |c| {
-            let u = c.session_with_role(by, &[Role::Officer], "report_incident")?;
-            if let Some(s) = device {
-                c.device(s)?;
-            }
-            let detail = Note::parse("incident detail", detail)?;
-            c.open_incident_event(
-                u.name.as_str(),
-                IncidentKind::Other,
-                device,
-                detail.as_str().to_owned(),
-            )
-        })
-    }
-
-    /// Two officers acknowledge an incident: it closes, and the device it blocked is unblocked.
-    pub fn acknowledge_incident(
-        &mut self,
-        a: &Session,
-        b: &Session,
-        id: &IncidentId,
-        note: &str,
-    ) -> Result<IncidentRecord, CustodyError> {
-        self.guarded(&pair(a.user(), b.user()), "acknowledge_incident", |c| {
-            let note = Note::parse("note", note)?;
-            let (x, y) = c.officer_pair(a, b, "acknowledge_incident")?;
-            let mut rec = c.incident(id)?;
-            if !rec.open {
-                return Err(CustodyError::IncidentClosed {
-                    incident: id.clone(),
-                });
-            }
-            rec.open = false;
-            rec.acknowledged_by = vec![x.name.clone(), y.name.clone()];
-            let mut puts = vec![Put::new(entity::INCIDENT, id, &rec)?];
-            let mut body = json!({"incident": id, "note": note});
-            if let Some(serial) = rec.device {
-                let mut d = c.device(serial)?;
-                if d.blocked_by.as_ref() == Some(id) {
-                    d.blocked_by = None;
-                }
-                if let serde_json::Value::Object(m) = &mut body {
-                    m.insert("device".into(), json!(serial.to_string()));
-                }
-                puts.push(Put::new(entity::DEVICE, serial, &d)?);
-            }
-            c.append(
-                kinds::INCIDENT_ACKNOWLEDGED,
-                &pair(&x.name, &y.name),
-                body,
-                &puts,
-            )?;
-            Ok(rec)
-        })
     }
 
     /// Takes a device out of its sealed bag (one officer, who becomes its custodian). The seal

@@ -1,0 +1,282 @@
+//! Authentication on [`Custody`]: `authenticate`, or `begin_authentication`,
+//! [`AuthCheck::verify`] (the key derivation, without the domain), `finish_authentication`;
+//! `authenticate_officer`, `require_officer`, and `session_holder` (whom a session stands for).
+
+use serde_json::json;
+
+use super::error::CustodyError;
+use super::ids::UserName;
+use super::policy::ms;
+use super::records::{Role, UserRecord};
+use super::service::{Credentials, Custody, Session};
+use super::store::{entity, kinds, Put};
+use super::users::Credential;
+
+impl Custody {
+    /// Checks a user's passphrase (and, for officers, their second-factor code, whose time step
+    /// is then spent) and returns a session. Failures are recorded in the ledger. This is
+    /// [`Custody::begin_authentication`], [`AuthCheck::verify`] and
+    /// [`Custody::finish_authentication`] in one call; the daemon runs the middle one, the key
+    /// derivation, without holding the service.
+    pub fn authenticate(&mut self, creds: &Credentials) -> Result<Session, CustodyError> {
+        let check = self.begin_authentication(creds)?;
+        let verdict = check.verify(creds);
+        self.finish_authentication(verdict)
+    }
+
+    /// The checks of an authentication that need no key derivation: the user exists, is
+    /// active, is not bound to another uid, and (officers) offered a second-factor code.
+    /// Refusals are recorded. The answer carries the user's opened credential for
+    /// [`AuthCheck::verify`].
+    pub fn begin_authentication(&mut self, creds: &Credentials) -> Result<AuthCheck, CustodyError> {
+        let who = creds.user.to_string();
+        let checked = (|| {
+            let c = &*self;
+            let user = c.user(&creds.user)?;
+            if !user.active {
+                return Err(CustodyError::Suspended { user: user.name });
+            }
+            if let Some(bound) = user.uid {
+                if creds.uid != Some(bound) {
+                    return Err(CustodyError::WrongUid {
+                        user: user.name,
+                        uid: creds.uid.unwrap_or(u32::MAX),
+                    });
+                }
+            }
+            let officer = user.has(Role::Officer);
+            if officer && creds.factor.is_none() {
+                return Err(CustodyError::FactorCodeRequired { user: user.name });
+            }
+            let credential = c.credential(&user.name)?;
+            Ok(AuthCheck {
+                user: user.name,
+                officer,
+                credential,
+                now: c.now(),
+            })
+        })();
+        checked.map_err(|e| self.refused_from(&who, "authenticate", e, creds.uid))
+    }
+
+    /// Records the outcome of a verified authentication and, when it succeeded, answers the
+    /// session. The second-factor step is checked against the user's record as it is now, so
+    /// two authentications racing with one code spend it once.
+    pub fn finish_authentication(&mut self, v: AuthVerdict) -> Result<Session, CustodyError> {
+        let who = v.user.to_string();
+        self.guarded(&who, "authenticate", |c| c.finish_inner(v))
+    }
+
+    fn finish_inner(&mut self, v: AuthVerdict) -> Result<Session, CustodyError> {
+        let mut user = self.user(&v.user)?;
+        if !user.active {
+            return Err(CustodyError::Suspended { user: user.name });
+        }
+        let mut reused = false;
+        let mut step = None;
+        let factor_ok = match (v.factor_step, v.officer) {
+            (Some(s), true) if user.last_factor_step.map_or(true, |last| s > last) => {
+                step = Some(s);
+                true
+            }
+            (Some(_), true) => {
+                reused = true;
+                false
+            }
+            (None, true) => false,
+            (_, false) => true,
+        };
+        if v.pass_ok && factor_ok {
+            user.failed_attempts = 0;
+            user.locked_until_ms = None;
+            if step.is_some() {
+                user.last_factor_step = step;
+            }
+            let put = Put::new(entity::USER, &user.name, &user)?;
+            self.append(
+                kinds::AUTH_SUCCEEDED,
+                user.name.as_str(),
+                json!({"user": user.name, "factor_step": step}),
+                &[put],
+            )?;
+            return Ok(Session {
+                user: user.name,
+                at_ms: v.now,
+                ledger: self.ledger.ledger_id(),
+            });
+        }
+        // Failures are counted for the record; they lock nobody out. Guessing is bounded by
+        // the daemon's throttle per (user, peer uid), which a stranger cannot turn against
+        // the user from another uid.
+        user.failed_attempts = user.failed_attempts.saturating_add(1);
+        let put = Put::new(entity::USER, &user.name, &user)?;
+        let reason = if reused && v.pass_ok {
+            "factor_code_reused"
+        } else {
+            "wrong_credentials"
+        };
+        self.append(
+            kinds::AUTH_FAILED,
+            user.name.as_str(),
+            json!({"user": user.name, "reason": reason, "failed_attempts": user.failed_attempts}),
+            &[put],
+        )?;
+        Err(if reused && v.pass_ok {
+            CustodyError::FactorCodeReused { user: user.name }
+        } else {
+            CustodyError::AuthenticationFailed { user: user.name }
+        })
+    }
+
+    /// The active user behind a session, refusing expired sessions, sessions of another ledger
+    /// and suspended users.
+    pub(super) fn session_user(&self, s: &Session) -> Result<UserRecord, CustodyError> {
+        let user = self.user(&s.user)?;
+        if s.ledger != self.ledger.ledger_id()
+            || self.now().saturating_sub(s.at_ms) > ms(self.policy.session_ttl)
+            || self.now() < s.at_ms
+        {
+            return Err(CustodyError::SessionExpired { user: user.name });
+        }
+        if !user.active {
+            return Err(CustodyError::Suspended { user: user.name });
+        }
+        Ok(user)
+    }
+
+    /// The active user behind a session (a login kept by the daemon): refused when the session
+    /// is older than the policy's session lifetime, of another ledger, or its user is
+    /// suspended. Nothing is recorded: this serves reads.
+    pub fn session_holder(&self, s: &Session) -> Result<UserRecord, CustodyError> {
+        self.session_user(s)
+    }
+
+    /// The session's user, who must hold one of `roles`.
+    pub(super) fn session_with_role(
+        &self,
+        s: &Session,
+        roles: &[Role],
+        operation: &'static str,
+    ) -> Result<UserRecord, CustodyError> {
+        let user = self.session_user(s)?;
+        if !roles.iter().any(|r| user.has(*r)) {
+            return Err(if roles == [Role::Officer] {
+                CustodyError::NotAnOfficer {
+                    user: user.name,
+                    operation,
+                }
+            } else {
+                CustodyError::RoleRequired {
+                    user: user.name,
+                    operation,
+                }
+            });
+        }
+        Ok(user)
+    }
+
+    /// Two different active officers with live sessions.
+    pub(super) fn officer_pair(
+        &self,
+        a: &Session,
+        b: &Session,
+        operation: &'static str,
+    ) -> Result<(UserRecord, UserRecord), CustodyError> {
+        let ua = self.session_with_role(a, &[Role::Officer], operation)?;
+        let ub = self.session_with_role(b, &[Role::Officer], operation)?;
+        if ua.name == ub.name {
+            return Err(CustodyError::SameOfficerTwice {
+                user: ua.name,
+                operation,
+            });
+        }
+        Ok((ua, ub))
+    }
+
+    /// Refuses a session whose user is not an active officer (for a daemon operation such as
+    /// `seal` that acts on its own, outside the domain); the refusal is recorded.
+    pub fn require_officer(
+        &mut self,
+        s: &Session,
+        operation: &'static str,
+    ) -> Result<(), CustodyError> {
+        self.guarded(s.user().as_str(), operation, |c| {
+            c.session_with_role(s, &[Role::Officer], operation)?;
+            Ok(())
+        })
+    }
+
+    /// Authenticates a person who must be an officer (for a daemon operation such as `seal`
+    /// that acts on its own, outside the domain). A person who authenticates but is not an
+    /// officer is refused [`CustodyError::NotAnOfficer`], recorded like every refusal.
+    pub fn authenticate_officer(
+        &mut self,
+        creds: &Credentials,
+        operation: &'static str,
+    ) -> Result<Session, CustodyError> {
+        let s = self.authenticate(creds)?;
+        self.guarded(creds.user.as_str(), operation, |c| {
+            c.session_with_role(&s, &[Role::Officer], operation)?;
+            Ok(s)
+        })
+    }
+}
+
+/// An authentication that passed every check but the passphrase and second factor; see
+/// [`Custody::begin_authentication`]. Holds the user's opened credential (zeroized on drop).
+pub struct AuthCheck {
+    user: UserName,
+    officer: bool,
+    credential: Credential,
+    now: i64,
+}
+
+impl std::fmt::Debug for AuthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCheck")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthCheck {
+    /// The user being authenticated.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// Derives the passphrase verifier and matches the second-factor code: the slow part,
+    /// which touches no shared state.
+    pub fn verify(self, creds: &Credentials) -> AuthVerdict {
+        let pass_ok = self.credential.verify_passphrase(&creds.passphrase);
+        let factor_step = match (&creds.factor, self.officer) {
+            (Some(code), true) => self.credential.factor_step(code, self.now),
+            _ => None,
+        };
+        AuthVerdict {
+            user: self.user,
+            officer: self.officer,
+            pass_ok,
+            factor_step,
+            now: self.now,
+        }
+    }
+}
+
+/// What [`AuthCheck::verify`] found, for [`Custody::finish_authentication`] to record.
+#[derive(Debug)]
+pub struct AuthVerdict {
+    user: UserName,
+    officer: bool,
+    pass_ok: bool,
+    factor_step: Option<u64>,
+    now: i64,
+}
+
+impl AuthVerdict {
+    /// Whether both the passphrase and (officers) the second factor matched; a matched
+    /// factor can still be refused as reused when recorded.
+    pub fn matched(&self) -> bool {
+        self.pass_ok && (!self.officer || self.factor_step.is_some())
+    }
+}
