@@ -4,7 +4,6 @@
 
 use std::sync::MutexGuard;
 
-use super::access::PcscAccess;
 use super::authz;
 use super::peer::PeerCred;
 use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, SessionReply};
@@ -335,7 +334,7 @@ pub fn handle(
         Op::DeviceRegister { by, serial, role } => {
             let serial = Serial::new(serial)?;
             let s = session(d, by, peer)?;
-            let mut access = PcscAccess::new(d.options()).with_hints(d.card_hints());
+            let mut access = d.device_access();
             // The card is read under its device lock only; the checks and the record under
             // the service lock.
             lock_devices(d, &[serial.get()], || {
@@ -365,7 +364,7 @@ pub fn handle(
             drop(seed);
             let (a, b) = pair(d, by, peer)?;
             let serials = [enrolment.primary.get(), enrolment.backup.get()];
-            let mut access = PcscAccess::new(d.options()).with_hints(d.card_hints());
+            let mut access = d.device_access();
             // Plan under the service lock; check and program both keys (touches, and the wait
             // for the next step between the two codes) under their device locks only; record
             // under the service lock.
@@ -430,7 +429,7 @@ pub fn handle(
             let seal = SealNumber::parse(&seal)?;
             let location = Location::parse(&location)?;
             let s = session(d, by, peer)?;
-            let mut access = PcscAccess::new(d.options()).with_hints(d.card_hints());
+            let mut access = d.device_access();
             lock_devices(d, &[serial.get()], || {
                 let plan = d.with_custody(|c| Ok(c.plan_check_in(&s, serial, &seal)?))?;
                 let read = plan.reconcile(&mut access);
@@ -444,7 +443,7 @@ pub fn handle(
         Op::Code { by, request } => {
             let id = request_id(&request)?;
             let s = session(d, by, peer)?;
-            let mut access = PcscAccess::new(d.options()).with_hints(d.card_hints());
+            let mut access = d.device_access();
             let r = release_code(d, &s, &id, &mut access)?;
             Ok(Reply::Code {
                 request: r.request.to_string(),
@@ -553,7 +552,7 @@ pub fn handle(
                 .collect::<Result<Vec<_>, CustodyError>>()?;
             let s = session(d, by, peer)?;
             let serials: Vec<u32> = presented.iter().map(|p| p.serial.get()).collect();
-            let mut access = PcscAccess::new(d.options()).with_hints(d.card_hints());
+            let mut access = d.device_access();
             // The presented cards are read under their device locks only, between a plan
             // and a record that judges them against the ledger as it is then.
             lock_devices(d, &serials, || {

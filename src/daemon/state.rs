@@ -807,6 +807,12 @@ impl Daemon {
         self.cards().clone()
     }
 
+    /// The devices custodyd's operations open: pcscd's readers that the configuration allows,
+    /// with the touch timeout and the serial last seen in each reader.
+    pub fn device_access(&self) -> super::access::PcscAccess {
+        super::access::PcscAccess::new(self.options()).with_hints(self.card_hints())
+    }
+
     fn cards(&self) -> MutexGuard<'_, BTreeMap<String, Option<u32>>> {
         self.cards.lock().unwrap_or_else(|p| p.into_inner())
     }
