@@ -89,6 +89,28 @@ pub enum LedgerError {
         /// Ledger id in the database.
         database: String,
     },
+    /// The keyring is of a generation a re-share recorded in the ledger has replaced: its
+    /// shares no longer unseal.
+    #[error("keyring {path} is generation {generation}, superseded by the re-share to generation {current} recorded in the ledger; unseal with the officers of generation {current}")]
+    KeyringSuperseded {
+        /// The keyring file.
+        path: PathBuf,
+        /// Its generation.
+        generation: u64,
+        /// The generation the ledger records.
+        current: u64,
+    },
+    /// The keyring is of a generation whose re-share never committed: the ledger still records
+    /// an earlier one.
+    #[error("keyring {path} is generation {generation}, but its re-share was never committed: the ledger records generation {current}; unseal with the officers of generation {current}")]
+    KeyringNotCommitted {
+        /// The keyring file.
+        path: PathBuf,
+        /// Its generation.
+        generation: u64,
+        /// The generation the ledger records.
+        current: u64,
+    },
     /// Fewer officers than the threshold took part.
     #[error("{given} officer(s) given, the keyring needs {threshold}")]
     NotEnoughOfficers {

@@ -617,13 +617,19 @@ impl Keyring {
         }
         secret.copy_from_slice(&combined);
         let master = MasterSecret(secret);
-        let keys = LedgerKeys::derive(&master, &self.ledger_id)?;
-        if hmac::verify(&keys.keyring_mac, &self.mac_input(), &self.mac).is_err() {
+        if !self.is_authentic(&master)? {
             return Err(LedgerError::KeyringTampered {
                 path: path.to_path_buf(),
             });
         }
         Ok(master)
+    }
+
+    /// Whether this keyring's MAC is the one `master` gives: the file is unaltered and was
+    /// written by a holder of this ledger's master secret.
+    pub(crate) fn is_authentic(&self, master: &MasterSecret) -> Result<bool, LedgerError> {
+        let keys = LedgerKeys::derive(master, &self.ledger_id)?;
+        Ok(hmac::verify(&keys.keyring_mac, &self.mac_input(), &self.mac).is_ok())
     }
 
     /// Checks one officer's passphrase by opening their own share, which proves the passphrase
@@ -950,23 +956,27 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError>
     f.sync_all().map_err(LedgerError::io("fsync", &tmp))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(LedgerError::io("rename into place", path))?;
+    sync_dir(dir)
+}
+
+/// Makes the renames and removals of entries in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(LedgerError::io("fsync directory", dir))?;
-    Ok(())
+        .map_err(LedgerError::io("fsync directory", dir))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pass(s: &str) -> Passphrase {
+    pub(crate) fn pass(s: &str) -> Passphrase {
         Passphrase::for_unseal(Zeroizing::new(s.to_owned())).expect("pass")
     }
-    fn name(s: &str) -> OfficerName {
+    pub(crate) fn name(s: &str) -> OfficerName {
         OfficerName::parse(s).expect("name")
     }
-    fn kdf() -> KdfParams {
+    pub(crate) fn kdf() -> KdfParams {
         KdfParams::insecure_for_tests(NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN))
     }
 

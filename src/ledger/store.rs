@@ -22,6 +22,7 @@ use super::event::{
     kinds, Actor, CanonicalJson, EventHeader, Kind, NewEvent, StoredEvent, Timestamp,
 };
 use super::projection::Projections;
+use super::reshare::{self, STAGED_KEYRING_FILE};
 use super::seal::{KdfParams, Keyring, LedgerKeys, MasterSecret, OfficerName, Passphrase};
 
 /// The database file's name inside the ledger directory.
@@ -99,7 +100,7 @@ pub struct Genesis<'a> {
     pub kdf: KdfParams,
 }
 
-fn check_not_writable_by_others(path: &Path) -> Result<(), LedgerError> {
+pub(crate) fn check_not_writable_by_others(path: &Path) -> Result<(), LedgerError> {
     let meta = std::fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             LedgerError::NotFound {
@@ -386,8 +387,24 @@ impl Ledger {
         check_not_writable_by_others(&db_path)?;
         check_not_writable_by_others(&keyring_path)?;
         let keyring = Keyring::load(&keyring_path)?;
-        let master = match keyring.unseal(&keyring_path, officers) {
-            Ok(m) => m,
+        let staged = reshare::load_staged(dir)?;
+        let staged_path = dir.join(STAGED_KEYRING_FILE);
+        // The quorum may be of the current keyring or, after a crash in a re-share, of the
+        // staged one; which of them is valid is the ledger's to say, once it is open.
+        let unsealed = match keyring.unseal(&keyring_path, officers) {
+            Ok(m) => Ok((m, &keyring, keyring_path.as_path())),
+            Err(e) => match &staged {
+                Some(s) if counts_as_failed_unseal(&e) => match s.unseal(&staged_path, officers) {
+                    Ok(m) => Ok((m, s, staged_path.as_path())),
+                    // Officers unknown to the current keyring were meant for the staged one.
+                    Err(se) if matches!(e, LedgerError::UnknownOfficer { .. }) => Err(se),
+                    Err(_) => Err(e),
+                },
+                _ => Err(e),
+            },
+        };
+        let (master, by, by_path) = match unsealed {
+            Ok(u) => u,
             Err(e) => {
                 if counts_as_failed_unseal(&e) {
                     record_failure(dir, officers, &e)?;
@@ -395,8 +412,9 @@ impl Ledger {
                 return Err(e);
             }
         };
-        let keys = LedgerKeys::derive(&master, &keyring.ledger_id())?;
-        drop(master);
+        let (ledger_id, unsealed_generation, by_path) =
+            (by.ledger_id(), by.generation(), by_path.to_path_buf());
+        let keys = LedgerKeys::derive(&master, &ledger_id)?;
         let mut conn = open_connection(&db_path, &keys, false)?;
         migrate(&mut conn, &db_path)?;
         let stored_id: Option<String> = conn
@@ -405,15 +423,27 @@ impl Ledger {
             })
             .optional()
             .map_err(LedgerError::sql(&db_path, "read ledger id"))?;
-        if stored_id.as_deref() != Some(keyring.ledger_id().to_hex().as_str()) {
+        if stored_id.as_deref() != Some(ledger_id.to_hex().as_str()) {
             return Err(LedgerError::KeyringMismatch {
-                keyring: keyring.ledger_id().to_hex(),
+                keyring: ledger_id.to_hex(),
                 database: stored_id.unwrap_or_default(),
             });
         }
         projections
             .create_tables(&conn)
             .map_err(LedgerError::sql(&db_path, "create projection tables"))?;
+        let keyring = match reshare::recorded_generation(&conn, &db_path)? {
+            Some(recorded) => {
+                let settled = reshare::settle(dir, keyring, staged, &master, recorded)?;
+                if let Err(e) = reshare::check_generation(&by_path, unsealed_generation, recorded) {
+                    record_failure(dir, officers, &e)?;
+                    return Err(e);
+                }
+                settled
+            }
+            None => keyring,
+        };
+        drop(master);
         let mut ledger = Ledger {
             conn,
             dir: dir.to_path_buf(),
@@ -736,7 +766,9 @@ impl Ledger {
     /// threshold changed). `quorum` proves the current threshold again. Each new officer's
     /// passphrase is taken from `passphrases`, or else, for an officer in the quorum, the
     /// passphrase they just gave. KDF parameters stay those of the current keyring. The new
-    /// keyring is staged, the `ledger.reshare` event committed, then the keyring moved into place.
+    /// keyring is staged, the `ledger.reshare` event committed (from then on only the new
+    /// generation unseals), then the keyring moved into place; an open after a crash between
+    /// these steps settles it (see [`super::reshare`]).
     pub fn reshare(
         &mut self,
         quorum: &[(OfficerName, Passphrase)],
@@ -809,15 +841,22 @@ impl Ledger {
                 source,
             }
         })?;
-        let staged = self.dir.join(format!("{KEYRING_FILE}.next"));
-        new.store(&staged)?;
-        let stored = self.append(ev)?;
-        std::fs::rename(&staged, &keyring_path)
-            .map_err(LedgerError::io("rename into place", &keyring_path))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(LedgerError::io("fsync directory", &self.dir))?;
+        // See `reshare` for why the event, between staging and installing, is the commit point.
+        reshare::stage(&self.dir, &new)?;
+        #[cfg(test)]
+        super::fault::reached(super::fault::Step::ReshareStaged)?;
+        let stored = match self.append(ev) {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Nothing committed: the staged keyring is void (the next open removes it too).
+                let _ = reshare::discard_staged(&self.dir);
+                return Err(e);
+            }
+        };
         self.keyring = new;
+        #[cfg(test)]
+        super::fault::reached(super::fault::Step::ReshareCommitted)?;
+        reshare::install_staged(&self.dir)?;
         Ok(stored)
     }
 }
@@ -863,6 +902,8 @@ fn counts_as_failed_unseal(e: &LedgerError) -> bool {
             | LedgerError::NotEnoughOfficers { .. }
             | LedgerError::UnknownOfficer { .. }
             | LedgerError::KeyringTampered { .. }
+            | LedgerError::KeyringSuperseded { .. }
+            | LedgerError::KeyringNotCommitted { .. }
     )
 }
 
@@ -876,6 +917,8 @@ fn record_failure(
         LedgerError::WrongPassphrase { .. } => "wrong_passphrase",
         LedgerError::NotEnoughOfficers { .. } => "not_enough_officers",
         LedgerError::UnknownOfficer { .. } => "unknown_officer",
+        LedgerError::KeyringSuperseded { .. } => "superseded_keyring",
+        LedgerError::KeyringNotCommitted { .. } => "uncommitted_keyring",
         _ => "keyring_integrity",
     };
     let line = json!({
