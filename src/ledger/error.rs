@@ -57,6 +57,19 @@ pub enum LedgerError {
         /// The missing file.
         path: PathBuf,
     },
+    /// A ledger's creation stopped before its database was complete: there is no ledger yet.
+    #[error("the creation of the ledger in {dir} was interrupted before its genesis was committed, so there is no ledger there yet; create it again in the same directory (custody init)")]
+    CreationInterrupted {
+        /// The ledger directory.
+        dir: PathBuf,
+    },
+    /// The database holds no genesis event: its creation stopped between writing the keyring
+    /// and recording the genesis.
+    #[error("ledger {path} has no genesis event: its creation was interrupted before the genesis was recorded; move the ledger directory aside and create the ledger again (custody init)")]
+    NoGenesis {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The file was written by a newer version of this program.
     #[error("ledger schema version {found} is newer than this program supports ({supported})")]
     SchemaTooNew {

@@ -9,6 +9,11 @@ use super::error::LedgerError;
 /// A point between two durable steps of a multi-file change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
+    /// A new ledger's database is built, genesis included, under its temporary name; no
+    /// keyring is written.
+    CreateBuilt,
+    /// A new ledger's keyring is written; its database is not yet renamed into place.
+    CreateKeyringStored,
     /// A re-share's new keyring is staged; its event is not committed.
     ReshareStaged,
     /// A re-share's event is committed; its keyring is not yet moved into place.
