@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::event::{CanonicalError, NameError};
+use super::event::{CanonicalError, NameError, Timestamp};
 use super::projection::ApplyError;
 use super::seal::KeyringFormatError;
 
@@ -276,6 +276,14 @@ pub enum ChainProblem {
     /// The body is not canonical JSON.
     #[error("body is not canonical JSON")]
     NonCanonicalBody,
+    /// The event's time is before the previous event's: times never go backwards in a ledger.
+    #[error("time {} ms is before the previous event's {} ms", time.0, previous.0)]
+    TimeWentBackwards {
+        /// This event's time.
+        time: Timestamp,
+        /// The previous event's time.
+        previous: Timestamp,
+    },
     /// A stored hash column is not 32 bytes.
     #[error("a stored hash is not 32 bytes")]
     MalformedHash,
