@@ -318,6 +318,22 @@ impl LedgerError {
             source,
         }
     }
+
+    /// [`LedgerError::io`], except that a missing file is [`LedgerError::NotFound`].
+    pub(crate) fn io_or_missing<'a>(
+        operation: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Self + 'a {
+        move |source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                LedgerError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                LedgerError::io(operation, path)(source)
+            }
+        }
+    }
 }
 
 fn is_corruption(e: &rusqlite::Error) -> bool {

@@ -107,19 +107,7 @@ pub struct Genesis<'a> {
 }
 
 pub(crate) fn check_not_writable_by_others(path: &Path) -> Result<(), LedgerError> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            LedgerError::NotFound {
-                path: path.to_path_buf(),
-            }
-        } else {
-            LedgerError::Io {
-                operation: "stat",
-                path: path.to_path_buf(),
-                source: e,
-            }
-        }
-    })?;
+    let meta = std::fs::metadata(path).map_err(LedgerError::io_or_missing("stat", path))?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(LedgerError::InsecurePermissions {

@@ -19,11 +19,14 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{hkdf, hmac, pbkdf2};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use super::chain::{CheckpointSigner, LedgerId};
 use super::error::LedgerError;
 use super::event::{write_canonical, Actor};
+use shamir::{Share, SHARE_LEN};
+
+mod shamir;
 
 /// The production PBKDF2-HMAC-SHA256 iteration count, and the minimum for any keyring not
 /// explicitly marked as a test keyring.
@@ -31,10 +34,10 @@ pub const MIN_ITERATIONS: u32 = 600_000;
 /// The keyring file format version this build writes and reads.
 pub const KEYRING_VERSION: u32 = 1;
 const KEYRING_FORMAT: &str = "mfa-custody-keyring";
-const SHARE_LEN: usize = 33; // identifier byte + 32 secret bytes
 const SEALED_LEN: usize = SHARE_LEN + 16; // plus the GCM tag
 
 /// The 32-byte ledger master secret. Never stored whole; zeroized on drop.
+#[derive(ZeroizeOnDrop)]
 pub struct MasterSecret(Zeroizing<[u8; 32]>);
 
 impl MasterSecret {
@@ -91,6 +94,11 @@ fn hkdf32(
     let mut salt_bytes = b"mfa-custody/ledger/hkdf/v1\0".to_vec();
     salt_bytes.extend_from_slice(&id.0);
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt_bytes).extract(master.0.as_ref());
+    expand32(&prk, label)
+}
+
+/// 32 bytes of HKDF-SHA256 output for `label`.
+fn expand32(prk: &hkdf::Prk, label: &[u8]) -> Result<Zeroizing<[u8; 32]>, LedgerError> {
     let info = [label];
     let okm = prk
         .expand(&info, Len(32))
@@ -129,17 +137,7 @@ impl LedgerKeys {
     pub(crate) fn purpose_key(&self, purpose: &str) -> Result<Zeroizing<[u8; 32]>, LedgerError> {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mfa-custody/ledger/purpose/v1")
             .extract(self.purpose_root.as_ref());
-        let info = [purpose.as_bytes()];
-        let okm = prk
-            .expand(&info, Len(32))
-            .map_err(|_| LedgerError::Crypto {
-                operation: "hkdf expand",
-            })?;
-        let mut out = Zeroizing::new([0u8; 32]);
-        okm.fill(out.as_mut()).map_err(|_| LedgerError::Crypto {
-            operation: "hkdf fill",
-        })?;
-        Ok(out)
+        expand32(&prk, purpose.as_bytes())
     }
 }
 
@@ -438,36 +436,6 @@ impl fmt::Debug for Keyring {
     }
 }
 
-/// Randomness for vsss-rs, drawn from ring's system generator. A generator failure is
-/// remembered and turned into an error after use (rand_core's `fill_bytes` cannot fail).
-struct RingRng<'a> {
-    rng: &'a SystemRandom,
-    failed: bool,
-}
-
-impl rand_core::RngCore for RingRng<'_> {
-    fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
-    }
-    fn next_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        if self.rng.fill(dest).is_err() {
-            self.failed = true;
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-impl rand_core::CryptoRng for RingRng<'_> {}
-
 impl Keyring {
     /// Splits `master` among `officers` (in order; share ids 1, 2, ...) with `threshold`, sealing
     /// each share under its officer's passphrase.
@@ -498,17 +466,7 @@ impl Keyring {
             threshold,
             officers: n,
         })?;
-        let mut rr = RingRng { rng, failed: false };
-        let shares = vsss_rs::Gf256::split_array(threshold, n, master.0.as_ref(), &mut rr)
-            .map_err(|_| LedgerError::Crypto {
-                operation: "shamir split",
-            })?;
-        let shares: Vec<Zeroizing<Vec<u8>>> = shares.into_iter().map(Zeroizing::new).collect();
-        if rr.failed {
-            return Err(LedgerError::Crypto {
-                operation: "random generator",
-            });
-        }
+        let shares = shamir::split(&master.0, threshold, n, rng)?;
         let mut keyring = Keyring {
             ledger_id,
             generation,
@@ -530,7 +488,7 @@ impl Keyring {
         keyring.shares = sealed;
         let header = keyring.header_bytes();
         for ((slot, (_, pass)), share) in keyring.shares.iter_mut().zip(officers).zip(&shares) {
-            if share.len() != SHARE_LEN || share.first() != Some(&slot.share_id) {
+            if share.id() != slot.share_id {
                 return Err(LedgerError::Crypto {
                     operation: "shamir split layout",
                 });
@@ -541,16 +499,18 @@ impl Keyring {
                     operation: "random generator",
                 })?;
             let key = wrap_key(&ledger_id, &slot.salt, kdf, pass)?;
-            let mut buf = share.to_vec();
+            // Allocated at its sealed size, so appending the tag moves no plaintext.
+            let mut buf = Zeroizing::new(Vec::with_capacity(SEALED_LEN));
+            buf.extend_from_slice(share.as_bytes());
             key.seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(slot.nonce),
                 Aad::from(share_aad(&header, slot.share_id)),
-                &mut buf,
+                &mut *buf,
             )
             .map_err(|_| LedgerError::Crypto {
                 operation: "seal share",
             })?;
-            slot.sealed = buf;
+            slot.sealed = std::mem::take(&mut *buf);
         }
         let keys = LedgerKeys::derive(master, &ledger_id)?;
         keyring.mac = keyring.compute_mac(&keys.keyring_mac);
@@ -583,7 +543,8 @@ impl Keyring {
             });
         }
         let header = self.header_bytes();
-        let mut opened: Vec<Vec<u8>> = Vec::with_capacity(given.len());
+        // Allocated at its full size: a growing Vec would leave copies of shares behind.
+        let mut opened: Vec<Share> = Vec::with_capacity(given.len());
         let mut wrong = Vec::new();
         for (name, pass) in given {
             let Some(slot) = self.shares.iter().find(|s| &s.name == name) else {
@@ -596,26 +557,20 @@ impl Keyring {
                 Aad::from(share_aad(&header, slot.share_id)),
                 &mut buf,
             ) {
-                Ok(plain) if plain.len() == SHARE_LEN => opened.push(plain.to_vec()),
-                _ => wrong.push(name.0.clone()),
+                Ok(plain) => match Share::from_bytes(plain) {
+                    Some(share) if share.id() == slot.share_id => opened.push(share),
+                    _ => wrong.push(name.0.clone()),
+                },
+                Err(_) => wrong.push(name.0.clone()),
             }
         }
-        let opened = Zeroizing::new(opened);
         if !wrong.is_empty() {
             return Err(LedgerError::WrongPassphrase { officers: wrong });
         }
-        let combined = Zeroizing::new(vsss_rs::Gf256::combine_array(opened.as_slice()).map_err(
-            |_| LedgerError::KeyringTampered {
-                path: path.to_path_buf(),
-            },
-        )?);
-        let mut secret = Zeroizing::new([0u8; 32]);
-        if combined.len() != 32 {
-            return Err(LedgerError::KeyringTampered {
-                path: path.to_path_buf(),
-            });
-        }
-        secret.copy_from_slice(&combined);
+        let secret = shamir::combine(&opened).ok_or_else(|| LedgerError::KeyringTampered {
+            path: path.to_path_buf(),
+        })?;
+        drop(opened);
         let master = MasterSecret(secret);
         if !self.is_authentic(&master)? {
             return Err(LedgerError::KeyringTampered {
@@ -878,19 +833,8 @@ impl Keyring {
 
     /// Reads and parses a keyring file.
     pub fn load(path: &Path) -> Result<Self, LedgerError> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                LedgerError::NotFound {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                LedgerError::Io {
-                    operation: "read keyring",
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(LedgerError::io_or_missing("read keyring", path))?;
         Self::parse(&bytes).map_err(|source| LedgerError::KeyringMalformed {
             path: path.to_path_buf(),
             source,
