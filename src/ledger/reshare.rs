@@ -16,7 +16,7 @@
 //! The event is the commit point, rather than the rename, because the ledger is what an
 //! auditor reads and what the next unseal consults: whichever file survives a crash, the
 //! ledger's record decides, and a copy of an old keyring restored later (from a backup) is
-//! refused the same way. Every open settles a re-share a crash interrupted ([`settle`]): with a
+//! refused the same way. Every open settles a re-share a crash interrupted (`settle`): with a
 //! staged keyring of the recorded generation (the event committed, the rename did not happen)
 //! the staged file is moved into place; otherwise (the event never committed) it is removed.
 //! Either way the quorum that unsealed is then held to the recorded generation: the old
