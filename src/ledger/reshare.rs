@@ -56,7 +56,8 @@ pub(crate) fn discard_staged(dir: &Path) -> Result<(), LedgerError> {
     sync_dir(dir)
 }
 
-/// Moves the staged keyring over the current one (step 3).
+/// Moves the staged keyring over the current one (step 3). Failing here, after the commit,
+/// leaves the re-share committed; the next open completes the move.
 pub(crate) fn install_staged(dir: &Path) -> Result<(), LedgerError> {
     let keyring_path = dir.join(KEYRING_FILE);
     std::fs::rename(dir.join(STAGED_KEYRING_FILE), &keyring_path)
@@ -83,9 +84,10 @@ pub(crate) fn recorded_generation(
 /// Settles an interrupted re-share against the generation the ledger records, and returns the
 /// keyring of that generation, now in place as `keyring.json`. `current` is `keyring.json`,
 /// `staged` the staged keyring if any; `master` (reconstructed from either) authenticates the
-/// staged keyring before it is moved into place. Neither keyring of the recorded generation:
-/// [`LedgerError::KeyringSuperseded`] or [`LedgerError::KeyringNotCommitted`] for
-/// `keyring.json`.
+/// staged keyring before it is moved into place. A staged keyring of another generation is
+/// removed; one of the recorded generation that does not authenticate is kept and refused
+/// ([`LedgerError::KeyringTampered`]). Otherwise, `keyring.json` not of the recorded
+/// generation: [`LedgerError::KeyringSuperseded`] or [`LedgerError::KeyringNotCommitted`].
 pub(crate) fn settle(
     dir: &Path,
     current: Keyring,
@@ -94,14 +96,19 @@ pub(crate) fn settle(
     recorded: u64,
 ) -> Result<Keyring, LedgerError> {
     if let Some(staged) = staged {
-        if staged.generation() == recorded
-            && staged.ledger_id() == current.ledger_id()
-            && staged.is_authentic(master)?
-        {
+        if staged.generation() != recorded {
+            // Its re-share never committed: the file is void.
+            discard_staged(dir)?;
+        } else if staged.ledger_id() == current.ledger_id() && staged.is_authentic(master)? {
             install_staged(dir)?;
             return Ok(staged);
+        } else {
+            // Of the recorded generation, yet not written with this ledger's secret: kept as
+            // it is, for whoever investigates, and refused.
+            return Err(LedgerError::KeyringTampered {
+                path: dir.join(STAGED_KEYRING_FILE),
+            });
         }
-        discard_staged(dir)?;
     }
     check_generation(&dir.join(KEYRING_FILE), current.generation(), recorded)?;
     Ok(current)
@@ -317,6 +324,29 @@ mod tests {
         assert_eq!(l.keyring().generation(), 2);
         assert!(!dir.join(STAGED_KEYRING_FILE).exists());
         assert_eq!(generation_on_disk(&dir), 2);
+    }
+
+    #[test]
+    fn a_staged_keyring_that_does_not_authenticate_is_kept_and_refused() {
+        let (_tmp, dir) = crashed_at(Step::ReshareCommitted);
+        let staged = dir.join(STAGED_KEYRING_FILE);
+        let text = std::fs::read_to_string(&staged).expect("read");
+        let mac = text
+            .split("\"mac\": \"")
+            .nth(1)
+            .and_then(|rest| rest.get(..64))
+            .expect("mac")
+            .to_owned();
+        let forged = text.replace(&mac, &"0".repeat(64));
+        std::fs::write(&staged, &forged).expect("forge");
+        for quorum in [old_quorum(), new_quorum()] {
+            match open(&dir, &quorum) {
+                Err(LedgerError::KeyringTampered { path }) => assert_eq!(path, staged),
+                other => panic!("unexpected {other:?}"),
+            }
+            assert_eq!(std::fs::read_to_string(&staged).expect("kept"), forged);
+            assert_eq!(generation_on_disk(&dir), 1);
+        }
     }
 
     #[test]
