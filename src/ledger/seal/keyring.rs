@@ -69,7 +69,7 @@ impl Keyring {
             threshold,
             officers: n,
         })?;
-        let shares = shamir::split(master.bytes(), threshold, n, rng)?;
+        let shares = shamir::split(master, threshold, n, rng)?;
         let mut keyring = Keyring {
             ledger_id,
             generation,

@@ -12,30 +12,36 @@ use zeroize::{ZeroizeOnDrop, Zeroizing};
 use crate::ledger::chain::{CheckpointSigner, LedgerId};
 use crate::ledger::error::LedgerError;
 
-/// The 32-byte ledger master secret. Never stored whole; zeroized on drop.
-#[derive(ZeroizeOnDrop)]
-pub struct MasterSecret(Zeroizing<[u8; 32]>);
+/// The 32-byte ledger master secret. Never stored whole; zeroized on drop. Its bytes live on the
+/// heap, so moving it copies a pointer, never the secret.
+pub struct MasterSecret(Box<Zeroizing<[u8; 32]>>);
+
+/// The boxed bytes are cleared (`Zeroizing`) when the box drops.
+impl ZeroizeOnDrop for MasterSecret {}
 
 impl MasterSecret {
     /// A fresh random secret.
     pub fn generate(rng: &SystemRandom) -> Result<Self, LedgerError> {
-        let mut s = Zeroizing::new([0u8; 32]);
-        rng.fill(s.as_mut()).map_err(|_| LedgerError::Crypto {
+        let mut s = Self::zeroed();
+        rng.fill(s.bytes_mut()).map_err(|_| LedgerError::Crypto {
             operation: "generate master secret",
         })?;
-        Ok(Self(s))
+        Ok(s)
     }
-}
 
-impl MasterSecret {
-    /// A secret reconstructed from shares.
-    pub(super) fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
-        Self(bytes)
+    /// All zeros, to be filled in place.
+    pub(super) fn zeroed() -> Self {
+        Self(Box::new(Zeroizing::new([0u8; 32])))
     }
 
     /// The secret's bytes.
     pub(super) fn bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// The secret's bytes, to fill in place.
+    pub(super) fn bytes_mut(&mut self) -> &mut [u8; 32] {
+        &mut self.0
     }
 }
 
@@ -54,7 +60,7 @@ pub(crate) struct LedgerKeys {
     /// Authenticates the keyring file.
     pub(crate) keyring_mac: hmac::Key,
     /// Root of the keys the layers above derive for their own data (see
-    /// [`super::Ledger::derive_key`]).
+    /// [`crate::ledger::Ledger::derive_key`]).
     pub(crate) purpose_root: Zeroizing<[u8; 32]>,
 }
 
@@ -81,7 +87,7 @@ fn hkdf32(
 ) -> Result<Zeroizing<[u8; 32]>, LedgerError> {
     let mut salt_bytes = b"mfa-custody/ledger/hkdf/v1\0".to_vec();
     salt_bytes.extend_from_slice(&id.0);
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt_bytes).extract(master.0.as_ref());
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt_bytes).extract(master.bytes());
     expand32(&prk, label)
 }
 

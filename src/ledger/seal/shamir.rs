@@ -13,8 +13,10 @@
 //! zeroizes on drop, and `split_array` and `combine_array` return plain `Vec<u8>`s whose share
 //! buffers grow by reallocation (capacity `limit + 1` for 33 bytes), leaving copies of the
 //! shares in freed heap memory; they are therefore not used. Here the polynomial is a
-//! `Zeroizing<Vec<_>>` reused for every byte, the shares are [`Share`]s allocated at their full
-//! size, and the secret is a `Zeroizing<[u8; 32]>`. Out of reach, inside `vsss-rs` calls, are
+//! `Zeroizing<Vec<_>>` reused for every byte, the shares are [`Share`]s, and the secret is
+//! reconstructed in place in a [`MasterSecret`]; both keep their bytes in a heap box that is
+//! zeroized on drop, so moving them (into a `Vec`, out of a function) leaves no copy of a
+//! secret byte behind. Out of reach, inside `vsss-rs` calls, are
 //! one-byte stack temporaries (the field elements are `Copy`): in `Polynomial::fill` each random
 //! coefficient before it is stored; in `Polynomial::evaluate` the Horner accumulator, which
 //! ends as the share byte being computed; in the interpolation behind
@@ -28,6 +30,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use vsss_rs::{DefaultShare, Gf256, IdentifierGf256, Polynomial, ReadableShareSet};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use super::master::MasterSecret;
 use crate::ledger::error::LedgerError;
 
 /// Bytes of the secret that is shared.
@@ -39,17 +42,39 @@ pub(crate) const SHARE_LEN: usize = 1 + SECRET_LEN;
 type Point = DefaultShare<IdentifierGf256, IdentifierGf256>;
 
 /// One officer's share: the identifier (the x coordinate, 1 to 255), then the polynomials'
-/// values there. Zeroized on drop; Debug shows the identifier only.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub(crate) struct Share([u8; SHARE_LEN]);
+/// values there. Zeroized on drop; on the heap, so moving it copies a pointer, never the share;
+/// Debug shows the identifier only.
+pub(crate) struct Share(Box<[u8; SHARE_LEN]>);
+
+impl Zeroize for Share {
+    fn zeroize(&mut self) {
+        (*self.0).zeroize();
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for Share {}
 
 impl Share {
+    /// All zeros but the identifier.
+    fn blank(id: u8) -> Self {
+        let mut share = Share(Box::new([0; SHARE_LEN]));
+        share.0[0] = id;
+        share
+    }
+
     /// A share from its bytes: [`SHARE_LEN`] of them, the identifier not 0.
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let mut share = Share([0; SHARE_LEN]);
-        if bytes.len() != SHARE_LEN || bytes.first() == Some(&0) {
+        let id = *bytes.first()?;
+        if bytes.len() != SHARE_LEN || id == 0 {
             return None;
         }
+        let mut share = Share::blank(id);
         share.0.copy_from_slice(bytes);
         Some(share)
     }
@@ -71,10 +96,10 @@ impl fmt::Debug for Share {
     }
 }
 
-/// Splits `secret` into `count` shares with identifiers 1, 2, ... `count`, any `threshold` of
-/// which reconstruct it. Needs 2 <= `threshold` <= `count` <= 255.
+/// Splits the master secret into `count` shares with identifiers 1, 2, ... `count`, any
+/// `threshold` of which reconstruct it. Needs 2 <= `threshold` <= `count` <= 255.
 pub(crate) fn split(
-    secret: &[u8; SECRET_LEN],
+    master: &MasterSecret,
     threshold: usize,
     count: usize,
     rng: &SystemRandom,
@@ -86,16 +111,12 @@ pub(crate) fn split(
         return Err(failed());
     }
     let mut shares = (1..=count)
-        .map(|id| {
-            let mut share = Share([0; SHARE_LEN]);
-            share.0[0] = u8::try_from(id).map_err(|_| failed())?;
-            Ok(share)
-        })
+        .map(|id| u8::try_from(id).map(Share::blank).map_err(|_| failed()))
         .collect::<Result<Vec<Share>, LedgerError>>()?;
     let mut rr = RingRng { rng, failed: false };
     let mut polynomial: Zeroizing<Vec<Point>> =
         Zeroizing::new(Polynomial::<Point>::create(threshold));
-    for (k, byte) in secret.iter().enumerate() {
+    for (k, byte) in master.bytes().iter().enumerate() {
         let intercept = Zeroizing::new(IdentifierGf256(Gf256(*byte)));
         Polynomial::<Point>::fill(&mut *polynomial, &intercept, &mut rr, threshold)
             .map_err(|_| failed())?;
@@ -114,11 +135,11 @@ pub(crate) fn split(
     Ok(shares)
 }
 
-/// Reconstructs the secret from shares with distinct, non-zero identifiers. With fewer than the
-/// threshold, or shares of different secrets, the answer is some other 32 bytes: only a check
-/// of the result (the keyring MAC) tells. `None`: fewer than two shares, or repeated
-/// identifiers.
-pub(crate) fn combine(shares: &[Share]) -> Option<Zeroizing<[u8; SECRET_LEN]>> {
+/// Reconstructs the master secret from shares with distinct, non-zero identifiers, in place in
+/// its own storage. With fewer than the threshold, or shares of different secrets, the answer
+/// is some other 32 bytes: only a check of the result (the keyring MAC) tells. `None`: fewer
+/// than two shares, or repeated identifiers.
+pub(crate) fn combine(shares: &[Share]) -> Option<MasterSecret> {
     let mut points: Zeroizing<Vec<Point>> = Zeroizing::new(Vec::with_capacity(shares.len()));
     for share in shares {
         points.push(Point {
@@ -126,8 +147,8 @@ pub(crate) fn combine(shares: &[Share]) -> Option<Zeroizing<[u8; SECRET_LEN]>> {
             value: IdentifierGf256(Gf256(0)),
         });
     }
-    let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
-    for (k, byte) in secret.iter_mut().enumerate() {
+    let mut secret = MasterSecret::zeroed();
+    for (k, byte) in secret.bytes_mut().iter_mut().enumerate() {
         for (point, share) in points.iter_mut().zip(shares) {
             point.value = IdentifierGf256(Gf256(*share.0.get(k + 1)?));
         }
@@ -171,20 +192,18 @@ impl rand_core::CryptoRng for RingRng<'_> {}
 mod tests {
     use super::*;
 
-    fn secret(rng: &SystemRandom) -> [u8; SECRET_LEN] {
-        let mut s = [0u8; SECRET_LEN];
-        rng.fill(&mut s).expect("rng");
-        s
-    }
-
     fn copy(s: &Share) -> Share {
         Share::from_bytes(s.as_bytes()).expect("share")
+    }
+
+    fn new_secret(rng: &SystemRandom) -> MasterSecret {
+        MasterSecret::generate(rng).expect("rng")
     }
 
     #[test]
     fn any_threshold_of_the_shares_reconstruct_the_secret() {
         let rng = SystemRandom::new();
-        let s = secret(&rng);
+        let s = new_secret(&rng);
         let shares = split(&s, 3, 5, &rng).expect("split");
         assert_eq!(
             shares.iter().map(Share::id).collect::<Vec<_>>(),
@@ -192,13 +211,13 @@ mod tests {
         );
         for pick in [[0, 1, 2], [4, 2, 0], [1, 3, 4]] {
             let some: Vec<Share> = pick.iter().map(|&i| copy(&shares[i])).collect();
-            assert_eq!(*combine(&some).expect("combine"), s);
+            assert_eq!(combine(&some).expect("combine").bytes(), s.bytes());
         }
         let all: Vec<Share> = shares.iter().map(copy).collect();
-        assert_eq!(*combine(&all).expect("combine"), s);
+        assert_eq!(combine(&all).expect("combine").bytes(), s.bytes());
         // Two of three needed: some other secret, not this one.
         let two = [copy(&shares[0]), copy(&shares[1])];
-        assert_ne!(*combine(&two).expect("combine"), s);
+        assert_ne!(combine(&two).expect("combine").bytes(), s.bytes());
         // One share, or one given twice, is not a set to interpolate.
         assert!(combine(&[copy(&shares[0])]).is_none());
         assert!(combine(&[copy(&shares[0]), copy(&shares[0])]).is_none());
@@ -207,17 +226,20 @@ mod tests {
     #[test]
     fn shares_are_interchangeable_with_vsss_rs_byte_arrays() {
         let rng = SystemRandom::new();
-        let s = secret(&rng);
+        let s = new_secret(&rng);
         // Ours, combined by vsss-rs.
         let ours = split(&s, 2, 3, &rng).expect("split");
         let as_vecs: Vec<Vec<u8>> = ours[1..].iter().map(|x| x.as_bytes().to_vec()).collect();
-        assert_eq!(vsss_rs::Gf256::combine_array(&as_vecs).expect("combine"), s);
+        assert_eq!(
+            vsss_rs::Gf256::combine_array(&as_vecs).expect("combine"),
+            s.bytes()
+        );
         // vsss-rs's (as keyrings hold them), combined by ours.
         let mut rr = RingRng {
             rng: &rng,
             failed: false,
         };
-        let theirs = vsss_rs::Gf256::split_array(2, 3, s, &mut rr).expect("split");
+        let theirs = vsss_rs::Gf256::split_array(2, 3, s.bytes(), &mut rr).expect("split");
         let shares: Vec<Share> = theirs
             .iter()
             .map(|v| Share::from_bytes(v).expect("share"))
@@ -227,13 +249,13 @@ mod tests {
             [1, 2, 3],
             "the same identifiers"
         );
-        assert_eq!(*combine(&shares[..2]).expect("combine"), s);
+        assert_eq!(combine(&shares[..2]).expect("combine").bytes(), s.bytes());
     }
 
     #[test]
     fn split_refuses_thresholds_it_cannot_meet() {
         let rng = SystemRandom::new();
-        let s = secret(&rng);
+        let s = new_secret(&rng);
         for (t, n) in [(1, 3), (0, 2), (4, 3), (2, 256)] {
             assert!(split(&s, t, n, &rng).is_err(), "{t} of {n}");
         }
@@ -242,6 +264,7 @@ mod tests {
             Share::from_bytes(&[1; SHARE_LEN - 1]).is_none(),
             "too short"
         );
+        assert!(Share::from_bytes(&[]).is_none(), "empty");
     }
 
     #[test]
@@ -250,27 +273,45 @@ mod tests {
         zeroized_on_drop::<Share>();
         zeroized_on_drop::<Zeroizing<Vec<Point>>>();
         zeroized_on_drop::<Zeroizing<IdentifierGf256>>();
-        zeroized_on_drop::<Zeroizing<[u8; SECRET_LEN]>>();
-        zeroized_on_drop::<super::super::MasterSecret>();
+        zeroized_on_drop::<MasterSecret>();
         // What drop runs clears every byte, the identifier included.
         let rng = SystemRandom::new();
-        let mut share = split(&secret(&rng), 2, 2, &rng).expect("split").remove(1);
+        let mut share = split(&new_secret(&rng), 2, 2, &rng)
+            .expect("split")
+            .remove(1);
         share.zeroize();
         assert_eq!(share.as_bytes(), &[0; SHARE_LEN]);
     }
 
     #[test]
+    fn moving_a_share_or_the_secret_leaves_its_bytes_where_they_are() {
+        let rng = SystemRandom::new();
+        let secret = new_secret(&rng);
+        let at = secret.bytes().as_ptr();
+        let mut shares = split(&secret, 2, 3, &rng).expect("split");
+        let share_at = shares[2].as_bytes().as_ptr();
+        let moved = Box::new(secret);
+        assert_eq!(moved.bytes().as_ptr(), at);
+        let share = shares.remove(2);
+        shares.shrink_to_fit();
+        assert_eq!(share.as_bytes().as_ptr(), share_at);
+        let again = combine(&shares).expect("combine");
+        let again_at = again.bytes().as_ptr();
+        let kept = Some(again);
+        let kept = kept.as_ref().expect("kept");
+        assert_eq!(kept.bytes().as_ptr(), again_at);
+        assert_eq!(kept.bytes(), moved.bytes());
+    }
+
+    #[test]
     fn debug_of_a_share_shows_its_identifier_only() {
         let rng = SystemRandom::new();
-        let shares = split(&secret(&rng), 2, 2, &rng).expect("split");
+        let shares = split(&new_secret(&rng), 2, 2, &rng).expect("split");
         for share in &shares {
-            let shown = format!("{share:?}");
             assert_eq!(
-                shown,
+                format!("{share:?}"),
                 format!("Share {{ id: {}, value: <redacted> }}", share.id())
             );
-            let hex = data_encoding::HEXLOWER.encode(&share.as_bytes()[1..]);
-            assert!(!shown.contains(&hex[..8]));
         }
     }
 }

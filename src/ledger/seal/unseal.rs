@@ -53,11 +53,10 @@ impl Keyring {
         if !wrong.is_empty() {
             return Err(LedgerError::WrongPassphrase { officers: wrong });
         }
-        let secret = shamir::combine(&opened).ok_or_else(|| LedgerError::KeyringTampered {
+        let master = shamir::combine(&opened).ok_or_else(|| LedgerError::KeyringTampered {
             path: path.to_path_buf(),
         })?;
         drop(opened);
-        let master = MasterSecret::from_bytes(secret);
         if !self.is_authentic(&master)? {
             return Err(LedgerError::KeyringTampered {
                 path: path.to_path_buf(),
