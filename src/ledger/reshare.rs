@@ -290,6 +290,28 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_after_the_event_commits_lets_officers_kept_by_the_reshare_in() {
+        // A re-share that keeps alice and bob and their passphrases (fresh shares only).
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let mut l = create(&dir);
+        fault::arm(Step::ReshareCommitted);
+        assert!(l
+            .reshare(&old_quorum(), &[name("alice"), name("bob")], &[], 2)
+            .is_err());
+        drop(l);
+        assert_eq!(generation_on_disk(&dir), 1);
+        let l = open(&dir, &old_quorum()).expect("the same officers hold generation 2");
+        assert_eq!(l.keyring().generation(), 2);
+        assert_eq!(generation_on_disk(&dir), 2);
+        assert!(!dir.join(STAGED_KEYRING_FILE).exists());
+        assert_ne!(
+            l.head().expect("head").expect("some").kind.as_str(),
+            "ledger.unseal_failed"
+        );
+    }
+
+    #[test]
     fn a_restored_copy_of_a_superseded_keyring_is_refused() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("l");

@@ -507,10 +507,20 @@ impl Ledger {
             .map_err(LedgerError::sql(&db_path, "create projection tables"))?;
         let keyring = match reshare::recorded_generation(&conn, &db_path)? {
             Some(recorded) => {
+                let installed = staged.is_some();
                 let settled = reshare::settle(dir, keyring, staged, &master, recorded)?;
                 if let Err(e) = reshare::check_generation(&by_path, unsealed_generation, recorded) {
-                    record_failure(dir, officers, &e)?;
-                    return Err(e);
+                    // The old keyring opened, and the staged one just moved into place: the
+                    // same officers may hold the new generation too (a re-share that kept
+                    // them and their passphrases).
+                    let also_current = installed
+                        && by_path == keyring_path
+                        && settled.generation() == recorded
+                        && settled.unseal(&keyring_path, officers).is_ok();
+                    if !also_current {
+                        record_failure(dir, officers, &e)?;
+                        return Err(e);
+                    }
                 }
                 settled
             }
