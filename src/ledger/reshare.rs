@@ -21,7 +21,9 @@
 //! the staged file is moved into place; otherwise (the event never committed) it is removed.
 //! Either way the quorum that unsealed is then held to the recorded generation: the old
 //! officers' shares after a committed re-share are [`LedgerError::KeyringSuperseded`], the new
-//! ones after an uncommitted one [`LedgerError::KeyringNotCommitted`].
+//! ones after an uncommitted one [`LedgerError::KeyringNotCommitted`]. A quorum that holds both
+//! generations (a re-share that kept its officers and their passphrases) is let in by the new
+//! one.
 
 use std::path::Path;
 
