@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::event::{CanonicalError, NameError};
+use super::event::{CanonicalError, NameError, Timestamp};
 use super::projection::ApplyError;
 use super::seal::KeyringFormatError;
 
@@ -57,6 +57,19 @@ pub enum LedgerError {
         /// The missing file.
         path: PathBuf,
     },
+    /// A ledger's creation stopped before its database was complete: there is no ledger yet.
+    #[error("the creation of the ledger in {dir} was interrupted before its genesis was committed, so there is no ledger there yet; create it again in the same directory (custody init)")]
+    CreationInterrupted {
+        /// The ledger directory.
+        dir: PathBuf,
+    },
+    /// The database holds no genesis event: its creation stopped between writing the keyring
+    /// and recording the genesis.
+    #[error("ledger {path} has no genesis event: its creation was interrupted before the genesis was recorded; move the ledger directory aside and create the ledger again (custody init)")]
+    NoGenesis {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The file was written by a newer version of this program.
     #[error("ledger schema version {found} is newer than this program supports ({supported})")]
     SchemaTooNew {
@@ -88,6 +101,28 @@ pub enum LedgerError {
         keyring: String,
         /// Ledger id in the database.
         database: String,
+    },
+    /// The keyring is of a generation a re-share recorded in the ledger has replaced: its
+    /// shares no longer unseal.
+    #[error("keyring {path} is generation {generation}, superseded by the re-share to generation {current} recorded in the ledger; unseal with the officers of generation {current}")]
+    KeyringSuperseded {
+        /// The keyring file.
+        path: PathBuf,
+        /// Its generation.
+        generation: u64,
+        /// The generation the ledger records.
+        current: u64,
+    },
+    /// The keyring is of a generation whose re-share never committed: the ledger still records
+    /// an earlier one.
+    #[error("keyring {path} is generation {generation}, but its re-share was never committed: the ledger records generation {current}; unseal with the officers of generation {current}")]
+    KeyringNotCommitted {
+        /// The keyring file.
+        path: PathBuf,
+        /// Its generation.
+        generation: u64,
+        /// The generation the ledger records.
+        current: u64,
     },
     /// Fewer officers than the threshold took part.
     #[error("{given} officer(s) given, the keyring needs {threshold}")]
@@ -241,6 +276,14 @@ pub enum ChainProblem {
     /// The body is not canonical JSON.
     #[error("body is not canonical JSON")]
     NonCanonicalBody,
+    /// The event's time is before the previous event's: times never go backwards in a ledger.
+    #[error("time {} ms is before the previous event's {} ms", time.0, previous.0)]
+    TimeWentBackwards {
+        /// This event's time.
+        time: Timestamp,
+        /// The previous event's time.
+        previous: Timestamp,
+    },
     /// A stored hash column is not 32 bytes.
     #[error("a stored hash is not 32 bytes")]
     MalformedHash,
@@ -273,6 +316,22 @@ impl LedgerError {
             operation,
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// [`LedgerError::io`], except that a missing file is [`LedgerError::NotFound`].
+    pub(crate) fn io_or_missing<'a>(
+        operation: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Self + 'a {
+        move |source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                LedgerError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                LedgerError::io(operation, path)(source)
+            }
         }
     }
 }

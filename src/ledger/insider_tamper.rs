@@ -75,6 +75,19 @@ fn open(dir: &Path) -> Ledger {
     Ledger::open(dir, &officers(), Projections::ledger_only()).expect("open")
 }
 
+/// The whole ledger as JSON Lines, ending with a checkpoint signed now.
+fn export_all(l: &mut Ledger) -> Vec<u8> {
+    let mut out = Vec::new();
+    export(
+        l,
+        &ExportFilter::default(),
+        ExportFormat::JsonLines,
+        &mut out,
+    )
+    .expect("export");
+    out
+}
+
 fn unlock(l: &Ledger) {
     l.conn()
         .execute_batch(
@@ -208,20 +221,10 @@ fn insider_edits_with_the_key_are_all_detected() {
             Err(e) => name(&e),
             // Consistent after the last stored checkpoint: only a checkpoint kept outside
             // the file can tell, through an export of the edited ledger.
-            Ok(r) => {
-                let mut out = Vec::new();
-                export(
-                    &mut l,
-                    &ExportFilter::default(),
-                    ExportFormat::JsonLines,
-                    &mut out,
-                )
-                .expect("export");
-                match verify_export(&out[..], &l.public_key(), Some(&kept)) {
-                    Ok(_) => panic!("{class}: {what} undetected ({} events)", r.events),
-                    Err(e) => format!("kept checkpoint: {}", name(&e.problem)),
-                }
-            }
+            Ok(r) => match verify_export(&export_all(&mut l)[..], &l.public_key(), Some(&kept)) {
+                Ok(_) => panic!("{class}: {what} undetected ({} events)", r.events),
+                Err(e) => format!("kept checkpoint: {}", name(&e.problem)),
+            },
         };
         t.1 += 1;
         *t.2.entry(found).or_default() += 1;
@@ -350,14 +353,7 @@ fn insider_edits_with_the_key_are_all_detected() {
         kept
     };
     let mut l = open(&dir);
-    let mut out = Vec::new();
-    export(
-        &mut l,
-        &ExportFilter::default(),
-        ExportFormat::JsonLines,
-        &mut out,
-    )
-    .expect("export");
+    let out = export_all(&mut l);
     let t = tally.entry("tail_truncation").or_default();
     t.0 += 1;
     match verify_export(&out[..], &l.public_key(), Some(&kept)) {
@@ -380,4 +376,45 @@ fn insider_edits_with_the_key_are_all_detected() {
     }
     println!("tamper-insider: total tried={tried} detected={detected}");
     assert_eq!(tried, detected);
+}
+
+#[test]
+fn a_time_set_back_and_rehashed_is_refused_live_and_offline() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("l");
+    let head = master(&dir);
+    let mut l = open(&dir);
+    let previous = l.event(head - 1).expect("read").expect("event").header.time;
+    // The newest event (after the last checkpoint) moved a second before its predecessor, and
+    // re-hashed: every hash and link holds.
+    unlock(&l);
+    l.conn()
+        .execute(
+            "UPDATE events SET time = ?1 WHERE seq = ?2",
+            params![previous.0 - 1000, head],
+        )
+        .expect("edit");
+    rechain(&l, head);
+    match verify_ledger(&l) {
+        Err(super::LedgerError::Chain {
+            seq,
+            problem: super::ChainProblem::TimeWentBackwards { time, previous: p },
+        }) => {
+            assert_eq!(seq, head);
+            assert_eq!((time.0, p), (previous.0 - 1000, previous));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // An export of it carries a valid checkpoint over the edited head; the times still tell.
+    let failure =
+        verify_export(&export_all(&mut l)[..], &l.public_key(), None).expect_err("refused");
+    assert_eq!(failure.seq, Some(head));
+    assert!(
+        matches!(
+            failure.problem,
+            super::ExportProblem::TimeWentBackwards { .. }
+        ),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("before the previous event's"));
 }

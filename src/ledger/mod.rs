@@ -5,6 +5,7 @@
 //! - [`event`]: events and canonical JSON bodies.
 //! - [`chain`]: the hash chain and signed checkpoints.
 //! - [`seal`]: master secret, derived keys, passphrase-wrapped Shamir shares (the keyring).
+//! - [`reshare`]: keyring generations, and re-shares that a crash cannot leave half done.
 //! - [`store`]: the SQLCipher store ([`Ledger`]): open/unseal, append, query, checkpoint.
 //! - [`projection`]: current-state tables and their registry.
 //! - [`export`]: JSON Lines and CSV export, and the export line parser.
@@ -15,8 +16,11 @@ pub mod error;
 pub mod event;
 pub mod export;
 #[cfg(test)]
+mod fault;
+#[cfg(test)]
 mod insider_tamper;
 pub mod projection;
+pub mod reshare;
 pub mod seal;
 pub mod store;
 pub mod verify;

@@ -3,7 +3,9 @@
 //!
 //! Files in the ledger directory (mode 0700): `ledger.db` (+ `-wal`, `-shm`; mode 0600),
 //! `keyring.json` (mode 0600) and, while failed unseal attempts are waiting to be recorded,
-//! `unseal-failures.log` (mode 0600).
+//! `unseal-failures.log` (mode 0600). Only a creation or a re-share that a crash interrupted
+//! leaves `ledger.db.creating` (see [`Ledger::create`]) or `keyring.json.next` (see
+//! [`super::reshare`]).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -22,12 +24,17 @@ use super::event::{
     kinds, Actor, CanonicalJson, EventHeader, Kind, NewEvent, StoredEvent, Timestamp,
 };
 use super::projection::Projections;
-use super::seal::{KdfParams, Keyring, LedgerKeys, MasterSecret, OfficerName, Passphrase};
+use super::reshare::{self, STAGED_KEYRING_FILE};
+use super::seal::{
+    sync_dir, KdfParams, Keyring, LedgerKeys, MasterSecret, OfficerName, Passphrase,
+};
 
 /// The database file's name inside the ledger directory.
 pub const DB_FILE: &str = "ledger.db";
 /// The keyring file's name inside the ledger directory.
 pub const KEYRING_FILE: &str = "keyring.json";
+/// The database while [`Ledger::create`] builds it, before it is renamed to [`DB_FILE`].
+pub const CREATING_FILE: &str = "ledger.db.creating";
 /// Failed unseal attempts not yet recorded as an event.
 pub const FAILURES_FILE: &str = "unseal-failures.log";
 
@@ -99,20 +106,8 @@ pub struct Genesis<'a> {
     pub kdf: KdfParams,
 }
 
-fn check_not_writable_by_others(path: &Path) -> Result<(), LedgerError> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            LedgerError::NotFound {
-                path: path.to_path_buf(),
-            }
-        } else {
-            LedgerError::Io {
-                operation: "stat",
-                path: path.to_path_buf(),
-                source: e,
-            }
-        }
-    })?;
+pub(crate) fn check_not_writable_by_others(path: &Path) -> Result<(), LedgerError> {
+    let meta = std::fs::metadata(path).map_err(LedgerError::io_or_missing("stat", path))?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(LedgerError::InsecurePermissions {
@@ -280,6 +275,15 @@ fn kind_of(s: &'static str) -> Kind {
 impl Ledger {
     /// Creates a new ledger in `dir` (created with mode 0700 if missing; it must not already
     /// hold a ledger), writes the keyring and the genesis event.
+    ///
+    /// Creation is atomic as seen from outside: the database is built, genesis included, as
+    /// `ledger.db.creating`; the keyring is written; only then is the database renamed to
+    /// `ledger.db`, which is the commit point. A crash before it leaves no `ledger.db`, which
+    /// [`Ledger::open`] explains ([`LedgerError::CreationInterrupted`]) and a new `create` in
+    /// the same directory redoes: a `keyring.json` beside `ledger.db.creating` is the
+    /// interrupted creation's own (a creation starts only where there is no keyring) and is
+    /// replaced. A `ledger.db`, or a `keyring.json` with no creation in progress (a ledger whose
+    /// database is missing), is never touched: [`LedgerError::AlreadyExists`].
     pub fn create(
         dir: &Path,
         genesis: &Genesis<'_>,
@@ -295,9 +299,31 @@ impl Ledger {
         check_not_writable_by_others(dir)?;
         let db_path = dir.join(DB_FILE);
         let keyring_path = dir.join(KEYRING_FILE);
-        for p in [&db_path, &keyring_path] {
+        let building = dir.join(CREATING_FILE);
+        for p in [db_path.clone(), dir.join(format!("{DB_FILE}-wal"))] {
             if p.exists() {
-                return Err(LedgerError::AlreadyExists { path: p.clone() });
+                return Err(LedgerError::AlreadyExists { path: p });
+            }
+        }
+        if keyring_path.exists() {
+            if !building.exists() {
+                return Err(LedgerError::AlreadyExists { path: keyring_path });
+            }
+            // The keyring of an interrupted creation: it goes first, so that until the new one
+            // is written a crash leaves a state this same rule recognises.
+            std::fs::remove_file(&keyring_path).map_err(LedgerError::io(
+                "remove the interrupted keyring",
+                &keyring_path,
+            ))?;
+            sync_dir(dir)?;
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let stale = dir.join(format!("{CREATING_FILE}{suffix}"));
+            match std::fs::remove_file(&stale) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LedgerError::io("remove", &stale)(e))
+                }
+                _ => {}
             }
         }
         let rng = SystemRandom::new();
@@ -328,21 +354,62 @@ impl Ledger {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&db_path)
-            .map_err(LedgerError::io("create ledger file", &db_path))?;
-        let mut conn = open_connection(&db_path, &keys, false)?;
-        migrate(&mut conn, &db_path)?;
+            .open(&building)
+            .map_err(LedgerError::io("create ledger file", &building))?;
+        let mut conn = open_connection(&building, &keys, false)?;
+        migrate(&mut conn, &building)?;
         projections
             .create_tables(&conn)
-            .map_err(LedgerError::sql(&db_path, "create projection tables"))?;
+            .map_err(LedgerError::sql(&building, "create projection tables"))?;
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('ledger_id', ?1)",
             params![ledger_id.to_hex()],
         )
-        .map_err(LedgerError::sql(&db_path, "write ledger id"))?;
-        keyring.store(&keyring_path)?;
-
+        .map_err(LedgerError::sql(&building, "write ledger id"))?;
         let mut ledger = Ledger {
+            conn,
+            dir: dir.to_path_buf(),
+            db_path: building.clone(),
+            ledger_id,
+            keys,
+            keyring,
+            projections,
+        };
+        ledger.append_genesis(genesis)?;
+        let Ledger {
+            conn,
+            keys,
+            keyring,
+            projections,
+            ..
+        } = ledger;
+        // Back from WAL to a rollback journal: the checkpoint puts every page in the file
+        // itself, so the file alone is the whole ledger when it is renamed.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+            .map_err(LedgerError::sql(&building, "checkpoint"))?;
+        conn.close()
+            .map_err(|(_, e)| LedgerError::sql(&building, "close")(e))?;
+        let wal = dir.join(format!("{CREATING_FILE}-wal"));
+        if !mode.eq_ignore_ascii_case("delete") || wal.exists() {
+            return Err(LedgerError::Sqlite {
+                operation: "checkpoint the new ledger",
+                source: rusqlite::Error::InvalidQuery,
+            });
+        }
+        std::fs::File::open(&building)
+            .and_then(|f| f.sync_all())
+            .map_err(LedgerError::io("fsync", &building))?;
+        #[cfg(test)]
+        super::fault::reached(super::fault::Step::CreateBuilt)?;
+        keyring.store(&keyring_path)?;
+        #[cfg(test)]
+        super::fault::reached(super::fault::Step::CreateKeyringStored)?;
+        std::fs::rename(&building, &db_path)
+            .map_err(LedgerError::io("rename into place", &db_path))?;
+        sync_dir(dir)?;
+        let conn = open_connection(&db_path, &keys, false)?;
+        Ok(Ledger {
             conn,
             dir: dir.to_path_buf(),
             db_path,
@@ -350,15 +417,18 @@ impl Ledger {
             keys,
             keyring,
             projections,
-        };
-        let names = ledger.keyring.officers();
+        })
+    }
+
+    fn append_genesis(&mut self, genesis: &Genesis<'_>) -> Result<StoredEvent, LedgerError> {
+        let names = self.keyring.officers();
         let body = json!({
-            "ledger_id": ledger_id.to_hex(),
+            "ledger_id": self.ledger_id.to_hex(),
             "officers": names.iter().map(OfficerName::as_str).collect::<Vec<_>>(),
             "threshold": genesis.threshold,
             "generation": 1,
             "kdf_iterations": genesis.kdf.iterations(),
-            "checkpoint_public_key": ledger.public_key().to_hex(),
+            "checkpoint_public_key": self.public_key().to_hex(),
             "schema_version": SCHEMA_VERSION,
         });
         let actor = OfficerName::joined_actor(&names).unwrap_or_else(|_| actor_ledger());
@@ -368,8 +438,7 @@ impl Ledger {
                 source,
             }
         })?;
-        ledger.append(ev)?;
-        Ok(ledger)
+        self.append(ev)
     }
 
     /// Opens and unseals the ledger in `dir` with the passphrases of at least `threshold`
@@ -383,11 +452,32 @@ impl Ledger {
         check_not_writable_by_others(dir)?;
         let db_path = dir.join(DB_FILE);
         let keyring_path = dir.join(KEYRING_FILE);
+        if !db_path.exists() && dir.join(CREATING_FILE).exists() {
+            return Err(LedgerError::CreationInterrupted {
+                dir: dir.to_path_buf(),
+            });
+        }
         check_not_writable_by_others(&db_path)?;
         check_not_writable_by_others(&keyring_path)?;
         let keyring = Keyring::load(&keyring_path)?;
-        let master = match keyring.unseal(&keyring_path, officers) {
-            Ok(m) => m,
+        let staged = reshare::load_staged(dir)?;
+        let staged_path = dir.join(STAGED_KEYRING_FILE);
+        // The quorum may be of the current keyring or, after a crash in a re-share, of the
+        // staged one; which of them is valid is the ledger's to say, once it is open.
+        let unsealed = match keyring.unseal(&keyring_path, officers) {
+            Ok(m) => Ok((m, &keyring, keyring_path.as_path())),
+            Err(e) => match &staged {
+                Some(s) if counts_as_failed_unseal(&e) => match s.unseal(&staged_path, officers) {
+                    Ok(m) => Ok((m, s, staged_path.as_path())),
+                    // Officers unknown to the current keyring were meant for the staged one.
+                    Err(se) if matches!(e, LedgerError::UnknownOfficer { .. }) => Err(se),
+                    Err(_) => Err(e),
+                },
+                _ => Err(e),
+            },
+        };
+        let (master, by, by_path) = match unsealed {
+            Ok(u) => u,
             Err(e) => {
                 if counts_as_failed_unseal(&e) {
                     record_failure(dir, officers, &e)?;
@@ -395,8 +485,9 @@ impl Ledger {
                 return Err(e);
             }
         };
-        let keys = LedgerKeys::derive(&master, &keyring.ledger_id())?;
-        drop(master);
+        let (ledger_id, unsealed_generation, by_path) =
+            (by.ledger_id(), by.generation(), by_path.to_path_buf());
+        let keys = LedgerKeys::derive(&master, &ledger_id)?;
         let mut conn = open_connection(&db_path, &keys, false)?;
         migrate(&mut conn, &db_path)?;
         let stored_id: Option<String> = conn
@@ -405,15 +496,37 @@ impl Ledger {
             })
             .optional()
             .map_err(LedgerError::sql(&db_path, "read ledger id"))?;
-        if stored_id.as_deref() != Some(keyring.ledger_id().to_hex().as_str()) {
+        if stored_id.as_deref() != Some(ledger_id.to_hex().as_str()) {
             return Err(LedgerError::KeyringMismatch {
-                keyring: keyring.ledger_id().to_hex(),
+                keyring: ledger_id.to_hex(),
                 database: stored_id.unwrap_or_default(),
             });
         }
         projections
             .create_tables(&conn)
             .map_err(LedgerError::sql(&db_path, "create projection tables"))?;
+        let keyring = match reshare::recorded_generation(&conn, &db_path)? {
+            Some(recorded) => {
+                let installed = staged.is_some();
+                let settled = reshare::settle(dir, keyring, staged, &master, recorded)?;
+                if let Err(e) = reshare::check_generation(&by_path, unsealed_generation, recorded) {
+                    // The old keyring opened, and the staged one just moved into place: the
+                    // same officers may hold the new generation too (a re-share that kept
+                    // them and their passphrases).
+                    let also_current = installed
+                        && by_path == keyring_path
+                        && settled.generation() == recorded
+                        && settled.unseal(&keyring_path, officers).is_ok();
+                    if !also_current {
+                        record_failure(dir, officers, &e)?;
+                        return Err(e);
+                    }
+                }
+                settled
+            }
+            None => return Err(LedgerError::NoGenesis { path: db_path }),
+        };
+        drop(master);
         let mut ledger = Ledger {
             conn,
             dir: dir.to_path_buf(),
@@ -736,7 +849,9 @@ impl Ledger {
     /// threshold changed). `quorum` proves the current threshold again. Each new officer's
     /// passphrase is taken from `passphrases`, or else, for an officer in the quorum, the
     /// passphrase they just gave. KDF parameters stay those of the current keyring. The new
-    /// keyring is staged, the `ledger.reshare` event committed, then the keyring moved into place.
+    /// keyring is staged, the `ledger.reshare` event committed (from then on only the new
+    /// generation unseals), then the keyring moved into place; an open after a crash between
+    /// these steps settles it (see [`super::reshare`]).
     pub fn reshare(
         &mut self,
         quorum: &[(OfficerName, Passphrase)],
@@ -809,15 +924,22 @@ impl Ledger {
                 source,
             }
         })?;
-        let staged = self.dir.join(format!("{KEYRING_FILE}.next"));
-        new.store(&staged)?;
-        let stored = self.append(ev)?;
-        std::fs::rename(&staged, &keyring_path)
-            .map_err(LedgerError::io("rename into place", &keyring_path))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(LedgerError::io("fsync directory", &self.dir))?;
+        // See `reshare` for why the event, between staging and installing, is the commit point.
+        reshare::stage(&self.dir, &new)?;
+        #[cfg(test)]
+        super::fault::reached(super::fault::Step::ReshareStaged)?;
+        let stored = match self.append(ev) {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Nothing committed: the staged keyring is void (the next open removes it too).
+                let _ = reshare::discard_staged(&self.dir);
+                return Err(e);
+            }
+        };
         self.keyring = new;
+        #[cfg(test)]
+        super::fault::reached(super::fault::Step::ReshareCommitted)?;
+        reshare::install_staged(&self.dir)?;
         Ok(stored)
     }
 }
@@ -863,6 +985,8 @@ fn counts_as_failed_unseal(e: &LedgerError) -> bool {
             | LedgerError::NotEnoughOfficers { .. }
             | LedgerError::UnknownOfficer { .. }
             | LedgerError::KeyringTampered { .. }
+            | LedgerError::KeyringSuperseded { .. }
+            | LedgerError::KeyringNotCommitted { .. }
     )
 }
 
@@ -876,6 +1000,8 @@ fn record_failure(
         LedgerError::WrongPassphrase { .. } => "wrong_passphrase",
         LedgerError::NotEnoughOfficers { .. } => "not_enough_officers",
         LedgerError::UnknownOfficer { .. } => "unknown_officer",
+        LedgerError::KeyringSuperseded { .. } => "superseded_keyring",
+        LedgerError::KeyringNotCommitted { .. } => "uncommitted_keyring",
         _ => "keyring_integrity",
     };
     let line = json!({
@@ -889,6 +1015,7 @@ fn record_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::fault::{self, Step};
     use crate::ledger::verify::verify_ledger;
     use std::num::NonZeroU32;
 
@@ -905,14 +1032,116 @@ mod tests {
             .collect()
     }
 
-    fn new_ledger(dir: &Path) -> Ledger {
+    fn create(dir: &Path) -> Result<Ledger, LedgerError> {
         let officers = officers();
         let genesis = Genesis {
             officers: &officers,
             threshold: 2,
             kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN)),
         };
-        Ledger::create(dir, &genesis, Projections::ledger_only()).expect("create")
+        Ledger::create(dir, &genesis, Projections::ledger_only())
+    }
+
+    fn new_ledger(dir: &Path) -> Ledger {
+        create(dir).expect("create")
+    }
+
+    fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open(dir, &officers(), Projections::ledger_only())
+    }
+
+    /// A creation in `dir` that stops at `step` as if the process died there.
+    fn crash_creating(dir: &Path, step: Step) {
+        fault::arm(step);
+        match create(dir) {
+            Err(LedgerError::Io { operation, .. }) => assert_eq!(operation, "crash injected"),
+            other => panic!("expected the injected crash, got {other:?}"),
+        }
+        assert!(!dir.join(DB_FILE).exists(), "{step:?}: no ledger.db yet");
+        assert!(dir.join(CREATING_FILE).exists(), "{step:?}");
+        assert_eq!(
+            dir.join(KEYRING_FILE).exists(),
+            step == Step::CreateKeyringStored
+        );
+        let err = open(dir).expect_err("there is no ledger yet");
+        assert!(
+            matches!(err, LedgerError::CreationInterrupted { .. }),
+            "{step:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("create it again"), "{err}");
+    }
+
+    #[test]
+    fn a_creation_that_crashed_is_explained_and_redone() {
+        for (first, then) in [
+            (Step::CreateBuilt, Step::CreateKeyringStored),
+            (Step::CreateKeyringStored, Step::CreateBuilt),
+            (Step::CreateKeyringStored, Step::CreateKeyringStored),
+        ] {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let dir = tmp.path().join("l");
+            crash_creating(&dir, first);
+            // The redo can crash too, and is redone in turn.
+            crash_creating(&dir, then);
+            let id = create(&dir).expect("created again").ledger_id();
+            assert!(!dir.join(CREATING_FILE).exists());
+            let l = open(&dir).expect("open");
+            assert_eq!(l.ledger_id(), id);
+            assert_eq!(l.keyring().ledger_id(), id);
+            let genesis = l.event(1).expect("read").expect("genesis");
+            assert_eq!(genesis.header.kind.as_str(), kinds::GENESIS);
+            assert_eq!(verify_ledger(&l).expect("verify").events, 1);
+        }
+    }
+
+    #[test]
+    fn a_created_ledger_is_never_replaced() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let id = new_ledger(&dir).ledger_id();
+        let keyring = std::fs::read(dir.join(KEYRING_FILE)).expect("keyring");
+        let refused = |dir: &Path, file: &str| match create(dir) {
+            Err(LedgerError::AlreadyExists { path }) => assert_eq!(path, dir.join(file)),
+            other => panic!("expected {file} to be kept, got {other:?}"),
+        };
+        refused(&dir, DB_FILE);
+        // Not even beside a leftover temporary database.
+        std::fs::write(dir.join(CREATING_FILE), b"left over").expect("write");
+        refused(&dir, DB_FILE);
+        std::fs::remove_file(dir.join(CREATING_FILE)).expect("remove");
+        assert_eq!(open(&dir).expect("open").ledger_id(), id);
+        // A keyring whose database is missing (moved or lost) is the only key to its backups.
+        let moved = tmp.path().join("ledger.db.moved");
+        std::fs::rename(dir.join(DB_FILE), &moved).expect("move away");
+        refused(&dir, KEYRING_FILE);
+        assert_eq!(
+            std::fs::read(dir.join(KEYRING_FILE)).expect("keyring"),
+            keyring
+        );
+        std::fs::rename(&moved, dir.join(DB_FILE)).expect("move back");
+        assert_eq!(open(&dir).expect("open").ledger_id(), id);
+    }
+
+    #[test]
+    fn a_ledger_without_genesis_is_explained_and_kept() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        // The files a creation leaves that stops between its keyring and its genesis.
+        let l = new_ledger(&dir);
+        l.conn
+            .execute_batch(
+                "DROP TRIGGER events_no_delete; DELETE FROM events;
+                 DELETE FROM users; DELETE FROM keyring_generations;",
+            )
+            .expect("empty the ledger");
+        drop(l);
+        let err = open(&dir).expect_err("no genesis");
+        assert!(matches!(err, LedgerError::NoGenesis { .. }), "{err:?}");
+        assert!(err.to_string().contains("move the ledger directory aside"));
+        assert!(matches!(
+            create(&dir),
+            Err(LedgerError::AlreadyExists { .. })
+        ));
     }
 
     fn ev(kind: &str, body: serde_json::Value) -> NewEvent {

@@ -10,7 +10,7 @@ use super::chain::{
     body_hash, event_hash, CheckpointPublicKey, CheckpointSigner, Hash, LedgerId, SignedCheckpoint,
 };
 use super::error::{ChainProblem, LedgerError};
-use super::event::EventHeader;
+use super::event::{EventHeader, Timestamp};
 use super::export::{parse_export_line, redaction_signed_bytes, ExportLine, LineError, MAX_LINE};
 use super::store::{Ledger, RawRow, SELECT_EVENTS};
 
@@ -75,6 +75,14 @@ pub enum ExportProblem {
     /// The fields do not match `hash`.
     #[error("hash does not match the event's fields (seq, prev, time, actor, kind or body_hash was edited)")]
     HashMismatch,
+    /// The event's time is before the previous event's: times never go backwards in a ledger.
+    #[error("time {} ms is before the previous event's {} ms", time.0, previous.0)]
+    TimeWentBackwards {
+        /// This event's time.
+        time: Timestamp,
+        /// The previous event's time.
+        previous: Timestamp,
+    },
     /// A checkpoint line before any event.
     #[error("checkpoint before any event")]
     CheckpointWithoutEvents,
@@ -151,8 +159,8 @@ pub struct VerifiedExport {
     pub checkpoint: SignedCheckpoint,
 }
 
-/// Verifies a JSON Lines export offline: the header, every hash and link from seq 1, the final
-/// checkpoint's signature with the pinned key, and with `after`, that the export extends that
+/// Verifies a JSON Lines export offline: the header, every hash and link from seq 1, that event
+/// times never go backwards, the final checkpoint's signature with the pinned key, and with `after`, that the export extends that
 /// earlier checkpoint. Reads line by line in constant memory.
 pub fn verify_export(
     input: impl BufRead,
@@ -279,6 +287,16 @@ pub fn verify_export_observed(
                 }
                 if event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) != h.hash {
                     return Err(fail(lineno, seq, ExportProblem::HashMismatch));
+                }
+                if let Some(previous) = last.as_ref().map(|l| l.time).filter(|t| h.time < *t) {
+                    return Err(fail(
+                        lineno,
+                        seq,
+                        ExportProblem::TimeWentBackwards {
+                            time: h.time,
+                            previous,
+                        },
+                    ));
                 }
                 if let Some((body, signature)) = &shown {
                     let signed = redaction_signed_bytes(&h.hash, body.as_bytes());
@@ -413,9 +431,9 @@ fn check_pages(conn: &Connection, db: &std::path::Path) -> Result<(), LedgerErro
 }
 
 /// Verifies the live ledger: every page of the file (its SQLCipher HMAC, free pages and
-/// indexes included), every stored event (canonical body, body hash, link, hash), every
-/// recorded checkpoint, and that every projection table equals a replay of all events into an
-/// in-memory database.
+/// indexes included), every stored event (canonical body, body hash, link, hash, a time not
+/// before the previous event's), every recorded checkpoint, and that every projection table
+/// equals a replay of all events into an in-memory database.
 pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
     verify_ledger_observed(ledger, &mut |_| {})
 }
@@ -442,6 +460,7 @@ pub fn verify_ledger_observed(
         .query([])
         .map_err(LedgerError::sql(db, "query events"))?;
     let mut prev = Hash::ZERO;
+    let mut prev_time: Option<Timestamp> = None;
     let mut count = 0u64;
     let mut hashes_at_checkpoints = std::collections::BTreeMap::new();
     for cp in ledger.checkpoints()? {
@@ -476,6 +495,12 @@ pub fn verify_ledger_observed(
         if event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) != h.hash {
             return Err(chain(ChainProblem::HashMismatch));
         }
+        if let Some(previous) = prev_time.filter(|t| h.time < *t) {
+            return Err(chain(ChainProblem::TimeWentBackwards {
+                time: h.time,
+                previous,
+            }));
+        }
         for cp in hashes_at_checkpoints.get(&seq).into_iter().flatten() {
             if cp.checkpoint.head != h.hash {
                 return Err(LedgerError::BadCheckpoint {
@@ -486,6 +511,7 @@ pub fn verify_ledger_observed(
         }
         ledger.projections().apply(&replay, &ev)?;
         prev = h.hash;
+        prev_time = Some(h.time);
         count = seq;
         checked(seq);
     }
