@@ -568,7 +568,10 @@ impl Daemon {
         if !kr.officers().contains(&name) {
             return Err(OpError::new(
                 ErrorCode::UnknownOfficer,
-                format!("{name} is not an officer of this ledger's keyring"),
+                format!(
+                    "{name} is not an officer of this ledger's keyring{}",
+                    self.interrupted_reshare(&name)
+                ),
             ));
         }
         let pass = Passphrase::for_unseal(passphrase.into_inner())
@@ -602,7 +605,8 @@ impl Daemon {
                     ErrorCode::UnsealFailed,
                     format!(
                         "the keyring passphrase offered for {name} does not open {name}'s share; \
-                         nothing was kept: offer it again"
+                         nothing was kept: offer it again{}",
+                        self.interrupted_reshare(&name)
                     ),
                 ))
             }
@@ -612,6 +616,23 @@ impl Daemon {
                 err.code = ErrorCode::UnsealFailed;
                 Err(err)
             }
+        }
+    }
+
+    /// What to do when a re-share naming `name` was interrupted between its event and the move
+    /// of its keyring into place (`keyring.json.next` is still staged): custodyd checks shares
+    /// against `keyring.json` until the ledger is opened once, which settles the re-share.
+    fn interrupted_reshare(&self, name: &OfficerName) -> String {
+        match crate::ledger::reshare::load_staged(&self.opts.ledger_dir) {
+            Ok(Some(staged)) if staged.officers().contains(name) => format!(
+                ". A re-share to keyring generation {} that names {name} was interrupted before \
+                 its keyring was moved into place: if it was committed, opening the ledger once \
+                 with that generation's officers settles it (custody ledger verify --ledger {} \
+                 --officer NAME ..., with custodyd stopped); then unseal again",
+                staged.generation(),
+                self.opts.ledger_dir.display()
+            ),
+            _ => String::new(),
         }
     }
 
@@ -954,5 +975,48 @@ impl Daemon {
     /// The ledger directory.
     pub fn ledger_dir(&self) -> &Path {
         &self.opts.ledger_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::fault::Step;
+    use crate::ledger::reshare::tests::{crashed_at, new_quorum};
+    use crate::ledger::Projections;
+
+    fn offer(d: &Daemon, officer: &str, passphrase: &str) -> Result<Reply, OpError> {
+        let peer = PeerCred {
+            uid: 0,
+            gid: 0,
+            pid: 1,
+        };
+        let secret = Secret::new(zeroize::Zeroizing::new(passphrase.to_owned()));
+        d.unseal(officer, secret, &peer)
+    }
+
+    /// A re-share that crashed after its event committed, before its keyring was moved into
+    /// place: custodyd still checks shares against the keyring it replaced, so an officer the
+    /// re-share added is told what happened and how to settle it, and is let in once it is.
+    #[test]
+    fn an_interrupted_reshare_is_named_to_its_officers_and_settled_by_one_open() {
+        let (_tmp, dir) = crashed_at(Step::ReshareCommitted);
+        let d = Daemon::new(DaemonOptions::new(&dir));
+        let e = offer(&d, "carol", "carol-new-pass-2").expect_err("carol is not in keyring.json");
+        assert_eq!(e.code, ErrorCode::UnknownOfficer);
+        assert!(
+            e.message
+                .contains("re-share to keyring generation 2 that names carol was interrupted"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("custody ledger verify"), "{}", e.message);
+        // The remedy the message names: one open with the new generation's officers.
+        drop(Ledger::open(&dir, &new_quorum(), Projections::ledger_only()).expect("settled"));
+        let progress = offer(&d, "carol", "carol-new-pass-2").expect("carol's share is taken");
+        match progress {
+            Reply::Unseal(p) => assert_eq!(p.given, vec!["carol".to_owned()]),
+            other => panic!("expected unseal progress, got {other:?}"),
+        }
     }
 }

@@ -16,7 +16,7 @@ pub mod error;
 pub mod event;
 pub mod export;
 #[cfg(test)]
-mod fault;
+pub(crate) mod fault;
 #[cfg(test)]
 mod insider_tamper;
 pub mod projection;

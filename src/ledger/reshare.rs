@@ -141,7 +141,7 @@ pub(crate) fn check_generation(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ledger::fault::{self, Step};
     use crate::ledger::seal::tests::{kdf, name, pass};
@@ -158,7 +158,7 @@ mod tests {
         ]
     }
     /// Generation 2: alice (a new passphrase) and carol; bob removed.
-    fn new_quorum() -> Vec<(OfficerName, Passphrase)> {
+    pub(crate) fn new_quorum() -> Vec<(OfficerName, Passphrase)> {
         vec![
             (name("alice"), pass("alice-new-pass-2")),
             (name("carol"), pass("carol-new-pass-2")),
@@ -206,7 +206,7 @@ mod tests {
     }
 
     /// A ledger whose re-share crashed at `step`, before its keyring was moved into place.
-    fn crashed_at(step: Step) -> (tempfile::TempDir, std::path::PathBuf) {
+    pub(crate) fn crashed_at(step: Step) -> (tempfile::TempDir, std::path::PathBuf) {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("l");
         reshared(&dir, Some(step));
