@@ -82,13 +82,13 @@ pub struct AddArgs {
 }
 
 fn detail(a: &AccountReply) {
-    println!("account      {}", a.account);
-    println!("provider     {}", a.provider);
-    println!("alias        {}", escape_unsafe(a.alias.as_str()));
-    println!("root e-mail  {}", a.root_email);
-    println!("credential   {}", escape_unsafe(&a.credential));
-    println!("status       {}", a.status.as_str());
-    println!(
+    outln!("account      {}", a.account);
+    outln!("provider     {}", a.provider);
+    outln!("alias        {}", escape_unsafe(a.alias.as_str()));
+    outln!("root e-mail  {}", a.root_email);
+    outln!("credential   {}", escape_unsafe(&a.credential));
+    outln!("status       {}", a.status.as_str());
+    outln!(
         "last release {}",
         a.last_release_step
             .map_or("-".to_owned(), |s| format!("TOTP step {s}"))
@@ -143,7 +143,7 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
             };
             print_reply(json, &r, |r| match r {
                 Reply::Account(a) if verb.is_empty() => detail(a),
-                Reply::Account(a) => println!(
+                Reply::Account(a) => outln!(
                     "{verb} account {} ({}): {}",
                     a.account,
                     escape_unsafe(a.alias.as_str()),
@@ -151,7 +151,7 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                 ),
                 Reply::Accounts(list) => {
                     for a in list {
-                        println!(
+                        outln!(
                             "{:<14} {:<20} {:<32} {}",
                             a.account.to_string(),
                             escape_unsafe(a.alias.as_str()),
@@ -160,7 +160,7 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                         );
                     }
                 }
-                other => println!("{other:?}"),
+                other => outln!("{other:?}"),
             });
             Ok(())
         })(),

@@ -195,7 +195,7 @@ fn checkpoint(json: bool, args: &UnsealArgs) -> Result<(), Failure> {
             key.fingerprint()
         );
     }
-    println!("{line}");
+    outln!("{line}");
     Ok(())
 }
 
@@ -281,7 +281,7 @@ fn export_cmd(json: bool, args: &ExportArgs) -> Result<(), Failure> {
     };
     // The export itself may be on standard output; the summary then goes to standard error.
     if args.out.is_some() {
-        println!("{text}");
+        outln!("{text}");
     } else {
         eprintln!("{text}");
     }
@@ -320,14 +320,14 @@ fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
         Ok(v) => {
             let cp = &v.checkpoint.checkpoint;
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"ok": true, "valid": true, "ledger_id": v.ledger_id.to_hex(), "events": v.events,
                            "stubs": v.stubs, "redacted": v.redacted, "checkpoint_seq": cp.seq, "head": cp.head.to_hex(),
                            "after_seq": after.map(|a| a.checkpoint.seq)})
                 );
             } else {
-                println!(
+                outln!(
                     "valid: ledger {}, {} events ({} with bodies, {}{} stubs), checkpoint seq {} head {} signed by {}{}",
                     v.ledger_id,
                     v.events + v.stubs + v.redacted,
@@ -369,12 +369,12 @@ fn open_export(json: bool, file: &Path) -> Result<CountingReader<Box<dyn BufRead
 /// Prints why an export does not verify, and the status of a failed verification.
 fn invalid(json: bool, f: &ExportFailure) -> Failure {
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"ok": true, "valid": false, "line": f.line, "seq": f.seq, "problem": f.problem.to_string()})
         );
     } else {
-        println!("invalid: {f}");
+        outln!("invalid: {f}");
     }
     let _ = std::io::stdout().flush();
     Failure::reported(exit::FAILED)
@@ -405,17 +405,17 @@ fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
     report::write_atomically(&args.out, html.as_bytes(), args.force)
         .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;
     if json {
-        println!("{}", report::summary(&custody, &args.out, after_seq));
+        outln!("{}", report::summary(&custody, &args.out, after_seq));
     } else {
         let open = custody.open_incidents().count();
-        println!(
+        outln!(
             "valid: ledger {}, {} events up to checkpoint seq {} signed by {}",
             custody.ledger_id,
             custody.events + custody.stubs,
             verified.checkpoint.checkpoint.seq,
             v.pubkey.fingerprint()
         );
-        println!(
+        outln!(
             "report: {} ({} device(s), {} account(s), {} request(s), {} open incident(s))",
             args.out.display(),
             custody.devices.len(),

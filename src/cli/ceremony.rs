@@ -462,7 +462,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
         }
     };
     if !room.json {
-        println!("request {}", rec.id);
+        outln!("request {}", rec.id);
     }
     // 2. Approvals.
     while rec.status == RequestStatus::Pending {
@@ -572,7 +572,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
         return Err(unexpected(&reply));
     };
     if room.json {
-        println!(
+        outln!(
             "{}",
             json!({"ok": true, "code": {"request": request, "code": code.expose(), "step": step,
                    "seconds_remaining": seconds_remaining, "device": device}})
@@ -633,7 +633,7 @@ fn check_in(
     })?;
     if let Reply::Device(d) = &d {
         if !room.json {
-            println!("device {}: {}", d.serial, d.state.name());
+            outln!("device {}: {}", d.serial, d.state.name());
         }
     }
     Ok(())
@@ -839,15 +839,15 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
             return Err(unexpected(&reply));
         };
         if room.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"ok": true, "enrolled": {"first": first.expose(), "second": second.expose(),
                        "first_step": first_step}})
             );
         } else {
-            println!("Enrolled. Give the provider these two consecutive codes:");
-            println!("  step {first_step}: {}", first.expose());
-            println!("  step {}: {}", first_step + 1, second.expose());
+            outln!("Enrolled. Give the provider these two consecutive codes:");
+            outln!("  step {first_step}: {}", first.expose());
+            outln!("  step {}: {}", first_step + 1, second.expose());
         }
         drop(reply);
         room.say("  Enter both codes on the provider's page at once, then close the page showing the seed.");

@@ -284,7 +284,7 @@ pub(crate) fn print_reply(json: bool, reply: &Reply, human: impl FnOnce(&Reply))
         if let Some(m) = v.as_object_mut() {
             m.insert("ok".into(), serde_json::Value::Bool(true));
         }
-        println!("{v}");
+        outln!("{v}");
     } else {
         human(reply);
     }

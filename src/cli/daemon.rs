@@ -90,10 +90,10 @@ pub fn status(json: bool, socket: &Path) -> ExitCode {
                 return Err(unexpected(&r));
             };
             if json {
-                println!("{}", json!({"ok": true, "status": s}));
+                outln!("{}", json!({"ok": true, "status": s}));
             } else if s.sealed {
-                println!("custodyd: SEALED (ledger {})", s.ledger_id);
-                println!(
+                outln!("custodyd: SEALED (ledger {})", s.ledger_id);
+                outln!(
                     "Unseal: {} of {} officer(s) so far{}",
                     s.unseal_given.len(),
                     s.threshold,
@@ -103,11 +103,11 @@ pub fn status(json: bool, socket: &Path) -> ExitCode {
                         format!(" ({})", s.unseal_given.join(", "))
                     }
                 );
-                println!("Officers: {}", s.officers.join(", "));
+                outln!("Officers: {}", s.officers.join(", "));
             } else {
-                println!("custodyd: UNSEALED (ledger {})", s.ledger_id);
-                println!("Head: seq {}", s.head_seq.unwrap_or(0));
-                println!(
+                outln!("custodyd: UNSEALED (ledger {})", s.ledger_id);
+                outln!("Head: seq {}", s.head_seq.unwrap_or(0));
+                outln!(
                     "Checkpoint public key: {}",
                     s.public_key.as_deref().unwrap_or("?")
                 );
@@ -142,20 +142,21 @@ pub fn unseal(json: bool, socket: &Path, args: UnsealArgs) -> ExitCode {
                 return Err(unexpected(&r));
             };
             if json {
-                println!("{}", json!({"ok": true, "unseal": p}));
+                outln!("{}", json!({"ok": true, "unseal": p}));
             } else if args.reset {
-                println!(
+                outln!(
                     "Unseal reset by {}: every share offered so far is forgotten; {} officers \
                      start again with `custody unseal`.",
-                    args.officer, p.threshold
+                    args.officer,
+                    p.threshold
                 );
             } else if p.unsealed {
-                println!(
+                outln!(
                     "Unsealed: the quorum of {} is complete; the ledger is open.",
                     p.threshold
                 );
             } else {
-                println!(
+                outln!(
                     "Share of {} accepted: {} of {} ({}). The next officer runs `custody unseal`.",
                     args.officer,
                     p.given.len(),
@@ -183,9 +184,9 @@ pub fn seal(json: bool, socket: &Path, args: SealArgs) -> ExitCode {
                 return Err(unexpected(&r));
             };
             if json {
-                println!("{}", json!({"ok": true, "sealed": true, "seq": seq}));
+                outln!("{}", json!({"ok": true, "sealed": true, "seq": seq}));
             } else {
-                println!("Sealed (event {seq}); the ledger is closed and its keys are erased from memory.");
+                outln!("Sealed (event {seq}); the ledger is closed and its keys are erased from memory.");
             }
             Ok(())
         })(),
@@ -228,16 +229,16 @@ fn write_export(json: bool, out: &Path, r: &Reply, verb: &str) -> Result<(), Fai
         .and_then(|()| f.sync_all())
         .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", out.display())))?;
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"ok": true, "path": out.display().to_string(), "events": events, "seq": seq, "public_key": public_key})
         );
     } else {
-        println!(
+        outln!(
             "{verb} {events} event(s) up to seq {seq} to {}",
             out.display()
         );
-        println!(
+        outln!(
             "Verify offline: custody audit verify {} --pubkey {public_key}",
             out.display()
         );

@@ -147,10 +147,10 @@ pub struct CodeArgs {
 
 fn human(r: &Reply) {
     match r {
-        Reply::Device(d) => println!("device {}: {}", d.serial, d.state.name()),
+        Reply::Device(d) => outln!("device {}: {}", d.serial, d.state.name()),
         Reply::Devices(list) => {
             for d in list {
-                println!(
+                outln!(
                     "{:<10} {:<8} {}",
                     d.serial.to_string(),
                     format!("{:?}", d.role).to_lowercase(),
@@ -163,9 +163,9 @@ fn human(r: &Reply) {
             second,
             first_step,
         } => {
-            println!("Enrolled. Give the provider these two consecutive codes:");
-            println!("  step {first_step}: {}", first.expose());
-            println!("  step {}: {}", first_step + 1, second.expose());
+            outln!("Enrolled. Give the provider these two consecutive codes:");
+            outln!("  step {first_step}: {}", first.expose());
+            outln!("  step {}: {}", first_step + 1, second.expose());
         }
         Reply::Code {
             request,
@@ -174,44 +174,44 @@ fn human(r: &Reply) {
             device,
             ..
         } => {
-            println!("Code for {request} (device {device}): {}", code.expose());
-            println!("Valid for {seconds_remaining} more second(s); it is shown once.");
+            outln!("Code for {request} (device {device}): {}", code.expose());
+            outln!("Valid for {seconds_remaining} more second(s); it is shown once.");
         }
-        other => println!("{other:?}"),
+        other => outln!("{other:?}"),
     }
 }
 
 fn detail(d: &DeviceReply) {
     use crate::custody::DeviceState;
-    println!("device    {}", d.serial);
-    println!("role      {}", format!("{:?}", d.role).to_lowercase());
-    println!(
+    outln!("device    {}", d.serial);
+    outln!("role      {}", format!("{:?}", d.role).to_lowercase());
+    outln!(
         "account   {}",
         d.account.as_ref().map_or("-".to_owned(), |a| a.to_string())
     );
-    println!("state     {}", d.state.name());
+    outln!("state     {}", d.state.name());
     match &d.state {
         DeviceState::InSafe { location, seal } => {
-            println!("location  {}", escape_unsafe(location.as_str()));
-            println!("seal      {seal}");
+            outln!("location  {}", escape_unsafe(location.as_str()));
+            outln!("seal      {seal}");
         }
         DeviceState::CheckedOut {
             custodian,
             request,
             since_ms,
         } => {
-            println!("custodian {custodian}");
+            outln!("custodian {custodian}");
             if let Some(r) = request {
-                println!("request   {r}");
+                outln!("request   {r}");
             }
-            println!("since     {since_ms} ms since the epoch");
+            outln!("since     {since_ms} ms since the epoch");
         }
         _ => {}
     }
-    println!("firmware  {}", escape_unsafe(&d.firmware));
-    println!("device id {}", escape_unsafe(&d.device_id));
+    outln!("firmware  {}", escape_unsafe(&d.firmware));
+    outln!("device id {}", escape_unsafe(&d.device_id));
     if let Some(i) = &d.blocked_by {
-        println!("blocked   by incident {i}");
+        outln!("blocked   by incident {i}");
     }
 }
 

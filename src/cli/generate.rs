@@ -222,7 +222,7 @@ fn emit(json: bool, text: &[u8], wrap: impl FnOnce(&str) -> serde_json::Value) -
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(&body).and_then(|()| stdout.flush()) {
         Ok(()) => ExitCode::from(exit::OK),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(exit::BROKEN_PIPE),
         Err(e) => {
             eprintln!("custody: writing to standard output: {e}");
             ExitCode::from(exit::IO)

@@ -90,11 +90,11 @@ pub fn run(json: bool, socket: &Path, cmd: IncidentCommand) -> ExitCode {
             print_reply(json, &r, |r| match r {
                 Reply::Incidents(list) => {
                     for i in list {
-                        println!("{}", line(i));
+                        outln!("{}", line(i));
                     }
                 }
-                Reply::Incident(i) => println!("{}", line(i)),
-                other => println!("{other:?}"),
+                Reply::Incident(i) => outln!("{}", line(i)),
+                other => outln!("{other:?}"),
             });
             Ok(())
         })(),

@@ -74,7 +74,7 @@ fn init(json: bool, args: &InitArgs) -> Result<(), Failure> {
     let key = ledger.public_key();
     let names: Vec<&str> = args.officers.iter().map(OfficerName::as_str).collect();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "ok": true,
@@ -89,20 +89,20 @@ fn init(json: bool, args: &InitArgs) -> Result<(), Failure> {
             })
         );
     } else {
-        println!(
+        outln!(
             "Ledger {} created in {}",
             ledger.ledger_id(),
             args.ledger.display()
         );
-        println!(
+        outln!(
             "Officers: {} (threshold {})",
             names.join(", "),
             args.threshold
         );
-        println!("Checkpoint public key (pin it for audits):");
-        println!("  hex:         {}", key.to_hex());
-        println!("  base64:      {}", key.to_base64());
-        println!("  fingerprint: {}", key.fingerprint());
+        outln!("Checkpoint public key (pin it for audits):");
+        outln!("  hex:         {}", key.to_hex());
+        outln!("  base64:      {}", key.to_base64());
+        outln!("  fingerprint: {}", key.fingerprint());
     }
     Ok(())
 }

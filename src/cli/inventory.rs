@@ -59,17 +59,17 @@ pub fn run(json: bool, socket: &Path, args: InventoryArgs) -> ExitCode {
             let mut clean = true;
             print_reply(json, &r, |r| match r {
                 Reply::Audit(a) => {
-                    println!(
+                    outln!(
                         "Inventory: {} device(s) in order, {} incident(s) opened, {} unknown serial(s)",
                         a.ok.len(),
                         a.incidents.len(),
                         a.unknown.len()
                     );
-                    a.ok.iter().for_each(|s| println!("  ok       {s}"));
-                    a.incidents.iter().for_each(|i| println!("  incident {i}"));
-                    a.unknown.iter().for_each(|s| println!("  unknown  {s}"));
+                    a.ok.iter().for_each(|s| outln!("  ok       {s}"));
+                    a.incidents.iter().for_each(|i| outln!("  incident {i}"));
+                    a.unknown.iter().for_each(|s| outln!("  unknown  {s}"));
                 }
-                other => println!("{other:?}"),
+                other => outln!("{other:?}"),
             });
             if let Reply::Audit(a) = &r {
                 clean = a.incidents.is_empty() && a.unknown.is_empty();

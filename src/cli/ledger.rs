@@ -113,7 +113,7 @@ pub(crate) fn finish(json: bool, result: Result<(), Failure>) -> ExitCode {
         Err(f) if f.message.is_empty() => ExitCode::from(f.status),
         Err(f) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"ok": false, "error": f.message, "status": f.status})
                 );
@@ -251,7 +251,7 @@ fn verify(json: bool, args: &UnsealArgs) -> Result<(), Failure> {
     let report = report?;
     let head = report.head.map(|(s, h)| (s, h.to_hex()));
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "ok": true,
@@ -264,7 +264,7 @@ fn verify(json: bool, args: &UnsealArgs) -> Result<(), Failure> {
             })
         );
     } else {
-        println!(
+        outln!(
             "ledger {} is valid: {} events, head {}, {} checkpoints, projections {} equal a replay",
             ledger.ledger_id(),
             report.events,
@@ -294,13 +294,13 @@ fn reshare(json: bool, args: &ReshareArgs) -> Result<(), Failure> {
     let ev = ledger.reshare(&quorum, &args.new_officers, &chosen, args.threshold)?;
     let names: Vec<&str> = args.new_officers.iter().map(OfficerName::as_str).collect();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"ok": true, "seq": ev.header.seq, "generation": ledger.keyring().generation(),
                    "officers": names, "threshold": args.threshold})
         );
     } else {
-        println!(
+        outln!(
             "keyring generation {} written: officers {}, threshold {} (event seq {})",
             ledger.keyring().generation(),
             names.join(", "),

@@ -4,6 +4,37 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for the command's answer on standard output: when the reader has gone (`custody
+/// user list | head -1`), the command ends quietly with [`exit::BROKEN_PIPE`] instead of
+/// panicking. Never status 0: a `custody audit verify` whose answer was not read must not look
+/// like a valid export to the script that ran it.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the command's answer (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// Writes to standard output; a closed pipe ends the process quietly with
+/// [`exit::BROKEN_PIPE`], any other failure with [`exit::IO`], naming it.
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(exit::BROKEN_PIPE));
+        }
+        eprintln!("custody: cannot write to standard output: {e}");
+        std::process::exit(i32::from(exit::IO));
+    }
+}
+
 pub mod account;
 pub mod audit;
 pub mod ceremony;
@@ -37,6 +68,9 @@ pub mod exit {
     pub const LEDGER: u8 = 4;
     /// Reading or writing a file, descriptor or terminal failed.
     pub const IO: u8 = 5;
+    /// Standard output was closed before the answer was written (`custody user list | head
+    /// -1`): 128 + SIGPIPE, the status a shell shows for a process a closed pipe ended.
+    pub const BROKEN_PIPE: u8 = 141;
 }
 
 /// `custody`: the mfa-custody command line.

@@ -155,9 +155,9 @@ fn detail(r: &RequestReply) -> String {
 
 fn show(json: bool, r: &Reply) {
     print_reply(json, r, |r| match r {
-        Reply::Request(rec) => println!("{}", line(rec)),
-        Reply::Requests(list) => list.iter().for_each(|r| println!("{}", line(r))),
-        other => println!("{other:?}"),
+        Reply::Request(rec) => outln!("{}", line(rec)),
+        Reply::Requests(list) => list.iter().for_each(|r| outln!("{}", line(r))),
+        other => outln!("{other:?}"),
     });
 }
 
@@ -188,8 +188,8 @@ pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
                     let _s = for_reads(socket, &auth, "custody request show")?;
                     let r = call(socket, Op::RequestShow { request })?;
                     print_reply(json, &r, |r| match r {
-                        Reply::Request(rec) => print!("{}", detail(rec)),
-                        other => println!("{other:?}"),
+                        Reply::Request(rec) => out!("{}", detail(rec)),
+                        other => outln!("{other:?}"),
                     });
                     return Ok(());
                 }

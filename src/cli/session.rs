@@ -296,7 +296,7 @@ pub fn login(json: bool, socket: &Path, args: LoginArgs) -> ExitCode {
             };
             let file = store(socket, token)?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"ok": true, "user": s.user, "roles": s.roles, "uid": s.uid,
                            "idle_expires_at_ms": s.idle_expires_at_ms,
@@ -307,7 +307,7 @@ pub fn login(json: bool, socket: &Path, args: LoginArgs) -> ExitCode {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
                 let minutes = |at: i64| (at.saturating_sub(now) + 30_000) / 60_000;
-                println!(
+                outln!(
                     "Logged in as {} ({}) for uid {}. Reads use this session for up to {} min \
                      ({} min unused ends it sooner), until custody logout, or until custodyd \
                      seals.",
@@ -317,7 +317,7 @@ pub fn login(json: bool, socket: &Path, args: LoginArgs) -> ExitCode {
                     minutes(s.expires_at_ms),
                     minutes(s.idle_expires_at_ms)
                 );
-                println!(
+                outln!(
                     "Approvals, check-outs, codes and two-officer operations still ask for your \
                      passphrase and second factor each time."
                 );
@@ -334,9 +334,9 @@ pub fn logout(json: bool, socket: &Path) -> ExitCode {
         (|| {
             let Some(token) = load(socket)? else {
                 if json {
-                    println!("{}", json!({"ok": true, "logged_out": null}));
+                    outln!("{}", json!({"ok": true, "logged_out": null}));
                 } else {
-                    println!(
+                    outln!(
                         "No session is kept for {}; nothing to do.",
                         socket.display()
                     );
@@ -353,11 +353,11 @@ pub fn logout(json: bool, socket: &Path) -> ExitCode {
                 _ => None,
             };
             if json {
-                println!("{}", json!({"ok": true, "logged_out": user}));
+                outln!("{}", json!({"ok": true, "logged_out": user}));
             } else {
                 match user {
-                    Some(u) => println!("Logged out {u}; the session is revoked."),
-                    None => println!("The session had already ended; its file is removed."),
+                    Some(u) => outln!("Logged out {u}; the session is revoked."),
+                    None => outln!("The session had already ended; its file is removed."),
                 }
             }
             Ok(())
@@ -386,14 +386,14 @@ pub fn whoami(json: bool, socket: &Path) -> ExitCode {
                 ));
             };
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"ok": true, "user": s.user, "roles": s.roles, "uid": s.uid,
                            "idle_expires_at_ms": s.idle_expires_at_ms,
                            "expires_at_ms": s.expires_at_ms})
                 );
             } else {
-                println!(
+                outln!(
                     "{} ({}), uid {}; the session ends at {} (idle: {}).",
                     s.user,
                     roles(&s.roles),

@@ -122,11 +122,11 @@ pub struct AddArgs {
 
 fn print_factor(r: &Reply) {
     if let Reply::Factor { user, uri, base32 } = r {
-        println!(
+        outln!(
             "Second factor of officer {user} (shown once; load it into their authenticator now):"
         );
-        println!("  {}", uri.expose());
-        println!("  base32: {}", base32.expose());
+        outln!("  {}", uri.expose());
+        outln!("  base32: {}", base32.expose());
     }
 }
 
@@ -246,12 +246,12 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
             };
             print_reply(json, &r, |r| match r {
                 Reply::Factor { .. } => print_factor(r),
-                Reply::User(u) if bound => println!(
+                Reply::User(u) if bound => outln!(
                     "{}: bound to uid {} (from their next authentication)",
                     u.name,
                     u.uid.map_or("-".to_owned(), |n| n.to_string())
                 ),
-                Reply::User(u) => println!(
+                Reply::User(u) => outln!(
                     "{}: {} ({})",
                     u.name,
                     if u.active { "active" } else { "suspended" },
@@ -263,7 +263,7 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                 ),
                 Reply::Users(us) => {
                     for u in us {
-                        println!(
+                        outln!(
                             "{:<16} {:<24} uid {:<8} {}",
                             u.name.to_string(),
                             u.roles
@@ -276,7 +276,7 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                         );
                     }
                 }
-                other => println!("{other:?}"),
+                other => outln!("{other:?}"),
             });
             Ok(())
         })(),
