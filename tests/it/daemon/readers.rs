@@ -1,0 +1,345 @@
+//! custodyd's reader watch through a real pcscd with vpcd readers and `custody-emu` keys: a
+//! registered key inserted gives `token.device_inserted` with its serial and state, an
+//! unregistered key `token.unknown_device` with its serial (and a warning in the log), and the
+//! registered key's removal `token.device_removed` with the serial remembered from the
+//! insertion. The events are read back from `custody export` over the socket.
+//!
+//! vpcd does not reliably notice a card that comes back to a slot it left, so each slot is
+//! used once: the registered key is registered in-process (a `SoftKey` with the same OATH
+//! state file that its `custody-emu` later starts from), not through a slot.
+
+use crate::support;
+
+use std::io::Write;
+use std::num::NonZeroU32;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mfa_custody::custody::{
+    Credentials, Custody, DeviceAccess, DeviceAccessError, DeviceRole, FactorCode, PassphraseKdf,
+    Policy, Serial, UserName, UserPassphrase,
+};
+use mfa_custody::emulator::oath::{AutoTouch, OathState};
+use mfa_custody::emulator::{state, SoftKey};
+use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase};
+use mfa_custody::token::management::FormFactor;
+use mfa_custody::token::CardTransport;
+use serde_json::Value;
+use support::{in_harness, wait_for_card, wait_for_no_card, Emu};
+use zeroize::Zeroizing;
+
+const REGISTERED: u32 = 10_000_301;
+const STRANGER: u32 = 10_000_302;
+
+fn unseal_pass(officer: &str) -> String {
+    format!("{officer}-unseal-1")
+}
+
+fn totp_now(base32: &str) -> String {
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(base32.as_bytes())
+        .expect("base32 seed");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
+        .expect("totp")
+        .generate(now)
+}
+
+/// The registered key, in-process, for its registration.
+struct OneKey(SoftKey);
+
+impl DeviceAccess for OneKey {
+    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
+        if serial.get() == self.0.serial() {
+            Ok(Box::new(&mut self.0))
+        } else {
+            Err(DeviceAccessError::NotPresent { serial })
+        }
+    }
+}
+
+/// A ledger with officers alice and bob in which alice registered the key `REGISTERED`, whose
+/// OATH state (salt, hence device id) is saved in `key_state` for its `custody-emu`.
+fn ledger_with_registered_key(dir: &Path, key_state: &Path) {
+    let low = NonZeroU32::new(1000).expect("non-zero");
+    let officers: Vec<(OfficerName, Passphrase)> = ["alice", "bob"]
+        .iter()
+        .map(|n| {
+            (
+                OfficerName::parse(n).expect("officer"),
+                Passphrase::for_unseal(Zeroizing::new(unseal_pass(n))).expect("pass"),
+            )
+        })
+        .collect();
+    let genesis = Genesis {
+        officers: &officers,
+        threshold: 2,
+        kdf: KdfParams::insecure_for_tests(low),
+    };
+    let ledger =
+        Ledger::create(dir, &genesis, Custody::projections().expect("proj")).expect("ledger");
+    let policy = Policy {
+        kdf: PassphraseKdf::insecure_for_tests(low),
+        ..Policy::default()
+    };
+    let mut custody = Custody::new(ledger, policy).expect("custody");
+    let alice = UserName::parse("alice").expect("name");
+    let pass =
+        || UserPassphrase::new_checked(Zeroizing::new("alice-passphrase-1".into())).expect("pass");
+    let factor = custody
+        .bootstrap_officer(&alice, &officers[0].1, &pass())
+        .expect("bootstrap");
+    let a = custody
+        .authenticate(&Credentials {
+            user: alice,
+            passphrase: pass(),
+            factor: Some(FactorCode::parse(&totp_now(factor.base32())).expect("code")),
+            uid: None,
+        })
+        .expect("alice signs in");
+    let oath = OathState::fresh();
+    state::save(key_state, &oath).expect("save the key's state");
+    let mut access = OneKey(SoftKey::new(
+        REGISTERED,
+        [5, 4, 3],
+        FormFactor::UsbAKeychain,
+        oath,
+        Box::new(AutoTouch),
+    ));
+    custody
+        .register_device(
+            &a,
+            &mut access,
+            Serial::new(REGISTERED).expect("serial"),
+            DeviceRole::Primary,
+        )
+        .expect("register");
+    // erin, an auditor, reads the exports (in a login session).
+    custody
+        .add_user(
+            &[&a],
+            mfa_custody::custody::NewUser {
+                name: UserName::parse("erin").expect("name"),
+                roles: vec![mfa_custody::custody::Role::Auditor],
+                uid: None,
+                passphrase: UserPassphrase::new_checked(Zeroizing::new(ERIN.into())).expect("pass"),
+            },
+        )
+        .expect("add erin");
+}
+
+const ERIN: &str = "erin-passphrase-2";
+
+/// A private directory standing for this run's XDG_RUNTIME_DIR, where `custody login` keeps
+/// its session.
+fn runtime_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        use std::os::unix::fs::DirBuilderExt;
+        let d = std::env::temp_dir().join(format!("custody-readers-{}", std::process::id()));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
+        d
+    })
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_daemon(dir: &Path, ledger: &Path, socket: &Path) -> Daemon {
+    let config = dir.join("custody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = true\n\
+             allowed_readers = [\"Yubico YubiKey\"]\n"
+        ),
+    )
+    .expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
+        .args(["--config", &config.to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("custodyd.log")).expect("log"))
+        .spawn()
+        .expect("start custodyd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "custodyd never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Daemon(child)
+}
+
+fn custody(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime_dir())
+        .env_remove("CUSTODY_SOCKET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run custody");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("custody output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The reader events (`token.*`) of an export through the daemon, as (kind, body).
+fn reader_events(socket: &str, out: &Path) -> Vec<(String, Value)> {
+    let _ = std::fs::remove_file(out);
+    let o = out.to_string_lossy();
+    let (code, stdout, stderr) = custody(&["--socket", socket, "export", "--out", &o], "");
+    assert_eq!(code, 0, "export: {stdout}{stderr}");
+    std::fs::read_to_string(out)
+        .expect("export file")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            let kind = v["kind"].as_str()?.to_owned();
+            kind.starts_with("token.")
+                .then(|| (kind, v["body"].clone()))
+        })
+        .collect()
+}
+
+/// Waits until the export holds `n` reader events, and returns them.
+fn wait_for_events(socket: &str, out: &Path, n: usize) -> Vec<(String, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let events = reader_events(socket, out);
+        if events.len() >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited for {n} reader events, have {events:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn daemon_reader_events_name_registered_and_unknown_keys() {
+    if !in_harness(
+        "daemon_reader_events_name_registered_and_unknown_keys",
+        43100,
+        1,
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ledger = tmp.path().join("ledger");
+    let key_state = tmp.path().join("registered.state");
+    ledger_with_registered_key(&ledger, &key_state);
+
+    let socket = tmp.path().join("custodyd.sock");
+    let s = socket.to_string_lossy().into_owned();
+    let _daemon = start_daemon(tmp.path(), &ledger, &socket);
+    for officer in ["alice", "bob"] {
+        let (code, out, err) = custody(
+            &[
+                "--socket",
+                &s,
+                "unseal",
+                "--officer",
+                officer,
+                "--passphrase-fd",
+                "0",
+            ],
+            &format!("{}\n", unseal_pass(officer)),
+        );
+        assert_eq!(code, 0, "unseal by {officer}: {out}{err}");
+    }
+    let (code, out, err) = custody(
+        &[
+            "--socket",
+            &s,
+            "login",
+            "--as",
+            "erin",
+            "--no-totp",
+            "--passphrase-fd",
+            "0",
+        ],
+        &format!("{ERIN}\n"),
+    );
+    assert_eq!(code, 0, "login: {out}{err}");
+    let export = tmp.path().join("export.jsonl");
+    assert!(reader_events(&s, &export).is_empty());
+
+    // The registered key, then an unregistered one beside it.
+    let registered = Emu::start(
+        0,
+        &[
+            "--serial",
+            &REGISTERED.to_string(),
+            "--state",
+            &key_state.to_string_lossy(),
+        ],
+    );
+    let reader0 = wait_for_card(0);
+    wait_for_events(&s, &export, 1);
+    let _stranger = Emu::start(1, &["--serial", &STRANGER.to_string()]);
+    let reader1 = wait_for_card(1);
+    wait_for_events(&s, &export, 2);
+    registered.stop();
+    wait_for_no_card(0);
+    let events = wait_for_events(&s, &export, 3);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "token.device_inserted",
+            "token.unknown_device",
+            "token.device_removed"
+        ],
+        "{events:?}"
+    );
+    let (_, inserted) = &events[0];
+    assert_eq!(inserted["serial"], REGISTERED.to_string());
+    assert_eq!(inserted["reader"], reader0.as_str());
+    assert_eq!(inserted["state"], "registered");
+    assert_eq!(inserted["device_id_matches"], true);
+    let (_, unknown) = &events[1];
+    assert_eq!(unknown["serial"], STRANGER.to_string());
+    assert_eq!(unknown["reader"], reader1.as_str());
+    let (_, removed) = &events[2];
+    assert_eq!(removed["serial"], REGISTERED.to_string());
+    assert_eq!(removed["reader"], reader0.as_str());
+
+    let log = std::fs::read_to_string(tmp.path().join("custodyd.log")).expect("log");
+    let warned = |serial: &str| {
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("unknown device") && l.contains(serial))
+    };
+    assert!(warned(&STRANGER.to_string()), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let took: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("card identified"))
+        .filter_map(|l| l.split("micros=").nth(1)?.split(' ').next())
+        .collect();
+    assert_eq!(took.len(), 2, "{log}");
+    println!("identification took {took:?} µs");
+}

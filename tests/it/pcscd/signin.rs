@@ -1,0 +1,273 @@
+//! The sign-in ceremony through the production device path: a real pcscd with the vpcd driver,
+//! two `custody-emu` keys (primary and backup, blank until enrolment programs them) and the
+//! domain's `PcscAccess`. Enrolment programs both keys over PC/SC, the code released for the
+//! request matches an independent TOTP computation of the seed, `code.issuing` precedes
+//! `code.released`, and the ledger verifies afterwards.
+//!
+//! The clock is the host's, moved forward (never back) when the domain waits for the next time
+//! step or an officer needs a fresh second-factor step, so the test does not sleep through
+//! 30-second steps. The emulated keys compute whatever step they are asked for.
+
+use crate::support;
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mfa_custody::custody::{
+    AccountId, Alias, Clock, Credentials, Custody, DeviceRole, Email, Enrolment, FactorCode,
+    Location, NewAccount, NewRequest, NewUser, PassphraseKdf, PcscAccess, Policy, Provider,
+    ProviderSeed, RequestStatus, Role, SealNumber, Serial, UserName, UserPassphrase,
+};
+use mfa_custody::ledger::{verify_ledger, Genesis, KdfParams, Ledger, OfficerName, Passphrase};
+use mfa_custody::token::oath::CredentialName;
+use support::{in_harness, wait_for_card, Emu};
+use zeroize::Zeroizing;
+
+const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+const ACCOUNT: &str = "123456789012";
+const PRIMARY: u32 = 10_000_101;
+const BACKUP: u32 = 10_000_102;
+
+/// Host time plus an offset that only grows.
+#[derive(Clone)]
+struct SkipClock(Arc<AtomicI64>);
+
+fn host_ms() -> i64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(d.as_millis()).expect("fits")
+}
+
+impl Clock for SkipClock {
+    fn now_ms(&self) -> i64 {
+        host_ms() + self.0.load(Ordering::SeqCst)
+    }
+    fn wait_until(&self, until_ms: i64) {
+        let behind = until_ms - self.now_ms();
+        if behind > 0 {
+            self.0.fetch_add(behind, Ordering::SeqCst);
+        }
+    }
+}
+
+impl SkipClock {
+    fn next_step(&self) {
+        let now = self.now_ms();
+        self.wait_until((now / 30_000 + 1) * 30_000);
+    }
+}
+
+fn totp_at(seed_b32: &str, ms: i64) -> String {
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(seed_b32.as_bytes())
+        .expect("base32");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes)
+        .expect("totp")
+        .generate(u64::try_from(ms / 1000).expect("positive"))
+}
+
+fn name(s: &str) -> UserName {
+    UserName::parse(s).expect("name")
+}
+
+fn pass(user: &str) -> UserPassphrase {
+    UserPassphrase::new_checked(Zeroizing::new(format!("{user}-passphrase-1"))).expect("pass")
+}
+
+struct People {
+    clock: SkipClock,
+    factors: std::collections::BTreeMap<String, String>,
+}
+
+impl People {
+    fn creds(&self, user: &str) -> Credentials {
+        let factor = self.factors.get(user).map(|seed| {
+            self.clock.next_step();
+            FactorCode::parse(&totp_at(seed, self.clock.now_ms())).expect("code")
+        });
+        Credentials {
+            user: name(user),
+            passphrase: pass(user),
+            factor,
+            uid: None,
+        }
+    }
+}
+
+#[test]
+fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
+    if !in_harness(
+        "pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key",
+        41200,
+        1,
+    ) {
+        return;
+    }
+    let _primary = Emu::start(0, &["--serial", &PRIMARY.to_string()]);
+    let _backup = Emu::start(1, &["--serial", &BACKUP.to_string()]);
+    wait_for_card(0);
+    wait_for_card(1);
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ledger");
+    let low = NonZeroU32::new(1000).expect("non-zero");
+    let officers: Vec<(OfficerName, Passphrase)> = ["alice", "bob"]
+        .iter()
+        .map(|n| {
+            (
+                OfficerName::parse(n).expect("officer"),
+                Passphrase::for_unseal(Zeroizing::new(format!("{n}-unseal-1"))).expect("pass"),
+            )
+        })
+        .collect();
+    let genesis = Genesis {
+        officers: &officers,
+        threshold: 2,
+        kdf: KdfParams::insecure_for_tests(low),
+    };
+    let ledger =
+        Ledger::create(&dir, &genesis, Custody::projections().expect("proj")).expect("ledger");
+    let clock = SkipClock(Arc::new(AtomicI64::new(0)));
+    let policy = Policy {
+        kdf: PassphraseKdf::insecure_for_tests(low),
+        ..Policy::default()
+    };
+    let mut custody =
+        Custody::with_clock(ledger, policy, Box::new(clock.clone())).expect("custody");
+    let mut people = People {
+        clock: clock.clone(),
+        factors: Default::default(),
+    };
+    for (o, (_, keyring)) in ["alice", "bob"].into_iter().zip(&officers) {
+        let e = custody
+            .bootstrap_officer(&name(o), keyring, &pass(o))
+            .expect("bootstrap");
+        people.factors.insert(o.into(), e.base32().to_owned());
+    }
+    let a = custody.authenticate(&people.creds("alice")).expect("alice");
+    let b = custody.authenticate(&people.creds("bob")).expect("bob");
+    let none = custody
+        .add_user(
+            &[&a],
+            NewUser {
+                name: name("oscar"),
+                roles: vec![Role::Operator],
+                uid: None,
+                passphrase: pass("oscar"),
+            },
+        )
+        .expect("operator");
+    assert!(none.is_none());
+
+    let mut keys = PcscAccess::new().expect("pcscd");
+    custody
+        .register_account(
+            &a,
+            NewAccount {
+                provider: Provider::Aws,
+                account: Provider::Aws.parse_account_id(ACCOUNT).expect("id"),
+                alias: Alias::parse("prod").expect("alias"),
+                root_email: Email::parse("root@example.test").expect("email"),
+                credential: CredentialName::parse("AWS:root@example.test").expect("cred"),
+            },
+        )
+        .expect("account");
+    for (s, role) in [(PRIMARY, DeviceRole::Primary), (BACKUP, DeviceRole::Backup)] {
+        custody
+            .register_device(&a, &mut keys, Serial::new(s).expect("serial"), role)
+            .expect("register over PC/SC");
+    }
+    let codes = custody
+        .enrol(
+            &a,
+            &b,
+            &mut keys,
+            Enrolment {
+                account: AccountId::parse(ACCOUNT).expect("id"),
+                primary: Serial::new(PRIMARY).expect("serial"),
+                backup: Serial::new(BACKUP).expect("serial"),
+                seed: ProviderSeed::parse(SEED_B32).expect("seed"),
+                overwrite: false,
+            },
+        )
+        .expect("enrol over PC/SC");
+    let s = i64::try_from(codes.first_step).expect("step");
+    assert_eq!(codes.first.as_str(), totp_at(SEED_B32, s * 30_000));
+    assert_eq!(codes.second.as_str(), totp_at(SEED_B32, (s + 1) * 30_000));
+    for (s, seal) in [(PRIMARY, "SEAL-P1"), (BACKUP, "SEAL-B1")] {
+        custody
+            .check_in(
+                &a,
+                &mut keys,
+                Serial::new(s).expect("serial"),
+                SealNumber::parse(seal).expect("seal"),
+                Location::parse("safe 1").expect("location"),
+            )
+            .expect("check in");
+    }
+
+    let oscar = custody.authenticate(&people.creds("oscar")).expect("oscar");
+    let r = custody
+        .create_request(
+            &oscar,
+            NewRequest {
+                account: AccountId::parse(ACCOUNT).expect("id"),
+                task: "change-root-password".into(),
+                ticket: "SEC-42".into(),
+                reason: "rotate the root password after staff change".into(),
+            },
+        )
+        .expect("request");
+    custody
+        .approve(&r.id, &people.creds("alice"))
+        .expect("first approval");
+    let approved = custody
+        .approve(&r.id, &people.creds("bob"))
+        .expect("second approval");
+    assert_eq!(approved.status, RequestStatus::Approved);
+    let a = custody.authenticate(&people.creds("alice")).expect("alice");
+    custody
+        .check_out(
+            &a,
+            Serial::new(PRIMARY).expect("serial"),
+            &SealNumber::parse("SEAL-P1").expect("seal"),
+            Some(&r.id),
+        )
+        .expect("check out");
+    let code = custody
+        .release_code(&oscar, &r.id, &mut keys)
+        .expect("release over PC/SC");
+    let now = clock.now_ms();
+    assert_eq!(code.step, u64::try_from(now / 30_000).expect("step"));
+    assert_eq!(code.code.as_str(), totp_at(SEED_B32, now));
+    assert_eq!(code.device.get(), PRIMARY);
+
+    let mut kinds = Vec::new();
+    let head = custody.ledger().head().expect("head").expect("events").seq;
+    custody
+        .ledger()
+        .for_each_event(1, head, |e| {
+            kinds.push(e.header.kind.as_str().to_owned());
+            Ok(())
+        })
+        .expect("events");
+    let issuing = kinds.iter().position(|k| k == "code.issuing");
+    let released = kinds.iter().position(|k| k == "code.released");
+    assert!(
+        matches!((issuing, released), (Some(i), Some(r)) if i < r),
+        "{kinds:?}"
+    );
+    custody
+        .check_in(
+            &a,
+            &mut keys,
+            Serial::new(PRIMARY).expect("serial"),
+            SealNumber::parse("SEAL-P2").expect("seal"),
+            Location::parse("safe 1").expect("location"),
+        )
+        .expect("check in under a new seal");
+    verify_ledger(custody.ledger()).expect("the ledger verifies");
+}
