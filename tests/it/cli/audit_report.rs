@@ -374,7 +374,8 @@ fn report_of_a_real_export_tells_the_custody_story_escaped_and_fails_closed() {
     assert_eq!(mode, 0o600, "the report is private");
 
     let html = std::fs::read_to_string(&report).expect("html");
-    // To look at the page: AUDIT_REPORT_KEEP=/tmp/custody.html cargo test --test audit_report
+    // To look at the page:
+    // AUDIT_REPORT_KEEP=/tmp/custody.html cargo test --test it -- cli::audit_report::
     if let Some(keep) = std::env::var_os("AUDIT_REPORT_KEEP") {
         std::fs::write(keep, &html).expect("keep a copy");
     }

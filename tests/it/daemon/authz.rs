@@ -502,7 +502,7 @@ impl Matrix {
                     self.c.call(json!({"account_set_status": {"by": by, "account": account, "status": "root_credentials_removed"}}))
                 }
             }
-            _ => panic!("no driver for the row {op} / {case}: add one to tests/authz_socket.rs"),
+            _ => panic!("no driver for the row {op} / {case}: add one to tests/it/daemon/authz.rs"),
         };
         Some(outcome(&r))
     }

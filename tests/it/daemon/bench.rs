@@ -21,9 +21,10 @@
 //! p99 of status and listings of at most 50 ms; the figures are printed, not asserted (a
 //! benchmark, not a timed test).
 //!
-//! `cargo test --test daemon_bench -- --ignored --nocapture` (`make bench-daemon`). Sizes:
-//! `CUSTODY_BENCH_CLIENTS` (200), `CUSTODY_BENCH_SECS` (15), `CUSTODY_BENCH_THINK_MS` (mean
-//! think time, 1000), `CUSTODY_BENCH_MAX_OPS` (per client, 1000), `CUSTODY_BENCH_SEED`.
+//! `cargo test --features test-clock --test it -- --ignored --nocapture daemon::bench::`
+//! (`make bench-daemon`). Sizes: `CUSTODY_BENCH_CLIENTS` (200), `CUSTODY_BENCH_SECS` (15),
+//! `CUSTODY_BENCH_THINK_MS` (mean think time, 1000), `CUSTODY_BENCH_MAX_OPS` (per client, 1000),
+//! `CUSTODY_BENCH_SEED`.
 
 use crate::support;
 use crate::support::rig;

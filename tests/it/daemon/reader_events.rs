@@ -1,5 +1,5 @@
 //! How `custodyd` records what its reader watch sees, given the identification of each card
-//! (the PC/SC side is exercised in `tests/daemon_readers.rs`): a real ledger directory, the
+//! (the PC/SC side is exercised in `tests/it/daemon/readers.rs`): a real ledger directory, the
 //! daemon unsealed by its officers, a key registered through the custody domain, then reader
 //! events whose identification is registered, unregistered, unreadable or refused.
 

@@ -5,7 +5,7 @@
 //! own cancel but never stands in for `by`.
 //!
 //! The tests run as root, as CI runs them: a connection from another uid is made by a thread
-//! that takes uid and gid 65534 for itself alone (see tests/daemon_peers.rs).
+//! that takes uid and gid 65534 for itself alone (see tests/it/daemon/peers.rs).
 
 use crate::support;
 

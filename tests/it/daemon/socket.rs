@@ -83,7 +83,7 @@ struct Server {
     shutdown: Arc<AtomicBool>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
     /// The daemon itself, for the tests' own reads of its ledger (the socket's reads need a
-    /// login session, which `tests/daemon_sessions.rs` and the authorization matrix cover).
+    /// login session, which `tests/it/daemon/sessions.rs` and the authorization matrix cover).
     daemon: Arc<Daemon>,
 }
 

@@ -4,7 +4,7 @@
 //! fail `verify_export`; the first check that caught it is counted per class. Raw byte flips
 //! of the SQLCipher file must fail to open or to verify. Logical edits by an insider who holds
 //! the database key are in `src/ledger/insider_tamper.rs`; the exhaustive per-field and
-//! per-line cases are in `tests/ledger_tamper.rs`.
+//! per-line cases are in `tests/it/ledger/tamper.rs`.
 //!
 //! Figures, one line per class then a total:
 //! `tamper: class=CLASS tried=N detected=N first=Problem:count,...` and

@@ -14,7 +14,7 @@
 //! eleven. A separate test stops pcscd itself after the check-out and starts it again.
 //!
 //! The clock is the host's moved forward when the domain waits for a step, as in
-//! tests/pcscd_signin.rs.
+//! tests/it/pcscd/signin.rs.
 
 use crate::support;
 

@@ -8,7 +8,7 @@
 //! cases), Base32 and Base64 forms. Zero hits expected; the figures line is
 //! `secret-scan: secrets=N forms=N files=N bytes=N hits=0`.
 //!
-//! `CUSTODY_SCAN_DIR=DIR cargo test --test secret_hygiene -- --ignored` scans another
+//! `CUSTODY_SCAN_DIR=DIR cargo test --test it -- --ignored secrets::hygiene::` scans another
 //! directory (a `scripts/demo.sh --keep DIR` run) for the demo's fixed secrets.
 
 use crate::support;

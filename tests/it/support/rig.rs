@@ -1,5 +1,5 @@
 //! A real `custodyd` on a temporary directory, for the reliability harnesses
-//! (tests/daemon_crash.rs, tests/daemon_load.rs): genesis with `custody init`, the daemon
+//! (tests/it/daemon/crash.rs, tests/it/daemon/load.rs): genesis with `custody init`, the daemon
 //! started sealed, officers unsealing and enrolling as custody users, a JSON-lines client, a
 //! pool of officers' second factors (each officer's code is accepted once per 30-second step),
 //! offline verification and the daemon's memory figures.
