@@ -6,10 +6,7 @@
 
 use crate::support;
 
-use std::ffi::OsStr;
-
 use support::daemon::{request_status, user_pass, world, ACCOUNT};
-use support::tty::Terminal;
 
 #[test]
 fn sign_in_wizard_at_a_terminal_never_echoes_a_secret() {
@@ -41,23 +38,18 @@ fn sign_in_wizard_at_a_terminal_never_echoes_a_secret() {
         &format!("{c}\n"),
     );
 
-    let (mut t, mut child) = Terminal::spawn(
-        env!("CARGO_BIN_EXE_custody"),
-        &[
-            OsStr::new("--socket"),
-            w.socket.as_os_str(),
-            OsStr::new("ceremony"),
-            OsStr::new("sign-in"),
-            OsStr::new("--account"),
-            OsStr::new(ACCOUNT),
-            OsStr::new("--task"),
-            OsStr::new("change-root-password"),
-            OsStr::new("--ticket"),
-            OsStr::new("SEC-42"),
-            OsStr::new("--reason"),
-            OsStr::new("rotate the root password after the annual audit"),
-        ],
-    );
+    let (mut t, mut child) = w.terminal(&[
+        "ceremony",
+        "sign-in",
+        "--account",
+        ACCOUNT,
+        "--task",
+        "change-root-password",
+        "--ticket",
+        "SEC-42",
+        "--reason",
+        "rotate the root password after the annual audit",
+    ]);
     let wrong = "dave-Mistyped-Phrase-7";
     t.expect("Requester (the operator who will sign in): name: ");
     t.type_line("dave");

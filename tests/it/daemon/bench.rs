@@ -588,6 +588,7 @@ fn bench(clients: usize, secs: u64) {
 #[test]
 #[ignore = "benchmark: make bench-daemon"]
 fn bench_200_clients_while_a_release_waits_for_a_touch() {
+    let _alone = crate::support::alone();
     if !support::in_harness(
         "bench_200_clients_while_a_release_waits_for_a_touch",
         41340,

@@ -570,12 +570,14 @@ fn kills(default: usize) -> usize {
 
 #[test]
 fn crash_sigkill_loop_keeps_every_acknowledged_event() {
+    let _alone = crate::support::alone();
     crash_loop(kills(20), false);
 }
 
 #[test]
 #[ignore = "long: make soak"]
 fn crash_sigkill_soak_with_code_releases() {
+    let _alone = crate::support::alone();
     if !support::in_harness("crash_sigkill_soak_with_code_releases", 41300, 1) {
         return;
     }

@@ -433,6 +433,7 @@ fn load(clients: usize, secs: u64, devices: bool) {
 
 #[test]
 fn load_200_clients_for_3_seconds() {
+    let _alone = crate::support::alone();
     load(
         env_or("CUSTODY_LOAD_CLIENTS", 200) as usize,
         env_or("CUSTODY_LOAD_SECS", 3),
@@ -443,6 +444,7 @@ fn load_200_clients_for_3_seconds() {
 #[test]
 #[ignore = "long: make soak"]
 fn load_soak_with_code_releases() {
+    let _alone = crate::support::alone();
     if !support::in_harness("load_soak_with_code_releases", 41320, 1) {
         return;
     }

@@ -196,6 +196,7 @@ fn status_soon(socket: &Path) -> (Value, Duration) {
 
 #[test]
 fn trickling_peers_holding_every_slot_are_closed_at_the_request_deadline() {
+    let _alone = crate::support::alone();
     require_root();
     let tmp = tempfile::tempdir().expect("tmp");
     let deadline = Duration::from_secs(2);
@@ -233,6 +234,7 @@ fn trickling_peers_holding_every_slot_are_closed_at_the_request_deadline() {
 
 #[test]
 fn one_uid_is_capped_while_another_uid_is_answered_at_once() {
+    let _alone = crate::support::alone();
     require_root();
     let tmp = tmp_open_to_nobody();
     let d = Custodyd::start(
@@ -285,6 +287,7 @@ fn one_uid_is_capped_while_another_uid_is_answered_at_once() {
 
 #[test]
 fn a_quiet_connection_outlives_the_deadline_and_closes_at_the_idle_timeout() {
+    let _alone = crate::support::alone();
     require_root();
     let tmp = tempfile::tempdir().expect("tmp");
     let d = Custodyd::start(

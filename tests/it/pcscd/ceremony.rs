@@ -12,7 +12,6 @@
 
 use crate::support;
 
-use std::ffi::OsStr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,6 @@ use support::daemon::{
     device_state, request_status, run_of, totp_at, unseal_pass, user_pass, world,
     world_with_touch_timeout, Run, World, ACCOUNT, OFFICERS, SEED,
 };
-use support::tty::Terminal;
 use support::{in_harness, wait_for_card, Emu};
 
 /// An emulated key whose touches are answered by the test: each touch request (on the
@@ -465,18 +463,7 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     // step the countdown lasts 3 s.
     w.clock.next_step();
     w.clock.advance(27_000);
-    let (mut t, mut child) = Terminal::spawn(
-        env!("CARGO_BIN_EXE_custody"),
-        &[
-            OsStr::new("--socket"),
-            w.socket.as_os_str(),
-            OsStr::new("ceremony"),
-            OsStr::new("sign-in"),
-            OsStr::new("--request"),
-            OsStr::new(&id),
-            OsStr::new("--no-checkin"),
-        ],
-    );
+    let (mut t, mut child) = w.terminal(&["ceremony", "sign-in", "--request", &id, "--no-checkin"]);
     t.expect(&format!("Resuming {id} (approved"));
     t.expect("Hand the keyboard to the custodian officer: name: ");
     t.type_line("grace");

@@ -382,6 +382,7 @@ fn setup(dir: &Path) -> World {
 
 #[test]
 fn pcscd_card_faults_during_release_leave_a_defined_request_and_a_verified_ledger() {
+    let _alone = crate::support::alone();
     if !in_harness(
         "pcscd_card_faults_during_release_leave_a_defined_request_and_a_verified_ledger",
         43700,
@@ -633,6 +634,7 @@ fn start_pcscd(log: &Path) {
 /// `already_released` when the failed one had committed `code.issuing`.
 #[test]
 fn pcscd_restarted_mid_ceremony_leaves_a_defined_request_and_a_verified_ledger() {
+    let _alone = crate::support::alone();
     if !in_harness(
         "pcscd_restarted_mid_ceremony_leaves_a_defined_request_and_a_verified_ledger",
         43900,

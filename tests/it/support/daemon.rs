@@ -6,6 +6,8 @@
 //! moves to it.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::clock::{custodyd_testclock, TestClock};
+use super::tty::Terminal;
 
 /// The provider's seed in these tests: the public RFC 6238 test seed.
 pub const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -71,6 +74,9 @@ pub struct World {
     pub daemon: Option<Child>,
     /// The time of custodyd and of the officers' authenticators.
     pub clock: TestClock,
+    /// Where `custody login` keeps the world's sessions: its XDG_RUNTIME_DIR, given to every
+    /// `custody` it runs.
+    pub runtime_dir: PathBuf,
     pub seeds: BTreeMap<String, String>,
     pub last_step: BTreeMap<String, u64>,
     /// Whether erin (an auditor) exists to log in for the reads at this terminal.
@@ -79,18 +85,6 @@ pub struct World {
 
 /// The auditor whose login session serves the worlds' reads (lists, shows, ceremonies).
 pub const READER: &str = "erin";
-
-/// Sets this process's XDG_RUNTIME_DIR (inherited by every `custody` it runs) to a private
-/// directory of its own, where `custody login` keeps its sessions.
-fn private_runtime_dir() {
-    static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        use std::os::unix::fs::DirBuilderExt;
-        let d = std::env::temp_dir().join(format!("custody-world-{}", std::process::id()));
-        let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
-        std::env::set_var("XDG_RUNTIME_DIR", &d);
-    });
-}
 
 impl Drop for World {
     fn drop(&mut self) {
@@ -122,10 +116,24 @@ impl World {
             .args(args)
             .env("FD3", &p3)
             .env("FD4", &p4)
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd
+    }
+
+    /// `custody --socket SOCKET ARGS` on a new pseudo-terminal, as a person runs it.
+    pub fn terminal(&self, args: &[&str]) -> (Terminal, Child) {
+        let args: Vec<&OsStr> = [OsStr::new("--socket"), self.socket.as_os_str()]
+            .into_iter()
+            .chain(args.iter().map(OsStr::new))
+            .collect();
+        Terminal::spawn(
+            env!("CARGO_BIN_EXE_custody"),
+            &args,
+            &[("XDG_RUNTIME_DIR", self.runtime_dir.as_os_str())],
+        )
     }
 
     pub fn custody(&self, args: &[&str], fd3: &str) -> Run {
@@ -257,8 +265,12 @@ pub fn world() -> World {
 
 /// [`world`] with `touch_timeout_secs` set in custodyd's configuration.
 pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
-    private_runtime_dir();
     let dir = tempfile::tempdir().expect("tempdir");
+    let runtime_dir = dir.path().join("run");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&runtime_dir)
+        .expect("the world's runtime directory");
     let ledger = dir.path().join("ledger");
     let socket = dir.path().join("custodyd.sock");
     let config = dir.path().join("custody.toml");
@@ -275,6 +287,7 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
         ledger,
         socket,
         config,
+        runtime_dir,
         daemon: None,
         seeds: BTreeMap::new(),
         last_step: BTreeMap::new(),

@@ -1,6 +1,6 @@
-//! Shared by the pcscd integration tests: each test re-runs itself inside
+//! What the integration tests share. The pcscd tests each re-run themselves inside
 //! `scripts/with-pcscd.sh` (a private pcscd with vpcd readers in its own mount namespace), on
-//! its own TCP ports, so tests run in parallel without meeting each other or the host's pcscd.
+//! their own TCP ports, so tests run in parallel without meeting each other or the host's pcscd.
 #![allow(dead_code)]
 
 pub mod clock;
@@ -12,10 +12,22 @@ pub mod tty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use mfa_custody::token::pcsc::PcscContext;
 use mfa_custody::token::TransportError;
+
+/// Held for its whole run by each test that loads the machine (hundreds of clients, kill
+/// loops, card faults behind pcscd) or times the daemon's answers to the second: all tests
+/// share one process and run side by side, and none of these runs beside another of them.
+/// A test that runs itself inside the pcscd harness takes it before [`in_harness`], in the
+/// process that waits for the harness.
+pub fn alone() -> MutexGuard<'static, ()> {
+    static ALONE: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it leaves nothing behind for the next one.
+    ALONE.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The reader name pcscd gives vpcd slot `n` of the first reader entry.
 pub fn reader_name(slot: u8) -> String {

@@ -18,8 +18,12 @@ pub struct Terminal {
 
 impl Terminal {
     /// Runs `program ARGS` on a new pseudo-terminal (`setsid --ctty` from util-linux makes it
-    /// the controlling terminal), with `TERM=xterm`.
-    pub fn spawn(program: &str, args: &[&std::ffi::OsStr]) -> (Self, Child) {
+    /// the controlling terminal), with `TERM=xterm` and the variables `env`.
+    pub fn spawn(
+        program: &str,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> (Self, Child) {
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
             .expect("a pseudo-terminal");
         grantpt(&master).expect("grantpt");
@@ -36,6 +40,7 @@ impl Terminal {
             .arg(program)
             .args(args)
             .env("TERM", "xterm")
+            .envs(env.iter().copied())
             .stdin(Stdio::from(slave.try_clone().expect("dup")))
             .stdout(Stdio::from(slave.try_clone().expect("dup")))
             .stderr(Stdio::from(slave))
