@@ -28,6 +28,8 @@ use mfa_custody::token::oath::CredentialName;
 use mfa_custody::token::CardTransport;
 use zeroize::Zeroizing;
 
+use crate::support::clock::{step_of_ms, totp};
+
 const CUSTODY: &str = env!("CARGO_BIN_EXE_custody");
 const UNSEAL: &str = "alice-unseal-1\nbob-unseal-1\n";
 const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -114,12 +116,7 @@ impl People {
         let factor = self.factors.get(user).map(|seed| {
             let now = self.clock.now_ms();
             self.clock.wait_until((now / 30_000 + 1) * 30_000);
-            let bytes = data_encoding::BASE32_NOPAD
-                .decode(seed.as_bytes())
-                .expect("base32");
-            let code = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes)
-                .expect("totp")
-                .generate(u64::try_from(self.clock.now_ms() / 1000).expect("positive"));
+            let code = totp(seed, step_of_ms(self.clock.now_ms()));
             FactorCode::parse(&code).expect("code")
         });
         Credentials {

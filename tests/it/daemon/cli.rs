@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::clock::{host_step, totp};
+
 const ALICE: &str = "alice-Unseal-Phrase-1";
 const BOB: &str = "bob-Unseal-Phrase-22";
 
@@ -67,20 +69,6 @@ fn custody_fd3(args: &[&str], stdin: &str, fd3: &str, tmp: &Path) -> (i32, Strin
     )
 }
 
-/// The code of the previous TOTP step (still accepted) of a base32 seed.
-fn totp_prev(base32: &str) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(base32.trim_end_matches('=').as_bytes())
-        .expect("base32 seed");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate((now / 30 - 1) * 30)
-}
-
 /// A private directory standing for this run's XDG_RUNTIME_DIR, where `custody login` keeps
 /// its session.
 fn runtime_dir() -> &'static Path {
@@ -91,20 +79,6 @@ fn runtime_dir() -> &'static Path {
         let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
         d
     })
-}
-
-/// The current TOTP code of a base32 seed.
-fn totp_now(base32: &str) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(base32.trim_end_matches('=').as_bytes())
-        .expect("base32 seed");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate(now / 30 * 30)
 }
 
 struct Daemon(Child);
@@ -298,7 +272,7 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
             "3",
         ],
         &format!("{ALICE_USER}\n"),
-        &format!("{}\n", totp_prev(&seed)),
+        &format!("{}\n", totp(&seed, host_step() - 1)),
         dir.path(),
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -359,17 +333,17 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
             dir.path(),
         )
     };
-    let (code, out, err) = seal("Wrong-Alice-Phrase-1", &totp_now(&seed));
+    let (code, out, err) = seal("Wrong-Alice-Phrase-1", &totp(&seed, host_step()));
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("authentication failed"), "{err}");
     assert!(!err.contains("Wrong-Alice-Phrase-1") && !out.contains("Wrong-Alice-Phrase-1"));
     let (code, out, _) = custody(&["--socket", &s, "status"], "");
     assert_eq!(code, 0);
     assert!(out.contains("UNSEALED"), "still unsealed: {out}");
-    let (code, out, err) = seal(ALICE_USER, &totp_now(&seed));
+    let (code, out, err) = seal(ALICE_USER, &totp(&seed, host_step()));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Sealed"), "{out}");
-    let (code, _, err) = seal(ALICE_USER, &totp_now(&seed));
+    let (code, _, err) = seal(ALICE_USER, &totp(&seed, host_step()));
     assert_eq!(code, 4, "already sealed: {err}");
 
     let _ = daemon.0.kill();

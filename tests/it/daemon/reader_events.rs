@@ -22,6 +22,8 @@ use mfa_custody::token::CardTransport;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::support::clock::{host_step, totp};
+
 const REGISTERED: u32 = 10_000_401;
 const STRANGER: u32 = 10_000_402;
 const READER_A: &str = "Yubico YubiKey OTP+FIDO+CCID 00 00";
@@ -66,19 +68,6 @@ impl DeviceAccess for OneKey {
     }
 }
 
-fn totp_now(base32: &str) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(base32.as_bytes())
-        .expect("base32 seed");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate(now)
-}
-
 /// Bootstraps alice and registers `REGISTERED`; returns its OATH device id.
 fn register(d: &Daemon) -> String {
     d.with_custody(|c| {
@@ -94,7 +83,7 @@ fn register(d: &Daemon) -> String {
             .authenticate(&Credentials {
                 user: alice,
                 passphrase: pass(),
-                factor: Some(FactorCode::parse(&totp_now(factor.base32())).expect("code")),
+                factor: Some(FactorCode::parse(&totp(factor.base32(), host_step())).expect("code")),
                 uid: None,
             })
             .expect("alice signs in");

@@ -27,6 +27,7 @@ use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase};
 use mfa_custody::token::management::FormFactor;
 use mfa_custody::token::CardTransport;
 use serde_json::Value;
+use support::clock::{host_step, totp};
 use support::{in_harness, wait_for_card, wait_for_no_card, Emu};
 use zeroize::Zeroizing;
 
@@ -35,19 +36,6 @@ const STRANGER: u32 = 10_000_302;
 
 fn unseal_pass(officer: &str) -> String {
     format!("{officer}-unseal-1")
-}
-
-fn totp_now(base32: &str) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(base32.as_bytes())
-        .expect("base32 seed");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate(now)
 }
 
 /// The registered key, in-process, for its registration.
@@ -98,7 +86,7 @@ fn ledger_with_registered_key(dir: &Path, key_state: &Path) {
         .authenticate(&Credentials {
             user: alice,
             passphrase: pass(),
-            factor: Some(FactorCode::parse(&totp_now(factor.base32())).expect("code")),
+            factor: Some(FactorCode::parse(&totp(factor.base32(), host_step())).expect("code")),
             uid: None,
         })
         .expect("alice signs in");

@@ -125,7 +125,7 @@ impl Server {
 
     /// The code of `base32`'s TOTP `steps_back` steps before the daemon's current one.
     fn totp(&self, base32: &str, steps_back: u64) -> String {
-        totp_at(base32, self.clock.step() - steps_back)
+        clock::totp(base32, self.clock.step() - steps_back)
     }
 
     fn stop(mut self) {
@@ -668,15 +668,6 @@ fn custodyd_log_holds_no_passphrase() {
 }
 
 // ---- the custody domain through the socket ----
-
-fn totp_at(base32: &str, step: u64) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(base32.trim_end_matches('=').as_bytes())
-        .expect("base32 seed");
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate(step * 30)
-}
 
 fn auth(user: &str, pass: &str, factor: Option<String>) -> Value {
     match factor {

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::daemon::{
-    device_state, request_status, run_of, totp_at, unseal_pass, user_pass, world,
-    world_with_touch_timeout, Run, World, ACCOUNT, OFFICERS, SEED,
+    device_state, request_status, run_of, unseal_pass, user_pass, world, world_with_touch_timeout,
+    Run, World, ACCOUNT, OFFICERS, SEED,
 };
 use support::{in_harness, wait_for_card, Emu};
 
@@ -168,10 +168,13 @@ fn enrol_with_wizard(w: &mut World, primary: u32, backup: u32) -> Value {
     assert!(r.err.contains("Touch each key"), "{}", r.err);
     let v = r.json();
     let first_step = v["enrolled"]["first_step"].as_u64().expect("first step");
-    assert_eq!(v["enrolled"]["first"], totp_at(SEED, first_step).as_str());
+    assert_eq!(
+        v["enrolled"]["first"],
+        support::clock::totp(SEED, first_step).as_str()
+    );
     assert_eq!(
         v["enrolled"]["second"],
-        totp_at(SEED, first_step + 1).as_str()
+        support::clock::totp(SEED, first_step + 1).as_str()
     );
     let devices = w.ok(&["--json", "device", "list"], "").json();
     let states: Vec<&str> = devices["devices"]
@@ -356,7 +359,9 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
         .unwrap_or_else(|| panic!("no code line: {}", r.out));
     let code = line.rsplit(' ').next().expect("code");
     assert!(
-        [after, after - 1].iter().any(|s| totp_at(SEED, *s) == code),
+        [after, after - 1]
+            .iter()
+            .any(|s| support::clock::totp(SEED, *s) == code),
         "{code} is not the seed's code of this step or the previous one"
     );
     assert!(
@@ -495,7 +500,7 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     assert!(
         [after, after - 1]
             .iter()
-            .any(|s| totp_at(SEED, *s) == shown),
+            .any(|s| support::clock::totp(SEED, *s) == shown),
         "{shown} is not the seed's code of this step or the previous one"
     );
     // Each frame rewrites the line; after the last one the line is erased, and the code is

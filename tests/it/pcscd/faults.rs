@@ -33,6 +33,7 @@ use mfa_custody::custody::{
 use mfa_custody::ledger::{verify_ledger, Genesis, KdfParams, Ledger, OfficerName, Passphrase};
 use mfa_custody::token::oath::CredentialName;
 use mfa_custody::token::pcsc::PcscContext;
+use support::clock::{step_of_ms, totp};
 use support::{in_harness, reader_name, vpcd_addr, wait_for_no_card};
 use zeroize::Zeroizing;
 
@@ -61,15 +62,6 @@ impl Clock for SkipClock {
             self.0.fetch_add(behind, Ordering::SeqCst);
         }
     }
-}
-
-fn totp_at(seed_b32: &str, ms: i64) -> String {
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(seed_b32.as_bytes())
-        .expect("base32");
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes)
-        .expect("totp")
-        .generate(u64::try_from(ms / 1000).expect("positive"))
 }
 
 fn name(s: &str) -> UserName {
@@ -171,7 +163,7 @@ impl World {
         let factor = self.factors.get(user).map(|seed| {
             let now = self.clock.now_ms();
             self.clock.wait_until((now / 30_000 + 1) * 30_000);
-            FactorCode::parse(&totp_at(seed, self.clock.now_ms())).expect("code")
+            FactorCode::parse(&totp(seed, step_of_ms(self.clock.now_ms()))).expect("code")
         });
         Credentials {
             user: name(user),
@@ -264,7 +256,10 @@ impl World {
             .expect("oscar");
         match self.custody.release_code(&oscar, id, &mut self.keys) {
             Ok(code) => {
-                assert_eq!(code.code.as_str(), totp_at(SEED_B32, self.clock.now_ms()));
+                assert_eq!(
+                    code.code.as_str(),
+                    totp(SEED_B32, step_of_ms(self.clock.now_ms()))
+                );
                 Ok("ok".into())
             }
             Err(e) => Err(format!("{}: {e}", e.code())),

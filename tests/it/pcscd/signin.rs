@@ -22,6 +22,7 @@ use mfa_custody::custody::{
 };
 use mfa_custody::ledger::{verify_ledger, Genesis, KdfParams, Ledger, OfficerName, Passphrase};
 use mfa_custody::token::oath::CredentialName;
+use support::clock::{step_of_ms, totp};
 use support::{in_harness, wait_for_card, Emu};
 use zeroize::Zeroizing;
 
@@ -60,15 +61,6 @@ impl SkipClock {
     }
 }
 
-fn totp_at(seed_b32: &str, ms: i64) -> String {
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(seed_b32.as_bytes())
-        .expect("base32");
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes)
-        .expect("totp")
-        .generate(u64::try_from(ms / 1000).expect("positive"))
-}
-
 fn name(s: &str) -> UserName {
     UserName::parse(s).expect("name")
 }
@@ -86,7 +78,7 @@ impl People {
     fn creds(&self, user: &str) -> Credentials {
         let factor = self.factors.get(user).map(|seed| {
             self.clock.next_step();
-            FactorCode::parse(&totp_at(seed, self.clock.now_ms())).expect("code")
+            FactorCode::parse(&totp(seed, step_of_ms(self.clock.now_ms()))).expect("code")
         });
         Credentials {
             user: name(user),
@@ -194,9 +186,9 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
             },
         )
         .expect("enrol over PC/SC");
-    let s = i64::try_from(codes.first_step).expect("step");
-    assert_eq!(codes.first.as_str(), totp_at(SEED_B32, s * 30_000));
-    assert_eq!(codes.second.as_str(), totp_at(SEED_B32, (s + 1) * 30_000));
+    let s = codes.first_step;
+    assert_eq!(codes.first.as_str(), totp(SEED_B32, s));
+    assert_eq!(codes.second.as_str(), totp(SEED_B32, s + 1));
     for (s, seal) in [(PRIMARY, "SEAL-P1"), (BACKUP, "SEAL-B1")] {
         custody
             .check_in(
@@ -242,7 +234,7 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
         .expect("release over PC/SC");
     let now = clock.now_ms();
     assert_eq!(code.step, u64::try_from(now / 30_000).expect("step"));
-    assert_eq!(code.code.as_str(), totp_at(SEED_B32, now));
+    assert_eq!(code.code.as_str(), totp(SEED_B32, step_of_ms(now)));
     assert_eq!(code.device.get(), PRIMARY);
 
     let mut kinds = Vec::new();

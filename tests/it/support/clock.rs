@@ -13,6 +13,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mfa_custody::token::oath::{self, Digits, HashAlgorithm, OathSecret, TimeStep};
+
 /// Milliseconds in one second-factor (TOTP) step.
 pub const STEP_MS: i64 = 30_000;
 
@@ -139,11 +141,22 @@ impl TestClock {
     }
 }
 
-/// An officer's second-factor code for `step`, from their Base32 seed, as their authenticator
-/// computes it.
+/// An officer's second-factor code for `step` (of 30 seconds), from their Base32 seed, as their
+/// authenticator computes it: RFC 6238 with SHA-1 and six digits, by `token::oath`, whose
+/// known-answer vectors `oath::vectors` checks. The tests' only TOTP.
 pub fn totp(seed_b32: &str, step: u64) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(seed_b32.trim_end_matches('=').as_bytes())
-        .expect("a Base32 seed");
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, seed).generate(step * 30)
+    let secret = OathSecret::from_base32(seed_b32).expect("a Base32 seed");
+    oath::totp(&secret, HashAlgorithm::Sha1, TimeStep(step), Digits::SIX)
+        .as_str()
+        .to_owned()
+}
+
+/// The second-factor step of `ms` milliseconds since the epoch.
+pub fn step_of_ms(ms: i64) -> u64 {
+    u64::try_from(ms / STEP_MS).expect("after 1970")
+}
+
+/// The host's current second-factor step.
+pub fn host_step() -> u64 {
+    step_of_ms(host_ms())
 }

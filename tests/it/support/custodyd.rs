@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::clock::{custodyd_testclock, TestClock};
+use super::clock::{custodyd_testclock, totp, TestClock};
 use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -329,15 +329,6 @@ pub struct Factors {
     spent: BTreeMap<String, u64>,
     /// Every code handed out (for scans).
     pub issued: Vec<String>,
-}
-
-pub fn totp(seed_b32: &str, step: u64) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(seed_b32.trim_end_matches('=').as_bytes())
-        .expect("base32 seed");
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate(step * 30)
 }
 
 impl Factors {

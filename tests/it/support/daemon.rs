@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::clock::{custodyd_testclock, TestClock};
+use super::clock::{custodyd_testclock, totp, TestClock};
 use super::tty::Terminal;
 
 /// The provider's seed in these tests: the public RFC 6238 test seed.
@@ -33,15 +33,6 @@ pub fn unseal_pass(who: &str) -> String {
 /// The custody user passphrase of `who`.
 pub fn user_pass(who: &str) -> String {
     format!("{who}-User-Phrase-9")
-}
-
-pub fn totp_at(base32: &str, step: u64) -> String {
-    let key = data_encoding::BASE32_NOPAD
-        .decode(base32.trim_end_matches('=').as_bytes())
-        .expect("base32");
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, key)
-        .expect("totp")
-        .generate(step * 30)
 }
 
 pub struct Run {
@@ -242,7 +233,7 @@ impl World {
             self.clock.next_step();
         };
         self.last_step.insert(officer.to_owned(), step);
-        totp_at(&self.seeds[officer], step)
+        totp(&self.seeds[officer], step)
     }
 
     /// Moves the clock to the next step when fewer than `secs` seconds are left in this one.

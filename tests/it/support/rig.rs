@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use super::clock::totp;
+
 /// Genesis officers (keyring names and custody user names).
 pub const NAMES: [&str; 10] = [
     "amy", "ben", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "joe",
@@ -170,15 +172,6 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_millis() as u64
-}
-
-pub fn totp(base32: &str, step: u64) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(base32.trim_end_matches('=').as_bytes())
-        .expect("base32 seed");
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, seed)
-        .expect("totp")
-        .generate(step * 30)
 }
 
 pub fn operator_auth() -> Value {
