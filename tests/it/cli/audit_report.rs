@@ -6,11 +6,10 @@
 //! export and of an existing file are checked.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::num::NonZeroU32;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,6 +27,7 @@ use mfa_custody::token::oath::CredentialName;
 use mfa_custody::token::CardTransport;
 use zeroize::Zeroizing;
 
+use crate::support::cli::{describe as text, output as custody};
 use crate::support::clock::{step_of_ms, totp};
 
 const CUSTODY: &str = env!("CARGO_BIN_EXE_custody");
@@ -278,32 +278,6 @@ fn story(dir: &Path) -> Story {
         open_incident: open[0].id.to_string(),
         closed_incident: closed.to_string(),
     }
-}
-
-fn custody(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(CUSTODY)
-        .args(args)
-        .env_remove("CUSTODY_SOCKET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn custody");
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    child.wait_with_output().expect("wait")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -33,7 +33,6 @@
 //! golden` rewrites the `.out` files (exit statuses are still checked).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -119,50 +118,22 @@ struct Room {
     requests: Vec<String>,
 }
 
-struct Out {
-    code: i32,
-    out: String,
-    err: String,
-}
+use crate::support::cli::{Custody, Run as Out};
 
 /// Runs `custody` with `stdin` and the given contents on descriptors 3 and 4.
 fn custody(args: &[String], stdin: &str, fd3: &str, fd4: &str, room: &Room) -> Out {
     let tmp = room.dir.path();
-    let p3 = tmp.join(".fd3");
-    let p4 = tmp.join(".fd4");
-    std::fs::write(&p3, fd3).expect("fd3 file");
-    std::fs::write(&p4, fd4).expect("fd4 file");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(r#"exec "$0" "$@" 3<"$FD3" 4<"$FD4""#)
-        .arg(env!("CARGO_BIN_EXE_custody"))
-        .args(args)
-        .env("FD3", &p3)
-        .env("FD4", &p4)
+    let mut custody = Custody::new(args)
+        .stdin(stdin)
+        .fd3(fd3)
+        .fd4(fd4)
+        .files_in(tmp)
         // `custody login` keeps its session in the scenario's own directory.
-        .env("XDG_RUNTIME_DIR", tmp.join("run"))
-        .env_remove("CUSTODY_SOCKET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .runtime_dir(&tmp.join("run"));
     if let Some(d) = &room.daemon {
-        cmd.env("CUSTODY_SOCKET", &d.socket);
+        custody = custody.env("CUSTODY_SOCKET", &d.socket);
     }
-    let mut child = cmd.spawn().expect("run custody");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("custody output");
-    let _ = std::fs::remove_file(&p3);
-    let _ = std::fs::remove_file(&p4);
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    custody.run()
 }
 
 fn strings(a: &[&str]) -> Vec<String> {

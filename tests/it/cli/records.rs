@@ -5,7 +5,6 @@
 //! `custodyd-testclock`: where the officers would wait for a fresh second-factor step, the
 //! test moves its clock on.
 
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,55 +23,19 @@ const BOB_USER: &str = "bob-User-Phrase-9";
 const DAVE: &str = "dave-Operator-Phrase-1";
 const ACCOUNT: &str = "123456789012";
 
-struct Out {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.out)
-            .unwrap_or_else(|e| panic!("JSON ({e}): {}{}", self.out, self.err))
-    }
-}
+use crate::support::cli::{Custody, Run as Out};
 
 /// Runs `custody` with `stdin`, and with the lines of `fd3` and `fd4` readable on file
 /// descriptors 3 and 4 (passphrases and second-factor codes of `--by` officers).
 fn custody_fds(args: &[&str], stdin: &str, fd3: &str, fd4: &str, tmp: &Path) -> Out {
-    let p3 = tmp.join("fd3");
-    let p4 = tmp.join("fd4");
-    std::fs::write(&p3, fd3).expect("fd3 file");
-    std::fs::write(&p4, fd4).expect("fd4 file");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"exec "$0" "$@" 3<"$FD3" 4<"$FD4""#)
-        .arg(env!("CARGO_BIN_EXE_custody"))
-        .args(args)
-        .env("FD3", &p3)
-        .env("FD4", &p4)
+    Custody::new(args)
+        .stdin(stdin)
+        .fd3(fd3)
+        .fd4(fd4)
+        .files_in(tmp)
         // `custody login` keeps its session here, as under a person's XDG_RUNTIME_DIR.
-        .env("XDG_RUNTIME_DIR", tmp.join("run"))
-        .env_remove("CUSTODY_SOCKET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run custody");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("custody output");
-    let _ = std::fs::remove_file(&p3);
-    let _ = std::fs::remove_file(&p4);
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .runtime_dir(&tmp.join("run"))
+        .run()
 }
 
 struct Daemon {

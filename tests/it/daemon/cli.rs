@@ -2,83 +2,29 @@
 //! the daemon started sealed, two officers unsealing, export through the daemon, offline
 //! verification, seal, and the exit statuses when the daemon refuses or is gone.
 
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::cli::Custody;
 use crate::support::clock::{host_step, totp};
 
 const ALICE: &str = "alice-Unseal-Phrase-1";
 const BOB: &str = "bob-Unseal-Phrase-22";
 
 fn custody(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", runtime_dir())
-        .env_remove("CUSTODY_SOCKET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run custody");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("custody output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Custody::new(args).stdin(stdin).run().parts()
 }
 
 /// Runs `custody` with `stdin` and with `fd3` readable on file descriptor 3.
 fn custody_fd3(args: &[&str], stdin: &str, fd3: &str, tmp: &Path) -> (i32, String, String) {
-    let p3 = tmp.join("fd3");
-    std::fs::write(&p3, fd3).expect("fd3 file");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"exec "$0" "$@" 3<"$FD3""#)
-        .arg(env!("CARGO_BIN_EXE_custody"))
-        .args(args)
-        .env("FD3", &p3)
-        .env("XDG_RUNTIME_DIR", runtime_dir())
-        .env_remove("CUSTODY_SOCKET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run custody");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("custody output");
-    let _ = std::fs::remove_file(&p3);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A private directory standing for this run's XDG_RUNTIME_DIR, where `custody login` keeps
-/// its session.
-fn runtime_dir() -> &'static Path {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        use std::os::unix::fs::DirBuilderExt;
-        let d = std::env::temp_dir().join(format!("custody-daemon-cli-{}", std::process::id()));
-        let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
-        d
-    })
+    Custody::new(args)
+        .stdin(stdin)
+        .fd3(fd3)
+        .files_in(tmp)
+        .run()
+        .parts()
 }
 
 struct Daemon(Child);

@@ -10,7 +10,6 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::num::NonZeroU32;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -123,18 +122,6 @@ fn ledger_with_registered_key(dir: &Path, key_state: &Path) {
 
 const ERIN: &str = "erin-passphrase-2";
 
-/// A private directory standing for this run's XDG_RUNTIME_DIR, where `custody login` keeps
-/// its session.
-fn runtime_dir() -> &'static Path {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        use std::os::unix::fs::DirBuilderExt;
-        let d = std::env::temp_dir().join(format!("custody-readers-{}", std::process::id()));
-        let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
-        d
-    })
-}
-
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -170,27 +157,7 @@ fn start_daemon(dir: &Path, ledger: &Path, socket: &Path) -> Daemon {
 }
 
 fn custody(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", runtime_dir())
-        .env_remove("CUSTODY_SOCKET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run custody");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("custody output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::custody_stdin(args, stdin)
 }
 
 /// The reader events (`token.*`) of an export through the daemon, as (kind, body).

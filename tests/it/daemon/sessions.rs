@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde_json::{json, Value};
+use support::cli::Custody;
 use support::custodyd::{outcome, tmp_open_to_nobody, user_pass, Conn, Custodyd, Factors, NOBODY};
 
 const ACCOUNT: &str = "123456789012";
@@ -351,23 +352,12 @@ fn exports_leave_credential_records_out_and_still_verify_offline() {
 /// Runs `custody --socket SOCKET ARGS` with `XDG_RUNTIME_DIR` set to `xdg` and `fd3` (a
 /// passphrase) on descriptor 3.
 fn custody(xdg: &Path, socket: &Path, args: &[&str], fd3: &str) -> std::process::Output {
-    let secrets = xdg.join("fd3");
-    std::fs::write(&secrets, format!("{fd3}\n")).expect("secrets");
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg("exec \"$@\" 3<\"$SECRETS\"")
-        .arg("custody")
-        .arg(env!("CARGO_BIN_EXE_custody"))
-        .args(["--socket", &socket.to_string_lossy()])
-        .args(args)
-        .env("SECRETS", &secrets)
-        .env("XDG_RUNTIME_DIR", xdg)
-        .env_remove("CUSTODY_SOCKET")
-        .stdin(std::process::Stdio::null())
+    Custody::new(args)
+        .socket(socket)
+        .fd3(&format!("{fd3}\n"))
+        .files_in(xdg)
+        .runtime_dir(xdg)
         .output()
-        .expect("run custody");
-    let _ = std::fs::remove_file(&secrets);
-    out
 }
 
 #[test]

@@ -1,37 +1,10 @@
 //! The real `custody` binary, passphrases over a file descriptor (standard input).
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-const CUSTODY: &str = env!("CARGO_BIN_EXE_custody");
+use crate::support::cli::{describe as text, output as custody};
+
 const PASSES: &str = "alice-Passphrase-1\nbob-Passphrase-22\n";
-
-fn custody(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(CUSTODY)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn custody");
-    // The command may exit before reading (usage errors); a broken pipe is fine then.
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    child.wait_with_output().expect("wait")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn init(dir: &Path) -> serde_json::Value {
     let d = dir.to_str().expect("utf8 path");

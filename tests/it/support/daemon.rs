@@ -11,10 +11,11 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::cli::Custody;
 use super::clock::{custodyd_testclock, totp, TestClock};
 use super::tty::Terminal;
 
@@ -35,25 +36,10 @@ pub fn user_pass(who: &str) -> String {
     format!("{who}-User-Phrase-9")
 }
 
-pub struct Run {
-    pub code: i32,
-    pub out: String,
-    pub err: String,
-}
-
-impl Run {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.out)
-            .unwrap_or_else(|e| panic!("JSON ({e}): {}\n{}", self.out, self.err))
-    }
-}
+pub use super::cli::Run;
 
 pub fn run_of(o: Output) -> Run {
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&o.stdout).into_owned(),
-        err: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    o.into()
 }
 
 /// A ledger, a custodyd on it, unsealed, five officers and an operator (dave).
@@ -90,25 +76,14 @@ impl World {
     /// `custody ARGS` against the daemon, with `fd3` readable on descriptor 3 (passphrases,
     /// wizard answers) and `fd4` on descriptor 4 (second-factor codes).
     pub fn custody_cmd(&self, args: &[&str], fd3: &str, fd4: &str) -> Command {
-        let n = std::time::SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let p3 = self.dir.path().join(format!(".fd3-{n}"));
-        let p4 = self.dir.path().join(format!(".fd4-{n}"));
-        std::fs::write(&p3, fd3).expect("fd3");
-        std::fs::write(&p4, fd4).expect("fd4");
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(r#"exec "$0" "$@" 3<"$FD3" 4<"$FD4""#)
-            .arg(env!("CARGO_BIN_EXE_custody"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .env("FD3", &p3)
-            .env("FD4", &p4)
-            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
-            .stdin(Stdio::null())
+        let mut cmd = Custody::new(args)
+            .socket(&self.socket)
+            .fd3(fd3)
+            .fd4(fd4)
+            .files_in(self.dir.path())
+            .runtime_dir(&self.runtime_dir)
+            .command();
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd

@@ -3,6 +3,7 @@
 //! their own TCP ports, so tests run in parallel without meeting each other or the host's pcscd.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod clock;
 pub mod custodyd;
 pub mod daemon;
@@ -197,32 +198,10 @@ pub fn wait_for_no_card(slot: u8) {
 /// Runs `custody ARGS` with `stdin` on its standard input and returns (exit code, stdout,
 /// stderr).
 pub fn custody_stdin(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run custody");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("custody output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli::Custody::new(args).stdin(stdin).run().parts()
 }
 
 /// Runs `custody ARGS` and returns (exit code, stdout, stderr).
 pub fn custody(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_custody"))
-        .args(args)
-        .output()
-        .expect("run custody");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli::Custody::new(args).run().parts()
 }

@@ -180,26 +180,7 @@ pub fn operator_auth() -> Value {
 
 /// Runs `custody ARGS` with `stdin`; (status, stdout, stderr).
 pub fn custody_cli(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
-        .args(args)
-        .env_remove("CUSTODY_SOCKET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run custody");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("custody output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    super::custody_stdin(args, stdin)
 }
 
 /// Credentials of one of `officers` (not in `skip`) with a code for a step never sent before,
