@@ -5,30 +5,18 @@
 //! that export. The report's content, its escaping of ledger strings, the refusal of a tampered
 //! export and of an existing file are checked.
 
-use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mfa_custody::custody::{
-    AccountId, Alias, Clock, Credentials, Custody, DeviceAccess, DeviceAccessError, DeviceRole,
-    Email, Enrolment, FactorCode, Location, NewAccount, NewRequest, NewUser, PassphraseKdf, Policy,
-    Provider, ProviderSeed, Role, SealNumber, Serial, Terminal, UserName, UserPassphrase,
+    AccountId, Alias, DeviceRole, Email, Enrolment, Location, NewAccount, NewRequest, NewUser,
+    Provider, ProviderSeed, Role, SealNumber, Serial, Terminal,
 };
-use mfa_custody::emulator::oath::{AutoTouch, OathState};
-use mfa_custody::emulator::SoftKey;
-use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase};
-use mfa_custody::token::management::FormFactor;
 use mfa_custody::token::oath::CredentialName;
-use mfa_custody::token::CardTransport;
-use zeroize::Zeroizing;
 
 use crate::support::cli::{describe as text, output as custody};
-use crate::support::clock::{step_of_ms, totp};
+use crate::support::domain::{self, name, pass, Keys};
 
 const CUSTODY: &str = env!("CARGO_BIN_EXE_custody");
 const UNSEAL: &str = "alice-unseal-1\nbob-unseal-1\n";
@@ -39,60 +27,6 @@ const BACKUP: u32 = 10_000_302;
 const SPARE: u32 = 10_000_303;
 const HOSTILE_REASON: &str = r#"<script>alert(1)</script> "quoted" & 'single' reason text"#;
 const HOSTILE_NOTE: &str = r#"no <b>bold</b> "ticket" & 'note'"#;
-
-/// Host time plus an offset that only grows (fresh second-factor steps without sleeping).
-#[derive(Clone)]
-struct SkipClock(Arc<AtomicI64>);
-
-impl Clock for SkipClock {
-    fn now_ms(&self) -> i64 {
-        let d = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("after 1970");
-        i64::try_from(d.as_millis()).expect("fits") + self.0.load(Ordering::SeqCst)
-    }
-    fn wait_until(&self, until_ms: i64) {
-        let behind = until_ms - self.now_ms();
-        if behind > 0 {
-            self.0.fetch_add(behind, Ordering::SeqCst);
-        }
-    }
-}
-
-#[derive(Default)]
-struct Keys(BTreeMap<u32, SoftKey>);
-
-impl Keys {
-    fn add(&mut self, serial: u32) {
-        self.0.insert(
-            serial,
-            SoftKey::new(
-                serial,
-                [5, 4, 3],
-                FormFactor::UsbAKeychain,
-                OathState::fresh(),
-                Box::new(AutoTouch),
-            ),
-        );
-    }
-}
-
-impl DeviceAccess for Keys {
-    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
-        match self.0.get_mut(&serial.get()) {
-            Some(k) => Ok(Box::new(k)),
-            None => Err(DeviceAccessError::NotPresent { serial }),
-        }
-    }
-}
-
-fn name(s: &str) -> UserName {
-    UserName::parse(s).expect("name")
-}
-
-fn pass(user: &str) -> UserPassphrase {
-    UserPassphrase::new_checked(Zeroizing::new(format!("{user}-passphrase-1"))).expect("pass")
-}
 
 fn serial(n: u32) -> Serial {
     Serial::new(n).expect("serial")
@@ -106,28 +40,6 @@ fn safe() -> Location {
     Location::parse("safe 1").expect("location")
 }
 
-struct People {
-    clock: SkipClock,
-    factors: BTreeMap<String, String>,
-}
-
-impl People {
-    fn creds(&self, user: &str) -> Credentials {
-        let factor = self.factors.get(user).map(|seed| {
-            let now = self.clock.now_ms();
-            self.clock.wait_until((now / 30_000 + 1) * 30_000);
-            let code = totp(seed, step_of_ms(self.clock.now_ms()));
-            FactorCode::parse(&code).expect("code")
-        });
-        Credentials {
-            user: name(user),
-            passphrase: pass(user),
-            factor,
-            uid: None,
-        }
-    }
-}
-
 /// What the story left behind, for the assertions.
 struct Story {
     key: String,
@@ -139,40 +51,8 @@ struct Story {
 
 /// A ledger in `dir` with a whole custody story written by the domain.
 fn story(dir: &Path) -> Story {
-    let low = NonZeroU32::new(1000).expect("non-zero");
-    let officers: Vec<(OfficerName, Passphrase)> = ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("officer"),
-                Passphrase::for_unseal(Zeroizing::new(format!("{n}-unseal-1"))).expect("pass"),
-            )
-        })
-        .collect();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(low),
-    };
-    let ledger =
-        Ledger::create(dir, &genesis, Custody::projections().expect("proj")).expect("ledger");
-    let key = ledger.public_key().to_hex();
-    let clock = SkipClock(Arc::new(AtomicI64::new(0)));
-    let policy = Policy {
-        kdf: PassphraseKdf::insecure_for_tests(low),
-        ..Policy::default()
-    };
-    let mut c = Custody::with_clock(ledger, policy, Box::new(clock.clone())).expect("custody");
-    let mut people = People {
-        clock,
-        factors: BTreeMap::new(),
-    };
-    for (o, (_, keyring)) in ["alice", "bob"].into_iter().zip(&officers) {
-        let e = c
-            .bootstrap_officer(&name(o), keyring, &pass(o))
-            .expect("bootstrap");
-        people.factors.insert(o.into(), e.base32().to_owned());
-    }
+    let (mut c, people) = domain::bootstrapped(dir);
+    let key = c.ledger().public_key().to_hex();
     let a = c.authenticate(&people.creds("alice")).expect("alice");
     let b = c.authenticate(&people.creds("bob")).expect("bob");
     c.add_user(

@@ -6,23 +6,16 @@
 use std::num::NonZeroU32;
 use std::path::Path;
 
-use mfa_custody::custody::{
-    Credentials, Custody, DeviceAccess, DeviceAccessError, DeviceRole, FactorCode, PassphraseKdf,
-    Serial, UserName, UserPassphrase,
-};
+use mfa_custody::custody::{DeviceRole, PassphraseKdf, Serial};
 use mfa_custody::daemon::peer::PeerCred;
 use mfa_custody::daemon::{Daemon, DaemonOptions, Op, Secret};
-use mfa_custody::emulator::oath::{AutoTouch, OathState};
-use mfa_custody::emulator::SoftKey;
-use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase};
+use mfa_custody::emulator::oath::OathState;
 use mfa_custody::token::identity::Glimpse;
-use mfa_custody::token::management::FormFactor;
 use mfa_custody::token::pcsc::ReaderEvent;
-use mfa_custody::token::CardTransport;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::support::clock::{host_step, totp};
+use crate::support::domain::{self, unseal_pass, Keys};
 
 const REGISTERED: u32 = 10_000_401;
 const STRANGER: u32 = 10_000_402;
@@ -30,70 +23,19 @@ const READER_A: &str = "Yubico YubiKey OTP+FIDO+CCID 00 00";
 const READER_B: &str = "Yubico YubiKey OTP+FIDO+CCID 00 01";
 const READER_C: &str = "Yubico YubiKey OTP+FIDO+CCID 01 00";
 
-fn unseal_pass(officer: &str) -> String {
-    format!("{officer}-unseal-1")
-}
-
 fn low() -> NonZeroU32 {
     NonZeroU32::new(1000).expect("non-zero")
 }
 
 fn make_ledger(dir: &Path) {
-    let officers: Vec<(OfficerName, Passphrase)> = ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("officer"),
-                Passphrase::for_unseal(Zeroizing::new(unseal_pass(n))).expect("pass"),
-            )
-        })
-        .collect();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(low()),
-    };
-    Ledger::create(dir, &genesis, Custody::projections().expect("proj")).expect("ledger");
-}
-
-struct OneKey(SoftKey);
-
-impl DeviceAccess for OneKey {
-    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
-        if serial.get() == self.0.serial() {
-            Ok(Box::new(&mut self.0))
-        } else {
-            Err(DeviceAccessError::NotPresent { serial })
-        }
-    }
+    domain::ledger(dir, &domain::officers());
 }
 
 /// Bootstraps alice and registers `REGISTERED`; returns its OATH device id.
 fn register(d: &Daemon) -> String {
     d.with_custody(|c| {
-        let alice = UserName::parse("alice").expect("name");
-        let pass = || {
-            UserPassphrase::new_checked(Zeroizing::new("alice-passphrase-1".into())).expect("pass")
-        };
-        let keyring = Passphrase::for_unseal(Zeroizing::new(unseal_pass("alice"))).expect("p");
-        let factor = c
-            .bootstrap_officer(&alice, &keyring, &pass())
-            .expect("bootstrap");
-        let a = c
-            .authenticate(&Credentials {
-                user: alice,
-                passphrase: pass(),
-                factor: Some(FactorCode::parse(&totp(factor.base32(), host_step())).expect("code")),
-                uid: None,
-            })
-            .expect("alice signs in");
-        let mut key = OneKey(SoftKey::new(
-            REGISTERED,
-            [5, 4, 3],
-            FormFactor::UsbAKeychain,
-            OathState::fresh(),
-            Box::new(AutoTouch),
-        ));
+        let a = domain::first_officer(c, "alice");
+        let mut key = Keys::one(domain::soft_key(REGISTERED, OathState::fresh()));
         let rec = c
             .register_device(
                 &a,

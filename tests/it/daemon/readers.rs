@@ -10,94 +10,32 @@
 
 use crate::support;
 
-use std::num::NonZeroU32;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mfa_custody::custody::{
-    Credentials, Custody, DeviceAccess, DeviceAccessError, DeviceRole, FactorCode, PassphraseKdf,
-    Policy, Serial, UserName, UserPassphrase,
-};
-use mfa_custody::emulator::oath::{AutoTouch, OathState};
-use mfa_custody::emulator::{state, SoftKey};
-use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase};
-use mfa_custody::token::management::FormFactor;
-use mfa_custody::token::CardTransport;
+use mfa_custody::custody::{Custody, DeviceRole, Serial, UserName, UserPassphrase};
+use mfa_custody::emulator::oath::OathState;
+use mfa_custody::emulator::state;
 use serde_json::Value;
-use support::clock::{host_step, totp};
+use support::domain::{self, unseal_pass, Keys};
 use support::{in_harness, wait_for_card, wait_for_no_card, Emu};
 use zeroize::Zeroizing;
 
 const REGISTERED: u32 = 10_000_301;
 const STRANGER: u32 = 10_000_302;
 
-fn unseal_pass(officer: &str) -> String {
-    format!("{officer}-unseal-1")
-}
-
-/// The registered key, in-process, for its registration.
-struct OneKey(SoftKey);
-
-impl DeviceAccess for OneKey {
-    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
-        if serial.get() == self.0.serial() {
-            Ok(Box::new(&mut self.0))
-        } else {
-            Err(DeviceAccessError::NotPresent { serial })
-        }
-    }
-}
-
 /// A ledger with officers alice and bob in which alice registered the key `REGISTERED`, whose
 /// OATH state (salt, hence device id) is saved in `key_state` for its `custody-emu`.
 fn ledger_with_registered_key(dir: &Path, key_state: &Path) {
-    let low = NonZeroU32::new(1000).expect("non-zero");
-    let officers: Vec<(OfficerName, Passphrase)> = ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("officer"),
-                Passphrase::for_unseal(Zeroizing::new(unseal_pass(n))).expect("pass"),
-            )
-        })
-        .collect();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(low),
-    };
-    let ledger =
-        Ledger::create(dir, &genesis, Custody::projections().expect("proj")).expect("ledger");
-    let policy = Policy {
-        kdf: PassphraseKdf::insecure_for_tests(low),
-        ..Policy::default()
-    };
-    let mut custody = Custody::new(ledger, policy).expect("custody");
-    let alice = UserName::parse("alice").expect("name");
-    let pass =
-        || UserPassphrase::new_checked(Zeroizing::new("alice-passphrase-1".into())).expect("pass");
-    let factor = custody
-        .bootstrap_officer(&alice, &officers[0].1, &pass())
-        .expect("bootstrap");
-    let a = custody
-        .authenticate(&Credentials {
-            user: alice,
-            passphrase: pass(),
-            factor: Some(FactorCode::parse(&totp(factor.base32(), host_step())).expect("code")),
-            uid: None,
-        })
-        .expect("alice signs in");
+    let officers = domain::officers();
+    let mut custody =
+        Custody::new(domain::ledger(dir, &officers), domain::policy()).expect("custody");
+    let a = domain::first_officer(&mut custody, "alice");
     let oath = OathState::fresh();
     state::save(key_state, &oath).expect("save the key's state");
-    let mut access = OneKey(SoftKey::new(
-        REGISTERED,
-        [5, 4, 3],
-        FormFactor::UsbAKeychain,
-        oath,
-        Box::new(AutoTouch),
-    ));
+    let mut access = Keys::one(domain::soft_key(REGISTERED, oath));
     custody
         .register_device(
             &a,

@@ -17,33 +17,22 @@ use std::time::{Duration, Instant};
 
 use mfa_custody::custody::Clock;
 use mfa_custody::daemon::{run, Daemon, DaemonOptions, ServerLimits};
-use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
+use mfa_custody::ledger::Projections;
 use serde_json::Value;
-use zeroize::Zeroizing;
 
 use crate::support::clock;
+use crate::support::ledger::{genesis, keyring};
 
 const ALICE: &str = "alice-Unseal-Phrase-1";
 const BOB: &str = "bob-Unseal-Phrase-22";
 
 fn make_ledger(dir: &Path) -> PathBuf {
     let ledger = dir.join("ledger");
-    let officers = vec![
-        (
-            OfficerName::parse("alice").expect("name"),
-            Passphrase::new_checked(Zeroizing::new(ALICE.into())).expect("strong"),
-        ),
-        (
-            OfficerName::parse("bob").expect("name"),
-            Passphrase::new_checked(Zeroizing::new(BOB.into())).expect("strong"),
-        ),
-    ];
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
-    };
-    Ledger::create(&ledger, &genesis, Projections::ledger_only()).expect("create ledger");
+    genesis(
+        &ledger,
+        &keyring(&[("alice", ALICE), ("bob", BOB)]),
+        Projections::ledger_only(),
+    );
     ledger
 }
 

@@ -18,59 +18,26 @@
 
 use crate::support;
 
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mfa_custody::custody::{
-    AccountId, Alias, Clock, Credentials, Custody, DeviceRole, Email, Enrolment, FactorCode,
-    Location, NewAccount, NewRequest, NewUser, PassphraseKdf, PcscAccess, Policy, Provider,
-    ProviderSeed, RequestId, RequestStatus, Role, SealNumber, Serial, UserName, UserPassphrase,
+    AccountId, Alias, Clock, Credentials, Custody, DeviceRole, Email, Enrolment, Location,
+    NewAccount, NewRequest, NewUser, PcscAccess, Provider, ProviderSeed, RequestId, RequestStatus,
+    Role, SealNumber, Serial,
 };
-use mfa_custody::ledger::{verify_ledger, Genesis, KdfParams, Ledger, OfficerName, Passphrase};
+use mfa_custody::ledger::verify_ledger;
 use mfa_custody::token::oath::CredentialName;
 use mfa_custody::token::pcsc::PcscContext;
 use support::clock::{step_of_ms, totp};
+use support::domain::{self, name, pass, People};
 use support::{in_harness, reader_name, vpcd_addr, wait_for_no_card};
-use zeroize::Zeroizing;
 
 const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 const ACCOUNT: &str = "123456789012";
 const PRIMARY: u32 = 10_000_201;
 const BACKUP: u32 = 10_000_202;
-
-#[derive(Clone)]
-struct SkipClock(Arc<AtomicI64>);
-
-fn host_ms() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970");
-    i64::try_from(d.as_millis()).expect("fits")
-}
-
-impl Clock for SkipClock {
-    fn now_ms(&self) -> i64 {
-        host_ms() + self.0.load(Ordering::SeqCst)
-    }
-    fn wait_until(&self, until_ms: i64) {
-        let behind = until_ms - self.now_ms();
-        if behind > 0 {
-            self.0.fetch_add(behind, Ordering::SeqCst);
-        }
-    }
-}
-
-fn name(s: &str) -> UserName {
-    UserName::parse(s).expect("name")
-}
-
-fn pass(user: &str) -> UserPassphrase {
-    UserPassphrase::new_checked(Zeroizing::new(format!("{user}-passphrase-1"))).expect("pass")
-}
 
 fn serial(s: u32) -> Serial {
     Serial::new(s).expect("serial")
@@ -152,25 +119,14 @@ impl Key {
 
 struct World {
     custody: Custody,
-    clock: SkipClock,
-    factors: std::collections::BTreeMap<String, String>,
+    people: People,
     keys: PcscAccess,
     seal: u32,
 }
 
 impl World {
     fn creds(&self, user: &str) -> Credentials {
-        let factor = self.factors.get(user).map(|seed| {
-            let now = self.clock.now_ms();
-            self.clock.wait_until((now / 30_000 + 1) * 30_000);
-            FactorCode::parse(&totp(seed, step_of_ms(self.clock.now_ms()))).expect("code")
-        });
-        Credentials {
-            user: name(user),
-            passphrase: pass(user),
-            factor,
-            uid: None,
-        }
+        self.people.creds(user)
     }
 
     /// A request of oscar's, approved by two officers, with the primary checked out for it.
@@ -258,7 +214,7 @@ impl World {
             Ok(code) => {
                 assert_eq!(
                     code.code.as_str(),
-                    totp(SEED_B32, step_of_ms(self.clock.now_ms()))
+                    totp(SEED_B32, step_of_ms(self.people.clock.now_ms()))
                 );
                 Ok("ok".into())
             }
@@ -268,48 +224,13 @@ impl World {
 }
 
 fn setup(dir: &Path) -> World {
-    let low = NonZeroU32::new(1000).expect("non-zero");
-    let officers: Vec<(OfficerName, Passphrase)> = ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("officer"),
-                Passphrase::for_unseal(Zeroizing::new(format!("{n}-unseal-1"))).expect("pass"),
-            )
-        })
-        .collect();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(low),
-    };
-    let ledger = Ledger::create(
-        &dir.join("ledger"),
-        &genesis,
-        Custody::projections().expect("proj"),
-    )
-    .expect("ledger");
-    let clock = SkipClock(Arc::new(AtomicI64::new(0)));
-    let policy = Policy {
-        kdf: PassphraseKdf::insecure_for_tests(low),
-        ..Policy::default()
-    };
-    let custody = Custody::with_clock(ledger, policy, Box::new(clock.clone())).expect("custody");
+    let (custody, people) = domain::bootstrapped(&dir.join("ledger"));
     let mut w = World {
         custody,
-        clock,
-        factors: Default::default(),
+        people,
         keys: PcscAccess::new().expect("pcscd"),
         seal: 1,
     };
-    for (officer, keyring) in &officers {
-        let o = officer.as_str();
-        let e = w
-            .custody
-            .bootstrap_officer(&name(o), keyring, &pass(o))
-            .expect("bootstrap");
-        w.factors.insert(o.into(), e.base32().to_owned());
-    }
     let a = w.custody.authenticate(&w.creds("alice")).expect("alice");
     let b = w.custody.authenticate(&w.creds("bob")).expect("bob");
     w.custody

@@ -10,84 +10,20 @@
 
 use crate::support;
 
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use mfa_custody::custody::{
-    AccountId, Alias, Clock, Credentials, Custody, DeviceRole, Email, Enrolment, FactorCode,
-    Location, NewAccount, NewRequest, NewUser, PassphraseKdf, PcscAccess, Policy, Provider,
-    ProviderSeed, RequestStatus, Role, SealNumber, Serial, UserName, UserPassphrase,
+    AccountId, Alias, Clock, DeviceRole, Email, Enrolment, Location, NewAccount, NewRequest,
+    NewUser, PcscAccess, Provider, ProviderSeed, RequestStatus, Role, SealNumber, Serial,
 };
-use mfa_custody::ledger::{verify_ledger, Genesis, KdfParams, Ledger, OfficerName, Passphrase};
+use mfa_custody::ledger::verify_ledger;
 use mfa_custody::token::oath::CredentialName;
 use support::clock::{step_of_ms, totp};
+use support::domain::{self, name, pass};
 use support::{in_harness, wait_for_card, Emu};
-use zeroize::Zeroizing;
 
 const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 const ACCOUNT: &str = "123456789012";
 const PRIMARY: u32 = 10_000_101;
 const BACKUP: u32 = 10_000_102;
-
-/// Host time plus an offset that only grows.
-#[derive(Clone)]
-struct SkipClock(Arc<AtomicI64>);
-
-fn host_ms() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970");
-    i64::try_from(d.as_millis()).expect("fits")
-}
-
-impl Clock for SkipClock {
-    fn now_ms(&self) -> i64 {
-        host_ms() + self.0.load(Ordering::SeqCst)
-    }
-    fn wait_until(&self, until_ms: i64) {
-        let behind = until_ms - self.now_ms();
-        if behind > 0 {
-            self.0.fetch_add(behind, Ordering::SeqCst);
-        }
-    }
-}
-
-impl SkipClock {
-    fn next_step(&self) {
-        let now = self.now_ms();
-        self.wait_until((now / 30_000 + 1) * 30_000);
-    }
-}
-
-fn name(s: &str) -> UserName {
-    UserName::parse(s).expect("name")
-}
-
-fn pass(user: &str) -> UserPassphrase {
-    UserPassphrase::new_checked(Zeroizing::new(format!("{user}-passphrase-1"))).expect("pass")
-}
-
-struct People {
-    clock: SkipClock,
-    factors: std::collections::BTreeMap<String, String>,
-}
-
-impl People {
-    fn creds(&self, user: &str) -> Credentials {
-        let factor = self.factors.get(user).map(|seed| {
-            self.clock.next_step();
-            FactorCode::parse(&totp(seed, step_of_ms(self.clock.now_ms()))).expect("code")
-        });
-        Credentials {
-            user: name(user),
-            passphrase: pass(user),
-            factor,
-            uid: None,
-        }
-    }
-}
 
 #[test]
 fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
@@ -105,40 +41,8 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
 
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("ledger");
-    let low = NonZeroU32::new(1000).expect("non-zero");
-    let officers: Vec<(OfficerName, Passphrase)> = ["alice", "bob"]
-        .iter()
-        .map(|n| {
-            (
-                OfficerName::parse(n).expect("officer"),
-                Passphrase::for_unseal(Zeroizing::new(format!("{n}-unseal-1"))).expect("pass"),
-            )
-        })
-        .collect();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(low),
-    };
-    let ledger =
-        Ledger::create(&dir, &genesis, Custody::projections().expect("proj")).expect("ledger");
-    let clock = SkipClock(Arc::new(AtomicI64::new(0)));
-    let policy = Policy {
-        kdf: PassphraseKdf::insecure_for_tests(low),
-        ..Policy::default()
-    };
-    let mut custody =
-        Custody::with_clock(ledger, policy, Box::new(clock.clone())).expect("custody");
-    let mut people = People {
-        clock: clock.clone(),
-        factors: Default::default(),
-    };
-    for (o, (_, keyring)) in ["alice", "bob"].into_iter().zip(&officers) {
-        let e = custody
-            .bootstrap_officer(&name(o), keyring, &pass(o))
-            .expect("bootstrap");
-        people.factors.insert(o.into(), e.base32().to_owned());
-    }
+    let (mut custody, people) = domain::bootstrapped(&dir);
+    let clock = people.clock.clone();
     let a = custody.authenticate(&people.creds("alice")).expect("alice");
     let b = custody.authenticate(&people.creds("bob")).expect("bob");
     let none = custody

@@ -10,16 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::num::NonZeroU32;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::clock::{custodyd_testclock, totp, TestClock};
-use mfa_custody::ledger::{Genesis, KdfParams, Ledger, OfficerName, Passphrase, Projections};
+use super::ledger::{genesis, keyring_of};
+use mfa_custody::ledger::Projections;
 use serde_json::{json, Value};
-use zeroize::Zeroizing;
 
 /// The keyring (unseal) passphrase of a genesis officer.
 pub fn unseal_pass(officer: &str) -> String {
@@ -64,21 +63,11 @@ impl Custodyd {
         wrapper: &[&str],
     ) -> Self {
         let ledger = dir.join("ledger");
-        let keyring: Vec<(OfficerName, Passphrase)> = officers
-            .iter()
-            .map(|n| {
-                (
-                    OfficerName::parse(n).expect("officer name"),
-                    Passphrase::new_checked(Zeroizing::new(unseal_pass(n))).expect("strong"),
-                )
-            })
-            .collect();
-        let genesis = Genesis {
-            officers: &keyring,
-            threshold: 2,
-            kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
-        };
-        Ledger::create(&ledger, &genesis, Projections::ledger_only()).expect("create ledger");
+        genesis(
+            &ledger,
+            &keyring_of(officers, unseal_pass),
+            Projections::ledger_only(),
+        );
         let socket = dir.join("custodyd.sock");
         let config = dir.join("custody.toml");
         std::fs::write(

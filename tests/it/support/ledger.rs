@@ -1,5 +1,6 @@
-//! Helpers shared by the ledger integration tests and benchmarks: the two test officers and a
-//! ledger with the test-only KDF cost.
+//! Genesis, shared by the integration tests and the benchmarks: a keyring of officers, and a
+//! ledger for it at the test-only KDF cost. (benches/ledger.rs includes this file alone: it
+//! uses nothing else of the tests' support.)
 #![allow(dead_code)]
 
 use std::num::NonZeroU32;
@@ -23,15 +24,49 @@ pub fn officers() -> Vec<(OfficerName, Passphrase)> {
         .collect()
 }
 
+/// The keyring of a genesis: each officer by name with the unseal passphrase they chose.
+pub fn keyring(officers: &[(&str, &str)]) -> Vec<(OfficerName, Passphrase)> {
+    officers.iter().map(|(o, p)| officer(o, p)).collect()
+}
+
+/// The keyring of `officers`, each with the unseal passphrase `pass` gives them.
+pub fn keyring_of(
+    officers: &[&str],
+    pass: impl Fn(&str) -> String,
+) -> Vec<(OfficerName, Passphrase)> {
+    officers.iter().map(|o| officer(o, &pass(o))).collect()
+}
+
+fn officer(name: &str, pass: &str) -> (OfficerName, Passphrase) {
+    (
+        OfficerName::parse(name).expect("officer name"),
+        Passphrase::new_checked(Zeroizing::new(pass.to_owned())).expect("strong"),
+    )
+}
+
+/// The key-derivation cost of every test ledger and domain: 1,000 PBKDF2 iterations.
+pub fn low_kdf() -> NonZeroU32 {
+    NonZeroU32::new(1000).expect("nonzero")
+}
+
+/// A new ledger in `dir` for `keyring`, threshold 2, at the test cost ([`low_kdf`]), with
+/// `projections`.
+pub fn genesis(
+    dir: &Path,
+    keyring: &[(OfficerName, Passphrase)],
+    projections: Projections,
+) -> Ledger {
+    let genesis = Genesis {
+        officers: keyring,
+        threshold: 2,
+        kdf: KdfParams::insecure_for_tests(low_kdf()),
+    };
+    Ledger::create(dir, &genesis, projections).expect("create the ledger")
+}
+
 /// A new ledger in `dir` for alice and bob, threshold 2, 1,000 PBKDF2 iterations (test only).
 pub fn create(dir: &Path) -> Ledger {
-    let officers = officers();
-    let genesis = Genesis {
-        officers: &officers,
-        threshold: 2,
-        kdf: KdfParams::insecure_for_tests(NonZeroU32::new(1000).expect("nonzero")),
-    };
-    Ledger::create(dir, &genesis, Projections::ledger_only()).expect("create")
+    genesis(dir, &officers(), Projections::ledger_only())
 }
 
 /// Opens `dir` with alice and bob.

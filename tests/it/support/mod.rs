@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod custodyd;
 pub mod daemon;
+pub mod domain;
 pub mod ledger;
 pub mod rig;
 pub mod tty;
