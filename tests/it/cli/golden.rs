@@ -33,10 +33,8 @@
 //! golden` rewrites the `.out` files (exit statuses are still checked).
 
 use std::collections::BTreeMap;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 use serde::Deserialize;
 
@@ -119,6 +117,7 @@ struct Room {
 }
 
 use crate::support::cli::{Custody, Run as Out};
+use crate::support::custodyd::{config, spawn_listening};
 
 /// Runs `custody` with `stdin` and the given contents on descriptors 3 and 4.
 fn custody(args: &[String], stdin: &str, fd3: &str, fd4: &str, room: &Room) -> Out {
@@ -162,27 +161,16 @@ fn unsealed_room(room: &mut Room) {
     assert_eq!(init.code, 0, "init: {}{}", init.out, init.err);
     let v: serde_json::Value = serde_json::from_str(&init.out).expect("init JSON");
     room.pubkey = v["public_key"].as_str().expect("public key").to_owned();
-    let config = room.dir.path().join("custody.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
-        ),
-    )
-    .expect("config");
-    let child = Command::new(custodyd_testclock())
-        .args(["--config", &config.to_string_lossy()])
-        .args(room.clock.args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(room.dir.path().join("custodyd.log")).expect("log"))
-        .spawn()
-        .expect("start custodyd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "custodyd never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let config = config(
+        room.dir.path(),
+        &ledger,
+        &socket,
+        "watch_readers = false\n\n[policy]\npassphrase_kdf_iterations = 1000\n",
+    );
+    let mut cmd = Command::new(custodyd_testclock());
+    cmd.args(["--config", &config.to_string_lossy()])
+        .args(room.clock.args());
+    let child = spawn_listening(cmd, &socket, &room.dir.path().join("custodyd.log"));
     room.daemon = Some(Daemon { child, socket });
     for (who, pass) in &UNSEAL[..2] {
         let r = custody(

@@ -5,10 +5,8 @@
 //! `custodyd-testclock`: where the officers would wait for a fresh second-factor step, the
 //! test moves its clock on.
 
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 use serde_json::Value;
 
@@ -24,6 +22,7 @@ const DAVE: &str = "dave-Operator-Phrase-1";
 const ACCOUNT: &str = "123456789012";
 
 use crate::support::cli::{Custody, Run as Out};
+use crate::support::custodyd::{config, spawn_listening};
 
 /// Runs `custody` with `stdin`, and with the lines of `fd3` and `fd4` readable on file
 /// descriptors 3 and 4 (passphrases and second-factor codes of `--by` officers).
@@ -92,28 +91,17 @@ fn unsealed_with_officers() -> (Daemon, String, String) {
         dir.path(),
     );
     assert_eq!(init.code, 0, "{}{}", init.out, init.err);
-    let config = dir.path().join("custody.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
-        ),
-    )
-    .expect("config");
+    let config = config(
+        dir.path(),
+        &ledger,
+        &socket,
+        "watch_readers = false\n\n[policy]\npassphrase_kdf_iterations = 1000\n",
+    );
     let clock = TestClock::create(dir.path());
-    let child = Command::new(custodyd_testclock())
-        .args(["--config", &config.to_string_lossy()])
-        .args(clock.args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("custodyd.log")).expect("log"))
-        .spawn()
-        .expect("start custodyd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "custodyd never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut cmd = Command::new(custodyd_testclock());
+    cmd.args(["--config", &config.to_string_lossy()])
+        .args(clock.args());
+    let child = spawn_listening(cmd, &socket, &dir.path().join("custodyd.log"));
     let d = Daemon {
         child,
         dir,

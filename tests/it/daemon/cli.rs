@@ -2,13 +2,12 @@
 //! the daemon started sealed, two officers unsealing, export through the daemon, offline
 //! verification, seal, and the exit statuses when the daemon refuses or is gone.
 
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::support::cli::Custody;
 use crate::support::clock::{host_step, totp};
+use crate::support::custodyd::{config, spawn_listening, Process};
 
 const ALICE: &str = "alice-Unseal-Phrase-1";
 const BOB: &str = "bob-Unseal-Phrase-22";
@@ -27,35 +26,11 @@ fn custody_fd3(args: &[&str], stdin: &str, fd3: &str, tmp: &Path) -> (i32, Strin
         .parts()
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &Path, ledger: &Path, socket: &Path) -> Daemon {
-    let config = dir.join("custody.toml");
-    std::fs::write(
-        &config,
-        format!("ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n"),
-    )
-    .expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
-        .args(["--config", &config.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("custodyd.log")).expect("log"))
-        .spawn()
-        .expect("start custodyd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(socket).is_err() {
-        assert!(Instant::now() < deadline, "custodyd never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon(child)
+fn start(dir: &Path, ledger: &Path, socket: &Path) -> Process {
+    let config = config(dir, ledger, socket, "watch_readers = false\n");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custodyd"));
+    cmd.args(["--config", &config.to_string_lossy()]);
+    Process(spawn_listening(cmd, socket, &dir.join("custodyd.log")))
 }
 
 #[test]

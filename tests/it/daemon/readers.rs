@@ -10,15 +10,15 @@
 
 use crate::support;
 
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mfa_custody::custody::{Custody, DeviceRole, Serial, UserName, UserPassphrase};
 use mfa_custody::emulator::oath::OathState;
 use mfa_custody::emulator::state;
 use serde_json::Value;
+use support::custodyd::{config, spawn_listening, Process};
 use support::domain::{self, unseal_pass, Keys};
 use support::{in_harness, wait_for_card, wait_for_no_card, Emu};
 use zeroize::Zeroizing;
@@ -60,38 +60,16 @@ fn ledger_with_registered_key(dir: &Path, key_state: &Path) {
 
 const ERIN: &str = "erin-passphrase-2";
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_daemon(dir: &Path, ledger: &Path, socket: &Path) -> Daemon {
-    let config = dir.join("custody.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = true\n\
-             allowed_readers = [\"Yubico YubiKey\"]\n"
-        ),
-    )
-    .expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
-        .args(["--config", &config.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("custodyd.log")).expect("log"))
-        .spawn()
-        .expect("start custodyd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(socket).is_err() {
-        assert!(Instant::now() < deadline, "custodyd never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon(child)
+fn start_daemon(dir: &Path, ledger: &Path, socket: &Path) -> Process {
+    let config = config(
+        dir,
+        ledger,
+        socket,
+        "watch_readers = true\nallowed_readers = [\"Yubico YubiKey\"]\n",
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custodyd"));
+    cmd.args(["--config", &config.to_string_lossy()]);
+    Process(spawn_listening(cmd, socket, &dir.join("custodyd.log")))
 }
 
 fn custody(args: &[&str], stdin: &str) -> (i32, String, String) {

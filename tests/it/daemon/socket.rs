@@ -21,6 +21,7 @@ use mfa_custody::ledger::Projections;
 use serde_json::Value;
 
 use crate::support::clock;
+use crate::support::custodyd::{config, spawn_listening};
 use crate::support::ledger::{genesis, keyring};
 
 const ALICE: &str = "alice-Unseal-Phrase-1";
@@ -453,38 +454,20 @@ fn start_custodyd_on(test_clock: Option<&clock::TestClock>) -> Custodyd {
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger = make_ledger(dir.path());
     let socket = dir.path().join("custodyd.sock");
-    let config = dir.path().join("custody.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "ledger_dir = {:?}\nsocket = {:?}\nwatch_readers = false\n",
-            ledger, socket
-        ),
-    )
-    .expect("config");
+    let config = config(dir.path(), &ledger, &socket, "watch_readers = false\n");
     let log = dir.path().join("custodyd.log");
     let (program, clock_args) = match test_clock {
         Some(c) => (clock::custodyd_testclock(), c.args().to_vec()),
         None => (PathBuf::from(env!("CARGO_BIN_EXE_custodyd")), Vec::new()),
     };
-    let child = Command::new(program)
-        .args(clock_args)
-        .args([
-            "--config",
-            &config.to_string_lossy(),
-            "--log-level",
-            "debug",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start custodyd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "custodyd never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut cmd = Command::new(program);
+    cmd.args(clock_args).args([
+        "--config",
+        &config.to_string_lossy(),
+        "--log-level",
+        "debug",
+    ]);
+    let child = spawn_listening(cmd, &socket, &log);
     Custodyd {
         child,
         socket,

@@ -30,6 +30,50 @@ pub fn user_pass(user: &str) -> String {
     format!("{user}-User-Phrase-9")
 }
 
+/// Writes custodyd's configuration file in `dir`: the ledger directory, the socket, then the
+/// lines `rest` (settings, tables).
+pub fn config(dir: &Path, ledger: &Path, socket: &Path, rest: &str) -> PathBuf {
+    let config = dir.join("custody.toml");
+    std::fs::write(
+        &config,
+        format!("ledger_dir = {ledger:?}\nsocket = {socket:?}\n{rest}"),
+    )
+    .expect("custodyd's configuration");
+    config
+}
+
+/// Starts `cmd` (custodyd, or a wrapper that execs it, with its arguments) with no input, its
+/// log (standard error) appended to `log`, and waits up to 10 s for it to listen on `socket`.
+pub fn spawn_listening(mut cmd: Command, socket: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("custodyd's log");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start custodyd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "custodyd never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// A daemon process, killed and reaped on drop.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running `custodyd`, killed on drop.
 pub struct Custodyd {
     child: Child,
@@ -69,15 +113,14 @@ impl Custodyd {
             Projections::ledger_only(),
         );
         let socket = dir.join("custodyd.sock");
-        let config = dir.join("custody.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n{extra}\n\
-                 [policy]\npassphrase_kdf_iterations = 1000\n"
+        let config = config(
+            dir,
+            &ledger,
+            &socket,
+            &format!(
+                "watch_readers = false\n{extra}\n[policy]\npassphrase_kdf_iterations = 1000\n"
             ),
-        )
-        .expect("config");
+        );
         let log = dir.join("custodyd.log");
         let clock = TestClock::create(dir);
         let custodyd = custodyd_testclock();
@@ -86,8 +129,8 @@ impl Custodyd {
             Some((p, rest)) => (*p, [rest, &[custodyd]].concat()),
             None => (custodyd, Vec::new()),
         };
-        let child = Command::new(program)
-            .args(before)
+        let mut cmd = Command::new(program);
+        cmd.args(before)
             .args([
                 "--config",
                 &config.to_string_lossy(),
@@ -95,17 +138,8 @@ impl Custodyd {
                 log_level,
             ])
             .args(clock.args())
-            .env("RUST_LOG", log_level)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start custodyd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "custodyd never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .env("RUST_LOG", log_level);
+        let child = spawn_listening(cmd, &socket, &log);
         Self {
             child,
             socket,

@@ -8,15 +8,14 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::cli::Custody;
 use super::clock::{custodyd_testclock, totp, TestClock};
+use super::custodyd::{config, spawn_listening};
 use super::tty::Terminal;
 
 /// The provider's seed in these tests: the public RFC 6238 test seed.
@@ -126,26 +125,11 @@ impl World {
 
     pub fn start_daemon(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
-        let child = Command::new(custodyd_testclock())
-            .arg("--config")
+        let mut cmd = Command::new(custodyd_testclock());
+        cmd.arg("--config")
             .arg(&self.config)
-            .args(self.clock.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("custodyd.log"))
-                    .expect("log"),
-            )
-            .spawn()
-            .expect("start custodyd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&self.socket).is_err() {
-            assert!(Instant::now() < deadline, "custodyd never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .args(self.clock.args());
+        let child = spawn_listening(cmd, &self.socket, &self.dir.path().join("custodyd.log"));
         self.daemon = Some(child);
     }
 
@@ -239,14 +223,14 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
         .expect("the world's runtime directory");
     let ledger = dir.path().join("ledger");
     let socket = dir.path().join("custodyd.sock");
-    let config = dir.path().join("custody.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "ledger_dir = {ledger:?}\nsocket = {socket:?}\ntouch_timeout_secs = {touch_timeout_secs}\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
+    let config = config(
+        dir.path(),
+        &ledger,
+        &socket,
+        &format!(
+            "touch_timeout_secs = {touch_timeout_secs}\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
         ),
-    )
-    .expect("config");
+    );
     let mut w = World {
         clock: TestClock::create(dir.path()),
         dir,
