@@ -45,15 +45,10 @@ pub fn config(dir: &Path, ledger: &Path, socket: &Path, rest: &str) -> PathBuf {
 /// Starts `cmd` (custodyd, or a wrapper that execs it, with its arguments) with no input, its
 /// log (standard error) appended to `log`, and waits up to 10 s for it to listen on `socket`.
 pub fn spawn_listening(mut cmd: Command, socket: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("custodyd's log");
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log)
+        .stderr(append_log(log))
         .spawn()
         .expect("start custodyd");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -62,6 +57,15 @@ pub fn spawn_listening(mut cmd: Command, socket: &Path, log: &Path) -> Child {
         std::thread::sleep(Duration::from_millis(20));
     }
     child
+}
+
+/// custodyd's log file, opened to append (a restarted daemon goes on writing it).
+pub fn append_log(log: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("custodyd's log")
 }
 
 /// A daemon process, killed and reaped on drop.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::clock::totp;
+use super::custodyd::{append_log, config};
 
 /// Genesis officers (keyring names and custody user names).
 pub const NAMES: [&str; 10] = [
@@ -273,7 +274,6 @@ impl Rig {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = dir.path().join("ledger");
         let socket = dir.path().join("custodyd.sock");
-        let config = dir.path().join("custody.toml");
         let log = dir.path().join("custodyd.log");
         let mut list: Vec<Officer> = NAMES[..officers]
             .iter()
@@ -305,16 +305,16 @@ impl Rig {
         assert_eq!(code, 0, "custody init: {out}{err}");
         let init: Value = serde_json::from_str(&out).expect("init json");
         let pubkey = init["public_key"].as_str().expect("public key").to_owned();
-        std::fs::write(
-            &config,
-            format!(
-                "ledger_dir = {ledger:?}\nsocket = {socket:?}\nwatch_readers = false\n\
-                 max_connections = {max_connections}\n\
+        let config = config(
+            dir.path(),
+            &ledger,
+            &socket,
+            &format!(
+                "watch_readers = false\nmax_connections = {max_connections}\n\
                  max_connections_per_uid = {max_connections}\n{extra}\n\
                  [policy]\npassphrase_kdf_iterations = 1000\n"
             ),
-        )
-        .expect("config");
+        );
         let mut rig = Rig {
             dir,
             ledger,
@@ -365,16 +365,11 @@ impl Rig {
     /// Starts custodyd (sealed) and waits until it listens.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "custodyd already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_custodyd"))
             .args(["--config", &self.config.to_string_lossy()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(append_log(&self.log))
             .spawn()
             .expect("start custodyd");
         let deadline = Instant::now() + Duration::from_secs(15);
