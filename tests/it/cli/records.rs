@@ -21,7 +21,7 @@ const BOB_USER: &str = "bob-User-Phrase-9";
 const DAVE: &str = "dave-Operator-Phrase-1";
 const ACCOUNT: &str = "123456789012";
 
-use crate::support::cli::{Custody, Run as Out};
+use crate::support::cli::{self, Custody, Run as Out};
 use crate::support::custodyd::{config, spawn_listening};
 
 /// Runs `custody` with `stdin`, and with the lines of `fd3` and `fd4` readable on file
@@ -69,28 +69,7 @@ fn unsealed_with_officers() -> (Daemon, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger: PathBuf = dir.path().join("ledger");
     let socket = dir.path().join("custodyd.sock");
-    let l = ledger.to_string_lossy().into_owned();
-    let init = custody_fds(
-        &[
-            "--json",
-            "init",
-            "--ledger",
-            &l,
-            "--officer",
-            "alice",
-            "--officer",
-            "bob",
-            "--passphrase-fd",
-            "0",
-            "--insecure-test-kdf-iterations",
-            "1000",
-        ],
-        &format!("{ALICE}\n{BOB}\n"),
-        "",
-        "",
-        dir.path(),
-    );
-    assert_eq!(init.code, 0, "{}{}", init.out, init.err);
+    cli::init(&ledger, &[("alice", ALICE), ("bob", BOB)]);
     let config = config(
         dir.path(),
         &ledger,

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::cli::Custody;
+use crate::support::cli::{self, Custody};
 use crate::support::clock::{host_step, totp};
 use crate::support::custodyd::{config, spawn_listening, Process};
 
@@ -38,27 +38,8 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger = dir.path().join("ledger");
     let socket = dir.path().join("custodyd.sock");
-    let l = ledger.to_string_lossy().into_owned();
     let s = socket.to_string_lossy().into_owned();
-    let (code, out, err) = custody(
-        &[
-            "--json",
-            "init",
-            "--ledger",
-            &l,
-            "--officer",
-            "alice",
-            "--officer",
-            "bob",
-            "--passphrase-fd",
-            "0",
-            "--insecure-test-kdf-iterations",
-            "1000",
-        ],
-        &format!("{ALICE}\n{BOB}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let init: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let init = cli::init(&ledger, &[("alice", ALICE), ("bob", BOB)]);
     let pubkey = init["public_key"].as_str().expect("key").to_owned();
 
     let mut daemon = start(dir.path(), &ledger, &socket);

@@ -2,31 +2,18 @@
 
 use std::path::Path;
 
-use crate::support::cli::{describe as text, output as custody};
+use crate::support::cli::{self, describe as text, output as custody};
 
 const PASSES: &str = "alice-Passphrase-1\nbob-Passphrase-22\n";
 
 fn init(dir: &Path) -> serde_json::Value {
-    let d = dir.to_str().expect("utf8 path");
-    let o = custody(
+    cli::init(
+        dir,
         &[
-            "--json",
-            "init",
-            "--ledger",
-            d,
-            "--officer",
-            "alice",
-            "--officer",
-            "bob",
-            "--passphrase-fd",
-            "0",
-            "--insecure-test-kdf-iterations",
-            "1000",
+            ("alice", "alice-Passphrase-1"),
+            ("bob", "bob-Passphrase-22"),
         ],
-        PASSES,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    serde_json::from_slice(&o.stdout).expect("init JSON")
+    )
 }
 
 fn unseal_args(d: &str) -> Vec<&str> {

@@ -50,6 +50,27 @@ pub fn output(args: &[&str], stdin: &str) -> Output {
     Custody::new(args).stdin(stdin).output()
 }
 
+/// Genesis by `custody init --json`: a ledger at `ledger` whose keyring holds `officers`
+/// (name, unseal passphrase, given on standard input), threshold 2, at the test KDF cost.
+/// Answers what `init` printed (the ledger id, the checkpoint public key).
+pub fn init(ledger: &Path, officers: &[(&str, &str)]) -> Value {
+    let l = ledger.to_string_lossy().into_owned();
+    let mut args = vec!["--json", "init", "--ledger", &l];
+    for (o, _) in officers {
+        args.extend(["--officer", o]);
+    }
+    args.extend([
+        "--passphrase-fd",
+        "0",
+        "--insecure-test-kdf-iterations",
+        "1000",
+    ]);
+    let passes: String = officers.iter().map(|(_, p)| format!("{p}\n")).collect();
+    let r = Custody::new(&args).stdin(&passes).run();
+    assert_eq!(r.code, 0, "custody init: {}{}", r.out, r.err);
+    r.json()
+}
+
 /// A run's status and both outputs, for an assertion's message.
 pub fn describe(o: &Output) -> String {
     format!(

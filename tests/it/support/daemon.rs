@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-use super::cli::Custody;
+use super::cli::{init, Custody};
 use super::clock::{custodyd_testclock, totp, TestClock};
 use super::custodyd::{config, spawn_listening};
 use super::tty::Terminal;
@@ -243,22 +243,13 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
         last_step: BTreeMap::new(),
         reader: false,
     };
-    let l = w.ledger.to_string_lossy().into_owned();
-    let mut args = vec!["--json", "init", "--ledger", &l];
-    for o in OFFICERS {
-        args.extend(["--officer", o]);
-    }
-    args.extend([
-        "--passphrase-fd",
-        "3",
-        "--insecure-test-kdf-iterations",
-        "1000",
-    ]);
-    let pass: String = OFFICERS
+    let passes: Vec<String> = OFFICERS.iter().map(|o| unseal_pass(o)).collect();
+    let keyring: Vec<(&str, &str)> = OFFICERS
         .iter()
-        .map(|o| format!("{}\n", unseal_pass(o)))
+        .copied()
+        .zip(passes.iter().map(String::as_str))
         .collect();
-    w.ok(&args, &pass);
+    init(&w.ledger, &keyring);
     w.start_daemon();
     w.unseal();
     for o in OFFICERS {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use super::cli::init;
 use super::clock::totp;
 use super::custodyd::{append_log, config};
 
@@ -286,24 +287,11 @@ impl Rig {
                 busy: false,
             })
             .collect();
-        let l = ledger.to_string_lossy().into_owned();
-        let mut args = vec!["--json", "init", "--ledger", &l];
-        for o in &list {
-            args.extend(["--officer", o.name.as_str()]);
-        }
-        args.extend([
-            "--passphrase-fd",
-            "0",
-            "--insecure-test-kdf-iterations",
-            "1000",
-        ]);
-        let stdin: String = list
+        let keyring: Vec<(&str, &str)> = list
             .iter()
-            .map(|o| format!("{}\n", o.keyring_pass))
+            .map(|o| (o.name.as_str(), o.keyring_pass.as_str()))
             .collect();
-        let (code, out, err) = custody_cli(&args, &stdin);
-        assert_eq!(code, 0, "custody init: {out}{err}");
-        let init: Value = serde_json::from_str(&out).expect("init json");
+        let init = init(&ledger, &keyring);
         let pubkey = init["public_key"].as_str().expect("public key").to_owned();
         let config = config(
             dir.path(),
