@@ -10,18 +10,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use mfa_custody::custody::{
-    AccountId, Alias, DeviceRole, Email, Enrolment, Location, NewAccount, NewRequest, NewUser,
-    Provider, ProviderSeed, Role, SealNumber, Serial, Terminal,
+    AccountId, DeviceRole, Location, NewRequest, SealNumber, Serial, Terminal,
 };
-use mfa_custody::token::oath::CredentialName;
 
 use crate::support::cli::{describe as text, output as custody};
-use crate::support::domain::{self, name, pass, Keys};
+use crate::support::domain::{self, Keys, ACCOUNT};
 
 const CUSTODY: &str = env!("CARGO_BIN_EXE_custody");
 const UNSEAL: &str = "alice-unseal-1\nbob-unseal-1\n";
-const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-const ACCOUNT: &str = "123456789012";
 const PRIMARY: u32 = 10_000_301;
 const BACKUP: u32 = 10_000_302;
 const SPARE: u32 = 10_000_303;
@@ -55,27 +51,8 @@ fn story(dir: &Path) -> Story {
     let key = c.ledger().public_key().to_hex();
     let a = c.authenticate(&people.creds("alice")).expect("alice");
     let b = c.authenticate(&people.creds("bob")).expect("bob");
-    c.add_user(
-        &[&a],
-        NewUser {
-            name: name("oscar"),
-            roles: vec![Role::Operator],
-            uid: None,
-            passphrase: pass("oscar"),
-        },
-    )
-    .expect("operator");
-    c.register_account(
-        &a,
-        NewAccount {
-            provider: Provider::Aws,
-            account: Provider::Aws.parse_account_id(ACCOUNT).expect("id"),
-            alias: Alias::parse("prod").expect("alias"),
-            root_email: Email::parse("root@example.test").expect("email"),
-            credential: CredentialName::parse("AWS:root@example.test").expect("cred"),
-        },
-    )
-    .expect("account");
+    domain::add_operator(&mut c, &a, "oscar");
+    domain::register_aws_account(&mut c, &a);
     let mut keys = Keys::default();
     for (s, role) in [
         (PRIMARY, DeviceRole::Primary),
@@ -86,19 +63,8 @@ fn story(dir: &Path) -> Story {
         c.register_device(&a, &mut keys, serial(s), role)
             .expect("register");
     }
-    c.enrol(
-        &a,
-        &b,
-        &mut keys,
-        Enrolment {
-            account: AccountId::parse(ACCOUNT).expect("id"),
-            primary: serial(PRIMARY),
-            backup: serial(BACKUP),
-            seed: ProviderSeed::parse(SEED_B32).expect("seed"),
-            overwrite: false,
-        },
-    )
-    .expect("enrol");
+    c.enrol(&a, &b, &mut keys, domain::enrolment(PRIMARY, BACKUP))
+        .expect("enrol");
     for (s, sl) in [(PRIMARY, "SEAL-P1"), (BACKUP, "SEAL-B1")] {
         c.check_in(&a, &mut keys, serial(s), seal(sl), safe())
             .expect("check in");

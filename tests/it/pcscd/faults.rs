@@ -23,19 +23,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mfa_custody::custody::{
-    AccountId, Alias, Clock, Credentials, Custody, DeviceRole, Email, Enrolment, Location,
-    NewAccount, NewRequest, NewUser, PcscAccess, Provider, ProviderSeed, RequestId, RequestStatus,
-    Role, SealNumber, Serial,
+    AccountId, Clock, Credentials, Custody, DeviceRole, Location, NewRequest, PcscAccess,
+    RequestId, RequestStatus, SealNumber, Serial,
 };
 use mfa_custody::ledger::verify_ledger;
-use mfa_custody::token::oath::CredentialName;
 use mfa_custody::token::pcsc::PcscContext;
 use support::clock::{step_of_ms, totp};
-use support::domain::{self, name, pass, People};
+use support::domain::{self, People, ACCOUNT, SEED_B32};
 use support::{in_harness, reader_name, vpcd_addr, wait_for_no_card};
 
-const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-const ACCOUNT: &str = "123456789012";
 const PRIMARY: u32 = 10_000_201;
 const BACKUP: u32 = 10_000_202;
 
@@ -233,29 +229,8 @@ fn setup(dir: &Path) -> World {
     };
     let a = w.custody.authenticate(&w.creds("alice")).expect("alice");
     let b = w.custody.authenticate(&w.creds("bob")).expect("bob");
-    w.custody
-        .add_user(
-            &[&a],
-            NewUser {
-                name: name("oscar"),
-                roles: vec![Role::Operator],
-                uid: None,
-                passphrase: pass("oscar"),
-            },
-        )
-        .expect("operator");
-    w.custody
-        .register_account(
-            &a,
-            NewAccount {
-                provider: Provider::Aws,
-                account: Provider::Aws.parse_account_id(ACCOUNT).expect("id"),
-                alias: Alias::parse("prod").expect("alias"),
-                root_email: Email::parse("root@example.test").expect("email"),
-                credential: CredentialName::parse("AWS:root@example.test").expect("cred"),
-            },
-        )
-        .expect("account");
+    domain::add_operator(&mut w.custody, &a, "oscar");
+    domain::register_aws_account(&mut w.custody, &a);
     for (s, role) in [(PRIMARY, DeviceRole::Primary), (BACKUP, DeviceRole::Backup)] {
         // A key that has just appeared is sometimes not identified at the first try (see the
         // report of this harness in docs/reliability.md): once more after a moment.
@@ -269,18 +244,7 @@ fn setup(dir: &Path) -> World {
         }
     }
     w.custody
-        .enrol(
-            &a,
-            &b,
-            &mut w.keys,
-            Enrolment {
-                account: AccountId::parse(ACCOUNT).expect("id"),
-                primary: serial(PRIMARY),
-                backup: serial(BACKUP),
-                seed: ProviderSeed::parse(SEED_B32).expect("seed"),
-                overwrite: false,
-            },
-        )
+        .enrol(&a, &b, &mut w.keys, domain::enrolment(PRIMARY, BACKUP))
         .expect("enrol");
     for (s, seal) in [(PRIMARY, "SEAL-P1"), (BACKUP, "SEAL-B1")] {
         w.custody

@@ -11,17 +11,14 @@
 use crate::support;
 
 use mfa_custody::custody::{
-    AccountId, Alias, Clock, DeviceRole, Email, Enrolment, Location, NewAccount, NewRequest,
-    NewUser, PcscAccess, Provider, ProviderSeed, RequestStatus, Role, SealNumber, Serial,
+    AccountId, Clock, DeviceRole, Location, NewRequest, PcscAccess, RequestStatus, SealNumber,
+    Serial,
 };
 use mfa_custody::ledger::verify_ledger;
-use mfa_custody::token::oath::CredentialName;
 use support::clock::{step_of_ms, totp};
-use support::domain::{self, name, pass};
+use support::domain::{self, ACCOUNT, SEED_B32};
 use support::{in_harness, wait_for_card, Emu};
 
-const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-const ACCOUNT: &str = "123456789012";
 const PRIMARY: u32 = 10_000_101;
 const BACKUP: u32 = 10_000_102;
 
@@ -45,50 +42,18 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     let clock = people.clock.clone();
     let a = custody.authenticate(&people.creds("alice")).expect("alice");
     let b = custody.authenticate(&people.creds("bob")).expect("bob");
-    let none = custody
-        .add_user(
-            &[&a],
-            NewUser {
-                name: name("oscar"),
-                roles: vec![Role::Operator],
-                uid: None,
-                passphrase: pass("oscar"),
-            },
-        )
-        .expect("operator");
+    let none = domain::add_operator(&mut custody, &a, "oscar");
     assert!(none.is_none());
 
     let mut keys = PcscAccess::new().expect("pcscd");
-    custody
-        .register_account(
-            &a,
-            NewAccount {
-                provider: Provider::Aws,
-                account: Provider::Aws.parse_account_id(ACCOUNT).expect("id"),
-                alias: Alias::parse("prod").expect("alias"),
-                root_email: Email::parse("root@example.test").expect("email"),
-                credential: CredentialName::parse("AWS:root@example.test").expect("cred"),
-            },
-        )
-        .expect("account");
+    domain::register_aws_account(&mut custody, &a);
     for (s, role) in [(PRIMARY, DeviceRole::Primary), (BACKUP, DeviceRole::Backup)] {
         custody
             .register_device(&a, &mut keys, Serial::new(s).expect("serial"), role)
             .expect("register over PC/SC");
     }
     let codes = custody
-        .enrol(
-            &a,
-            &b,
-            &mut keys,
-            Enrolment {
-                account: AccountId::parse(ACCOUNT).expect("id"),
-                primary: Serial::new(PRIMARY).expect("serial"),
-                backup: Serial::new(BACKUP).expect("serial"),
-                seed: ProviderSeed::parse(SEED_B32).expect("seed"),
-                overwrite: false,
-            },
-        )
+        .enrol(&a, &b, &mut keys, domain::enrolment(PRIMARY, BACKUP))
         .expect("enrol over PC/SC");
     let s = codes.first_step;
     assert_eq!(codes.first.as_str(), totp(SEED_B32, s));

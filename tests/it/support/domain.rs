@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mfa_custody::custody::{
-    Clock, Credentials, Custody, DeviceAccess, DeviceAccessError, FactorCode, PassphraseKdf,
-    Policy, Serial, Session, UserName, UserPassphrase,
+    AccountId, Alias, Clock, Credentials, Custody, DeviceAccess, DeviceAccessError, Email,
+    Enrolment, FactorCode, FactorEnrolment, NewAccount, NewUser, PassphraseKdf, Policy, Provider,
+    ProviderSeed, Role, Serial, Session, UserName, UserPassphrase,
 };
 use mfa_custody::emulator::oath::{AutoTouch, OathState};
 use mfa_custody::emulator::SoftKey;
 use mfa_custody::ledger::{Ledger, OfficerName, Passphrase};
 use mfa_custody::token::management::FormFactor;
+use mfa_custody::token::oath::CredentialName;
 use mfa_custody::token::CardTransport;
 use zeroize::Zeroizing;
 
@@ -147,6 +149,58 @@ pub fn first_officer(custody: &mut Custody, officer: &str) -> Session {
             uid: None,
         })
         .expect("the officer signs in")
+}
+
+/// The provider's seed of the account the domain stories enrol: the public RFC 6238 test seed.
+pub const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+/// The AWS account of the domain stories.
+pub const ACCOUNT: &str = "123456789012";
+
+/// A new operator, added by `by` (one officer suffices): what `add_user` answered (an
+/// operator gets no second factor).
+pub fn add_operator(
+    custody: &mut Custody,
+    by: &Session,
+    operator: &str,
+) -> Option<FactorEnrolment> {
+    custody
+        .add_user(
+            &[by],
+            NewUser {
+                name: name(operator),
+                roles: vec![Role::Operator],
+                uid: None,
+                passphrase: pass(operator),
+            },
+        )
+        .expect("operator")
+}
+
+/// [`ACCOUNT`], registered by `by`: alias `prod`, its root user's credential on the keys.
+pub fn register_aws_account(custody: &mut Custody, by: &Session) {
+    custody
+        .register_account(
+            by,
+            NewAccount {
+                provider: Provider::Aws,
+                account: Provider::Aws.parse_account_id(ACCOUNT).expect("id"),
+                alias: Alias::parse("prod").expect("alias"),
+                root_email: Email::parse("root@example.test").expect("email"),
+                credential: CredentialName::parse("AWS:root@example.test").expect("cred"),
+            },
+        )
+        .expect("account");
+}
+
+/// The enrolment of [`SEED_B32`] for [`ACCOUNT`] on keys `primary` and `backup`.
+pub fn enrolment(primary: u32, backup: u32) -> Enrolment {
+    Enrolment {
+        account: AccountId::parse(ACCOUNT).expect("id"),
+        primary: Serial::new(primary).expect("serial"),
+        backup: Serial::new(backup).expect("serial"),
+        seed: ProviderSeed::parse(SEED_B32).expect("seed"),
+        overwrite: false,
+    }
 }
 
 /// Emulated keys in this process, by serial.
