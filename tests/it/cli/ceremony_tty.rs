@@ -12,31 +12,7 @@ use support::daemon::{request_status, user_pass, world, ACCOUNT};
 fn sign_in_wizard_at_a_terminal_never_echoes_a_secret() {
     let mut w = world();
     w.room_in_step(5);
-    let c = w.code("alice");
-    w.ok4(
-        &[
-            "account",
-            "add",
-            "--provider",
-            "aws",
-            "--account",
-            ACCOUNT,
-            "--alias",
-            "prod",
-            "--root-email",
-            "root@example.test",
-            "--credential",
-            "AWS:prod-root",
-            "--as",
-            "alice",
-            "--passphrase-fd",
-            "3",
-            "--totp-fd",
-            "4",
-        ],
-        &format!("{}\n", user_pass("alice")),
-        &format!("{c}\n"),
-    );
+    w.add_account("alice");
 
     let (mut t, mut child) = w.terminal(&[
         "ceremony",

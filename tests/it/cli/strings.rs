@@ -10,26 +10,7 @@ use support::daemon::{request_status, user_pass, world, World, ACCOUNT};
 const REASON: &str = "rotate the root password after the audit finding";
 
 fn request(w: &World, reason: &str) -> support::daemon::Run {
-    w.custody(
-        &[
-            "request",
-            "code",
-            "--account",
-            ACCOUNT,
-            "--task",
-            "change-root-password",
-            "--ticket",
-            "SEC-42",
-            "--reason",
-            reason,
-            "--as",
-            "dave",
-            "--passphrase-fd",
-            "3",
-            "--no-totp",
-        ],
-        &format!("{}\n", user_pass("dave")),
-    )
+    w.request_code(false, reason)
 }
 
 /// The refusal is exit status 2 (bad input) with one line on standard error naming what was
@@ -88,31 +69,7 @@ fn cli_refuses_a_reason_a_note_and_an_alias_that_could_forge_a_screen() {
     );
     refused(&alias, "alias", 5, "U+200B", '\u{200b}');
 
-    let c = w.code("bob");
-    w.ok4(
-        &[
-            "account",
-            "add",
-            "--provider",
-            "aws",
-            "--account",
-            ACCOUNT,
-            "--alias",
-            "prod",
-            "--root-email",
-            "root@example.test",
-            "--credential",
-            "AWS:prod-root",
-            "--as",
-            "bob",
-            "--passphrase-fd",
-            "3",
-            "--totp-fd",
-            "4",
-        ],
-        &format!("{}\n", user_pass("bob")),
-        &format!("{c}\n"),
-    );
+    w.add_account("bob");
     let ok = request(&w, REASON);
     assert_eq!(ok.code, 0, "{}\n{}", ok.out, ok.err);
     let id = ok

@@ -246,27 +246,8 @@ fn check_out_and_start_code(w: &mut World, serial: u32, id: &str) -> std::proces
 /// dave's request, approved by carol and frank through the plain commands.
 fn approved_request(w: &mut World) -> String {
     w.room_in_step(8);
-    let r = w.ok(
-        &[
-            "--json",
-            "request",
-            "code",
-            "--account",
-            ACCOUNT,
-            "--task",
-            "change-root-password",
-            "--ticket",
-            "SEC-42",
-            "--reason",
-            "rotate the root password after the annual audit",
-            "--as",
-            "dave",
-            "--no-totp",
-            "--passphrase-fd",
-            "3",
-        ],
-        &format!("{}\n", user_pass("dave")),
-    );
+    let r = w.request_code(true, "rotate the root password after the annual audit");
+    assert_eq!(r.code, 0, "request code:\n{}\n{}", r.out, r.err);
     let id = r.json()["request"]["id"].as_str().expect("id").to_owned();
     for who in ["carol", "frank"] {
         let c = w.code(who);

@@ -200,6 +200,60 @@ impl World {
         self.clock.room_in_step(secs);
     }
 
+    /// Officer `by` registers the AWS account [`ACCOUNT`] (alias `prod`, credential
+    /// `AWS:prod-root`).
+    pub fn add_account(&mut self, by: &str) {
+        let c = self.code(by);
+        self.ok4(
+            &[
+                "account",
+                "add",
+                "--provider",
+                "aws",
+                "--account",
+                ACCOUNT,
+                "--alias",
+                "prod",
+                "--root-email",
+                "root@example.test",
+                "--credential",
+                "AWS:prod-root",
+                "--as",
+                by,
+                "--passphrase-fd",
+                "3",
+                "--totp-fd",
+                "4",
+            ],
+            &format!("{}\n", user_pass(by)),
+            &format!("{c}\n"),
+        );
+    }
+
+    /// dave (the operator) asks for a code of [`ACCOUNT`] to change its root password, ticket
+    /// SEC-42, for `reason`: `custody request code` (with `--json` when `json`), as it ran.
+    pub fn request_code(&self, json: bool, reason: &str) -> Run {
+        let args = [
+            "request",
+            "code",
+            "--account",
+            ACCOUNT,
+            "--task",
+            "change-root-password",
+            "--ticket",
+            "SEC-42",
+            "--reason",
+            reason,
+            "--as",
+            "dave",
+            "--passphrase-fd",
+            "3",
+            "--no-totp",
+        ];
+        let args: Vec<&str> = json.then_some("--json").into_iter().chain(args).collect();
+        self.custody(&args, &format!("{}\n", user_pass("dave")))
+    }
+
     /// One officer's answers for a wizard: name, passphrase, code.
     pub fn officer_lines(&mut self, who: &str) -> String {
         format!("{who}\n{}\n{}\n", user_pass(who), self.code(who))
