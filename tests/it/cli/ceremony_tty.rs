@@ -6,7 +6,7 @@
 
 use crate::support;
 
-use support::daemon::{request_status, user_pass, world, ACCOUNT};
+use support::daemon::{request_status, user_pass, with_task, world};
 
 #[test]
 fn sign_in_wizard_at_a_terminal_never_echoes_a_secret() {
@@ -14,18 +14,13 @@ fn sign_in_wizard_at_a_terminal_never_echoes_a_secret() {
     w.room_in_step(5);
     w.add_account("alice");
 
-    let (mut t, mut child) = w.terminal(&[
-        "ceremony",
-        "sign-in",
-        "--account",
-        ACCOUNT,
-        "--task",
-        "change-root-password",
-        "--ticket",
-        "SEC-42",
-        "--reason",
-        "rotate the root password after the annual audit",
-    ]);
+    let (mut t, mut child) = w.terminal(&with_task(
+        &["ceremony", "sign-in"],
+        &[
+            "--reason",
+            "rotate the root password after the annual audit",
+        ],
+    ));
     let wrong = "dave-Mistyped-Phrase-7";
     t.expect("Requester (the operator who will sign in): name: ");
     t.type_line("dave");

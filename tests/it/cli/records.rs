@@ -19,10 +19,10 @@ const BOB: &str = "bob-Unseal-Phrase-22";
 const ALICE_USER: &str = "alice-User-Phrase-9";
 const BOB_USER: &str = "bob-User-Phrase-9";
 const DAVE: &str = "dave-Operator-Phrase-1";
-const ACCOUNT: &str = "123456789012";
 
 use crate::support::cli::{self, Custody, Run as Out};
 use crate::support::custodyd::{config, spawn_listening};
+use crate::support::daemon::{request_code_args, ACCOUNT};
 
 /// Runs `custody` with `stdin`, and with the lines of `fd3` and `fd4` readable on file
 /// descriptors 3 and 4 (passphrases and second-factor codes of `--by` officers).
@@ -237,29 +237,13 @@ fn cli_request_account_and_device_show_against_custodyd() {
     assert_eq!(r.json()["ok"], false);
 
     // request show: dave asks, then anyone may look it up by id.
-    let r = d.run_fds(
-        &[
-            "--json",
-            "request",
-            "code",
-            "--account",
-            ACCOUNT,
-            "--task",
-            "change-root-password",
-            "--ticket",
-            "SEC-42",
-            "--reason",
+    let args: Vec<&str> = ["--json"]
+        .into_iter()
+        .chain(request_code_args(
             "rotate the root password after the audit finding",
-            "--as",
-            "dave",
-            "--passphrase-fd",
-            "3",
-            "--no-totp",
-        ],
-        "",
-        &format!("{DAVE}\n"),
-        "",
-    );
+        ))
+        .collect();
+    let r = d.run_fds(&args, "", &format!("{DAVE}\n"), "");
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let id = r.json()["request"]["id"]
         .as_str()

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::daemon::{
-    device_state, request_status, run_of, unseal_pass, user_pass, world, world_with_touch_timeout,
-    Run, World, ACCOUNT, OFFICERS, SEED,
+    device_state, request_status, run_of, unseal_pass, user_pass, with_task, world,
+    world_with_touch_timeout, Run, World, ACCOUNT, OFFICERS, SEED,
 };
 use support::{in_harness, wait_for_card, Emu};
 
@@ -298,22 +298,17 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
     answers.push_str(&w.officer_lines("alice"));
     answers.push_str("BAG-0003\n");
     let r = w.custody(
-        &[
-            "ceremony",
-            "sign-in",
-            "--account",
-            ACCOUNT,
-            "--task",
-            "change-root-password",
-            "--ticket",
-            "SEC-42",
-            "--reason",
-            "rotate the root password after the annual audit",
-            "--location",
-            "safe A, shelf 1",
-            "--passphrase-fd",
-            "3",
-        ],
+        &with_task(
+            &["ceremony", "sign-in"],
+            &[
+                "--reason",
+                "rotate the root password after the annual audit",
+                "--location",
+                "safe A, shelf 1",
+                "--passphrase-fd",
+                "3",
+            ],
+        ),
         &answers,
     );
     let after = w.clock.step();

@@ -230,27 +230,14 @@ impl World {
         );
     }
 
-    /// dave (the operator) asks for a code of [`ACCOUNT`] to change its root password, ticket
-    /// SEC-42, for `reason`: `custody request code` (with `--json` when `json`), as it ran.
+    /// dave (the operator) asks for a code of [`ACCOUNT`] ([`request_code_args`]): `custody
+    /// request code` (with `--json` when `json`), as it ran.
     pub fn request_code(&self, json: bool, reason: &str) -> Run {
-        let args = [
-            "request",
-            "code",
-            "--account",
-            ACCOUNT,
-            "--task",
-            "change-root-password",
-            "--ticket",
-            "SEC-42",
-            "--reason",
-            reason,
-            "--as",
-            "dave",
-            "--passphrase-fd",
-            "3",
-            "--no-totp",
-        ];
-        let args: Vec<&str> = json.then_some("--json").into_iter().chain(args).collect();
+        let args: Vec<&str> = json
+            .then_some("--json")
+            .into_iter()
+            .chain(request_code_args(reason))
+            .collect();
         self.custody(&args, &format!("{}\n", user_pass("dave")))
     }
 
@@ -361,6 +348,39 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
         &format!("{}\n", user_pass(READER)),
     );
     w
+}
+
+/// What dave signs in for in the worlds' stories: to change [`ACCOUNT`]'s root password, on
+/// ticket SEC-42 (the arguments of `request code` and of the sign-in ceremony).
+pub const TASK: [&str; 6] = [
+    "--account",
+    ACCOUNT,
+    "--task",
+    "change-root-password",
+    "--ticket",
+    "SEC-42",
+];
+
+/// `command ARGS` with [`TASK`] between them.
+pub fn with_task<'a>(command: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+    [command, &TASK, args].concat()
+}
+
+/// dave's `request code` for [`TASK`] with `reason`: his passphrase on descriptor 3, no second
+/// factor (an operator has none).
+pub fn request_code_args(reason: &str) -> Vec<&str> {
+    with_task(
+        &["request", "code"],
+        &[
+            "--reason",
+            reason,
+            "--as",
+            "dave",
+            "--passphrase-fd",
+            "3",
+            "--no-totp",
+        ],
+    )
 }
 
 pub fn request_status(w: &World, id: &str) -> String {
