@@ -14,6 +14,7 @@ use mfa_custody::ledger::{verify_ledger, Actor, Kind, Ledger, NewEvent, Projecti
 use serde_json::json;
 
 use crate::support::ledger::{create, officers};
+use crate::support::rng::Rng;
 
 const WRITER_ENV: &str = "MFA_CUSTODY_CRASH_WRITER";
 const KILLS: usize = 30;
@@ -43,17 +44,6 @@ fn crash_writer_child() {
     }
 }
 
-/// A small xorshift generator; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
-
 #[test]
 fn sigkill_never_loses_an_acknowledged_event() {
     let _alone = crate::support::alone();
@@ -68,7 +58,7 @@ fn sigkill_never_loses_an_acknowledged_event() {
         .map(|d| d.as_nanos() as u64 | 1)
         .unwrap_or(0x9e37_79b9_7f4a_7c15);
     eprintln!("crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let exe = std::env::current_exe().expect("test binary");
     let writer = crate::support::test_in(module_path!(), "crash_writer_child");
     let started = Instant::now();
@@ -82,7 +72,7 @@ fn sigkill_never_loses_an_acknowledged_event() {
             .spawn()
             .expect("spawn writer");
         let stdout = child.stdout.take().expect("pipe");
-        let want = 1 + rng.next(25);
+        let want = 1 + rng.below(25);
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let mut seen = 0;
@@ -98,7 +88,7 @@ fn sigkill_never_loses_an_acknowledged_event() {
             }
         }
         // Land the kill at a random point of the next appends.
-        std::thread::sleep(Duration::from_micros(rng.next(8000)));
+        std::thread::sleep(Duration::from_micros(rng.below(8000)));
         child.kill().expect("SIGKILL");
         // Acknowledgements already in the pipe were printed after their append returned.
         let mut rest = String::new();

@@ -9,7 +9,7 @@ use mfa_custody::ledger::{
 };
 use serde_json::{json, Value};
 
-use crate::support::ledger::{create, ev, officers};
+use crate::support::ledger::{canonical, create, ev, officers};
 
 fn sample_ledger(dir: &Path) -> Ledger {
     let mut l = create(dir);
@@ -63,23 +63,6 @@ fn verify(
     key: &CheckpointPublicKey,
 ) -> Result<(), mfa_custody::ledger::ExportFailure> {
     verify_export(&join(lines)[..], key, None).map(|_| ())
-}
-
-/// Re-encodes a JSON value canonically (sorted keys), so edits are not caught merely as
-/// non-canonical lines.
-fn canonical(v: &Value) -> Vec<u8> {
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    serde_json::to_vec(&sort(v)).expect("json")
 }
 
 fn mutate(v: &Value) -> Value {

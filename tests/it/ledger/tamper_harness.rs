@@ -24,22 +24,9 @@ use mfa_custody::ledger::{
 };
 use serde_json::{json, Value};
 use support::custodyd::{outcome, unseal_pass, user_pass, Custodyd};
+use support::ledger::canonical;
+use support::rng::Rng;
 use zeroize::Zeroizing;
-
-/// A small deterministic generator (xorshift64*): the seed is printed, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n.max(1)).expect("fits")).expect("fits")
-    }
-}
 
 fn rounds() -> usize {
     std::env::var("CUSTODY_TAMPER_ROUNDS")
@@ -128,22 +115,6 @@ fn join(lines: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Canonical JSON (sorted keys, no spaces), as the exporter writes.
-fn canonical(v: &Value) -> Vec<u8> {
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    serde_json::to_vec(&sort(v)).expect("json")
-}
-
 /// Every path to a scalar or container inside a JSON value.
 fn paths(v: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     if !at.is_empty() {
@@ -180,20 +151,20 @@ fn mutate_value(v: &Value, rng: &mut Rng) -> Value {
     match v {
         Value::String(s) if !s.is_empty() => {
             let mut chars: Vec<char> = s.chars().collect();
-            let i = rng.below(chars.len());
+            let i = rng.index(chars.len());
             chars[i] = match chars[i] {
                 '0' => '1',
                 'a' => 'b',
                 c if c.is_ascii_hexdigit() => '0',
                 _ => 'x',
             };
-            if rng.below(4) == 0 {
+            if rng.index(4) == 0 {
                 chars.push('!');
             }
             Value::String(chars.into_iter().collect())
         }
         Value::String(_) => json!("x"),
-        Value::Number(n) => match rng.below(3) {
+        Value::Number(n) => match rng.index(3) {
             0 => json!(n.as_i64().unwrap_or(0).wrapping_add(1)),
             1 => json!(n.as_i64().unwrap_or(0).wrapping_sub(1)),
             _ => json!(n.to_string()),
@@ -202,19 +173,19 @@ fn mutate_value(v: &Value, rng: &mut Rng) -> Value {
         Value::Null => json!(0),
         Value::Array(a) => {
             let mut a = a.clone();
-            if a.is_empty() || rng.below(2) == 0 {
+            if a.is_empty() || rng.index(2) == 0 {
                 a.push(json!("injected"));
             } else {
-                a.remove(rng.below(a.len()));
+                a.remove(rng.index(a.len()));
             }
             Value::Array(a)
         }
         Value::Object(m) => {
             let mut m = m.clone();
-            if m.is_empty() || rng.below(2) == 0 {
+            if m.is_empty() || rng.index(2) == 0 {
                 m.insert("injected".into(), json!(1));
             } else {
-                let k = m.keys().nth(rng.below(m.len())).expect("key").clone();
+                let k = m.keys().nth(rng.index(m.len())).expect("key").clone();
                 m.remove(&k);
             }
             Value::Object(m)
@@ -279,7 +250,7 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_1234_abcd_9876u64);
     println!("tamper: seed={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let tmp = tempfile::tempdir().expect("tmp");
     let (lines, key, early) = scenario(tmp.path());
     verify_export(&join(&lines)[..], &key, None).expect("the untouched export verifies");
@@ -307,11 +278,11 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
     };
     for _ in 0..rounds() {
         // A field anywhere in any line, bodies and headers included.
-        let i = rng.below(n);
+        let i = rng.index(n);
         let mut v: Value = serde_json::from_slice(&lines[i]).expect("json");
         let mut ps = Vec::new();
         paths(&v, &mut Vec::new(), &mut ps);
-        let p = ps[rng.below(ps.len())].clone();
+        let p = ps[rng.index(ps.len())].clone();
         let target = get_mut(&mut v, &p);
         let new = mutate_value(target, &mut rng);
         *target = new;
@@ -329,12 +300,12 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
             check("rechained", join(&t), format!("line {} at {p:?}", i + 1));
         }
 
-        let k = rng.below(n);
+        let k = rng.index(n);
         let mut t = lines.clone();
         t.remove(k);
         check("deletion", join(&t), format!("line {}", k + 1));
 
-        let (k, at) = (rng.below(n), rng.below(n + 1));
+        let (k, at) = (rng.index(n), rng.index(n + 1));
         let mut t = lines.clone();
         t.insert(at, lines[k].clone());
         check(
@@ -343,7 +314,7 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
             format!("line {} at {}", k + 1, at + 1),
         );
 
-        let (a, b) = (rng.below(n), rng.below(n));
+        let (a, b) = (rng.index(n), rng.index(n));
         if lines[a] != lines[b] {
             let mut t = lines.clone();
             t.swap(a, b);
@@ -355,11 +326,11 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
         }
 
         let all = join(&lines);
-        let cut = rng.below(all.len() - 1);
+        let cut = rng.index(all.len() - 1);
         check("truncation", all[..cut].to_vec(), format!("at byte {cut}"));
-        let keep = rng.below(n);
+        let keep = rng.index(n);
         let mut t = lines[..keep].to_vec();
-        if rng.below(2) == 0 {
+        if rng.index(2) == 0 {
             // A genuine checkpoint, but of an earlier moment of the same ledger.
             t.push(early[early.len() - 1].clone());
         }
@@ -369,9 +340,9 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
         // an earlier genuine checkpoint, a checkpoint claiming another seq.
         let mut cp: Value = serde_json::from_slice(&lines[last]).expect("json");
         let mut t = lines.clone();
-        match rng.below(4) {
+        match rng.index(4) {
             0 => {
-                let j = 1 + rng.below(n - 2);
+                let j = 1 + rng.index(n - 2);
                 let mut ev: Value = serde_json::from_slice(&t[j]).expect("json");
                 ev["time"] = json!(ev["time"].as_i64().unwrap_or(0) + 1);
                 t[j] = canonical(&ev);
@@ -381,7 +352,7 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
             }
             1 => {
                 let mut sig: Vec<char> = cp["signature"].as_str().expect("sig").chars().collect();
-                let s = rng.below(sig.len());
+                let s = rng.index(sig.len());
                 sig[s] = if sig[s] == '0' { '1' } else { '0' };
                 cp["signature"] = json!(sig.into_iter().collect::<String>());
             }
@@ -415,11 +386,11 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
             } else {
                 keyring.clone()
             };
-            let flips = 1 + rng.below(3);
+            let flips = 1 + rng.index(3);
             let mut at = Vec::new();
             for _ in 0..flips {
-                let off = rng.below(bytes.len());
-                bytes[off] ^= u8::try_from(1 + rng.below(255)).expect("byte");
+                let off = rng.index(bytes.len());
+                bytes[off] ^= u8::try_from(1 + rng.index(255)).expect("byte");
                 at.push(off);
             }
             std::fs::write(

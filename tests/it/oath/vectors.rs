@@ -12,6 +12,8 @@ use mfa_custody::token::oath::{
 };
 use zeroize::Zeroizing;
 
+use crate::support::rng::Rng;
+
 const RFC4226: [&str; 10] = [
     "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871",
     "520489",
@@ -186,24 +188,6 @@ fn rfc_vectors_of_the_pure_functions() {
     }
 }
 
-/// xorshift64*: a fixed, printed seed makes every failure reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 fn oathtool(args: &[String]) -> String {
     let out = match Process::new("oathtool").args(args).output() {
         Ok(o) => o,
@@ -220,7 +204,7 @@ fn oathtool(args: &[String]) -> String {
 #[test]
 fn cross_check_with_oathtool() {
     let seed = 0x5EED_0A7B_u64;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut c = new_card();
     let mut s = session(&mut c);
     for case in 0..64 {

@@ -74,6 +74,24 @@ pub fn open(dir: &Path) -> Ledger {
     Ledger::open(dir, &officers(), Projections::ledger_only()).expect("open")
 }
 
+/// A JSON value as the exporter writes it: canonical (sorted keys, no spaces), so a test's
+/// edits are not caught merely as non-canonical lines.
+pub fn canonical(v: &serde_json::Value) -> Vec<u8> {
+    use serde_json::Value;
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_vec(&sort(v)).expect("json")
+}
+
 /// An event from JSON.
 pub fn ev(actor: &str, kind: &str, body: serde_json::Value) -> NewEvent {
     NewEvent::new(

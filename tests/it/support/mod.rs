@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod domain;
 pub mod ledger;
 pub mod rig;
+pub mod rng;
 pub mod tty;
 
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::cli::init;
 use super::clock::totp;
 use super::custodyd::{append_log, config};
+pub use super::rng::Rng;
 
 /// Genesis officers (keyring names and custody user names).
 pub const NAMES: [&str; 10] = [
@@ -617,39 +618,4 @@ pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join("/"))
         .unwrap_or_else(|_| "?".into())
-}
-
-/// A small deterministic generator (xorshift64*), seeded and printed by each harness so a run
-/// can be repeated.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    pub fn seed_from_env(var: &str) -> u64 {
-        std::env::var(var)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .expect("clock")
-                    .as_nanos() as u64
-            })
-    }
-
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
