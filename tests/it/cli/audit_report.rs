@@ -9,9 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use mfa_custody::custody::{
-    AccountId, DeviceRole, Location, NewRequest, SealNumber, Serial, Terminal,
-};
+use mfa_custody::custody::{DeviceRole, Location, SealNumber, Serial, Terminal};
 
 use crate::support::cli::{describe as text, output as custody};
 use crate::support::domain::{self, Keys, ACCOUNT};
@@ -72,12 +70,7 @@ fn story(dir: &Path) -> Story {
 
     // A request approved by two officers, the key checked out, the code released, checked in.
     let oscar = c.authenticate(&people.creds("oscar")).expect("oscar");
-    let new_request = |reason: &str| NewRequest {
-        account: AccountId::parse(ACCOUNT).expect("id"),
-        task: "change-root-password".into(),
-        ticket: "SEC-42".into(),
-        reason: reason.into(),
-    };
+    let new_request = domain::new_request;
     let r = c
         .create_request(
             &oscar,

@@ -23,13 +23,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mfa_custody::custody::{
-    AccountId, Clock, Credentials, Custody, DeviceRole, Location, NewRequest, PcscAccess,
-    RequestId, RequestStatus, SealNumber, Serial,
+    Clock, Credentials, Custody, DeviceRole, Location, PcscAccess, RequestId, RequestStatus,
+    SealNumber, Serial,
 };
 use mfa_custody::ledger::verify_ledger;
 use mfa_custody::token::pcsc::PcscContext;
 use support::clock::{step_of_ms, totp};
-use support::domain::{self, People, ACCOUNT, SEED_B32};
+use support::domain::{self, People, SEED_B32};
 use support::{in_harness, reader_name, vpcd_addr, wait_for_no_card};
 
 const PRIMARY: u32 = 10_000_201;
@@ -135,12 +135,7 @@ impl World {
             .custody
             .create_request(
                 &oscar,
-                NewRequest {
-                    account: AccountId::parse(ACCOUNT).expect("id"),
-                    task: "change-root-password".into(),
-                    ticket: "SEC-42".into(),
-                    reason: "rotate the root password after staff change".into(),
-                },
+                domain::new_request("rotate the root password after staff change"),
             )
             .expect("request");
         for o in ["alice", "bob"] {

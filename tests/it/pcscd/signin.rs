@@ -11,12 +11,11 @@
 use crate::support;
 
 use mfa_custody::custody::{
-    AccountId, Clock, DeviceRole, Location, NewRequest, PcscAccess, RequestStatus, SealNumber,
-    Serial,
+    Clock, DeviceRole, Location, PcscAccess, RequestStatus, SealNumber, Serial,
 };
 use mfa_custody::ledger::verify_ledger;
 use support::clock::{step_of_ms, totp};
-use support::domain::{self, ACCOUNT, SEED_B32};
+use support::domain::{self, SEED_B32};
 use support::{in_harness, wait_for_card, Emu};
 
 const PRIMARY: u32 = 10_000_101;
@@ -74,12 +73,7 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     let r = custody
         .create_request(
             &oscar,
-            NewRequest {
-                account: AccountId::parse(ACCOUNT).expect("id"),
-                task: "change-root-password".into(),
-                ticket: "SEC-42".into(),
-                reason: "rotate the root password after staff change".into(),
-            },
+            domain::new_request("rotate the root password after staff change"),
         )
         .expect("request");
     custody

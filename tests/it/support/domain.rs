@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mfa_custody::custody::{
     AccountId, Alias, Clock, Credentials, Custody, DeviceAccess, DeviceAccessError, Email,
-    Enrolment, FactorCode, FactorEnrolment, NewAccount, NewUser, PassphraseKdf, Policy, Provider,
-    ProviderSeed, Role, Serial, Session, UserName, UserPassphrase,
+    Enrolment, FactorCode, FactorEnrolment, NewAccount, NewRequest, NewUser, PassphraseKdf, Policy,
+    Provider, ProviderSeed, Role, Serial, Session, UserName, UserPassphrase,
 };
 use mfa_custody::emulator::oath::{AutoTouch, OathState};
 use mfa_custody::emulator::SoftKey;
@@ -200,6 +200,17 @@ pub fn enrolment(primary: u32, backup: u32) -> Enrolment {
         backup: Serial::new(backup).expect("serial"),
         seed: ProviderSeed::parse(SEED_B32).expect("seed"),
         overwrite: false,
+    }
+}
+
+/// A request for a code of [`ACCOUNT`] to change its root password, ticket SEC-42, for
+/// `reason`.
+pub fn new_request(reason: &str) -> NewRequest {
+    NewRequest {
+        account: AccountId::parse(ACCOUNT).expect("id"),
+        task: "change-root-password".into(),
+        ticket: "SEC-42".into(),
+        reason: reason.into(),
     }
 }
 
