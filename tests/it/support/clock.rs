@@ -124,6 +124,22 @@ impl TestClock {
         }
     }
 
+    /// The step of an officer's next second-factor code: the oldest step the daemon still
+    /// accepts (the previous one, then the current one) later than `last`, the step the officer
+    /// used last. When the officer used both, or fewer than `margin_secs` seconds are left in
+    /// the step, the time moves on to the next step first.
+    pub fn unused_step(&self, last: Option<u64>, margin_secs: u64) -> u64 {
+        loop {
+            self.room_in_step(margin_secs);
+            let current = self.step();
+            let step = last.map_or(current - 1, |l| (l + 1).max(current - 1));
+            if step <= current {
+                return step;
+            }
+            self.next_step();
+        }
+    }
+
     fn lock_path(&self) -> PathBuf {
         let mut name = self.file.as_os_str().to_owned();
         name.push(".lock");

@@ -180,17 +180,9 @@ impl World {
     /// officer has not used yet (the previous step first, then the current one), moving the
     /// clock to the next step when the officer used both.
     pub fn code(&mut self, officer: &str) -> String {
-        let step = loop {
-            let current = self.clock.step();
-            let step = self
-                .last_step
-                .get(officer)
-                .map_or(current - 1, |l| (l + 1).max(current - 1));
-            if step <= current {
-                break step;
-            }
-            self.clock.next_step();
-        };
+        let step = self
+            .clock
+            .unused_step(self.last_step.get(officer).copied(), 0);
         self.last_step.insert(officer.to_owned(), step);
         totp(&self.seeds[officer], step)
     }
