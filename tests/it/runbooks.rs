@@ -39,7 +39,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::clock::{custodyd_testclock, totp, TestClock};
-use support::{in_harness, repo, wait_for_card, Emu};
+use support::{in_harness, repo};
 
 /// The runbooks, in the order of the story they tell together.
 const STORY: &[&str] = &[
@@ -832,10 +832,10 @@ fn runbooks_run_against_the_demo_environment() {
     if !in_harness("runbooks_run_against_the_demo_environment", 42500, 1) {
         return;
     }
-    let _primary = Emu::start(0, &["--serial", PRIMARY, "--touch", "auto"]);
-    let _backup = Emu::start(1, &["--serial", BACKUP, "--touch", "auto"]);
-    wait_for_card(0);
-    wait_for_card(1);
+    let _keys = support::two_keys(
+        &["--serial", PRIMARY, "--touch", "auto"],
+        &["--serial", BACKUP, "--touch", "auto"],
+    );
 
     let tmp = tempfile::tempdir().expect("tmp");
     std::fs::create_dir_all(tmp.path().join("backup")).expect("backup dir");

@@ -599,10 +599,10 @@ fn bench_200_clients_while_a_release_waits_for_a_touch() {
     let touch = format!("delay={TOUCH_MS}");
     // The slow key in the second slot: a release from the backup opens the first reader
     // without looking at the key being touched.
-    let _backup = support::Emu::start(0, &["--serial", &BACKUP.to_string()]);
-    let _primary = support::Emu::start(1, &["--serial", &PRIMARY.to_string(), "--touch", &touch]);
-    support::wait_for_card(0);
-    support::wait_for_card(1);
+    let _keys = support::two_keys(
+        &["--serial", &BACKUP.to_string()],
+        &["--serial", &PRIMARY.to_string(), "--touch", &touch],
+    );
     bench(
         env_or("CUSTODY_BENCH_CLIENTS", 200) as usize,
         env_or("CUSTODY_BENCH_SECS", 15),

@@ -581,9 +581,9 @@ fn crash_sigkill_soak_with_code_releases() {
     if !support::in_harness("crash_sigkill_soak_with_code_releases", 41300, 1) {
         return;
     }
-    let _primary = support::Emu::start(0, &["--serial", &rig::PRIMARY.to_string()]);
-    let _backup = support::Emu::start(1, &["--serial", &rig::BACKUP.to_string()]);
-    support::wait_for_card(0);
-    support::wait_for_card(1);
+    let _keys = support::two_keys(
+        &["--serial", &rig::PRIMARY.to_string()],
+        &["--serial", &rig::BACKUP.to_string()],
+    );
     crash_loop(kills(1000), true);
 }

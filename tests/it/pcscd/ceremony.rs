@@ -279,10 +279,7 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
     ) {
         return;
     }
-    let _p = Emu::start(0, &["--serial", "10000201"]);
-    let _b = Emu::start(1, &["--serial", "10000202"]);
-    wait_for_card(0);
-    wait_for_card(1);
+    let _keys = support::two_keys(&["--serial", "10000201"], &["--serial", "10000202"]);
     let mut w = world();
     enrol_with_wizard(&mut w, 10_000_201, 10_000_202);
     assert_eq!(device_state(&w, 10_000_201)["state"], "in_safe");
@@ -419,10 +416,7 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     ) {
         return;
     }
-    let _p = Emu::start(0, &["--serial", "10000401"]);
-    let _b = Emu::start(1, &["--serial", "10000402"]);
-    wait_for_card(0);
-    wait_for_card(1);
+    let _keys = support::two_keys(&["--serial", "10000401"], &["--serial", "10000402"]);
     let mut w = world();
     enrol_with_wizard(&mut w, 10_000_401, 10_000_402);
     let id = approved_request(&mut w);
@@ -508,10 +502,10 @@ fn pcscd_a_touch_that_never_comes_fails_with_touch_timeout() {
         return;
     }
     // The primary's touch never comes (it would answer after ten minutes).
-    let _p = Emu::start(0, &["--serial", "10000501", "--touch", "delay=600000"]);
-    let _b = Emu::start(1, &["--serial", "10000502"]);
-    wait_for_card(0);
-    wait_for_card(1);
+    let _keys = support::two_keys(
+        &["--serial", "10000501", "--touch", "delay=600000"],
+        &["--serial", "10000502"],
+    );
     let mut w = world_with_touch_timeout(2);
     w.room_in_step(15);
     let mut answers = String::new();

@@ -31,10 +31,10 @@ fn pcscd_yubikey_crate_finds_the_emulated_key_by_serial() {
     ) {
         return;
     }
-    let _a = Emu::start(0, &["--image", &image_arg("primary.toml")]);
-    let _b = Emu::start(1, &["--image", &image_arg("backup.toml")]);
-    wait_for_card(0);
-    wait_for_card(1);
+    let _keys = support::two_keys(
+        &["--image", &image_arg("primary.toml")],
+        &["--image", &image_arg("backup.toml")],
+    );
     let yk = yubikey::YubiKey::open_by_serial(yubikey::Serial(10_000_002)).expect("found");
     assert_eq!(u32::from(yk.serial()), 10_000_002);
     assert_eq!(yk.name(), support::reader_name(1));

@@ -16,7 +16,7 @@ use mfa_custody::custody::{
 use mfa_custody::ledger::verify_ledger;
 use support::clock::{step_of_ms, totp};
 use support::domain::{self, SEED_B32};
-use support::{in_harness, wait_for_card, Emu};
+use support::in_harness;
 
 const PRIMARY: u32 = 10_000_101;
 const BACKUP: u32 = 10_000_102;
@@ -30,10 +30,10 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     ) {
         return;
     }
-    let _primary = Emu::start(0, &["--serial", &PRIMARY.to_string()]);
-    let _backup = Emu::start(1, &["--serial", &BACKUP.to_string()]);
-    wait_for_card(0);
-    wait_for_card(1);
+    let _keys = support::two_keys(
+        &["--serial", &PRIMARY.to_string()],
+        &["--serial", &BACKUP.to_string()],
+    );
 
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("ledger");

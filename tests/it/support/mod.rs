@@ -163,6 +163,15 @@ impl Drop for Emu {
     }
 }
 
+/// Two emulated keys, `custody-emu SLOT0` in vpcd slot 0 and `custody-emu SLOT1` in slot 1,
+/// once pcscd sees both cards; both stop when the pair is dropped.
+pub fn two_keys(slot0: &[&str], slot1: &[&str]) -> [Emu; 2] {
+    let keys = [Emu::start(0, slot0), Emu::start(1, slot1)];
+    wait_for_card(0);
+    wait_for_card(1);
+    keys
+}
+
 /// Waits until the reader of `slot` holds a card, and returns its name.
 pub fn wait_for_card(slot: u8) -> String {
     let reader = reader_name(slot);
