@@ -22,7 +22,7 @@ const DAVE: &str = "dave-Operator-Phrase-1";
 
 use crate::support::cli::{self, Custody, Run as Out};
 use crate::support::custodyd::{config, spawn_listening};
-use crate::support::daemon::{request_code_args, ACCOUNT};
+use crate::support::daemon::{account_add_args, request_code_args, ACCOUNT};
 
 /// Runs `custody` with `stdin`, and with the lines of `fd3` and `fd4` readable on file
 /// descriptors 3 and 4 (passphrases and second-factor codes of `--by` officers).
@@ -182,26 +182,7 @@ fn dave_and_account(d: &Daemon, alice: &str, bob: &str) {
     );
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let r = d.run_fds(
-        &[
-            "account",
-            "add",
-            "--provider",
-            "aws",
-            "--account",
-            ACCOUNT,
-            "--alias",
-            "prod-root",
-            "--root-email",
-            "root@example.test",
-            "--credential",
-            "AWS:root@example.test",
-            "--as",
-            "bob",
-            "--passphrase-fd",
-            "3",
-            "--totp-fd",
-            "4",
-        ],
+        &account_add_args("prod-root", "AWS:root@example.test", "bob"),
         "",
         &format!("{BOB_USER}\n"),
         &format!("{}\n", d.totp(bob, 1)),

@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use support::daemon::{request_status, user_pass, world, World, ACCOUNT};
+use support::daemon::{account_add_args, request_status, user_pass, world, World};
 
 const REASON: &str = "rotate the root password after the audit finding";
 
@@ -44,26 +44,7 @@ fn cli_refuses_a_reason_a_note_and_an_alias_that_could_forge_a_screen() {
 
     let c = w.code("alice");
     let alias = w.custody4(
-        &[
-            "account",
-            "add",
-            "--provider",
-            "aws",
-            "--account",
-            ACCOUNT,
-            "--alias",
-            "prod\u{200b}",
-            "--root-email",
-            "root@example.test",
-            "--credential",
-            "AWS:prod-root",
-            "--as",
-            "alice",
-            "--passphrase-fd",
-            "3",
-            "--totp-fd",
-            "4",
-        ],
+        &account_add_args("prod\u{200b}", "AWS:prod-root", "alice"),
         &format!("{}\n", user_pass("alice")),
         &format!("{c}\n"),
     );

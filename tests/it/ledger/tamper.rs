@@ -9,7 +9,7 @@ use mfa_custody::ledger::{
 };
 use serde_json::{json, Value};
 
-use crate::support::ledger::{canonical, create, ev, officers};
+use crate::support::ledger::{canonical, create, ev, join, officers};
 
 fn sample_ledger(dir: &Path) -> Ledger {
     let mut l = create(dir);
@@ -47,15 +47,6 @@ fn export_lines(l: &mut Ledger, filter: &ExportFilter) -> Vec<Vec<u8>> {
         .filter(|l| !l.is_empty())
         .map(<[u8]>::to_vec)
         .collect()
-}
-
-fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    out
 }
 
 fn verify(

@@ -24,7 +24,7 @@ use mfa_custody::ledger::{
 };
 use serde_json::{json, Value};
 use support::custodyd::{outcome, unseal_pass, user_pass, Custodyd};
-use support::ledger::canonical;
+use support::ledger::{canonical, join};
 use support::rng::Rng;
 use zeroize::Zeroizing;
 
@@ -104,15 +104,6 @@ fn scenario(dir: &Path) -> (Vec<Vec<u8>>, CheckpointPublicKey, Vec<Vec<u8>>) {
 
 fn split(s: &str) -> Vec<Vec<u8>> {
     s.lines().map(|l| l.as_bytes().to_vec()).collect()
-}
-
-fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    out
 }
 
 /// Every path to a scalar or container inside a JSON value.

@@ -71,6 +71,29 @@ pub fn init(ledger: &Path, officers: &[(&str, &str)]) -> Value {
     r.json()
 }
 
+/// `custody --json ledger verify` of the ledger at `ledger` (no daemon), opened by two of its
+/// officers (name, unseal passphrase, given on standard input): every hash, link,
+/// checkpoint, and the projections against a replay.
+pub fn ledger_verify(ledger: &Path, officers: [(&str, &str); 2]) -> Run {
+    let l = ledger.to_string_lossy().into_owned();
+    let [(a, a_pass), (b, b_pass)] = officers;
+    Custody::new(&[
+        "--json",
+        "ledger",
+        "verify",
+        "--ledger",
+        &l,
+        "--officer",
+        a,
+        "--officer",
+        b,
+        "--passphrase-fd",
+        "0",
+    ])
+    .stdin(&format!("{a_pass}\n{b_pass}\n"))
+    .run()
+}
+
 /// A run's status and both outputs, for an assertion's message.
 pub fn describe(o: &Output) -> String {
     format!(

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-use super::cli::{init, Custody};
+use super::cli::{init, ledger_verify, Custody};
 use super::clock::{custodyd_testclock, totp, TestClock};
 use super::custodyd::{config, spawn_listening};
 use super::tty::Terminal;
@@ -156,23 +156,9 @@ impl World {
             let _ = d.kill();
             let _ = d.wait();
         }
-        let l = self.ledger.to_string_lossy().into_owned();
-        let r = self.ok(
-            &[
-                "--json",
-                "ledger",
-                "verify",
-                "--ledger",
-                &l,
-                "--officer",
-                "alice",
-                "--officer",
-                "bob",
-                "--passphrase-fd",
-                "3",
-            ],
-            &format!("{}\n{}\n", unseal_pass("alice"), unseal_pass("bob")),
-        );
+        let (a, b) = (unseal_pass("alice"), unseal_pass("bob"));
+        let r = ledger_verify(&self.ledger, [("alice", &a), ("bob", &b)]);
+        assert_eq!(r.code, 0, "custody ledger verify:\n{}\n{}", r.out, r.err);
         r.json()
     }
 
@@ -197,26 +183,7 @@ impl World {
     pub fn add_account(&mut self, by: &str) {
         let c = self.code(by);
         self.ok4(
-            &[
-                "account",
-                "add",
-                "--provider",
-                "aws",
-                "--account",
-                ACCOUNT,
-                "--alias",
-                "prod",
-                "--root-email",
-                "root@example.test",
-                "--credential",
-                "AWS:prod-root",
-                "--as",
-                by,
-                "--passphrase-fd",
-                "3",
-                "--totp-fd",
-                "4",
-            ],
+            &account_add_args("prod", "AWS:prod-root", by),
             &format!("{}\n", user_pass(by)),
             &format!("{c}\n"),
         );
@@ -340,6 +307,31 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
         &format!("{}\n", user_pass(READER)),
     );
     w
+}
+
+/// `account add` of the AWS account [`ACCOUNT`] with `alias` and the name `credential` of its
+/// OATH credential on the keys, by officer `by` (passphrase on descriptor 3, code on 4).
+pub fn account_add_args<'a>(alias: &'a str, credential: &'a str, by: &'a str) -> [&'a str; 18] {
+    [
+        "account",
+        "add",
+        "--provider",
+        "aws",
+        "--account",
+        ACCOUNT,
+        "--alias",
+        alias,
+        "--root-email",
+        "root@example.test",
+        "--credential",
+        credential,
+        "--as",
+        by,
+        "--passphrase-fd",
+        "3",
+        "--totp-fd",
+        "4",
+    ]
 }
 
 /// What dave signs in for in the worlds' stories: to change [`ACCOUNT`]'s root password, on

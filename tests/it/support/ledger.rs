@@ -92,6 +92,16 @@ pub fn canonical(v: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&sort(v)).expect("json")
 }
 
+/// Export lines back into an export: each line and its newline.
+pub fn join(lines: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    out
+}
+
 /// An event from JSON.
 pub fn ev(actor: &str, kind: &str, body: serde_json::Value) -> NewEvent {
     NewEvent::new(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::cli::init;
+use super::cli::{init, ledger_verify};
 use super::clock::totp;
 use super::custodyd::{append_log, config};
 pub use super::rng::Rng;
@@ -471,29 +471,21 @@ impl Rig {
     /// `custody ledger verify` on the directory (custodyd stopped): every hash, link,
     /// checkpoint and the projections against a replay.
     pub fn verify_offline(&self) -> Result<String, String> {
-        let l = self.ledger.to_string_lossy().into_owned();
-        let a = &self.officers[0];
-        let b = &self.officers[1];
-        let (code, out, err) = custody_cli(
-            &[
-                "--json",
-                "ledger",
-                "verify",
-                "--ledger",
-                &l,
-                "--officer",
-                &a.name,
-                "--officer",
-                &b.name,
-                "--passphrase-fd",
-                "0",
+        let [a, b] = [&self.officers[0], &self.officers[1]];
+        let r = ledger_verify(
+            &self.ledger,
+            [
+                (a.name.as_str(), a.keyring_pass.as_str()),
+                (b.name.as_str(), b.keyring_pass.as_str()),
             ],
-            &format!("{}\n{}\n", a.keyring_pass, b.keyring_pass),
         );
-        if code == 0 {
-            Ok(out)
+        if r.code == 0 {
+            Ok(r.out)
         } else {
-            Err(format!("custody ledger verify exited {code}: {out}{err}"))
+            Err(format!(
+                "custody ledger verify exited {}: {}{}",
+                r.code, r.out, r.err
+            ))
         }
     }
 
