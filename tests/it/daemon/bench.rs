@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use mfa_custody::token::identity::yubikey_serial_and_version;
 use rig::{
-    judge, lend_officer, load_average, memory_kib, ok, operator_auth, percentile, refusal,
-    return_officer, Conn, Officer, Rig, Rng, BACKUP, DEVICE_ACCOUNT, PRIMARY,
+    approve_with_a_lent_officer, judge, load_average, memory_kib, ok, operator_auth, percentile,
+    refusal, Conn, Officer, Rig, Rng, BACKUP, DEVICE_ACCOUNT, PRIMARY,
 };
 use serde_json::{json, Value};
 
@@ -210,41 +210,14 @@ fn client(s: &Shared, seed: u64) -> Tally {
                 let Some(id) = pick(&s.pending, &mut rng) else {
                     continue;
                 };
-                let done = s
-                    .approvers
-                    .lock()
-                    .expect("approvers")
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or_default();
-                let Some(by) = lend_officer(&s.officers, &done) else {
-                    // No officer's code is free in this step: look the request up instead.
-                    t.call(s, &mut c, "request_show", read("request_show", Some(&id)));
-                    continue;
-                };
-                let officer = Rig::who(&by);
-                let Ok(seen) = c.seen(&id) else {
-                    return_officer(&s.officers, &officer);
-                    continue;
-                };
-                let r = t.call(
-                    s,
+                approve_with_a_lent_officer(
+                    &s.officers,
+                    &s.approvers,
+                    &s.pending,
                     &mut c,
-                    "approve",
-                    json!({"approve": {"by": by, "request": id, "seen": seen}}),
+                    &id,
+                    |c, name, op| t.call(s, c, name, op),
                 );
-                if r.is_some() {
-                    s.approvers
-                        .lock()
-                        .expect("approvers")
-                        .entry(id.clone())
-                        .or_default()
-                        .push(officer.clone());
-                }
-                return_officer(&s.officers, &officer);
-                if r.is_some_and(|v| v["request"]["status"] == "approved") {
-                    s.pending.lock().expect("pending").retain(|x| *x != id);
-                }
             }
             83..=94 => {
                 let Some(id) = pick(&s.acked, &mut rng) else {

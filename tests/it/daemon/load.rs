@@ -21,7 +21,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use rig::{
-    judge, lend_officer, memory_kib, officer_auth, operator_auth, percentile, return_officer, Conn,
+    approve_with_a_lent_officer, judge, memory_kib, officer_auth, operator_auth, percentile, Conn,
     Officer, Rig, Rng, DEVICE_ACCOUNT, PRIMARY,
 };
 use serde_json::{json, Value};
@@ -124,45 +124,14 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                     }
                     p[rng.below(p.len() as u64) as usize].clone()
                 };
-                let done = shared
-                    .approvers
-                    .lock()
-                    .expect("approvers")
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or_default();
-                let Some(by) = lend_officer(&shared.officers, &done) else {
-                    // No officer code is free in this step: look the request up instead.
-                    t.call(
-                        &mut c,
-                        "request_show",
-                        json!({"request_show": {"request": id}}),
-                    );
-                    continue;
-                };
-                let officer = Rig::who(&by);
-                let Ok(seen) = c.seen(&id) else {
-                    return_officer(&shared.officers, &officer);
-                    continue;
-                };
-                let r = t.call(
+                approve_with_a_lent_officer(
+                    &shared.officers,
+                    &shared.approvers,
+                    &shared.pending,
                     &mut c,
-                    "approve",
-                    json!({"approve": {"by": by, "request": id, "seen": seen}}),
+                    &id,
+                    |c, name, op| t.call(c, name, op),
                 );
-                if r.is_some() {
-                    shared
-                        .approvers
-                        .lock()
-                        .expect("approvers")
-                        .entry(id.clone())
-                        .or_default()
-                        .push(officer.clone());
-                }
-                return_officer(&shared.officers, &officer);
-                if r.is_some_and(|v| v["request"]["status"] == "approved") {
-                    shared.pending.lock().expect("pending").retain(|x| *x != id);
-                }
             }
             _ => {
                 let id = {

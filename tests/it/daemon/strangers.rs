@@ -102,14 +102,7 @@ fn unseal_shares_are_checked_when_offered_and_guessing_them_is_slowed() {
     assert_eq!(r["result"]["ok"]["unseal"]["unsealed"], true, "{r}");
     // The failed shares are in the ledger with the uid they came from.
     let mut factors = d.factors();
-    for o in ["alice", "bob"] {
-        let r = root.call(json!({"bootstrap_officer": {"user": o, "keyring_passphrase": unseal_pass(o), "passphrase": user_pass(o)}}));
-        let seed = r["result"]["ok"]["factor"]["base32"]
-            .as_str()
-            .unwrap_or_else(|| panic!("bootstrap {o}: {r}"))
-            .to_owned();
-        factors.seeds.insert(o.to_owned(), seed);
-    }
+    d.bootstrap(&mut root, &mut factors, &[]);
     let session = root.login(factors.auth("alice"));
     let export = root.call_as(json!("export"), &session);
     let content = export["result"]["ok"]["export"]["content"]

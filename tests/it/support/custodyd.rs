@@ -192,6 +192,12 @@ impl Custodyd {
     /// recording their second-factor seeds in `factors`.
     pub fn unseal_and_bootstrap(&self, c: &mut Conn, factors: &mut Factors, keep: &[&str]) {
         self.unseal(c);
+        self.bootstrap(c, factors, keep);
+    }
+
+    /// Enrols every keyring officer but those in `keep` as a custody officer (the daemon is
+    /// unsealed), recording their second-factor seeds in `factors`.
+    pub fn bootstrap(&self, c: &mut Conn, factors: &mut Factors, keep: &[&str]) {
         for o in &self.officers {
             if keep.contains(&o.as_str()) {
                 continue;

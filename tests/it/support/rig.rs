@@ -234,6 +234,53 @@ pub fn lend_officer(pool: &std::sync::Mutex<Vec<Officer>>, skip: &[String]) -> O
     Some(a)
 }
 
+/// One client's approval of pending request `id` by an officer of `officers` who has not
+/// approved it yet (see [`lend_officer`]), recorded in `approvers`; an approval that completes
+/// the request takes it out of `pending`. With no officer's code free in this step, the
+/// request is looked up instead. `call` sends an operation by name and answers the reply
+/// body, or none when it was refused.
+pub fn approve_with_a_lent_officer(
+    officers: &std::sync::Mutex<Vec<Officer>>,
+    approvers: &std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    pending: &std::sync::Mutex<Vec<String>>,
+    c: &mut Conn,
+    id: &str,
+    mut call: impl FnMut(&mut Conn, &'static str, Value) -> Option<Value>,
+) {
+    let done = approvers
+        .lock()
+        .expect("approvers")
+        .get(id)
+        .cloned()
+        .unwrap_or_default();
+    let Some(by) = lend_officer(officers, &done) else {
+        call(c, "request_show", json!({"request_show": {"request": id}}));
+        return;
+    };
+    let officer = Rig::who(&by);
+    let Ok(seen) = c.seen(id) else {
+        return_officer(officers, &officer);
+        return;
+    };
+    let r = call(
+        c,
+        "approve",
+        json!({"approve": {"by": by, "request": id, "seen": seen}}),
+    );
+    if r.is_some() {
+        approvers
+            .lock()
+            .expect("approvers")
+            .entry(id.to_owned())
+            .or_default()
+            .push(officer.clone());
+    }
+    return_officer(officers, &officer);
+    if r.is_some_and(|v| v["request"]["status"] == "approved") {
+        pending.lock().expect("pending").retain(|x| x != id);
+    }
+}
+
 /// Gives back an officer lent by [`lend_officer`].
 pub fn return_officer(pool: &std::sync::Mutex<Vec<Officer>>, who: &str) {
     if let Some(o) = pool
