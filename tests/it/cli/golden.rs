@@ -34,7 +34,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 
 use serde::Deserialize;
 
@@ -92,15 +92,8 @@ fn user_pass(name: &str) -> String {
 }
 
 struct Daemon {
-    child: Child,
+    _process: Process,
     socket: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One scenario's world: its directory, its daemon, the officers' second-factor seeds and the
@@ -117,7 +110,7 @@ struct Room {
 }
 
 use crate::support::cli::{Custody, Run as Out};
-use crate::support::custodyd::{config, spawn_listening};
+use crate::support::custodyd::{config, spawn_listening, Process};
 
 /// Runs `custody` with `stdin` and the given contents on descriptors 3 and 4.
 fn custody(args: &[String], stdin: &str, fd3: &str, fd4: &str, room: &Room) -> Out {
@@ -171,7 +164,10 @@ fn unsealed_room(room: &mut Room) {
     cmd.args(["--config", &config.to_string_lossy()])
         .args(room.clock.args());
     let child = spawn_listening(cmd, &socket, &room.dir.path().join("custodyd.log"));
-    room.daemon = Some(Daemon { child, socket });
+    room.daemon = Some(Daemon {
+        _process: Process(child),
+        socket,
+    });
     for (who, pass) in &UNSEAL[..2] {
         let r = custody(
             &strings(&["unseal", "--officer", who, "--passphrase-fd", "0"]),

@@ -6,7 +6,7 @@
 //! test moves its clock on.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ const BOB_USER: &str = "bob-User-Phrase-9";
 const DAVE: &str = "dave-Operator-Phrase-1";
 
 use crate::support::cli::{self, Custody, Run as Out};
-use crate::support::custodyd::{config, spawn_listening};
+use crate::support::custodyd::{config, spawn_listening, Process};
 use crate::support::daemon::{account_add_args, request_code_args, ACCOUNT};
 
 /// Runs `custody` with `stdin`, and with the lines of `fd3` and `fd4` readable on file
@@ -38,17 +38,10 @@ fn custody_fds(args: &[&str], stdin: &str, fd3: &str, fd4: &str, tmp: &Path) -> 
 }
 
 struct Daemon {
-    child: Child,
+    _process: Process,
     dir: tempfile::TempDir,
     socket: String,
     clock: TestClock,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Daemon {
@@ -82,7 +75,7 @@ fn unsealed_with_officers() -> (Daemon, String, String) {
         .args(clock.args());
     let child = spawn_listening(cmd, &socket, &dir.path().join("custodyd.log"));
     let d = Daemon {
-        child,
+        _process: Process(child),
         dir,
         socket: socket.to_string_lossy().into_owned(),
         clock,

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use mfa_custody::token::identity::yubikey_serial_and_version;
 use rig::{
     approve_with_a_lent_officer, judge, load_average, memory_kib, ok, operator_auth, percentile,
-    refusal, Conn, Officer, Rig, Rng, BACKUP, DEVICE_ACCOUNT, PRIMARY,
+    pick, refusal, take, Conn, Officer, Rig, Rng, BACKUP, DEVICE_ACCOUNT, PRIMARY,
 };
 use serde_json::{json, Value};
 
@@ -155,11 +155,6 @@ impl Tally {
     }
 }
 
-fn pick(list: &Mutex<Vec<String>>, rng: &mut Rng) -> Option<String> {
-    let l = list.lock().expect("list");
-    (!l.is_empty()).then(|| l[rng.below(l.len() as u64) as usize].clone())
-}
-
 fn client(s: &Shared, seed: u64) -> Tally {
     let mut t = Tally::default();
     let mut rng = Rng::new(seed);
@@ -234,13 +229,8 @@ fn client(s: &Shared, seed: u64) -> Tally {
                 }
             }
             _ => {
-                let id = {
-                    let mut p = s.pending.lock().expect("pending");
-                    if p.is_empty() {
-                        continue;
-                    }
-                    let i = rng.below(p.len() as u64) as usize;
-                    p.swap_remove(i)
+                let Some(id) = take(&s.pending, &mut rng) else {
+                    continue;
                 };
                 t.call(
                     s,

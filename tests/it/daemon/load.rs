@@ -21,8 +21,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use rig::{
-    approve_with_a_lent_officer, judge, memory_kib, officer_auth, operator_auth, percentile, Conn,
-    Officer, Rig, Rng, DEVICE_ACCOUNT, PRIMARY,
+    approve_with_a_lent_officer, judge, memory_kib, officer_auth, operator_auth, percentile, pick,
+    take, Conn, Officer, Rig, Rng, DEVICE_ACCOUNT, PRIMARY,
 };
 use serde_json::{json, Value};
 
@@ -117,12 +117,8 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                 }
             }
             14..=16 => {
-                let id = {
-                    let p = shared.pending.lock().expect("pending");
-                    if p.is_empty() {
-                        continue;
-                    }
-                    p[rng.below(p.len() as u64) as usize].clone()
+                let Some(id) = pick(&shared.pending, &mut rng) else {
+                    continue;
                 };
                 approve_with_a_lent_officer(
                     &shared.officers,
@@ -134,13 +130,8 @@ fn client(shared: &Shared, seed: u64) -> Tally {
                 );
             }
             _ => {
-                let id = {
-                    let mut p = shared.pending.lock().expect("pending");
-                    if p.is_empty() {
-                        continue;
-                    }
-                    let i = rng.below(p.len() as u64) as usize;
-                    p.swap_remove(i)
+                let Some(id) = take(&shared.pending, &mut rng) else {
+                    continue;
                 };
                 t.call(
                     &mut c,

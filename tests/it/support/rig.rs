@@ -281,6 +281,21 @@ pub fn approve_with_a_lent_officer(
     }
 }
 
+/// A request id of `list` at random, left in it.
+pub fn pick(list: &std::sync::Mutex<Vec<String>>, rng: &mut Rng) -> Option<String> {
+    let l = list.lock().expect("list");
+    (!l.is_empty()).then(|| l[rng.index(l.len())].clone())
+}
+
+/// A request id of `list` at random, taken out of it.
+pub fn take(list: &std::sync::Mutex<Vec<String>>, rng: &mut Rng) -> Option<String> {
+    let mut l = list.lock().expect("list");
+    (!l.is_empty()).then(|| {
+        let i = rng.index(l.len());
+        l.swap_remove(i)
+    })
+}
+
 /// Gives back an officer lent by [`lend_officer`].
 pub fn return_officer(pool: &std::sync::Mutex<Vec<Officer>>, who: &str) {
     if let Some(o) = pool
