@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use mfa_custody::token::identity::yubikey_serial_and_version;
 use rig::{
-    approve_with_a_lent_officer, judge, load_average, memory_kib, ok, operator_auth, percentile,
-    pick, refusal, take, Conn, Officer, Rig, Rng, BACKUP, DEVICE_ACCOUNT, PRIMARY,
+    acknowledged, approve_with_a_lent_officer, judge, load_average, memory_kib, ok, operator_auth,
+    percentile, pick, refusal, request_code_op, take, Conn, Officer, Rig, Rng, BACKUP,
+    DEVICE_ACCOUNT, PRIMARY,
 };
 use serde_json::{json, Value};
 
@@ -186,19 +187,9 @@ fn client(s: &Shared, seed: u64) -> Tally {
             }
             50..=67 => {
                 let account = ACCOUNTS[rng.below(ACCOUNTS.len() as u64) as usize];
-                let r = t.call(
-                    s,
-                    &mut c,
-                    "request_code",
-                    json!({"request_code": {"by": operator_auth(), "account": account,
-                        "task": "change-root-password",
-                        "ticket": format!("SEC-{}", rng.below(9999)),
-                        "reason": "rotate the root password after the audit finding"}}),
-                );
-                if let Some(v) = r {
-                    let id = v["request"]["id"].as_str().unwrap_or_default().to_owned();
-                    s.acked.lock().expect("acked").push(id.clone());
-                    s.pending.lock().expect("pending").push(id);
+                let op = request_code_op(account, &mut rng);
+                if let Some(v) = t.call(s, &mut c, "request_code", op) {
+                    acknowledged(&v, &s.acked, &s.pending);
                 }
             }
             68..=82 => {

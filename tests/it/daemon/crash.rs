@@ -94,11 +94,7 @@ fn step(
             } else {
                 ACCOUNTS[rng.below(2) as usize]
             };
-            let r = c.call(
-                json!({"request_code": {"by": operator_auth(), "account": account,
-                "task": "change-root-password", "ticket": format!("SEC-{}", rng.below(9999)),
-                "reason": "rotate the root password after the audit finding"}}),
-            )?;
+            let r = c.call(rig::request_code_op(account, rng))?;
             match ok(&r) {
                 Some(v) => {
                     let id = v["request"]["id"].as_str().unwrap_or_default().to_owned();

@@ -21,8 +21,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use rig::{
-    approve_with_a_lent_officer, judge, memory_kib, officer_auth, operator_auth, percentile, pick,
-    take, Conn, Officer, Rig, Rng, DEVICE_ACCOUNT, PRIMARY,
+    acknowledged, approve_with_a_lent_officer, judge, memory_kib, officer_auth, operator_auth,
+    percentile, pick, request_code_op, take, Conn, Officer, Rig, Rng, DEVICE_ACCOUNT, PRIMARY,
 };
 use serde_json::{json, Value};
 
@@ -104,16 +104,9 @@ fn client(shared: &Shared, seed: u64) -> Tally {
             }
             10..=13 => {
                 let account = ACCOUNTS[rng.below(ACCOUNTS.len() as u64) as usize];
-                if let Some(v) = t.call(
-                    &mut c,
-                    "request_code",
-                    json!({"request_code": {"by": operator_auth(), "account": account,
-                        "task": "change-root-password", "ticket": format!("SEC-{}", rng.below(9999)),
-                        "reason": "rotate the root password after the audit finding"}}),
-                ) {
-                    let id = v["request"]["id"].as_str().unwrap_or_default().to_owned();
-                    shared.acked.lock().expect("acked").push(id.clone());
-                    shared.pending.lock().expect("pending").push(id);
+                let op = request_code_op(account, &mut rng);
+                if let Some(v) = t.call(&mut c, "request_code", op) {
+                    acknowledged(&v, &shared.acked, &shared.pending);
                 }
             }
             14..=16 => {

@@ -281,6 +281,26 @@ pub fn approve_with_a_lent_officer(
     }
 }
 
+/// The operator's request for a code of `account` to change its root password, on a ticket
+/// at random, as the harnesses send it.
+pub fn request_code_op(account: &str, rng: &mut Rng) -> Value {
+    json!({"request_code": {"by": operator_auth(), "account": account,
+        "task": "change-root-password", "ticket": format!("SEC-{}", rng.below(9999)),
+        "reason": "rotate the root password after the audit finding"}})
+}
+
+/// Keeps the request a `request_code` reply body `v` acknowledged: in `acked`, and in
+/// `pending` until it is approved.
+pub fn acknowledged(
+    v: &Value,
+    acked: &std::sync::Mutex<Vec<String>>,
+    pending: &std::sync::Mutex<Vec<String>>,
+) {
+    let id = v["request"]["id"].as_str().unwrap_or_default().to_owned();
+    acked.lock().expect("acked").push(id.clone());
+    pending.lock().expect("pending").push(id);
+}
+
 /// A request id of `list` at random, left in it.
 pub fn pick(list: &std::sync::Mutex<Vec<String>>, rng: &mut Rng) -> Option<String> {
     let l = list.lock().expect("list");
