@@ -119,13 +119,13 @@ fn story(dir: &Path) -> Story {
     }
 }
 
-#[test]
-fn report_of_a_real_export_tells_the_custody_story_escaped_and_fails_closed() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("ledger");
+/// The story's ledger in `tmp`, exported whole offline by alice and bob: the story, the
+/// export file and the export's run.
+fn exported_story(tmp: &Path) -> (Story, std::path::PathBuf, std::process::Output) {
+    let dir = tmp.join("ledger");
     let s = story(&dir);
     let d = dir.to_str().expect("utf8");
-    let export = tmp.path().join("export.jsonl");
+    let export = tmp.join("export.jsonl");
     let e = export.to_str().expect("utf8");
     let o = custody(
         &[
@@ -145,6 +145,14 @@ fn report_of_a_real_export_tells_the_custody_story_escaped_and_fails_closed() {
         UNSEAL,
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    (s, export, o)
+}
+
+#[test]
+fn report_of_a_real_export_tells_the_custody_story_escaped_and_fails_closed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (s, export, _) = exported_story(tmp.path());
+    let e = export.to_str().expect("utf8");
     let fingerprint = {
         let o = custody(&["--json", "audit", "verify", e, "--pubkey", &s.key], "");
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -401,29 +409,8 @@ fn on_a_terminal(command: &str) -> String {
 #[test]
 fn verification_shows_progress_on_a_terminal_only() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("ledger");
-    let s = story(&dir);
-    let d = dir.to_str().expect("utf8");
-    let export = tmp.path().join("export.jsonl");
+    let (s, export, o) = exported_story(tmp.path());
     let e = export.to_str().expect("utf8");
-    let o = custody(
-        &[
-            "audit",
-            "export",
-            "--ledger",
-            d,
-            "--officer",
-            "alice",
-            "--officer",
-            "bob",
-            "--passphrase-fd",
-            "0",
-            "--out",
-            e,
-        ],
-        UNSEAL,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("exporting"),
         "no progress when standard error is a pipe: {}",
