@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use mfa_custody::custody::{DeviceRole, Location, SealNumber, Serial, Terminal};
 
-use crate::support::cli::{describe as text, output as custody};
+use crate::support::cli::{describe as text, opened_by_alice_and_bob, output as custody};
 use crate::support::domain::{self, Keys, ACCOUNT};
 
 const CUSTODY: &str = env!("CARGO_BIN_EXE_custody");
@@ -129,19 +129,11 @@ fn exported_story(tmp: &Path) -> (Story, std::path::PathBuf, std::process::Outpu
     let e = export.to_str().expect("utf8");
     let o = custody(
         &[
-            "audit",
-            "export",
-            "--ledger",
-            d,
-            "--officer",
-            "alice",
-            "--officer",
-            "bob",
-            "--passphrase-fd",
-            "0",
-            "--out",
-            e,
-        ],
+            &["audit", "export"][..],
+            &opened_by_alice_and_bob(d),
+            &["--out", e],
+        ]
+        .concat(),
         UNSEAL,
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -348,21 +340,11 @@ fn report_of_a_filtered_export_states_its_scope() {
     let primary = PRIMARY.to_string();
     let o = custody(
         &[
-            "audit",
-            "export",
-            "--ledger",
-            d,
-            "--officer",
-            "alice",
-            "--officer",
-            "bob",
-            "--passphrase-fd",
-            "0",
-            "--device",
-            &primary,
-            "--out",
-            e,
-        ],
+            &["audit", "export"][..],
+            &opened_by_alice_and_bob(d),
+            &["--device", &primary, "--out", e],
+        ]
+        .concat(),
         UNSEAL,
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -16,17 +16,8 @@ fn init(dir: &Path) -> serde_json::Value {
     )
 }
 
-fn unseal_args(d: &str) -> Vec<&str> {
-    vec![
-        "--ledger",
-        d,
-        "--officer",
-        "alice",
-        "--officer",
-        "bob",
-        "--passphrase-fd",
-        "0",
-    ]
+fn unseal_args(d: &str) -> [&str; 8] {
+    cli::opened_by_alice_and_bob(d)
 }
 
 #[test]
@@ -199,18 +190,11 @@ fn weak_or_missing_passphrases_are_usage_errors() {
     let d = tmp.path().join("l");
     let d = d.to_str().expect("utf8");
     let base = [
-        "init",
-        "--ledger",
-        d,
-        "--officer",
-        "alice",
-        "--officer",
-        "bob",
-        "--passphrase-fd",
-        "0",
-        "--insecure-test-kdf-iterations",
-        "1000",
-    ];
+        &["init"][..],
+        &unseal_args(d),
+        &["--insecure-test-kdf-iterations", "1000"],
+    ]
+    .concat();
     let o = custody(&base, "short\nbob-Passphrase-22\n");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
@@ -268,18 +252,7 @@ fn reshare_adds_and_removes_officers() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // bob can no longer take part.
     let o = custody(
-        &[
-            "ledger",
-            "verify",
-            "--ledger",
-            d,
-            "--officer",
-            "alice",
-            "--officer",
-            "bob",
-            "--passphrase-fd",
-            "0",
-        ],
+        &[&["ledger", "verify"][..], &unseal_args(d)].concat(),
         PASSES,
     );
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));

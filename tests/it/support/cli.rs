@@ -94,6 +94,21 @@ pub fn ledger_verify(ledger: &Path, officers: [(&str, &str); 2]) -> Run {
     .run()
 }
 
+/// `--ledger LEDGER --officer alice --officer bob --passphrase-fd 0`: the ledger opened offline
+/// by alice and bob, their passphrases on standard input.
+pub fn opened_by_alice_and_bob(ledger: &str) -> [&str; 8] {
+    [
+        "--ledger",
+        ledger,
+        "--officer",
+        "alice",
+        "--officer",
+        "bob",
+        "--passphrase-fd",
+        "0",
+    ]
+}
+
 /// A run's status and both outputs, for an assertion's message.
 pub fn describe(o: &Output) -> String {
     format!(
