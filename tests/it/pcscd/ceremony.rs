@@ -270,6 +270,23 @@ fn approved_request(w: &mut World) -> String {
     id
 }
 
+/// A world (custodyd with `touch_timeout_secs`) with keys `primary` (a [`TouchKey`], slot 0)
+/// and `primary + 1` (slot 1) enrolled by the wizard, and dave's request approved: the keys,
+/// the world and the request's id.
+fn approved_with_a_touch_key(
+    primary: u32,
+    touch_timeout_secs: u64,
+) -> (TouchKey, Emu, World, String) {
+    let key = TouchKey::start(0, primary);
+    let backup = Emu::start(1, &["--serial", &(primary + 1).to_string()]);
+    wait_for_card(0);
+    wait_for_card(1);
+    let mut w = world_with_touch_timeout(touch_timeout_secs);
+    enrol_with_wizard(&mut w, primary, primary + 1);
+    let id = approved_request(&mut w);
+    (key, backup, w, id)
+}
+
 #[test]
 fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
     if !in_harness(
@@ -363,13 +380,7 @@ fn pcscd_key_pulled_during_code_exits_3_and_the_request_stays_issuing() {
     }
     // The primary asks for each touch on its standard error and waits for Enter: touches are
     // given until the key is to be pulled, which happens while it waits for the code's touch.
-    let primary = TouchKey::start(0, 10_000_301);
-    let _b = Emu::start(1, &["--serial", "10000302"]);
-    wait_for_card(0);
-    wait_for_card(1);
-    let mut w = world();
-    enrol_with_wizard(&mut w, 10_000_301, 10_000_302);
-    let id = approved_request(&mut w);
+    let (primary, _b, mut w, id) = approved_with_a_touch_key(10_000_301, 10);
     primary.pull_at_next_touch();
     let code = check_out_and_start_code(&mut w, 10_000_301, &id);
     let r = run_of(code.wait_with_output().expect("custody code"));
@@ -570,13 +581,7 @@ fn pcscd_a_release_waiting_for_a_touch_holds_up_nobody_else() {
     ) {
         return;
     }
-    let primary = TouchKey::start(0, 10_000_601);
-    let _b = Emu::start(1, &["--serial", "10000602"]);
-    wait_for_card(0);
-    wait_for_card(1);
-    let mut w = world_with_touch_timeout(60);
-    enrol_with_wizard(&mut w, 10_000_601, 10_000_602);
-    let id = approved_request(&mut w);
+    let (primary, _b, mut w, id) = approved_with_a_touch_key(10_000_601, 60);
     primary.hold_next_touch();
     let code = check_out_and_start_code(&mut w, 10_000_601, &id);
     let flashing = Instant::now();
