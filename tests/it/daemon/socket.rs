@@ -224,6 +224,35 @@ fn bootstrap(who: &str) -> Value {
     serde_json::json!({"bootstrap_officer": {"user": who, "keyring_passphrase": keyring_of(who), "passphrase": format!("{who}-User-Phrase-9")}})
 }
 
+/// alice and bob unseal (requests 1 and 2) and enrol as custody officers (3 and 4), each
+/// given a TOTP factor: their Base32 seeds.
+fn unseal_and_enrol_alice_and_bob(c: &mut Conn) -> std::collections::HashMap<&'static str, String> {
+    unseal(c, 1, "alice", ALICE);
+    unseal(c, 2, "bob", BOB);
+    let mut seeds = std::collections::HashMap::new();
+    for (id, who) in [(3, "alice"), (4, "bob")] {
+        let r = c.call(id, bootstrap(who));
+        let f = &ok(&r)["factor"];
+        assert!(f["uri"]
+            .as_str()
+            .expect("uri")
+            .starts_with("otpauth://totp/"));
+        seeds.insert(who, f["base32"].as_str().expect("seed").to_owned());
+    }
+    seeds
+}
+
+/// Officer `who`'s credentials with the code of `back` steps before the daemon's current one.
+fn officer(
+    server: &Server,
+    seeds: &std::collections::HashMap<&str, String>,
+    who: &str,
+    back: u64,
+) -> Value {
+    let pass = format!("{who}-User-Phrase-9");
+    auth(who, &pass, Some(server.totp(&seeds[who], back)))
+}
+
 #[test]
 fn daemon_status_while_sealed() {
     let server = Server::start(8);
@@ -849,32 +878,9 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
     // Stay clear of a step boundary: every officer uses the previous and the current step.
     let server = Server::start(8);
     let mut c = server.connect();
-    unseal(&mut c, 1, "alice", ALICE);
-    unseal(&mut c, 2, "bob", BOB);
-    let mut seeds = std::collections::HashMap::new();
-    for (id, who) in [(3, "alice"), (4, "bob")] {
-        let r = c.call(id, bootstrap(who));
-        let f = &ok(&r)["factor"];
-        assert!(f["uri"]
-            .as_str()
-            .expect("uri")
-            .starts_with("otpauth://totp/"));
-        seeds.insert(who, f["base32"].as_str().expect("seed").to_owned());
-    }
-    let alice = |back| {
-        auth(
-            "alice",
-            "alice-User-Phrase-9",
-            Some(server.totp(&seeds["alice"], back)),
-        )
-    };
-    let bob = |back| {
-        auth(
-            "bob",
-            "bob-User-Phrase-9",
-            Some(server.totp(&seeds["bob"], back)),
-        )
-    };
+    let seeds = unseal_and_enrol_alice_and_bob(&mut c);
+    let alice = |back| officer(&server, &seeds, "alice", back);
+    let bob = |back| officer(&server, &seeds, "bob", back);
     let uid = rustix::process::geteuid().as_raw();
     let r = c.call(
         5,
@@ -943,33 +949,9 @@ fn daemon_sign_in_request_needs_two_distinct_officers() {
 fn daemon_two_officers_suspend_an_operator_who_is_then_refused() {
     let server = Server::start(8);
     let mut c = server.connect();
-    unseal(&mut c, 1, "alice", ALICE);
-    unseal(&mut c, 2, "bob", BOB);
-    let mut seeds = std::collections::HashMap::new();
-    for (id, who) in [(3, "alice"), (4, "bob")] {
-        let r = c.call(id, bootstrap(who));
-        seeds.insert(
-            who,
-            ok(&r)["factor"]["base32"]
-                .as_str()
-                .expect("seed")
-                .to_owned(),
-        );
-    }
-    let alice = |back| {
-        auth(
-            "alice",
-            "alice-User-Phrase-9",
-            Some(server.totp(&seeds["alice"], back)),
-        )
-    };
-    let bob = |back| {
-        auth(
-            "bob",
-            "bob-User-Phrase-9",
-            Some(server.totp(&seeds["bob"], back)),
-        )
-    };
+    let seeds = unseal_and_enrol_alice_and_bob(&mut c);
+    let alice = |back| officer(&server, &seeds, "alice", back);
+    let bob = |back| officer(&server, &seeds, "bob", back);
     let r = c.call(
         5,
         serde_json::json!({"user_add": {"by": [alice(1)], "name": "dave", "roles": ["operator"], "passphrase": "dave-Operator-Phrase-1"}}),
