@@ -4,7 +4,7 @@
 #   make runbooks  run every command of docs/runbooks/ against the demo environment (minutes)
 #   make soak   the long runs: fuzzing for millions of executions, custodyd crash and load loops
 #   make bench  the criterion benchmarks, then custodyd under load (make bench-daemon)
-#   make docs   regenerate docs/cli.md from the CLI definitions (tests/cli_generate.rs checks it)
+#   make docs   regenerate docs/cli.md from the CLI definitions (tests/it/cli/generate.rs checks it)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
@@ -47,12 +47,13 @@ fuzz-smoke: fuzz-build
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_SMOKE_FLAGS) "$$t" -- -runs=$(FUZZ_SMOKE_RUNS) -max_total_time=120 2>&1 | tail -n 2; \
 	done
 
-# The runbooks test is built first, so its run overlaps everything else: clippy then the unit
-# tests, the fuzz smoke (its own target directory) and the demo go side by side with it. Cargo's
-# lock on target/ keeps builds from running twice and is not held while tests run.
+# The integration tests (one binary, `it`, the runbooks among them) are built first, so the
+# runbooks' run overlaps everything else: clippy then the unit tests, the fuzz smoke (its own
+# target directory) and the demo go side by side with it. Cargo's lock on target/ keeps builds
+# from running twice and is not held while tests run.
 test: deps
 	$(CARGO) fmt --check
-	$(CARGO) test $(TEST_FEATURES) --test runbooks --no-run
+	$(CARGO) test $(TEST_FEATURES) --test it --no-run
 	$(MAKE) --no-print-directory -j4 --output-sync=target lint-unit fuzz-smoke runbooks demo-built
 
 lint-unit:
@@ -66,9 +67,9 @@ demo-script:
 demo-built: build
 	scripts/demo.sh
 
-# tests/runbooks.rs is ignored by a plain `cargo test` (it plays every runbook); this runs it.
+# tests/it/runbooks.rs is ignored by a plain `cargo test` (it plays every runbook); this runs it.
 runbooks: deps
-	$(CARGO) test $(TEST_FEATURES) --test runbooks -- --ignored
+	$(CARGO) test $(TEST_FEATURES) --test it -- --ignored runbooks::
 
 # The long reliability variants (docs/reliability.md): 1,000 SIGKILLs of custodyd with code
 # releases, and 200 clients for 5 minutes. CUSTODY_CRASH_KILLS and CUSTODY_LOAD_SECS resize them.
@@ -76,17 +77,17 @@ soak: deps
 	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS); \
 	done
-	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test $(TEST_FEATURES) --test tamper_harness -- --nocapture
-	CUSTODY_CARD_FAULTS=all $(CARGO) test --test pcscd_faults -- --nocapture
+	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test $(TEST_FEATURES) --test it -- --nocapture ledger::tamper_harness::
+	CUSTODY_CARD_FAULTS=all $(CARGO) test $(TEST_FEATURES) --test it -- --nocapture pcscd::faults::
 	$(MAKE) secret-scan-demo
-	$(CARGO) test --release --test daemon_crash -- --ignored --nocapture
-	$(CARGO) test --release --test daemon_load -- --ignored --nocapture
+	$(CARGO) test --release --test it -- --ignored --nocapture daemon::crash::
+	$(CARGO) test --release --test it -- --ignored --nocapture daemon::load::
 
 # The demo with custodyd at debug level, then every file it kept scanned for its secrets.
 secret-scan-demo: build
 	rm -rf target/secret-scan-demo
 	CUSTODY_DEMO_LOG_LEVEL=debug scripts/demo.sh --keep target/secret-scan-demo
-	CUSTODY_SCAN_DIR=$(CURDIR)/target/secret-scan-demo $(CARGO) test --test secret_hygiene -- --ignored --nocapture
+	CUSTODY_SCAN_DIR=$(CURDIR)/target/secret-scan-demo $(CARGO) test $(TEST_FEATURES) --test it -- --ignored --nocapture secrets::hygiene::
 
 bench: deps
 	$(CARGO) bench
@@ -96,7 +97,7 @@ bench: deps
 # (docs/reliability.md, "Daemon benchmark"); about 90 s, most of it setup and the wait for a
 # fresh TOTP step. CUSTODY_BENCH_CLIENTS, _SECS, _THINK_MS, _MAX_OPS and _SEED resize it.
 bench-daemon: deps
-	$(CARGO) test --test daemon_bench -- --ignored --nocapture
+	$(CARGO) test $(TEST_FEATURES) --test it -- --ignored --nocapture daemon::bench::
 
 docs:
 	$(CARGO) run --quiet --bin custody -- generate-docs > docs/cli.md.tmp

@@ -14,7 +14,7 @@ use mfa_custody::ledger::{
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
 
-#[path = "../tests/ledger_support/mod.rs"]
+#[path = "../tests/it/support/ledger.rs"]
 mod ledger_support;
 use ledger_support::create;
 

@@ -1,0 +1,228 @@
+//! What the integration tests share. The pcscd tests each re-run themselves inside
+//! `scripts/with-pcscd.sh` (a private pcscd with vpcd readers in its own mount namespace), on
+//! their own TCP ports, so tests run in parallel without meeting each other or the host's pcscd.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod custodyd;
+pub mod daemon;
+pub mod domain;
+pub mod ledger;
+pub mod rig;
+pub mod rng;
+pub mod tty;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use mfa_custody::daemon::access::PcscAccess;
+use mfa_custody::daemon::config::Config;
+use mfa_custody::token::pcsc::PcscContext;
+use mfa_custody::token::TransportError;
+
+/// Held for its whole run by each test that loads the machine (hundreds of clients, kill
+/// loops, card faults behind pcscd) or times the daemon's answers to the second: all tests
+/// share one process and run side by side, and none of these runs beside another of them.
+/// A test that runs itself inside the pcscd harness takes it before [`in_harness`], in the
+/// process that waits for the harness.
+pub fn alone() -> MutexGuard<'static, ()> {
+    static ALONE: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it leaves nothing behind for the next one.
+    ALONE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The reader name pcscd gives vpcd slot `n` of the first reader entry.
+pub fn reader_name(slot: u8) -> String {
+    format!("Yubico YubiKey OTP+FIDO+CCID 00 {slot:02}")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("hsm-fixtures").join(name)
+}
+
+/// Devices opened as custodyd opens them: its [`PcscAccess`], built from the daemon options of
+/// the shipped configuration (`packaging/custody.toml`: allowed readers, touch timeout). Like
+/// custodyd, call it once per operation.
+pub fn custodyd_devices() -> PcscAccess {
+    let config = Config::load(&repo().join("packaging/custody.toml")).expect("the shipped config");
+    PcscAccess::new(&config.daemon_options())
+}
+
+fn require_packages() {
+    let pcscd = ["/usr/sbin/pcscd", "/usr/bin/pcscd", "/sbin/pcscd"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    let vpcd = Path::new("/usr/lib/pcsc/drivers/serial/libifdvpcd.so").exists();
+    assert!(
+        pcscd && vpcd,
+        "pcscd (package pcscd) and the vpcd driver (package vsmartcard-vpcd) are required: run `make deps`"
+    );
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the pcscd tests need root (unshare -m for a private pcscd), as CI runs them"
+    );
+}
+
+/// The full name of the running test (`pcscd::e2e::NAME`), as `--exact` wants it to run that
+/// test alone: libtest runs each test on a thread named after it. `test` is the function's
+/// name, checked against the thread's so a test cannot re-run another by mistake.
+pub fn current_test(test: &str) -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or_default();
+    assert!(
+        name.rsplit("::").next() == Some(test),
+        "{test:?} is not the running test (thread {name:?}): call this from the test's own thread"
+    );
+    name.to_owned()
+}
+
+/// The full name of test `test` of module `module` (its `module_path!()`), as `--exact` wants it.
+pub fn test_in(module: &str, test: &str) -> String {
+    let path = module.split_once("::").map_or("", |(_crate, path)| path);
+    format!("{path}::{test}")
+}
+
+/// True when the caller is the re-run inside the harness and should do the test's work. When
+/// false, the test has just run itself inside a fresh harness (readers × 2 vpcd slots from
+/// `port`), and that run succeeded.
+pub fn in_harness(test: &str, port: u16, readers: u8) -> bool {
+    if std::env::var_os("CUSTODY_PCSCD_HARNESS").is_some() {
+        return true;
+    }
+    require_packages();
+    let test = &current_test(test);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new(repo().join("scripts/with-pcscd.sh"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--readers",
+            &readers.to_string(),
+            "--",
+        ])
+        .arg(exe)
+        .args([
+            "--exact",
+            test,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_remove("CUSTODY_PCSCD_NS")
+        .output()
+        .expect("run scripts/with-pcscd.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{test} failed inside the pcscd harness: {}",
+        out.status
+    );
+    // A name that matches no test would run nothing and pass: insist that exactly this one ran.
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{test} did not run inside the pcscd harness (is the name given to in_harness right?)"
+    );
+    false
+}
+
+/// The vpcd port of slot `slot` in this harness.
+pub fn vpcd_addr(slot: u16) -> String {
+    let port: u16 = std::env::var("CUSTODY_VPCD_PORT")
+        .expect("inside the harness")
+        .parse()
+        .expect("a port");
+    format!("127.0.0.1:{}", port + slot)
+}
+
+/// A running `custody-emu`, killed on drop.
+pub struct Emu {
+    pub child: Child,
+}
+
+impl Emu {
+    pub fn start(slot: u16, args: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_custody-emu"))
+            .args(args)
+            .args(["--vpcd", &vpcd_addr(slot)])
+            .args(std::env::var_os("CUSTODY_EMU_VERBOSE").map(|_| "-v"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start custody-emu");
+        Self { child }
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two emulated keys, `custody-emu SLOT0` in vpcd slot 0 and `custody-emu SLOT1` in slot 1,
+/// once pcscd sees both cards; both stop when the pair is dropped.
+pub fn two_keys(slot0: &[&str], slot1: &[&str]) -> [Emu; 2] {
+    let keys = [Emu::start(0, slot0), Emu::start(1, slot1)];
+    wait_for_card(0);
+    wait_for_card(1);
+    keys
+}
+
+/// Waits until the reader of `slot` holds a card, and returns its name.
+pub fn wait_for_card(slot: u8) -> String {
+    let reader = reader_name(slot);
+    let ctx = PcscContext::establish().expect("pcscd is running");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match ctx.connect(&reader) {
+            Ok(card) => {
+                let _ = card.disconnect(false);
+                return reader;
+            }
+            Err(TransportError::NoCard { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("no card appeared in {reader:?}: {e}"),
+        }
+    }
+}
+
+/// Waits until the reader of `slot` holds no card (pcscd noticed a removal).
+pub fn wait_for_no_card(slot: u8) {
+    let reader = reader_name(slot);
+    let ctx = PcscContext::establish().expect("pcscd is running");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match ctx.connect(&reader) {
+            Err(TransportError::NoCard { .. }) => return,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(_) => panic!("the card in {reader:?} was not removed"),
+            Err(e) => panic!("reader {reader:?}: {e}"),
+        }
+    }
+}
+
+/// Runs `custody ARGS` with `stdin` on its standard input and returns (exit code, stdout,
+/// stderr).
+pub fn custody_stdin(args: &[&str], stdin: &str) -> (i32, String, String) {
+    cli::Custody::new(args).stdin(stdin).run().parts()
+}
+
+/// Runs `custody ARGS` and returns (exit code, stdout, stderr).
+pub fn custody(args: &[&str]) -> (i32, String, String) {
+    cli::Custody::new(args).run().parts()
+}
