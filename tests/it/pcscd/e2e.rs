@@ -327,7 +327,6 @@ fn pcscd_state_persists_across_emulator_restart() {
     let first = scan(0);
     assert_eq!(first["credentials"].as_array().map(Vec::len), Some(2));
     emu.stop();
-    support::wait_for_no_card(0);
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&state)

@@ -32,7 +32,9 @@ use mfa_custody::ledger::verify_ledger;
 use mfa_custody::token::pcsc::PcscContext;
 use support::clock::{step_of_ms, totp};
 use support::domain::{self, People, SEED_B32};
-use support::{custodyd_devices, in_harness, reader_name, vpcd_addr, wait_for_no_card};
+use support::{
+    custodyd_devices, in_harness, reader_events, reader_name, remove_card_seen_at, vpcd_addr,
+};
 
 const PRIMARY: u32 = 10_000_201;
 const BACKUP: u32 = 10_000_202;
@@ -45,6 +47,8 @@ fn serial(s: u32) -> Serial {
 struct Key {
     child: Child,
     log: PathBuf,
+    /// pcscd's event count for the slot once it saw this key arrive.
+    seen: u32,
 }
 
 /// Whether a card shows in `slot`'s reader within `secs`.
@@ -63,19 +67,12 @@ fn card_within(slot: u8, secs: u64) -> bool {
 }
 
 impl Key {
-    /// Starts a key in `slot` and waits for pcscd to see it. vpcd sometimes keeps a slot's
-    /// previous connection for a while after a card left it; a key that does not show within
-    /// a few seconds is started again (up to three times).
+    /// Starts a key in `slot` and waits for pcscd to see it.
     fn start(slot: u8, args: &[String], log: &Path) -> Self {
-        for _ in 0..3 {
-            let mut key = Self::spawn(slot, args, log);
-            if card_within(slot, 10) {
-                return key;
-            }
-            let _ = key.child.kill();
-            let _ = key.child.wait();
-        }
-        panic!("no card appeared in slot {slot} after three starts");
+        let mut key = Self::spawn(slot, args, log);
+        assert!(card_within(slot, 15), "no card appeared in slot {slot}");
+        key.seen = reader_events(slot).1;
+        key
     }
 
     fn spawn(slot: u8, args: &[String], log: &Path) -> Self {
@@ -95,6 +92,7 @@ impl Key {
         Self {
             child,
             log: log.to_path_buf(),
+            seen: 0,
         }
     }
 
@@ -106,12 +104,13 @@ impl Key {
             .count()
     }
 
+    /// Pulls the key out of `slot`; returns once pcscd has seen it leave, so the next key may
+    /// go into the same slot at once (`support::remove_card`).
     fn stop(mut self, slot: u8) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        wait_for_no_card(slot);
-        // Give vpcd time to close its side of the slot before anything comes back.
-        std::thread::sleep(Duration::from_millis(1500));
+        remove_card_seen_at(slot, self.seen, || {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        });
     }
 }
 
@@ -305,15 +304,12 @@ fn pcscd_card_faults_during_release_leave_a_defined_request_and_a_verified_ledge
         &tmp.path().join("backup.log"),
     );
     let mut w = setup(tmp.path());
-    // The backup is not needed past enrolment: its slot takes the primary's restarts, which
-    // alternate between the two slots (vpcd does not always notice a card that leaves and
-    // comes back to the same slot at once).
+    // The backup is not needed past enrolment. The primary is restarted in its own slot, at
+    // once after pcscd has seen it leave.
     backup.stop(1);
-    let mut slot = 0u8;
-    let restart = |key: Key, args: &[String], slot: &mut u8| -> Key {
-        key.stop(*slot);
-        *slot = 1 - *slot;
-        Key::start(*slot, args, &log)
+    let restart = |key: Key, args: &[String]| -> Key {
+        key.stop(0);
+        Key::start(0, args, &log)
     };
 
     // A clean release, to count the APDUs it takes: the last one is the calculation.
@@ -410,7 +406,7 @@ fn pcscd_card_faults_during_release_leave_a_defined_request_and_a_verified_ledge
     let mut seen = 0;
     for (fault, args, expected) in faults {
         let id = w.approved_and_checked_out();
-        primary = restart(primary, &args, &mut slot);
+        primary = restart(primary, &args);
         let t0 = Instant::now();
         let result = w.release(&id);
         let ms = t0.elapsed().as_millis();
@@ -435,7 +431,7 @@ fn pcscd_card_faults_during_release_leave_a_defined_request_and_a_verified_ledge
         // Back to a sound key: incidents acknowledged, the request retried, the key sealed
         // again.
         let incidents = w.acknowledge_incidents();
-        primary = restart(primary, &primary_args(&[]), &mut slot);
+        primary = restart(primary, &primary_args(&[]));
         let retry = match w.release(&id) {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.split(':').next().unwrap_or("").to_owned(),
@@ -461,7 +457,7 @@ fn pcscd_card_faults_during_release_leave_a_defined_request_and_a_verified_ledge
         seen += 1;
     }
     assert_eq!(seen, want);
-    primary.stop(slot);
+    primary.stop(0);
 }
 
 /// The pid of the harness's pcscd (its pid file is private to the harness's namespace).

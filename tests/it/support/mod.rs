@@ -146,6 +146,7 @@ pub fn vpcd_addr(slot: u16) -> String {
 /// A running `custody-emu`, killed on drop.
 pub struct Emu {
     pub child: Child,
+    slot: u8,
 }
 
 impl Emu {
@@ -157,12 +158,26 @@ impl Emu {
             .stdin(Stdio::null())
             .spawn()
             .expect("start custody-emu");
-        Self { child }
+        Self {
+            child,
+            slot: u8::try_from(slot).expect("a vpcd slot"),
+        }
     }
 
-    pub fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Pulls the key out: the process ends, and this returns once pcscd has seen the card
+    /// leave (see [`remove_card`]), so another key may go into the same slot at once.
+    pub fn stop(self) {
+        self.stop_while(|| {});
+    }
+
+    /// [`Emu::stop`], running `meanwhile` once the key's process has ended and before pcscd is
+    /// known to have seen it leave (a client still using the card, say).
+    pub fn stop_while(mut self, meanwhile: impl FnOnce()) {
+        remove_card(self.slot, || {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            meanwhile();
+        });
     }
 }
 
@@ -170,6 +185,58 @@ impl Drop for Emu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The reader of `slot` as pcscd reports it to SCardGetStatusChange: whether it holds a card,
+/// and its event count (the upper 16 bits of the event state), which pcscd's event handler
+/// moves each time it sees a card arrive or leave.
+pub fn reader_events(slot: u8) -> (bool, u32) {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("pcscd is running");
+    let name = std::ffi::CString::new(reader_name(slot)).expect("a reader name");
+    let mut states = [pcsc::ReaderState::new(name, pcsc::State::UNAWARE)];
+    ctx.get_status_change(Duration::from_secs(5), &mut states)
+        .expect("the reader's state");
+    let present = states[0].event_state().contains(pcsc::State::PRESENT);
+    (present, states[0].event_count())
+}
+
+/// Takes the card out of `slot` (`pull` ends the key's process or its connection) and waits
+/// until pcscd's event handler has seen it leave: the reader is empty *and* its event count
+/// has moved past the count it had while the card was there.
+///
+/// An empty reader alone is not enough. When a client's command fails on a card that has gone,
+/// pcscd's reset on disconnect marks the reader empty for clients at once, while its event
+/// handler, which learns of cards only by polling vpcd, still holds the old card as present.
+/// vpcd answers that poll with the next key that has connected to the slot, so a key started
+/// before the handler's next poll is taken for the old card: the handler sees no removal and no
+/// insertion, never powers the new card up, and the reader stays empty to clients until that
+/// key leaves too (docs/reliability.md, "A key put back into the same slot").
+pub fn remove_card(slot: u8, pull: impl FnOnce()) {
+    let (present, seen) = reader_events(slot);
+    if !present {
+        pull();
+        return;
+    }
+    remove_card_seen_at(slot, seen, pull);
+}
+
+/// [`remove_card`] for a card pcscd saw arrive at event count `seen` (a key that may already
+/// have left by itself, so that the reader looks empty before it is pulled).
+pub fn remove_card_seen_at(slot: u8, seen: u32, pull: impl FnOnce()) {
+    pull();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (present, count) = reader_events(slot);
+        if !present && count != seen {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pcscd did not see the card leave {:?} (event count still {seen})",
+            reader_name(slot)
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -197,21 +264,6 @@ pub fn wait_for_card(slot: u8) -> String {
                 std::thread::sleep(Duration::from_millis(50))
             }
             Err(e) => panic!("no card appeared in {reader:?}: {e}"),
-        }
-    }
-}
-
-/// Waits until the reader of `slot` holds no card (pcscd noticed a removal).
-pub fn wait_for_no_card(slot: u8) {
-    let reader = reader_name(slot);
-    let ctx = PcscContext::establish().expect("pcscd is running");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match ctx.connect(&reader) {
-            Err(TransportError::NoCard { .. }) => return,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Ok(_) => panic!("the card in {reader:?} was not removed"),
-            Err(e) => panic!("reader {reader:?}: {e}"),
         }
     }
 }
