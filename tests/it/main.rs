@@ -20,6 +20,7 @@ mod cli {
     mod generate;
     mod golden;
     mod records;
+    mod stdout;
     mod strings;
 }
 
