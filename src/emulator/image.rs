@@ -155,15 +155,30 @@ impl DeviceImage {
     }
 
     /// The OATH applet's initial state from the `[oath]` table (a fresh, empty applet when
-    /// there is none). `path` only names the image in errors.
+    /// there is none), refused when the image's firmware cannot hold it (`oath.capacity` above
+    /// [`firmware_capacity`](super::oath::firmware_capacity), or more credentials than fit).
+    /// `path` only names the image in errors.
     pub fn oath_state(&self, path: &Path) -> Result<OathState, ImageError> {
-        match &self.oath {
-            None => Ok(OathState::fresh()),
+        let state = match &self.oath {
+            None => OathState::fresh(),
             Some(o) => o.to_state().map_err(|e| ImageError::Oath {
                 path: path.to_owned(),
                 detail: e.to_string(),
-            }),
-        }
+            })?,
+        };
+        self.check_oath_state(&state, path)?;
+        Ok(state)
+    }
+
+    /// Refuses an OATH state (from the image or a saved state file) this image's firmware
+    /// cannot hold. `path` only names the image in errors.
+    pub fn check_oath_state(&self, state: &OathState, path: &Path) -> Result<(), ImageError> {
+        state
+            .check_firmware(self.firmware.0)
+            .map_err(|e| ImageError::Oath {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            })
     }
 }
 

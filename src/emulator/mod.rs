@@ -142,7 +142,8 @@ impl SoftKey {
     }
 
     /// The device an image describes, with `state` for its OATH applet when given (a saved
-    /// state wins over the image's `[oath]` table).
+    /// state wins over the image's `[oath]` table). A state the image's firmware cannot hold
+    /// is refused.
     pub fn from_image(
         image: &image::DeviceImage,
         path: &std::path::Path,
@@ -150,7 +151,10 @@ impl SoftKey {
         touch: Box<dyn TouchSource + Send>,
     ) -> Result<Self, image::ImageError> {
         let state = match state {
-            Some(s) => s,
+            Some(s) => {
+                image.check_oath_state(&s, path)?;
+                s
+            }
             None => image.oath_state(path)?,
         };
         Ok(Self::new(
@@ -345,5 +349,7 @@ impl CardTransport for SoftKey {
     }
 }
 
+#[cfg(test)]
+mod firmware_tests;
 #[cfg(test)]
 mod tests;

@@ -26,8 +26,21 @@ use crate::token::oath::{
 };
 use crate::token::{CardTransport, TransportError};
 
-/// Credentials a YubiKey 5 holds (5.7 and later hold 64).
-pub const DEFAULT_CAPACITY: usize = 32;
+/// The first firmware whose OATH applet holds 64 credentials; earlier firmware holds 32.
+///
+/// Source: Yubico, "YubiKey 5 Series technical manual", OATH
+/// (docs.yubico.com/hardware/yubikey/yk-tech-manual/yk5-apps-oath.html): "The OATH application
+/// can store up to 64 OATH credentials on firmware 5.7.0 and later (32 on older firmware)".
+pub const FIRMWARE_64_CREDENTIALS: [u8; 3] = [5, 7, 0];
+
+/// How many credentials the OATH applet of `firmware` holds: 32 before 5.7.0, 64 from 5.7.0.
+pub fn firmware_capacity(firmware: [u8; 3]) -> usize {
+    if firmware >= FIRMWARE_64_CREDENTIALS {
+        64
+    } else {
+        32
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Touch
@@ -194,7 +207,8 @@ impl StoredCredential {
     }
 }
 
-/// The applet's persistent memory: salt, optional access key, credentials, capacity.
+/// The applet's persistent memory: salt, optional access key, credentials, and an optional
+/// capacity below what the firmware holds (a test knob; absent: [`firmware_capacity`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OathState {
     #[serde(with = "hex8")]
@@ -203,12 +217,8 @@ pub struct OathState {
     access_key: Option<StoredAccessKey>,
     #[serde(default)]
     credentials: Vec<StoredCredential>,
-    #[serde(default = "default_capacity")]
-    capacity: usize,
-}
-
-fn default_capacity() -> usize {
-    DEFAULT_CAPACITY
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    capacity: Option<usize>,
 }
 
 /// Eight random bytes from the system generator. Should the generator ever fail, the bytes come
@@ -233,13 +243,14 @@ fn random8() -> [u8; 8] {
 }
 
 impl OathState {
-    /// A blank applet (no password, no credentials) with the given salt.
+    /// A blank applet (no password, no credentials) with the given salt, holding what its
+    /// firmware holds.
     pub fn blank(salt: [u8; 8]) -> Self {
         Self {
             salt,
             access_key: None,
             credentials: Vec::new(),
-            capacity: DEFAULT_CAPACITY,
+            capacity: None,
         }
     }
 
@@ -248,7 +259,8 @@ impl OathState {
         Self::blank(random8())
     }
 
-    /// An applet holding `credentials`, protected by `access_key` when given.
+    /// An applet holding `credentials`, protected by `access_key` when given, with room for
+    /// `capacity` credentials (at most what the firmware holds: see [`OathState::check_firmware`]).
     pub fn with_credentials(
         salt: [u8; 8],
         access_key: Option<&AccessKey>,
@@ -262,7 +274,7 @@ impl OathState {
                 key: SecretBytes(Zeroizing::new(k.expose().to_vec())),
             }),
             credentials,
-            capacity,
+            capacity: Some(capacity),
         }
     }
 
@@ -286,9 +298,35 @@ impl OathState {
         &self.credentials
     }
 
-    /// How many credentials fit.
-    pub fn capacity(&self) -> usize {
+    /// The capacity set below the firmware's, if any; `None`: what the firmware holds.
+    pub fn capacity(&self) -> Option<usize> {
         self.capacity
+    }
+
+    /// How many credentials fit on a key with `firmware`.
+    pub fn capacity_on(&self, firmware: [u8; 3]) -> usize {
+        self.capacity.unwrap_or_else(|| firmware_capacity(firmware))
+    }
+
+    /// Refuses a state a key with `firmware` cannot hold: a capacity above
+    /// [`firmware_capacity`], or more credentials than fit.
+    pub fn check_firmware(&self, firmware: [u8; 3]) -> Result<(), OathImageError> {
+        let holds = firmware_capacity(firmware);
+        if let Some(capacity) = self.capacity.filter(|c| *c > holds) {
+            return Err(OathImageError::CapacityBeyondFirmware {
+                capacity,
+                firmware: super::image::Firmware(firmware),
+                holds,
+            });
+        }
+        let capacity = self.capacity_on(firmware);
+        if self.credentials.len() > capacity {
+            return Err(OathImageError::OverCapacity {
+                count: self.credentials.len(),
+                capacity,
+            });
+        }
+        Ok(())
     }
 
     fn find(&self, name: &CredentialName) -> Option<usize> {
@@ -342,7 +380,7 @@ impl<'de> Deserialize<'de> for SecretText {
 /// [oath]
 /// password = "test-password"   # optional; the access key is derived from it and the salt
 /// salt_hex = "0011223344556677" # optional; random when absent
-/// capacity = 32
+/// capacity = 4                 # optional; default and maximum: 32 before firmware 5.7.0, 64 from it
 /// [[oath.credentials]]
 /// name = "AWS:root@example.com"
 /// type = "totp"                 # or "hotp"
@@ -361,9 +399,10 @@ pub struct OathImage {
     /// A fixed salt (16 hex digits), for stable device ids.
     #[serde(default)]
     pub salt_hex: Option<String>,
-    /// How many credentials fit.
-    #[serde(default = "default_capacity")]
-    pub capacity: usize,
+    /// How many credentials fit, when fewer than the firmware holds; absent: what the firmware
+    /// holds ([`firmware_capacity`]).
+    #[serde(default)]
+    pub capacity: Option<usize>,
     /// The credentials.
     #[serde(default)]
     pub credentials: Vec<ImageCredential>,
@@ -423,13 +462,26 @@ pub enum OathImageError {
         /// What is wrong.
         reason: String,
     },
-    /// More credentials than `capacity`.
-    #[error("oath.credentials: {count} credentials do not fit oath.capacity = {capacity}")]
+    /// More credentials than fit.
+    #[error("oath.credentials: {count} credentials do not fit a capacity of {capacity}")]
     OverCapacity {
         /// How many credentials.
         count: usize,
         /// The capacity.
         capacity: usize,
+    },
+    /// A capacity above what the firmware holds.
+    #[error(
+        "oath.capacity = {capacity}: the OATH applet of firmware {firmware} holds at most {holds} \
+         credentials"
+    )]
+    CapacityBeyondFirmware {
+        /// The capacity asked for.
+        capacity: usize,
+        /// The device's firmware.
+        firmware: super::image::Firmware,
+        /// What that firmware holds.
+        holds: usize,
     },
     /// A bad field in one credential.
     #[error("oath.credentials[{index}] ({name:?}): field `{field}`: {reason}")]
@@ -452,10 +504,10 @@ impl OathImage {
             Some(text) => parse_salt(text).map_err(|reason| OathImageError::BadSalt { reason })?,
             None => random8(),
         };
-        if self.credentials.len() > self.capacity {
+        if let Some(capacity) = self.capacity.filter(|c| self.credentials.len() > *c) {
             return Err(OathImageError::OverCapacity {
                 count: self.credentials.len(),
-                capacity: self.capacity,
+                capacity,
             });
         }
         let mut credentials: Vec<StoredCredential> = Vec::with_capacity(self.credentials.len());
@@ -510,12 +562,14 @@ impl OathImage {
             .password
             .as_ref()
             .map(|p| AccessKey::derive(&Password::from(p.expose()), &salt));
-        Ok(OathState::with_credentials(
-            salt,
-            key.as_ref(),
-            credentials,
-            self.capacity,
-        ))
+        let mut state = OathState::blank(salt);
+        state.access_key = key.map(|k| StoredAccessKey {
+            algorithm: HashAlgorithm::Sha1,
+            key: SecretBytes(Zeroizing::new(k.expose().to_vec())),
+        });
+        state.credentials = credentials;
+        state.capacity = self.capacity;
+        Ok(state)
     }
 }
 
@@ -527,6 +581,7 @@ impl OathImage {
 pub struct OathApplet {
     state: OathState,
     version: [u8; 3],
+    capacity: usize,
     touch: Box<dyn TouchSource + Send>,
     authenticated: bool,
     challenge: Option<[u8; 8]>,
@@ -567,6 +622,7 @@ impl OathApplet {
     /// An applet with persistent `state`, reporting `version`, taking touches from `touch`.
     pub fn new(state: OathState, version: [u8; 3], touch: Box<dyn TouchSource + Send>) -> Self {
         Self {
+            capacity: state.capacity_on(version),
             state,
             version,
             touch,
@@ -594,6 +650,11 @@ impl OathApplet {
     pub fn reset_volatile(&mut self) {
         self.authenticated = false;
         self.challenge = None;
+    }
+
+    /// How many credentials fit: the state's capacity, else what the firmware holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The persistent state.
@@ -677,7 +738,9 @@ impl OathApplet {
                     *slot = cred;
                 }
             }
-            None if self.state.credentials.len() >= self.state.capacity => {
+            // Full: `6A84` (no space), as YKOATH specifies for PUT (Yubico, ykneo-oath
+            // `doc/Protocol.asciidoc`, PUT response codes; `ISO7816.SW_FILE_FULL` in its applet).
+            None if self.state.credentials.len() >= self.capacity => {
                 return status(StatusWord::NoSpace)
             }
             None => self.state.credentials.push(cred),

@@ -153,7 +153,7 @@ fn chain_abandoned_by_another_command() {
 
 fn long_oath_key(n: usize) -> SoftKey {
     let mut image = OathImage {
-        capacity: 32,
+        capacity: Some(32),
         ..OathImage::default()
     };
     for i in 0..n {

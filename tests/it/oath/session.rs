@@ -546,7 +546,7 @@ fn device_images_become_states() {
     .unwrap();
     let state = image.to_state().unwrap();
     assert!(state.has_password());
-    assert_eq!(state.capacity(), 4);
+    assert_eq!(state.capacity(), Some(4));
     assert_eq!(state.credentials().len(), 2);
     assert_eq!(state.credentials()[1].counter, 3);
     let mut c = card(state, Box::new(AutoTouch));

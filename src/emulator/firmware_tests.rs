@@ -1,0 +1,151 @@
+//! What depends on the firmware a device claims, checked at each version boundary (just below
+//! and at it) through the APDU path the vpcd bridge uses ([`CardTransport::transmit`]).
+
+use std::path::Path;
+
+use super::image::{DeviceImage, Firmware, ImageError};
+use super::oath::{firmware_capacity, AutoTouch, OathState};
+use super::*;
+use crate::token::apdu::LengthForm;
+use crate::token::oath::{self as wire, CredentialName, OathSecret, PutRequest};
+
+/// The last version before 5.7.0 in version order.
+const BELOW_5_7_0: [u8; 3] = [5, 6, 255];
+
+fn blank_key(firmware: [u8; 3]) -> SoftKey {
+    let image = DeviceImage::blank(10_000_000, Firmware(firmware));
+    SoftKey::from_image(&image, Path::new("blank"), None, Box::new(AutoTouch))
+        .expect("a blank image loads on every firmware")
+}
+
+fn send(k: &mut SoftKey, cmd: &Command) -> u16 {
+    let bytes = cmd.to_bytes(LengthForm::Auto).expect("encodable");
+    let r = k.transmit(&bytes).expect("in-process");
+    match r.as_slice() {
+        [.., a, b] => u16::from_be_bytes([*a, *b]),
+        _ => panic!("response shorter than a status word"),
+    }
+}
+
+fn put(k: &mut SoftKey, name: &str) -> u16 {
+    let name = CredentialName::parse(name).expect("valid name");
+    let secret = OathSecret::from_hex("3132333435363738393031323334353637383930").expect("hex");
+    send(k, &PutRequest::totp(name, secret).command())
+}
+
+/// Fills the applet with `n` credentials, each PUT answered `9000`.
+fn fill(k: &mut SoftKey, n: usize) {
+    assert_eq!(send(k, &wire::select()), 0x9000);
+    for i in 0..n {
+        assert_eq!(put(k, &format!("Example:user-{i:02}")), 0x9000, "PUT {i}");
+    }
+}
+
+#[test]
+fn oath_holds_32_credentials_below_5_7_0_and_answers_6a84_beyond() {
+    assert_eq!(firmware_capacity(BELOW_5_7_0), 32);
+    let mut k = blank_key(BELOW_5_7_0);
+    fill(&mut k, 32);
+    assert_eq!(put(&mut k, "Example:one-too-many"), 0x6A84);
+    // Overwriting a stored credential needs no new room.
+    assert_eq!(put(&mut k, "Example:user-00"), 0x9000);
+    // Nothing was added by the refused PUT.
+    assert_eq!(k.oath_state().credentials().len(), 32);
+    // Deleting one makes room for one.
+    let gone = CredentialName::parse("Example:user-07").expect("valid");
+    assert_eq!(send(&mut k, &wire::delete(&gone)), 0x9000);
+    assert_eq!(put(&mut k, "Example:one-too-many"), 0x9000);
+    assert_eq!(put(&mut k, "Example:two-too-many"), 0x6A84);
+}
+
+#[test]
+fn oath_holds_64_credentials_from_5_7_0_and_answers_6a84_beyond() {
+    assert_eq!(firmware_capacity([5, 7, 0]), 64);
+    let mut k = blank_key([5, 7, 0]);
+    fill(&mut k, 64);
+    assert_eq!(put(&mut k, "Example:one-too-many"), 0x6A84);
+    assert_eq!(k.oath_state().credentials().len(), 64);
+}
+
+#[test]
+fn an_image_capacity_below_the_firmware_limit_is_the_applet_limit() {
+    let text = "serial = 1\nfirmware = \"5.7.0\"\n[oath]\ncapacity = 2\n";
+    let image = DeviceImage::parse(text, Path::new("x.toml")).expect("valid");
+    let mut k = SoftKey::from_image(&image, Path::new("x.toml"), None, Box::new(AutoTouch))
+        .expect("2 fit on 5.7.0");
+    fill(&mut k, 2);
+    assert_eq!(put(&mut k, "Example:third"), 0x6A84);
+}
+
+fn image_error(text: &str) -> String {
+    let path = Path::new("x.toml");
+    let image = DeviceImage::parse(text, path).expect("valid TOML");
+    match image.oath_state(path) {
+        Err(e @ ImageError::Oath { .. }) => e.to_string(),
+        Err(e) => panic!("expected an [oath] error, got {e}"),
+        Ok(_) => panic!("expected {text:?} to be refused"),
+    }
+}
+
+#[test]
+fn fail_an_image_capacity_beyond_what_its_firmware_holds() {
+    let e = image_error("serial = 1\nfirmware = \"5.6.255\"\n[oath]\ncapacity = 33\n");
+    assert!(
+        e.contains("oath.capacity = 33") && e.contains("5.6.255") && e.contains("at most 32"),
+        "{e}"
+    );
+    let e = image_error("serial = 1\nfirmware = \"5.7.0\"\n[oath]\ncapacity = 65\n");
+    assert!(
+        e.contains("oath.capacity = 65") && e.contains("at most 64"),
+        "{e}"
+    );
+    // At the limit, both load.
+    for text in [
+        "serial = 1\nfirmware = \"5.6.255\"\n[oath]\ncapacity = 32\n",
+        "serial = 1\nfirmware = \"5.7.0\"\n[oath]\ncapacity = 64\n",
+    ] {
+        let image = DeviceImage::parse(text, Path::new("x.toml")).expect("valid");
+        image.oath_state(Path::new("x.toml")).expect(text);
+    }
+}
+
+fn image_with_credentials(firmware: &str, n: usize) -> String {
+    let mut text = format!("serial = 1\nfirmware = \"{firmware}\"\n[oath]\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[oath.credentials]]\nname = \"c{i}\"\nsecret_hex = \"00112233\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn fail_an_image_with_more_credentials_than_its_firmware_holds() {
+    let e = image_error(&image_with_credentials("5.6.255", 33));
+    assert!(
+        e.contains("33 credentials do not fit a capacity of 32"),
+        "{e}"
+    );
+    let path = Path::new("x.toml");
+    let text = image_with_credentials("5.7.0", 33);
+    let image = DeviceImage::parse(&text, path).expect("valid");
+    let state = image.oath_state(path).expect("33 fit on 5.7.0");
+    assert_eq!(state.credentials().len(), 33);
+    let e = image_error(&image_with_credentials("5.7.0", 65));
+    assert!(
+        e.contains("65 credentials do not fit a capacity of 64"),
+        "{e}"
+    );
+}
+
+#[test]
+fn fail_a_saved_state_the_image_firmware_cannot_hold() {
+    let path = Path::new("x.toml");
+    let image = DeviceImage::blank(1, Firmware(BELOW_5_7_0));
+    let saved = OathState::with_credentials([0; 8], None, Vec::new(), 64);
+    let e = SoftKey::from_image(&image, path, Some(saved), Box::new(AutoTouch))
+        .expect_err("64 is beyond 5.6.255");
+    assert!(e.to_string().contains("at most 32"), "{e}");
+    let saved = OathState::with_credentials([0; 8], None, Vec::new(), 32);
+    SoftKey::from_image(&image, path, Some(saved), Box::new(AutoTouch)).expect("32 fit");
+}
