@@ -149,3 +149,50 @@ fn fail_a_saved_state_the_image_firmware_cannot_hold() {
     let saved = OathState::with_credentials([0; 8], None, Vec::new(), 32);
     SoftKey::from_image(&image, path, Some(saved), Box::new(AutoTouch)).expect("32 fit");
 }
+
+fn rename(k: &mut SoftKey, old: &str, new: &str) -> u16 {
+    let old = CredentialName::parse(old).expect("valid");
+    let new = CredentialName::parse(new).expect("valid");
+    send(k, &wire::rename(&old, &new))
+}
+
+fn names(k: &SoftKey) -> Vec<&str> {
+    k.oath_state()
+        .credentials()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
+#[test]
+fn rename_is_6d00_below_5_3_1() {
+    let mut k = blank_key([5, 3, 0]);
+    fill(&mut k, 1);
+    assert_eq!(rename(&mut k, "Example:user-00", "Example:renamed"), 0x6D00);
+    assert_eq!(names(&k), ["Example:user-00"]);
+    // Also on a locked applet: an instruction the applet lacks is refused before the
+    // authentication check, like any other unknown instruction.
+    let key = wire::AccessKey::derive(&wire::Password::from("pw"), &[0; 8]);
+    let state = OathState::with_credentials([0; 8], Some(&key), Vec::new(), 32);
+    let mut k = SoftKey::new(
+        1,
+        [5, 3, 0],
+        FormFactor::UsbAKeychain,
+        state,
+        Box::new(AutoTouch),
+    );
+    assert_eq!(send(&mut k, &wire::select()), 0x9000);
+    assert_eq!(rename(&mut k, "a", "b"), 0x6D00);
+    assert_eq!(send(&mut k, &wire::list()), 0x6982);
+}
+
+#[test]
+fn rename_works_from_5_3_1() {
+    let mut k = blank_key([5, 3, 1]);
+    fill(&mut k, 2);
+    assert_eq!(rename(&mut k, "Example:user-00", "Example:renamed"), 0x9000);
+    assert_eq!(names(&k), ["Example:renamed", "Example:user-01"]);
+    // The applet's own refusals stay: an unknown name, a name already taken.
+    assert_eq!(rename(&mut k, "Example:gone", "Example:x"), 0x6984);
+    assert_eq!(rename(&mut k, "Example:renamed", "Example:user-01"), 0x6A80);
+}

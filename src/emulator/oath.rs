@@ -33,6 +33,16 @@ use crate::token::{CardTransport, TransportError};
 /// can store up to 64 OATH credentials on firmware 5.7.0 and later (32 on older firmware)".
 pub const FIRMWARE_64_CREDENTIALS: [u8; 3] = [5, 7, 0];
 
+/// The first firmware whose OATH applet has RENAME (`INS 05`); earlier firmware answers it
+/// `6D00` like any instruction it does not have.
+///
+/// Source: yubikey-manager `yubikit/oath.py`, `rename_credential`:
+/// `require_version(self.version, (5, 3, 1))`. (Yubico's .NET SDK gates its `RenameCommand` at
+/// 5.3.0; the emulator follows yubikit, the reference client.) The `6D00` is what the YKOATH
+/// applet answers an instruction it lacks (ykneo-oath `YkneoOath.java`: `default:
+/// ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED)`).
+pub const FIRMWARE_RENAME: [u8; 3] = [5, 3, 1];
+
 /// How many credentials the OATH applet of `firmware` holds: 32 before 5.7.0, 64 from 5.7.0.
 pub fn firmware_capacity(firmware: [u8; 3]) -> usize {
     if firmware >= FIRMWARE_64_CREDENTIALS {
@@ -673,24 +683,25 @@ impl OathApplet {
 
     /// Processes one whole command.
     ///
-    /// Checks run in this order: class (`6E00`), instruction (`6D00`), authentication (`6982`
+    /// Checks run in this order: class (`6E00`), instruction (`6D00`, also RENAME before
+    /// firmware [`FIRMWARE_RENAME`]), authentication (`6982`
     /// unless the instruction is VALIDATE, RESET or SELECT), P1/P2 (`6A86`), then the data.
     pub fn process(&mut self, cmd: &Command) -> Response {
         if cmd.cla & !CLA_CHAINING != 0 {
             return status(StatusWord::ClaNotSupported);
         }
-        let known = matches!(
-            cmd.ins,
+        let known = match cmd.ins {
             ins::PUT
-                | ins::DELETE
-                | ins::SET_CODE
-                | ins::RESET
-                | ins::RENAME
-                | ins::LIST
-                | ins::CALCULATE
-                | ins::VALIDATE
-                | ins::CALCULATE_ALL
-        );
+            | ins::DELETE
+            | ins::SET_CODE
+            | ins::RESET
+            | ins::LIST
+            | ins::CALCULATE
+            | ins::VALIDATE
+            | ins::CALCULATE_ALL => true,
+            ins::RENAME => self.version >= FIRMWARE_RENAME,
+            _ => false,
+        };
         if !known {
             return status(StatusWord::InsNotSupported);
         }
