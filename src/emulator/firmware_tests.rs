@@ -196,3 +196,89 @@ fn rename_works_from_5_3_1() {
     assert_eq!(rename(&mut k, "Example:gone", "Example:x"), 0x6984);
     assert_eq!(rename(&mut k, "Example:renamed", "Example:user-01"), 0x6A80);
 }
+
+/// READ CONFIG through the management applet: the answer's data (length byte and TLVs).
+fn read_config(k: &mut SoftKey) -> Vec<u8> {
+    let select = Command::new(0, 0xA4, 0x04, 0).with_data(crate::token::management::AID.to_vec());
+    assert_eq!(send(k, &select), 0x9000);
+    let bytes = Command::new(0, crate::token::management::INS_READ_CONFIG, 0, 0)
+        .to_bytes(LengthForm::Auto)
+        .expect("encodable");
+    let r = k.transmit(&bytes).expect("in-process");
+    let (data, sw) = r.split_at(r.len() - 2);
+    assert_eq!(sw, [0x90, 0x00]);
+    data.to_vec()
+}
+
+fn config_tags(firmware: [u8; 3]) -> Vec<u8> {
+    let answer = read_config(&mut blank_key(firmware));
+    let body = answer.get(1..).expect("length byte");
+    assert_eq!(answer.first().map(|l| usize::from(*l)), Some(body.len()));
+    crate::token::tlv::parse(body)
+        .expect("TLVs")
+        .iter()
+        .map(|t| t.tag)
+        .collect()
+}
+
+#[test]
+fn read_config_reports_usb_enabled_from_5_0_0() {
+    assert_eq!(config_tags([4, 255, 255]), [0x01, 0x02, 0x04, 0x05]);
+    assert_eq!(config_tags([5, 0, 0]), [0x01, 0x02, 0x03, 0x04, 0x05]);
+}
+
+#[test]
+fn read_config_reports_pin_complexity_from_5_7_0() {
+    assert_eq!(config_tags(BELOW_5_7_0), [0x01, 0x02, 0x03, 0x04, 0x05]);
+    assert_eq!(config_tags([5, 7, 0]), [0x01, 0x02, 0x03, 0x04, 0x05, 0x16]);
+    let answer = read_config(&mut blank_key([5, 7, 0]));
+    // PIN complexity off: `16 01 00`, the last tag.
+    assert_eq!(
+        answer.get(answer.len() - 3..),
+        Some(&[0x16, 0x01, 0x00][..])
+    );
+}
+
+#[test]
+fn read_config_claims_only_the_applets_the_emulator_answers() {
+    use crate::token::management::{capability, DeviceConfig};
+    for firmware in [[5, 0, 0], BELOW_5_7_0, [5, 7, 0]] {
+        let c = DeviceConfig::parse(&read_config(&mut blank_key(firmware))).expect("valid");
+        let caps = capability::OTP | capability::PIV | capability::OATH;
+        assert_eq!(c.usb_supported, Some(caps));
+        assert_eq!(c.usb_enabled, Some(caps));
+        assert_eq!(capability::names(caps), ["otp", "piv", "oath"]);
+    }
+    // The applets it does not claim are not there: FIDO (U2F and FIDO2), OpenPGP, YubiHSM Auth.
+    let mut k = blank_key([5, 7, 0]);
+    for aid in [
+        &[0xA0, 0x00, 0x00, 0x06, 0x47, 0x2F, 0x00, 0x01][..],
+        &[0xD2, 0x76, 0x00, 0x01, 0x24, 0x01][..],
+        &[0xA0, 0x00, 0x00, 0x05, 0x27, 0x21, 0x07, 0x01][..],
+    ] {
+        let select = Command::new(0, 0xA4, 0x04, 0).with_data(aid.to_vec());
+        assert_eq!(send(&mut k, &select), 0x6A82, "{aid:02X?}");
+    }
+}
+
+#[test]
+fn the_token_layer_identifies_the_key_on_every_firmware() {
+    use crate::token::identity::{glimpse, identify};
+    for firmware in [[4, 255, 255], [5, 0, 0], [5, 4, 3], BELOW_5_7_0, [5, 7, 0]] {
+        let mut k = blank_key(firmware);
+        let g = glimpse(&mut k).expect("glimpse");
+        assert_eq!(g.serial, Some(10_000_000));
+        let [a, b, c] = firmware;
+        assert_eq!(g.firmware, Some(format!("{a}.{b}.{c}")));
+        assert!(g.oath_device_id.is_some());
+        let id = identify(&mut k, None).expect("identify");
+        assert_eq!(id.serial, Some(10_000_000));
+        let expected: &[&str] = if firmware >= [5, 0, 0] {
+            &["otp", "piv", "oath"]
+        } else {
+            // Firmware 4 reports no enabled capabilities (tag 03 is 5.0.0 and later).
+            &[]
+        };
+        assert_eq!(id.capabilities, expected, "{firmware:?}");
+    }
+}

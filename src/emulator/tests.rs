@@ -257,11 +257,8 @@ fn management_read_config_tlvs() {
     assert_eq!(c.serial, Some(12_345_678));
     assert_eq!(c.version, Some([5, 4, 3]));
     assert_eq!(c.form_factor, Some(FormFactor::UsbCNano));
-    assert_eq!(
-        c.usb_supported,
-        Some(crate::token::management::capability::YUBIKEY_5)
-    );
-    // Length byte, then exactly the tags 01 02 03 04 05; no FIPS tags.
+    assert_eq!(c.usb_supported, Some(super::management::CAPABILITIES));
+    // Length byte, then exactly the tags 01 02 03 04 05 of firmware 5.4.3; no FIPS tags.
     let tags: Vec<u8> = crate::token::tlv::parse(&data(&r)[1..])
         .expect("tlvs")
         .iter()
