@@ -58,6 +58,7 @@ mod pcscd {
     mod ceremony;
     mod e2e;
     mod faults;
+    mod firmware;
     mod harness;
     mod signin;
 }
