@@ -170,20 +170,6 @@ fn rename_is_6d00_below_5_3_1() {
     fill(&mut k, 1);
     assert_eq!(rename(&mut k, "Example:user-00", "Example:renamed"), 0x6D00);
     assert_eq!(names(&k), ["Example:user-00"]);
-    // Also on a locked applet: an instruction the applet lacks is refused before the
-    // authentication check, like any other unknown instruction.
-    let key = wire::AccessKey::derive(&wire::Password::from("pw"), &[0; 8]);
-    let state = OathState::with_credentials([0; 8], Some(&key), Vec::new(), 32);
-    let mut k = SoftKey::new(
-        1,
-        [5, 3, 0],
-        FormFactor::UsbAKeychain,
-        state,
-        Box::new(AutoTouch),
-    );
-    assert_eq!(send(&mut k, &wire::select()), 0x9000);
-    assert_eq!(rename(&mut k, "a", "b"), 0x6D00);
-    assert_eq!(send(&mut k, &wire::list()), 0x6982);
 }
 
 #[test]
