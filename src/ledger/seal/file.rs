@@ -347,6 +347,23 @@ mod tests {
         assert!(Keyring::parse(weak.as_bytes()).is_err());
     }
 
+    /// The keyring's shares are bound to its content, not to its layout: the same JSON laid out
+    /// with other whitespace (a space turned into a newline) is the same keyring.
+    #[test]
+    fn whitespace_is_layout_not_content() {
+        let (k, _) = three_officers();
+        let text = String::from_utf8(k.to_bytes()).expect("utf8");
+        let relaid = text.replacen("    {", "   \n{", 1).replace("\": ", "\":\t");
+        assert_ne!(relaid, text);
+        let parsed = Keyring::parse(relaid.as_bytes()).expect("the same JSON");
+        assert_eq!(parsed.to_bytes(), k.to_bytes());
+        let quorum = [
+            (name("alice"), pass("alice-pass-1234")),
+            (name("bob"), pass("bob-pass-5678")),
+        ];
+        assert!(parsed.unseal(Path::new("k"), &quorum).is_ok());
+    }
+
     proptest::proptest! {
         #[test]
         fn keyring_parser_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {

@@ -403,6 +403,15 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
             } else {
                 "keyring_bytes"
             };
+            // JSON whitespace turned into other JSON whitespace (a space into a newline) leaves
+            // the keyring's content, which its MAC covers, as it was: no edit at all.
+            if file == "keyring.json"
+                && at
+                    .iter()
+                    .all(|&o| is_json_space(keyring[o]) && is_json_space(bytes[o]))
+            {
+                continue;
+            }
             let t = tallies.entry(class).or_default();
             t.tried += 1;
             let result = Ledger::open(&dir, &officers, Projections::ledger_only())
@@ -464,4 +473,9 @@ fn tamper_random_mutations_of_exports_and_database_are_all_detected() {
 
 fn ledger_error_name(e: &LedgerError) -> String {
     problem_name(e)
+}
+
+/// JSON's insignificant whitespace (RFC 8259, section 2).
+fn is_json_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
