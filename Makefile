@@ -10,6 +10,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SOAK_RUNS ?= 10000000
+# Seconds per target in `make soak` (0: no limit, every target runs FUZZ_SOAK_RUNS inputs).
+FUZZ_SOAK_SECS ?= 0
 # The integration tests run custodyd on a clock they control: custodyd-testclock, built only
 # with this feature (never by `cargo build --release --bins`, never packaged).
 TEST_FEATURES := --features test-clock
@@ -75,7 +77,7 @@ runbooks: deps
 # releases, and 200 clients for 5 minutes. CUSTODY_CRASH_KILLS and CUSTODY_LOAD_SECS resize them.
 soak: deps
 	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS); \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" -- -runs=$(FUZZ_SOAK_RUNS) -max_total_time=$(FUZZ_SOAK_SECS); \
 	done
 	CUSTODY_TAMPER_ROUNDS=$(TAMPER_SOAK_ROUNDS) $(CARGO) test $(TEST_FEATURES) --test it -- --nocapture ledger::tamper_harness::
 	CUSTODY_CARD_FAULTS=all $(CARGO) test $(TEST_FEATURES) --test it -- --nocapture pcscd::faults::
