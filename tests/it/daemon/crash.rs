@@ -513,6 +513,16 @@ fn crash_loop(kills: usize, devices: bool) {
         if round == kills {
             break;
         }
+        if round > 0 && round % 100 == 0 {
+            // A long run stopped by a time limit still reports how far it got.
+            println!(
+                "crash: progress kills={round} verified_restarts={restarts} acked_writes={} \
+                 releases={} events={events} violations=0 secs={:.1}",
+                books.acked_writes,
+                books.releases,
+                started.elapsed().as_secs_f64()
+            );
+        }
         if !early {
             killer = arm();
         }
