@@ -58,7 +58,7 @@ pub struct OathLock {
 
 impl OathLock {
     /// A device locked with `key`.
-    pub(crate) fn locked(key: AccessKey) -> Self {
+    pub fn locked(key: AccessKey) -> Self {
         Self {
             key: Some(key),
             required: true,
