@@ -283,3 +283,82 @@ fn re_enrolment_validates_and_keeps_each_devices_access_key() {
     assert!(before.0 == locked_key(&w, PRIMARY) && before.1 == locked_key(&w, BACKUP));
     assert!(w.custody.incidents().expect("incidents").is_empty());
 }
+
+/// A card that holds the device's access key but answers the host's VALIDATE challenge wrongly
+/// (the last byte of its answer flipped), so only the check of its answer tells it apart.
+struct WrongAnswer {
+    card: SoftKey,
+    sent: Vec<u8>,
+}
+
+impl CardTransport for WrongAnswer {
+    fn transmit(
+        &mut self,
+        command: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::token::TransportError> {
+        let ins = command.get(1).copied().unwrap_or(0);
+        self.sent.push(ins);
+        let mut answer = self.card.transmit(command)?;
+        // `75 14 <HMAC> 90 00`: flip the HMAC's last byte.
+        let n = answer.len();
+        if ins == 0xA3 && n > 4 {
+            answer[n - 3] ^= 0x01;
+        }
+        Ok(answer)
+    }
+    fn reader(&self) -> &str {
+        self.card.reader()
+    }
+}
+
+impl DeviceAccess for WrongAnswer {
+    fn open(&mut self, serial: Serial) -> Result<Box<dyn CardTransport + '_>, DeviceAccessError> {
+        match serial.get() {
+            PRIMARY => Ok(Box::new(&mut *self)),
+            _ => Err(DeviceAccessError::NotPresent { serial }),
+        }
+    }
+}
+
+#[test]
+fn a_card_whose_validate_answer_is_wrong_is_refused_before_any_calculate() {
+    let mut w = World::new().with_enrolled_account();
+    let r = w.approved_and_out();
+    let key = locked_key(&w, PRIMARY);
+    let mut card = WrongAnswer {
+        card: clone_of(&w, PRIMARY, Some(&key)),
+        sent: Vec::new(),
+    };
+    let oscar = w.login("oscar");
+    let e = w
+        .custody
+        .release_code(&oscar, &r.id, &mut card)
+        .expect_err("a card that does not prove the key computes nothing");
+    assert_eq!(e.code(), "device_mismatch", "{e:?}");
+    assert!(
+        card.sent.contains(&0xA3),
+        "VALIDATE was sent: {:?}",
+        card.sent
+    );
+    assert!(
+        !card.sent.iter().any(|i| matches!(i, 0xA1 | 0xA2)),
+        "listed or computed after a wrong VALIDATE answer: {:?}",
+        card.sent
+    );
+    let d = w.custody.device(serial(PRIMARY)).expect("d");
+    let inc = w
+        .custody
+        .incident(d.blocked_by.as_ref().expect("blocked"))
+        .expect("incident");
+    assert_eq!(inc.kind, IncidentKind::DeviceMismatch);
+    // The same card with its answer left alone releases.
+    let mut honest = clone_of(&w, PRIMARY, Some(&key));
+    assert!(reconcile(
+        &d,
+        Some(CRED),
+        &w.custody.oath_lock(&d).expect("lock"),
+        &mut honest
+    )
+    .expect("reconcile")
+    .is_ok());
+}
