@@ -369,10 +369,12 @@ impl EnrolmentPlan {
         Some(OathLock::locked(key))
     }
 
-    /// Programs the seed into both keys (touch required), then asks both for the code of the
-    /// current step and, once `wait_until` has let the next step begin, of that step (never a
-    /// step ahead); both keys must agree. The seed is zeroized when this returns. Card I/O
-    /// and waiting only: touches no shared state. `now_ms` is the time the codes start from.
+    /// Locks each key's OATH applet with its access key (SET CODE; a key already locked proves
+    /// its own with VALIDATE instead) and programs the seed into it (touch required), then asks
+    /// both keys, each after VALIDATE, for the code of the current step and, once `wait_until`
+    /// has let the next step begin, of that step (never a step ahead); both keys must agree.
+    /// The seed is zeroized when this returns. Card I/O and waiting only: touches no shared
+    /// state. `now_ms` is the time the codes start from.
     pub fn program(
         &self,
         access: &mut dyn DeviceAccess,
