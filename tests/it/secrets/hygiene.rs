@@ -8,6 +8,10 @@
 //! cases), Base32 and Base64 forms. Zero hits expected; the figures line is
 //! `secret-scan: secrets=N forms=N files=N bytes=N hits=0`.
 //!
+//! Devices' OATH access keys exist only once a key is enrolled, which needs cards: the pcscd
+//! tests scan for them (`pcscd::ceremony`: the daemon's log, the ledger directory and the
+//! wizards' outputs; `pcscd::signin`: the ledger file, the export and the device records).
+//!
 //! `CUSTODY_SCAN_DIR=DIR cargo test --test it -- --ignored secrets::hygiene::` scans another
 //! directory (a `scripts/demo.sh --keep DIR` run) for the demo's fixed secrets.
 
