@@ -9,10 +9,11 @@
 
 use serde_json::json;
 
-use crate::token::oath::{Code, CredentialName, OathSession, Selected, TimeStep};
+use crate::token::oath::{Code, CredentialName, TimeStep};
 use crate::token::CardTransport;
 
 use super::access::{step_at, step_start_ms, DeviceAccess};
+use super::device_keys::OathLock;
 use super::devices::open;
 use super::error::CustodyError;
 use super::ids::{RequestId, Serial, UserName};
@@ -97,8 +98,10 @@ impl Custody {
                 .last_release_step
                 .filter(|last| *last >= step.0)
                 .map(|last| step_start_ms(crate::token::oath::TimeStep(last + 1)));
+            let lock = c.oath_lock(&checked.device)?;
             Ok(ReleasePlan {
                 request: id.clone(),
+                lock,
                 device: checked.device,
                 credential_text: checked.account.credential,
                 not_before_ms,
@@ -201,6 +204,7 @@ impl Custody {
             serial,
             credential: checked.credential,
             step,
+            lock: plan.lock.clone(),
         })))
     }
 
@@ -346,6 +350,7 @@ struct ReleaseChecked {
 pub struct ReleasePlan {
     request: RequestId,
     device: DeviceRecord,
+    lock: OathLock,
     credential_text: String,
     not_before_ms: Option<i64>,
 }
@@ -363,7 +368,8 @@ impl ReleasePlan {
     }
 
     /// Reads the opened card and compares it with the ledger's record of the device (serial,
-    /// OATH device id, the account's credential). Card I/O only; decides nothing.
+    /// OATH device id, the access key by VALIDATE when the device is locked, the account's
+    /// credential). Card I/O only; decides nothing.
     pub fn reconcile(
         &self,
         transport: &mut dyn CardTransport,
@@ -372,6 +378,7 @@ impl ReleasePlan {
         reconcile(
             &self.device,
             Some(&self.credential_text),
+            &self.lock,
             &mut &mut *transport,
         )
         .map(CardReading)
@@ -401,6 +408,7 @@ pub struct IssuingTicket {
     serial: Serial,
     credential: CredentialName,
     step: TimeStep,
+    lock: OathLock,
 }
 
 impl IssuingTicket {
@@ -415,23 +423,15 @@ impl IssuingTicket {
     }
 }
 
-/// The card's part of a release, after `code.issuing` committed: selects OATH and computes
-/// the ticket's credential for the ticket's step only (the touch happens here). Card I/O only;
-/// touches no shared state.
+/// The card's part of a release, after `code.issuing` committed: selects OATH (with VALIDATE
+/// when the device is locked) and computes the ticket's credential for the ticket's step only
+/// (the touch happens here). Card I/O only; touches no shared state.
 pub fn compute_code(
     transport: &mut dyn CardTransport,
     ticket: &IssuingTicket,
 ) -> Result<Code, CustodyError> {
     let serial = ticket.serial;
-    let mut session = match OathSession::select(transport).map_err(token_err(serial))? {
-        Selected::Ready(s) => s,
-        Selected::Locked(_) => {
-            return Err(CustodyError::DeviceMismatch {
-                serial,
-                mismatch: "OATH applet is password-protected".into(),
-            })
-        }
-    };
+    let mut session = ticket.lock.unlock(transport, serial)?;
     session
         .calculate_totp(&ticket.credential, ticket.step)
         .map_err(token_err(serial))

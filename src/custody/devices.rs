@@ -84,6 +84,7 @@ impl Custody {
                 account: None,
                 state: DeviceState::Registered,
                 blocked_by: None,
+                oath_access_key: false,
             };
             c.append(
                 kinds::DEVICE_REGISTERED,
@@ -107,8 +108,9 @@ impl Custody {
             Some(a) => Some(self.account(a)?.credential),
             None => None,
         };
+        let lock = self.oath_lock(&d)?;
         let mut t = open(access, serial)?;
-        reconcile(&d, cred.as_deref(), &mut t).map_err(token_err(serial))
+        reconcile(&d, cred.as_deref(), &lock, &mut t).map_err(token_err(serial))
     }
 
     /// Takes a device out of its sealed bag (one officer, who becomes its custodian). The seal
@@ -239,17 +241,7 @@ impl Custody {
         if store::get::<serde_json::Value>(&self.ledger, entity::SEAL, seal.as_str())?.is_some() {
             return Err(CustodyError::SealReused { seal: seal.clone() });
         }
-        let credential = match &d.account {
-            Some(a) => Some(self.account(a)?.credential),
-            None => None,
-        };
-        Ok((
-            u,
-            DeviceCheck {
-                device: d,
-                credential,
-            },
-        ))
+        Ok((u, self.device_check(d)?))
     }
 
     /// What reconciling `d`'s card needs: the record and its account's credential name.
@@ -258,9 +250,11 @@ impl Custody {
             Some(a) => Some(self.account(a)?.credential),
             None => None,
         };
+        let lock = self.oath_lock(&d)?;
         Ok(DeviceCheck {
             device: d,
             credential,
+            lock,
         })
     }
 
@@ -392,6 +386,7 @@ pub fn identify_device(
 pub struct DeviceCheck {
     device: DeviceRecord,
     credential: Option<String>,
+    lock: super::device_keys::OathLock,
 }
 
 impl DeviceCheck {
@@ -400,10 +395,12 @@ impl DeviceCheck {
         self.device.serial
     }
 
-    /// Reads the card and compares it with the ledger's record. Card I/O only.
+    /// Reads the card and compares it with the ledger's record, starting with VALIDATE when
+    /// the device is locked. Card I/O only.
     pub fn reconcile(&self, access: &mut dyn DeviceAccess) -> Result<Reconciliation, CustodyError> {
         let serial = self.device.serial;
         let mut t = open(access, serial)?;
-        reconcile(&self.device, self.credential.as_deref(), &mut t).map_err(token_err(serial))
+        reconcile(&self.device, self.credential.as_deref(), &self.lock, &mut t)
+            .map_err(token_err(serial))
     }
 }

@@ -11,6 +11,8 @@
 //! - [`records`]: current-state records (users, accounts, devices, requests, incidents).
 //! - [`requests`]: the request state machine as types.
 //! - [`users`]: passphrase verifiers, the officer second factor and how they are sealed.
+//! - [`device_keys`]: devices' OATH access keys, stored sealed, and the VALIDATE every use
+//!   of a locked device starts with.
 //! - [`reconcile`](mod@reconcile): ledger view against device report.
 //! - [`access`]: the clock, time witness and device-access seams.
 //! - [`store`]: event kinds and the projection.
@@ -23,6 +25,7 @@ mod authentication;
 mod code_release;
 mod code_requests;
 mod custody_release;
+pub mod device_keys;
 mod devices;
 mod enrolment;
 pub mod error;
@@ -37,6 +40,7 @@ pub mod records;
 pub mod refusals;
 pub mod report;
 pub mod requests;
+mod sealed;
 pub mod secret;
 pub mod service;
 pub mod store;
@@ -47,8 +51,9 @@ pub use access::{Clock, DeviceAccess, DeviceAccessError, SystemClock, TimeWitnes
 pub use authentication::{AuthCheck, AuthVerdict};
 pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
 pub use code_requests::FRESH_AUTH_MS;
+pub use device_keys::OathLock;
 pub use devices::{identify_device, DeviceCheck};
-pub use enrolment::EnrolmentPlan;
+pub use enrolment::{EnrolmentPlan, EnrolmentReading};
 pub use error::CustodyError;
 pub use ids::{
     check_display_safe, escape_unsafe, is_display_safe, AccountId, Alias, Email, IncidentId,

@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
-use crate::token::identity::identify;
+use crate::token::identity::{identify_unlocking, OathAccess};
 use crate::token::{CardTransport, TokenError};
 
+use super::device_keys::OathLock;
 use super::ids::Serial;
 use super::records::DeviceRecord;
 
@@ -46,6 +47,12 @@ pub enum Mismatch {
     },
     /// The OATH applet is locked with a password the custody service does not use.
     OathLocked,
+    /// The ledger locked the device's OATH applet with an access key, but the card asks for
+    /// none: it is not the device the ledger locked.
+    AccessKeyNotSet,
+    /// The card failed the mutual VALIDATE with the device's access key: it is not the device
+    /// the ledger locked.
+    AccessKeyNotProven,
     /// The account's credential is missing.
     CredentialMissing {
         /// Its name.
@@ -66,6 +73,8 @@ impl std::fmt::Display for Mismatch {
                 write!(f, "OATH device id {got:?} instead of {expected:?}")
             }
             Self::OathLocked => f.write_str("OATH applet is password-protected"),
+            Self::AccessKeyNotSet => f.write_str(super::device_keys::NOT_SET),
+            Self::AccessKeyNotProven => f.write_str(super::device_keys::NOT_PROVEN),
             Self::CredentialMissing { credential } => {
                 write!(f, "credential {credential:?} missing")
             }
@@ -104,13 +113,17 @@ impl Reconciliation {
 }
 
 /// Compares `device` (and, when given, the credential it must hold with touch on) with what
-/// the card behind `transport` reports.
+/// the card behind `transport` reports. When the ledger holds the device's OATH access key
+/// (`lock`), the applet is opened with the mutual VALIDATE first, and a card that asks for no
+/// key although the device is locked, or fails VALIDATE, is a mismatch whose credentials are
+/// neither listed nor computed.
 pub fn reconcile<T: CardTransport>(
     device: &DeviceRecord,
     credential: Option<&str>,
+    lock: &OathLock,
     transport: &mut T,
 ) -> Result<Reconciliation, TokenError> {
-    let id = identify(transport, None)?;
+    let (id, access) = identify_unlocking(transport, None, lock.key())?;
     let cred = credential.map(|name| id.credentials.iter().find(|c| c.name == name));
     let observed = Observed {
         serial: id.serial,
@@ -133,12 +146,27 @@ pub fn reconcile<T: CardTransport>(
             got: id.oath_device_id.clone(),
         });
     }
-    if id.oath_locked {
-        mismatches.push(Mismatch::OathLocked);
-    }
+    let listed = match access {
+        OathAccess::Validated => true,
+        OathAccess::NotOffered if id.oath_locked => {
+            mismatches.push(Mismatch::OathLocked);
+            false
+        }
+        OathAccess::NotOffered => true,
+        OathAccess::NotSet if lock.required() => {
+            mismatches.push(Mismatch::AccessKeyNotSet);
+            false
+        }
+        // A key the ledger holds for an enrolment that never reached SET CODE.
+        OathAccess::NotSet => false,
+        OathAccess::Failed => {
+            mismatches.push(Mismatch::AccessKeyNotProven);
+            false
+        }
+    };
     if let Some(name) = credential {
         match cred.flatten() {
-            None if !id.oath_locked => mismatches.push(Mismatch::CredentialMissing {
+            None if listed => mismatches.push(Mismatch::CredentialMissing {
                 credential: name.to_owned(),
             }),
             Some(c) if c.touch != Some(true) => mismatches.push(Mismatch::TouchOff {

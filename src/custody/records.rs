@@ -208,6 +208,14 @@ pub struct DeviceRecord {
     pub state: DeviceState,
     /// An open incident that blocks it.
     pub blocked_by: Option<IncidentId>,
+    /// True once enrolment locked its OATH applet with an access key that only the ledger
+    /// holds (sealed); every later use then starts with VALIDATE. The key is never here.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub oath_access_key: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A request's status.

@@ -128,10 +128,12 @@ pub mod entity {
     pub const INCIDENT: &str = "incident";
     /// Failed bootstrap attempts of a keyring officer not yet enrolled (`{officer}`).
     pub const BOOTSTRAP: &str = "bootstrap";
+    /// A device's sealed OATH access key (`{sealed}`), by serial.
+    pub const ACCESS_KEY: &str = "access_key";
 }
 
 /// Entities whose records never leave the ledger: exports carry their digests instead.
-pub const SECRET_ENTITIES: &[&str] = &[entity::CREDENTIAL];
+pub const SECRET_ENTITIES: &[&str] = &[entity::CREDENTIAL, entity::ACCESS_KEY];
 
 /// The projection of custody events into `custody_records`.
 #[derive(Debug, Clone, Copy)]

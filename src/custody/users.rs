@@ -1,10 +1,9 @@
 //! Users' credentials: the PBKDF2-HMAC-SHA256 passphrase verifier, the officer's personal TOTP
-//! second factor (checked with `totp-rs`), and how both are sealed (AES-256-GCM under a key the
-//! ledger derives for this purpose) before they enter an event body.
+//! second factor (checked with `totp-rs`), and how both are sealed ([`super::sealed`], under a key
+//! the ledger derives for this purpose) before they enter an event body.
 
 use std::num::NonZeroU32;
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::pbkdf2;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
@@ -128,26 +127,13 @@ impl Credential {
         key: &[u8; 32],
         user: &UserName,
     ) -> Result<SealedCredential, CustodyError> {
-        let crypto = |operation| CustodyError::Crypto { operation };
-        let k = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, key).map_err(|_| crypto("credential key"))?,
-        );
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| crypto("credential nonce"))?;
-        let mut buf = self.to_plain();
-        k.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(user.as_str().as_bytes()),
-            &mut *buf,
-        )
-        .map_err(|_| crypto("seal credential"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        Ok(SealedCredential {
-            sealed: data_encoding::BASE64.encode(&out),
-        })
+        let sealed = super::sealed::seal(
+            key,
+            user.as_str().as_bytes(),
+            self.to_plain(),
+            "seal credential",
+        )?;
+        Ok(SealedCredential { sealed })
     }
 
     /// Opens a sealed credential.
@@ -161,23 +147,9 @@ impl Credential {
             id: user.to_string(),
             reason: "does not decrypt".into(),
         };
-        let bytes = data_encoding::BASE64
-            .decode(sealed.sealed.as_bytes())
-            .map_err(|_| corrupt())?;
-        let nonce: [u8; NONCE_LEN] = bytes
-            .get(..NONCE_LEN)
-            .and_then(|n| n.try_into().ok())
+        let plain = super::sealed::open(key, user.as_str().as_bytes(), &sealed.sealed)
             .ok_or_else(corrupt)?;
-        let mut buf = Zeroizing::new(bytes.get(NONCE_LEN..).ok_or_else(corrupt)?.to_vec());
-        let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| corrupt())?);
-        let plain = k
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(user.as_str().as_bytes()),
-                &mut buf,
-            )
-            .map_err(|_| corrupt())?;
-        Self::from_plain(plain).ok_or_else(corrupt)
+        Self::from_plain(&plain).ok_or_else(corrupt)
     }
 }
 

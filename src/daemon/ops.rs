@@ -386,8 +386,8 @@ pub fn handle(
                         Err(sealed) => sealed,
                     }
                 };
-                plan.check_cards(&mut access).map_err(failed)?;
-                d.with_custody(|c| Ok(c.begin_enrolment(&a, &b, &plan)?))?;
+                let reading = plan.check_cards(&mut access).map_err(failed)?;
+                d.with_custody(|c| Ok(c.begin_enrolment(&a, &b, &plan, &reading)?))?;
                 let clock = d.clock();
                 let codes = plan
                     .program(&mut access, seed, &|t| clock.wait_until(t), clock.now_ms())

@@ -778,6 +778,10 @@ pub fn replies<R, T: From<R>>(records: Vec<R>) -> Vec<T> {
     records.into_iter().map(T::from).collect()
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -869,6 +873,10 @@ pub struct DeviceReply {
     pub state: DeviceState,
     /// An open incident that blocks it.
     pub blocked_by: Option<IncidentId>,
+    /// True when enrolment locked its OATH applet with an access key only the ledger holds
+    /// (absent: not locked, a device enrolled before access keys existed or not enrolled yet).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub oath_access_key: bool,
 }
 
 impl From<DeviceRecord> for DeviceReply {
@@ -881,6 +889,7 @@ impl From<DeviceRecord> for DeviceReply {
             account: r.account,
             state: r.state,
             blocked_by: r.blocked_by,
+            oath_access_key: r.oath_access_key,
         }
     }
 }
@@ -1887,6 +1896,11 @@ mod tests {
                 format!(r#"{{"devices":[{device}]}}"#)
             );
         }
+        let locked = r#"{"serial":10000001,"firmware":"5.7.1","device_id":"0a1b","role":"primary","account":"123456789012","state":{"state":"enrolled"},"blocked_by":null,"oath_access_key":true}"#;
+        assert_eq!(
+            answered::<DeviceRecord>(locked),
+            format!(r#"{{"device":{locked}}}"#)
+        );
         let request = r#"{"id":"req-00000000000000a1","account":"123456789012","task":"change-root-password","ticket":"SEC-42","reason":"rotate the root password after the audit","requester":"dave","created_ms":1,"expires_ms":2,"approvals":[{"officer":"alice","at_ms":3},{"officer":"bob","at_ms":4,"suspensions":2}],"status":"approved","step":null,"device":null,"closed_by":null}"#;
         assert_eq!(
             answered::<RequestRecord>(request),

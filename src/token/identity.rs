@@ -10,8 +10,8 @@ use super::apdu::{Command, StatusWord};
 use super::error::TokenError;
 use super::management::{self, DeviceConfig, FormFactor};
 use super::oath::{
-    CalculateAllEntry, CalculateOutcome, HashAlgorithm, ListEntry, OathSession, OathType,
-    SelectInfo, Selected, TimeStep,
+    AccessKey, CalculateAllEntry, CalculateOutcome, HashAlgorithm, ListEntry, OathSession,
+    OathType, SelectInfo, Selected, TimeStep,
 };
 use super::transport::{exchange, CardTransport};
 
@@ -114,7 +114,7 @@ pub struct DeviceIdentity {
     pub oath_device_id: Option<String>,
     /// True when the OATH applet is password-protected (its credentials are then not listed).
     pub oath_locked: bool,
-    /// OATH credentials (empty when locked).
+    /// OATH credentials (empty when locked and not validated).
     pub credentials: Vec<CredentialSummary>,
 }
 
@@ -158,26 +158,66 @@ pub fn read_config<T: CardTransport>(t: &mut T) -> Result<Option<DeviceConfig>, 
         .map_err(|e| malformed(t, management::INS_READ_CONFIG, e))
 }
 
+/// How the OATH applet took the access key offered to it (see [`identify_unlocking`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OathAccess {
+    /// No access key was offered (a locked applet is then not listed).
+    NotOffered,
+    /// A key was offered but the applet asks for none: nothing was listed or computed.
+    NotSet,
+    /// The applet asked for the key and the mutual VALIDATE passed: the card proved it holds
+    /// the same key.
+    Validated,
+    /// VALIDATE failed (the card refused the host's answer, or its own answer to the host's
+    /// challenge was wrong): nothing was listed or computed.
+    Failed,
+}
+
+fn summary<T: CardTransport>(s: &mut OathSession<T>) -> Result<Vec<CredentialSummary>, TokenError> {
+    let list = s.list()?;
+    // CALCULATE ALL for a step long past (step 0): only the shape of the answer is read
+    // (digits, touch); the codes in it are zeroized when `all` is dropped.
+    let all = s.calculate_all(TimeStep(0))?;
+    Ok(summarize(&list, &all))
+}
+
 /// What the OATH applet says: its SELECT answer and, unless locked, its credentials. `None`
 /// when the device has no OATH applet.
 pub fn read_oath<T: CardTransport>(
     t: &mut T,
 ) -> Result<Option<(SelectInfo, Vec<CredentialSummary>)>, TokenError> {
-    match OathSession::select(&mut *t) {
+    Ok(read_oath_with(t, None)?.map(|(info, _, creds)| (info, creds)))
+}
+
+/// [`read_oath`] offering the access key `key`: a locked applet is listed only after VALIDATE
+/// passed, and, when a key is offered, an applet that asks for none is not listed at all.
+pub fn read_oath_with<T: CardTransport>(
+    t: &mut T,
+    key: Option<&AccessKey>,
+) -> Result<Option<(SelectInfo, OathAccess, Vec<CredentialSummary>)>, TokenError> {
+    let selected = match OathSession::select(&mut *t) {
         Err(TokenError::Refused {
             sw: StatusWord::NotFound,
             ..
-        }) => Ok(None),
-        Err(e) => Err(e),
-        Ok(Selected::Locked(s)) => Ok(Some((s.info().clone(), Vec::new()))),
-        Ok(Selected::Ready(mut s)) => {
-            let list = s.list()?;
-            // CALCULATE ALL for a step long past (step 0): only the shape of the answer is read
-            // (digits, touch); the codes in it are zeroized when `all` is dropped.
-            let all = s.calculate_all(TimeStep(0))?;
-            Ok(Some((s.info().clone(), summarize(&list, &all))))
-        }
-    }
+        }) => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(s) => s,
+    };
+    let info = selected.info().clone();
+    let (access, credentials) = match (selected, key) {
+        (Selected::Locked(_), None) => (OathAccess::NotOffered, Vec::new()),
+        (Selected::Locked(s), Some(key)) => match s.validate(key) {
+            Ok(mut s) => (OathAccess::Validated, summary(&mut s)?),
+            Err(TokenError::Refused { .. } | TokenError::Malformed { .. }) => {
+                (OathAccess::Failed, Vec::new())
+            }
+            Err(e) => return Err(e),
+        },
+        (Selected::Ready(_), Some(_)) => (OathAccess::NotSet, Vec::new()),
+        (Selected::Ready(mut s), None) => (OathAccess::NotOffered, summary(&mut s)?),
+    };
+    Ok(Some((info, access, credentials)))
 }
 
 /// What a short look at a device learns: serial and firmware from the management applet, then
@@ -252,8 +292,18 @@ pub fn identify<T: CardTransport>(
     t: &mut T,
     yk: Option<(u32, String)>,
 ) -> Result<DeviceIdentity, TokenError> {
+    identify_unlocking(t, yk, None).map(|(id, _)| id)
+}
+
+/// [`identify`] offering the OATH access key `key` (see [`read_oath_with`]), with how the
+/// applet took it.
+pub fn identify_unlocking<T: CardTransport>(
+    t: &mut T,
+    yk: Option<(u32, String)>,
+    key: Option<&AccessKey>,
+) -> Result<(DeviceIdentity, OathAccess), TokenError> {
     let config = read_config(t)?.unwrap_or_default();
-    let oath = read_oath(t)?;
+    let oath = read_oath_with(t, key)?;
     let (serial, firmware) = match yk {
         Some((s, v)) => (Some(s), Some(v)),
         None => (
@@ -261,11 +311,11 @@ pub fn identify<T: CardTransport>(
             config.version.map(|[a, b, c]| format!("{a}.{b}.{c}")),
         ),
     };
-    let (oath_device_id, oath_locked, credentials) = match oath {
-        Some((sel, creds)) => (Some(sel.device_id()), sel.locked(), creds),
-        None => (None, false, Vec::new()),
+    let (oath_device_id, oath_locked, access, credentials) = match oath {
+        Some((sel, access, creds)) => (Some(sel.device_id()), sel.locked(), access, creds),
+        None => (None, false, OathAccess::NotOffered, Vec::new()),
     };
-    Ok(DeviceIdentity {
+    let id = DeviceIdentity {
         reader: t.reader().to_owned(),
         serial,
         firmware,
@@ -274,7 +324,8 @@ pub fn identify<T: CardTransport>(
         oath_device_id,
         oath_locked,
         credentials,
-    })
+    };
+    Ok((id, access))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Domain tests on real SQLCipher ledgers in temporary directories, with in-process software
 //! YubiKeys and a controlled clock.
 
+mod access_keys;
 mod approvals;
 mod bootstrap;
 mod flows;
@@ -310,8 +311,25 @@ impl World {
     /// Account registered, both keys registered, enrolled and checked in under seals
     /// `SEAL-P1` and `SEAL-B1`.
     pub(crate) fn with_enrolled_account(mut self) -> Self {
+        self = self.with_enrolled_keys_in_hand();
         let a = self.login("alice");
-        let b = self.login("bob");
+        for (s, sl) in [(PRIMARY, "SEAL-P1"), (BACKUP, "SEAL-B1")] {
+            self.custody
+                .check_in(
+                    &a,
+                    &mut self.keys,
+                    serial(s),
+                    seal(sl),
+                    Location::parse("safe 1").expect("loc"),
+                )
+                .expect("check in");
+        }
+        self
+    }
+
+    /// Account registered, both keys registered and enrolled, not yet checked in.
+    pub(crate) fn with_enrolled_keys_in_hand(mut self) -> Self {
+        let a = self.login("alice");
         self.custody
             .register_account(
                 &a,
@@ -330,21 +348,7 @@ impl World {
                 .register_device(&a, &mut self.keys, serial(s), role)
                 .expect("register");
         }
-        let codes = self
-            .custody
-            .enrol(
-                &a,
-                &b,
-                &mut self.keys,
-                Enrolment {
-                    account: AccountId::parse(ACCOUNT).expect("id"),
-                    primary: serial(PRIMARY),
-                    backup: serial(BACKUP),
-                    seed: ProviderSeed::parse(SEED_B32).expect("seed"),
-                    overwrite: false,
-                },
-            )
-            .expect("enrol");
+        let codes = self.enrol_both(false).expect("enrol");
         let s = codes.first_step;
         assert_eq!(
             codes.first.as_str(),
@@ -354,18 +358,36 @@ impl World {
             codes.second.as_str(),
             totp_at(SEED_B32, i64::try_from((s + 1) * 30_000).expect("t"))
         );
-        for (s, sl) in [(PRIMARY, "SEAL-P1"), (BACKUP, "SEAL-B1")] {
-            self.custody
-                .check_in(
-                    &a,
-                    &mut self.keys,
-                    serial(s),
-                    seal(sl),
-                    Location::parse("safe 1").expect("loc"),
-                )
-                .expect("check in");
-        }
         self
+    }
+
+    /// Alice and Bob enrol the account's primary and backup with `SEED_B32`.
+    pub(crate) fn enrol_both(&mut self, overwrite: bool) -> Result<EnrolmentCodes, CustodyError> {
+        let (a, b) = (self.login("alice"), self.login("bob"));
+        self.custody.enrol(
+            &a,
+            &b,
+            &mut self.keys,
+            Enrolment {
+                account: AccountId::parse(ACCOUNT).expect("id"),
+                primary: serial(PRIMARY),
+                backup: serial(BACKUP),
+                seed: ProviderSeed::parse(SEED_B32).expect("seed"),
+                overwrite,
+            },
+        )
+    }
+
+    /// A request by Oscar approved by Alice and Bob, its primary checked out for it by Alice.
+    pub(crate) fn approved_and_out(&mut self) -> RequestRecord {
+        let r = self.new_request("oscar");
+        self.approve(&r.id, "alice").expect("first");
+        self.approve(&r.id, "bob").expect("second");
+        let a = self.login("alice");
+        self.custody
+            .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
+            .expect("check out");
+        r
     }
 
     pub(crate) fn new_request(&mut self, requester: &str) -> RequestRecord {

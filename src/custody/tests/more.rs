@@ -120,13 +120,7 @@ fn closing_an_account_retires_its_devices_and_refuses_requests() {
 #[test]
 fn clock_far_from_the_witness_refuses_release() {
     let mut w = World::new().with_enrolled_account();
-    let r = w.new_request("oscar");
-    w.approve(&r.id, "alice").expect("a");
-    w.approve(&r.id, "bob").expect("b");
-    let a = w.login("alice");
-    w.custody
-        .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
-        .expect("out");
+    let r = w.approved_and_out();
     w.custody.policy.max_clock_skew = Some(Duration::from_secs(5));
     w.custody
         .set_time_witness(Box::new(FixedWitness(w.clock.now_ms() + 60_000)));

@@ -640,3 +640,31 @@ fn select_with_a_password_has_the_yubikey_shape_and_power_loss_locks() {
         StatusWord::SecurityStatusNotSatisfied
     );
 }
+
+#[test]
+fn reading_with_an_access_key_lists_only_after_validate() {
+    use mfa_custody::token::identity::{read_oath_with, OathAccess};
+    let key = AccessKey::from_bytes([9u8; 16]);
+    let other = AccessKey::from_bytes([8u8; 16]);
+    let mut c = blank();
+    ready(&mut c)
+        .put(&PutRequest::totp(
+            name("a"),
+            secret(b"12345678901234567890"),
+        ))
+        .unwrap();
+    let read = |c: &mut OathCard, k: Option<&AccessKey>| {
+        let (_, access, creds) = read_oath_with(c, k).unwrap().unwrap();
+        (access, creds.len())
+    };
+    assert_eq!(read(&mut c, None), (OathAccess::NotOffered, 1));
+    assert_eq!(
+        read(&mut c, Some(&key)),
+        (OathAccess::NotSet, 0),
+        "a key offered to an applet that asks for none: nothing listed"
+    );
+    ready(&mut c).set_code(&key).unwrap();
+    assert_eq!(read(&mut c, None), (OathAccess::NotOffered, 0));
+    assert_eq!(read(&mut c, Some(&other)), (OathAccess::Failed, 0));
+    assert_eq!(read(&mut c, Some(&key)), (OathAccess::Validated, 1));
+}

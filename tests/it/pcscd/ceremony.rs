@@ -296,10 +296,17 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
     ) {
         return;
     }
-    let _keys = support::two_keys(&["--serial", "10000201"], &["--serial", "10000202"]);
+    let cards = tempfile::tempdir().expect("tmp");
+    let card_state = |s: &str| cards.path().join(s);
+    let (p, b) = (card_state("p"), card_state("b"));
+    let _keys = support::two_keys(
+        &["--serial", "10000201", "--state", &p.to_string_lossy()],
+        &["--serial", "10000202", "--state", &b.to_string_lossy()],
+    );
     let mut w = world();
-    enrol_with_wizard(&mut w, 10_000_201, 10_000_202);
+    let enrolled = enrol_with_wizard(&mut w, 10_000_201, 10_000_202);
     assert_eq!(device_state(&w, 10_000_201)["state"], "in_safe");
+    let access_keys = [p, b].map(|s| support::access_key_on_card(&s));
 
     // The whole sign-in: request, two approvals, check-out, code, check-in.
     w.room_in_step(10);
@@ -367,6 +374,21 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
 
     let verified = w.stop_and_verify();
     assert_eq!(verified["ok"], true, "{verified}");
+    // Neither device's OATH access key reached the wizards' outputs, the daemon's answers
+    // shown there, its log or the ledger directory.
+    let mut seen = format!("{enrolled} {} {} {state}", r.out, r.err).into_bytes();
+    let mut paths = Vec::new();
+    support::files_under(w.dir.path(), &mut paths);
+    assert!(
+        paths.iter().any(|p| p.ends_with("custodyd.log")),
+        "{paths:?}"
+    );
+    for p in paths {
+        seen.extend(std::fs::read(p).unwrap_or_default());
+    }
+    for key in &access_keys {
+        support::assert_key_absent(&seen, key, "the outputs, the log or the ledger");
+    }
 }
 
 #[test]

@@ -3,7 +3,10 @@
 //! `PcscAccess` custodyd opens devices with (one per operation, from the shipped configuration).
 //! Enrolment programs both keys over PC/SC, the code released for the request matches an
 //! independent TOTP computation of the seed, `code.issuing` precedes `code.released`, and the
-//! ledger verifies afterwards.
+//! ledger verifies afterwards. Enrolment also locks each key's OATH applet with its own access
+//! key: a plain PC/SC client's LIST without VALIDATE answers 6982 on either key, the release
+//! (which validates first) still goes through, and neither access key is found in the ledger
+//! file, the export or the device records.
 //!
 //! The clock is the host's, moved forward (never back) when the domain waits for the next time
 //! step or an officer needs a fresh second-factor step, so the test does not sleep through
@@ -29,12 +32,24 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     ) {
         return;
     }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = |s: u32| tmp.path().join(format!("{s}.state"));
+    let (p_state, b_state) = (state(PRIMARY), state(BACKUP));
     let _keys = support::two_keys(
-        &["--serial", &PRIMARY.to_string()],
-        &["--serial", &BACKUP.to_string()],
+        &[
+            "--serial",
+            &PRIMARY.to_string(),
+            "--state",
+            &p_state.to_string_lossy(),
+        ],
+        &[
+            "--serial",
+            &BACKUP.to_string(),
+            "--state",
+            &b_state.to_string_lossy(),
+        ],
     );
 
-    let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("ledger");
     let (mut custody, people) = domain::bootstrapped(&dir);
     let clock = people.clock.clone();
@@ -65,6 +80,11 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     let s = codes.first_step;
     assert_eq!(codes.first.as_str(), totp(SEED_B32, s));
     assert_eq!(codes.second.as_str(), totp(SEED_B32, s + 1));
+    let access_keys = [PRIMARY, BACKUP].map(|s| support::access_key_on_card(&state(s)));
+    assert_ne!(access_keys[0], access_keys[1], "one access key per device");
+    for slot in [0, 1] {
+        assert_list_needs_validate(slot);
+    }
     for (s, seal) in [(PRIMARY, "SEAL-P1"), (BACKUP, "SEAL-B1")] {
         custody
             .check_in(
@@ -133,4 +153,57 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
         )
         .expect("check in under a new seal");
     verify_ledger(custody.ledger()).expect("the ledger verifies");
+
+    // Neither access key is anywhere the ledger's holders can read it without the master
+    // secret: the database file, the export, the device records.
+    let mut out = Vec::new();
+    custody.export_redacted(&mut out).expect("export");
+    let mut records = String::new();
+    for s in [PRIMARY, BACKUP] {
+        let d = custody
+            .device(Serial::new(s).expect("serial"))
+            .expect("device");
+        assert!(d.oath_access_key, "{s} is recorded as locked");
+        records.push_str(&format!(
+            "{d:?} {}",
+            serde_json::to_string(&d).expect("json")
+        ));
+    }
+    drop(custody);
+    let mut bytes = out;
+    bytes.extend_from_slice(records.as_bytes());
+    for f in ["ledger.db", "ledger.db-wal"] {
+        if let Ok(b) = std::fs::read(dir.join(f)) {
+            bytes.extend_from_slice(&b);
+        }
+    }
+    for key in &access_keys {
+        support::assert_key_absent(
+            &bytes,
+            key,
+            "the ledger file, the export or a device record",
+        );
+    }
+}
+
+/// A plain PC/SC client that does not VALIDATE gets nothing listed: LIST answers 6982.
+fn assert_list_needs_validate(slot: u8) {
+    use mfa_custody::token::apdu::StatusWord;
+    use mfa_custody::token::oath::{list, session::transact, OathSession, Selected};
+    use mfa_custody::token::pcsc::PcscContext;
+    use mfa_custody::token::TokenError;
+    let reader = support::reader_name(slot);
+    let ctx = PcscContext::establish().expect("pcscd");
+    let card = ctx.connect(&reader).expect("card");
+    let Selected::Locked(locked) = OathSession::select(card).expect("select") else {
+        panic!("the OATH applet in {reader} is not locked after enrolment");
+    };
+    let mut card = locked.into_transport();
+    match transact(&mut card, &list()) {
+        Err(TokenError::Refused { ins: 0xA1, sw, .. }) => {
+            assert_eq!(sw, StatusWord::SecurityStatusNotSatisfied, "{reader}")
+        }
+        other => panic!("LIST without VALIDATE in {reader}: {other:?}"),
+    }
+    let _ = card.disconnect(false);
 }

@@ -153,6 +153,42 @@ fn composites_carrying_secrets_show_none_in_debug() {
     }
 }
 
+/// A device's OATH access key, and what carries it: the custody domain's lock of a device, the
+/// SET CODE command that puts it on the card and the VALIDATE command that proves it.
+#[test]
+fn oath_access_keys_show_nowhere_in_debug() {
+    use mfa_custody::custody::OathLock;
+    use mfa_custody::token::oath::{set_code, validate, AccessKey};
+    let raw: [u8; 16] = *b"access-key-16-by";
+    let key = AccessKey::from_bytes(raw);
+    let lock = OathLock::locked(key.clone());
+    assert!(lock.required());
+    let set = set_code(&key, &[7u8; 8]);
+    let val = validate(&key, HashAlgorithm::Sha1, &[3u8; 8], &[4u8; 8]);
+    let hex = data_encoding::HEXLOWER.encode(&raw);
+    let b64 = data_encoding::BASE64.encode(&raw);
+    let b32 = data_encoding::BASE32_NOPAD.encode(&raw);
+    let raw_text = String::from_utf8_lossy(&raw).into_owned();
+    for (what, text) in [
+        ("AccessKey", shown(&key)),
+        ("OathLock", shown(&lock)),
+        ("SET CODE", shown(&set)),
+        ("VALIDATE", shown(&val)),
+    ] {
+        for secret in [
+            raw_text.as_str(),
+            hex.as_str(),
+            &hex[..16],
+            b64.as_str(),
+            b32.as_str(),
+        ] {
+            assert!(!text.contains(secret), "{what} shows {secret:?}: {text}");
+        }
+    }
+    // The byte forms are really what a leak would look like: the key is in SET CODE's data.
+    assert!(set.data.windows(raw.len()).any(|w| w == raw.as_slice()));
+}
+
 /// A session token: random, so the test takes the one a login table hands out and looks for it
 /// in every Debug form of what carries it (the token itself, the table, the request that sends
 /// it, the answer to `login`).

@@ -8,12 +8,16 @@
 //! cases), Base32 and Base64 forms. Zero hits expected; the figures line is
 //! `secret-scan: secrets=N forms=N files=N bytes=N hits=0`.
 //!
+//! Devices' OATH access keys exist only once a key is enrolled, which needs cards: the pcscd
+//! tests scan for them (`pcscd::ceremony`: the daemon's log, the ledger directory and the
+//! wizards' outputs; `pcscd::signin`: the ledger file, the export and the device records).
+//!
 //! `CUSTODY_SCAN_DIR=DIR cargo test --test it -- --ignored secrets::hygiene::` scans another
 //! directory (a `scripts/demo.sh --keep DIR` run) for the demo's fixed secrets.
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::json;
 use support::custodyd::{outcome, unseal_pass, user_pass, Custodyd};
@@ -93,18 +97,6 @@ fn fixture_seeds() -> Vec<Secret> {
         }
     }
     out
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            files(&path, out);
-        } else if path.is_file() {
-            out.push(path);
-        }
-    }
 }
 
 /// Log lines start with a timestamp whose digits could match a six-digit code by chance.
@@ -291,7 +283,7 @@ fn secret_scan_of_a_trace_level_custodyd_scenario_finds_nothing() {
     codes.dedup();
     // Codes appear in the ledger only as the step they were for; as text, never.
     let mut paths = Vec::new();
-    files(dir, &mut paths);
+    support::files_under(dir, &mut paths);
     paths.retain(|p| !p.ends_with("custody.toml") && !p.ends_with("custodyd.sock"));
     let names: Vec<String> = paths
         .iter()
@@ -350,7 +342,7 @@ fn secret_scan_of_a_kept_demo_directory_finds_nothing() {
     secrets.push(seed("provider seed", PROVIDER_SEED));
     secrets.extend(fixture_seeds());
     let mut paths = Vec::new();
-    files(&dir, &mut paths);
+    support::files_under(&dir, &mut paths);
     // The released code is the demo's intended output, and the emulators' state files are
     // the keys themselves: neither is the product's to keep secret.
     paths.retain(|p| {

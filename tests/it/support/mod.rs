@@ -249,6 +249,51 @@ pub fn two_keys(slot0: &[&str], slot1: &[&str]) -> [Emu; 2] {
     keys
 }
 
+/// The OATH access key an emulated card holds, read from the state file `custody-emu --state`
+/// saves (the card's memory), waiting up to ten seconds for it to be set.
+pub fn access_key_on_card(state: &Path) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(state).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(hex) = v["access_key"]["key"].as_str() {
+            let key = data_encoding::HEXLOWER.decode(hex.as_bytes()).expect("hex");
+            assert_eq!(key.len(), 16, "a 16-byte access key");
+            return key;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access key was set on the card behind {}",
+            state.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+}
+
+/// Asserts that `bytes` (from `what`) hold `key` neither raw nor in hex or Base64.
+pub fn assert_key_absent(bytes: &[u8], key: &[u8], what: &str) {
+    let hex = data_encoding::HEXLOWER.encode(key);
+    let b64 = data_encoding::BASE64.encode(key);
+    for needle in [key, hex.as_bytes(), b64.as_bytes()] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "an OATH access key is readable in {what}"
+        );
+    }
+}
+
 /// Waits until the reader of `slot` holds a card, and returns its name.
 pub fn wait_for_card(slot: u8) -> String {
     let reader = reader_name(slot);
