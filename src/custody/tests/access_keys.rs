@@ -25,7 +25,7 @@ fn clone_of(w: &World, s: u32, key: Option<&AccessKey>) -> SoftKey {
         *orig.salt(),
         key,
         orig.credentials().to_vec(),
-        orig.capacity(),
+        orig.capacity_on([5, 4, 3]),
     );
     SoftKey::new(
         s,
