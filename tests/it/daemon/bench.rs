@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use mfa_custody::token::identity::yubikey_serial_and_version;
 use rig::{
     acknowledged, approve_with_a_lent_officer, judge, load_average, memory_kib, ok, operator_auth,
-    percentile, pick, refusal, request_code_op, take, Conn, Officer, Rig, Rng, BACKUP,
-    DEVICE_ACCOUNT, PRIMARY,
+    percentile, pick, request_code_op, take, Conn, Officer, Rig, Rng, BACKUP, DEVICE_ACCOUNT,
+    PRIMARY,
 };
 use serde_json::{json, Value};
 
@@ -133,20 +133,8 @@ impl Tally {
     /// and the time of the whole operation counts.
     fn call(&mut self, s: &Shared, c: &mut Conn, name: &'static str, op: Value) -> Option<Value> {
         let t = Instant::now();
-        let mut r = c.call(op.clone());
-        for i in 0..RETRIES {
-            let in_flight = r.as_ref().is_ok_and(|r| {
-                r["result"]["err"]["code"] == "busy" && refusal(r).as_deref() == Some("throttled")
-            });
-            if !in_flight {
-                break;
-            }
-            self.retries += 1;
-            std::thread::sleep(Duration::from_millis(
-                2 + (u64::from(t.elapsed().subsec_nanos()) + i) % 9,
-            ));
-            r = c.call(op.clone());
-        }
+        let (r, retried) = rig::call_past_in_flight(c, &op, RETRIES);
+        self.retries += retried;
         self.samples.push(Sample {
             op: name,
             at: t - s.started,

@@ -109,6 +109,28 @@ pub fn ok(r: &Value) -> Option<&Value> {
     r["result"].get("ok")
 }
 
+/// Sends `op`; while the daemon answers that another authentication of the same person from
+/// the same uid is still being checked (`busy`, `throttled`: one attempt in flight per person
+/// and uid), tries again after a few milliseconds, as a person would, at most `tries` times.
+/// Returns the last answer and how many times it tried again.
+pub fn call_past_in_flight(c: &mut Conn, op: &Value, tries: u64) -> (std::io::Result<Value>, u64) {
+    let started = Instant::now();
+    let mut r = c.call(op.clone());
+    for i in 0..tries {
+        let in_flight = r.as_ref().is_ok_and(|r| {
+            r["result"]["err"]["code"] == "busy" && refusal(r).as_deref() == Some("throttled")
+        });
+        if !in_flight {
+            return (r, i);
+        }
+        std::thread::sleep(Duration::from_millis(
+            2 + (u64::from(started.elapsed().subsec_nanos()) + i) % 9,
+        ));
+        r = c.call(op.clone());
+    }
+    (r, tries)
+}
+
 /// What a harness client makes of one answer to operation `name`: the reply body on success;
 /// a refusal listed in `expected` is counted in `refusals` (as `name:reason`); anything else,
 /// and a broken connection, is an error.
