@@ -64,7 +64,8 @@ pub enum DeviceCommand {
         #[command(flatten)]
         auth: AuthArgs,
     },
-    /// Retire a device (two officers).
+    /// Retire a device (two officers). A key enrolment locked must be in a reader: its OATH
+    /// access key is cleared from it.
     #[command(after_help = "Example:\n  custody device retire 10000002 --by alice --by bob")]
     Retire(TerminalArgs),
     /// Report a device lost; opens an incident (two officers).

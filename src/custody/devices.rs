@@ -1,10 +1,12 @@
 //! Devices on [`Custody`]: registration (`register_device`, or `plan_registration`, a card
 //! read by [`identify_device`], `finish_registration`), `reconcile_device`, check-out
 //! (`check_out`), check-in (`check_in`, or `plan_check_in`, [`DeviceCheck::reconcile`],
-//! `finish_check_in`) and terminal states (`set_terminal`: lost, destroyed, retired).
+//! `finish_check_in`) and terminal states (`set_terminal`, or `plan_terminal`,
+//! [`TerminalPlan::clear_access_key`], `finish_terminal`: lost, destroyed, retired).
 
 use serde_json::json;
 
+use crate::token::oath::{OathSession, Selected};
 use crate::token::CardTransport;
 
 use super::access::DeviceAccess;
@@ -308,21 +310,93 @@ impl Custody {
     }
 
     /// Puts a device in a terminal state (two officers). Losing one opens an incident.
+    /// Retiring a device locked with an OATH access key clears the key on the card first
+    /// ([`TerminalPlan::clear_access_key`]), so the card must be in an allowed reader.
     pub fn set_terminal(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        access: &mut dyn DeviceAccess,
+        serial: Serial,
+        to: Terminal,
+    ) -> Result<DeviceRecord, CustodyError> {
+        let plan = self.plan_terminal(a, b, serial, to)?;
+        let cleared = plan.clear_access_key(access);
+        self.finish_terminal(a, b, &plan, cleared)
+    }
+
+    /// The checks of a terminal state that need no card (two officers; a device not already
+    /// terminal). Retiring a locked device plans clearing its access key: the plan carries
+    /// the key. Refusals are recorded.
+    pub fn plan_terminal(
         &mut self,
         a: &Session,
         b: &Session,
         serial: Serial,
         to: Terminal,
-    ) -> Result<DeviceRecord, CustodyError> {
+    ) -> Result<TerminalPlan, CustodyError> {
         self.guarded(&pair(a.user(), b.user()), "set_terminal", |c| {
-            let (x, y) = c.officer_pair(a, b, "set_terminal")?;
-            let mut d = c.device(serial)?;
-            if d.state.is_terminal() {
+            let (_, d) = c.terminal_checks(a, b, serial)?;
+            let lock = if to == Terminal::Retired && d.oath_access_key {
+                Some(c.oath_lock(&d)?)
+            } else {
+                None
+            };
+            Ok(TerminalPlan { serial, to, lock })
+        })
+    }
+
+    fn terminal_checks(
+        &self,
+        a: &Session,
+        b: &Session,
+        serial: Serial,
+    ) -> Result<(String, DeviceRecord), CustodyError> {
+        let (x, y) = self.officer_pair(a, b, "set_terminal")?;
+        let d = self.device(serial)?;
+        if d.state.is_terminal() {
+            return Err(CustodyError::DeviceState {
+                serial,
+                state: d.state.name(),
+                operation: "change a terminal state",
+            });
+        }
+        Ok((pair(&x.name, &y.name), d))
+    }
+
+    /// Records the terminal state, checking the ledger again first. `cleared` is the outcome
+    /// of [`TerminalPlan::clear_access_key`]: a card that did not prove it holds the
+    /// device's access key opens an incident and the device keeps its state.
+    pub fn finish_terminal(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        plan: &TerminalPlan,
+        cleared: Result<bool, CustodyError>,
+    ) -> Result<DeviceRecord, CustodyError> {
+        let serial = plan.serial;
+        let to = plan.to;
+        self.guarded(&pair(a.user(), b.user()), "set_terminal", |c| {
+            let (who, mut d) = c.terminal_checks(a, b, serial)?;
+            let cleared = match cleared {
+                Ok(cleared) => cleared,
+                Err(CustodyError::DeviceMismatch { serial, mismatch }) => {
+                    c.open_incident_event(
+                        &who,
+                        IncidentKind::DeviceMismatch,
+                        Some(serial),
+                        mismatch.clone(),
+                    )?;
+                    return Err(CustodyError::DeviceMismatch { serial, mismatch });
+                }
+                Err(e) => return Err(e),
+            };
+            if (to == Terminal::Retired && d.oath_access_key) != plan.needs_card() {
+                // The device was locked or unlocked since the plan: plan again.
                 return Err(CustodyError::DeviceState {
                     serial,
                     state: d.state.name(),
-                    operation: "change a terminal state",
+                    operation: "retire (its access key changed meanwhile; try again)",
                 });
             }
             let before = d.state.name();
@@ -331,11 +405,17 @@ impl Custody {
                 Terminal::Lost => DeviceState::Lost,
                 Terminal::Destroyed => DeviceState::Destroyed,
             };
-            let who = pair(&x.name, &y.name);
             let mut body =
                 json!({"device": serial.to_string(), "from": before, "to": d.state.name()});
-            if let (Some(acc), serde_json::Value::Object(m)) = (&d.account, &mut body) {
-                m.insert("account".into(), json!(acc));
+            if let serde_json::Value::Object(m) = &mut body {
+                if let Some(acc) = &d.account {
+                    m.insert("account".into(), json!(acc));
+                }
+                if cleared {
+                    // The sealed key stays in the ledger (history); the card asks for none.
+                    d.oath_access_key = false;
+                    m.insert("access_key_cleared".into(), json!(true));
+                }
             }
             c.append(
                 kinds::DEVICE_STATE_CHANGED,
@@ -354,6 +434,63 @@ impl Custody {
             }
             Ok(d)
         })
+    }
+}
+
+/// A planned terminal state ([`Custody::plan_terminal`]): when a locked device is retired, the
+/// access key to clear from its card. `Debug` shows no key byte.
+#[derive(Debug)]
+pub struct TerminalPlan {
+    serial: Serial,
+    to: Terminal,
+    lock: Option<super::device_keys::OathLock>,
+}
+
+impl TerminalPlan {
+    /// The device's serial.
+    pub fn serial(&self) -> Serial {
+        self.serial
+    }
+
+    /// True when the card must be present: a locked device being retired.
+    pub fn needs_card(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Clears the device's OATH access key from its card when the plan retires a locked
+    /// device: SELECT, VALIDATE with the ledger's key, UNSET CODE, then SELECT again to check
+    /// the applet asks for no key. Answers whether a key was cleared; no card is opened
+    /// otherwise. A card that fails VALIDATE is [`CustodyError::DeviceMismatch`]. Card I/O
+    /// only.
+    pub fn clear_access_key(&self, access: &mut dyn DeviceAccess) -> Result<bool, CustodyError> {
+        let Some(lock) = &self.lock else {
+            return Ok(false);
+        };
+        let serial = self.serial;
+        let t = access
+            .open(serial)
+            .map_err(|e| CustodyError::DeviceUnavailable {
+                serial,
+                reason: format!(
+                    "{e}; put key {serial} in a reader: its access key is cleared when it is retired"
+                ),
+            })?;
+        let mut s = lock.unlock(t, serial)?;
+        s.unset_code().map_err(token_err(serial))?;
+        let t = s.into_transport();
+        let reader = t.reader().to_owned();
+        match OathSession::select(t).map_err(token_err(serial))? {
+            Selected::Ready(_) => Ok(true),
+            Selected::Locked(_) => Err(CustodyError::Token {
+                serial,
+                source: Box::new(crate::token::TokenError::Malformed {
+                    reader,
+                    ins: crate::token::oath::ins::SET_CODE,
+                    what: "UNSET CODE succeeded but the OATH applet still asks for an access key"
+                        .into(),
+                }),
+            }),
+        }
     }
 }
 

@@ -52,7 +52,7 @@ pub use authentication::{AuthCheck, AuthVerdict};
 pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
 pub use code_requests::FRESH_AUTH_MS;
 pub use device_keys::OathLock;
-pub use devices::{identify_device, DeviceCheck};
+pub use devices::{identify_device, DeviceCheck, TerminalPlan};
 pub use enrolment::{EnrolmentPlan, EnrolmentReading};
 pub use error::CustodyError;
 pub use ids::{

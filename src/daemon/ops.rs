@@ -466,7 +466,14 @@ pub fn handle(
         Op::DeviceSetTerminal { by, serial, to } => {
             let serial = Serial::new(serial)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| Ok(Reply::from(c.set_terminal(&a, &b, serial, to)?)))
+            let mut access = d.device_access();
+            // Plan under the service lock; clear a retired device's access key from its card
+            // under its device lock only; record under the service lock.
+            lock_devices(d, &[serial.get()], || {
+                let plan = d.with_custody(|c| Ok(c.plan_terminal(&a, &b, serial, to)?))?;
+                let cleared = plan.clear_access_key(&mut access);
+                d.with_custody(|c| Ok(Reply::from(c.finish_terminal(&a, &b, &plan, cleared)?)))
+            })
         }
         Op::RequestShow { request } => {
             let id = request_id(&request)?;

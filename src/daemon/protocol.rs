@@ -316,7 +316,9 @@ pub enum Op {
         /// What was found or done.
         note: String,
     },
-    /// Put a device in a terminal state: retired, lost or destroyed (two officers).
+    /// Put a device in a terminal state: retired, lost or destroyed (two officers). Retiring a
+    /// device locked with an OATH access key clears the key from its card, which must be in an
+    /// allowed reader.
     DeviceSetTerminal {
         /// The two officers.
         by: Vec<Auth>,

@@ -832,12 +832,20 @@ fn runbooks_run_against_the_demo_environment() {
     if !in_harness("runbooks_run_against_the_demo_environment", 42500, 1) {
         return;
     }
-    let _keys = support::two_keys(
-        &["--serial", PRIMARY, "--touch", "auto"],
-        &["--serial", BACKUP, "--touch", "auto"],
-    );
-
     let tmp = tempfile::tempdir().expect("tmp");
+    // Each key keeps its card memory in a state file, so the story can check what retiring
+    // left on it and put the keys back as they were before they were handed over.
+    let states = [PRIMARY, BACKUP].map(|s| tmp.path().join(format!("key-{s}.state")));
+    let start_keys = || {
+        let [p, b] = states
+            .each_ref()
+            .map(|p| p.to_str().expect("utf-8 path").to_owned());
+        support::two_keys(
+            &["--serial", PRIMARY, "--touch", "auto", "--state", &p],
+            &["--serial", BACKUP, "--touch", "auto", "--state", &b],
+        )
+    };
+    let mut keys = Some(start_keys());
     std::fs::create_dir_all(tmp.path().join("backup")).expect("backup dir");
     let mut world = World {
         work: tmp.path().to_path_buf(),
@@ -879,7 +887,41 @@ fn runbooks_run_against_the_demo_environment() {
                 .any(|i| matches!(i, Item::Run { hidden: false, .. })),
             "{name}.md has no command to run"
         );
+        let before = (*name == "custody-release").then(|| {
+            states
+                .each_ref()
+                .map(|p| std::fs::read(p).expect("a key's state"))
+        });
         world.play(name, &items);
+        if let Some(before) = before {
+            // Retiring cleared each key's OATH access key on the card itself.
+            for (p, was) in states.iter().zip(&before) {
+                let was: serde_json::Value = serde_json::from_slice(was).expect("state json");
+                assert!(
+                    was["access_key"]["key"].is_string(),
+                    "{}: locked before",
+                    p.display()
+                );
+                let now: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(p).expect("state")).expect("json");
+                assert!(
+                    now["access_key"]["key"].is_null(),
+                    "{}: retiring left the access key on the card: {}",
+                    p.display(),
+                    now["access_key"]
+                );
+            }
+            // The retired keys left with the receiver. The disaster recovery that follows
+            // restores a backup from before the release, so the story goes on with the keys
+            // as that ledger knows them: as they were before the release.
+            for k in keys.take().expect("keys") {
+                k.stop();
+            }
+            for (p, was) in states.iter().zip(&before) {
+                std::fs::write(p, was).expect("restore a key's state");
+            }
+            keys = Some(start_keys());
+        }
     }
     if world.daemon.is_some() {
         world.stop_daemon();
@@ -906,6 +948,7 @@ fn runbooks_run_against_the_demo_environment() {
     );
     assert_eq!(code, 0, "the ledger does not verify:\n{out}{err}");
     assert!(out.contains("is valid"), "{out}");
+    drop(keys);
 }
 
 #[test]

@@ -362,3 +362,99 @@ fn a_card_whose_validate_answer_is_wrong_is_refused_before_any_calculate() {
     .expect("reconcile")
     .is_ok());
 }
+
+#[test]
+fn retiring_a_locked_device_clears_its_access_key_on_the_card() {
+    let mut w = World::new().with_enrolled_account();
+    let key = locked_key(&w, BACKUP);
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let d = w
+        .custody
+        .set_terminal(&a, &b, &mut w.keys, serial(BACKUP), Terminal::Retired)
+        .expect("retire");
+    assert_eq!(d.state, DeviceState::Retired);
+    assert!(!d.oath_access_key, "the record says the device is unlocked");
+    let soft = w.keys.keys.get_mut(&BACKUP).expect("key");
+    assert!(!soft.oath_state().has_password(), "UNSET CODE reached it");
+    // The receiving organisation lists it without any key.
+    assert!(matches!(
+        OathSession::select(&mut *soft),
+        Ok(Selected::Ready(_))
+    ));
+    let answer = soft.transmit(&[0x00, 0xA1, 0x00, 0x00]).expect("answer");
+    assert_eq!(
+        &answer[answer.len() - 2..],
+        &[0x90, 0x00],
+        "LIST without VALIDATE"
+    );
+    let bodies = w.bodies("device.state_changed");
+    let body = bodies.last().expect("event");
+    assert_eq!(body["to"], "retired");
+    assert_eq!(body["access_key_cleared"], true);
+    let hex = data_encoding::HEXLOWER.encode(key.expose());
+    let b64 = data_encoding::BASE64.encode(key.expose());
+    assert!(!body.to_string().contains(&hex) && !body.to_string().contains(&b64));
+    // The sealed key stays in the ledger's history.
+    assert!(locked_key(&w, BACKUP) == key);
+    // Losing a locked device needs no card and clears nothing.
+    w.keys.keys.remove(&PRIMARY);
+    let d = w
+        .custody
+        .set_terminal(&a, &b, &mut w.keys, serial(PRIMARY), Terminal::Lost)
+        .expect("lost");
+    assert!(d.oath_access_key);
+    let bodies = w.bodies("device.state_changed");
+    assert!(bodies
+        .last()
+        .expect("event")
+        .get("access_key_cleared")
+        .is_none());
+}
+
+#[test]
+fn retiring_refuses_a_clone_with_an_incident_and_an_absent_card() {
+    let other = crate::custody::device_keys::generate().expect("key");
+    for with in [None, Some(&other)] {
+        let mut w = World::new().with_enrolled_account();
+        let clone = clone_of(&w, BACKUP, with);
+        w.keys.keys.insert(BACKUP, clone);
+        let (a, b) = (w.login("alice"), w.login("bob"));
+        let e = w
+            .custody
+            .set_terminal(&a, &b, &mut w.keys, serial(BACKUP), Terminal::Retired)
+            .expect_err("a clone is not retired");
+        assert_eq!(e.code(), "device_mismatch", "{e:?}");
+        let d = w.custody.device(serial(BACKUP)).expect("d");
+        assert!(!d.state.is_terminal(), "{:?}", d.state);
+        assert!(d.oath_access_key);
+        let inc = w
+            .custody
+            .incident(d.blocked_by.as_ref().expect("blocked"))
+            .expect("incident");
+        assert_eq!(inc.kind, IncidentKind::DeviceMismatch);
+        assert!(inc.open);
+        let soft = &w.keys.keys[&BACKUP];
+        assert_eq!(
+            soft.oath_state().has_password(),
+            with.is_some(),
+            "the clone's lock was left alone"
+        );
+    }
+    let mut w = World::new().with_enrolled_account();
+    w.keys.keys.remove(&BACKUP);
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let e = w
+        .custody
+        .set_terminal(&a, &b, &mut w.keys, serial(BACKUP), Terminal::Retired)
+        .expect_err("absent");
+    assert_eq!(e.code(), "device_unavailable", "{e:?}");
+    assert!(
+        e.to_string().contains(&format!(
+            "put key {BACKUP} in a reader: its access key is cleared when it is retired"
+        )),
+        "{e}"
+    );
+    let d = w.custody.device(serial(BACKUP)).expect("d");
+    assert!(!d.state.is_terminal() && d.oath_access_key);
+    assert!(!w.kinds().contains(&"device.state_changed".to_owned()));
+}

@@ -320,7 +320,7 @@ fn a_lost_device_is_terminal_and_opens_an_incident() {
     let (a, b) = (w.login("alice"), w.login("bob"));
     let d = w
         .custody
-        .set_terminal(&a, &b, serial(BACKUP), Terminal::Lost)
+        .set_terminal(&a, &b, &mut w.keys, serial(BACKUP), Terminal::Lost)
         .expect("lost");
     assert_eq!(d.state, DeviceState::Lost);
     assert!(d.blocked_by.is_some());
@@ -330,7 +330,7 @@ fn a_lost_device_is_terminal_and_opens_an_incident() {
         .any(|i| i.kind == IncidentKind::DeviceLost && i.open));
     let e = w
         .custody
-        .set_terminal(&a, &b, serial(BACKUP), Terminal::Destroyed)
+        .set_terminal(&a, &b, &mut w.keys, serial(BACKUP), Terminal::Destroyed)
         .expect_err("terminal");
     assert!(matches!(e, CustodyError::DeviceState { .. }), "{e:?}");
 }
@@ -377,7 +377,7 @@ fn unregistered_serial_is_refused_by_every_operation() {
     );
     unknown(
         w.custody
-            .set_terminal(&a, &b, s, Terminal::Retired)
+            .set_terminal(&a, &b, &mut w.keys, s, Terminal::Retired)
             .map(|_| ()),
         "set_terminal",
     );

@@ -105,7 +105,7 @@ fn story(dir: &Path) -> Story {
     let b = c.authenticate(&people.creds("bob")).expect("bob");
     c.acknowledge_incident(&a, &b, &closed, "door closed, contents checked")
         .expect("ack");
-    c.set_terminal(&a, &b, serial(SPARE), Terminal::Retired)
+    c.set_terminal(&a, &b, &mut keys, serial(SPARE), Terminal::Retired)
         .expect("retire");
     let incidents = c.incidents().expect("incidents");
     let open: Vec<_> = incidents.iter().filter(|i| i.open).collect();

@@ -6,7 +6,8 @@
 //! ledger verifies afterwards. Enrolment also locks each key's OATH applet with its own access
 //! key: a plain PC/SC client's LIST without VALIDATE answers 6982 on either key, the release
 //! (which validates first) still goes through, and neither access key is found in the ledger
-//! file, the export or the device records.
+//! file, the export or the device records. Retiring the backup clears its access key on the
+//! card: LIST then answers without VALIDATE.
 //!
 //! The clock is the host's, moved forward (never back) when the domain waits for the next time
 //! step or an officer needs a fresh second-factor step, so the test does not sleep through
@@ -169,6 +170,22 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
             serde_json::to_string(&d).expect("json")
         ));
     }
+    // Retiring the backup over PC/SC clears its access key on the card: a plain client then
+    // lists its credential without VALIDATE.
+    let d = custody
+        .set_terminal(
+            &a,
+            &b,
+            &mut custodyd_devices(),
+            Serial::new(BACKUP).expect("serial"),
+            mfa_custody::custody::Terminal::Retired,
+        )
+        .expect("retire over PC/SC");
+    assert!(
+        !d.oath_access_key,
+        "the retired backup is recorded as unlocked"
+    );
+    assert_list_without_validate(1);
     drop(custody);
     let mut bytes = out;
     bytes.extend_from_slice(records.as_bytes());
@@ -206,4 +223,20 @@ fn assert_list_needs_validate(slot: u8) {
         other => panic!("LIST without VALIDATE in {reader}: {other:?}"),
     }
     let _ = card.disconnect(false);
+}
+
+/// Once a key is retired, a plain PC/SC client lists its credential without VALIDATE.
+fn assert_list_without_validate(slot: u8) {
+    use mfa_custody::token::oath::{OathSession, Selected};
+    use mfa_custody::token::pcsc::PcscContext;
+    let reader = support::reader_name(slot);
+    let ctx = PcscContext::establish().expect("pcscd");
+    let card = ctx.connect(&reader).expect("card");
+    let Selected::Ready(mut s) = OathSession::select(card).expect("select") else {
+        panic!("the OATH applet in {reader} still asks for an access key after retiring");
+    };
+    assert!(
+        !s.list().expect("LIST").is_empty(),
+        "{reader}: credential listed"
+    );
 }
