@@ -66,7 +66,11 @@ demo: deps build demo-script
 demo-script:
 	scripts/demo.sh
 
-demo-built: build
+# The demo inside `make test` runs the binaries the tests built: the test-clock feature adds
+# the custodyd-testclock binary and changes nothing in the others, and sharing the feature set
+# spares a second build of the library and the binaries (`make demo` builds without it).
+demo-built:
+	$(CARGO) build --bins $(TEST_FEATURES)
 	scripts/demo.sh
 
 # tests/it/runbooks.rs is ignored by a plain `cargo test` (it plays every runbook); this runs it.

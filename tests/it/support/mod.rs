@@ -99,7 +99,7 @@ pub fn in_harness(test: &str, port: u16, readers: u8) -> bool {
     require_packages();
     let test = &current_test(test);
     let exe = std::env::current_exe().expect("the test binary's path");
-    let out = Command::new(repo().join("scripts/with-pcscd.sh"))
+    let mut child = Command::new(repo().join("scripts/with-pcscd.sh"))
         .args([
             "--port",
             &port.to_string(),
@@ -116,15 +116,35 @@ pub fn in_harness(test: &str, port: u16, readers: u8) -> bool {
             "--test-threads=1",
         ])
         .env_remove("CUSTODY_PCSCD_NS")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run scripts/with-pcscd.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    // Its output is passed on line by line as it comes, so a long run stopped from outside
+    // has shown how far it got.
+    let mut err = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut text);
+        text
+    });
+    let mut stdout = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(
+        child.stdout.take().expect("stdout"),
+    )) {
+        let line = line.unwrap_or_default();
+        println!("{line}");
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = child.wait().expect("the harness's status");
+    eprint!(
+        "{}",
+        String::from_utf8_lossy(&errors.join().unwrap_or_default())
+    );
     assert!(
-        out.status.success(),
-        "{test} failed inside the pcscd harness: {}",
-        out.status
+        status.success(),
+        "{test} failed inside the pcscd harness: {status}"
     );
     // A name that matches no test would run nothing and pass: insist that exactly this one ran.
     assert!(
