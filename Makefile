@@ -15,6 +15,8 @@ FUZZ_SOAK_SECS ?= 0
 # The integration tests run custodyd on a clock they control: custodyd-testclock, built only
 # with this feature (never by `cargo build --release --bins`, never packaged).
 TEST_FEATURES := --features test-clock
+# clippy also checks the benchmarks, which need the `bench` feature (criterion).
+LINT_FEATURES := --features test-clock,bench
 TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
@@ -30,7 +32,7 @@ build:
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets $(TEST_FEATURES) -- -D warnings
+	$(CARGO) clippy --all-targets $(LINT_FEATURES) -- -D warnings
 
 unit:
 	$(CARGO) test $(TEST_FEATURES)
@@ -66,11 +68,11 @@ demo: deps build demo-script
 demo-script:
 	scripts/demo.sh
 
-# The demo inside `make test` runs the binaries the tests built: the test-clock feature adds
-# the custodyd-testclock binary and changes nothing in the others, and sharing the feature set
-# spares a second build of the library and the binaries (`make demo` builds without it).
+# The demo inside `make test` runs the binaries the integration tests' build put in target/debug
+# (`cargo test` builds them under its own profile, so a `cargo build` here would compile the whole
+# tree a second time). The test-clock feature adds custodyd-testclock and changes nothing in the
+# others; `make demo` builds without it.
 demo-built:
-	$(CARGO) build --bins $(TEST_FEATURES)
 	scripts/demo.sh
 
 # tests/it/runbooks.rs is ignored by a plain `cargo test` (it plays every runbook); this runs it.
@@ -96,7 +98,7 @@ secret-scan-demo: build
 	CUSTODY_SCAN_DIR=$(CURDIR)/target/secret-scan-demo $(CARGO) test $(TEST_FEATURES) --test it -- --ignored --nocapture secrets::hygiene::
 
 bench: deps
-	$(CARGO) bench
+	$(CARGO) bench --features bench
 	$(MAKE) --no-print-directory bench-daemon
 
 # custodyd under 200 clients while one release waits 10 s for a touch, behind a private pcscd
