@@ -20,7 +20,7 @@ LINT_FEATURES := --features test-clock,bench
 TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint lint-unit unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench bench-daemon clean docs
+.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench bench-daemon clean docs
 
 all: build
 
@@ -30,9 +30,12 @@ deps:
 build:
 	$(CARGO) build --bins
 
+# clippy checks in a target directory of its own: it shares no artifact with the test build
+# (check metadata, the dev profile), and so it never waits for, nor holds, the tests' build lock.
+LINT_TARGET_DIR ?= target/lint
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets $(LINT_FEATURES) -- -D warnings
+	CARGO_TARGET_DIR=$(LINT_TARGET_DIR) $(CARGO) clippy --all-targets $(LINT_FEATURES) -- -D warnings
 
 unit:
 	$(CARGO) test $(TEST_FEATURES)
@@ -51,17 +54,15 @@ fuzz-smoke: fuzz-build
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_SMOKE_FLAGS) "$$t" -- -runs=$(FUZZ_SMOKE_RUNS) -max_total_time=120 2>&1 | tail -n 2; \
 	done
 
-# The integration tests (one binary, `it`, the runbooks among them) are built first, so the
-# runbooks' run overlaps everything else: clippy then the unit tests, the fuzz smoke (its own
-# target directory) and the demo go side by side with it. Cargo's lock on target/ keeps builds
-# from running twice and is not held while tests run.
+# Every test binary (the library's unit tests and `it`, the integration tests, runbooks among
+# them) is built first, with both cores. Then everything runs side by side: the tests, the
+# runbooks, the demo (on real time, mostly waiting), clippy (its own target directory) and the
+# fuzz smoke (its own, in fuzz/). Nothing after the first build compiles into target/, so no job
+# waits for cargo's lock on it.
 test: deps
 	$(CARGO) fmt --check
-	$(CARGO) test $(TEST_FEATURES) --test it --no-run
-	$(MAKE) --no-print-directory -j4 --output-sync=target lint-unit fuzz-smoke runbooks demo-built
-
-lint-unit:
-	$(MAKE) --no-print-directory -j1 lint unit
+	$(CARGO) test $(TEST_FEATURES) --no-run
+	$(MAKE) --no-print-directory -j5 --output-sync=target unit lint fuzz-smoke runbooks demo-built
 
 demo: deps build demo-script
 
