@@ -307,6 +307,11 @@ impl Custody {
                 incident,
             });
         }
+        if !device.oath_access_key && self.refuses_unlocked_devices()? {
+            return Err(CustodyError::DeviceUnlocked {
+                serial: device.serial,
+            });
+        }
         if let (Some(bound), Some(w)) = (self.policy.max_clock_skew, &self.witness) {
             let theirs = w
                 .now_ms()

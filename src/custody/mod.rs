@@ -5,7 +5,7 @@
 //! - [`service`]: [`Custody`], the facade the daemon calls, and its input/output types;
 //!   construction, the ledger, and how decisions and refusals are recorded.
 //! - What each `impl Custody` block does, one file each: `authentication`, `user_admin`,
-//!   `accounts`, `devices`, `incidents`, `code_requests`, `code_release`, `enrolment`,
+//!   `accounts`, `devices`, `device_lock`, `incidents`, `code_requests`, `code_release`, `enrolment`,
 //!   `inventory_audit`, `custody_release`, and `queries` (reads of the current state).
 //! - [`ids`], [`secret`]: parsed newtypes and secret carriers.
 //! - [`records`]: current-state records (users, accounts, devices, requests, incidents).
@@ -26,6 +26,7 @@ mod code_release;
 mod code_requests;
 mod custody_release;
 pub mod device_keys;
+mod device_lock;
 mod devices;
 mod enrolment;
 pub mod error;
@@ -52,6 +53,7 @@ pub use authentication::{AuthCheck, AuthVerdict};
 pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
 pub use code_requests::FRESH_AUTH_MS;
 pub use device_keys::OathLock;
+pub use device_lock::LockPlan;
 pub use devices::{identify_device, DeviceCheck, TerminalPlan};
 pub use enrolment::{EnrolmentPlan, EnrolmentReading};
 pub use error::CustodyError;
@@ -61,7 +63,7 @@ pub use ids::{
     UserName,
 };
 pub use inventory_audit::InventoryPlan;
-pub use policy::{PassphraseKdf, Policy, RootTask, Threshold};
+pub use policy::{LedgerPolicy, PassphraseKdf, Policy, RootTask, Threshold};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};
 pub use records::{
     AccountRecord, AccountStatus, Approval, DeviceRecord, DeviceRole, DeviceState, IncidentKind,

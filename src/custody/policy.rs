@@ -154,6 +154,32 @@ pub struct Policy {
     pub max_clock_skew: Option<Duration>,
     /// The root-task catalogue.
     pub catalogue: Vec<RootTask>,
+    /// Whether codes are refused from devices without an OATH access key. `None`: as the
+    /// ledger says ([`LedgerPolicy`]: on for ledgers created since devices are locked at
+    /// enrolment, off for older ones, whose devices two officers lock one by one).
+    pub refuse_unlocked_devices: Option<bool>,
+}
+
+/// The policy a ledger carries itself, recorded with its first genesis officer (the
+/// `policy` record `ledger`). A ledger written before a key existed lacks it, and gets the
+/// behaviour it had then.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerPolicy {
+    /// Codes are refused from devices without an OATH access key.
+    #[serde(default)]
+    pub refuse_unlocked_devices: bool,
+}
+
+impl LedgerPolicy {
+    /// The id of its record.
+    pub const ID: &'static str = "ledger";
+
+    /// What a new ledger records.
+    pub fn for_new_ledgers() -> Self {
+        Self {
+            refuse_unlocked_devices: true,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -168,6 +194,7 @@ impl Default for Policy {
             kdf: PassphraseKdf::production(),
             max_clock_skew: None,
             catalogue: default_catalogue(),
+            refuse_unlocked_devices: None,
         }
     }
 }

@@ -165,6 +165,11 @@ pub struct AuditReport {
     pub incidents: Vec<IncidentId>,
     /// Serials presented that the ledger does not know.
     pub unknown: Vec<Serial>,
+    /// Devices among `ok` without an OATH access key (enrolled before devices were locked):
+    /// any OATH tool lists and computes their codes. Two officers lock each with `custody
+    /// device lock`. Absent in replies of daemons that did not check it.
+    #[serde(default)]
+    pub unlocked: Vec<Serial>,
 }
 
 /// A terminal state an officer pair may put a device in.
@@ -395,6 +400,7 @@ impl Custody {
             CustodyError::SealMismatch { serial, .. }
             | CustodyError::DeviceMismatch { serial, .. }
             | CustodyError::DeviceBlocked { serial, .. }
+            | CustodyError::DeviceUnlocked { serial }
             | CustodyError::DeviceState { serial, .. }
             | CustodyError::UnknownDevice { serial }
             | CustodyError::DeviceUnavailable { serial, .. }

@@ -44,6 +44,11 @@ pub mod kinds {
     pub const DEVICE_CHECKED_OUT: &str = "device.checked_out";
     /// A device reached a terminal state (retired, lost, destroyed, released).
     pub const DEVICE_STATE_CHANGED: &str = "device.state_changed";
+    /// A device enrolled without an OATH access key is being locked: its new key, sealed,
+    /// recorded before the card is asked to set it (two officers).
+    pub const DEVICE_LOCK_STARTED: &str = "device.lock_started";
+    /// A device's card proved the access key it was locked with (two officers).
+    pub const DEVICE_LOCKED: &str = "device.locked";
     /// An incident was opened.
     pub const INCIDENT_OPENED: &str = "incident.opened";
     /// An officer acknowledged an incident (closed by the second).
@@ -92,6 +97,8 @@ pub mod kinds {
         DEVICE_CHECKED_IN,
         DEVICE_CHECKED_OUT,
         DEVICE_STATE_CHANGED,
+        DEVICE_LOCK_STARTED,
+        DEVICE_LOCKED,
         INCIDENT_OPENED,
         INCIDENT_ACKNOWLEDGED,
         REQUEST_CREATED,
@@ -130,6 +137,8 @@ pub mod entity {
     pub const BOOTSTRAP: &str = "bootstrap";
     /// A device's sealed OATH access key (`{sealed}`), by serial.
     pub const ACCESS_KEY: &str = "access_key";
+    /// [`super::super::policy::LedgerPolicy`], the policy the ledger carries (`ledger`).
+    pub const POLICY: &str = "policy";
 }
 
 /// Entities whose records never leave the ledger: exports carry their digests instead.

@@ -475,6 +475,18 @@ pub fn handle(
                 d.with_custody(|c| Ok(Reply::from(c.finish_terminal(&a, &b, &plan, cleared)?)))
             })
         }
+        Op::DeviceLock { by, serial } => {
+            let serial = Serial::new(serial)?;
+            let (a, b) = pair(d, by, peer)?;
+            let mut access = d.device_access();
+            // Plan (and seal the new key) under the service lock; SET CODE and VALIDATE under
+            // the device's lock only; record under the service lock.
+            lock_devices(d, &[serial.get()], || {
+                let plan = d.with_custody(|c| Ok(c.plan_lock(&a, &b, serial)?))?;
+                let locked = plan.lock_card(&mut access);
+                d.with_custody(|c| Ok(Reply::from(c.finish_lock(&a, &b, &plan, locked)?)))
+            })
+        }
         Op::RequestShow { request } => {
             let id = request_id(&request)?;
             let op = "request_show";

@@ -328,6 +328,15 @@ pub enum Op {
         #[serde(deserialize_with = "field::terminal")]
         to: Terminal,
     },
+    /// Lock a device enrolled without an OATH access key (two officers): a new access key is
+    /// sealed in the ledger and set on its card, which must be out of its bag in an allowed
+    /// reader.
+    DeviceLock {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The device's serial.
+        serial: u32,
+    },
     /// The requester receives the one code of an approved request.
     Code {
         /// The requester.
@@ -452,6 +461,7 @@ impl Op {
             Op::UserSetActive { .. } => "user_set_active",
             Op::IncidentAck { .. } => "incident_ack",
             Op::DeviceSetTerminal { .. } => "device_set_terminal",
+            Op::DeviceLock { .. } => "device_lock",
             Op::RequestShow { .. } => "request_show",
             Op::AccountShow { .. } => "account_show",
             Op::DeviceShow { .. } => "device_show",
@@ -614,6 +624,7 @@ impl ErrorCode {
             | R::SealMismatch
             | R::SealReused
             | R::DeviceBlocked
+            | R::DeviceUnlocked
             | R::IncidentClosed
             | R::CredentialExists
             | R::DevicesDisagree
@@ -1537,6 +1548,7 @@ mod tests {
         (RefusalCode::SealMismatch, "seal_mismatch"),
         (RefusalCode::SealReused, "seal_reused"),
         (RefusalCode::DeviceBlocked, "device_blocked"),
+        (RefusalCode::DeviceUnlocked, "device_unlocked"),
         (RefusalCode::UnknownIncident, "unknown_incident"),
         (RefusalCode::IncidentClosed, "incident_closed"),
         (RefusalCode::CredentialExists, "credential_exists"),
@@ -1630,6 +1642,7 @@ mod tests {
             | RefusalCode::SealMismatch
             | RefusalCode::SealReused
             | RefusalCode::DeviceBlocked
+            | RefusalCode::DeviceUnlocked
             | RefusalCode::UnknownIncident
             | RefusalCode::IncidentClosed
             | RefusalCode::CredentialExists

@@ -4,6 +4,7 @@
 mod access_keys;
 mod approvals;
 mod bootstrap;
+mod device_lock;
 mod flows;
 mod matrix;
 mod more;
@@ -328,7 +329,23 @@ impl World {
     }
 
     /// Account registered, both keys registered and enrolled, not yet checked in.
-    pub(crate) fn with_enrolled_keys_in_hand(mut self) -> Self {
+    pub(crate) fn with_enrolled_keys_in_hand(self) -> Self {
+        let mut w = self.with_registered_keys();
+        let codes = w.enrol_both(false).expect("enrol");
+        let s = codes.first_step;
+        assert_eq!(
+            codes.first.as_str(),
+            totp_at(SEED_B32, i64::try_from(s * 30_000).expect("t"))
+        );
+        assert_eq!(
+            codes.second.as_str(),
+            totp_at(SEED_B32, i64::try_from((s + 1) * 30_000).expect("t"))
+        );
+        w
+    }
+
+    /// Account registered, both keys registered, not yet enrolled.
+    pub(crate) fn with_registered_keys(mut self) -> Self {
         let a = self.login("alice");
         self.custody
             .register_account(
@@ -348,16 +365,6 @@ impl World {
                 .register_device(&a, &mut self.keys, serial(s), role)
                 .expect("register");
         }
-        let codes = self.enrol_both(false).expect("enrol");
-        let s = codes.first_step;
-        assert_eq!(
-            codes.first.as_str(),
-            totp_at(SEED_B32, i64::try_from(s * 30_000).expect("t"))
-        );
-        assert_eq!(
-            codes.second.as_str(),
-            totp_at(SEED_B32, i64::try_from((s + 1) * 30_000).expect("t"))
-        );
         self
     }
 

@@ -35,21 +35,7 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let state = |s: u32| tmp.path().join(format!("{s}.state"));
-    let (p_state, b_state) = (state(PRIMARY), state(BACKUP));
-    let _keys = support::two_keys(
-        &[
-            "--serial",
-            &PRIMARY.to_string(),
-            "--state",
-            &p_state.to_string_lossy(),
-        ],
-        &[
-            "--serial",
-            &BACKUP.to_string(),
-            "--state",
-            &b_state.to_string_lossy(),
-        ],
-    );
+    let _keys = support::two_keys_with_state([PRIMARY, BACKUP], state);
 
     let dir = tmp.path().join("ledger");
     let (mut custody, people) = domain::bootstrapped(&dir);
