@@ -34,6 +34,7 @@ pub mod host;
 pub mod ids;
 mod incidents;
 mod inventory_audit;
+mod key_clearing;
 pub mod policy;
 mod queries;
 pub mod reconcile;
@@ -52,6 +53,7 @@ pub use access::{Clock, DeviceAccess, DeviceAccessError, SystemClock, TimeWitnes
 pub use authentication::{AuthCheck, AuthVerdict};
 pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
 pub use code_requests::FRESH_AUTH_MS;
+pub use custody_release::CustodyReleasePlan;
 pub use device_keys::OathLock;
 pub use device_lock::LockPlan;
 pub use devices::{identify_device, DeviceCheck, TerminalPlan};
@@ -63,6 +65,7 @@ pub use ids::{
     UserName,
 };
 pub use inventory_audit::InventoryPlan;
+pub use key_clearing::KeyClearing;
 pub use policy::{LedgerPolicy, PassphraseKdf, Policy, RootTask, Threshold};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};
 pub use records::{

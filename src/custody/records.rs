@@ -212,6 +212,11 @@ pub struct DeviceRecord {
     /// holds (sealed); every later use then starts with VALIDATE. The key is never here.
     #[serde(default, skip_serializing_if = "is_false")]
     pub oath_access_key: bool,
+    /// True while the clearing of its access key from the card (retire, custody release) is
+    /// recorded as intended and not yet done: the operation, run again, accepts a card that
+    /// already asks for no key. Absent in records written before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub access_key_clearing: bool,
 }
 
 fn is_false(b: &bool) -> bool {

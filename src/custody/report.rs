@@ -410,6 +410,13 @@ impl ReportBuilder {
                 or_dash(f("to")),
                 f("why").map(|w| format!(" ({w})")).unwrap_or_default()
             )),
+            kinds::DEVICE_LOCK_STARTED => Some(format!(
+                "lock started for account {}: a new OATH access key sealed in the ledger",
+                or_dash(f("account"))
+            )),
+            kinds::DEVICE_LOCKED => {
+                Some("locked: the card proved its OATH access key (VALIDATE)".to_owned())
+            }
             kinds::INCIDENT_OPENED => Some(format!(
                 "incident {} opened ({}): {}",
                 or_dash(f("incident")),

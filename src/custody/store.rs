@@ -49,6 +49,9 @@ pub mod kinds {
     pub const DEVICE_LOCK_STARTED: &str = "device.lock_started";
     /// A device's card proved the access key it was locked with (two officers).
     pub const DEVICE_LOCKED: &str = "device.locked";
+    /// The OATH access key of a device leaving custody (retired, released) is about to be
+    /// cleared from its card (recorded first, two officers).
+    pub const DEVICE_ACCESS_KEY_CLEARING: &str = "device.access_key_clearing";
     /// An incident was opened.
     pub const INCIDENT_OPENED: &str = "incident.opened";
     /// An officer acknowledged an incident (closed by the second).
@@ -99,6 +102,7 @@ pub mod kinds {
         DEVICE_STATE_CHANGED,
         DEVICE_LOCK_STARTED,
         DEVICE_LOCKED,
+        DEVICE_ACCESS_KEY_CLEARING,
         INCIDENT_OPENED,
         INCIDENT_ACKNOWLEDGED,
         REQUEST_CREATED,

@@ -583,17 +583,31 @@ pub fn handle(
         Op::Release { by, account } => {
             let account = AccountId::parse(&account)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| {
-                let mut out = Vec::new();
-                let s = c.release_custody(&a, &b, &account, &mut out)?;
-                let content = String::from_utf8(out).map_err(|_| {
-                    OpError::new(ErrorCode::Internal, "the release export is not UTF-8")
-                })?;
-                Ok(Reply::Export {
-                    events: s.events,
-                    seq: s.checkpoint.checkpoint.seq,
-                    public_key: c.ledger().public_key().to_hex(),
-                    content,
+            let serials: Vec<u32> = d.with_custody(|c| {
+                Ok(c.devices_of(&account)?
+                    .iter()
+                    .map(|d| d.serial.get())
+                    .collect())
+            })?;
+            let mut access = d.device_access();
+            // Plan (the clearing intents recorded) under the service lock; clear the cards'
+            // access keys under their device locks only; record and export under the service
+            // lock.
+            lock_devices(d, &serials, || {
+                let plan = d.with_custody(|c| Ok(c.plan_custody_release(&a, &b, &account)?))?;
+                let cleared = plan.clear_access_keys(&mut access);
+                d.with_custody(|c| {
+                    let mut out = Vec::new();
+                    let s = c.finish_custody_release(&a, &b, &plan, cleared, &mut out)?;
+                    let content = String::from_utf8(out).map_err(|_| {
+                        OpError::new(ErrorCode::Internal, "the release export is not UTF-8")
+                    })?;
+                    Ok(Reply::Export {
+                        events: s.events,
+                        seq: s.checkpoint.checkpoint.seq,
+                        public_key: c.ledger().public_key().to_hex(),
+                        content,
+                    })
                 })
             })
         }
