@@ -50,6 +50,7 @@ const STORY: &[&str] = &[
     "check-out-check-in",
     "inventory-audit",
     "officers-and-resharing",
+    "backup",
     "custody-release",
     "disaster-recovery",
     "incident",
@@ -553,7 +554,7 @@ impl World {
         let (program, rest) = args.split_first().unwrap_or_else(|| panic!("{at}: empty"));
         match program.as_str() {
             "custody" | "custodyd" => self.run_custody(at, program, rest.to_vec(), redirect),
-            "install" | "tar" | "chmod" | "ls" | "cp" | "mv" | "chown" => {
+            "install" | "tar" | "chmod" | "ls" | "cp" | "mv" | "chown" | "sha256sum" | "rm" => {
                 self.run_host(at, program, rest)
             }
             other => panic!("{at}: the runbook runs `{other}`, which this test does not know"),
