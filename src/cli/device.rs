@@ -181,8 +181,12 @@ fn human(r: &Reply) {
             code,
             seconds_remaining,
             device,
+            password,
             ..
         } => {
+            if let Some(p) = password {
+                outln!("Root password for {request} (shown once): {}", p.expose());
+            }
             outln!("Code for {request} (device {device}): {}", code.expose());
             outln!("Valid for {seconds_remaining} more second(s); it is shown once.");
         }

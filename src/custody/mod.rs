@@ -42,6 +42,7 @@ pub mod records;
 pub mod refusals;
 pub mod report;
 pub mod requests;
+pub mod root_password;
 mod sealed;
 pub mod secret;
 pub mod service;
@@ -72,6 +73,7 @@ pub use records::{
     AccountRecord, AccountStatus, Approval, DeviceRecord, DeviceRole, DeviceState, IncidentKind,
     IncidentRecord, RequestRecord, RequestStatus, Role, UserRecord,
 };
+pub use root_password::RootPassword;
 pub use secret::{FactorCode, FactorEnrolment, ProviderSeed, UserPassphrase};
 pub use service::{
     AuditReport, Credentials, Custody, Enrolment, EnrolmentCodes, NewAccount, NewRequest, NewUser,

@@ -85,50 +85,90 @@ pub struct RootTask {
     pub description: String,
     /// Whether the request's reason must describe it in full (`other`).
     pub free_text: bool,
+    /// Whether it needs the root user's console password beside the MFA code: the release
+    /// then hands out the password the ledger holds for the account. Recovering a forgotten
+    /// password signs in without it.
+    pub needs_password: bool,
 }
 
 /// The default catalogue of tasks that need the root user.
 pub fn default_catalogue() -> Vec<RootTask> {
     [
-        ("change-contact", "Change account contact details", false),
-        ("change-payment", "Change payment details", false),
-        ("change-support-plan", "Change the support plan", false),
-        ("close-account", "Close the account", false),
-        ("create-root-access-keys", "Create root access keys", false),
-        ("delete-root-access-keys", "Delete root access keys", false),
-        ("change-root-password", "Change the root password", false),
-        ("recover-root-password", "Recover the root password", false),
+        (
+            "change-contact",
+            "Change account contact details",
+            false,
+            true,
+        ),
+        ("change-payment", "Change payment details", false, true),
+        (
+            "change-support-plan",
+            "Change the support plan",
+            false,
+            true,
+        ),
+        ("close-account", "Close the account", false, true),
+        (
+            "create-root-access-keys",
+            "Create root access keys",
+            false,
+            true,
+        ),
+        (
+            "delete-root-access-keys",
+            "Delete root access keys",
+            false,
+            true,
+        ),
+        (
+            "change-root-password",
+            "Change the root password",
+            false,
+            true,
+        ),
+        (
+            "recover-root-password",
+            "Recover the root password",
+            false,
+            false,
+        ),
         (
             "create-cloudfront-key-pair",
             "Create a CloudFront key pair",
             false,
+            true,
         ),
         (
             "unlock-s3-bucket-policy",
             "Restore an S3 bucket policy that locks everyone out",
             false,
+            true,
         ),
         (
             "unlock-sqs-queue-policy",
             "Restore an SQS queue policy that locks everyone out",
             false,
+            true,
         ),
         (
             "seller-or-tax-settings",
             "Register as a seller or change tax settings",
             false,
+            true,
         ),
         (
             "other",
             "Another root-only task (describe it in the reason)",
             true,
+            true,
         ),
     ]
     .into_iter()
-    .map(|(id, d, f)| RootTask {
+    .map(|(id, d, f, p)| RootTask {
         id: id.to_owned(),
         description: d.to_owned(),
         free_text: f,
+        needs_password: p,
     })
     .collect()
 }

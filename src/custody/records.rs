@@ -121,6 +121,13 @@ pub struct AccountRecord {
     pub status: AccountStatus,
     /// The last TOTP step a code was released for (never twice in one step).
     pub last_release_step: Option<u64>,
+    /// True once two officers stored the root user's console password (sealed, never here).
+    /// Absent in records written before root passwords were held.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub root_password: bool,
+    /// True after a release handed the root password out, until a new one is set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub password_rotation_due: bool,
 }
 
 /// Primary or backup device of an account.

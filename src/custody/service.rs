@@ -119,6 +119,9 @@ pub struct ReleasedCode {
     pub seconds_remaining: u64,
     /// The device that computed it.
     pub device: Serial,
+    /// The root user's console password, when the task needs it and the ledger holds one
+    /// (zeroized on drop; `Debug` hides it).
+    pub password: Option<super::root_password::RootPassword>,
 }
 
 /// What an enrolment ceremony programs.

@@ -12,8 +12,8 @@ use super::throttle::Key as ThrottleKey;
 use crate::custody::{
     bootstrap_check, compute_code, identify_device, AccountId, Clock, Credentials, CustodyError,
     Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser, PreparedCredential,
-    Presented, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial, Session, UserName,
-    UserPassphrase,
+    Presented, Provider, ProviderSeed, RequestId, Role, RootPassword, SealNumber, Serial, Session,
+    UserName, UserPassphrase,
 };
 use crate::ledger::Passphrase;
 use crate::token::oath::CredentialName;
@@ -451,6 +451,39 @@ pub fn handle(
                 step: r.step,
                 seconds_remaining: r.seconds_remaining,
                 device: r.device.get(),
+                password: r
+                    .password
+                    .map(|p| Secret::new(p.expose().to_owned().into())),
+            })
+        }
+        Op::AccountSetPassword {
+            by,
+            account,
+            password,
+            generate,
+        } => {
+            let account = AccountId::parse(&account)?;
+            let (a, b) = pair(d, by, peer)?;
+            let rec = d.with_custody(|c| Ok(c.account(&account)?))?;
+            let pw = match (password, generate) {
+                (None, true) => RootPassword::generate()?,
+                (Some(p), false) => {
+                    RootPassword::parse(zeroize::Zeroizing::new(p.expose().to_owned()), &rec)?
+                }
+                _ => {
+                    return Err(CustodyError::invalid(
+                        "root password",
+                        "<hidden>",
+                        "give either a password or generate, not both and not neither",
+                    )
+                    .into())
+                }
+            };
+            let rec =
+                d.with_custody(|c| Ok(c.set_root_password(&a, &b, &account, &pw, generate)?))?;
+            Ok(Reply::PasswordSet {
+                account: rec.into(),
+                password: generate.then(|| Secret::new(pw.expose().to_owned().into())),
             })
         }
         Op::UserSetActive { by, name, active } => {

@@ -90,15 +90,7 @@ fn enrolment_locks_both_keys_with_their_own_access_keys() {
         .expect("release");
     assert_eq!(code.code.as_str(), totp_at(SEED_B32, w.clock.now_ms()));
     // Never in an event body, an export, or the Debug of what carries it.
-    let mut plain = String::new();
-    for k in w.kinds().iter().collect::<std::collections::BTreeSet<_>>() {
-        for b in w.bodies(k) {
-            plain.push_str(&b.to_string());
-        }
-    }
-    let mut out = Vec::new();
-    w.custody.export_redacted(&mut out).expect("export");
-    let export = String::from_utf8(out).expect("utf8");
+    let (plain, export) = w.bodies_and_export();
     let lock = w
         .custody
         .oath_lock(&w.custody.device(serial(PRIMARY)).expect("device"))

@@ -9,6 +9,7 @@ mod flows;
 mod matrix;
 mod more;
 mod props;
+mod root_password;
 mod strings;
 
 use std::collections::BTreeMap;
@@ -307,6 +308,23 @@ impl World {
             })
             .expect("events");
         out
+    }
+
+    /// Every event body as one text, and the redacted export: where no secret may be.
+    pub(crate) fn bodies_and_export(&mut self) -> (String, String) {
+        let mut plain = String::new();
+        for k in self
+            .kinds()
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            for b in self.bodies(k) {
+                plain.push_str(&b.to_string());
+            }
+        }
+        let mut out = Vec::new();
+        self.custody.export_redacted(&mut out).expect("export");
+        (plain, String::from_utf8(out).expect("utf8"))
     }
 
     /// Account registered, both keys registered, enrolled and checked in under seals
