@@ -496,3 +496,29 @@ fn cli_two_officers_store_the_root_password_generated_or_typed() {
     let r = d.run(&["--json", "account", "show", ACCOUNT], "");
     assert_eq!(r.json()["account"]["root_password"], true, "{}", r.out);
 }
+
+#[test]
+fn cli_device_lock_by_two_officers_names_an_unknown_serial() {
+    let (d, alice, bob) = unsealed_with_officers();
+    d.clear_of_step_boundary();
+    let r = d.run_fds(
+        &[
+            "device",
+            "lock",
+            "10000009",
+            "--by",
+            "alice",
+            "--by",
+            "bob",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        "",
+        &format!("{ALICE_USER}\n{BOB_USER}\n"),
+        &format!("{}\n{}\n", d.totp(&alice, 0), d.totp(&bob, 0)),
+    );
+    assert_eq!(r.code, 1, "{}{}", r.out, r.err);
+    assert!(r.err.contains("unknown device 10000009"), "{}", r.err);
+}
