@@ -88,6 +88,23 @@ fn the_password_is_released_once_beside_the_code_and_then_due_for_rotation() {
         matches!((code_at, cred_at), (Some(c), Some(p)) if p == c + 1),
         "{kinds:?}"
     );
+    // The report built from the verified export says the password is due for rotation.
+    let (_, export) = w.bodies_and_export();
+    let mut builder = crate::custody::report::ReportBuilder::new();
+    let verified = crate::ledger::verify_export_observed(
+        export.as_bytes(),
+        &w.custody.ledger().public_key(),
+        None,
+        &mut |l| builder.observe(l),
+    )
+    .expect("verifies");
+    let report = builder.finish(&verified, String::new());
+    let acc = &report.accounts[ACCOUNT];
+    assert_eq!(acc.password.as_deref(), Some("rotation due"));
+    assert!(acc
+        .events
+        .iter()
+        .any(|e| e.what.starts_with("root password released to oscar")));
     // Recovering a forgotten password signs in without it: the code alone.
     let code = release(&mut w, "recover-root-password");
     assert!(code.password.is_none());
