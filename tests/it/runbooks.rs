@@ -834,8 +834,8 @@ fn runbooks_run_against_the_demo_environment() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
-    // Each key keeps its card memory in a state file, so the story can check what the custody release
-    // left on it and put the keys back as they were before they were handed over.
+    // Each key keeps its card memory in a state file, so the story can check what the custody
+    // release left on it and put the keys back as they were before they were handed over.
     let states = [PRIMARY, BACKUP].map(|s| tmp.path().join(format!("key-{s}.state")));
     let start_keys = || {
         let [p, b] = states
