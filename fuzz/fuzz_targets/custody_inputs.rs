@@ -1,16 +1,32 @@
 //! Fuzz the parsers of what people type at the edge: the provider's seed (Base32 or an
 //! `otpauth://totp/` URI), seal (tamper-evident bag) numbers, locations, serials, names, ids,
-//! tickets, reasons and notes. Nothing may panic, whatever parses must parse again from its own
+//! tickets, reasons, notes and root passwords. Nothing may panic, whatever parses must parse again from its own
 //! text form to the same value, no free text that parses holds a character that could make a
 //! screen lie, and the escaped form of any text is safe to show.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mfa_custody::custody::{
-    check_display_safe, escape_unsafe, is_display_safe, AccountId, Alias, Email, IncidentId,
-    Location, Note, Provider, ProviderSeed, Reason, RequestId, SealNumber, Serial, TicketPattern,
-    TicketRef, UserName,
+    check_display_safe, escape_unsafe, is_display_safe, AccountId, AccountRecord, AccountStatus,
+    Alias, Email, IncidentId, Location, Note, Provider, ProviderSeed, Reason, RequestId,
+    RootPassword, SealNumber, Serial, TicketPattern, TicketRef, UserName,
 };
+use zeroize::Zeroizing;
+
+/// The account a typed root password is checked against.
+fn account() -> AccountRecord {
+    AccountRecord {
+        provider: Provider::Aws,
+        account: AccountId::parse("123456789012").expect("id"),
+        alias: Alias::parse("prod").expect("alias"),
+        root_email: Email::parse("root@example.test").expect("email"),
+        credential: "AWS:root@example.test".into(),
+        status: AccountStatus::Active,
+        last_release_step: None,
+        root_password: false,
+        password_rotation_due: false,
+    }
+}
 
 /// Free text that parsed shows as typed: every character safe, nothing to escape.
 fn shown_as_typed(text: &str) {
@@ -44,6 +60,15 @@ fuzz_target!(|data: &[u8]| {
     let _ = Provider::parse(s);
     let _ = TicketRef::parse(s, &TicketPattern::default());
     let _ = Reason::parse(s, 20);
+    // A root password that passes holds 8 to 128 printable ASCII characters, and a refusal
+    // never quotes it.
+    match RootPassword::parse(Zeroizing::new(s.to_owned()), &account()) {
+        Ok(p) => {
+            assert!((8..=128).contains(&p.expose().len()));
+            assert!(p.expose().chars().all(|c| c.is_ascii_graphic()));
+        }
+        Err(e) => assert!(e.to_string().contains("\"<hidden>\""), "{e}"),
+    }
 
     // The display rule: one check, one escape, and every free-text parser behind it.
     let safe = s.chars().all(is_display_safe);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 
-use super::client::{call, print_reply, AuthArgs, PairArgs};
+use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::{escape_unsafe, AccountStatus};
@@ -56,6 +56,26 @@ pub enum AccountCommand {
         #[command(flatten)]
         pair: PairArgs,
     },
+    /// Store the root user's console password, sealed in the ledger (two officers): typed at a
+    /// hidden prompt, read from --password-fd, or generated with --generate (meeting AWS's
+    /// root password rules) and shown once. A code release for a task that needs it hands it
+    /// to the requester beside the code, once; the account is then due a new password.
+    #[command(
+        after_help = "Example:\n  custody account set-password 123456789012 --generate --by alice --by bob\n  (shows the generated password once: set it at the provider during the sign-in)"
+    )]
+    SetPassword {
+        /// The account id.
+        account: String,
+        /// Generate a password (32 characters: upper- and lower-case letters, digits, symbols).
+        #[arg(long, conflicts_with = "password_fd")]
+        generate: bool,
+        /// Read the password from this descriptor (one line), not a prompt.
+        #[arg(long, value_name = "N")]
+        password_fd: Option<u32>,
+        /// The two officers.
+        #[command(flatten)]
+        pair: PairArgs,
+    },
 }
 
 /// Arguments of `custody account add`.
@@ -88,6 +108,14 @@ fn detail(a: &AccountReply) {
     outln!("root e-mail  {}", a.root_email);
     outln!("credential   {}", escape_unsafe(&a.credential));
     outln!("status       {}", a.status.as_str());
+    outln!(
+        "password     {}",
+        match (a.root_password, a.password_rotation_due) {
+            (false, _) => "not held",
+            (true, false) => "held sealed",
+            (true, true) => "held sealed; rotation due (a release handed it out)",
+        }
+    );
     outln!(
         "last release {}",
         a.last_release_step
@@ -125,6 +153,30 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                     verb = "";
                     call(socket, Op::AccountShow { account })?
                 }
+                AccountCommand::SetPassword {
+                    account,
+                    generate,
+                    password_fd,
+                    pair,
+                } => {
+                    let by = pair.read()?;
+                    let password = match generate {
+                        true => None,
+                        false => Some(
+                            SecretLines::new(password_fd)?
+                                .next(&format!("Root password of account {account}: "))?,
+                        ),
+                    };
+                    call(
+                        socket,
+                        Op::AccountSetPassword {
+                            by,
+                            account,
+                            password,
+                            generate,
+                        },
+                    )?
+                }
                 AccountCommand::SetStatus {
                     account,
                     status,
@@ -142,6 +194,16 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                 }
             };
             print_reply(json, &r, |r| match r {
+                Reply::PasswordSet { account, password } => {
+                    outln!(
+                        "Root password of account {} ({}) stored sealed.",
+                        account.account,
+                        escape_unsafe(account.alias.as_str())
+                    );
+                    if let Some(p) = password {
+                        outln!("Generated password (shown once): {}", p.expose());
+                    }
+                }
                 Reply::Account(a) if verb.is_empty() => detail(a),
                 Reply::Account(a) => outln!(
                     "{verb} account {} ({}): {}",

@@ -567,17 +567,22 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
         step,
         seconds_remaining,
         device,
+        password,
     } = &reply
     else {
         return Err(unexpected(&reply));
     };
     if room.json {
-        outln!(
-            "{}",
-            json!({"ok": true, "code": {"request": request, "code": code.expose(), "step": step,
-                   "seconds_remaining": seconds_remaining, "device": device}})
-        );
+        let mut v = json!({"request": request, "code": code.expose(), "step": step,
+                           "seconds_remaining": seconds_remaining, "device": device});
+        if let (Some(p), Some(m)) = (password, v.as_object_mut()) {
+            m.insert("password".into(), json!(p.expose()));
+        }
+        outln!("{}", json!({"ok": true, "code": v}));
     } else {
+        if let Some(p) = password {
+            outln!("Root password (shown once, with the code): {}", p.expose());
+        }
         show_code(code, *seconds_remaining, request, *device)?;
     }
     drop(reply);

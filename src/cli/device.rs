@@ -68,6 +68,14 @@ pub enum DeviceCommand {
     /// access key is cleared from it.
     #[command(after_help = "Example:\n  custody device retire 10000002 --by alice --by bob")]
     Retire(TerminalArgs),
+    /// Lock a key enrolled without an OATH access key (two officers): a new access key, held
+    /// only sealed in the ledger, is set on it, and from then on no OATH tool lists or computes
+    /// its codes without custodyd. The key must be out of its bag (checked out) and in an
+    /// allowed reader.
+    #[command(
+        after_help = "Example:\n  custody device checkout 10000001 --seal BAG-0001 --as alice\n  custody device lock 10000001 --by alice --by bob\n  custody device checkin 10000001 --seal BAG-0002 --location \"safe A\" --as alice"
+    )]
+    Lock(TerminalArgs),
     /// Report a device lost; opens an incident (two officers).
     #[command(after_help = "Example:\n  custody device report-lost 10000002 --by alice --by bob")]
     ReportLost(TerminalArgs),
@@ -93,7 +101,7 @@ pub enum DeviceCommand {
     },
 }
 
-/// Arguments of `custody device retire | report-lost | destroy`.
+/// Arguments of `custody device lock | retire | report-lost | destroy`.
 #[derive(Debug, Args)]
 pub struct TerminalArgs {
     /// The serial.
@@ -173,8 +181,12 @@ fn human(r: &Reply) {
             code,
             seconds_remaining,
             device,
+            password,
             ..
         } => {
+            if let Some(p) = password {
+                outln!("Root password for {request} (shown once): {}", p.expose());
+            }
             outln!("Code for {request} (device {device}): {}", code.expose());
             outln!("Valid for {seconds_remaining} more second(s); it is shown once.");
         }
@@ -259,6 +271,13 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                     });
                     return Ok(());
                 }
+                DeviceCommand::Lock(t) => call(
+                    socket,
+                    Op::DeviceLock {
+                        by: t.pair.read()?,
+                        serial: t.serial,
+                    },
+                )?,
                 DeviceCommand::Retire(t) => terminal(socket, t, Terminal::Retired)?,
                 DeviceCommand::ReportLost(t) => terminal(socket, t, Terminal::Lost)?,
                 DeviceCommand::Destroy(t) => terminal(socket, t, Terminal::Destroyed)?,

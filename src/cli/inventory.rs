@@ -68,6 +68,11 @@ pub fn run(json: bool, socket: &Path, args: InventoryArgs) -> ExitCode {
                     a.ok.iter().for_each(|s| outln!("  ok       {s}"));
                     a.incidents.iter().for_each(|i| outln!("  incident {i}"));
                     a.unknown.iter().for_each(|s| outln!("  unknown  {s}"));
+                    a.unlocked.iter().for_each(|s| {
+                        outln!(
+                            "  unlocked {s}: no OATH access key; lock it: custody device lock {s} --by OFFICER --by OFFICER"
+                        )
+                    });
                 }
                 other => outln!("{other:?}"),
             });

@@ -158,7 +158,8 @@ or in the environment.\n\nExample:\n  custody login --as alice\n  custody login 
     /// Inventory audit (one officer): present every device in custody; anything missing,
     /// mismatched or unknown opens an incident or is reported.
     Inventory(inventory::InventoryArgs),
-    /// End custody of an account (two officers): its devices are handed over and a signed
+    /// End custody of an account (two officers): its devices are handed over, each locked key's
+    /// OATH access key cleared from it first (the keys in allowed readers), and a signed
     /// extract of its history is written for the receiving organisation.
     Release(daemon::ReleaseArgs),
     /// Guided ceremonies (sign-in, enrolment): each person is asked for their own credentials

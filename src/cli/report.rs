@@ -319,11 +319,13 @@ an event of that kind existed at that time. What they record is not in this repo
         let _ = write!(
             o,
             "<h3 id=\"account-{id}\">Account {id}</h3>\n<dl>\n<dt>provider</dt><dd>{}</dd>\n<dt>alias</dt><dd>{}</dd>\n\
-<dt>credential</dt><dd>{}</dd>\n<dt>status at the checkpoint</dt><dd><strong>{}</strong></dd>\n</dl>\n",
+<dt>credential</dt><dd>{}</dd>\n<dt>status at the checkpoint</dt><dd><strong>{}</strong></dd>\n\
+<dt>root password</dt><dd><strong>{}</strong></dd>\n</dl>\n",
             opt(&a.provider),
             opt(&a.alias),
             opt(&a.credential),
             opt(&a.status),
+            a.password.as_deref().unwrap_or("not held"),
             id = escape(&a.account),
         );
         timeline(&mut o, &a.events);

@@ -34,6 +34,8 @@ impl Custody {
                 credential: new.credential.as_str().to_owned(),
                 status: AccountStatus::Active,
                 last_release_step: None,
+                root_password: false,
+                password_rotation_due: false,
             };
             let put = Put::new(entity::ACCOUNT, &rec.account, &rec)?;
             c.append(

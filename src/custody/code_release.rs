@@ -208,7 +208,11 @@ impl Custody {
         })))
     }
 
-    /// The last phase: records `code.released` and only then hands the code back.
+    /// The last phase: records `code.released` and only then hands the code back. When the
+    /// request's task needs the console password and the ledger holds one for the account, it
+    /// is handed back beside the code, recorded in the same transaction as
+    /// `credential.released` (never the value), and the account becomes
+    /// `password_rotation_due`.
     pub fn finish_release(
         &mut self,
         by: &Session,
@@ -229,7 +233,16 @@ impl Custody {
             let after = c.now();
             let released = issuing.release();
             account.last_release_step = Some(step.0);
-            c.append(
+            let password = match c.policy.task(&released.task) {
+                Ok(t) if t.needs_password && account.root_password => {
+                    c.root_password(&account.account)?
+                }
+                _ => None,
+            };
+            if password.is_some() {
+                account.password_rotation_due = true;
+            }
+            let mut events = vec![Self::event(
                 kinds::CODE_RELEASED,
                 &who,
                 json!({"request": id, "account": account.account, "device": serial.to_string(),
@@ -238,7 +251,17 @@ impl Custody {
                     Put::new(entity::REQUEST, &id, &released)?,
                     Put::new(entity::ACCOUNT, &account.account, &account)?,
                 ],
-            )?;
+            )?];
+            if password.is_some() {
+                events.push(Self::event(
+                    kinds::CREDENTIAL_RELEASED,
+                    &who,
+                    json!({"request": id, "account": account.account, "requester": requester,
+                           "credential": "root_password", "task": released.task}),
+                    &[],
+                )?);
+            }
+            c.append_batch("release_code", events)?;
             let end = step_start_ms(crate::token::oath::TimeStep(step.0 + 1));
             Ok(ReleasedCode {
                 request: id,
@@ -246,6 +269,7 @@ impl Custody {
                 step: step.0,
                 seconds_remaining: u64::try_from((end - after).max(0) / 1000).unwrap_or(0),
                 device: serial,
+                password,
             })
         })
     }
@@ -305,6 +329,11 @@ impl Custody {
             return Err(CustodyError::DeviceBlocked {
                 serial: device.serial,
                 incident,
+            });
+        }
+        if !device.oath_access_key && self.refuses_unlocked_devices()? {
+            return Err(CustodyError::DeviceUnlocked {
+                serial: device.serial,
             });
         }
         if let (Some(bound), Some(w)) = (self.policy.max_clock_skew, &self.witness) {

@@ -12,7 +12,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::token::oath::{AccessKey, OathSession, Selected};
+use crate::token::oath::{AccessKey, LockedOathSession, OathSession, Selected};
 use crate::token::{CardTransport, TokenError};
 
 use super::error::CustodyError;
@@ -91,15 +91,30 @@ impl OathLock {
         match OathSession::select(transport).map_err(token_err(serial))? {
             Selected::Ready(_) if self.required => Err(mismatch(NOT_SET)),
             Selected::Ready(s) => Ok(s),
-            Selected::Locked(s) => match &self.key {
-                None => Err(mismatch("OATH applet is password-protected")),
-                Some(key) => match s.validate(key) {
-                    Ok(s) => Ok(s),
-                    Err(TokenError::Refused { .. } | TokenError::Malformed { .. }) => {
-                        Err(mismatch(NOT_PROVEN))
-                    }
-                    Err(e) => Err(token_err(serial)(e)),
-                },
+            Selected::Locked(s) => self.validated(s, serial),
+        }
+    }
+
+    /// The mutual VALIDATE of an applet that asks for an access key, with the ledger's key: a
+    /// card that fails it, or one the ledger holds no key for, is
+    /// [`CustodyError::DeviceMismatch`].
+    pub(crate) fn validated<T: CardTransport>(
+        &self,
+        s: LockedOathSession<T>,
+        serial: Serial,
+    ) -> Result<OathSession<T>, CustodyError> {
+        let mismatch = |m: &str| CustodyError::DeviceMismatch {
+            serial,
+            mismatch: m.to_owned(),
+        };
+        match &self.key {
+            None => Err(mismatch("OATH applet is password-protected")),
+            Some(key) => match s.validate(key) {
+                Ok(s) => Ok(s),
+                Err(TokenError::Refused { .. } | TokenError::Malformed { .. }) => {
+                    Err(mismatch(NOT_PROVEN))
+                }
+                Err(e) => Err(token_err(serial)(e)),
             },
         }
     }

@@ -6,7 +6,6 @@
 
 use serde_json::json;
 
-use crate::token::oath::{OathSession, Selected};
 use crate::token::CardTransport;
 
 use super::access::DeviceAccess;
@@ -87,6 +86,7 @@ impl Custody {
                 state: DeviceState::Registered,
                 blocked_by: None,
                 oath_access_key: false,
+                access_key_clearing: false,
             };
             c.append(
                 kinds::DEVICE_REGISTERED,
@@ -327,7 +327,8 @@ impl Custody {
 
     /// The checks of a terminal state that need no card (two officers; a device not already
     /// terminal). Retiring a locked device plans clearing its access key: the plan carries
-    /// the key. Refusals are recorded.
+    /// the key, and the intent is recorded before any card is touched
+    /// ([`super::key_clearing`]). Refusals are recorded.
     pub fn plan_terminal(
         &mut self,
         a: &Session,
@@ -336,13 +337,16 @@ impl Custody {
         to: Terminal,
     ) -> Result<TerminalPlan, CustodyError> {
         self.guarded(&pair(a.user(), b.user()), "set_terminal", |c| {
-            let (_, d) = c.terminal_checks(a, b, serial)?;
-            let lock = if to == Terminal::Retired && d.oath_access_key {
-                Some(c.oath_lock(&d)?)
-            } else {
-                None
+            let (who, d) = c.terminal_checks(a, b, serial)?;
+            let clearing = match to {
+                Terminal::Retired => c.plan_key_clearings(&who, &[d], "retire")?.pop(),
+                Terminal::Lost | Terminal::Destroyed => None,
             };
-            Ok(TerminalPlan { serial, to, lock })
+            Ok(TerminalPlan {
+                serial,
+                to,
+                clearing,
+            })
         })
     }
 
@@ -416,6 +420,7 @@ impl Custody {
                     d.oath_access_key = false;
                     m.insert("access_key_cleared".into(), json!(true));
                 }
+                d.access_key_clearing = false;
             }
             c.append(
                 kinds::DEVICE_STATE_CHANGED,
@@ -438,12 +443,12 @@ impl Custody {
 }
 
 /// A planned terminal state ([`Custody::plan_terminal`]): when a locked device is retired, the
-/// access key to clear from its card. `Debug` shows no key byte.
+/// clearing of its access key from the card. `Debug` shows no key byte.
 #[derive(Debug)]
 pub struct TerminalPlan {
     serial: Serial,
     to: Terminal,
-    lock: Option<super::device_keys::OathLock>,
+    clearing: Option<super::key_clearing::KeyClearing>,
 }
 
 impl TerminalPlan {
@@ -454,42 +459,18 @@ impl TerminalPlan {
 
     /// True when the card must be present: a locked device being retired.
     pub fn needs_card(&self) -> bool {
-        self.lock.is_some()
+        self.clearing.is_some()
     }
 
     /// Clears the device's OATH access key from its card when the plan retires a locked
-    /// device: SELECT, VALIDATE with the ledger's key, UNSET CODE, then SELECT again to check
-    /// the applet asks for no key. Answers whether a key was cleared; no card is opened
+    /// device ([`super::key_clearing::KeyClearing::clear`]: VALIDATE with the ledger's key,
+    /// UNSET CODE, SELECT again). Answers whether a key was cleared; no card is opened
     /// otherwise. A card that fails VALIDATE is [`CustodyError::DeviceMismatch`]. Card I/O
     /// only.
     pub fn clear_access_key(&self, access: &mut dyn DeviceAccess) -> Result<bool, CustodyError> {
-        let Some(lock) = &self.lock else {
-            return Ok(false);
-        };
-        let serial = self.serial;
-        let t = access
-            .open(serial)
-            .map_err(|e| CustodyError::DeviceUnavailable {
-                serial,
-                reason: format!(
-                    "{e}; put key {serial} in a reader: its access key is cleared when it is retired"
-                ),
-            })?;
-        let mut s = lock.unlock(t, serial)?;
-        s.unset_code().map_err(token_err(serial))?;
-        let t = s.into_transport();
-        let reader = t.reader().to_owned();
-        match OathSession::select(t).map_err(token_err(serial))? {
-            Selected::Ready(_) => Ok(true),
-            Selected::Locked(_) => Err(CustodyError::Token {
-                serial,
-                source: Box::new(crate::token::TokenError::Malformed {
-                    reader,
-                    ins: crate::token::oath::ins::SET_CODE,
-                    what: "UNSET CODE succeeded but the OATH applet still asks for an access key"
-                        .into(),
-                }),
-            }),
+        match &self.clearing {
+            None => Ok(false),
+            Some(c) => c.clear(access, "retired").map(|()| true),
         }
     }
 }

@@ -303,6 +303,17 @@ pub enum CustodyError {
         /// The seal.
         seal: SealNumber,
     },
+    /// The ledger's policy refuses codes from devices without an OATH access key, and this
+    /// device has none.
+    #[error(
+        "device {serial} has no OATH access key, and this ledger refuses codes from unlocked \
+         devices: two officers lock it first with `custody device lock {serial} --by OFFICER \
+         --by OFFICER` (the key out of its bag, in an allowed reader)"
+    )]
+    DeviceUnlocked {
+        /// The device.
+        serial: Serial,
+    },
     /// The device is blocked by an open incident.
     #[error("device {serial} is blocked by open incident {incident}")]
     DeviceBlocked {
@@ -469,6 +480,7 @@ impl CustodyError {
             Self::SealMismatch { .. } => RefusalCode::SealMismatch,
             Self::SealReused { .. } => RefusalCode::SealReused,
             Self::DeviceBlocked { .. } => RefusalCode::DeviceBlocked,
+            Self::DeviceUnlocked { .. } => RefusalCode::DeviceUnlocked,
             Self::UnknownIncident { .. } => RefusalCode::UnknownIncident,
             Self::IncidentClosed { .. } => RefusalCode::IncidentClosed,
             Self::CredentialExists { .. } => RefusalCode::CredentialExists,
@@ -592,6 +604,8 @@ pub enum RefusalCode {
     SealReused,
     /// The device is blocked by an open incident.
     DeviceBlocked,
+    /// The policy refuses codes from a device without an OATH access key.
+    DeviceUnlocked,
     /// No such incident.
     UnknownIncident,
     /// The incident was already acknowledged.
@@ -679,6 +693,7 @@ impl RefusalCode {
             Self::SealMismatch => "seal_mismatch",
             Self::SealReused => "seal_reused",
             Self::DeviceBlocked => "device_blocked",
+            Self::DeviceUnlocked => "device_unlocked",
             Self::UnknownIncident => "unknown_incident",
             Self::IncidentClosed => "incident_closed",
             Self::CredentialExists => "credential_exists",

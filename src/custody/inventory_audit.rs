@@ -1,7 +1,9 @@
 //! The inventory audit on [`Custody`] (one officer): `inventory_audit`, or `plan_inventory`,
 //! [`InventoryPlan::read`] of the cards presented, `finish_inventory`. Every device not in a
 //! terminal state must be presented, is reconciled and its seal compared; every mismatch and
-//! every missing device opens an incident, and a summary event ends the audit.
+//! every missing device opens an incident, and a summary event ends the audit. The audit
+//! reconciles each card starting with VALIDATE when the device is locked (nothing is
+//! computed) and reports the devices that have no OATH access key (`unlocked`).
 
 use serde_json::json;
 
@@ -65,6 +67,7 @@ impl Custody {
                 ok: Vec::new(),
                 incidents: Vec::new(),
                 unknown: Vec::new(),
+                unlocked: Vec::new(),
             };
             let known = c.devices()?;
             for p in presented {
@@ -105,6 +108,9 @@ impl Custody {
                 let rec = match reading {
                     Some(Ok(r)) if r.is_ok() => {
                         report.ok.push(d.serial);
+                        if !d.oath_access_key {
+                            report.unlocked.push(d.serial);
+                        }
                         continue;
                     }
                     Some(Ok(r)) => r.describe(),
@@ -127,7 +133,8 @@ impl Custody {
                 &who,
                 json!({"ok": report.ok.iter().map(ToString::to_string).collect::<Vec<_>>(),
                        "incidents": report.incidents,
-                       "unknown": report.unknown.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+                       "unknown": report.unknown.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                       "unlocked": report.unlocked.iter().map(ToString::to_string).collect::<Vec<_>>()}),
                 &[],
             )?;
             Ok(report)

@@ -5,7 +5,7 @@
 //! - [`service`]: [`Custody`], the facade the daemon calls, and its input/output types;
 //!   construction, the ledger, and how decisions and refusals are recorded.
 //! - What each `impl Custody` block does, one file each: `authentication`, `user_admin`,
-//!   `accounts`, `devices`, `incidents`, `code_requests`, `code_release`, `enrolment`,
+//!   `accounts`, `devices`, `device_lock`, `incidents`, `code_requests`, `code_release`, `enrolment`,
 //!   `inventory_audit`, `custody_release`, and `queries` (reads of the current state).
 //! - [`ids`], [`secret`]: parsed newtypes and secret carriers.
 //! - [`records`]: current-state records (users, accounts, devices, requests, incidents).
@@ -26,6 +26,7 @@ mod code_release;
 mod code_requests;
 mod custody_release;
 pub mod device_keys;
+mod device_lock;
 mod devices;
 mod enrolment;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod host;
 pub mod ids;
 mod incidents;
 mod inventory_audit;
+mod key_clearing;
 pub mod policy;
 mod queries;
 pub mod reconcile;
@@ -40,6 +42,7 @@ pub mod records;
 pub mod refusals;
 pub mod report;
 pub mod requests;
+pub mod root_password;
 mod sealed;
 pub mod secret;
 pub mod service;
@@ -51,7 +54,9 @@ pub use access::{Clock, DeviceAccess, DeviceAccessError, SystemClock, TimeWitnes
 pub use authentication::{AuthCheck, AuthVerdict};
 pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
 pub use code_requests::FRESH_AUTH_MS;
+pub use custody_release::CustodyReleasePlan;
 pub use device_keys::OathLock;
+pub use device_lock::LockPlan;
 pub use devices::{identify_device, DeviceCheck, TerminalPlan};
 pub use enrolment::{EnrolmentPlan, EnrolmentReading};
 pub use error::CustodyError;
@@ -61,12 +66,14 @@ pub use ids::{
     UserName,
 };
 pub use inventory_audit::InventoryPlan;
-pub use policy::{PassphraseKdf, Policy, RootTask, Threshold};
+pub use key_clearing::KeyClearing;
+pub use policy::{LedgerPolicy, PassphraseKdf, Policy, RootTask, Threshold};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};
 pub use records::{
     AccountRecord, AccountStatus, Approval, DeviceRecord, DeviceRole, DeviceState, IncidentKind,
     IncidentRecord, RequestRecord, RequestStatus, Role, UserRecord,
 };
+pub use root_password::RootPassword;
 pub use secret::{FactorCode, FactorEnrolment, ProviderSeed, UserPassphrase};
 pub use service::{
     AuditReport, Credentials, Custody, Enrolment, EnrolmentCodes, NewAccount, NewRequest, NewUser,

@@ -85,50 +85,90 @@ pub struct RootTask {
     pub description: String,
     /// Whether the request's reason must describe it in full (`other`).
     pub free_text: bool,
+    /// Whether it needs the root user's console password beside the MFA code: the release
+    /// then hands out the password the ledger holds for the account. Recovering a forgotten
+    /// password signs in without it.
+    pub needs_password: bool,
 }
 
 /// The default catalogue of tasks that need the root user.
 pub fn default_catalogue() -> Vec<RootTask> {
     [
-        ("change-contact", "Change account contact details", false),
-        ("change-payment", "Change payment details", false),
-        ("change-support-plan", "Change the support plan", false),
-        ("close-account", "Close the account", false),
-        ("create-root-access-keys", "Create root access keys", false),
-        ("delete-root-access-keys", "Delete root access keys", false),
-        ("change-root-password", "Change the root password", false),
-        ("recover-root-password", "Recover the root password", false),
+        (
+            "change-contact",
+            "Change account contact details",
+            false,
+            true,
+        ),
+        ("change-payment", "Change payment details", false, true),
+        (
+            "change-support-plan",
+            "Change the support plan",
+            false,
+            true,
+        ),
+        ("close-account", "Close the account", false, true),
+        (
+            "create-root-access-keys",
+            "Create root access keys",
+            false,
+            true,
+        ),
+        (
+            "delete-root-access-keys",
+            "Delete root access keys",
+            false,
+            true,
+        ),
+        (
+            "change-root-password",
+            "Change the root password",
+            false,
+            true,
+        ),
+        (
+            "recover-root-password",
+            "Recover the root password",
+            false,
+            false,
+        ),
         (
             "create-cloudfront-key-pair",
             "Create a CloudFront key pair",
             false,
+            true,
         ),
         (
             "unlock-s3-bucket-policy",
             "Restore an S3 bucket policy that locks everyone out",
             false,
+            true,
         ),
         (
             "unlock-sqs-queue-policy",
             "Restore an SQS queue policy that locks everyone out",
             false,
+            true,
         ),
         (
             "seller-or-tax-settings",
             "Register as a seller or change tax settings",
             false,
+            true,
         ),
         (
             "other",
             "Another root-only task (describe it in the reason)",
             true,
+            true,
         ),
     ]
     .into_iter()
-    .map(|(id, d, f)| RootTask {
+    .map(|(id, d, f, p)| RootTask {
         id: id.to_owned(),
         description: d.to_owned(),
         free_text: f,
+        needs_password: p,
     })
     .collect()
 }
@@ -154,6 +194,32 @@ pub struct Policy {
     pub max_clock_skew: Option<Duration>,
     /// The root-task catalogue.
     pub catalogue: Vec<RootTask>,
+    /// Whether codes are refused from devices without an OATH access key. `None`: as the
+    /// ledger says ([`LedgerPolicy`]: on for ledgers created since devices are locked at
+    /// enrolment, off for older ones, whose devices two officers lock one by one).
+    pub refuse_unlocked_devices: Option<bool>,
+}
+
+/// The policy a ledger carries itself, recorded with its first genesis officer (the
+/// `policy` record `ledger`). A ledger written before a key existed lacks it, and gets the
+/// behaviour it had then.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerPolicy {
+    /// Codes are refused from devices without an OATH access key.
+    #[serde(default)]
+    pub refuse_unlocked_devices: bool,
+}
+
+impl LedgerPolicy {
+    /// The id of its record.
+    pub const ID: &'static str = "ledger";
+
+    /// What a new ledger records.
+    pub fn for_new_ledgers() -> Self {
+        Self {
+            refuse_unlocked_devices: true,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -168,6 +234,7 @@ impl Default for Policy {
             kdf: PassphraseKdf::production(),
             max_clock_skew: None,
             catalogue: default_catalogue(),
+            refuse_unlocked_devices: None,
         }
     }
 }

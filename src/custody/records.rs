@@ -121,6 +121,13 @@ pub struct AccountRecord {
     pub status: AccountStatus,
     /// The last TOTP step a code was released for (never twice in one step).
     pub last_release_step: Option<u64>,
+    /// True once two officers stored the root user's console password (sealed, never here).
+    /// Absent in records written before root passwords were held.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub root_password: bool,
+    /// True after a release handed the root password out, until a new one is set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub password_rotation_due: bool,
 }
 
 /// Primary or backup device of an account.
@@ -212,6 +219,11 @@ pub struct DeviceRecord {
     /// holds (sealed); every later use then starts with VALIDATE. The key is never here.
     #[serde(default, skip_serializing_if = "is_false")]
     pub oath_access_key: bool,
+    /// True while the clearing of its access key from the card (retire, custody release) is
+    /// recorded as intended and not yet done: the operation, run again, accepts a card that
+    /// already asks for no key. Absent in records written before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub access_key_clearing: bool,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -127,6 +127,9 @@ pub struct AccountReport {
     pub credential: Option<String>,
     /// Status at the end of the export.
     pub status: Option<String>,
+    /// The root password at the end of the export: `held`, `rotation due` (a release handed it
+    /// out), or `None` when no password was ever set.
+    pub password: Option<String>,
     /// Registration, status changes, enrolments, custody release.
     pub events: Vec<Entry>,
     /// Its requests, in order of first appearance.
@@ -410,6 +413,13 @@ impl ReportBuilder {
                 or_dash(f("to")),
                 f("why").map(|w| format!(" ({w})")).unwrap_or_default()
             )),
+            kinds::DEVICE_LOCK_STARTED => Some(format!(
+                "lock started for account {}: a new OATH access key sealed in the ledger",
+                or_dash(f("account"))
+            )),
+            kinds::DEVICE_LOCKED => {
+                Some("locked: the card proved its OATH access key (VALIDATE)".to_owned())
+            }
             kinds::INCIDENT_OPENED => Some(format!(
                 "incident {} opened ({}): {}",
                 or_dash(f("incident")),
@@ -512,6 +522,34 @@ impl ReportBuilder {
                         }
                     };
                     self.account(&acc).events.push(entry(what));
+                }
+            }
+            kinds::ACCOUNT_PASSWORD_SET | kinds::CREDENTIAL_RELEASED => {
+                if let Some(acc) = f("account") {
+                    let (state, what) = match kind {
+                        kinds::ACCOUNT_PASSWORD_SET => (
+                            "held",
+                            format!(
+                                "root password stored sealed ({})",
+                                if f("generated").as_deref() == Some("true") {
+                                    "generated"
+                                } else {
+                                    "typed"
+                                }
+                            ),
+                        ),
+                        _ => (
+                            "rotation due",
+                            format!(
+                                "root password released to {} with request {}: rotation due",
+                                or_dash(f("requester")),
+                                or_dash(f("request"))
+                            ),
+                        ),
+                    };
+                    let a = self.account(&acc);
+                    a.password = Some(state.to_owned());
+                    a.events.push(entry(what));
                 }
             }
             kinds::REQUEST_CREATED => {

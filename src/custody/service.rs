@@ -119,6 +119,9 @@ pub struct ReleasedCode {
     pub seconds_remaining: u64,
     /// The device that computed it.
     pub device: Serial,
+    /// The root user's console password, when the task needs it and the ledger holds one
+    /// (zeroized on drop; `Debug` hides it).
+    pub password: Option<super::root_password::RootPassword>,
 }
 
 /// What an enrolment ceremony programs.
@@ -165,6 +168,11 @@ pub struct AuditReport {
     pub incidents: Vec<IncidentId>,
     /// Serials presented that the ledger does not know.
     pub unknown: Vec<Serial>,
+    /// Devices among `ok` without an OATH access key (enrolled before devices were locked):
+    /// any OATH tool lists and computes their codes. Two officers lock each with `custody
+    /// device lock`. Absent in replies of daemons that did not check it.
+    #[serde(default)]
+    pub unlocked: Vec<Serial>,
 }
 
 /// A terminal state an officer pair may put a device in.
@@ -395,6 +403,7 @@ impl Custody {
             CustodyError::SealMismatch { serial, .. }
             | CustodyError::DeviceMismatch { serial, .. }
             | CustodyError::DeviceBlocked { serial, .. }
+            | CustodyError::DeviceUnlocked { serial }
             | CustodyError::DeviceState { serial, .. }
             | CustodyError::UnknownDevice { serial }
             | CustodyError::DeviceUnavailable { serial, .. }

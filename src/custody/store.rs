@@ -44,6 +44,18 @@ pub mod kinds {
     pub const DEVICE_CHECKED_OUT: &str = "device.checked_out";
     /// A device reached a terminal state (retired, lost, destroyed, released).
     pub const DEVICE_STATE_CHANGED: &str = "device.state_changed";
+    /// A device enrolled without an OATH access key is being locked: its new key, sealed,
+    /// recorded before the card is asked to set it (two officers).
+    pub const DEVICE_LOCK_STARTED: &str = "device.lock_started";
+    /// A device's card proved the access key it was locked with (two officers).
+    pub const DEVICE_LOCKED: &str = "device.locked";
+    /// The OATH access key of a device leaving custody (retired, released) is about to be
+    /// cleared from its card (recorded first, two officers).
+    pub const DEVICE_ACCESS_KEY_CLEARING: &str = "device.access_key_clearing";
+    /// Two officers stored an account's root password (sealed; never the value).
+    pub const ACCOUNT_PASSWORD_SET: &str = "account.password_set";
+    /// A code release handed the account's root password to its requester (never the value).
+    pub const CREDENTIAL_RELEASED: &str = "credential.released";
     /// An incident was opened.
     pub const INCIDENT_OPENED: &str = "incident.opened";
     /// An officer acknowledged an incident (closed by the second).
@@ -92,6 +104,11 @@ pub mod kinds {
         DEVICE_CHECKED_IN,
         DEVICE_CHECKED_OUT,
         DEVICE_STATE_CHANGED,
+        DEVICE_LOCK_STARTED,
+        DEVICE_LOCKED,
+        DEVICE_ACCESS_KEY_CLEARING,
+        ACCOUNT_PASSWORD_SET,
+        CREDENTIAL_RELEASED,
         INCIDENT_OPENED,
         INCIDENT_ACKNOWLEDGED,
         REQUEST_CREATED,
@@ -130,10 +147,18 @@ pub mod entity {
     pub const BOOTSTRAP: &str = "bootstrap";
     /// A device's sealed OATH access key (`{sealed}`), by serial.
     pub const ACCESS_KEY: &str = "access_key";
+    /// An account's sealed root password (`{sealed}`), by account id.
+    pub const ROOT_PASSWORD: &str = "root_password";
+    /// [`super::super::policy::LedgerPolicy`], the policy the ledger carries (`ledger`).
+    pub const POLICY: &str = "policy";
 }
 
 /// Entities whose records never leave the ledger: exports carry their digests instead.
-pub const SECRET_ENTITIES: &[&str] = &[entity::CREDENTIAL, entity::ACCESS_KEY];
+pub const SECRET_ENTITIES: &[&str] = &[
+    entity::CREDENTIAL,
+    entity::ACCESS_KEY,
+    entity::ROOT_PASSWORD,
+];
 
 /// The projection of custody events into `custody_records`.
 #[derive(Debug, Clone, Copy)]

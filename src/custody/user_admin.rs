@@ -9,6 +9,7 @@ use crate::ledger::{LedgerError, Passphrase};
 
 use super::error::CustodyError;
 use super::ids::UserName;
+use super::policy::LedgerPolicy;
 use super::records::{Role, UserRecord};
 use super::secret::{FactorEnrolment, FactorSeed, UserPassphrase};
 use super::service::{pair, sorted_roles, Custody, NewUser, Session};
@@ -159,7 +160,16 @@ impl Custody {
             let prepared = prepared.ok_or_else(|| {
                 CustodyError::invalid("credential", name.as_str(), "no verifier was derived")
             })?;
+            let first = store::all::<serde_json::Value>(&c.ledger, entity::USER)?.is_empty();
             let (user, mut puts, e) = c.new_user_puts(name, vec![Role::Officer], None, prepared)?;
+            if first {
+                // The ledger's own policy, recorded with its first officer.
+                puts.push(Put::new(
+                    entity::POLICY,
+                    LedgerPolicy::ID,
+                    &LedgerPolicy::for_new_ledgers(),
+                )?);
+            }
             if attempts != BootstrapAttempts::default() {
                 puts.push(Put::new(
                     entity::BOOTSTRAP,

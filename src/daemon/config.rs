@@ -111,6 +111,11 @@ pub struct Policy {
     /// count is for tests and demos only, and the daemon warns at start.
     #[serde(default)]
     pub passphrase_kdf_iterations: Option<u32>,
+    /// Whether codes are refused from keys without an OATH access key (enrolled before
+    /// enrolment locked keys; `custody device lock` locks them). Unset: as the ledger says (on
+    /// for ledgers created since keys are locked at enrolment, off for older ones).
+    #[serde(default)]
+    pub refuse_unlocked_devices: Option<bool>,
 }
 
 impl Default for Policy {
@@ -123,6 +128,7 @@ impl Default for Policy {
             ticket_max_digits: d_ticket_digits(),
             min_reason_chars: d_reason(),
             passphrase_kdf_iterations: None,
+            refuse_unlocked_devices: None,
         }
     }
 }
@@ -309,6 +315,7 @@ impl Config {
         out.reason_min_chars = p.min_reason_chars;
         out.ticket.prefixes = p.ticket_prefixes.clone();
         out.ticket.max_digits = p.ticket_max_digits;
+        out.refuse_unlocked_devices = p.refuse_unlocked_devices;
         if let Some(n) = p
             .passphrase_kdf_iterations
             .and_then(std::num::NonZeroU32::new)

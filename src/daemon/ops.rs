@@ -12,8 +12,8 @@ use super::throttle::Key as ThrottleKey;
 use crate::custody::{
     bootstrap_check, compute_code, identify_device, AccountId, Clock, Credentials, CustodyError,
     Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser, PreparedCredential,
-    Presented, Provider, ProviderSeed, RequestId, Role, SealNumber, Serial, Session, UserName,
-    UserPassphrase,
+    Presented, Provider, ProviderSeed, RequestId, Role, RootPassword, SealNumber, Serial, Session,
+    UserName, UserPassphrase,
 };
 use crate::ledger::Passphrase;
 use crate::token::oath::CredentialName;
@@ -451,6 +451,39 @@ pub fn handle(
                 step: r.step,
                 seconds_remaining: r.seconds_remaining,
                 device: r.device.get(),
+                password: r
+                    .password
+                    .map(|p| Secret::new(p.expose().to_owned().into())),
+            })
+        }
+        Op::AccountSetPassword {
+            by,
+            account,
+            password,
+            generate,
+        } => {
+            let account = AccountId::parse(&account)?;
+            let (a, b) = pair(d, by, peer)?;
+            let rec = d.with_custody(|c| Ok(c.account(&account)?))?;
+            let pw = match (password, generate) {
+                (None, true) => RootPassword::generate()?,
+                (Some(p), false) => {
+                    RootPassword::parse(zeroize::Zeroizing::new(p.expose().to_owned()), &rec)?
+                }
+                _ => {
+                    return Err(CustodyError::invalid(
+                        "root password",
+                        "<hidden>",
+                        "give either a password or generate, not both and not neither",
+                    )
+                    .into())
+                }
+            };
+            let rec =
+                d.with_custody(|c| Ok(c.set_root_password(&a, &b, &account, &pw, generate)?))?;
+            Ok(Reply::PasswordSet {
+                account: rec.into(),
+                password: generate.then(|| Secret::new(pw.expose().to_owned().into())),
             })
         }
         Op::UserSetActive { by, name, active } => {
@@ -473,6 +506,18 @@ pub fn handle(
                 let plan = d.with_custody(|c| Ok(c.plan_terminal(&a, &b, serial, to)?))?;
                 let cleared = plan.clear_access_key(&mut access);
                 d.with_custody(|c| Ok(Reply::from(c.finish_terminal(&a, &b, &plan, cleared)?)))
+            })
+        }
+        Op::DeviceLock { by, serial } => {
+            let serial = Serial::new(serial)?;
+            let (a, b) = pair(d, by, peer)?;
+            let mut access = d.device_access();
+            // Plan (and seal the new key) under the service lock; SET CODE and VALIDATE under
+            // the device's lock only; record under the service lock.
+            lock_devices(d, &[serial.get()], || {
+                let plan = d.with_custody(|c| Ok(c.plan_lock(&a, &b, serial)?))?;
+                let locked = plan.lock_card(&mut access);
+                d.with_custody(|c| Ok(Reply::from(c.finish_lock(&a, &b, &plan, locked)?)))
             })
         }
         Op::RequestShow { request } => {
@@ -571,17 +616,31 @@ pub fn handle(
         Op::Release { by, account } => {
             let account = AccountId::parse(&account)?;
             let (a, b) = pair(d, by, peer)?;
-            d.with_custody(|c| {
-                let mut out = Vec::new();
-                let s = c.release_custody(&a, &b, &account, &mut out)?;
-                let content = String::from_utf8(out).map_err(|_| {
-                    OpError::new(ErrorCode::Internal, "the release export is not UTF-8")
-                })?;
-                Ok(Reply::Export {
-                    events: s.events,
-                    seq: s.checkpoint.checkpoint.seq,
-                    public_key: c.ledger().public_key().to_hex(),
-                    content,
+            let serials: Vec<u32> = d.with_custody(|c| {
+                Ok(c.devices_of(&account)?
+                    .iter()
+                    .map(|d| d.serial.get())
+                    .collect())
+            })?;
+            let mut access = d.device_access();
+            // Plan (the clearing intents recorded) under the service lock; clear the cards'
+            // access keys under their device locks only; record and export under the service
+            // lock.
+            lock_devices(d, &serials, || {
+                let plan = d.with_custody(|c| Ok(c.plan_custody_release(&a, &b, &account)?))?;
+                let cleared = plan.clear_access_keys(&mut access);
+                d.with_custody(|c| {
+                    let mut out = Vec::new();
+                    let s = c.finish_custody_release(&a, &b, &plan, cleared, &mut out)?;
+                    let content = String::from_utf8(out).map_err(|_| {
+                        OpError::new(ErrorCode::Internal, "the release export is not UTF-8")
+                    })?;
+                    Ok(Reply::Export {
+                        events: s.events,
+                        seq: s.checkpoint.checkpoint.seq,
+                        public_key: c.ledger().public_key().to_hex(),
+                        content,
+                    })
                 })
             })
         }

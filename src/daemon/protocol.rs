@@ -328,6 +328,15 @@ pub enum Op {
         #[serde(deserialize_with = "field::terminal")]
         to: Terminal,
     },
+    /// Lock a device enrolled without an OATH access key (two officers): a new access key is
+    /// sealed in the ledger and set on its card, which must be out of its bag in an allowed
+    /// reader.
+    DeviceLock {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The device's serial.
+        serial: u32,
+    },
     /// The requester receives the one code of an approved request.
     Code {
         /// The requester.
@@ -370,6 +379,20 @@ pub enum Op {
         /// The new status.
         #[serde(deserialize_with = "field::account_status")]
         status: AccountStatus,
+    },
+    /// Store an account's root password, sealed (two officers): the one given, or with
+    /// `generate` one custodyd generates and answers once.
+    AccountSetPassword {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The account id.
+        account: String,
+        /// The password (absent with `generate`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+        /// Generate one instead.
+        #[serde(default)]
+        generate: bool,
     },
     /// Inventory audit (one officer): every device not in a terminal state must be among
     /// `presented`; each presented one is reconciled and its seal compared. Mismatches and
@@ -452,11 +475,13 @@ impl Op {
             Op::UserSetActive { .. } => "user_set_active",
             Op::IncidentAck { .. } => "incident_ack",
             Op::DeviceSetTerminal { .. } => "device_set_terminal",
+            Op::DeviceLock { .. } => "device_lock",
             Op::RequestShow { .. } => "request_show",
             Op::AccountShow { .. } => "account_show",
             Op::DeviceShow { .. } => "device_show",
             Op::UserSetRoles { .. } => "user_set_roles",
             Op::AccountSetStatus { .. } => "account_set_status",
+            Op::AccountSetPassword { .. } => "account_set_password",
             Op::Release { .. } => "release",
             Op::Inventory { .. } => "inventory",
             Op::UserBindUid { .. } => "user_bind_uid",
@@ -614,6 +639,7 @@ impl ErrorCode {
             | R::SealMismatch
             | R::SealReused
             | R::DeviceBlocked
+            | R::DeviceUnlocked
             | R::IncidentClosed
             | R::CredentialExists
             | R::DevicesDisagree
@@ -771,6 +797,19 @@ pub enum Reply {
         seconds_remaining: u64,
         /// The device that computed it.
         device: u32,
+        /// The root user's console password, when the request's task needs it and the ledger
+        /// holds one: shown once, with the code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+    },
+    /// Answer to [`Op::AccountSetPassword`]: the account, and the generated password (shown
+    /// once) when custodyd generated it.
+    PasswordSet {
+        /// The account.
+        account: AccountReply,
+        /// The generated password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
     },
 }
 
@@ -842,6 +881,12 @@ pub struct AccountReply {
     pub status: AccountStatus,
     /// The last TOTP step a code was released for.
     pub last_release_step: Option<u64>,
+    /// True once the ledger holds the root user's console password (sealed).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub root_password: bool,
+    /// True after a release handed the root password out, until a new one is set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub password_rotation_due: bool,
 }
 
 impl From<AccountRecord> for AccountReply {
@@ -854,6 +899,8 @@ impl From<AccountRecord> for AccountReply {
             credential: r.credential,
             status: r.status,
             last_release_step: r.last_release_step,
+            root_password: r.root_password,
+            password_rotation_due: r.password_rotation_due,
         }
     }
 }
@@ -1373,15 +1420,38 @@ mod tests {
             step: 1,
             seconds_remaining: 20,
             device: 10_000_001,
+            password: Some(s("Root-Pass-Word-9")),
         };
-        let dbg = format!("{req:?} {reply:?} {:?}", Response::ok(1, reply.clone()));
-        for secret in ["Alice-Secret-Phrase-1", "492039", "GEZDGNBV", "287082"] {
+        let set = Request {
+            ledger: None,
+            session: None,
+            v: VERSION,
+            id: 2,
+            op: Op::AccountSetPassword {
+                by: vec![],
+                account: "123456789012".into(),
+                password: Some(s("Typed-Root-Pass-8")),
+                generate: false,
+            },
+        };
+        let dbg = format!(
+            "{req:?} {reply:?} {:?} {set:?}",
+            Response::ok(1, reply.clone())
+        );
+        for secret in [
+            "Alice-Secret-Phrase-1",
+            "492039",
+            "GEZDGNBV",
+            "287082",
+            "Root-Pass-Word-9",
+            "Typed-Root-Pass-8",
+        ] {
             assert!(!dbg.contains(secret), "{secret} in {dbg}");
         }
         let line = String::from_utf8_lossy(&Response::ok(1, reply).to_line()).into_owned();
         assert!(
-            line.contains("287082"),
-            "the wire carries the code to its requester"
+            line.contains("287082") && line.contains("Root-Pass-Word-9"),
+            "the wire carries the code and the password to its requester"
         );
     }
 
@@ -1537,6 +1607,7 @@ mod tests {
         (RefusalCode::SealMismatch, "seal_mismatch"),
         (RefusalCode::SealReused, "seal_reused"),
         (RefusalCode::DeviceBlocked, "device_blocked"),
+        (RefusalCode::DeviceUnlocked, "device_unlocked"),
         (RefusalCode::UnknownIncident, "unknown_incident"),
         (RefusalCode::IncidentClosed, "incident_closed"),
         (RefusalCode::CredentialExists, "credential_exists"),
@@ -1630,6 +1701,7 @@ mod tests {
             | RefusalCode::SealMismatch
             | RefusalCode::SealReused
             | RefusalCode::DeviceBlocked
+            | RefusalCode::DeviceUnlocked
             | RefusalCode::UnknownIncident
             | RefusalCode::IncidentClosed
             | RefusalCode::CredentialExists

@@ -60,6 +60,7 @@ mod pcscd {
     mod faults;
     mod firmware;
     mod harness;
+    mod lock;
     mod signin;
 }
 

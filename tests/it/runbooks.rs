@@ -50,6 +50,7 @@ const STORY: &[&str] = &[
     "check-out-check-in",
     "inventory-audit",
     "officers-and-resharing",
+    "backup",
     "custody-release",
     "disaster-recovery",
     "incident",
@@ -553,7 +554,7 @@ impl World {
         let (program, rest) = args.split_first().unwrap_or_else(|| panic!("{at}: empty"));
         match program.as_str() {
             "custody" | "custodyd" => self.run_custody(at, program, rest.to_vec(), redirect),
-            "install" | "tar" | "chmod" | "ls" | "cp" | "mv" | "chown" => {
+            "install" | "tar" | "chmod" | "ls" | "cp" | "mv" | "chown" | "sha256sum" | "rm" => {
                 self.run_host(at, program, rest)
             }
             other => panic!("{at}: the runbook runs `{other}`, which this test does not know"),
@@ -833,8 +834,8 @@ fn runbooks_run_against_the_demo_environment() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
-    // Each key keeps its card memory in a state file, so the story can check what retiring
-    // left on it and put the keys back as they were before they were handed over.
+    // Each key keeps its card memory in a state file, so the story can check what the custody
+    // release left on it and put the keys back as they were before they were handed over.
     let states = [PRIMARY, BACKUP].map(|s| tmp.path().join(format!("key-{s}.state")));
     let start_keys = || {
         let [p, b] = states
@@ -894,7 +895,22 @@ fn runbooks_run_against_the_demo_environment() {
         });
         world.play(name, &items);
         if let Some(before) = before {
-            // Retiring cleared each key's OATH access key on the card itself.
+            // The signed extract says the release cleared both keys' access keys.
+            let extract = std::fs::read_to_string(tmp.path().join("release-123456789012.jsonl"))
+                .expect("the release's extract");
+            let released = extract
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v.to_string().contains("\"custody.released\""))
+                .expect("custody.released in the extract");
+            let cleared = released.to_string();
+            assert!(
+                cleared.contains(&format!(
+                    "\"access_keys_cleared\":[\"{PRIMARY}\",\"{BACKUP}\"]"
+                )),
+                "{cleared}"
+            );
+            // The release cleared each key's OATH access key on the card itself.
             for (p, was) in states.iter().zip(&before) {
                 let was: serde_json::Value = serde_json::from_slice(was).expect("state json");
                 assert!(
@@ -906,12 +922,12 @@ fn runbooks_run_against_the_demo_environment() {
                     serde_json::from_slice(&std::fs::read(p).expect("state")).expect("json");
                 assert!(
                     now["access_key"]["key"].is_null(),
-                    "{}: retiring left the access key on the card: {}",
+                    "{}: the release left the access key on the card: {}",
                     p.display(),
                     now["access_key"]
                 );
             }
-            // The retired keys left with the receiver. The disaster recovery that follows
+            // The released keys left with the receiver. The disaster recovery that follows
             // restores a backup from before the release, so the story goes on with the keys
             // as that ledger knows them: as they were before the release.
             for k in keys.take().expect("keys") {

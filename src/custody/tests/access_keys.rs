@@ -90,15 +90,7 @@ fn enrolment_locks_both_keys_with_their_own_access_keys() {
         .expect("release");
     assert_eq!(code.code.as_str(), totp_at(SEED_B32, w.clock.now_ms()));
     // Never in an event body, an export, or the Debug of what carries it.
-    let mut plain = String::new();
-    for k in w.kinds().iter().collect::<std::collections::BTreeSet<_>>() {
-        for b in w.bodies(k) {
-            plain.push_str(&b.to_string());
-        }
-    }
-    let mut out = Vec::new();
-    w.custody.export_redacted(&mut out).expect("export");
-    let export = String::from_utf8(out).expect("utf8");
+    let (plain, export) = w.bodies_and_export();
     let lock = w
         .custody
         .oath_lock(&w.custody.device(serial(PRIMARY)).expect("device"))
@@ -457,4 +449,149 @@ fn retiring_refuses_a_clone_with_an_incident_and_an_absent_card() {
     let d = w.custody.device(serial(BACKUP)).expect("d");
     assert!(!d.state.is_terminal() && d.oath_access_key);
     assert!(!w.kinds().contains(&"device.state_changed".to_owned()));
+}
+
+fn asks_for_no_key(w: &mut World, s: u32) -> bool {
+    let soft = w.keys.keys.get_mut(&s).expect("key");
+    matches!(OathSession::select(&mut *soft), Ok(Selected::Ready(_)))
+}
+
+#[test]
+fn the_custody_release_clears_both_access_keys_and_its_extract_says_so() {
+    let mut w = World::new().with_enrolled_account();
+    let keys = [locked_key(&w, PRIMARY), locked_key(&w, BACKUP)];
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    // A key not in a reader releases nothing.
+    let backup = w.keys.keys.remove(&BACKUP).expect("key");
+    let account = AccountId::parse(ACCOUNT).expect("id");
+    let e = w
+        .custody
+        .release_custody(&a, &b, &mut w.keys, &account, &mut Vec::new())
+        .expect_err("the backup is not in a reader");
+    assert_eq!(e.code(), "device_unavailable", "{e}");
+    assert!(e.to_string().contains("cleared when it is released"), "{e}");
+    for s in [PRIMARY, BACKUP] {
+        let d = w.custody.device(serial(s)).expect("d");
+        assert!(!d.state.is_terminal() && d.oath_access_key, "{s}: {d:?}");
+    }
+    assert!(!w.kinds().contains(&"custody.released".to_owned()));
+    // The primary was cleared already; run again with both keys in readers, the release
+    // settles it (its intent is on record) and clears the backup.
+    assert!(asks_for_no_key(&mut w, PRIMARY));
+    w.keys.keys.insert(BACKUP, backup);
+    let mut out = Vec::new();
+    w.custody
+        .release_custody(&a, &b, &mut w.keys, &account, &mut out)
+        .expect("release");
+    for s in [PRIMARY, BACKUP] {
+        let d = w.custody.device(serial(s)).expect("d");
+        assert_eq!(d.state, DeviceState::Released);
+        assert!(!d.oath_access_key && !d.access_key_clearing);
+        assert!(asks_for_no_key(&mut w, s), "{s} still asks for a key");
+    }
+    let released = w.bodies("custody.released").pop().expect("event");
+    assert_eq!(
+        released["access_keys_cleared"],
+        serde_json::json!([PRIMARY.to_string(), BACKUP.to_string()])
+    );
+    assert_eq!(
+        w.bodies("device.access_key_clearing").len(),
+        2,
+        "one intent each"
+    );
+    let text = String::from_utf8(out).expect("utf8");
+    assert!(
+        text.contains("\"access_keys_cleared\""),
+        "the signed extract says so"
+    );
+    assert!(text.contains("\"access_key_cleared\":true"));
+    crate::ledger::verify_export(text.as_bytes(), &w.custody.ledger().public_key(), None)
+        .expect("the extract verifies");
+    for key in &keys {
+        let hex = data_encoding::HEXLOWER.encode(key.expose());
+        let b64 = data_encoding::BASE64.encode(key.expose());
+        assert!(
+            !text.contains(&hex) && !text.contains(&b64),
+            "key in the extract"
+        );
+    }
+}
+
+#[test]
+fn a_release_refuses_a_clone_with_an_incident_and_releases_nothing() {
+    let mut w = World::new().with_enrolled_account();
+    let clone = clone_of(&w, BACKUP, None);
+    w.keys.keys.insert(BACKUP, clone);
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let e = w
+        .custody
+        .release_custody(
+            &a,
+            &b,
+            &mut w.keys,
+            &AccountId::parse(ACCOUNT).expect("id"),
+            &mut Vec::new(),
+        )
+        .expect_err("a clone is not released");
+    assert_eq!(e.code(), "device_mismatch", "{e}");
+    let d = w.custody.device(serial(BACKUP)).expect("d");
+    assert!(d.blocked_by.is_some() && !d.state.is_terminal());
+    assert!(!w.kinds().contains(&"custody.released".to_owned()));
+}
+
+#[test]
+fn a_retire_stopped_after_unset_code_is_settled_when_it_runs_again() {
+    let mut w = World::new().with_enrolled_account();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let plan = w
+        .custody
+        .plan_terminal(&a, &b, serial(BACKUP), Terminal::Retired)
+        .expect("plan");
+    assert!(plan.clear_access_key(&mut w.keys).expect("UNSET CODE"));
+    // The daemon stops before the record: the ledger still holds the device locked, with the
+    // intent on record; the card asks for no key.
+    drop(plan);
+    let d = w.custody.device(serial(BACKUP)).expect("d");
+    assert!(d.oath_access_key && d.access_key_clearing && !d.state.is_terminal());
+    assert!(asks_for_no_key(&mut w, BACKUP));
+    let d = w
+        .custody
+        .set_terminal(&a, &b, &mut w.keys, serial(BACKUP), Terminal::Retired)
+        .expect("the retire settles");
+    assert_eq!(d.state, DeviceState::Retired);
+    assert!(!d.oath_access_key && !d.access_key_clearing);
+    assert_eq!(
+        w.bodies("device.state_changed").last().expect("event")["access_key_cleared"],
+        true
+    );
+    assert_eq!(w.bodies("device.access_key_clearing").len(), 1);
+    assert!(w.custody.incidents().expect("incidents").is_empty());
+}
+
+#[test]
+fn closing_an_account_retires_its_devices_in_the_ledger_and_leaves_their_keys_locked() {
+    let mut w = World::new().with_enrolled_account();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let from = w.keys.log.len();
+    w.custody
+        .set_account_status(
+            &a,
+            &b,
+            &AccountId::parse(ACCOUNT).expect("id"),
+            AccountStatus::Closed,
+        )
+        .expect("close");
+    assert!(w.keys.log[from..].is_empty(), "no card is opened");
+    for s in [PRIMARY, BACKUP] {
+        let d = w.custody.device(serial(s)).expect("d");
+        assert_eq!(d.state, DeviceState::Retired);
+        assert!(d.oath_access_key, "{s}: recorded as still locked");
+        assert!(!d.access_key_clearing);
+        assert!(
+            w.keys.keys[&s].oath_state().has_password(),
+            "{s}: card locked"
+        );
+        assert!(!asks_for_no_key(&mut w, s));
+    }
+    assert!(w.bodies("device.access_key_clearing").is_empty());
 }

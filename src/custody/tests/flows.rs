@@ -554,7 +554,13 @@ fn inventory_audit_and_custody_release() {
     let mut out = Vec::new();
     let summary = w
         .custody
-        .release_custody(&a, &b, &AccountId::parse(ACCOUNT).expect("id"), &mut out)
+        .release_custody(
+            &a,
+            &b,
+            &mut w.keys,
+            &AccountId::parse(ACCOUNT).expect("id"),
+            &mut out,
+        )
         .expect("release custody");
     assert!(summary.events > 0);
     for s in [PRIMARY, BACKUP] {

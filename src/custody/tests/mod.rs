@@ -4,10 +4,12 @@
 mod access_keys;
 mod approvals;
 mod bootstrap;
+mod device_lock;
 mod flows;
 mod matrix;
 mod more;
 mod props;
+mod root_password;
 mod strings;
 
 use std::collections::BTreeMap;
@@ -308,6 +310,23 @@ impl World {
         out
     }
 
+    /// Every event body as one text, and the redacted export: where no secret may be.
+    pub(crate) fn bodies_and_export(&mut self) -> (String, String) {
+        let mut plain = String::new();
+        for k in self
+            .kinds()
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            for b in self.bodies(k) {
+                plain.push_str(&b.to_string());
+            }
+        }
+        let mut out = Vec::new();
+        self.custody.export_redacted(&mut out).expect("export");
+        (plain, String::from_utf8(out).expect("utf8"))
+    }
+
     /// Account registered, both keys registered, enrolled and checked in under seals
     /// `SEAL-P1` and `SEAL-B1`.
     pub(crate) fn with_enrolled_account(mut self) -> Self {
@@ -328,7 +347,23 @@ impl World {
     }
 
     /// Account registered, both keys registered and enrolled, not yet checked in.
-    pub(crate) fn with_enrolled_keys_in_hand(mut self) -> Self {
+    pub(crate) fn with_enrolled_keys_in_hand(self) -> Self {
+        let mut w = self.with_registered_keys();
+        let codes = w.enrol_both(false).expect("enrol");
+        let s = codes.first_step;
+        assert_eq!(
+            codes.first.as_str(),
+            totp_at(SEED_B32, i64::try_from(s * 30_000).expect("t"))
+        );
+        assert_eq!(
+            codes.second.as_str(),
+            totp_at(SEED_B32, i64::try_from((s + 1) * 30_000).expect("t"))
+        );
+        w
+    }
+
+    /// Account registered, both keys registered, not yet enrolled.
+    pub(crate) fn with_registered_keys(mut self) -> Self {
         let a = self.login("alice");
         self.custody
             .register_account(
@@ -348,16 +383,6 @@ impl World {
                 .register_device(&a, &mut self.keys, serial(s), role)
                 .expect("register");
         }
-        let codes = self.enrol_both(false).expect("enrol");
-        let s = codes.first_step;
-        assert_eq!(
-            codes.first.as_str(),
-            totp_at(SEED_B32, i64::try_from(s * 30_000).expect("t"))
-        );
-        assert_eq!(
-            codes.second.as_str(),
-            totp_at(SEED_B32, i64::try_from((s + 1) * 30_000).expect("t"))
-        );
         self
     }
 

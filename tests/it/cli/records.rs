@@ -444,3 +444,81 @@ fn cli_inventory_reports_unknown_serials_and_needs_no_card_when_none_is_known() 
     let r = d.run(&["inventory", "--present", "ten", "--as", "alice"], "");
     assert_eq!(r.code, 2, "{}{}", r.out, r.err);
 }
+
+#[test]
+fn cli_two_officers_store_the_root_password_generated_or_typed() {
+    let (d, alice, bob) = unsealed_with_officers();
+    dave_and_account(&d, &alice, &bob);
+    let set = |extra: &[&str], stdin: &str| {
+        d.clock.next_step();
+        d.clear_of_step_boundary();
+        let mut args = vec!["account", "set-password", ACCOUNT];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--by",
+            "alice",
+            "--by",
+            "bob",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ]);
+        d.run_fds(
+            &args,
+            stdin,
+            &format!("{ALICE_USER}\n{BOB_USER}\n"),
+            &format!("{}\n{}\n", d.totp(&alice, 0), d.totp(&bob, 0)),
+        )
+    };
+    let r = set(&["--generate"], "");
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let shown = r
+        .out
+        .lines()
+        .find_map(|l| l.strip_prefix("Generated password (shown once): "))
+        .unwrap_or_else(|| panic!("no generated password shown: {}", r.out));
+    assert_eq!(shown.chars().count(), 32, "{shown}");
+    // A typed password that breaks AWS's rules is refused naming the rule, not the password.
+    let r = set(&["--password-fd", "0"], "weakpassword\n");
+    assert_eq!(r.code, 2, "bad input: {}{}", r.out, r.err);
+    assert!(r.err.contains("at least three"), "{}", r.err);
+    assert!(!r.err.contains("weakpassword") && !r.out.contains("weakpassword"));
+    let r = set(&["--password-fd", "0"], "Typed-Root-Pass-42!\n");
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(r.out.contains("stored sealed"), "{}", r.out);
+    assert!(
+        !r.out.contains("Typed-Root-Pass-42!"),
+        "a typed password is not echoed"
+    );
+    let r = d.run(&["account", "show", ACCOUNT], "");
+    assert!(r.out.contains("password     held sealed"), "{}", r.out);
+    let r = d.run(&["--json", "account", "show", ACCOUNT], "");
+    assert_eq!(r.json()["account"]["root_password"], true, "{}", r.out);
+}
+
+#[test]
+fn cli_device_lock_by_two_officers_names_an_unknown_serial() {
+    let (d, alice, bob) = unsealed_with_officers();
+    d.clear_of_step_boundary();
+    let r = d.run_fds(
+        &[
+            "device",
+            "lock",
+            "10000009",
+            "--by",
+            "alice",
+            "--by",
+            "bob",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        "",
+        &format!("{ALICE_USER}\n{BOB_USER}\n"),
+        &format!("{}\n{}\n", d.totp(&alice, 0), d.totp(&bob, 0)),
+    );
+    assert_eq!(r.code, 1, "{}{}", r.out, r.err);
+    assert!(r.err.contains("unknown device 10000009"), "{}", r.err);
+}

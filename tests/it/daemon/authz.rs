@@ -488,9 +488,19 @@ impl Matrix {
                 let by = self.pair(&actor);
                 self.c.call(json!({"incident_ack": {"by": by, "incident": "inc-00000000000000aa", "note": "checked"}}))
             }
+            ("device_lock", "-") => {
+                let by = self.pair(&actor);
+                self.c
+                    .call(json!({"device_lock": {"by": by, "serial": NO_DEVICE}}))
+            }
             ("device_set_terminal", "-") => {
                 let by = self.pair(&actor);
                 self.c.call(json!({"device_set_terminal": {"by": by, "serial": NO_DEVICE, "to": "retired"}}))
+            }
+            ("account_set_password", "-") => {
+                let account = self.new_account();
+                let by = self.pair(&actor);
+                self.c.call(json!({"account_set_password": {"by": by, "account": account, "generate": true}}))
             }
             ("account_set_status" | "release", "-") => {
                 let account = self.new_account();

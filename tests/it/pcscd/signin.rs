@@ -7,7 +7,9 @@
 //! key: a plain PC/SC client's LIST without VALIDATE answers 6982 on either key, the release
 //! (which validates first) still goes through, and neither access key is found in the ledger
 //! file, the export or the device records. Retiring the backup clears its access key on the
-//! card: LIST then answers without VALIDATE.
+//! card: LIST then answers without VALIDATE. The root password two officers stored comes with
+//! the code (the task, changing it, signs in with it), once, and is in neither the ledger file
+//! nor the export.
 //!
 //! The clock is the host's, moved forward (never back) when the domain waits for the next time
 //! step or an officer needs a fresh second-factor step, so the test does not sleep through
@@ -35,21 +37,7 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let state = |s: u32| tmp.path().join(format!("{s}.state"));
-    let (p_state, b_state) = (state(PRIMARY), state(BACKUP));
-    let _keys = support::two_keys(
-        &[
-            "--serial",
-            &PRIMARY.to_string(),
-            "--state",
-            &p_state.to_string_lossy(),
-        ],
-        &[
-            "--serial",
-            &BACKUP.to_string(),
-            "--state",
-            &b_state.to_string_lossy(),
-        ],
-    );
+    let _keys = support::two_keys_with_state([PRIMARY, BACKUP], state);
 
     let dir = tmp.path().join("ledger");
     let (mut custody, people) = domain::bootstrapped(&dir);
@@ -98,6 +86,15 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
             .expect("check in");
     }
 
+    // The root password, generated and stored sealed by two officers.
+    let root_password = mfa_custody::custody::RootPassword::generate().expect("generate");
+    let account = mfa_custody::custody::AccountId::parse(domain::ACCOUNT).expect("id");
+    let a = custody.authenticate(&people.creds("alice")).expect("alice");
+    let b = custody.authenticate(&people.creds("bob")).expect("bob");
+    custody
+        .set_root_password(&a, &b, &account, &root_password, true)
+        .expect("set the root password");
+
     let oscar = custody.authenticate(&people.creds("oscar")).expect("oscar");
     let r = custody
         .create_request(
@@ -128,6 +125,17 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     assert_eq!(code.step, u64::try_from(now / 30_000).expect("step"));
     assert_eq!(code.code.as_str(), totp(SEED_B32, step_of_ms(now)));
     assert_eq!(code.device.get(), PRIMARY);
+    // Changing the root password signs in with it: it comes with the code, once.
+    assert_eq!(
+        code.password.as_ref().map(|p| p.expose()),
+        Some(root_password.expose())
+    );
+    assert!(
+        custody
+            .account(&account)
+            .expect("account")
+            .password_rotation_due
+    );
 
     let mut kinds = Vec::new();
     let head = custody.ledger().head().expect("head").expect("events").seq;
@@ -201,6 +209,11 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
             "the ledger file, the export or a device record",
         );
     }
+    support::assert_key_absent(
+        &bytes,
+        root_password.expose().as_bytes(),
+        "the ledger file, the export or a device record (the root password)",
+    );
 }
 
 /// A plain PC/SC client that does not VALIDATE gets nothing listed: LIST answers 6982.

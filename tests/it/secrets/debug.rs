@@ -79,8 +79,14 @@ fn composites_carrying_secrets_show_none_in_debug() {
         step: 1,
         seconds_remaining: 20,
         device: Serial::new(10_000_001).expect("serial"),
+        password: Some(mfa_custody::custody::RootPassword::generate().expect("generate")),
     };
     assert_clean("ReleasedCode", &shown(&released));
+    let pw = released.password.as_ref().expect("password").expose();
+    assert!(
+        !shown(&released).contains(pw),
+        "ReleasedCode shows its root password"
+    );
 
     let officers = vec![(
         OfficerName::parse("alice").expect("name"),

@@ -3,7 +3,8 @@
 //! requests approved, a wrong passphrase, an export written to a file, a checkpoint, a seal),
 //! then every file it left (the daemon's log, the ledger database with its WAL and shared
 //! memory files, the keyring, the export, the client's outputs) is scanned for every secret
-//! used: keyring and user passphrases, the officers' second-factor seeds, every TOTP code
+//! used: keyring and user passphrases, root passwords (typed and generated), the officers'
+//! second-factor seeds, every TOTP code
 //! sent, the provider seed and the fixture seeds of hsm-fixtures/, each in raw, hex (both
 //! cases), Base32 and Base64 forms. Zero hits expected; the figures line is
 //! `secret-scan: secrets=N forms=N files=N bytes=N hits=0`.
@@ -210,6 +211,25 @@ fn secret_scan_of_a_trace_level_custodyd_scenario_finds_nothing() {
     let by = f.auth("dan");
     let r = c.call(json!({"account_add": {"by": by, "provider": "aws", "account": "123456789012", "alias": "prod", "root_email": "root@example.test", "credential": "AWS:root@example.test"}}));
     assert_eq!(outcome(&r), "ok", "{r}");
+    // The root password, typed, then generated (answered once to the two officers).
+    let typed = "Typed-Root-Pass-42!";
+    let by = json!([f.auth("alice"), f.auth("carol")]);
+    let r = c.call(
+        json!({"account_set_password": {"by": by, "account": "123456789012", "password": typed}}),
+    );
+    assert_eq!(outcome(&r), "ok", "{r}");
+    passphrases.push(typed.to_owned());
+    let by = json!([f.auth("bob"), f.auth("fay")]);
+    let r = c.call(
+        json!({"account_set_password": {"by": by, "account": "123456789012", "generate": true}}),
+    );
+    assert_eq!(outcome(&r), "ok", "{r}");
+    let generated = r["result"]["ok"]["password_set"]["password"]
+        .as_str()
+        .expect("the generated password, answered once")
+        .to_owned();
+    assert_eq!(generated.len(), 32, "{r}");
+    passphrases.push(generated);
     // The provider seed reaches the daemon; the enrolment is refused (no such devices).
     let by = json!([f.auth("bob"), f.auth("olga")]);
     let r = c.call(json!({"enrol": {"by": by, "account": "123456789012", "primary": 10000301, "backup": 10000302, "seed": PROVIDER_SEED}}));

@@ -260,6 +260,16 @@ pub fn remove_card_seen_at(slot: u8, seen: u32, pull: impl FnOnce()) {
     }
 }
 
+/// Two blank keys with serials `serials` in slots 0 and 1, each keeping its state in
+/// `state(serial)` (where tests read what was set on the card).
+pub fn two_keys_with_state(serials: [u32; 2], state: impl Fn(u32) -> PathBuf) -> [Emu; 2] {
+    let [p, b] = serials.map(|s| (s.to_string(), state(s).to_string_lossy().into_owned()));
+    two_keys(
+        &["--serial", &p.0, "--state", &p.1],
+        &["--serial", &b.0, "--state", &b.1],
+    )
+}
+
 /// Two emulated keys, `custody-emu SLOT0` in vpcd slot 0 and `custody-emu SLOT1` in slot 1,
 /// once pcscd sees both cards; both stop when the pair is dropped.
 pub fn two_keys(slot0: &[&str], slot1: &[&str]) -> [Emu; 2] {
