@@ -75,7 +75,7 @@ pub mod exit {
 
 /// `custody`: the mfa-custody command line.
 #[derive(Debug, Parser)]
-#[command(name = "custody", version, about, long_about = None)]
+#[command(name = "custody", version = crate::VERSION, about, long_about = None)]
 pub struct Cli {
     /// Print machine-readable JSON instead of text (stable; see docs/cli.md).
     #[arg(long, global = true)]

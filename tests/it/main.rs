@@ -25,6 +25,7 @@ mod cli {
 }
 
 mod daemon {
+    mod admin;
     mod authz;
     mod bench;
     mod cli;
