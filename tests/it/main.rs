@@ -55,6 +55,10 @@ mod oath {
     mod vectors;
 }
 
+mod packaging {
+    mod unit;
+}
+
 mod pcscd {
     mod ceremony;
     mod e2e;
