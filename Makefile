@@ -106,7 +106,7 @@ bench-daemon: deps
 	$(CARGO) test $(TEST_FEATURES) --test it -- --ignored --nocapture daemon::bench::
 
 docs:
-	$(CARGO) run --quiet --bin custody -- generate-docs > docs/cli.md.tmp
+	$(CARGO) run --quiet --example generate-docs > docs/cli.md.tmp
 	mv docs/cli.md.tmp docs/cli.md
 
 clean:
