@@ -56,6 +56,7 @@ mod oath {
 }
 
 mod packaging {
+    mod deb;
     mod unit;
 }
 
