@@ -39,14 +39,15 @@ pub(crate) fn offered<P: TypedValueParser>(parse: P, values: fn() -> Vec<String>
     Offered { parse, values }
 }
 
+/// A parser that takes any text as it is (the daemon checks it).
+type AnyText = fn(&str) -> Result<String, String>;
+
 /// Any text, with `values` offered to completion (an argument the daemon checks).
-pub(crate) fn offered_text(
-    values: fn() -> Vec<String>,
-) -> Offered<fn(&str) -> Result<String, String>> {
+pub(crate) fn offered_text(values: fn() -> Vec<String>) -> Offered<AnyText> {
     fn text(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     }
-    offered(text as fn(&str) -> Result<String, String>, values)
+    offered(text as AnyText, values)
 }
 
 /// The root tasks of the default catalogue (`change-root-password`, ...).

@@ -88,7 +88,10 @@ fn dpkg(root: &Path, args: &[&str]) -> String {
 
 fn installed_version(root: &Path) -> String {
     let (_, text) = run(Command::new("dpkg-query")
-        .arg(format!("--admindir={}", root.join("var/lib/dpkg").display()))
+        .arg(format!(
+            "--admindir={}",
+            root.join("var/lib/dpkg").display()
+        ))
         .args(["-W", "-f=${Status} ${Version}", "mfa-custody"]));
     text.trim().to_owned()
 }
@@ -166,7 +169,10 @@ fn deb_builds_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     assert!(pages.len() > 40, "{pages:?}");
     want.extend(pages.iter().map(|p| format!("./usr/share/man/man1/{p}.gz")));
     for w in &want {
-        assert!(paths.contains(&w.as_str()), "{w} in the package:\n{listing}");
+        assert!(
+            paths.contains(&w.as_str()),
+            "{w} in the package:\n{listing}"
+        );
     }
     for p in &paths {
         assert!(
@@ -189,12 +195,15 @@ fn deb_builds_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     assert_eq!(f[5..], ["/var/lib/custody", "/usr/sbin/nologin"]);
     let group = entries(&root, "group");
     assert_eq!(group.len(), 1, "{group:?}");
-    assert!(group[0].starts_with(&format!("custody:x:{gid}:")), "{group:?}");
+    assert!(
+        group[0].starts_with(&format!("custody:x:{gid}:")),
+        "{group:?}"
+    );
     let state = root.join("var/lib/custody");
     let meta = std::fs::metadata(&state).expect("the state directory");
     assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
     assert_eq!((meta.uid(), meta.gid()), (uid, gid));
-    let version = ok(&mut Command::new(root.join("usr/bin/custodyd")).arg("--version"));
+    let version = ok(Command::new(root.join("usr/bin/custodyd")).arg("--version"));
     assert!(version.starts_with("custodyd 0.1.0 (commit "), "{version}");
     assert_eq!(
         std::fs::read(root.join("lib/systemd/system/custodyd.service")).expect("unit"),
@@ -219,7 +228,10 @@ fn deb_builds_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     assert_eq!(entries(&root, "passwd"), user, "one user, the same uid");
     assert_eq!(entries(&root, "group"), group);
     assert_eq!(std::fs::read_to_string(&conf).expect("conffile"), edited);
-    assert_eq!(std::fs::read(ledger.join("ledger.db")).expect("ledger"), b"the ledger");
+    assert_eq!(
+        std::fs::read(ledger.join("ledger.db")).expect("ledger"),
+        b"the ledger"
+    );
 
     // Remove: the programs go; the configuration, the user and the ledger stay.
     dpkg(&root, &["-r", "mfa-custody"]);
@@ -234,12 +246,22 @@ fn deb_builds_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
 
     // Purge: the user, the group and the configuration go; the ledger stays, and is named.
     let said = dpkg(&root, &["-P", "mfa-custody"]);
-    assert!(said.contains("kept") && said.contains("var/lib/custody"), "{said}");
+    assert!(
+        said.contains("kept") && said.contains("var/lib/custody"),
+        "{said}"
+    );
     for f in ["passwd", "group", "shadow", "gshadow"] {
         assert_eq!(entries(&root, f), Vec::<String>::new(), "{f} after purge");
     }
     assert!(!conf.exists(), "the conffile goes with purge");
-    assert_eq!(std::fs::read(ledger.join("ledger.db")).expect("ledger"), b"the ledger");
+    assert_eq!(
+        std::fs::read(ledger.join("ledger.db")).expect("ledger"),
+        b"the ledger"
+    );
 
-    assert_eq!(host_accounts(), host_before, "the host's own accounts are untouched");
+    assert_eq!(
+        host_accounts(),
+        host_before,
+        "the host's own accounts are untouched"
+    );
 }
