@@ -20,15 +20,17 @@ fn main() {
         .is_some_and(|top| dir.canonicalize().is_ok_and(|d| d == top));
     let git = |dir: &Path, args: &[&str]| if own { git(dir, args) } else { None };
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
-    // A new commit or a checkout changes HEAD, or the branch it names, or packed-refs.
-    for what in ["HEAD", "packed-refs"] {
+    // A new commit or a checkout changes HEAD, or the branch it names, or packed-refs. Only
+    // files that exist are named: cargo reruns a build script on every build while a file it
+    // names is missing.
+    let mut watched = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    watched.extend(git(dir, &["symbolic-ref", "-q", "HEAD"]));
+    for what in &watched {
         if let Some(p) = git(dir, &["rev-parse", "--git-path", what]) {
-            println!("cargo:rerun-if-changed={}", dir.join(p).display());
-        }
-    }
-    if let Some(r) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(p) = git(dir, &["rev-parse", "--git-path", &r]) {
-            println!("cargo:rerun-if-changed={}", dir.join(p).display());
+            let path = dir.join(p);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
         }
     }
     let commit = git(dir, &["rev-parse", "--short=12", "HEAD"])

@@ -12,8 +12,10 @@
 #
 # VERSION defaults to Cargo.toml's; DIR to target/debian. Prints the package's path last.
 # CUSTODY_DEB_COMPRESSION (xz, gzip or none; default xz) is dpkg-deb's compressor.
-# SOURCE_DATE_EPOCH (default: the last commit's time, else 0) dates every file, so the same
-# binaries make the same package.
+# SOURCE_DATE_EPOCH, when set, is the binaries' build date (--version) and every file's date;
+# unset, the files are dated by the last commit (else the epoch), so the same binaries make the
+# same package, and the build keeps cargo's usual environment (no rebuild of what
+# `cargo build --release` already built).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,10 +32,7 @@ for t in dpkg-deb dpkg-shlibdeps strip; do
     command -v "$t" >/dev/null || { echo "build-deb: $t is missing; run make deps" >&2; exit 1; }
 done
 [ -n "$version" ] || version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo/Cargo.toml" | head -n 1)
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-    SOURCE_DATE_EPOCH=$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 0)
-fi
-export SOURCE_DATE_EPOCH
+file_date=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 0)}
 
 bin=${CUSTODY_DEB_BIN_DIR:-}
 if [ -z "$bin" ]; then
@@ -115,7 +114,7 @@ Description: dual-control custody of the YubiKeys that hold cloud root users' MF
  line for officers, operators and auditors.
 CONTROL
 
-find "$root" -exec touch --no-dereference --date="@$SOURCE_DATE_EPOCH" {} +
+find "$root" -exec touch --no-dereference --date="@$file_date" {} +
 mkdir -p "$out"
 deb="$out/mfa-custody_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Z"${CUSTODY_DEB_COMPRESSION:-xz}" --build "$root" "$deb" >/dev/null
