@@ -5,6 +5,8 @@
 #   make soak   the long runs: fuzzing for millions of executions, custodyd crash and load loops
 #   make bench  the criterion benchmarks, then custodyd under load (make bench-daemon)
 #   make docs   regenerate docs/cli.md from the CLI definitions (tests/it/cli/generate.rs checks it)
+#   make deb    the Debian package (release build) in target/debian/
+#   make bundle the offline bundle for the air-gapped host in target/bundle/ (needs the network)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
@@ -20,7 +22,7 @@ LINT_FEATURES := --features test-clock,bench
 TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench bench-daemon clean docs
+.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench bench-daemon clean docs deb bundle
 
 all: build
 
@@ -109,8 +111,19 @@ bench-daemon: deps
 	$(CARGO) test $(TEST_FEATURES) --test it -- --ignored --nocapture daemon::bench::
 
 docs:
-	$(CARGO) run --quiet --bin custody -- generate-docs > docs/cli.md.tmp
+	$(CARGO) run --quiet --example generate-docs > docs/cli.md.tmp
 	mv docs/cli.md.tmp docs/cli.md
+
+# The Debian package: custody and custodyd (release build), the unit, the configuration as a
+# conffile, manual pages, completions (scripts/build-deb.sh). tests/it/packaging/deb.rs builds it
+# from the test build's binaries and installs, upgrades and purges it in a throwaway root.
+deb: deps
+	scripts/build-deb.sh
+
+# The package plus every non-essential Debian package it needs at run time (apt-get download),
+# SHA256SUMS and INSTALL.txt: what goes to the air-gapped host (docs/install.md).
+bundle: deps
+	scripts/build-bundle.sh
 
 clean:
 	$(CARGO) clean

@@ -13,7 +13,10 @@
 # seal, an export and its offline verification, and the seal by an officer (an operator's is
 # refused).
 #
-# --keep DIR keeps everything in DIR (created if missing) and writes DIR/summary.json.
+# --keep DIR keeps everything in DIR (created if missing) and writes DIR/summary.json and
+# DIR/env.sh: the demo's test-only passphrases and second-factor seeds, and the commands that
+# bring the environment back (emulated keys and a sealed custodyd) to go on by hand:
+#   scripts/with-pcscd.sh -- bash --rcfile DIR/env.sh     then: demo_start (README.md)
 # CUSTODY_DEMO_LOG_LEVEL (default info) is custodyd's --log-level.
 # Every process the demo starts is stopped when it ends. Needs root, pcscd, vsmartcard-vpcd,
 # oathtool and jq (`make deps`), and the binaries (`cargo build --bins`; CUSTODY_BIN_DIR
@@ -32,6 +35,7 @@ if [ "${CUSTODY_PCSCD_HARNESS:-}" != "1" ]; then
 fi
 
 bin=${CUSTODY_BIN_DIR:-$repo/target/debug}
+[ ! -d "$bin" ] || bin=$(cd "$bin" && pwd)
 for b in custody custodyd custody-emu; do
     [ -x "$bin/$b" ] || { echo "demo: $bin/$b missing; run cargo build --bins" >&2; exit 1; }
 done
@@ -50,6 +54,53 @@ cleanup() {
     [ -n "$keep" ] || rm -rf "$work"
 }
 trap cleanup EXIT
+
+# DIR/env.sh of --keep: source it in a shell inside a private pcscd (scripts/with-pcscd.sh) to go
+# on from where the demo ended, with the same keys, ledger, people and secrets.
+write_env() {
+    local f=$1 v
+    {
+        echo "# mfa-custody demo environment, kept by scripts/demo.sh --keep. Test-only secrets:"
+        echo "# never use them anywhere real. Source it inside the demo's private pcscd:"
+        printf '#   %q/scripts/with-pcscd.sh -- bash --rcfile %q\n' "$repo" "$f"
+        echo "# then run demo_start (emulated keys and custodyd, sealed), and go on by hand."
+        printf 'export CUSTODY_DEMO_DIR=%q\n' "$work"
+        printf 'export PATH=%q:"$PATH"\n' "$bin"
+        printf 'export CUSTODY_SOCKET=%q\n' "$socket"
+        printf 'export CUSTODY_LEDGER_ID=%q\n' "$(jq -r .ledger_id "$work/genesis.json")"
+        printf 'export XDG_RUNTIME_DIR=%q\n' "$XDG_RUNTIME_DIR"
+        echo "# Keyring (unseal) passphrases of the genesis officers."
+        for v in P_ALICE P_BOB; do printf '%s=%q\n' "$v" "${!v}"; done
+        echo "# Custody passphrases (officers alice, bob, carol; operator dave; auditor erin)."
+        for v in U_ALICE U_BOB U_CAROL U_DAVE U_ERIN; do printf '%s=%q\n' "$v" "${!v}"; done
+        echo "# The officers' second-factor seeds (base32): totp \"\$S_ALICE\" prints the current code."
+        for v in S_ALICE S_BOB S_CAROL; do printf '%s=%q\n' "$v" "${!v}"; done
+        echo "# The AWS account, the provider's seed (RFC 6238's test seed), the keys and their seals."
+        printf 'ACCOUNT=%q\nSEED=%q\nPUBKEY=%q\n' "$account" "$SEED" "$pubkey"
+        echo "PRIMARY=10000001   # in safe A, seal BAG-0003"
+        echo "BACKUP=10000002    # in safe B, seal BAG-0002"
+        cat <<'ENV'
+totp() { oathtool --totp -b "${1//=/}"; }
+demo_start() {
+    [ "${CUSTODY_PCSCD_HARNESS:-}" = 1 ] || { echo "demo_start: run it in the shell scripts/with-pcscd.sh started" >&2; return 1; }
+    local d=$CUSTODY_DEMO_DIR
+    custody-emu --image "$CUSTODY_DEMO_REPO/hsm-fixtures/primary.toml" --state "$d/primary.state" \
+        --vpcd "127.0.0.1:$CUSTODY_VPCD_PORT" --touch auto >>"$d/emu-primary.log" 2>&1 &
+    custody-emu --image "$CUSTODY_DEMO_REPO/hsm-fixtures/backup.toml" --state "$d/backup.state" \
+        --vpcd "127.0.0.1:$((CUSTODY_VPCD_PORT + 1))" --touch auto >>"$d/emu-backup.log" 2>&1 &
+    custodyd --config "$d/custody.toml" 2>>"$d/custodyd.log" &
+    local i
+    for i in $(seq 100); do [ -S "$CUSTODY_SOCKET" ] && custody status >/dev/null 2>&1 && break; sleep 0.1; done
+    custody status
+    echo "next: custody unseal --officer alice   (then bob; passphrases: \$P_ALICE, \$P_BOB)"
+}
+demo_stop() { kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; echo "stopped"; }
+ENV
+        printf 'CUSTODY_DEMO_REPO=%q\n' "$repo"
+        echo 'echo "mfa-custody demo environment loaded: demo_start, then see README.md (Going on by hand)"'
+    } >"$f"
+    chmod 0600 "$f"
+}
 
 step=0
 say() { step=$((step + 1)); printf '\n== %d. %s\n' "$step" "$*"; }
@@ -254,7 +305,8 @@ if [ -n "$keep" ]; then
         '{code: $code, time_step: $step, account_id: $account, device_serial: $serial,
           request: $request, export_path: $export, pubkey: $pubkey, ledger_dir: $ledger}' \
         > "$work/summary.json"
-    echo "kept in $work (summary.json)"
+    write_env "$work/env.sh"
+    echo "kept in $work (summary.json; env.sh to go on by hand: see README.md)"
 fi
 echo
 echo "demo: done"

@@ -16,6 +16,9 @@ packages=(
   gcc make         # SQLCipher is compiled from source
   util-linux       # unshare: one private pcscd per test run
   procps           # pgrep/pkill in the scripts
+  systemd          # systemd-analyze: the unit's security score (tests/it/packaging/unit.rs)
+  dpkg-dev         # dpkg-shlibdeps: the Debian package's library dependencies (make deb)
+  binutils         # strip: the packaged binaries
 )
 cargo_fuzz_version=0.13.2
 

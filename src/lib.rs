@@ -20,3 +20,15 @@ pub mod daemon;
 pub mod emulator;
 pub mod ledger;
 pub mod token;
+
+/// What `custody --version` and `custodyd --version` print after the program's name: the
+/// package version, the commit it was built from (`unknown` outside a git checkout) and the
+/// build date (UTC; `SOURCE_DATE_EPOCH`'s when set). Stamped by `build.rs`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CUSTODY_BUILD_COMMIT"),
+    ", built ",
+    env!("CUSTODY_BUILD_DATE"),
+    ")"
+);

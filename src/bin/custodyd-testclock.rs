@@ -91,7 +91,6 @@ fn lock_path(file: &Path) -> PathBuf {
 /// that went on with a guessed time would prove nothing.
 fn broken(message: String) -> ! {
     eprintln!("custodyd-testclock: {message}");
-    tracing::error!("{message}");
     std::process::exit(2)
 }
 

@@ -82,7 +82,7 @@ pub enum AccountCommand {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// Provider: aws, aws-us-gov, aws-cn.
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::offered_text(super::values::providers), hide_possible_values = true)]
     pub provider: String,
     /// The provider's account id.
     #[arg(long)]

@@ -25,10 +25,19 @@ use crate::ledger::{
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Sign and record a checkpoint of the current head, and print it (keep it for --after).
+    #[command(
+        after_help = "Example:\n  sudo -u custody custody audit checkpoint --ledger /var/lib/custody/ledger --officer alice --officer bob > checkpoint-2026-11.jsonl"
+    )]
     Checkpoint(UnsealArgs),
     /// Export the ledger (a checkpoint is signed and recorded first, and ends the export).
+    #[command(
+        after_help = "Example:\n  sudo -u custody custody audit export --ledger /var/lib/custody/ledger --officer alice --officer bob \\\n      --out ledger-2026-11.jsonl\n  custody audit export --ledger /var/lib/custody/ledger --officer alice --officer bob --format csv --kind code.released"
+    )]
     Export(ExportArgs),
     /// Verify an export offline with the pinned public key. Exit 0 when valid, 1 otherwise.
+    #[command(
+        after_help = "Example:\n  custody audit verify ledger-2026-11.jsonl --pubkey 8d7c7066...\n  custody audit verify ledger-2026-12.jsonl --pubkey 8d7c7066... --after checkpoint-2026-11.jsonl"
+    )]
     Verify(VerifyArgs),
     /// Verify an export, then write a self-contained HTML custody report of it (per-device
     /// timelines, requests and releases per account, open incidents). An export that does not

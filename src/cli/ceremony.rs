@@ -84,7 +84,7 @@ pub struct SignInArgs {
     #[arg(long)]
     pub account: Option<String>,
     /// The root task (asked when missing), e.g. change-root-password.
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::offered_text(super::values::tasks), hide_possible_values = true)]
     pub task: Option<String>,
     /// The ticket reference (asked when missing), e.g. SEC-42.
     #[arg(long)]
@@ -120,7 +120,7 @@ pub struct EnrolArgs {
     #[arg(long)]
     pub backup: u32,
     /// The provider, when the account is not registered yet (aws, aws-us-gov, aws-cn).
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::offered_text(super::values::providers), hide_possible_values = true)]
     pub provider: Option<String>,
     /// The account's alias, when it is not registered yet.
     #[arg(long)]

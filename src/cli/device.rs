@@ -23,7 +23,7 @@ pub enum DeviceCommand {
         /// The serial printed on the key.
         serial: u32,
         /// primary or backup.
-        #[arg(long, value_parser = parse_device_role)]
+        #[arg(long, value_parser = super::values::offered(parse_device_role as fn(&str) -> Result<DeviceRole, String>, super::values::device_roles))]
         role: DeviceRole,
         /// The officer.
         #[command(flatten)]

@@ -21,9 +21,15 @@ use crate::ledger::{
 pub enum LedgerCommand {
     /// Verify the live ledger: every hash and link, every checkpoint, and that the projection
     /// tables equal a replay of the events.
+    #[command(
+        after_help = "Example:\n  sudo -u custody custody ledger verify --ledger /var/lib/custody/ledger --officer alice --officer bob"
+    )]
     Verify(UnsealArgs),
     /// Re-share the master secret (add or remove officers, change the threshold). Needs a quorum
     /// of current officers; new officers choose passphrases.
+    #[command(
+        after_help = "Example:\n  sudo -u custody custody ledger reshare --ledger /var/lib/custody/ledger --officer alice --officer bob \\\n      --new-officer alice --new-officer bob --new-officer carol --threshold 2"
+    )]
     Reshare(ReshareArgs),
 }
 

@@ -53,6 +53,7 @@ pub(crate) mod secret_input;
 pub mod session;
 pub mod token;
 pub mod user;
+mod values;
 
 /// Exit statuses of `custody`, documented in `docs/cli.md` and stable.
 pub mod exit {
@@ -75,7 +76,7 @@ pub mod exit {
 
 /// `custody`: the mfa-custody command line.
 #[derive(Debug, Parser)]
-#[command(name = "custody", version, about, long_about = None)]
+#[command(name = "custody", version = crate::VERSION, about, long_about = None)]
 pub struct Cli {
     /// Print machine-readable JSON instead of text (stable; see docs/cli.md).
     #[arg(long, global = true)]
@@ -98,15 +99,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a ledger and its keyring (the genesis ceremony).
+    #[command(
+        after_help = "Example:\n  sudo -u custody custody init --ledger /var/lib/custody/ledger --officer alice --officer bob\n  (prompts each officer, in turn, for a new keyring passphrase, twice)"
+    )]
     Init(init::InitArgs),
     /// Ledger maintenance: verify, re-share.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  sudo -u custody custody ledger verify --ledger /var/lib/custody/ledger --officer alice --officer bob"
+    )]
     Ledger(ledger::LedgerCommand),
     /// Auditor commands: checkpoint, export, verify, report.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  custody audit verify ledger-2026-11.jsonl --pubkey 8d7c7066..."
+    )]
     Audit(audit::AuditCommand),
     /// Readers and the YubiKeys in them.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  sudo -u custody custody token scan"
+    )]
     Token(token::TokenCommand),
     /// Log in once: reads (lists, shows, export) then use a short-lived session instead of your
     /// passphrase and second factor. Approvals, check-outs, codes and two-officer operations
@@ -136,20 +149,20 @@ or in the environment.\n\nExample:\n  custody login --as alice\n  custody login 
     /// Export the ledger through custodyd (JSON Lines, signed), for offline verification.
     Export(daemon::ExportArgs),
     /// Custody users: officers, operators, auditors.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  custody user list --as alice")]
     User(user::UserCommand),
     /// Cloud accounts whose root MFA is in custody.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  custody account list --as alice")]
     Account(account::AccountCommand),
     /// Dual-control requests for a root code.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  custody request list --as alice")]
     Request(request::RequestCommand),
     /// Approve a request (an officer other than the requester).
     Approve(request::ApproveArgs),
     /// Deny a request.
     Deny(request::DenyArgs),
     /// Devices: register, list, check out of and into the safe.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  custody device list --as alice")]
     Device(device::DeviceCommand),
     /// Enrol an account's primary and backup keys with the provider's seed (two officers).
     Enrol(device::EnrolArgs),
@@ -164,10 +177,16 @@ or in the environment.\n\nExample:\n  custody login --as alice\n  custody login 
     Release(daemon::ReleaseArgs),
     /// Guided ceremonies (sign-in, enrolment): each person is asked for their own credentials
     /// in turn; scriptable with --passphrase-fd.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  custody ceremony sign-in --account 123456789012 --task change-root-password"
+    )]
     Ceremony(ceremony::CeremonyCommand),
     /// Incidents: list, acknowledge.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  custody incident list --as alice"
+    )]
     Incident(incident::IncidentCommand),
     /// Print the shell completion script of `custody` (bash, zsh, fish, elvish, powershell).
     #[command(
@@ -177,12 +196,13 @@ or in the environment.\n\nExample:\n  custody login --as alice\n  custody login 
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page of `custody` (roff), made from the same definitions as --help.
-    #[command(after_help = "Example:\n  custody man > custody.1 && man ./custody.1")]
-    Man,
-    /// Print docs/cli.md (Markdown): the fixed prose, then every command's reference.
-    #[command(hide = true)]
-    GenerateDocs,
+    /// Print the manual page of `custody` (roff), or write one page per command to a
+    /// directory: custody.1, custody-request.1, custody-request-code.1, ... Made from the same
+    /// definitions as --help.
+    #[command(
+        after_help = "Example:\n  custody man > custody.1 && man ./custody.1\n  custody man --out /usr/local/share/man/man1 && man custody-request-code"
+    )]
+    Man(generate::ManArgs),
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -234,8 +254,7 @@ pub fn run(cli: Cli) -> ExitCode {
             daemon::release(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }
         Command::Completions { shell } => generate::completions(cli.json, shell),
-        Command::Man => generate::man(cli.json),
-        Command::GenerateDocs => generate::docs(cli.json),
+        Command::Man(a) => generate::man(cli.json, a),
         Command::Export(a) => {
             daemon::export(cli.json, &client::socket_path(cli.socket.as_deref()), a)
         }

@@ -63,7 +63,7 @@ pub struct CodeArgs {
     #[arg(long)]
     pub account: String,
     /// The root task (catalogue id, e.g. change-root-password).
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::offered_text(super::values::tasks), hide_possible_values = true)]
     pub task: String,
     /// The ticket reference (e.g. SEC-42).
     #[arg(long)]

@@ -18,6 +18,9 @@ pub enum TokenCommand {
     /// List the readers and the YubiKeys in them: serial, firmware, OATH device id, whether the
     /// OATH applet is password-protected, and the credentials (type, algorithm, digits, touch).
     /// Never shows a code or a secret.
+    #[command(
+        after_help = "Example:\n  sudo -u custody custody token scan\n  custody --json token scan"
+    )]
     Scan,
 }
 

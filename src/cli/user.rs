@@ -60,7 +60,7 @@ pub enum UserCommand {
         /// The user.
         name: String,
         /// A role: operator, auditor, or officer for a user who already is one (repeat).
-        #[arg(long = "role", required = true, value_parser = parse_role)]
+        #[arg(long = "role", required = true, value_parser = super::values::offered(parse_role as fn(&str) -> Result<Role, String>, super::values::user_roles))]
         roles: Vec<Role>,
         /// The two officers.
         #[command(flatten)]
@@ -104,7 +104,7 @@ pub struct AddArgs {
     /// The new user's name.
     pub name: String,
     /// A role: officer, operator or auditor (repeat).
-    #[arg(long = "role", required = true, value_parser = parse_role)]
+    #[arg(long = "role", required = true, value_parser = super::values::offered(parse_role as fn(&str) -> Result<Role, String>, super::values::user_roles))]
     pub roles: Vec<Role>,
     /// The OS uid the user must connect as.
     #[arg(long)]

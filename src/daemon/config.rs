@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::server::ServerLimits;
 use super::state::DaemonOptions;
 
@@ -22,7 +20,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Not TOML of the expected shape.
+    /// Not TOML at all: nothing further can be checked.
     #[error("{path}: {source}")]
     Syntax {
         /// The file.
@@ -31,16 +29,151 @@ pub enum ConfigError {
         #[source]
         source: Box<toml::de::Error>,
     },
-    /// A key has a value outside its range.
-    #[error("{path}: {key}: {problem}")]
+    /// TOML, but keys that are unknown, missing, of the wrong type or outside their range:
+    /// every one of them, each once, in the order of the file's documentation.
+    #[error("{path}: {}", problem_list(.problems))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// The key.
-        key: &'static str,
-        /// What is wrong.
-        problem: String,
+        /// Every problem found (at least one).
+        problems: Vec<ConfigProblem>,
     },
+}
+
+impl ConfigError {
+    /// Every problem, each once (the syntax or read error as the one problem of the file).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid { problems, .. } => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// One thing wrong with one key of a configuration file, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The key as written in the file (`max_connections`, `policy.approvals`).
+    pub key: String,
+    /// What is wrong with its value and what to set instead.
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+fn problem_list(problems: &[ConfigProblem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut text = format!("{} problems:", many.len());
+            for p in many {
+                text.push_str("\n  ");
+                text.push_str(&p.to_string());
+            }
+            text
+        }
+    }
+}
+
+/// The keys of the file's top level and of its `[policy]` table, as documented.
+const TOP_KEYS: &[&str] = &[
+    "ledger_dir",
+    "socket",
+    "socket_group",
+    "max_connections",
+    "max_connections_per_uid",
+    "idle_timeout_secs",
+    "request_deadline_secs",
+    "session_idle_secs",
+    "session_absolute_secs",
+    "touch_timeout_secs",
+    "allowed_readers",
+    "watch_readers",
+    "policy",
+];
+const POLICY_KEYS: &[&str] = &[
+    "approvals",
+    "approval_ttl_secs",
+    "request_ttl_secs",
+    "ticket_prefixes",
+    "ticket_max_digits",
+    "min_reason_chars",
+    "passphrase_kdf_iterations",
+];
+
+/// Takes the typed values out of one TOML table, noting every problem: a value of the wrong
+/// type, and (at [`Fields::finish`]) every key left over, which no one reads.
+struct Fields<'a> {
+    table: toml::Table,
+    /// `""` for the top level, `"policy."` for the `[policy]` table.
+    prefix: &'static str,
+    problems: &'a mut Vec<ConfigProblem>,
+}
+
+impl Fields<'_> {
+    fn problem(&mut self, key: &str, problem: String) {
+        self.problems.push(ConfigProblem {
+            key: format!("{}{key}", self.prefix),
+            problem,
+        });
+    }
+
+    /// The value of `key` as a `T` (`want` describes one), or `None` when it is absent or
+    /// not a `T` (noted).
+    fn take<T: serde::de::DeserializeOwned>(&mut self, key: &str, want: &str) -> Option<T> {
+        let value = self.table.remove(key)?;
+        let shown = value.to_string();
+        let kind = match value.type_str() {
+            k @ ("integer" | "array") => format!("an {k}"),
+            k => format!("a {k}"),
+        };
+        match value.try_into::<T>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.problem(
+                    key,
+                    format!("is {shown} ({kind}); it must be {want}: correct or remove it"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Notes every key nobody took as unknown, with the key it was probably meant to be.
+    fn finish(self, known: &[&str], elsewhere: (&str, &[&str])) {
+        let Fields {
+            table,
+            prefix,
+            problems,
+        } = self;
+        for key in table.keys() {
+            let hint = if elsewhere.1.contains(&key.as_str()) {
+                format!(" ({key} belongs {})", elsewhere.0)
+            } else {
+                match known
+                    .iter()
+                    .map(|k| (strsim::damerau_levenshtein(k, key), k))
+                    .min()
+                {
+                    Some((d, k)) if d <= 3 && d < key.len() => format!(" (did you mean {k}?)"),
+                    _ => String::new(),
+                }
+            };
+            problems.push(ConfigProblem {
+                key: format!("{prefix}{key}"),
+                problem: format!(
+                    "unknown key{hint}; correct its spelling or remove it \
+                     (every key is listed in packaging/custody.toml)"
+                ),
+            });
+        }
+    }
 }
 
 fn d_max_connections() -> usize {
@@ -86,36 +219,64 @@ fn d_reason() -> usize {
 }
 
 /// The dual-control policy (`[policy]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// Distinct officer approvals a code request needs (at least 2).
-    #[serde(default = "d_approvals")]
     pub approvals: u8,
     /// Seconds an approval stays valid.
-    #[serde(default = "d_approval_ttl")]
     pub approval_ttl_secs: u64,
     /// Seconds a request stays open before it expires.
-    #[serde(default = "d_request_ttl")]
     pub request_ttl_secs: u64,
     /// Ticket project keys allowed (`SEC` in `SEC-1234`); empty: any 2 to 10 upper-case letters.
-    #[serde(default)]
     pub ticket_prefixes: Vec<String>,
     /// Most digits after the dash of a ticket reference.
-    #[serde(default = "d_ticket_digits")]
     pub ticket_max_digits: usize,
     /// Fewest characters of a request's reason.
-    #[serde(default = "d_reason")]
     pub min_reason_chars: usize,
     /// PBKDF2 iterations of users' passphrase verifiers. Unset: the production count. A lower
     /// count is for tests and demos only, and the daemon warns at start.
-    #[serde(default)]
     pub passphrase_kdf_iterations: Option<u32>,
     /// Whether codes are refused from keys without an OATH access key (enrolled before
     /// enrolment locked keys; `custody device lock` locks them). Unset: as the ledger says (on
     /// for ledgers created since keys are locked at enrolment, off for older ones).
     #[serde(default)]
     pub refuse_unlocked_devices: Option<bool>,
+}
+
+impl Policy {
+    /// The `[policy]` table's values, noting every problem (a value with a problem is replaced
+    /// by its default).
+    fn from_table(table: toml::Table, problems: &mut Vec<ConfigProblem>) -> Self {
+        let mut f = Fields {
+            table,
+            prefix: "policy.",
+            problems,
+        };
+        let d = Policy::default();
+        let p = Policy {
+            approvals: f
+                .take("approvals", "a whole number (at least 2)")
+                .unwrap_or(d.approvals),
+            approval_ttl_secs: f
+                .take("approval_ttl_secs", "a whole number of seconds")
+                .unwrap_or(d.approval_ttl_secs),
+            request_ttl_secs: f
+                .take("request_ttl_secs", "a whole number of seconds")
+                .unwrap_or(d.request_ttl_secs),
+            ticket_prefixes: f
+                .take("ticket_prefixes", "a list of strings")
+                .unwrap_or(d.ticket_prefixes),
+            ticket_max_digits: f
+                .take("ticket_max_digits", "a whole number")
+                .unwrap_or(d.ticket_max_digits),
+            min_reason_chars: f
+                .take("min_reason_chars", "a whole number")
+                .unwrap_or(d.min_reason_chars),
+            passphrase_kdf_iterations: f.take("passphrase_kdf_iterations", "a whole number"),
+        };
+        f.finish(POLICY_KEYS, ("at the top, before [policy]", TOP_KEYS));
+        p
+    }
 }
 
 impl Default for Policy {
@@ -134,46 +295,34 @@ impl Default for Policy {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The ledger directory (created by `custody init`; never group- or world-writable).
     pub ledger_dir: PathBuf,
     /// The Unix socket the daemon listens on (mode 0660).
     pub socket: PathBuf,
     /// The group given the socket, so its members may connect. Unset: the daemon's own group.
-    #[serde(default)]
     pub socket_group: Option<String>,
     /// Most connections served at once.
-    #[serde(default = "d_max_connections")]
     pub max_connections: usize,
     /// Most connections one peer uid may hold at once (at most `max_connections`). Unset: 8,
     /// or `max_connections` when that is lower.
-    #[serde(default)]
     pub max_connections_per_uid: Option<usize>,
     /// Seconds a connection may stay silent between requests.
-    #[serde(default = "d_idle")]
     pub idle_timeout_secs: u64,
     /// Seconds a request line may take from its first byte to its newline.
-    #[serde(default = "d_request_deadline")]
     pub request_deadline_secs: u64,
     /// Seconds a login session may go unused before it ends.
-    #[serde(default = "d_session_idle")]
     pub session_idle_secs: u64,
     /// Seconds after the login at which a session ends however it is used.
-    #[serde(default = "d_session_absolute")]
     pub session_absolute_secs: u64,
     /// Seconds to wait for a touch on a key.
-    #[serde(default = "d_touch")]
     pub touch_timeout_secs: u64,
     /// Reader name prefixes the daemon may use; cards in other readers are reported, never used.
-    #[serde(default = "d_readers")]
     pub allowed_readers: Vec<String>,
     /// Whether to watch readers for cards coming and going (recorded as events).
-    #[serde(default = "d_true")]
     pub watch_readers: bool,
     /// The dual-control policy.
-    #[serde(default)]
     pub policy: Policy,
 }
 
@@ -187,96 +336,233 @@ impl Config {
         Self::parse(&text, path)
     }
 
-    /// Parses and checks configuration text; `path` names the file in errors.
+    /// Parses and checks configuration text; `path` names the file in errors. A file that is
+    /// TOML but wrong is refused with every problem found, each once.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             source: Box::new(e),
         })?;
-        let bad = |key, problem: &str| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            problem: problem.to_owned(),
+        let mut problems = Vec::new();
+        let config = Self::from_table(table, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// The configuration of a TOML table, noting every problem (a value with a problem is
+    /// replaced by its default, or by an empty path, so that it is reported once).
+    fn from_table(table: toml::Table, problems: &mut Vec<ConfigProblem>) -> Self {
+        const PATH: &str = "an absolute path (a string)";
+        const SECS: &str = "a whole number of seconds";
+        const COUNT: &str = "a whole number";
+        let mut f = Fields {
+            table,
+            prefix: "",
+            problems,
         };
-        if !c.ledger_dir.is_absolute() {
-            return Err(bad("ledger_dir", "must be an absolute path"));
-        }
-        if !c.socket.is_absolute() {
-            return Err(bad("socket", "must be an absolute path"));
-        }
-        if !(1..=1024).contains(&c.max_connections) {
-            return Err(bad("max_connections", "must be from 1 to 1024"));
-        }
-        if let Some(n) = c.max_connections_per_uid {
-            if !(1..=c.max_connections).contains(&n) {
-                return Err(bad(
-                    "max_connections_per_uid",
-                    &format!(
-                        "is {n}; must be from 1 to max_connections ({}); keep it well below \
-                         max_connections so that one uid cannot take every connection",
-                        c.max_connections
+        let ledger_dir = f.take::<PathBuf>("ledger_dir", PATH);
+        let socket = f.take::<PathBuf>("socket", PATH);
+        let socket_group = f.take::<String>("socket_group", "a group name or number (a string)");
+        let max_connections = f.take("max_connections", COUNT);
+        let max_connections_per_uid = f.take("max_connections_per_uid", COUNT);
+        let idle_timeout_secs = f.take("idle_timeout_secs", SECS);
+        let request_deadline_secs = f.take("request_deadline_secs", SECS);
+        let session_idle_secs = f.take("session_idle_secs", SECS);
+        let session_absolute_secs = f.take("session_absolute_secs", SECS);
+        let touch_timeout_secs = f.take("touch_timeout_secs", SECS);
+        let allowed_readers = f.take("allowed_readers", "a list of strings");
+        let watch_readers = f.take("watch_readers", "true or false");
+        let policy_table = f.take::<toml::Table>("policy", "a table ([policy])");
+        f.finish(TOP_KEYS, ("under [policy]", POLICY_KEYS));
+        let policy = Policy::from_table(policy_table.unwrap_or_default(), problems);
+        for (key, value, example) in [
+            ("ledger_dir", &ledger_dir, "/var/lib/custody/ledger"),
+            ("socket", &socket, "/run/custody/custodyd.sock"),
+        ] {
+            match value {
+                None if !problems.iter().any(|p| p.key == key) => problems.push(ConfigProblem {
+                    key: key.to_owned(),
+                    problem: format!("missing; it is required: add {key} = \"{example}\""),
+                }),
+                Some(p) if !p.is_absolute() => problems.push(ConfigProblem {
+                    key: key.to_owned(),
+                    problem: format!(
+                        "is {:?}, a relative path; it must be absolute, such as \"{example}\"",
+                        p.display().to_string()
                     ),
-                ));
+                }),
+                _ => {}
             }
         }
-        if !(1..=3600).contains(&c.request_deadline_secs) {
-            return Err(bad(
+        let c = Config {
+            ledger_dir: ledger_dir.unwrap_or_default(),
+            socket: socket.unwrap_or_default(),
+            socket_group,
+            max_connections: max_connections.unwrap_or_else(d_max_connections),
+            max_connections_per_uid,
+            idle_timeout_secs: idle_timeout_secs.unwrap_or_else(d_idle),
+            request_deadline_secs: request_deadline_secs.unwrap_or_else(d_request_deadline),
+            session_idle_secs: session_idle_secs.unwrap_or_else(d_session_idle),
+            session_absolute_secs: session_absolute_secs.unwrap_or_else(d_session_absolute),
+            touch_timeout_secs: touch_timeout_secs.unwrap_or_else(d_touch),
+            allowed_readers: allowed_readers.unwrap_or_else(d_readers),
+            watch_readers: watch_readers.unwrap_or_else(d_true),
+            policy,
+        };
+        c.check_ranges(problems);
+        c
+    }
+
+    /// Notes every value outside its range. A key compared with another (the per-uid limit
+    /// with `max_connections`) is checked only when the other is itself valid, so that one
+    /// mistake is reported once.
+    fn check_ranges(&self, problems: &mut Vec<ConfigProblem>) {
+        let mut bad = |key: &str, problem: String| {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                problem,
+            })
+        };
+        let max_ok = (1..=1024).contains(&self.max_connections);
+        if !max_ok {
+            bad(
+                "max_connections",
+                format!(
+                    "is {}; it must be from 1 to 1024 (the default is {})",
+                    self.max_connections,
+                    d_max_connections()
+                ),
+            );
+        }
+        if let (Some(n), true) = (self.max_connections_per_uid, max_ok) {
+            if !(1..=self.max_connections).contains(&n) {
+                bad(
+                    "max_connections_per_uid",
+                    format!(
+                        "is {n}; it must be from 1 to max_connections ({}); keep it well below \
+                         max_connections so that one uid cannot take every connection",
+                        self.max_connections
+                    ),
+                );
+            }
+        }
+        if !(1..=3600).contains(&self.request_deadline_secs) {
+            bad(
                 "request_deadline_secs",
-                &format!(
-                    "is {}; must be from 1 to 3600 seconds (clients send a request line at \
+                format!(
+                    "is {}; it must be from 1 to 3600 seconds (clients send a request line at \
                      once; the default is {})",
-                    c.request_deadline_secs,
+                    self.request_deadline_secs,
                     d_request_deadline()
                 ),
-            ));
+            );
         }
-        if c.idle_timeout_secs == 0 || c.touch_timeout_secs == 0 {
-            return Err(bad(
-                "idle_timeout_secs/touch_timeout_secs",
-                "must be at least 1",
-            ));
+        for (key, value, default) in [
+            ("idle_timeout_secs", self.idle_timeout_secs, d_idle()),
+            ("touch_timeout_secs", self.touch_timeout_secs, d_touch()),
+        ] {
+            if value == 0 {
+                bad(
+                    key,
+                    format!("is 0; it must be at least 1 second (the default is {default})"),
+                );
+            }
         }
-        if !(1..=86_400).contains(&c.session_absolute_secs) {
-            return Err(bad(
+        let absolute_ok = (1..=86_400).contains(&self.session_absolute_secs);
+        if !absolute_ok {
+            bad(
                 "session_absolute_secs",
-                &format!(
-                    "is {}; must be from 1 to 86400 seconds (a session is short-lived; the \
+                format!(
+                    "is {}; it must be from 1 to 86400 seconds (a session is short-lived; the \
                      default is {})",
-                    c.session_absolute_secs,
+                    self.session_absolute_secs,
                     d_session_absolute()
                 ),
-            ));
+            );
         }
-        if !(1..=c.session_absolute_secs).contains(&c.session_idle_secs) {
-            return Err(bad(
+        if absolute_ok && !(1..=self.session_absolute_secs).contains(&self.session_idle_secs) {
+            bad(
                 "session_idle_secs",
-                &format!(
-                    "is {}; must be from 1 to session_absolute_secs ({}); the default is {}",
-                    c.session_idle_secs,
-                    c.session_absolute_secs,
+                format!(
+                    "is {}; it must be from 1 to session_absolute_secs ({}); the default is {}",
+                    self.session_idle_secs,
+                    self.session_absolute_secs,
                     d_session_idle()
                 ),
-            ));
+            );
         }
-        if c.policy.approvals < 2 {
-            return Err(bad(
+        let p = &self.policy;
+        if p.approvals < 2 {
+            bad(
                 "policy.approvals",
-                "dual control needs at least 2 approvals",
-            ));
+                format!(
+                    "is {}; dual control needs at least 2 approvals (the default is {})",
+                    p.approvals,
+                    d_approvals()
+                ),
+            );
         }
-        if c.policy.approval_ttl_secs == 0 || c.policy.request_ttl_secs == 0 {
-            return Err(bad("policy", "TTLs must be at least 1 second"));
+        for (key, value, default) in [
+            (
+                "policy.approval_ttl_secs",
+                p.approval_ttl_secs,
+                d_approval_ttl(),
+            ),
+            (
+                "policy.request_ttl_secs",
+                p.request_ttl_secs,
+                d_request_ttl(),
+            ),
+        ] {
+            if value == 0 {
+                bad(
+                    key,
+                    format!("is 0; it must be at least 1 second (the default is {default})"),
+                );
+            }
         }
-        if !(1..=18).contains(&c.policy.ticket_max_digits) {
-            return Err(bad("policy.ticket_max_digits", "must be from 1 to 18"));
+        if !(1..=18).contains(&p.ticket_max_digits) {
+            bad(
+                "policy.ticket_max_digits",
+                format!(
+                    "is {}; it must be from 1 to 18 (the default is {})",
+                    p.ticket_max_digits,
+                    d_ticket_digits()
+                ),
+            );
         }
-        if c.policy.passphrase_kdf_iterations == Some(0) {
-            return Err(bad(
+        if p.passphrase_kdf_iterations == Some(0) {
+            bad(
                 "policy.passphrase_kdf_iterations",
-                "must be at least 1",
-            ));
+                "is 0; it must be at least 1; leave it unset in production (the production \
+                 count)"
+                    .to_owned(),
+            );
         }
-        Ok(c)
+    }
+
+    /// What the host must provide for this configuration that the file alone cannot show:
+    /// the socket's group must exist. Each problem names its key.
+    pub fn host_problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if let Some(group) = &self.socket_group {
+            if resolve_group(group).is_none() {
+                problems.push(ConfigProblem {
+                    key: "socket_group".to_owned(),
+                    problem: format!(
+                        "is {group:?}, which is not a group of this host (/etc/group); create \
+                         it (the Debian package creates \"custody\") or name another"
+                    ),
+                });
+            }
+        }
+        problems
     }
 
     /// The run-time options of the daemon.
@@ -410,6 +696,82 @@ mod tests {
                 "{extra}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn every_problem_is_listed_once_with_its_key() {
+        let text = "socket = \"run/s\"\nmax_connections = 0\nmax_connections_per_uid = 9\n\
+                    idle_timeout_secs = \"60\"\nsocket_grup = \"custody\"\napprovals = 3\n\
+                    [policy]\napprovals = 1\nrequest_ttl_secs = 0\nwatch_readers = true\n";
+        let e = Config::parse(text, Path::new("x.toml")).expect_err("invalid");
+        let problems = e.problems();
+        let keys: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "idle_timeout_secs",
+                // Unknown keys in alphabetical order, after the known keys' problems.
+                "approvals",
+                "socket_grup",
+                "policy.watch_readers",
+                "ledger_dir",
+                "socket",
+                "max_connections",
+                "policy.approvals",
+                "policy.request_ttl_secs",
+            ],
+            "{problems:#?}"
+        );
+        let text = problems.join("\n");
+        for want in [
+            "idle_timeout_secs: is \"60\" (a string); it must be a whole number of seconds",
+            "socket_grup: unknown key (did you mean socket_group?)",
+            "approvals: unknown key (approvals belongs under [policy])",
+            "policy.watch_readers: unknown key (watch_readers belongs at the top, before [policy])",
+            "ledger_dir: missing; it is required: add ledger_dir = \"/var/lib/custody/ledger\"",
+            "socket: is \"run/s\", a relative path; it must be absolute",
+            "max_connections: is 0; it must be from 1 to 1024",
+            "policy.approvals: is 1; dual control needs at least 2 approvals",
+            "policy.request_ttl_secs: is 0; it must be at least 1 second",
+        ] {
+            assert!(text.contains(want), "{want:?} in:\n{text}");
+        }
+        // The per-uid limit is not judged against an invalid max_connections: one mistake,
+        // one problem.
+        assert!(!text.contains("max_connections_per_uid"), "{text}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("x.toml: 9 problems:\n  idle_timeout_secs: "),
+            "{shown}"
+        );
+        // Syntax errors stop the check: the one problem is the parser's, with its line.
+        let e = Config::parse("ledger_dir = \n", Path::new("x.toml")).expect_err("syntax");
+        assert_eq!(e.problems().len(), 1);
+        assert!(e.problems()[0].contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn host_problems_name_a_missing_socket_group() {
+        let base = "ledger_dir = \"/l\"\nsocket = \"/s\"\n";
+        let c = Config::parse(&format!("{base}socket_group = \"root\"\n"), Path::new("x"))
+            .expect("valid");
+        assert_eq!(c.host_problems(), []);
+        let c = Config::parse(
+            &format!("{base}socket_group = \"no-such-group-here\"\n"),
+            Path::new("x"),
+        )
+        .expect("valid file");
+        let p = c.host_problems();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "socket_group");
+        assert!(
+            p[0].problem.contains("not a group of this host"),
+            "{}",
+            p[0]
+        );
     }
 
     #[test]

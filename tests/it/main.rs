@@ -25,6 +25,7 @@ mod cli {
 }
 
 mod daemon {
+    mod admin;
     mod authz;
     mod bench;
     mod cli;
@@ -52,6 +53,11 @@ mod oath {
     mod props;
     mod session;
     mod vectors;
+}
+
+mod packaging {
+    mod deb;
+    mod unit;
 }
 
 mod pcscd {

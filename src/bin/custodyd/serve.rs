@@ -38,12 +38,17 @@ const LOCK_FILE: &str = "custodyd.lock";
 
 /// custodyd: holds the custody ledger and serves the `custody` command line over a Unix socket.
 #[derive(Debug, Parser)]
-#[command(name = "custodyd", version, about, long_about = None,
-    after_help = "Example:\n  custodyd --config /etc/custody/custody.toml")]
+#[command(name = "custodyd", version = mfa_custody::VERSION, about, long_about = None,
+    after_help = "Examples:\n  custodyd --config /etc/custody/custody.toml\n  \
+custodyd --check-config /etc/custody/custody.toml")]
 struct Args {
     /// The configuration file (TOML; see packaging/custody.toml).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "check_config")]
+    config: Option<PathBuf>,
+    /// Check the configuration FILE and exit: 0 when it is valid, 2 with every problem listed
+    /// (each naming its key and what to do). Starts nothing and opens no ledger.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
     /// Log level: error, warn, info, debug.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -85,10 +90,38 @@ fn choose_clock(
     }
 }
 
+/// Ends the daemon with `status`, saying why once, on standard error (the log: under systemd,
+/// the journal).
 fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("custodyd: {message}");
-    tracing::error!("{message}");
     ExitCode::from(status)
+}
+
+/// `--check-config FILE`: every problem of the file and of what it asks of this host, each
+/// once on standard error, or a line saying it is valid on standard output.
+fn check_config(file: &Path) -> ExitCode {
+    let problems = match Config::load(file) {
+        Ok(config) => config
+            .host_problems()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        Err(e) => e.problems(),
+    };
+    if problems.is_empty() {
+        println!("custodyd: {} is valid", file.display());
+        return ExitCode::from(exit::OK);
+    }
+    let n = problems.len();
+    eprintln!(
+        "custodyd: {} is not valid ({n} problem{}):",
+        file.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        eprintln!("  {p}");
+    }
+    ExitCode::from(exit::USAGE)
 }
 
 fn harden() {
@@ -294,6 +327,12 @@ fn watch_readers(daemon: Arc<Daemon>, shutdown: Arc<AtomicBool>) {
 /// [`choose_clock`].
 pub fn main(open_test: Option<OpenTestClock>) -> ExitCode {
     let args = Args::parse();
+    let config_file = match (&args.check_config, &args.config) {
+        (Some(file), _) => return check_config(file),
+        (None, Some(file)) => file.clone(),
+        // clap requires one of the two.
+        (None, None) => return fail(exit::USAGE, "--config FILE is required"),
+    };
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
@@ -304,7 +343,7 @@ pub fn main(open_test: Option<OpenTestClock>) -> ExitCode {
         Err(e) => return fail(exit::USAGE, e),
     };
     harden();
-    let config = match Config::load(&args.config) {
+    let config = match Config::load(&config_file) {
         Ok(c) => c,
         Err(e) => return fail(exit::USAGE, e),
     };

@@ -314,6 +314,14 @@ fn cli_two_officers_change_roles_and_account_status_against_custodyd() {
     );
     let r = d.run(&["user", "list"], "");
     assert!(r.out.contains("auditor"), "{}", r.out);
+    // `custody user list | head -0`: the reader is gone before the answer is written.
+    let (status, err) = cli::with_stdout_closed(
+        Custody::new(&["--socket", d.socket.as_str(), "user", "list"])
+            .runtime_dir(&d.dir.path().join("run"))
+            .command(),
+    );
+    assert_eq!(status, Some(141), "user list into a closed pipe: {err}");
+    assert_eq!(err, "", "nothing but the status: no panic, no message");
 
     // A status that does not exist is refused before anyone authenticates.
     let r = pair(

@@ -363,12 +363,17 @@ fn secret_scan_of_a_kept_demo_directory_finds_nothing() {
     secrets.extend(fixture_seeds());
     let mut paths = Vec::new();
     support::files_under(&dir, &mut paths);
-    // The released code is the demo's intended output, and the emulators' state files are
-    // the keys themselves: neither is the product's to keep secret.
+    // The released code is the demo's intended output, the emulators' state files are the
+    // keys themselves, and env.sh is where --keep writes the demo's test-only passphrases and
+    // seeds on purpose, for going on by hand: none is the product's to keep secret.
     paths.retain(|p| {
         let n = p.file_name().expect("name").to_string_lossy().into_owned();
-        !(n == "code.json" || n.ends_with(".state") || n.ends_with(".sock"))
+        !(n == "code.json" || n == "env.sh" || n.ends_with(".state") || n.ends_with(".sock"))
     });
+    assert!(
+        dir.join("env.sh").is_file(),
+        "--keep writes env.sh (the scan leaves it out)"
+    );
     let hits = scan("demo", &paths, &secrets, &[]);
     assert!(hits.is_empty(), "secrets found:\n{}", hits.join("\n"));
 }

@@ -258,3 +258,23 @@ impl Custody {
         self.output().into()
     }
 }
+
+/// Runs `cmd` (no input) with its standard output already closed by the reader, as in
+/// `custody ... | head -0`: a socket whose other end is gone before `cmd` starts, so its first
+/// write fails with EPIPE whatever its size and however fast it runs. Returns (status, stderr).
+pub fn with_stdout_closed(mut cmd: Command) -> (Option<i32>, String) {
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    drop(reader);
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(writer)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the command")
+        .wait_with_output()
+        .expect("its output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
