@@ -15,6 +15,7 @@ packages=(
   libssl-dev       # libcrypto, SQLCipher's crypto provider
   gcc make         # SQLCipher is compiled from source
   util-linux       # unshare: one private pcscd per test run
+  iproute2         # ip: the loopback interface of each test run's own network namespace
   procps           # pgrep/pkill in the scripts
   systemd          # systemd-analyze: the unit's security score (tests/it/packaging/unit.rs)
   dpkg-dev         # dpkg-shlibdeps: the Debian package's library dependencies (make deb)

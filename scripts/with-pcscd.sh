@@ -4,8 +4,9 @@
 #   scripts/with-pcscd.sh [--port PORT] [--readers N] [--] CMD [ARGS...]
 #
 # The pcscd runs in its own mount namespace with a tmpfs on /run/pcscd, so it never meets the
-# host's pcscd (pcscd always serves /run/pcscd/pcscd.comm). Needs root (unshare -m) and the
-# packages `pcscd` and `vsmartcard-vpcd` (`make deps`).
+# host's pcscd (pcscd always serves /run/pcscd/pcscd.comm), and in its own network namespace, so
+# its vpcd ports are private. Needs root (unshare) and the packages `pcscd`, `vsmartcard-vpcd`
+# and `iproute2` (`make deps`).
 #
 # N is 0 (pcscd without readers) or 1: one vpcd reader.conf entry with two slots, listening on
 # TCP PORT (slot 0, reader "Yubico YubiKey OTP+FIDO+CCID 00 00") and PORT+1 (slot 1, reader
@@ -54,11 +55,19 @@ if [ "${CUSTODY_PCSCD_NS:-}" != "1" ]; then
     # Re-enter this script in a private mount namespace and a PID namespace of its own (with
     # its own /proc), whose first process is this script: when it ends, the kernel ends
     # every process left in the namespace (an emulator a failing test left running would
-    # otherwise keep the caller's output pipe open, and the caller would wait for ever).
+    # otherwise keep the caller's output pipe open, and the caller would wait for ever). A
+    # network namespace of its own too: its vpcd ports are private, so two harnesses on the
+    # same port (two clones tested at once, a test beside a demo) never see each other's keys.
     export CUSTODY_PCSCD_NS=1
-    exec unshare --mount --pid --fork --kill-child --mount-proc --propagation private -- \
+    exec unshare --mount --pid --net --fork --kill-child --mount-proc --propagation private -- \
         "$0" --port "$port" --readers "$readers" -- "$@"
 fi
+
+# The new network namespace has a loopback interface, down.
+if ! command -v ip >/dev/null 2>&1; then
+    echo "with-pcscd: ip (package iproute2) is missing; run \`make deps\`" >&2; exit 127
+fi
+ip link set lo up
 
 pcscd_bin=$(command -v pcscd || echo /usr/sbin/pcscd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/custody-pcscd.XXXXXX")

@@ -105,6 +105,7 @@ const POLICY_KEYS: &[&str] = &[
     "ticket_max_digits",
     "min_reason_chars",
     "passphrase_kdf_iterations",
+    "refuse_unlocked_devices",
 ];
 
 /// Takes the typed values out of one TOML table, noting every problem: a value of the wrong
@@ -239,7 +240,6 @@ pub struct Policy {
     /// Whether codes are refused from keys without an OATH access key (enrolled before
     /// enrolment locked keys; `custody device lock` locks them). Unset: as the ledger says (on
     /// for ledgers created since keys are locked at enrolment, off for older ones).
-    #[serde(default)]
     pub refuse_unlocked_devices: Option<bool>,
 }
 
@@ -273,6 +273,7 @@ impl Policy {
                 .take("min_reason_chars", "a whole number")
                 .unwrap_or(d.min_reason_chars),
             passphrase_kdf_iterations: f.take("passphrase_kdf_iterations", "a whole number"),
+            refuse_unlocked_devices: f.take("refuse_unlocked_devices", "true or false"),
         };
         f.finish(POLICY_KEYS, ("at the top, before [policy]", TOP_KEYS));
         p

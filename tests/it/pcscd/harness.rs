@@ -80,3 +80,60 @@ fn a_key_put_back_into_the_same_slot_at_once_is_seen() {
         next.stop();
     }
 }
+
+/// Two harnesses on the same vpcd port at once (two clones tested side by side, or a test run
+/// while a demo is up) each see their own key only: every harness has a network namespace of
+/// its own, so its vpcd ports are private to it. Without it the second pcscd could not listen,
+/// the readiness check saw the first one's port, and a key of one run was used by the other.
+#[test]
+fn two_harnesses_on_one_port_see_each_their_own_key() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the pcscd harness needs root (unshare), as CI runs it"
+    );
+    let _alone = support::alone();
+    let emu = env!("CARGO_BIN_EXE_custody-emu");
+    let custody = env!("CARGO_BIN_EXE_custody");
+    // Each harness plugs a key of its own serial and scans until it sees a key, then holds its
+    // port a while so that the two runs overlap whatever their start-up times.
+    let script = format!(
+        "{emu} --serial \"$SERIAL\" --vpcd 127.0.0.1:$CUSTODY_VPCD_PORT >/dev/null 2>&1 &
+         for _ in $(seq 100); do
+           out=$({custody} --json token scan 2>/dev/null) || true
+           case \"$out\" in *'\"serial\":'*) break ;; esac
+           sleep 0.1
+         done
+         echo \"$out\"
+         sleep 2"
+    );
+    let run = |serial: &str| {
+        Command::new(support::repo().join("scripts/with-pcscd.sh"))
+            .args(["--port", "44500", "--readers", "1", "--"])
+            .args(["sh", "-c", &script])
+            .env_remove("CUSTODY_PCSCD_NS")
+            .env("SERIAL", serial)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run scripts/with-pcscd.sh")
+    };
+    let (a, b) = (run("10000501"), run("10000502"));
+    let (a, b) = (
+        a.wait_with_output().expect("first harness"),
+        b.wait_with_output().expect("second harness"),
+    );
+    for (out, mine, theirs) in [(&a, "10000501", "10000502"), (&b, "10000502", "10000501")] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "harness for {mine}: {:?}\n{text}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(mine), "harness for {mine} sees its key: {text}");
+        assert!(
+            !text.contains(theirs),
+            "harness for {mine} sees the other run's key: {text}"
+        );
+    }
+}
