@@ -661,6 +661,31 @@ mod tests {
     }
 
     #[test]
+    fn the_unlocked_device_policy_is_read_from_the_policy_table() {
+        let p = Path::new("x.toml");
+        let base = "ledger_dir = \"/l\"\nsocket = \"/s\"\n";
+        let c = Config::parse(base, p).expect("defaults");
+        assert_eq!(
+            c.policy.refuse_unlocked_devices, None,
+            "unset: as the ledger says"
+        );
+        for (v, want) in [("true", Some(true)), ("false", Some(false))] {
+            let c = Config::parse(
+                &format!("{base}[policy]\nrefuse_unlocked_devices = {v}\n"),
+                p,
+            )
+            .expect("valid");
+            assert_eq!(c.policy.refuse_unlocked_devices, want);
+        }
+        let e = Config::parse(&format!("{base}[policy]\nrefuse_unlocked_devices = 1\n"), p)
+            .expect_err("not a boolean");
+        assert!(
+            e.to_string().contains("policy.refuse_unlocked_devices"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn server_limits_are_checked_and_named() {
         let p = Path::new("x.toml");
         let base = "ledger_dir = \"/l\"\nsocket = \"/s\"\n";

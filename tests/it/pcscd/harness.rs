@@ -130,7 +130,10 @@ fn two_harnesses_on_one_port_see_each_their_own_key() {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(text.contains(mine), "harness for {mine} sees its key: {text}");
+        assert!(
+            text.contains(mine),
+            "harness for {mine} sees its key: {text}"
+        );
         assert!(
             !text.contains(theirs),
             "harness for {mine} sees the other run's key: {text}"
