@@ -303,10 +303,8 @@ pub fn login(json: bool, socket: &Path, args: LoginArgs) -> ExitCode {
                            "expires_at_ms": s.expires_at_ms, "kept_in": file.display().to_string()})
                 );
             } else {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                let minutes = |at: i64| (at.saturating_sub(now) + 30_000) / 60_000;
+                // Counted on the daemon's clock, as the daemon will end the session.
+                let minutes = |at: i64| (at.saturating_sub(s.as_of_ms) + 30_000) / 60_000;
                 outln!(
                     "Logged in as {} ({}) for uid {}. Reads use this session for up to {} min \
                      ({} min unused ends it sooner), until custody logout, or until custodyd \

@@ -668,6 +668,7 @@ fn session_reply(
         uid: found.uid,
         idle_expires_at_ms: found.idle_expires_at_ms,
         expires_at_ms: found.expires_at_ms,
+        as_of_ms: found.as_of_ms,
     }
 }
 

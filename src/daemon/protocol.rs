@@ -1106,6 +1106,9 @@ pub struct SessionReply {
     pub idle_expires_at_ms: i64,
     /// When the session ends however it is used (ms since the epoch).
     pub expires_at_ms: i64,
+    /// The daemon's clock when it answered (ms since the epoch): how long the session has left
+    /// is counted from it, never from the client's clock, which may differ.
+    pub as_of_ms: i64,
 }
 
 /// The daemon's state as seen by [`Op::Status`].

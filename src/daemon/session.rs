@@ -164,6 +164,8 @@ pub struct Found {
     pub idle_expires_at_ms: i64,
     /// When it ends however it is used.
     pub expires_at_ms: i64,
+    /// The daemon's time of this login or use, which the two ends are counted from.
+    pub as_of_ms: i64,
 }
 
 /// The open sessions of an unsealed daemon.
@@ -216,6 +218,7 @@ impl Sessions {
                 .saturating_add(ms(self.idle))
                 .min(e.created_ms.saturating_add(ms(self.absolute))),
             expires_at_ms: e.created_ms.saturating_add(ms(self.absolute)),
+            as_of_ms: e.last_ms,
         }
     }
 

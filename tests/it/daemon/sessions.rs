@@ -349,6 +349,45 @@ fn exports_leave_credential_records_out_and_still_verify_offline() {
     s.d.stop();
 }
 
+/// How long a new session has left is counted on the daemon's clock, as the daemon will end it:
+/// a host clock minutes away from custodyd's (here the daemon's test clock runs 10 minutes
+/// ahead) never changes what `custody login` says.
+#[test]
+fn the_login_message_counts_the_session_on_the_daemons_clock() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = scene(
+        tmp.path(),
+        "session_idle_secs = 600\nsession_absolute_secs = 3600",
+    );
+    s.d.clock.advance(10 * 60_000);
+    let xdg = tmp.path().join("run");
+    std::fs::create_dir(&xdg).expect("xdg");
+    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let out = custody(
+        &xdg,
+        &s.d.socket,
+        &["login", "--as", "erin", "--no-totp", "--passphrase-fd", "3"],
+        &user_pass("erin"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("for up to 60 min (10 min unused ends it sooner)"),
+        "{text}"
+    );
+    let out = custody(&xdg, &s.d.socket, &["--json", "whoami"], "");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("whoami --json");
+    assert_eq!(
+        v["expires_at_ms"].as_i64().expect("expires_at_ms"),
+        s.d.clock.now_ms() + 3_600_000,
+        "{v}"
+    );
+}
+
 /// Runs `custody --socket SOCKET ARGS` with `XDG_RUNTIME_DIR` set to `xdg` and `fd3` (a
 /// passphrase) on descriptor 3.
 fn custody(xdg: &Path, socket: &Path, args: &[&str], fd3: &str) -> std::process::Output {

@@ -222,6 +222,7 @@ fn session_tokens_show_nowhere_in_debug() {
         uid: 1000,
         idle_expires_at_ms: 1,
         expires_at_ms: 2,
+        as_of_ms: 0,
     });
     let response = mfa_custody::daemon::Response::ok(7, reply.clone());
     for (what, shown) in [
