@@ -13,7 +13,7 @@ use super::exit;
 use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, UnsealArgs};
 use super::progress::{CountingReader, LineCounter, Progress, Unit};
 use super::report;
-use crate::custody::report::ReportBuilder;
+use crate::custody::report::{parse_utc, ReportBuilder};
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
     export_redacted, parse_export_line, verify_export, verify_export_observed, Actor,
@@ -125,48 +125,7 @@ fn parse_key(s: &str) -> Result<CheckpointPublicKey, String> {
 
 /// Parses milliseconds since the epoch or `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
 pub fn parse_time(s: &str) -> Result<Timestamp, String> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(Timestamp(ms));
-    }
-    let bad =
-        || format!("{s:?} is not milliseconds since the epoch nor YYYY-MM-DDTHH:MM:SS[.fff]Z");
-    let rest = s.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = rest.split_once('T').ok_or_else(bad)?;
-    let num = |t: &str, len: usize| -> Result<i64, String> {
-        if t.len() != len || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        t.parse::<i64>().map_err(|_| bad())
-    };
-    let d: Vec<&str> = date.split('-').collect();
-    let (time, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<&str> = time.split(':').collect();
-    let ([y, mo, da], [h, mi, se]) = (d.as_slice(), t.as_slice()) else {
-        return Err(bad());
-    };
-    let (y, mo, da, h, mi, se) = (
-        num(y, 4)?,
-        num(mo, 2)?,
-        num(da, 2)?,
-        num(h, 2)?,
-        num(mi, 2)?,
-        num(se, 2)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
-        return Err(bad());
-    }
-    let ms = if frac.is_empty() { 0 } else { num(frac, 3)? };
-    // Days from civil date (Howard Hinnant's algorithm).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(Timestamp(
-        ((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms,
-    ))
+    parse_utc(s)
 }
 
 /// Runs `custody audit ...`.
