@@ -9,16 +9,17 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
+use super::cloudtrail::{self, CloudTrailArgs};
 use super::exit;
 use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, UnsealArgs};
 use super::progress::{CountingReader, LineCounter, Progress, Unit};
 use super::report;
-use crate::custody::report::{parse_utc, ReportBuilder};
+use crate::custody::report::{parse_utc, CustodyReport, ReportBuilder};
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
     export_redacted, parse_export_line, verify_export, verify_export_observed, Actor,
     CheckpointPublicKey, ExportFailure, ExportFilter, ExportFormat, ExportLine, Kind, Ledger,
-    LedgerError, SignedCheckpoint, Timestamp,
+    LedgerError, SignedCheckpoint, Timestamp, VerifiedExport,
 };
 
 /// `custody audit` subcommands.
@@ -37,6 +38,14 @@ pub enum AuditCommand {
         after_help = "Example:\n  custody audit report ledger-2026-11.jsonl --pubkey 8d7c7066... --out custody-2026-11.html\n  custody audit report ledger-2026-12.jsonl --pubkey 8d7c7066... --after ledger-2026-11.jsonl --out custody-2026-12.html"
     )]
     Report(ReportArgs),
+    /// Verify an export, then hold CloudTrail's record of root activity against it: each root
+    /// sign-in and root call is explained by a code release (request, approvers, task) or is a
+    /// finding. Exit 0 when nothing but informational findings remain, 1 otherwise; an export
+    /// that does not verify gets no findings, only the verification error (exit 1).
+    #[command(
+        after_help = "FILE is a CloudTrail log file as a trail writes it to S3 ({\"Records\": [...]}, gzipped or not), a directory of them (read recursively; digest files skipped), or JSON Lines of single records.\n\nExample:\n  custody audit cloudtrail --export ledger-2026-11.jsonl --pubkey 8d7c7066... AWSLogs/123456789012/CloudTrail/"
+    )]
+    Cloudtrail(CloudTrailArgs),
 }
 
 /// Export formats on the command line.
@@ -136,6 +145,7 @@ pub fn run(json: bool, cmd: AuditCommand) -> ExitCode {
         AuditCommand::Export(args) => finish(json, export_cmd(json, &args)),
         AuditCommand::Verify(args) => finish(json, verify(json, &args)),
         AuditCommand::Report(args) => finish(json, report(json, &args)),
+        AuditCommand::Cloudtrail(args) => finish(json, cloudtrail::run(json, &args)),
     }
 }
 
@@ -339,6 +349,26 @@ fn invalid(json: bool, f: &ExportFailure) -> Failure {
     Failure::reported(exit::FAILED)
 }
 
+/// Verifies an export exactly as `verify` does and, only if it verifies, answers the custody
+/// story it tells, the verifier's result and the seq of the kept checkpoint it extends. An
+/// export that does not verify is reported as `verify` reports it (exit 1).
+pub(crate) fn verified_report(
+    json: bool,
+    v: &VerifyArgs,
+) -> Result<(CustodyReport, VerifiedExport, Option<u64>), Failure> {
+    let after = v.after.as_ref().map(read_after).transpose()?;
+    let input = open_export(json, &v.file)?;
+    let mut builder = ReportBuilder::new();
+    // Fail closed: the report is built while verifying, and used only if the export verifies.
+    let verified = verify_export_observed(input, &v.pubkey, after.as_ref(), &mut |line| {
+        builder.observe(line)
+    })
+    .map_err(|f| invalid(json, &f))?;
+    let after_seq = after.map(|a| a.checkpoint.seq);
+    let custody = builder.finish(&verified, v.pubkey.fingerprint());
+    Ok((custody, verified, after_seq))
+}
+
 fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
     let v = &args.verify;
     if !args.force && std::fs::symlink_metadata(&args.out).is_ok() {
@@ -350,16 +380,7 @@ fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    let after = v.after.as_ref().map(read_after).transpose()?;
-    let input = open_export(json, &v.file)?;
-    let mut builder = ReportBuilder::new();
-    // Fail closed: the report is built while verifying, and used only if the export verifies.
-    let verified = verify_export_observed(input, &v.pubkey, after.as_ref(), &mut |line| {
-        builder.observe(line)
-    })
-    .map_err(|f| invalid(json, &f))?;
-    let after_seq = after.map(|a| a.checkpoint.seq);
-    let custody = builder.finish(&verified, v.pubkey.fingerprint());
+    let (custody, verified, after_seq) = verified_report(json, v)?;
     let html = report::render_html(&custody, Timestamp::now().0, after_seq);
     report::write_atomically(&args.out, html.as_bytes(), args.force)
         .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;

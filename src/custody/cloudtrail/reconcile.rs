@@ -347,11 +347,12 @@ impl Reconciler {
                 task: task_of(source, &name, r.read_only.0),
             }
         };
+        // Shown on screens and in reports: bounded (real ones are far shorter).
         self.root.push(RootEvent {
-            event_id,
+            event_id: short(&event_id),
             time_ms,
-            account,
-            name,
+            account: short(&account),
+            name: short(&name),
             action,
         });
         Ok(())
