@@ -9,7 +9,8 @@
 //!   whose window holds the sign-in is used, which explains the most sign-ins possible);
 //! - a root API call is explained when it falls in an explained sign-in's session (from the
 //!   release to the session length after the sign-in) and, when the call maps to a catalogue
-//!   task ([`super::tasks::task_of`]), the request's task is that task;
+//!   task ([`super::tasks::task_of`]), the request's task is that task; of several open
+//!   sessions, a call belongs to the latest sign-in before it;
 //! - calls of `sts:AssumeRoot` sessions (`sessionContext.assumedRoot` `"true"`) use no root
 //!   credentials of the account: counted, never a finding;
 //! - records of other identities are counted and dropped.
@@ -251,6 +252,18 @@ enum Action {
     Call { task: Option<&'static str> },
 }
 
+/// An explained sign-in's session.
+#[derive(Clone, Debug)]
+struct Session {
+    account: String,
+    /// The release (calls between the release and the sign-in belong to it too).
+    start_ms: i64,
+    signed_in_ms: i64,
+    end_ms: i64,
+    /// Index of the release in time order.
+    release: usize,
+}
+
 #[derive(Clone, Debug)]
 struct RootEvent {
     event_id: String,
@@ -375,8 +388,8 @@ impl Reconciler {
         let mut releases: Vec<&Release> = custody.releases.iter().collect();
         releases.sort_by_key(|r| (r.time_ms, r.seq));
         let mut used = vec![false; releases.len()];
-        // Explained sign-ins: (account, session start, session end, release index).
-        let mut sessions: Vec<(String, i64, i64, usize)> = Vec::new();
+        // Explained sign-ins, in sign-in order.
+        let mut sessions: Vec<Session> = Vec::new();
         let finding = |kind, e: &RootEvent, request: Option<String>, sentence: String| Finding {
             kind,
             event_id: Some(e.event_id.clone()),
@@ -456,12 +469,13 @@ impl Reconciler {
                 Some(i) => {
                     used[i] = true;
                     let r = releases[i];
-                    sessions.push((
-                        e.account.clone(),
-                        r.time_ms,
-                        e.time_ms.saturating_add(windows.session_ms),
-                        i,
-                    ));
+                    sessions.push(Session {
+                        account: e.account.clone(),
+                        start_ms: r.time_ms,
+                        signed_in_ms: e.time_ms,
+                        end_ms: e.time_ms.saturating_add(windows.session_ms),
+                        release: i,
+                    });
                     explained.push(explain(e, r));
                 }
                 None => findings.push(finding(
@@ -483,14 +497,23 @@ impl Reconciler {
             let Action::Call { task } = e.action else {
                 continue;
             };
-            let open: Vec<&Release> = sessions
+            let open: Vec<&Session> = sessions
                 .iter()
-                .filter(|(a, start, end, _)| {
-                    *a == e.account && *start <= e.time_ms && e.time_ms <= *end
+                .filter(|s| {
+                    s.account == e.account && s.start_ms <= e.time_ms && e.time_ms <= s.end_ms
                 })
-                .map(|(_, _, _, i)| releases[*i])
                 .collect();
-            let Some(latest) = open.last() else {
+            // Of several open sessions, a call belongs to the latest sign-in before it (or, before
+            // any sign-in, to the first session).
+            let current = |list: &[&Session]| -> Option<&'_ Release> {
+                let s = list
+                    .iter()
+                    .rev()
+                    .find(|s| s.signed_in_ms <= e.time_ms)
+                    .or(list.first())?;
+                releases.get(s.release).copied()
+            };
+            let Some(latest) = current(&open) else {
                 findings.push(finding(
                     FindingKind::RootActionOutsideSession,
                     e,
@@ -504,10 +527,16 @@ impl Reconciler {
                 ));
                 continue;
             };
-            let fits = open
+            let fitting: Vec<&Session> = open
                 .iter()
-                .rev()
-                .find(|r| task.map_or(true, |t| r.task.as_deref() == Some(t)));
+                .copied()
+                .filter(|s| {
+                    task.map_or(true, |t| {
+                        releases.get(s.release).and_then(|r| r.task.as_deref()) == Some(t)
+                    })
+                })
+                .collect();
+            let fits = current(&fitting);
             match fits {
                 Some(r) => explained.push(explain(e, r)),
                 None => findings.push(finding(
@@ -853,7 +882,7 @@ mod tests {
         let c = custody(&[]);
         let mut no_time = rec("n", T0, "iam.amazonaws.com", "ListUsers");
         no_time.event_time = None;
-        let e = reconcile(c.clone(), Windows::default(), [no_time]).unwrap_err();
+        let e = reconcile(c.clone(), Windows::default(), [no_time]).expect_err("refused");
         assert!(e.to_string().contains("eventTime"), "{e}");
         let mut bad_time = rec("n", T0, "iam.amazonaws.com", "ListUsers");
         bad_time.event_time = Some("yesterday".into());

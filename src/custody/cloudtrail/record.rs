@@ -655,17 +655,17 @@ mod tests {
             read(b"[1,2]"),
             Err(CloudTrailError::NotCloudTrail { .. })
         ));
-        let e = read(b"{\"Records\": [ {\"eventID\": \"a\"}, {\"eventID\": ").unwrap_err();
+        let e = read(b"{\"Records\": [ {\"eventID\": \"a\"}, {\"eventID\": ").expect_err("refused");
         assert!(matches!(e, CloudTrailError::Json { record: 2, .. }), "{e}");
-        let e = read(b"{\"Records\": 5}").unwrap_err();
+        let e = read(b"{\"Records\": 5}").expect_err("refused");
         assert!(matches!(e, CloudTrailError::Json { record: 1, .. }), "{e}");
-        let e = read(b"{\"eventID\": \"a\"}\nnot json\n").unwrap_err();
+        let e = read(b"{\"eventID\": \"a\"}\nnot json\n").expect_err("refused");
         assert!(e.to_string().contains("line 2"), "{e}");
         // A field of the wrong type names what was expected.
-        let e = read(b"{\"Records\":[{\"eventTime\": 5}]}").unwrap_err();
+        let e = read(b"{\"Records\":[{\"eventTime\": 5}]}").expect_err("refused");
         assert!(e.to_string().contains("invalid type"), "{e}");
         // Non-UTF-8 bytes inside a string.
-        let e = read(b"{\"Records\":[{\"eventID\": \"\xff\xfe\"}]}").unwrap_err();
+        let e = read(b"{\"Records\":[{\"eventID\": \"\xff\xfe\"}]}").expect_err("refused");
         assert!(matches!(e, CloudTrailError::Json { .. }), "{e}");
     }
 
@@ -684,7 +684,7 @@ mod tests {
             "{{\"Records\":[{{\"x\":{}",
             "[".repeat(MAX_RECORD_BYTES as usize)
         );
-        let e = read(too_deep.as_bytes()).unwrap_err();
+        let e = read(too_deep.as_bytes()).expect_err("refused");
         assert!(
             matches!(e, CloudTrailError::TooLarge { record: 1, .. }),
             "{e}"
@@ -700,7 +700,7 @@ mod tests {
             "{{\"Records\":[{{\"eventID\":\"a\"}},{{\"requestParameters\":\"{}\"}}]}}",
             "a".repeat(MAX_RECORD_BYTES as usize + 10)
         );
-        let e = read(huge.as_bytes()).unwrap_err();
+        let e = read(huge.as_bytes()).expect_err("refused");
         assert!(
             matches!(e, CloudTrailError::TooLarge { record: 2, .. }),
             "{e}"
@@ -709,7 +709,7 @@ mod tests {
             "{{\"eventID\":\"{}\"}}\n",
             "a".repeat(MAX_RECORD_BYTES as usize)
         );
-        let e = read(huge_line.as_bytes()).unwrap_err();
+        let e = read(huge_line.as_bytes()).expect_err("refused");
         assert!(
             matches!(e, CloudTrailError::TooLarge { record: 1, .. }),
             "{e}"

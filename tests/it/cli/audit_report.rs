@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 
 use mfa_custody::custody::{DeviceRole, Location, SealNumber, Serial, Terminal};
 
-use crate::support::cli::{describe as text, opened_by_alice_and_bob, output as custody};
+use crate::support::cli::{
+    describe as text, export_by_alice_and_bob, opened_by_alice_and_bob, output as custody,
+};
 use crate::support::domain::{self, Keys, ACCOUNT};
 
 const CUSTODY: &str = env!("CARGO_BIN_EXE_custody");
@@ -124,19 +126,8 @@ fn story(dir: &Path) -> Story {
 fn exported_story(tmp: &Path) -> (Story, std::path::PathBuf, std::process::Output) {
     let dir = tmp.join("ledger");
     let s = story(&dir);
-    let d = dir.to_str().expect("utf8");
     let export = tmp.join("export.jsonl");
-    let e = export.to_str().expect("utf8");
-    let o = custody(
-        &[
-            &["audit", "export"][..],
-            &opened_by_alice_and_bob(d),
-            &["--out", e],
-        ]
-        .concat(),
-        UNSEAL,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = export_by_alice_and_bob(&dir, &export);
     (s, export, o)
 }
 
