@@ -490,10 +490,14 @@ fn every_finding_kind_is_reported_with_its_record_and_fails_the_run() {
     }
     assert_eq!(v["explained"].as_array().map(Vec::len), Some(1), "{v}");
 
-    // The same as a table.
+    // The same as a table. To look at it:
+    // CLOUDTRAIL_KEEP=/tmp/cloudtrail.txt cargo test --test it -- cli::audit_cloudtrail::every
     let o = reconcile(&s, false, &[], &[&file]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
+    if let Some(keep) = std::env::var_os("CLOUDTRAIL_KEEP") {
+        std::fs::write(keep, out.as_bytes()).expect("keep a copy");
+    }
     assert!(
         out.contains("findings: 6 needing attention, 2 informational"),
         "{out}"
