@@ -181,6 +181,12 @@ pub(crate) fn run(json: bool, args: &CloudTrailArgs) -> Result<(), Failure> {
     progress.finish();
     let outcome = reconciler.finish();
     let cp = &verified.checkpoint.checkpoint;
+    // A filtered export carries some releases as stubs: what they released is unknown here.
+    let release_stubs = report
+        .stub_kinds
+        .get(crate::custody::store::kinds::CODE_RELEASED)
+        .copied()
+        .unwrap_or(0);
     if json {
         outln!(
             "{}",
@@ -197,6 +203,7 @@ pub(crate) fn run(json: bool, args: &CloudTrailArgs) -> Result<(), Failure> {
                 "assume_root": outcome.assume_root,
                 "covered": outcome.covered_ms.map(|(a, b)| json!({"from": iso(a), "to": iso(b)})),
                 "releases_outside_period": outcome.releases_outside_period,
+                "release_stubs": release_stubs,
                 "explained": outcome.explained.iter().map(explained_json).collect::<Vec<_>>(),
                 "findings": outcome.findings.iter().map(finding_json).collect::<Vec<_>>(),
                 "clean": outcome.clean(),
@@ -204,6 +211,11 @@ pub(crate) fn run(json: bool, args: &CloudTrailArgs) -> Result<(), Failure> {
         );
     } else {
         human(&report.ledger_id, cp.seq, after_seq, files.len(), &outcome);
+        if release_stubs > 0 {
+            outln!(
+                "warning: {release_stubs} code release(s) are stubs in this filtered export, so sign-ins they explain show as findings: reconcile against a whole export"
+            );
+        }
     }
     if outcome.clean() {
         Ok(())

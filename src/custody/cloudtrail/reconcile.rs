@@ -65,8 +65,10 @@ impl Held {
         let mut accounts = BTreeMap::new();
         let mut releases = Vec::new();
         for (id, a) in &report.accounts {
-            // Requests of an unknown account are filed under "?" by the report.
-            if a.provider.is_some() || a.status.is_some() {
+            // Requests of an unknown account are filed under "?" by the report; an account
+            // whose registration is a stub (a filtered export) is known by its requests.
+            let known = a.provider.is_some() || a.status.is_some() || !a.requests.is_empty();
+            if known && id != "?" {
                 let removed = a.status.as_deref() == Some("root_credentials_removed");
                 accounts.insert(
                     id.clone(),

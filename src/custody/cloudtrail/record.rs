@@ -2,21 +2,22 @@
 //!
 //! Two shapes are accepted (AWS CloudTrail User Guide, "CloudTrail record contents" and
 //! "Understanding CloudTrail events": "The event data is enclosed in a `Records` array"):
-//! - a log file as a trail delivers it to S3, `{"Records": [ {...}, {...} ]}` (any whitespace);
+//! - a log file as a trail delivers it to S3, `{"Records": [ {...}, {...} ]}` (any whitespace;
+//!   `Records` is the object's first key, as CloudTrail writes it);
 //! - JSON Lines, one record object per line, as tools that export events write them.
 //!
-//! Only the fields reconciliation needs are kept; every other field is skipped without being
-//! held. A `Records` array is never held whole: records are handed to the caller one by one,
-//! and no single record may take more than [`MAX_RECORD_BYTES`] of input, so memory stays
-//! bounded whatever the file's size. serde_json refuses nesting deeper than 128 levels.
+//! A `Records` array is never held whole: a structural scanner finds where each record begins
+//! and ends (counting nesting, never recursing), serde_json parses that record from its bytes
+//! and it is handed to the caller. No single record may take more than [`MAX_RECORD_BYTES`],
+//! so memory stays bounded whatever the file's size. Only the fields reconciliation needs are
+//! kept; every other field is skipped without being held (serde_json skips nested values
+//! without recursion; where a value is read as a structure, it refuses nesting deeper than 128).
 
-use std::cell::Cell;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::marker::PhantomData;
-use std::rc::Rc;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// The most input one record may take (CloudTrail's own records are far smaller).
@@ -308,28 +309,6 @@ pub enum CloudTrailError {
     },
 }
 
-/// A reader that refuses to give more than [`MAX_RECORD_BYTES`] since `spent` was last reset.
-struct Budget<R> {
-    inner: R,
-    spent: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Budget<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let spent = self.spent.get();
-        if spent >= MAX_RECORD_BYTES {
-            return Err(io::Error::other(TOO_LARGE));
-        }
-        let room = usize::try_from(MAX_RECORD_BYTES - spent).unwrap_or(usize::MAX);
-        let n = buf.len().min(room);
-        let got = self.inner.read(&mut buf[..n])?;
-        self.spent.set(spent + got as u64);
-        Ok(got)
-    }
-}
-
-const TOO_LARGE: &str = "record too large";
-
 /// What the reader does with each record; an error from it stops the read.
 pub type Sink<'a, E> = dyn FnMut(Record) -> Result<(), E> + 'a;
 
@@ -410,121 +389,265 @@ fn read_plain<R: BufRead, E>(mut input: R, sink: &mut Sink<'_, E>) -> Result<u64
     }
 }
 
-/// A trail's log file: one object whose `Records` array is streamed.
-fn read_log_file<R: Read, E>(input: R, sink: &mut Sink<'_, E>) -> Result<u64, ReadError<E>> {
-    let spent = Rc::new(Cell::new(0));
-    let reader = Budget {
-        inner: input,
-        spent: spent.clone(),
-    };
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let mut state = State {
-        sink,
-        spent,
-        records: 0,
-        sink_error: None,
-    };
-    let result = FileSeed(&mut state).deserialize(&mut de).and_then(|found| {
-        de.end()?;
-        Ok(found)
-    });
-    if let Some(e) = state.sink_error.take() {
-        return Err(ReadError::Sink(e));
+/// Finds where JSON values begin and end in a byte stream, chunk by chunk, without
+/// interpreting them (serde_json then parses each record from its own bytes). Nesting is a
+/// counter, never recursion.
+struct Scanner<R> {
+    input: R,
+    /// Bytes consumed so far (for messages).
+    offset: u64,
+}
+
+/// Why the scanner stopped.
+enum Scan {
+    Io(io::Error),
+    /// The input ended inside a value.
+    Eof,
+    /// A value is longer than the limit.
+    TooLarge,
+    /// Not the byte expected here.
+    Unexpected {
+        want: &'static str,
+        got: Option<u8>,
+    },
+}
+
+impl From<io::Error> for Scan {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
     }
-    match result {
-        Ok(true) => Ok(state.records),
-        Ok(false) => Err(CloudTrailError::NotCloudTrail {
+}
+
+impl<R: BufRead> Scanner<R> {
+    /// The next byte after whitespace, not consumed.
+    fn peek(&mut self) -> Result<Option<u8>, Scan> {
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let n = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            let len = buf.len();
+            let next = buf.get(n).copied();
+            self.input.consume(n);
+            self.offset += n as u64;
+            if n < len {
+                return Ok(next);
+            }
+        }
+    }
+
+    /// Consumes `byte` (after whitespace), or says what came instead.
+    fn expect(&mut self, byte: u8, want: &'static str) -> Result<(), Scan> {
+        match self.peek()? {
+            Some(b) if b == byte => {
+                self.input.consume(1);
+                self.offset += 1;
+                Ok(())
+            }
+            got => Err(Scan::Unexpected { want, got }),
+        }
+    }
+
+    /// Consumes the next value (after whitespace), copying its bytes to `out` when given
+    /// (at most `limit` of them).
+    fn value(&mut self, mut out: Option<&mut Vec<u8>>, limit: u64) -> Result<(), Scan> {
+        let first = self.peek()?.ok_or(Scan::Eof)?;
+        let mut depth = 0u64;
+        let mut in_string = false;
+        let mut escaped = false;
+        let mut taken = 0u64;
+        let scalar = !matches!(first, b'{' | b'[' | b'"');
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                // A number at the very end of the input ends there.
+                return if scalar && taken > 0 {
+                    Ok(())
+                } else {
+                    Err(Scan::Eof)
+                };
+            }
+            let mut end = None;
+            for (i, &b) in buf.iter().enumerate() {
+                if scalar {
+                    if matches!(b, b',' | b']' | b'}') || b.is_ascii_whitespace() {
+                        end = Some(i);
+                        break;
+                    }
+                    continue;
+                }
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let n = end.unwrap_or(buf.len());
+            taken += n as u64;
+            if taken > limit {
+                return Err(Scan::TooLarge);
+            }
+            if let Some(out) = out.as_deref_mut() {
+                out.extend_from_slice(&buf[..n]);
+            }
+            self.input.consume(n);
+            self.offset += n as u64;
+            if end.is_some() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A trail's log file: one object whose `Records` array is read one record at a time.
+fn read_log_file<R: BufRead, E>(input: R, sink: &mut Sink<'_, E>) -> Result<u64, ReadError<E>> {
+    let mut sc = Scanner { input, offset: 0 };
+    let mut records = 0u64;
+    let mut buf = Vec::with_capacity(4096);
+    let fail = |scan: Scan, records: u64, offset: u64| -> CloudTrailError {
+        match scan {
+            Scan::Io(source) => CloudTrailError::Read { source },
+            Scan::TooLarge => CloudTrailError::TooLarge {
+                record: records + 1,
+                limit: MAX_RECORD_BYTES,
+            },
+            Scan::Eof => CloudTrailError::Json {
+                record: records + 1,
+                detail: format!("the file ends inside the Records array (byte {offset})"),
+            },
+            Scan::Unexpected { want, got } => CloudTrailError::Json {
+                record: records + 1,
+                detail: format!(
+                    "expected {want} at byte {offset}, found {}",
+                    got.map_or_else(
+                        || "the end of the file".to_owned(),
+                        |b| format!("{:?}", char::from(b))
+                    )
+                ),
+            },
+        }
+    };
+    let mut found = false;
+    let result = (|| -> Result<(), ReadError<E>> {
+        let at = |sc: &Scanner<R>| sc.offset;
+        sc.expect(b'{', "'{'")
+            .map_err(|e| fail(e, records, at(&sc)))?;
+        if sc.peek().map_err(|e| fail(e, records, at(&sc)))? == Some(b'}') {
+            return Ok(());
+        }
+        loop {
+            buf.clear();
+            sc.value(Some(&mut buf), 4096)
+                .map_err(|e| fail(e, records, at(&sc)))?;
+            let key: String = serde_json::from_slice(&buf).map_err(|e| CloudTrailError::Json {
+                record: records + 1,
+                detail: format!("a key of the top-level object is not a string ({e})"),
+            })?;
+            sc.expect(b':', "':'")
+                .map_err(|e| fail(e, records, at(&sc)))?;
+            if key == "Records" && !found {
+                found = true;
+                sc.expect(b'[', "'[' (the Records array)")
+                    .map_err(|e| fail(e, records, at(&sc)))?;
+                if sc.peek().map_err(|e| fail(e, records, at(&sc)))? == Some(b']') {
+                    sc.expect(b']', "']'")
+                        .map_err(|e| fail(e, records, at(&sc)))?;
+                } else {
+                    loop {
+                        buf.clear();
+                        sc.value(Some(&mut buf), MAX_RECORD_BYTES)
+                            .map_err(|e| fail(e, records, at(&sc)))?;
+                        let record: Record =
+                            serde_json::from_slice(&buf).map_err(|e| CloudTrailError::Json {
+                                record: records + 1,
+                                detail: e.to_string(),
+                            })?;
+                        records += 1;
+                        sink(record).map_err(ReadError::Sink)?;
+                        match sc.peek().map_err(|e| fail(e, records, at(&sc)))? {
+                            Some(b',') => sc.expect(b',', "','"),
+                            Some(b']') => {
+                                sc.expect(b']', "']'")
+                                    .map_err(|e| fail(e, records, at(&sc)))?;
+                                break;
+                            }
+                            got => Err(Scan::Unexpected {
+                                want: "',' or ']' after a record",
+                                got,
+                            }),
+                        }
+                        .map_err(|e| fail(e, records, at(&sc)))?;
+                    }
+                }
+            } else {
+                sc.value(None, u64::MAX)
+                    .map_err(|e| fail(e, records, at(&sc)))?;
+            }
+            match sc.peek().map_err(|e| fail(e, records, at(&sc)))? {
+                Some(b',') => sc
+                    .expect(b',', "','")
+                    .map_err(|e| fail(e, records, at(&sc)))?,
+                Some(b'}') => {
+                    sc.expect(b'}', "'}'")
+                        .map_err(|e| fail(e, records, at(&sc)))?;
+                    break;
+                }
+                got => {
+                    return Err(fail(
+                        Scan::Unexpected {
+                            want: "',' or '}' in the top-level object",
+                            got,
+                        },
+                        records,
+                        at(&sc),
+                    )
+                    .into())
+                }
+            }
+        }
+        match sc.peek().map_err(|e| fail(e, records, at(&sc)))? {
+            None => Ok(()),
+            got => Err(fail(
+                Scan::Unexpected {
+                    want: "the end of the file after the top-level object",
+                    got,
+                },
+                records,
+                at(&sc),
+            )
+            .into()),
+        }
+    })();
+    result?;
+    if found {
+        Ok(records)
+    } else {
+        Err(CloudTrailError::NotCloudTrail {
             detail: "the object has no \"Records\" array".to_owned(),
         }
-        .into()),
-        Err(e) => Err(json_error(&e, state.records + 1).into()),
-    }
-}
-
-fn json_error(e: &serde_json::Error, record: u64) -> CloudTrailError {
-    let too_large = e.is_io()
-        && std::error::Error::source(e).is_some_and(|s| s.to_string() == TOO_LARGE)
-        || e.to_string().starts_with(TOO_LARGE);
-    if too_large {
-        CloudTrailError::TooLarge {
-            record,
-            limit: MAX_RECORD_BYTES,
-        }
-    } else if e.is_io() {
-        CloudTrailError::Read {
-            source: io::Error::other(e.to_string()),
-        }
-    } else {
-        CloudTrailError::Json {
-            record,
-            detail: e.to_string(),
-        }
-    }
-}
-
-struct State<'s, 'a, E> {
-    sink: &'s mut Sink<'a, E>,
-    spent: Rc<Cell<u64>>,
-    records: u64,
-    sink_error: Option<E>,
-}
-
-/// The file's top-level object: answers whether it held `Records`.
-struct FileSeed<'x, 's, 'a, E>(&'x mut State<'s, 'a, E>);
-
-impl<'de, E> DeserializeSeed<'de> for FileSeed<'_, '_, '_, E> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, E> Visitor<'de> for FileSeed<'_, '_, '_, E> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object with a \"Records\" array")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut found = false;
-        while let Some(key) = map.next_key::<KeyName>()? {
-            if key.0.as_deref() == Some("Records") && !found {
-                map.next_value_seed(RecordsSeed(&mut *self.0))?;
-                found = true;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// The `Records` array, handed out one record at a time.
-struct RecordsSeed<'x, 's, 'a, E>(&'x mut State<'s, 'a, E>);
-
-impl<'de, E> DeserializeSeed<'de> for RecordsSeed<'_, '_, '_, E> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, E> Visitor<'de> for RecordsSeed<'_, '_, '_, E> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an array of CloudTrail records")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        loop {
-            self.0.spent.set(0);
-            let Some(record) = seq.next_element::<Record>()? else {
-                return Ok(());
-            };
-            self.0.records += 1;
-            if let Err(e) = (self.0.sink)(record) {
-                self.0.sink_error = Some(e);
-                return Err(de::Error::custom("stopped by the reader of records"));
-            }
-        }
+        .into())
     }
 }
 
@@ -639,6 +762,21 @@ mod tests {
         .expect("gzip");
         let zipped = read(&gz.finish().expect("gzip")).expect("gzipped log file");
         assert_eq!(zipped, plain);
+    }
+
+    #[test]
+    fn records_end_where_json_says_not_where_a_brace_in_a_string_is() {
+        let file = br#"{"Records": [{"eventID": "x}\"]{", "n": [1, {"b": "\\"}]}, {"eventID":"y"}], "Other": {"a": [1, "]}"]}, "Tail": 5}"#;
+        let r = read(file).expect("valid");
+        let ids: Vec<_> = r.iter().map(|r| r.event_id.clone()).collect();
+        assert_eq!(ids, [Some("x}\"]{".to_owned()), Some("y".to_owned())]);
+        assert_eq!(read(br#"{"Records": []}"#).expect("empty array"), []);
+        let e = read(br#"{"Records": [{"eventID":"a"}] } trailing"#).expect_err("refused");
+        assert!(e.to_string().contains("end of the file"), "{e}");
+        let e = read(br#"{"Records": [{"eventID":"a"} {"eventID":"b"}]}"#).expect_err("refused");
+        assert!(e.to_string().contains("',' or ']'"), "{e}");
+        let e = read(br#"{"Records": [5]}"#).expect_err("refused");
+        assert!(matches!(e, CloudTrailError::Json { record: 1, .. }), "{e}");
     }
 
     #[test]

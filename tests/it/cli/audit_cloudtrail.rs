@@ -22,7 +22,9 @@ use mfa_custody::custody::{
 use mfa_custody::token::oath::CredentialName;
 use serde_json::{json, Value};
 
-use crate::support::cli::{describe as text, export_by_alice_and_bob, output as custody};
+use crate::support::cli::{
+    describe as text, export_by_alice_and_bob, opened_by_alice_and_bob, output as custody,
+};
 use crate::support::domain::{self, Keys, ACCOUNT};
 
 const PRIMARY: u32 = 10_000_401;
@@ -681,4 +683,55 @@ fn fail_malformed_and_hostile_cloudtrail_input_gets_a_clear_error() {
     let o = reconcile(&s, false, &[], &[&empty]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no CloudTrail file"));
+}
+
+#[test]
+fn a_filtered_export_whose_releases_are_stubs_says_so() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = story(tmp.path());
+    let filtered = tmp.path().join("filtered.jsonl");
+    let ledger = tmp.path().join("ledger");
+    let o = custody(
+        &[
+            &["audit", "export"][..],
+            &opened_by_alice_and_bob(ledger.to_str().expect("utf8")),
+            &[
+                "--kind",
+                "account.registered",
+                "--out",
+                filtered.to_str().expect("utf8"),
+            ],
+        ]
+        .concat(),
+        &format!(
+            "{}\n{}\n",
+            domain::unseal_pass("alice"),
+            domain::unseal_pass("bob")
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let at = ceil_s(s.password.1);
+    let file = tmp.path().join("trail.jsonl");
+    std::fs::write(
+        &file,
+        json_lines(&[sign_in("s", at, ACCOUNT, "Success", "Yes")]),
+    )
+    .expect("write");
+    let stubbed = Story {
+        export: filtered,
+        key: s.key.clone(),
+        password: s.password.clone(),
+        keys: s.keys.clone(),
+    };
+    let o = reconcile(&stubbed, true, &[], &[&file]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = parsed(&o);
+    assert_eq!(v["release_stubs"], 2, "{v}");
+    assert_eq!(kinds(&v), ["unexplained_root_sign_in"], "{v}");
+    let o = reconcile(&stubbed, false, &[], &[&file]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("warning: 2 code release(s) are stubs"),
+        "{out}"
+    );
 }
