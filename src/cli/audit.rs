@@ -14,6 +14,7 @@ use super::exit;
 use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, UnsealArgs};
 use super::progress::{CountingReader, LineCounter, Progress, Unit};
 use super::report;
+use crate::custody::cloudtrail::Windows;
 use crate::custody::report::{parse_utc, CustodyReport, ReportBuilder};
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
@@ -117,6 +118,11 @@ pub struct ReportArgs {
     /// Replace the report file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// A CloudTrail file or directory to reconcile against the export, as `audit cloudtrail`
+    /// does with its default windows (repeat for several); the report gains a section of them,
+    /// and the exit status is 1 when findings need attention.
+    #[arg(long, value_name = "FILE")]
+    pub cloudtrail: Vec<PathBuf>,
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
@@ -380,12 +386,33 @@ fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
             ),
         ));
     }
+    let files = if args.cloudtrail.is_empty() {
+        Vec::new()
+    } else {
+        cloudtrail::inputs(&args.cloudtrail)?
+    };
     let (custody, verified, after_seq) = verified_report(json, v)?;
-    let html = report::render_html(&custody, Timestamp::now().0, after_seq);
+    let reconciled = if files.is_empty() {
+        None
+    } else {
+        let windows = Windows::default();
+        Some(cloudtrail::read_files(json, &custody, windows, &files)?)
+    };
+    let html =
+        report::render_html_with(&custody, Timestamp::now().0, after_seq, reconciled.as_ref());
     report::write_atomically(&args.out, html.as_bytes(), args.force)
         .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;
     if json {
-        outln!("{}", report::summary(&custody, &args.out, after_seq));
+        let mut summary = report::summary(&custody, &args.out, after_seq);
+        if let Some(ct) = &reconciled {
+            summary["cloudtrail"] = json!({
+                "records": ct.records,
+                "explained": ct.explained.len(),
+                "findings": ct.findings.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+                "clean": ct.clean(),
+            });
+        }
+        outln!("{summary}");
     } else {
         let open = custody.open_incidents().count();
         outln!(
@@ -403,6 +430,22 @@ fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
             custody.requests().count(),
             open
         );
+        if let Some(ct) = &reconciled {
+            let info = ct
+                .findings
+                .iter()
+                .filter(|f| f.kind.informational())
+                .count();
+            outln!(
+                "cloudtrail: {} record(s), {} explained, {} finding(s) needing attention, {info} informational",
+                ct.records,
+                ct.explained.len(),
+                ct.findings.len() - info
+            );
+        }
     }
-    Ok(())
+    match &reconciled {
+        Some(ct) if !ct.clean() => Err(Failure::reported(exit::FAILED)),
+        _ => Ok(()),
+    }
 }

@@ -17,7 +17,7 @@ use crate::custody::cloudtrail::{
     Windows,
 };
 use crate::custody::escape_unsafe;
-use crate::custody::report::utc;
+use crate::custody::report::{utc, CustodyReport};
 use crate::ledger::CheckpointPublicKey;
 
 /// Arguments of `custody audit cloudtrail`.
@@ -73,7 +73,7 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 /// Every file to read, in order: the named ones, and the `.json`, `.json.gz`, `.jsonl` and
 /// `.jsonl.gz` files below named directories (sorted; digest files and symbolic links to
 /// directories skipped).
-fn inputs(named: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+pub(crate) fn inputs(named: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
         let read = |e: std::io::Error| Failure::new(exit::IO, format!("{}: {e}", dir.display()));
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -143,43 +143,8 @@ pub(crate) fn run(json: bool, args: &CloudTrailArgs) -> Result<(), Failure> {
         sign_in_ms: args.window,
         session_ms: args.session,
     };
-    let mut reconciler = Reconciler::new(Held::from_report(&report), windows);
-    let total: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let mut progress = Progress::stderr(json, "reading CloudTrail", Unit::Bytes, Some(total));
-    for path in &files {
-        let file = File::open(path)
-            .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", path.display())))?;
-        let input = Counted {
-            inner: file,
-            progress: &mut progress,
-        };
-        let mut record = 0u64;
-        let mut sink = |r| -> Result<(), RecordProblem> {
-            record += 1;
-            reconciler.push(r)
-        };
-        match read_records(input, &mut sink) {
-            Ok(_) => {}
-            Err(ReadError::Input(e)) => {
-                return Err(Failure::new(
-                    exit::FAILED,
-                    format!("{}: {e}", path.display()),
-                ))
-            }
-            Err(ReadError::Sink(e)) => {
-                return Err(Failure::new(
-                    exit::FAILED,
-                    format!("{}: record {record}: {e}", path.display()),
-                ))
-            }
-        }
-    }
-    progress.finish();
-    let outcome = reconciler.finish();
+    let outcome = read_files(json, &report, windows, &files)?;
+
     let cp = &verified.checkpoint.checkpoint;
     // A filtered export carries some releases as stubs: what they released is unknown here.
     let release_stubs = report
@@ -222,6 +187,52 @@ pub(crate) fn run(json: bool, args: &CloudTrailArgs) -> Result<(), Failure> {
     } else {
         Err(Failure::reported(exit::FAILED))
     }
+}
+
+/// Reads `files` (from [`inputs`]) into a reconciliation of `report`'s accounts and releases.
+pub(crate) fn read_files(
+    json: bool,
+    report: &CustodyReport,
+    windows: Windows,
+    files: &[PathBuf],
+) -> Result<Reconciliation, Failure> {
+    let mut reconciler = Reconciler::new(Held::from_report(report), windows);
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut progress = Progress::stderr(json, "reading CloudTrail", Unit::Bytes, Some(total));
+    for path in files {
+        let file = File::open(path)
+            .map_err(|e| Failure::new(exit::IO, format!("open {}: {e}", path.display())))?;
+        let input = Counted {
+            inner: file,
+            progress: &mut progress,
+        };
+        let mut record = 0u64;
+        let mut sink = |r| -> Result<(), RecordProblem> {
+            record += 1;
+            reconciler.push(r)
+        };
+        match read_records(input, &mut sink) {
+            Ok(_) => {}
+            Err(ReadError::Input(e)) => {
+                return Err(Failure::new(
+                    exit::FAILED,
+                    format!("{}: {e}", path.display()),
+                ))
+            }
+            Err(ReadError::Sink(e)) => {
+                return Err(Failure::new(
+                    exit::FAILED,
+                    format!("{}: record {record}: {e}", path.display()),
+                ))
+            }
+        }
+    }
+    progress.finish();
+    Ok(reconciler.finish())
 }
 
 /// A reader that adds what passes through it to a progress line shared by all the files.

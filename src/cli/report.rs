@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::custody::cloudtrail::Reconciliation;
 use crate::custody::escape_unsafe;
 use crate::custody::report::{utc, CustodyReport, Entry, RequestReport};
 
@@ -171,6 +172,17 @@ fn request_rows(out: &mut String, requests: &[RequestReport]) {
 /// Renders the report as one HTML document. `generated_ms` is when the report was made and
 /// `after_seq` the seq of a kept checkpoint the export was verified to extend.
 pub fn render_html(r: &CustodyReport, generated_ms: i64, after_seq: Option<u64>) -> String {
+    render_html_with(r, generated_ms, after_seq, None)
+}
+
+/// [`render_html`], with a section of CloudTrail's root activity reconciled against the export
+/// (`custody audit report --cloudtrail`).
+pub fn render_html_with(
+    r: &CustodyReport,
+    generated_ms: i64,
+    after_seq: Option<u64>,
+    cloudtrail: Option<&Reconciliation>,
+) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let cp = &r.checkpoint.checkpoint;
     let requests: Vec<&RequestReport> = r.requests().collect();
@@ -276,6 +288,10 @@ an event of that kind existed at that time. What they record is not in this repo
             );
         }
         o.push_str("</table></div>\n");
+    }
+
+    if let Some(ct) = cloudtrail {
+        cloudtrail_section(&mut o, ct);
     }
 
     // Devices.
@@ -390,6 +406,71 @@ an event of that kind existed at that time. What they record is not in this repo
     }
     o.push_str("</table>\n</body>\n</html>\n");
     o
+}
+
+/// CloudTrail's root activity against the export: findings first, then what was explained.
+fn cloudtrail_section(o: &mut String, ct: &Reconciliation) {
+    let info = ct
+        .findings
+        .iter()
+        .filter(|f| f.kind.informational())
+        .count();
+    let _ = write!(
+        o,
+        "<h2 id=\"cloudtrail\">CloudTrail root activity</h2>\n<div class=\"{class}\"><strong>{verdict}</strong> \
+{records} CloudTrail record(s){period}: {root} root, {assumed} in AssumeRoot sessions, {other} of other \
+identities (not judged). {explained} root event(s) explained by a release; {attention} finding(s) need \
+attention, {info} informational.</div>\n",
+        class = if ct.clean() { "ok" } else { "bad" },
+        verdict = if ct.clean() {
+            "Every root sign-in and root call is explained."
+        } else {
+            "Root activity that no release explains."
+        },
+        records = ct.records,
+        period = ct
+            .covered_ms
+            .map(|(a, b)| format!(" from {} to {}", utc(a), utc(b)))
+            .unwrap_or_default(),
+        root = ct.root_records - ct.assume_root,
+        assumed = ct.assume_root,
+        other = ct.other_identities,
+        explained = ct.explained.len(),
+        attention = ct.findings.len() - info,
+    );
+    if !ct.findings.is_empty() {
+        o.push_str("<h3>Findings</h3>\n<table><tr><th>time (UTC)</th><th>account</th><th>finding</th><th>CloudTrail event</th><th>what it means</th></tr>\n");
+        for f in &ct.findings {
+            let _ = writeln!(
+                o,
+                "<tr><td class=\"t\">{}</td><td>{}</td><td><code>{}</code>{}</td><td class=\"h\">{}</td><td>{}</td></tr>",
+                utc(f.time_ms),
+                escape(&f.account),
+                f.kind.as_str(),
+                if f.kind.informational() { " (informational)" } else { "" },
+                escape(f.event_id.as_deref().unwrap_or("\u{2014}")),
+                escape(&f.sentence)
+            );
+        }
+        o.push_str("</table>\n");
+    }
+    if !ct.explained.is_empty() {
+        o.push_str("<h3>Explained</h3>\n<table><tr><th>time (UTC)</th><th>account</th><th>event</th><th>CloudTrail event</th><th>request</th><th>task</th><th>approved by</th></tr>\n");
+        for e in &ct.explained {
+            let _ = writeln!(
+                o,
+                "<tr><td class=\"t\">{}</td><td>{}</td><td><code>{}</code></td><td class=\"h\">{}</td><td class=\"h\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                utc(e.time_ms),
+                escape(&e.account),
+                escape(&e.event_name),
+                escape(&e.event_id),
+                escape(&e.request),
+                escape(e.task.as_deref().unwrap_or("?")),
+                escape(&e.approvers.join(", "))
+            );
+        }
+        o.push_str("</table>\n");
+    }
 }
 
 /// The `--json` summary of a written report.

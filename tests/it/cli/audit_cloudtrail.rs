@@ -735,3 +735,75 @@ fn a_filtered_export_whose_releases_are_stubs_says_so() {
         "{out}"
     );
 }
+
+/// `custody GLOBAL... audit report EXPORT --pubkey KEY --out OUT EXTRA...`.
+fn html_report(s: &Story, out: &Path, global: &[&str], extra: &[&str]) -> std::process::Output {
+    let head = [
+        "audit",
+        "report",
+        s.export.to_str().expect("utf8"),
+        "--pubkey",
+        &s.key,
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
+    custody(&[global, &head[..], extra].concat(), "")
+}
+
+#[test]
+fn the_html_report_gains_the_reconciliation_escaped() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = story(tmp.path());
+    let at = ceil_s(s.password.1);
+    let hostile = root(
+        "<b>id</b>",
+        at + 100,
+        ACCOUNT,
+        "iam.amazonaws.com",
+        "<script>alert(1)</script>",
+    );
+    let file = tmp.path().join("trail.json");
+    std::fs::write(
+        &file,
+        log_file(&[
+            sign_in("in", at + 10, ACCOUNT, "Success", "Yes"),
+            sign_in("again", at + 20, ACCOUNT, "Success", "Yes"),
+            hostile,
+        ]),
+    )
+    .expect("write");
+    let html = tmp.path().join("report.html");
+    let o = html_report(
+        &s,
+        &html,
+        &["--json"],
+        &["--cloudtrail", file.to_str().expect("utf8")],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "findings need attention: {}",
+        text(&o)
+    );
+    let v = parsed(&o);
+    assert_eq!(v["cloudtrail"]["records"], 3, "{v}");
+    assert_eq!(v["cloudtrail"]["explained"], 2, "{v}");
+    assert_eq!(
+        v["cloudtrail"]["findings"],
+        json!(["unexplained_root_sign_in"]),
+        "{v}"
+    );
+    let page = std::fs::read_to_string(&html).expect("the report is written");
+    assert!(page.contains("id=\"cloudtrail\""), "the section");
+    assert!(page.contains("unexplained_root_sign_in"));
+    assert!(page.contains(&s.password.0), "the explaining request");
+    assert!(!page.contains("<script"), "no script from CloudTrail");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(page.contains("&lt;b&gt;id&lt;/b&gt;"));
+    // Without CloudTrail files, no such section.
+    let plain = tmp.path().join("plain.html");
+    let o = html_report(&s, &plain, &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let page = std::fs::read_to_string(&plain).expect("report");
+    assert!(!page.contains("id=\"cloudtrail\""));
+}
