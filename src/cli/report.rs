@@ -199,6 +199,31 @@ pub fn render_html_with(
         gen = utc(generated_ms),
     );
 
+    // Contents: links within the page only.
+    let mut contents = vec![
+        ("verification", "Verification"),
+        ("scope", "Scope of the export"),
+        ("summary", "Summary"),
+        ("officers", "People's part"),
+        ("open-incidents", "Open incidents"),
+    ];
+    if cloudtrail.is_some() {
+        contents.push(("cloudtrail", "CloudTrail root activity"));
+    }
+    contents.extend([
+        ("devices", "Devices"),
+        ("accounts", "Accounts, requests and releases"),
+        ("incidents", "All incidents"),
+        ("refusals", "Refusals"),
+        ("people", "Users, unseals and keyring"),
+        ("kinds", "Events by kind"),
+    ]);
+    o.push_str("<nav aria-label=\"contents\"><h2>Contents</h2>\n<ol>\n");
+    for (id, title) in contents {
+        let _ = writeln!(o, "<li><a href=\"#{id}\">{title}</a></li>");
+    }
+    o.push_str("</ol></nav>\n");
+
     // Verification.
     let _ = write!(
         o,
@@ -268,6 +293,8 @@ an event of that kind existed at that time. What they record is not in this repo
         open.len(),
         r.refusals.len(),
     );
+
+    people_part(&mut o, r);
 
     // Open incidents first: they need action.
     o.push_str("<h2 id=\"open-incidents\">Open incidents</h2>\n");
@@ -406,6 +433,60 @@ an event of that kind existed at that time. What they record is not in this repo
     }
     o.push_str("</table>\n</body>\n</html>\n");
     o
+}
+
+/// Per person: approvals and denials given, keys checked out and in, refusals met.
+fn people_part(o: &mut String, r: &CustodyReport) {
+    #[derive(Default)]
+    struct Part {
+        approvals: u64,
+        denials: u64,
+        check_outs: u64,
+        check_ins: u64,
+        refusals: u64,
+    }
+    let mut people: std::collections::BTreeMap<&str, Part> = Default::default();
+    for q in r.requests() {
+        for a in &q.approvals {
+            people.entry(a.who.as_str()).or_default().approvals += 1;
+        }
+        if let Some(c) = q.closed.as_ref().filter(|c| c.kind == "request.denied") {
+            people.entry(c.who.as_str()).or_default().denials += 1;
+        }
+    }
+    for e in r.devices.values().flat_map(|d| d.timeline.iter()) {
+        match e.kind.as_str() {
+            "device.checked_out" => people.entry(e.actor.as_str()).or_default().check_outs += 1,
+            "device.checked_in" => people.entry(e.actor.as_str()).or_default().check_ins += 1,
+            _ => {}
+        }
+    }
+    for e in &r.refusals {
+        people.entry(e.actor.as_str()).or_default().refusals += 1;
+    }
+    o.push_str("<h2 id=\"officers\">People's part</h2>\n");
+    if people.is_empty() {
+        o.push_str("<p class=\"muted\">No approval, check-out or refusal in this export.</p>\n");
+        return;
+    }
+    o.push_str("<table><tr><th>who</th><th>approvals</th><th>denials</th><th>check-outs</th><th>check-ins</th><th>refusals</th></tr>\n");
+    for (who, p) in &people {
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(who),
+            p.approvals,
+            p.denials,
+            p.check_outs,
+            p.check_ins,
+            p.refusals
+        );
+    }
+    o.push_str(
+        "</table>\n<p class=\"muted\">Who did what, counted from the export's events: \
+approvals and denials of requests, keys checked out of and into the safe, refusals recorded \
+against them (an officer pair counts as one actor).</p>\n",
+    );
 }
 
 /// CloudTrail's root activity against the export: findings first, then what was explained.

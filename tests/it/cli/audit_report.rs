@@ -228,9 +228,24 @@ fn report_of_a_real_export_tells_the_custody_story_escaped_and_fails_closed() {
         "&lt;script&gt;alert(1)&lt;/script&gt; &quot;quoted&quot; &amp; &#39;single&#39;"
     ));
     assert!(html.contains("&lt;b&gt;bold&lt;/b&gt; &quot;ticket&quot; &amp; &#39;note&#39;"));
-    for external in ["src=", "href=", "url(", "@import", "http://", "https://"] {
+    for external in ["src=", "url(", "@import", "http://", "https://"] {
         assert!(!html.contains(external), "{external} in the report");
     }
+    // Links lead within the page only (the contents).
+    assert!(html.contains("<a href=\"#open-incidents\">"));
+    assert_eq!(
+        html.matches("href=").count(),
+        html.matches("href=\"#").count(),
+        "every link is to a part of the page"
+    );
+    // Each person's part: alice approved one request, denied one and checked keys out.
+    assert!(html.contains("id=\"officers\""));
+    assert!(
+        html.contains(
+            "<tr><td>alice</td><td class=\"n\">1</td><td class=\"n\">1</td><td class=\"n\">1</td>"
+        ),
+        "alice's part"
+    );
     assert!(html.contains("default-src 'none'"));
 
     // The report never overwrites a file unless --force.
