@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::custody::cloudtrail::Reconciliation;
 use crate::custody::escape_unsafe;
-use crate::custody::report::{utc, CustodyReport, Entry, RequestReport};
+use crate::custody::report::{utc, CustodyReport, DeviceReport, Entry, RequestReport};
 
 /// Escapes text for HTML element content and quoted attribute values. Characters that could
 /// make the page lie (controls, bidi controls, invisible characters) are shown escaped as on
@@ -36,6 +36,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ccc;padding-bo
 table{border-collapse:collapse;width:100%;margin:.5em 0 1em;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
 th{background:#f0f0f0}td.n{text-align:right;white-space:nowrap}td.t{white-space:nowrap}
+svg.custody{display:block;max-width:100%;height:auto;margin:.3em 0}
 code,.h{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}.h{word-break:break-all}td code{white-space:nowrap}
 .ok{background:#e6f4ea;border:1px solid #34a853;padding:.7em 1em;border-radius:4px}
 .warn{background:#fff4e5;border:1px solid #f29900;padding:.7em 1em;border-radius:4px}
@@ -323,6 +324,9 @@ an event of that kind existed at that time. What they record is not in this repo
 
     // Devices.
     o.push_str("<h2 id=\"devices\">Devices</h2>\n");
+    if !r.devices.is_empty() {
+        o.push_str(LEGEND);
+    }
     if r.devices.is_empty() {
         o.push_str("<p class=\"muted\">No device event in this export.</p>\n");
     }
@@ -350,6 +354,7 @@ an event of that kind existed at that time. What they record is not in this repo
             );
         }
         o.push_str("</dl>\n");
+        custody_picture(&mut o, d, r.first_ms, r.last_ms);
         timeline(&mut o, &d.timeline);
     }
 
@@ -433,6 +438,86 @@ an event of that kind existed at that time. What they record is not in this repo
     }
     o.push_str("</table>\n</body>\n</html>\n");
     o
+}
+
+/// Colours of the custody pictures: (state, colour, words).
+const STATES: [(&str, &str, &str); 4] = [
+    ("registered", "#d0d0d0", "registered, not yet in the safe"),
+    ("in_safe", "#34a853", "in the safe"),
+    ("checked_out", "#f29900", "checked out"),
+    ("ended", "#5f6368", "retired, lost, destroyed or released"),
+];
+const RELEASE: &str = "#1a73e8";
+const INCIDENT: &str = "#d93025";
+
+/// The key to the pictures, drawn once above the devices.
+const LEGEND: &str = "<p class=\"muted\">Each device's custody over the export's period, left to right: \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"in the safe\"><rect width=\"12\" height=\"12\" fill=\"#34a853\"/></svg> in the safe, \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"checked out\"><rect width=\"12\" height=\"12\" fill=\"#f29900\"/></svg> checked out, \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"registered\"><rect width=\"12\" height=\"12\" fill=\"#d0d0d0\"/></svg> registered, \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"ended\"><rect width=\"12\" height=\"12\" fill=\"#5f6368\"/></svg> retired, lost, destroyed or released; \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"release\"><rect x=\"5\" width=\"2\" height=\"12\" fill=\"#1a73e8\"/></svg> a code released, \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"incident\"><rect x=\"4\" width=\"4\" height=\"12\" fill=\"#d93025\"/></svg> an incident opened.</p>\n";
+
+/// One device's custody drawn as inline SVG (no script, nothing loaded): its state over the
+/// export's period from its timeline, with a mark at each code release and incident.
+fn custody_picture(o: &mut String, d: &DeviceReport, first: Option<i64>, last: Option<i64>) {
+    const W: f64 = 720.0;
+    let (Some(first), Some(last)) = (first, last) else {
+        return;
+    };
+    let span = (last - first).max(1) as f64;
+    let x = |t: i64| ((t - first) as f64 / span * W).clamp(0.0, W);
+    let mut spans: Vec<(i64, &str)> = Vec::new();
+    let mut marks: Vec<(i64, &str, String)> = Vec::new();
+    for e in &d.timeline {
+        let state = match e.kind.as_str() {
+            "device.registered" => Some("registered"),
+            "device.checked_in" => Some("in_safe"),
+            "device.checked_out" => Some("checked_out"),
+            // Every state change recorded is to a terminal state.
+            "device.state_changed" => Some("ended"),
+            _ => None,
+        };
+        if let Some(st) = state {
+            spans.push((e.time_ms, st));
+        }
+        match e.kind.as_str() {
+            "code.released" => marks.push((e.time_ms, RELEASE, e.what.clone())),
+            "incident.opened" => marks.push((e.time_ms, INCIDENT, e.what.clone())),
+            _ => {}
+        }
+    }
+    let _ = write!(
+        o,
+        "<svg class=\"custody\" width=\"{W}\" height=\"22\" viewBox=\"0 0 {W} 22\" role=\"img\" aria-label=\"custody of device {}\">\
+<rect x=\"0\" y=\"4\" width=\"{W}\" height=\"14\" fill=\"#f0f0f0\"/>",
+        escape(&d.serial)
+    );
+    for (i, (t, st)) in spans.iter().enumerate() {
+        let end = spans.get(i + 1).map_or(last, |n| n.0);
+        let (x0, x1) = (x(*t), x(end));
+        let (colour, words) = STATES
+            .iter()
+            .find(|(name, _, _)| name == st)
+            .map_or(("#f0f0f0", "?"), |(_, c, w)| (*c, *w));
+        let _ = write!(
+            o,
+            "<rect x=\"{x0:.1}\" y=\"4\" width=\"{:.1}\" height=\"14\" fill=\"{colour}\"><title>{words} from {}</title></rect>",
+            (x1 - x0).max(1.0),
+            utc(*t)
+        );
+    }
+    for (t, colour, what) in &marks {
+        let _ = write!(
+            o,
+            "<rect x=\"{:.1}\" y=\"0\" width=\"3\" height=\"22\" fill=\"{colour}\"><title>{} {}</title></rect>",
+            (x(*t) - 1.5).max(0.0),
+            utc(*t),
+            escape(what)
+        );
+    }
+    o.push_str("</svg>\n");
 }
 
 /// Per person: approvals and denials given, keys checked out and in, refusals met.

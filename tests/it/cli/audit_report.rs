@@ -238,6 +238,19 @@ fn report_of_a_real_export_tells_the_custody_story_escaped_and_fails_closed() {
         html.matches("href=\"#").count(),
         "every link is to a part of the page"
     );
+    // Each device's custody drawn inline: the three devices, the primary's check-out and its
+    // release marked, the spare's retirement.
+    assert_eq!(html.matches("<svg class=\"custody\"").count(), 3);
+    assert!(
+        html.contains("<title>checked out from "),
+        "a check-out span"
+    );
+    assert!(html.contains("<title>in the safe from "), "an in-safe span");
+    assert!(html.contains("<title>retired, lost, destroyed or released from "));
+    assert!(
+        html.contains("released to oscar") && html.contains("fill=\"#1a73e8\"><title>"),
+        "the release is marked"
+    );
     // Each person's part: alice approved one request, denied one and checked keys out.
     assert!(html.contains("id=\"officers\""));
     assert!(
