@@ -491,7 +491,7 @@ fn custody_picture(o: &mut String, d: &DeviceReport, first: Option<i64>, last: O
     let _ = write!(
         o,
         "<svg class=\"custody\" width=\"{W}\" height=\"22\" viewBox=\"0 0 {W} 22\" role=\"img\" aria-label=\"custody of device {}\">\
-<rect x=\"0\" y=\"4\" width=\"{W}\" height=\"14\" fill=\"#f0f0f0\"/>",
+<g transform=\"translate(0,4)\"><rect width=\"{W}\" height=\"14\" fill=\"#f0f0f0\"/>",
         escape(&d.serial)
     );
     for (i, (t, st)) in spans.iter().enumerate() {
@@ -503,15 +503,16 @@ fn custody_picture(o: &mut String, d: &DeviceReport, first: Option<i64>, last: O
             .map_or(("#f0f0f0", "?"), |(_, c, w)| (*c, *w));
         let _ = write!(
             o,
-            "<rect x=\"{x0:.1}\" y=\"4\" width=\"{:.1}\" height=\"14\" fill=\"{colour}\"><title>{words} from {}</title></rect>",
+            "<rect x=\"{x0:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{colour}\"><title>{words} from {}</title></rect>",
             (x1 - x0).max(1.0),
             utc(*t)
         );
     }
+    o.push_str("</g>");
     for (t, colour, what) in &marks {
         let _ = write!(
             o,
-            "<rect x=\"{:.1}\" y=\"0\" width=\"3\" height=\"22\" fill=\"{colour}\"><title>{} {}</title></rect>",
+            "<rect x=\"{:.1}\" width=\"3\" height=\"22\" fill=\"{colour}\"><title>{} {}</title></rect>",
             (x(*t) - 1.5).max(0.0),
             utc(*t),
             escape(what)
