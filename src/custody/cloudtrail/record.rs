@@ -45,8 +45,8 @@ pub struct Record {
     /// `readOnly`.
     #[serde(rename = "readOnly", default)]
     pub read_only: Flag,
-    /// `userIdentity`.
-    #[serde(rename = "userIdentity", default)]
+    /// `userIdentity` (absent or null: no identity, as some service events have).
+    #[serde(rename = "userIdentity", default, deserialize_with = "null_is_default")]
     pub user_identity: Identity,
     /// `responseElements.ConsoleLogin` (`Success` or `Failure` for a sign-in).
     #[serde(rename = "responseElements", default)]
@@ -70,6 +70,10 @@ pub struct Identity {
     /// (centralized root access), which uses no root credentials of the member account.
     #[serde(rename = "sessionContext", default)]
     pub assumed_root: Pick<AssumedRootKey>,
+}
+
+fn null_is_default<'de, D: Deserializer<'de>>(d: D) -> Result<Identity, D::Error> {
+    Ok(Option::<Identity>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A boolean that may be written as `true` or `"true"`; anything else reads as absent.
@@ -777,6 +781,13 @@ mod tests {
         assert!(e.to_string().contains("',' or ']'"), "{e}");
         let e = read(br#"{"Records": [5]}"#).expect_err("refused");
         assert!(matches!(e, CloudTrailError::Json { record: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn a_null_or_missing_identity_is_no_identity() {
+        let r = read(br#"{"Records":[{"eventID":"a","userIdentity":null},{"eventID":"b"}]}"#)
+            .expect("valid");
+        assert!(r.iter().all(|r| r.user_identity == Identity::default()));
     }
 
     #[test]
