@@ -22,7 +22,7 @@ LINT_FEATURES := --features test-clock,bench
 TAMPER_SOAK_ROUNDS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench bench-daemon clean docs deb bundle
+.PHONY: all deps build lint unit fuzz-build fuzz-smoke test demo demo-script demo-built runbooks soak secret-scan-demo bench bench-daemon report-screenshot clean docs deb bundle
 
 all: build
 
@@ -109,6 +109,15 @@ bench: deps
 # fresh TOTP step. CUSTODY_BENCH_CLIENTS, _SECS, _THINK_MS, _MAX_OPS and _SEED resize it.
 bench-daemon: deps
 	$(CARGO) test $(TEST_FEATURES) --test it -- --ignored --nocapture daemon::bench::
+
+# The custody report in a real browser: the report test keeps its page, headless Chromium
+# (`apt-get install chromium`; not part of make test) draws it: target/custody-report.png.
+report-screenshot:
+	AUDIT_REPORT_KEEP=$(CURDIR)/target/custody-report.html $(CARGO) test $(TEST_FEATURES) --test it -- cli::audit_report::report_of_a_real_export
+	@command -v chromium >/dev/null || { echo "report-screenshot needs chromium: apt-get install chromium" >&2; exit 1; }
+	chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,4000 \
+	  --screenshot=$(CURDIR)/target/custody-report.png file://$(CURDIR)/target/custody-report.html
+	@test -s target/custody-report.png && echo "report-screenshot: target/custody-report.png"
 
 docs:
 	$(CARGO) run --quiet --example generate-docs > docs/cli.md.tmp

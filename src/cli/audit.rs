@@ -9,16 +9,18 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
+use super::cloudtrail::{self, CloudTrailArgs};
 use super::exit;
 use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, UnsealArgs};
 use super::progress::{CountingReader, LineCounter, Progress, Unit};
 use super::report;
-use crate::custody::report::ReportBuilder;
+use crate::custody::cloudtrail::Windows;
+use crate::custody::report::{parse_utc, CustodyReport, ReportBuilder};
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
     export_redacted, parse_export_line, verify_export, verify_export_observed, Actor,
     CheckpointPublicKey, ExportFailure, ExportFilter, ExportFormat, ExportLine, Kind, Ledger,
-    LedgerError, SignedCheckpoint, Timestamp,
+    LedgerError, SignedCheckpoint, Timestamp, VerifiedExport,
 };
 
 /// `custody audit` subcommands.
@@ -46,6 +48,14 @@ pub enum AuditCommand {
         after_help = "Example:\n  custody audit report ledger-2026-11.jsonl --pubkey 8d7c7066... --out custody-2026-11.html\n  custody audit report ledger-2026-12.jsonl --pubkey 8d7c7066... --after ledger-2026-11.jsonl --out custody-2026-12.html"
     )]
     Report(ReportArgs),
+    /// Verify an export, then hold CloudTrail's record of root activity against it: each root
+    /// sign-in and root call is explained by a code release (request, approvers, task) or is a
+    /// finding. Exit 0 when nothing but informational findings remain, 1 otherwise; an export
+    /// that does not verify gets no findings, only the verification error (exit 1).
+    #[command(
+        after_help = "FILE is a CloudTrail log file as a trail writes it to S3 ({\"Records\": [...]}, gzipped or not), a directory of them (read recursively; digest files skipped), or JSON Lines of single records.\n\nExample:\n  custody audit cloudtrail --export ledger-2026-11.jsonl --pubkey 8d7c7066... AWSLogs/123456789012/CloudTrail/"
+    )]
+    Cloudtrail(CloudTrailArgs),
 }
 
 /// Export formats on the command line.
@@ -117,6 +127,11 @@ pub struct ReportArgs {
     /// Replace the report file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// A CloudTrail file or directory to reconcile against the export, as `audit cloudtrail`
+    /// does with its default windows (repeat for several); the report gains a section of them,
+    /// and the exit status is 1 when findings need attention.
+    #[arg(long, value_name = "FILE")]
+    pub cloudtrail: Vec<PathBuf>,
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
@@ -134,48 +149,7 @@ fn parse_key(s: &str) -> Result<CheckpointPublicKey, String> {
 
 /// Parses milliseconds since the epoch or `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
 pub fn parse_time(s: &str) -> Result<Timestamp, String> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(Timestamp(ms));
-    }
-    let bad =
-        || format!("{s:?} is not milliseconds since the epoch nor YYYY-MM-DDTHH:MM:SS[.fff]Z");
-    let rest = s.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = rest.split_once('T').ok_or_else(bad)?;
-    let num = |t: &str, len: usize| -> Result<i64, String> {
-        if t.len() != len || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        t.parse::<i64>().map_err(|_| bad())
-    };
-    let d: Vec<&str> = date.split('-').collect();
-    let (time, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<&str> = time.split(':').collect();
-    let ([y, mo, da], [h, mi, se]) = (d.as_slice(), t.as_slice()) else {
-        return Err(bad());
-    };
-    let (y, mo, da, h, mi, se) = (
-        num(y, 4)?,
-        num(mo, 2)?,
-        num(da, 2)?,
-        num(h, 2)?,
-        num(mi, 2)?,
-        num(se, 2)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
-        return Err(bad());
-    }
-    let ms = if frac.is_empty() { 0 } else { num(frac, 3)? };
-    // Days from civil date (Howard Hinnant's algorithm).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(Timestamp(
-        ((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms,
-    ))
+    parse_utc(s)
 }
 
 /// Runs `custody audit ...`.
@@ -186,6 +160,7 @@ pub fn run(json: bool, cmd: AuditCommand) -> ExitCode {
         AuditCommand::Export(args) => finish(json, export_cmd(json, &args)),
         AuditCommand::Verify(args) => finish(json, verify(json, &args)),
         AuditCommand::Report(args) => finish(json, report(json, &args)),
+        AuditCommand::Cloudtrail(args) => finish(json, cloudtrail::run(json, &args)),
     }
 }
 
@@ -389,6 +364,26 @@ fn invalid(json: bool, f: &ExportFailure) -> Failure {
     Failure::reported(exit::FAILED)
 }
 
+/// Verifies an export exactly as `verify` does and, only if it verifies, answers the custody
+/// story it tells, the verifier's result and the seq of the kept checkpoint it extends. An
+/// export that does not verify is reported as `verify` reports it (exit 1).
+pub(crate) fn verified_report(
+    json: bool,
+    v: &VerifyArgs,
+) -> Result<(CustodyReport, VerifiedExport, Option<u64>), Failure> {
+    let after = v.after.as_ref().map(read_after).transpose()?;
+    let input = open_export(json, &v.file)?;
+    let mut builder = ReportBuilder::new();
+    // Fail closed: the report is built while verifying, and used only if the export verifies.
+    let verified = verify_export_observed(input, &v.pubkey, after.as_ref(), &mut |line| {
+        builder.observe(line)
+    })
+    .map_err(|f| invalid(json, &f))?;
+    let after_seq = after.map(|a| a.checkpoint.seq);
+    let custody = builder.finish(&verified, v.pubkey.fingerprint());
+    Ok((custody, verified, after_seq))
+}
+
 fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
     let v = &args.verify;
     if !args.force && std::fs::symlink_metadata(&args.out).is_ok() {
@@ -400,21 +395,33 @@ fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    let after = v.after.as_ref().map(read_after).transpose()?;
-    let input = open_export(json, &v.file)?;
-    let mut builder = ReportBuilder::new();
-    // Fail closed: the report is built while verifying, and used only if the export verifies.
-    let verified = verify_export_observed(input, &v.pubkey, after.as_ref(), &mut |line| {
-        builder.observe(line)
-    })
-    .map_err(|f| invalid(json, &f))?;
-    let after_seq = after.map(|a| a.checkpoint.seq);
-    let custody = builder.finish(&verified, v.pubkey.fingerprint());
-    let html = report::render_html(&custody, Timestamp::now().0, after_seq);
+    let files = if args.cloudtrail.is_empty() {
+        Vec::new()
+    } else {
+        cloudtrail::inputs(&args.cloudtrail)?
+    };
+    let (custody, verified, after_seq) = verified_report(json, v)?;
+    let reconciled = if files.is_empty() {
+        None
+    } else {
+        let windows = Windows::default();
+        Some(cloudtrail::read_files(json, &custody, windows, &files)?)
+    };
+    let html =
+        report::render_html_with(&custody, Timestamp::now().0, after_seq, reconciled.as_ref());
     report::write_atomically(&args.out, html.as_bytes(), args.force)
         .map_err(|e| Failure::new(exit::IO, format!("{}: {e}", args.out.display())))?;
     if json {
-        outln!("{}", report::summary(&custody, &args.out, after_seq));
+        let mut summary = report::summary(&custody, &args.out, after_seq);
+        if let Some(ct) = &reconciled {
+            summary["cloudtrail"] = json!({
+                "records": ct.records,
+                "explained": ct.explained.len(),
+                "findings": ct.findings.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+                "clean": ct.clean(),
+            });
+        }
+        outln!("{summary}");
     } else {
         let open = custody.open_incidents().count();
         outln!(
@@ -432,6 +439,22 @@ fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
             custody.requests().count(),
             open
         );
+        if let Some(ct) = &reconciled {
+            let info = ct
+                .findings
+                .iter()
+                .filter(|f| f.kind.informational())
+                .count();
+            outln!(
+                "cloudtrail: {} record(s), {} explained, {} finding(s) needing attention, {info} informational",
+                ct.records,
+                ct.explained.len(),
+                ct.findings.len() - info
+            );
+        }
     }
-    Ok(())
+    match &reconciled {
+        Some(ct) if !ct.clean() => Err(Failure::reported(exit::FAILED)),
+        _ => Ok(()),
+    }
 }

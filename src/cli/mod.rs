@@ -39,6 +39,7 @@ pub mod account;
 pub mod audit;
 pub mod ceremony;
 pub mod client;
+pub mod cloudtrail;
 pub mod daemon;
 pub mod device;
 pub mod generate;

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::custody::cloudtrail::Reconciliation;
 use crate::custody::escape_unsafe;
-use crate::custody::report::{utc, CustodyReport, Entry, RequestReport};
+use crate::custody::report::{utc, CustodyReport, DeviceReport, Entry, RequestReport};
 
 /// Escapes text for HTML element content and quoted attribute values. Characters that could
 /// make the page lie (controls, bidi controls, invisible characters) are shown escaped as on
@@ -35,6 +36,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ccc;padding-bo
 table{border-collapse:collapse;width:100%;margin:.5em 0 1em;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
 th{background:#f0f0f0}td.n{text-align:right;white-space:nowrap}td.t{white-space:nowrap}
+svg.custody{display:block;max-width:100%;height:auto;margin:.3em 0}
 code,.h{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}.h{word-break:break-all}td code{white-space:nowrap}
 .ok{background:#e6f4ea;border:1px solid #34a853;padding:.7em 1em;border-radius:4px}
 .warn{background:#fff4e5;border:1px solid #f29900;padding:.7em 1em;border-radius:4px}
@@ -171,6 +173,17 @@ fn request_rows(out: &mut String, requests: &[RequestReport]) {
 /// Renders the report as one HTML document. `generated_ms` is when the report was made and
 /// `after_seq` the seq of a kept checkpoint the export was verified to extend.
 pub fn render_html(r: &CustodyReport, generated_ms: i64, after_seq: Option<u64>) -> String {
+    render_html_with(r, generated_ms, after_seq, None)
+}
+
+/// [`render_html`], with a section of CloudTrail's root activity reconciled against the export
+/// (`custody audit report --cloudtrail`).
+pub fn render_html_with(
+    r: &CustodyReport,
+    generated_ms: i64,
+    after_seq: Option<u64>,
+    cloudtrail: Option<&Reconciliation>,
+) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let cp = &r.checkpoint.checkpoint;
     let requests: Vec<&RequestReport> = r.requests().collect();
@@ -186,6 +199,31 @@ pub fn render_html(r: &CustodyReport, generated_ms: i64, after_seq: Option<u64>)
         id = escape(&r.ledger_id),
         gen = utc(generated_ms),
     );
+
+    // Contents: links within the page only.
+    let mut contents = vec![
+        ("verification", "Verification"),
+        ("scope", "Scope of the export"),
+        ("summary", "Summary"),
+        ("officers", "People's part"),
+        ("open-incidents", "Open incidents"),
+    ];
+    if cloudtrail.is_some() {
+        contents.push(("cloudtrail", "CloudTrail root activity"));
+    }
+    contents.extend([
+        ("devices", "Devices"),
+        ("accounts", "Accounts, requests and releases"),
+        ("incidents", "All incidents"),
+        ("refusals", "Refusals"),
+        ("people", "Users, unseals and keyring"),
+        ("kinds", "Events by kind"),
+    ]);
+    o.push_str("<nav aria-label=\"contents\"><h2>Contents</h2>\n<ol>\n");
+    for (id, title) in contents {
+        let _ = writeln!(o, "<li><a href=\"#{id}\">{title}</a></li>");
+    }
+    o.push_str("</ol></nav>\n");
 
     // Verification.
     let _ = write!(
@@ -257,6 +295,8 @@ an event of that kind existed at that time. What they record is not in this repo
         r.refusals.len(),
     );
 
+    people_part(&mut o, r);
+
     // Open incidents first: they need action.
     o.push_str("<h2 id=\"open-incidents\">Open incidents</h2>\n");
     if open.is_empty() {
@@ -278,8 +318,15 @@ an event of that kind existed at that time. What they record is not in this repo
         o.push_str("</table></div>\n");
     }
 
+    if let Some(ct) = cloudtrail {
+        cloudtrail_section(&mut o, ct);
+    }
+
     // Devices.
     o.push_str("<h2 id=\"devices\">Devices</h2>\n");
+    if !r.devices.is_empty() {
+        o.push_str(LEGEND);
+    }
     if r.devices.is_empty() {
         o.push_str("<p class=\"muted\">No device event in this export.</p>\n");
     }
@@ -307,6 +354,7 @@ an event of that kind existed at that time. What they record is not in this repo
             );
         }
         o.push_str("</dl>\n");
+        custody_picture(&mut o, d, r.first_ms, r.last_ms);
         timeline(&mut o, &d.timeline);
     }
 
@@ -392,6 +440,206 @@ an event of that kind existed at that time. What they record is not in this repo
     }
     o.push_str("</table>\n</body>\n</html>\n");
     o
+}
+
+/// Colours of the custody pictures: (state, colour, words).
+const STATES: [(&str, &str, &str); 4] = [
+    ("registered", "#d0d0d0", "registered, not yet in the safe"),
+    ("in_safe", "#34a853", "in the safe"),
+    ("checked_out", "#f29900", "checked out"),
+    ("ended", "#5f6368", "retired, lost, destroyed or released"),
+];
+const RELEASE: &str = "#1a73e8";
+const INCIDENT: &str = "#d93025";
+
+/// The key to the pictures, drawn once above the devices.
+const LEGEND: &str = "<p class=\"muted\">Each device's custody over the export's period, left to right: \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"in the safe\"><rect width=\"12\" height=\"12\" fill=\"#34a853\"/></svg> in the safe, \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"checked out\"><rect width=\"12\" height=\"12\" fill=\"#f29900\"/></svg> checked out, \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"registered\"><rect width=\"12\" height=\"12\" fill=\"#d0d0d0\"/></svg> registered, \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"ended\"><rect width=\"12\" height=\"12\" fill=\"#5f6368\"/></svg> retired, lost, destroyed or released; \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"release\"><rect x=\"5\" width=\"2\" height=\"12\" fill=\"#1a73e8\"/></svg> a code released, \
+<svg width=\"12\" height=\"12\" role=\"img\" aria-label=\"incident\"><rect x=\"4\" width=\"4\" height=\"12\" fill=\"#d93025\"/></svg> an incident opened.</p>\n";
+
+/// One device's custody drawn as inline SVG (no script, nothing loaded): its state over the
+/// export's period from its timeline, with a mark at each code release and incident.
+fn custody_picture(o: &mut String, d: &DeviceReport, first: Option<i64>, last: Option<i64>) {
+    const W: f64 = 720.0;
+    let (Some(first), Some(last)) = (first, last) else {
+        return;
+    };
+    let span = (last - first).max(1) as f64;
+    let x = |t: i64| ((t - first) as f64 / span * W).clamp(0.0, W);
+    let mut spans: Vec<(i64, &str)> = Vec::new();
+    let mut marks: Vec<(i64, &str, String)> = Vec::new();
+    for e in &d.timeline {
+        let state = match e.kind.as_str() {
+            "device.registered" => Some("registered"),
+            "device.checked_in" => Some("in_safe"),
+            "device.checked_out" => Some("checked_out"),
+            // Every state change recorded is to a terminal state.
+            "device.state_changed" => Some("ended"),
+            _ => None,
+        };
+        if let Some(st) = state {
+            spans.push((e.time_ms, st));
+        }
+        match e.kind.as_str() {
+            "code.released" => marks.push((e.time_ms, RELEASE, e.what.clone())),
+            "incident.opened" => marks.push((e.time_ms, INCIDENT, e.what.clone())),
+            _ => {}
+        }
+    }
+    let _ = write!(
+        o,
+        "<svg class=\"custody\" width=\"{W}\" height=\"22\" viewBox=\"0 0 {W} 22\" role=\"img\" aria-label=\"custody of device {}\">\
+<g transform=\"translate(0,4)\"><rect width=\"{W}\" height=\"14\" fill=\"#f0f0f0\"/>",
+        escape(&d.serial)
+    );
+    for (i, (t, st)) in spans.iter().enumerate() {
+        let end = spans.get(i + 1).map_or(last, |n| n.0);
+        let (x0, x1) = (x(*t), x(end));
+        let (colour, words) = STATES
+            .iter()
+            .find(|(name, _, _)| name == st)
+            .map_or(("#f0f0f0", "?"), |(_, c, w)| (*c, *w));
+        let _ = write!(
+            o,
+            "<rect x=\"{x0:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{colour}\"><title>{words} from {}</title></rect>",
+            (x1 - x0).max(1.0),
+            utc(*t)
+        );
+    }
+    o.push_str("</g>");
+    for (t, colour, what) in &marks {
+        let _ = write!(
+            o,
+            "<rect x=\"{:.1}\" width=\"3\" height=\"22\" fill=\"{colour}\"><title>{} {}</title></rect>",
+            (x(*t) - 1.5).max(0.0),
+            utc(*t),
+            escape(what)
+        );
+    }
+    o.push_str("</svg>\n");
+}
+
+/// Per person: approvals and denials given, keys checked out and in, refusals met.
+fn people_part(o: &mut String, r: &CustodyReport) {
+    #[derive(Default)]
+    struct Part {
+        approvals: u64,
+        denials: u64,
+        check_outs: u64,
+        check_ins: u64,
+        refusals: u64,
+    }
+    let mut people: std::collections::BTreeMap<&str, Part> = Default::default();
+    for q in r.requests() {
+        for a in &q.approvals {
+            people.entry(a.who.as_str()).or_default().approvals += 1;
+        }
+        if let Some(c) = q.closed.as_ref().filter(|c| c.kind == "request.denied") {
+            people.entry(c.who.as_str()).or_default().denials += 1;
+        }
+    }
+    for e in r.devices.values().flat_map(|d| d.timeline.iter()) {
+        match e.kind.as_str() {
+            "device.checked_out" => people.entry(e.actor.as_str()).or_default().check_outs += 1,
+            "device.checked_in" => people.entry(e.actor.as_str()).or_default().check_ins += 1,
+            _ => {}
+        }
+    }
+    for e in &r.refusals {
+        people.entry(e.actor.as_str()).or_default().refusals += 1;
+    }
+    o.push_str("<h2 id=\"officers\">People's part</h2>\n");
+    if people.is_empty() {
+        o.push_str("<p class=\"muted\">No approval, check-out or refusal in this export.</p>\n");
+        return;
+    }
+    o.push_str("<table><tr><th>who</th><th>approvals</th><th>denials</th><th>check-outs</th><th>check-ins</th><th>refusals</th></tr>\n");
+    for (who, p) in &people {
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(who),
+            p.approvals,
+            p.denials,
+            p.check_outs,
+            p.check_ins,
+            p.refusals
+        );
+    }
+    o.push_str(
+        "</table>\n<p class=\"muted\">Who did what, counted from the export's events: \
+approvals and denials of requests, keys checked out of and into the safe, refusals recorded \
+against them (an officer pair counts as one actor).</p>\n",
+    );
+}
+
+/// CloudTrail's root activity against the export: findings first, then what was explained.
+fn cloudtrail_section(o: &mut String, ct: &Reconciliation) {
+    let info = ct
+        .findings
+        .iter()
+        .filter(|f| f.kind.informational())
+        .count();
+    let _ = write!(
+        o,
+        "<h2 id=\"cloudtrail\">CloudTrail root activity</h2>\n<div class=\"{class}\"><strong>{verdict}</strong> \
+{records} CloudTrail record(s){period}: {root} root, {assumed} in AssumeRoot sessions, {other} of other \
+identities (not judged). {explained} root event(s) explained by a release; {attention} finding(s) need \
+attention, {info} informational.</div>\n",
+        class = if ct.clean() { "ok" } else { "bad" },
+        verdict = if ct.clean() {
+            "Every root sign-in and root call is explained."
+        } else {
+            "Root activity that no release explains."
+        },
+        records = ct.records,
+        period = ct
+            .covered_ms
+            .map(|(a, b)| format!(" from {} to {}", utc(a), utc(b)))
+            .unwrap_or_default(),
+        root = ct.root_records - ct.assume_root,
+        assumed = ct.assume_root,
+        other = ct.other_identities,
+        explained = ct.explained.len(),
+        attention = ct.findings.len() - info,
+    );
+    if !ct.findings.is_empty() {
+        o.push_str("<h3>Findings</h3>\n<table><tr><th>time (UTC)</th><th>account</th><th>finding</th><th>CloudTrail event</th><th>what it means</th></tr>\n");
+        for f in &ct.findings {
+            let _ = writeln!(
+                o,
+                "<tr><td class=\"t\">{}</td><td>{}</td><td><code>{}</code>{}</td><td class=\"h\">{}</td><td>{}</td></tr>",
+                utc(f.time_ms),
+                escape(&f.account),
+                f.kind.as_str(),
+                if f.kind.informational() { " (informational)" } else { "" },
+                escape(f.event_id.as_deref().unwrap_or("\u{2014}")),
+                escape(&f.sentence)
+            );
+        }
+        o.push_str("</table>\n");
+    }
+    if !ct.explained.is_empty() {
+        o.push_str("<h3>Explained</h3>\n<table><tr><th>time (UTC)</th><th>account</th><th>event</th><th>CloudTrail event</th><th>request</th><th>task</th><th>approved by</th></tr>\n");
+        for e in &ct.explained {
+            let _ = writeln!(
+                o,
+                "<tr><td class=\"t\">{}</td><td>{}</td><td><code>{}</code></td><td class=\"h\">{}</td><td class=\"h\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                utc(e.time_ms),
+                escape(&e.account),
+                escape(&e.event_name),
+                escape(&e.event_id),
+                escape(&e.request),
+                escape(e.task.as_deref().unwrap_or("?")),
+                escape(&e.approvers.join(", "))
+            );
+        }
+        o.push_str("</table>\n");
+    }
 }
 
 /// The `--json` summary of a written report.

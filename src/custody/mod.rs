@@ -14,6 +14,7 @@
 //! - [`device_keys`]: devices' OATH access keys, stored sealed, and the VALIDATE every use
 //!   of a locked device starts with.
 //! - [`reconcile`](mod@reconcile): ledger view against device report.
+//! - [`cloudtrail`]: the provider's CloudTrail record against a verified export.
 //! - [`access`]: the clock, time witness and device-access seams.
 //! - [`store`]: event kinds and the projection.
 //! - [`host`]: what is recorded of the host: unseal, seal, cards in the readers.
@@ -22,6 +23,7 @@
 pub mod access;
 mod accounts;
 mod authentication;
+pub mod cloudtrail;
 mod code_release;
 mod code_requests;
 mod custody_release;

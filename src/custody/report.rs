@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::store::{entity, kinds};
-use crate::ledger::{EventHeader, ExportLine, SignedCheckpoint, StoredEvent, VerifiedExport};
+use crate::ledger::{
+    EventHeader, ExportLine, SignedCheckpoint, StoredEvent, Timestamp, VerifiedExport,
+};
 
 /// One event on a timeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +132,8 @@ pub struct AccountReport {
     /// The root password at the end of the export: `held`, `rotation due` (a release handed it
     /// out), or `None` when no password was ever set.
     pub password: Option<String>,
+    /// When the last status change in the export was recorded (ms).
+    pub status_since_ms: Option<i64>,
     /// Registration, status changes, enrolments, custody release.
     pub events: Vec<Entry>,
     /// Its requests, in order of first appearance.
@@ -262,6 +266,53 @@ pub fn utc(ms: i64) -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+/// Parses milliseconds since the epoch or `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC), the inverse of
+/// [`utc`] for the times people and CloudTrail write.
+pub fn parse_utc(s: &str) -> Result<Timestamp, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(Timestamp(ms));
+    }
+    let bad =
+        || format!("{s:?} is not milliseconds since the epoch nor YYYY-MM-DDTHH:MM:SS[.fff]Z");
+    let rest = s.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = rest.split_once('T').ok_or_else(bad)?;
+    let num = |t: &str, len: usize| -> Result<i64, String> {
+        if t.len() != len || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<i64>().map_err(|_| bad())
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let (time, frac) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<&str> = time.split(':').collect();
+    let ([y, mo, da], [h, mi, se]) = (d.as_slice(), t.as_slice()) else {
+        return Err(bad());
+    };
+    let (y, mo, da, h, mi, se) = (
+        num(y, 4)?,
+        num(mo, 2)?,
+        num(da, 2)?,
+        num(h, 2)?,
+        num(mi, 2)?,
+        num(se, 2)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
+        return Err(bad());
+    }
+    let ms = if frac.is_empty() { 0 } else { num(frac, 3)? };
+    // Days from civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(Timestamp(
+        ((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms,
+    ))
 }
 
 impl ReportBuilder {
@@ -521,7 +572,11 @@ impl ReportBuilder {
                             )
                         }
                     };
-                    self.account(&acc).events.push(entry(what));
+                    let a = self.account(&acc);
+                    if kind == kinds::ACCOUNT_STATUS_CHANGED {
+                        a.status_since_ms = Some(h.time.0);
+                    }
+                    a.events.push(entry(what));
                 }
             }
             kinds::ACCOUNT_PASSWORD_SET | kinds::CREDENTIAL_RELEASED => {

@@ -122,7 +122,8 @@ impl ExportFilter {
 pub enum ExportFormat {
     /// JSON Lines, verifiable with `custody audit verify`.
     JsonLines,
-    /// CSV (RFC 4180) for spreadsheets: `record,seq,time,actor,kind,body,body_hash,prev,hash,signature`.
+    /// CSV (RFC 4180) for spreadsheets: `record,seq,time,actor,kind,body,body_hash,prev,hash,signature`,
+    /// a `note` row saying it proves nothing, formula cells neutralised ([`CSV_NOTE`]).
     Csv,
 }
 
@@ -249,7 +250,12 @@ pub fn export_redacted(
             w(out.write_all(&line))?;
         }
         ExportFormat::Csv => {
-            w(out.write_all(b"record,seq,time,actor,kind,body,body_hash,prev,hash,signature\r\n"))?
+            w(out.write_all(b"record,seq,time,actor,kind,body,body_hash,prev,hash,signature\r\n"))?;
+            csv_row(
+                &["note", "", "", "", "", CSV_NOTE, "", "", "", ""],
+                &mut line,
+            );
+            w(out.write_all(&line))?;
         }
     }
     let (mut events, mut stubs) = (0u64, 0u64);
@@ -422,11 +428,24 @@ fn encode_event_csv(ev: &StoredEvent, with_body: bool, out: &mut Vec<u8>) {
     );
 }
 
+/// What a CSV export can and cannot prove, in its second row.
+pub const CSV_NOTE: &str = "This CSV is for reading only and proves nothing: nothing can verify it, and a spreadsheet may change it. The hashes and signatures are copied from the ledger but checked by nothing here. To prove what the ledger holds, export JSON Lines (custody audit export --format jsonl) and run custody audit verify. Cells that a spreadsheet would run as a formula start with an apostrophe.";
+
+/// Appends one CSV row (RFC 4180). A cell that a spreadsheet would run as a formula (one that
+/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return, OWASP's "CSV Injection" list)
+/// is neutralised with a leading apostrophe, which spreadsheets show as text.
 fn csv_row(fields: &[&str], out: &mut Vec<u8>) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
+        let neutral;
+        let f = if f.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            neutral = format!("'{f}");
+            neutral.as_str()
+        } else {
+            f
+        };
         if f.contains([',', '"', '\r', '\n']) {
             out.push(b'"');
             out.extend_from_slice(f.replace('"', "\"\"").as_bytes());
@@ -679,6 +698,31 @@ mod tests {
     use super::*;
     use crate::ledger::chain::{body_hash, event_hash};
     use proptest::prelude::*;
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_are_neutralised() {
+        let mut out = Vec::new();
+        csv_row(
+            &[
+                "=cmd|' /C calc'!A0",
+                "+1",
+                "-2",
+                "@SUM(A1)",
+                "\tx",
+                "plain",
+                "a,\"b\"",
+                "1",
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "'=cmd|' /C calc'!A0,'+1,'-2,'@SUM(A1),'\tx,plain,\"a,\"\"b\"\"\",1\r\n"
+        );
+        let mut out = Vec::new();
+        csv_row(&["\r=1"], &mut out);
+        assert_eq!(out, b"\"'\r=1\"\r\n");
+    }
 
     fn arb_event() -> impl Strategy<Value = (StoredEvent, bool)> {
         (

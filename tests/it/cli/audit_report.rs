@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 
 use mfa_custody::custody::{DeviceRole, Location, SealNumber, Serial, Terminal};
 
-use crate::support::cli::{describe as text, opened_by_alice_and_bob, output as custody};
+use crate::support::cli::{
+    describe as text, export_by_alice_and_bob, opened_by_alice_and_bob, output as custody,
+};
 use crate::support::domain::{self, Keys, ACCOUNT};
 
 const CUSTODY: &str = env!("CARGO_BIN_EXE_custody");
@@ -124,19 +126,8 @@ fn story(dir: &Path) -> Story {
 fn exported_story(tmp: &Path) -> (Story, std::path::PathBuf, std::process::Output) {
     let dir = tmp.join("ledger");
     let s = story(&dir);
-    let d = dir.to_str().expect("utf8");
     let export = tmp.join("export.jsonl");
-    let e = export.to_str().expect("utf8");
-    let o = custody(
-        &[
-            &["audit", "export"][..],
-            &opened_by_alice_and_bob(d),
-            &["--out", e],
-        ]
-        .concat(),
-        UNSEAL,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = export_by_alice_and_bob(&dir, &export);
     (s, export, o)
 }
 
@@ -237,9 +228,37 @@ fn report_of_a_real_export_tells_the_custody_story_escaped_and_fails_closed() {
         "&lt;script&gt;alert(1)&lt;/script&gt; &quot;quoted&quot; &amp; &#39;single&#39;"
     ));
     assert!(html.contains("&lt;b&gt;bold&lt;/b&gt; &quot;ticket&quot; &amp; &#39;note&#39;"));
-    for external in ["src=", "href=", "url(", "@import", "http://", "https://"] {
+    for external in ["src=", "url(", "@import", "http://", "https://"] {
         assert!(!html.contains(external), "{external} in the report");
     }
+    // Links lead within the page only (the contents).
+    assert!(html.contains("<a href=\"#open-incidents\">"));
+    assert_eq!(
+        html.matches("href=").count(),
+        html.matches("href=\"#").count(),
+        "every link is to a part of the page"
+    );
+    // Each device's custody drawn inline: the three devices, the primary's check-out and its
+    // release marked, the spare's retirement.
+    assert_eq!(html.matches("<svg class=\"custody\"").count(), 3);
+    assert!(
+        html.contains("<title>checked out from "),
+        "a check-out span"
+    );
+    assert!(html.contains("<title>in the safe from "), "an in-safe span");
+    assert!(html.contains("<title>retired, lost, destroyed or released from "));
+    assert!(
+        html.contains("released to oscar") && html.contains("fill=\"#1a73e8\"><title>"),
+        "the release is marked"
+    );
+    // Each person's part: alice approved one request, denied one and checked keys out.
+    assert!(html.contains("id=\"officers\""));
+    assert!(
+        html.contains(
+            "<tr><td>alice</td><td class=\"n\">1</td><td class=\"n\">1</td><td class=\"n\">1</td>"
+        ),
+        "alice's part"
+    );
     assert!(html.contains("default-src 'none'"));
 
     // The report never overwrites a file unless --force.

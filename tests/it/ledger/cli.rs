@@ -132,8 +132,14 @@ fn init_export_verify_checkpoint_after() {
     args.extend(unseal_args(d));
     let o = custody(&args, PASSES);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout)
-        .starts_with("record,seq,time,actor,kind,body,body_hash,prev,hash,signature"));
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert!(csv.starts_with("record,seq,time,actor,kind,body,body_hash,prev,hash,signature"));
+    let note = csv.lines().nth(1).expect("a second row");
+    assert!(
+        note.starts_with("note,,,,,\"This CSV is for reading only and proves nothing"),
+        "{note}"
+    );
+    assert!(note.contains("custody audit verify"), "{note}");
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //! file, the export or the device records. Retiring the backup clears its access key on the
 //! card: LIST then answers without VALIDATE. The root password two officers stored comes with
 //! the code (the task, changing it, signs in with it), once, and is in neither the ledger file
-//! nor the export.
+//! nor the export. The export, held against a CloudTrail sign-in after the release by
+//! `custody audit cloudtrail`, explains it by the request.
 //!
 //! The clock is the host's, moved forward (never back) when the domain waits for the next time
 //! step or an officer needs a fresh second-factor step, so the test does not sleep through
@@ -167,6 +168,7 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
     // secret: the database file, the export, the device records.
     let mut out = Vec::new();
     custody.export_redacted(&mut out).expect("export");
+    cloudtrail_explains_the_release(&out, &custody.ledger().public_key().to_hex(), &r.id);
     let mut records = String::new();
     for s in [PRIMARY, BACKUP] {
         let d = custody
@@ -214,6 +216,63 @@ fn pcscd_sign_in_ceremony_releases_the_current_code_from_the_checked_out_key() {
         root_password.expose().as_bytes(),
         "the ledger file, the export or a device record (the root password)",
     );
+}
+
+/// `custody audit cloudtrail` on the daemon's export of this ledger: a root console sign-in
+/// (the record shape of the AWS CloudTrail User Guide, "AWS Management Console sign-in events")
+/// 20 s after the code released over PC/SC is explained by that request, and a second one is not.
+fn cloudtrail_explains_the_release(
+    export: &[u8],
+    key: &str,
+    request: &mfa_custody::custody::RequestId,
+) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, export).expect("write the export");
+    let released = String::from_utf8_lossy(export)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "code.released")
+        .and_then(|v| v["time"].as_i64())
+        .expect("code.released in the export");
+    let sign_in = |id: &str, ms: i64| {
+        serde_json::json!({
+            "eventVersion": "1.10", "eventID": id, "eventType": "AwsConsoleSignIn",
+            "userIdentity": {"type": "Root", "accountId": domain::ACCOUNT,
+                             "arn": format!("arn:aws:iam::{}:root", domain::ACCOUNT)},
+            "eventTime": mfa_custody::custody::report::utc(ms).replace(' ', "T"),
+            "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin",
+            "responseElements": {"ConsoleLogin": "Success"},
+            "additionalEventData": {"MobileVersion": "No", "MFAUsed": "Yes"},
+            "recipientAccountId": domain::ACCOUNT
+        })
+    };
+    let trail = dir.path().join("trail.json");
+    let records = [
+        sign_in("s1", released + 20_000),
+        sign_in("s2", released + 40_000),
+    ];
+    std::fs::write(
+        &trail,
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .expect("write the trail");
+    let (code, out, err) = support::custody(&[
+        "--json",
+        "audit",
+        "cloudtrail",
+        "--export",
+        &file.to_string_lossy(),
+        "--pubkey",
+        key,
+        &trail.to_string_lossy(),
+    ]);
+    assert_eq!(code, 1, "the second sign-in is a finding: {out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["explained"][0]["event_id"], "s1", "{v}");
+    assert_eq!(v["explained"][0]["request"], request.to_string(), "{v}");
+    assert_eq!(v["findings"][0]["kind"], "unexplained_root_sign_in", "{v}");
+    assert_eq!(v["findings"][0]["event_id"], "s2", "{v}");
 }
 
 /// A plain PC/SC client that does not VALIDATE gets nothing listed: LIST answers 6982.

@@ -71,6 +71,32 @@ pub fn init(ledger: &Path, officers: &[(&str, &str)]) -> Value {
     r.json()
 }
 
+/// `custody audit export --out OUT` of the whole ledger at `ledger`, offline, opened by alice
+/// and bob (their unseal passphrases on standard input); the run, asserted to succeed.
+pub fn export_by_alice_and_bob(ledger: &Path, out: &Path) -> Output {
+    let l = ledger.to_str().expect("utf8 path");
+    let o = output(
+        &[
+            &["audit", "export"][..],
+            &opened_by_alice_and_bob(l),
+            &["--out", out.to_str().expect("utf8 path")],
+        ]
+        .concat(),
+        &format!(
+            "{}\n{}\n",
+            super::domain::unseal_pass("alice"),
+            super::domain::unseal_pass("bob")
+        ),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "custody audit export: {}",
+        describe(&o)
+    );
+    o
+}
+
 /// `custody --json ledger verify` of the ledger at `ledger` (no daemon), opened by two of its
 /// officers (name, unseal passphrase, given on standard input): every hash, link,
 /// checkpoint, and the projections against a replay.
