@@ -177,7 +177,8 @@ impl Custody {
 
     /// Signs a checkpoint over the current head.
     pub fn checkpoint(&mut self) -> Result<SignedCheckpoint, LedgerError> {
-        self.ledger.checkpoint()
+        let now = crate::ledger::Timestamp(self.clock.now_ms());
+        self.ledger.checkpoint_at(now)
     }
 
     /// Writes the whole ledger to `out` as JSON Lines, with a signed header and closing

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::ledger::{Actor, Kind, Ledger, LedgerId, NewEvent, Projections, StoredEvent};
+use crate::ledger::{Actor, Kind, Ledger, LedgerId, NewEvent, Projections, StoredEvent, Timestamp};
 use crate::token::oath::{Code, CredentialName};
 
 use super::access::{Clock, SystemClock, TimeWitness};
@@ -343,7 +343,8 @@ impl Custody {
         puts: &[Put],
     ) -> Result<StoredEvent, CustodyError> {
         let ev = Self::event(kind, who, body, puts)?;
-        self.ledger.append(ev).map_err(op_err(kind))
+        let now = Timestamp(self.clock.now_ms());
+        self.ledger.append_at(ev, now).map_err(op_err(kind))
     }
 
     pub(super) fn append_batch(
@@ -351,7 +352,10 @@ impl Custody {
         operation: &'static str,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, CustodyError> {
-        self.ledger.append_batch(events).map_err(op_err(operation))
+        let now = Timestamp(self.clock.now_ms());
+        self.ledger
+            .append_batch_at(events, now)
+            .map_err(op_err(operation))
     }
 
     /// Records a refusal (best effort: when the ledger cannot write, the refusal is still

@@ -637,7 +637,16 @@ impl Ledger {
     /// Appends one event and its projection rows in one transaction; returns after the commit
     /// is durable (WAL, `synchronous=FULL`).
     pub fn append(&mut self, event: NewEvent) -> Result<StoredEvent, LedgerError> {
-        let mut out = self.append_batch(std::iter::once(event))?;
+        self.append_at(event, Timestamp::now())
+    }
+
+    /// [`Ledger::append`] stamped `now` (the domain's clock) instead of the host's.
+    pub fn append_at(
+        &mut self,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> Result<StoredEvent, LedgerError> {
+        let mut out = self.append_batch_at(std::iter::once(event), now)?;
         out.pop().ok_or(LedgerError::Sqlite {
             operation: "append",
             source: rusqlite::Error::QueryReturnedNoRows,
@@ -648,6 +657,15 @@ impl Ledger {
     pub fn append_batch(
         &mut self,
         events: impl IntoIterator<Item = NewEvent>,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        self.append_batch_at(events, Timestamp::now())
+    }
+
+    /// [`Ledger::append_batch`] stamped `now` (the domain's clock) instead of the host's.
+    pub fn append_batch_at(
+        &mut self,
+        events: impl IntoIterator<Item = NewEvent>,
+        now: Timestamp,
     ) -> Result<Vec<StoredEvent>, LedgerError> {
         let db_path = self.db_path.clone();
         let tx = self
@@ -686,8 +704,7 @@ impl Ledger {
                 .map_err(LedgerError::sql(&db_path, "prepare append"))?;
             for ev in events {
                 seq += 1;
-                let stored =
-                    chain_event(seq, prev, Timestamp(Timestamp::now().0.max(not_before)), ev);
+                let stored = chain_event(seq, prev, Timestamp(now.0.max(not_before)), ev);
                 let h = &stored.header;
                 insert
                     .execute(params![
@@ -784,6 +801,11 @@ impl Ledger {
 
     /// Signs the current head and records the checkpoint.
     pub fn checkpoint(&mut self) -> Result<SignedCheckpoint, LedgerError> {
+        self.checkpoint_at(Timestamp::now())
+    }
+
+    /// [`Ledger::checkpoint`] stamped `now` (the domain's clock) instead of the host's.
+    pub fn checkpoint_at(&mut self, now: Timestamp) -> Result<SignedCheckpoint, LedgerError> {
         let head = self.head()?.ok_or(LedgerError::Chain {
             seq: 1,
             problem: ChainProblem::SeqGap { expected: 1 },
@@ -792,7 +814,7 @@ impl Ledger {
             ledger_id: self.ledger_id,
             seq: head.seq,
             head: head.hash,
-            time: Timestamp::now(),
+            time: now,
         });
         self.conn
             .execute(
