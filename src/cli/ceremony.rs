@@ -78,7 +78,7 @@ or a value given as an option, is not asked):
 #[derive(Debug, Args)]
 pub struct SignInArgs {
     /// Resume this request instead of making a new one.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::client::parse_request_id)]
     pub request: Option<String>,
     /// The account (asked when missing).
     #[arg(long)]
@@ -347,7 +347,7 @@ impl Room {
                     if !again {
                         return Err(f);
                     }
-                    self.say(&format!("  {}", f.message));
+                    self.say(&format!("  {}", f.human()));
                     if reason == Some(RefusalCode::FactorCodeReused) {
                         self.say(
                             "  That code was used already: wait for the authenticator's next code.",

@@ -185,6 +185,51 @@ or in the environment.\n\nExample:\n  custody login --as alice\n  custody login 
     GenerateDocs,
 }
 
+/// Parses the command line. A usage error is printed as clap prints it, or, when `--json` is
+/// among the arguments, as the one `--json` error shape (`{"ok": false, "status": 2, "error":
+/// {"code": "bad_request", "reason": "invalid_input", "message"}}`); either way the status is
+/// [`exit::USAGE`]. `--help` and `--version` print as usual.
+pub fn parse<I, T>(args: I) -> Result<Cli, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::from(exit::OK))
+        }
+        Err(e) => {
+            let json = args
+                .iter()
+                .skip(1)
+                .take_while(|a| a.as_os_str() != "--")
+                .any(|a| a.as_os_str() == "--json");
+            if !json {
+                e.exit();
+            }
+            // clap's first line names the problem (`error: unexpected argument '--x' found`);
+            // the rest is usage and a tip for a terminal.
+            let text = e.to_string();
+            let message = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
+            let f = ledger::Failure::refused(
+                exit::USAGE,
+                crate::daemon::protocol::RefusalCode::InvalidInput,
+                message,
+            );
+            outln!("{}", f.to_json());
+            Err(ExitCode::from(exit::USAGE))
+        }
+    }
+}
+
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
     if let Err(f) = client::pin_ledger(cli.ledger_id.as_deref()) {

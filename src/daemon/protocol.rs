@@ -912,7 +912,9 @@ pub struct DeviceReply {
     pub serial: Serial,
     /// Firmware `X.Y.Z`, as read at registration.
     pub firmware: String,
-    /// OATH device id, as read at registration.
+    /// OATH device id, as read at registration (`oath_device_id`, the name `custody token
+    /// scan` gives it too; `device_id` is still read).
+    #[serde(rename = "oath_device_id", alias = "device_id")]
     pub device_id: String,
     /// Primary or backup.
     pub role: DeviceRole,
@@ -1961,19 +1963,28 @@ mod tests {
             let device = format!(
                 r#"{{"serial":10000001,"firmware":"5.7.1","device_id":"0a1b","role":"primary","account":"123456789012","state":{state},"blocked_by":null}}"#
             );
+            // The stored record's `device_id` is answered as `oath_device_id`, the name
+            // `custody token scan` gives it.
+            let shown = device.replace(r#""device_id""#, r#""oath_device_id""#);
             assert_eq!(
                 answered::<DeviceRecord>(&device),
-                format!(r#"{{"device":{device}}}"#)
+                format!(r#"{{"device":{shown}}}"#)
             );
             assert_eq!(
                 answered::<Vec<DeviceRecord>>(&format!("[{device}]")),
-                format!(r#"{{"devices":[{device}]}}"#)
+                format!(r#"{{"devices":[{shown}]}}"#)
             );
+            // A reply of the older name still reads.
+            let old: DeviceReply = serde_json::from_str(&device).expect("device_id still read");
+            assert_eq!(old.device_id, "0a1b");
         }
         let locked = r#"{"serial":10000001,"firmware":"5.7.1","device_id":"0a1b","role":"primary","account":"123456789012","state":{"state":"enrolled"},"blocked_by":null,"oath_access_key":true}"#;
         assert_eq!(
             answered::<DeviceRecord>(locked),
-            format!(r#"{{"device":{locked}}}"#)
+            format!(
+                r#"{{"device":{}}}"#,
+                locked.replace(r#""device_id""#, r#""oath_device_id""#)
+            )
         );
         let request = r#"{"id":"req-00000000000000a1","account":"123456789012","task":"change-root-password","ticket":"SEC-42","reason":"rotate the root password after the audit","requester":"dave","created_ms":1,"expires_ms":2,"approvals":[{"officer":"alice","at_ms":3},{"officer":"bob","at_ms":4,"suspensions":2}],"status":"approved","step":null,"device":null,"closed_by":null}"#;
         assert_eq!(

@@ -19,6 +19,7 @@ mod cli {
     mod core_dump;
     mod generate;
     mod golden;
+    mod json_shape;
     mod records;
     mod stdout;
     mod strings;

@@ -70,7 +70,7 @@ fn sign_in_wizard_at_a_terminal_never_echoes_a_secret() {
     assert!(screen.contains("name: dave"), "{screen}");
     assert!(screen.contains("name: alice"), "{screen}");
     assert!(
-        screen.contains("custodyd refused (forbidden)"),
+        screen.contains("refused (authentication_failed): "),
         "the mistyped passphrase is explained:\n{screen}"
     );
     let id = screen

@@ -416,7 +416,7 @@ fn pcscd_key_pulled_during_code_exits_3_and_the_request_stays_issuing() {
         r.out, r.err
     );
     assert!(r.out.is_empty(), "no code: {}", r.out);
-    assert!(r.err.contains("custodyd refused (token)"), "{}", r.err);
+    assert!(r.err.contains("refused (token_error): "), "{}", r.err);
     assert!(r.err.contains("10000301"), "names the device: {}", r.err);
 
     // Defined state: the intent was recorded, no code was released, and none ever will be
@@ -577,7 +577,7 @@ fn pcscd_a_touch_that_never_comes_fails_with_touch_timeout() {
         r.out, r.err
     );
     assert!(
-        r.err.contains("custodyd refused (token): device 10000501")
+        r.err.contains("refused (touch_timeout): device 10000501")
             && r.err.contains("was not touched within touch_timeout_secs"),
         "{}",
         r.err
