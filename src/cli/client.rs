@@ -111,6 +111,14 @@ pub(crate) fn parse_incident_id(s: &str) -> Result<String, String> {
         .map_err(|e| format!("{e} (as `custody incident list` shows it)"))
 }
 
+/// Checks a user name on the command line (`--as`, `--by`): lower-case letters, digits and
+/// `._-`, before any secret is asked for.
+pub(crate) fn parse_user_name(s: &str) -> Result<String, String> {
+    crate::custody::ids::UserName::parse(s)
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// Exit status for a daemon error code.
 pub fn status_of(code: ErrorCode) -> u8 {
     match code {
@@ -263,7 +271,7 @@ impl SecretLines {
 #[derive(Debug, clap::Args)]
 pub struct AuthArgs {
     /// Who you are.
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = parse_user_name)]
     pub user: String,
     /// Read the passphrase from this file descriptor (first line) instead of prompting.
     #[arg(long, value_name = "N")]
@@ -333,7 +341,7 @@ pub(crate) fn read_officers(
 #[derive(Debug, clap::Args)]
 pub struct PairArgs {
     /// An officer (give two).
-    #[arg(long = "by", required = true, value_name = "OFFICER")]
+    #[arg(long = "by", required = true, value_name = "OFFICER", value_parser = parse_user_name)]
     pub by: Vec<String>,
     /// Passphrases, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]

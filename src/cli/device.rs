@@ -58,7 +58,7 @@ pub enum DeviceCommand {
         #[arg(long)]
         seal: String,
         /// The request the device is taken out for.
-        #[arg(long)]
+        #[arg(long, value_parser = super::client::parse_request_id)]
         request: Option<String>,
         /// The officer (becomes its custodian).
         #[command(flatten)]
@@ -127,7 +127,7 @@ pub struct EnrolArgs {
     #[arg(long)]
     pub backup: u32,
     /// The two officers.
-    #[arg(long = "by", required = true, num_args = 1, value_name = "OFFICER")]
+    #[arg(long = "by", required = true, num_args = 1, value_name = "OFFICER", value_parser = super::client::parse_user_name)]
     pub by: Vec<String>,
     /// Passphrases, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]
@@ -148,6 +148,7 @@ pub struct EnrolArgs {
 #[command(after_help = "Example:\n  custody code req-0123456789abcdef --as dave --no-totp")]
 pub struct CodeArgs {
     /// The approved request.
+    #[arg(value_parser = super::client::parse_request_id)]
     pub request: String,
     /// The requester.
     #[command(flatten)]

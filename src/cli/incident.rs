@@ -30,6 +30,7 @@ pub enum IncidentCommand {
     )]
     Ack {
         /// The incident id.
+        #[arg(value_parser = super::client::parse_incident_id)]
         incident: String,
         /// What was found or done (at most 500 characters, plain text on one line).
         #[arg(long)]

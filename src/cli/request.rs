@@ -37,6 +37,7 @@ pub enum RequestCommand {
     )]
     Show {
         /// The request id.
+        #[arg(value_parser = super::client::parse_request_id)]
         request: String,
         /// How you authenticate: the session of `custody login`, or --as for this command.
         #[command(flatten)]
@@ -49,6 +50,7 @@ pub enum RequestCommand {
     )]
     Cancel {
         /// The request id.
+        #[arg(value_parser = super::client::parse_request_id)]
         request: String,
         /// The requester: the session of `custody login`, or --as.
         #[command(flatten)]
@@ -84,6 +86,7 @@ pub struct CodeArgs {
 )]
 pub struct ApproveArgs {
     /// The request id.
+    #[arg(value_parser = super::client::parse_request_id)]
     pub request: String,
     /// The approving officer.
     #[command(flatten)]
@@ -95,6 +98,7 @@ pub struct ApproveArgs {
 #[command(after_help = "Example:\n  custody deny REQ-ID --note \"no change window\" --as bob")]
 pub struct DenyArgs {
     /// The request id.
+    #[arg(value_parser = super::client::parse_request_id)]
     pub request: String,
     /// Why (at most 500 characters, plain text on one line).
     #[arg(long)]

@@ -110,7 +110,7 @@ pub struct AddArgs {
     #[arg(long)]
     pub uid: Option<u32>,
     /// An approving officer (repeat for two).
-    #[arg(long = "by", required = true, value_name = "OFFICER")]
+    #[arg(long = "by", required = true, value_name = "OFFICER", value_parser = super::client::parse_user_name)]
     pub by: Vec<String>,
     /// Passphrases, one per line: each --by officer's in order, then the new user's.
     #[arg(long, value_name = "N")]
