@@ -348,11 +348,6 @@ impl Room {
                         return Err(f);
                     }
                     self.say(&format!("  {}", f.human()));
-                    if reason == Some(RefusalCode::FactorCodeReused) {
-                        self.say(
-                            "  That code was used already: wait for the authenticator's next code.",
-                        );
-                    }
                     self.say("  Let's try that step again.");
                 }
             }

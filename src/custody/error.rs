@@ -38,11 +38,18 @@ pub enum CustodyError {
         /// The user.
         user: UserName,
     },
-    /// The second-factor code was already used (its time step is spent).
-    #[error("second-factor code for {user} was already used")]
+    /// The second-factor code was already used (its time step is spent). Not a failure: the
+    /// person knows their secrets and waits for the authenticator's next code.
+    #[error(
+        "the second-factor code of {user} was already used: {} (this attempt does not count as \
+         a failure)",
+        next_code_hint(*wait_secs)
+    )]
     FactorCodeReused {
         /// The user.
         user: UserName,
+        /// Seconds until the first time step after the spent one begins.
+        wait_secs: u64,
     },
     /// An officer must give a second-factor code.
     #[error("{user} must give a second-factor code")]
@@ -513,6 +520,15 @@ impl CustodyError {
             input: shown,
             reason: reason.into(),
         }
+    }
+}
+
+/// What an officer whose code was already used does next.
+fn next_code_hint(wait_secs: u64) -> String {
+    if wait_secs == 0 {
+        "give the authenticator's current code instead".to_owned()
+    } else {
+        format!("wait {wait_secs} s for the authenticator's next code and give that one")
     }
 }
 

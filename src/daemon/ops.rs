@@ -69,9 +69,13 @@ pub fn session(d: &Daemon, a: Auth, peer: &PeerCred) -> Result<Session, OpError>
     };
     let verdict = check.verify(&creds);
     let matched = verdict.matched();
-    let r = d.with_custody(|c| Ok(c.finish_authentication(verdict)?));
-    attempt.finish(matched && r.is_ok());
-    r
+    let r = d.with_custody(|c| Ok(c.finish_authentication(verdict)))?;
+    match &r {
+        Ok(_) if matched => attempt.finish(true),
+        Err(CustodyError::FactorCodeReused { .. }) => attempt.finish_uncounted(),
+        _ => attempt.finish(false),
+    }
+    Ok(r?)
 }
 
 fn sessions(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<Vec<Session>, OpError> {

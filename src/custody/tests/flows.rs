@@ -448,8 +448,26 @@ fn failed_authentications_are_recorded_without_locking_and_factor_codes_are_sing
     // Officer: the same code twice in one step.
     let c = w.creds("alice");
     w.custody.authenticate(&c).expect("first");
+    let before = w.custody.user(&c.user).expect("alice").failed_attempts;
     let e = w.custody.authenticate(&c).expect_err("reuse");
-    assert!(matches!(e, CustodyError::FactorCodeReused { .. }), "{e:?}");
+    let CustodyError::FactorCodeReused { wait_secs, .. } = e else {
+        panic!("{e:?}");
+    };
+    assert!(
+        (1..=30).contains(&wait_secs),
+        "waits for the next step: {wait_secs}"
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "wait {wait_secs} s for the authenticator's next code"
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        w.custody.user(&c.user).expect("alice").failed_attempts,
+        before,
+        "a reused code is not a failure"
+    );
     // Officer without a code.
     let c = Credentials {
         factor: None,

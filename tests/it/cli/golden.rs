@@ -19,6 +19,7 @@
 //!
 //! Inputs (args, stdin, fd3, fd4, edit) may use: `{pass:NAME}` the user passphrase of NAME,
 //! `{totp:NAME}` a fresh second-factor code of officer NAME (never one already used),
+//! `{totp-used:NAME}` the code NAME gave last (its step spent),
 //! `{tmp}` the scenario's directory, `{pubkey}` the ledger's checkpoint key, `{req:N}` the Nth
 //! request id seen in the output so far. Officers alice, bob and carol exist at the start (see
 //! [`unsealed_room`]); a seed printed by `user add` is remembered for `{totp:NAME}`.
@@ -213,6 +214,15 @@ impl Room {
         totp(&seed, step)
     }
 
+    /// The code of the step `officer` used last: one custodyd has spent.
+    fn totp_used(&self, officer: &str) -> String {
+        let step = self
+            .last_step
+            .get(officer)
+            .unwrap_or_else(|| panic!("{{totp-used:{officer}}}: {officer} gave no code yet"));
+        totp(&self.seeds[officer], *step)
+    }
+
     /// Expands the input placeholders.
     fn expand(&mut self, text: &str) -> String {
         let mut out = String::new();
@@ -225,6 +235,7 @@ impl Room {
             let value = match inner.split_once(':') {
                 Some(("pass", who)) => Some(user_pass(who)),
                 Some(("totp", who)) => Some(self.totp(who)),
+                Some(("totp-used", who)) => Some(self.totp_used(who)),
                 Some(("req", n)) => {
                     let n: usize = n.parse().expect("{req:N} takes a number");
                     Some(
