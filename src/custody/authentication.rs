@@ -199,6 +199,25 @@ impl Custody {
         Ok((ua, ub))
     }
 
+    /// Two different active officers acting on user `subject`, neither of them that user
+    /// (`subject_is_approver` otherwise).
+    pub(super) fn officer_pair_about(
+        &self,
+        a: &Session,
+        b: &Session,
+        subject: &UserName,
+        operation: &'static str,
+    ) -> Result<(UserRecord, UserRecord), CustodyError> {
+        let (x, y) = self.officer_pair(a, b, operation)?;
+        if x.name == *subject || y.name == *subject {
+            return Err(CustodyError::SubjectIsApprover {
+                user: subject.clone(),
+                operation,
+            });
+        }
+        Ok((x, y))
+    }
+
     /// Refuses a session whose user is not an active officer (for a daemon operation such as
     /// `seal` that acts on its own, outside the domain); the refusal is recorded.
     pub fn require_officer(

@@ -495,6 +495,13 @@ pub fn handle(
             let (a, b) = pair(d, by, peer)?;
             d.with_custody(|c| Ok(Reply::from(c.set_active(&a, &b, &name, active)?)))
         }
+        Op::UserUnlock { by, name } => {
+            let name = user_name(&name)?;
+            let (a, b) = pair(d, by, peer)?;
+            let user = d.with_custody(|c| Ok(c.unlock_user(&a, &b, &name)?))?;
+            d.throttle().forget("auth", name.as_str());
+            Ok(Reply::from(user))
+        }
         Op::IncidentAck { by, incident, note } => {
             let id = crate::custody::IncidentId::parse(&incident)?;
             let (a, b) = pair(d, by, peer)?;

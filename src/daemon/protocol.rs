@@ -307,6 +307,14 @@ pub enum Op {
         /// false: suspend; true: reinstate.
         active: bool,
     },
+    /// Clear a user's failed authentications and the daemon's waits on them (two officers,
+    /// neither of them the user).
+    UserUnlock {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The user.
+        name: String,
+    },
     /// Acknowledge an incident (two officers).
     IncidentAck {
         /// The two officers.
@@ -473,6 +481,7 @@ impl Op {
             Op::Checkin { .. } => "checkin",
             Op::Code { .. } => "code",
             Op::UserSetActive { .. } => "user_set_active",
+            Op::UserUnlock { .. } => "user_unlock",
             Op::IncidentAck { .. } => "incident_ack",
             Op::DeviceSetTerminal { .. } => "device_set_terminal",
             Op::DeviceLock { .. } => "device_lock",

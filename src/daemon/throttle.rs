@@ -148,6 +148,13 @@ impl Throttle {
         self.ended.notify_all();
     }
 
+    /// Forgets the failures of every pair guessing at `name`'s secret of kind `what`, from any
+    /// uid (two officers unlocked the user); attempts in flight end as they would.
+    pub fn forget(&self, what: &str, name: &str) {
+        self.pairs()
+            .retain(|k, e| e.in_flight || k.what != what || k.name != name);
+    }
+
     /// How many pairs are remembered.
     pub fn len(&self) -> usize {
         self.pairs().len()

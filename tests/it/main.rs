@@ -23,6 +23,7 @@ mod cli {
     mod records;
     mod stdout;
     mod strings;
+    mod unlock;
 }
 
 mod daemon {
