@@ -218,7 +218,7 @@ fn detail(d: &DeviceReply) {
             if let Some(r) = request {
                 outln!("request   {r}");
             }
-            outln!("since     {since_ms} ms since the epoch");
+            outln!("since     {}", super::time::show(*since_ms));
         }
         _ => {}
     }

@@ -59,7 +59,7 @@ fn line(i: &IncidentReply) -> String {
         if i.open { "open" } else { "closed" },
         i.kind.as_str(),
         i.device.map_or("-".to_owned(), |d| d.to_string()),
-        i.opened_ms,
+        super::time::show(i.opened_ms),
         acked,
         escape_unsafe(&i.detail)
     )

@@ -51,6 +51,7 @@ pub mod report;
 pub mod request;
 pub(crate) mod secret_input;
 pub mod session;
+pub(crate) mod time;
 pub mod token;
 pub mod user;
 
@@ -89,6 +90,9 @@ pub struct Cli {
     /// $CUSTODY_LEDGER_ID.
     #[arg(long, global = true, value_name = "HEX")]
     pub ledger_id: Option<String>,
+    /// Show times in the host's time zone (RFC 3339 with its offset) instead of UTC.
+    #[arg(long, global = true)]
+    pub local: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -232,6 +236,7 @@ where
 
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
+    time::set_local(cli.local);
     if let Err(f) = client::pin_ledger(cli.ledger_id.as_deref()) {
         return ledger::finish(cli.json, Err(f));
     }

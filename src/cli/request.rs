@@ -133,16 +133,17 @@ fn detail(r: &RequestReply) -> String {
     let _ = writeln!(o, "ticket    {}", escape_unsafe(r.ticket.as_str()));
     let _ = writeln!(o, "reason    {}", escape_unsafe(r.reason.as_str()));
     let _ = writeln!(o, "requester {}", r.requester);
-    let _ = writeln!(o, "created   {} ms since the epoch", r.created_ms);
-    let _ = writeln!(o, "expires   {} ms since the epoch", r.expires_ms);
+    let _ = writeln!(o, "created   {}", super::time::show(r.created_ms));
+    let _ = writeln!(o, "expires   {}", super::time::show(r.expires_ms));
     if r.approvals.is_empty() {
         let _ = writeln!(o, "approvals none");
     }
     for a in &r.approvals {
         let _ = writeln!(
             o,
-            "approved  by {} at {} ms since the epoch",
-            a.officer, a.at_ms
+            "approved  by {} at {}",
+            a.officer,
+            super::time::show(a.at_ms)
         );
     }
     if let Some(d) = r.device {

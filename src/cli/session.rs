@@ -275,7 +275,7 @@ pub struct LoginArgs {
 }
 
 fn when(ms: i64) -> String {
-    crate::custody::report::utc(ms)
+    super::time::show(ms)
 }
 
 /// `custody login`.

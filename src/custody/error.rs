@@ -65,7 +65,11 @@ pub enum CustodyError {
         user: UserName,
     },
     /// Too many failed authentications: locked until a time.
-    #[error("{user} is locked after failed authentications until {until_ms} ms since the epoch")]
+    #[error(
+        "{user} is locked after failed authentications until {} (two officers can lift it \
+         earlier: custody user unlock {user} --by OFFICER --by OFFICER)",
+        rfc3339(*until_ms)
+    )]
     Locked {
         /// The user.
         user: UserName,
@@ -521,6 +525,15 @@ impl CustodyError {
             reason: reason.into(),
         }
     }
+}
+
+/// `ms` since the epoch as RFC 3339 UTC to the second (`2026-12-01T18:47:45Z`), as every
+/// message and human output shows a time.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(
+        |_| format!("{ms} ms since the epoch (out of range)"),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 /// What an officer whose code was already used does next.
