@@ -160,11 +160,17 @@ fn human(r: &Reply) {
         Reply::Device(d) => outln!("device {}: {}", d.serial, d.state.name()),
         Reply::Devices(list) => {
             for d in list {
+                // A blocked device says so first: its state alone (`in_safe`) would invite
+                // a check-out that is refused.
+                let state = match &d.blocked_by {
+                    Some(i) => format!("BLOCKED by incident {i} ({})", d.state.name()),
+                    None => d.state.name().to_owned(),
+                };
                 outln!(
                     "{:<10} {:<8} {}",
                     d.serial.to_string(),
                     format!("{:?}", d.role).to_lowercase(),
-                    d.state.name()
+                    state
                 );
             }
         }

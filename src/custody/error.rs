@@ -299,10 +299,20 @@ pub enum CustodyError {
         account: AccountId,
     },
     /// The seal number given does not match the one recorded at sealing.
-    #[error("seal mismatch on device {serial}: recorded {expected}, presented {got}")]
+    #[error(
+        "seal mismatch on device {serial}: recorded {expected}, presented {got}. Do not open \
+         the bag. Incident {incident} is open and blocks the device until two officers \
+         acknowledge it. Read the number on the bag again with a second officer: if it was \
+         mistyped, acknowledge the incident (custody incident ack {incident} --note \
+         \"seal number mistyped\" --by OFFICER --by OFFICER) and check the device out with the \
+         right number; if the bag does not carry {expected}, keep it closed and follow the \
+         broken-seal runbook (docs/runbooks/incident.md)"
+    )]
     SealMismatch {
         /// The device.
         serial: Serial,
+        /// The incident the mismatch opened (it blocks the device).
+        incident: IncidentId,
         /// The seal recorded.
         expected: SealNumber,
         /// The seal presented.

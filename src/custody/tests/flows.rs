@@ -390,6 +390,23 @@ fn seal_mismatch_opens_an_incident_that_two_officers_clear() {
         .expect("d")
         .blocked_by
         .expect("blocked");
+    // The refusal names the incident, says not to open the bag and what to do next.
+    let CustodyError::SealMismatch {
+        incident: named, ..
+    } = &e
+    else {
+        panic!("{e:?}");
+    };
+    assert_eq!(named, &incident);
+    let text = e.to_string();
+    for said in [
+        "Do not open the bag",
+        &format!("Incident {incident} is open and blocks the device"),
+        &format!("custody incident ack {incident}"),
+        "docs/runbooks/incident.md",
+    ] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
     let e = w
         .custody
         .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
