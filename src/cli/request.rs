@@ -146,6 +146,13 @@ fn detail(r: &RequestReply) -> String {
             super::time::show(a.at_ms)
         );
     }
+    if let Some(until) = r.approvals_valid_until_ms {
+        let _ = writeln!(
+            o,
+            "window    approvals count until {} (then the officers approve again)",
+            super::time::show(until)
+        );
+    }
     if let Some(d) = r.device {
         let _ = writeln!(o, "device    {d}");
     }

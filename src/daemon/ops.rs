@@ -6,7 +6,7 @@ use std::sync::MutexGuard;
 
 use super::authz;
 use super::peer::PeerCred;
-use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, SessionReply};
+use super::protocol::{Auth, ErrorCode, Op, Reply, RequestReply, Secret, SessionReply};
 use super::state::{throttled, Daemon, OpError};
 use super::throttle::Key as ThrottleKey;
 use crate::custody::{
@@ -89,6 +89,16 @@ fn pair(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Session)
     match <[Session; 2]>::try_from(sessions(d, by, peer)?) {
         Ok([a, b]) => Ok((a, b)),
         Err(_) => Err(bad("by", "this operation needs exactly two officers")),
+    }
+}
+
+/// A request as answered to a reader: expired when past its expiry, with its approval
+/// window's end ([`crate::custody::Custody::request_as_seen`]).
+fn seen_request(c: &crate::custody::Custody, r: crate::custody::RequestRecord) -> RequestReply {
+    let (r, until) = c.request_as_seen(r);
+    RequestReply {
+        approvals_valid_until_ms: until,
+        ..RequestReply::from(r)
     }
 }
 
@@ -299,7 +309,9 @@ pub fn handle(
             if !authz::sees_all_requests(&who) {
                 all.retain(|r| r.requester == who.name);
             }
-            Ok(Reply::from(all))
+            let seen =
+                d.with_custody(|c| Ok(all.into_iter().map(|r| seen_request(c, r)).collect()))?;
+            Ok(Reply::Requests(seen))
         }
         Op::Approve { by, request, seen } => {
             let id = request_id(&request)?;
@@ -539,7 +551,7 @@ pub fn handle(
             if !authz::sees_all_requests(&who) && r.requester != who.name {
                 return Err(authz::not_theirs(op, &who, id.as_str()));
             }
-            Ok(Reply::from(r))
+            Ok(Reply::Request(d.with_custody(|c| Ok(seen_request(c, r)))?))
         }
         Op::AccountShow { account } => {
             let id = AccountId::parse(&account)?;

@@ -1005,6 +1005,11 @@ pub struct RequestReply {
     pub device: Option<Serial>,
     /// Who denied or cancelled it.
     pub closed_by: Option<UserName>,
+    /// The end of the approval window (ms since the epoch): when the earliest approval stops
+    /// counting, at the latest when the request expires; absent without approvals or once
+    /// the request is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_valid_until_ms: Option<i64>,
 }
 
 impl RequestReply {
@@ -1025,6 +1030,7 @@ impl RequestReply {
 impl From<RequestRecord> for RequestReply {
     fn from(r: RequestRecord) -> Self {
         Self {
+            approvals_valid_until_ms: None,
             id: r.id,
             account: r.account,
             task: r.task,

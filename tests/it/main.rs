@@ -17,6 +17,7 @@ mod cli {
     mod audit_report;
     mod ceremony_tty;
     mod core_dump;
+    mod expiry;
     mod generate;
     mod golden;
     mod json_shape;
