@@ -69,6 +69,9 @@ pub mod exit {
     pub const LEDGER: u8 = 4;
     /// Reading or writing a file, descriptor or terminal failed.
     pub const IO: u8 = 5;
+    /// `custody status` only: custodyd answered and is sealed (0: unsealed), so a script
+    /// tells the two apart without reading the output.
+    pub const SEALED: u8 = 6;
     /// Standard output was closed before the answer was written (`custody user list | head
     /// -1`): 128 + SIGPIPE, the status a shell shows for a process a closed pipe ended.
     pub const BROKEN_PIPE: u8 = 141;
@@ -129,7 +132,8 @@ or in the environment.\n\nExample:\n  custody login --as alice\n  custody login 
     /// Show whose session this terminal holds and when it ends.
     #[command(after_help = "Example:\n  custody whoami\n  custody --json whoami")]
     Whoami,
-    /// Show custodyd's state: sealed or not, unseal progress, ledger head.
+    /// Show custodyd's state: sealed or not, unseal progress, ledger head. Exits 0 unsealed, 6
+    /// sealed.
     #[command(after_help = "Example:\n  custody status\n  custody --json status")]
     Status,
     /// Offer one officer's unseal share to custodyd (a quorum unseals it).

@@ -265,15 +265,16 @@ fn the_cli_sends_nothing_to_a_socket_another_user_serves() {
 fn a_pinned_ledger_id_refuses_any_other_daemon() {
     let (_tmp, d) = start(&["alice", "bob"]);
     let s = d.socket.to_string_lossy().into_owned();
+    // Sealed: custody status answers with its own status 6.
     let (code, out, err) = support::custody(&["--socket", &s, "--json", "status"]);
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, 6, "{out}{err}");
     let v: Value = serde_json::from_str(&out).expect("json");
     let ours = v["status"]["ledger_id"]
         .as_str()
         .expect("ledger id")
         .to_owned();
     let (code, out, err) = support::custody(&["--socket", &s, "--ledger-id", &ours, "status"]);
-    assert_eq!(code, 0, "the right ledger: {out}{err}");
+    assert_eq!(code, 6, "the right ledger, sealed: {out}{err}");
     let other = "ab".repeat(16);
     let (code, out, err) = support::custody(&["--socket", &s, "--ledger-id", &other, "status"]);
     assert_eq!(code, 5, "another ledger: {out}{err}");

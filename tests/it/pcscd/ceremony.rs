@@ -460,7 +460,9 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     d.kill().expect("SIGKILL");
     d.wait().expect("reaped");
     w.start_daemon();
-    let s = w.ok(&["--json", "status"], "").json();
+    let r = w.custody(&["--json", "status"], "");
+    assert_eq!(r.code, 6, "sealed: {}", r.err);
+    let s = r.json();
     assert_eq!(s["status"]["sealed"], true, "{s}");
     w.unseal();
     assert_eq!(request_status(&w, &id), "approved");
