@@ -185,6 +185,11 @@ const RETRYABLE: &[RefusalCode] = &[
     RefusalCode::UnknownTask,
     RefusalCode::UnknownAccount,
     RefusalCode::SealReused,
+    // The wrong person at the keyboard: the step asks for a person again.
+    RefusalCode::NotAnOfficer,
+    RefusalCode::SelfApproval,
+    RefusalCode::AlreadyApproved,
+    RefusalCode::SameOfficerTwice,
 ];
 
 /// Refusals of a request's typed fields (account, task, ticket, reason).
@@ -399,7 +404,7 @@ fn what_is_approved(rec: &RequestReply) -> String {
 fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
     room.say("Sign-in ceremony: one root code for a named task, approved by two officers.");
     // 1. The request.
-    let mut rec = match &a.request {
+    let rec = match &a.request {
         Some(id) => {
             let rec = request_of(room.call(Op::RequestShow {
                 request: id.clone(),
@@ -459,6 +464,26 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
     if !room.json {
         outln!("request {}", rec.id);
     }
+    let id = rec.id.to_string();
+    let (serial, no_checkin, location) = (a.serial, a.no_checkin, a.location);
+    let done = sign_in_from(room, rec, serial, no_checkin, location.as_deref());
+    if done.is_err() {
+        // Whatever stopped it, the steps done are kept: say how to go on from them.
+        room.say(&format!(
+            "\nThe ceremony stopped; what was done is kept. To resume it:\n  custody ceremony sign-in --request {id}"
+        ));
+    }
+    done
+}
+
+/// The sign-in ceremony from its request on: approvals, check-out, the code, check-in.
+fn sign_in_from(
+    room: &mut Room,
+    mut rec: RequestReply,
+    serial_given: Option<u32>,
+    no_checkin: bool,
+    location: Option<&str>,
+) -> Result<(), Failure> {
     // 2. Approvals.
     while rec.status == RequestStatus::Pending {
         let n = rec.approvals.len() + 1;
@@ -511,7 +536,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
             d.serial.get()
         }
         None => {
-            let serial = match a.serial {
+            let serial = match serial_given {
                 Some(s) => s,
                 None => pick_key(&all, &account)?,
             };
@@ -582,7 +607,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
     }
     drop(reply);
     // 5. Check-in.
-    if a.no_checkin {
+    if no_checkin {
         room.say(&format!(
             "\nKey {serial} stays checked out: check it in with `custody device checkin {serial} ...` \
              when the task is done."
@@ -598,7 +623,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
         room,
         serial,
         "Hand the keyboard to the custodian officer",
-        a.location.as_deref(),
+        location,
     )?;
     room.say("Sign-in ceremony done. Fill in the sign-off sheet.");
     Ok(())
