@@ -62,8 +62,10 @@ pub fn session(d: &Daemon, a: Auth, peer: &PeerCred) -> Result<Session, OpError>
         Ok(c) => c,
         Err(e) => {
             // Refused before any secret was checked (unknown, suspended, bound to another
-            // uid, no code): no guess was made, so the pair is not slowed.
-            attempt.finish(true);
+            // uid, no code): no guess was made, so the pair is not slowed, and its earlier
+            // failures are not forgiven either (else a factor-less attempt between guesses
+            // would reset the wait that bounds them).
+            attempt.finish_uncounted();
             return Err(e);
         }
     };

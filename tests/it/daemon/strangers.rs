@@ -75,6 +75,35 @@ fn a_strangers_failures_never_lock_the_officer_out_and_the_stranger_is_slowed() 
 }
 
 #[test]
+fn an_attempt_refused_before_any_check_does_not_forgive_earlier_guesses() {
+    let (_tmp, d) = start(&["alice", "bob"]);
+    let mut root = d.connect();
+    let mut factors = d.factors();
+    d.unseal_and_bootstrap(&mut root, &mut factors, &[]);
+    let mut stranger = d.connect_as(NOBODY);
+    for _ in 1..=4 {
+        let r = stranger.call(wrong_seal("alice"));
+        assert_eq!(outcome(&r), "forbidden/authentication_failed", "{r}");
+    }
+    assert_throttled(&stranger.call(wrong_seal("alice")), NOBODY);
+    // Past the wait, an officer's attempt without a code is refused before anything is
+    // checked: no guess, but no pardon either.
+    d.clock.advance(2_000);
+    let r = stranger
+        .call(json!({"seal": {"by": {"user": "alice", "passphrase": "Guessed-Phrase-Number-8"}}}));
+    assert_eq!(outcome(&r), "forbidden/factor_code_required", "{r}");
+    // The next guess is still the fifth failure in a row: it is checked, and the wait after
+    // it has grown (2 s), instead of three free guesses again.
+    let r = stranger.call(wrong_seal("alice"));
+    assert_eq!(outcome(&r), "forbidden/authentication_failed", "{r}");
+    let r = stranger.call(wrong_seal("alice"));
+    assert_throttled(&r, NOBODY);
+    let m = r["result"]["err"]["message"].as_str().expect("message");
+    assert!(m.starts_with("5 failed"), "{m}");
+    d.stop();
+}
+
+#[test]
 fn unseal_shares_are_checked_when_offered_and_guessing_them_is_slowed() {
     let (_tmp, d) = start(&["alice", "bob"]);
     let mut stranger = d.connect_as(NOBODY);
