@@ -687,7 +687,12 @@ fn pick_key(all: &[DeviceReply], account: &str) -> Result<u32, Failure> {
 
 /// Shows the code. On a terminal: one line rewritten every second with the time left, erased
 /// when the code expires. Otherwise: the code and its validity, once.
-fn show_code(code: &Secret, seconds: u64, request: &str, device: u32) -> Result<(), Failure> {
+pub(crate) fn show_code(
+    code: &Secret,
+    seconds: u64,
+    request: &str,
+    device: u32,
+) -> Result<(), Failure> {
     let mut out = std::io::stdout();
     let io = |e: std::io::Error| Failure::new(exit::IO, format!("writing the code: {e}"));
     if !out.is_terminal() {

@@ -362,14 +362,37 @@ pub fn code(json: bool, socket: &Path, a: CodeArgs) -> ExitCode {
     finish(
         json,
         (|| {
+            let by = a.auth.read()?;
+            if !json {
+                // custodyd asks the checked-out key for the code now: it flashes until touched.
+                eprintln!(
+                    "Touch the key when it flashes: custodyd is asking the key checked out for {} \
+                     for the code (it waits touch_timeout_secs for the touch).",
+                    a.request
+                );
+            }
             let r = call(
                 socket,
                 Op::Code {
-                    by: a.auth.read()?,
+                    by,
                     request: a.request,
                 },
             )?;
-            print_reply(json, &r, human);
+            match &r {
+                // At a terminal the code counts down and is erased when it expires, as in the
+                // sign-in wizard; piped, two lines.
+                Reply::Code {
+                    request,
+                    code,
+                    seconds_remaining,
+                    device,
+                    password: None,
+                    ..
+                } if !json => {
+                    super::ceremony::show_code(code, *seconds_remaining, request.as_str(), *device)?
+                }
+                _ => print_reply(json, &r, human),
+            }
             Ok(())
         })(),
     )

@@ -417,6 +417,11 @@ fn pcscd_key_pulled_during_code_exits_3_and_the_request_stays_issuing() {
     );
     assert!(r.out.is_empty(), "no code: {}", r.out);
     assert!(r.err.contains("refused (token_error): "), "{}", r.err);
+    assert!(
+        r.err.contains("Touch the key when it flashes"),
+        "the operator was told to touch the key: {}",
+        r.err
+    );
     assert!(r.err.contains("10000301"), "names the device: {}", r.err);
 
     // Defined state: the intent was recorded, no code was released, and none ever will be
