@@ -1,8 +1,6 @@
 //! `custody`: the mfa-custody command line.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     // Passphrases, second-factor codes, seeds and released codes pass through this process's
     // memory: no core dump may hold them, and no other process of the same user may attach.
@@ -11,5 +9,8 @@ fn main() -> std::process::ExitCode {
     {
         eprintln!("custody: warning: cannot disable core dumps (PR_SET_DUMPABLE): {e}");
     }
-    mfa_custody::cli::run(mfa_custody::cli::Cli::parse())
+    match mfa_custody::cli::parse(std::env::args_os()) {
+        Ok(cli) => mfa_custody::cli::run(cli),
+        Err(status) => status,
+    }
 }

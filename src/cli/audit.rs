@@ -351,15 +351,17 @@ fn open_export(json: bool, file: &Path) -> Result<CountingReader<Box<dyn BufRead
 }
 
 /// Prints why an export does not verify, and the status of a failed verification.
+/// With `--json` it is the common error (`{"ok":false,"status":1,"error":{"code":"refused",
+/// "reason":null,"message","line","seq","problem"}}`); for a person, `invalid: ...` on
+/// standard output.
 fn invalid(json: bool, f: &ExportFailure) -> Failure {
     if json {
-        outln!(
-            "{}",
-            json!({"ok": true, "valid": false, "line": f.line, "seq": f.seq, "problem": f.problem.to_string()})
-        );
-    } else {
-        outln!("invalid: {f}");
+        return Failure::new(exit::FAILED, format!("invalid: {f}"))
+            .with("line", f.line)
+            .with("seq", f.seq)
+            .with("problem", f.problem.to_string());
     }
+    outln!("invalid: {f}");
     let _ = std::io::stdout().flush();
     Failure::reported(exit::FAILED)
 }

@@ -78,7 +78,7 @@ or a value given as an option, is not asked):
 #[derive(Debug, Args)]
 pub struct SignInArgs {
     /// Resume this request instead of making a new one.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::client::parse_request_id)]
     pub request: Option<String>,
     /// The account (asked when missing).
     #[arg(long)]
@@ -185,6 +185,11 @@ const RETRYABLE: &[RefusalCode] = &[
     RefusalCode::UnknownTask,
     RefusalCode::UnknownAccount,
     RefusalCode::SealReused,
+    // The wrong person at the keyboard: the step asks for a person again.
+    RefusalCode::NotAnOfficer,
+    RefusalCode::SelfApproval,
+    RefusalCode::AlreadyApproved,
+    RefusalCode::SameOfficerTwice,
 ];
 
 /// Refusals of a request's typed fields (account, task, ticket, reason).
@@ -347,12 +352,7 @@ impl Room {
                     if !again {
                         return Err(f);
                     }
-                    self.say(&format!("  {}", f.message));
-                    if reason == Some(RefusalCode::FactorCodeReused) {
-                        self.say(
-                            "  That code was used already: wait for the authenticator's next code.",
-                        );
-                    }
+                    self.say(&format!("  {}", f.human()));
                     self.say("  Let's try that step again.");
                 }
             }
@@ -404,7 +404,7 @@ fn what_is_approved(rec: &RequestReply) -> String {
 fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
     room.say("Sign-in ceremony: one root code for a named task, approved by two officers.");
     // 1. The request.
-    let mut rec = match &a.request {
+    let rec = match &a.request {
         Some(id) => {
             let rec = request_of(room.call(Op::RequestShow {
                 request: id.clone(),
@@ -464,6 +464,26 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
     if !room.json {
         outln!("request {}", rec.id);
     }
+    let id = rec.id.to_string();
+    let (serial, no_checkin, location) = (a.serial, a.no_checkin, a.location);
+    let done = sign_in_from(room, rec, serial, no_checkin, location.as_deref());
+    if done.is_err() {
+        // Whatever stopped it, the steps done are kept: say how to go on from them.
+        room.say(&format!(
+            "\nThe ceremony stopped; what was done is kept. To resume it:\n  custody ceremony sign-in --request {id}"
+        ));
+    }
+    done
+}
+
+/// The sign-in ceremony from its request on: approvals, check-out, the code, check-in.
+fn sign_in_from(
+    room: &mut Room,
+    mut rec: RequestReply,
+    serial_given: Option<u32>,
+    no_checkin: bool,
+    location: Option<&str>,
+) -> Result<(), Failure> {
     // 2. Approvals.
     while rec.status == RequestStatus::Pending {
         let n = rec.approvals.len() + 1;
@@ -516,7 +536,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
             d.serial.get()
         }
         None => {
-            let serial = match a.serial {
+            let serial = match serial_given {
                 Some(s) => s,
                 None => pick_key(&all, &account)?,
             };
@@ -587,7 +607,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
     }
     drop(reply);
     // 5. Check-in.
-    if a.no_checkin {
+    if no_checkin {
         room.say(&format!(
             "\nKey {serial} stays checked out: check it in with `custody device checkin {serial} ...` \
              when the task is done."
@@ -603,7 +623,7 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
         room,
         serial,
         "Hand the keyboard to the custodian officer",
-        a.location.as_deref(),
+        location,
     )?;
     room.say("Sign-in ceremony done. Fill in the sign-off sheet.");
     Ok(())
@@ -667,7 +687,12 @@ fn pick_key(all: &[DeviceReply], account: &str) -> Result<u32, Failure> {
 
 /// Shows the code. On a terminal: one line rewritten every second with the time left, erased
 /// when the code expires. Otherwise: the code and its validity, once.
-fn show_code(code: &Secret, seconds: u64, request: &str, device: u32) -> Result<(), Failure> {
+pub(crate) fn show_code(
+    code: &Secret,
+    seconds: u64,
+    request: &str,
+    device: u32,
+) -> Result<(), Failure> {
     let mut out = std::io::stdout();
     let io = |e: std::io::Error| Failure::new(exit::IO, format!("writing the code: {e}"));
     if !out.is_terminal() {

@@ -95,6 +95,30 @@ pub(crate) fn pin_ledger(flag: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Checks a request id on the command line (`req-` and 16 hex digits), so that a mistyped one
+/// is a usage error before any passphrase or code is asked for.
+pub(crate) fn parse_request_id(s: &str) -> Result<String, String> {
+    crate::custody::ids::RequestId::parse(s)
+        .map(|id| id.as_str().to_owned())
+        .map_err(|e| format!("{e} (as `custody request list` shows it)"))
+}
+
+/// Checks an incident id on the command line (`inc-` and 16 hex digits), before any secret is
+/// asked for.
+pub(crate) fn parse_incident_id(s: &str) -> Result<String, String> {
+    crate::custody::ids::IncidentId::parse(s)
+        .map(|id| id.as_str().to_owned())
+        .map_err(|e| format!("{e} (as `custody incident list` shows it)"))
+}
+
+/// Checks a user name on the command line (`--as`, `--by`): lower-case letters, digits and
+/// `._-`, before any secret is asked for.
+pub(crate) fn parse_user_name(s: &str) -> Result<String, String> {
+    crate::custody::ids::UserName::parse(s)
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// Exit status for a daemon error code.
 pub fn status_of(code: ErrorCode) -> u8 {
     match code {
@@ -160,13 +184,16 @@ pub(crate) fn call_with_reason(
     })?;
     match resp.result {
         Outcome::Ok(r) => Ok(*r),
-        Outcome::Err(e) => Err((
-            Failure::new(
-                status_of(e.code),
-                format!("custodyd refused ({}): {}", e.code, e.message),
-            ),
-            e.reason,
-        )),
+        Outcome::Err(e) => {
+            let message = match e.reason {
+                Some(_) => e.message,
+                None => format!("custodyd refused ({}): {}", e.code, e.message),
+            };
+            let mut f = Failure::new(status_of(e.code), message);
+            f.code = Some(e.code);
+            f.reason = e.reason;
+            Err((f, e.reason))
+        }
     }
 }
 
@@ -244,7 +271,7 @@ impl SecretLines {
 #[derive(Debug, clap::Args)]
 pub struct AuthArgs {
     /// Who you are.
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = parse_user_name)]
     pub user: String,
     /// Read the passphrase from this file descriptor (first line) instead of prompting.
     #[arg(long, value_name = "N")]
@@ -314,7 +341,7 @@ pub(crate) fn read_officers(
 #[derive(Debug, clap::Args)]
 pub struct PairArgs {
     /// An officer (give two).
-    #[arg(long = "by", required = true, value_name = "OFFICER")]
+    #[arg(long = "by", required = true, value_name = "OFFICER", value_parser = parse_user_name)]
     pub by: Vec<String>,
     /// Passphrases, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]

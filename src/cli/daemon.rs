@@ -91,7 +91,8 @@ pub fn status(json: bool, socket: &Path) -> ExitCode {
             };
             if json {
                 outln!("{}", json!({"ok": true, "status": s}));
-            } else if s.sealed {
+            }
+            if !json && s.sealed {
                 outln!("custodyd: SEALED (ledger {})", s.ledger_id);
                 outln!(
                     "Unseal: {} of {} officer(s) so far{}",
@@ -104,13 +105,17 @@ pub fn status(json: bool, socket: &Path) -> ExitCode {
                     }
                 );
                 outln!("Officers: {}", s.officers.join(", "));
-            } else {
+            } else if !json {
                 outln!("custodyd: UNSEALED (ledger {})", s.ledger_id);
                 outln!("Head: seq {}", s.head_seq.unwrap_or(0));
                 outln!(
                     "Checkpoint public key: {}",
                     s.public_key.as_deref().unwrap_or("?")
                 );
+            }
+            if s.sealed {
+                // Answered: the output above is the whole answer, the status tells it too.
+                return Err(Failure::reported(exit::SEALED));
             }
             Ok(())
         })(),

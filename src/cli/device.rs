@@ -58,7 +58,7 @@ pub enum DeviceCommand {
         #[arg(long)]
         seal: String,
         /// The request the device is taken out for.
-        #[arg(long)]
+        #[arg(long, value_parser = super::client::parse_request_id)]
         request: Option<String>,
         /// The officer (becomes its custodian).
         #[command(flatten)]
@@ -127,7 +127,7 @@ pub struct EnrolArgs {
     #[arg(long)]
     pub backup: u32,
     /// The two officers.
-    #[arg(long = "by", required = true, num_args = 1, value_name = "OFFICER")]
+    #[arg(long = "by", required = true, num_args = 1, value_name = "OFFICER", value_parser = super::client::parse_user_name)]
     pub by: Vec<String>,
     /// Passphrases, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]
@@ -148,6 +148,7 @@ pub struct EnrolArgs {
 #[command(after_help = "Example:\n  custody code req-0123456789abcdef --as dave --no-totp")]
 pub struct CodeArgs {
     /// The approved request.
+    #[arg(value_parser = super::client::parse_request_id)]
     pub request: String,
     /// The requester.
     #[command(flatten)]
@@ -159,11 +160,17 @@ fn human(r: &Reply) {
         Reply::Device(d) => outln!("device {}: {}", d.serial, d.state.name()),
         Reply::Devices(list) => {
             for d in list {
+                // A blocked device says so first: its state alone (`in_safe`) would invite
+                // a check-out that is refused.
+                let state = match &d.blocked_by {
+                    Some(i) => format!("BLOCKED by incident {i} ({})", d.state.name()),
+                    None => d.state.name().to_owned(),
+                };
                 outln!(
                     "{:<10} {:<8} {}",
                     d.serial.to_string(),
                     format!("{:?}", d.role).to_lowercase(),
-                    d.state.name()
+                    state
                 );
             }
         }
@@ -217,7 +224,7 @@ fn detail(d: &DeviceReply) {
             if let Some(r) = request {
                 outln!("request   {r}");
             }
-            outln!("since     {since_ms} ms since the epoch");
+            outln!("since     {}", super::time::show(*since_ms));
         }
         _ => {}
     }
@@ -355,14 +362,37 @@ pub fn code(json: bool, socket: &Path, a: CodeArgs) -> ExitCode {
     finish(
         json,
         (|| {
+            let by = a.auth.read()?;
+            if !json {
+                // custodyd asks the checked-out key for the code now: it flashes until touched.
+                eprintln!(
+                    "Touch the key when it flashes: custodyd is asking the key checked out for {} \
+                     for the code (it waits touch_timeout_secs for the touch).",
+                    a.request
+                );
+            }
             let r = call(
                 socket,
                 Op::Code {
-                    by: a.auth.read()?,
+                    by,
                     request: a.request,
                 },
             )?;
-            print_reply(json, &r, human);
+            match &r {
+                // At a terminal the code counts down and is erased when it expires, as in the
+                // sign-in wizard; piped, two lines.
+                Reply::Code {
+                    request,
+                    code,
+                    seconds_remaining,
+                    device,
+                    password: None,
+                    ..
+                } if !json => {
+                    super::ceremony::show_code(code, *seconds_remaining, request.as_str(), *device)?
+                }
+                _ => print_reply(json, &r, human),
+            }
             Ok(())
         })(),
     )

@@ -30,6 +30,7 @@ pub enum IncidentCommand {
     )]
     Ack {
         /// The incident id.
+        #[arg(value_parser = super::client::parse_incident_id)]
         incident: String,
         /// What was found or done (at most 500 characters, plain text on one line).
         #[arg(long)]
@@ -58,7 +59,7 @@ fn line(i: &IncidentReply) -> String {
         if i.open { "open" } else { "closed" },
         i.kind.as_str(),
         i.device.map_or("-".to_owned(), |d| d.to_string()),
-        i.opened_ms,
+        super::time::show(i.opened_ms),
         acked,
         escape_unsafe(&i.detail)
     )

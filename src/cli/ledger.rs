@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::exit;
 use super::progress::{Progress, Unit};
 use super::secret_input::SecretFd;
+use crate::daemon::protocol::{ErrorCode, RefusalCode};
 use crate::ledger::seal::PassphraseError;
 use crate::ledger::{
     verify_ledger_observed, Ledger, LedgerError, OfficerName, Passphrase, Projections,
@@ -67,10 +68,19 @@ pub(crate) fn parse_officer(s: &str) -> Result<OfficerName, String> {
     OfficerName::parse(s).map_err(|e| e.to_string())
 }
 
-/// A failed command: the message to print and the exit status.
+/// A failed command: the message to print, the exit status, and, when custodyd answered
+/// with one, its error code and the refusal's own reason code.
 pub(crate) struct Failure {
     pub(crate) status: u8,
     pub(crate) message: String,
+    /// custodyd's code (`refused`, `not_found`, ...); `None` for a failure of this process,
+    /// whose code follows from its exit status (see [`Failure::code`]).
+    pub(crate) code: Option<ErrorCode>,
+    /// The refusal's reason (`seal_mismatch`, `self_approval`, ...), when there is one.
+    pub(crate) reason: Option<RefusalCode>,
+    /// More fields of the `--json` error object (where a verification failed: `line`,
+    /// `seq`, `problem`).
+    pub(crate) detail: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Failure {
@@ -78,7 +88,56 @@ impl Failure {
         Self {
             status,
             message: message.into(),
+            code: None,
+            reason: None,
+            detail: serde_json::Map::new(),
         }
+    }
+
+    /// The same failure with one more field in its `--json` error object.
+    pub(crate) fn with(mut self, field: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.detail.insert(field.to_owned(), value.into());
+        self
+    }
+
+    /// A failure of this process that has a reason code of its own (a malformed id refused
+    /// before anything is sent is `invalid_input`).
+    pub(crate) fn refused(status: u8, reason: RefusalCode, message: impl Into<String>) -> Self {
+        Self {
+            reason: Some(reason),
+            ..Self::new(status, message)
+        }
+    }
+
+    /// The error code of the `--json` error: custodyd's when it answered, else the one that
+    /// names this exit status.
+    pub(crate) fn code(&self) -> ErrorCode {
+        self.code.unwrap_or(match self.status {
+            exit::USAGE => ErrorCode::BadRequest,
+            exit::TOKEN => ErrorCode::Token,
+            exit::LEDGER => ErrorCode::Ledger,
+            exit::IO => ErrorCode::Io,
+            _ => ErrorCode::Refused,
+        })
+    }
+
+    /// The text a person reads: with a reason, `refused (seal_mismatch): ...`.
+    pub(crate) fn human(&self) -> String {
+        match self.reason {
+            Some(r) => format!("refused ({}): {}", r.as_str(), self.message),
+            None => self.message.clone(),
+        }
+    }
+
+    /// The one `--json` error shape of every command:
+    /// `{"ok": false, "status": N, "error": {"code", "reason", "message"}}` (`reason` is
+    /// `null` when the failure has none).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let mut error = self.detail.clone();
+        error.insert("code".into(), json!(self.code()));
+        error.insert("reason".into(), json!(self.reason));
+        error.insert("message".into(), json!(self.message));
+        json!({"ok": false, "status": self.status, "error": error})
     }
 }
 
@@ -119,12 +178,9 @@ pub(crate) fn finish(json: bool, result: Result<(), Failure>) -> ExitCode {
         Err(f) if f.message.is_empty() => ExitCode::from(f.status),
         Err(f) => {
             if json {
-                outln!(
-                    "{}",
-                    json!({"ok": false, "error": f.message, "status": f.status})
-                );
+                outln!("{}", f.to_json());
             } else {
-                eprintln!("custody: {}", f.message);
+                eprintln!("custody: {}", f.human());
             }
             ExitCode::from(f.status)
         }

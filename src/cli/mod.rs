@@ -52,6 +52,7 @@ pub mod report;
 pub mod request;
 pub(crate) mod secret_input;
 pub mod session;
+pub(crate) mod time;
 pub mod token;
 pub mod user;
 mod values;
@@ -70,6 +71,9 @@ pub mod exit {
     pub const LEDGER: u8 = 4;
     /// Reading or writing a file, descriptor or terminal failed.
     pub const IO: u8 = 5;
+    /// `custody status` only: custodyd answered and is sealed (0: unsealed), so a script
+    /// tells the two apart without reading the output.
+    pub const SEALED: u8 = 6;
     /// Standard output was closed before the answer was written (`custody user list | head
     /// -1`): 128 + SIGPIPE, the status a shell shows for a process a closed pipe ended.
     pub const BROKEN_PIPE: u8 = 141;
@@ -91,6 +95,9 @@ pub struct Cli {
     /// $CUSTODY_LEDGER_ID.
     #[arg(long, global = true, value_name = "HEX")]
     pub ledger_id: Option<String>,
+    /// Show times in the host's time zone (RFC 3339 with its offset) instead of UTC.
+    #[arg(long, global = true)]
+    pub local: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -139,7 +146,8 @@ or in the environment.\n\nExample:\n  custody login --as alice\n  custody login 
     /// Show whose session this terminal holds and when it ends.
     #[command(after_help = "Example:\n  custody whoami\n  custody --json whoami")]
     Whoami,
-    /// Show custodyd's state: sealed or not, unseal progress, ledger head.
+    /// Show custodyd's state: sealed or not, unseal progress, ledger head. Exits 0 unsealed, 6
+    /// sealed.
     #[command(after_help = "Example:\n  custody status\n  custody --json status")]
     Status,
     /// Offer one officer's unseal share to custodyd (a quorum unseals it).
@@ -206,8 +214,54 @@ or in the environment.\n\nExample:\n  custody login --as alice\n  custody login 
     Man(generate::ManArgs),
 }
 
+/// Parses the command line. A usage error is printed as clap prints it, or, when `--json` is
+/// among the arguments, as the one `--json` error shape (`{"ok": false, "status": 2, "error":
+/// {"code": "bad_request", "reason": "invalid_input", "message"}}`); either way the status is
+/// [`exit::USAGE`]. `--help` and `--version` print as usual.
+pub fn parse<I, T>(args: I) -> Result<Cli, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::from(exit::OK))
+        }
+        Err(e) => {
+            let json = args
+                .iter()
+                .skip(1)
+                .take_while(|a| a.as_os_str() != "--")
+                .any(|a| a.as_os_str() == "--json");
+            if !json {
+                e.exit();
+            }
+            // clap's first line names the problem (`error: unexpected argument '--x' found`);
+            // the rest is usage and a tip for a terminal.
+            let text = e.to_string();
+            let message = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
+            let f = ledger::Failure::refused(
+                exit::USAGE,
+                crate::daemon::protocol::RefusalCode::InvalidInput,
+                message,
+            );
+            outln!("{}", f.to_json());
+            Err(ExitCode::from(exit::USAGE))
+        }
+    }
+}
+
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
+    time::set_local(cli.local);
     if let Err(f) = client::pin_ledger(cli.ledger_id.as_deref()) {
         return ledger::finish(cli.json, Err(f));
     }

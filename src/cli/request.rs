@@ -37,6 +37,7 @@ pub enum RequestCommand {
     )]
     Show {
         /// The request id.
+        #[arg(value_parser = super::client::parse_request_id)]
         request: String,
         /// How you authenticate: the session of `custody login`, or --as for this command.
         #[command(flatten)]
@@ -49,6 +50,7 @@ pub enum RequestCommand {
     )]
     Cancel {
         /// The request id.
+        #[arg(value_parser = super::client::parse_request_id)]
         request: String,
         /// The requester: the session of `custody login`, or --as.
         #[command(flatten)]
@@ -84,6 +86,7 @@ pub struct CodeArgs {
 )]
 pub struct ApproveArgs {
     /// The request id.
+    #[arg(value_parser = super::client::parse_request_id)]
     pub request: String,
     /// The approving officer.
     #[command(flatten)]
@@ -95,6 +98,7 @@ pub struct ApproveArgs {
 #[command(after_help = "Example:\n  custody deny REQ-ID --note \"no change window\" --as bob")]
 pub struct DenyArgs {
     /// The request id.
+    #[arg(value_parser = super::client::parse_request_id)]
     pub request: String,
     /// Why (at most 500 characters, plain text on one line).
     #[arg(long)]
@@ -129,16 +133,24 @@ fn detail(r: &RequestReply) -> String {
     let _ = writeln!(o, "ticket    {}", escape_unsafe(r.ticket.as_str()));
     let _ = writeln!(o, "reason    {}", escape_unsafe(r.reason.as_str()));
     let _ = writeln!(o, "requester {}", r.requester);
-    let _ = writeln!(o, "created   {} ms since the epoch", r.created_ms);
-    let _ = writeln!(o, "expires   {} ms since the epoch", r.expires_ms);
+    let _ = writeln!(o, "created   {}", super::time::show(r.created_ms));
+    let _ = writeln!(o, "expires   {}", super::time::show(r.expires_ms));
     if r.approvals.is_empty() {
         let _ = writeln!(o, "approvals none");
     }
     for a in &r.approvals {
         let _ = writeln!(
             o,
-            "approved  by {} at {} ms since the epoch",
-            a.officer, a.at_ms
+            "approved  by {} at {}",
+            a.officer,
+            super::time::show(a.at_ms)
+        );
+    }
+    if let Some(until) = r.approvals_valid_until_ms {
+        let _ = writeln!(
+            o,
+            "window    approvals count until {} (then the officers approve again)",
+            super::time::show(until)
         );
     }
     if let Some(d) = r.device {

@@ -53,7 +53,7 @@ fn set_current(token: Option<Secret>) {
 pub struct ReadAuthArgs {
     /// Authenticate as NAME for this command only (passphrase, and the second-factor code for
     /// officers), instead of the session of `custody login`.
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = super::client::parse_user_name)]
     pub user: Option<String>,
     /// With --as: read the passphrase from this file descriptor (first line) instead of
     /// prompting.
@@ -275,7 +275,7 @@ pub struct LoginArgs {
 }
 
 fn when(ms: i64) -> String {
-    crate::custody::report::utc(ms)
+    super::time::show(ms)
 }
 
 /// `custody login`.

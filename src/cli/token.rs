@@ -7,6 +7,8 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::exit;
+use super::ledger::Failure;
+use crate::daemon::protocol::RefusalCode;
 use crate::token::identity::{self, DeviceIdentity};
 use crate::token::pcsc::PcscContext;
 use crate::token::transport::TransportError;
@@ -33,13 +35,17 @@ pub struct ReaderReport {
     pub card: bool,
     /// The device, when a card answered as a YubiKey.
     pub device: Option<DeviceIdentity>,
-    /// Why the card could not be read, if it could not.
+    /// Why the card could not be read, if it could not (`problem`: `error` is the name of the
+    /// `--json` error object only).
+    #[serde(rename = "problem")]
     pub error: Option<String>,
 }
 
 /// The whole scan output (`--json`; stable).
 #[derive(Debug, Serialize)]
 pub struct ScanReport {
+    /// Always true: the scan ran (`--json` answers all start with `ok`).
+    pub ok: bool,
     /// Every reader pcscd knows, in its order.
     pub readers: Vec<ReaderReport>,
 }
@@ -57,13 +63,16 @@ fn emit(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn fail(json: bool, kind: &str, message: &str) -> ExitCode {
-    eprintln!("custody: {message}");
+/// A scan that could not run: the common `--json` error with status 3 (code `token`), its
+/// reason `device_unavailable` when no reader is there, `token_error` when pcscd cannot be used.
+fn fail(json: bool, reason: Option<RefusalCode>, message: &str) -> ExitCode {
+    let mut f = Failure::new(exit::TOKEN, message);
+    f.reason = reason;
     if json {
-        let v = serde_json::json!({ "error": { "kind": kind, "message": message } });
-        emit(&format!("{v}\n"));
+        // A person watching a script still reads why on standard error.
+        eprintln!("custody: {}", f.human());
     }
-    ExitCode::from(exit::TOKEN)
+    super::ledger::finish(json, Err(f))
 }
 
 /// Reads one reader: `Ok(None)` when it holds no card.
@@ -95,20 +104,21 @@ fn scan_reader(ctx: &PcscContext, reader: &str) -> Result<Option<DeviceIdentity>
 fn scan(json: bool) -> ExitCode {
     let ctx = match PcscContext::establish() {
         Ok(c) => c,
-        Err(e) => return fail(json, "service_unavailable", &e.to_string()),
+        Err(e) => return fail(json, Some(RefusalCode::TokenError), &e.to_string()),
     };
     let readers = match ctx.readers() {
         Ok(r) => r,
-        Err(e) => return fail(json, "service_unavailable", &e.to_string()),
+        Err(e) => return fail(json, Some(RefusalCode::TokenError), &e.to_string()),
     };
     if readers.is_empty() {
         return fail(
             json,
-            "no_reader",
+            Some(RefusalCode::DeviceUnavailable),
             "no smart-card reader found (is a YubiKey plugged in?)",
         );
     }
     let mut report = ScanReport {
+        ok: true,
         readers: Vec::new(),
     };
     let mut any_error = false;
@@ -141,7 +151,7 @@ fn scan(json: bool) -> ExitCode {
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => emit(&format!("{s}\n")),
-            Err(e) => return fail(json, "internal", &e.to_string()),
+            Err(e) => return fail(json, None, &e.to_string()),
         }
     } else {
         emit(&human(&report));

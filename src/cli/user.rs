@@ -82,6 +82,25 @@ pub enum UserCommand {
         #[command(flatten)]
         pair: PairArgs,
     },
+    /// Clear a user's failed authentications, so that custodyd no longer makes them wait
+    /// before their next attempt (two officers, neither of them the user).
+    #[command(
+        after_help = "After repeated wrong passphrases or codes custodyd makes the next attempt of that user wait
+(the refusal `throttled` says how long), up to 15 minutes. Two officers who have checked
+with the user that the failures were theirs clear it; it is recorded as user.unlocked with
+the count cleared and both officers.
+
+Example:
+  custody user unlock dave --by alice --by bob"
+    )]
+    Unlock {
+        /// The user.
+        #[arg(value_parser = super::client::parse_user_name)]
+        name: String,
+        /// The two officers (neither of them NAME).
+        #[command(flatten)]
+        pair: PairArgs,
+    },
     /// Reinstate a suspended user (two officers).
     #[command(after_help = "Example:\n  custody user reinstate dave --by alice --by bob")]
     Reinstate {
@@ -110,7 +129,7 @@ pub struct AddArgs {
     #[arg(long)]
     pub uid: Option<u32>,
     /// An approving officer (repeat for two).
-    #[arg(long = "by", required = true, value_name = "OFFICER")]
+    #[arg(long = "by", required = true, value_name = "OFFICER", value_parser = super::client::parse_user_name)]
     pub by: Vec<String>,
     /// Passphrases, one per line: each --by officer's in order, then the new user's.
     #[arg(long, value_name = "N")]
@@ -130,9 +149,22 @@ fn print_factor(r: &Reply) {
     }
 }
 
+/// Refuses, before any secret is asked for, a pair of officers that includes `name`, the
+/// user they act on (`what` they do, as in "bind alice's uid").
+fn not_the_subject(pair: &PairArgs, name: &str, what: &str) -> Result<(), Failure> {
+    if pair.by.iter().any(|b| b == name) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("{name} may not be one of the two officers who {what}: give two other officers with --by; nothing was sent"),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `custody user ...`.
 pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
     let mut bound = false;
+    let mut unlocked = false;
     finish(
         json,
         (|| {
@@ -219,12 +251,7 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     },
                 )?,
                 UserCommand::BindUid { name, uid, pair } => {
-                    if pair.by.contains(&name) {
-                        return Err(Failure::new(
-                            exit::USAGE,
-                            format!("{name} may not be one of the two officers who bind {name}'s uid: give two other officers with --by; nothing was sent"),
-                        ));
-                    }
+                    not_the_subject(&pair, &name, &format!("bind {name}'s uid"))?;
                     bound = true;
                     call(
                         socket,
@@ -232,6 +259,17 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                             by: pair.read()?,
                             name,
                             uid,
+                        },
+                    )?
+                }
+                UserCommand::Unlock { name, pair } => {
+                    not_the_subject(&pair, &name, &format!("unlock {name}"))?;
+                    unlocked = true;
+                    call(
+                        socket,
+                        Op::UserUnlock {
+                            by: pair.read()?,
+                            name,
                         },
                     )?
                 }
@@ -244,8 +282,13 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     },
                 )?,
             };
-            print_reply(json, &r, |r| match r {
+            print_reply(json, &r, |r| {
+                match r {
                 Reply::Factor { .. } => print_factor(r),
+                Reply::User(u) if unlocked => outln!(
+                    "{}: unlocked (failed authentications cleared; the next attempt is not made to wait)",
+                    u.name
+                ),
                 Reply::User(u) if bound => outln!(
                     "{}: bound to uid {} (from their next authentication)",
                     u.name,
@@ -277,6 +320,7 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     }
                 }
                 other => outln!("{other:?}"),
+            }
             });
             Ok(())
         })(),

@@ -80,7 +80,7 @@ impl Custody {
                 true
             }
             (Some(_), true) => {
-                reused = true;
+                reused = v.pass_ok;
                 false
             }
             (None, true) => false,
@@ -107,10 +107,13 @@ impl Custody {
         }
         // Failures are counted for the record; they lock nobody out. Guessing is bounded by
         // the daemon's throttle per (user, peer uid), which a stranger cannot turn against
-        // the user from another uid.
-        user.failed_attempts = user.failed_attempts.saturating_add(1);
+        // the user from another uid. A reused code with the right passphrase is no guess (the
+        // code was right, for a step already spent): recorded, not counted.
+        if !reused {
+            user.failed_attempts = user.failed_attempts.saturating_add(1);
+        }
         let put = Put::new(entity::USER, &user.name, &user)?;
-        let reason = if reused && v.pass_ok {
+        let reason = if reused {
             "factor_code_reused"
         } else {
             "wrong_credentials"
@@ -121,8 +124,11 @@ impl Custody {
             json!({"user": user.name, "reason": reason, "failed_attempts": user.failed_attempts}),
             &[put],
         )?;
-        Err(if reused && v.pass_ok {
-            CustodyError::FactorCodeReused { user: user.name }
+        Err(if reused {
+            CustodyError::FactorCodeReused {
+                wait_secs: next_step_wait_secs(user.last_factor_step, v.now),
+                user: user.name,
+            }
         } else {
             CustodyError::AuthenticationFailed { user: user.name }
         })
@@ -191,6 +197,25 @@ impl Custody {
             });
         }
         Ok((ua, ub))
+    }
+
+    /// Two different active officers acting on user `subject`, neither of them that user
+    /// (`subject_is_approver` otherwise).
+    pub(super) fn officer_pair_about(
+        &self,
+        a: &Session,
+        b: &Session,
+        subject: &UserName,
+        operation: &'static str,
+    ) -> Result<(UserRecord, UserRecord), CustodyError> {
+        let (x, y) = self.officer_pair(a, b, operation)?;
+        if x.name == *subject || y.name == *subject {
+            return Err(CustodyError::SubjectIsApprover {
+                user: subject.clone(),
+                operation,
+            });
+        }
+        Ok((x, y))
     }
 
     /// Refuses a session whose user is not an active officer (for a daemon operation such as
@@ -273,10 +298,35 @@ pub struct AuthVerdict {
     now: i64,
 }
 
+/// Seconds from `now_ms` until the time step after `spent` begins (30-second steps, rounded
+/// up; 0 when it has begun): when an officer's next code will be accepted.
+pub(crate) fn next_step_wait_secs(spent: Option<u64>, now_ms: i64) -> u64 {
+    let next_ms = spent.map_or(0, |s| s.saturating_add(1).saturating_mul(30_000));
+    let now = u64::try_from(now_ms).unwrap_or(0);
+    next_ms.saturating_sub(now).div_ceil(1000)
+}
+
 impl AuthVerdict {
     /// Whether both the passphrase and (officers) the second factor matched; a matched
     /// factor can still be refused as reused when recorded.
     pub fn matched(&self) -> bool {
         self.pass_ok && (!self.officer || self.factor_step.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_step_wait_secs;
+
+    #[test]
+    fn the_wait_after_a_reused_code_runs_to_the_next_step() {
+        // Step 10 is 300 000..330 000 ms: the next code is accepted from 330 000 ms.
+        assert_eq!(next_step_wait_secs(Some(10), 300_000), 30);
+        assert_eq!(next_step_wait_secs(Some(10), 317_500), 13, "rounded up");
+        assert_eq!(next_step_wait_secs(Some(10), 329_001), 1);
+        assert_eq!(next_step_wait_secs(Some(10), 330_000), 0);
+        // The spent step was the one before the current: the current code is accepted now.
+        assert_eq!(next_step_wait_secs(Some(9), 317_500), 0);
+        assert_eq!(next_step_wait_secs(None, 317_500), 0);
     }
 }

@@ -157,7 +157,7 @@ impl Custody {
                 }
             }
             if &seal != presented_seal {
-                c.open_incident_event(
+                let incident = c.open_incident_event(
                     u.name.as_str(),
                     IncidentKind::SealMismatch,
                     Some(serial),
@@ -165,6 +165,7 @@ impl Custody {
                 )?;
                 return Err(CustodyError::SealMismatch {
                     serial,
+                    incident,
                     expected: seal,
                     got: presented_seal.clone(),
                 });

@@ -38,11 +38,18 @@ pub enum CustodyError {
         /// The user.
         user: UserName,
     },
-    /// The second-factor code was already used (its time step is spent).
-    #[error("second-factor code for {user} was already used")]
+    /// The second-factor code was already used (its time step is spent). Not a failure: the
+    /// person knows their secrets and waits for the authenticator's next code.
+    #[error(
+        "the second-factor code of {user} was already used: {} (this attempt does not count as \
+         a failure)",
+        next_code_hint(*wait_secs)
+    )]
     FactorCodeReused {
         /// The user.
         user: UserName,
+        /// Seconds until the first time step after the spent one begins.
+        wait_secs: u64,
     },
     /// An officer must give a second-factor code.
     #[error("{user} must give a second-factor code")]
@@ -58,7 +65,11 @@ pub enum CustodyError {
         user: UserName,
     },
     /// Too many failed authentications: locked until a time.
-    #[error("{user} is locked after failed authentications until {until_ms} ms since the epoch")]
+    #[error(
+        "{user} is locked after failed authentications until {} (two officers can lift it \
+         earlier: custody user unlock {user} --by OFFICER --by OFFICER)",
+        rfc3339(*until_ms)
+    )]
     Locked {
         /// The user.
         user: UserName,
@@ -288,10 +299,20 @@ pub enum CustodyError {
         account: AccountId,
     },
     /// The seal number given does not match the one recorded at sealing.
-    #[error("seal mismatch on device {serial}: recorded {expected}, presented {got}")]
+    #[error(
+        "seal mismatch on device {serial}: recorded {expected}, presented {got}. Do not open \
+         the bag. Incident {incident} is open and blocks the device until two officers \
+         acknowledge it. Read the number on the bag again with a second officer: if it was \
+         mistyped, acknowledge the incident (custody incident ack {incident} --note \
+         \"seal number mistyped\" --by OFFICER --by OFFICER) and check the device out with the \
+         right number; if the bag does not carry {expected}, keep it closed and follow the \
+         broken-seal runbook (docs/runbooks/incident.md)"
+    )]
     SealMismatch {
         /// The device.
         serial: Serial,
+        /// The incident the mismatch opened (it blocks the device).
+        incident: IncidentId,
         /// The seal recorded.
         expected: SealNumber,
         /// The seal presented.
@@ -513,6 +534,24 @@ impl CustodyError {
             input: shown,
             reason: reason.into(),
         }
+    }
+}
+
+/// `ms` since the epoch as RFC 3339 UTC to the second (`2026-12-01T18:47:45Z`), as every
+/// message and human output shows a time.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(
+        |_| format!("{ms} ms since the epoch (out of range)"),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+/// What an officer whose code was already used does next.
+fn next_code_hint(wait_secs: u64) -> String {
+    if wait_secs == 0 {
+        "give the authenticator's current code instead".to_owned()
+    } else {
+        format!("wait {wait_secs} s for the authenticator's next code and give that one")
     }
 }
 

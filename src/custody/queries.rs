@@ -55,6 +55,29 @@ impl Custody {
         })
     }
 
+    /// A request as it stands now, for reading: a pending or approved request past its
+    /// expiry reads as `expired` (the record changes at its next use, which is refused
+    /// `request_expired`), and the end of its approval window: when the earliest of its
+    /// approvals stops counting (the approval lifetime after it), never after the request
+    /// expires; `None` without approvals or once the request is closed or issuing.
+    pub fn request_as_seen(&self, mut r: RequestRecord) -> (RequestRecord, Option<i64>) {
+        use super::records::RequestStatus as S;
+        let now = self.now();
+        let open = matches!(r.status, S::Pending | S::Approved);
+        if open && now >= r.expires_ms {
+            r.status = S::Expired;
+        }
+        let window = matches!(r.status, S::Pending | S::Approved)
+            .then(|| r.approvals.iter().map(|a| a.at_ms).min())
+            .flatten()
+            .map(|first| {
+                first
+                    .saturating_add(super::policy::ms(self.policy.approval_ttl))
+                    .min(r.expires_ms)
+            });
+        (r, window)
+    }
+
     /// Every request.
     pub fn requests(&self) -> Result<Vec<RequestRecord>, CustodyError> {
         store::all(&self.ledger, entity::REQUEST)

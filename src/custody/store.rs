@@ -26,6 +26,8 @@ pub mod kinds {
     pub const USER_REINSTATED: &str = "user.reinstated";
     /// A user was bound to an OS uid, or their binding moved (two officers, not the user).
     pub const USER_UID_BOUND: &str = "user.uid_bound";
+    /// Two officers cleared a user's failed authentications (`custody user unlock`).
+    pub const USER_UNLOCKED: &str = "user.unlocked";
     /// An authentication succeeded.
     pub const AUTH_SUCCEEDED: &str = "auth.succeeded";
     /// An authentication failed (with the count and any lock).
@@ -95,6 +97,7 @@ pub mod kinds {
         USER_SUSPENDED,
         USER_REINSTATED,
         USER_UID_BOUND,
+        USER_UNLOCKED,
         AUTH_SUCCEEDED,
         AUTH_FAILED,
         ACCOUNT_REGISTERED,

@@ -326,6 +326,32 @@ impl Custody {
         })
     }
 
+    /// Clears a user's failed authentications (two officers, neither of them the user): their
+    /// count in the user record, and (the daemon does it after this) the waits its throttle
+    /// imposes on them. Recorded as `user.unlocked` with the count cleared and the officers.
+    pub fn unlock_user(
+        &mut self,
+        a: &Session,
+        b: &Session,
+        name: &UserName,
+    ) -> Result<UserRecord, CustodyError> {
+        self.guarded(&pair(&a.user, &b.user), "unlock", |c| {
+            let (x, y) = c.officer_pair_about(a, b, name, "unlock")?;
+            let mut user = c.user(name)?;
+            let cleared = user.failed_attempts;
+            user.failed_attempts = 0;
+            user.locked_until_ms = None;
+            let put = Put::new(entity::USER, name, &user)?;
+            c.append(
+                kinds::USER_UNLOCKED,
+                &pair(&x.name, &y.name),
+                json!({"user": name, "failed_attempts": cleared, "approved_by": [x.name, y.name]}),
+                &[put],
+            )?;
+            Ok(user)
+        })
+    }
+
     /// Binds a user to the OS uid they must connect as, or moves their binding to another uid
     /// (two officers, neither of them the user). This is how genesis officers, enrolled by
     /// [`Custody::bootstrap_officer`] without a uid, get one. Neither officer may be the user:
@@ -342,13 +368,7 @@ impl Custody {
         uid: u32,
     ) -> Result<UserRecord, CustodyError> {
         self.guarded(&pair(&a.user, &b.user), "bind_uid", |c| {
-            let (x, y) = c.officer_pair(a, b, "bind_uid")?;
-            if x.name == *name || y.name == *name {
-                return Err(CustodyError::SubjectIsApprover {
-                    user: name.clone(),
-                    operation: "bind_uid",
-                });
-            }
+            let (x, y) = c.officer_pair_about(a, b, name, "bind_uid")?;
             if uid == u32::MAX {
                 return Err(CustodyError::invalid(
                     "uid",

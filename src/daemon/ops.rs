@@ -6,7 +6,7 @@ use std::sync::MutexGuard;
 
 use super::authz;
 use super::peer::PeerCred;
-use super::protocol::{Auth, ErrorCode, Op, Reply, Secret, SessionReply};
+use super::protocol::{Auth, ErrorCode, Op, Reply, RequestReply, Secret, SessionReply};
 use super::state::{throttled, Daemon, OpError};
 use super::throttle::Key as ThrottleKey;
 use crate::custody::{
@@ -62,16 +62,22 @@ pub fn session(d: &Daemon, a: Auth, peer: &PeerCred) -> Result<Session, OpError>
         Ok(c) => c,
         Err(e) => {
             // Refused before any secret was checked (unknown, suspended, bound to another
-            // uid, no code): no guess was made, so the pair is not slowed.
-            attempt.finish(true);
+            // uid, no code): no guess was made, so the pair is not slowed, and its earlier
+            // failures are not forgiven either (else a factor-less attempt between guesses
+            // would reset the wait that bounds them).
+            attempt.finish_uncounted();
             return Err(e);
         }
     };
     let verdict = check.verify(&creds);
     let matched = verdict.matched();
-    let r = d.with_custody(|c| Ok(c.finish_authentication(verdict)?));
-    attempt.finish(matched && r.is_ok());
-    r
+    let r = d.with_custody(|c| Ok(c.finish_authentication(verdict)))?;
+    match &r {
+        Ok(_) if matched => attempt.finish(true),
+        Err(CustodyError::FactorCodeReused { .. }) => attempt.finish_uncounted(),
+        _ => attempt.finish(false),
+    }
+    Ok(r?)
 }
 
 fn sessions(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<Vec<Session>, OpError> {
@@ -85,6 +91,16 @@ fn pair(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Session)
     match <[Session; 2]>::try_from(sessions(d, by, peer)?) {
         Ok([a, b]) => Ok((a, b)),
         Err(_) => Err(bad("by", "this operation needs exactly two officers")),
+    }
+}
+
+/// A request as answered to a reader: expired when past its expiry, with its approval
+/// window's end ([`crate::custody::Custody::request_as_seen`]).
+fn seen_request(c: &crate::custody::Custody, r: crate::custody::RequestRecord) -> RequestReply {
+    let (r, until) = c.request_as_seen(r);
+    RequestReply {
+        approvals_valid_until_ms: until,
+        ..RequestReply::from(r)
     }
 }
 
@@ -295,7 +311,9 @@ pub fn handle(
             if !authz::sees_all_requests(&who) {
                 all.retain(|r| r.requester == who.name);
             }
-            Ok(Reply::from(all))
+            let seen =
+                d.with_custody(|c| Ok(all.into_iter().map(|r| seen_request(c, r)).collect()))?;
+            Ok(Reply::Requests(seen))
         }
         Op::Approve { by, request, seen } => {
             let id = request_id(&request)?;
@@ -491,6 +509,13 @@ pub fn handle(
             let (a, b) = pair(d, by, peer)?;
             d.with_custody(|c| Ok(Reply::from(c.set_active(&a, &b, &name, active)?)))
         }
+        Op::UserUnlock { by, name } => {
+            let name = user_name(&name)?;
+            let (a, b) = pair(d, by, peer)?;
+            let user = d.with_custody(|c| Ok(c.unlock_user(&a, &b, &name)?))?;
+            d.throttle().forget("auth", name.as_str());
+            Ok(Reply::from(user))
+        }
         Op::IncidentAck { by, incident, note } => {
             let id = crate::custody::IncidentId::parse(&incident)?;
             let (a, b) = pair(d, by, peer)?;
@@ -528,7 +553,7 @@ pub fn handle(
             if !authz::sees_all_requests(&who) && r.requester != who.name {
                 return Err(authz::not_theirs(op, &who, id.as_str()));
             }
-            Ok(Reply::from(r))
+            Ok(Reply::Request(d.with_custody(|c| Ok(seen_request(c, r)))?))
         }
         Op::AccountShow { account } => {
             let id = AccountId::parse(&account)?;

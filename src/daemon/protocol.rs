@@ -307,6 +307,14 @@ pub enum Op {
         /// false: suspend; true: reinstate.
         active: bool,
     },
+    /// Clear a user's failed authentications and the daemon's waits on them (two officers,
+    /// neither of them the user).
+    UserUnlock {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The user.
+        name: String,
+    },
     /// Acknowledge an incident (two officers).
     IncidentAck {
         /// The two officers.
@@ -473,6 +481,7 @@ impl Op {
             Op::Checkin { .. } => "checkin",
             Op::Code { .. } => "code",
             Op::UserSetActive { .. } => "user_set_active",
+            Op::UserUnlock { .. } => "user_unlock",
             Op::IncidentAck { .. } => "incident_ack",
             Op::DeviceSetTerminal { .. } => "device_set_terminal",
             Op::DeviceLock { .. } => "device_lock",
@@ -912,7 +921,9 @@ pub struct DeviceReply {
     pub serial: Serial,
     /// Firmware `X.Y.Z`, as read at registration.
     pub firmware: String,
-    /// OATH device id, as read at registration.
+    /// OATH device id, as read at registration (`oath_device_id`, the name `custody token
+    /// scan` gives it too; `device_id` is still read).
+    #[serde(rename = "oath_device_id", alias = "device_id")]
     pub device_id: String,
     /// Primary or backup.
     pub role: DeviceRole,
@@ -994,6 +1005,11 @@ pub struct RequestReply {
     pub device: Option<Serial>,
     /// Who denied or cancelled it.
     pub closed_by: Option<UserName>,
+    /// The end of the approval window (ms since the epoch): when the earliest approval stops
+    /// counting, at the latest when the request expires; absent without approvals or once
+    /// the request is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_valid_until_ms: Option<i64>,
 }
 
 impl RequestReply {
@@ -1014,6 +1030,7 @@ impl RequestReply {
 impl From<RequestRecord> for RequestReply {
     fn from(r: RequestRecord) -> Self {
         Self {
+            approvals_valid_until_ms: None,
             id: r.id,
             account: r.account,
             task: r.task,
@@ -1964,19 +1981,28 @@ mod tests {
             let device = format!(
                 r#"{{"serial":10000001,"firmware":"5.7.1","device_id":"0a1b","role":"primary","account":"123456789012","state":{state},"blocked_by":null}}"#
             );
+            // The stored record's `device_id` is answered as `oath_device_id`, the name
+            // `custody token scan` gives it.
+            let shown = device.replace(r#""device_id""#, r#""oath_device_id""#);
             assert_eq!(
                 answered::<DeviceRecord>(&device),
-                format!(r#"{{"device":{device}}}"#)
+                format!(r#"{{"device":{shown}}}"#)
             );
             assert_eq!(
                 answered::<Vec<DeviceRecord>>(&format!("[{device}]")),
-                format!(r#"{{"devices":[{device}]}}"#)
+                format!(r#"{{"devices":[{shown}]}}"#)
             );
+            // A reply of the older name still reads.
+            let old: DeviceReply = serde_json::from_str(&device).expect("device_id still read");
+            assert_eq!(old.device_id, "0a1b");
         }
         let locked = r#"{"serial":10000001,"firmware":"5.7.1","device_id":"0a1b","role":"primary","account":"123456789012","state":{"state":"enrolled"},"blocked_by":null,"oath_access_key":true}"#;
         assert_eq!(
             answered::<DeviceRecord>(locked),
-            format!(r#"{{"device":{locked}}}"#)
+            format!(
+                r#"{{"device":{}}}"#,
+                locked.replace(r#""device_id""#, r#""oath_device_id""#)
+            )
         );
         let request = r#"{"id":"req-00000000000000a1","account":"123456789012","task":"change-root-password","ticket":"SEC-42","reason":"rotate the root password after the audit","requester":"dave","created_ms":1,"expires_ms":2,"approvals":[{"officer":"alice","at_ms":3},{"officer":"bob","at_ms":4,"suspensions":2}],"status":"approved","step":null,"device":null,"closed_by":null}"#;
         assert_eq!(

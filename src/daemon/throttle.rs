@@ -126,10 +126,17 @@ impl Throttle {
         })
     }
 
-    fn end(&self, key: &Key, ok: bool, now_ms: i64) {
+    /// Ends an attempt: `Some(true)` clears the pair, `Some(false)` is one more failure,
+    /// `None` leaves its count as it was (an attempt that was no guess).
+    fn end(&self, key: &Key, ok: Option<bool>, now_ms: i64) {
         let mut pairs = self.pairs();
-        if ok {
+        if ok == Some(true) {
             pairs.remove(key);
+        } else if ok.is_none() {
+            if let Some(e) = pairs.get_mut(key) {
+                e.in_flight = false;
+                e.last_ms = now_ms;
+            }
         } else {
             let e = pairs.entry(key.clone()).or_default();
             e.in_flight = false;
@@ -139,6 +146,13 @@ impl Throttle {
         }
         drop(pairs);
         self.ended.notify_all();
+    }
+
+    /// Forgets the failures of every pair guessing at `name`'s secret of kind `what`, from any
+    /// uid (two officers unlocked the user); attempts in flight end as they would.
+    pub fn forget(&self, what: &str, name: &str) {
+        self.pairs()
+            .retain(|k, e| e.in_flight || k.what != what || k.name != name);
     }
 
     /// How many pairs are remembered.
@@ -175,7 +189,16 @@ impl Attempt<'_> {
     /// Ends the attempt: `ok` clears the pair, a failure lengthens its wait.
     pub fn finish(mut self, ok: bool) {
         if let Some(k) = self.key.take() {
-            self.throttle.end(&k, ok, self.now_ms);
+            self.throttle.end(&k, Some(ok), self.now_ms);
+        }
+    }
+
+    /// Ends an attempt that was no guess (a reused second-factor code with the right
+    /// passphrase): the pair's failures and wait stay as they were, neither cleared nor
+    /// lengthened.
+    pub fn finish_uncounted(mut self) {
+        if let Some(k) = self.key.take() {
+            self.throttle.end(&k, None, self.now_ms);
         }
     }
 }
@@ -183,7 +206,7 @@ impl Attempt<'_> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.throttle.end(&k, false, self.now_ms);
+            self.throttle.end(&k, Some(false), self.now_ms);
         }
     }
 }
@@ -266,6 +289,33 @@ mod tests {
             .expect("after the wait")
             .finish(true);
         assert!(t.is_empty(), "a success forgets the pair");
+    }
+
+    #[test]
+    fn an_uncounted_attempt_neither_clears_nor_lengthens_the_wait() {
+        let t = Throttle::new();
+        for _ in 0..=FREE_FAILURES {
+            t.begin(key("alice", 1000), 0).expect("free").finish(false);
+        }
+        let waiting = t.begin(key("alice", 1000), 0).expect_err("waits");
+        let later = match waiting {
+            Refusal::Wait { until_ms, .. } => until_ms,
+            other => panic!("{other:?}"),
+        };
+        t.begin(key("alice", 1000), later)
+            .expect("after the wait")
+            .finish_uncounted();
+        // Not cleared: the next attempt at once is free, the failures stay as they were.
+        let a = t.begin(key("alice", 1000), later).expect("not in flight");
+        a.finish(false);
+        let again = t.begin(key("alice", 1000), later).map(drop);
+        assert_eq!(
+            again,
+            Err(Refusal::Wait {
+                failures: FREE_FAILURES + 2,
+                until_ms: later + delay_after(FREE_FAILURES + 2),
+            })
+        );
     }
 
     #[test]

@@ -18,11 +18,14 @@ mod cli {
     mod audit_report;
     mod ceremony_tty;
     mod core_dump;
+    mod expiry;
     mod generate;
     mod golden;
+    mod json_shape;
     mod records;
     mod stdout;
     mod strings;
+    mod unlock;
 }
 
 mod daemon {

@@ -390,6 +390,23 @@ fn seal_mismatch_opens_an_incident_that_two_officers_clear() {
         .expect("d")
         .blocked_by
         .expect("blocked");
+    // The refusal names the incident, says not to open the bag and what to do next.
+    let CustodyError::SealMismatch {
+        incident: named, ..
+    } = &e
+    else {
+        panic!("{e:?}");
+    };
+    assert_eq!(named, &incident);
+    let text = e.to_string();
+    for said in [
+        "Do not open the bag",
+        &format!("Incident {incident} is open and blocks the device"),
+        &format!("custody incident ack {incident}"),
+        "docs/runbooks/incident.md",
+    ] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
     let e = w
         .custody
         .check_out(&a, serial(PRIMARY), &seal("SEAL-P1"), Some(&r.id))
@@ -448,8 +465,26 @@ fn failed_authentications_are_recorded_without_locking_and_factor_codes_are_sing
     // Officer: the same code twice in one step.
     let c = w.creds("alice");
     w.custody.authenticate(&c).expect("first");
+    let before = w.custody.user(&c.user).expect("alice").failed_attempts;
     let e = w.custody.authenticate(&c).expect_err("reuse");
-    assert!(matches!(e, CustodyError::FactorCodeReused { .. }), "{e:?}");
+    let CustodyError::FactorCodeReused { wait_secs, .. } = e else {
+        panic!("{e:?}");
+    };
+    assert!(
+        (1..=30).contains(&wait_secs),
+        "waits for the next step: {wait_secs}"
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "wait {wait_secs} s for the authenticator's next code"
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        w.custody.user(&c.user).expect("alice").failed_attempts,
+        before,
+        "a reused code is not a failure"
+    );
     // Officer without a code.
     let c = Credentials {
         factor: None,

@@ -323,7 +323,8 @@ fn report_of_a_real_export_tells_the_custody_story_escaped_and_fails_closed() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["valid"], false);
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["error"]["problem"].is_string(), "{v}");
     assert!(!bad.exists());
     // The wrong key: refused too.
     let other = "00".repeat(32);

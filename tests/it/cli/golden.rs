@@ -19,6 +19,7 @@
 //!
 //! Inputs (args, stdin, fd3, fd4, edit) may use: `{pass:NAME}` the user passphrase of NAME,
 //! `{totp:NAME}` a fresh second-factor code of officer NAME (never one already used),
+//! `{totp-used:NAME}` the code NAME gave last (its step spent),
 //! `{tmp}` the scenario's directory, `{pubkey}` the ledger's checkpoint key, `{req:N}` the Nth
 //! request id seen in the output so far. Officers alice, bob and carol exist at the start (see
 //! [`unsealed_room`]); a seed printed by `user add` is remembered for `{totp:NAME}`.
@@ -26,7 +27,8 @@
 //! The whole transcript, normalized, must equal `NAME.out`: each step is `$ custody ARGS`,
 //! then `> ` standard output lines, `! ` standard error lines and `= exit N`. Normalized:
 //! the temporary directory → `<TMP>`, request and incident ids → `<REQ-n>` / `<INC-n>`
-//! (numbered by first appearance), 13-digit millisecond times → `<MS>`, hex runs of 32
+//! (numbered by first appearance), 13-digit millisecond times → `<MS>`, RFC 3339 times
+//! (`2026-12-01T18:47:45Z`, `...+01:00`) → `<TIME>`, hex runs of 32
 //! characters or more → `<HEX>`, key fingerprints (`3de4:fc96:…`) → `<FINGERPRINT>`, Base32
 //! seeds → `<BASE32>`, `otpauth://` URIs → `<OTPAUTH>`.
 //! A difference prints a line diff; `GOLDEN_UPDATE=1 cargo test --features test-clock --test
@@ -213,6 +215,15 @@ impl Room {
         totp(&seed, step)
     }
 
+    /// The code of the step `officer` used last: one custodyd has spent.
+    fn totp_used(&self, officer: &str) -> String {
+        let step = self
+            .last_step
+            .get(officer)
+            .unwrap_or_else(|| panic!("{{totp-used:{officer}}}: {officer} gave no code yet"));
+        totp(&self.seeds[officer], *step)
+    }
+
     /// Expands the input placeholders.
     fn expand(&mut self, text: &str) -> String {
         let mut out = String::new();
@@ -225,6 +236,7 @@ impl Room {
             let value = match inner.split_once(':') {
                 Some(("pass", who)) => Some(user_pass(who)),
                 Some(("totp", who)) => Some(self.totp(who)),
+                Some(("totp-used", who)) => Some(self.totp_used(who)),
                 Some(("req", n)) => {
                     let n: usize = n.parse().expect("{req:N} takes a number");
                     Some(
@@ -281,6 +293,33 @@ fn is_id(word: &str, prefix: &str) -> bool {
         .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Whether `w` is an RFC 3339 time to the second, `2026-12-01T18:47:45Z` or with an offset
+/// `+01:00`.
+fn is_rfc3339(w: &str) -> bool {
+    let b = w.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let shape = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && b.get(10) == Some(&b'T')
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19);
+    shape
+        && match b.get(19..) {
+            Some(b"Z") => true,
+            Some([sign, ..]) if (*sign == b'+' || *sign == b'-') && b.len() == 25 => {
+                digits(20..22) && b.get(22) == Some(&b':') && digits(23..25)
+            }
+            _ => false,
+        }
+}
+
 /// Replaces the volatile parts of a transcript with placeholders (see the module docs).
 fn normalize(text: &str, tmp: &str, ids: &mut BTreeMap<String, String>) -> String {
     let text = text.replace(tmp, "<TMP>");
@@ -296,6 +335,11 @@ fn normalize(text: &str, tmp: &str, ids: &mut BTreeMap<String, String>) -> Strin
                     .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_hexdigit()))
             {
                 format!("<FINGERPRINT>{}", &t[word.len()..])
+            } else if let Some(time) = word
+                .split(|c: char| "()[],;\"".contains(c))
+                .find(|w| is_rfc3339(w.trim_end_matches('.')))
+            {
+                t.replacen(time.trim_end_matches('.'), "<TIME>", 1)
             } else {
                 t.to_owned()
             }
@@ -568,13 +612,15 @@ fn golden_normalizer_and_diff() {
     let t = normalize(
         "req-00000000000000a1 at 1795000000000 in /tmp/x/y key 0123456789abcdef0123456789abcdef \
          otpauth://totp/custody:alice?secret=ABC&issuer=custody JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP \
-         req-00000000000000b2 req-00000000000000a1 inc-00000000000000c3 by 3de4:fc96:551f:f04e",
+         req-00000000000000b2 req-00000000000000a1 inc-00000000000000c3 by 3de4:fc96:551f:f04e \
+         until 2026-12-01T18:47:45Z. (at 2026-12-01T19:47:45+01:00) 2026-12-01 18:47:45Z",
         "/tmp/x",
         &mut ids,
     );
     assert_eq!(
         t,
-        "<REQ-1> at <MS> in <TMP>/y key <HEX> <OTPAUTH> <BASE32> <REQ-2> <REQ-1> <INC-1> by <FINGERPRINT>"
+        "<REQ-1> at <MS> in <TMP>/y key <HEX> <OTPAUTH> <BASE32> <REQ-2> <REQ-1> <INC-1> by \
+         <FINGERPRINT> until <TIME>. (at <TIME>) 2026-12-01 18:47:45Z"
     );
     let d = diff("a\nb\nc\n", "a\nB\nc\n");
     assert_eq!(d, "  a\n- b\n+ B\n  c\n");

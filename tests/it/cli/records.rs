@@ -251,12 +251,15 @@ fn cli_request_account_and_device_show_against_custodyd() {
     let v = r.json();
     assert_eq!(v["ok"], false);
     assert!(
-        v["error"].as_str().expect("error").contains("10000001"),
+        v["error"]["message"]
+            .as_str()
+            .expect("error")
+            .contains("10000001"),
         "{v}"
     );
     let r = d.run(&["device", "show", "10000001"], "");
     assert_eq!(r.code, 1);
-    assert!(r.err.contains("not_found"), "{}", r.err);
+    assert!(r.err.contains("refused (unknown_device): "), "{}", r.err);
 }
 
 #[test]

@@ -474,15 +474,20 @@ impl Matrix {
                 }
                 r
             }
-            ("user_bind_uid", "self" | "other") => {
+            ("user_bind_uid" | "user_unlock", "self" | "other") => {
                 let target = if case == "self" {
                     actor.clone()
                 } else {
                     self.new_operator()
                 };
                 let by = self.pair(&actor);
-                self.c
-                    .call(json!({"user_bind_uid": {"by": by, "name": target, "uid": 4242}}))
+                if op == "user_bind_uid" {
+                    self.c
+                        .call(json!({"user_bind_uid": {"by": by, "name": target, "uid": 4242}}))
+                } else {
+                    self.c
+                        .call(json!({"user_unlock": {"by": by, "name": target}}))
+                }
             }
             ("incident_ack", "-") => {
                 let by = self.pair(&actor);

@@ -44,7 +44,7 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
 
     let mut daemon = start(dir.path(), &ledger, &socket);
     let (code, out, _) = custody(&["--socket", &s, "status"], "");
-    assert_eq!(code, 0);
+    assert_eq!(code, 6, "sealed has a status of its own: {out}");
     assert!(out.contains("SEALED"), "{out}");
     let (code, out, err) = custody(
         &[
@@ -78,8 +78,9 @@ fn cli_status_unseal_export_verify_seal_against_custodyd() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 of 2"), "{out}");
     let (code, out, _) = custody(&["--socket", &s, "--json", "status"], "");
-    assert_eq!(code, 0);
+    assert_eq!(code, 6, "still sealed: {out}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["ok"], true, "an answer, not an error: {v}");
     assert_eq!(v["status"]["unseal_given"], serde_json::json!(["alice"]));
     let (code, out, err) = custody(
         &[

@@ -75,6 +75,35 @@ fn a_strangers_failures_never_lock_the_officer_out_and_the_stranger_is_slowed() 
 }
 
 #[test]
+fn an_attempt_refused_before_any_check_does_not_forgive_earlier_guesses() {
+    let (_tmp, d) = start(&["alice", "bob"]);
+    let mut root = d.connect();
+    let mut factors = d.factors();
+    d.unseal_and_bootstrap(&mut root, &mut factors, &[]);
+    let mut stranger = d.connect_as(NOBODY);
+    for _ in 1..=4 {
+        let r = stranger.call(wrong_seal("alice"));
+        assert_eq!(outcome(&r), "forbidden/authentication_failed", "{r}");
+    }
+    assert_throttled(&stranger.call(wrong_seal("alice")), NOBODY);
+    // Past the wait, an officer's attempt without a code is refused before anything is
+    // checked: no guess, but no pardon either.
+    d.clock.advance(2_000);
+    let r = stranger
+        .call(json!({"seal": {"by": {"user": "alice", "passphrase": "Guessed-Phrase-Number-8"}}}));
+    assert_eq!(outcome(&r), "forbidden/factor_code_required", "{r}");
+    // The next guess is still the fifth failure in a row: it is checked, and the wait after
+    // it has grown (2 s), instead of three free guesses again.
+    let r = stranger.call(wrong_seal("alice"));
+    assert_eq!(outcome(&r), "forbidden/authentication_failed", "{r}");
+    let r = stranger.call(wrong_seal("alice"));
+    assert_throttled(&r, NOBODY);
+    let m = r["result"]["err"]["message"].as_str().expect("message");
+    assert!(m.starts_with("5 failed"), "{m}");
+    d.stop();
+}
+
+#[test]
 fn unseal_shares_are_checked_when_offered_and_guessing_them_is_slowed() {
     let (_tmp, d) = start(&["alice", "bob"]);
     let mut stranger = d.connect_as(NOBODY);
@@ -265,15 +294,16 @@ fn the_cli_sends_nothing_to_a_socket_another_user_serves() {
 fn a_pinned_ledger_id_refuses_any_other_daemon() {
     let (_tmp, d) = start(&["alice", "bob"]);
     let s = d.socket.to_string_lossy().into_owned();
+    // Sealed: custody status answers with its own status 6.
     let (code, out, err) = support::custody(&["--socket", &s, "--json", "status"]);
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, 6, "{out}{err}");
     let v: Value = serde_json::from_str(&out).expect("json");
     let ours = v["status"]["ledger_id"]
         .as_str()
         .expect("ledger id")
         .to_owned();
     let (code, out, err) = support::custody(&["--socket", &s, "--ledger-id", &ours, "status"]);
-    assert_eq!(code, 0, "the right ledger: {out}{err}");
+    assert_eq!(code, 6, "the right ledger, sealed: {out}{err}");
     let other = "ab".repeat(16);
     let (code, out, err) = support::custody(&["--socket", &s, "--ledger-id", &other, "status"]);
     assert_eq!(code, 5, "another ledger: {out}{err}");

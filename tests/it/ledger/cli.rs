@@ -79,9 +79,16 @@ fn init_export_verify_checkpoint_after() {
     let o = custody(&["--json", "audit", "verify", t, "--pubkey", &key], "");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    // The common error shape: the verification's line and seq inside `error`.
     assert_eq!(
-        (v["valid"].clone(), v["line"].clone(), v["seq"].clone()),
-        (false.into(), 2.into(), 1.into())
+        (
+            v["ok"].clone(),
+            v["status"].clone(),
+            v["error"]["line"].clone(),
+            v["error"]["seq"].clone()
+        ),
+        (false.into(), 1.into(), 2.into(), 1.into()),
+        "{v}"
     );
 
     // Truncated: the checkpoint line removed.

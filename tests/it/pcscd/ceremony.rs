@@ -416,7 +416,12 @@ fn pcscd_key_pulled_during_code_exits_3_and_the_request_stays_issuing() {
         r.out, r.err
     );
     assert!(r.out.is_empty(), "no code: {}", r.out);
-    assert!(r.err.contains("custodyd refused (token)"), "{}", r.err);
+    assert!(r.err.contains("refused (token_error): "), "{}", r.err);
+    assert!(
+        r.err.contains("Touch the key when it flashes"),
+        "the operator was told to touch the key: {}",
+        r.err
+    );
     assert!(r.err.contains("10000301"), "names the device: {}", r.err);
 
     // Defined state: the intent was recorded, no code was released, and none ever will be
@@ -460,7 +465,9 @@ fn pcscd_custodyd_killed_mid_sign_in_resumes_after_unseal() {
     d.kill().expect("SIGKILL");
     d.wait().expect("reaped");
     w.start_daemon();
-    let s = w.ok(&["--json", "status"], "").json();
+    let r = w.custody(&["--json", "status"], "");
+    assert_eq!(r.code, 6, "sealed: {}", r.err);
+    let s = r.json();
     assert_eq!(s["status"]["sealed"], true, "{s}");
     w.unseal();
     assert_eq!(request_status(&w, &id), "approved");
@@ -577,7 +584,7 @@ fn pcscd_a_touch_that_never_comes_fails_with_touch_timeout() {
         r.out, r.err
     );
     assert!(
-        r.err.contains("custodyd refused (token): device 10000501")
+        r.err.contains("refused (touch_timeout): device 10000501")
             && r.err.contains("was not touched within touch_timeout_secs"),
         "{}",
         r.err

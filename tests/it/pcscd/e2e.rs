@@ -142,7 +142,10 @@ fn pcscd_no_reader_exits_3() {
     assert_eq!(code, 3);
     assert!(err.contains("no smart-card reader"), "stderr: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    assert_eq!(v["error"]["kind"], "no_reader");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["status"], 3, "{v}");
+    assert_eq!(v["error"]["code"], "token", "{v}");
+    assert_eq!(v["error"]["reason"], "device_unavailable", "{v}");
 }
 
 #[test]
