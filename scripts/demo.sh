@@ -89,9 +89,14 @@ demo_start() {
     custody-emu --image "$CUSTODY_DEMO_REPO/hsm-fixtures/backup.toml" --state "$d/backup.state" \
         --vpcd "127.0.0.1:$((CUSTODY_VPCD_PORT + 1))" --touch auto >>"$d/emu-backup.log" 2>&1 &
     custodyd --config "$d/custody.toml" 2>>"$d/custodyd.log" &
-    local i
-    for i in $(seq 100); do [ -S "$CUSTODY_SOCKET" ] && custody status >/dev/null 2>&1 && break; sleep 0.1; done
-    custody status
+    # custody status answers 6 while sealed, 0 unsealed, anything else until custodyd listens.
+    local i rc
+    for i in $(seq 100); do
+        rc=0; [ -S "$CUSTODY_SOCKET" ] && { custody status >/dev/null 2>&1 || rc=$?; } || rc=1
+        case $rc in 0|6) break ;; esac
+        sleep 0.1
+    done
+    custody status || true
     echo "next: custody unseal --officer alice   (then bob; passphrases: \$P_ALICE, \$P_BOB)"
 }
 demo_stop() { kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; echo "stopped"; }
@@ -168,7 +173,9 @@ EOF
 "$bin/custodyd" --config "$work/custody.toml" --log-level "${CUSTODY_DEMO_LOG_LEVEL:-info}" 2>"$work/custodyd.log" &
 pids+=($!)
 for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
-run status
+# custody status exits 6 while custodyd is sealed (0 once unsealed).
+rc=0; run status || rc=$?
+[ "$rc" -eq 6 ] || { echo "demo: custody status of a sealed custodyd exited $rc, not 6" >&2; exit 1; }
 
 say "Officers unseal it, one passphrase each"
 run unseal --officer alice --passphrase-fd 3 3<<<"$P_ALICE"

@@ -601,7 +601,10 @@ fn a_tampered_export_gives_only_the_verification_error() {
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("invalid:"));
     let o = reconcile(&tampered, true, &[], &[&file]);
     let v = parsed(&o);
-    assert_eq!(v["valid"], false);
+    // The one --json error shape, as `audit verify --json` answers an invalid export.
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["status"], 1, "{v}");
+    assert!(v["error"]["problem"].is_string(), "names what is wrong: {v}");
     assert!(
         v.get("findings").is_none(),
         "no findings of an invalid export: {v}"
