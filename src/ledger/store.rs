@@ -622,6 +622,12 @@ impl Ledger {
         self.keys.signer.sign_raw(signed)
     }
 
+    /// Another connection to the ledger's database, with the same key and pragmas, for a
+    /// read that runs beside the ledger's own connection (verify checks pages on it).
+    pub(crate) fn second_connection(&self) -> Result<Connection, LedgerError> {
+        open_connection(&self.db_path, &self.keys, false)
+    }
+
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
