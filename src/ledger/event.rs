@@ -63,6 +63,18 @@ impl CanonicalJson {
         if is_canonical_object(bytes) {
             return Ok(Self(bytes.to_vec()));
         }
+        Self::parse_full(bytes)
+    }
+
+    /// [`CanonicalJson::parse`] of bytes the caller owns, kept without a copy when canonical.
+    pub(crate) fn parse_owned(bytes: Vec<u8>) -> Result<Self, CanonicalError> {
+        if is_canonical_object(&bytes) {
+            return Ok(Self(bytes));
+        }
+        Self::parse_full(&bytes)
+    }
+
+    fn parse_full(bytes: &[u8]) -> Result<Self, CanonicalError> {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|source| CanonicalError::NotJson { source })?;
         let again = Self::from_value(&value)?;

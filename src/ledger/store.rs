@@ -228,8 +228,8 @@ impl RawRow {
             field: "kind",
             source,
         })?;
-        let body =
-            CanonicalJson::parse(&self.body).map_err(|_| chain(ChainProblem::NonCanonicalBody))?;
+        let body = CanonicalJson::parse_owned(self.body)
+            .map_err(|_| chain(ChainProblem::NonCanonicalBody))?;
         let h = |b: &[u8]| Hash::from_slice(b).ok_or(chain(ChainProblem::MalformedHash));
         Ok(StoredEvent {
             header: EventHeader {
