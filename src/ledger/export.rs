@@ -259,7 +259,7 @@ pub fn export_redacted(
         }
     }
     let (mut events, mut stubs) = (0u64, 0u64);
-    ledger.for_each_event(1, checkpoint.checkpoint.seq, |ev| {
+    ledger.for_each_event_read_ahead(1, checkpoint.checkpoint.seq, |ev| {
         let with_body = filter.matches(&ev);
         if with_body {
             events += 1;

@@ -772,6 +772,69 @@ impl Ledger {
         Ok(())
     }
 
+    /// [`Ledger::for_each_event`] with the reading on a second connection in another thread:
+    /// it decrypts and decodes rows in batches ahead while this thread parses and hands them to
+    /// `f`, in order. The events, their order and every error are those of `for_each_event`.
+    pub(crate) fn for_each_event_read_ahead(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(StoredEvent) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        const BATCH: usize = 512;
+        let conn = self.second_connection()?;
+        let db_path = self.db_path.as_path();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<RawRow>, LedgerError>>(4);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let read = || -> Result<(), LedgerError> {
+                    let mut stmt = conn
+                        .prepare(&format!(
+                            "{SELECT_EVENTS} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+                        ))
+                        .map_err(LedgerError::sql(db_path, "query events"))?;
+                    let mut rows = stmt
+                        .query(params![
+                            i64::try_from(from).unwrap_or(i64::MAX),
+                            i64::try_from(to).unwrap_or(i64::MAX)
+                        ])
+                        .map_err(LedgerError::sql(db_path, "query events"))?;
+                    let mut batch = Vec::with_capacity(BATCH);
+                    while let Some(row) = rows
+                        .next()
+                        .map_err(LedgerError::sql(db_path, "read events"))?
+                    {
+                        batch.push(
+                            RawRow::from_row(row)
+                                .map_err(LedgerError::sql(db_path, "read events"))?,
+                        );
+                        if batch.len() == BATCH
+                            && tx
+                                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                                .is_err()
+                        {
+                            // The consumer stopped (its error is the answer).
+                            return Ok(());
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let _ = tx.send(Ok(batch));
+                    }
+                    Ok(())
+                };
+                if let Err(e) = read() {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            for batch in rx {
+                for raw in batch? {
+                    f(raw.into_event()?)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Runs a read-only query against the projection tables (writes are refused).
     pub fn query<T>(
         &self,
