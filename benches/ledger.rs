@@ -1,7 +1,10 @@
 //! Ledger benchmarks: durable appends per second (SQLCipher vs plain SQLite with the same
 //! durability), and verify/export throughput on a large ledger.
 //!
-//! `LEDGER_BENCH_EVENTS` sets the size of the large ledger (default 1,000,000).
+//! `LEDGER_BENCH_EVENTS` sets the size of the large ledger (default 1,000,000); it is built
+//! once and kept in `target/ledger-bench/events-N/`. Beside verify and export runs the
+//! reference they are measured against: the same rows read through SQLCipher as SQLite's JSON,
+//! hashed with SHA-256 ([`sqlite_json_sha256`]).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -9,14 +12,15 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mfa_custody::ledger::chain::{body_hash, event_hash};
 use mfa_custody::ledger::{
-    export, verify_ledger, Actor, ExportFilter, ExportFormat, Hash, Kind, NewEvent, Timestamp,
+    export, verify_ledger, Actor, ExportFilter, ExportFormat, Hash, Kind, Ledger, NewEvent,
+    Timestamp,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
 
 #[path = "../tests/it/support/ledger.rs"]
 mod ledger_support;
-use ledger_support::create;
+use ledger_support::{create, open};
 
 fn sample_event(i: u64) -> NewEvent {
     let body = json!({
@@ -105,13 +109,31 @@ fn appends(c: &mut Criterion) {
     group.finish();
 }
 
-fn large(c: &mut Criterion) {
-    let n: u64 = std::env::var("LEDGER_BENCH_EVENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let tmp = tempfile::tempdir().expect("tmp");
-    let mut ledger = create(&tmp.path().join("large"));
+/// The large ledger of `n` events, built once and kept under `target/ledger-bench/` so that
+/// reruns open it instead of rebuilding it (built in a scratch directory, then renamed, so an
+/// interrupted build is never reused).
+fn large_ledger(n: u64) -> Ledger {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ledger-bench");
+    let dir = root.join(format!("events-{n}"));
+    if dir.exists() {
+        let ledger = open(&dir);
+        let head = ledger.head().expect("head").map(|h| h.seq);
+        assert_eq!(
+            head,
+            Some(n + 1),
+            "{} is not a ledger of {n} events (and genesis): delete it to rebuild it",
+            dir.display()
+        );
+        eprintln!("reusing the ledger of {n} events in {}", dir.display());
+        return ledger;
+    }
+    std::fs::create_dir_all(&root).expect("create target/ledger-bench");
+    let scratch = root.join(format!("building-{n}"));
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).expect("remove an interrupted build");
+    }
+    std::fs::create_dir(&scratch).expect("scratch dir");
+    let mut ledger = create(&scratch);
     let started = std::time::Instant::now();
     let mut i = 0u64;
     while i < n {
@@ -122,12 +144,56 @@ fn large(c: &mut Criterion) {
         i += chunk;
     }
     eprintln!("built a ledger of {n} events in {:?}", started.elapsed());
+    drop(ledger);
+    std::fs::rename(&scratch, &dir).expect("keep the built ledger");
+    open(&dir)
+}
+
+/// The reference for verify and export: reading the same rows through SQLCipher, on the
+/// ledger's own connection (same key, same pragmas), as SQLite's own JSON (one `json_object`
+/// per row: seq, time, actor, kind, the body as text, the three hashes as hex, as
+/// `sqlite3 -json` prints them), then SHA-256 (ring) over every row's JSON and a newline.
+/// That is `sqlite3 -json ledger.db 'SELECT … FROM events' | sha256sum`, in process.
+fn sqlite_json_sha256(ledger: &Ledger) -> (u64, [u8; 32]) {
+    ledger
+        .query(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT json_object('seq', seq, 'time', time, 'actor', actor, 'kind', kind,
+                   'body', CAST(body AS TEXT), 'body_hash', hex(body_hash),
+                   'prev_hash', hex(prev_hash), 'hash', hex(hash))
+                 FROM events ORDER BY seq",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            let mut n = 0u64;
+            while let Some(row) = rows.next()? {
+                let json = row.get_ref(0)?.as_str()?;
+                ctx.update(json.as_bytes());
+                ctx.update(b"\n");
+                n += 1;
+            }
+            let mut out = [0u8; 32];
+            out.copy_from_slice(ctx.finish().as_ref());
+            Ok((n, out))
+        })
+        .expect("reference read")
+}
+
+fn large(c: &mut Criterion) {
+    let n: u64 = std::env::var("LEDGER_BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut ledger = large_ledger(n);
 
     let mut group = c.benchmark_group("large_ledger");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(60));
     group.throughput(Throughput::Elements(n + 1));
+    group.bench_function(format!("reference_sqlite_json_sha256_{n}"), |b| {
+        b.iter(|| black_box(sqlite_json_sha256(&ledger)))
+    });
     group.bench_function(format!("verify_{n}"), |b| {
         b.iter(|| black_box(verify_ledger(&ledger).expect("verify")))
     });

@@ -53,7 +53,28 @@ impl CanonicalJson {
     }
 
     /// Parses bytes that must already be canonical JSON for an object.
+    ///
+    /// The common case, canonical bytes, is proved in one pass that builds no JSON value
+    /// ([`is_canonical_object`]); anything that pass does not accept goes through the full
+    /// parse and re-encoding, which names what is wrong. The fast pass accepts only bytes the
+    /// full one accepts (same parser, same encoder, keys strictly increasing), so the outcome is
+    /// the full parse's either way.
     pub fn parse(bytes: &[u8]) -> Result<Self, CanonicalError> {
+        if is_canonical_object(bytes) {
+            return Ok(Self(bytes.to_vec()));
+        }
+        Self::parse_full(bytes)
+    }
+
+    /// [`CanonicalJson::parse`] of bytes the caller owns, kept without a copy when canonical.
+    pub(crate) fn parse_owned(bytes: Vec<u8>) -> Result<Self, CanonicalError> {
+        if is_canonical_object(&bytes) {
+            return Ok(Self(bytes));
+        }
+        Self::parse_full(&bytes)
+    }
+
+    fn parse_full(bytes: &[u8]) -> Result<Self, CanonicalError> {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|source| CanonicalError::NotJson { source })?;
         let again = Self::from_value(&value)?;
@@ -127,9 +148,137 @@ pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), Ca
 
 /// Writes a JSON string with serde_json's escaping.
 pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
-    // Serializing a &str into JSON cannot fail.
-    let encoded = serde_json::to_string(s).unwrap_or_default();
-    out.extend_from_slice(encoded.as_bytes());
+    // Serializing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Whether `bytes` are exactly the canonical encoding of a JSON object, checked while
+/// serde_json parses them: every value is re-encoded as [`write_canonical`] would (the same
+/// [`write_string`], integers only), every object's keys must be strictly increasing by their
+/// UTF-8 bytes (sorted, no duplicates), and the re-encoding must equal the input. Builds no
+/// [`Value`]; any doubt answers `false`.
+fn is_canonical_object(bytes: &[u8]) -> bool {
+    if bytes.first() != Some(&b'{') {
+        return false;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde::de::DeserializeSeed::deserialize(ReEncode(&mut out), &mut de)
+        .and_then(|()| de.end());
+    parsed.is_ok() && out == bytes
+}
+
+/// Re-encodes the value being parsed canonically into the buffer (see [`is_canonical_object`]).
+struct ReEncode<'a>(&'a mut Vec<u8>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ReEncode<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ReEncode<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("canonical JSON")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.0
+            .extend_from_slice(if v { b"true" as &[u8] } else { b"false" });
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.extend_from_slice(v.to_string().as_bytes());
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.extend_from_slice(v.to_string().as_bytes());
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom("not an integer"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        write_string(v, self.0);
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.push(b'[');
+        let mut first = true;
+        loop {
+            let at = self.0.len();
+            if !first {
+                self.0.push(b',');
+            }
+            if seq.next_element_seed(ReEncode(self.0))?.is_none() {
+                self.0.truncate(at);
+                break;
+            }
+            first = false;
+        }
+        self.0.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.push(b'{');
+        let (mut key, mut previous) = (String::new(), None::<String>);
+        while map.next_key_seed(Key(&mut key))?.is_some() {
+            if let Some(p) = &mut previous {
+                if p.as_bytes() >= key.as_bytes() {
+                    return Err(serde::de::Error::custom("keys not strictly increasing"));
+                }
+                self.0.push(b',');
+                std::mem::swap(p, &mut key);
+            } else {
+                previous = Some(std::mem::take(&mut key));
+            }
+            write_string(previous.as_deref().unwrap_or_default(), self.0);
+            self.0.push(b':');
+            map.next_value_seed(ReEncode(self.0))?;
+        }
+        self.0.push(b'}');
+        Ok(())
+    }
+}
+
+/// Reads an object key into a reused buffer.
+struct Key<'a>(&'a mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.0.clear();
+        self.0.push_str(v);
+        Ok(())
+    }
 }
 
 /// Why a name (actor, kind) was refused.
@@ -386,7 +535,77 @@ mod tests {
         })
     }
 
+    /// The full parse and re-encoding that [`CanonicalJson::parse`] falls back to.
+    fn full_parse(bytes: &[u8]) -> Option<Vec<u8>> {
+        let value: Value = serde_json::from_slice(bytes).ok()?;
+        CanonicalJson::from_value(&value).ok().map(|c| c.0)
+    }
+
+    #[test]
+    fn the_fast_pass_refuses_what_the_full_parse_refuses() {
+        for bad in [
+            &b"{\"b\":1,\"a\":2}"[..],
+            b"{\"a\":1,\"a\":1}",
+            b"{\"a\":{\"y\":1,\"x\":2}}",
+            b"{ \"a\":1}",
+            b"{\"a\":1} ",
+            b"{\"a\":1.5}",
+            b"{\"a\":-0}",
+            b"{\"a\":01}",
+            b"{\"a\":18446744073709551616}",
+            b"{\"a\":\"\\u0041\"}",
+            b"{\"a\":\"\\/\"}",
+            b"{\"a\":[1 ,2]}",
+            b"[1]",
+            b"{\"a\":1}{}",
+            b"{\"\\u00e9\":1}",
+        ] {
+            assert!(
+                !is_canonical_object(bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+            assert_ne!(
+                full_parse(bad).as_deref(),
+                Some(bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let good = "{\"a\":[1,-2,\"\\n\\u0001\"],\"b\":null,\"é\":{\"\":true}}".as_bytes();
+        assert!(is_canonical_object(good));
+        assert_eq!(full_parse(good).as_deref(), Some(good));
+    }
+
     proptest! {
+        /// The fast pass accepts canonical encodings, and accepts nothing the full parse does
+        /// not give back byte for byte, even after a byte of a canonical text is changed.
+        #[test]
+        fn the_fast_pass_agrees_with_the_full_parse(
+            v in prop::collection::btree_map(".{0,8}", arb_json(), 0..6),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let v = Value::Object(v.into_iter().collect());
+            let c = CanonicalJson::from_value(&v).expect("integers only");
+            prop_assert!(is_canonical_object(c.as_bytes()));
+            let mut edited = c.0.clone();
+            let i = at.index(edited.len());
+            edited[i] = byte;
+            if is_canonical_object(&edited) {
+                prop_assert_eq!(full_parse(&edited), Some(edited.clone()));
+            }
+        }
+
+        #[test]
+        fn the_fast_pass_never_accepts_what_the_full_parse_refuses(
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            if is_canonical_object(&bytes) {
+                prop_assert_eq!(full_parse(&bytes), Some(bytes.clone()));
+            }
+        }
+
         #[test]
         fn canonical_round_trips(v in prop::collection::btree_map(".{0,8}", arb_json(), 0..6)) {
             let v = Value::Object(v.into_iter().collect());

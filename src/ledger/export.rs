@@ -259,7 +259,7 @@ pub fn export_redacted(
         }
     }
     let (mut events, mut stubs) = (0u64, 0u64);
-    ledger.for_each_event(1, checkpoint.checkpoint.seq, |ev| {
+    ledger.for_each_event_read_ahead(1, checkpoint.checkpoint.seq, |ev| {
         let with_body = filter.matches(&ev);
         if with_body {
             events += 1;
@@ -345,22 +345,30 @@ pub fn encode_event_line(h: &EventHeader, body: Option<&CanonicalJson>, out: &mu
         out.extend_from_slice(body.as_bytes());
     }
     out.extend_from_slice(b",\"body_hash\":\"");
-    out.extend_from_slice(h.body_hash.to_hex().as_bytes());
+    push_hex(&h.body_hash, out);
     out.extend_from_slice(b"\",\"hash\":\"");
-    out.extend_from_slice(h.hash.to_hex().as_bytes());
+    push_hex(&h.hash, out);
     out.extend_from_slice(b"\",\"kind\":");
     write_string(h.kind.as_str(), out);
     out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(h.prev.to_hex().as_bytes());
+    push_hex(&h.prev, out);
     out.extend_from_slice(b"\",\"seq\":");
-    out.extend_from_slice(h.seq.to_string().as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}", h.seq);
     out.extend_from_slice(b",\"time\":");
-    out.extend_from_slice(h.time.0.to_string().as_bytes());
+    let _ = write!(out, "{}", h.time.0);
     out.extend_from_slice(if body.is_some() {
         b",\"type\":\"event\"}"
     } else {
         b",\"type\":\"stub\"}"
     });
+}
+
+/// Appends a hash's lower-case hex (as [`Hash::to_hex`]) without a temporary string.
+fn push_hex(hash: &Hash, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + HEXLOWER.encode_len(hash.0.len()), 0);
+    HEXLOWER.encode_mut(&hash.0, &mut out[start..]);
 }
 
 /// The canonical JSON line (no newline) of a signed checkpoint, as ending an export and as

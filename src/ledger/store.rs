@@ -228,8 +228,8 @@ impl RawRow {
             field: "kind",
             source,
         })?;
-        let body =
-            CanonicalJson::parse(&self.body).map_err(|_| chain(ChainProblem::NonCanonicalBody))?;
+        let body = CanonicalJson::parse_owned(self.body)
+            .map_err(|_| chain(ChainProblem::NonCanonicalBody))?;
         let h = |b: &[u8]| Hash::from_slice(b).ok_or(chain(ChainProblem::MalformedHash));
         Ok(StoredEvent {
             header: EventHeader {
@@ -622,6 +622,12 @@ impl Ledger {
         self.keys.signer.sign_raw(signed)
     }
 
+    /// Another connection to the ledger's database, with the same key and pragmas, for a
+    /// read that runs beside the ledger's own connection (verify checks pages on it).
+    pub(crate) fn second_connection(&self) -> Result<Connection, LedgerError> {
+        open_connection(&self.db_path, &self.keys, false)
+    }
+
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
@@ -781,6 +787,69 @@ impl Ledger {
             f(raw.into_event()?)?;
         }
         Ok(())
+    }
+
+    /// [`Ledger::for_each_event`] with the reading on a second connection in another thread:
+    /// it decrypts and decodes rows in batches ahead while this thread parses and hands them to
+    /// `f`, in order. The events, their order and every error are those of `for_each_event`.
+    pub(crate) fn for_each_event_read_ahead(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(StoredEvent) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        const BATCH: usize = 512;
+        let conn = self.second_connection()?;
+        let db_path = self.db_path.as_path();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<RawRow>, LedgerError>>(4);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let read = || -> Result<(), LedgerError> {
+                    let mut stmt = conn
+                        .prepare(&format!(
+                            "{SELECT_EVENTS} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+                        ))
+                        .map_err(LedgerError::sql(db_path, "query events"))?;
+                    let mut rows = stmt
+                        .query(params![
+                            i64::try_from(from).unwrap_or(i64::MAX),
+                            i64::try_from(to).unwrap_or(i64::MAX)
+                        ])
+                        .map_err(LedgerError::sql(db_path, "query events"))?;
+                    let mut batch = Vec::with_capacity(BATCH);
+                    while let Some(row) = rows
+                        .next()
+                        .map_err(LedgerError::sql(db_path, "read events"))?
+                    {
+                        batch.push(
+                            RawRow::from_row(row)
+                                .map_err(LedgerError::sql(db_path, "read events"))?,
+                        );
+                        if batch.len() == BATCH
+                            && tx
+                                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                                .is_err()
+                        {
+                            // The consumer stopped (its error is the answer).
+                            return Ok(());
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let _ = tx.send(Ok(batch));
+                    }
+                    Ok(())
+                };
+                if let Err(e) = read() {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            for batch in rx {
+                for raw in batch? {
+                    f(raw.into_event()?)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Runs a read-only query against the projection tables (writes are refused).

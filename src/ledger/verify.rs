@@ -440,13 +440,32 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
 
 /// [`verify_ledger`], calling `checked` with each event's seq once its hashes and link are
 /// checked and it is replayed (for a progress display).
+///
+/// The page checks read the whole file on a second connection while this thread walks the
+/// events, so the two cores share the work; a page that fails wins over whatever the walk found,
+/// as it did when the pages were checked first.
 pub fn verify_ledger_observed(
     ledger: &Ledger,
     checked: &mut dyn FnMut(u64),
 ) -> Result<LedgerReport, LedgerError> {
     let db = ledger.db_path();
+    let pages_conn = ledger.second_connection()?;
+    let (pages, walked) = std::thread::scope(|s| {
+        let pages = s.spawn(move || check_pages(&pages_conn, db));
+        let walked = walk_events(ledger, checked);
+        (pages.join(), walked)
+    });
+    match pages {
+        Ok(result) => result?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    walked
+}
+
+/// The events, checkpoints and projections part of [`verify_ledger_observed`].
+fn walk_events(ledger: &Ledger, checked: &mut dyn FnMut(u64)) -> Result<LedgerReport, LedgerError> {
+    let db = ledger.db_path();
     let conn = ledger.conn();
-    check_pages(conn, db)?;
     let replay =
         Connection::open_in_memory().map_err(LedgerError::sql(db, "open replay database"))?;
     ledger
