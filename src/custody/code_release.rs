@@ -178,6 +178,13 @@ impl Custody {
                 crate::token::oath::TimeStep(last + 1),
             )));
         }
+        // Nor a code too close to its step's end to be typed in time: the caller waits for
+        // the next step (the card stays open; nothing is recorded for this one).
+        let next = step_start_ms(crate::token::oath::TimeStep(step.0 + 1));
+        let min_ms = i64::try_from(self.policy.min_code_seconds.min(29) * 1000).unwrap_or(0);
+        if next - now < min_ms {
+            return Ok(Issuing::NotBefore(next));
+        }
         let issuing = checked.approved.issue(step.0, serial);
         let body = json!({"request": id, "account": checked.account.account,
                           "device": serial.to_string(), "step": step.0, "host_time_ms": now,

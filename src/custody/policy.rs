@@ -198,6 +198,10 @@ pub struct Policy {
     /// ledger says ([`LedgerPolicy`]: on for ledgers created since devices are locked at
     /// enrolment, off for older ones, whose devices two officers lock one by one).
     pub refuse_unlocked_devices: Option<bool>,
+    /// Fewest whole seconds a released code must have left in its time step (default 10,
+    /// at most 29): with fewer, the release waits for the next step, so the operator is never
+    /// shown a code that lapses while it is typed. 0: any time left will do.
+    pub min_code_seconds: u64,
 }
 
 /// The policy a ledger carries itself, recorded with its first genesis officer (the
@@ -235,9 +239,13 @@ impl Default for Policy {
             max_clock_skew: None,
             catalogue: default_catalogue(),
             refuse_unlocked_devices: None,
+            min_code_seconds: DEFAULT_MIN_CODE_SECONDS,
         }
     }
 }
+
+/// [`Policy::min_code_seconds`] unless configured.
+pub const DEFAULT_MIN_CODE_SECONDS: u64 = 10;
 
 impl Policy {
     /// The catalogue entry for `id`.

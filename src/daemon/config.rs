@@ -106,6 +106,7 @@ const POLICY_KEYS: &[&str] = &[
     "min_reason_chars",
     "passphrase_kdf_iterations",
     "refuse_unlocked_devices",
+    "min_code_seconds",
 ];
 
 /// Takes the typed values out of one TOML table, noting every problem: a value of the wrong
@@ -241,6 +242,9 @@ pub struct Policy {
     /// enrolment locked keys; `custody device lock` locks them). Unset: as the ledger says (on
     /// for ledgers created since keys are locked at enrolment, off for older ones).
     pub refuse_unlocked_devices: Option<bool>,
+    /// Fewest whole seconds a released code must have left in its step (0 to 29); with fewer,
+    /// the release waits for the next step.
+    pub min_code_seconds: u64,
 }
 
 impl Policy {
@@ -274,6 +278,9 @@ impl Policy {
                 .unwrap_or(d.min_reason_chars),
             passphrase_kdf_iterations: f.take("passphrase_kdf_iterations", "a whole number"),
             refuse_unlocked_devices: f.take("refuse_unlocked_devices", "true or false"),
+            min_code_seconds: f
+                .take("min_code_seconds", "a whole number of seconds")
+                .unwrap_or(d.min_code_seconds),
         };
         f.finish(POLICY_KEYS, ("at the top, before [policy]", TOP_KEYS));
         p
@@ -291,6 +298,7 @@ impl Default for Policy {
             min_reason_chars: d_reason(),
             passphrase_kdf_iterations: None,
             refuse_unlocked_devices: None,
+            min_code_seconds: crate::custody::policy::DEFAULT_MIN_CODE_SECONDS,
         }
     }
 }
@@ -538,6 +546,16 @@ impl Config {
                 ),
             );
         }
+        if p.min_code_seconds > 29 {
+            bad(
+                "policy.min_code_seconds",
+                format!(
+                    "is {}; it must be 0 to 29 (a step is 30 s; with 30 no code could ever be \
+                     released)",
+                    p.min_code_seconds
+                ),
+            );
+        }
         if p.passphrase_kdf_iterations == Some(0) {
             bad(
                 "policy.passphrase_kdf_iterations",
@@ -603,6 +621,7 @@ impl Config {
         out.ticket.prefixes = p.ticket_prefixes.clone();
         out.ticket.max_digits = p.ticket_max_digits;
         out.refuse_unlocked_devices = p.refuse_unlocked_devices;
+        out.min_code_seconds = p.min_code_seconds;
         if let Some(n) = p
             .passphrase_kdf_iterations
             .and_then(std::num::NonZeroU32::new)
@@ -683,6 +702,20 @@ mod tests {
             e.to_string().contains("policy.refuse_unlocked_devices"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn min_code_seconds_is_read_and_kept_below_a_step() {
+        let p = Path::new("x.toml");
+        let base = "ledger_dir = \"/l\"\nsocket = \"/s\"\n";
+        let c = Config::parse(base, p).expect("defaults");
+        assert_eq!(c.policy.min_code_seconds, 10);
+        let c =
+            Config::parse(&format!("{base}[policy]\nmin_code_seconds = 0\n"), p).expect("valid");
+        assert_eq!(c.policy.min_code_seconds, 0);
+        let e = Config::parse(&format!("{base}[policy]\nmin_code_seconds = 30\n"), p)
+            .expect_err("a whole step");
+        assert!(e.to_string().contains("policy.min_code_seconds"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,45 @@ fn approved(w: &mut World) -> RequestRecord {
     r2
 }
 
+/// A code with fewer than `min_code_seconds` left in its step is never shown: the release waits
+/// for the next step (this clock jumps), so the operator always has the time to type it. With
+/// more left, or with the policy at 0, the current step's code is released.
+#[test]
+fn a_code_close_to_its_steps_end_waits_for_the_next_step() {
+    for (min, left_ms, waits) in [(10, 5_000, true), (10, 12_000, false), (0, 1_000, false)] {
+        let mut w = World::new().with_enrolled_account();
+        w.custody.policy.min_code_seconds = min;
+        let r = approved(&mut w);
+        out_for(&mut w, &r.id, "SEAL-P1");
+        let oscar = w.login("oscar");
+        let pos = w.clock.now_ms() % 30_000;
+        w.clock.advance((30_000 - left_ms - pos).rem_euclid(30_000));
+        let step = w.clock.now_ms() / 30_000;
+        let code = w
+            .custody
+            .release_code(&oscar, &r.id, &mut w.keys)
+            .expect("release");
+        let want = if waits { step + 1 } else { step };
+        let case = format!("min {min} s, {left_ms} ms left");
+        assert_eq!(code.step, u64::try_from(want).expect("step"), "{case}");
+        assert_eq!(
+            code.code.as_str(),
+            totp_at(SEED_B32, want * 30_000),
+            "{case}"
+        );
+        assert!(
+            code.seconds_remaining >= min,
+            "{case}: {}",
+            code.seconds_remaining
+        );
+        assert_eq!(
+            w.bodies("code.issuing").len(),
+            1,
+            "{case}: nothing is recorded for the step skipped"
+        );
+    }
+}
+
 #[test]
 fn sign_in_end_to_end_releases_the_current_code_once() {
     let mut w = World::new().with_enrolled_account();
