@@ -604,7 +604,10 @@ fn a_tampered_export_gives_only_the_verification_error() {
     // The one --json error shape, as `audit verify --json` answers an invalid export.
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["status"], 1, "{v}");
-    assert!(v["error"]["problem"].is_string(), "names what is wrong: {v}");
+    assert!(
+        v["error"]["problem"].is_string(),
+        "names what is wrong: {v}"
+    );
     assert!(
         v.get("findings").is_none(),
         "no findings of an invalid export: {v}"
