@@ -268,51 +268,17 @@ pub fn utc(ms: i64) -> String {
     )
 }
 
-/// Parses milliseconds since the epoch or `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC), the inverse of
-/// [`utc`] for the times people and CloudTrail write.
+/// Parses milliseconds since the epoch or an RFC 3339 time (`YYYY-MM-DDTHH:MM:SS[.fff]Z`, or
+/// with an offset), the inverse of [`utc`] for the times people and CloudTrail write. Dates that
+/// do not exist (February 31st, hour 24) are refused, not carried into the next day.
 pub fn parse_utc(s: &str) -> Result<Timestamp, String> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(Timestamp(ms));
     }
-    let bad =
-        || format!("{s:?} is not milliseconds since the epoch nor YYYY-MM-DDTHH:MM:SS[.fff]Z");
-    let rest = s.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = rest.split_once('T').ok_or_else(bad)?;
-    let num = |t: &str, len: usize| -> Result<i64, String> {
-        if t.len() != len || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        t.parse::<i64>().map_err(|_| bad())
-    };
-    let d: Vec<&str> = date.split('-').collect();
-    let (time, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<&str> = time.split(':').collect();
-    let ([y, mo, da], [h, mi, se]) = (d.as_slice(), t.as_slice()) else {
-        return Err(bad());
-    };
-    let (y, mo, da, h, mi, se) = (
-        num(y, 4)?,
-        num(mo, 2)?,
-        num(da, 2)?,
-        num(h, 2)?,
-        num(mi, 2)?,
-        num(se, 2)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
-        return Err(bad());
-    }
-    let ms = if frac.is_empty() { 0 } else { num(frac, 3)? };
-    // Days from civil date (Howard Hinnant's algorithm).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(Timestamp(
-        ((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms,
-    ))
+    let t: jiff::Timestamp = s.parse().map_err(|_| {
+        format!("{s:?} is not milliseconds since the epoch nor an RFC 3339 time (YYYY-MM-DDTHH:MM:SS[.fff]Z)")
+    })?;
+    Ok(Timestamp(t.as_millisecond()))
 }
 
 impl ReportBuilder {
@@ -818,6 +784,33 @@ impl ReportBuilder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_utc_reads_rfc3339_and_refuses_dates_that_do_not_exist() {
+        let t0 = super::parse_utc("2026-01-01T00:00:00Z").expect("valid").0;
+        assert_eq!(t0, 1_767_225_600_000);
+        assert_eq!(
+            super::parse_utc("2026-01-01T00:00:00.250Z").expect("ms").0,
+            t0 + 250
+        );
+        assert_eq!(
+            super::parse_utc("2026-01-01T01:00:00+01:00")
+                .expect("offset")
+                .0,
+            t0
+        );
+        assert_eq!(super::parse_utc("1767225600000").expect("epoch ms").0, t0);
+        for bad in [
+            "2026-02-31T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "",
+            "yesterday",
+        ] {
+            let e = super::parse_utc(bad).expect_err(bad);
+            assert!(e.contains("RFC 3339"), "{bad}: {e}");
+        }
+    }
+
     use super::*;
 
     #[test]
