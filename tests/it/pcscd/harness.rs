@@ -94,8 +94,10 @@ fn two_harnesses_on_one_port_see_each_their_own_key() {
     let _alone = support::alone();
     let emu = env!("CARGO_BIN_EXE_custody-emu");
     let custody = env!("CARGO_BIN_EXE_custody");
-    // Each harness plugs a key of its own serial and scans until it sees a key, then holds its
-    // port a while so that the two runs overlap whatever their start-up times.
+    // Each harness plugs a key of its own serial and scans until it sees a key, then says so in
+    // a file both can see and holds its port until the other has said so too: the two runs
+    // overlap for certain, whatever their start-up times.
+    let meet = tempfile::tempdir().expect("meeting directory");
     let script = format!(
         "{emu} --serial \"$SERIAL\" --vpcd 127.0.0.1:$CUSTODY_VPCD_PORT >/dev/null 2>&1 &
          for _ in $(seq 100); do
@@ -104,7 +106,8 @@ fn two_harnesses_on_one_port_see_each_their_own_key() {
            sleep 0.1
          done
          echo \"$out\"
-         sleep 2"
+         touch \"$MEET/$SERIAL\"
+         for _ in $(seq 200); do [ \"$(ls \"$MEET\" | wc -l)\" -ge 2 ] && break; sleep 0.05; done"
     );
     let run = |serial: &str| {
         Command::new(support::repo().join("scripts/with-pcscd.sh"))
@@ -112,6 +115,7 @@ fn two_harnesses_on_one_port_see_each_their_own_key() {
             .args(["sh", "-c", &script])
             .env_remove("CUSTODY_PCSCD_NS")
             .env("SERIAL", serial)
+            .env("MEET", meet.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
