@@ -21,9 +21,7 @@ pub enum AccountCommand {
     )]
     Add(AddArgs),
     /// List accounts (officers, auditors, operators; needs `custody login` or --as).
-    #[command(
-        after_help = "Example:\n  custody login --as dave --no-totp\n  custody --json account list"
-    )]
+    #[command(after_help = "Example:\n  custody login --as dave\n  custody --json account list")]
     List {
         /// How you authenticate: the session of `custody login`, or --as for this command.
         #[command(flatten)]
@@ -132,7 +130,7 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
             let r = match cmd {
                 AccountCommand::Add(a) => {
                     let by = a.auth.read()?;
-                    call(
+                    a.auth.call(
                         socket,
                         Op::AccountAdd {
                             by,

@@ -326,11 +326,7 @@ impl Room {
         } else {
             None
         };
-        Ok(Auth {
-            user: name.to_owned(),
-            passphrase,
-            factor,
-        })
+        Ok(Auth::new(name, passphrase, factor))
     }
 
     /// Runs `step` (which asks for what it needs and calls the daemon); at a terminal, a

@@ -9,8 +9,10 @@ use super::exit;
 use super::ledger::Failure;
 use super::secret_input::SecretFd;
 use crate::daemon::protocol::{
-    encode_request, parse_response, ErrorCode, Op, Outcome, RefusalCode, Reply, Request, VERSION,
+    encode_request, parse_response, Auth, ErrorBody, ErrorCode, Op, Outcome, RefusalCode, Reply,
+    Request, VERSION,
 };
+use crate::daemon::Secret;
 
 /// The socket used when neither `--socket` nor `CUSTODY_SOCKET` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/custody/custodyd.sock";
@@ -143,6 +145,43 @@ pub(crate) fn call_with_reason(
     socket: &Path,
     op: Op,
 ) -> Result<Reply, (Failure, Option<RefusalCode>)> {
+    let req = request(op);
+    let r = exchange(socket, &req);
+    drop(req);
+    answer(r?)
+}
+
+/// One request line of this run: the pinned ledger id, the session when there is one.
+fn request(op: Op) -> Request {
+    Request {
+        v: VERSION,
+        id: u64::from(std::process::id()),
+        ledger: EXPECTED_LEDGER.get().cloned().flatten(),
+        op,
+        session: super::session::current(),
+    }
+}
+
+/// A reply, or the refusal as a [`Failure`] with its reason.
+fn answer(r: Result<Reply, ErrorBody>) -> Result<Reply, (Failure, Option<RefusalCode>)> {
+    r.map_err(|e| {
+        let message = match e.reason {
+            Some(_) => e.message,
+            None => format!("custodyd refused ({}): {}", e.code, e.message),
+        };
+        let mut f = Failure::new(status_of(e.code), message);
+        f.code = Some(e.code);
+        f.reason = e.reason;
+        (f, e.reason)
+    })
+}
+
+/// Sends one request on a new connection and reads its answer: the reply, or custodyd's
+/// refusal as it came (a continuation in it included).
+fn exchange(
+    socket: &Path,
+    req: &Request,
+) -> Result<Result<Reply, ErrorBody>, (Failure, Option<RefusalCode>)> {
     let plain = |f: Failure| (f, None);
     let stream = UnixStream::connect(socket).map_err(|e| {
         plain(Failure::new(
@@ -158,15 +197,7 @@ pub(crate) fn call_with_reason(
     stream
         .set_read_timeout(Some(Duration::from_secs(300)))
         .map_err(io)?;
-    let req = Request {
-        v: VERSION,
-        id: u64::from(std::process::id()),
-        ledger: EXPECTED_LEDGER.get().cloned().flatten(),
-        op,
-        session: super::session::current(),
-    };
-    let line = encode_request(&req);
-    drop(req);
+    let line = encode_request(req);
     (&stream).write_all(&line).map_err(io)?;
     drop(line);
     let buf = read_line(&stream).map_err(io)?;
@@ -183,18 +214,49 @@ pub(crate) fn call_with_reason(
         ))
     })?;
     match resp.result {
-        Outcome::Ok(r) => Ok(*r),
-        Outcome::Err(e) => {
-            let message = match e.reason {
-                Some(_) => e.message,
-                None => format!("custodyd refused ({}): {}", e.code, e.message),
-            };
-            let mut f = Failure::new(status_of(e.code), message);
-            f.code = Some(e.code);
-            f.reason = e.reason;
-            Err((f, e.reason))
-        }
+        Outcome::Ok(r) => Ok(Ok(*r)),
+        Outcome::Err(e) => Ok(Err(e)),
     }
+}
+
+/// Sends `op`, whose one person ([`Op::person_mut`]) offered a passphrase and no code, and
+/// completes a second round when custodyd asks for one: a right passphrase of a person with a
+/// second factor is refused `factor_code_required` with a continuation; `code` then gives the
+/// person's current code (a prompt, or `--totp-fd`), and the request goes again with the
+/// continuation and the code instead of the passphrase. Nobody is asked for a code custodyd
+/// did not ask for, and a wrong passphrase is refused before any code is asked for.
+pub(crate) fn call_completing(
+    socket: &Path,
+    op: Op,
+    code: impl FnOnce(&str) -> Result<Secret, Failure>,
+) -> Result<Reply, (Failure, Option<RefusalCode>)> {
+    let mut req = request(op);
+    let first = exchange(socket, &req)?;
+    let continuation = match first {
+        Err(ErrorBody {
+            reason: Some(RefusalCode::FactorCodeRequired),
+            continuation: Some(c),
+            ..
+        }) => c,
+        other => return answer(other),
+    };
+    let Some(person) = req.op.person_mut() else {
+        return Err((
+            Failure::new(
+                exit::IO,
+                "custodyd asked for a second round of an operation that authenticates nobody \
+                 by itself",
+            ),
+            None,
+        ));
+    };
+    let factor = code(&person.user).map_err(|f| (f, None))?;
+    person.passphrase = None;
+    person.factor = Some(factor);
+    person.continuation = Some(continuation);
+    let second = exchange(socket, &req);
+    drop(req);
+    answer(second?)
 }
 
 /// Reads the daemon's one answer line. Answers may carry a code or a seed: they are read into
@@ -257,18 +319,19 @@ impl SecretLines {
     }
 
     /// The next secret, prompting with `prompt` when no descriptor was given.
-    pub(crate) fn next(&mut self, prompt: &str) -> Result<crate::daemon::Secret, Failure> {
+    pub(crate) fn next(&mut self, prompt: &str) -> Result<Secret, Failure> {
         let Some(fd) = &mut self.fd else {
-            return read_secret(None, prompt).map(crate::daemon::Secret::new);
+            return read_secret(None, prompt).map(Secret::new);
         };
         let line = fd.next_line(prompt.trim_end_matches([':', ' ']))?;
-        Ok(crate::daemon::Secret::new(line))
+        Ok(Secret::new(line))
     }
 }
 
 /// How a person authenticates on the command line: `--as NAME`, the passphrase from a hidden
-/// prompt or `--passphrase-fd`, an officer's second-factor code from a prompt or `--totp-fd`.
-#[derive(Debug, clap::Args)]
+/// prompt or `--passphrase-fd`, and, only when custodyd says after the passphrase that the
+/// person has a second factor, its code from a prompt or `--totp-fd`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct AuthArgs {
     /// Who you are.
     #[arg(long = "as", value_name = "NAME", value_parser = parse_user_name)]
@@ -276,31 +339,52 @@ pub struct AuthArgs {
     /// Read the passphrase from this file descriptor (first line) instead of prompting.
     #[arg(long, value_name = "N")]
     pub passphrase_fd: Option<u32>,
-    /// Read the second-factor code from this file descriptor instead of prompting.
+    /// Read the second-factor code, when custodyd asks for one after the passphrase, from
+    /// this file descriptor instead of prompting.
     #[arg(long, value_name = "N")]
     pub totp_fd: Option<u32>,
-    /// Operators and auditors have no second factor: do not ask for one.
+    /// Never ask for a second-factor code. No longer needed: custody asks for a code only
+    /// when custodyd, after a right passphrase, says NAME has a second factor.
     #[arg(long)]
     pub no_totp: bool,
 }
 
 impl AuthArgs {
-    pub(crate) fn read(&self) -> Result<crate::daemon::protocol::Auth, Failure> {
+    /// The first round's credentials: the passphrase, no code.
+    pub(crate) fn read(&self) -> Result<Auth, Failure> {
         let passphrase = SecretLines::new(self.passphrase_fd)?
             .next(&format!("Passphrase of {}: ", self.user))?;
-        let factor = if self.no_totp {
-            None
-        } else {
-            Some(
-                SecretLines::new(self.totp_fd)?
-                    .next(&format!("Second-factor code of {}: ", self.user))?,
-            )
-        };
-        Ok(crate::daemon::protocol::Auth {
-            user: self.user.clone(),
-            passphrase,
-            factor,
-        })
+        Ok(Auth::new(self.user.clone(), passphrase, None))
+    }
+
+    /// The second-factor code of this person, when custodyd asks for it.
+    fn code(&self, user: &str) -> Result<Secret, Failure> {
+        if self.no_totp {
+            return Err(Failure::refused(
+                exit::FAILED,
+                RefusalCode::FactorCodeRequired,
+                format!(
+                    "the passphrase of {user} is right, and {user} has a second factor: run the \
+                     command again without --no-totp, and custody asks for its code"
+                ),
+            ));
+        }
+        SecretLines::new(self.totp_fd)?.next(&format!("Second-factor code of {user}: "))
+    }
+
+    /// Sends `op`, built around this person's first-round credentials ([`AuthArgs::read`]),
+    /// and completes the second round with the code when custodyd asks for it.
+    pub(crate) fn call(&self, socket: &Path, op: Op) -> Result<Reply, Failure> {
+        self.call_with_reason(socket, op).map_err(|(f, _)| f)
+    }
+
+    /// As [`AuthArgs::call`], with the refusal's own code.
+    pub(crate) fn call_with_reason(
+        &self,
+        socket: &Path,
+        op: Op,
+    ) -> Result<Reply, (Failure, Option<RefusalCode>)> {
+        call_completing(socket, op, |user| self.code(user))
     }
 }
 
@@ -328,11 +412,11 @@ pub(crate) fn read_officers(
     let mut codes = SecretLines::new(totp_fd)?;
     let mut out = Vec::with_capacity(by.len());
     for o in by {
-        out.push(crate::daemon::protocol::Auth {
-            user: o.clone(),
-            passphrase: pass.next(&format!("Passphrase of {o}: "))?,
-            factor: Some(codes.next(&format!("Second-factor code of {o}: "))?),
-        });
+        out.push(Auth::new(
+            o.clone(),
+            pass.next(&format!("Passphrase of {o}: "))?,
+            Some(codes.next(&format!("Second-factor code of {o}: "))?),
+        ));
     }
     Ok((out, pass))
 }
@@ -352,7 +436,7 @@ pub struct PairArgs {
 }
 
 impl PairArgs {
-    pub(crate) fn read(&self) -> Result<Vec<crate::daemon::protocol::Auth>, Failure> {
+    pub(crate) fn read(&self) -> Result<Vec<Auth>, Failure> {
         read_officers(&self.by, self.passphrase_fd, self.totp_fd).map(|(a, _)| a)
     }
 }

@@ -47,7 +47,7 @@ pub struct SealArgs {
     after_help = "The export carries every event, signed; users' sealed credential records are left out \
 (each such event carries its body with the credential replaced by its digest, signed by the \
 ledger's key, and still verifies in the hash chain). The file is created mode 0600.\n\n\
-Example:\n  custody login --as erin --no-totp\n  custody export --out ledger-2026-11.jsonl\n  custody audit verify ledger-2026-11.jsonl --pubkey KEY\n  custody export --out ledger.jsonl --as erin --no-totp --passphrase-fd 3"
+Example:\n  custody login --as erin\n  custody export --out ledger-2026-11.jsonl\n  custody audit verify ledger-2026-11.jsonl --pubkey KEY\n  custody export --out ledger.jsonl --as erin --passphrase-fd 3"
 )]
 pub struct ExportArgs {
     /// Where to write the export (JSON Lines); it must not exist, and is created mode 0600.
@@ -179,7 +179,7 @@ pub fn seal(json: bool, socket: &Path, args: SealArgs) -> ExitCode {
     finish(
         json,
         (|| {
-            let r = call(
+            let r = args.auth.call(
                 socket,
                 Op::Seal {
                     by: args.auth.read()?,

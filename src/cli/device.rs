@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
+use super::client::{call, print_reply, read_officers, AuthArgs, PairArgs, SecretLines};
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::{escape_unsafe, DeviceRole, Terminal};
-use crate::daemon::protocol::{named, Auth, DeviceReply, Op, Reply};
+use crate::daemon::protocol::{named, DeviceReply, Op, Reply};
 
 /// `custody device` subcommands.
 #[derive(Debug, Subcommand)]
@@ -145,7 +145,7 @@ pub struct EnrolArgs {
 
 /// Arguments of `custody code`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  custody code req-0123456789abcdef --as dave --no-totp")]
+#[command(after_help = "Example:\n  custody code req-0123456789abcdef --as dave")]
 pub struct CodeArgs {
     /// The approved request.
     #[arg(value_parser = super::client::parse_request_id)]
@@ -257,7 +257,7 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
         json,
         (|| {
             let r = match cmd {
-                DeviceCommand::Register { serial, role, auth } => call(
+                DeviceCommand::Register { serial, role, auth } => auth.call(
                     socket,
                     Op::DeviceRegister {
                         by: auth.read()?,
@@ -293,7 +293,7 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                     seal,
                     request,
                     auth,
-                } => call(
+                } => auth.call(
                     socket,
                     Op::Checkout {
                         by: auth.read()?,
@@ -307,7 +307,7 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                     seal,
                     location,
                     auth,
-                } => call(
+                } => auth.call(
                     socket,
                     Op::Checkin {
                         by: auth.read()?,
@@ -328,16 +328,7 @@ pub fn enrol(json: bool, socket: &Path, a: EnrolArgs) -> ExitCode {
     finish(
         json,
         (|| {
-            let mut pass = SecretLines::new(a.passphrase_fd)?;
-            let mut codes = SecretLines::new(a.totp_fd)?;
-            let mut by = Vec::new();
-            for o in &a.by {
-                by.push(Auth {
-                    user: o.clone(),
-                    passphrase: pass.next(&format!("Passphrase of {o}: "))?,
-                    factor: Some(codes.next(&format!("Second-factor code of {o}: "))?),
-                });
-            }
+            let (by, _) = read_officers(&a.by, a.passphrase_fd, a.totp_fd)?;
             let seed = SecretLines::new(a.seed_fd)?
                 .next("Provider's TOTP seed (Base32 or otpauth:// URI): ")?;
             let r = call(
@@ -371,7 +362,7 @@ pub fn code(json: bool, socket: &Path, a: CodeArgs) -> ExitCode {
                     a.request
                 );
             }
-            let r = call(
+            let r = a.auth.call(
                 socket,
                 Op::Code {
                     by,

@@ -17,7 +17,7 @@ use crate::daemon::protocol::{IncidentReply, Op, Reply};
 pub enum IncidentCommand {
     /// List incidents (officers and auditors; needs `custody login` or --as).
     #[command(
-        after_help = "Example:\n  custody login --as alice\n  custody incident list\n  custody --json incident list --as erin --no-totp"
+        after_help = "Example:\n  custody login --as alice\n  custody incident list\n  custody --json incident list --as erin"
     )]
     List {
         /// How you authenticate: the session of `custody login`, or --as for this command.

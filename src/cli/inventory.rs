@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::client::{call, print_reply, AuthArgs};
+use super::client::{print_reply, AuthArgs};
 use super::exit;
 use super::ledger::{finish, Failure};
 use crate::daemon::protocol::{Op, PresentedDevice, Reply};
@@ -49,7 +49,7 @@ pub fn run(json: bool, socket: &Path, args: InventoryArgs) -> ExitCode {
                 .iter()
                 .map(|p| presented(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let r = call(
+            let r = args.auth.call(
                 socket,
                 Op::Inventory {
                     by: args.auth.read()?,

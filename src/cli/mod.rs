@@ -137,7 +137,7 @@ pub enum Command {
 (session_idle_secs, 10 minutes by default), at the latest session_absolute_secs after the login \
 (an hour), at custody logout, and when custodyd seals. Its token is kept in a file only you can \
 read ($XDG_RUNTIME_DIR/custody/, else ~/.cache/custody/, mode 0600), never on the command line \
-or in the environment.\n\nExample:\n  custody login --as alice\n  custody login --as dave --no-totp\n  custody user list\n  custody logout"
+or in the environment.\n\nExample:\n  custody login --as alice\n  custody login --as dave\n  custody user list\n  custody logout"
     )]
     Login(session::LoginArgs),
     /// End your session (the daemon revokes it and its file is removed).

@@ -18,14 +18,12 @@ use crate::daemon::protocol::{Op, Reply, RequestReply};
 pub enum RequestCommand {
     /// Ask for one code for a root task on an account (operators and officers).
     #[command(
-        after_help = "Example:\n  custody request code --account 123456789012 --task change-root-password \\\n    --ticket SEC-42 --reason \"rotate the root password after the audit\" --as dave --no-totp"
+        after_help = "Example:\n  custody request code --account 123456789012 --task change-root-password \\\n    --ticket SEC-42 --reason \"rotate the root password after the audit\" --as dave"
     )]
     Code(CodeArgs),
     /// List requests: officers and auditors see every request, operators their own (needs
     /// `custody login` or --as).
-    #[command(
-        after_help = "Example:\n  custody login --as dave --no-totp\n  custody --json request list"
-    )]
+    #[command(after_help = "Example:\n  custody login --as dave\n  custody --json request list")]
     List {
         /// How you authenticate: the session of `custody login`, or --as for this command.
         #[command(flatten)]
@@ -46,7 +44,7 @@ pub enum RequestCommand {
     /// Cancel your own request: with the session of `custody login`, or --as to authenticate
     /// for this command.
     #[command(
-        after_help = "Example:\n  custody request cancel REQ-ID\n  custody request cancel REQ-ID --as dave --no-totp"
+        after_help = "Example:\n  custody request cancel REQ-ID\n  custody request cancel REQ-ID --as dave"
     )]
     Cancel {
         /// The request id.
@@ -181,7 +179,7 @@ pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
             let r = match cmd {
                 RequestCommand::Code(a) => {
                     let by = a.auth.read()?;
-                    call(
+                    a.auth.call(
                         socket,
                         Op::RequestCode {
                             by,
@@ -206,21 +204,21 @@ pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
                     return Ok(());
                 }
                 RequestCommand::Cancel { request, auth } => match &auth.user {
-                    Some(user) => call(
-                        socket,
-                        Op::Cancel {
-                            by: Some(
-                                AuthArgs {
-                                    user: user.clone(),
-                                    passphrase_fd: auth.passphrase_fd,
-                                    totp_fd: auth.totp_fd,
-                                    no_totp: auth.no_totp,
-                                }
-                                .read()?,
-                            ),
-                            request,
-                        },
-                    )?,
+                    Some(user) => {
+                        let me = AuthArgs {
+                            user: user.clone(),
+                            passphrase_fd: auth.passphrase_fd,
+                            totp_fd: auth.totp_fd,
+                            no_totp: auth.no_totp,
+                        };
+                        me.call(
+                            socket,
+                            Op::Cancel {
+                                by: Some(me.read()?),
+                                request,
+                            },
+                        )?
+                    }
                     None => {
                         let _s = for_reads(socket, &auth, "custody request cancel")?;
                         call(socket, Op::Cancel { by: None, request })?
@@ -278,7 +276,7 @@ pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
                 Some(_) => None,
                 None => Some(a.auth.read()?),
             };
-            let r = call(
+            let r = a.auth.call(
                 socket,
                 Op::Approve {
                     by,
@@ -298,7 +296,7 @@ pub fn deny(json: bool, socket: &Path, a: DenyArgs) -> ExitCode {
     finish(
         json,
         (|| {
-            let r = call(
+            let r = a.auth.call(
                 socket,
                 Op::Deny {
                     by: a.auth.read()?,

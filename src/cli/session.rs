@@ -24,7 +24,7 @@ use super::client::{call, AuthArgs};
 use super::exit;
 use super::ledger::{finish, Failure};
 use crate::custody::Role;
-use crate::daemon::protocol::{Auth, Op, Reply, SessionReply};
+use crate::daemon::protocol::{Op, Reply, SessionReply};
 use crate::daemon::Secret;
 
 /// The session sent with every request of this run.
@@ -51,18 +51,20 @@ fn set_current(token: Option<Secret>) {
 /// this command alone.
 #[derive(Debug, Clone, Args)]
 pub struct ReadAuthArgs {
-    /// Authenticate as NAME for this command only (passphrase, and the second-factor code for
-    /// officers), instead of the session of `custody login`.
+    /// Authenticate as NAME for this command only (passphrase, and the second-factor code when
+    /// NAME has one), instead of the session of `custody login`.
     #[arg(long = "as", value_name = "NAME", value_parser = super::client::parse_user_name)]
     pub user: Option<String>,
     /// With --as: read the passphrase from this file descriptor (first line) instead of
     /// prompting.
     #[arg(long, value_name = "N", requires = "user")]
     pub passphrase_fd: Option<u32>,
-    /// With --as: read the second-factor code from this file descriptor instead of prompting.
+    /// With --as: read the second-factor code, when custodyd asks for one after the
+    /// passphrase, from this file descriptor instead of prompting.
     #[arg(long, value_name = "N", requires = "user")]
     pub totp_fd: Option<u32>,
-    /// With --as: operators and auditors have no second factor; do not ask for one.
+    /// With --as: never ask for a second-factor code. No longer needed: custody asks for a
+    /// code only when custodyd, after a right passphrase, says NAME has a second factor.
     #[arg(long, requires = "user")]
     pub no_totp: bool,
 }
@@ -97,9 +99,8 @@ pub(crate) fn for_reads(
             passphrase_fd: args.passphrase_fd,
             totp_fd: args.totp_fd,
             no_totp: args.no_totp,
-        }
-        .read()?;
-        let s = login_call(socket, auth)?;
+        };
+        let s = login_call(socket, &auth)?;
         set_current(s.token);
         return Ok(ReadSession {
             socket: socket.to_path_buf(),
@@ -132,9 +133,9 @@ pub(crate) fn use_kept(socket: &Path) -> Result<bool, Failure> {
     Ok(found)
 }
 
-fn login_call(socket: &Path, auth: Auth) -> Result<SessionReply, Failure> {
+fn login_call(socket: &Path, auth: &AuthArgs) -> Result<SessionReply, Failure> {
     set_current(None);
-    match call(socket, Op::Login { by: auth })? {
+    match auth.call(socket, Op::Login { by: auth.read()? })? {
         Reply::Session(s) if s.token.is_some() => Ok(s),
         other => Err(Failure::new(
             exit::IO,
@@ -290,7 +291,7 @@ pub fn login(json: bool, socket: &Path, args: LoginArgs) -> ExitCode {
                 set_current(None);
                 forget(socket)?;
             }
-            let s = login_call(socket, args.auth.read()?)?;
+            let s = login_call(socket, &args.auth)?;
             let Some(token) = &s.token else {
                 return Err(Failure::new(exit::IO, "custodyd sent no session token"));
             };

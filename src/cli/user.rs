@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use subtle::ConstantTimeEq;
 
-use super::client::{call, print_reply, PairArgs, SecretLines};
+use super::client::{call, print_reply, read_officers, PairArgs, SecretLines};
 use super::exit;
 use super::ledger::{finish, Failure};
 use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::Role;
-use crate::daemon::protocol::{Auth, Op, Reply};
+use crate::daemon::protocol::{Op, Reply};
 
 /// `custody user` subcommands.
 #[derive(Debug, Subcommand)]
@@ -208,16 +208,7 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                             "adding an officer needs two different officers: give --by twice",
                         ));
                     }
-                    let mut pass = SecretLines::new(a.passphrase_fd)?;
-                    let mut codes = SecretLines::new(a.totp_fd)?;
-                    let mut by = Vec::new();
-                    for o in &a.by {
-                        by.push(Auth {
-                            user: o.clone(),
-                            passphrase: pass.next(&format!("Passphrase of {o}: "))?,
-                            factor: Some(codes.next(&format!("Second-factor code of {o}: "))?),
-                        });
-                    }
+                    let (by, mut pass) = read_officers(&a.by, a.passphrase_fd, a.totp_fd)?;
                     let passphrase = pass.next(&format!("New passphrase of {}: ", a.name))?;
                     call(
                         socket,

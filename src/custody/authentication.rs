@@ -1,5 +1,7 @@
 //! Authentication on [`Custody`]: `authenticate`, or `begin_authentication`,
-//! [`AuthCheck::verify`] (the key derivation, without the domain), `finish_authentication`;
+//! [`AuthCheck::verify`] (the key derivation, without the domain), `finish_authentication`
+//! (or, for two rounds, `finish_authentication_rounds`, whose [`PassphraseProven`] a second
+//! round completes with `begin_second_round` and [`AuthCheck::verify_factor`]);
 //! `authenticate_officer`, `require_officer`, and `session_holder` (whom a session stands for).
 
 use serde_json::json;
@@ -8,6 +10,7 @@ use super::error::CustodyError;
 use super::ids::UserName;
 use super::policy::ms;
 use super::records::{Role, UserRecord};
+use super::secret::FactorCode;
 use super::service::{Credentials, Custody, Session};
 use super::store::{entity, kinds, Put};
 use super::users::Credential;
@@ -25,52 +28,100 @@ impl Custody {
     }
 
     /// The checks of an authentication that need no key derivation: the user exists, is
-    /// active, is not bound to another uid, and (officers) offered a second-factor code.
-    /// Refusals are recorded. The answer carries the user's opened credential for
-    /// [`AuthCheck::verify`].
+    /// active and is not bound to another uid. Refusals are recorded. Whether the user has a
+    /// second factor is not looked at here: it is told only once the passphrase is proven
+    /// ([`Custody::finish_authentication_rounds`]). The answer carries the user's opened
+    /// credential for [`AuthCheck::verify`].
     pub fn begin_authentication(&mut self, creds: &Credentials) -> Result<AuthCheck, CustodyError> {
         let who = creds.user.to_string();
-        let checked = (|| {
-            let c = &*self;
-            let user = c.user(&creds.user)?;
-            if !user.active {
-                return Err(CustodyError::Suspended { user: user.name });
-            }
-            if let Some(bound) = user.uid {
-                if creds.uid != Some(bound) {
-                    return Err(CustodyError::WrongUid {
-                        user: user.name,
-                        uid: creds.uid.unwrap_or(u32::MAX),
-                    });
-                }
-            }
-            let officer = user.has(Role::Officer);
-            if officer && creds.factor.is_none() {
-                return Err(CustodyError::FactorCodeRequired { user: user.name });
-            }
-            let credential = c.credential(&user.name)?;
-            Ok(AuthCheck {
-                user: user.name,
-                officer,
-                credential,
-                now: c.now(),
-            })
-        })();
+        let checked = self.auth_checks(&creds.user, creds.uid, false);
         checked.map_err(|e| self.refused_from(&who, "authenticate", e, creds.uid))
+    }
+
+    /// The second round of an authentication whose first round proved the passphrase and
+    /// answered [`Authenticated::FactorRequired`]: the same checks as
+    /// [`Custody::begin_authentication`] on the user as they are now (still active, still
+    /// bound to this uid), with no passphrase to derive. [`AuthCheck::verify_factor`] then
+    /// matches the code.
+    pub fn begin_second_round(
+        &mut self,
+        proven: &PassphraseProven,
+        uid: Option<u32>,
+    ) -> Result<AuthCheck, CustodyError> {
+        let who = proven.user.to_string();
+        let checked = self.auth_checks(&proven.user, uid, true);
+        checked.map_err(|e| self.refused_from(&who, "authenticate", e, uid))
+    }
+
+    fn auth_checks(
+        &self,
+        name: &UserName,
+        uid: Option<u32>,
+        proven: bool,
+    ) -> Result<AuthCheck, CustodyError> {
+        let user = self.user(name)?;
+        if !user.active {
+            return Err(CustodyError::Suspended { user: user.name });
+        }
+        if let Some(bound) = user.uid {
+            if uid != Some(bound) {
+                return Err(CustodyError::WrongUid {
+                    user: user.name,
+                    uid: uid.unwrap_or(u32::MAX),
+                });
+            }
+        }
+        let officer = user.has(Role::Officer);
+        let credential = self.credential(&user.name)?;
+        Ok(AuthCheck {
+            user: user.name,
+            officer,
+            proven,
+            credential,
+            now: self.now(),
+        })
     }
 
     /// Records the outcome of a verified authentication and, when it succeeded, answers the
     /// session. The second-factor step is checked against the user's record as it is now, so
-    /// two authentications racing with one code spend it once.
+    /// two authentications racing with one code spend it once. A right passphrase of a user
+    /// with a second factor but no code is refused [`CustodyError::FactorCodeRequired`]
+    /// (recorded like the refusals that cost nothing); the daemon, which can hold a second
+    /// round, uses [`Custody::finish_authentication_rounds`] instead.
     pub fn finish_authentication(&mut self, v: AuthVerdict) -> Result<Session, CustodyError> {
+        let who = v.user.to_string();
+        self.guarded(&who, "authenticate", |c| match c.finish_inner(v)? {
+            Authenticated::Session(s) => Ok(s),
+            Authenticated::FactorRequired(p) => {
+                Err(CustodyError::FactorCodeRequired { user: p.user })
+            }
+        })
+    }
+
+    /// As [`Custody::finish_authentication`], but a right passphrase of a user with a second
+    /// factor and no code answers [`Authenticated::FactorRequired`]: nothing is recorded and
+    /// nothing counts against the user (the passphrase was right, the code was not offered),
+    /// and the proof lets a second round ([`Custody::begin_second_round`]) add the code
+    /// without deriving the passphrase again. A wrong passphrase never gets that far: it is a
+    /// failure, told apart from nothing else.
+    pub fn finish_authentication_rounds(
+        &mut self,
+        v: AuthVerdict,
+    ) -> Result<Authenticated, CustodyError> {
         let who = v.user.to_string();
         self.guarded(&who, "authenticate", |c| c.finish_inner(v))
     }
 
-    fn finish_inner(&mut self, v: AuthVerdict) -> Result<Session, CustodyError> {
+    fn finish_inner(&mut self, v: AuthVerdict) -> Result<Authenticated, CustodyError> {
         let mut user = self.user(&v.user)?;
         if !user.active {
             return Err(CustodyError::Suspended { user: user.name });
+        }
+        if v.pass_ok && v.officer && !v.factor_offered {
+            return Ok(Authenticated::FactorRequired(PassphraseProven {
+                user: user.name,
+                at_ms: v.now,
+            }));
         }
         let mut reused = false;
         let mut step = None;
@@ -99,11 +150,11 @@ impl Custody {
                 json!({"user": user.name, "factor_step": step}),
                 &[put],
             )?;
-            return Ok(Session {
+            return Ok(Authenticated::Session(Session {
                 user: user.name,
                 at_ms: v.now,
                 ledger: self.ledger.ledger_id(),
-            });
+            }));
         }
         // Failures are counted for the record; they lock nobody out. Guessing is bounded by
         // the daemon's throttle per (user, peer uid), which a stranger cannot turn against
@@ -252,6 +303,8 @@ impl Custody {
 pub struct AuthCheck {
     user: UserName,
     officer: bool,
+    /// The passphrase was proven by a first round ([`PassphraseProven`]).
+    proven: bool,
     credential: Credential,
     now: i64,
 }
@@ -274,7 +327,19 @@ impl AuthCheck {
     /// which touches no shared state.
     pub fn verify(self, creds: &Credentials) -> AuthVerdict {
         let pass_ok = self.credential.verify_passphrase(&creds.passphrase);
-        let factor_step = match (&creds.factor, self.officer) {
+        self.judge(pass_ok, creds.factor.as_ref())
+    }
+
+    /// Matches the second-factor code of a second round, whose passphrase a first round
+    /// proved ([`Custody::begin_second_round`]); no key derivation. A check not made for a
+    /// second round proves no passphrase here.
+    pub fn verify_factor(self, code: &FactorCode) -> AuthVerdict {
+        let pass_ok = self.proven;
+        self.judge(pass_ok, Some(code))
+    }
+
+    fn judge(self, pass_ok: bool, factor: Option<&FactorCode>) -> AuthVerdict {
+        let factor_step = match (factor, self.officer) {
             (Some(code), true) => self.credential.factor_step(code, self.now),
             _ => None,
         };
@@ -282,9 +347,48 @@ impl AuthCheck {
             user: self.user,
             officer: self.officer,
             pass_ok,
+            factor_offered: factor.is_some(),
             factor_step,
             now: self.now,
         }
+    }
+}
+
+/// What an authentication came to when it was not refused: a session, or (a right passphrase
+/// of a user with a second factor, no code offered) the proof a second round completes.
+#[derive(Debug)]
+pub enum Authenticated {
+    /// Authenticated.
+    Session(Session),
+    /// The passphrase is right; the second factor's code is still to come.
+    FactorRequired(PassphraseProven),
+}
+
+/// Proof that a user's passphrase was right at a time, made only by
+/// [`Custody::finish_authentication_rounds`] and good for one second round
+/// ([`Custody::begin_second_round`]). It carries nothing secret; the daemon keeps it behind a
+/// single-use continuation bound to the peer, with its own lifetime.
+#[derive(Debug, Clone)]
+pub struct PassphraseProven {
+    user: UserName,
+    at_ms: i64,
+}
+
+impl PassphraseProven {
+    /// Whose passphrase.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// When it was proven (ms since the epoch, the daemon's clock).
+    pub fn at_ms(&self) -> i64 {
+        self.at_ms
+    }
+
+    /// A proof for `user` at `at_ms`, for unit tests of code that keeps proofs.
+    #[cfg(test)]
+    pub(crate) fn for_tests(user: UserName, at_ms: i64) -> Self {
+        Self { user, at_ms }
     }
 }
 
@@ -294,6 +398,7 @@ pub struct AuthVerdict {
     user: UserName,
     officer: bool,
     pass_ok: bool,
+    factor_offered: bool,
     factor_step: Option<u64>,
     now: i64,
 }

@@ -51,8 +51,12 @@ pub enum CustodyError {
         /// Seconds until the first time step after the spent one begins.
         wait_secs: u64,
     },
-    /// An officer must give a second-factor code.
-    #[error("{user} must give a second-factor code")]
+    /// The passphrase was right and the user has a second factor: the current code of it is
+    /// needed too. Never answered before the passphrase is proven.
+    #[error(
+        "the passphrase of {user} is right; {user} has a second factor: give its current code \
+         (custody asks for it after the passphrase)"
+    )]
     FactorCodeRequired {
         /// The user.
         user: UserName,
@@ -573,7 +577,8 @@ pub enum RefusalCode {
     AuthenticationFailed,
     /// The second-factor code was already used (its time step is spent).
     FactorCodeReused,
-    /// An officer must give a second-factor code.
+    /// The passphrase was right; the user's second-factor code is needed too (answered with a
+    /// single-use continuation for the second round).
     FactorCodeRequired,
     /// The keyring (unseal) passphrase given to bootstrap an officer does not open that officer's share of the keyring.
     WrongKeyringPassphrase,
@@ -681,6 +686,9 @@ pub enum RefusalCode {
     SessionUnknown,
     /// The session token was offered by another OS uid than the one that logged in.
     SessionWrongUid,
+    /// The continuation of a two-round authentication is not one the daemon holds for this
+    /// person and peer (never issued, already used, expired, or offered by another process).
+    ContinuationInvalid,
     /// The daemon could not draw a session token.
     NoRandomness,
     /// A code this build does not know.
@@ -751,6 +759,7 @@ impl RefusalCode {
             Self::Throttled => "throttled",
             Self::SessionUnknown => "session_unknown",
             Self::SessionWrongUid => "session_wrong_uid",
+            Self::ContinuationInvalid => "continuation_invalid",
             Self::NoRandomness => "no_randomness",
             Self::Unrecognized => "unrecognized",
         }

@@ -53,7 +53,7 @@ mod user_admin;
 pub mod users;
 
 pub use access::{Clock, DeviceAccess, DeviceAccessError, SystemClock, TimeWitness};
-pub use authentication::{AuthCheck, AuthVerdict};
+pub use authentication::{AuthCheck, AuthVerdict, Authenticated, PassphraseProven};
 pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
 pub use code_requests::FRESH_AUTH_MS;
 pub use custody_release::CustodyReleasePlan;

@@ -7,13 +7,15 @@
 //! - [`peer`]: SO_PEERCRED of each connection.
 //! - [`state`]: sealed/unsealed state and the handling of each operation.
 //! - [`ops`]: the custody domain's operations, from protocol values to the [`crate::custody`] facade.
-//! - [`authz`]: who may read what; [`session`]: login sessions and their tokens.
+//! - [`authz`]: who may read what; [`session`]: login sessions and their tokens;
+//!   [`continuation`]: the second round of an authentication, for the second-factor code.
 //! - [`config`]: the TOML configuration file.
 //! - [`access`]: devices through PC/SC, by serial, in allowed readers only.
 
 pub mod access;
 pub mod authz;
 pub mod config;
+pub mod continuation;
 pub mod ops;
 pub mod peer;
 pub mod protocol;

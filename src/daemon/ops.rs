@@ -10,10 +10,10 @@ use super::protocol::{Auth, ErrorCode, Op, Reply, RequestReply, Secret, SessionR
 use super::state::{throttled, Daemon, OpError};
 use super::throttle::Key as ThrottleKey;
 use crate::custody::{
-    bootstrap_check, compute_code, identify_device, AccountId, Clock, Credentials, CustodyError,
-    Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser, PreparedCredential,
-    Presented, Provider, ProviderSeed, RequestId, Role, RootPassword, SealNumber, Serial, Session,
-    UserName, UserPassphrase,
+    bootstrap_check, compute_code, identify_device, AccountId, Authenticated, Clock, Credentials,
+    CustodyError, Enrolment, FactorCode, Issuing, Location, NewAccount, NewRequest, NewUser,
+    PreparedCredential, Presented, Provider, ProviderSeed, RequestId, Role, RootPassword,
+    SealNumber, Serial, Session, UserName, UserPassphrase,
 };
 use crate::ledger::Passphrase;
 use crate::token::oath::CredentialName;
@@ -32,52 +32,127 @@ fn user_name(s: &str) -> Result<UserName, OpError> {
     UserName::parse(s).map_err(OpError::from)
 }
 
-fn credentials(a: Auth, peer: &PeerCred) -> Result<Credentials, OpError> {
-    Ok(Credentials {
-        user: user_name(&a.user)?,
-        passphrase: UserPassphrase::offered(a.passphrase.into_inner())?,
-        factor: match a.factor {
-            Some(f) => Some(FactorCode::parse(f.expose())?),
-            None => None,
-        },
-        uid: Some(peer.uid),
-    })
+fn factor_code(f: Option<Secret>) -> Result<Option<FactorCode>, OpError> {
+    match f {
+        Some(f) => Ok(Some(FactorCode::parse(f.expose())?)),
+        None => Ok(None),
+    }
 }
 
-/// Authenticates one person: the checks and the record under the service lock, the key
-/// derivation between them without it, throttled per (user, peer uid).
+/// Authenticates one person, throttled per (user, peer uid), in one round or two (see
+/// [`Auth`]). A first round runs the domain's checks and the record under the service lock
+/// and the key derivation between them without it. A right passphrase of a person with a
+/// second factor and no code is refused `factor_code_required` with a continuation
+/// ([`super::continuation`]): it neither counts as a failure nor forgives earlier ones, and
+/// nothing is recorded. The second round brings the continuation and the code; the
+/// continuation stands for the proven passphrase (no second key derivation), and a wrong code
+/// is a failure like any other.
 pub fn session(d: &Daemon, a: Auth, peer: &PeerCred) -> Result<Session, OpError> {
-    let creds = credentials(a, peer)?;
-    let now = d.clock().now_ms();
+    let user = user_name(&a.user)?;
+    let factor = factor_code(a.factor)?;
     let key = ThrottleKey {
         what: "auth",
-        name: creds.user.as_str().to_owned(),
+        name: user.as_str().to_owned(),
         uid: peer.uid,
     };
-    let attempt = d
-        .throttle()
-        .begin(key, now)
-        .map_err(|r| throttled("authentication", creds.user.as_str(), peer, &r, now))?;
-    let check = match d.with_custody(|c| Ok(c.begin_authentication(&creds)?)) {
-        Ok(c) => c,
-        Err(e) => {
-            // Refused before any secret was checked (unknown, suspended, bound to another
-            // uid, no code): no guess was made, so the pair is not slowed, and its earlier
-            // failures are not forgiven either (else a factor-less attempt between guesses
-            // would reset the wait that bounds them).
-            attempt.finish_uncounted();
-            return Err(e);
+    let now = d.clock().now_ms();
+    match (a.passphrase, a.continuation) {
+        (Some(passphrase), None) => {
+            let creds = Credentials {
+                user,
+                passphrase: UserPassphrase::offered(passphrase.into_inner())?,
+                factor,
+                uid: Some(peer.uid),
+            };
+            let attempt = d
+                .throttle()
+                .begin(key, now)
+                .map_err(|r| throttled("authentication", creds.user.as_str(), peer, &r, now))?;
+            let check = match d.with_custody(|c| Ok(c.begin_authentication(&creds)?)) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Refused before any secret was checked (unknown, suspended, bound to
+                    // another uid): no guess was made, so the pair is not slowed, and its
+                    // earlier failures are not forgiven either.
+                    attempt.finish_uncounted();
+                    return Err(e);
+                }
+            };
+            let verdict = check.verify(&creds);
+            judged(d, attempt, verdict, peer)
         }
-    };
-    let verdict = check.verify(&creds);
-    let matched = verdict.matched();
-    let r = d.with_custody(|c| Ok(c.finish_authentication(verdict)))?;
-    match &r {
-        Ok(_) if matched => attempt.finish(true),
-        Err(CustodyError::FactorCodeReused { .. }) => attempt.finish_uncounted(),
-        _ => attempt.finish(false),
+        (None, Some(continuation)) => {
+            let Some(code) = factor else {
+                return Err(bad(
+                    "by",
+                    "a second round brings the continuation together with the second-factor \
+                     code (factor)",
+                ));
+            };
+            let attempt = d
+                .throttle()
+                .begin(key, now)
+                .map_err(|r| throttled("authentication", user.as_str(), peer, &r, now))?;
+            // Taking the continuation ends it, whatever comes next: it serves one round. A
+            // continuation that is not this peer's for this person counts as a failed guess.
+            let proven = match d.take_continuation(&continuation, &user, peer) {
+                Ok(p) => p,
+                Err(e) => {
+                    attempt.finish(false);
+                    return Err(e);
+                }
+            };
+            drop(continuation);
+            let check = match d.with_custody(|c| Ok(c.begin_second_round(&proven, Some(peer.uid))?))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    attempt.finish_uncounted();
+                    return Err(e);
+                }
+            };
+            judged(d, attempt, check.verify_factor(&code), peer)
+        }
+        _ => Err(bad(
+            "by",
+            "give either the passphrase (a first round) or the continuation custodyd answered \
+             with factor_code_required (a second round), not both and not neither",
+        )),
     }
-    Ok(r?)
+}
+
+/// Records a verified authentication and ends its throttled attempt by the outcome.
+fn judged(
+    d: &Daemon,
+    attempt: super::throttle::Attempt<'_>,
+    verdict: crate::custody::AuthVerdict,
+    peer: &PeerCred,
+) -> Result<Session, OpError> {
+    let matched = verdict.matched();
+    let r = d.with_custody(|c| Ok(c.finish_authentication_rounds(verdict)))?;
+    match r {
+        Ok(Authenticated::Session(s)) => {
+            attempt.finish(matched);
+            Ok(s)
+        }
+        Ok(Authenticated::FactorRequired(proof)) => {
+            // The passphrase was right: no failure; but no pardon of earlier failures either,
+            // or a right passphrase would reset the wait that bounds guesses at the code.
+            attempt.finish_uncounted();
+            let user = proof.user().clone();
+            let token = d.open_continuation(proof, peer)?;
+            let mut e = OpError::from(CustodyError::FactorCodeRequired { user });
+            e.continuation = Some(token.into_secret());
+            Err(e)
+        }
+        Err(e) => {
+            match &e {
+                CustodyError::FactorCodeReused { .. } => attempt.finish_uncounted(),
+                _ => attempt.finish(false),
+            }
+            Err(e.into())
+        }
+    }
 }
 
 fn sessions(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<Vec<Session>, OpError> {

@@ -85,16 +85,38 @@ impl<'de> Deserialize<'de> for Secret {
 
 /// How a person authenticates in a request: name, passphrase and (officers) the current code
 /// of their personal TOTP second factor. The daemon adds the connection's uid.
+///
+/// In one round: `passphrase` and, for a person with a second factor, `factor`. In two
+/// rounds, so that nobody is asked for a factor they lack: first `passphrase` alone; a right
+/// passphrase of a person with a second factor is refused `factor_code_required` with a
+/// `continuation`; the same request then goes again with `continuation` and `factor` and no
+/// passphrase.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// The user's name.
     pub user: String,
-    /// Their passphrase.
-    pub passphrase: Secret,
+    /// Their passphrase (absent in a second round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<Secret>,
     /// Officers: their second-factor code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factor: Option<Secret>,
+    /// A second round: the continuation a first round was answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<Secret>,
+}
+
+impl Auth {
+    /// A first round: the passphrase, and the code when it is already known.
+    pub fn new(user: impl Into<String>, passphrase: Secret, factor: Option<Secret>) -> Self {
+        Self {
+            user: user.into(),
+            passphrase: Some(passphrase),
+            factor,
+            continuation: None,
+        }
+    }
 }
 
 /// One request line.
@@ -454,6 +476,25 @@ pub struct PresentedDevice {
 }
 
 impl Op {
+    /// The one person an operation authenticates with its own `by` (not a pair, not a
+    /// session): where a second round puts the continuation and the second-factor code.
+    pub fn person_mut(&mut self) -> Option<&mut Auth> {
+        match self {
+            Op::Seal { by }
+            | Op::AccountAdd { by, .. }
+            | Op::RequestCode { by, .. }
+            | Op::Deny { by, .. }
+            | Op::DeviceRegister { by, .. }
+            | Op::Checkout { by, .. }
+            | Op::Checkin { by, .. }
+            | Op::Code { by, .. }
+            | Op::Inventory { by, .. }
+            | Op::Login { by } => Some(by),
+            Op::Approve { by, .. } | Op::Cancel { by, .. } => by.as_mut(),
+            _ => None,
+        }
+    }
+
     /// The operation's name, for logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -532,6 +573,7 @@ impl Response {
                 code,
                 reason: None,
                 message: message.into(),
+                continuation: None,
             }),
         }
     }
@@ -571,6 +613,10 @@ pub struct ErrorBody {
     pub reason: Option<RefusalCode>,
     /// A human explanation (never contains a secret).
     pub message: String,
+    /// With reason `factor_code_required` only: the single-use continuation (64 hex digits)
+    /// the second round sends, as [`Auth::continuation`], with the second-factor code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<Secret>,
 }
 
 /// The kind of a refusal or failure, as the `code` of an answer on the wire (a refusal of
@@ -675,6 +721,7 @@ impl ErrorCode {
             | R::AuthenticationRequired
             | R::Throttled
             | R::SessionUnknown
+            | R::ContinuationInvalid
             | R::SessionWrongUid => Self::Forbidden,
             R::DeviceUnavailable | R::TokenError | R::TouchTimeout => Self::Token,
             R::LedgerUnavailable | R::CorruptRecord => Self::Ledger,
@@ -1424,8 +1471,11 @@ mod tests {
             op: Op::Enrol {
                 by: vec![Auth {
                     user: "alice".into(),
-                    passphrase: s("Alice-Secret-Phrase-1"),
+                    passphrase: Some(s("Alice-Secret-Phrase-1")),
                     factor: Some(s("492039")),
+                    continuation: Some(s(
+                        "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00",
+                    )),
                 }],
                 account: "123456789012".into(),
                 primary: 1,
@@ -1465,6 +1515,7 @@ mod tests {
             "287082",
             "Root-Pass-Word-9",
             "Typed-Root-Pass-8",
+            "c0ffee00",
         ] {
             assert!(!dbg.contains(secret), "{secret} in {dbg}");
         }
@@ -1496,11 +1547,7 @@ mod tests {
                 id: 2,
                 session: None,
                 op: Op::Seal {
-                    by: Auth {
-                        user: "alice".into(),
-                        passphrase: s("Alice-Custody-Phrase-2"),
-                        factor: Some(s("492039")),
-                    },
+                    by: Auth::new("alice", s("Alice-Custody-Phrase-2"), Some(s("492039"))),
                 },
             },
         ];
@@ -1652,6 +1699,7 @@ mod tests {
         (RefusalCode::Throttled, "throttled"),
         (RefusalCode::SessionUnknown, "session_unknown"),
         (RefusalCode::SessionWrongUid, "session_wrong_uid"),
+        (RefusalCode::ContinuationInvalid, "continuation_invalid"),
         (RefusalCode::NoRandomness, "no_randomness"),
         (RefusalCode::Unrecognized, "unrecognized"),
     ];
@@ -1740,6 +1788,7 @@ mod tests {
             | RefusalCode::Throttled
             | RefusalCode::SessionUnknown
             | RefusalCode::SessionWrongUid
+            | RefusalCode::ContinuationInvalid
             | RefusalCode::NoRandomness
             | RefusalCode::Unrecognized => REFUSALS.iter().any(|(c, _)| *c == r),
         };
@@ -1816,6 +1865,7 @@ mod tests {
                 code: ErrorCode::of(RefusalCode::SelfApproval),
                 reason: Some(RefusalCode::SelfApproval),
                 message: "no".into(),
+                continuation: None,
             }),
         };
         assert_eq!(
@@ -1856,11 +1906,7 @@ mod tests {
             ),
             (
                 Op::DeviceRegister {
-                    by: Auth {
-                        user: "alice".into(),
-                        passphrase: s("x"),
-                        factor: None,
-                    },
+                    by: Auth::new("alice", s("x"), None),
                     serial: 10_000_001,
                     role: DeviceRole::Backup,
                 },

@@ -340,6 +340,7 @@ fn answer(line: &[u8], daemon: &Daemon, peer: &PeerCred) -> (Response, bool) {
                     let mut r = Response::err(id, e.code, e.message);
                     if let super::protocol::Outcome::Err(body) = &mut r.result {
                         body.reason = e.reason;
+                        body.continuation = e.continuation;
                     }
                     (r, false)
                 }

@@ -47,6 +47,11 @@ impl SessionToken {
         Ok(Self(text))
     }
 
+    /// The token's text, to keep its digest.
+    pub(super) fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// The token as the protocol carries it.
     pub fn into_secret(self) -> Secret {
         Secret::new(self.0)
@@ -61,10 +66,15 @@ impl fmt::Debug for SessionToken {
     }
 }
 
-/// The digest the daemon keeps of a token.
+/// The digest the daemon keeps of a session token.
 fn digest(token: &str) -> Zeroizing<[u8; 32]> {
+    token_digest(TOKEN_TAG, token)
+}
+
+/// The digest kept of a random token of kind `tag` (sessions, authentication continuations).
+pub(super) fn token_digest(tag: &[u8], token: &str) -> Zeroizing<[u8; 32]> {
     let mut ctx = Context::new(&SHA256);
-    ctx.update(TOKEN_TAG);
+    ctx.update(tag);
     ctx.update(token.as_bytes());
     let d = ctx.finish();
     let mut out = Zeroizing::new([0u8; 32]);

@@ -6,14 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::continuation::Continuations;
 use super::peer::PeerCred;
 use super::protocol::{
     Auth, ErrorCode, Op, RefusalCode, Reply, Secret, StatusReply, UnsealProgress,
 };
-use super::session::{Found, SessionError, Sessions};
+use super::session::{Found, SessionError, SessionToken, Sessions};
 use super::throttle::{Key as ThrottleKey, Refusal, Throttle};
 use crate::custody::host::{CardSighting, SightingRecorded};
-use crate::custody::{Clock, Custody, Role, Serial, Session, SystemClock, UserRecord};
+use crate::custody::{
+    Clock, Custody, PassphraseProven, Role, Serial, Session, SystemClock, UserName, UserRecord,
+};
 use crate::ledger::store::{record_failed_share, KEYRING_FILE};
 use crate::ledger::{Keyring, Ledger, LedgerError, OfficerName, Passphrase};
 use crate::token::identity::Glimpse;
@@ -68,6 +71,9 @@ pub struct OpError {
     pub reason: Option<RefusalCode>,
     /// What went wrong (never a secret).
     pub message: String,
+    /// With `factor_code_required`: the single-use continuation the second round sends with
+    /// the code ([`super::continuation`]).
+    pub continuation: Option<Secret>,
 }
 
 impl OpError {
@@ -77,6 +83,7 @@ impl OpError {
             code,
             reason: None,
             message: message.into(),
+            continuation: None,
         }
     }
 
@@ -86,6 +93,7 @@ impl OpError {
             code: ErrorCode::of(reason),
             reason: Some(reason),
             message: message.into(),
+            continuation: None,
         }
     }
 }
@@ -114,11 +122,12 @@ enum LedgerState {
     /// The quorum is complete and the ledger is being opened (its key derivation runs without
     /// the lock); offers wait for the outcome.
     Opening,
-    /// The ledger is open. The login sessions live here, so that sealing (or any way out of
-    /// this state) ends them all.
+    /// The ledger is open. The login sessions and the authentications waiting for their
+    /// second round live here, so that sealing (or any way out of this state) ends them all.
     Unsealed {
         custody: Box<Custody>,
         sessions: Sessions,
+        pending: Continuations,
     },
 }
 
@@ -192,6 +201,7 @@ pub fn throttled(what: &str, name: &str, peer: &PeerCred, r: &Refusal, now_ms: i
                 "another {what} attempt for {name} from uid {} is being checked; try again",
                 peer.uid
             ),
+            continuation: None,
         },
     }
 }
@@ -446,7 +456,46 @@ impl Daemon {
     ) -> Result<T, OpError> {
         let mut g = self.lock();
         match &mut *g {
-            LedgerState::Unsealed { custody, sessions } => f(custody, sessions),
+            LedgerState::Unsealed {
+                custody, sessions, ..
+            } => f(custody, sessions),
+            LedgerState::Sealed { .. } => Err(sealed_error()),
+            LedgerState::Opening => Err(opening_error()),
+        }
+    }
+
+    /// Keeps `proof` (a passphrase `peer` proved just now, of a person with a second factor)
+    /// for one second round, and answers the continuation that round must send.
+    pub fn open_continuation(
+        &self,
+        proof: PassphraseProven,
+        peer: &PeerCred,
+    ) -> Result<SessionToken, OpError> {
+        let now = self.clock.now_ms();
+        self.with_pending(|p| p.open(&self.rng, proof, peer, now).map_err(session_error))
+    }
+
+    /// The proven passphrase behind the continuation `token` that `peer` offers for `user`;
+    /// the continuation ends here whatever the answer.
+    pub fn take_continuation(
+        &self,
+        token: &Secret,
+        user: &UserName,
+        peer: &PeerCred,
+    ) -> Result<PassphraseProven, OpError> {
+        let now = self.clock.now_ms();
+        self.with_pending(|p| {
+            p.take(token, user, peer, now)
+                .map_err(|e| OpError::refused(e.code(), e.to_string()))
+        })
+    }
+
+    fn with_pending<T>(
+        &self,
+        f: impl FnOnce(&mut Continuations) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
+        match &mut *self.lock() {
+            LedgerState::Unsealed { pending, .. } => f(pending),
             LedgerState::Sealed { .. } => Err(sealed_error()),
             LedgerState::Opening => Err(opening_error()),
         }
@@ -769,6 +818,7 @@ impl Daemon {
         *self.lock() = LedgerState::Unsealed {
             custody: Box::new(custody),
             sessions: Sessions::new(self.opts.session_idle, self.opts.session_absolute),
+            pending: Continuations::new(),
         };
         Ok(Reply::Unseal(UnsealProgress {
             unsealed: true,

@@ -23,6 +23,7 @@ mod cli {
     mod golden;
     mod json_shape;
     mod records;
+    mod second_factor;
     mod stdout;
     mod strings;
     mod unlock;
@@ -42,6 +43,7 @@ mod daemon {
     mod sessions;
     mod socket;
     mod strangers;
+    mod two_rounds;
 }
 
 mod ledger {

@@ -677,7 +677,8 @@ impl World {
                 _ => {
                     if let Some(u) = &as_user {
                         pass.push(user_passphrase(u));
-                        if !rest.iter().any(|w| w == "--no-totp") {
+                        // custody asks for a code only of a person with a second factor.
+                        if !rest.iter().any(|w| w == "--no-totp") && self.factors.contains_key(u) {
                             codes.push(self.factor(u));
                         }
                     }

@@ -99,11 +99,7 @@ fn composites_carrying_secrets_show_none_in_debug() {
     };
     assert_clean("Genesis", &shown(&genesis));
 
-    let auth = || Auth {
-        user: "alice".into(),
-        passphrase: secret(PASS),
-        factor: Some(secret(CODE)),
-    };
+    let auth = || Auth::new("alice", secret(PASS), Some(secret(CODE)));
     for op in [
         Op::Unseal {
             officer: "alice".into(),
@@ -240,4 +236,45 @@ fn session_tokens_show_nowhere_in_debug() {
     // The wire line carries it to its owner, once.
     let line = String::from_utf8_lossy(&response.to_line()).into_owned();
     assert!(line.contains(&text));
+}
+
+/// The continuation of a two-round authentication (random, like a session token): in the
+/// refusal that hands it out and in the second round's request that sends it back with the
+/// code, nothing of it (nor of the code) shows in Debug; the wire carries it.
+#[test]
+fn authentication_continuations_show_nowhere_in_debug() {
+    use mfa_custody::daemon::protocol::{ErrorBody, ErrorCode, Outcome, RefusalCode};
+    use mfa_custody::daemon::session::SessionToken;
+    let rng = ring::rand::SystemRandom::new();
+    let wire = SessionToken::generate(&rng).expect("token").into_secret();
+    let text = wire.expose().to_owned();
+    let refusal = mfa_custody::daemon::Response {
+        v: 1,
+        id: 3,
+        result: Outcome::Err(ErrorBody {
+            code: ErrorCode::Forbidden,
+            reason: Some(RefusalCode::FactorCodeRequired),
+            message: "the passphrase of alice is right".into(),
+            continuation: Some(wire.clone()),
+        }),
+    };
+    let mut second = Auth::new("alice", secret(PASS), Some(secret(CODE)));
+    second.passphrase = None;
+    second.continuation = Some(wire.clone());
+    let request = Request {
+        v: 1,
+        id: 4,
+        ledger: None,
+        op: Op::Login { by: second },
+        session: None,
+    };
+    for (what, shown) in [("refusal", shown(&refusal)), ("Request", shown(&request))] {
+        assert!(
+            !shown.contains(&text) && !shown.contains(&text[..16]),
+            "{what} shows the continuation: {shown}"
+        );
+        assert_clean(what, &shown);
+    }
+    let line = String::from_utf8_lossy(&refusal.to_line()).into_owned();
+    assert!(line.contains(&text), "the refusal carries it to the peer");
 }

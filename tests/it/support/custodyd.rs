@@ -247,6 +247,24 @@ pub fn tmp_open_to_nobody() -> tempfile::TempDir {
     tmp
 }
 
+/// A `custodyd` whose socket a connection from [`NOBODY`] reaches (its directory searchable,
+/// `socket_group` [`NOBODY`]), on a ledger whose keyring holds `officers`. The tests that
+/// connect as [`NOBODY`] need root, as CI runs them: refused loudly otherwise.
+pub fn start_open_to_nobody(officers: &[&str]) -> (tempfile::TempDir, Custodyd) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests connect as another uid and need root, as CI runs them"
+    );
+    let tmp = tmp_open_to_nobody();
+    let d = Custodyd::start(
+        tmp.path(),
+        officers,
+        "info",
+        &format!("socket_group = \"{NOBODY}\"\n"),
+    );
+    (tmp, d)
+}
+
 /// A connection from uid and gid `uid`, made by a thread that takes them for itself alone
 /// (`setresuid` on that thread, no setuid program): the kernel records the connecting
 /// thread's credentials as the connection's SO_PEERCRED, which is all the daemon looks at.
