@@ -575,6 +575,7 @@ fn sign_in_from(
         room.op(Op::Code {
             by,
             request: id.clone(),
+            touch_prompt: false,
         })
     })?;
     let Reply::Code {

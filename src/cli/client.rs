@@ -9,8 +9,8 @@ use super::exit;
 use super::ledger::Failure;
 use super::secret_input::SecretFd;
 use crate::daemon::protocol::{
-    encode_request, parse_response, Auth, ErrorBody, ErrorCode, Op, Outcome, RefusalCode, Reply,
-    Request, VERSION,
+    encode_request, parse_response, Auth, ErrorBody, ErrorCode, Op, Outcome, Progress, RefusalCode,
+    Reply, Request, VERSION,
 };
 use crate::daemon::Secret;
 
@@ -146,7 +146,7 @@ pub(crate) fn call_with_reason(
     op: Op,
 ) -> Result<Reply, (Failure, Option<RefusalCode>)> {
     let req = request(op);
-    let r = exchange(socket, &req);
+    let r = exchange(socket, &req, &|_| {});
     drop(req);
     answer(r?)
 }
@@ -177,10 +177,12 @@ fn answer(r: Result<Reply, ErrorBody>) -> Result<Reply, (Failure, Option<Refusal
 }
 
 /// Sends one request on a new connection and reads its answer: the reply, or custodyd's
-/// refusal as it came (a continuation in it included).
+/// refusal as it came (a continuation in it included). Progress lines before it (which the
+/// request asked for) go to `progress`.
 fn exchange(
     socket: &Path,
     req: &Request,
+    progress: &dyn Fn(&Progress),
 ) -> Result<Result<Reply, ErrorBody>, (Failure, Option<RefusalCode>)> {
     let plain = |f: Failure| (f, None);
     let stream = UnixStream::connect(socket).map_err(|e| {
@@ -200,22 +202,26 @@ fn exchange(
     let line = encode_request(req);
     (&stream).write_all(&line).map_err(io)?;
     drop(line);
-    let buf = read_line(&stream).map_err(io)?;
-    if buf.is_empty() {
-        return Err(plain(Failure::new(
-            exit::IO,
-            "custodyd closed the connection without answering",
-        )));
-    }
-    let resp = parse_response(&buf).map_err(|e| {
-        plain(Failure::new(
-            exit::IO,
-            format!("unreadable answer from custodyd: {e}"),
-        ))
-    })?;
-    match resp.result {
-        Outcome::Ok(r) => Ok(Ok(*r)),
-        Outcome::Err(e) => Ok(Err(e)),
+    let mut lines = Lines::new(&stream);
+    loop {
+        let buf = lines.next().map_err(io)?;
+        if buf.is_empty() {
+            return Err(plain(Failure::new(
+                exit::IO,
+                "custodyd closed the connection without answering",
+            )));
+        }
+        let resp = parse_response(&buf).map_err(|e| {
+            plain(Failure::new(
+                exit::IO,
+                format!("unreadable answer from custodyd: {e}"),
+            ))
+        })?;
+        match resp.result {
+            Outcome::Ok(r) => return Ok(Ok(*r)),
+            Outcome::Err(e) => return Ok(Err(e)),
+            Outcome::Progress(p) => progress(&p),
+        }
     }
 }
 
@@ -229,9 +235,10 @@ pub(crate) fn call_completing(
     socket: &Path,
     op: Op,
     code: impl FnOnce(&str) -> Result<Secret, Failure>,
+    progress: &dyn Fn(&Progress),
 ) -> Result<Reply, (Failure, Option<RefusalCode>)> {
     let mut req = request(op);
-    let first = exchange(socket, &req)?;
+    let first = exchange(socket, &req, progress)?;
     let continuation = match first {
         Err(ErrorBody {
             reason: Some(RefusalCode::FactorCodeRequired),
@@ -254,39 +261,59 @@ pub(crate) fn call_completing(
     person.passphrase = None;
     person.factor = Some(factor);
     person.continuation = Some(continuation);
-    let second = exchange(socket, &req);
+    let second = exchange(socket, &req, progress);
     drop(req);
     answer(second?)
 }
 
-/// Reads the daemon's one answer line. Answers may carry a code or a seed: they are read into
-/// a zeroizing buffer sized for them (no copy left behind by growing), without a `BufReader`
-/// whose own buffer would keep a copy. Larger answers (exports) grow as needed.
-fn read_line(stream: &UnixStream) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
-    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(64 * 1024));
-    let mut chunk = zeroize::Zeroizing::new([0u8; 8192]);
-    loop {
-        let n = match (&*stream).read(&mut chunk[..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let Some(got) = chunk.get(..n) else {
-            return Ok(buf);
-        };
-        if got.is_empty() {
-            return Ok(buf);
+/// The daemon's answer lines on one connection (progress lines, then the answer). Answers may
+/// carry a code or a seed: they are read into zeroizing buffers sized for them (no copy left
+/// behind by growing), without a `BufReader` whose own buffer would keep a copy; bytes read
+/// past a line's end are kept, zeroized, for the next line. Larger answers (exports) grow as
+/// needed.
+struct Lines<'a> {
+    stream: &'a UnixStream,
+    carry: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(stream: &'a UnixStream) -> Self {
+        Self {
+            stream,
+            carry: zeroize::Zeroizing::new(Vec::new()),
         }
-        if let Some(end) = got.iter().position(|b| *b == b'\n') {
-            buf.extend_from_slice(got.get(..=end).unwrap_or(got));
-            return Ok(buf);
-        }
-        buf.extend_from_slice(got);
-        if buf.len() as u64 > MAX_RESPONSE {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("the answer is larger than {MAX_RESPONSE} bytes"),
-            ));
+    }
+
+    /// The next line, its newline included; what came before the end of the stream when it
+    /// ends without one; empty at the end.
+    fn next(&mut self) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+        let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(64 * 1024));
+        let mut chunk = zeroize::Zeroizing::new([0u8; 8192]);
+        let mut pending: zeroize::Zeroizing<Vec<u8>> = std::mem::take(&mut self.carry);
+        loop {
+            if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                buf.extend_from_slice(pending.get(..=end).unwrap_or(&pending));
+                self.carry
+                    .extend_from_slice(pending.get(end + 1..).unwrap_or_default());
+                return Ok(buf);
+            }
+            buf.extend_from_slice(&pending);
+            pending.clear();
+            if buf.len() as u64 > MAX_RESPONSE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the answer is larger than {MAX_RESPONSE} bytes"),
+                ));
+            }
+            let n = match self.stream.read(&mut chunk[..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            match chunk.get(..n) {
+                Some(got) if !got.is_empty() => pending.extend_from_slice(got),
+                _ => return Ok(buf),
+            }
         }
     }
 }
@@ -384,7 +411,18 @@ impl AuthArgs {
         socket: &Path,
         op: Op,
     ) -> Result<Reply, (Failure, Option<RefusalCode>)> {
-        call_completing(socket, op, |user| self.code(user))
+        call_completing(socket, op, |user| self.code(user), &|_| {})
+    }
+
+    /// As [`AuthArgs::call`], telling `progress` what custodyd waits for before it answers
+    /// (an operation that asked for it: the touch of `code`).
+    pub(crate) fn call_with_progress(
+        &self,
+        socket: &Path,
+        op: Op,
+        progress: &dyn Fn(&Progress),
+    ) -> Result<Reply, Failure> {
+        call_completing(socket, op, |user| self.code(user), progress).map_err(|(f, _)| f)
     }
 }
 
@@ -456,13 +494,29 @@ mod tests {
                 (&a).write_all(&line).expect("write");
                 (&a).write_all(b"after the line").expect("write");
             });
-            let got = read_line(&b).expect("read");
+            let got = Lines::new(&b).next().expect("read");
             writer.join().expect("writer");
             assert_eq!(got.as_slice(), sent.as_slice(), "size {size}");
         }
         let (a, b) = UnixStream::pair().expect("pair");
         (&a).write_all(b"no newline").expect("write");
         drop(a);
-        assert_eq!(read_line(&b).expect("read").as_slice(), b"no newline");
+        assert_eq!(
+            Lines::new(&b).next().expect("read").as_slice(),
+            b"no newline"
+        );
+    }
+
+    #[test]
+    fn lines_that_arrive_together_are_read_one_at_a_time() {
+        // A progress line and the answer may come in one read: the answer is not lost.
+        let (a, b) = UnixStream::pair().expect("pair");
+        (&a).write_all(b"{\"progress\"}\n{\"answer\"}\nrest")
+            .expect("write");
+        drop(a);
+        let mut lines = Lines::new(&b);
+        for want in [&b"{\"progress\"}\n"[..], b"{\"answer\"}\n", b"rest", b""] {
+            assert_eq!(lines.next().expect("read").as_slice(), want);
+        }
     }
 }

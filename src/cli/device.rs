@@ -10,7 +10,7 @@ use super::client::{call, print_reply, read_officers, AuthArgs, PairArgs, Secret
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::{escape_unsafe, DeviceRole, Terminal};
-use crate::daemon::protocol::{named, DeviceReply, Op, Reply};
+use crate::daemon::protocol::{named, DeviceReply, Op, Progress, Reply};
 
 /// `custody device` subcommands.
 #[derive(Debug, Subcommand)]
@@ -354,20 +354,29 @@ pub fn code(json: bool, socket: &Path, a: CodeArgs) -> ExitCode {
         json,
         (|| {
             let by = a.auth.read()?;
-            if !json {
-                // custodyd asks the checked-out key for the code now: it flashes until touched.
-                eprintln!(
-                    "Touch the key when it flashes: custodyd is asking the key checked out for {} \
-                     for the code (it waits touch_timeout_secs for the touch).",
-                    a.request
-                );
-            }
-            let r = a.auth.call(
+            let request = a.request.clone();
+            // custodyd says when it asks the checked-out key for the code, and in which reader:
+            // the key flashes until it is touched.
+            let touch = |p: &Progress| match p {
+                Progress::Touch {
+                    serial,
+                    reader,
+                    timeout_secs,
+                } if !json => eprintln!(
+                    "Touch the key in {}: custodyd is asking key {serial} for the code of \
+                     {request}; it flashes until touched (custodyd waits {timeout_secs} s).",
+                    escape_unsafe(reader)
+                ),
+                _ => {}
+            };
+            let r = a.auth.call_with_progress(
                 socket,
                 Op::Code {
                     by,
                     request: a.request,
+                    touch_prompt: true,
                 },
+                &touch,
             )?;
             match &r {
                 // At a terminal the code counts down and is erased when it expires, as in the

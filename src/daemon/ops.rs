@@ -6,7 +6,7 @@ use std::sync::MutexGuard;
 
 use super::authz;
 use super::peer::PeerCred;
-use super::protocol::{Auth, ErrorCode, Op, Reply, RequestReply, Secret, SessionReply};
+use super::protocol::{Auth, ErrorCode, Op, Progress, Reply, RequestReply, Secret, SessionReply};
 use super::state::{throttled, Daemon, OpError};
 use super::throttle::Key as ThrottleKey;
 use crate::custody::{
@@ -205,6 +205,7 @@ fn release_code(
     s: &Session,
     id: &RequestId,
     access: &mut dyn crate::custody::DeviceAccess,
+    notify: &dyn Fn(Progress),
 ) -> Result<crate::custody::ReleasedCode, OpError> {
     let plan = d.with_custody(|c| Ok(c.plan_release(s, id)?))?;
     let who = s.user().clone();
@@ -232,6 +233,12 @@ fn release_code(
                 Issuing::NotBefore(t) => d.clock().wait_until(t),
             }
         };
+        // The person at the key is told which reader it is in, as it starts to flash.
+        notify(Progress::Touch {
+            serial: plan.serial().get(),
+            reader: transport.reader().to_owned(),
+            timeout_secs: d.options().touch_timeout.as_secs(),
+        });
         let code = compute_code(&mut *transport, &ticket);
         drop(transport);
         let code = code.map_err(failed)?;
@@ -248,6 +255,7 @@ pub fn handle(
     op: Op,
     token: Option<&Secret>,
     peer: &PeerCred,
+    notify: &dyn Fn(Progress),
 ) -> Result<Reply, OpError> {
     match op {
         Op::BootstrapOfficer {
@@ -533,11 +541,17 @@ pub fn handle(
                 })
             })
         }
-        Op::Code { by, request } => {
+        Op::Code {
+            by,
+            request,
+            touch_prompt,
+        } => {
             let id = request_id(&request)?;
             let s = session(d, by, peer)?;
             let mut access = d.device_access();
-            let r = release_code(d, &s, &id, &mut access)?;
+            let quiet = |_: Progress| {};
+            let notify = if touch_prompt { notify } else { &quiet };
+            let r = release_code(d, &s, &id, &mut access, notify)?;
             Ok(Reply::Code {
                 request: r.request.to_string(),
                 code: Secret::new(r.code.as_str().to_owned().into()),

@@ -373,6 +373,10 @@ pub enum Op {
         by: Auth,
         /// The request id.
         request: String,
+        /// Whether to be told, before the answer, when the key is asked and must be touched
+        /// ([`Progress::Touch`], a line of its own with the request's id).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        touch_prompt: bool,
     },
     /// One request, by id.
     RequestShow {
@@ -578,6 +582,15 @@ impl Response {
         }
     }
 
+    /// A line that comes before the answer, telling the client what the operation waits for.
+    pub fn progress(id: u64, progress: Progress) -> Self {
+        Self {
+            v: VERSION,
+            id,
+            result: Outcome::Progress(progress),
+        }
+    }
+
     /// Encodes the response as one line, newline included.
     pub fn to_line(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec(self).unwrap_or_else(|_| {
@@ -591,7 +604,8 @@ impl Response {
     }
 }
 
-/// Success or failure of a request.
+/// Success or failure of a request, or (before either, when the request asked for it) what the
+/// operation is waiting for.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -599,6 +613,24 @@ pub enum Outcome {
     Ok(Box<Reply>),
     /// Refused or failed.
     Err(ErrorBody),
+    /// Not done yet: the answer follows on a later line.
+    Progress(Progress),
+}
+
+/// What a long operation tells its client while it runs (only when the request asked for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Progress {
+    /// custodyd is asking the device for the code now; it flashes until it is touched.
+    Touch {
+        /// The device.
+        serial: u32,
+        /// The PC/SC reader custodyd opened it in.
+        reader: String,
+        /// How long custodyd waits for the touch.
+        timeout_secs: u64,
+    },
 }
 
 /// Why a request was refused or failed.
@@ -1620,7 +1652,7 @@ mod tests {
         assert_eq!(back.id, 4);
         match back.result {
             Outcome::Err(e) => assert_eq!(e.code, ErrorCode::Sealed),
-            Outcome::Ok(_) => panic!("expected an error"),
+            other => panic!("expected an error, got {other:?}"),
         }
         let text = String::from_utf8_lossy(&line).into_owned();
         assert!(text.contains("\"err\":{\"code\":\"sealed\""), "{text}");
@@ -1840,6 +1872,47 @@ mod tests {
     }
 
     #[test]
+    fn a_touch_progress_line_precedes_the_answer_and_is_asked_for_by_code_only() {
+        let p = Progress::Touch {
+            serial: 10_000_001,
+            reader: "Yubico YubiKey OTP+FIDO+CCID 00 00".into(),
+            timeout_secs: 30,
+        };
+        let line = Response::progress(7, p.clone()).to_line();
+        assert_eq!(
+            std::str::from_utf8(&line).expect("utf-8"),
+            "{\"v\":1,\"id\":7,\"result\":{\"progress\":{\"touch\":{\"serial\":10000001,\
+             \"reader\":\"Yubico YubiKey OTP+FIDO+CCID 00 00\",\"timeout_secs\":30}}}}\n"
+        );
+        match parse_response(&line).expect("parses").result {
+            Outcome::Progress(back) => assert_eq!(back, p),
+            other => panic!("expected progress, got {other:?}"),
+        }
+        // A code request asks for it by a field that is absent when false.
+        let code = |prompt: bool| {
+            encode_request(&Request {
+                v: VERSION,
+                id: 1,
+                ledger: None,
+                session: None,
+                op: Op::Code {
+                    by: Auth::new("dave", Secret::new(Zeroizing::new("x".into())), None),
+                    request: "req-0000000000000001".into(),
+                    touch_prompt: prompt,
+                },
+            })
+        };
+        let (asked, quiet) = (code(true), code(false));
+        let asked = String::from_utf8_lossy(&asked).into_owned();
+        assert!(asked.contains("\"touch_prompt\":true"), "{asked}");
+        assert!(!String::from_utf8_lossy(&quiet).contains("touch_prompt"));
+        match parse_request(asked.as_bytes()).expect("parses").op {
+            Op::Code { touch_prompt, .. } => assert!(touch_prompt),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn codes_a_newer_daemon_sends_decode_to_the_fallback() {
         let line = br#"{"v":1,"id":2,"result":{"err":{"code":"overheated","reason":"reactor_hot","message":"cool down"}}}"#;
         let back = parse_response(line).expect("an unknown code still reads");
@@ -1849,7 +1922,7 @@ mod tests {
                 assert_eq!(e.reason, Some(RefusalCode::Unrecognized));
                 assert_eq!(e.message, "cool down");
             }
-            Outcome::Ok(r) => panic!("expected a refusal, got {r:?}"),
+            other => panic!("expected a refusal, got {other:?}"),
         }
         // A code that is not even a string is a malformed answer, not a panic.
         let bad = br#"{"v":1,"id":2,"result":{"err":{"code":7,"message":"x"}}}"#;

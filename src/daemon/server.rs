@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::peer::PeerCred;
-use super::protocol::{parse_request, ErrorCode, Response, MAX_REQUEST_BYTES};
+use super::protocol::{parse_request, ErrorCode, Progress, Response, MAX_REQUEST_BYTES};
 use super::state::Daemon;
 
 /// How often blocked reads and the accept loop look at the shutdown flag.
@@ -245,7 +245,7 @@ fn serve(
     loop {
         if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
             let line: Zeroizing<Vec<u8>> = Zeroizing::new(buf.drain(..=pos).collect());
-            let (resp, close) = answer(&line, daemon, &peer);
+            let (resp, close) = answer(&line, daemon, &peer, &stream);
             drop(line);
             if stream.write_all(&resp.to_line()).is_err() {
                 break;
@@ -319,16 +319,21 @@ fn serve(
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-/// The answer to one line, and whether to close the connection after it.
-fn answer(line: &[u8], daemon: &Daemon, peer: &PeerCred) -> (Response, bool) {
+/// The answer to one line, and whether to close the connection after it. Progress lines the
+/// request asked for are written to `stream` before it.
+fn answer(line: &[u8], daemon: &Daemon, peer: &PeerCred, stream: &UnixStream) -> (Response, bool) {
     match parse_request(line) {
         Ok(req) => {
             let (id, name) = (req.id, req.op.name());
+            let notify = |p: Progress| {
+                // A client gone meanwhile learns nothing; the operation goes on and its
+                // answer fails to be written like any other.
+                let _ = (&*stream).write_all(&Response::progress(id, p).to_line());
+            };
+            let handle = |op| daemon.handle_notifying(op, req.session.as_ref(), peer, &notify);
             let handled = match req.ledger.as_deref() {
-                Some(expected) => daemon
-                    .check_ledger(expected)
-                    .and_then(|()| daemon.handle_as(req.op, req.session.as_ref(), peer)),
-                None => daemon.handle_as(req.op, req.session.as_ref(), peer),
+                Some(expected) => daemon.check_ledger(expected).and_then(|()| handle(req.op)),
+                None => handle(req.op),
             };
             match handled {
                 Ok(reply) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::continuation::Continuations;
 use super::peer::PeerCred;
 use super::protocol::{
-    Auth, ErrorCode, Op, RefusalCode, Reply, Secret, StatusReply, UnsealProgress,
+    Auth, ErrorCode, Op, Progress, RefusalCode, Reply, Secret, StatusReply, UnsealProgress,
 };
 use super::session::{Found, SessionError, SessionToken, Sessions};
 use super::throttle::{Key as ThrottleKey, Refusal, Throttle};
@@ -380,6 +380,18 @@ impl Daemon {
         session: Option<&Secret>,
         peer: &PeerCred,
     ) -> Result<Reply, OpError> {
+        self.handle_notifying(op, session, peer, &|_| {})
+    }
+
+    /// [`Daemon::handle_as`], telling `notify` what the operation waits for when its request
+    /// asked for it (the touch of `code`: [`Progress::Touch`]).
+    pub fn handle_notifying(
+        &self,
+        op: Op,
+        session: Option<&Secret>,
+        peer: &PeerCred,
+        notify: &dyn Fn(Progress),
+    ) -> Result<Reply, OpError> {
         match op {
             Op::Status => self.status(peer),
             Op::Unseal {
@@ -421,7 +433,7 @@ impl Daemon {
                     })
                 })
             }
-            op => super::ops::handle(self, op, session, peer),
+            op => super::ops::handle(self, op, session, peer, notify),
         }
     }
 

@@ -3,8 +3,8 @@
 //! sign-in wizards run scripted (`--passphrase-fd`); a key pulled while its code is being
 //! computed fails cleanly; a daemon killed with SIGKILL in the middle of a sign-in resumes
 //! the request after the officers unseal it, with the wizard at a terminal drawing the code's
-//! countdown and erasing it; a touch that never comes fails with `touch_timeout`. Every test
-//! ends with `custody ledger verify`.
+//! countdown and erasing it; a touch that never comes fails with `touch_timeout`; `custody
+//! code` names the reader to touch the key in. Every test ends with `custody ledger verify`.
 //!
 //! Officers' second-factor codes come from the real clock, so a test may wait for a fresh
 //! 30-second step, and enrolment waits for the next step by design: each test takes up to a
@@ -203,17 +203,16 @@ fn assert_no_secret(r: &Run) {
     );
 }
 
-/// grace checks `serial` out for request `id` (bag `BAG-0001`), then dave's `custody code`
-/// is started for it (the caller decides when the key's touch comes).
-fn check_out_and_start_code(w: &mut World, serial: u32, id: &str) -> std::process::Child {
+/// grace checks `serial` out for request `id`, presenting bag seal `seal`: as it ran.
+fn checkout(w: &mut World, serial: u32, seal: &str, id: &str) -> Run {
     let c = w.code("grace");
-    w.ok4(
+    w.custody4(
         &[
             "device",
             "checkout",
             &serial.to_string(),
             "--seal",
-            "BAG-0001",
+            seal,
             "--request",
             id,
             "--as",
@@ -225,17 +224,17 @@ fn check_out_and_start_code(w: &mut World, serial: u32, id: &str) -> std::proces
         ],
         &format!("{}\n", user_pass("grace")),
         &format!("{c}\n"),
-    );
+    )
+}
+
+/// grace checks `serial` out for request `id` (bag `BAG-0001`), then dave's `custody code`
+/// is started for it (the caller decides when the key's touch comes).
+fn check_out_and_start_code(w: &mut World, serial: u32, id: &str) -> std::process::Child {
+    let r = checkout(w, serial, "BAG-0001", id);
+    assert_eq!(r.code, 0, "device checkout:\n{}\n{}", r.out, r.err);
+    // No --no-totp: an operator is never asked for a code.
     w.custody_cmd(
-        &[
-            "code",
-            id,
-            "--as",
-            "dave",
-            "--no-totp",
-            "--passphrase-fd",
-            "3",
-        ],
+        &["code", id, "--as", "dave", "--passphrase-fd", "3"],
         &format!("{}\n", user_pass("dave")),
         "",
     )
@@ -418,8 +417,9 @@ fn pcscd_key_pulled_during_code_exits_3_and_the_request_stays_issuing() {
     assert!(r.out.is_empty(), "no code: {}", r.out);
     assert!(r.err.contains("refused (token_error): "), "{}", r.err);
     assert!(
-        r.err.contains("Touch the key when it flashes"),
-        "the operator was told to touch the key: {}",
+        r.err
+            .contains("Touch the key in Yubico YubiKey OTP+FIDO+CCID 00 00"),
+        "the operator was told to touch the key, in its reader: {}",
         r.err
     );
     assert!(r.err.contains("10000301"), "names the device: {}", r.err);
@@ -654,4 +654,40 @@ fn pcscd_a_release_waiting_for_a_touch_holds_up_nobody_else() {
     assert_eq!(request_status(&w, &id), "released");
     let verified = w.stop_and_verify();
     assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[test]
+fn pcscd_custody_code_names_the_reader_to_touch_the_key_in() {
+    if !in_harness(
+        "pcscd_custody_code_names_the_reader_to_touch_the_key_in",
+        44600,
+        1,
+    ) {
+        return;
+    }
+    // The primary (slot 0) is in the first vpcd reader, the backup (slot 1) in the second:
+    // the prompt names the one custodyd opened the checked-out key in.
+    let (_primary, _b, mut w, id) = approved_with_a_touch_key(10_000_501, 10);
+    let code = check_out_and_start_code(&mut w, 10_000_501, &id);
+    let r = run_of(code.wait_with_output().expect("custody code"));
+    assert_eq!(r.code, 0, "custody code:\n{}\n{}", r.out, r.err);
+    let touch = r
+        .err
+        .lines()
+        .find(|l| l.starts_with("Touch the key in "))
+        .unwrap_or_else(|| panic!("no touch prompt: {}", r.err));
+    assert!(
+        touch.starts_with("Touch the key in Yubico YubiKey OTP+FIDO+CCID 00 00: ")
+            && touch.contains("key 10000501")
+            && touch.contains(&id)
+            && touch.contains("waits 10 s"),
+        "{touch}"
+    );
+    assert!(
+        !r.err.contains("OTP+FIDO+CCID 01 00") && !r.err.contains("CCID 1 "),
+        "only the key's own reader is named: {}",
+        r.err
+    );
+    assert!(r.out.contains("Code for"), "{}", r.out);
+    w.stop_and_verify();
 }
