@@ -4,7 +4,9 @@
 //! computed fails cleanly; a daemon killed with SIGKILL in the middle of a sign-in resumes
 //! the request after the officers unseal it, with the wizard at a terminal drawing the code's
 //! countdown and erasing it; a touch that never comes fails with `touch_timeout`; `custody
-//! code` names the reader to touch the key in. Every test ends with `custody ledger verify`.
+//! code` names the reader to touch the key in; a wrong seal number at check-out names the
+//! incident it opened, says not to open the bag and how to acknowledge it, and `device list`
+//! then shows the key blocked. Every test ends with `custody ledger verify`.
 //!
 //! Officers' second-factor codes come from the real clock, so a test may wait for a fresh
 //! 30-second step, and enrolment waits for the next step by design: each test takes up to a
@@ -689,5 +691,69 @@ fn pcscd_custody_code_names_the_reader_to_touch_the_key_in() {
         r.err
     );
     assert!(r.out.contains("Code for"), "{}", r.out);
+    w.stop_and_verify();
+}
+
+#[test]
+fn pcscd_a_wrong_seal_at_check_out_names_the_incident_and_the_key_lists_blocked() {
+    if !in_harness(
+        "pcscd_a_wrong_seal_at_check_out_names_the_incident_and_the_key_lists_blocked",
+        44610,
+        1,
+    ) {
+        return;
+    }
+    let _primary = Emu::start(0, &["--serial", "10000601"]);
+    let _backup = Emu::start(1, &["--serial", "10000602"]);
+    wait_for_card(0);
+    wait_for_card(1);
+    let mut w = world();
+    // Enrolled through pcscd and sealed in BAG-0001 (primary) and BAG-0002 (backup).
+    enrol_with_wizard(&mut w, 10_000_601, 10_000_602);
+    let id = approved_request(&mut w);
+    // The officer reads the bag's number wrong by one character.
+    let r = checkout(&mut w, 10_000_601, "BAG-0007", &id);
+    assert_eq!(r.code, 1, "a refusal:\n{}\n{}", r.out, r.err);
+    assert!(r.out.is_empty(), "{}", r.out);
+    let incident = r
+        .err
+        .split_whitespace()
+        .find(|w| w.starts_with("inc-"))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("no incident id: {}", r.err))
+        .to_owned();
+    for said in [
+        "refused (seal_mismatch): ",
+        "recorded BAG-0001, presented BAG-0007",
+        "Do not open the bag",
+        &format!("Incident {incident} is open and blocks the device"),
+        &format!("custody incident ack {incident} --note"),
+    ] {
+        assert!(r.err.contains(said), "{said:?} in {}", r.err);
+    }
+    // The list says so before anyone tries again.
+    let list = w.ok(&["device", "list"], "");
+    let line = list
+        .out
+        .lines()
+        .find(|l| l.starts_with("10000601"))
+        .unwrap_or_else(|| panic!("10000601 in {}", list.out));
+    assert!(
+        line.contains(&format!("BLOCKED by incident {incident} (in_safe)")),
+        "{line}"
+    );
+    let backup = list
+        .out
+        .lines()
+        .find(|l| l.starts_with("10000602"))
+        .unwrap_or_else(|| panic!("10000602 in {}", list.out));
+    assert!(
+        !backup.contains("BLOCKED"),
+        "only the mismatched key: {backup}"
+    );
+    // And the key stays in the safe: the right number no longer opens it either.
+    let r = checkout(&mut w, 10_000_601, "BAG-0001", &id);
+    assert_eq!(r.code, 1, "{}\n{}", r.out, r.err);
+    assert!(r.err.contains("refused (device_blocked)"), "{}", r.err);
     w.stop_and_verify();
 }
