@@ -5,7 +5,7 @@
 #
 # It holds `custody` and `custodyd` (release build; CUSTODY_DEB_BIN_DIR names a directory of
 # already-built binaries instead), the systemd unit, /etc/custody/custody.toml as a conffile,
-# the polkit rule for pcscd, a manual page per `custody` subcommand, bash, zsh and fish
+# the polkit rule for pcscd, a manual page per `custody` subcommand and custodyd(8), bash, zsh and fish
 # completions, the documentation, and the maintainer scripts of packaging/debian/. Depends:
 # pcscd and the shared libraries the binaries link (dpkg-shlibdeps). Never custody-emu,
 # custodyd-testclock or hsm-fixtures/: they are for tests and demos.
@@ -62,6 +62,8 @@ man="$root/usr/share/man/man1"
 install -d "$man"
 "$root/usr/bin/custody" man --out "$man" >/dev/null
 gzip -9n "$man"/*.1
+install -d "$root/usr/share/man/man8"
+"$root/usr/bin/custodyd" --man | gzip -9n > "$root/usr/share/man/man8/custodyd.8.gz"
 "$root/usr/bin/custody" completions bash |
     install -D -m 0644 /dev/stdin "$root/usr/share/bash-completion/completions/custody"
 "$root/usr/bin/custody" completions zsh |

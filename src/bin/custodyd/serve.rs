@@ -38,12 +38,14 @@ const LOCK_FILE: &str = "custodyd.lock";
 
 /// custodyd: holds the custody ledger and serves the `custody` command line over a Unix socket.
 #[derive(Debug, Parser)]
-#[command(name = "custodyd", version = mfa_custody::VERSION, about, long_about = None,
+#[command(name = "custodyd", version = mfa_custody::VERSION,
+    about = "The mfa-custody daemon: holds the custody ledger and serves the custody command line",
+    long_about = DESCRIPTION,
     after_help = "Examples:\n  custodyd --config /etc/custody/custody.toml\n  \
 custodyd --check-config /etc/custody/custody.toml")]
 struct Args {
     /// The configuration file (TOML; see packaging/custody.toml).
-    #[arg(long, value_name = "FILE", required_unless_present = "check_config")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["check_config", "man"])]
     config: Option<PathBuf>,
     /// Check the configuration FILE and exit: 0 when it is valid, 2 with every problem listed
     /// (each naming its key and what to do). Starts nothing and opens no ledger.
@@ -56,6 +58,83 @@ struct Args {
     /// clock. `custodyd` refuses it (exit status 2).
     #[arg(long, value_name = "FILE")]
     test_clock: Option<PathBuf>,
+    /// Print this manual page, custodyd(8), in roff on standard output and exit (the Debian
+    /// package installs it).
+    #[arg(long, conflicts_with_all = ["config", "check_config"])]
+    man: bool,
+}
+
+/// What `custodyd --help` and custodyd(8) say the daemon is.
+const DESCRIPTION: &str = "custodyd holds the mfa-custody ledger (an encrypted, hash-chained \
+SQLCipher file) and serves the custody command line over a Unix socket. It starts sealed: two \
+officers unseal it with their keyring passphrases (custody unseal). It decides every operation \
+through the custody domain (dual control, seals, reconciliation), records it in the ledger, and \
+talks to the YubiKeys through pcscd, only in the readers the configuration allows. Under \
+systemd it runs as the custody user (custodyd.service); it logs to standard error, the journal.";
+
+/// The sections of custodyd(8) that clap does not know: written as roff.
+const MAN_SECTIONS: &str = r#".SH EXAMPLES
+.nf
+custodyd \-\-config /etc/custody/custody.toml
+custodyd \-\-check\-config /etc/custody/custody.toml
+systemctl start custodyd
+.fi
+.SH "EXIT STATUS"
+.TP
+\fB0\fR
+a clean shutdown (SIGTERM or SIGINT); with \fB\-\-check\-config\fR, the file is valid
+.TP
+\fB2\fR
+a bad command line or configuration, every problem listed once (including a test clock asked of custodyd)
+.TP
+\fB4\fR
+the ledger directory is unusable
+.TP
+\fB5\fR
+the socket cannot be set up
+.TP
+\fB6\fR
+another custodyd already runs on the ledger, or answers on the socket
+.SH SIGNALS
+SIGTERM and SIGINT end custodyd cleanly: no new connections, the requests in flight are answered, the ledger is closed and its keys zeroized. The next start is sealed.
+.SH FILES
+.TP
+\fB/etc/custody/custody.toml\fR
+the configuration (ledger_dir, socket, socket_group, allowed_readers, touch_timeout_secs, the policy)
+.TP
+\fB/var/lib/custody/ledger/\fR
+the ledger directory: ledger.db (SQLCipher), keyring.json (the officers' quorum shares), custodyd.lock (held while custodyd runs), unseal\-failures.log
+.TP
+\fB/run/custody/custodyd.sock\fR
+the socket the custody command line talks to (mode 0660, group socket_group)
+.SH "SEE ALSO"
+\fBcustody\fR(1), \fBpcscd\fR(8), \fBsystemd\-analyze\fR(1);
+/usr/share/doc/mfa\-custody/daemon.md (the socket protocol, hardening, exit statuses) and configuration.md (every key of custody.toml)
+"#;
+
+/// `--man`: custodyd(8), from this command line's definition and [`MAN_SECTIONS`].
+fn man_page() -> ExitCode {
+    use clap::CommandFactory;
+    let man = clap_mangen::Man::new(Args::command())
+        .section("8")
+        .manual("mfa-custody");
+    let mut page = Vec::new();
+    let rendered = man
+        .render_title(&mut page)
+        .and_then(|()| man.render_name_section(&mut page))
+        .and_then(|()| man.render_synopsis_section(&mut page))
+        .and_then(|()| man.render_description_section(&mut page))
+        .and_then(|()| man.render_options_section(&mut page))
+        .and_then(|()| page.write_all(MAN_SECTIONS.as_bytes()))
+        .and_then(|()| man.render_version_section(&mut page));
+    let mut out = std::io::stdout().lock();
+    match rendered
+        .and_then(|()| out.write_all(&page))
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => fail(exit::IO, format!("writing the manual page: {e}")),
+    }
 }
 
 /// Opens the test clock whose file the command line names (`custodyd-testclock` only).
@@ -327,6 +406,9 @@ fn watch_readers(daemon: Arc<Daemon>, shutdown: Arc<AtomicBool>) {
 /// [`choose_clock`].
 pub fn main(open_test: Option<OpenTestClock>) -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        return man_page();
+    }
     let config_file = match (&args.check_config, &args.config) {
         (Some(file), _) => return check_config(file),
         (None, Some(file)) => file.clone(),

@@ -168,6 +168,7 @@ fn deb_builds_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     );
     assert!(pages.len() > 40, "{pages:?}");
     want.extend(pages.iter().map(|p| format!("./usr/share/man/man1/{p}.gz")));
+    want.push("./usr/share/man/man8/custodyd.8.gz".to_owned());
     for w in &want {
         assert!(
             paths.contains(&w.as_str()),
@@ -211,6 +212,23 @@ fn deb_builds_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     );
     let installed_page = root.join("usr/share/man/man1/custody-request-code.1.gz");
     assert!(installed_page.is_file());
+    // custodyd(8), from custodyd's own command line: its options, exit statuses and files.
+    let daemon_page = root.join("usr/share/man/man8/custodyd.8.gz");
+    let mut roff = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&daemon_page).expect("custodyd.8")),
+        &mut roff,
+    )
+    .expect("a gzipped page");
+    for said in [
+        ".TH custodyd 8 ",
+        "\\fB\\-\\-check\\-config\\fR",
+        ".SH \"EXIT STATUS\"",
+        "/etc/custody/custody.toml",
+        "\\fBcustody\\fR(1)",
+    ] {
+        assert!(roff.contains(said), "{said:?} in custodyd(8):\n{roff}");
+    }
 
     // An administrator edits the configuration; genesis makes a ledger.
     let conf = root.join("etc/custody/custody.toml");
@@ -237,6 +255,7 @@ fn deb_builds_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     dpkg(&root, &["-r", "mfa-custody"]);
     assert!(!root.join("usr/bin/custodyd").exists());
     assert!(!installed_page.exists());
+    assert!(!daemon_page.exists(), "custodyd(8) goes with the package");
     assert_eq!(
         installed_version(&root),
         "deinstall ok config-files 0.1.0+next"
