@@ -20,13 +20,13 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::client::call_with_reason;
+use super::client::{call_completing, call_with_reason};
 use super::exit;
 use super::ledger::{finish, Failure};
 use super::secret_input::SecretFd;
 use crate::custody::{escape_unsafe, DeviceRole, DeviceState, RequestStatus, Role};
 use crate::daemon::protocol::{
-    Auth, DeviceReply, Op, RefusalCode, Reply, RequestReply, Secret, UserReply,
+    Auth, DeviceReply, Op, Progress, RefusalCode, Reply, RequestReply, Secret, UserReply,
 };
 
 /// `custody ceremony` subcommands.
@@ -358,6 +358,30 @@ impl Room {
     fn op(&self, op: Op) -> Result<Reply, (Failure, Option<RefusalCode>)> {
         call_with_reason(&self.socket, op)
     }
+
+    /// [`Room::op`] for the code: when custodyd asks the key, the room is told which reader
+    /// it is in. The requester's credentials are all in `op` already (the wizard asks
+    /// officers for their code with the passphrase), so no second round is answered.
+    fn op_touching(&self, op: Op) -> Result<Reply, (Failure, Option<RefusalCode>)> {
+        let json = self.json;
+        call_completing(
+            &self.socket,
+            op,
+            |user| {
+                Err(Failure::refused(
+                    exit::FAILED,
+                    RefusalCode::FactorCodeRequired,
+                    format!("{user} has a second factor: give its code at this step"),
+                ))
+            },
+            &|p| match p {
+                Progress::Touch { reader, .. } if !json => {
+                    eprintln!("  Touch the key in {} now.", escape_unsafe(reader));
+                }
+                _ => {}
+            },
+        )
+    }
 }
 
 fn unexpected(r: &Reply) -> Failure {
@@ -572,10 +596,10 @@ fn sign_in_from(
         room.say(&format!(
             ">>> Touch key {serial} now (when it flashes). <<<"
         ));
-        room.op(Op::Code {
+        room.op_touching(Op::Code {
             by,
             request: id.clone(),
-            touch_prompt: false,
+            touch_prompt: true,
         })
     })?;
     let Reply::Code {

@@ -337,6 +337,12 @@ fn pcscd_enrol_and_sign_in_wizards_scripted_release_the_right_code() {
     assert_eq!(r.code, 0, "sign-in wizard:\n{}\n{}", r.out, r.err);
     assert_no_secret(&r);
     assert!(r.err.contains("Touch key 10000201 now"), "{}", r.err);
+    assert!(
+        r.err
+            .contains("Touch the key in Yubico YubiKey OTP+FIDO+CCID 00 00 now."),
+        "the wizard names the key's reader: {}",
+        r.err
+    );
     // Without a terminal: the results on standard output, the code and its validity once, no
     // countdown.
     assert!(
