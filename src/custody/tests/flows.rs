@@ -550,6 +550,73 @@ fn failed_authentications_are_recorded_without_locking_and_factor_codes_are_sing
 }
 
 #[test]
+fn a_second_round_adds_the_code_to_a_proven_passphrase_and_proves_nothing_alone() {
+    use crate::custody::Authenticated;
+    let mut w = World::new().with_enrolled_account();
+    let events = w.kinds().len();
+    // A right passphrase, no code: the proof of the first round, nothing recorded or counted.
+    let first = Credentials {
+        factor: None,
+        ..w.creds("bob")
+    };
+    let check = w.custody.begin_authentication(&first).expect("checks");
+    let verdict = check.verify(&first);
+    let proven = match w.custody.finish_authentication_rounds(verdict) {
+        Ok(Authenticated::FactorRequired(p)) => p,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(proven.user().as_str(), "bob");
+    assert_eq!(w.kinds().len(), events, "a first round records nothing");
+    assert_eq!(
+        w.custody.user(&name("bob")).expect("bob").failed_attempts,
+        0
+    );
+    // The second round: the code alone, with the proof.
+    let code = w.creds("bob").factor.expect("a code");
+    let check = w.custody.begin_second_round(&proven, None).expect("checks");
+    match w
+        .custody
+        .finish_authentication_rounds(check.verify_factor(&code))
+    {
+        Ok(Authenticated::Session(s)) => assert_eq!(s.user().as_str(), "bob"),
+        other => panic!("{other:?}"),
+    }
+    // A right code without a proven passphrase proves nothing: a check of a first round
+    // given only a code is a failure, counted.
+    let code = w.creds("bob").factor.expect("a code");
+    let wrong = Credentials {
+        passphrase: UserPassphrase::offered(Zeroizing::new("not bob's passphrase".into()))
+            .expect("p"),
+        factor: None,
+        ..w.creds("bob")
+    };
+    let check = w.custody.begin_authentication(&wrong).expect("checks");
+    let e = w
+        .custody
+        .finish_authentication_rounds(check.verify_factor(&code))
+        .expect_err("no passphrase was proven");
+    assert!(
+        matches!(e, CustodyError::AuthenticationFailed { .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        w.custody.user(&name("bob")).expect("bob").failed_attempts,
+        1
+    );
+    // A wrong passphrase without a code is a failure, never a question for the code.
+    let check = w.custody.begin_authentication(&wrong).expect("checks");
+    let verdict = check.verify(&wrong);
+    let e = w
+        .custody
+        .finish_authentication_rounds(verdict)
+        .expect_err("wrong passphrase");
+    assert!(
+        matches!(e, CustodyError::AuthenticationFailed { .. }),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn enrolment_refuses_to_overwrite_without_agreement() {
     let mut w = World::new().with_enrolled_account();
     let (a, b) = (w.login("alice"), w.login("bob"));
