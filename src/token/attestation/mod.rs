@@ -226,10 +226,10 @@ pub struct AnchorInfo {
     pub sha256: String,
 }
 
-/// The certificates of a PEM bundle (one or more `CERTIFICATE` blocks, text between them
-/// ignored). Split here rather than with `Certificate::load_pem_chain`, which panics on an
-/// empty input.
-fn parse_pem_bundle(pem: &str) -> Result<Vec<Parsed>, AttestationError> {
+/// The DER of each certificate in a PEM bundle (one or more `CERTIFICATE` blocks; text
+/// between them, as in Yubico's `yubico-ca-certs.txt`, is ignored). Split here rather than
+/// with `Certificate::load_pem_chain`, which panics on an empty input.
+pub fn certificates_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, AttestationError> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     let bad = |reason: String| AttestationError::AnchorPem { reason };
@@ -241,17 +241,22 @@ fn parse_pem_bundle(pem: &str) -> Result<Vec<Parsed>, AttestationError> {
             .find(END)
             .ok_or_else(|| bad(format!("certificate #{} has no END line", found.len())))?
             + END.len();
-        let block = &after[..end];
-        let der = x509_cert::der::pem::decode_vec(block.as_bytes())
-            .map_err(|e| bad(format!("certificate #{}: {e}", found.len())))?
-            .1;
-        found.push(Parsed::from_der(&der, CertRole::Anchor)?);
+        let (_label, der) = x509_cert::der::pem::decode_vec(&after.as_bytes()[..end])
+            .map_err(|e| bad(format!("certificate #{}: {e}", found.len())))?;
+        found.push(der);
         rest = &after[end..];
     }
     if found.is_empty() {
         return Err(bad("no CERTIFICATE block in it".to_owned()));
     }
     Ok(found)
+}
+
+fn parse_pem_bundle(pem: &str) -> Result<Vec<Parsed>, AttestationError> {
+    certificates_from_pem(pem)?
+        .iter()
+        .map(|der| Parsed::from_der(der, CertRole::Anchor))
+        .collect()
 }
 
 impl TrustAnchors {
