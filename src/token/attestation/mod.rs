@@ -315,6 +315,74 @@ fn sha256_hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
+/// The algorithm of an attested key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// RSA with a modulus of this many bits.
+    Rsa {
+        /// The modulus length.
+        bits: usize,
+    },
+    /// ECDSA/ECDH over NIST P-256.
+    EcP256,
+    /// ECDSA/ECDH over NIST P-384.
+    EcP384,
+    /// Ed25519 (firmware 5.7 and later).
+    Ed25519,
+    /// X25519 (firmware 5.7 and later).
+    X25519,
+    /// Anything else, by its OID (and curve OID for EC keys).
+    Other(String),
+}
+
+impl KeyAlgorithm {
+    fn of(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Self {
+        use x509_cert::der::asn1::{ObjectIdentifier, UintRef};
+        use x509_cert::der::oid::db::{rfc5912, rfc8410};
+        use x509_cert::der::{Reader, SliceReader};
+        let oid = spki.algorithm.oid;
+        let curve = || {
+            spki.algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+        };
+        let other = |detail: Option<ObjectIdentifier>| {
+            Self::Other(detail.map_or_else(|| oid.to_string(), |d| format!("{oid} ({d})")))
+        };
+        if oid == rfc5912::RSA_ENCRYPTION {
+            let bits = spki.subject_public_key.as_bytes().and_then(|key| {
+                let mut r = SliceReader::new(key).ok()?;
+                let n = r
+                    .sequence(|r| {
+                        let n = UintRef::decode(r)?;
+                        UintRef::decode(r)?;
+                        Ok(n.as_bytes().to_vec())
+                    })
+                    .ok()?;
+                let first = *n.first()?;
+                Some((n.len() - 1) * 8 + (8 - first.leading_zeros() as usize))
+            });
+            return bits.map_or_else(|| other(None), |bits| Self::Rsa { bits });
+        }
+        if oid == rfc5912::ID_EC_PUBLIC_KEY {
+            return match curve() {
+                Some(c) if c == rfc5912::SECP_256_R_1 => Self::EcP256,
+                Some(c) if c == rfc5912::SECP_384_R_1 => Self::EcP384,
+                c => other(c),
+            };
+        }
+        if oid == rfc8410::ID_ED_25519 {
+            return Self::Ed25519;
+        }
+        if oid == rfc8410::ID_X_25519 {
+            return Self::X25519;
+        }
+        other(None)
+    }
+}
+
 /// What the caller knows independently of the attestation and requires it to confirm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
@@ -346,6 +414,8 @@ pub struct Attested {
     pub public_key_spki: Vec<u8>,
     /// A stable id of the key: SHA-256 of `public_key_spki`, lowercase hex.
     pub key_id: String,
+    /// The attested key's algorithm.
+    pub key_algorithm: KeyAlgorithm,
     /// The device's serial.
     pub serial: u32,
     /// The device's firmware.
@@ -466,18 +536,15 @@ pub fn verify_attestation(
             attested: facts.serial,
         });
     }
-    let public_key_spki = slot
-        .cert
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|e| AttestationError::Malformed {
-            role: CertRole::Slot,
-            reason: e.to_string(),
-        })?;
+    let spki = &slot.cert.tbs_certificate.subject_public_key_info;
+    let public_key_spki = spki.to_der().map_err(|e| AttestationError::Malformed {
+        role: CertRole::Slot,
+        reason: e.to_string(),
+    })?;
     Ok(Attested {
         slot: facts.slot,
         key_id: sha256_hex(&public_key_spki),
+        key_algorithm: KeyAlgorithm::of(spki),
         public_key_spki,
         serial: facts.serial,
         firmware: facts.firmware,

@@ -168,6 +168,7 @@ fn real_5_2_6_attestation_verifies_under_the_piv_root() {
     assert_eq!(a.form_factor, FormFactor::UsbCKeychain);
     assert!(!a.fips_series);
     assert_eq!(a.anchor, "CN=Yubico PIV Root CA Serial 263751");
+    assert_eq!(a.key_algorithm, KeyAlgorithm::EcP256);
     // `openssl x509 -pubkey | openssl pkey -pubin -outform DER | sha256sum`
     assert_eq!(
         a.key_id,
@@ -613,6 +614,17 @@ fn synthetic_chains_of_each_algorithm_verify() {
         assert_eq!(a.form_factor, FormFactor::UsbAKeychain, "{name}");
         assert_eq!(a.anchor, ROOT, "{name}");
         assert_eq!(a.public_key_spki, chain.slot.spki().to_der().expect("spki"));
+        assert_eq!(a.key_algorithm, KeyAlgorithm::EcP256, "{name}");
+    }
+    // The attested key's algorithm, for RSA-2048 and P-384 slot keys.
+    for (key, algorithm) in [
+        (TestKey::rsa(), KeyAlgorithm::Rsa { bits: 2048 }),
+        (TestKey::p384(), KeyAlgorithm::EcP384),
+    ] {
+        let chain = Chain::new(TestKey::p256(), TestKey::p256());
+        let slot = issue(SLOT_9A, &key, F9, &chain.f9, yubico_exts());
+        let a = chain.verify_slot(&slot).expect("verifies");
+        assert_eq!(a.key_algorithm, algorithm);
     }
 }
 
