@@ -12,8 +12,9 @@
 //!
 //! [`verify_attestation`] checks, and refuses with a typed [`AttestationError`] naming the
 //! certificate and the check:
-//! - every certificate is one canonical DER X.509 certificate, without duplicated extensions
-//!   or critical extensions it does not understand;
+//! - every certificate is one DER X.509 certificate (signatures are checked over its signed
+//!   part as received), without duplicated extensions or critical extensions it does not
+//!   understand;
 //! - the slot certificate names the device certificate as its issuer and is signed by its key;
 //! - the device certificate is signed by an intermediate or an anchor whose subject it names,
 //!   and each intermediate in turn, up to an anchor; intermediates must be CAs (the device
@@ -73,15 +74,17 @@ mod published {
     ];
 }
 
-/// A parsed certificate with the exact DER of its signed part.
+/// A parsed certificate with its DER and the exact DER of its signed part.
 #[derive(Clone)]
 struct Parsed {
     cert: Certificate,
+    der: Vec<u8>,
     tbs: Vec<u8>,
 }
 
 impl Parsed {
     fn from_der(der: &[u8], role: CertRole) -> Result<Self, AttestationError> {
+        use x509_cert::der::{Reader, SliceReader};
         if der.len() > MAX_CERT_LEN {
             return Err(AttestationError::TooLarge {
                 what: format!("{role} is {} bytes (at most {MAX_CERT_LEN})", der.len()),
@@ -89,17 +92,23 @@ impl Parsed {
         }
         let malformed = |reason: String| AttestationError::Malformed { role, reason };
         let cert = Certificate::from_der(der).map_err(|e| malformed(e.to_string()))?;
-        // Signatures are over the bytes as sent: insist that re-encoding gives them back, so the
-        // signed part checked below is exactly the one received.
-        let again = cert.to_der().map_err(|e| malformed(e.to_string()))?;
-        if again != der {
-            return Err(malformed("not in canonical DER".to_owned()));
-        }
-        let tbs = cert
-            .tbs_certificate
-            .to_der()
+        // The signature is checked over the signed part exactly as received (the first element
+        // of the outer SEQUENCE), not over a re-encoding of what was parsed.
+        let tbs = SliceReader::new(der)
+            .and_then(|mut r| {
+                r.sequence(|r| {
+                    let tbs = r.tlv_bytes()?;
+                    r.tlv_bytes()?;
+                    r.tlv_bytes()?;
+                    Ok(tbs.to_vec())
+                })
+            })
             .map_err(|e| malformed(e.to_string()))?;
-        let parsed = Self { cert, tbs };
+        let parsed = Self {
+            cert,
+            der: der.to_vec(),
+            tbs,
+        };
         parsed.check_extensions(role)?;
         Ok(parsed)
     }
@@ -299,7 +308,7 @@ impl TrustAnchors {
             .iter()
             .map(|p| AnchorInfo {
                 subject: p.subject(),
-                sha256: sha256_hex(&p.cert.to_der().unwrap_or_default()),
+                sha256: sha256_hex(&p.der),
             })
             .collect()
     }

@@ -379,6 +379,45 @@ fn a_real_chain_outside_its_validity_is_refused_naming_the_dates() {
     assert!(verify_attestation(&evidence, &YK526, &anchors, at("2052-04-17T00:00:00Z")).is_ok());
 }
 
+#[test]
+fn a_chain_made_by_openssl_verifies() {
+    // testdata/openssl-p256/gen.sh: P-256 throughout, extensions written as raw DER by OpenSSL.
+    let anchors =
+        TrustAnchors::from_pem(include_str!("testdata/openssl-p256/root.pem")).expect("root");
+    let evidence = Evidence {
+        slot_cert: &der(include_str!("testdata/openssl-p256/slot-9a.pem")),
+        device_cert: &der(include_str!("testdata/openssl-p256/f9.pem")),
+        extra_intermediates: &[],
+    };
+    let a = verify_attestation(&evidence, &SYNTH, &anchors, at("2030-01-01T00:00:00Z"))
+        .expect("an OpenSSL-made chain verifies");
+    assert_eq!(a.anchor, "CN=OpenSSL Test Attestation Root");
+    assert_eq!(
+        (a.pin_policy, a.touch_policy),
+        (PinPolicy::Always, TouchPolicy::Always)
+    );
+    assert_eq!(a.form_factor, FormFactor::UsbCKeychain);
+    assert_eq!(a.key_algorithm, KeyAlgorithm::EcP256);
+    // Not under Yubico's roots.
+    let err = verify_attestation(
+        &evidence,
+        &SYNTH,
+        &TrustAnchors::yubico(),
+        at("2030-01-01T00:00:00Z"),
+    )
+    .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            AttestationError::UntrustedIssuer {
+                role: CertRole::Device,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
 // ---- synthetic chains ----------------------------------------------------------------------
 
 /// A signing key of a synthetic CA.
