@@ -71,6 +71,7 @@ mod pcscd {
     mod firmware;
     mod harness;
     mod lock;
+    mod piv;
     mod signin;
 }
 
