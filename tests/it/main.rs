@@ -72,6 +72,7 @@ mod pcscd {
     mod harness;
     mod lock;
     mod piv;
+    mod piv_tools;
     mod signin;
 }
 
