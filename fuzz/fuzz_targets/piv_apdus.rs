@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mfa_custody::emulator::oath::{AutoTouch, OathState};
-use mfa_custody::emulator::piv::keys::tdes_encrypt;
+use mfa_custody::emulator::piv::keys::management_encrypt;
 use mfa_custody::emulator::piv::state::DEFAULT_MANAGEMENT_KEY;
 use mfa_custody::emulator::SoftKey;
 use mfa_custody::token::management::FormFactor;
@@ -23,7 +23,7 @@ fn authenticate(key: &mut SoftKey) {
     let r = key.process(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x81, 0x00]);
     assert!(ok(&r), "the card answers a challenge");
     let challenge: [u8; 8] = r[4..12].try_into().expect("8 bytes");
-    let response = tdes_encrypt(&DEFAULT_MANAGEMENT_KEY, &challenge).expect("3DES");
+    let response = management_encrypt(0x03, &DEFAULT_MANAGEMENT_KEY, &challenge).expect("3DES");
     let mut apdu = vec![0x00, 0x87, 0x03, 0x9B, 0x0C, 0x7C, 0x0A, 0x82, 0x08];
     apdu.extend_from_slice(&response);
     assert!(ok(&key.process(&apdu)), "the factory key authenticates");

@@ -1,6 +1,6 @@
 //! The PIV applet's cryptography, from vetted crates only: P-256 keys and ECDSA signatures
-//! (`p256`, RFC 6979 nonces), 3DES single-block encryption for the management key's
-//! challenge-response (`des`), and random bytes from the system (`ring`).
+//! (`p256`, RFC 6979 nonces), 3DES and AES single-block encryption for the management key's
+//! challenge-response (`des`, `aes`), and random bytes from the system (`ring`).
 
 use des::cipher::{BlockEncrypt, KeyInit};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
@@ -73,12 +73,40 @@ pub fn p256_sign_digest(secret: &[u8], digest: &[u8]) -> Result<Vec<u8>, KeyErro
     Ok(der.as_bytes().to_vec())
 }
 
-/// Encrypts one 8-byte block with a 3DES (EDE3) key of 24 bytes.
-pub fn tdes_encrypt(key: &[u8], block: &[u8; 8]) -> Result<[u8; 8], KeyError> {
-    let cipher = des::TdesEde3::new_from_slice(key).map_err(|_| KeyError::BadKey)?;
+/// Management key algorithms: 3DES (`03`) and, from firmware 5.4, AES-128/192/256 (`08`, `0A`,
+/// `0C`) (YubiKey .NET SDK, "Get metadata"; Yubico, "PIV management key" on 5.4).
+pub const MANAGEMENT_ALGORITHMS: [(u8, usize, usize); 4] = [
+    (0x03, 24, 8),
+    (0x08, 16, 16),
+    (0x0A, 24, 16),
+    (0x0C, 32, 16),
+];
+
+/// The key length and block length of management key `algorithm`, if it is one.
+pub fn management_lengths(algorithm: u8) -> Option<(usize, usize)> {
+    MANAGEMENT_ALGORITHMS
+        .iter()
+        .find(|(a, _, _)| *a == algorithm)
+        .map(|&(_, key, block)| (key, block))
+}
+
+fn encrypt_with<C: BlockEncrypt + KeyInit>(key: &[u8], block: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let cipher = C::new_from_slice(key).map_err(|_| KeyError::BadKey)?;
+    if block.len() != C::block_size() {
+        return Err(KeyError::BadKey);
+    }
     let mut b = des::cipher::generic_array::GenericArray::clone_from_slice(block);
     cipher.encrypt_block(&mut b);
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&b);
-    Ok(out)
+    Ok(b.to_vec())
+}
+
+/// Encrypts one block (8 bytes for 3DES, 16 for AES) with a management key of `algorithm`.
+pub fn management_encrypt(algorithm: u8, key: &[u8], block: &[u8]) -> Result<Vec<u8>, KeyError> {
+    match algorithm {
+        0x03 => encrypt_with::<des::TdesEde3>(key, block),
+        0x08 => encrypt_with::<aes::Aes128>(key, block),
+        0x0A => encrypt_with::<aes::Aes192>(key, block),
+        0x0C => encrypt_with::<aes::Aes256>(key, block),
+        _ => Err(KeyError::BadKey),
+    }
 }

@@ -12,10 +12,10 @@
 //!
 //! What it answers: SELECT, GET VERSION (`FD`), GET SERIAL (`F8`), VERIFY (`20`), CHANGE
 //! REFERENCE DATA (`24`), RESET RETRY COUNTER (`2C`), GENERAL AUTHENTICATE (`87`: management
-//! key mutual and single authentication with 3DES, ECDSA P-256 signing), SET MANAGEMENT KEY
+//! key mutual and single authentication with 3DES or AES, ECDSA P-256 signing), SET MANAGEMENT KEY
 //! (`FF`), GENERATE ASYMMETRIC KEY PAIR (`47`, P-256), IMPORT KEY (`FE`, P-256), ATTEST (`F9`),
 //! GET METADATA (`F7`, firmware 5.3 and later), GET DATA (`CB`), PUT DATA (`DB`), SET PIN
-//! RETRIES (`FA`) and RESET (`FB`). RSA, P-384, AES management keys and ECDH are not emulated:
+//! RETRIES (`FA`) and RESET (`FB`). RSA, P-384 and ECDH are not emulated:
 //! the applet refuses them with `6A80` (wrong data) where a real key would compute.
 
 pub mod attest;
@@ -135,8 +135,8 @@ struct Session {
     /// A verification not yet spent by a key with PIN policy "always".
     pin_fresh: bool,
     management: bool,
-    witness: Option<Zeroizing<[u8; 8]>>,
-    challenge: Option<Zeroizing<[u8; 8]>>,
+    witness: Option<Zeroizing<Vec<u8>>>,
+    challenge: Option<Zeroizing<Vec<u8>>>,
     touched: Vec<(u8, Instant)>,
 }
 
@@ -458,25 +458,35 @@ impl PivApplet {
     }
 
     /// GENERAL AUTHENTICATE (`87`) with slot `9B` (SP 800-73-4 part 2, appendix A.1-A.2;
-    /// the yubikey crate's `YubiKey::authenticate`):
+    /// the yubikey crate's `YubiKey::authenticate`), with blocks of the key's cipher (8 bytes
+    /// for 3DES, 16 for AES):
     /// - `7C { 80 00 }`: the card answers a witness, encrypted: `7C { 80 E(W) }`;
     /// - `7C { 80 W, 81 C }`: the host proves it decrypted the witness and challenges the
     ///   card, which answers `7C { 82 E(C) }`;
     /// - `7C { 81 00 }` then `7C { 82 E(C) }`: the single-authentication variant.
     fn authenticate_management(&mut self, cmd: &Command, inner: &[tlv::Tlv<'_>]) -> Response {
-        if cmd.p1 != self.state.management.algorithm {
+        let algorithm = self.state.management.algorithm;
+        if cmd.p1 != algorithm {
             return status(StatusWord::IncorrectP1P2);
         }
+        let Some((_, block_len)) = keys::management_lengths(algorithm) else {
+            return status(StatusWord::NoPreciseDiagnosis);
+        };
         let key = Zeroizing::new(self.state.management.key.expose().to_vec());
+        let encrypt = |block: &[u8]| keys::management_encrypt(algorithm, &key, block).ok();
         let get = |tag| tlv::find(inner, tag);
-        let block = |v: &[u8]| <[u8; 8]>::try_from(v).ok();
         let answer = |tag: u8, value: &[u8]| ok(tlv(0x7C, &tlv(tag, value)));
+        let fresh = || {
+            keys::random::<16>()
+                .ok()
+                .map(|r| Zeroizing::new(r[..block_len].to_vec()))
+        };
         match (get(0x80), get(0x81), get(0x82)) {
             (Some([]), None, None) => {
-                let Ok(witness) = keys::random::<8>() else {
+                let Some(witness) = fresh() else {
                     return status(StatusWord::NoPreciseDiagnosis);
                 };
-                let Ok(sealed) = keys::tdes_encrypt(&key, &witness) else {
+                let Some(sealed) = encrypt(&witness) else {
                     return status(StatusWord::NoPreciseDiagnosis);
                 };
                 self.session.management = false;
@@ -484,16 +494,16 @@ impl PivApplet {
                 answer(0x80, &sealed)
             }
             (Some(w), Some(c), None) => {
-                let (Some(w), Some(c)) = (block(w), block(c)) else {
+                if w.len() != block_len || c.len() != block_len {
                     return status(StatusWord::WrongData);
-                };
+                }
                 let Some(expected) = self.session.witness.take() else {
                     return status(StatusWord::ConditionsNotSatisfied);
                 };
-                if !bool::from(expected.ct_eq(&w)) {
+                if !bool::from(expected.as_slice().ct_eq(w)) {
                     return status(StatusWord::SecurityStatusNotSatisfied);
                 }
-                let Ok(response) = keys::tdes_encrypt(&key, &c) else {
+                let Some(response) = encrypt(c) else {
                     return status(StatusWord::NoPreciseDiagnosis);
                 };
                 if !self.touch(SLOT_MANAGEMENT, self.state.management.touch) {
@@ -503,25 +513,25 @@ impl PivApplet {
                 answer(0x82, &response)
             }
             (None, Some([]), None) => {
-                let Ok(challenge) = keys::random::<8>() else {
+                let Some(challenge) = fresh() else {
                     return status(StatusWord::NoPreciseDiagnosis);
                 };
                 self.session.management = false;
-                let reply = answer(0x81, challenge.as_ref());
+                let reply = answer(0x81, &challenge);
                 self.session.challenge = Some(challenge);
                 reply
             }
             (None, None, Some(r)) => {
-                let Some(r) = block(r) else {
+                if r.len() != block_len {
                     return status(StatusWord::WrongData);
-                };
+                }
                 let Some(challenge) = self.session.challenge.take() else {
                     return status(StatusWord::ConditionsNotSatisfied);
                 };
-                let Ok(expected) = keys::tdes_encrypt(&key, &challenge) else {
+                let Some(expected) = encrypt(&challenge) else {
                     return status(StatusWord::NoPreciseDiagnosis);
                 };
-                if !bool::from(expected.ct_eq(&r)) {
+                if !bool::from(expected.as_slice().ct_eq(r)) {
                     return status(StatusWord::SecurityStatusNotSatisfied);
                 }
                 if !self.touch(SLOT_MANAGEMENT, self.state.management.touch) {
@@ -534,9 +544,10 @@ impl PivApplet {
         }
     }
 
-    /// SET MANAGEMENT KEY (`FF FF FF|FE|FD`): data `03 9B 18 <24 bytes>`; P2 `FE` asks a touch
-    /// at every authentication, `FD` a cached one (Yubico, "PIV extensions"; YubiKey .NET SDK,
-    /// "Set management key"). Needs the management key.
+    /// SET MANAGEMENT KEY (`FF FF FF|FE|FD`): data `<alg> 9B <len> <key>`, 3DES (`03`, 24
+    /// bytes) or, from firmware 5.4, AES-128/192/256 (`08`, `0A`, `0C`: 16, 24, 32 bytes); P2
+    /// `FE` asks a touch at every authentication, `FD` a cached one (Yubico, "PIV extensions";
+    /// YubiKey .NET SDK, "Set management key"). Needs the management key.
     fn set_management_key(&mut self, cmd: &Command) -> Response {
         let touch = match (cmd.p1, cmd.p2) {
             (0xFF, 0xFF) => 1,
@@ -547,18 +558,23 @@ impl PivApplet {
         if !self.session.management {
             return status(StatusWord::SecurityStatusNotSatisfied);
         }
-        match cmd.data.as_slice() {
-            [ALG_3DES, SLOT_MANAGEMENT, 24, key @ ..] if key.len() == 24 => {
-                self.state.management = state::ManagementKey {
-                    algorithm: ALG_3DES,
-                    key: SecretBytes::new(Zeroizing::new(key.to_vec())),
-                    touch,
-                };
-                self.changed = true;
-                ok([])
-            }
-            _ => status(StatusWord::WrongData),
+        let [algorithm, SLOT_MANAGEMENT, len, key @ ..] = cmd.data.as_slice() else {
+            return status(StatusWord::WrongData);
+        };
+        let fits = match keys::management_lengths(*algorithm) {
+            Some((key_len, _)) => key_len == usize::from(*len) && key.len() == key_len,
+            None => false,
+        };
+        if !fits || (*algorithm != ALG_3DES && !self.at_least([5, 4, 0])) {
+            return status(StatusWord::WrongData);
         }
+        self.state.management = state::ManagementKey {
+            algorithm: *algorithm,
+            key: SecretBytes::new(Zeroizing::new(key.to_vec())),
+            touch,
+        };
+        self.changed = true;
+        ok([])
     }
 
     // -----------------------------------------------------------------------------------------

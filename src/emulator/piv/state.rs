@@ -75,7 +75,7 @@ pub fn pad(plain: &[u8]) -> Zeroizing<Vec<u8>> {
 /// The management key (slot `9B`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagementKey {
-    /// Algorithm byte ([`ALG_3DES`]).
+    /// Algorithm byte: [`ALG_3DES`], or AES-128/192/256 `08`/`0A`/`0C` (firmware 5.4 and later).
     pub algorithm: u8,
     /// The key bytes.
     pub key: SecretBytes,

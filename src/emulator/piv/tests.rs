@@ -302,6 +302,74 @@ fn set_management_key_replaces_it_and_can_require_touch() {
     );
 }
 
+/// Mutual authentication with an AES management key, the host side computed with the `aes`
+/// crate: 16-byte witness and challenge.
+fn authenticate_aes256(k: &mut SoftKey, key: &[u8; 32]) -> Result<(), u16> {
+    use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
+    let cipher = aes::Aes256::new_from_slice(key).expect("32-byte key");
+    let (r, s) = tx(k, 0x87, 0x0C, 0x9B, &[0x7C, 0x02, 0x80, 0x00]);
+    if s != 0x9000 {
+        return Err(s);
+    }
+    assert_eq!(&r[..4], &[0x7C, 0x12, 0x80, 0x10], "16-byte witness");
+    let mut witness = aes::cipher::generic_array::GenericArray::clone_from_slice(&r[4..20]);
+    cipher.decrypt_block(&mut witness);
+    let challenge = [0x5Au8; 16];
+    let mut data = vec![0x7C, 0x24, 0x80, 0x10];
+    data.extend_from_slice(&witness);
+    data.extend_from_slice(&[0x81, 0x10]);
+    data.extend_from_slice(&challenge);
+    let (r, s) = tx(k, 0x87, 0x0C, 0x9B, &data);
+    if s != 0x9000 {
+        return Err(s);
+    }
+    let mut expected = aes::cipher::generic_array::GenericArray::clone_from_slice(&challenge);
+    cipher.encrypt_block(&mut expected);
+    assert_eq!(&r[4..20], expected.as_slice(), "the card proved the key");
+    Ok(())
+}
+
+#[test]
+fn an_aes_management_key_from_firmware_5_4() {
+    let mut k = key();
+    authenticate(&mut k, &DEFAULT_MANAGEMENT_KEY).expect("factory key");
+    let aes_key = [0x42u8; 32];
+    let mut data = vec![0x0C, 0x9B, 0x20];
+    data.extend_from_slice(&aes_key);
+    assert_eq!(
+        tx(&mut k, 0xFF, 0xFF, 0xFF, &data[..20]).1,
+        0x6A80,
+        "short key"
+    );
+    assert_eq!(tx(&mut k, 0xFF, 0xFF, 0xFF, &data).1, 0x9000);
+    assert_eq!(
+        tx(&mut k, 0x87, 0x03, 0x9B, &[0x7C, 0x02, 0x80, 0x00]).1,
+        0x6A86,
+        "3DES is no longer the key's algorithm"
+    );
+    let mut wrong = aes_key;
+    wrong[31] ^= 1;
+    assert_eq!(authenticate_aes256(&mut k, &wrong), Err(0x6982));
+    authenticate_aes256(&mut k, &aes_key).expect("the AES-256 key");
+    let (meta, _) = tx(&mut k, 0xF7, 0x00, 0x9B, &[]);
+    assert_eq!(
+        meta,
+        [0x01, 0x01, 0x0C, 0x02, 0x02, 0x00, 0x01, 0x05, 0x01, 0x00]
+    );
+
+    // Firmware 5.3 has no AES management keys.
+    let mut old = SoftKey::new(
+        1,
+        [5, 3, 0],
+        FormFactor::UsbAKeychain,
+        OathState::fresh(),
+        Box::new(AutoTouch),
+    );
+    let _ = old.process(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]);
+    authenticate(&mut old, &DEFAULT_MANAGEMENT_KEY).expect("factory key");
+    assert_eq!(tx(&mut old, 0xFF, 0xFF, 0xFF, &data).1, 0x6A80);
+}
+
 #[test]
 fn generate_needs_the_management_key_and_checks_its_input() {
     let mut k = key();

@@ -1,6 +1,7 @@
 //! Yubico's own tools against the software YubiKey's PIV applet through a real pcscd:
 //! `yubico-piv-tool -a status`, `ykman piv info`, `ykman piv keys generate` and `attest`, the
-//! chain checked with `openssl verify` up to the test attestation CA.
+//! chain checked with `openssl verify` up to the test attestation CA, and an AES-256 management
+//! key set and used by ykman.
 //!
 //! ykman is given `--device SERIAL`: it counts Yubico-named readers, card or not
 //! (`ykman/device.py`, `scan_devices`), and vpcd always presents two.
@@ -134,4 +135,33 @@ fn pcscd_yubico_piv_tool_and_ykman_drive_the_piv_applet() {
         again.tbs_certificate.serial_number, att.tbs_certificate.serial_number,
         "each attestation has a fresh random serial"
     );
+
+    // An AES-256 management key (firmware 5.4), set and then used by ykman.
+    let aes = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    ykman(&[
+        "piv",
+        "access",
+        "change-management-key",
+        "--algorithm",
+        "AES256",
+        "--management-key",
+        "010203040506070801020304050607080102030405060708",
+        "--new-management-key",
+        aes,
+        "--force",
+    ]);
+    let info = ykman(&["piv", "info"]);
+    assert!(info.contains("Management key algorithm: AES256"), "{info}");
+    assert!(!info.contains("Using default Management key"), "{info}");
+    ykman(&[
+        "piv",
+        "keys",
+        "generate",
+        "--management-key",
+        aes,
+        "--algorithm",
+        "ECCP256",
+        "9c",
+        &path("pub9c.pem"),
+    ]);
 }

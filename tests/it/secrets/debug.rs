@@ -248,7 +248,7 @@ fn session_tokens_show_nowhere_in_debug() {
 #[test]
 fn piv_applet_secrets_show_nowhere_in_debug() {
     use mfa_custody::emulator::oath::{AutoTouch, OathState};
-    use mfa_custody::emulator::piv::keys::tdes_encrypt;
+    use mfa_custody::emulator::piv::keys::management_encrypt;
     use mfa_custody::emulator::piv::state::DEFAULT_MANAGEMENT_KEY;
     use mfa_custody::emulator::SoftKey;
     use mfa_custody::token::management::FormFactor;
@@ -266,7 +266,9 @@ fn piv_applet_secrets_show_nowhere_in_debug() {
     ok(&r);
     let challenge: [u8; 8] = r[4..12].try_into().expect("8 bytes");
     let mut auth = vec![0x00, 0x87, 0x03, 0x9B, 0x0C, 0x7C, 0x0A, 0x82, 0x08];
-    auth.extend_from_slice(&tdes_encrypt(&DEFAULT_MANAGEMENT_KEY, &challenge).expect("3DES"));
+    auth.extend_from_slice(
+        &management_encrypt(0x03, &DEFAULT_MANAGEMENT_KEY, &challenge).expect("3DES"),
+    );
     ok(&key.process(&auth));
     // PIN 13572468, PUK 86427531, management key 0x31..0x48, a P-256 key in 9A.
     let mut pin = vec![0x00, 0x24, 0x00, 0x80, 0x10];
