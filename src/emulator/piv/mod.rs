@@ -595,8 +595,10 @@ impl PivApplet {
         if !is_key_slot(cmd.p2) {
             return status(StatusWord::WrongP1P2);
         }
+        // An empty slot is `6A80`, as yubikit `piv.py` `_use_private_key` reads it ("No key?")
+        // and ykman `piv.py` `check_key` expects.
         let Some(key) = self.state.key(cmd.p2).cloned() else {
-            return status(StatusWord::ReferencedDataNotFound);
+            return status(StatusWord::WrongData);
         };
         if cmd.p1 != key.algorithm {
             return status(StatusWord::WrongData);
@@ -767,7 +769,8 @@ impl PivApplet {
 
     /// GET METADATA (`F7 00 <ref>`), TLVs per the YubiKey .NET SDK's "Get metadata": `01`
     /// algorithm, `02` policy, `03` origin, `04` public key, `05` default value, `06` retries.
-    /// An empty slot or unknown reference is `6A88`.
+    /// An empty slot or unknown reference is `6A88` (ykman `cli/piv.py` `export`: "No key stored
+    /// in slot").
     fn metadata(&mut self, cmd: &Command) -> Response {
         if cmd.p1 != 0x00 {
             return status(StatusWord::IncorrectP1P2);

@@ -448,7 +448,7 @@ fn sign_honours_the_pin_policy() {
     data.extend_from_slice(&digest);
     assert_eq!(tx(&mut k, 0x87, 0x11, 0x9A, &data).1, 0x6A80);
     assert_eq!(tx(&mut k, 0x87, 0x14, 0x9A, &data).1, 0x6A80);
-    assert_eq!(sign(&mut k, 0x9D, b"m"), Err(0x6A88));
+    assert_eq!(sign(&mut k, 0x9D, b"m"), Err(0x6A80), "empty slot");
     // Power off forgets the verification; the key stays.
     k.power_off();
     k.power_on();
