@@ -1,7 +1,7 @@
 //! Yubico's own tools against the software YubiKey's PIV applet through a real pcscd:
 //! `yubico-piv-tool -a status`, `ykman piv info`, `ykman piv keys generate` and `attest`, the
-//! chain checked with `openssl verify` up to the test attestation CA, and an AES-256 management
-//! key set and used by ykman.
+//! chain checked with `openssl verify` up to the test attestation CA, a self-signed certificate
+//! ykman makes with the key and stores, and an AES-256 management key set and used by ykman.
 //!
 //! ykman is given `--device SERIAL`: it counts Yubico-named readers, card or not
 //! (`ykman/device.py`, `scan_devices`), and vpcd always presents two.
@@ -123,6 +123,33 @@ fn pcscd_yubico_piv_tool_and_ykman_drive_the_piv_applet() {
         ],
     );
     assert!(verified.contains(": OK"), "{verified}");
+
+    // ykman signs a certificate for the key with it (GENERAL AUTHENTICATE with the PIN) and
+    // stores it (PUT DATA); both tools then show it in slot 9a.
+    ykman(&[
+        "piv",
+        "certificates",
+        "generate",
+        "--management-key",
+        "010203040506070801020304050607080102030405060708",
+        "--pin",
+        "123456",
+        "--subject",
+        "CN=officer-one",
+        "9a",
+        &path("pub.pem"),
+    ]);
+    let info = ykman(&["piv", "info"]);
+    assert!(info.contains("Subject DN:\tCN=officer-one"), "{info}");
+    let status = run("yubico-piv-tool", &["-a", "status"]);
+    assert!(status.contains("Slot 9a:"), "{status}");
+    assert!(status.contains("CN=officer-one"), "{status}");
+    ykman(&["piv", "certificates", "export", "9a", &path("cert9a.pem")]);
+    let cert = pem_cert(&file("cert9a.pem"));
+    assert_eq!(
+        cert.tbs_certificate.subject_public_key_info,
+        att.tbs_certificate.subject_public_key_info
+    );
 
     // yubico-piv-tool attests the same key too.
     let again = run("yubico-piv-tool", &["-a", "attest", "-s", "9a"]);
