@@ -169,3 +169,61 @@ fn pcscd_the_yubikey_crate_generates_signs_and_attests_with_the_piv_applet() {
         .verify(b"after restart", &sig)
         .expect("the same key signs after a restart");
 }
+
+/// The touch policy through pcscd: a key generated with touch "always" signs when the emulator
+/// is touched (`--touch auto`) and is refused when nobody touches (`--touch stdin` with no
+/// terminal: no Enter ever comes).
+#[test]
+fn pcscd_a_touch_always_key_signs_only_when_touched() {
+    if !in_harness("pcscd_a_touch_always_key_signs_only_when_touched", 44720, 1) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("key.state");
+    let state_arg = state.to_str().expect("utf-8 path");
+    let emu = Emu::start(0, &["--serial", "10000078", "--state", state_arg]);
+    let reader = wait_for_card(0);
+    let mut yk = open(&reader);
+    yk.authenticate(MgmKey::default())
+        .expect("the factory management key");
+    let spki = piv::generate(
+        &mut yk,
+        SlotId::Authentication,
+        AlgorithmId::EccP256,
+        PinPolicy::Never,
+        TouchPolicy::Always,
+    )
+    .expect("generate");
+    let meta = piv::metadata(&mut yk, SlotId::Authentication).expect("metadata");
+    assert_eq!(meta.policy, Some((PinPolicy::Never, TouchPolicy::Always)));
+    let sig = sign(&mut yk, b"touched");
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, spki.subject_public_key.raw_bytes())
+        .verify(b"touched", &sig)
+        .expect("signed after a touch");
+    let _ = yk.disconnect(pcsc::Disposition::LeaveCard);
+    emu.stop();
+
+    let _emu = Emu::start(
+        0,
+        &[
+            "--serial", "10000078", "--state", state_arg, "--touch", "stdin",
+        ],
+    );
+    let reader = wait_for_card(0);
+    let mut yk = open(&reader);
+    let meta = piv::metadata(&mut yk, SlotId::Authentication).expect("metadata");
+    assert_eq!(
+        meta.public
+            .map(|p| p.subject_public_key.raw_bytes().to_vec()),
+        Some(spki.subject_public_key.raw_bytes().to_vec()),
+        "the key is there after the restart"
+    );
+    let digest = [7u8; 32];
+    let refused = piv::sign_data(
+        &mut yk,
+        &digest,
+        AlgorithmId::EccP256,
+        SlotId::Authentication,
+    );
+    assert!(refused.is_err(), "no touch, no signature: {refused:?}");
+}
