@@ -42,6 +42,15 @@ fn assert_issued_by(cert: &Certificate, issuer: &Certificate) {
         .expect("signed by its issuer");
 }
 
+/// GENERATE P-256 in slot 9A with these policies.
+fn generate(
+    yk: &mut YubiKey,
+    pin: PinPolicy,
+    touch: TouchPolicy,
+) -> yubikey::Result<spki::SubjectPublicKeyInfoOwned> {
+    piv::generate(yk, SlotId::Authentication, AlgorithmId::EccP256, pin, touch)
+}
+
 fn sign(yk: &mut YubiKey, message: &[u8]) -> Vec<u8> {
     let digest = ring::digest::digest(&ring::digest::SHA256, message);
     piv::sign_data(
@@ -84,27 +93,14 @@ fn pcscd_the_yubikey_crate_generates_signs_and_attests_with_the_piv_applet() {
     assert!(pin_meta.is_err(), "an empty slot has no metadata");
 
     // Generating needs the management key.
-    let refused = piv::generate(
-        &mut yk,
-        SlotId::Authentication,
-        AlgorithmId::EccP256,
-        PinPolicy::Once,
-        TouchPolicy::Never,
-    );
+    let refused = generate(&mut yk, PinPolicy::Once, TouchPolicy::Never);
     assert!(
         matches!(refused, Err(yubikey::Error::AuthenticationError)),
         "{refused:?}"
     );
     yk.authenticate(MgmKey::default())
         .expect("the factory management key");
-    let spki = piv::generate(
-        &mut yk,
-        SlotId::Authentication,
-        AlgorithmId::EccP256,
-        PinPolicy::Once,
-        TouchPolicy::Never,
-    )
-    .expect("generate P-256");
+    let spki = generate(&mut yk, PinPolicy::Once, TouchPolicy::Never).expect("generate P-256");
     let public = spki.subject_public_key.raw_bytes().to_vec();
     assert_eq!(public.len(), 65);
 
@@ -186,14 +182,7 @@ fn pcscd_a_touch_always_key_signs_only_when_touched() {
     let mut yk = open(&reader);
     yk.authenticate(MgmKey::default())
         .expect("the factory management key");
-    let spki = piv::generate(
-        &mut yk,
-        SlotId::Authentication,
-        AlgorithmId::EccP256,
-        PinPolicy::Never,
-        TouchPolicy::Always,
-    )
-    .expect("generate");
+    let spki = generate(&mut yk, PinPolicy::Never, TouchPolicy::Always).expect("generate");
     let meta = piv::metadata(&mut yk, SlotId::Authentication).expect("metadata");
     assert_eq!(meta.policy, Some((PinPolicy::Never, TouchPolicy::Always)));
     let sig = sign(&mut yk, b"touched");
