@@ -5,6 +5,8 @@
 //! touch always), bit 3 interleaves warm resets.
 #![no_main]
 
+mod apdu_stream;
+
 use libfuzzer_sys::fuzz_target;
 use mfa_custody::emulator::oath::{AutoTouch, OathState};
 use mfa_custody::emulator::piv::keys::management_encrypt;
@@ -59,23 +61,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(ok(&key.process(&generate)), "P-256 in 9C, touch always");
     }
     let resets = first & 8 != 0;
-    let mut rest = rest;
-    let mut n = 0u32;
-    while !rest.is_empty() {
-        let end = rest
-            .windows(2)
-            .position(|w| w == [0xFF, 0xFF])
-            .unwrap_or(rest.len());
-        let (apdu, tail) = rest.split_at(end);
-        let answer = key.process(apdu);
-        assert!(answer.len() >= 2, "every answer ends with a status word");
-        assert!(answer.len() <= 258, "answers are chunked to 256 data bytes");
-        n += 1;
-        if resets && n % 7 == 0 {
+    for (n, apdu) in apdu_stream::apdus(rest).enumerate() {
+        apdu_stream::check_answer(&key.process(apdu));
+        if resets && n % 7 == 6 {
             key.reset();
             key.process(SELECT_PIV);
         }
         let _ = key.piv_state_changed();
-        rest = tail.get(2..).unwrap_or_default();
     }
 });
