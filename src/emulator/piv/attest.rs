@@ -31,6 +31,7 @@ use x509_cert::{Certificate, TbsCertificate, Version};
 use zeroize::Zeroizing;
 
 use super::keys::{self, KeyError};
+use super::state::ALG_ECCP256;
 
 /// The test attestation CA's certificate (test-only, public; see hsm-fixtures/README.md).
 pub const TEST_CA_CERT_PEM: &str = include_str!("../../../hsm-fixtures/piv-test-ca.pem");
@@ -49,6 +50,7 @@ pub const OID_FORM_FACTOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.
 const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
 
 /// The subject a YubiKey's factory F9 certificate carries.
@@ -74,7 +76,9 @@ pub enum AttestError {
 pub struct Attested<'a> {
     /// The slot.
     pub slot: u8,
-    /// The key's uncompressed P-256 point.
+    /// The key's algorithm (`11` P-256, `14` P-384).
+    pub algorithm: u8,
+    /// The key's uncompressed point.
     pub public: &'a [u8],
     /// PIN policy byte (1 never, 2 once, 3 always).
     pub pin_policy: u8,
@@ -145,11 +149,16 @@ fn derive_key(ca_key: &p256::SecretKey, serial: u32) -> Result<Zeroizing<Vec<u8>
     Err(AttestError::Key(KeyError::BadKey))
 }
 
-fn p256_spki(point: &[u8]) -> Result<SubjectPublicKeyInfoOwned, AttestError> {
+/// The SubjectPublicKeyInfo of an EC point on the curve of key algorithm `algorithm`.
+fn ec_spki(algorithm: u8, point: &[u8]) -> Result<SubjectPublicKeyInfoOwned, AttestError> {
+    let curve = match algorithm {
+        super::state::ALG_ECCP384 => SECP384R1,
+        _ => SECP256R1,
+    };
     Ok(SubjectPublicKeyInfoOwned {
         algorithm: AlgorithmIdentifierOwned {
             oid: EC_PUBLIC_KEY,
-            parameters: Some(Any::encode_from(&SECP256R1)?),
+            parameters: Some(Any::encode_from(&curve)?),
         },
         subject_public_key: BitString::from_bytes(point)?,
     })
@@ -202,7 +211,7 @@ impl Attestation {
             issuer: ca_cert.tbs_certificate.subject.clone(),
             validity,
             subject: subject.clone(),
-            subject_public_key_info: p256_spki(&keys::p256_public(&key)?)?,
+            subject_public_key_info: ec_spki(ALG_ECCP256, &keys::p256_public(&key)?)?,
             issuer_unique_id: None,
             subject_unique_id: None,
             extensions: Some(vec![Extension {
@@ -247,7 +256,7 @@ impl Attestation {
             issuer: self.subject.clone(),
             validity: self.validity,
             subject,
-            subject_public_key_info: p256_spki(key.public)?,
+            subject_public_key_info: ec_spki(key.algorithm, key.public)?,
             issuer_unique_id: None,
             subject_unique_id: None,
             extensions: Some(vec![

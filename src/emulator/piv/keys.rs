@@ -1,13 +1,14 @@
-//! The PIV applet's cryptography, from vetted crates only: P-256 keys and ECDSA signatures
-//! (`p256`, RFC 6979 nonces), 3DES and AES single-block encryption for the management key's
+//! The PIV applet's cryptography, from vetted crates only: P-256 and P-384 keys and ECDSA
+//! signatures (`p256`, `p384`, RFC 6979 nonces), 3DES and AES single-block encryption for the management key's
 //! challenge-response (`des`, `aes`), and random bytes from the system (`ring`).
 
 use des::cipher::{BlockEncrypt, KeyInit};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::ecdsa::{DerSignature, SigningKey};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
+
+use super::state::{ALG_ECCP256, ALG_ECCP384};
 
 /// Why a cryptographic step failed. The emulator answers each with a status word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,44 +34,73 @@ pub fn random<const N: usize>() -> Result<Zeroizing<[u8; N]>, KeyError> {
     Ok(out)
 }
 
-/// A fresh P-256 private scalar (32 bytes, big-endian).
-pub fn generate_p256() -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    // A random 32-byte string is a valid scalar unless it is zero or at least the group order
-    // (probability about 2^-32); draw again then.
-    for _ in 0..16 {
-        let bytes = random::<32>()?;
-        if let Ok(key) = p256::SecretKey::from_slice(bytes.as_ref()) {
-            return Ok(Zeroizing::new(key.to_bytes().to_vec()));
+/// Runs `$body` with `$c` naming the curve crate of key algorithm `$alg` (`11` P-256, `14`
+/// P-384); any other algorithm is [`KeyError::BadKey`].
+macro_rules! with_curve {
+    ($alg:expr, $c:ident => $body:expr) => {
+        match $alg {
+            ALG_ECCP256 => {
+                use p256 as $c;
+                $body
+            }
+            ALG_ECCP384 => {
+                use p384 as $c;
+                $body
+            }
+            _ => Err(KeyError::BadKey),
         }
-    }
-    Err(KeyError::Random)
+    };
 }
 
-/// The uncompressed SEC1 point (`04 || X || Y`, 65 bytes) of a P-256 private scalar.
-pub fn p256_public(secret: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let key = p256::SecretKey::from_slice(secret).map_err(|_| KeyError::BadKey)?;
-    Ok(key.public_key().to_encoded_point(false).as_bytes().to_vec())
+/// A fresh private scalar (big-endian, 32 bytes for P-256, 48 for P-384).
+pub fn generate(algorithm: u8) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    with_curve!(algorithm, c => {
+        // A random string of the field's size is a valid scalar unless it is zero or at least
+        // the group order (probability below 2^-32); draw again then.
+        for _ in 0..16 {
+            let bytes = random::<48>()?;
+            let len = c::FieldBytes::default().len();
+            if let Ok(key) = c::SecretKey::from_slice(&bytes[..len]) {
+                return Ok(Zeroizing::new(key.to_bytes().to_vec()));
+            }
+        }
+        Err(KeyError::Random)
+    })
 }
 
-/// An ECDSA P-256 signature (DER) over a digest the client computed.
+/// The uncompressed SEC1 point (`04 || X || Y`) of a private scalar.
+pub fn public(algorithm: u8, secret: &[u8]) -> Result<Vec<u8>, KeyError> {
+    with_curve!(algorithm, c => {
+        let key = c::SecretKey::from_slice(secret).map_err(|_| KeyError::BadKey)?;
+        Ok(key.public_key().to_encoded_point(false).as_bytes().to_vec())
+    })
+}
+
+/// An ECDSA signature (DER) over a digest the client computed.
 ///
-/// The card signs the digest it is given, at most the key's 32 bytes (the yubikey crate's
-/// `authenticated_command` refuses longer input for P-256 before sending): shorter input is
-/// left-padded with zeros, which is how ECDSA converts a short hash to an integer (FIPS 186-4,
-/// 6.4); longer input is refused.
-pub fn p256_sign_digest(secret: &[u8], digest: &[u8]) -> Result<Vec<u8>, KeyError> {
-    if digest.len() > 32 {
-        return Err(KeyError::BadDigest);
-    }
-    let mut padded = Zeroizing::new([0u8; 32]);
-    let start = 32 - digest.len();
-    padded[start..].copy_from_slice(digest);
-    let key = SigningKey::from_slice(secret).map_err(|_| KeyError::BadKey)?;
-    let sig: p256::ecdsa::Signature = key
-        .sign_prehash(padded.as_ref())
-        .map_err(|_| KeyError::BadDigest)?;
-    let der: DerSignature = sig.to_der();
-    Ok(der.as_bytes().to_vec())
+/// The card signs the digest it is given, at most the key's size (32 bytes for P-256, 48 for
+/// P-384; the yubikey crate's `authenticated_command` refuses longer input before sending):
+/// shorter input is left-padded with zeros, which is how ECDSA converts a short hash to an
+/// integer (FIPS 186-4, 6.4); longer input is refused.
+pub fn sign_digest(algorithm: u8, secret: &[u8], digest: &[u8]) -> Result<Vec<u8>, KeyError> {
+    with_curve!(algorithm, c => {
+        let mut padded = Zeroizing::new(c::FieldBytes::default());
+        let len = padded.len();
+        if digest.len() > len {
+            return Err(KeyError::BadDigest);
+        }
+        padded[len - digest.len()..].copy_from_slice(digest);
+        let key = c::ecdsa::SigningKey::from_slice(secret).map_err(|_| KeyError::BadKey)?;
+        let sig: c::ecdsa::Signature = key
+            .sign_prehash(padded.as_slice())
+            .map_err(|_| KeyError::BadDigest)?;
+        Ok(sig.to_der().as_bytes().to_vec())
+    })
+}
+
+/// The uncompressed point of a P-256 private scalar (the attestation key's curve).
+pub fn p256_public(secret: &[u8]) -> Result<Vec<u8>, KeyError> {
+    public(ALG_ECCP256, secret)
 }
 
 /// Management key algorithms: 3DES (`03`) and, from firmware 5.4, AES-128/192/256 (`08`, `0A`,

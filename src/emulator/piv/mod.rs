@@ -12,10 +12,11 @@
 //!
 //! What it answers: SELECT, GET VERSION (`FD`), GET SERIAL (`F8`), VERIFY (`20`), CHANGE
 //! REFERENCE DATA (`24`), RESET RETRY COUNTER (`2C`), GENERAL AUTHENTICATE (`87`: management
-//! key mutual and single authentication with 3DES or AES, ECDSA P-256 signing), SET MANAGEMENT KEY
-//! (`FF`), GENERATE ASYMMETRIC KEY PAIR (`47`, P-256), IMPORT KEY (`FE`, P-256), ATTEST (`F9`),
+//! key mutual and single authentication with 3DES or AES, ECDSA signing), SET MANAGEMENT KEY
+//! (`FF`), GENERATE ASYMMETRIC KEY PAIR (`47`, P-256 and P-384), IMPORT KEY (`FE`, the same),
+//! ATTEST (`F9`),
 //! GET METADATA (`F7`, firmware 5.3 and later), GET DATA (`CB`), PUT DATA (`DB`), SET PIN
-//! RETRIES (`FA`) and RESET (`FB`). RSA, P-384 and ECDH are not emulated:
+//! RETRIES (`FA`) and RESET (`FB`). RSA and ECDH are not emulated:
 //! the applet refuses them with `6A80` (wrong data) where a real key would compute.
 
 pub mod attest;
@@ -36,8 +37,8 @@ use crate::token::tlv;
 
 use self::attest::{Attestation, Attested, Device};
 use self::state::{
-    PivState, Reference, SlotKey, ALG_3DES, ALG_ECCP256, ORIGIN_GENERATED, ORIGIN_IMPORTED,
-    REFERENCE_LEN,
+    PivState, Reference, SlotKey, ALG_3DES, ALG_ECCP256, ALG_ECCP384, ORIGIN_GENERATED,
+    ORIGIN_IMPORTED, REFERENCE_LEN,
 };
 
 /// The PIV AID (clients add the version suffix `00 00 10 00 01 00`).
@@ -620,7 +621,7 @@ impl PivApplet {
         if key.pin_policy == 3 {
             self.session.pin_fresh = false;
         }
-        match keys::p256_sign_digest(key.secret.expose(), digest) {
+        match keys::sign_digest(key.algorithm, key.secret.expose(), digest) {
             Ok(sig) => ok(tlv(0x7C, &tlv(0x82, &sig))),
             Err(_) => status(StatusWord::WrongData),
         }
@@ -641,11 +642,17 @@ impl PivApplet {
         Some((pin, touch))
     }
 
-    /// Stores a P-256 key in `slot` with its (PIN, touch) policies and origin.
-    fn store_key(&mut self, slot: u8, policies: (u8, u8), origin: u8, secret: Zeroizing<Vec<u8>>) {
+    /// Stores a key of `algorithm` in `slot` with its (PIN, touch) policies and origin.
+    fn store_key(
+        &mut self,
+        slot: u8,
+        (algorithm, origin): (u8, u8),
+        policies: (u8, u8),
+        secret: Zeroizing<Vec<u8>>,
+    ) {
         self.state.put_key(SlotKey {
             slot,
-            algorithm: ALG_ECCP256,
+            algorithm,
             pin_policy: policies.0,
             touch_policy: policies.1,
             origin,
@@ -674,19 +681,21 @@ impl PivApplet {
         let Ok(tags) = tlv::parse(template) else {
             return status(StatusWord::WrongData);
         };
-        if tlv::find(&tags, 0x80) != Some(&[ALG_ECCP256][..]) {
-            return status(StatusWord::WrongData);
-        }
+        let algorithm = match tlv::find(&tags, 0x80) {
+            Some(&[a @ (ALG_ECCP256 | ALG_ECCP384)]) => a,
+            _ => return status(StatusWord::WrongData),
+        };
         let Some((pin_policy, touch_policy)) = Self::policies(cmd.p2, &tags) else {
             return status(StatusWord::WrongData);
         };
-        let Ok(secret) = keys::generate_p256() else {
+        let Ok(secret) = keys::generate(algorithm) else {
             return status(StatusWord::NoPreciseDiagnosis);
         };
-        let Ok(point) = keys::p256_public(&secret) else {
+        let Ok(point) = keys::public(algorithm, &secret) else {
             return status(StatusWord::NoPreciseDiagnosis);
         };
-        self.store_key(cmd.p2, (pin_policy, touch_policy), ORIGIN_GENERATED, secret);
+        let policies = (pin_policy, touch_policy);
+        self.store_key(cmd.p2, (algorithm, ORIGIN_GENERATED), policies, secret);
         ok(public_key_template(&point))
     }
 
@@ -699,23 +708,26 @@ impl PivApplet {
         if !is_key_slot(cmd.p2) {
             return status(StatusWord::WrongP1P2);
         }
-        if cmd.p1 != ALG_ECCP256 {
-            return status(StatusWord::WrongData);
-        }
+        let (algorithm, len) = match cmd.p1 {
+            ALG_ECCP256 => (ALG_ECCP256, 32),
+            ALG_ECCP384 => (ALG_ECCP384, 48),
+            _ => return status(StatusWord::WrongData),
+        };
         let Ok(tags) = tlv::parse(&cmd.data) else {
             return status(StatusWord::WrongData);
         };
-        let Some(scalar) = tlv::find(&tags, 0x06).filter(|s| s.len() == 32) else {
+        let Some(scalar) = tlv::find(&tags, 0x06).filter(|s| s.len() == len) else {
             return status(StatusWord::WrongData);
         };
-        if keys::p256_public(scalar).is_err() {
+        if keys::public(algorithm, scalar).is_err() {
             return status(StatusWord::WrongData);
         }
         let Some((pin_policy, touch_policy)) = Self::policies(cmd.p2, &tags) else {
             return status(StatusWord::WrongData);
         };
         let secret = Zeroizing::new(scalar.to_vec());
-        self.store_key(cmd.p2, (pin_policy, touch_policy), ORIGIN_IMPORTED, secret);
+        let policies = (pin_policy, touch_policy);
+        self.store_key(cmd.p2, (algorithm, ORIGIN_IMPORTED), policies, secret);
         ok([])
     }
 
@@ -745,7 +757,7 @@ impl PivApplet {
         if key.origin != ORIGIN_GENERATED {
             return status(StatusWord::WrongData);
         }
-        let Ok(point) = keys::p256_public(key.secret.expose()) else {
+        let Ok(point) = keys::public(key.algorithm, key.secret.expose()) else {
             return status(StatusWord::NoPreciseDiagnosis);
         };
         let device = self.device;
@@ -754,6 +766,7 @@ impl PivApplet {
         };
         let attested = Attested {
             slot: key.slot,
+            algorithm: key.algorithm,
             public: &point,
             pin_policy: key.pin_policy,
             touch_policy: key.touch_policy,
@@ -805,7 +818,7 @@ impl PivApplet {
                 let Some(key) = self.state.key(slot) else {
                     return status(StatusWord::ReferencedDataNotFound);
                 };
-                let Ok(point) = keys::p256_public(key.secret.expose()) else {
+                let Ok(point) = keys::public(key.algorithm, key.secret.expose()) else {
                     return status(StatusWord::NoPreciseDiagnosis);
                 };
                 out.extend(tlv(0x01, &[key.algorithm]));

@@ -29,6 +29,8 @@ pub const REFERENCE_LEN: usize = 8;
 pub const ALG_3DES: u8 = 0x03;
 /// Algorithm byte of an ECC P-256 key.
 pub const ALG_ECCP256: u8 = 0x11;
+/// Algorithm byte of an ECC P-384 key.
+pub const ALG_ECCP384: u8 = 0x14;
 
 /// Where a slot's key came from (GET METADATA tag `03`).
 pub const ORIGIN_GENERATED: u8 = 0x01;
@@ -88,7 +90,7 @@ pub struct ManagementKey {
 pub struct SlotKey {
     /// The slot (`9A`, `9C`, `9D`, `9E`, `82`-`95`).
     pub slot: u8,
-    /// Algorithm byte ([`ALG_ECCP256`]).
+    /// Algorithm byte ([`ALG_ECCP256`] or [`ALG_ECCP384`]).
     pub algorithm: u8,
     /// PIN policy, resolved: 1 never, 2 once, 3 always.
     pub pin_policy: u8,
@@ -96,7 +98,7 @@ pub struct SlotKey {
     pub touch_policy: u8,
     /// [`ORIGIN_GENERATED`] or [`ORIGIN_IMPORTED`].
     pub origin: u8,
-    /// The private scalar (32 bytes, big-endian).
+    /// The private scalar (big-endian: 32 bytes for P-256, 48 for P-384).
     pub secret: SecretBytes,
 }
 

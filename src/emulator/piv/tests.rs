@@ -459,6 +459,63 @@ fn sign_honours_the_pin_policy() {
 }
 
 #[test]
+fn p384_keys_generate_sign_import_and_attest() {
+    use ring::signature::ECDSA_P384_SHA384_ASN1;
+    let mut k = key();
+    authenticate(&mut k, &DEFAULT_MANAGEMENT_KEY).expect("factory key");
+    let (r, s) = tx(&mut k, 0x47, 0x00, 0x9E, &[0xAC, 0x03, 0x80, 0x01, 0x14]);
+    assert_eq!(s, 0x9000);
+    assert_eq!(
+        &r[..5],
+        &[0x7F, 0x49, 0x63, 0x86, 0x61],
+        "7F49 {{ 86 <97 bytes> }}"
+    );
+    let point = r[5..].to_vec();
+    let digest = ring::digest::digest(&ring::digest::SHA384, b"p384");
+    let mut data = vec![0x7C, 0x34, 0x82, 0x00, 0x81, 0x30];
+    data.extend_from_slice(digest.as_ref());
+    assert_eq!(
+        tx(&mut k, 0x87, 0x11, 0x9E, &data).1,
+        0x6A80,
+        "P-256 algorithm byte"
+    );
+    let (r, s) = tx(&mut k, 0x87, 0x14, 0x9E, &data);
+    assert_eq!(s, 0x9000, "9E: PIN never by default");
+    let outer = tlv::parse(&r).expect("TLV");
+    let inner = tlv::parse(tlv::find(&outer, 0x7C).expect("7C")).expect("TLV");
+    UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, &point)
+        .verify(b"p384", tlv::find(&inner, 0x82).expect("82"))
+        .expect("the P-384 signature verifies");
+    let (der, s) = tx(&mut k, 0xF9, 0x9E, 0x00, &[]);
+    assert_eq!(s, 0x9000);
+    let att = Certificate::from_der(&der).expect("certificate");
+    assert_eq!(spki_point(&att), point);
+    assert_eq!(
+        att.tbs_certificate
+            .subject_public_key_info
+            .algorithm
+            .parameters
+            .as_ref()
+            .map(|p| p.to_der().expect("der")),
+        Some(vec![0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22]),
+        "secp384r1"
+    );
+    let scalar = crate::emulator::piv::keys::generate(0x14).expect("key");
+    let mut data = vec![0x06, 0x30];
+    data.extend_from_slice(&scalar);
+    assert_eq!(
+        tx(&mut k, 0xFE, 0x14, 0x9D, &data).1,
+        0x9000,
+        "IMPORT P-384"
+    );
+    assert_eq!(
+        tx(&mut k, 0xFE, 0x11, 0x9D, &data).1,
+        0x6A80,
+        "48 bytes for P-256"
+    );
+}
+
+#[test]
 fn touch_policy_waits_for_a_touch() {
     let touches = Arc::new(AtomicUsize::new(0));
     let mut k = device(Box::new(CountTouch(touches.clone(), true)));
@@ -579,7 +636,7 @@ fn only_generated_keys_are_attested() {
         "not a key slot"
     );
     authenticate(&mut k, &DEFAULT_MANAGEMENT_KEY).expect("factory key");
-    let scalar = crate::emulator::piv::keys::generate_p256().expect("key");
+    let scalar = crate::emulator::piv::keys::generate(0x11).expect("key");
     let mut data = vec![0x06, 0x20];
     data.extend_from_slice(&scalar);
     assert_eq!(tx(&mut k, 0xFE, 0x11, 0x9D, &data).1, 0x9000, "IMPORT");

@@ -1,7 +1,7 @@
 //! The software YubiKey's PIV applet through a real pcscd, driven by the `yubikey` crate (the
-//! driver the product uses for device identity): PIN, the default management key, generating a
-//! P-256 key with policies, its metadata, signing, ATTEST chaining to the test attestation CA,
-//! and the key surviving a restart of `custody-emu` with `--state`.
+//! driver the product uses for device identity): PIN, the default management key, generating
+//! P-256 and P-384 keys with policies, metadata, signing, ATTEST chaining to the test
+//! attestation CA, and the key surviving a restart of `custody-emu` with `--state`.
 //!
 //! Re-runs itself inside `scripts/with-pcscd.sh` (see `support`). Needs root and the packages
 //! pcscd and vsmartcard-vpcd (`make deps`).
@@ -142,6 +142,33 @@ fn pcscd_the_yubikey_crate_generates_signs_and_attests_with_the_piv_applet() {
     let ca_pem = std::fs::read(repo().join("hsm-fixtures/piv-test-ca.pem")).expect("CA");
     let ca = Certificate::from_pem(&ca_pem).expect("CA parses");
     assert_issued_by(&f9, &ca);
+
+    // P-384 in 9D (PIN once, verified above): generate, sign, attest.
+    let spki384 = piv::generate(
+        &mut yk,
+        SlotId::KeyManagement,
+        AlgorithmId::EccP384,
+        PinPolicy::Default,
+        TouchPolicy::Default,
+    )
+    .expect("generate P-384");
+    let public384 = spki384.subject_public_key.raw_bytes().to_vec();
+    assert_eq!(public384.len(), 97);
+    let digest = ring::digest::digest(&ring::digest::SHA384, b"p384 approval");
+    let sig = piv::sign_data(
+        &mut yk,
+        digest.as_ref(),
+        AlgorithmId::EccP384,
+        SlotId::KeyManagement,
+    )
+    .expect("sign with P-384");
+    UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_ASN1, &public384)
+        .verify(b"p384 approval", &sig)
+        .expect("the P-384 signature verifies");
+    let att384 = piv::attest(&mut yk, SlotId::KeyManagement).expect("attest P-384");
+    let att384 = Certificate::from_der(&att384).expect("a DER certificate");
+    assert_eq!(point(&att384), public384);
+    assert_issued_by(&att384, &f9);
     let _ = yk.disconnect(pcsc::Disposition::LeaveCard);
 
     // The key survives a restart of the emulator from its state file; the PIN does not.
