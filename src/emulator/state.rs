@@ -70,13 +70,26 @@ pub fn load(path: &Path) -> Result<Option<Saved>, StateError> {
             })
         }
     };
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|e| StateError::Invalid {
-            path: path.to_owned(),
-            // The position only: serde_json's message could quote file contents.
-            detail: format!("line {}, column {}", e.line(), e.column()),
-        })
+    parse(&text, path).map(Some)
+}
+
+/// Reads the bytes of a state file (`path` names it in errors). A PIV state that no card could
+/// hold (a PIN of the wrong length, an unknown algorithm, a key that is not one) is refused,
+/// naming the field and never its value.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Saved, StateError> {
+    let invalid = |detail| StateError::Invalid {
+        path: path.to_owned(),
+        detail,
+    };
+    let saved: Saved = serde_json::from_slice(bytes).map_err(|e| {
+        // The position only: serde_json's message could quote file contents.
+        invalid(format!("line {}, column {}", e.line(), e.column()))
+    })?;
+    if let Some(piv) = &saved.piv {
+        piv.check()
+            .map_err(|e| invalid(format!("{e}; delete the file for a factory-fresh key")))?;
+    }
+    Ok(saved)
 }
 
 /// Saves the OATH state `oath` and the PIV state `piv` (when given) atomically with mode 0600.
@@ -153,6 +166,18 @@ mod tests {
         let back = load(&path).expect("load").expect("present");
         assert_eq!(back.oath, state);
         assert!(back.piv.is_none());
+    }
+
+    #[test]
+    fn fail_a_piv_state_no_card_could_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key.state");
+        let mut piv = PivState::factory();
+        piv.pin.left = 9;
+        save(&path, &OathState::fresh(), Some(&piv)).expect("save");
+        let e = load(&path).expect_err("invalid");
+        assert!(e.to_string().contains("PIN"), "{e}");
+        assert!(e.to_string().contains("delete the file"), "{e}");
     }
 
     #[test]

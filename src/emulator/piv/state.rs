@@ -151,6 +151,71 @@ impl PivState {
         }
     }
 
+    /// Checks that a card could hold this state (a loaded file may not be one the applet
+    /// wrote); the error names the field, never its value.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, r) in [("PIN", &self.pin), ("PUK", &self.puk)] {
+            if r.value.expose().len() != REFERENCE_LEN {
+                return Err(format!("the PIV {name} is not {REFERENCE_LEN} bytes"));
+            }
+            if r.total == 0 || r.left > r.total {
+                return Err(format!(
+                    "the PIV {name} has {} of {} tries left",
+                    r.left, r.total
+                ));
+            }
+        }
+        let m = &self.management;
+        match super::keys::management_lengths(m.algorithm) {
+            Some((len, _)) if len == m.key.expose().len() => {}
+            _ => {
+                return Err(format!(
+                    "the PIV management key is not a key of algorithm {:02X}",
+                    m.algorithm
+                ))
+            }
+        }
+        if !(1..=3).contains(&m.touch) {
+            return Err(format!(
+                "the PIV management key's touch policy {} is unknown",
+                m.touch
+            ));
+        }
+        for k in &self.keys {
+            let slot = k.slot;
+            if !super::is_key_slot(slot) {
+                return Err(format!("PIV slot {slot:02X} holds no keys"));
+            }
+            if self.keys.iter().filter(|o| o.slot == slot).count() > 1 {
+                return Err(format!("PIV slot {slot:02X} holds two keys"));
+            }
+            if super::keys::public(k.algorithm, k.secret.expose()).is_err() {
+                return Err(format!(
+                    "the key in PIV slot {slot:02X} is not a key of algorithm {:02X}",
+                    k.algorithm
+                ));
+            }
+            if !(1..=3).contains(&k.pin_policy)
+                || !(1..=3).contains(&k.touch_policy)
+                || !(1..=2).contains(&k.origin)
+            {
+                return Err(format!(
+                    "the key in PIV slot {slot:02X} has an unknown policy or origin"
+                ));
+            }
+        }
+        for o in &self.objects {
+            if o.data.len() > super::MAX_OBJECT {
+                return Err(format!(
+                    "PIV object {:06X} is longer than {} bytes",
+                    o.id,
+                    super::MAX_OBJECT
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The key in `slot`, if any.
     pub fn key(&self, slot: u8) -> Option<&SlotKey> {
         self.keys.iter().find(|k| k.slot == slot)
