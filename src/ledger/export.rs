@@ -34,7 +34,7 @@ use super::error::LedgerError;
 use super::event::{
     write_canonical, write_string, Actor, CanonicalJson, EventHeader, Kind, StoredEvent, Timestamp,
 };
-use super::store::Ledger;
+use super::store::{Ledger, RawRow};
 
 /// The export format version this build writes and reads.
 pub const EXPORT_VERSION: u64 = 1;
@@ -259,7 +259,9 @@ pub fn export_redacted(
         }
     }
     let (mut events, mut stubs) = (0u64, 0u64);
-    ledger.for_each_event_read_ahead(1, checkpoint.checkpoint.seq, |ev| {
+    let last = i64::try_from(checkpoint.checkpoint.seq).unwrap_or(i64::MAX);
+    ledger.scan_events(1, last, RawRow::into_event, |ev| {
+        let ev = ev?;
         let with_body = filter.matches(&ev);
         if with_body {
             events += 1;
