@@ -149,6 +149,9 @@ pub fn export(
     export_redacted(ledger, filter, format, &[], out)
 }
 
+/// Reader threads of an export (the host has two cores; encoding the lines is the lighter part).
+const EXPORT_READERS: usize = 2;
+
 const REDACTION_TAG: &[u8] = b"mfa-custody/export/redacted/v1\0";
 
 /// The bytes a redacted line's signature covers: a tag, the event's hash, the redacted body.
@@ -260,7 +263,7 @@ pub fn export_redacted(
     }
     let (mut events, mut stubs) = (0u64, 0u64);
     let last = i64::try_from(checkpoint.checkpoint.seq).unwrap_or(i64::MAX);
-    ledger.scan_events(1, last, RawRow::into_event, |ev| {
+    ledger.scan_events(EXPORT_READERS, 1, last, RawRow::into_event, |ev| {
         let ev = ev?;
         let with_body = filter.matches(&ev);
         if with_body {

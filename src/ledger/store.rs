@@ -806,15 +806,16 @@ impl Ledger {
     /// `SELECT … WHERE seq BETWEEN from AND to ORDER BY seq` would give, row for row, and the
     /// same errors at the same row.
     ///
-    /// [`READERS`] threads, each on its own connection, read interleaved chunks of
-    /// [`CHUNK`] consecutive seqs (reader `r` takes chunks `r`, `r + READERS`, …), so the
-    /// page decryption and `decode` run on every core while `f` consumes; each reader holds at
-    /// most two chunks ahead. A chunk with fewer rows than seqs in its range (a gap, or seqs
+    /// `readers` threads (at least one), each on its own connection, read interleaved chunks
+    /// of [`CHUNK`] consecutive seqs (reader `r` takes chunks `r`, `r + readers`, …), so the
+    /// page decryption and `decode` run beside `f`; each reader holds at most two chunks
+    /// ahead. A chunk with fewer rows than seqs in its range (a gap, or seqs
     /// past the end) ends the chunked reading: after its rows, the rest of the range is read
     /// on the ledger's own connection, so a ledger with holes or stray seqs gives the rows
     /// a single scan gives.
     pub(crate) fn scan_events<T: Send>(
         &self,
+        readers: usize,
         from: i64,
         to: i64,
         decode: impl Fn(RawRow) -> T + Sync,
@@ -824,20 +825,22 @@ impl Ledger {
         let read = || LedgerError::sql(db_path, "read events");
         let query = || LedgerError::sql(db_path, "query events");
         let ranged = ranged_select();
-        let conns = (0..READERS)
+        let readers = readers.max(1);
+        let conns = (0..readers)
             .map(|_| self.second_connection())
             .collect::<Result<Vec<_>, _>>()?;
         let rest = std::thread::scope(|s| -> Result<Option<i64>, LedgerError> {
-            let mut inboxes = Vec::with_capacity(READERS);
+            let mut inboxes = Vec::with_capacity(readers);
             for (r, conn) in conns.into_iter().enumerate() {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk<T>>(2);
                 inboxes.push(rx);
                 let decode = &decode;
-                s.spawn(move || read_chunks(&conn, r, from, to, decode, &tx, db_path));
+                let at = Stride { r, readers };
+                s.spawn(move || read_chunks(&conn, at, from, to, decode, &tx, db_path));
             }
             let mut k = 0usize;
             loop {
-                let Some(inbox) = inboxes.get(k % READERS) else {
+                let Some(inbox) = inboxes.get(k % readers) else {
                     return Ok(None);
                 };
                 // A reader that hung up has no chunk left: the range is read.
@@ -1048,8 +1051,6 @@ impl Ledger {
     }
 }
 
-/// How many threads [`Ledger::scan_events`] reads with (the host has two cores).
-const READERS: usize = 2;
 /// Consecutive seqs per chunk of [`Ledger::scan_events`].
 const CHUNK: i64 = 2048;
 
@@ -1074,11 +1075,18 @@ fn ranged_select() -> String {
     format!("{SELECT_EVENTS} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")
 }
 
-/// One reader of [`Ledger::scan_events`]: chunks `r`, `r + READERS`, … of `from..=to`, until
-/// the range ends, a chunk is short or fails, or the consumer stops listening.
+/// Which chunks a reader of [`Ledger::scan_events`] takes: `r`, `r + readers`, …
+#[derive(Clone, Copy)]
+struct Stride {
+    r: usize,
+    readers: usize,
+}
+
+/// One reader of [`Ledger::scan_events`]: its chunks of `from..=to`, until the range ends, a
+/// chunk is short or fails, or the consumer stops listening.
 fn read_chunks<T>(
     conn: &Connection,
-    r: usize,
+    Stride { r, readers }: Stride,
     from: i64,
     to: i64,
     decode: &(impl Fn(RawRow) -> T + Sync),
@@ -1096,7 +1104,7 @@ fn read_chunks<T>(
             return;
         }
     };
-    let stride = CHUNK.saturating_mul(READERS as i64);
+    let stride = CHUNK.saturating_mul(i64::try_from(readers).unwrap_or(i64::MAX));
     let mut start = i64::try_from(r)
         .ok()
         .and_then(|r| r.checked_mul(CHUNK))
@@ -1466,9 +1474,10 @@ mod tests {
     }
 
     /// Every seq `scan_events` hands over, in order, against a single ordered scan.
-    fn scanned(l: &Ledger, from: i64, to: i64) -> Vec<i64> {
+    fn scanned(l: &Ledger, readers: usize, from: i64, to: i64) -> Vec<i64> {
         let mut seen = Vec::new();
         l.scan_events(
+            readers,
             from,
             to,
             |raw| raw.seq,
@@ -1501,13 +1510,18 @@ mod tests {
             .expect("append");
         let last = i64::try_from(n).expect("n") + 1;
         // Dense: the chunked readers deliver everything, in order.
-        assert_eq!(scanned(&l, 1, last), (1..=last).collect::<Vec<_>>());
-        assert_eq!(scanned(&l, 1, 5), vec![1, 2, 3, 4, 5]);
-        assert_eq!(
-            scanned(&l, 2 * CHUNK, last),
-            single_scan(&l, 2 * CHUNK, last)
-        );
-        assert!(scanned(&l, last + 1, i64::MAX).is_empty());
+        for readers in [1, 2, 3] {
+            assert_eq!(
+                scanned(&l, readers, 1, last),
+                (1..=last).collect::<Vec<_>>()
+            );
+            assert_eq!(scanned(&l, readers, 1, 5), vec![1, 2, 3, 4, 5]);
+            assert_eq!(
+                scanned(&l, readers, 2 * CHUNK, last),
+                single_scan(&l, 2 * CHUNK, last)
+            );
+            assert!(scanned(&l, readers, last + 1, i64::MAX).is_empty());
+        }
         // Holes in the second and fourth chunk, stray seqs far beyond the end and before 1,
         // as an insider with the key could leave them.
         l.conn
@@ -1520,17 +1534,18 @@ mod tests {
                    hash FROM events WHERE seq = 8;",
             )
             .expect("tamper");
-        for (from, to) in [
+        let ranges = [
             (-5, i64::MAX),
             (1, last),
             (i64::MIN, i64::MAX),
             (2101, 6300),
-        ] {
-            assert_eq!(
-                scanned(&l, from, to),
-                single_scan(&l, from, to),
-                "{from}..={to}"
-            );
+        ];
+        for readers in [1, 2, 3] {
+            for (from, to) in ranges {
+                let single = single_scan(&l, from, to);
+                let got = scanned(&l, readers, from, to);
+                assert_eq!(got, single, "{readers} readers, {from}..={to}");
+            }
         }
     }
 
@@ -1543,6 +1558,7 @@ mod tests {
         let mut seen = 0i64;
         let err = l
             .scan_events(
+                2,
                 1,
                 i64::MAX,
                 |raw| raw.seq,

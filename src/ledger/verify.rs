@@ -443,7 +443,7 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
 /// checked and it is replayed (for a progress display).
 ///
 /// Each page check reads the whole file on a connection of its own in its own thread while
-/// this thread walks the events (themselves read and hashed ahead on reader threads, see
+/// this thread walks the events (themselves read and hashed ahead on a reader thread, see
 /// [`Ledger::scan_events`]), so every core shares the work; a page that fails wins over
 /// whatever the walk found, as it did when the pages were checked first.
 pub fn verify_ledger_observed(
@@ -473,6 +473,9 @@ pub fn verify_ledger_observed(
     }
     walked
 }
+
+/// Reader threads of the walk: one, since the two page checks already keep both cores busy.
+const WALK_READERS: usize = 1;
 
 /// A stored row as the reader threads leave it for the walk: parsed, with the two hashes that
 /// depend on nothing but the row already compared (the walk reports them in its own order).
@@ -534,7 +537,7 @@ fn walk_events(ledger: &Ledger, checked: &mut dyn FnMut(u64)) -> Result<LedgerRe
         .execute_batch("BEGIN")
         .map_err(LedgerError::sql(db, "begin replay"))?;
     if let (Some(first), Some(last)) = (first, last) {
-        ledger.scan_events(first, last, read_row, |row| {
+        ledger.scan_events(WALK_READERS, first, last, read_row, |row| {
             let expected = count + 1;
             let seq = u64::try_from(row.seq).unwrap_or(0);
             if seq != expected {
