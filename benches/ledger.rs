@@ -4,7 +4,8 @@
 //! `LEDGER_BENCH_EVENTS` sets the size of the large ledger (default 1,000,000); it is built
 //! once and kept in `target/ledger-bench/events-N/`. Beside verify and export runs the
 //! reference they are measured against: the same rows read through SQLCipher as SQLite's JSON,
-//! hashed with SHA-256 ([`sqlite_json_sha256`]).
+//! hashed with SHA-256 ([`sqlite_json_sha256`]); and the whole-file reads verify is made of
+//! ([`whole_file_reads`]), which set how fast it can be.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -179,6 +180,56 @@ fn sqlite_json_sha256(ledger: &Ledger) -> (u64, [u8; 32]) {
         .expect("reference read")
 }
 
+/// A pragma's rows, counted (the page checks verify runs).
+fn pragma_rows(ledger: &Ledger, pragma: &str) -> usize {
+    ledger
+        .query(|conn| {
+            let mut stmt = conn.prepare(pragma)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.count())
+        })
+        .expect("pragma")
+}
+
+/// Every event row read through SQLCipher, every column, nothing else done with it.
+fn read_rows(ledger: &Ledger) -> usize {
+    ledger
+        .query(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT seq, time, actor, kind, body, body_hash, prev_hash, hash
+                 FROM events ORDER BY seq",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut bytes = 0usize;
+            while let Some(row) = rows.next()? {
+                bytes += row.get_ref(4)?.as_blob()?.len();
+            }
+            Ok(bytes)
+        })
+        .expect("read rows")
+}
+
+/// The reads `verify_ledger` is made of, each alone on one thread: `cipher_integrity_check`
+/// (every page's HMAC), `integrity_check` (every b-tree page decrypted, then every row again
+/// for its constraints), and one pass over the event rows (what the walk reads).
+fn whole_file_reads(c: &mut Criterion, ledger: &Ledger, n: u64) {
+    let mut group = c.benchmark_group("large_ledger_reads");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Elements(n + 1));
+    group.bench_function(format!("cipher_integrity_check_{n}"), |b| {
+        b.iter(|| black_box(pragma_rows(ledger, "PRAGMA cipher_integrity_check")))
+    });
+    group.bench_function(format!("integrity_check_{n}"), |b| {
+        b.iter(|| black_box(pragma_rows(ledger, "PRAGMA integrity_check")))
+    });
+    group.bench_function(format!("read_rows_{n}"), |b| {
+        b.iter(|| black_box(read_rows(ledger)))
+    });
+    group.finish();
+}
+
 fn large(c: &mut Criterion) {
     let n: u64 = std::env::var("LEDGER_BENCH_EVENTS")
         .ok()
@@ -224,6 +275,7 @@ fn large(c: &mut Criterion) {
         })
     });
     group.finish();
+    whole_file_reads(c, &ledger, n);
 }
 
 criterion_group!(benches, appends, large);

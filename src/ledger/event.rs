@@ -54,13 +54,14 @@ impl CanonicalJson {
 
     /// Parses bytes that must already be canonical JSON for an object.
     ///
-    /// The common case, canonical bytes, is proved in one pass that builds no JSON value
-    /// ([`is_canonical_object`]); anything that pass does not accept goes through the full
-    /// parse and re-encoding, which names what is wrong. The fast pass accepts only bytes the
-    /// full one accepts (same parser, same encoder, keys strictly increasing), so the outcome is
-    /// the full parse's either way.
+    /// The common case, canonical bytes, is proved in one pass that builds no JSON value: a
+    /// scan of the bytes themselves for bodies without escapes ([`is_plain_canonical_object`]),
+    /// else serde_json's parser re-encoding as it goes ([`is_canonical_object`]); anything
+    /// both refuse goes through the full parse and re-encoding, which names what is wrong.
+    /// Each fast pass accepts only bytes the full one gives back byte for byte, so the outcome
+    /// is the full parse's either way.
     pub fn parse(bytes: &[u8]) -> Result<Self, CanonicalError> {
-        if is_canonical_object(bytes) {
+        if is_plain_canonical_object(bytes) || is_canonical_object(bytes) {
             return Ok(Self(bytes.to_vec()));
         }
         Self::parse_full(bytes)
@@ -68,7 +69,7 @@ impl CanonicalJson {
 
     /// [`CanonicalJson::parse`] of bytes the caller owns, kept without a copy when canonical.
     pub(crate) fn parse_owned(bytes: Vec<u8>) -> Result<Self, CanonicalError> {
-        if is_canonical_object(&bytes) {
+        if is_plain_canonical_object(&bytes) || is_canonical_object(&bytes) {
             return Ok(Self(bytes));
         }
         Self::parse_full(&bytes)
@@ -150,6 +151,143 @@ pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), Ca
 pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     // Serializing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Deepest nesting [`is_plain_canonical_object`] follows (serde_json refuses beyond 128).
+const PLAIN_MAX_DEPTH: usize = 64;
+
+/// Whether `bytes` are the canonical encoding of a JSON object with no escape in any string
+/// and no integer of more than 18 digits, read as bytes without a parser: valid UTF-8, no
+/// whitespace, `true`, `false`, `null`, integers without leading zeros or `-0`, strings of
+/// characters that serde_json writes as themselves (none below U+0020, no `"` or `\`),
+/// object keys strictly increasing by their bytes (which, without escapes, are their UTF-8
+/// bytes), nesting at most [`PLAIN_MAX_DEPTH`]. Such text is what [`write_canonical`] writes
+/// for what it parses to. Anything else answers `false`, and the slower passes decide.
+fn is_plain_canonical_object(bytes: &[u8]) -> bool {
+    if bytes.first() != Some(&b'{') || std::str::from_utf8(bytes).is_err() {
+        return false;
+    }
+    let mut scan = PlainScan { bytes, at: 0 };
+    scan.value(0) && scan.at == bytes.len()
+}
+
+/// The cursor of [`is_plain_canonical_object`].
+struct PlainScan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> PlainScan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    fn value(&mut self, depth: usize) -> bool {
+        match self.peek() {
+            Some(b'{') => depth < PLAIN_MAX_DEPTH && self.object(depth + 1),
+            Some(b'[') => depth < PLAIN_MAX_DEPTH && self.array(depth + 1),
+            Some(b'"') => self.string().is_some(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.integer(),
+            _ => false,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let found = self
+            .bytes
+            .get(self.at..)
+            .is_some_and(|rest| rest.starts_with(word));
+        if found {
+            self.at += word.len();
+        }
+        found
+    }
+
+    /// The string at the cursor (on its opening quote), without its quotes.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let bytes = self.bytes;
+        let start = self.at + 1;
+        let rest = bytes.get(start..)?;
+        let len = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if rest.get(len) != Some(&b'"') {
+            return None;
+        }
+        self.at = start + len + 1;
+        rest.get(..len)
+    }
+
+    fn integer(&mut self) -> bool {
+        let negative = self.eat(b'-');
+        let start = self.at;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+        match self.bytes.get(start..self.at) {
+            Some([b'0']) => !negative,
+            Some([b'1'..=b'9', rest @ ..]) => rest.len() < 18,
+            _ => false,
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> bool {
+        self.at += 1;
+        if self.eat(b'}') {
+            return true;
+        }
+        let mut previous: Option<&[u8]> = None;
+        loop {
+            if self.peek() != Some(b'"') {
+                return false;
+            }
+            let Some(key) = self.string() else {
+                return false;
+            };
+            if previous.is_some_and(|p| p >= key) {
+                return false;
+            }
+            previous = Some(key);
+            if !self.eat(b':') || !self.value(depth) {
+                return false;
+            }
+            if self.eat(b'}') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        self.at += 1;
+        if self.eat(b']') {
+            return true;
+        }
+        loop {
+            if !self.value(depth) {
+                return false;
+            }
+            if self.eat(b']') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
 }
 
 /// Whether `bytes` are exactly the canonical encoding of a JSON object, checked while
@@ -341,14 +479,19 @@ impl Actor {
 
     /// Parses an actor: 1 to 128 bytes of ASCII letters, digits and `._-+@:`.
     pub fn parse(input: &str) -> Result<Self, NameError> {
+        Self::parse_owned(input.to_owned())
+    }
+
+    /// [`Actor::parse`] of a string the caller owns, kept without a copy.
+    pub(crate) fn parse_owned(input: String) -> Result<Self, NameError> {
         check_name(
             "actor",
-            input,
+            &input,
             Self::MAX_LEN,
             "ASCII letters, digits and ._-+@:",
             |c| c.is_ascii_alphanumeric() || "._-+@:".contains(c),
         )?;
-        Ok(Self(input.to_owned()))
+        Ok(Self(input))
     }
 
     /// The actor's text.
@@ -373,14 +516,19 @@ impl Kind {
 
     /// Parses a kind: 1 to 64 bytes of lower-case ASCII letters, digits and `._-`.
     pub fn parse(input: &str) -> Result<Self, NameError> {
+        Self::parse_owned(input.to_owned())
+    }
+
+    /// [`Kind::parse`] of a string the caller owns, kept without a copy.
+    pub(crate) fn parse_owned(input: String) -> Result<Self, NameError> {
         check_name(
             "kind",
-            input,
+            &input,
             Self::MAX_LEN,
             "lower-case ASCII letters, digits and ._-",
             |c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c),
         )?;
-        Ok(Self(input.to_owned()))
+        Ok(Self(input))
     }
 
     /// The kind's text.
@@ -559,9 +707,22 @@ mod tests {
             b"[1]",
             b"{\"a\":1}{}",
             b"{\"\\u00e9\":1}",
+            b"{\"a\":-}",
+            b"{\"a\":tru}",
+            b"{\"a\":[1,]}",
+            b"{\"a\":1,}",
+            b"{\"a\"}",
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":\"\t\"}",
+            b"{\"a\":1",
         ] {
             assert!(
                 !is_canonical_object(bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(
+                !is_plain_canonical_object(bad),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
@@ -575,6 +736,28 @@ mod tests {
         let good = "{\"a\":[1,-2,\"\\n\\u0001\"],\"b\":null,\"é\":{\"\":true}}".as_bytes();
         assert!(is_canonical_object(good));
         assert_eq!(full_parse(good).as_deref(), Some(good));
+        // Escapes are left to the parser; plain text of every other kind is accepted.
+        assert!(!is_plain_canonical_object(good));
+        let plain = "{\"\":{},\"a\":[1,-2,0,[],true,false,null],\"b\":\"x/é\u{7f}\"}".as_bytes();
+        assert!(is_plain_canonical_object(plain));
+        assert_eq!(full_parse(plain).as_deref(), Some(plain));
+        // The longest integers accepted, and one digit more (left to the parser).
+        for (n, plain) in [("999999999999999999", true), ("1000000000000000000", false)] {
+            for n in [n.to_owned(), format!("-{n}")] {
+                let text = format!("{{\"n\":{n}}}");
+                assert_eq!(is_plain_canonical_object(text.as_bytes()), plain, "{text}");
+                assert_eq!(
+                    full_parse(text.as_bytes()).as_deref(),
+                    Some(text.as_bytes())
+                );
+            }
+        }
+        // Nesting beyond what the scan follows is left to the parser.
+        let deep = |d: usize| format!("{{\"a\":{}1{}}}", "[".repeat(d), "]".repeat(d));
+        assert!(is_plain_canonical_object(
+            deep(PLAIN_MAX_DEPTH - 1).as_bytes()
+        ));
+        assert!(!is_plain_canonical_object(deep(PLAIN_MAX_DEPTH).as_bytes()));
     }
 
     proptest! {
@@ -589,10 +772,15 @@ mod tests {
             let v = Value::Object(v.into_iter().collect());
             let c = CanonicalJson::from_value(&v).expect("integers only");
             prop_assert!(is_canonical_object(c.as_bytes()));
+            // Without escapes or integers past 18 digits, the scan alone accepts it.
+            let longest_digits = c.0.split(|b| !b.is_ascii_digit()).map(<[u8]>::len).max();
+            if !c.0.contains(&b'\\') && longest_digits.unwrap_or(0) <= 18 {
+                prop_assert!(is_plain_canonical_object(c.as_bytes()));
+            }
             let mut edited = c.0.clone();
             let i = at.index(edited.len());
             edited[i] = byte;
-            if is_canonical_object(&edited) {
+            if is_canonical_object(&edited) || is_plain_canonical_object(&edited) {
                 prop_assert_eq!(full_parse(&edited), Some(edited.clone()));
             }
         }
@@ -601,7 +789,7 @@ mod tests {
         fn the_fast_pass_never_accepts_what_the_full_parse_refuses(
             bytes in prop::collection::vec(any::<u8>(), 0..64),
         ) {
-            if is_canonical_object(&bytes) {
+            if is_canonical_object(&bytes) || is_plain_canonical_object(&bytes) {
                 prop_assert_eq!(full_parse(&bytes), Some(bytes.clone()));
             }
         }

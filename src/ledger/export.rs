@@ -34,7 +34,7 @@ use super::error::LedgerError;
 use super::event::{
     write_canonical, write_string, Actor, CanonicalJson, EventHeader, Kind, StoredEvent, Timestamp,
 };
-use super::store::Ledger;
+use super::store::{Ledger, RawRow};
 
 /// The export format version this build writes and reads.
 pub const EXPORT_VERSION: u64 = 1;
@@ -149,6 +149,9 @@ pub fn export(
     export_redacted(ledger, filter, format, &[], out)
 }
 
+/// Reader threads of an export (the host has two cores; encoding the lines is the lighter part).
+const EXPORT_READERS: usize = 2;
+
 const REDACTION_TAG: &[u8] = b"mfa-custody/export/redacted/v1\0";
 
 /// The bytes a redacted line's signature covers: a tag, the event's hash, the redacted body.
@@ -259,7 +262,9 @@ pub fn export_redacted(
         }
     }
     let (mut events, mut stubs) = (0u64, 0u64);
-    ledger.for_each_event_read_ahead(1, checkpoint.checkpoint.seq, |ev| {
+    let last = i64::try_from(checkpoint.checkpoint.seq).unwrap_or(i64::MAX);
+    ledger.scan_events(EXPORT_READERS, 1, last, RawRow::into_event, |ev| {
+        let ev = ev?;
         let with_body = filter.matches(&ev);
         if with_body {
             events += 1;

@@ -192,9 +192,19 @@ pub(crate) struct RawRow {
     pub(crate) actor: String,
     pub(crate) kind: String,
     pub(crate) body: Vec<u8>,
-    pub(crate) body_hash: Vec<u8>,
-    pub(crate) prev: Vec<u8>,
-    pub(crate) hash: Vec<u8>,
+    /// The three hashes; `None` for a blob that is not 32 bytes long.
+    pub(crate) body_hash: Option<Hash>,
+    pub(crate) prev: Option<Hash>,
+    pub(crate) hash: Option<Hash>,
+}
+
+/// A hash column: a 32-byte blob read without a copy; `None` for a blob of another length,
+/// and for any other type the error reading it as bytes gives.
+fn hash_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Hash>> {
+    match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Blob(b) => Ok(Hash::from_slice(b)),
+        _ => r.get::<_, Vec<u8>>(i).map(|b| Hash::from_slice(&b)),
+    }
 }
 
 pub(crate) const SELECT_EVENTS: &str =
@@ -208,9 +218,9 @@ impl RawRow {
             actor: r.get(2)?,
             kind: r.get(3)?,
             body: r.get(4)?,
-            body_hash: r.get(5)?,
-            prev: r.get(6)?,
-            hash: r.get(7)?,
+            body_hash: hash_column(r, 5)?,
+            prev: hash_column(r, 6)?,
+            hash: hash_column(r, 7)?,
         })
     }
 
@@ -218,28 +228,30 @@ impl RawRow {
     pub(crate) fn into_event(self) -> Result<StoredEvent, LedgerError> {
         let seq = u64::try_from(self.seq).unwrap_or(0);
         let chain = |problem| LedgerError::Chain { seq, problem };
-        let actor = Actor::parse(&self.actor).map_err(|source| LedgerError::InvalidStoredName {
-            seq,
-            field: "actor",
-            source,
-        })?;
-        let kind = Kind::parse(&self.kind).map_err(|source| LedgerError::InvalidStoredName {
-            seq,
-            field: "kind",
-            source,
-        })?;
+        let actor =
+            Actor::parse_owned(self.actor).map_err(|source| LedgerError::InvalidStoredName {
+                seq,
+                field: "actor",
+                source,
+            })?;
+        let kind =
+            Kind::parse_owned(self.kind).map_err(|source| LedgerError::InvalidStoredName {
+                seq,
+                field: "kind",
+                source,
+            })?;
         let body = CanonicalJson::parse_owned(self.body)
             .map_err(|_| chain(ChainProblem::NonCanonicalBody))?;
-        let h = |b: &[u8]| Hash::from_slice(b).ok_or(chain(ChainProblem::MalformedHash));
+        let h = |b: Option<Hash>| b.ok_or(chain(ChainProblem::MalformedHash));
         Ok(StoredEvent {
             header: EventHeader {
                 seq,
                 time: Timestamp(self.time),
                 actor,
                 kind,
-                body_hash: h(&self.body_hash)?,
-                prev: h(&self.prev)?,
-                hash: h(&self.hash)?,
+                body_hash: h(self.body_hash)?,
+                prev: h(self.prev)?,
+                hash: h(self.hash)?,
             },
             body,
         })
@@ -789,67 +801,71 @@ impl Ledger {
         Ok(())
     }
 
-    /// [`Ledger::for_each_event`] with the reading on a second connection in another thread:
-    /// it decrypts and decodes rows in batches ahead while this thread parses and hands them to
-    /// `f`, in order. The events, their order and every error are those of `for_each_event`.
-    pub(crate) fn for_each_event_read_ahead(
+    /// The rows with `from <= seq <= to` in seq order, each turned by `decode` into a `T` on
+    /// reader threads and handed to `f` in order on this thread: what a single
+    /// `SELECT … WHERE seq BETWEEN from AND to ORDER BY seq` would give, row for row, and the
+    /// same errors at the same row.
+    ///
+    /// `readers` threads (at least one), each on its own connection, read interleaved chunks
+    /// of [`CHUNK`] consecutive seqs (reader `r` takes chunks `r`, `r + readers`, …), so the
+    /// page decryption and `decode` run beside `f`; each reader holds at most two chunks
+    /// ahead. A chunk with fewer rows than seqs in its range (a gap, or seqs
+    /// past the end) ends the chunked reading: after its rows, the rest of the range is read
+    /// on the ledger's own connection, so a ledger with holes or stray seqs gives the rows
+    /// a single scan gives.
+    pub(crate) fn scan_events<T: Send>(
         &self,
-        from: u64,
-        to: u64,
-        mut f: impl FnMut(StoredEvent) -> Result<(), LedgerError>,
+        readers: usize,
+        from: i64,
+        to: i64,
+        decode: impl Fn(RawRow) -> T + Sync,
+        mut f: impl FnMut(T) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
-        const BATCH: usize = 512;
-        let conn = self.second_connection()?;
         let db_path = self.db_path.as_path();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<RawRow>, LedgerError>>(4);
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let read = || -> Result<(), LedgerError> {
-                    let mut stmt = conn
-                        .prepare(&format!(
-                            "{SELECT_EVENTS} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
-                        ))
-                        .map_err(LedgerError::sql(db_path, "query events"))?;
-                    let mut rows = stmt
-                        .query(params![
-                            i64::try_from(from).unwrap_or(i64::MAX),
-                            i64::try_from(to).unwrap_or(i64::MAX)
-                        ])
-                        .map_err(LedgerError::sql(db_path, "query events"))?;
-                    let mut batch = Vec::with_capacity(BATCH);
-                    while let Some(row) = rows
-                        .next()
-                        .map_err(LedgerError::sql(db_path, "read events"))?
-                    {
-                        batch.push(
-                            RawRow::from_row(row)
-                                .map_err(LedgerError::sql(db_path, "read events"))?,
-                        );
-                        if batch.len() == BATCH
-                            && tx
-                                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
-                                .is_err()
-                        {
-                            // The consumer stopped (its error is the answer).
-                            return Ok(());
-                        }
-                    }
-                    if !batch.is_empty() {
-                        let _ = tx.send(Ok(batch));
-                    }
-                    Ok(())
+        let read = || LedgerError::sql(db_path, "read events");
+        let query = || LedgerError::sql(db_path, "query events");
+        let ranged = ranged_select();
+        let readers = readers.max(1);
+        let conns = (0..readers)
+            .map(|_| self.second_connection())
+            .collect::<Result<Vec<_>, _>>()?;
+        let rest = std::thread::scope(|s| -> Result<Option<i64>, LedgerError> {
+            let mut inboxes = Vec::with_capacity(readers);
+            for (r, conn) in conns.into_iter().enumerate() {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk<T>>(2);
+                inboxes.push(rx);
+                let decode = &decode;
+                let at = Stride { r, readers };
+                s.spawn(move || read_chunks(&conn, at, from, to, decode, &tx, db_path));
+            }
+            let mut k = 0usize;
+            loop {
+                let Some(inbox) = inboxes.get(k % readers) else {
+                    return Ok(None);
                 };
-                if let Err(e) = read() {
-                    let _ = tx.send(Err(e));
+                // A reader that hung up has no chunk left: the range is read.
+                let Ok(chunk) = inbox.recv() else {
+                    return Ok(None);
+                };
+                for item in chunk.rows {
+                    f(item)?;
                 }
-            });
-            for batch in rx {
-                for raw in batch? {
-                    f(raw.into_event()?)?;
+                match chunk.end {
+                    ChunkEnd::Whole => k += 1,
+                    ChunkEnd::Short { last } => return Ok(last.checked_add(1)),
+                    ChunkEnd::Failed(e) => return Err(e),
                 }
             }
-            Ok(())
-        })
+        })?;
+        let Some(rest) = rest.filter(|r| *r <= to) else {
+            return Ok(());
+        };
+        let mut stmt = self.conn.prepare(&ranged).map_err(query())?;
+        let mut rows = stmt.query(params![rest, to]).map_err(query())?;
+        while let Some(row) = rows.next().map_err(read())? {
+            f(decode(RawRow::from_row(row).map_err(read())?))?;
+        }
+        Ok(())
     }
 
     /// Runs a read-only query against the projection tables (writes are refused).
@@ -1032,6 +1048,91 @@ impl Ledger {
         super::fault::reached(super::fault::Step::ReshareCommitted)?;
         reshare::install_staged(&self.dir)?;
         Ok(stored)
+    }
+}
+
+/// Consecutive seqs per chunk of [`Ledger::scan_events`].
+const CHUNK: i64 = 2048;
+
+/// A chunk of decoded rows from one reader of [`Ledger::scan_events`], and how it ended.
+struct Chunk<T> {
+    rows: Vec<T>,
+    end: ChunkEnd,
+}
+
+enum ChunkEnd {
+    /// Every seq of the chunk's range had its row.
+    Whole,
+    /// Fewer rows than seqs: the chunked reading stops; the rest of the range is what comes
+    /// after `last`, the last seq of the chunk's range.
+    Short { last: i64 },
+    /// Reading failed after the chunk's rows.
+    Failed(LedgerError),
+}
+
+/// The events with `?1 <= seq <= ?2`, in order.
+fn ranged_select() -> String {
+    format!("{SELECT_EVENTS} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")
+}
+
+/// Which chunks a reader of [`Ledger::scan_events`] takes: `r`, `r + readers`, …
+#[derive(Clone, Copy)]
+struct Stride {
+    r: usize,
+    readers: usize,
+}
+
+/// One reader of [`Ledger::scan_events`]: its chunks of `from..=to`, until the range ends, a
+/// chunk is short or fails, or the consumer stops listening.
+fn read_chunks<T>(
+    conn: &Connection,
+    Stride { r, readers }: Stride,
+    from: i64,
+    to: i64,
+    decode: &(impl Fn(RawRow) -> T + Sync),
+    tx: &std::sync::mpsc::SyncSender<Chunk<T>>,
+    db_path: &Path,
+) {
+    let read = || LedgerError::sql(db_path, "read events");
+    let mut stmt = match conn.prepare(&ranged_select()) {
+        Ok(stmt) => stmt,
+        Err(e) => {
+            let _ = tx.send(Chunk {
+                rows: Vec::new(),
+                end: ChunkEnd::Failed(LedgerError::sql(db_path, "query events")(e)),
+            });
+            return;
+        }
+    };
+    let stride = CHUNK.saturating_mul(i64::try_from(readers).unwrap_or(i64::MAX));
+    let mut start = i64::try_from(r)
+        .ok()
+        .and_then(|r| r.checked_mul(CHUNK))
+        .and_then(|o| from.checked_add(o));
+    while let Some(a) = start.filter(|a| *a <= to) {
+        let b = a.saturating_add(CHUNK - 1).min(to);
+        let mut rows = Vec::with_capacity(usize::try_from(b - a + 1).unwrap_or(0));
+        let end = (|| {
+            let mut cursor = stmt
+                .query(params![a, b])
+                .map_err(LedgerError::sql(db_path, "query events"))?;
+            while let Some(row) = cursor.next().map_err(read())? {
+                rows.push(decode(RawRow::from_row(row).map_err(read())?));
+            }
+            let whole =
+                i64::try_from(rows.len()).ok() == b.checked_sub(a).and_then(|n| n.checked_add(1));
+            Ok(if whole {
+                ChunkEnd::Whole
+            } else {
+                ChunkEnd::Short { last: b }
+            })
+        })()
+        .unwrap_or_else(ChunkEnd::Failed);
+        let stop = !matches!(end, ChunkEnd::Whole);
+        if tx.send(Chunk { rows, end }).is_err() || stop {
+            return;
+        }
+        start = a.checked_add(stride);
     }
 }
 
@@ -1370,5 +1471,109 @@ mod tests {
                 problem: ChainProblem::BodyHashMismatch
             })
         ));
+    }
+
+    /// Every seq `scan_events` hands over, in order, against a single ordered scan.
+    fn scanned(l: &Ledger, readers: usize, from: i64, to: i64) -> Vec<i64> {
+        let mut seen = Vec::new();
+        l.scan_events(
+            readers,
+            from,
+            to,
+            |raw| raw.seq,
+            |seq| {
+                seen.push(seq);
+                Ok(())
+            },
+        )
+        .expect("scan");
+        seen
+    }
+
+    fn single_scan(l: &Ledger, from: i64, to: i64) -> Vec<i64> {
+        let mut stmt = l
+            .conn
+            .prepare("SELECT seq FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")
+            .expect("prepare");
+        let rows = stmt
+            .query_map(params![from, to], |r| r.get(0))
+            .expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    }
+
+    #[test]
+    fn scan_events_gives_the_rows_of_one_ordered_scan_even_with_holes_and_stray_seqs() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut l = new_ledger(&tmp.path().join("l"));
+        let n = 3 * CHUNK as usize + 100;
+        l.append_batch((0..n).map(|i| ev("test.one", json!({ "i": i }))))
+            .expect("append");
+        let last = i64::try_from(n).expect("n") + 1;
+        // Dense: the chunked readers deliver everything, in order.
+        for readers in [1, 2, 3] {
+            assert_eq!(
+                scanned(&l, readers, 1, last),
+                (1..=last).collect::<Vec<_>>()
+            );
+            assert_eq!(scanned(&l, readers, 1, 5), vec![1, 2, 3, 4, 5]);
+            assert_eq!(
+                scanned(&l, readers, 2 * CHUNK, last),
+                single_scan(&l, 2 * CHUNK, last)
+            );
+            assert!(scanned(&l, readers, last + 1, i64::MAX).is_empty());
+        }
+        // Holes in the second and fourth chunk, stray seqs far beyond the end and before 1,
+        // as an insider with the key could leave them.
+        l.conn
+            .execute_batch(
+                "DROP TRIGGER events_no_delete;
+                 DELETE FROM events WHERE seq IN (2100, 2101, 6200);
+                 INSERT INTO events SELECT seq + 4611686018427387904, time, actor, kind, body,
+                   body_hash, prev_hash, hash FROM events WHERE seq = 7;
+                 INSERT INTO events SELECT -5, time, actor, kind, body, body_hash, prev_hash,
+                   hash FROM events WHERE seq = 8;",
+            )
+            .expect("tamper");
+        let ranges = [
+            (-5, i64::MAX),
+            (1, last),
+            (i64::MIN, i64::MAX),
+            (2101, 6300),
+        ];
+        for readers in [1, 2, 3] {
+            for (from, to) in ranges {
+                let single = single_scan(&l, from, to);
+                let got = scanned(&l, readers, from, to);
+                assert_eq!(got, single, "{readers} readers, {from}..={to}");
+            }
+        }
+    }
+
+    #[test]
+    fn scan_events_stops_at_the_first_error_of_its_consumer() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut l = new_ledger(&tmp.path().join("l"));
+        l.append_batch((0..3 * CHUNK).map(|i| ev("test.one", json!({ "i": i }))))
+            .expect("append");
+        let mut seen = 0i64;
+        let err = l
+            .scan_events(
+                2,
+                1,
+                i64::MAX,
+                |raw| raw.seq,
+                |seq| {
+                    seen = seq;
+                    if seq == CHUNK + 7 {
+                        return Err(LedgerError::NoGenesis {
+                            path: PathBuf::from("stop"),
+                        });
+                    }
+                    Ok(())
+                },
+            )
+            .expect_err("the consumer's error");
+        assert!(matches!(err, LedgerError::NoGenesis { .. }), "{err:?}");
+        assert_eq!(seen, CHUNK + 7);
     }
 }

@@ -10,9 +10,9 @@ use super::chain::{
     body_hash, event_hash, CheckpointPublicKey, CheckpointSigner, Hash, LedgerId, SignedCheckpoint,
 };
 use super::error::{ChainProblem, LedgerError};
-use super::event::{EventHeader, Timestamp};
+use super::event::{EventHeader, StoredEvent, Timestamp};
 use super::export::{parse_export_line, redaction_signed_bytes, ExportLine, LineError, MAX_LINE};
-use super::store::{Ledger, RawRow, SELECT_EVENTS};
+use super::store::{Ledger, RawRow};
 
 /// What is wrong with an export, at a line.
 #[derive(Debug, thiserror::Error)]
@@ -412,20 +412,21 @@ pub struct LedgerReport {
 /// Every page of the file must pass its SQLCipher HMAC (`cipher_integrity_check` reads free
 /// pages too) and the b-trees must be sound (`integrity_check`); the answer is the single
 /// corrupted-or-wrong-key error, like a page that fails when read.
-fn check_pages(conn: &Connection, db: &std::path::Path) -> Result<(), LedgerError> {
+const PAGE_CHECKS: [&str; 2] = ["PRAGMA cipher_integrity_check", "PRAGMA integrity_check"];
+
+/// One of [`PAGE_CHECKS`]: clean when it answers nothing or a single `ok`.
+fn check_pages(conn: &Connection, db: &std::path::Path, pragma: &str) -> Result<(), LedgerError> {
     let corrupted = || LedgerError::CorruptedOrWrongKey {
         path: db.to_path_buf(),
     };
-    for pragma in ["PRAGMA cipher_integrity_check", "PRAGMA integrity_check"] {
-        let mut stmt = conn.prepare(pragma).map_err(|_| corrupted())?;
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .and_then(|rows| rows.collect())
-            .map_err(|_| corrupted())?;
-        let clean = rows.is_empty() || (rows.len() == 1 && rows[0] == "ok");
-        if !clean {
-            return Err(corrupted());
-        }
+    let mut stmt = conn.prepare(pragma).map_err(|_| corrupted())?;
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|_| corrupted())?;
+    let clean = rows.is_empty() || (rows.len() == 1 && rows[0] == "ok");
+    if !clean {
+        return Err(corrupted());
     }
     Ok(())
 }
@@ -441,25 +442,69 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
 /// [`verify_ledger`], calling `checked` with each event's seq once its hashes and link are
 /// checked and it is replayed (for a progress display).
 ///
-/// The page checks read the whole file on a second connection while this thread walks the
-/// events, so the two cores share the work; a page that fails wins over whatever the walk found,
-/// as it did when the pages were checked first.
+/// Each page check reads the whole file on a connection of its own in its own thread while
+/// this thread walks the events (themselves read and hashed ahead on a reader thread, see
+/// [`Ledger::scan_events`]), so every core shares the work; a page that fails wins over
+/// whatever the walk found, as it did when the pages were checked first.
 pub fn verify_ledger_observed(
     ledger: &Ledger,
     checked: &mut dyn FnMut(u64),
 ) -> Result<LedgerReport, LedgerError> {
     let db = ledger.db_path();
-    let pages_conn = ledger.second_connection()?;
+    let conns = PAGE_CHECKS
+        .iter()
+        .map(|_| ledger.second_connection())
+        .collect::<Result<Vec<_>, _>>()?;
     let (pages, walked) = std::thread::scope(|s| {
-        let pages = s.spawn(move || check_pages(&pages_conn, db));
+        let checks: Vec<_> = conns
+            .into_iter()
+            .zip(PAGE_CHECKS)
+            .map(|(conn, pragma)| s.spawn(move || check_pages(&conn, db, pragma)))
+            .collect();
         let walked = walk_events(ledger, checked);
-        (pages.join(), walked)
+        let pages: Vec<_> = checks.into_iter().map(|c| c.join()).collect();
+        (pages, walked)
     });
-    match pages {
-        Ok(result) => result?,
-        Err(panic) => std::panic::resume_unwind(panic),
+    for page in pages {
+        match page {
+            Ok(result) => result?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
     walked
+}
+
+/// Reader threads of the walk: one, since the two page checks already keep both cores busy.
+const WALK_READERS: usize = 1;
+
+/// A stored row as the reader threads leave it for the walk: parsed, with the two hashes that
+/// depend on nothing but the row already compared (the walk reports them in its own order).
+struct ReadRow {
+    seq: i64,
+    event: Result<StoredEvent, LedgerError>,
+    body_hash_ok: bool,
+    hash_ok: bool,
+}
+
+fn read_row(raw: RawRow) -> ReadRow {
+    let seq = raw.seq;
+    let event = raw.into_event();
+    let (body_hash_ok, hash_ok) = match &event {
+        Ok(ev) => {
+            let h = &ev.header;
+            (
+                body_hash(ev.body.as_bytes()) == h.body_hash,
+                event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) == h.hash,
+            )
+        }
+        Err(_) => (false, false),
+    };
+    ReadRow {
+        seq,
+        event,
+        body_hash_ok,
+        hash_ok,
+    }
 }
 
 /// The events, checkpoints and projections part of [`verify_ledger_observed`].
@@ -472,11 +517,10 @@ fn walk_events(ledger: &Ledger, checked: &mut dyn FnMut(u64)) -> Result<LedgerRe
         .projections()
         .create_tables(&replay)
         .map_err(LedgerError::sql(db, "create replay tables"))?;
-    let mut stmt = conn
-        .prepare(&format!("{SELECT_EVENTS} ORDER BY seq"))
-        .map_err(LedgerError::sql(db, "query events"))?;
-    let mut rows = stmt
-        .query([])
+    let (first, last): (Option<i64>, Option<i64>) = conn
+        .query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .map_err(LedgerError::sql(db, "query events"))?;
     let mut prev = Hash::ZERO;
     let mut prev_time: Option<Timestamp> = None;
@@ -492,47 +536,49 @@ fn walk_events(ledger: &Ledger, checked: &mut dyn FnMut(u64)) -> Result<LedgerRe
     replay
         .execute_batch("BEGIN")
         .map_err(LedgerError::sql(db, "begin replay"))?;
-    while let Some(row) = rows.next().map_err(LedgerError::sql(db, "read events"))? {
-        let raw = RawRow::from_row(row).map_err(LedgerError::sql(db, "read events"))?;
-        let expected = count + 1;
-        let seq = u64::try_from(raw.seq).unwrap_or(0);
-        if seq != expected {
-            return Err(LedgerError::Chain {
-                seq,
-                problem: ChainProblem::SeqGap { expected },
-            });
-        }
-        let ev = raw.into_event()?;
-        let h = &ev.header;
-        let chain = |problem| LedgerError::Chain { seq, problem };
-        if body_hash(ev.body.as_bytes()) != h.body_hash {
-            return Err(chain(ChainProblem::BodyHashMismatch));
-        }
-        if h.prev != prev {
-            return Err(chain(ChainProblem::BrokenLink));
-        }
-        if event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) != h.hash {
-            return Err(chain(ChainProblem::HashMismatch));
-        }
-        if let Some(previous) = prev_time.filter(|t| h.time < *t) {
-            return Err(chain(ChainProblem::TimeWentBackwards {
-                time: h.time,
-                previous,
-            }));
-        }
-        for cp in hashes_at_checkpoints.get(&seq).into_iter().flatten() {
-            if cp.checkpoint.head != h.hash {
-                return Err(LedgerError::BadCheckpoint {
+    if let (Some(first), Some(last)) = (first, last) {
+        ledger.scan_events(WALK_READERS, first, last, read_row, |row| {
+            let expected = count + 1;
+            let seq = u64::try_from(row.seq).unwrap_or(0);
+            if seq != expected {
+                return Err(LedgerError::Chain {
                     seq,
-                    problem: "head differs from the event's hash",
+                    problem: ChainProblem::SeqGap { expected },
                 });
             }
-        }
-        ledger.projections().apply(&replay, &ev)?;
-        prev = h.hash;
-        prev_time = Some(h.time);
-        count = seq;
-        checked(seq);
+            let ev = row.event?;
+            let h = &ev.header;
+            let chain = |problem| LedgerError::Chain { seq, problem };
+            if !row.body_hash_ok {
+                return Err(chain(ChainProblem::BodyHashMismatch));
+            }
+            if h.prev != prev {
+                return Err(chain(ChainProblem::BrokenLink));
+            }
+            if !row.hash_ok {
+                return Err(chain(ChainProblem::HashMismatch));
+            }
+            if let Some(previous) = prev_time.filter(|t| h.time < *t) {
+                return Err(chain(ChainProblem::TimeWentBackwards {
+                    time: h.time,
+                    previous,
+                }));
+            }
+            for cp in hashes_at_checkpoints.get(&seq).into_iter().flatten() {
+                if cp.checkpoint.head != h.hash {
+                    return Err(LedgerError::BadCheckpoint {
+                        seq,
+                        problem: "head differs from the event's hash",
+                    });
+                }
+            }
+            ledger.projections().apply(&replay, &ev)?;
+            prev = h.hash;
+            prev_time = Some(h.time);
+            count = seq;
+            checked(seq);
+            Ok(())
+        })?;
     }
     replay
         .execute_batch("COMMIT")
