@@ -135,6 +135,8 @@ struct TimedCard {
     timeout: Duration,
     commands: Option<mpsc::Sender<Zeroizing<Vec<u8>>>>,
     answers: mpsc::Receiver<Result<Zeroizing<Vec<u8>>, TransportError>>,
+    /// Told once the I/O thread has let go of the card.
+    done: mpsc::Receiver<()>,
     timed_out: bool,
 }
 
@@ -150,6 +152,7 @@ impl TimedCard {
         let reader = card.reader().to_owned();
         let (commands, inbox) = mpsc::channel::<Zeroizing<Vec<u8>>>();
         let (outbox, answers) = mpsc::channel();
+        let (released, done) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("card-io".into())
             .spawn(move || {
@@ -160,6 +163,11 @@ impl TimedCard {
                         break;
                     }
                 }
+                // Dropping the card disconnects it, resetting it (PC/SC `SCARD_RESET_CARD`):
+                // its volatile state (OATH validation, PIV PIN) is gone before `released` is
+                // told, and so before whoever dropped this card answers its peer.
+                drop(card);
+                let _ = released.send(());
             })
             .map_err(|e| format!("cannot start the card's I/O thread: {e}"))?;
         Ok(Self {
@@ -167,8 +175,22 @@ impl TimedCard {
             timeout,
             commands: Some(commands),
             answers,
+            done,
             timed_out: false,
         })
+    }
+}
+
+/// Dropping the card waits (at most the touch timeout) until the I/O thread has disconnected
+/// it. Without the wait the disconnection, which resets the card, could come after the next
+/// operation had opened the same card, and reset it under that operation. A card that timed
+/// out is not waited for: its thread may be stuck in a command that never ends.
+impl Drop for TimedCard {
+    fn drop(&mut self) {
+        self.commands = None;
+        if !self.timed_out {
+            let _ = self.done.recv_timeout(self.timeout);
+        }
     }
 }
 
@@ -262,5 +284,50 @@ mod tests {
         assert!(matches!(e, TransportError::Timeout { ref reader } if reader == "slow reader"));
         let e = c.transmit(&[0, 0xA4, 4, 0]).expect_err("stays timed out");
         assert!(matches!(e, TransportError::Timeout { .. }));
+        let dropped = std::time::Instant::now();
+        drop(c);
+        assert!(
+            dropped.elapsed() < Duration::from_secs(1),
+            "a card stuck in a command is not waited for"
+        );
+    }
+
+    /// A card whose disconnection (its drop) takes a while, and says when it is done.
+    struct SlowToRelease {
+        released: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl CardTransport for SlowToRelease {
+        fn transmit(&mut self, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, TransportError> {
+            Ok(Zeroizing::new(vec![0x90, 0x00]))
+        }
+        fn reader(&self) -> &str {
+            "reader"
+        }
+    }
+
+    impl Drop for SlowToRelease {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(200));
+            self.released
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// The disconnection resets the card; the next operation on the same card must not start
+    /// before it, or the reset lands in the middle of that operation.
+    #[test]
+    fn a_dropped_card_is_released_before_the_drop_returns() {
+        let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut c = TimedCard::spawn(
+            SlowToRelease {
+                released: released.clone(),
+            },
+            Duration::from_secs(5),
+        )
+        .expect("thread");
+        c.transmit(&[0, 0xA4, 4, 0]).expect("answer");
+        drop(c);
+        assert!(released.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
