@@ -1,5 +1,5 @@
 //! SELECT + CALCULATE through the software YubiKey's card frame, in-process and through a real
-//! pcscd with the vpcd driver (`custody-emu`).
+//! pcscd with the vpcd driver (`custody-emu`); the PIV applet's signature and ATTEST in-process.
 //!
 //! The pcscd half needs the harness: when not already inside `scripts/with-pcscd.sh`, the bench
 //! re-runs itself there (root and `make deps` needed, as for the pcscd tests).
@@ -58,6 +58,65 @@ fn in_process(c: &mut Criterion) {
     let name = name();
     c.bench_function("SELECT + CALCULATE, SoftKey in-process", |b| {
         b.iter(|| select_and_calculate(&mut key, &name))
+    });
+}
+
+/// Sends `apdu`, collects `61xx` chunks and asserts `9000`; the answer's data.
+fn ok(key: &mut SoftKey, apdu: &[u8]) -> Vec<u8> {
+    let mut r = key.process(apdu).to_vec();
+    let mut data = Vec::new();
+    loop {
+        let (body, sw) = r.split_at(r.len() - 2);
+        data.extend_from_slice(body);
+        match sw {
+            [0x90, 0x00] => return data,
+            [0x61, _] => r = key.process(&[0x00, 0xC0, 0x00, 0x00]).to_vec(),
+            _ => panic!("{apdu:02X?} -> {sw:02X?}"),
+        }
+    }
+}
+
+fn piv_in_process(c: &mut Criterion) {
+    use mfa_custody::emulator::piv::keys::management_encrypt;
+    use mfa_custody::emulator::piv::state::DEFAULT_MANAGEMENT_KEY;
+
+    let mut key = SoftKey::new(
+        1,
+        [5, 4, 3],
+        FormFactor::UsbAKeychain,
+        OathState::blank([0; 8]),
+        Box::new(AutoTouch),
+    );
+    ok(
+        &mut key,
+        &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08],
+    );
+    let r = ok(
+        &mut key,
+        &[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x81, 0x00],
+    );
+    let response = management_encrypt(0x03, &DEFAULT_MANAGEMENT_KEY, &r[4..12]).unwrap();
+    let mut auth = vec![0x00, 0x87, 0x03, 0x9B, 0x0C, 0x7C, 0x0A, 0x82, 0x08];
+    auth.extend_from_slice(&response);
+    ok(&mut key, &auth);
+    // P-256 in 9E, PIN never, touch never.
+    ok(
+        &mut key,
+        &[0x00, 0x47, 0x00, 0x9E, 0x05, 0xAC, 0x03, 0x80, 0x01, 0x11],
+    );
+    let mut sign = vec![
+        0x00, 0x87, 0x11, 0x9E, 0x26, 0x7C, 0x24, 0x82, 0x00, 0x81, 0x20,
+    ];
+    sign.extend_from_slice(&[0x5A; 32]);
+    c.bench_function("PIV ECDSA P-256 signature, SoftKey in-process", |b| {
+        b.iter(|| black_box(ok(&mut key, &sign)))
+    });
+    // The first ATTEST derives the F9 key and issues its certificate; the bench measures the
+    // ones after it.
+    let attest = [0x00, 0xF9, 0x9E, 0x00];
+    ok(&mut key, &attest);
+    c.bench_function("PIV ATTEST, SoftKey in-process", |b| {
+        b.iter(|| black_box(ok(&mut key, &attest)))
     });
 }
 
@@ -123,6 +182,7 @@ fn main() {
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
     in_process(&mut c);
+    piv_in_process(&mut c);
     through_pcscd(&mut c);
     c.final_summary();
 }

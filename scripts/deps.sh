@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing mfa-custody needs on a Debian machine, and only what is
 # missing: the PC/SC stack (pcscd, its client library, the vpcd virtual-reader driver), oathtool
-# for cross-checking codes, the C toolchain pieces the bundled SQLCipher links against, and
+# for cross-checking codes, Yubico's PIV tools (yubico-piv-tool, ykman) and openssl for the PIV
+# applet's interoperability tests, the C toolchain pieces the bundled SQLCipher links against, and
 # cargo-fuzz for the fuzz targets. Runs apt-get as root, through sudo otherwise.
 set -euo pipefail
 
@@ -10,6 +11,9 @@ packages=(
   libpcsclite-dev  # the client library the pcsc crate links
   vsmartcard-vpcd  # pcscd driver that presents the software YubiKey as a reader
   oathtool         # independent HOTP/TOTP implementation for cross-checks
+  yubico-piv-tool  # Yubico's PIV tool, run against the software YubiKey's PIV applet
+  yubikey-manager  # ykman, Yubico's manager, likewise (piv info, keys generate, attest)
+  openssl          # verifies the emulator's attestation chains independently
   jq               # scripts/demo.sh reads the CLI's --json answers
   pkg-config       # finds libpcsclite at build time
   libssl-dev       # libcrypto, SQLCipher's crypto provider

@@ -3,6 +3,8 @@
 //! byte picks an applet to select first and whether power events interleave.
 #![no_main]
 
+mod apdu_stream;
+
 use libfuzzer_sys::fuzz_target;
 use mfa_custody::emulator::oath::{AutoTouch, OathState};
 use mfa_custody::emulator::SoftKey;
@@ -34,22 +36,11 @@ fuzz_target!(|data: &[u8]| {
     );
     key.process(SELECTS[usize::from(first & 3)]);
     let power = first & 4 != 0;
-    let mut rest = rest;
-    let mut n = 0u32;
-    while !rest.is_empty() {
-        let end = rest
-            .windows(2)
-            .position(|w| w == [0xFF, 0xFF])
-            .unwrap_or(rest.len());
-        let (apdu, tail) = rest.split_at(end);
-        let answer = key.process(apdu);
-        assert!(answer.len() >= 2, "every answer ends with a status word");
-        assert!(answer.len() <= 258, "answers are chunked to 256 data bytes");
-        n += 1;
-        if power && n % 5 == 0 {
+    for (n, apdu) in apdu_stream::apdus(rest).enumerate() {
+        apdu_stream::check_answer(&key.process(apdu));
+        if power && n % 5 == 4 {
             key.reset();
         }
         let _ = key.oath_state_changed();
-        rest = tail.get(2..).unwrap_or_default();
     }
 });

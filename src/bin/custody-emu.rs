@@ -54,7 +54,7 @@ impl TouchSource for StdinTouch {
 ///
 /// The key connects to the vpcd port of a running pcscd (see scripts/with-pcscd.sh) and serves
 /// until killed, reconnecting when pcscd restarts. It answers as a YubiKey 5: the YubiKey ATR,
-/// the OATH, management, PIV (identity) and OTP applets.
+/// the OATH, management, PIV and OTP applets.
 ///
 /// Example:
 ///   custody-emu --image hsm-fixtures/primary.toml --state /tmp/primary.state \
@@ -71,8 +71,9 @@ struct Args {
     /// Firmware of a blank key (instead of --image).
     #[arg(long, value_name = "X.Y.Z", default_value = "5.4.3", value_parser = |s: &str| s.parse::<Firmware>())]
     firmware: Firmware,
-    /// Keep the OATH credentials and counters in FILE across restarts (mode 0600, written
-    /// atomically). The image seeds it only when FILE does not exist.
+    /// Keep the OATH credentials and counters and the PIV PIN, PUK, management key, keys and
+    /// objects in FILE across restarts (mode 0600, written atomically). The image seeds it only
+    /// when FILE does not exist.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
     /// The vpcd port of pcscd to connect to.
@@ -141,6 +142,10 @@ fn run(args: Args) -> Result<(), String> {
         None => None,
     };
     let resumed = saved.is_some();
+    let (saved_oath, saved_piv) = match saved {
+        Some(s) => (Some(s.oath), s.piv),
+        None => (None, None),
+    };
     let touch: Box<dyn TouchSource + Send> = match args.touch {
         Touch::Auto => Box::new(AutoTouch),
         Touch::Deny => Box::new(DenyTouch {
@@ -150,10 +155,13 @@ fn run(args: Args) -> Result<(), String> {
         Touch::Stdin => Box::new(StdinTouch),
     };
     let mut key =
-        SoftKey::from_image(&image, &image_path, saved, touch).map_err(|e| e.to_string())?;
+        SoftKey::from_image(&image, &image_path, saved_oath, touch).map_err(|e| e.to_string())?;
+    if let Some(piv) = saved_piv {
+        key = key.with_piv_state(piv);
+    }
     if let Some(p) = &args.state {
         if !resumed {
-            state::save(p, key.oath_state()).map_err(|e| e.to_string())?;
+            state::save(p, key.oath_state(), Some(key.piv_state())).map_err(|e| e.to_string())?;
         }
     }
     tracing::info!(
@@ -174,9 +182,10 @@ fn run(args: Args) -> Result<(), String> {
     let state_path = args.state.clone();
     let mut save_error = None;
     let mut on_apdu = |key: &mut SoftKey| {
-        if key.oath_state_changed() {
+        // Both flags are read (and reset) every time: `|` does not short-circuit.
+        if key.oath_state_changed() | key.piv_state_changed() {
             if let Some(p) = &state_path {
-                if let Err(e) = state::save(p, key.oath_state()) {
+                if let Err(e) = state::save(p, key.oath_state(), Some(key.piv_state())) {
                     tracing::error!(error = %e, "could not save the state");
                     save_error = Some(e.to_string());
                 }

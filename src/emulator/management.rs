@@ -13,7 +13,7 @@
 //! | `05` version | 3 bytes | every firmware |
 //! | `16` PIN complexity | 1 byte, `00` = off | 5.7.0 and later (Yubico .NET SDK, "PIN complexity policy": "available on YubiKeys with firmware version 5.7 or later") |
 //!
-//! Capabilities name only the applets this emulator answers: OATH, PIV (identity) and OTP
+//! Capabilities name only the applets this emulator answers: OATH, PIV and OTP
 //! (identity) over CCID. It has no FIDO (U2F, FIDO2), OpenPGP or YubiHSM Auth applet, so those
 //! bits are never set, and a SELECT of their AIDs answers `6A82`.
 //!

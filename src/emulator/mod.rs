@@ -9,8 +9,10 @@
 //! makes it panic.
 //!
 //! - [`oath`]: the OATH applet (YKOATH), its persistent state and device-image table.
-//! - [`management`], [`piv`]: device information and PIV identity (and OTP SELECT).
-//! - [`image`], [`state`]: device images and the saved-state file.
+//! - [`management`]: device information.
+//! - [`piv`]: the PIV applet (PIN, management key, keys, signatures, attestation, objects) and
+//!   the OTP applet's SELECT.
+//! - [`image`], [`state`]: device images and the saved-state file (OATH and PIV).
 //! - [`vpcd`]: the bridge to pcscd's vpcd driver.
 //!
 //! Never part of a trust decision: a device is trusted for what the ledger knows of it.
@@ -30,6 +32,7 @@ use crate::token::transport::{CardTransport, TransportError};
 
 use self::management::ManagementApplet;
 use self::oath::{OathApplet, OathState, TouchSource};
+use self::piv::state::PivState;
 use self::piv::{OtpApplet, PivApplet, OTP_AID, PIV_AID};
 
 /// The ATR of a YubiKey 5 over USB (T=1, chaining and extended lengths advertised).
@@ -61,7 +64,7 @@ pub enum Applet {
     Oath,
     /// Management (device information).
     Management,
-    /// PIV (identity only).
+    /// PIV.
     Piv,
     /// OTP (SELECT and serial only).
     Otp,
@@ -127,13 +130,20 @@ impl SoftKey {
         oath: OathState,
         touch: Box<dyn TouchSource + Send>,
     ) -> Self {
+        let touch = SharedTouch(std::sync::Arc::new(std::sync::Mutex::new(touch)));
         Self {
             reader: DEFAULT_READER.to_owned(),
             serial,
             firmware,
-            oath: OathApplet::new(oath, firmware, touch),
+            oath: OathApplet::new(oath, firmware, Box::new(touch.clone())),
             management: ManagementApplet::new(serial, firmware, form_factor),
-            piv: PivApplet::new(serial, firmware),
+            piv: PivApplet::new(
+                serial,
+                firmware,
+                form_factor.to_byte(),
+                PivState::factory(),
+                Box::new(touch),
+            ),
             otp: OtpApplet::new(serial, firmware),
             selected: None,
             chain: None,
@@ -164,6 +174,12 @@ impl SoftKey {
             state,
             touch,
         ))
+    }
+
+    /// The same device with this PIV state (a saved one) instead of the factory's.
+    pub fn with_piv_state(mut self, state: PivState) -> Self {
+        self.piv.replace_state(state);
+        self
     }
 
     /// Names the reader reported through [`CardTransport::reader`].
@@ -202,6 +218,16 @@ impl SoftKey {
         self.oath.state_changed()
     }
 
+    /// The PIV applet's persistent state (to save it).
+    pub fn piv_state(&self) -> &PivState {
+        self.piv.state()
+    }
+
+    /// True once after the PIV applet's persistent state changed.
+    pub fn piv_state_changed(&mut self) -> bool {
+        self.piv.state_changed()
+    }
+
     /// Power on: volatile state starts empty.
     pub fn power_on(&mut self) {
         self.reset_volatile();
@@ -222,6 +248,7 @@ impl SoftKey {
         self.chain = None;
         self.pending = None;
         self.oath.reset_volatile();
+        self.piv.reset_volatile();
     }
 
     /// Processes one command APDU and returns the response APDU (data and status word).
@@ -281,6 +308,10 @@ impl SoftKey {
                         // Re-SELECT clears OATH authentication.
                         self.oath.reset_volatile();
                     }
+                    if self.selected == Some(Applet::Piv) {
+                        // Leaving PIV forgets its security status (SELECT of PIV does too).
+                        self.piv.reset_volatile();
+                    }
                     self.selected = Some(applet);
                     let r = match applet {
                         Applet::Oath => self.oath.select(),
@@ -335,6 +366,21 @@ impl SoftKey {
         Response {
             data: head,
             sw: StatusWord::MoreData(u8::try_from(left).unwrap_or(0)),
+        }
+    }
+}
+
+/// One touch source shared by the applets that ask for touches (OATH and PIV), as one button
+/// serves every applet of a YubiKey.
+#[derive(Clone)]
+struct SharedTouch(std::sync::Arc<std::sync::Mutex<Box<dyn TouchSource + Send>>>);
+
+impl TouchSource for SharedTouch {
+    fn wait_for_touch(&mut self, what: &str) -> bool {
+        // A poisoned lock means an earlier wait panicked: answer "no touch" (6982).
+        match self.0.lock() {
+            Ok(mut t) => t.wait_for_touch(what),
+            Err(_) => false,
         }
     }
 }

@@ -1,7 +1,10 @@
-//! The emulator's state file: the OATH applet's credentials and counters, kept across restarts.
+//! The emulator's state file: the OATH applet's credentials and counters and the PIV applet's
+//! PIN, PUK, management key, keys and objects, kept across restarts.
 //!
 //! Written atomically (temporary file in the same directory, fsync, rename, fsync of the
-//! directory) with mode 0600, since it holds seeds. JSON, because the applet's state is serde.
+//! directory) with mode 0600, since it holds seeds and keys. JSON, because the applets' states
+//! are serde: the OATH state's fields at the top level (the format before PIV), the PIV state
+//! under `"piv"`; a file without `"piv"` loads with a factory-fresh PIV applet.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -11,6 +14,26 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::oath::OathState;
+use super::piv::state::PivState;
+
+/// What the state file holds.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Saved {
+    /// The OATH applet.
+    #[serde(flatten)]
+    pub oath: OathState,
+    /// The PIV applet; `None` in files written before it was saved.
+    #[serde(default)]
+    pub piv: Option<PivState>,
+}
+
+#[derive(serde::Serialize)]
+struct SavedRef<'a> {
+    #[serde(flatten)]
+    oath: &'a OathState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    piv: Option<&'a PivState>,
+}
 
 /// Why the state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +59,7 @@ pub enum StateError {
 }
 
 /// Loads the saved state, or `None` when the file does not exist.
-pub fn load(path: &Path) -> Result<Option<OathState>, StateError> {
+pub fn load(path: &Path) -> Result<Option<Saved>, StateError> {
     let text = match fs::read(path) {
         Ok(t) => Zeroizing::new(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -47,22 +70,36 @@ pub fn load(path: &Path) -> Result<Option<OathState>, StateError> {
             })
         }
     };
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|e| StateError::Invalid {
-            path: path.to_owned(),
-            // The position only: serde_json's message could quote file contents.
-            detail: format!("line {}, column {}", e.line(), e.column()),
-        })
+    parse(&text, path).map(Some)
 }
 
-/// Saves `state` atomically with mode 0600.
-pub fn save(path: &Path, state: &OathState) -> Result<(), StateError> {
+/// Reads the bytes of a state file (`path` names it in errors). A PIV state that no card could
+/// hold (a PIN of the wrong length, an unknown algorithm, a key that is not one) is refused,
+/// naming the field and never its value.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Saved, StateError> {
+    let invalid = |detail| StateError::Invalid {
+        path: path.to_owned(),
+        detail,
+    };
+    let saved: Saved = serde_json::from_slice(bytes).map_err(|e| {
+        // The position only: serde_json's message could quote file contents.
+        invalid(format!("line {}, column {}", e.line(), e.column()))
+    })?;
+    if let Some(piv) = &saved.piv {
+        piv.check()
+            .map_err(|e| invalid(format!("{e}; delete the file for a factory-fresh key")))?;
+    }
+    Ok(saved)
+}
+
+/// Saves the OATH state `oath` and the PIV state `piv` (when given) atomically with mode 0600.
+pub fn save(path: &Path, oath: &OathState, piv: Option<&PivState>) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_owned(),
         source,
     };
-    let bytes = Zeroizing::new(serde_json::to_vec(state).map_err(|e| StateError::Invalid {
+    let state = SavedRef { oath, piv };
+    let bytes = Zeroizing::new(serde_json::to_vec(&state).map_err(|e| StateError::Invalid {
         path: path.to_owned(),
         detail: e.to_string(),
     })?);
@@ -106,16 +143,41 @@ mod tests {
         let path = dir.path().join("key.state");
         assert!(load(&path).expect("absent is fine").is_none());
         let state = OathState::fresh();
-        save(&path, &state).expect("save");
+        let mut piv = PivState::factory();
+        piv.put_object(0x5F_C102, &[1, 2, 3]);
+        save(&path, &state, Some(&piv)).expect("save");
         let mode = fs::metadata(&path).expect("exists").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let back = load(&path).expect("load").expect("present");
-        assert_eq!(
-            serde_json::to_string(&back).expect("ser"),
-            serde_json::to_string(&state).expect("ser")
-        );
+        assert_eq!(back.oath, state);
+        assert_eq!(back.piv, Some(piv));
         // No temporary files left behind.
         assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 1);
+    }
+
+    /// A file written before the PIV applet was saved (the OATH state's fields alone) still
+    /// loads, with no PIV state (the device starts with a factory-fresh PIV applet).
+    #[test]
+    fn a_state_file_without_piv_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.state");
+        let state = OathState::fresh();
+        fs::write(&path, serde_json::to_vec(&state).expect("ser")).expect("write");
+        let back = load(&path).expect("load").expect("present");
+        assert_eq!(back.oath, state);
+        assert!(back.piv.is_none());
+    }
+
+    #[test]
+    fn fail_a_piv_state_no_card_could_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key.state");
+        let mut piv = PivState::factory();
+        piv.pin.left = 9;
+        save(&path, &OathState::fresh(), Some(&piv)).expect("save");
+        let e = load(&path).expect_err("invalid");
+        assert!(e.to_string().contains("PIN"), "{e}");
+        assert!(e.to_string().contains("delete the file"), "{e}");
     }
 
     #[test]

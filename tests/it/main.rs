@@ -73,6 +73,8 @@ mod pcscd {
     mod firmware;
     mod harness;
     mod lock;
+    mod piv;
+    mod piv_tools;
     mod signin;
 }
 

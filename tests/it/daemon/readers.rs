@@ -34,7 +34,7 @@ fn ledger_with_registered_key(dir: &Path, key_state: &Path) {
         Custody::new(domain::ledger(dir, &officers), domain::policy()).expect("custody");
     let a = domain::first_officer(&mut custody, "alice");
     let oath = OathState::fresh();
-    state::save(key_state, &oath).expect("save the key's state");
+    state::save(key_state, &oath, None).expect("save the key's state");
     let mut access = Keys::one(domain::soft_key(REGISTERED, oath));
     custody
         .register_device(

@@ -278,3 +278,64 @@ fn authentication_continuations_show_nowhere_in_debug() {
     let line = String::from_utf8_lossy(&refusal.to_line()).into_owned();
     assert!(line.contains(&text), "the refusal carries it to the peer");
 }
+
+/// The software YubiKey's PIV secrets (PIN, PUK, management key, a slot's private key) show in
+/// no Debug output of the applet's state or of the key, after they were changed from the
+/// factory values through APDUs.
+#[test]
+fn piv_applet_secrets_show_nowhere_in_debug() {
+    use mfa_custody::emulator::oath::{AutoTouch, OathState};
+    use mfa_custody::emulator::piv::keys::management_encrypt;
+    use mfa_custody::emulator::piv::state::DEFAULT_MANAGEMENT_KEY;
+    use mfa_custody::emulator::SoftKey;
+    use mfa_custody::token::management::FormFactor;
+
+    let mut key = SoftKey::new(
+        7,
+        [5, 4, 3],
+        FormFactor::UsbAKeychain,
+        OathState::fresh(),
+        Box::new(AutoTouch),
+    );
+    let ok = |r: &[u8]| assert!(r.ends_with(&[0x90, 0x00]), "{r:02X?}");
+    ok(&key.process(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]));
+    let r = key.process(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x81, 0x00]);
+    ok(&r);
+    let challenge: [u8; 8] = r[4..12].try_into().expect("8 bytes");
+    let mut auth = vec![0x00, 0x87, 0x03, 0x9B, 0x0C, 0x7C, 0x0A, 0x82, 0x08];
+    auth.extend_from_slice(
+        &management_encrypt(0x03, &DEFAULT_MANAGEMENT_KEY, &challenge).expect("3DES"),
+    );
+    ok(&key.process(&auth));
+    // PIN 13572468, PUK 86427531, management key 0x31..0x48, a P-256 key in 9A.
+    let mut pin = vec![0x00, 0x24, 0x00, 0x80, 0x10];
+    pin.extend_from_slice(b"12345600");
+    pin[5 + 6] = 0xFF;
+    pin[5 + 7] = 0xFF;
+    pin.extend_from_slice(b"13572468");
+    ok(&key.process(&pin));
+    let mut puk = vec![0x00, 0x24, 0x00, 0x81, 0x10];
+    puk.extend_from_slice(b"12345678");
+    puk.extend_from_slice(b"86427531");
+    ok(&key.process(&puk));
+    let mgm: Vec<u8> = (0x31..0x49).collect();
+    let mut set = vec![0x00, 0xFF, 0xFF, 0xFF, 0x1B, 0x03, 0x9B, 0x18];
+    set.extend_from_slice(&mgm);
+    ok(&key.process(&set));
+    ok(&key.process(&[0x00, 0x47, 0x00, 0x9A, 0x05, 0xAC, 0x03, 0x80, 0x01, 0x11]));
+
+    let scalar = key.piv_state().keys[0].secret.expose().to_vec();
+    let text = format!("{} {}", shown(key.piv_state()), shown(&key));
+    for secret in [
+        "13572468".to_owned(),
+        "86427531".to_owned(),
+        String::from_utf8(mgm.clone()).expect("ASCII"),
+        data_encoding::HEXLOWER.encode(&mgm),
+        data_encoding::HEXLOWER.encode(&scalar),
+        data_encoding::HEXUPPER.encode(&scalar),
+        format!("{:?}", &scalar[..8]),
+        format!("{:?}", &b"13572468"[..]),
+    ] {
+        assert!(!text.contains(&secret), "Debug shows {secret:?}: {text}");
+    }
+}
