@@ -7,8 +7,10 @@
 //! - [`pcsc`]: readers, T=1 connections, transactions and hot-plug events through pcscd.
 //! - [`management`]: the management applet's device information codec.
 //! - [`identity`]: serial, firmware, form factor, OATH device id and credential summaries.
+//! - [`attestation`]: PIV attestations verified offline against Yubico's published roots.
 
 pub mod apdu;
+pub mod attestation;
 pub mod error;
 pub mod identity;
 pub mod management;
