@@ -24,7 +24,8 @@
 //!   certificates run to 2052 or 9999, and the slot certificate copies the F9 one's dates);
 //! - the slot certificate's subject names the expected slot and its Yubico extensions
 //!   (firmware, serial, PIN and touch policy, form factor) are present and decode as Yubico
-//!   documents them ([`yubico`]); the serial equals the one the management applet reported.
+//!   documents them (`yubico.rs` names the sources); the serial equals the one the management
+//!   applet reported.
 //!
 //! Pure: no card I/O, no clock (the caller passes `now`), no file access (the roots are
 //! compiled in from `roots/`).

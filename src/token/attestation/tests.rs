@@ -4,11 +4,15 @@
 //! Real vectors (`testdata/`, public certificates):
 //! - `yk-5.2.6-*.pem`: a YubiKey 5 (firmware 5.2.6, serial 13078782, USB-C keychain), slot 9c,
 //!   P-256 key, PIN and touch policy "always", under `Yubico PIV Root CA Serial 263751`; published
-//!   in sigstore/cosign's docs/hardware-tokens.md.
+//!   in sigstore/cosign's hardware-token documentation ("Hardware Tokens", section
+//!   "Attestations": `device.crt` and `key.crt`).
 //! - `yk-5.7.4-*.pem`: a YubiKey 5 (firmware 5.7.4, serial 38906327), slot 9c, P-256 key, under
 //!   `Yubico PIV Attestation B 1` → `Yubico Attestation Intermediate B 1` →
-//!   `Yubico Attestation Root 1`; published in a signing-key attestation record
-//!   ("Device attestation certificates", "Signer B").
+//!   `Yubico Attestation Root 1`; published in a public repository's record of its signing
+//!   keys' attestations ("Device attestation certificates: YK1 F9" and "Signer B").
+//!   `yk-5.7.4-9c-other-device.pem` is that record's "Signer C": serial 38906331, and it
+//!   verifies under the same F9 certificate (the F9 certificate names no serial; the slot
+//!   certificate is what binds a key to a device).
 //!
 //! `testdata/test-ca-rsa2048.der` is a test-only RSA key (public, never trusted anywhere), made
 //! with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -outform DER | openssl rsa
@@ -39,6 +43,7 @@ const YK526_SLOT: &str = include_str!("testdata/yk-5.2.6-9c.pem");
 const YK526_F9: &str = include_str!("testdata/yk-5.2.6-f9.pem");
 const YK574_SLOT: &str = include_str!("testdata/yk-5.7.4-9c.pem");
 const YK574_F9: &str = include_str!("testdata/yk-5.7.4-f9.pem");
+const YK574_OTHER_SLOT: &str = include_str!("testdata/yk-5.7.4-9c-other-device.pem");
 const TEST_RSA_KEY: &[u8] = include_bytes!("testdata/test-ca-rsa2048.der");
 
 fn der(pem: &str) -> Vec<u8> {
@@ -304,6 +309,33 @@ fn a_real_attestation_with_another_serial_is_a_serial_mismatch() {
         }
     );
     assert!(err.to_string().contains("another device"), "{err}");
+}
+
+#[test]
+fn another_real_devices_attestation_is_a_serial_mismatch_for_this_device() {
+    // Same F9 certificate, another key's slot attestation: genuine, but not this device's.
+    let (other, f9) = (der(YK574_OTHER_SLOT), der(YK574_F9));
+    let anchors = TrustAnchors::yubico();
+    let a = verify(
+        &other,
+        &f9,
+        &[],
+        Expected {
+            serial: 38_906_331,
+            ..YK574
+        },
+        &anchors,
+    )
+    .expect("genuine for its own device");
+    assert_eq!(a.serial, 38_906_331);
+    let err = verify(&other, &f9, &[], YK574, &anchors).expect_err("refused");
+    assert_eq!(
+        err,
+        AttestationError::SerialMismatch {
+            expected: 38_906_327,
+            attested: 38_906_331
+        }
+    );
 }
 
 #[test]
