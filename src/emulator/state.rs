@@ -92,17 +92,28 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Saved, StateError> {
     Ok(saved)
 }
 
+/// The bytes [`save`] writes for these states (`path` names the file in errors).
+pub fn encode(
+    oath: &OathState,
+    piv: Option<&PivState>,
+    path: &Path,
+) -> Result<Zeroizing<Vec<u8>>, StateError> {
+    let state = SavedRef { oath, piv };
+    serde_json::to_vec(&state)
+        .map(Zeroizing::new)
+        .map_err(|e| StateError::Invalid {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })
+}
+
 /// Saves the OATH state `oath` and the PIV state `piv` (when given) atomically with mode 0600.
 pub fn save(path: &Path, oath: &OathState, piv: Option<&PivState>) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_owned(),
         source,
     };
-    let state = SavedRef { oath, piv };
-    let bytes = Zeroizing::new(serde_json::to_vec(&state).map_err(|e| StateError::Invalid {
-        path: path.to_owned(),
-        detail: e.to_string(),
-    })?);
+    let bytes = encode(oath, piv, path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),

@@ -188,7 +188,25 @@ fn sign(tbs: TbsCertificate, signer: &[u8]) -> Result<Vec<u8>, AttestError> {
     Ok(cert.to_der()?)
 }
 
+/// Identities already derived in this process, by serial: deriving one signs a certificate, and
+/// every emulated key of a test run with the same serial has the same identity.
+static DERIVED: std::sync::Mutex<Vec<(u32, std::sync::Arc<Attestation>)>> =
+    std::sync::Mutex::new(Vec::new());
+
 impl Attestation {
+    /// The attestation identity of device `serial` (derived once per process).
+    pub fn shared(serial: u32) -> Result<std::sync::Arc<Self>, AttestError> {
+        // A poisoned lock only means another thread panicked while holding it: the list of
+        // finished identities is still sound.
+        let mut derived = DERIVED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, a)) = derived.iter().find(|(s, _)| *s == serial) {
+            return Ok(a.clone());
+        }
+        let a = std::sync::Arc::new(Self::for_device(serial)?);
+        derived.push((serial, a.clone()));
+        Ok(a)
+    }
+
     /// The attestation identity of device `serial`, its F9 certificate issued by the test CA.
     pub fn for_device(serial: u32) -> Result<Self, AttestError> {
         let (ca_key, ca_cert) = ca()?;

@@ -147,7 +147,7 @@ pub struct PivApplet {
     state: PivState,
     session: Session,
     touch: Box<dyn TouchSource + Send>,
-    attestation: Option<Attestation>,
+    attestation: Option<std::sync::Arc<Attestation>>,
     changed: bool,
 }
 
@@ -733,7 +733,7 @@ impl PivApplet {
 
     fn attestation(&mut self) -> Option<&Attestation> {
         if self.attestation.is_none() {
-            match Attestation::for_device(self.device.serial) {
+            match Attestation::shared(self.device.serial) {
                 Ok(a) => self.attestation = Some(a),
                 Err(e) => {
                     tracing::error!(error = %e, "no attestation identity");
@@ -741,7 +741,7 @@ impl PivApplet {
                 }
             }
         }
-        self.attestation.as_ref()
+        self.attestation.as_deref()
     }
 
     /// ATTEST (`F9 <slot> 00`): a certificate for the slot's key, signed by the F9 key. Only
