@@ -9,6 +9,8 @@
 //! - [`codec`]: command builders and answer parsers, pure, with typed errors ([`PivError`]).
 //! - [`key`]: the management key (3DES or AES), zeroized and never in `Debug`.
 //! - [`session`]: [`PivSession`], the instructions over a transport.
+//! - [`custody`]: [`provision`] (an attested custody key) and [`challenge`] (a fresh nonce
+//!   signed by it, verified with `ring` against the recorded key).
 //!
 //! Sources: NIST SP 800-73-4 part 2 (SELECT, GENERAL AUTHENTICATE, GENERATE, GET DATA), Yubico's
 //! "PIV extensions" (developers.yubico.com/PIV/Introduction/Yubico_extensions.html: SET
@@ -22,6 +24,7 @@
 //! PIN policy is already "never" (Yubico, "PIV PIN and touch policies").
 
 pub mod codec;
+pub mod custody;
 pub mod key;
 pub mod session;
 
@@ -29,5 +32,6 @@ pub mod session;
 mod tests;
 
 pub use codec::*;
+pub use custody::{challenge, provision, Challenge, ProvisionError, Provisioned};
 pub use key::{ManagementAlgorithm, ManagementKey};
 pub use session::PivSession;

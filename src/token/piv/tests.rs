@@ -34,7 +34,7 @@ fn sha256(message: &[u8]) -> [u8; 32] {
 }
 
 /// What registration does: factory key, a random one set, a custody key generated and attested.
-fn provision(key: &mut SoftKey) -> (ManagementKey, [u8; P256_POINT_LEN], Vec<u8>, Vec<u8>) {
+fn by_hand(key: &mut SoftKey) -> (ManagementKey, [u8; P256_POINT_LEN], Vec<u8>, Vec<u8>) {
     let mut piv = PivSession::select(&mut *key).unwrap();
     let algorithm = piv.management_algorithm().unwrap();
     piv.authenticate(&ManagementKey::factory_default(algorithm).unwrap())
@@ -52,7 +52,7 @@ fn provision(key: &mut SoftKey) -> (ManagementKey, [u8; P256_POINT_LEN], Vec<u8>
 #[test]
 fn provisions_attests_and_signs_on_5_4() {
     let mut key = softkey(SERIAL, [5, 4, 3]);
-    let (management, point, slot_cert, device_cert) = provision(&mut key);
+    let (management, point, slot_cert, device_cert) = by_hand(&mut key);
     assert_eq!(management.algorithm(), ManagementAlgorithm::Aes192);
 
     let anchors = TrustAnchors::from_pem(TEST_CA_CERT_PEM).unwrap();
@@ -114,9 +114,9 @@ fn provisions_attests_and_signs_on_5_4() {
 #[test]
 fn a_copy_with_the_same_serial_cannot_answer_for_the_key() {
     let mut original = softkey(SERIAL, [5, 7, 1]);
-    let (_, point, _, _) = provision(&mut original);
+    let (_, point, _, _) = by_hand(&mut original);
     let mut copy = softkey(SERIAL, [5, 7, 1]);
-    provision(&mut copy);
+    by_hand(&mut copy);
     let nonce = b"fresh nonce";
     let sig = PivSession::select(&mut copy)
         .unwrap()
@@ -130,7 +130,7 @@ fn a_copy_with_the_same_serial_cannot_answer_for_the_key() {
 #[test]
 fn firmware_before_5_4_gets_3des() {
     let mut key = softkey(SERIAL, [5, 2, 7]);
-    let (management, _, _, _) = provision(&mut key);
+    let (management, _, _, _) = by_hand(&mut key);
     assert_eq!(management.algorithm(), ManagementAlgorithm::TripleDes);
     // AES is refused there, as on a real 5.2 (Yubico, "PIV extensions": AES from 5.4).
     let mut piv = PivSession::select(&mut key).unwrap();
@@ -293,4 +293,99 @@ fn fail_malformed_answers() {
             ..
         })
     ));
+}
+
+fn test_ca() -> TrustAnchors {
+    TrustAnchors::from_pem(TEST_CA_CERT_PEM).unwrap()
+}
+
+#[test]
+fn provision_verifies_then_challenge_tells_the_original_from_a_copy() {
+    let mut original = softkey(SERIAL, [5, 7, 1]);
+    let now = jiff::Timestamp::now();
+    let p = provision(
+        &mut PivSession::select(&mut original).unwrap(),
+        SERIAL,
+        &test_ca(),
+        now,
+    )
+    .unwrap();
+    assert_eq!(p.attested.serial, SERIAL);
+    assert_eq!(p.management_key.algorithm(), ManagementAlgorithm::Aes192);
+    let spki = p.attested.public_key_spki.clone();
+
+    let nonce = [0x5A; 32];
+    let mut piv = PivSession::select(&mut original).unwrap();
+    assert_eq!(
+        challenge(&mut piv, SERIAL, &spki, &nonce).unwrap(),
+        Challenge::Proven
+    );
+    // The same signature is no answer for another device's serial: the message binds it.
+    let sig = piv
+        .sign_p256(
+            SLOT_CUSTODY,
+            &sha256(&custody::challenge_message(SERIAL, &nonce)),
+        )
+        .unwrap();
+    let point = &spki[spki.len() - P256_POINT_LEN..];
+    assert!(UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+        .verify(&custody::challenge_message(SERIAL + 1, &nonce), &sig)
+        .is_err());
+
+    // A copy: same serial, its own (also attested) key; and a copy with no custody key.
+    let mut copy = softkey(SERIAL, [5, 7, 1]);
+    provision(
+        &mut PivSession::select(&mut copy).unwrap(),
+        SERIAL,
+        &test_ca(),
+        now,
+    )
+    .unwrap();
+    let mut piv = PivSession::select(&mut copy).unwrap();
+    assert_eq!(
+        challenge(&mut piv, SERIAL, &spki, &nonce).unwrap(),
+        Challenge::NotProven
+    );
+    let mut blank = softkey(SERIAL, [5, 7, 1]);
+    let mut piv = PivSession::select(&mut blank).unwrap();
+    assert_eq!(
+        challenge(&mut piv, SERIAL, &spki, &nonce).unwrap(),
+        Challenge::NotProven
+    );
+    // Garbage recorded as the key proves nothing either.
+    let mut piv = PivSession::select(&mut original).unwrap();
+    assert_eq!(
+        challenge(&mut piv, SERIAL, b"not der", &nonce).unwrap(),
+        Challenge::NotProven
+    );
+}
+
+#[test]
+fn provision_refuses_an_untrusted_chain_and_a_serial_mismatch_and_keeps_the_factory_key() {
+    let now = jiff::Timestamp::now();
+    let mut key = softkey(SERIAL, [5, 4, 3]);
+    let err = provision(
+        &mut PivSession::select(&mut key).unwrap(),
+        SERIAL,
+        &TrustAnchors::yubico(),
+        now,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ProvisionError::Attestation(_)), "{err}");
+    let err = provision(
+        &mut PivSession::select(&mut key).unwrap(),
+        SERIAL + 1,
+        &test_ca(),
+        now,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ProvisionError::Attestation(_)), "{err}");
+    assert!(
+        err.to_string().contains("serial") || format!("{err:?}").contains("Serial"),
+        "{err} / {err:?}"
+    );
+    // Neither changed the management key: the factory default still authenticates.
+    let mut piv = PivSession::select(&mut key).unwrap();
+    piv.authenticate(&ManagementKey::factory_default(ManagementAlgorithm::TripleDes).unwrap())
+        .unwrap();
 }
