@@ -1,5 +1,6 @@
 //! Every PIV client parser on arbitrary card answers, and a whole custody provisioning (SELECT,
-//! mutual authentication, SET MANAGEMENT KEY, GENERATE, ATTEST, GET DATA, sign) against a card
+//! mutual authentication, SET MANAGEMENT KEY, GENERATE, ATTEST, GET DATA, sign, a challenge
+//! checked against the input as SPKI) against a card
 //! whose answers are the input: errors are fine, panics are not.
 #![no_main]
 
@@ -55,4 +56,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = session.attest(piv::SLOT_CUSTODY);
     let _ = session.attestation_certificate();
     let _ = session.sign_p256(piv::SLOT_CUSTODY, &[0; 32]);
+    let _ = piv::challenge(&mut session, 1, data, &[0; 32]);
 });
