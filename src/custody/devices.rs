@@ -87,6 +87,7 @@ impl Custody {
                 blocked_by: None,
                 oath_access_key: false,
                 access_key_clearing: false,
+                custody_key: None,
             };
             c.append(
                 kinds::DEVICE_REGISTERED,

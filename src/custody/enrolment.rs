@@ -180,10 +180,14 @@ impl Custody {
                     continue;
                 }
                 let detail = rec.describe();
-                let not_the_device = rec
-                    .mismatches
-                    .iter()
-                    .any(|m| matches!(m, Mismatch::AccessKeyNotSet | Mismatch::AccessKeyNotProven));
+                let not_the_device = rec.mismatches.iter().any(|m| {
+                    matches!(
+                        m,
+                        Mismatch::AccessKeyNotSet
+                            | Mismatch::AccessKeyNotProven
+                            | Mismatch::CustodyKeyNotProven
+                    )
+                });
                 if not_the_device {
                     c.open_incident_event(
                         &plan.who,

@@ -224,6 +224,22 @@ pub struct DeviceRecord {
     /// already asks for no key. Absent in records written before.
     #[serde(default, skip_serializing_if = "is_false")]
     pub access_key_clearing: bool,
+    /// The attested custody key every reconciliation challenges (see
+    /// [`crate::token::piv::custody`]). Absent for devices registered before attestation: those
+    /// are not challenged until attested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custody_key: Option<CustodyKey>,
+}
+
+/// A device's attested custody key as the ledger records it (public material only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustodyKey {
+    /// The PIV slot it lives in (`9e`).
+    pub slot: String,
+    /// Its SubjectPublicKeyInfo, DER, standard Base64.
+    pub spki: String,
+    /// SHA-256 of the SPKI, lowercase hex (the attestation's key id).
+    pub key_id: String,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -4,6 +4,7 @@
 //! - [`transport`]: the [`transport::CardTransport`] seam and command/response chaining.
 //! - [`error`]: transport failures and card refusals, kept apart.
 //! - [`oath`]: the YKOATH client: typed messages and a session with states as types.
+//! - [`piv`]: the PIV client: management key, GENERATE, ATTEST and signing for custody keys.
 //! - [`pcsc`]: readers, T=1 connections, transactions and hot-plug events through pcscd.
 //! - [`management`]: the management applet's device information codec.
 //! - [`identity`]: serial, firmware, form factor, OATH device id and credential summaries.
@@ -16,6 +17,7 @@ pub mod identity;
 pub mod management;
 pub mod oath;
 pub mod pcsc;
+pub mod piv;
 pub mod tlv;
 pub mod transport;
 

@@ -143,6 +143,25 @@ pub fn exchange<T: CardTransport + ?Sized>(
     })
 }
 
+/// [`exchange`], then any final status word but `9000` turned into [`TokenError::Refused`]
+/// (keeping the named word): how the applet clients send a command.
+pub fn transact<T: CardTransport + ?Sized>(
+    transport: &mut T,
+    command: &Command,
+    remaining_ins: u8,
+) -> Result<Response, TokenError> {
+    let response = exchange(transport, command, remaining_ins)?;
+    if response.sw == StatusWord::Success {
+        Ok(response)
+    } else {
+        Err(TokenError::Refused {
+            reader: transport.reader().to_owned(),
+            ins: command.ins,
+            sw: response.sw,
+        })
+    }
+}
+
 fn send_one<T: CardTransport + ?Sized>(
     transport: &mut T,
     command: &Command,

@@ -74,6 +74,7 @@ mod pcscd {
     mod harness;
     mod lock;
     mod piv;
+    mod piv_client;
     mod piv_tools;
     mod signin;
 }

@@ -76,6 +76,19 @@ pub enum PinPolicy {
     MatchAlways,
 }
 
+impl PinPolicy {
+    /// The policy byte, as the attestation extension and GENERATE's tag `AA` carry it.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Self::Never => 1,
+            Self::Once => 2,
+            Self::Always => 3,
+            Self::MatchOnce => 4,
+            Self::MatchAlways => 5,
+        }
+    }
+}
+
 impl fmt::Display for PinPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -98,6 +111,17 @@ pub enum TouchPolicy {
     Always,
     /// Once, then cached for 15 seconds.
     Cached,
+}
+
+impl TouchPolicy {
+    /// The policy byte, as the attestation extension and GENERATE's tag `AB` carry it.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Self::Never => 1,
+            Self::Always => 2,
+            Self::Cached => 3,
+        }
+    }
 }
 
 impl fmt::Display for TouchPolicy {

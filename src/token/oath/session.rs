@@ -11,7 +11,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::*;
 use crate::token::apdu::{Command, Response, StatusWord};
 use crate::token::error::TokenError;
-use crate::token::transport::{exchange, CardTransport};
+use crate::token::transport::CardTransport;
 
 /// The applet after SELECT, when it needs no password or has been validated: every operation is
 /// available.
@@ -68,16 +68,7 @@ pub fn transact<T: CardTransport + ?Sized>(
     transport: &mut T,
     command: &Command,
 ) -> Result<Response, TokenError> {
-    let response = exchange(transport, command, ins::SEND_REMAINING)?;
-    if response.sw == StatusWord::Success {
-        Ok(response)
-    } else {
-        Err(TokenError::Refused {
-            reader: transport.reader().to_owned(),
-            ins: command.ins,
-            sw: response.sw,
-        })
-    }
+    crate::token::transport::transact(transport, command, ins::SEND_REMAINING)
 }
 
 fn malformed<T: CardTransport + ?Sized>(transport: &T, ins: u8, e: OathError) -> TokenError {

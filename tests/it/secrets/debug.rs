@@ -191,6 +191,59 @@ fn oath_access_keys_show_nowhere_in_debug() {
     assert!(set.data.windows(raw.len()).any(|w| w == raw.as_slice()));
 }
 
+#[test]
+fn piv_management_keys_show_nowhere_in_debug() {
+    use mfa_custody::emulator::oath::{AutoTouch, OathState};
+    use mfa_custody::emulator::SoftKey;
+    use mfa_custody::token::management::FormFactor;
+    use mfa_custody::token::piv::{self, ManagementAlgorithm, ManagementKey, PivSession};
+
+    // A provisioned custody key: its random management key, the session and the outcome.
+    let mut card = SoftKey::new(
+        7,
+        [5, 7, 1],
+        FormFactor::UsbAKeychain,
+        OathState::fresh(),
+        Box::new(AutoTouch),
+    );
+    let anchors = mfa_custody::token::attestation::TrustAnchors::from_pem(
+        mfa_custody::emulator::piv::attest::TEST_CA_CERT_PEM,
+    )
+    .expect("test CA");
+    let mut session = PivSession::select(&mut card).expect("select");
+    let provisioned =
+        piv::provision(&mut session, 7, &anchors, jiff::Timestamp::now()).expect("provisioned");
+    let raw = provisioned.management_key.expose().to_vec();
+    assert_eq!(raw.len(), 24, "AES-192 on 5.7");
+    let chosen: Vec<u8> = (0x31..0x49).collect();
+    let key = ManagementKey::new(ManagementAlgorithm::Aes192, Zeroizing::new(chosen.clone()))
+        .expect("24 bytes");
+    let set = piv::set_management_key(0x0A, key.expose());
+    let auth = piv::authenticate_response(0x0A, &chosen[..16], &[0; 16]);
+    for (what, text, bytes) in [
+        ("Provisioned", shown(&provisioned), &raw),
+        ("PivSession", shown(&session), &raw),
+        ("ManagementKey", shown(&key), &chosen),
+        ("SET MANAGEMENT KEY", shown(&set), &chosen),
+        ("GENERAL AUTHENTICATE", shown(&auth), &chosen),
+    ] {
+        for secret in [
+            data_encoding::HEXLOWER.encode(bytes),
+            data_encoding::HEXUPPER.encode(&bytes[..8]),
+            data_encoding::BASE64.encode(bytes),
+            format!("{:?}", &bytes[..8]),
+            String::from_utf8_lossy(bytes).into_owned(),
+        ] {
+            assert!(!text.contains(&secret), "{what} shows {secret:?}: {text}");
+        }
+    }
+    // The byte forms are really what a leak would look like: the key is in the command's data.
+    assert!(set
+        .data
+        .windows(chosen.len())
+        .any(|w| w == chosen.as_slice()));
+}
+
 /// A session token: random, so the test takes the one a login table hands out and looks for it
 /// in every Debug form of what carries it (the token itself, the table, the request that sends
 /// it, the answer to `login`).
