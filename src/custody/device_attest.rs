@@ -27,7 +27,7 @@ use super::devices::open;
 use super::error::{AttestationRefusal, CustodyError};
 use super::ids::Serial;
 use super::reconcile::reconcile;
-use super::records::{CustodyKey, DeviceRecord, IncidentKind};
+use super::records::{CustodyKey, DeviceRecord, DeviceState, IncidentKind};
 use super::service::{pair, token_err, Custody, Session};
 use super::store::{entity, kinds, Put};
 
@@ -69,7 +69,9 @@ impl Custody {
         let k = self
             .ledger
             .derive_key(MANAGEMENT_KEY_PURPOSE)
-            .map_err(super::service::op_err("derive the management-key sealing key"))?;
+            .map_err(super::service::op_err(
+                "derive the management-key sealing key",
+            ))?;
         let mut plain = Zeroizing::new(Vec::with_capacity(1 + key.expose().len()));
         plain.push(key.algorithm().to_byte());
         plain.extend_from_slice(key.expose());
@@ -89,17 +91,16 @@ impl Custody {
         anchors: &TrustAnchors,
     ) -> Result<DeviceRecord, CustodyError> {
         let plan = self.plan_attest(a, b, serial)?;
-        let now = jiff::Timestamp::from_millisecond(self.now()).map_err(|_| {
-            CustodyError::Crypto {
+        let now =
+            jiff::Timestamp::from_millisecond(self.now()).map_err(|_| CustodyError::Crypto {
                 operation: "the clock's time for the attestation",
-            }
-        })?;
+            })?;
         let provisioned = plan.provision_card(access, anchors, now);
         self.finish_attest(a, b, &plan, provisioned)
     }
 
     /// The checks of an attestation that need no card (two distinct active officers; the
-    /// device known, not terminal, not blocked, not attested yet), and its new management key,
+    /// device known, out of its bag and not terminal, not blocked, not attested yet), and its new management key,
     /// generated and sealed now with `device.attestation_started` (committed before the card
     /// is touched). Refusals are recorded.
     pub fn plan_attest(
@@ -124,11 +125,7 @@ impl Custody {
                 &[Put::new(entity::MANAGEMENT_KEY, serial, &sealed)?],
             )?;
             let lock = c.oath_lock(&device)?;
-            Ok(AttestPlan {
-                device,
-                lock,
-                key,
-            })
+            Ok(AttestPlan { device, lock, key })
         })
     }
 
@@ -143,18 +140,22 @@ impl Custody {
         if let Some(incident) = d.blocked_by.clone() {
             return Err(CustodyError::DeviceBlocked { serial, incident });
         }
-        if d.state.is_terminal() {
-            return Err(CustodyError::DeviceState {
-                serial,
-                state: d.state.name(),
-                operation: "attest (a device that left custody is not attested)",
-            });
-        }
         if d.custody_key.is_some() {
             return Err(CustodyError::DeviceState {
                 serial,
                 state: "attested",
                 operation: "attest (it already has an attested custody key)",
+            });
+        }
+        if !matches!(
+            d.state,
+            DeviceState::Registered | DeviceState::Enrolled | DeviceState::CheckedOut { .. }
+        ) {
+            return Err(CustodyError::DeviceState {
+                serial,
+                state: d.state.name(),
+                operation: "attest (only a key out of its bag is attested: check it out first; \
+                            a key that left custody is not attested)",
             });
         }
         Ok((pair(&x.name, &y.name), d))
@@ -286,29 +287,25 @@ impl AttestPlan {
         .map_err(|_| CustodyError::Crypto {
             operation: "copy PIV management key",
         })?;
-        piv::provision_with(&mut session, serial.get(), anchors, now, key).map_err(
-            |e| match e {
-                ProvisionError::Attestation(a @ AttestationError::SerialMismatch { .. }) => {
-                    refused(AttestationRefusal::SerialMismatch, a.to_string())
-                }
-                ProvisionError::Attestation(a) => {
-                    refused(AttestationRefusal::Untrusted, a.to_string())
-                }
-                ProvisionError::Card(e @ TokenError::Refused { .. }) => refused(
-                    AttestationRefusal::Unsupported,
-                    format!(
-                        "the PIV applet refused ({e}): it cannot generate and attest a P-256 \
+        piv::provision_with(&mut session, serial.get(), anchors, now, key).map_err(|e| match e {
+            ProvisionError::Attestation(a @ AttestationError::SerialMismatch { .. }) => {
+                refused(AttestationRefusal::SerialMismatch, a.to_string())
+            }
+            ProvisionError::Attestation(a) => refused(AttestationRefusal::Untrusted, a.to_string()),
+            ProvisionError::Card(e @ TokenError::Refused { .. }) => refused(
+                AttestationRefusal::Unsupported,
+                format!(
+                    "the PIV applet refused ({e}): it cannot generate and attest a P-256 \
                          key with the factory management key"
-                    ),
                 ),
-                ProvisionError::Card(e) => token_err(serial)(e),
-                e @ (ProvisionError::NotP256(_) | ProvisionError::WrongAlgorithm { .. }) => {
-                    refused(AttestationRefusal::Unsupported, e.to_string())
-                }
-                ProvisionError::Key(_) => CustodyError::Crypto {
-                    operation: "PIV management key",
-                },
+            ),
+            ProvisionError::Card(e) => token_err(serial)(e),
+            e @ (ProvisionError::NotP256(_) | ProvisionError::WrongAlgorithm { .. }) => {
+                refused(AttestationRefusal::Unsupported, e.to_string())
+            }
+            ProvisionError::Key(_) => CustodyError::Crypto {
+                operation: "PIV management key",
             },
-        )
+        })
     }
 }

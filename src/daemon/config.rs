@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::server::ServerLimits;
-use crate::token::attestation::TrustAnchors;
 use super::state::DaemonOptions;
+use crate::token::attestation::TrustAnchors;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -415,7 +415,10 @@ impl Config {
                 _ => {}
             }
         }
-        if let Some(p) = piv_attestation_test_ca.as_ref().filter(|p| !p.is_absolute()) {
+        if let Some(p) = piv_attestation_test_ca
+            .as_ref()
+            .filter(|p| !p.is_absolute())
+        {
             problems.push(ConfigProblem {
                 key: "piv_attestation_test_ca".to_owned(),
                 problem: format!(
@@ -869,7 +872,10 @@ mod tests {
         let c = Config::parse(base, Path::new("x")).expect("valid");
         let yubico = c.trust_anchors().expect("default anchors");
         assert!(
-            yubico.anchors().iter().any(|a| a.subject.contains("Yubico")),
+            yubico
+                .anchors()
+                .iter()
+                .any(|a| a.subject.contains("Yubico")),
             "{yubico:?}"
         );
 
@@ -895,10 +901,7 @@ mod tests {
             (empty, "no PEM certificate"),
         ] {
             let c = Config::parse(
-                &format!(
-                    "{base}piv_attestation_test_ca = \"{}\"\n",
-                    path.display()
-                ),
+                &format!("{base}piv_attestation_test_ca = \"{}\"\n", path.display()),
                 Path::new("x"),
             )
             .expect("valid file");

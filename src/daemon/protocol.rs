@@ -1029,6 +1029,10 @@ pub struct DeviceReply {
     /// (absent: not locked, a device enrolled before access keys existed or not enrolled yet).
     #[serde(default, skip_serializing_if = "is_false")]
     pub oath_access_key: bool,
+    /// The key id (SHA-256 of the public key, hex) of its attested PIV custody key, which
+    /// every use challenges (absent: not attested).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custody_key_id: Option<String>,
 }
 
 impl From<DeviceRecord> for DeviceReply {
@@ -1042,6 +1046,7 @@ impl From<DeviceRecord> for DeviceReply {
             state: r.state,
             blocked_by: r.blocked_by,
             oath_access_key: r.oath_access_key,
+            custody_key_id: r.custody_key.map(|k| k.key_id),
         }
     }
 }
@@ -1721,8 +1726,14 @@ mod tests {
         (RefusalCode::DeviceBlocked, "device_blocked"),
         (RefusalCode::DeviceUnlocked, "device_unlocked"),
         (RefusalCode::AttestationUntrusted, "attestation_untrusted"),
-        (RefusalCode::AttestationSerialMismatch, "attestation_serial_mismatch"),
-        (RefusalCode::AttestationUnsupported, "attestation_unsupported"),
+        (
+            RefusalCode::AttestationSerialMismatch,
+            "attestation_serial_mismatch",
+        ),
+        (
+            RefusalCode::AttestationUnsupported,
+            "attestation_unsupported",
+        ),
         (RefusalCode::UnknownIncident, "unknown_incident"),
         (RefusalCode::IncidentClosed, "incident_closed"),
         (RefusalCode::CredentialExists, "credential_exists"),
