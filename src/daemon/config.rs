@@ -882,7 +882,10 @@ mod tests {
         let test = c.trust_anchors().expect("test CA");
         assert_eq!(test.anchors().len(), 1);
         assert!(
-            !test.anchors().iter().any(|a| a.subject.contains("CN=Yubico")),
+            !test
+                .anchors()
+                .iter()
+                .any(|a| a.subject.contains("CN=Yubico")),
             "only the test CA is trusted: {test:?}"
         );
 
