@@ -238,6 +238,12 @@ impl AttestPlan {
         self.device.serial
     }
 
+    /// The new management key, for tests that check where it does not appear.
+    #[cfg(test)]
+    pub(crate) fn management_key(&self) -> &ManagementKey {
+        &self.key
+    }
+
     /// Reconciles the card with the ledger (serial, OATH device id, the VALIDATE of a locked
     /// device), then gives it the custody key and verifies the attestation against `anchors`
     /// at `now` for the ledger's serial ([`piv::provision_with`]). A card that does

@@ -151,6 +151,54 @@ fn two_distinct_officers_attest_a_key_once_intent_first_and_the_record_re_verifi
 }
 
 #[test]
+fn the_new_management_key_is_in_no_debug_output_event_or_export_and_opens_the_card() {
+    let mut w = world();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let plan = w
+        .custody
+        .plan_attest(&a, &b, serial(PRIMARY))
+        .expect("plan");
+    let key = plan.management_key();
+    let (hex, b64) = (
+        data_encoding::HEXLOWER.encode(key.expose()),
+        data_encoding::BASE64.encode(key.expose()),
+    );
+    let provisioned = plan.provision_card(
+        &mut w.keys,
+        &test_ca(),
+        jiff::Timestamp::from_millisecond(w.clock.now_ms()).expect("t"),
+    );
+    let shown = format!("{plan:?} {provisioned:?}");
+    let d = w
+        .custody
+        .finish_attest(&a, &b, &plan, provisioned)
+        .expect("attested");
+    let (plain, export) = w.bodies_and_export();
+    for needle in [&hex, &b64] {
+        assert!(!shown.contains(needle.as_str()), "management key in Debug");
+        assert!(
+            !plain.contains(needle.as_str()),
+            "management key in an event"
+        );
+        assert!(
+            !export.contains(needle.as_str()),
+            "management key in the export"
+        );
+        assert!(!format!("{d:?}").contains(needle.as_str()));
+    }
+    // It is the card's management key now.
+    let card = w.keys.keys.get_mut(&PRIMARY).expect("key");
+    let mut s = PivSession::select(&mut *card).expect("select PIV");
+    let copy = ManagementKey::new(
+        key.algorithm(),
+        zeroize::Zeroizing::new(key.expose().to_vec()),
+    )
+    .expect("copy");
+    s.authenticate(&copy)
+        .expect("the sealed key opens the card");
+}
+
+#[test]
 fn an_untrusted_chain_is_refused_and_recorded_and_the_card_keeps_its_factory_key() {
     let mut w = world();
     let from = w.keys.log.len();
