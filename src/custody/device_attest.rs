@@ -8,7 +8,10 @@
 //! the ledger's serial ([`crate::token::piv::provision_with`]); only a verified key gets
 //! the new management key. `device.attested` then records the public key, the attested facts
 //! and both certificates (public: an auditor re-verifies them offline), and the device record
-//! carries the `custody_key` every later reconciliation challenges. A card whose attestation
+//! carries the `custody_key` every later reconciliation challenges. An attestation that stopped
+//! after `device.attestation_started` (card pulled, daemon killed, refused) leaves the sealed key
+//! in the ledger, and the next one uses it again: a card that took it is opened with it, so no
+//! card is ever left with a management key the ledger does not hold. A card whose attestation
 //! does not verify keeps its factory management key; the refusal names why
 //! (`attestation_untrusted`, `attestation_serial_mismatch`, `attestation_unsupported`) and is
 //! recorded.
@@ -29,7 +32,7 @@ use super::ids::Serial;
 use super::reconcile::reconcile;
 use super::records::{CustodyKey, DeviceRecord, DeviceState, IncidentKind};
 use super::service::{pair, token_err, Custody, Session};
-use super::store::{entity, kinds, Put};
+use super::store::{self, entity, kinds, Put};
 
 /// The ledger purpose label of the key that seals devices' PIV management keys.
 pub const MANAGEMENT_KEY_PURPOSE: &str = "custody/device-management-keys/v1";
@@ -79,6 +82,33 @@ impl Custody {
         Ok(SealedManagementKey { sealed })
     }
 
+    /// The PIV management key the ledger holds sealed for `serial`, if any.
+    fn management_key(&self, serial: Serial) -> Result<Option<ManagementKey>, CustodyError> {
+        let id = serial.to_string();
+        let Some(sealed) =
+            store::get::<SealedManagementKey>(&self.ledger, entity::MANAGEMENT_KEY, &id)?
+        else {
+            return Ok(None);
+        };
+        let corrupt = || CustodyError::CorruptRecord {
+            entity: entity::MANAGEMENT_KEY,
+            id: id.clone(),
+            reason: "does not decrypt".into(),
+        };
+        let k = self
+            .ledger
+            .derive_key(MANAGEMENT_KEY_PURPOSE)
+            .map_err(super::service::op_err(
+                "derive the management-key sealing key",
+            ))?;
+        let plain = super::sealed::open(&k, &aad(serial), &sealed.sealed).ok_or_else(corrupt)?;
+        let (&alg, key) = plain.split_first().ok_or_else(corrupt)?;
+        let algorithm = ManagementAlgorithm::from_byte(alg).map_err(|_| corrupt())?;
+        ManagementKey::new(algorithm, Zeroizing::new(key.to_vec()))
+            .map(Some)
+            .map_err(|_| corrupt())
+    }
+
     /// Gives a device an attested custody key (two officers): see the module documentation.
     /// The card must be in an allowed reader; `anchors` are what the attestation must chain
     /// to, `now` the time it is verified at.
@@ -100,9 +130,10 @@ impl Custody {
     }
 
     /// The checks of an attestation that need no card (two distinct active officers; the
-    /// device known, out of its bag and not terminal, not blocked, not attested yet), and its new management key,
-    /// generated and sealed now with `device.attestation_started` (committed before the card
-    /// is touched). Refusals are recorded.
+    /// device known, out of its bag and not terminal, not blocked, not attested yet), and its
+    /// new management key: the one an earlier attestation of this device sealed and did not
+    /// finish, or a new one drawn and sealed now with `device.attestation_started` (committed
+    /// before the card is touched). Refusals are recorded.
     pub fn plan_attest(
         &mut self,
         a: &Session,
@@ -111,21 +142,35 @@ impl Custody {
     ) -> Result<AttestPlan, CustodyError> {
         self.guarded(&pair(a.user(), b.user()), "attest_device", |c| {
             let (who, device) = c.attest_checks(a, b, serial)?;
-            let algorithm =
-                ManagementAlgorithm::for_firmware(firmware_bytes(serial, &device.firmware)?);
-            let key = ManagementKey::random(algorithm).map_err(|_| CustodyError::Crypto {
-                operation: "generate PIV management key",
-            })?;
-            let sealed = c.seal_management_key(serial, &key)?;
-            c.append(
-                kinds::DEVICE_ATTESTATION_STARTED,
-                &who,
-                json!({"device": serial.to_string(), "account": device.account,
-                       "slot": PivSlot::CARD_AUTHENTICATION.to_string()}),
-                &[Put::new(entity::MANAGEMENT_KEY, serial, &sealed)?],
-            )?;
+            let (key, resumed) = match c.management_key(serial)? {
+                Some(key) => (key, true),
+                None => {
+                    let algorithm = ManagementAlgorithm::for_firmware(firmware_bytes(
+                        serial,
+                        &device.firmware,
+                    )?);
+                    let key =
+                        ManagementKey::random(algorithm).map_err(|_| CustodyError::Crypto {
+                            operation: "generate PIV management key",
+                        })?;
+                    let sealed = c.seal_management_key(serial, &key)?;
+                    c.append(
+                        kinds::DEVICE_ATTESTATION_STARTED,
+                        &who,
+                        json!({"device": serial.to_string(), "account": device.account,
+                               "slot": PivSlot::CARD_AUTHENTICATION.to_string()}),
+                        &[Put::new(entity::MANAGEMENT_KEY, serial, &sealed)?],
+                    )?;
+                    (key, false)
+                }
+            };
             let lock = c.oath_lock(&device)?;
-            Ok(AttestPlan { device, lock, key })
+            Ok(AttestPlan {
+                device,
+                lock,
+                key,
+                resumed,
+            })
         })
     }
 
@@ -213,6 +258,7 @@ impl Custody {
                        "touch_policy": at.touch_policy.to_string(),
                        "form_factor": at.form_factor.to_string(),
                        "fips_series": at.fips_series, "anchor": at.anchor,
+                       "resumed": plan.resumed,
                        "slot_certificate": data_encoding::BASE64.encode(&p.slot_cert),
                        "device_certificate": data_encoding::BASE64.encode(&p.device_cert)}),
                 &[Put::new(entity::DEVICE, serial, &d)?],
@@ -230,6 +276,8 @@ pub struct AttestPlan {
     device: DeviceRecord,
     lock: OathLock,
     key: ManagementKey,
+    /// The key was sealed by an earlier attestation of this device that did not finish.
+    resumed: bool,
 }
 
 impl AttestPlan {

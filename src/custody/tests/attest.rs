@@ -199,6 +199,35 @@ fn the_new_management_key_is_in_no_debug_output_event_or_export_and_opens_the_ca
 }
 
 #[test]
+fn an_attestation_interrupted_after_the_card_took_its_key_is_finished_with_that_key() {
+    let mut w = world();
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let plan = w
+        .custody
+        .plan_attest(&a, &b, serial(PRIMARY))
+        .expect("plan");
+    // The card is provisioned (it takes the new management key); the daemon stops before
+    // `device.attested`.
+    plan.provision_card(
+        &mut w.keys,
+        &test_ca(),
+        jiff::Timestamp::from_millisecond(w.clock.now_ms()).expect("t"),
+    )
+    .expect("provisioned");
+    drop(plan);
+    assert!(!takes_factory_key(&mut w), "the card took the new key");
+    assert!(w.bodies("device.attested").is_empty());
+    let d = attest(&mut w, "alice", "bob", &test_ca()).expect("finished with the sealed key");
+    assert!(d.custody_key.is_some());
+    assert_eq!(
+        w.bodies("device.attestation_started").len(),
+        1,
+        "sealed once"
+    );
+    assert_eq!(w.bodies("device.attested")[0]["resumed"], true);
+}
+
+#[test]
 fn an_untrusted_chain_is_refused_and_recorded_and_the_card_keeps_its_factory_key() {
     let mut w = world();
     let from = w.keys.log.len();

@@ -75,7 +75,9 @@ pub fn provision<T: CardTransport>(
 /// challenge it unattended), ATTESTs it, reads the F9 certificate and verifies the chain against
 /// `anchors` for `serial` (the management applet's serial). Only then is `management_key` (the
 /// caller's, so that it can be recorded before the card is touched) set: a device whose
-/// attestation fails keeps its factory management key. A key of another algorithm than the
+/// attestation fails keeps its factory management key. A card that refuses the factory key is
+/// authenticated with `management_key` instead: it took that key in an earlier provisioning
+/// that stopped before its outcome was recorded. A key of another algorithm than the
 /// firmware takes is refused before anything reaches the card.
 pub fn provision_with<T: CardTransport>(
     session: &mut PivSession<T>,
@@ -91,8 +93,14 @@ pub fn provision_with<T: CardTransport>(
             wanted,
         });
     }
-    let current = ManagementKey::factory_default(session.management_algorithm()?)?;
-    session.authenticate(&current)?;
+    let factory = ManagementKey::factory_default(session.management_algorithm()?)?;
+    match session.authenticate(&factory) {
+        Ok(()) => {}
+        // A card that took `management_key` in an earlier provisioning that stopped before it
+        // was recorded: the caller held the key first, so it opens the card.
+        Err(TokenError::Refused { .. }) => session.authenticate(&management_key)?,
+        Err(e) => return Err(e.into()),
+    }
     session.generate_p256(SLOT_CUSTODY, PinPolicy::Never, TouchPolicy::Never)?;
     let slot_cert = session.attest(SLOT_CUSTODY)?;
     let device_cert = session.attestation_certificate()?;
