@@ -63,18 +63,21 @@ fn firmware_bytes(serial: Serial, firmware: &str) -> Result<[u8; 3], CustodyErro
 }
 
 impl Custody {
+    fn management_key_purpose_key(&self) -> Result<Zeroizing<[u8; 32]>, CustodyError> {
+        self.ledger
+            .derive_key(MANAGEMENT_KEY_PURPOSE)
+            .map_err(super::service::op_err(
+                "derive the management-key sealing key",
+            ))
+    }
+
     /// Seals `key` for storage as `serial`'s PIV management key.
     fn seal_management_key(
         &self,
         serial: Serial,
         key: &ManagementKey,
     ) -> Result<SealedManagementKey, CustodyError> {
-        let k = self
-            .ledger
-            .derive_key(MANAGEMENT_KEY_PURPOSE)
-            .map_err(super::service::op_err(
-                "derive the management-key sealing key",
-            ))?;
+        let k = self.management_key_purpose_key()?;
         let mut plain = Zeroizing::new(Vec::with_capacity(1 + key.expose().len()));
         plain.push(key.algorithm().to_byte());
         plain.extend_from_slice(key.expose());
@@ -95,12 +98,7 @@ impl Custody {
             id: id.clone(),
             reason: "does not decrypt".into(),
         };
-        let k = self
-            .ledger
-            .derive_key(MANAGEMENT_KEY_PURPOSE)
-            .map_err(super::service::op_err(
-                "derive the management-key sealing key",
-            ))?;
+        let k = self.management_key_purpose_key()?;
         let plain = super::sealed::open(&k, &aad(serial), &sealed.sealed).ok_or_else(corrupt)?;
         let (&alg, key) = plain.split_first().ok_or_else(corrupt)?;
         let algorithm = ManagementAlgorithm::from_byte(alg).map_err(|_| corrupt())?;
@@ -111,7 +109,7 @@ impl Custody {
 
     /// Gives a device an attested custody key (two officers): see the module documentation.
     /// The card must be in an allowed reader; `anchors` are what the attestation must chain
-    /// to, `now` the time it is verified at.
+    /// to, at the service clock's time.
     pub fn attest_device(
         &mut self,
         a: &Session,
