@@ -105,6 +105,16 @@ pub(crate) fn parse_request_id(s: &str) -> Result<String, String> {
         .map_err(|e| format!("{e} (as `custody request list` shows it)"))
 }
 
+/// Checks a device serial on the command line (1 to 10 digits, not zero), before any secret
+/// is asked for.
+pub(crate) fn parse_serial(s: &str) -> Result<u32, String> {
+    crate::custody::ids::Serial::parse(s)
+        .map(|n| n.get())
+        .map_err(|e| {
+            format!("{e} (the serial printed on the key, as `custody device list` shows it)")
+        })
+}
+
 /// Checks an incident id on the command line (`inc-` and 16 hex digits), before any secret is
 /// asked for.
 pub(crate) fn parse_incident_id(s: &str) -> Result<String, String> {

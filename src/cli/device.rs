@@ -76,6 +76,23 @@ pub enum DeviceCommand {
         after_help = "Example:\n  custody device checkout 10000001 --seal BAG-0001 --as alice\n  custody device lock 10000001 --by alice --by bob\n  custody device checkin 10000001 --seal BAG-0002 --location \"safe A\" --as alice"
     )]
     Lock(TerminalArgs),
+    /// Give a registered key an attested PIV custody key (two officers). The key, in an
+    /// allowed reader, generates a P-256 key in PIV slot 9e that never leaves it; its
+    /// attestation must chain to Yubico's roots (or the configured test CA) and name the key's
+    /// serial. Only then is its PIV management key replaced by a random one held sealed in the
+    /// ledger; from then on every check-out, code release, check-in and inventory challenges
+    /// the key, and a copy of the device is refused `device_mismatch`.
+    #[command(
+        after_help = "Example:\n  custody device checkout 10000001 --seal BAG-0001 --as alice\n  custody device attest 10000001 --by alice --by bob\n  custody device checkin 10000001 --seal BAG-0002 --location \"safe A\" --as alice\n\nRefused attestation_untrusted, attestation_serial_mismatch or attestation_unsupported, the\nkey keeps its factory PIV management key and stays unattested."
+    )]
+    Attest {
+        /// The serial printed on the key.
+        #[arg(value_parser = super::client::parse_serial)]
+        serial: u32,
+        /// The two officers.
+        #[command(flatten)]
+        pair: PairArgs,
+    },
     /// Report a device lost; opens an incident (two officers).
     #[command(after_help = "Example:\n  custody device report-lost 10000002 --by alice --by bob")]
     ReportLost(TerminalArgs),
@@ -233,6 +250,9 @@ fn detail(d: &DeviceReply) {
     if let Some(i) = &d.blocked_by {
         outln!("blocked   by incident {i}");
     }
+    if let Some(k) = &d.custody_key_id {
+        outln!("attested  PIV custody key {}", escape_unsafe(k));
+    }
 }
 
 /// A device role named on the command line, checked before anyone is asked for a passphrase.
@@ -283,6 +303,13 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                     Op::DeviceLock {
                         by: t.pair.read()?,
                         serial: t.serial,
+                    },
+                )?,
+                DeviceCommand::Attest { serial, pair } => call(
+                    socket,
+                    Op::DeviceAttest {
+                        by: pair.read()?,
+                        serial,
                     },
                 )?,
                 DeviceCommand::Retire(t) => terminal(socket, t, Terminal::Retired)?,

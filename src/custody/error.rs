@@ -294,6 +294,17 @@ pub enum CustodyError {
         /// What differs.
         mismatch: String,
     },
+    /// The device's custody key could not be attested: the card keeps its factory PIV
+    /// management key and the device stays unattested.
+    #[error("device {serial}: attestation refused ({}): {detail}", .why.hint())]
+    AttestationRefused {
+        /// The serial.
+        serial: Serial,
+        /// Why, as its refusal code says.
+        why: AttestationRefusal,
+        /// What the verifier or the card said.
+        detail: String,
+    },
     /// The account's device is not checked out for this request.
     #[error("no device of account {account} is checked out for request {request}")]
     DeviceNotCheckedOut {
@@ -501,6 +512,11 @@ impl CustodyError {
             Self::DeviceState { .. } => RefusalCode::DeviceState,
             Self::WrongDevice { .. } => RefusalCode::WrongDevice,
             Self::DeviceMismatch { .. } => RefusalCode::DeviceMismatch,
+            Self::AttestationRefused { why, .. } => match why {
+                AttestationRefusal::Untrusted => RefusalCode::AttestationUntrusted,
+                AttestationRefusal::SerialMismatch => RefusalCode::AttestationSerialMismatch,
+                AttestationRefusal::Unsupported => RefusalCode::AttestationUnsupported,
+            },
             Self::DeviceNotCheckedOut { .. } => RefusalCode::DeviceNotCheckedOut,
             Self::SealMismatch { .. } => RefusalCode::SealMismatch,
             Self::SealReused { .. } => RefusalCode::SealReused,
@@ -537,6 +553,34 @@ impl CustodyError {
             what,
             input: shown,
             reason: reason.into(),
+        }
+    }
+}
+
+/// Why a custody key's attestation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttestationRefusal {
+    /// The chain does not verify up to the configured trust anchors (not a genuine YubiKey,
+    /// or a certificate that is malformed, expired or of another slot).
+    Untrusted,
+    /// The attestation names another serial than the device's.
+    SerialMismatch,
+    /// The card is not a YubiKey with PIV that can generate and attest a P-256 key with its
+    /// factory management key.
+    Unsupported,
+}
+
+impl AttestationRefusal {
+    /// What the refusal means for the officers, and what to do.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Untrusted => {
+                "the attestation does not chain to a trusted Yubico root: treat the key as                  counterfeit until shown otherwise"
+            }
+            Self::SerialMismatch => {
+                "the attestation belongs to another device than the serial the key reports"
+            }
+            Self::Unsupported => "the key cannot be given an attested custody key",
         }
     }
 }
@@ -640,6 +684,12 @@ pub enum RefusalCode {
     WrongDevice,
     /// The device does not match what the ledger knows of it.
     DeviceMismatch,
+    /// A custody key's attestation does not chain to the configured trust anchors.
+    AttestationUntrusted,
+    /// A custody key's attestation names another serial than the device's.
+    AttestationSerialMismatch,
+    /// The card cannot be given an attested custody key (no PIV applet, or not P-256).
+    AttestationUnsupported,
     /// The account's device is not checked out for this request.
     DeviceNotCheckedOut,
     /// The seal number given does not match the one recorded at sealing.
@@ -736,6 +786,9 @@ impl RefusalCode {
             Self::DeviceState => "device_state",
             Self::WrongDevice => "wrong_device",
             Self::DeviceMismatch => "device_mismatch",
+            Self::AttestationUntrusted => "attestation_untrusted",
+            Self::AttestationSerialMismatch => "attestation_serial_mismatch",
+            Self::AttestationUnsupported => "attestation_unsupported",
             Self::DeviceNotCheckedOut => "device_not_checked_out",
             Self::SealMismatch => "seal_mismatch",
             Self::SealReused => "seal_reused",

@@ -11,6 +11,8 @@
 //! - [`records`]: current-state records (users, accounts, devices, requests, incidents).
 //! - [`requests`]: the request state machine as types.
 //! - [`users`]: passphrase verifiers, the officer second factor and how they are sealed.
+//! - [`device_attest`]: giving a device an attested PIV custody key (two officers), its PIV
+//!   management key stored sealed.
 //! - [`device_keys`]: devices' OATH access keys, stored sealed, and the VALIDATE every use
 //!   of a locked device starts with.
 //! - [`reconcile`](mod@reconcile): ledger view against device report.
@@ -27,6 +29,7 @@ pub mod cloudtrail;
 mod code_release;
 mod code_requests;
 mod custody_release;
+pub mod device_attest;
 pub mod device_keys;
 mod device_lock;
 mod devices;
@@ -57,6 +60,7 @@ pub use authentication::{AuthCheck, AuthVerdict, Authenticated, PassphraseProven
 pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
 pub use code_requests::FRESH_AUTH_MS;
 pub use custody_release::CustodyReleasePlan;
+pub use device_attest::AttestPlan;
 pub use device_keys::OathLock;
 pub use device_lock::LockPlan;
 pub use devices::{identify_device, DeviceCheck, TerminalPlan};

@@ -437,6 +437,19 @@ impl ReportBuilder {
             kinds::DEVICE_LOCKED => {
                 Some("locked: the card proved its OATH access key (VALIDATE)".to_owned())
             }
+            kinds::DEVICE_ATTESTATION_STARTED => Some(format!(
+                "attestation started (PIV slot {}): a new PIV management key sealed in the ledger",
+                or_dash(f("slot"))
+            )),
+            kinds::DEVICE_ATTESTED => Some(format!(
+                "attested: custody key {} in PIV slot {}, serial {}, firmware {}, chain to {}",
+                or_dash(f("key_id")),
+                or_dash(f("slot")),
+                body.get("serial")
+                    .map_or("-".to_owned(), ToString::to_string),
+                or_dash(f("firmware")),
+                or_dash(f("anchor"))
+            )),
             kinds::INCIDENT_OPENED => Some(format!(
                 "incident {} opened ({}): {}",
                 or_dash(f("incident")),

@@ -406,6 +406,7 @@ impl Custody {
             CustodyError::WrongDevice { expected, .. } => Some(("device", expected.to_string())),
             CustodyError::SealMismatch { serial, .. }
             | CustodyError::DeviceMismatch { serial, .. }
+            | CustodyError::AttestationRefused { serial, .. }
             | CustodyError::DeviceBlocked { serial, .. }
             | CustodyError::DeviceUnlocked { serial }
             | CustodyError::DeviceState { serial, .. }

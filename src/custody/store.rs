@@ -51,6 +51,12 @@ pub mod kinds {
     pub const DEVICE_LOCK_STARTED: &str = "device.lock_started";
     /// A device's card proved the access key it was locked with (two officers).
     pub const DEVICE_LOCKED: &str = "device.locked";
+    /// A device is being given an attested custody key: its new PIV management key, sealed,
+    /// recorded before the card is touched (two officers).
+    pub const DEVICE_ATTESTATION_STARTED: &str = "device.attestation_started";
+    /// A device's custody key was attested and verified: its public key, the attested facts
+    /// and both certificates (Base64 DER), for auditors to re-verify (two officers).
+    pub const DEVICE_ATTESTED: &str = "device.attested";
     /// The OATH access key of a device leaving custody (retired, released) is about to be
     /// cleared from its card (recorded first, two officers).
     pub const DEVICE_ACCESS_KEY_CLEARING: &str = "device.access_key_clearing";
@@ -109,6 +115,8 @@ pub mod kinds {
         DEVICE_STATE_CHANGED,
         DEVICE_LOCK_STARTED,
         DEVICE_LOCKED,
+        DEVICE_ATTESTATION_STARTED,
+        DEVICE_ATTESTED,
         DEVICE_ACCESS_KEY_CLEARING,
         ACCOUNT_PASSWORD_SET,
         CREDENTIAL_RELEASED,
@@ -150,6 +158,8 @@ pub mod entity {
     pub const BOOTSTRAP: &str = "bootstrap";
     /// A device's sealed OATH access key (`{sealed}`), by serial.
     pub const ACCESS_KEY: &str = "access_key";
+    /// A device's sealed PIV management key (`{sealed}`), by serial.
+    pub const MANAGEMENT_KEY: &str = "management_key";
     /// An account's sealed root password (`{sealed}`), by account id.
     pub const ROOT_PASSWORD: &str = "root_password";
     /// [`super::super::policy::LedgerPolicy`], the policy the ledger carries (`ledger`).
@@ -160,6 +170,7 @@ pub mod entity {
 pub const SECRET_ENTITIES: &[&str] = &[
     entity::CREDENTIAL,
     entity::ACCESS_KEY,
+    entity::MANAGEMENT_KEY,
     entity::ROOT_PASSWORD,
 ];
 

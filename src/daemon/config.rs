@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::server::ServerLimits;
 use super::state::DaemonOptions;
+use crate::token::attestation::TrustAnchors;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,7 @@ const TOP_KEYS: &[&str] = &[
     "touch_timeout_secs",
     "allowed_readers",
     "watch_readers",
+    "piv_attestation_test_ca",
     "policy",
 ];
 const POLICY_KEYS: &[&str] = &[
@@ -331,6 +333,9 @@ pub struct Config {
     pub allowed_readers: Vec<String>,
     /// Whether to watch readers for cards coming and going (recorded as events).
     pub watch_readers: bool,
+    /// A PEM file of test PIV attestation CAs trusted *instead of* Yubico's roots (the
+    /// emulator's, for tests and demos). Unset: Yubico's published roots.
+    pub piv_attestation_test_ca: Option<PathBuf>,
     /// The dual-control policy.
     pub policy: Policy,
 }
@@ -387,6 +392,7 @@ impl Config {
         let touch_timeout_secs = f.take("touch_timeout_secs", SECS);
         let allowed_readers = f.take("allowed_readers", "a list of strings");
         let watch_readers = f.take("watch_readers", "true or false");
+        let piv_attestation_test_ca = f.take::<PathBuf>("piv_attestation_test_ca", PATH);
         let policy_table = f.take::<toml::Table>("policy", "a table ([policy])");
         f.finish(TOP_KEYS, ("under [policy]", POLICY_KEYS));
         let policy = Policy::from_table(policy_table.unwrap_or_default(), problems);
@@ -409,6 +415,19 @@ impl Config {
                 _ => {}
             }
         }
+        if let Some(p) = piv_attestation_test_ca
+            .as_ref()
+            .filter(|p| !p.is_absolute())
+        {
+            problems.push(ConfigProblem {
+                key: "piv_attestation_test_ca".to_owned(),
+                problem: format!(
+                    "is {:?}, a relative path; it must be absolute, such as \
+                     \"/etc/custody/test-attestation-ca.pem\"",
+                    p.display().to_string()
+                ),
+            });
+        }
         let c = Config {
             ledger_dir: ledger_dir.unwrap_or_default(),
             socket: socket.unwrap_or_default(),
@@ -422,6 +441,7 @@ impl Config {
             touch_timeout_secs: touch_timeout_secs.unwrap_or_else(d_touch),
             allowed_readers: allowed_readers.unwrap_or_else(d_readers),
             watch_readers: watch_readers.unwrap_or_else(d_true),
+            piv_attestation_test_ca,
             policy,
         };
         c.check_ranges(problems);
@@ -581,7 +601,34 @@ impl Config {
                 });
             }
         }
+        if let Err(p) = self.trust_anchors() {
+            problems.push(p);
+        }
         problems
+    }
+
+    /// The anchors PIV attestations are verified against: Yubico's published roots, or, when
+    /// `piv_attestation_test_ca` is set, only the CAs of that PEM file. A file that cannot be
+    /// read or holds no usable certificate is the key's problem.
+    pub fn trust_anchors(&self) -> Result<TrustAnchors, ConfigProblem> {
+        let Some(path) = &self.piv_attestation_test_ca else {
+            return Ok(TrustAnchors::yubico());
+        };
+        let problem = |what: String| ConfigProblem {
+            key: "piv_attestation_test_ca".to_owned(),
+            problem: format!(
+                "{what}; name a readable PEM file of the test attestation CA, or remove the \
+                 key to trust Yubico's roots (production)"
+            ),
+        };
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+        TrustAnchors::from_pem(&pem).map_err(|e| {
+            problem(format!(
+                "{} is not a usable CA certificate: {e}",
+                path.display()
+            ))
+        })
     }
 
     /// The run-time options of the daemon.
@@ -810,6 +857,63 @@ mod tests {
         let e = Config::parse("ledger_dir = \n", Path::new("x.toml")).expect_err("syntax");
         assert_eq!(e.problems().len(), 1);
         assert!(e.problems()[0].contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn a_test_attestation_ca_replaces_yubicos_roots_and_a_bad_file_is_named() {
+        let base = "ledger_dir = \"/l\"\nsocket = \"/s\"\n";
+        let c = Config::parse(base, Path::new("x")).expect("valid");
+        let yubico = c.trust_anchors().expect("default anchors");
+        assert!(
+            yubico
+                .anchors()
+                .iter()
+                .any(|a| a.subject.contains("Yubico")),
+            "{yubico:?}"
+        );
+
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/hsm-fixtures/piv-test-ca.pem");
+        let c = Config::parse(
+            &format!("{base}piv_attestation_test_ca = \"{ca}\"\n"),
+            Path::new("x"),
+        )
+        .expect("valid");
+        assert_eq!(c.host_problems(), []);
+        let test = c.trust_anchors().expect("test CA");
+        assert_eq!(test.anchors().len(), 1);
+        assert!(
+            !test
+                .anchors()
+                .iter()
+                .any(|a| a.subject.contains("CN=Yubico")),
+            "only the test CA is trusted: {test:?}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        for (path, says) in [
+            (dir.path().join("missing.pem"), "cannot read"),
+            (empty, "not a usable CA certificate"),
+        ] {
+            let c = Config::parse(
+                &format!("{base}piv_attestation_test_ca = \"{}\"\n", path.display()),
+                Path::new("x"),
+            )
+            .expect("valid file");
+            let p = c.host_problems();
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert_eq!(p[0].key, "piv_attestation_test_ca");
+            assert!(p[0].problem.contains(says), "{}", p[0]);
+            assert!(p[0].problem.contains("remove the key"), "{}", p[0]);
+        }
+
+        let e = Config::parse(
+            &format!("{base}piv_attestation_test_ca = \"ca.pem\"\n"),
+            Path::new("x"),
+        )
+        .expect_err("relative");
+        assert!(e.to_string().contains("must be absolute"), "{e}");
     }
 
     #[test]

@@ -634,6 +634,22 @@ pub fn handle(
                 d.with_custody(|c| Ok(Reply::from(c.finish_lock(&a, &b, &plan, locked)?)))
             })
         }
+        Op::DeviceAttest { by, serial } => {
+            let serial = Serial::new(serial)?;
+            let (a, b) = pair(d, by, peer)?;
+            let mut access = d.device_access();
+            // Plan (and seal the new management key) under the service lock; GENERATE, ATTEST,
+            // the chain's verification and SET MANAGEMENT KEY under the device's lock only;
+            // record under the service lock.
+            lock_devices(d, &[serial.get()], || {
+                let plan = d.with_custody(|c| Ok(c.plan_attest(&a, &b, serial)?))?;
+                let now = jiff::Timestamp::from_millisecond(d.clock().now_ms())
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                let provisioned =
+                    plan.provision_card(&mut access, &d.options().attestation_anchors, now);
+                d.with_custody(|c| Ok(Reply::from(c.finish_attest(&a, &b, &plan, provisioned)?)))
+            })
+        }
         Op::RequestShow { request } => {
             let id = request_id(&request)?;
             let op = "request_show";

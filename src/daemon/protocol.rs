@@ -367,6 +367,15 @@ pub enum Op {
         /// The device's serial.
         serial: u32,
     },
+    /// Give a device an attested PIV custody key (two officers): its card, in an allowed
+    /// reader, generates a key in slot 9e whose attestation is verified against the daemon's
+    /// trust anchors; a new PIV management key is sealed in the ledger first.
+    DeviceAttest {
+        /// The two officers.
+        by: Vec<Auth>,
+        /// The device's serial.
+        serial: u32,
+    },
     /// The requester receives the one code of an approved request.
     Code {
         /// The requester.
@@ -530,6 +539,7 @@ impl Op {
             Op::IncidentAck { .. } => "incident_ack",
             Op::DeviceSetTerminal { .. } => "device_set_terminal",
             Op::DeviceLock { .. } => "device_lock",
+            Op::DeviceAttest { .. } => "device_attest",
             Op::RequestShow { .. } => "request_show",
             Op::AccountShow { .. } => "account_show",
             Op::DeviceShow { .. } => "device_show",
@@ -722,6 +732,9 @@ impl ErrorCode {
             | R::DeviceState
             | R::WrongDevice
             | R::DeviceMismatch
+            | R::AttestationUntrusted
+            | R::AttestationSerialMismatch
+            | R::AttestationUnsupported
             | R::DeviceNotCheckedOut
             | R::SealMismatch
             | R::SealReused
@@ -1016,6 +1029,10 @@ pub struct DeviceReply {
     /// (absent: not locked, a device enrolled before access keys existed or not enrolled yet).
     #[serde(default, skip_serializing_if = "is_false")]
     pub oath_access_key: bool,
+    /// The key id (SHA-256 of the public key, hex) of its attested PIV custody key, which
+    /// every use challenges (absent: not attested).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custody_key_id: Option<String>,
 }
 
 impl From<DeviceRecord> for DeviceReply {
@@ -1029,6 +1046,7 @@ impl From<DeviceRecord> for DeviceReply {
             state: r.state,
             blocked_by: r.blocked_by,
             oath_access_key: r.oath_access_key,
+            custody_key_id: r.custody_key.map(|k| k.key_id),
         }
     }
 }
@@ -1707,6 +1725,15 @@ mod tests {
         (RefusalCode::SealReused, "seal_reused"),
         (RefusalCode::DeviceBlocked, "device_blocked"),
         (RefusalCode::DeviceUnlocked, "device_unlocked"),
+        (RefusalCode::AttestationUntrusted, "attestation_untrusted"),
+        (
+            RefusalCode::AttestationSerialMismatch,
+            "attestation_serial_mismatch",
+        ),
+        (
+            RefusalCode::AttestationUnsupported,
+            "attestation_unsupported",
+        ),
         (RefusalCode::UnknownIncident, "unknown_incident"),
         (RefusalCode::IncidentClosed, "incident_closed"),
         (RefusalCode::CredentialExists, "credential_exists"),
@@ -1797,6 +1824,9 @@ mod tests {
             | RefusalCode::DeviceState
             | RefusalCode::WrongDevice
             | RefusalCode::DeviceMismatch
+            | RefusalCode::AttestationUntrusted
+            | RefusalCode::AttestationSerialMismatch
+            | RefusalCode::AttestationUnsupported
             | RefusalCode::DeviceNotCheckedOut
             | RefusalCode::SealMismatch
             | RefusalCode::SealReused

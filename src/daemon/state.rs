@@ -41,6 +41,9 @@ pub struct DaemonOptions {
     pub session_idle: Duration,
     /// A login session ends this long after the login, however it is used.
     pub session_absolute: Duration,
+    /// What PIV attestations of custody keys are verified against (Yubico's roots unless the
+    /// configuration names a test CA).
+    pub attestation_anchors: crate::token::attestation::TrustAnchors,
 }
 
 impl DaemonOptions {
@@ -53,6 +56,7 @@ impl DaemonOptions {
             policy: crate::custody::Policy::default(),
             session_idle: super::session::DEFAULT_IDLE,
             session_absolute: super::session::DEFAULT_ABSOLUTE,
+            attestation_anchors: crate::token::attestation::TrustAnchors::yubico(),
         }
     }
 

@@ -67,6 +67,7 @@ mod packaging {
 }
 
 mod pcscd {
+    mod attest;
     mod ceremony;
     mod e2e;
     mod faults;

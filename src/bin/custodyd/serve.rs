@@ -447,7 +447,20 @@ pub fn main(open_test: Option<OpenTestClock>) -> ExitCode {
         Ok(l) => l,
         Err(r) => return fail(r.status, r.message),
     };
-    let daemon = Arc::new(Daemon::with_clock(config.daemon_options(), clock));
+    let mut options = config.daemon_options();
+    options.attestation_anchors = match config.trust_anchors() {
+        Ok(a) => a,
+        Err(p) => return fail(exit::USAGE, p),
+    };
+    if let Some(ca) = &config.piv_attestation_test_ca {
+        tracing::warn!(
+            ca = %ca.display(),
+            anchors = ?options.attestation_anchors,
+            "piv_attestation_test_ca is set: custody keys are attested against a TEST CA \
+             instead of Yubico's roots; an emulated key passes as a YubiKey. Never in production"
+        );
+    }
+    let daemon = Arc::new(Daemon::with_clock(options, clock));
     let watcher = config.watch_readers.then(|| {
         let (d, s) = (daemon.clone(), shutdown.clone());
         std::thread::Builder::new()

@@ -3,6 +3,7 @@
 
 mod access_keys;
 mod approvals;
+mod attest;
 mod bootstrap;
 mod device_lock;
 mod flows;

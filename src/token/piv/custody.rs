@@ -48,22 +48,59 @@ pub enum ProvisionError {
     /// The attested key is not P-256, which custody challenges.
     #[error("the attested custody key is {0:?}, not P-256")]
     NotP256(KeyAlgorithm),
+    /// The management key to set is not of the algorithm this firmware takes.
+    #[error("the new management key is {given:?}, but this firmware takes {wanted:?}")]
+    WrongAlgorithm {
+        /// The algorithm of the key given.
+        given: ManagementAlgorithm,
+        /// The algorithm the firmware takes.
+        wanted: ManagementAlgorithm,
+    },
 }
 
-/// Gives the device a custody key: authenticates with the factory management key, GENERATEs a
-/// P-256 key in [`SLOT_CUSTODY`] (PIN policy never, touch policy never, so the daemon can
-/// challenge it unattended), ATTESTs it, reads the F9 certificate and verifies the chain against
-/// `anchors` for `serial` (the management applet's serial). Only then is a random management
-/// key set ([`ManagementAlgorithm::for_firmware`]): a device whose attestation fails keeps its
-/// factory management key.
+/// Gives the device a custody key with a random management key of the algorithm its firmware
+/// takes ([`ManagementAlgorithm::for_firmware`]); see [`provision_with`].
 pub fn provision<T: CardTransport>(
     session: &mut PivSession<T>,
     serial: u32,
     anchors: &TrustAnchors,
     now: jiff::Timestamp,
 ) -> Result<Provisioned, ProvisionError> {
-    let current = ManagementKey::factory_default(session.management_algorithm()?)?;
-    session.authenticate(&current)?;
+    let key = ManagementKey::random(ManagementAlgorithm::for_firmware(session.version()))?;
+    provision_with(session, serial, anchors, now, key)
+}
+
+/// Gives the device a custody key: authenticates with the factory management key, GENERATEs a
+/// P-256 key in [`SLOT_CUSTODY`] (PIN policy never, touch policy never, so the daemon can
+/// challenge it unattended), ATTESTs it, reads the F9 certificate and verifies the chain against
+/// `anchors` for `serial` (the management applet's serial). Only then is `management_key` (the
+/// caller's, so that it can be recorded before the card is touched) set: a device whose
+/// attestation fails keeps its factory management key. A card that refuses the factory key is
+/// authenticated with `management_key` instead: it took that key in an earlier provisioning
+/// that stopped before its outcome was recorded. A key of another algorithm than the
+/// firmware takes is refused before anything reaches the card.
+pub fn provision_with<T: CardTransport>(
+    session: &mut PivSession<T>,
+    serial: u32,
+    anchors: &TrustAnchors,
+    now: jiff::Timestamp,
+    management_key: ManagementKey,
+) -> Result<Provisioned, ProvisionError> {
+    let wanted = ManagementAlgorithm::for_firmware(session.version());
+    if management_key.algorithm() != wanted {
+        return Err(ProvisionError::WrongAlgorithm {
+            given: management_key.algorithm(),
+            wanted,
+        });
+    }
+    let factory = ManagementKey::factory_default(session.management_algorithm()?)?;
+    match session.authenticate(&factory) {
+        Ok(()) => {}
+        // A card that took `management_key` in an earlier provisioning that stopped before it
+        // was recorded: the caller held the key first, so it opens the card.
+        Err(TokenError::Refused { .. }) => session.authenticate(&management_key)?,
+        Err(e) => return Err(e.into()),
+    }
     session.generate_p256(SLOT_CUSTODY, PinPolicy::Never, TouchPolicy::Never)?;
     let slot_cert = session.attest(SLOT_CUSTODY)?;
     let device_cert = session.attestation_certificate()?;
@@ -83,8 +120,6 @@ pub fn provision<T: CardTransport>(
     if attested.key_algorithm != KeyAlgorithm::EcP256 {
         return Err(ProvisionError::NotP256(attested.key_algorithm));
     }
-    let management_key =
-        ManagementKey::random(ManagementAlgorithm::for_firmware(session.version()))?;
     session.set_management_key(&management_key)?;
     Ok(Provisioned {
         management_key,

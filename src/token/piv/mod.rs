@@ -32,6 +32,6 @@ pub mod session;
 mod tests;
 
 pub use codec::*;
-pub use custody::{challenge, provision, Challenge, ProvisionError, Provisioned};
+pub use custody::{challenge, provision, provision_with, Challenge, ProvisionError, Provisioned};
 pub use key::{ManagementAlgorithm, ManagementKey};
 pub use session::PivSession;

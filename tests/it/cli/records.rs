@@ -533,3 +533,50 @@ fn cli_device_lock_by_two_officers_names_an_unknown_serial() {
     assert_eq!(r.code, 1, "{}{}", r.out, r.err);
     assert!(r.err.contains("unknown device 10000009"), "{}", r.err);
 }
+
+#[test]
+fn cli_device_attest_checks_the_serial_before_any_secret_and_names_an_unknown_device() {
+    let (d, alice, bob) = unsealed_with_officers();
+    // A serial that is not one is a usage error before any passphrase is read (none is given).
+    for bad in ["0", "12ab", "12345678901"] {
+        let r = d.run(
+            &["device", "attest", bad, "--by", "alice", "--by", "bob"],
+            "",
+        );
+        assert_eq!(r.code, 2, "{bad}: {}{}", r.out, r.err);
+        assert!(r.err.contains("serial"), "{bad}: {}", r.err);
+        assert!(
+            !r.err.contains("passphrase"),
+            "{bad}: asked for a secret: {}",
+            r.err
+        );
+    }
+    d.clear_of_step_boundary();
+    let r = d.run_fds(
+        &[
+            "device",
+            "attest",
+            "10000009",
+            "--by",
+            "alice",
+            "--by",
+            "bob",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        "",
+        &format!("{ALICE_USER}\n{BOB_USER}\n"),
+        &format!("{}\n{}\n", d.totp(&alice, 0), d.totp(&bob, 0)),
+    );
+    assert_eq!(r.code, 1, "{}{}", r.out, r.err);
+    assert!(r.err.contains("unknown device 10000009"), "{}", r.err);
+    let help = d.run(&["device", "attest", "--help"], "");
+    assert!(
+        help.out
+            .contains("custody device attest 10000001 --by alice --by bob"),
+        "{}",
+        help.out
+    );
+}

@@ -95,6 +95,37 @@ fn check_config_lists_every_problem_once_and_exits_2() {
 }
 
 #[test]
+fn check_config_names_a_test_attestation_ca_it_cannot_read_and_accepts_the_fixture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("custody.toml");
+    let base =
+        "ledger_dir = \"/var/lib/custody/ledger\"\nsocket = \"/run/custody/custodyd.sock\"\n";
+    let missing = dir.path().join("no-such-ca.pem");
+    std::fs::write(
+        &file,
+        format!(
+            "{base}piv_attestation_test_ca = \"{}\"\n",
+            missing.display()
+        ),
+    )
+    .expect("config");
+    let (code, out, err) = custodyd(&["--check-config", &file.to_string_lossy()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("piv_attestation_test_ca: cannot read") && err.contains("no-such-ca.pem"),
+        "{err}"
+    );
+    let ca = repo().join("hsm-fixtures/piv-test-ca.pem");
+    std::fs::write(
+        &file,
+        format!("{base}piv_attestation_test_ca = \"{}\"\n", ca.display()),
+    )
+    .expect("config");
+    let (code, out, err) = custodyd(&["--check-config", &file.to_string_lossy()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
 fn check_config_and_config_together_are_a_usage_error() {
     let shipped = repo().join("packaging/custody.toml");
     let s = shipped.to_string_lossy();

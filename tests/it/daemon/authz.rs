@@ -498,6 +498,11 @@ impl Matrix {
                 self.c
                     .call(json!({"device_lock": {"by": by, "serial": NO_DEVICE}}))
             }
+            ("device_attest", "-") => {
+                let by = self.pair(&actor);
+                self.c
+                    .call(json!({"device_attest": {"by": by, "serial": NO_DEVICE}}))
+            }
             ("device_set_terminal", "-") => {
                 let by = self.pair(&actor);
                 self.c.call(json!({"device_set_terminal": {"by": by, "serial": NO_DEVICE, "to": "retired"}}))

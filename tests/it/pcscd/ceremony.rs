@@ -121,7 +121,7 @@ impl Drop for TouchKey {
 
 /// The enrolment wizard, scripted: the account registered, both keys registered, enrolled and
 /// checked in. Returns the wizard's JSON (the two codes for the provider).
-fn enrol_with_wizard(w: &mut World, primary: u32, backup: u32) -> Value {
+pub(super) fn enrol_with_wizard(w: &mut World, primary: u32, backup: u32) -> Value {
     // Everything before the enrolment's wait must happen in the step the codes were made in.
     w.room_in_step(15);
     let mut answers = String::new();

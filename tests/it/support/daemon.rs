@@ -215,6 +215,11 @@ pub fn world() -> World {
 
 /// [`world`] with `touch_timeout_secs` set in custodyd's configuration.
 pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
+    world_with_config(&format!("touch_timeout_secs = {touch_timeout_secs}\n"))
+}
+
+/// [`world`] with the top-level configuration lines `top` (the touch timeout among them).
+pub fn world_with_config(top: &str) -> World {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime_dir = dir.path().join("run");
     std::fs::DirBuilder::new()
@@ -227,9 +232,7 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
         dir.path(),
         &ledger,
         &socket,
-        &format!(
-            "touch_timeout_secs = {touch_timeout_secs}\n\n[policy]\npassphrase_kdf_iterations = 1000\n"
-        ),
+        &format!("{top}\n[policy]\npassphrase_kdf_iterations = 1000\n"),
     );
     let mut w = World {
         clock: TestClock::create(dir.path()),
