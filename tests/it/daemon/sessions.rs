@@ -332,7 +332,7 @@ fn exports_leave_credential_records_out_and_still_verify_offline() {
     );
     assert!(content.contains("\"type\":\"redacted\""));
     assert!(
-        content.contains("\"redacted_entities\":[\"credential\",\"access_key\",\"root_password\"]"),
+        content.contains("\"redacted_entities\":[\"credential\",\"access_key\",\"management_key\",\"root_password\"]"),
         "the header says so"
     );
     let v = verify_export(content.as_bytes(), &key, None).expect("verifies offline");
