@@ -30,7 +30,7 @@ use super::devices::open;
 use super::error::{AttestationRefusal, CustodyError};
 use super::ids::Serial;
 use super::reconcile::reconcile;
-use super::records::{CustodyKey, DeviceRecord, DeviceState, IncidentKind};
+use super::records::{CustodyKey, DeviceRecord, DeviceState};
 use super::service::{pair, token_err, Custody, Session};
 use super::store::{self, entity, kinds, Put};
 
@@ -226,19 +226,7 @@ impl Custody {
                     operation: "attest (the device changed during the attestation; try again)",
                 });
             }
-            let p = match provisioned {
-                Ok(p) => p,
-                Err(CustodyError::DeviceMismatch { serial, mismatch }) => {
-                    c.open_incident_event(
-                        &who,
-                        IncidentKind::DeviceMismatch,
-                        Some(serial),
-                        mismatch.clone(),
-                    )?;
-                    return Err(CustodyError::DeviceMismatch { serial, mismatch });
-                }
-                Err(e) => return Err(e),
-            };
+            let p = c.incident_on_mismatch(&who, provisioned)?;
             let at = &p.attested;
             let key = CustodyKey {
                 slot: at.slot.to_string(),

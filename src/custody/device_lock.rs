@@ -17,7 +17,7 @@ use super::error::CustodyError;
 use super::ids::Serial;
 use super::policy::LedgerPolicy;
 use super::reconcile::{reconcile, Mismatch};
-use super::records::{DeviceRecord, DeviceState, IncidentKind};
+use super::records::{DeviceRecord, DeviceState};
 use super::service::{pair, token_err, Custody, Session};
 use super::store::{self, entity, kinds, Put};
 use crate::token::oath::AccessKey;
@@ -149,19 +149,7 @@ impl Custody {
                     operation: "lock (the device changed during the lock; try again)",
                 });
             }
-            match locked {
-                Ok(()) => {}
-                Err(CustodyError::DeviceMismatch { serial, mismatch }) => {
-                    c.open_incident_event(
-                        &who,
-                        IncidentKind::DeviceMismatch,
-                        Some(serial),
-                        mismatch.clone(),
-                    )?;
-                    return Err(CustodyError::DeviceMismatch { serial, mismatch });
-                }
-                Err(e) => return Err(e),
-            }
+            c.incident_on_mismatch(&who, locked)?;
             d.oath_access_key = true;
             c.append(
                 kinds::DEVICE_LOCKED,

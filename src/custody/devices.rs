@@ -384,19 +384,7 @@ impl Custody {
         let to = plan.to;
         self.guarded(&pair(a.user(), b.user()), "set_terminal", |c| {
             let (who, mut d) = c.terminal_checks(a, b, serial)?;
-            let cleared = match cleared {
-                Ok(cleared) => cleared,
-                Err(CustodyError::DeviceMismatch { serial, mismatch }) => {
-                    c.open_incident_event(
-                        &who,
-                        IncidentKind::DeviceMismatch,
-                        Some(serial),
-                        mismatch.clone(),
-                    )?;
-                    return Err(CustodyError::DeviceMismatch { serial, mismatch });
-                }
-                Err(e) => return Err(e),
-            };
+            let cleared = c.incident_on_mismatch(&who, cleared)?;
             if (to == Terminal::Retired && d.oath_access_key) != plan.needs_card() {
                 // The device was locked or unlocked since the plan: plan again.
                 return Err(CustodyError::DeviceState {

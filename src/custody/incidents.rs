@@ -10,6 +10,28 @@ use super::service::{pair, Custody, Session};
 use super::store::{entity, kinds, Put};
 
 impl Custody {
+    /// The outcome of card I/O done outside the service: a [`CustodyError::DeviceMismatch`]
+    /// (not the device the ledger holds) opens a device-mismatch incident, which blocks the
+    /// device, before the error is returned; anything else passes through unchanged.
+    pub(super) fn incident_on_mismatch<T>(
+        &mut self,
+        who: &str,
+        outcome: Result<T, CustodyError>,
+    ) -> Result<T, CustodyError> {
+        match outcome {
+            Err(CustodyError::DeviceMismatch { serial, mismatch }) => {
+                self.open_incident_event(
+                    who,
+                    IncidentKind::DeviceMismatch,
+                    Some(serial),
+                    mismatch.clone(),
+                )?;
+                Err(CustodyError::DeviceMismatch { serial, mismatch })
+            }
+            other => other,
+        }
+    }
+
     /// Opens an incident; when it concerns a device, the device is blocked until two officers
     /// acknowledge it. Returns the id.
     pub(super) fn open_incident_event(
