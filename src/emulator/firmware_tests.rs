@@ -8,6 +8,7 @@ use super::oath::{firmware_capacity, AutoTouch, OathState};
 use super::*;
 use crate::token::apdu::LengthForm;
 use crate::token::oath::{self as wire, CredentialName, OathSecret, PutRequest};
+use crate::token::TokenError;
 
 /// The last version before 5.7.0 in version order.
 const BELOW_5_7_0: [u8; 3] = [5, 6, 255];
@@ -266,5 +267,51 @@ fn the_token_layer_identifies_the_key_on_every_firmware() {
             &[]
         };
         assert_eq!(id.capabilities, expected, "{firmware:?}");
+    }
+}
+
+/// GENERATE, then ATTEST and the F9 certificate, on a blank key of `firmware`: the status
+/// words of the last two.
+fn attest_after_generate(
+    firmware: [u8; 3],
+) -> (Result<Vec<u8>, TokenError>, Result<Vec<u8>, TokenError>) {
+    use crate::token::piv::{
+        ManagementAlgorithm, ManagementKey, PinPolicy, PivSession, TouchPolicy, SLOT_CUSTODY,
+    };
+    let mut k = blank_key(firmware);
+    let mut s = PivSession::select(&mut k).expect("PIV on every firmware");
+    let factory = ManagementKey::factory_default(ManagementAlgorithm::TripleDes).expect("factory");
+    s.authenticate(&factory)
+        .expect("the factory management key");
+    s.generate_p256(SLOT_CUSTODY, PinPolicy::Never, TouchPolicy::Never)
+        .expect("P-256 keys on every YubiKey 4 and 5");
+    (s.attest(SLOT_CUSTODY), s.attestation_certificate())
+}
+
+fn refused_with(r: &Result<Vec<u8>, TokenError>) -> Option<u16> {
+    match r {
+        Err(TokenError::Refused { sw, .. }) => Some(sw.to_u16()),
+        _ => None,
+    }
+}
+
+/// PIV attestation arrived with firmware 4.3 (YubiKey .NET SDK user's manual, "PIV
+/// attestation statements": "Attestation was added as a feature in version 4.3 of the
+/// YubiKey, so will not be available on earlier models"; `PivSlot.Attestation`: "only
+/// available on YubiKey version 4.3 and later"): before it ATTEST is an unknown instruction
+/// and there is no F9 certificate.
+#[test]
+fn attest_is_6d00_and_the_f9_certificate_absent_below_4_3_0() {
+    let (attest, f9) = attest_after_generate([4, 2, 255]);
+    assert_eq!(refused_with(&attest), Some(0x6D00), "{attest:?}");
+    assert_eq!(refused_with(&f9), Some(0x6A82), "{f9:?}");
+}
+
+#[test]
+fn attest_and_the_f9_certificate_answer_from_4_3_0() {
+    for firmware in [[4, 3, 0], [5, 4, 3]] {
+        let (attest, f9) = attest_after_generate(firmware);
+        assert!(attest.is_ok_and(|c| c.len() > 100), "{firmware:?}");
+        assert!(f9.is_ok_and(|c| c.len() > 100), "{firmware:?}");
     }
 }

@@ -96,6 +96,10 @@ pub const SLOT_ATTESTATION: u8 = 0xF9;
 /// The attestation certificate's object.
 pub const OBJECT_ATTESTATION: u32 = 0x5F_FF01;
 
+/// The first firmware with an F9 attestation key: before it ATTEST is an unknown instruction
+/// (`6D00`) and the F9 certificate object is absent.
+pub const FIRST_ATTESTING_FIRMWARE: [u8; 3] = [4, 3, 0];
+
 /// Yubico's "cached" touch policy keeps a touch valid for this long (Yubico, "PIV PIN and
 /// touch policies": 15 seconds).
 pub const TOUCH_CACHE: Duration = Duration::from_secs(15);
@@ -264,7 +268,10 @@ impl PivApplet {
             ins::SET_MANAGEMENT_KEY => self.set_management_key(cmd),
             ins::GENERATE => self.generate(cmd),
             ins::IMPORT_KEY => self.import(cmd),
-            ins::ATTEST => self.attest(cmd),
+            // ATTEST arrived with firmware 4.3 (YubiKey .NET SDK user's manual, "PIV attestation
+            // statements": "Attestation was added as a feature in version 4.3 of the YubiKey";
+            // yubikit gates `attest_key` and go-piv `SupportsAttestation` on 4.3.0).
+            ins::ATTEST if self.at_least(FIRST_ATTESTING_FIRMWARE) => self.attest(cmd),
             // GET METADATA arrived with firmware 5.3 (YubiKey .NET SDK, "Get metadata").
             ins::GET_METADATA if self.at_least([5, 3, 0]) => self.metadata(cmd),
             ins::GET_DATA => self.get_data(cmd),
@@ -867,7 +874,7 @@ impl PivApplet {
         if let Some(data) = self.state.object(id) {
             return ok(tlv(0x53, data));
         }
-        if id == OBJECT_ATTESTATION {
+        if id == OBJECT_ATTESTATION && self.at_least(FIRST_ATTESTING_FIRMWARE) {
             if let Some(cert) = self.attestation().map(|a| a.certificate().to_vec()) {
                 return ok(tlv(0x53, &certificate_object(&cert)));
             }
