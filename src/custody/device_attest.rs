@@ -62,6 +62,23 @@ fn firmware_bytes(serial: Serial, firmware: &str) -> Result<[u8; 3], CustodyErro
     }
 }
 
+/// The first firmware whose PIV applet attests its keys (ATTEST, `F9`): Yubico, "PIV
+/// attestation statements" (YubiKey .NET SDK user's manual): "Attestation was added as a
+/// feature in version 4.3 of the YubiKey".
+pub const FIRST_ATTESTING_FIRMWARE: [u8; 3] = [4, 3, 0];
+
+/// The refusal of a device whose firmware predates PIV attestation.
+fn unattestable_firmware(serial: Serial, firmware: &str) -> CustodyError {
+    CustodyError::AttestationRefused {
+        serial,
+        why: AttestationRefusal::Unsupported,
+        detail: format!(
+            "firmware {firmware} has no PIV attestation (it arrived with YubiKey firmware 4.3); \
+             use a newer YubiKey"
+        ),
+    }
+}
+
 impl Custody {
     fn management_key_purpose_key(&self) -> Result<Zeroizing<[u8; 32]>, CustodyError> {
         self.ledger
@@ -107,6 +124,95 @@ impl Custody {
             .map_err(|_| corrupt())
     }
 
+    /// The management key an attestation of `device` gives its card, sealed in the ledger
+    /// before any card is touched: the one an earlier attestation of this serial sealed and
+    /// did not finish (`true`: resumed), or a new one drawn now and recorded with
+    /// `device.attestation_started`. A firmware that cannot attest is refused
+    /// `attestation_unsupported` first, and nothing is sealed.
+    pub(super) fn start_attestation(
+        &mut self,
+        who: &str,
+        device: &DeviceRecord,
+    ) -> Result<(ManagementKey, bool), CustodyError> {
+        let serial = device.serial;
+        let firmware = firmware_bytes(serial, &device.firmware)?;
+        if firmware < FIRST_ATTESTING_FIRMWARE {
+            return Err(unattestable_firmware(serial, &device.firmware));
+        }
+        if let Some(key) = self.management_key(serial)? {
+            return Ok((key, true));
+        }
+        let algorithm = ManagementAlgorithm::for_firmware(firmware);
+        let key = ManagementKey::random(algorithm).map_err(|_| CustodyError::Crypto {
+            operation: "generate PIV management key",
+        })?;
+        let sealed = self.seal_management_key(serial, &key)?;
+        self.append(
+            kinds::DEVICE_ATTESTATION_STARTED,
+            who,
+            json!({"device": serial.to_string(), "account": device.account,
+                   "slot": PivSlot::CARD_AUTHENTICATION.to_string()}),
+            &[Put::new(entity::MANAGEMENT_KEY, serial, &sealed)?],
+        )?;
+        Ok((key, false))
+    }
+
+    /// `device.attested` for `d` given the custody key `p` proved, and `d` carrying it.
+    pub(super) fn attested_event(
+        who: &str,
+        d: &mut DeviceRecord,
+        resumed: bool,
+        p: &piv::Provisioned,
+    ) -> Result<crate::ledger::NewEvent, CustodyError> {
+        let at = &p.attested;
+        let key = CustodyKey {
+            slot: at.slot.to_string(),
+            spki: data_encoding::BASE64.encode(&at.public_key_spki),
+            key_id: at.key_id.clone(),
+        };
+        d.custody_key = Some(key.clone());
+        Self::event(
+            kinds::DEVICE_ATTESTED,
+            who,
+            json!({"device": d.serial.to_string(), "account": d.account,
+                   "slot": key.slot, "spki": key.spki, "key_id": key.key_id,
+                   "serial": at.serial, "firmware": at.firmware.to_string(),
+                   "pin_policy": at.pin_policy.to_string(),
+                   "touch_policy": at.touch_policy.to_string(),
+                   "form_factor": at.form_factor.to_string(),
+                   "fips_series": at.fips_series, "anchor": at.anchor,
+                   "resumed": resumed,
+                   "slot_certificate": data_encoding::BASE64.encode(&p.slot_cert),
+                   "device_certificate": data_encoding::BASE64.encode(&p.device_cert)}),
+            &[Put::new(entity::DEVICE, d.serial, &*d)?],
+        )
+    }
+
+    /// Refuses `operation` on `d` when the policy requires attested devices
+    /// (`require_attested_devices`) and `d` has no attested custody key. Check-out, which
+    /// never touches the card, is not refused: an unattested key in its bag is checked out to
+    /// be attested.
+    pub(super) fn require_attested(
+        &self,
+        d: &DeviceRecord,
+        operation: &'static str,
+    ) -> Result<(), CustodyError> {
+        if self.policy.require_attested_devices && d.custody_key.is_none() {
+            return Err(CustodyError::DeviceUnattested {
+                serial: d.serial,
+                operation,
+            });
+        }
+        Ok(())
+    }
+
+    /// The service clock's time, at which an attestation's certificates must be valid.
+    pub(super) fn attestation_time(&self) -> Result<jiff::Timestamp, CustodyError> {
+        jiff::Timestamp::from_millisecond(self.now()).map_err(|_| CustodyError::Crypto {
+            operation: "the clock's time for the attestation",
+        })
+    }
+
     /// Gives a device an attested custody key (two officers): see the module documentation.
     /// The card must be in an allowed reader; `anchors` are what the attestation must chain
     /// to, at the service clock's time.
@@ -119,10 +225,7 @@ impl Custody {
         anchors: &TrustAnchors,
     ) -> Result<DeviceRecord, CustodyError> {
         let plan = self.plan_attest(a, b, serial)?;
-        let now =
-            jiff::Timestamp::from_millisecond(self.now()).map_err(|_| CustodyError::Crypto {
-                operation: "the clock's time for the attestation",
-            })?;
+        let now = self.attestation_time()?;
         let provisioned = plan.provision_card(access, anchors, now);
         self.finish_attest(a, b, &plan, provisioned)
     }
@@ -140,28 +243,7 @@ impl Custody {
     ) -> Result<AttestPlan, CustodyError> {
         self.guarded(&pair(a.user(), b.user()), "attest_device", |c| {
             let (who, device) = c.attest_checks(a, b, serial)?;
-            let (key, resumed) = match c.management_key(serial)? {
-                Some(key) => (key, true),
-                None => {
-                    let algorithm = ManagementAlgorithm::for_firmware(firmware_bytes(
-                        serial,
-                        &device.firmware,
-                    )?);
-                    let key =
-                        ManagementKey::random(algorithm).map_err(|_| CustodyError::Crypto {
-                            operation: "generate PIV management key",
-                        })?;
-                    let sealed = c.seal_management_key(serial, &key)?;
-                    c.append(
-                        kinds::DEVICE_ATTESTATION_STARTED,
-                        &who,
-                        json!({"device": serial.to_string(), "account": device.account,
-                               "slot": PivSlot::CARD_AUTHENTICATION.to_string()}),
-                        &[Put::new(entity::MANAGEMENT_KEY, serial, &sealed)?],
-                    )?;
-                    (key, false)
-                }
-            };
+            let (key, resumed) = c.start_attestation(&who, &device)?;
             let lock = c.oath_lock(&device)?;
             Ok(AttestPlan {
                 device,
@@ -227,28 +309,8 @@ impl Custody {
                 });
             }
             let p = c.incident_on_mismatch(&who, provisioned)?;
-            let at = &p.attested;
-            let key = CustodyKey {
-                slot: at.slot.to_string(),
-                spki: data_encoding::BASE64.encode(&at.public_key_spki),
-                key_id: at.key_id.clone(),
-            };
-            d.custody_key = Some(key.clone());
-            c.append(
-                kinds::DEVICE_ATTESTED,
-                &who,
-                json!({"device": serial.to_string(), "account": d.account,
-                       "slot": key.slot, "spki": key.spki, "key_id": key.key_id,
-                       "serial": at.serial, "firmware": at.firmware.to_string(),
-                       "pin_policy": at.pin_policy.to_string(),
-                       "touch_policy": at.touch_policy.to_string(),
-                       "form_factor": at.form_factor.to_string(),
-                       "fips_series": at.fips_series, "anchor": at.anchor,
-                       "resumed": plan.resumed,
-                       "slot_certificate": data_encoding::BASE64.encode(&p.slot_cert),
-                       "device_certificate": data_encoding::BASE64.encode(&p.device_cert)}),
-                &[Put::new(entity::DEVICE, serial, &d)?],
-            )?;
+            let event = Self::attested_event(&who, &mut d, plan.resumed, &p)?;
+            c.append_batch("attest_device", vec![event])?;
             Ok(d)
         })
     }
@@ -267,6 +329,26 @@ pub struct AttestPlan {
 }
 
 impl AttestPlan {
+    /// The attestation registration plans for a device not recorded yet: `device` is what
+    /// the card showed, and `key` is already sealed ([`Custody::start_attestation`]).
+    pub(super) fn for_registration(
+        device: DeviceRecord,
+        lock: OathLock,
+        (key, resumed): (ManagementKey, bool),
+    ) -> Self {
+        Self {
+            device,
+            lock,
+            key,
+            resumed,
+        }
+    }
+
+    /// True when the management key was sealed by an earlier attempt that did not finish.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
     /// The device's serial.
     pub fn serial(&self) -> Serial {
         self.device.serial

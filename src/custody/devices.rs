@@ -1,15 +1,18 @@
-//! Devices on [`Custody`]: registration (`register_device`, or `plan_registration`, a card
-//! read by [`identify_device`], `finish_registration`), `reconcile_device`, check-out
+//! Devices on [`Custody`]: registration with an attested custody key (`register_device`, or
+//! `plan_registration`, a card read by [`identify_device`], `begin_registration`,
+//! [`RegistrationPlan::provision_card`], `finish_registration`), `reconcile_device`, check-out
 //! (`check_out`), check-in (`check_in`, or `plan_check_in`, [`DeviceCheck::reconcile`],
 //! `finish_check_in`) and terminal states (`set_terminal`, or `plan_terminal`,
 //! [`TerminalPlan::clear_access_key`], `finish_terminal`: lost, destroyed, retired).
 
 use serde_json::json;
 
+use crate::token::attestation::TrustAnchors;
 use crate::token::CardTransport;
 
 use super::access::DeviceAccess;
-use super::error::CustodyError;
+use super::device_attest::AttestPlan;
+use super::error::{AttestationRefusal, CustodyError};
 use super::ids::{Location, RequestId, SealNumber, Serial};
 use super::reconcile::{reconcile, Reconciliation};
 use super::records::{DeviceRecord, DeviceRole, DeviceState, IncidentKind, RequestStatus, Role};
@@ -17,8 +20,7 @@ use super::service::{pair, token_err, Custody, Session, Terminal};
 use super::store::{self, entity, kinds, Put};
 
 impl Custody {
-    /// Registers a device presented now (one officer): its serial, firmware and OATH device id
-    /// are read from the card, whose serial must be `serial`.
+    /// [`Custody::register_device_with`] trusting Yubico's published PIV attestation roots.
     pub fn register_device(
         &mut self,
         by: &Session,
@@ -26,9 +28,35 @@ impl Custody {
         serial: Serial,
         role: DeviceRole,
     ) -> Result<DeviceRecord, CustodyError> {
+        self.register_device_with(by, access, serial, role, &TrustAnchors::yubico())
+    }
+
+    /// Registers a device presented now (one officer) and gives it an attested custody key
+    /// in the same ceremony: its serial, firmware and OATH device id are read from the card,
+    /// whose serial must be `serial`; then its PIV applet generates the custody key, whose
+    /// attestation must chain to `anchors` at the service clock's time and name `serial`.
+    ///
+    /// The phases the daemon runs, holding the service only around the ones that decide and
+    /// record: [`Custody::plan_registration`], [`identify_device`] (card I/O),
+    /// [`Custody::begin_registration`] (the new PIV management key sealed with
+    /// `device.attestation_started` before the card is touched again),
+    /// [`RegistrationPlan::provision_card`] (card I/O) and [`Custody::finish_registration`].
+    /// A registration that stopped in between is simply run again: the device is not recorded
+    /// yet, and the sealed management key is used again.
+    pub fn register_device_with(
+        &mut self,
+        by: &Session,
+        access: &mut dyn DeviceAccess,
+        serial: Serial,
+        role: DeviceRole,
+        anchors: &TrustAnchors,
+    ) -> Result<DeviceRecord, CustodyError> {
         self.plan_registration(by, serial)?;
         let seen = identify_device(access, serial);
-        self.finish_registration(by, serial, role, seen)
+        let plan = self.begin_registration(by, serial, role, seen)?;
+        let now = self.attestation_time()?;
+        let provisioned = plan.provision_card(access, anchors, now);
+        self.finish_registration(by, &plan, provisioned)
     }
 
     /// The checks of a registration that need no card (an officer; a serial the ledger does
@@ -52,51 +80,88 @@ impl Custody {
         Ok(u)
     }
 
-    /// Records a registration from what the card answered ([`identify_device`]), checking the
-    /// ledger again first.
-    pub fn finish_registration(
+    /// Judges what the card answered ([`identify_device`]), checking the ledger again first,
+    /// and plans the custody key's attestation: its new PIV management key is sealed and
+    /// committed (`device.attestation_started`) before the card is touched again, or the key
+    /// an earlier registration of this serial sealed is used again. A firmware that cannot
+    /// attest (before 4.3) is refused `attestation_unsupported` when the policy requires
+    /// attested devices, and otherwise registered unattested without touching its PIV
+    /// applet. Refusals are recorded.
+    pub fn begin_registration(
         &mut self,
         by: &Session,
         serial: Serial,
         role: DeviceRole,
         seen: Result<crate::token::identity::DeviceIdentity, CustodyError>,
-    ) -> Result<DeviceRecord, CustodyError> {
+    ) -> Result<RegistrationPlan, CustodyError> {
         self.guarded(by.user().as_str(), "register_device", |c| {
             let u = c.registration_checks(by, serial)?;
-            let id = seen?;
-            let got = id.serial.and_then(|s| Serial::new(s).ok());
-            if got != Some(serial) {
-                return Err(CustodyError::WrongDevice {
-                    expected: serial,
-                    got: got.unwrap_or(serial),
-                });
-            }
-            let device_id = id
-                .oath_device_id
-                .ok_or_else(|| CustodyError::DeviceMismatch {
-                    serial,
-                    mismatch: "no OATH applet".into(),
-                })?;
-            let rec = DeviceRecord {
-                serial,
-                firmware: id.firmware.unwrap_or_default(),
-                device_id,
-                role,
-                account: None,
-                state: DeviceState::Registered,
-                blocked_by: None,
-                oath_access_key: false,
-                access_key_clearing: false,
-                custody_key: None,
+            let device = registered_record(serial, role, seen?)?;
+            let attestation = match c.start_attestation(u.name.as_str(), &device) {
+                Ok(key) => Attestation::Planned(AttestPlan::for_registration(
+                    device.clone(),
+                    c.oath_lock(&device)?,
+                    key,
+                )),
+                Err(CustodyError::AttestationRefused {
+                    why: AttestationRefusal::Unsupported,
+                    detail,
+                    ..
+                }) if !c.policy.require_attested_devices => Attestation::Unsupported { detail },
+                Err(e) => return Err(e),
             };
-            c.append(
-                kinds::DEVICE_REGISTERED,
-                u.name.as_str(),
-                json!({"device": serial.to_string(), "firmware": rec.firmware,
-                       "device_id": rec.device_id, "role": rec.role}),
-                &[Put::new(entity::DEVICE, serial, &rec)?],
-            )?;
-            Ok(rec)
+            Ok(RegistrationPlan {
+                device,
+                attestation,
+            })
+        })
+    }
+
+    /// Records a registration once the card was given its custody key
+    /// ([`RegistrationPlan::provision_card`]), checking the ledger again first:
+    /// `device.registered` and `device.attested` together. A card that could not be
+    /// attested (`attestation_untrusted`, `attestation_unsupported`) is refused when the
+    /// policy requires attested devices, and otherwise registered unattested, the refusal
+    /// named in `device.registered` (`unattested`, `unattested_detail`); two officers may
+    /// attest it later (`custody device attest`). An attestation naming another serial is
+    /// always refused; so is a card that failed otherwise (absent, pulled), which a new
+    /// registration retries with the sealed management key. Refusals are recorded.
+    pub fn finish_registration(
+        &mut self,
+        by: &Session,
+        plan: &RegistrationPlan,
+        provisioned: Result<crate::token::piv::Provisioned, CustodyError>,
+    ) -> Result<DeviceRecord, CustodyError> {
+        let serial = plan.serial();
+        self.guarded(by.user().as_str(), "register_device", |c| {
+            let u = c.registration_checks(by, serial)?;
+            let who = u.name.as_str();
+            let mut d = plan.device.clone();
+            let events = match (provisioned, &plan.attestation) {
+                (Ok(p), Attestation::Planned(a)) => {
+                    let registered = registered_event(who, &d, None)?;
+                    let attested = Self::attested_event(who, &mut d, a.resumed(), &p)?;
+                    vec![registered, attested]
+                }
+                (
+                    Err(CustodyError::AttestationRefused {
+                        why: why @ (AttestationRefusal::Untrusted | AttestationRefusal::Unsupported),
+                        detail,
+                        ..
+                    }),
+                    _,
+                ) if !c.policy.require_attested_devices => {
+                    vec![registered_event(who, &d, Some((why, &detail)))?]
+                }
+                (Ok(_), Attestation::Unsupported { .. }) => {
+                    return Err(CustodyError::Crypto {
+                        operation: "registration: a custody key that was not planned",
+                    })
+                }
+                (Err(e), _) => return Err(e),
+            };
+            c.append_batch("register_device", events)?;
+            Ok(d)
         })
     }
 
@@ -242,6 +307,7 @@ impl Custody {
                 operation: "check in",
             });
         }
+        self.require_attested(&d, "check in")?;
         if store::get::<serde_json::Value>(&self.ledger, entity::SEAL, seal.as_str())?.is_some() {
             return Err(CustodyError::SealReused { seal: seal.clone() });
         }
@@ -510,5 +576,115 @@ impl DeviceCheck {
         let mut t = open(access, serial)?;
         reconcile(&self.device, self.credential.as_deref(), &self.lock, &mut t)
             .map_err(token_err(serial))
+    }
+}
+
+/// The record of a device as its card identified itself at registration: its serial must be
+/// the one registered, and it must have an OATH applet.
+fn registered_record(
+    serial: Serial,
+    role: DeviceRole,
+    id: crate::token::identity::DeviceIdentity,
+) -> Result<DeviceRecord, CustodyError> {
+    let got = id.serial.and_then(|s| Serial::new(s).ok());
+    if got != Some(serial) {
+        return Err(CustodyError::WrongDevice {
+            expected: serial,
+            got: got.unwrap_or(serial),
+        });
+    }
+    let device_id = id
+        .oath_device_id
+        .ok_or_else(|| CustodyError::DeviceMismatch {
+            serial,
+            mismatch: "no OATH applet".into(),
+        })?;
+    Ok(DeviceRecord {
+        serial,
+        firmware: id.firmware.unwrap_or_default(),
+        device_id,
+        role,
+        account: None,
+        state: DeviceState::Registered,
+        blocked_by: None,
+        oath_access_key: false,
+        access_key_clearing: false,
+        custody_key: None,
+    })
+}
+
+/// `device.registered` for `d`; `unattested` names why it has no custody key.
+fn registered_event(
+    who: &str,
+    d: &DeviceRecord,
+    unattested: Option<(AttestationRefusal, &str)>,
+) -> Result<crate::ledger::NewEvent, CustodyError> {
+    let mut body = json!({"device": d.serial.to_string(), "firmware": d.firmware,
+                          "device_id": d.device_id, "role": d.role});
+    if let (Some((why, detail)), serde_json::Value::Object(m)) = (unattested, &mut body) {
+        m.insert("unattested".into(), json!(why.code()));
+        m.insert("unattested_detail".into(), json!(detail));
+    }
+    Custody::event(
+        kinds::DEVICE_REGISTERED,
+        who,
+        body,
+        &[Put::new(entity::DEVICE, d.serial, d)?],
+    )
+}
+
+/// A registration whose card was identified ([`Custody::begin_registration`]): the device
+/// as it will be recorded, and its custody key's attestation. `Debug` shows no key byte.
+#[derive(Debug)]
+pub struct RegistrationPlan {
+    device: DeviceRecord,
+    attestation: Attestation,
+}
+
+/// What registration does with a device's PIV applet.
+#[derive(Debug)]
+enum Attestation {
+    /// Give it a custody key with this (already sealed) management key.
+    Planned(AttestPlan),
+    /// Nothing: its firmware cannot attest, and the policy lets it be registered unattested.
+    Unsupported {
+        /// Why.
+        detail: String,
+    },
+}
+
+impl RegistrationPlan {
+    /// The device's serial.
+    pub fn serial(&self) -> Serial {
+        self.device.serial
+    }
+
+    /// The plan's management key, for tests that check where it does not appear.
+    #[cfg(test)]
+    pub(crate) fn management_key(&self) -> Option<&crate::token::piv::ManagementKey> {
+        match &self.attestation {
+            Attestation::Planned(a) => Some(a.management_key()),
+            Attestation::Unsupported { .. } => None,
+        }
+    }
+
+    /// Gives the card its custody key and verifies the attestation against `anchors` at
+    /// `now` ([`AttestPlan::provision_card`]: the card reconciled with what it showed at
+    /// identification first); a firmware that cannot attest is not touched and answers
+    /// `attestation_unsupported`. Card I/O only.
+    pub fn provision_card(
+        &self,
+        access: &mut dyn DeviceAccess,
+        anchors: &TrustAnchors,
+        now: jiff::Timestamp,
+    ) -> Result<crate::token::piv::Provisioned, CustodyError> {
+        match &self.attestation {
+            Attestation::Planned(a) => a.provision_card(access, anchors, now),
+            Attestation::Unsupported { detail } => Err(CustodyError::AttestationRefused {
+                serial: self.serial(),
+                why: AttestationRefusal::Unsupported,
+                detail: detail.clone(),
+            }),
+        }
     }
 }

@@ -137,6 +137,7 @@ impl Custody {
                     operation: "enrol",
                 });
             }
+            self.require_attested(&d, "enrol")?;
             if d.role != role {
                 return Err(CustodyError::DeviceMismatch {
                     serial,

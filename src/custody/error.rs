@@ -350,6 +350,20 @@ pub enum CustodyError {
         /// The device.
         serial: Serial,
     },
+    /// The policy requires attested devices (`require_attested_devices`), and this device
+    /// has no attested custody key.
+    #[error(
+        "device {serial} has no attested custody key, and policy.require_attested_devices \
+         refuses to {operation} it: check it out of its bag if it is in one, then two officers \
+         attest it with `custody device attest {serial} --by OFFICER --by OFFICER` (the key in \
+         an allowed reader)"
+    )]
+    DeviceUnattested {
+        /// The device.
+        serial: Serial,
+        /// What was refused (`check in`, `release a code from`, ...).
+        operation: &'static str,
+    },
     /// The device is blocked by an open incident.
     #[error("device {serial} is blocked by open incident {incident}")]
     DeviceBlocked {
@@ -512,11 +526,8 @@ impl CustodyError {
             Self::DeviceState { .. } => RefusalCode::DeviceState,
             Self::WrongDevice { .. } => RefusalCode::WrongDevice,
             Self::DeviceMismatch { .. } => RefusalCode::DeviceMismatch,
-            Self::AttestationRefused { why, .. } => match why {
-                AttestationRefusal::Untrusted => RefusalCode::AttestationUntrusted,
-                AttestationRefusal::SerialMismatch => RefusalCode::AttestationSerialMismatch,
-                AttestationRefusal::Unsupported => RefusalCode::AttestationUnsupported,
-            },
+            Self::AttestationRefused { why, .. } => why.refusal(),
+            Self::DeviceUnattested { .. } => RefusalCode::DeviceUnattested,
             Self::DeviceNotCheckedOut { .. } => RefusalCode::DeviceNotCheckedOut,
             Self::SealMismatch { .. } => RefusalCode::SealMismatch,
             Self::SealReused { .. } => RefusalCode::SealReused,
@@ -571,11 +582,26 @@ pub enum AttestationRefusal {
 }
 
 impl AttestationRefusal {
+    /// Its refusal code.
+    pub fn refusal(self) -> RefusalCode {
+        match self {
+            Self::Untrusted => RefusalCode::AttestationUntrusted,
+            Self::SerialMismatch => RefusalCode::AttestationSerialMismatch,
+            Self::Unsupported => RefusalCode::AttestationUnsupported,
+        }
+    }
+
+    /// Its refusal code as text (`attestation_untrusted`, ...).
+    pub fn code(self) -> &'static str {
+        self.refusal().as_str()
+    }
+
     /// What the refusal means for the officers, and what to do.
     pub fn hint(self) -> &'static str {
         match self {
             Self::Untrusted => {
-                "the attestation does not chain to a trusted Yubico root: treat the key as                  counterfeit until shown otherwise"
+                "the attestation does not chain to a trusted Yubico root: treat the key as \
+                 counterfeit until shown otherwise"
             }
             Self::SerialMismatch => {
                 "the attestation belongs to another device than the serial the key reports"
@@ -700,6 +726,8 @@ pub enum RefusalCode {
     DeviceBlocked,
     /// The policy refuses codes from a device without an OATH access key.
     DeviceUnlocked,
+    /// The policy requires attested devices and the device has no attested custody key.
+    DeviceUnattested,
     /// No such incident.
     UnknownIncident,
     /// The incident was already acknowledged.
@@ -794,6 +822,7 @@ impl RefusalCode {
             Self::SealReused => "seal_reused",
             Self::DeviceBlocked => "device_blocked",
             Self::DeviceUnlocked => "device_unlocked",
+            Self::DeviceUnattested => "device_unattested",
             Self::UnknownIncident => "unknown_incident",
             Self::IncidentClosed => "incident_closed",
             Self::CredentialExists => "credential_exists",

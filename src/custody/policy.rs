@@ -198,6 +198,10 @@ pub struct Policy {
     /// ledger says ([`LedgerPolicy`]: on for ledgers created since devices are locked at
     /// enrolment, off for older ones, whose devices two officers lock one by one).
     pub refuse_unlocked_devices: Option<bool>,
+    /// Whether every device must have an attested custody key (default off): registration
+    /// then refuses a device that does not attest, and check-in, enrolment, code release and
+    /// the inventory audit refuse an unattested device (`device_unattested`).
+    pub require_attested_devices: bool,
     /// Fewest whole seconds a released code must have left in its time step (default 10,
     /// at most 29): with fewer, the release waits for the next step, so the operator is never
     /// shown a code that lapses while it is typed. 0: any time left will do.
@@ -239,6 +243,7 @@ impl Default for Policy {
             max_clock_skew: None,
             catalogue: default_catalogue(),
             refuse_unlocked_devices: None,
+            require_attested_devices: false,
             min_code_seconds: DEFAULT_MIN_CODE_SECONDS,
         }
     }

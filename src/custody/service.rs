@@ -409,6 +409,7 @@ impl Custody {
             | CustodyError::AttestationRefused { serial, .. }
             | CustodyError::DeviceBlocked { serial, .. }
             | CustodyError::DeviceUnlocked { serial }
+            | CustodyError::DeviceUnattested { serial, .. }
             | CustodyError::DeviceState { serial, .. }
             | CustodyError::UnknownDevice { serial }
             | CustodyError::DeviceUnavailable { serial, .. }

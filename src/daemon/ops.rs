@@ -196,6 +196,12 @@ fn lock_devices<R>(d: &Daemon, serials: &[u32], f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// The daemon clock's time, at which an attestation's certificates must be valid (a clock
+/// outside jiff's range fails every certificate's validity instead).
+fn attestation_time(d: &Daemon) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(d.clock().now_ms()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
 /// Releases a code: the plan under the service lock; then, with no lock but the device's,
 /// the wait for a fresh time step, opening and reconciling the card; `code.issuing` under the
 /// service lock; the touch and the computation under the device's lock only; `code.released`
@@ -436,12 +442,26 @@ pub fn handle(
             let serial = Serial::new(serial)?;
             let s = session(d, by, peer)?;
             let mut access = d.device_access();
-            // The card is read under its device lock only; the checks and the record under
-            // the service lock.
+            // The checks under the service lock; the card identified under its device lock
+            // only; its new PIV management key sealed under the service lock; GENERATE,
+            // ATTEST, the chain's verification and SET MANAGEMENT KEY under the device's lock
+            // only; the record under the service lock.
             lock_devices(d, &[serial.get()], || {
                 d.with_custody(|c| Ok(c.plan_registration(&s, serial)?))?;
                 let seen = identify_device(&mut access, serial);
-                d.with_custody(|c| Ok(Reply::from(c.finish_registration(&s, serial, role, seen)?)))
+                let plan = d.with_custody(|c| Ok(c.begin_registration(&s, serial, role, seen)?))?;
+                let provisioned = plan.provision_card(
+                    &mut access,
+                    &d.options().attestation_anchors,
+                    attestation_time(d),
+                );
+                d.with_custody(|c| {
+                    Ok(Reply::from(c.finish_registration(
+                        &s,
+                        &plan,
+                        provisioned,
+                    )?))
+                })
             })
         }
         Op::Enrol {
@@ -643,10 +663,11 @@ pub fn handle(
             // record under the service lock.
             lock_devices(d, &[serial.get()], || {
                 let plan = d.with_custody(|c| Ok(c.plan_attest(&a, &b, serial)?))?;
-                let now = jiff::Timestamp::from_millisecond(d.clock().now_ms())
-                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-                let provisioned =
-                    plan.provision_card(&mut access, &d.options().attestation_anchors, now);
+                let provisioned = plan.provision_card(
+                    &mut access,
+                    &d.options().attestation_anchors,
+                    attestation_time(d),
+                );
                 d.with_custody(|c| Ok(Reply::from(c.finish_attest(&a, &b, &plan, provisioned)?)))
             })
         }

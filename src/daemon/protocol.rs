@@ -740,6 +740,7 @@ impl ErrorCode {
             | R::SealReused
             | R::DeviceBlocked
             | R::DeviceUnlocked
+            | R::DeviceUnattested
             | R::IncidentClosed
             | R::CredentialExists
             | R::DevicesDisagree
@@ -1725,6 +1726,7 @@ mod tests {
         (RefusalCode::SealReused, "seal_reused"),
         (RefusalCode::DeviceBlocked, "device_blocked"),
         (RefusalCode::DeviceUnlocked, "device_unlocked"),
+        (RefusalCode::DeviceUnattested, "device_unattested"),
         (RefusalCode::AttestationUntrusted, "attestation_untrusted"),
         (
             RefusalCode::AttestationSerialMismatch,
@@ -1832,6 +1834,7 @@ mod tests {
             | RefusalCode::SealReused
             | RefusalCode::DeviceBlocked
             | RefusalCode::DeviceUnlocked
+            | RefusalCode::DeviceUnattested
             | RefusalCode::UnknownIncident
             | RefusalCode::IncidentClosed
             | RefusalCode::CredentialExists

@@ -19,19 +19,24 @@ const SET_MANAGEMENT_KEY: u8 = 0xFF;
 /// Enrolled keys in hand, at a time inside the test CA's validity (the world starts at `T0`,
 /// which may be before the fixture CA was issued: the verifier checks every certificate's dates).
 fn world() -> World {
+    in_test_ca_validity(World::new()).with_enrolled_keys_in_hand()
+}
+
+/// `w` with its clock moved inside the test CA's validity when it is before it.
+pub(super) fn in_test_ca_validity(w: World) -> World {
     use x509_cert::der::DecodePem;
     let ca = x509_cert::Certificate::from_pem(TEST_CA_CERT_PEM.as_bytes()).expect("CA");
     let not_before = ca.tbs_certificate.validity.not_before.to_unix_duration();
     let not_before = i64::try_from(not_before.as_millis()).expect("ms");
-    let w = World::new();
     let behind = not_before - w.clock.now_ms();
     if behind > 0 {
         w.clock.advance(behind + 86_400_000);
     }
-    w.with_enrolled_keys_in_hand()
+    w
 }
 
-fn test_ca() -> TrustAnchors {
+/// The emulator's test attestation CA as the only trust anchor.
+pub(super) fn test_ca() -> TrustAnchors {
     TrustAnchors::from_pem(TEST_CA_CERT_PEM).expect("the emulator's test CA")
 }
 
@@ -46,9 +51,14 @@ fn attest(
         .attest_device(&a, &b, &mut w.keys, serial(PRIMARY), anchors)
 }
 
-/// Whether the card still takes the factory management key (firmware 5.4.3: 3DES default).
+/// Whether the primary still takes the factory management key (firmware 5.4.3: 3DES default).
 fn takes_factory_key(w: &mut World) -> bool {
-    let key = w.keys.keys.get_mut(&PRIMARY).expect("key");
+    card_takes_factory_key(w, PRIMARY)
+}
+
+/// Whether the card `serial` still takes the factory management key.
+pub(super) fn card_takes_factory_key(w: &mut World, serial: u32) -> bool {
+    let key = w.keys.keys.get_mut(&serial).expect("key");
     let mut s = PivSession::select(&mut *key).expect("select PIV");
     let alg = s.management_algorithm().expect("metadata");
     s.authenticate(&ManagementKey::factory_default(alg).expect("factory"))
@@ -61,12 +71,13 @@ fn two_distinct_officers_attest_a_key_once_intent_first_and_the_record_re_verifi
     let ca = test_ca();
     // One officer twice, and an operator with an officer: refused before any card I/O.
     let from = w.keys.log.len();
+    let started = w.bodies("device.attestation_started").len();
     let e = attest(&mut w, "alice", "alice", &ca).expect_err("one officer");
     assert_eq!(e.code(), "same_officer_twice", "{e}");
     let e = attest(&mut w, "oscar", "alice", &ca).expect_err("an operator");
     assert_eq!(e.code(), "not_an_officer", "{e}");
     assert_eq!(w.keys.log.len(), from, "the card was touched");
-    assert!(!w.kinds().contains(&"device.attestation_started".to_owned()));
+    assert_eq!(w.bodies("device.attestation_started").len(), started);
     let refusals = w.refusals();
     assert!(
         refusals.contains(&"same_officer_twice".to_owned()),
@@ -219,8 +230,12 @@ fn an_attestation_interrupted_after_the_card_took_its_key_is_finished_with_that_
     assert!(w.bodies("device.attested").is_empty());
     let d = attest(&mut w, "alice", "bob", &test_ca()).expect("finished with the sealed key");
     assert!(d.custody_key.is_some());
+    let primary = PRIMARY.to_string();
     assert_eq!(
-        w.bodies("device.attestation_started").len(),
+        w.bodies("device.attestation_started")
+            .iter()
+            .filter(|b| b["device"] == primary.as_str())
+            .count(),
         1,
         "sealed once"
     );

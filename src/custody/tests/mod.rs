@@ -4,6 +4,7 @@
 mod access_keys;
 mod approvals;
 mod attest;
+mod attested_registration;
 mod bootstrap;
 mod device_lock;
 mod flows;
@@ -82,11 +83,16 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn add(&mut self, serial: u32) {
+        self.add_with_firmware(serial, [5, 4, 3]);
+    }
+
+    /// A blank key of `firmware`.
+    pub(crate) fn add_with_firmware(&mut self, serial: u32, firmware: [u8; 3]) {
         self.keys.insert(
             serial,
             SoftKey::new(
                 serial,
-                [5, 4, 3],
+                firmware,
                 FormFactor::UsbAKeychain,
                 OathState::fresh(),
                 Box::new(AutoTouch),
@@ -330,8 +336,12 @@ impl World {
 
     /// Account registered, both keys registered, enrolled and checked in under seals
     /// `SEAL-P1` and `SEAL-B1`.
-    pub(crate) fn with_enrolled_account(mut self) -> Self {
-        self = self.with_enrolled_keys_in_hand();
+    pub(crate) fn with_enrolled_account(self) -> Self {
+        self.with_enrolled_keys_in_hand().checked_in()
+    }
+
+    /// Both keys, enrolled and in hand, checked in under seals `SEAL-P1` and `SEAL-B1`.
+    pub(crate) fn checked_in(mut self) -> Self {
         let a = self.login("alice");
         for (s, sl) in [(PRIMARY, "SEAL-P1"), (BACKUP, "SEAL-B1")] {
             self.custody
@@ -349,7 +359,12 @@ impl World {
 
     /// Account registered, both keys registered and enrolled, not yet checked in.
     pub(crate) fn with_enrolled_keys_in_hand(self) -> Self {
-        let mut w = self.with_registered_keys();
+        self.with_registered_keys().enrolled()
+    }
+
+    /// Both registered keys enrolled by alice and bob, checked against `SEED_B32`.
+    pub(crate) fn enrolled(self) -> Self {
+        let mut w = self;
         let codes = w.enrol_both(false).expect("enrol");
         let s = codes.first_step;
         assert_eq!(
@@ -363,8 +378,18 @@ impl World {
         w
     }
 
-    /// Account registered, both keys registered, not yet enrolled.
-    pub(crate) fn with_registered_keys(mut self) -> Self {
+    /// Account registered, both keys registered (their attestations checked against Yubico's
+    /// roots, which the emulator's test CA is not: unattested), not yet enrolled.
+    pub(crate) fn with_registered_keys(self) -> Self {
+        self.with_registered_keys_trusting(&crate::token::attestation::TrustAnchors::yubico())
+    }
+
+    /// [`World::with_registered_keys`], the custody keys' attestations checked against
+    /// `anchors`.
+    pub(crate) fn with_registered_keys_trusting(
+        mut self,
+        anchors: &crate::token::attestation::TrustAnchors,
+    ) -> Self {
         let a = self.login("alice");
         self.custody
             .register_account(
@@ -381,7 +406,7 @@ impl World {
         for (s, role) in [(PRIMARY, DeviceRole::Primary), (BACKUP, DeviceRole::Backup)] {
             self.keys.add(s);
             self.custody
-                .register_device(&a, &mut self.keys, serial(s), role)
+                .register_device_with(&a, &mut self.keys, serial(s), role, anchors)
                 .expect("register");
         }
         self
