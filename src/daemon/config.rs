@@ -108,6 +108,7 @@ const POLICY_KEYS: &[&str] = &[
     "min_reason_chars",
     "passphrase_kdf_iterations",
     "refuse_unlocked_devices",
+    "require_attested_devices",
     "min_code_seconds",
 ];
 
@@ -244,6 +245,11 @@ pub struct Policy {
     /// enrolment locked keys; `custody device lock` locks them). Unset: as the ledger says (on
     /// for ledgers created since keys are locked at enrolment, off for older ones).
     pub refuse_unlocked_devices: Option<bool>,
+    /// Whether every device must have an attested PIV custody key: registration refuses a
+    /// key that does not attest, and check-in, enrolment, code release and the inventory
+    /// audit refuse an unattested one. Off by default: ledgers written before custody keys
+    /// were attested hold unattested devices.
+    pub require_attested_devices: bool,
     /// Fewest whole seconds a released code must have left in its step (0 to 29); with fewer,
     /// the release waits for the next step.
     pub min_code_seconds: u64,
@@ -280,6 +286,9 @@ impl Policy {
                 .unwrap_or(d.min_reason_chars),
             passphrase_kdf_iterations: f.take("passphrase_kdf_iterations", "a whole number"),
             refuse_unlocked_devices: f.take("refuse_unlocked_devices", "true or false"),
+            require_attested_devices: f
+                .take("require_attested_devices", "true or false")
+                .unwrap_or(d.require_attested_devices),
             min_code_seconds: f
                 .take("min_code_seconds", "a whole number of seconds")
                 .unwrap_or(d.min_code_seconds),
@@ -300,6 +309,7 @@ impl Default for Policy {
             min_reason_chars: d_reason(),
             passphrase_kdf_iterations: None,
             refuse_unlocked_devices: None,
+            require_attested_devices: false,
             min_code_seconds: crate::custody::policy::DEFAULT_MIN_CODE_SECONDS,
         }
     }
@@ -668,6 +678,7 @@ impl Config {
         out.ticket.prefixes = p.ticket_prefixes.clone();
         out.ticket.max_digits = p.ticket_max_digits;
         out.refuse_unlocked_devices = p.refuse_unlocked_devices;
+        out.require_attested_devices = p.require_attested_devices;
         out.min_code_seconds = p.min_code_seconds;
         if let Some(n) = p
             .passphrase_kdf_iterations
@@ -749,6 +760,37 @@ mod tests {
             e.to_string().contains("policy.refuse_unlocked_devices"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_attested_device_policy_is_read_from_the_policy_table_and_reaches_the_domain() {
+        let p = Path::new("x.toml");
+        let base = "ledger_dir = \"/l\"\nsocket = \"/s\"\n";
+        let c = Config::parse(base, p).expect("defaults");
+        assert!(!c.policy.require_attested_devices, "off by default");
+        assert!(!c.custody_policy().require_attested_devices);
+        for v in [true, false] {
+            let c = Config::parse(
+                &format!("{base}[policy]\nrequire_attested_devices = {v}\n"),
+                p,
+            )
+            .expect("valid");
+            assert_eq!(c.policy.require_attested_devices, v);
+            assert_eq!(c.custody_policy().require_attested_devices, v);
+        }
+        let e = Config::parse(
+            &format!("{base}[policy]\nrequire_attested_devices = \"yes\"\n"),
+            p,
+        )
+        .expect_err("not a boolean");
+        assert!(
+            e.to_string().contains("policy.require_attested_devices")
+                && e.to_string().contains("true or false"),
+            "{e}"
+        );
+        let e = Config::parse(&format!("{base}require_attested_devices = true\n"), p)
+            .expect_err("at the top");
+        assert!(e.to_string().contains("belongs under [policy]"), "{e}");
     }
 
     #[test]

@@ -179,16 +179,20 @@ fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
 /// `--check-config FILE`: every problem of the file and of what it asks of this host, each
 /// once on standard error, or a line saying it is valid on standard output.
 fn check_config(file: &Path) -> ExitCode {
-    let problems = match Config::load(file) {
-        Ok(config) => config
-            .host_problems()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        Err(e) => e.problems(),
+    let (problems, config) = match Config::load(file) {
+        Ok(config) => (
+            config
+                .host_problems()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            Some(config),
+        ),
+        Err(e) => (e.problems(), None),
     };
-    if problems.is_empty() {
+    if let (true, Some(config)) = (problems.is_empty(), config) {
         println!("custodyd: {} is valid", file.display());
+        println!("{}", attestation_policy(&config));
         return ExitCode::from(exit::OK);
     }
     let n = problems.len();
@@ -201,6 +205,25 @@ fn check_config(file: &Path) -> ExitCode {
         eprintln!("  {p}");
     }
     ExitCode::from(exit::USAGE)
+}
+
+/// What the configuration asks of devices' attestation, as `--check-config` shows it.
+fn attestation_policy(config: &Config) -> String {
+    let trusted = match &config.piv_attestation_test_ca {
+        Some(ca) => format!("the test CAs of {} (tests and demos only)", ca.display()),
+        None => "Yubico's published PIV attestation roots".to_owned(),
+    };
+    if config.policy.require_attested_devices {
+        format!(
+            "custodyd: policy.require_attested_devices = true: every key must have a custody \
+             key attested by {trusted}; unattested keys are refused"
+        )
+    } else {
+        format!(
+            "custodyd: policy.require_attested_devices = false: keys are attested at \
+             registration by {trusted}, and unattested keys are accepted"
+        )
+    }
 }
 
 fn harden() {

@@ -126,6 +126,39 @@ fn check_config_names_a_test_attestation_ca_it_cannot_read_and_accepts_the_fixtu
 }
 
 #[test]
+fn check_config_shows_whether_devices_must_be_attested_and_by_which_anchors() {
+    let shipped = repo().join("packaging/custody.toml");
+    let (code, out, err) = custodyd(&["--check-config", &shipped.to_string_lossy()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("policy.require_attested_devices = false")
+            && out.contains("unattested keys are accepted")
+            && out.contains("Yubico's published PIV attestation roots"),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("custody.toml");
+    let ca = repo().join("hsm-fixtures/piv-test-ca.pem");
+    std::fs::write(
+        &file,
+        format!(
+            "ledger_dir = \"/var/lib/custody/ledger\"\nsocket = \"/run/custody/custodyd.sock\"\n\
+             piv_attestation_test_ca = \"{}\"\n[policy]\nrequire_attested_devices = true\n",
+            ca.display()
+        ),
+    )
+    .expect("config");
+    let (code, out, err) = custodyd(&["--check-config", &file.to_string_lossy()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("policy.require_attested_devices = true")
+            && out.contains("unattested keys are refused")
+            && out.contains("piv-test-ca.pem (tests and demos only)"),
+        "{out}"
+    );
+}
+
+#[test]
 fn check_config_and_config_together_are_a_usage_error() {
     let shipped = repo().join("packaging/custody.toml");
     let s = shipped.to_string_lossy();
