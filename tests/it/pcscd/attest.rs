@@ -1,15 +1,25 @@
-//! `custody device attest` through the production path: a private pcscd with the vpcd driver,
-//! two `custody-emu` keys, a real `custodyd` configured with `piv_attestation_test_ca` (the
-//! emulator's test CA, `hsm-fixtures/piv-test-ca.pem`) and the `custody` binary. Two officers
-//! attest the checked-out primary; `device.attested` is recorded with both certificates; the
-//! check-in that follows challenges the attested key over PC/SC and passes, and so does the
-//! next check-out. The daemon's log says it trusts a test CA.
+//! Attested custody keys through the production path: a private pcscd with the vpcd driver,
+//! two `custody-emu` keys, a real `custodyd` and the `custody` binary.
+//!
+//! - `custody device attest`: keys registered while custodyd trusted only Yubico's roots
+//!   (which the emulator's CA is not: registered unattested, `attestation_untrusted`); custodyd
+//!   restarted with `piv_attestation_test_ca` (the emulator's test CA,
+//!   `hsm-fixtures/piv-test-ca.pem`); two officers attest the checked-out primary;
+//!   `device.attested` is recorded with both certificates; the check-in that follows challenges
+//!   the attested key over PC/SC and passes, and so does the next check-out. The daemon's log
+//!   says it trusts a test CA.
+//! - Registration with `policy.require_attested_devices = true` and the test CA: the enrolment
+//!   wizard's registrations end with attested keys (`device.attestation_started`, then
+//!   `device.registered` and `device.attested`), and its check-ins, and a later check-in,
+//!   challenge them.
 
 use crate::support;
 
 use serde_json::Value;
 use support::cli::{opened_by_alice_and_bob, output};
-use support::daemon::{device_state, unseal_pass, user_pass, world_with_config, World};
+use support::daemon::{
+    device_state, unseal_pass, user_pass, world_with_config, world_with_policy, World,
+};
 use support::in_harness;
 
 const PRIMARY: u32 = 10_000_901;
@@ -56,6 +66,29 @@ fn grace(w: &mut World, action: &str, serial: u32, seal: &str, extra: &[&str]) {
     );
 }
 
+/// Stops custodyd, verifies its ledger offline and exports it (alice and bob): the events.
+fn stopped_and_exported(w: &mut World) -> Vec<Value> {
+    let verified = w.stop_and_verify();
+    assert_eq!(verified["ok"], true, "{verified}");
+    let out = w.dir.path().join("export.jsonl");
+    let l = w.ledger.to_str().expect("utf8").to_owned();
+    let o = output(
+        &[
+            &["audit", "export"][..],
+            &opened_by_alice_and_bob(&l),
+            &["--out", out.to_str().expect("utf8")],
+        ]
+        .concat(),
+        &format!("{}\n{}\n", unseal_pass("alice"), unseal_pass("bob")),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
+    std::fs::read_to_string(&out)
+        .expect("export")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 #[test]
 fn pcscd_device_attest_records_device_attested_and_a_later_check_out_passes() {
     if !in_harness(
@@ -69,14 +102,22 @@ fn pcscd_device_attest_records_device_attested_and_a_later_check_out_passes() {
         &["--serial", &PRIMARY.to_string()],
         &["--serial", &BACKUP.to_string()],
     );
+    // Registered while only Yubico's roots were trusted: unattested.
+    let mut w = world_with_config("");
+    super::ceremony::enrol_with_wizard(&mut w, PRIMARY, BACKUP);
+    let shown = w.ok(&["--json", "device", "show", &PRIMARY.to_string()], "");
+    assert!(
+        shown.json()["device"]["custody_key_id"].is_null(),
+        "{}",
+        shown.out
+    );
     let ca = support::fixture("piv-test-ca.pem");
-    let mut w = world_with_config(&format!("piv_attestation_test_ca = \"{}\"\n", ca.display()));
+    w.restart_with(&format!("piv_attestation_test_ca = \"{}\"", ca.display()));
     let log = std::fs::read_to_string(w.dir.path().join("custodyd.log")).expect("log");
     assert!(
         log.contains("piv_attestation_test_ca is set") && log.contains("TEST CA"),
         "custodyd warns that it trusts a test CA:\n{log}"
     );
-    super::ceremony::enrol_with_wizard(&mut w, PRIMARY, BACKUP);
 
     // A key in its sealed bag is not attested (with --json the refusal is on standard
     // output, its code as `reason`).
@@ -125,25 +166,16 @@ fn pcscd_device_attest_records_device_attested_and_a_later_check_out_passes() {
     grace(&mut w, "checkout", PRIMARY, "BAG-0003", &[]);
     assert_eq!(device_state(&w, PRIMARY)["state"], "checked_out");
 
-    let verified = w.stop_and_verify();
-    assert_eq!(verified["ok"], true, "{verified}");
-    let out = w.dir.path().join("export.jsonl");
-    let l = w.ledger.to_str().expect("utf8").to_owned();
-    let o = output(
-        &[
-            &["audit", "export"][..],
-            &opened_by_alice_and_bob(&l),
-            &["--out", out.to_str().expect("utf8")],
-        ]
-        .concat(),
-        &format!("{}\n{}\n", unseal_pass("alice"), unseal_pass("bob")),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
-    let events: Vec<Value> = std::fs::read_to_string(&out)
-        .expect("export")
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let events = stopped_and_exported(&mut w);
+    let registered: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "device.registered")
+        .map(|e| &e["body"])
         .collect();
+    assert_eq!(registered.len(), 2);
+    for body in registered {
+        assert_eq!(body["unattested"], "attestation_untrusted", "{body}");
+    }
     let kind = |e: &Value| e["kind"].as_str().unwrap_or_default().to_owned();
     let kinds: Vec<String> = events.iter().map(kind).collect();
     let started = kinds.iter().position(|k| k == "device.attestation_started");
@@ -165,4 +197,98 @@ fn pcscd_device_attest_records_device_attested_and_a_later_check_out_passes() {
             "{cert}: {body}"
         );
     }
+}
+
+const ATTESTED_PRIMARY: u32 = 10_000_911;
+const ATTESTED_BACKUP: u32 = 10_000_912;
+
+#[test]
+fn pcscd_registration_attests_the_keys_under_the_policy_and_check_in_challenges_them() {
+    if !in_harness(
+        "pcscd_registration_attests_the_keys_under_the_policy_and_check_in_challenges_them",
+        45200,
+        1,
+    ) {
+        return;
+    }
+    let _keys = support::two_keys(
+        &["--serial", &ATTESTED_PRIMARY.to_string()],
+        &["--serial", &ATTESTED_BACKUP.to_string()],
+    );
+    let ca = support::fixture("piv-test-ca.pem");
+    let mut w = world_with_policy(
+        &format!("piv_attestation_test_ca = \"{}\"\n", ca.display()),
+        "require_attested_devices = true\n",
+    );
+    // The wizard registers both keys (each given its attested custody key), enrols them and
+    // checks them in: with the policy on, only attested keys get this far.
+    super::ceremony::enrol_with_wizard(&mut w, ATTESTED_PRIMARY, ATTESTED_BACKUP);
+    let mut key_ids = Vec::new();
+    for s in [ATTESTED_PRIMARY, ATTESTED_BACKUP] {
+        let shown = w.ok(&["--json", "device", "show", &s.to_string()], "");
+        let id = shown.json()["device"]["custody_key_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{s} not attested at registration: {}", shown.out))
+            .to_owned();
+        assert_eq!(id.len(), 64, "{id}");
+        assert_eq!(shown.json()["device"]["state"]["state"], "in_safe");
+        key_ids.push(id);
+    }
+    assert_ne!(key_ids[0], key_ids[1], "one custody key per device");
+    let r = attest(&mut w, ATTESTED_PRIMARY);
+    assert_ne!(r.code, 0, "attested twice:\n{}", r.out);
+    assert!(
+        r.out.contains("already has an attested custody key"),
+        "{}\n{}",
+        r.out,
+        r.err
+    );
+
+    // Out of the bag and back in: the check-in challenges the custody key over PC/SC.
+    grace(&mut w, "checkout", ATTESTED_PRIMARY, "BAG-0001", &[]);
+    grace(
+        &mut w,
+        "checkin",
+        ATTESTED_PRIMARY,
+        "BAG-0003",
+        &["--location", "safe A, shelf 1"],
+    );
+    assert_eq!(device_state(&w, ATTESTED_PRIMARY)["state"], "in_safe");
+
+    let events = stopped_and_exported(&mut w);
+    let primary = ATTESTED_PRIMARY.to_string();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e["body"]["device"] == primary.as_str())
+        .filter_map(|e| e["kind"].as_str())
+        .filter(|k| k.starts_with("device."))
+        .collect();
+    assert_eq!(
+        kinds[..3],
+        [
+            "device.attestation_started",
+            "device.registered",
+            "device.attested"
+        ],
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "device.checked_in").count(),
+        2,
+        "{kinds:?}"
+    );
+    let attested = events
+        .iter()
+        .find(|e| e["kind"] == "device.attested" && e["body"]["device"] == primary.as_str())
+        .map(|e| &e["body"])
+        .expect("device.attested");
+    assert_eq!(attested["key_id"], key_ids[0].as_str(), "{attested}");
+    assert_eq!(attested["serial"], ATTESTED_PRIMARY, "{attested}");
+    assert_eq!(attested["resumed"], false, "{attested}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["kind"] == "refused" && e["body"]["refusal"] == "device_unattested"),
+        "an attested key was refused as unattested"
+    );
 }

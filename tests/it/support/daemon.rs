@@ -123,6 +123,19 @@ impl World {
         r
     }
 
+    /// Stops custodyd (SIGKILL), adds the top-level configuration line `line` to its
+    /// configuration file, and starts and unseals it again.
+    pub fn restart_with(&mut self, line: &str) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let text = std::fs::read_to_string(&self.config).expect("custodyd's configuration");
+        std::fs::write(&self.config, format!("{line}\n{text}")).expect("custodyd's configuration");
+        self.start_daemon();
+        self.unseal();
+    }
+
     pub fn start_daemon(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
         let mut cmd = Command::new(custodyd_testclock());
@@ -220,6 +233,11 @@ pub fn world_with_touch_timeout(touch_timeout_secs: u64) -> World {
 
 /// [`world`] with the top-level configuration lines `top` (the touch timeout among them).
 pub fn world_with_config(top: &str) -> World {
+    world_with_policy(top, "")
+}
+
+/// [`world_with_config`] with the lines `policy` added to its `[policy]` table.
+pub fn world_with_policy(top: &str, policy: &str) -> World {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime_dir = dir.path().join("run");
     std::fs::DirBuilder::new()
@@ -232,7 +250,7 @@ pub fn world_with_config(top: &str) -> World {
         dir.path(),
         &ledger,
         &socket,
-        &format!("{top}\n[policy]\npassphrase_kdf_iterations = 1000\n"),
+        &format!("{top}\n[policy]\npassphrase_kdf_iterations = 1000\n{policy}"),
     );
     let mut w = World {
         clock: TestClock::create(dir.path()),
