@@ -163,10 +163,14 @@ done
 "$bin/custody" --json token scan | jq -r '.readers[] | "   \(.reader): serial \(.device.serial // "-")"'
 
 say "custodyd starts, sealed"
+# The emulated keys' attestations chain to the emulator's public test CA, which custodyd
+# trusts here instead of Yubico's roots (it warns at start): registration gives each key an
+# attested custody key, and every check-in and release challenges it.
 cat > "$work/custody.toml" <<EOF
 ledger_dir = "$ledger"
 socket = "$socket"
 touch_timeout_secs = 10
+piv_attestation_test_ca = "$repo/hsm-fixtures/piv-test-ca.pem"
 [policy]
 passphrase_kdf_iterations = 10000
 EOF
@@ -217,7 +221,7 @@ run account add --provider aws --account "$account" --alias demo-prod \
     --root-email root@example.test --credential 'AWS:demo-prod-root' \
     --as alice --passphrase-fd 3 --totp-fd 4 3<<<"$U_ALICE" 4<<<"$(totp "$S_ALICE" 0)"
 
-say "Bob registers the primary key, presented in the reader"
+say "Bob registers the primary key, presented in the reader: it gets its attested PIV custody key"
 run device register 10000001 --role primary --as bob --passphrase-fd 3 --totp-fd 4 \
     3<<<"$U_BOB" 4<<<"$(totp "$S_BOB" 0)"
 

@@ -15,9 +15,13 @@ use crate::daemon::protocol::{named, DeviceReply, Op, Progress, Reply};
 /// `custody device` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
-    /// Register the device with SERIAL, presented now in an allowed reader (one officer).
+    /// Register the device with SERIAL, presented now in an allowed reader (one officer), and
+    /// give it an attested PIV custody key: a P-256 key generated in slot 9e whose attestation
+    /// must chain to Yubico's roots (or the configured test CA) and name SERIAL. A key that
+    /// cannot be attested is registered unattested, or refused when custodyd's
+    /// policy.require_attested_devices is on.
     #[command(
-        after_help = "Example:\n  custody device register 10000001 --role primary --as alice"
+        after_help = "Example:\n  custody device register 10000001 --role primary --as alice\n\nRefused attestation_untrusted or attestation_unsupported only under\npolicy.require_attested_devices; attestation_serial_mismatch always."
     )]
     Register {
         /// The serial printed on the key.
@@ -255,6 +259,20 @@ fn detail(d: &DeviceReply) {
     }
 }
 
+/// A registration's outcome: the device, and whether its custody key was attested.
+fn registered(d: &DeviceReply) {
+    outln!("device {}: {}", d.serial, d.state.name());
+    match &d.custody_key_id {
+        Some(k) => outln!("attested  PIV custody key {}", escape_unsafe(k)),
+        None => outln!(
+            "not attested: its PIV custody key could not be attested (device.registered in the \
+             ledger says why); two officers may attest it later with `custody device attest {} \
+             --by OFFICER --by OFFICER`",
+            d.serial
+        ),
+    }
+}
+
 /// A device role named on the command line, checked before anyone is asked for a passphrase.
 fn parse_device_role(s: &str) -> Result<DeviceRole, String> {
     named(s).ok_or_else(|| format!("{s:?} is not a device role: primary or backup"))
@@ -277,14 +295,21 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
         json,
         (|| {
             let r = match cmd {
-                DeviceCommand::Register { serial, role, auth } => auth.call(
-                    socket,
-                    Op::DeviceRegister {
-                        by: auth.read()?,
-                        serial,
-                        role,
-                    },
-                )?,
+                DeviceCommand::Register { serial, role, auth } => {
+                    let r = auth.call(
+                        socket,
+                        Op::DeviceRegister {
+                            by: auth.read()?,
+                            serial,
+                            role,
+                        },
+                    )?;
+                    print_reply(json, &r, |r| match r {
+                        Reply::Device(d) => registered(d),
+                        other => human(other),
+                    });
+                    return Ok(());
+                }
                 DeviceCommand::List { auth } => {
                     let _s = for_reads(socket, &auth, "custody device list")?;
                     call(socket, Op::Devices)?

@@ -98,11 +98,11 @@ impl Custody {
             let u = c.registration_checks(by, serial)?;
             let device = registered_record(serial, role, seen?)?;
             let attestation = match c.start_attestation(u.name.as_str(), &device) {
-                Ok(key) => Attestation::Planned(AttestPlan::for_registration(
+                Ok(key) => Attestation::Planned(Box::new(AttestPlan::for_registration(
                     device.clone(),
                     c.oath_lock(&device)?,
                     key,
-                )),
+                ))),
                 Err(CustodyError::AttestationRefused {
                     why: AttestationRefusal::Unsupported,
                     detail,
@@ -645,7 +645,7 @@ pub struct RegistrationPlan {
 #[derive(Debug)]
 enum Attestation {
     /// Give it a custody key with this (already sealed) management key.
-    Planned(AttestPlan),
+    Planned(Box<AttestPlan>),
     /// Nothing: its firmware cannot attest, and the policy lets it be registered unattested.
     Unsupported {
         /// Why.
