@@ -844,13 +844,22 @@ fn enrol(room: &mut Room, a: EnrolArgs) -> Result<(), Failure> {
             room.say(&format!("Key {serial} is registered ({}).", s.name()));
             continue;
         }
-        room.attempt(|room| {
+        let reply = room.attempt(|room| {
             let by = room
                 .person(&format!("Officer registering the {name} key {serial}"))
                 .map_err(plain)?;
             room.op(Op::DeviceRegister { by, serial, role })
         })?;
-        room.say(&format!("  Key {serial} registered as {name}."));
+        let attested = matches!(&reply, Reply::Device(d) if d.custody_key_id.is_some());
+        room.say(&format!(
+            "  Key {serial} registered as {name}; {}",
+            if attested {
+                "its PIV custody key is attested."
+            } else {
+                "not attested (the ledger's device.registered says why; two officers may run \
+                 `custody device attest` later)."
+            }
+        ));
     }
     // 3. Enrolment.
     let known = devices(room)?;
