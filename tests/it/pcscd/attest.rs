@@ -288,7 +288,104 @@ fn pcscd_registration_attests_the_keys_under_the_policy_and_check_in_challenges_
     assert!(
         !events
             .iter()
-            .any(|e| e["kind"] == "refused" && e["body"]["refusal"] == "device_unattested"),
+            .any(|e| e["kind"] == "custody.refused" && e["body"]["refusal"] == "device_unattested"),
         "an attested key was refused as unattested"
+    );
+}
+
+const NEW_KEY: u32 = 10_000_921;
+const OLD_KEY: u32 = 10_000_922;
+
+/// `custody [--json] device register SERIAL --role ROLE` by alice: as it ran.
+fn register(w: &mut World, json: bool, serial: u32, role: &str) -> support::daemon::Run {
+    let c = w.code("alice");
+    let serial = serial.to_string();
+    let args: Vec<&str> = json
+        .then_some("--json")
+        .into_iter()
+        .chain([
+            "device",
+            "register",
+            &serial,
+            "--role",
+            role,
+            "--as",
+            "alice",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ])
+        .collect();
+    w.custody4(
+        &args,
+        &format!("{}\n", user_pass("alice")),
+        &format!("{c}\n"),
+    )
+}
+
+#[test]
+fn pcscd_registration_refuses_a_key_too_old_to_attest_when_the_policy_requires_it() {
+    if !in_harness(
+        "pcscd_registration_refuses_a_key_too_old_to_attest_when_the_policy_requires_it",
+        45201,
+        1,
+    ) {
+        return;
+    }
+    let _keys = support::two_keys(
+        &["--serial", &NEW_KEY.to_string()],
+        &["--serial", &OLD_KEY.to_string(), "--firmware", "4.2.7"],
+    );
+    let ca = support::fixture("piv-test-ca.pem");
+    let mut w = world_with_policy(
+        &format!("piv_attestation_test_ca = \"{}\"\n", ca.display()),
+        "require_attested_devices = true\n",
+    );
+    let r = register(&mut w, false, NEW_KEY, "primary");
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+    assert!(
+        r.out.contains(&format!("device {NEW_KEY}: registered"))
+            && r.out.contains("attested  PIV custody key "),
+        "{}",
+        r.out
+    );
+
+    // YubiKey 4.2 has no PIV attestation: refused, named, recorded, not registered.
+    let r = register(&mut w, true, OLD_KEY, "backup");
+    assert_ne!(r.code, 0, "a 4.2.7 key registered:\n{}", r.out);
+    assert_eq!(
+        r.json()["error"]["reason"],
+        "attestation_unsupported",
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("firmware 4.2.7 has no PIV attestation"),
+        "{}\n{}",
+        r.out,
+        r.err
+    );
+    let shown = w.custody(&["--json", "device", "show", &OLD_KEY.to_string()], "");
+    assert_eq!(
+        shown.json()["error"]["reason"],
+        "unknown_device",
+        "registered after all:\n{}",
+        shown.out
+    );
+
+    let events = stopped_and_exported(&mut w);
+    assert!(
+        events.iter().any(|e| e["kind"] == "custody.refused"
+            && e["body"]["refusal"] == "attestation_unsupported"
+            && e["body"]["device"] == OLD_KEY.to_string().as_str()),
+        "the refusal is not in the ledger"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["body"]["device"] == OLD_KEY.to_string().as_str()
+                && e["kind"].as_str().is_some_and(|k| k.starts_with("device."))),
+        "a device event for the refused key"
     );
 }
