@@ -1,5 +1,8 @@
 //! Giving a registered device an attested custody key (two officers): `attest_device`, or
-//! `plan_attest`, [`AttestPlan::provision_card`], `finish_attest`.
+//! `plan_attest`, [`AttestPlan::provision_card`], `finish_attest`. Registration gives a new
+//! device its custody key with the same parts (`start_attestation`, [`AttestPlan`],
+//! `attested_event`: see [`super::devices`]), and `require_attested` is the policy that refuses
+//! ceremonies on devices without one.
 //!
 //! The device's new PIV management key is generated and sealed into the ledger
 //! (`device.attestation_started`) before the card is touched. Under the device's lock only, the

@@ -153,9 +153,13 @@ impl Custody {
                 ) if !c.policy.require_attested_devices => {
                     vec![registered_event(who, &d, Some((why, &detail)))?]
                 }
-                (Ok(_), Attestation::Unsupported { .. }) => {
-                    return Err(CustodyError::Crypto {
-                        operation: "registration: a custody key that was not planned",
+                // Only a planned attestation provisions a card: an outcome without a plan is
+                // not this registration's.
+                (Ok(_), Attestation::Unsupported { detail }) => {
+                    return Err(CustodyError::AttestationRefused {
+                        serial,
+                        why: AttestationRefusal::Unsupported,
+                        detail: detail.clone(),
                     })
                 }
                 (Err(e), _) => return Err(e),
