@@ -65,11 +65,6 @@ fn firmware_bytes(serial: Serial, firmware: &str) -> Result<[u8; 3], CustodyErro
     }
 }
 
-/// The first firmware whose PIV applet attests its keys (ATTEST, `F9`): Yubico, "PIV
-/// attestation statements" (YubiKey .NET SDK user's manual): "Attestation was added as a
-/// feature in version 4.3 of the YubiKey".
-pub const FIRST_ATTESTING_FIRMWARE: [u8; 3] = [4, 3, 0];
-
 /// The refusal of a device whose firmware predates PIV attestation.
 fn unattestable_firmware(serial: Serial, firmware: &str) -> CustodyError {
     CustodyError::AttestationRefused {
@@ -139,7 +134,7 @@ impl Custody {
     ) -> Result<(ManagementKey, bool), CustodyError> {
         let serial = device.serial;
         let firmware = firmware_bytes(serial, &device.firmware)?;
-        if firmware < FIRST_ATTESTING_FIRMWARE {
+        if firmware < piv::FIRST_ATTESTING_FIRMWARE {
             return Err(unattestable_firmware(serial, &device.firmware));
         }
         if let Some(key) = self.management_key(serial)? {

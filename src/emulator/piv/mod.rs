@@ -96,9 +96,9 @@ pub const SLOT_ATTESTATION: u8 = 0xF9;
 /// The attestation certificate's object.
 pub const OBJECT_ATTESTATION: u32 = 0x5F_FF01;
 
-/// The first firmware with an F9 attestation key: before it ATTEST is an unknown instruction
-/// (`6D00`) and the F9 certificate object is absent.
-pub const FIRST_ATTESTING_FIRMWARE: [u8; 3] = [4, 3, 0];
+// The first firmware with an F9 attestation key: before it ATTEST is an unknown instruction
+// (`6D00`) and the F9 certificate object is absent.
+use crate::token::piv::FIRST_ATTESTING_FIRMWARE;
 
 /// Yubico's "cached" touch policy keeps a touch valid for this long (Yubico, "PIV PIN and
 /// touch policies": 15 seconds).

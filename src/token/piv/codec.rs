@@ -19,6 +19,10 @@ pub const SLOT_MANAGEMENT: u8 = 0x9B;
 pub const SLOT_ATTESTATION: u8 = 0xF9;
 /// The F9 attestation certificate's object id (Yubico, "PIV attestation").
 pub const OBJECT_ATTESTATION: [u8; 3] = [0x5F, 0xFF, 0x01];
+/// The first firmware whose PIV applet attests its keys (ATTEST, F9 key and certificate):
+/// YubiKey .NET SDK user's manual, "PIV attestation statements": "Attestation was added as a
+/// feature in version 4.3 of the YubiKey, so will not be available on earlier models".
+pub const FIRST_ATTESTING_FIRMWARE: [u8; 3] = [4, 3, 0];
 /// Algorithm byte of ECC P-256 keys (SP 800-78-4, table 6-2).
 pub const ALG_ECCP256: u8 = 0x11;
 /// A P-256 public point, uncompressed (`04 x y`).
