@@ -338,7 +338,7 @@ impl Custody {
                 incident,
             });
         }
-        self.require_attested(&device, "release a code from")?;
+        self.require_attested(&device, "release a code from it")?;
         if !device.oath_access_key && self.refuses_unlocked_devices()? {
             return Err(CustodyError::DeviceUnlocked {
                 serial: device.serial,

@@ -311,7 +311,7 @@ impl Custody {
                 operation: "check in",
             });
         }
-        self.require_attested(&d, "check in")?;
+        self.require_attested(&d, "check it in")?;
         if store::get::<serde_json::Value>(&self.ledger, entity::SEAL, seal.as_str())?.is_some() {
             return Err(CustodyError::SealReused { seal: seal.clone() });
         }

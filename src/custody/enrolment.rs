@@ -137,7 +137,7 @@ impl Custody {
                     operation: "enrol",
                 });
             }
-            self.require_attested(&d, "enrol")?;
+            self.require_attested(&d, "enrol it")?;
             if d.role != role {
                 return Err(CustodyError::DeviceMismatch {
                     serial,

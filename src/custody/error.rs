@@ -354,14 +354,14 @@ pub enum CustodyError {
     /// has no attested custody key.
     #[error(
         "device {serial} has no attested custody key, and policy.require_attested_devices \
-         refuses to {operation} it: check it out of its bag if it is in one, then two officers \
+         refuses to {operation}: check it out of its bag if it is in one, then two officers \
          attest it with `custody device attest {serial} --by OFFICER --by OFFICER` (the key in \
          an allowed reader)"
     )]
     DeviceUnattested {
         /// The device.
         serial: Serial,
-        /// What was refused (`check in`, `release a code from`, ...).
+        /// What was refused (`check it in`, `release a code from it`, ...).
         operation: &'static str,
     },
     /// The device is blocked by an open incident.

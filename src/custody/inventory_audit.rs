@@ -41,7 +41,7 @@ impl Custody {
             let mut checks = Vec::new();
             for d in c.devices()?.into_iter().filter(|d| !d.state.is_terminal()) {
                 if presented.iter().any(|p| p.serial == d.serial) {
-                    c.require_attested(&d, "audit")?;
+                    c.require_attested(&d, "audit it")?;
                     checks.push(c.device_check(d)?);
                 }
             }

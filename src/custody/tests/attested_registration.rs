@@ -277,7 +277,7 @@ fn with_the_policy_on_every_ceremony_on_an_unattested_key_is_refused_but_check_o
     w.custody.policy.require_attested_devices = true;
 
     let e = w.enrol_both(false).expect_err("enrol");
-    assert_unattested(&w, &e, PRIMARY, "enrol");
+    assert_unattested(&w, &e, PRIMARY, "refuses to enrol it");
 
     // Enrolled while off; checked in while off.
     w.custody.policy.require_attested_devices = false;
@@ -294,7 +294,7 @@ fn with_the_policy_on_every_ceremony_on_an_unattested_key_is_refused_but_check_o
             Location::parse("safe 1").expect("loc"),
         )
         .expect_err("check in");
-    assert_unattested(&w, &e, PRIMARY, "check in");
+    assert_unattested(&w, &e, PRIMARY, "refuses to check it in");
     w.custody.policy.require_attested_devices = false;
     let mut w = w.checked_in();
     w.custody.policy.require_attested_devices = true;
@@ -315,7 +315,7 @@ fn with_the_policy_on_every_ceremony_on_an_unattested_key_is_refused_but_check_o
         .custody
         .inventory_audit(&a, &mut w.keys, &presented)
         .expect_err("inventory");
-    assert_unattested(&w, &e, PRIMARY, "audit");
+    assert_unattested(&w, &e, PRIMARY, "refuses to audit it");
     assert_eq!(w.keys.log.len(), from, "a card was opened");
 
     // Check-out never opens the card: allowed, so that the key can be attested.
@@ -326,7 +326,7 @@ fn with_the_policy_on_every_ceremony_on_an_unattested_key_is_refused_but_check_o
         .custody
         .release_code(&oscar, &r.id, &mut w.keys)
         .expect_err("release");
-    assert_unattested(&w, &e, PRIMARY, "release a code from");
+    assert_unattested(&w, &e, PRIMARY, "refuses to release a code from it");
     assert_eq!(w.keys.calculations(), from, "a code was computed");
     assert!(!w.kinds().contains(&"code.issuing".to_owned()));
 
