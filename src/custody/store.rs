@@ -96,6 +96,11 @@ pub mod kinds {
     /// `custody::refusals`).
     pub const REFUSALS_COUNTED: &str = "custody.refusals_counted";
 
+    /// An officer's own YubiKey key (PIV slot 9c, attested) was registered for signing approvals.
+    pub const OFFICER_KEY_REGISTERED: &str = "officer.key_registered";
+    /// An officer's approval-signing key was removed.
+    pub const OFFICER_KEY_REMOVED: &str = "officer.key_removed";
+
     /// Every kind above.
     pub const ALL: &[&str] = &[
         USER_ADDED,
@@ -135,6 +140,8 @@ pub mod kinds {
         CUSTODY_RELEASED,
         REFUSED,
         REFUSALS_COUNTED,
+        OFFICER_KEY_REGISTERED,
+        OFFICER_KEY_REMOVED,
     ];
 }
 
