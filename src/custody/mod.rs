@@ -24,6 +24,7 @@
 
 pub mod access;
 mod accounts;
+pub mod approval_proofs;
 mod authentication;
 pub mod cloudtrail;
 mod code_release;
