@@ -14,14 +14,18 @@ use super::exit;
 use super::ledger::{finish, open, private_umask, Failure, PassphraseSource, UnsealArgs};
 use super::progress::{CountingReader, LineCounter, Progress, Unit};
 use super::report;
+use crate::custody::approval_proofs::{
+    verify_export_and_approvals, ApprovalSummary, ExportCheckFailure,
+};
 use crate::custody::cloudtrail::Windows;
 use crate::custody::report::{parse_utc, CustodyReport, ReportBuilder};
 use crate::ledger::export::checkpoint_line;
 use crate::ledger::{
-    export_redacted, parse_export_line, verify_export, verify_export_observed, Actor,
-    CheckpointPublicKey, ExportFailure, ExportFilter, ExportFormat, ExportLine, Kind, Ledger,
-    LedgerError, SignedCheckpoint, Timestamp, VerifiedExport,
+    export_redacted, parse_export_line, Actor, CheckpointPublicKey, ExportFailure, ExportFilter,
+    ExportFormat, ExportLine, Kind, Ledger, LedgerError, SignedCheckpoint, Timestamp,
+    VerifiedExport,
 };
+use crate::token::attestation::TrustAnchors;
 
 /// `custody audit` subcommands.
 #[derive(Debug, Subcommand)]
@@ -113,6 +117,10 @@ pub struct VerifyArgs {
     /// output of `custody audit checkpoint` or an earlier export): the export must extend it.
     #[arg(long, value_name = "CHECKPOINT")]
     pub after: Option<PathBuf>,
+    /// Also trust this attestation CA (PEM) for officers' approval keys, beside Yubico's
+    /// roots: for exports of test and demo ledgers whose keys are emulated.
+    #[arg(long, value_name = "PATH")]
+    pub piv_test_ca: Option<PathBuf>,
 }
 
 /// Arguments of `custody audit report`.
@@ -297,18 +305,64 @@ fn read_after(path: &PathBuf) -> Result<SignedCheckpoint, Failure> {
     })
 }
 
+/// The trust anchors for officers' approval keys: Yubico's roots, and `--piv-test-ca`.
+fn approval_anchors(v: &VerifyArgs) -> Result<TrustAnchors, Failure> {
+    let anchors = TrustAnchors::yubico();
+    let Some(path) = &v.piv_test_ca else {
+        return Ok(anchors);
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            exit::USAGE,
+            format!("--piv-test-ca {}: {e}", path.display()),
+        )
+    })?;
+    anchors.with_pem(&pem).map_err(|e| {
+        Failure::new(
+            exit::USAGE,
+            format!(
+                "--piv-test-ca {}: {e} (give the PEM certificate of the attestation CA)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// The approvals line of `verify` and `report`.
+fn approvals_line(a: &ApprovalSummary) -> String {
+    format!(
+        "approvals: {} signed and checked (officer keys attested: {}), {} TOTP, {} not checked{}",
+        a.signed,
+        a.attested_keys,
+        a.totp,
+        a.unchecked,
+        if a.unchecked > 0 {
+            " (their request, key registration or body is left out of this export)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The `approvals` object of `--json` outputs.
+pub(crate) fn approvals_json(a: &ApprovalSummary) -> serde_json::Value {
+    json!({"signed": a.signed, "totp": a.totp, "unchecked": a.unchecked})
+}
+
 fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
     let after = args.after.as_ref().map(read_after).transpose()?;
+    let anchors = approval_anchors(args)?;
     let input = open_export(json, &args.file)?;
-    match verify_export(input, &args.pubkey, after.as_ref()) {
-        Ok(v) => {
+    match verify_export_and_approvals(input, &args.pubkey, after.as_ref(), anchors, &mut |_| {}) {
+        Ok((v, a)) => {
             let cp = &v.checkpoint.checkpoint;
             if json {
                 outln!(
                     "{}",
                     json!({"ok": true, "valid": true, "ledger_id": v.ledger_id.to_hex(), "events": v.events,
                            "stubs": v.stubs, "redacted": v.redacted, "checkpoint_seq": cp.seq, "head": cp.head.to_hex(),
-                           "after_seq": after.map(|a| a.checkpoint.seq)})
+                           "after_seq": after.map(|a| a.checkpoint.seq),
+                           "approvals": approvals_json(&a), "attested_keys": a.attested_keys})
                 );
             } else {
                 outln!(
@@ -329,10 +383,11 @@ fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
                         .map(|a| format!(", extends the checkpoint at seq {}", a.checkpoint.seq))
                         .unwrap_or_default()
                 );
+                outln!("{}", approvals_line(&a));
             }
             Ok(())
         }
-        Err(f) => Err(invalid(json, &f)),
+        Err(f) => Err(invalid_check(json, &f)),
     }
 }
 
@@ -366,6 +421,24 @@ fn invalid(json: bool, f: &ExportFailure) -> Failure {
     Failure::reported(exit::FAILED)
 }
 
+/// [`invalid`] for a failure of the export or of its approvals. An approval failure has no
+/// line (the export's chain verified): `seq` names the event and `problem` the check.
+fn invalid_check(json: bool, f: &ExportCheckFailure) -> Failure {
+    match f {
+        ExportCheckFailure::Export(e) => invalid(json, e),
+        ExportCheckFailure::Approval(a) => {
+            if json {
+                return Failure::new(exit::FAILED, format!("invalid: {a}"))
+                    .with("seq", a.seq)
+                    .with("problem", a.check.as_str());
+            }
+            outln!("invalid: {a}");
+            let _ = std::io::stdout().flush();
+            Failure::reported(exit::FAILED)
+        }
+    }
+}
+
 /// Verifies an export exactly as `verify` does and, only if it verifies, answers the custody
 /// story it tells, the verifier's result and the seq of the kept checkpoint it extends. An
 /// export that does not verify is reported as `verify` reports it (exit 1).
@@ -374,15 +447,19 @@ pub(crate) fn verified_report(
     v: &VerifyArgs,
 ) -> Result<(CustodyReport, VerifiedExport, Option<u64>), Failure> {
     let after = v.after.as_ref().map(read_after).transpose()?;
+    let anchors = approval_anchors(v)?;
     let input = open_export(json, &v.file)?;
     let mut builder = ReportBuilder::new();
-    // Fail closed: the report is built while verifying, and used only if the export verifies.
-    let verified = verify_export_observed(input, &v.pubkey, after.as_ref(), &mut |line| {
-        builder.observe(line)
-    })
-    .map_err(|f| invalid(json, &f))?;
+    // Fail closed: the report is built while verifying, and used only if the export and its
+    // approvals verify.
+    let (verified, approvals) =
+        verify_export_and_approvals(input, &v.pubkey, after.as_ref(), anchors, &mut |line| {
+            builder.observe(line)
+        })
+        .map_err(|f| invalid_check(json, &f))?;
     let after_seq = after.map(|a| a.checkpoint.seq);
-    let custody = builder.finish(&verified, v.pubkey.fingerprint());
+    let mut custody = builder.finish(&verified, v.pubkey.fingerprint());
+    custody.set_approval_proofs(approvals);
     Ok((custody, verified, after_seq))
 }
 
@@ -433,6 +510,9 @@ fn report(json: bool, args: &ReportArgs) -> Result<(), Failure> {
             verified.checkpoint.checkpoint.seq,
             v.pubkey.fingerprint()
         );
+        if let Some(a) = &custody.approval_proofs {
+            outln!("{}", approvals_line(a));
+        }
         outln!(
             "report: {} ({} device(s), {} account(s), {} request(s), {} open incident(s))",
             args.out.display(),

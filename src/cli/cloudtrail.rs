@@ -32,6 +32,9 @@ pub struct CloudTrailArgs {
     /// A checkpoint kept from earlier: the export must extend it (as for `verify`).
     #[arg(long, value_name = "CHECKPOINT")]
     pub after: Option<PathBuf>,
+    /// Also trust this attestation CA (PEM) for officers' approval keys (as for `verify`).
+    #[arg(long, value_name = "PATH")]
+    pub piv_test_ca: Option<PathBuf>,
     /// How long after a code release a root sign-in is explained by it (seconds, or with a
     /// unit: 90s, 5m, 1h).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
@@ -137,6 +140,7 @@ pub(crate) fn run(json: bool, args: &CloudTrailArgs) -> Result<(), Failure> {
         file: args.export.clone(),
         pubkey: args.pubkey,
         after: args.after.clone(),
+        piv_test_ca: args.piv_test_ca.clone(),
     };
     let (report, verified, after_seq) = verified_report(json, &verify)?;
     let windows = Windows {

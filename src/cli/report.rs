@@ -116,7 +116,19 @@ fn request_rows(out: &mut String, requests: &[RequestReport]) {
         } else {
             r.approvals
                 .iter()
-                .map(|a| format!("{} at {} (seq {})", escape(&a.who), utc(a.time_ms), a.seq))
+                .map(|a| {
+                    let proof = a
+                        .proof
+                        .as_ref()
+                        .map(|p| format!(": {}", escape(p)))
+                        .unwrap_or_default();
+                    format!(
+                        "{} at {} (seq {}){proof}",
+                        escape(&a.who),
+                        utc(a.time_ms),
+                        a.seq
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("<br>")
         };
@@ -663,6 +675,8 @@ pub fn summary(r: &CustodyReport, path: &Path, after_seq: Option<u64>) -> Value 
         "incidents": r.incidents.len(),
         "open_incidents": r.open_incidents().map(|i| i.id.clone()).collect::<Vec<_>>(),
         "refusals": r.refusals.len(),
+        "approvals": r.approval_proofs.as_ref().map(super::audit::approvals_json),
+        "attested_keys": r.approval_proofs.as_ref().map(|a| a.attested_keys),
     })
 }
 

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::approval_proofs::{ApprovalProof, ApprovalSummary};
 use super::store::{entity, kinds};
 use crate::ledger::{
     EventHeader, ExportLine, SignedCheckpoint, StoredEvent, Timestamp, VerifiedExport,
@@ -68,6 +69,10 @@ pub struct Decision {
     pub kind: String,
     /// A note given with it.
     pub note: Option<String>,
+    /// For an approval, how it was proven ("signed by alice's YubiKey 1234567 (attested)",
+    /// "TOTP"), once the export's approvals are checked
+    /// ([`CustodyReport::set_approval_proofs`]).
+    pub proof: Option<String>,
 }
 
 /// A code computation or release (never the code: the ledger has none).
@@ -194,12 +199,28 @@ pub struct CustodyReport {
     pub refusals: Vec<Entry>,
     /// User administration (`user.*`) and ledger events (`ledger.*`, `daemon.*`).
     pub people: Vec<Entry>,
+    /// How the export's approvals were proven, once checked
+    /// ([`CustodyReport::set_approval_proofs`]).
+    pub approval_proofs: Option<ApprovalSummary>,
 }
 
 impl CustodyReport {
     /// Every request of every account.
     pub fn requests(&self) -> impl Iterator<Item = &RequestReport> {
         self.accounts.values().flat_map(|a| a.requests.iter())
+    }
+
+    /// Records how each approval was proven (from the export's checked approvals), on the
+    /// approval and as totals.
+    pub fn set_approval_proofs(&mut self, summary: ApprovalSummary) {
+        for a in self.accounts.values_mut() {
+            for r in &mut a.requests {
+                for d in &mut r.approvals {
+                    d.proof = summary.proofs.get(&d.seq).map(ApprovalProof::describe);
+                }
+            }
+        }
+        self.approval_proofs = Some(summary);
     }
 
     /// Incidents still open at the end of the export.
@@ -387,6 +408,7 @@ impl ReportBuilder {
             time_ms: h.time.0,
             kind: kind.to_owned(),
             note,
+            proof: None,
         };
         let code_event = || CodeEvent {
             seq: h.seq,
@@ -791,6 +813,7 @@ impl ReportBuilder {
             incidents: self.incidents,
             refusals: self.refusals,
             people: self.people,
+            approval_proofs: None,
         }
     }
 }
