@@ -639,6 +639,8 @@ pub fn verify_export_and_approvals(
 
 #[cfg(test)]
 mod tests {
+    mod insider;
+
     use serde_json::json;
 
     use super::*;

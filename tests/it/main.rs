@@ -14,6 +14,7 @@ mod layers;
 mod runbooks;
 
 mod cli {
+    mod audit_approvals;
     mod audit_cloudtrail;
     mod audit_report;
     mod ceremony_tty;

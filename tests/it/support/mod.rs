@@ -9,6 +9,7 @@ pub mod custodyd;
 pub mod daemon;
 pub mod domain;
 pub mod ledger;
+pub mod officer_keys;
 pub mod rig;
 pub mod rng;
 pub mod tty;
