@@ -719,6 +719,13 @@ impl ErrorCode {
             | R::UnknownIncident => Self::NotFound,
             R::UserExists
             | R::ApprovalMismatch
+            | R::ApprovalSignatureInvalid
+            | R::ApprovalNonceUnknown
+            | R::ApprovalNoncesExhausted
+            | R::SigningKeyNotRegistered
+            | R::ApprovalProofRequired
+            | R::SigningKeyExists
+            | R::SigningKeyPolicy
             | R::AlreadyApproved
             | R::RequestAlreadyApproved
             | R::RequestExpired
@@ -1697,6 +1704,25 @@ mod tests {
         (RefusalCode::RoleRequired, "role_required"),
         (RefusalCode::SameOfficerTwice, "same_officer_twice"),
         (RefusalCode::ApprovalMismatch, "approval_mismatch"),
+        (
+            RefusalCode::ApprovalSignatureInvalid,
+            "approval_signature_invalid",
+        ),
+        (RefusalCode::ApprovalNonceUnknown, "approval_nonce_unknown"),
+        (
+            RefusalCode::ApprovalNoncesExhausted,
+            "approval_nonces_exhausted",
+        ),
+        (
+            RefusalCode::SigningKeyNotRegistered,
+            "signing_key_not_registered",
+        ),
+        (
+            RefusalCode::ApprovalProofRequired,
+            "approval_proof_required",
+        ),
+        (RefusalCode::SigningKeyExists, "signing_key_exists"),
+        (RefusalCode::SigningKeyPolicy, "signing_key_policy"),
         (RefusalCode::ProofNotFresh, "proof_not_fresh"),
         (RefusalCode::SubjectIsApprover, "subject_is_approver"),
         (RefusalCode::SelfApproval, "self_approval"),
@@ -1805,6 +1831,13 @@ mod tests {
             | RefusalCode::RoleRequired
             | RefusalCode::SameOfficerTwice
             | RefusalCode::ApprovalMismatch
+            | RefusalCode::ApprovalSignatureInvalid
+            | RefusalCode::ApprovalNonceUnknown
+            | RefusalCode::ApprovalNoncesExhausted
+            | RefusalCode::SigningKeyNotRegistered
+            | RefusalCode::ApprovalProofRequired
+            | RefusalCode::SigningKeyExists
+            | RefusalCode::SigningKeyPolicy
             | RefusalCode::ProofNotFresh
             | RefusalCode::SubjectIsApprover
             | RefusalCode::SelfApproval
