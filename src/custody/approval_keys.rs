@@ -421,11 +421,13 @@ impl Custody {
     /// used up here either way); the key must be the one registered to the officer; the
     /// signature must verify over [`signed_approval_message`] computed from the ledger's
     /// request record. Then it is an approval as [`Custody::approve_as`] records it, with
-    /// `proof: "signature"`, the key id, nonce, digest and signature.
+    /// `proof: "signature"`, the key id, nonce, digest and signature. `seen` is as for
+    /// [`Custody::approve_as`].
     pub fn approve_signed(
         &mut self,
         id: &RequestId,
         proven: &PassphraseProven,
+        seen: Option<&str>,
         proof: &SignedProof,
     ) -> Result<RequestRecord, CustodyError> {
         let op = "approve";
@@ -486,6 +488,6 @@ impl Custody {
             at_ms: proven.at_ms(),
             ledger: self.ledger.ledger_id(),
         };
-        self.approve_proved(id, &session, None, checked)
+        self.approve_proved(id, &session, seen, checked)
     }
 }

@@ -525,17 +525,12 @@ pub fn handle(
             let proof = signed_proof(signed)?;
             let proven = passphrase_proven(d, by, peer)?;
             d.with_custody(|c| {
-                let held = c.request(&id)?.approval_digest();
-                if !bool::from(subtle::ConstantTimeEq::ct_eq(
-                    seen.as_bytes(),
-                    held.as_bytes(),
-                )) {
-                    return Err(CustodyError::ApprovalMismatch {
-                        request: id.clone(),
-                    }
-                    .into());
-                }
-                Ok(Reply::from(c.approve_signed(&id, &proven, &proof)?))
+                Ok(Reply::from(c.approve_signed(
+                    &id,
+                    &proven,
+                    Some(&seen),
+                    &proof,
+                )?))
             })
         }
         Op::ApprovalChallenge { by, request } => {

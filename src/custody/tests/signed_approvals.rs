@@ -107,6 +107,7 @@ fn signed_approval(
     w.custody.approve_signed(
         &r.id,
         &p,
+        None,
         &SignedProof {
             key_id: ch.key_id,
             nonce: ch.nonce,
@@ -185,7 +186,7 @@ fn a_signature_relayed_to_another_request_is_refused() {
     };
     let e = w
         .custody
-        .approve_signed(&r2.id, &p, &proof)
+        .approve_signed(&r2.id, &p, None, &proof)
         .expect_err("relayed");
     assert_eq!(e.code(), "approval_nonce_unknown", "{e}");
     // With a nonce for r2 but the signature over r1: the message is computed from r2.
@@ -195,6 +196,7 @@ fn a_signature_relayed_to_another_request_is_refused() {
         .approve_signed(
             &r2.id,
             &p,
+            None,
             &SignedProof {
                 key_id: ch2.key_id,
                 nonce: ch2.nonce,
@@ -224,11 +226,11 @@ fn a_nonce_is_used_once() {
         signature: sign(&r, "alice", &ch.key_id, &ch.nonce, &mut ka),
     };
     w.custody
-        .approve_signed(&r.id, &p, &proof)
+        .approve_signed(&r.id, &p, None, &proof)
         .expect("first use");
     let e = w
         .custody
-        .approve_signed(&r.id, &p, &proof)
+        .approve_signed(&r.id, &p, None, &proof)
         .expect_err("replay");
     assert_eq!(e.code(), "approval_nonce_unknown", "{e}");
     // Another officer cannot use alice's nonce either.
@@ -238,6 +240,7 @@ fn a_nonce_is_used_once() {
         .approve_signed(
             &r.id,
             &proven(&w, "carol"),
+            None,
             &SignedProof {
                 key_id: ch.key_id.clone(),
                 nonce: ch.nonce.clone(),
@@ -255,7 +258,7 @@ fn a_nonce_is_used_once() {
     w.clock.advance(CHALLENGE_TTL_MS + 1);
     let e = w
         .custody
-        .approve_signed(&r.id, &proven(&w, "alice"), &proof)
+        .approve_signed(&r.id, &proven(&w, "alice"), None, &proof)
         .expect_err("expired");
     assert_eq!(e.code(), "approval_nonce_unknown", "{e}");
 }
@@ -304,6 +307,7 @@ fn a_swapped_yubikey_is_refused_and_a_second_key_needs_removal_first() {
         .approve_signed(
             &r.id,
             &p,
+            None,
             &SignedProof {
                 key_id: other_id.clone(),
                 nonce: ch.nonce.clone(),
@@ -319,6 +323,7 @@ fn a_swapped_yubikey_is_refused_and_a_second_key_needs_removal_first() {
         .approve_signed(
             &r.id,
             &p,
+            None,
             &SignedProof {
                 key_id: ch.key_id.clone(),
                 nonce: ch.nonce.clone(),
