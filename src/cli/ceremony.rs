@@ -522,6 +522,7 @@ fn sign_in_from(
                 by: Some(by),
                 request: id.clone(),
                 seen: seen.clone(),
+                signed: None,
             })
         })?)?;
         room.say(&format!(

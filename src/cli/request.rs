@@ -282,6 +282,7 @@ pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
                     by,
                     request: a.request,
                     seen: shown.approval_digest(),
+                    signed: None,
                 },
             )?;
             drop(ephemeral);

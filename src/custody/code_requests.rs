@@ -14,6 +14,49 @@ use super::requests::{
 use super::service::{Credentials, Custody, NewRequest, Session};
 use super::store::{entity, kinds, Put};
 
+/// How an approval was proved, as `request.approved` records it (`proof`).
+#[derive(Clone, Debug)]
+pub(super) enum ApprovalProofBody {
+    /// Passphrase and TOTP code.
+    Totp,
+    /// Passphrase and a signature by the officer's registered key.
+    Signature {
+        /// The key's id.
+        key_id: String,
+        /// The challenge nonce (hex).
+        nonce: String,
+        /// [`super::records::signed_approval_digest`] of the message (hex).
+        digest: String,
+        /// The DER signature, base64.
+        signature: String,
+    },
+}
+
+impl ApprovalProofBody {
+    fn add_to(&self, body: &mut serde_json::Value) {
+        let serde_json::Value::Object(m) = body else {
+            return;
+        };
+        match self {
+            Self::Totp => {
+                m.insert("proof".into(), "totp".into());
+            }
+            Self::Signature {
+                key_id,
+                nonce,
+                digest,
+                signature,
+            } => {
+                m.insert("proof".into(), "signature".into());
+                m.insert("key_id".into(), key_id.as_str().into());
+                m.insert("nonce".into(), nonce.as_str().into());
+                m.insert("digest".into(), digest.as_str().into());
+                m.insert("signature".into(), signature.as_str().into());
+            }
+        }
+    }
+}
+
 /// How recent the authentication behind an approval must be (ms).
 pub const FRESH_AUTH_MS: i64 = 60_000;
 
@@ -116,11 +159,35 @@ impl Custody {
     /// `seen` is [`RequestRecord::approval_digest`] as the officer's screen computed it from
     /// what it showed; a different digest is [`CustodyError::ApprovalMismatch`] (the daemon
     /// always passes one; in-process callers that showed nothing pass `None`).
+    ///
+    /// The session was proved with the TOTP second factor: refused `approval_proof_required`
+    /// when the policy takes only signatures.
     pub fn approve_as(
         &mut self,
         id: &RequestId,
         session: &Session,
         seen: Option<&str>,
+    ) -> Result<RequestRecord, CustodyError> {
+        let who = session.user().to_string();
+        if !self.policy.approval_proof.takes("totp") {
+            let err = CustodyError::ApprovalProofRequired {
+                user: session.user().clone(),
+                wanted: "signature",
+                given: "the TOTP code",
+                policy: self.policy.approval_proof.as_str(),
+            };
+            return Err(self.refused(&who, "approve", err));
+        }
+        self.approve_proved(id, session, seen, ApprovalProofBody::Totp)
+    }
+
+    /// [`Custody::approve_as`] once the proof is checked; `proof` goes into the event.
+    pub(super) fn approve_proved(
+        &mut self,
+        id: &RequestId,
+        session: &Session,
+        seen: Option<&str>,
+        proof: ApprovalProofBody,
     ) -> Result<RequestRecord, CustodyError> {
         let who = session.user().to_string();
         self.guarded(&who, "approve", |c| {
@@ -167,12 +234,15 @@ impl Custody {
                 AfterApproval::StillPending(p) => p.into_record(),
                 AfterApproval::Approved(a) => a.record().clone(),
             };
+            let mut body = json!({"request": rec.id, "account": rec.account,
+                       "officer": officer.name, "approvals": rec.approvals.len(),
+                       "status": rec.status.as_str(), "reopened": reopened, "renewed": renewed,
+                       "dropped": dropped});
+            proof.add_to(&mut body);
             c.append(
                 kinds::REQUEST_APPROVED,
                 officer.name.as_str(),
-                json!({"request": rec.id, "account": rec.account, "officer": officer.name,
-                       "approvals": rec.approvals.len(), "status": rec.status.as_str(),
-                       "reopened": reopened, "renewed": renewed, "dropped": dropped}),
+                body,
                 &[Put::new(entity::REQUEST, &rec.id, &rec)?],
             )?;
             Ok(rec)

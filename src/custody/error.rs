@@ -172,6 +172,100 @@ pub enum CustodyError {
         /// The request.
         request: RequestId,
     },
+    /// A signed approval whose signature does not verify with the officer's registered key
+    /// over the message the daemon computed from its own request record.
+    #[error(
+        "request {request}: the signature of {user}'s approval does not verify with their \
+         registered key {key_id} over what the ledger holds for this request; show the \
+         request again, ask for a new challenge and sign with the YubiKey registered to you"
+    )]
+    ApprovalSignatureInvalid {
+        /// The request.
+        request: RequestId,
+        /// The officer.
+        user: UserName,
+        /// The key the approval named.
+        key_id: String,
+    },
+    /// A signed approval named a nonce the daemon did not issue to this officer for this
+    /// request, or one already used or expired.
+    #[error(
+        "request {request}: the challenge nonce of {user}'s approval is unknown, already used \
+         or expired (or was issued to someone else or for another request); ask for a new \
+         challenge (`custody approve {request} --sign` does) and sign it within its lifetime"
+    )]
+    ApprovalNonceUnknown {
+        /// The request.
+        request: RequestId,
+        /// The officer.
+        user: UserName,
+    },
+    /// The officer holds as many unused challenges as the daemon keeps for one officer.
+    #[error(
+        "{user} holds {cap} unused approval challenges, the most the daemon keeps for one \
+         officer; use one, or wait {wait_secs} s for the oldest to expire"
+    )]
+    ApprovalNoncesExhausted {
+        /// The officer.
+        user: UserName,
+        /// The cap.
+        cap: usize,
+        /// Seconds until the oldest expires.
+        wait_secs: u64,
+    },
+    /// A signed approval by an officer with no registered key, or naming another key than
+    /// the one registered to them.
+    #[error(
+        "{user} has {}; register the officer's own YubiKey with `custody user key register \
+         {user} --witness OFFICER` (two officers), or approve with the TOTP code if the policy \
+         allows it", match .registered { Some(k) => format!("registered key {k}, not {}", .given), None => "no registered approval key".to_owned() }
+    )]
+    SigningKeyNotRegistered {
+        /// The officer.
+        user: UserName,
+        /// The key the approval named.
+        given: String,
+        /// The key registered to them, if any.
+        registered: Option<String>,
+    },
+    /// The policy (`[policy] approval_proof`) forbids the kind of proof given.
+    #[error(
+        "{user}: the policy takes only {wanted} approvals (`approval_proof = \"{policy}\"`), \
+         and this one was proved by {given}; approve {}", if *.wanted == "signature" { "with `custody approve REQUEST --sign` on your registered YubiKey" } else { "with your passphrase and TOTP code" }
+    )]
+    ApprovalProofRequired {
+        /// The officer.
+        user: UserName,
+        /// The proof the policy takes (`signature` or `totp`).
+        wanted: &'static str,
+        /// The proof given.
+        given: &'static str,
+        /// The policy's value.
+        policy: &'static str,
+    },
+    /// The officer already has a registered approval key.
+    #[error(
+        "{user} already has the registered approval key {key_id}; one key per officer: remove \
+         it first with `custody user key remove {user} --witness OFFICER`, then register the new one"
+    )]
+    SigningKeyExists {
+        /// The officer.
+        user: UserName,
+        /// The registered key.
+        key_id: String,
+    },
+    /// The officer's key is attested but not made as approval keys must be.
+    #[error(
+        "{user}'s key in slot 9c has touch policy {touch}; an approval key needs touch policy \
+         always (a touch per signature): generate it again with `custody user key register \
+         {user} --witness OFFICER --generate`"
+    )]
+    SigningKeyPolicy {
+        /// The officer.
+        user: UserName,
+        /// Its touch policy.
+        touch: String,
+    },
     /// The request already has its approvals; no further approval is taken.
     #[error("request {request} is already approved")]
     RequestAlreadyApproved {
@@ -505,6 +599,13 @@ impl CustodyError {
             Self::RoleRequired { .. } => RefusalCode::RoleRequired,
             Self::SameOfficerTwice { .. } => RefusalCode::SameOfficerTwice,
             Self::ApprovalMismatch { .. } => RefusalCode::ApprovalMismatch,
+            Self::ApprovalSignatureInvalid { .. } => RefusalCode::ApprovalSignatureInvalid,
+            Self::ApprovalNonceUnknown { .. } => RefusalCode::ApprovalNonceUnknown,
+            Self::ApprovalNoncesExhausted { .. } => RefusalCode::ApprovalNoncesExhausted,
+            Self::SigningKeyNotRegistered { .. } => RefusalCode::SigningKeyNotRegistered,
+            Self::ApprovalProofRequired { .. } => RefusalCode::ApprovalProofRequired,
+            Self::SigningKeyExists { .. } => RefusalCode::SigningKeyExists,
+            Self::SigningKeyPolicy { .. } => RefusalCode::SigningKeyPolicy,
             Self::ProofNotFresh { .. } => RefusalCode::ProofNotFresh,
             Self::SubjectIsApprover { .. } => RefusalCode::SubjectIsApprover,
             Self::SelfApproval { .. } => RefusalCode::SelfApproval,
@@ -668,6 +769,20 @@ pub enum RefusalCode {
     SameOfficerTwice,
     /// The approval was given for other request details than the ledger holds (the officer's screen showed something else, or the approval was redirected).
     ApprovalMismatch,
+    /// A signed approval's signature does not verify with the officer's registered key.
+    ApprovalSignatureInvalid,
+    /// A signed approval's nonce was not issued to this officer for this request, or is used or expired.
+    ApprovalNonceUnknown,
+    /// The officer holds as many unused approval challenges as the daemon keeps for one officer.
+    ApprovalNoncesExhausted,
+    /// The officer has no registered approval key, or the approval named another key.
+    SigningKeyNotRegistered,
+    /// The policy (`approval_proof`) forbids the kind of proof the approval gave.
+    ApprovalProofRequired,
+    /// The officer already has a registered approval key (remove it first).
+    SigningKeyExists,
+    /// The officer's key is not made as approval keys must be (touch policy always).
+    SigningKeyPolicy,
     /// An operation that takes fresh proof was given an older one (a login session opened more than a minute before).
     ProofNotFresh,
     /// An officer tried to be one of the two officers of an operation on themselves that needs two others.
@@ -793,6 +908,13 @@ impl RefusalCode {
             Self::RoleRequired => "role_required",
             Self::SameOfficerTwice => "same_officer_twice",
             Self::ApprovalMismatch => "approval_mismatch",
+            Self::ApprovalSignatureInvalid => "approval_signature_invalid",
+            Self::ApprovalNonceUnknown => "approval_nonce_unknown",
+            Self::ApprovalNoncesExhausted => "approval_nonces_exhausted",
+            Self::SigningKeyNotRegistered => "signing_key_not_registered",
+            Self::ApprovalProofRequired => "approval_proof_required",
+            Self::SigningKeyExists => "signing_key_exists",
+            Self::SigningKeyPolicy => "signing_key_policy",
             Self::ProofNotFresh => "proof_not_fresh",
             Self::SubjectIsApprover => "subject_is_approver",
             Self::SelfApproval => "self_approval",

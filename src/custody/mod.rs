@@ -24,6 +24,7 @@
 
 pub mod access;
 mod accounts;
+pub mod approval_keys;
 pub mod approval_proofs;
 mod authentication;
 pub mod cloudtrail;
@@ -57,6 +58,7 @@ mod user_admin;
 pub mod users;
 
 pub use access::{Clock, DeviceAccess, DeviceAccessError, SystemClock, TimeWitness};
+pub use approval_keys::{ApprovalChallenge, KeyEvidence, OfficerKey, SignedProof};
 pub use authentication::{AuthCheck, AuthVerdict, Authenticated, PassphraseProven};
 pub use code_release::{compute_code, CardReading, Issuing, IssuingTicket, ReleasePlan};
 pub use code_requests::FRESH_AUTH_MS;
@@ -74,7 +76,7 @@ pub use ids::{
 };
 pub use inventory_audit::InventoryPlan;
 pub use key_clearing::KeyClearing;
-pub use policy::{LedgerPolicy, PassphraseKdf, Policy, RootTask, Threshold};
+pub use policy::{ApprovalProof, LedgerPolicy, PassphraseKdf, Policy, RootTask, Threshold};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};
 pub use records::{
     AccountRecord, AccountStatus, Approval, DeviceRecord, DeviceRole, DeviceState, IncidentKind,

@@ -206,6 +206,42 @@ pub struct Policy {
     /// at most 29): with fewer, the release waits for the next step, so the operator is never
     /// shown a code that lapses while it is typed. 0: any time left will do.
     pub min_code_seconds: u64,
+    /// What proves an officer at approval time besides the passphrase (default
+    /// [`ApprovalProof::Either`]).
+    pub approval_proof: ApprovalProof,
+}
+
+/// What an approval must be proved with, besides the officer's passphrase (`[policy]
+/// approval_proof`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalProof {
+    /// The TOTP second-factor code or a signature by the officer's registered YubiKey.
+    #[default]
+    Either,
+    /// Only a signature by the officer's registered YubiKey.
+    Signature,
+    /// Only the TOTP second-factor code.
+    Totp,
+}
+
+impl ApprovalProof {
+    /// Its configuration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Either => "either",
+            Self::Signature => "signature",
+            Self::Totp => "totp",
+        }
+    }
+
+    /// Whether a proof of this kind (`"signature"` or `"totp"`) is taken.
+    pub fn takes(self, given: &str) -> bool {
+        matches!(
+            (self, given),
+            (Self::Either, _) | (Self::Signature, "signature") | (Self::Totp, "totp")
+        )
+    }
 }
 
 /// The policy a ledger carries itself, recorded with its first genesis officer (the
@@ -245,6 +281,7 @@ impl Default for Policy {
             refuse_unlocked_devices: None,
             require_attested_devices: false,
             min_code_seconds: DEFAULT_MIN_CODE_SECONDS,
+            approval_proof: ApprovalProof::Either,
         }
     }
 }

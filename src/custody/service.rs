@@ -195,6 +195,8 @@ pub struct Custody {
     pub(super) witness: Option<Box<dyn TimeWitness>>,
     pub(super) credential_key: Zeroizing<[u8; 32]>,
     pub(super) refusals: super::refusals::RefusalCounts,
+    /// Approval challenges issued and not yet used (memory only, never in the ledger).
+    pub(super) challenges: super::approval_keys::Challenges,
 }
 
 impl std::fmt::Debug for Custody {
@@ -280,6 +282,7 @@ impl Custody {
             witness: None,
             credential_key,
             refusals: super::refusals::RefusalCounts::default(),
+            challenges: super::approval_keys::Challenges::default(),
         })
     }
 

@@ -169,6 +169,8 @@ pub mod entity {
     pub const MANAGEMENT_KEY: &str = "management_key";
     /// An account's sealed root password (`{sealed}`), by account id.
     pub const ROOT_PASSWORD: &str = "root_password";
+    /// An officer's approval key ([`super::super::approval_keys::OfficerKeyEntry`]), by officer.
+    pub const OFFICER_KEY: &str = "officer_key";
     /// [`super::super::policy::LedgerPolicy`], the policy the ledger carries (`ledger`).
     pub const POLICY: &str = "policy";
 }

@@ -110,6 +110,7 @@ const POLICY_KEYS: &[&str] = &[
     "refuse_unlocked_devices",
     "require_attested_devices",
     "min_code_seconds",
+    "approval_proof",
 ];
 
 /// Takes the typed values out of one TOML table, noting every problem: a value of the wrong
@@ -253,6 +254,9 @@ pub struct Policy {
     /// Fewest whole seconds a released code must have left in its step (0 to 29); with fewer,
     /// the release waits for the next step.
     pub min_code_seconds: u64,
+    /// What proves an officer at approval time besides the passphrase: `either` (default),
+    /// `signature` (their registered YubiKey) or `totp` (their second-factor code).
+    pub approval_proof: crate::custody::ApprovalProof,
 }
 
 impl Policy {
@@ -292,6 +296,9 @@ impl Policy {
             min_code_seconds: f
                 .take("min_code_seconds", "a whole number of seconds")
                 .unwrap_or(d.min_code_seconds),
+            approval_proof: f
+                .take("approval_proof", "\"either\", \"signature\" or \"totp\"")
+                .unwrap_or(d.approval_proof),
         };
         f.finish(POLICY_KEYS, ("at the top, before [policy]", TOP_KEYS));
         p
@@ -311,6 +318,7 @@ impl Default for Policy {
             refuse_unlocked_devices: None,
             require_attested_devices: false,
             min_code_seconds: crate::custody::policy::DEFAULT_MIN_CODE_SECONDS,
+            approval_proof: crate::custody::ApprovalProof::Either,
         }
     }
 }
@@ -680,6 +688,7 @@ impl Config {
         out.refuse_unlocked_devices = p.refuse_unlocked_devices;
         out.require_attested_devices = p.require_attested_devices;
         out.min_code_seconds = p.min_code_seconds;
+        out.approval_proof = p.approval_proof;
         if let Some(n) = p
             .passphrase_kdf_iterations
             .and_then(std::num::NonZeroU32::new)
@@ -758,6 +767,34 @@ mod tests {
             .expect_err("not a boolean");
         assert!(
             e.to_string().contains("policy.refuse_unlocked_devices"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_approval_proof_policy_is_read_from_the_policy_table_and_reaches_the_domain() {
+        use crate::custody::ApprovalProof;
+        let p = Path::new("x.toml");
+        let base = "ledger_dir = \"/l\"\nsocket = \"/s\"\n";
+        let c = Config::parse(base, p).expect("defaults");
+        assert_eq!(c.policy.approval_proof, ApprovalProof::Either);
+        for (text, v) in [
+            ("either", ApprovalProof::Either),
+            ("signature", ApprovalProof::Signature),
+            ("totp", ApprovalProof::Totp),
+        ] {
+            let c = Config::parse(&format!("{base}[policy]\napproval_proof = \"{text}\"\n"), p)
+                .expect("valid");
+            assert_eq!(c.custody_policy().approval_proof, v);
+        }
+        let e = Config::parse(
+            &format!("{base}[policy]\napproval_proof = \"yubikey\"\n"),
+            p,
+        )
+        .expect_err("not a proof");
+        assert!(
+            e.to_string().contains("policy.approval_proof")
+                && e.to_string().contains("\"signature\""),
             "{e}"
         );
     }

@@ -121,6 +121,110 @@ pub fn session(d: &Daemon, a: Auth, peer: &PeerCred) -> Result<Session, OpError>
     }
 }
 
+fn check_seen(seen: &str) -> Result<(), OpError> {
+    if seen.len() != 64 || !seen.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(
+            "seen",
+            "the digest of the request shown to the officer: 64 hex digits",
+        ));
+    }
+    Ok(())
+}
+
+fn signed_proof(
+    s: super::protocol::SignedApproval,
+) -> Result<crate::custody::SignedProof, OpError> {
+    let hex64 =
+        |v: &str| v.len() == 64 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !hex64(&s.key_id) {
+        return Err(bad("signed.key_id", "the key id: 64 lowercase hex digits"));
+    }
+    if !hex64(&s.nonce) {
+        return Err(bad(
+            "signed.nonce",
+            "the challenge's nonce: 64 lowercase hex digits (from approval_challenge)",
+        ));
+    }
+    let signature = data_encoding::BASE64
+        .decode(s.signature.as_bytes())
+        .ok()
+        .filter(|sig| (8..=80).contains(&sig.len()))
+        .ok_or_else(|| {
+            bad(
+                "signed.signature",
+                "a DER ECDSA P-256 signature in base64 (8 to 80 bytes)",
+            )
+        })?;
+    Ok(crate::custody::SignedProof {
+        key_id: s.key_id,
+        nonce: s.nonce,
+        signature,
+    })
+}
+
+/// The first round of an authentication by passphrase alone, for an officer who proves the
+/// rest by signature: the proof that the passphrase was right. Throttled like every
+/// authentication; a second-factor code or continuation here is a bad request.
+fn passphrase_proven(
+    d: &Daemon,
+    a: Auth,
+    peer: &PeerCred,
+) -> Result<crate::custody::PassphraseProven, OpError> {
+    if a.factor.is_some() || a.continuation.is_some() {
+        return Err(bad(
+            "by",
+            "a signed approval and its challenge carry the passphrase only: the YubiKey's \
+             signature takes the second factor's place",
+        ));
+    }
+    let Some(passphrase) = a.passphrase else {
+        return Err(bad("by", "the officer's passphrase is needed"));
+    };
+    let user = user_name(&a.user)?;
+    let key = ThrottleKey {
+        what: "auth",
+        name: user.as_str().to_owned(),
+        uid: peer.uid,
+    };
+    let now = d.clock().now_ms();
+    let creds = Credentials {
+        user,
+        passphrase: UserPassphrase::offered(passphrase.into_inner())?,
+        factor: None,
+        uid: Some(peer.uid),
+    };
+    let attempt = d
+        .throttle()
+        .begin(key, now)
+        .map_err(|r| throttled("authentication", creds.user.as_str(), peer, &r, now))?;
+    let check = match d.with_custody(|c| Ok(c.begin_authentication(&creds)?)) {
+        Ok(c) => c,
+        Err(e) => {
+            attempt.finish_uncounted();
+            return Err(e);
+        }
+    };
+    let verdict = check.verify(&creds);
+    match d.with_custody(|c| Ok(c.finish_authentication_rounds(verdict)))? {
+        Ok(Authenticated::FactorRequired(proof)) => {
+            attempt.finish_uncounted();
+            Ok(proof)
+        }
+        Ok(Authenticated::Session(s)) => {
+            attempt.finish_uncounted();
+            Err(CustodyError::NotAnOfficer {
+                user: s.user().clone(),
+                operation: "approve",
+            }
+            .into())
+        }
+        Err(e) => {
+            attempt.finish(false);
+            Err(e.into())
+        }
+    }
+}
+
 /// Records a verified authentication and ends its throttled attempt by the outcome.
 fn judged(
     d: &Daemon,
@@ -404,14 +508,88 @@ pub fn handle(
                 d.with_custody(|c| Ok(all.into_iter().map(|r| seen_request(c, r)).collect()))?;
             Ok(Reply::Requests(seen))
         }
-        Op::Approve { by, request, seen } => {
+        Op::Approve {
+            by,
+            request,
+            seen,
+            signed: Some(signed),
+        } => {
             let id = request_id(&request)?;
-            if seen.len() != 64 || !seen.bytes().all(|b| b.is_ascii_hexdigit()) {
+            check_seen(&seen)?;
+            let Some(by) = by else {
                 return Err(bad(
-                    "seen",
-                    "the digest of the request shown to the officer: 64 hex digits",
+                    "by",
+                    "a signed approval carries the officer's passphrase in by (no factor)",
                 ));
-            }
+            };
+            let proof = signed_proof(signed)?;
+            let proven = passphrase_proven(d, by, peer)?;
+            d.with_custody(|c| {
+                Ok(Reply::from(c.approve_signed(
+                    &id,
+                    &proven,
+                    Some(&seen),
+                    &proof,
+                )?))
+            })
+        }
+        Op::ApprovalChallenge { by, request } => {
+            let id = request_id(&request)?;
+            let proven = passphrase_proven(d, by, peer)?;
+            let ch = d.with_custody(|c| Ok(c.approval_challenge(&proven, &id)?))?;
+            Ok(Reply::Challenge {
+                request: ch.request.to_string(),
+                officer: ch.officer.to_string(),
+                key_id: ch.key_id,
+                nonce: ch.nonce,
+                expires_ms: ch.expires_ms,
+            })
+        }
+        Op::OfficerKeyRegister {
+            by,
+            serial,
+            spki,
+            slot_certificate,
+            device_certificate,
+        } => {
+            let der = |what: &str, v: &str| {
+                data_encoding::BASE64
+                    .decode(v.as_bytes())
+                    .map_err(|e| bad(what, format!("base64 DER expected ({e})")))
+            };
+            let evidence = crate::custody::KeyEvidence {
+                serial,
+                spki: der("spki", &spki)?,
+                slot_cert: der("slot_certificate", &slot_certificate)?,
+                device_cert: der("device_certificate", &device_certificate)?,
+            };
+            let (a, b) = pair(d, by, peer)?;
+            let key = d.with_custody(|c| {
+                Ok(c.register_officer_key(&a, &b, &evidence, &d.options().attestation_anchors)?)
+            })?;
+            Ok(Reply::OfficerKey {
+                officer: key.officer.to_string(),
+                key_id: key.key_id,
+                registered: true,
+            })
+        }
+        Op::OfficerKeyRemove { by } => {
+            let (a, b) = pair(d, by, peer)?;
+            let key_id = d.with_custody(|c| Ok(c.remove_officer_key(&a, &b)?))?;
+            Ok(Reply::OfficerKey {
+                officer: a.user().to_string(),
+                key_id,
+                registered: false,
+            })
+        }
+        Op::Approve {
+            by,
+            request,
+            seen,
+            signed: None,
+        } => {
+            let id = request_id(&request)?;
+            check_seen(&seen)?;
             // A session serves an approval only when it was opened within the last minute:
             // the domain refuses an older proof (`FRESH_AUTH_MS`).
             let s = match by {

@@ -250,6 +250,36 @@ pub enum Op {
         /// ([`RequestReply::approval_digest`]: id, account, task, ticket, reason, requester);
         /// refused `approval_mismatch` when the ledger's request differs.
         seen: String,
+        /// A signature by the officer's registered YubiKey instead of the second-factor code
+        /// (`by` then carries the passphrase and no `factor`); see [`Op::ApprovalChallenge`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed: Option<SignedApproval>,
+    },
+    /// An officer asks for a single-use nonce to approve `request` by signature. `by`: the
+    /// officer's passphrase (no second-factor code). Answered [`Reply::Challenge`].
+    ApprovalChallenge {
+        /// The officer (passphrase only).
+        by: Auth,
+        /// The request id.
+        request: String,
+    },
+    /// Two officers register the first one's approval key (PIV slot 9c of their own YubiKey).
+    OfficerKeyRegister {
+        /// The officer whose key it is, then the witness (passphrase and second factor each).
+        by: Vec<Auth>,
+        /// The serial of the officer's YubiKey.
+        serial: u32,
+        /// The public key the card answered (SubjectPublicKeyInfo, DER, base64).
+        spki: String,
+        /// ATTEST's certificate for slot 9c (DER, base64).
+        slot_certificate: String,
+        /// The F9 attestation certificate (DER, base64).
+        device_certificate: String,
+    },
+    /// Two officers remove the first one's approval key.
+    OfficerKeyRemove {
+        /// The officer whose key it is, then the witness.
+        by: Vec<Auth>,
     },
     /// An officer denies a request.
     Deny {
@@ -477,6 +507,18 @@ pub enum Op {
     Whoami,
 }
 
+/// A signed approval's proof ([`Op::Approve`] `signed`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedApproval {
+    /// The id of the key that signed.
+    pub key_id: String,
+    /// The nonce of [`Reply::Challenge`].
+    pub nonce: String,
+    /// The DER ECDSA P-256 signature, base64.
+    pub signature: String,
+}
+
 /// A device presented at an inventory audit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -502,7 +544,8 @@ impl Op {
             | Op::Checkin { by, .. }
             | Op::Code { by, .. }
             | Op::Inventory { by, .. }
-            | Op::Login { by } => Some(by),
+            | Op::Login { by }
+            | Op::ApprovalChallenge { by, .. } => Some(by),
             Op::Approve { by, .. } | Op::Cancel { by, .. } => by.as_mut(),
             _ => None,
         }
@@ -540,6 +583,9 @@ impl Op {
             Op::DeviceSetTerminal { .. } => "device_set_terminal",
             Op::DeviceLock { .. } => "device_lock",
             Op::DeviceAttest { .. } => "device_attest",
+            Op::ApprovalChallenge { .. } => "approval_challenge",
+            Op::OfficerKeyRegister { .. } => "officer_key_register",
+            Op::OfficerKeyRemove { .. } => "officer_key_remove",
             Op::RequestShow { .. } => "request_show",
             Op::AccountShow { .. } => "account_show",
             Op::DeviceShow { .. } => "device_show",
@@ -719,6 +765,13 @@ impl ErrorCode {
             | R::UnknownIncident => Self::NotFound,
             R::UserExists
             | R::ApprovalMismatch
+            | R::ApprovalSignatureInvalid
+            | R::ApprovalNonceUnknown
+            | R::ApprovalNoncesExhausted
+            | R::SigningKeyNotRegistered
+            | R::ApprovalProofRequired
+            | R::SigningKeyExists
+            | R::SigningKeyPolicy
             | R::AlreadyApproved
             | R::RequestAlreadyApproved
             | R::RequestExpired
@@ -882,6 +935,28 @@ pub enum Reply {
     },
     /// Answer to [`Op::Login`] and [`Op::Whoami`].
     Session(SessionReply),
+    /// Answer to [`Op::ApprovalChallenge`].
+    Challenge {
+        /// The request.
+        request: String,
+        /// The officer it was issued to.
+        officer: String,
+        /// The officer's registered key, which must sign.
+        key_id: String,
+        /// The nonce (64 lowercase hex digits), used once.
+        nonce: String,
+        /// When it stops being accepted (ms since the epoch).
+        expires_ms: i64,
+    },
+    /// Answer to [`Op::OfficerKeyRegister`] and [`Op::OfficerKeyRemove`].
+    OfficerKey {
+        /// The officer.
+        officer: String,
+        /// The key's id.
+        key_id: String,
+        /// Whether the key is now registered (false: removed).
+        registered: bool,
+    },
     /// Answer to [`Op::Logout`].
     LoggedOut {
         /// The person whose session ended.
@@ -1697,6 +1772,25 @@ mod tests {
         (RefusalCode::RoleRequired, "role_required"),
         (RefusalCode::SameOfficerTwice, "same_officer_twice"),
         (RefusalCode::ApprovalMismatch, "approval_mismatch"),
+        (
+            RefusalCode::ApprovalSignatureInvalid,
+            "approval_signature_invalid",
+        ),
+        (RefusalCode::ApprovalNonceUnknown, "approval_nonce_unknown"),
+        (
+            RefusalCode::ApprovalNoncesExhausted,
+            "approval_nonces_exhausted",
+        ),
+        (
+            RefusalCode::SigningKeyNotRegistered,
+            "signing_key_not_registered",
+        ),
+        (
+            RefusalCode::ApprovalProofRequired,
+            "approval_proof_required",
+        ),
+        (RefusalCode::SigningKeyExists, "signing_key_exists"),
+        (RefusalCode::SigningKeyPolicy, "signing_key_policy"),
         (RefusalCode::ProofNotFresh, "proof_not_fresh"),
         (RefusalCode::SubjectIsApprover, "subject_is_approver"),
         (RefusalCode::SelfApproval, "self_approval"),
@@ -1805,6 +1899,13 @@ mod tests {
             | RefusalCode::RoleRequired
             | RefusalCode::SameOfficerTwice
             | RefusalCode::ApprovalMismatch
+            | RefusalCode::ApprovalSignatureInvalid
+            | RefusalCode::ApprovalNonceUnknown
+            | RefusalCode::ApprovalNoncesExhausted
+            | RefusalCode::SigningKeyNotRegistered
+            | RefusalCode::ApprovalProofRequired
+            | RefusalCode::SigningKeyExists
+            | RefusalCode::SigningKeyPolicy
             | RefusalCode::ProofNotFresh
             | RefusalCode::SubjectIsApprover
             | RefusalCode::SelfApproval

@@ -193,6 +193,7 @@ fn check_config(file: &Path) -> ExitCode {
     if let (true, Some(config)) = (problems.is_empty(), config) {
         println!("custodyd: {} is valid", file.display());
         println!("{}", attestation_policy(&config));
+        println!("{}", approval_proof_policy(&config));
         return ExitCode::from(exit::OK);
     }
     let n = problems.len();
@@ -224,6 +225,30 @@ fn attestation_policy(config: &Config) -> String {
              registration by {trusted}, and unattested keys are accepted"
         )
     }
+}
+
+/// What the configuration takes as an officer's proof at approval, as `--check-config`
+/// shows it.
+fn approval_proof_policy(config: &Config) -> String {
+    use mfa_custody::custody::ApprovalProof;
+    let what = match config.policy.approval_proof {
+        ApprovalProof::Either => {
+            "an approval is proved by the passphrase and either the TOTP code or a signature \
+             by the officer's registered YubiKey"
+        }
+        ApprovalProof::Signature => {
+            "an approval is proved by the passphrase and a signature by the officer's \
+             registered YubiKey; TOTP approvals are refused"
+        }
+        ApprovalProof::Totp => {
+            "an approval is proved by the passphrase and the TOTP code; signed approvals are \
+             refused"
+        }
+    };
+    format!(
+        "custodyd: policy.approval_proof = \"{}\": {what}",
+        config.policy.approval_proof.as_str()
+    )
 }
 
 fn harden() {

@@ -12,6 +12,7 @@ mod matrix;
 mod more;
 mod props;
 mod root_password;
+mod signed_approvals;
 mod strings;
 
 use std::collections::BTreeMap;

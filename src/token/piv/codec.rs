@@ -13,6 +13,11 @@ pub const AID: [u8; 11] = [
 ];
 /// The slot reserved for the custody key (see the [module docs](super)).
 pub const SLOT_CUSTODY: u8 = 0x9E;
+/// The slot of an officer's approval key (digital signature, PIN always by default; here
+/// generated with PIN policy once and touch always, see [`super::signing`]).
+pub const SLOT_SIGNATURE: u8 = 0x9C;
+/// The PIV PIN's key reference (SP 800-73-4 part 2, table 5).
+pub const REF_PIN: u8 = 0x80;
 /// The management key's reference.
 pub const SLOT_MANAGEMENT: u8 = 0x9B;
 /// The attestation key's slot.
@@ -32,6 +37,8 @@ pub const P256_POINT_LEN: usize = 65;
 pub mod ins {
     /// SELECT.
     pub const SELECT: u8 = 0xA4;
+    /// VERIFY.
+    pub const VERIFY: u8 = 0x20;
     /// GENERATE ASYMMETRIC KEY PAIR.
     pub const GENERATE: u8 = 0x47;
     /// GENERAL AUTHENTICATE.
@@ -124,6 +131,12 @@ fn template(tag: u8, inner: &[(u8, &[u8])]) -> Zeroizing<Vec<u8>> {
 /// SELECT of the PIV applet.
 pub fn select() -> Command {
     Command::new(0x00, ins::SELECT, 0x04, 0x00).with_data(AID.to_vec())
+}
+
+/// VERIFY of the PIV PIN (`20 00 80`, the PIN padded to 8 with `FF`; SP 800-73-4 part 2,
+/// 3.2.1); sensitive.
+pub fn verify_pin(pin: &super::Pin) -> Command {
+    Command::new(0x00, ins::VERIFY, 0x00, REF_PIN).with_secret_data(pin.padded())
 }
 
 /// GET VERSION.

@@ -179,7 +179,7 @@ pub fn challenge<T: CardTransport>(
 }
 
 /// The public point of a DER SubjectPublicKeyInfo (its BIT STRING), when it parses.
-fn spki_point(spki: &[u8]) -> Option<&[u8]> {
+pub fn spki_point(spki: &[u8]) -> Option<&[u8]> {
     use der::Decode;
     let info = spki::SubjectPublicKeyInfoRef::from_der(spki).ok()?;
     info.subject_public_key.as_bytes()

@@ -8,7 +8,9 @@
 //!
 //! - [`codec`]: command builders and answer parsers, pure, with typed errors ([`PivError`]).
 //! - [`key`]: the management key (3DES or AES), zeroized and never in `Debug`.
+//! - [`pin`]: the PIV PIN ([`Pin`]), zeroized and never in `Debug`.
 //! - [`session`]: [`PivSession`], the instructions over a transport.
+//! - [`signing`]: an officer's approval key in `9C` (generate, evidence, sign after VERIFY).
 //! - [`custody`]: [`provision`] (an attested custody key) and [`challenge`] (a fresh nonce
 //!   signed by it, verified with `ring` against the recorded key).
 //!
@@ -26,7 +28,9 @@
 pub mod codec;
 pub mod custody;
 pub mod key;
+pub mod pin;
 pub mod session;
+pub mod signing;
 
 #[cfg(test)]
 mod tests;
@@ -34,4 +38,5 @@ mod tests;
 pub use codec::*;
 pub use custody::{challenge, provision, provision_with, Challenge, ProvisionError, Provisioned};
 pub use key::{ManagementAlgorithm, ManagementKey};
+pub use pin::{Pin, PinError};
 pub use session::PivSession;

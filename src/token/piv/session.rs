@@ -115,6 +115,14 @@ impl<T: CardTransport> PivSession<T> {
         }
     }
 
+    /// VERIFY the PIV PIN. A wrong PIN is [`TokenError::Refused`] with
+    /// [`StatusWord::TriesLeft`](crate::token::apdu::StatusWord::TriesLeft) (the tries left), a
+    /// blocked one with `AuthMethodBlocked`; neither carries the PIN.
+    pub fn verify_pin(&mut self, pin: &super::Pin) -> Result<(), TokenError> {
+        self.send(&codec::verify_pin(pin))?;
+        Ok(())
+    }
+
     /// SET MANAGEMENT KEY to `key` (no touch). Needs [`authenticate`](Self::authenticate).
     pub fn set_management_key(&mut self, key: &ManagementKey) -> Result<(), TokenError> {
         self.send(&codec::set_management_key(

@@ -29,6 +29,10 @@ fn check_config_accepts_the_shipped_file() {
     let (code, out, err) = custodyd(&["--check-config", &shipped.to_string_lossy()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("custody.toml is valid"), "{out}");
+    assert!(
+        out.contains("policy.approval_proof = \"either\""),
+        "--check-config shows the approval proof policy: {out}"
+    );
     assert_eq!(err, "", "nothing on standard error for a valid file");
 }
 

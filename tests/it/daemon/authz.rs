@@ -498,6 +498,21 @@ impl Matrix {
                 self.c
                     .call(json!({"device_lock": {"by": by, "serial": NO_DEVICE}}))
             }
+            ("approval_challenge", "-") => {
+                // Passphrase only: the signature takes the second factor's place.
+                let by = json!({"user": actor, "passphrase": user_pass(&actor)});
+                self.c.call(
+                    json!({"approval_challenge": {"by": by, "request": "req-00000000000000aa"}}),
+                )
+            }
+            ("officer_key_register", "-") => {
+                let by = self.pair(&actor);
+                self.c.call(json!({"officer_key_register": {"by": by, "serial": NO_DEVICE, "spki": "AAAA", "slot_certificate": "AAAA", "device_certificate": "AAAA"}}))
+            }
+            ("officer_key_remove", "-") => {
+                let by = self.pair(&actor);
+                self.c.call(json!({"officer_key_remove": {"by": by}}))
+            }
             ("device_attest", "-") => {
                 let by = self.pair(&actor);
                 self.c

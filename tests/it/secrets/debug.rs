@@ -122,6 +122,11 @@ fn composites_carrying_secrets_show_none_in_debug() {
             by: Some(auth()),
             request: "req-00000000000000aa".into(),
             seen: "0".repeat(64),
+            signed: None,
+        },
+        Op::ApprovalChallenge {
+            by: auth(),
+            request: "req-00000000000000aa".into(),
         },
         Op::Login { by: auth() },
     ] {

@@ -389,3 +389,5 @@ fn provision_refuses_an_untrusted_chain_and_a_serial_mismatch_and_keeps_the_fact
     piv.authenticate(&ManagementKey::factory_default(ManagementAlgorithm::TripleDes).unwrap())
         .unwrap();
 }
+
+mod approval_key;
