@@ -491,10 +491,10 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
 /// checked and it is replayed (for a progress display).
 ///
 /// `integrity_check` runs first, on a connection whose page cache holds the whole file (up to
-/// [`MAX_WARM_CACHE`]): every b-tree page is decrypted and HMAC-checked once, and its second
-/// pass over the rows reads from that cache. When the file has pages outside the b-trees
-/// (see [`pages_outside_btrees`]), `cipher_integrity_check` authenticates every page of it
-/// beside, on a connection and thread of its own. Then the events are walked: read from the
+/// 512 MiB): every b-tree page is decrypted and HMAC-checked once, and its second pass over
+/// the rows reads from that cache. When the file has pages outside the b-trees (free pages,
+/// write-ahead log frames or bytes past the last page), `cipher_integrity_check`
+/// authenticates every page of it beside, on a connection and thread of its own. Then the events are walked: read from the
 /// warm connection and hashed on a reader thread, linked and replayed on this one.
 pub fn verify_ledger_observed(
     ledger: &Ledger,
