@@ -819,16 +819,33 @@ impl Ledger {
         from: i64,
         to: i64,
         decode: impl Fn(RawRow) -> T + Sync,
+        f: impl FnMut(T) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let conns = (0..readers.max(1))
+            .map(|_| self.second_connection())
+            .collect::<Result<Vec<_>, _>>()?;
+        self.scan_events_on(conns, from, to, decode, f)
+    }
+
+    /// [`Ledger::scan_events`] with one reader thread on each of `conns` (connections to this
+    /// ledger's database, such as one whose page cache an earlier pass filled); with none, one
+    /// of its own.
+    pub(crate) fn scan_events_on<T: Send>(
+        &self,
+        mut conns: Vec<Connection>,
+        from: i64,
+        to: i64,
+        decode: impl Fn(RawRow) -> T + Sync,
         mut f: impl FnMut(T) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
         let db_path = self.db_path.as_path();
         let read = || LedgerError::sql(db_path, "read events");
         let query = || LedgerError::sql(db_path, "query events");
         let ranged = ranged_select();
-        let readers = readers.max(1);
-        let conns = (0..readers)
-            .map(|_| self.second_connection())
-            .collect::<Result<Vec<_>, _>>()?;
+        if conns.is_empty() {
+            conns.push(self.second_connection()?);
+        }
+        let readers = conns.len();
         let rest = std::thread::scope(|s| -> Result<Option<i64>, LedgerError> {
             let mut inboxes = Vec::with_capacity(readers);
             for (r, conn) in conns.into_iter().enumerate() {
@@ -1205,7 +1222,7 @@ fn record_failure(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ledger::fault::{self, Step};
     use crate::ledger::verify::verify_ledger;
@@ -1234,11 +1251,11 @@ mod tests {
         Ledger::create(dir, &genesis, Projections::ledger_only())
     }
 
-    fn new_ledger(dir: &Path) -> Ledger {
+    pub(crate) fn new_ledger(dir: &Path) -> Ledger {
         create(dir).expect("create")
     }
 
-    fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+    pub(crate) fn open(dir: &Path) -> Result<Ledger, LedgerError> {
         Ledger::open(dir, &officers(), Projections::ledger_only())
     }
 

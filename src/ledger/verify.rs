@@ -409,12 +409,20 @@ pub struct LedgerReport {
     pub tables: Vec<String>,
 }
 
-/// Every page of the file must pass its SQLCipher HMAC (`cipher_integrity_check` reads free
-/// pages too) and the b-trees must be sound (`integrity_check`); the answer is the single
-/// corrupted-or-wrong-key error, like a page that fails when read.
-const PAGE_CHECKS: [&str; 2] = ["PRAGMA cipher_integrity_check", "PRAGMA integrity_check"];
+/// The b-tree check: every page of every b-tree (tables and indexes) decrypted, its HMAC
+/// checked on the way, and the structure and every row's constraints checked.
+const BTREE_CHECK: &str = "PRAGMA integrity_check";
 
-/// One of [`PAGE_CHECKS`]: clean when it answers nothing or a single `ok`.
+/// The HMAC pass: every page of the file, free pages and a trailing partial page included.
+const HMAC_CHECK: &str = "PRAGMA cipher_integrity_check";
+
+/// The most memory the b-tree check's connection may cache pages in (512 MiB): up to that, the
+/// whole file stays in its cache, so the second half of `integrity_check` (every row again for
+/// its constraints) and the chain walk read no page twice.
+const MAX_WARM_CACHE: i64 = 512 * 1024 * 1024;
+
+/// One page check: clean when it answers nothing or a single `ok`; otherwise, or when it
+/// fails, the single corrupted-or-wrong-key error, like a page that fails when read.
 fn check_pages(conn: &Connection, db: &std::path::Path, pragma: &str) -> Result<(), LedgerError> {
     let corrupted = || LedgerError::CorruptedOrWrongKey {
         path: db.to_path_buf(),
@@ -431,6 +439,46 @@ fn check_pages(conn: &Connection, db: &std::path::Path, pragma: &str) -> Result<
     Ok(())
 }
 
+/// A pragma's single number (SQLCipher answers `page_size` as text).
+fn pragma_int(conn: &Connection, db: &std::path::Path, name: &str) -> Result<i64, LedgerError> {
+    let value: SqlValue = conn
+        .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+        .map_err(LedgerError::sql(db, "inspect the database"))?;
+    match value {
+        SqlValue::Integer(n) => Some(n),
+        SqlValue::Text(t) => t.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| LedgerError::CorruptedOrWrongKey {
+        path: db.to_path_buf(),
+    })
+}
+
+/// Whether the file holds pages `integrity_check` does not read: free pages, a write-ahead
+/// log with frames, or bytes past the last page. Without them every page of the file belongs
+/// to a b-tree, and `integrity_check` decrypts it and checks its HMAC, so the HMAC pass would
+/// authenticate every page a second time.
+fn pages_outside_btrees(conn: &Connection, db: &std::path::Path) -> Result<bool, LedgerError> {
+    let free = pragma_int(conn, db, "freelist_count")?;
+    let pages = pragma_int(conn, db, "page_count")?;
+    let page_size = pragma_int(conn, db, "page_size")?;
+    let stat = |path: &std::path::Path| match std::fs::metadata(path) {
+        Ok(m) => Ok(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(LedgerError::Io {
+            operation: "inspect the database files",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    };
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_len = stat(std::path::Path::new(&wal))?;
+    let file_len = stat(db)?;
+    let btree_len = u64::try_from(pages.saturating_mul(page_size)).unwrap_or(u64::MAX);
+    Ok(free != 0 || wal_len != 0 || file_len != btree_len)
+}
+
 /// Verifies the live ledger: every page of the file (its SQLCipher HMAC, free pages and
 /// indexes included), every stored event (canonical body, body hash, link, hash, a time not
 /// before the previous event's), every recorded checkpoint, and that every projection table
@@ -442,42 +490,40 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
 /// [`verify_ledger`], calling `checked` with each event's seq once its hashes and link are
 /// checked and it is replayed (for a progress display).
 ///
-/// Each page check reads the whole file on a connection of its own in its own thread while
-/// this thread walks the events (themselves read and hashed ahead on a reader thread, see
-/// [`Ledger::scan_events`]), so every core shares the work; a page that fails wins over
-/// whatever the walk found, as it did when the pages were checked first.
+/// `integrity_check` runs first, on a connection whose page cache holds the whole file (up to
+/// 512 MiB): every b-tree page is decrypted and HMAC-checked once, and its second pass over
+/// the rows reads from that cache. When the file has pages outside the b-trees (free pages,
+/// write-ahead log frames or bytes past the last page), `cipher_integrity_check`
+/// authenticates every page of it beside, on a connection and thread of its own. Then the events are walked: read from the
+/// warm connection and hashed on a reader thread, linked and replayed on this one.
 pub fn verify_ledger_observed(
     ledger: &Ledger,
     checked: &mut dyn FnMut(u64),
 ) -> Result<LedgerReport, LedgerError> {
     let db = ledger.db_path();
-    let conns = PAGE_CHECKS
-        .iter()
-        .map(|_| ledger.second_connection())
-        .collect::<Result<Vec<_>, _>>()?;
-    let (pages, walked) = std::thread::scope(|s| {
-        let checks: Vec<_> = conns
-            .into_iter()
-            .zip(PAGE_CHECKS)
-            .map(|(conn, pragma)| s.spawn(move || check_pages(&conn, db, pragma)))
-            .collect();
-        let walked = walk_events(ledger, checked);
-        let pages: Vec<_> = checks.into_iter().map(|c| c.join()).collect();
-        (pages, walked)
+    let warm = ledger.second_connection()?;
+    let hmac_pass = pages_outside_btrees(&warm, db)?;
+    let file_len =
+        pragma_int(&warm, db, "page_count")?.saturating_mul(pragma_int(&warm, db, "page_size")?);
+    let kib = file_len.clamp(0, MAX_WARM_CACHE) / 1024 + 1024;
+    warm.execute_batch(&format!("PRAGMA cache_size = -{kib}"))
+        .map_err(LedgerError::sql(db, "size the page cache"))?;
+    let hmac_conn = hmac_pass.then(|| ledger.second_connection()).transpose()?;
+    let (btrees, hmac) = std::thread::scope(|s| {
+        let hmac = hmac_conn.map(|conn| s.spawn(move || check_pages(&conn, db, HMAC_CHECK)));
+        let btrees = check_pages(&warm, db, BTREE_CHECK);
+        (btrees, hmac.map(|h| h.join()))
     });
-    for page in pages {
-        match page {
-            Ok(result) => result?,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+    match hmac {
+        Some(Ok(result)) => result?,
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        None => {}
     }
-    walked
+    btrees?;
+    walk_events(ledger, warm, checked)
 }
 
-/// Reader threads of the walk: one, since the two page checks already keep both cores busy.
-const WALK_READERS: usize = 1;
-
-/// A stored row as the reader threads leave it for the walk: parsed, with the two hashes that
+/// A stored row as the reader thread leaves it for the walk: parsed, with the two hashes that
 /// depend on nothing but the row already compared (the walk reports them in its own order).
 struct ReadRow {
     seq: i64,
@@ -508,7 +554,11 @@ fn read_row(raw: RawRow) -> ReadRow {
 }
 
 /// The events, checkpoints and projections part of [`verify_ledger_observed`].
-fn walk_events(ledger: &Ledger, checked: &mut dyn FnMut(u64)) -> Result<LedgerReport, LedgerError> {
+fn walk_events(
+    ledger: &Ledger,
+    warm: Connection,
+    checked: &mut dyn FnMut(u64),
+) -> Result<LedgerReport, LedgerError> {
     let db = ledger.db_path();
     let conn = ledger.conn();
     let replay =
@@ -518,9 +568,11 @@ fn walk_events(ledger: &Ledger, checked: &mut dyn FnMut(u64)) -> Result<LedgerRe
         .create_tables(&replay)
         .map_err(LedgerError::sql(db, "create replay tables"))?;
     let (first, last): (Option<i64>, Option<i64>) = conn
-        .query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT (SELECT min(seq) FROM events), (SELECT max(seq) FROM events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .map_err(LedgerError::sql(db, "query events"))?;
     let mut prev = Hash::ZERO;
     let mut prev_time: Option<Timestamp> = None;
@@ -537,7 +589,7 @@ fn walk_events(ledger: &Ledger, checked: &mut dyn FnMut(u64)) -> Result<LedgerRe
         .execute_batch("BEGIN")
         .map_err(LedgerError::sql(db, "begin replay"))?;
     if let (Some(first), Some(last)) = (first, last) {
-        ledger.scan_events(WALK_READERS, first, last, read_row, |row| {
+        ledger.scan_events_on(vec![warm], first, last, read_row, |row| {
             let expected = count + 1;
             let seq = u64::try_from(row.seq).unwrap_or(0);
             if seq != expected {
@@ -677,5 +729,137 @@ fn compare_table(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::event::{Actor, Kind, NewEvent};
+    use crate::ledger::store::tests::{new_ledger, open};
+
+    fn events(l: &mut Ledger, n: u64) {
+        let batch = (0..n).map(|i| {
+            let body = serde_json::json!({"request": i, "reason": "x".repeat(300)});
+            NewEvent::new(
+                Actor::parse("alice").expect("actor"),
+                Kind::parse("request.approved").expect("kind"),
+                &body,
+            )
+            .expect("event")
+        });
+        l.append_batch(batch).expect("append");
+    }
+
+    /// The database file of the closed ledger in `dir` with one byte of page `page` (0-based)
+    /// flipped, in a copy of the ledger directory.
+    fn with_page_flipped(dir: &std::path::Path, page: u64, into: &std::path::Path) {
+        std::fs::create_dir(into).expect("mkdir");
+        for f in ["ledger.db", "keyring.json"] {
+            std::fs::copy(dir.join(f), into.join(f)).expect("copy");
+        }
+        let path = into.join("ledger.db");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = usize::try_from(page * 4096 + 2000).expect("offset");
+        bytes[at] ^= 0x5a;
+        std::fs::write(&path, bytes).expect("write");
+    }
+
+    fn pages(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(dir.join("ledger.db"))
+            .expect("stat")
+            .len()
+            / 4096
+    }
+
+    #[test]
+    fn without_free_pages_or_a_wal_integrity_check_authenticates_every_page_alone() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let mut l = new_ledger(&dir);
+        events(&mut l, 200);
+        drop(l);
+        let l = open(&dir).expect("open");
+        let conn = l.second_connection().expect("conn");
+        assert!(!pages_outside_btrees(&conn, l.db_path()).expect("inspect"));
+        assert!(verify_ledger(&l).is_ok());
+        drop((conn, l));
+        let n = pages(&dir);
+        assert!(n > 20, "the ledger spans {n} pages");
+        for page in 0..n {
+            let copy = tmp.path().join(format!("p{page}"));
+            with_page_flipped(&dir, page, &copy);
+            // A flip in the first page can already fail the open: that is detection too.
+            let Ok(l) = open(&copy) else { continue };
+            let conn = l.second_connection();
+            let alone = conn.and_then(|c| check_pages(&c, l.db_path(), BTREE_CHECK));
+            assert!(
+                matches!(alone, Err(LedgerError::CorruptedOrWrongKey { .. })),
+                "integrity_check alone missed a flip in page {page} of {n}: {alone:?}"
+            );
+            assert!(matches!(
+                verify_ledger(&l),
+                Err(LedgerError::CorruptedOrWrongKey { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn free_pages_and_a_wal_bring_the_hmac_pass_back() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let mut l = new_ledger(&dir);
+        events(&mut l, 50);
+        // Uncheckpointed frames in the write-ahead log.
+        let conn = l.second_connection().expect("conn");
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .expect("pragma");
+        l.conn()
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .expect("pragma");
+        events(&mut l, 10);
+        assert!(pages_outside_btrees(&conn, l.db_path()).expect("inspect"));
+        drop(conn);
+        // Free pages: a table filled, then dropped.
+        l.conn()
+            .execute_batch(
+                "CREATE TABLE scratch (b BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+                 INSERT INTO scratch SELECT randomblob(3000) FROM n;
+                 DROP TABLE scratch;",
+            )
+            .expect("free pages");
+        drop(l);
+        let l = open(&dir).expect("open");
+        let conn = l.second_connection().expect("conn");
+        let free: i64 = conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .expect("freelist");
+        assert!(free > 10, "{free} free pages");
+        assert!(pages_outside_btrees(&conn, l.db_path()).expect("inspect"));
+        assert!(verify_ledger(&l).is_ok());
+        drop((conn, l));
+        let n = pages(&dir);
+        let mut missed_by_btree_check = 0;
+        for page in 0..n {
+            let copy = tmp.path().join(format!("p{page}"));
+            with_page_flipped(&dir, page, &copy);
+            let Ok(l) = open(&copy) else { continue };
+            let alone = l
+                .second_connection()
+                .and_then(|c| check_pages(&c, l.db_path(), BTREE_CHECK));
+            if alone.is_ok() {
+                missed_by_btree_check += 1;
+            }
+            assert!(
+                matches!(
+                    verify_ledger(&l),
+                    Err(LedgerError::CorruptedOrWrongKey { .. })
+                ),
+                "verify missed a flip in page {page} of {n}"
+            );
+        }
+        // Free leaf pages are read by no b-tree: only the HMAC pass sees them.
+        assert!(missed_by_btree_check > 0);
     }
 }
