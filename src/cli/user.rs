@@ -125,7 +125,7 @@ pub enum KeyCommand {
     /// already in 9c is used. The card's attestation goes to custodyd, which checks it chains
     /// to Yubico's roots, names the YubiKey's serial and requires a touch for every signature.
     #[command(
-        after_help = "Asked for: the passphrase and second-factor code of OFFICER, then of the witness (or one\nper line from --passphrase-fd and --totp-fd, OFFICER's first). With --generate and a\nmanagement key other than the factory one, that key as hex on --management-key-fd. No PIN\nand no touch: generating and attesting need neither.\n\nOne key per officer: to replace it, remove it first (custody user key remove).\n\nExample:\n  custody user key register alice --witness bob --generate --serial 10000101\n  custody approve REQ-ID --as alice --sign"
+        after_help = "Asked for: the passphrase and second-factor code of OFFICER, then of the witness (or one\nper line from --passphrase-fd and --totp-fd, OFFICER's first). With --generate and a\nmanagement key other than the factory one, that key as hex on --management-key-fd. No PIN\nand no touch: generating and attesting need neither.\n\nOne key per officer: to replace it, remove it first (custody user key remove). --generate\nreplaces the key in slot 9c at once, before custodyd is asked: never give it for a YubiKey\nwhose key is registered and should stay so.\n\nExample:\n  custody user key register alice --witness bob --generate --serial 10000101\n  custody approve REQ-ID --as alice --sign"
     )]
     Register {
         /// The officer whose YubiKey it is.

@@ -77,6 +77,7 @@ mod pcscd {
     mod piv;
     mod piv_client;
     mod piv_tools;
+    mod signed;
     mod signin;
 }
 
