@@ -103,7 +103,10 @@ Example:
     },
     /// An officer's approval key on their own YubiKey (`custody approve --sign`): register or
     /// remove it (the officer and a witness officer).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  custody user key register alice --witness bob --generate\n  custody user key remove alice --witness bob"
+    )]
     Key(KeyCommand),
     /// Reinstate a suspended user (two officers).
     #[command(after_help = "Example:\n  custody user reinstate dave --by alice --by bob")]
