@@ -221,3 +221,26 @@ pub(crate) fn read_management_key(fd: u32) -> Result<zeroize::Zeroizing<Vec<u8>>
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_id_is_the_sha256_hex_of_the_spki() {
+        // FIPS 180-2, SHA-256 of "abc".
+        assert_eq!(
+            key_id(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn an_attestation_that_is_not_a_certificate_is_a_token_error_naming_the_reader() {
+        let e = certified_spki("Yubico YubiKey 00 00", &[0x30, 0x03, 0x02, 0x01])
+            .expect_err("not a certificate");
+        assert_eq!(e.status, exit::TOKEN);
+        assert!(e.message.contains("Yubico YubiKey 00 00"), "{}", e.message);
+        assert!(e.message.contains("slot 9c attestation"), "{}", e.message);
+    }
+}
