@@ -47,6 +47,7 @@ pub mod incident;
 pub mod init;
 pub mod inventory;
 pub mod ledger;
+pub mod officer_card;
 pub mod progress;
 pub mod report;
 pub mod request;

@@ -80,7 +80,7 @@ pub struct CodeArgs {
 /// Arguments of `custody approve`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  custody approve REQ-ID --as alice      # prompts for passphrase and second-factor code"
+    after_help = "Example:\n  custody approve REQ-ID --as alice      # prompts for passphrase and second-factor code\n  custody approve REQ-ID --as alice --sign\n      # shows the request, asks for the passphrase and your YubiKey's PIV PIN, then a touch\n\nWith --sign your own YubiKey (its approval key, registered with `custody user key register`)\nsigns exactly what was shown, bound to a single-use challenge from custodyd; the signature\nis the approval's second proof and is kept in the ledger for auditors. Without a `custody\nlogin` session, showing the request needs a login first (passphrase, and the second-factor\ncode when you have one)."
 )]
 pub struct ApproveArgs {
     /// The request id.
@@ -89,6 +89,16 @@ pub struct ApproveArgs {
     /// The approving officer.
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// Approve with a signature by your own YubiKey (PIV slot 9c) instead of the
+    /// second-factor code.
+    #[arg(long)]
+    pub sign: bool,
+    /// With --sign: read the YubiKey's PIV PIN from this file descriptor instead of prompting.
+    #[arg(long, value_name = "N", requires = "sign")]
+    pub pin_fd: Option<u32>,
+    /// With --sign: which YubiKey.
+    #[command(flatten)]
+    pub card: super::officer_card::CardArgs,
 }
 
 /// Arguments of `custody deny`.
@@ -233,6 +243,18 @@ pub fn run(json: bool, socket: &Path, cmd: RequestCommand) -> ExitCode {
 
 /// Runs `custody approve`.
 pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
+    if a.sign {
+        return finish(json, approve_signed(json, socket, a));
+    }
+    if a.card.reader.is_some() || a.card.serial.is_some() {
+        return finish(
+            json,
+            Err(Failure::new(
+                exit::USAGE,
+                "--reader and --serial name the YubiKey that signs: they go with --sign",
+            )),
+        );
+    }
     finish(
         json,
         (|| {
@@ -290,6 +312,116 @@ pub fn approve(json: bool, socket: &Path, a: ApproveArgs) -> ExitCode {
             Ok(())
         })(),
     )
+}
+
+fn request_show(socket: &Path, request: &str) -> Result<RequestReply, Failure> {
+    match call(
+        socket,
+        Op::RequestShow {
+            request: request.to_owned(),
+        },
+    )? {
+        Reply::Request(rec) => Ok(rec),
+        other => Err(Failure::new(
+            exit::IO,
+            format!("custodyd answered request show with {other:?}"),
+        )),
+    }
+}
+
+/// `custody approve --sign`: shows the request, takes a challenge, has the officer's YubiKey
+/// sign the message of what was shown and sends the signed approval.
+fn approve_signed(json: bool, socket: &Path, a: ApproveArgs) -> Result<(), Failure> {
+    use super::officer_card::{key_id, read_pin};
+    use crate::custody::records::{signed_approval_digest, signed_approval_message};
+    use crate::daemon::protocol::{Auth, SignedApproval};
+
+    let kept = super::session::use_kept(socket)?;
+    // One passphrase serves the login (without a kept session), the challenge and the approval.
+    let mut passphrase = None;
+    let session = if kept {
+        None
+    } else {
+        let by = a.auth.read()?;
+        passphrase.clone_from(&by.passphrase);
+        Some(super::session::login_with(socket, &a.auth, by)?)
+    };
+    let shown = request_show(socket, &a.request)?;
+    eprint!("You are approving:\n{}", detail(&shown));
+    let passphrase = match passphrase {
+        Some(p) => p,
+        None => a.auth.read()?.passphrase.unwrap_or_default(),
+    };
+    let by = || Auth::new(a.auth.user.clone(), passphrase.clone(), None);
+
+    let mut card = a.card.open()?;
+    let on_card = key_id(&card.approval_key()?.spki);
+    let pin = read_pin(a.pin_fd, card.serial)?;
+    let (key, nonce) = match call(
+        socket,
+        Op::ApprovalChallenge {
+            by: by(),
+            request: a.request.clone(),
+        },
+    )? {
+        Reply::Challenge { key_id, nonce, .. } => (key_id, nonce),
+        other => {
+            return Err(Failure::new(
+                exit::IO,
+                format!("custodyd answered approval_challenge with {other:?}"),
+            ))
+        }
+    };
+    if on_card != key {
+        return Err(Failure::refused(
+            exit::FAILED,
+            crate::daemon::protocol::RefusalCode::SigningKeyNotRegistered,
+            format!(
+                "the YubiKey {} in {} holds approval key {on_card}, and {} has key {key} \
+                 registered: use the YubiKey you registered, or have two officers replace the \
+                 key (custody user key remove, then custody user key register)",
+                card.serial, card.reader, a.auth.user
+            ),
+        ));
+    }
+    let message = signed_approval_message(
+        [
+            shown.id.as_str(),
+            shown.account.as_str(),
+            shown.task.as_str(),
+            shown.ticket.as_str(),
+            shown.reason.as_str(),
+            shown.requester.as_str(),
+        ],
+        &a.auth.user,
+        &key,
+        &nonce,
+    );
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &message).as_ref());
+    eprintln!(
+        "Touch your YubiKey {} now to sign the approval (digest {}).",
+        card.serial,
+        signed_approval_digest(&message)
+    );
+    let signature = card.sign(&pin, &digest)?;
+    drop(pin);
+    let r = call(
+        socket,
+        Op::Approve {
+            by: Some(by()),
+            request: a.request,
+            seen: shown.approval_digest(),
+            signed: Some(SignedApproval {
+                key_id: key,
+                nonce,
+                signature: data_encoding::BASE64.encode(&signature),
+            }),
+        },
+    )?;
+    drop(session);
+    show(json, &r);
+    Ok(())
 }
 
 /// Runs `custody deny`.

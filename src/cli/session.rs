@@ -124,6 +124,29 @@ pub(crate) fn for_reads(
     }
 }
 
+/// Opens a session for this command alone with `by`, credentials already read (a command
+/// that needs the same passphrase again afterwards); the code is asked for as by `--as`.
+pub(crate) fn login_with(
+    socket: &Path,
+    auth: &AuthArgs,
+    by: crate::daemon::protocol::Auth,
+) -> Result<ReadSession, Failure> {
+    set_current(None);
+    match auth.call(socket, Op::Login { by })? {
+        Reply::Session(s) if s.token.is_some() => {
+            set_current(s.token);
+            Ok(ReadSession {
+                socket: socket.to_path_buf(),
+                ephemeral: true,
+            })
+        }
+        other => Err(Failure::new(
+            exit::IO,
+            format!("custodyd answered login with {other:?}, not a session"),
+        )),
+    }
+}
+
 /// Uses the kept session for this run if there is one (commands that may use it but also
 /// take `--as` credentials of their own).
 pub(crate) fn use_kept(socket: &Path) -> Result<bool, Failure> {

@@ -101,6 +101,13 @@ Example:
         #[command(flatten)]
         pair: PairArgs,
     },
+    /// An officer's approval key on their own YubiKey (`custody approve --sign`): register or
+    /// remove it (the officer and a witness officer).
+    #[command(
+        subcommand,
+        after_help = "Example:\n  custody user key register alice --witness bob --generate\n  custody user key remove alice --witness bob"
+    )]
+    Key(KeyCommand),
     /// Reinstate a suspended user (two officers).
     #[command(after_help = "Example:\n  custody user reinstate dave --by alice --by bob")]
     Reinstate {
@@ -110,6 +117,131 @@ Example:
         #[command(flatten)]
         pair: PairArgs,
     },
+}
+
+/// `custody user key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Register OFFICER's approval key: the P-256 key in PIV slot 9c of their own YubiKey
+    /// (never a custody key), which `custody approve --sign` uses. With --generate a new key is
+    /// made on the card first (PIN policy once, touch policy always); without it the key
+    /// already in 9c is used. The card's attestation goes to custodyd, which checks it chains
+    /// to Yubico's roots, names the YubiKey's serial and requires a touch for every signature.
+    #[command(
+        after_help = "Asked for: the passphrase and second-factor code of OFFICER, then of the witness (or one\nper line from --passphrase-fd and --totp-fd, OFFICER's first). With --generate and a\nmanagement key other than the factory one, that key as hex on --management-key-fd. No PIN\nand no touch: generating and attesting need neither.\n\nOne key per officer: to replace it, remove it first (custody user key remove). --generate\nreplaces the key in slot 9c at once, before custodyd is asked: never give it for a YubiKey\nwhose key is registered and should stay so.\n\nExample:\n  custody user key register alice --witness bob --generate --serial 10000101\n  custody approve REQ-ID --as alice --sign"
+    )]
+    Register {
+        /// The officer whose YubiKey it is.
+        #[arg(value_parser = super::client::parse_user_name)]
+        officer: String,
+        /// The officer who witnesses the registration.
+        #[arg(long, value_name = "OFFICER", value_parser = super::client::parse_user_name)]
+        witness: String,
+        /// Generate a new approval key in slot 9c first (replacing what the slot held).
+        #[arg(long)]
+        generate: bool,
+        /// With --generate: read the YubiKey's PIV management key (hex) from this file
+        /// descriptor; without it the factory management key is used.
+        #[arg(long, value_name = "N", requires = "generate")]
+        management_key_fd: Option<u32>,
+        /// Which YubiKey.
+        #[command(flatten)]
+        card: super::officer_card::CardArgs,
+        /// Passphrases, one per line: OFFICER's, then the witness's.
+        #[arg(long, value_name = "N")]
+        passphrase_fd: Option<u32>,
+        /// Second-factor codes, one per line: OFFICER's, then the witness's.
+        #[arg(long, value_name = "N")]
+        totp_fd: Option<u32>,
+    },
+    /// Remove OFFICER's approval key (a lost or replaced YubiKey), so that a new one can be
+    /// registered; until then they cannot approve with --sign.
+    #[command(
+        after_help = "Asked for: the passphrase and second-factor code of OFFICER, then of the witness (or one\nper line from --passphrase-fd and --totp-fd, OFFICER's first).\n\nExample:\n  custody user key remove alice --witness bob\n  custody user key register alice --witness bob --generate"
+    )]
+    Remove {
+        /// The officer whose key it is.
+        #[arg(value_parser = super::client::parse_user_name)]
+        officer: String,
+        /// The officer who witnesses the removal.
+        #[arg(long, value_name = "OFFICER", value_parser = super::client::parse_user_name)]
+        witness: String,
+        /// Passphrases, one per line: OFFICER's, then the witness's.
+        #[arg(long, value_name = "N")]
+        passphrase_fd: Option<u32>,
+        /// Second-factor codes, one per line: OFFICER's, then the witness's.
+        #[arg(long, value_name = "N")]
+        totp_fd: Option<u32>,
+    },
+}
+
+/// The officer and the witness must be two people: refused before any secret is asked for.
+fn two_people(officer: &str, witness: &str) -> Result<(), Failure> {
+    if officer == witness {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("{officer} cannot witness their own key: give another officer with --witness; nothing was sent"),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `custody user key ...`: the card first (so a missing YubiKey costs no passphrase),
+/// then both officers' credentials.
+fn key(socket: &Path, cmd: KeyCommand) -> Result<Reply, Failure> {
+    match cmd {
+        KeyCommand::Register {
+            officer,
+            witness,
+            generate,
+            management_key_fd,
+            card,
+            passphrase_fd,
+            totp_fd,
+        } => {
+            two_people(&officer, &witness)?;
+            let management_key = management_key_fd
+                .map(super::officer_card::read_management_key)
+                .transpose()?;
+            let mut yk = card.open()?;
+            let shown = if generate {
+                eprintln!(
+                    "Generating a new approval key in slot 9c of YubiKey {} ({})...",
+                    yk.serial, yk.reader
+                );
+                yk.generate(management_key)?
+            } else {
+                yk.approval_key()?
+            };
+            eprintln!(
+                "YubiKey {} approval key {}",
+                yk.serial,
+                super::officer_card::key_id(&shown.spki)
+            );
+            let (by, _) = read_officers(&[officer, witness], passphrase_fd, totp_fd)?;
+            let b64 = data_encoding::BASE64;
+            call(
+                socket,
+                Op::OfficerKeyRegister {
+                    by,
+                    serial: yk.serial,
+                    spki: b64.encode(&shown.spki),
+                    slot_certificate: b64.encode(&shown.evidence.slot_cert),
+                    device_certificate: b64.encode(&shown.evidence.device_cert),
+                },
+            )
+        }
+        KeyCommand::Remove {
+            officer,
+            witness,
+            passphrase_fd,
+            totp_fd,
+        } => {
+            two_people(&officer, &witness)?;
+            let (by, _) = read_officers(&[officer, witness], passphrase_fd, totp_fd)?;
+            call(socket, Op::OfficerKeyRemove { by })
+        }
+    }
 }
 
 /// A role named on the command line, checked before anyone is asked for a passphrase.
@@ -264,6 +396,7 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                         },
                     )?
                 }
+                UserCommand::Key(k) => key(socket, k)?,
                 UserCommand::Reinstate { name, pair } => call(
                     socket,
                     Op::UserSetActive {
@@ -310,6 +443,18 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                         );
                     }
                 }
+                Reply::OfficerKey {
+                    officer,
+                    key_id,
+                    registered: true,
+                } => outln!(
+                    "{officer}: approval key {key_id} registered (custody approve --sign uses it)"
+                ),
+                Reply::OfficerKey {
+                    officer, key_id, ..
+                } => outln!(
+                    "{officer}: approval key {key_id} removed (custody approve --sign needs a new one registered)"
+                ),
                 other => outln!("{other:?}"),
             }
             });

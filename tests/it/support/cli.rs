@@ -201,6 +201,11 @@ impl Custody {
         self.fd(4, text)
     }
 
+    /// `text` readable on descriptor 5.
+    pub fn fd5(self, text: &str) -> Self {
+        self.fd(5, text)
+    }
+
     fn fd(mut self, n: u8, text: &str) -> Self {
         self.fds.retain(|(m, _)| *m != n);
         self.fds.push((n, text.to_owned()));

@@ -57,6 +57,8 @@ pub struct World {
     pub last_step: BTreeMap<String, u64>,
     /// Whether erin (an auditor) exists to log in for the reads at this terminal.
     pub reader: bool,
+    /// The ledger's checkpoint public key, as `custody init` printed it (auditors pin it).
+    pub public_key: String,
 }
 
 /// The auditor whose login session serves the worlds' reads (lists, shows, ceremonies).
@@ -263,6 +265,7 @@ pub fn world_with_policy(top: &str, policy: &str) -> World {
         seeds: BTreeMap::new(),
         last_step: BTreeMap::new(),
         reader: false,
+        public_key: String::new(),
     };
     let passes: Vec<String> = OFFICERS.iter().map(|o| unseal_pass(o)).collect();
     let keyring: Vec<(&str, &str)> = OFFICERS
@@ -270,7 +273,11 @@ pub fn world_with_policy(top: &str, policy: &str) -> World {
         .copied()
         .zip(passes.iter().map(String::as_str))
         .collect();
-    init(&w.ledger, &keyring);
+    let created = init(&w.ledger, &keyring);
+    w.public_key = created["public_key"]
+        .as_str()
+        .expect("init's public key")
+        .to_owned();
     w.start_daemon();
     w.unseal();
     for o in OFFICERS {

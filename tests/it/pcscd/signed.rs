@@ -1,0 +1,232 @@
+//! Approvals signed by officers' own YubiKeys through the production path: a private pcscd
+//! with the vpcd driver, `custody-emu` keys, a real `custodyd` trusting the emulator's test CA
+//! and the `custody` binary. Two custody keys are enrolled; then carol's and frank's own
+//! YubiKeys take turns in the second reader: each officer registers a new approval key (the
+//! other witnessing) with `custody user key register --generate`, and approves dave's request
+//! with `custody approve --sign` (PIV PIN on a descriptor, the emulator touched). The code is
+//! released from the primary, and the exported ledger verifies offline with `custody audit
+//! verify`; its `request.approved` events hold the signatures and name the registered keys.
+
+use crate::support;
+
+use serde_json::Value;
+use support::cli::{opened_by_alice_and_bob, output, Custody};
+use support::daemon::{request_status, user_pass, world_with_config, Run, World, ACCOUNT, SEED};
+use support::{in_harness, wait_for_card, Emu};
+
+const PRIMARY: u32 = 10_000_931;
+const BACKUP: u32 = 10_000_932;
+const CAROL_KEY: u32 = 10_000_941;
+const FRANK_KEY: u32 = 10_000_942;
+/// The emulator's factory PIV PIN.
+const PIN: &str = "123456";
+
+/// `custody user key register OFFICER --witness WITNESS --serial SERIAL [--generate]`, both
+/// officers' passphrases on descriptor 3 and codes on 4: as it ran.
+fn register(w: &mut World, officer: &str, witness: &str, serial: u32, generate: bool) -> Run {
+    let (co, cw) = (w.code(officer), w.code(witness));
+    let serial = serial.to_string();
+    let args: Vec<&str> = ["--json", "user", "key", "register", officer]
+        .into_iter()
+        .chain(["--witness", witness, "--serial", &serial])
+        .chain(generate.then_some("--generate"))
+        .chain(["--passphrase-fd", "3", "--totp-fd", "4"])
+        .collect();
+    w.custody4(
+        &args,
+        &format!("{}\n{}\n", user_pass(officer), user_pass(witness)),
+        &format!("{co}\n{cw}\n"),
+    )
+}
+
+/// `custody approve ID --as OFFICER --sign --serial SERIAL`, the passphrase on descriptor 3
+/// and the PIV PIN on 5: as it ran.
+fn approve_signed(w: &World, id: &str, officer: &str, serial: u32) -> Run {
+    Custody::new(&[
+        "approve",
+        id,
+        "--as",
+        officer,
+        "--sign",
+        "--serial",
+        &serial.to_string(),
+        "--passphrase-fd",
+        "3",
+        "--pin-fd",
+        "5",
+    ])
+    .socket(&w.socket)
+    .fd3(&format!("{}\n", user_pass(officer)))
+    .fd5(&format!("{PIN}\n"))
+    .files_in(w.dir.path())
+    .runtime_dir(&w.runtime_dir)
+    .run()
+}
+
+#[test]
+fn pcscd_officers_register_keys_approve_by_signature_and_the_export_verifies() {
+    if !in_harness(
+        "pcscd_officers_register_keys_approve_by_signature_and_the_export_verifies",
+        45300,
+        1,
+    ) {
+        return;
+    }
+    let [_primary, backup] = support::two_keys(
+        &["--serial", &PRIMARY.to_string()],
+        &["--serial", &BACKUP.to_string()],
+    );
+    let ca = support::fixture("piv-test-ca.pem");
+    let mut w = world_with_config(&format!("piv_attestation_test_ca = \"{}\"", ca.display()));
+    super::ceremony::enrol_with_wizard(&mut w, PRIMARY, BACKUP);
+    // The backup goes to its safe; the second reader takes the officers' own keys.
+    backup.stop();
+
+    w.room_in_step(10);
+    let r = w.request_code(true, "rotate the root password after the annual audit");
+    assert_eq!(r.code, 0, "request code:\n{}\n{}", r.out, r.err);
+    let id = r.json()["request"]["id"].as_str().expect("id").to_owned();
+
+    let mut key_ids = Vec::new();
+    for (officer, witness, serial) in [("carol", "frank", CAROL_KEY), ("frank", "carol", FRANK_KEY)]
+    {
+        let own = Emu::start(1, &["--serial", &serial.to_string()]);
+        wait_for_card(1);
+        let r = register(&mut w, officer, witness, serial, true);
+        assert_eq!(r.code, 0, "register {officer}:\n{}\n{}", r.out, r.err);
+        let key_id = r.json()["officer_key"]["key_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no key id: {}", r.out))
+            .to_owned();
+        assert_eq!(key_id.len(), 64, "{key_id}");
+        assert!(
+            r.err.contains(&key_id),
+            "the card's key id is shown: {}",
+            r.err
+        );
+
+        // Registered once only (the key already in 9c, not generated again).
+        let again = register(&mut w, officer, witness, serial, false);
+        assert_ne!(again.code, 0, "registered twice:\n{}", again.out);
+        assert_eq!(
+            again.json()["error"]["reason"],
+            "signing_key_exists",
+            "{}",
+            again.out
+        );
+
+        let r = approve_signed(&w, &id, officer, serial);
+        assert_eq!(r.code, 0, "approve --sign {officer}:\n{}\n{}", r.out, r.err);
+        assert!(r.err.contains("You are approving:"), "{}", r.err);
+        assert!(r.err.contains("Touch your YubiKey"), "{}", r.err);
+        // (The account id, 123456789012, starts with the factory PIN.)
+        let shown = format!("{}{}", r.out, r.err).replace(ACCOUNT, "");
+        assert!(!shown.contains(PIN), "the PIN was echoed: {shown}");
+        own.stop();
+        key_ids.push(key_id);
+    }
+    assert_ne!(key_ids[0], key_ids[1]);
+    assert_eq!(request_status(&w, &id), "approved");
+
+    // The code, from the checked-out primary.
+    let c = w.code("grace");
+    w.ok4(
+        &[
+            "device",
+            "checkout",
+            &PRIMARY.to_string(),
+            "--seal",
+            "BAG-0001",
+            "--request",
+            &id,
+            "--as",
+            "grace",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n", user_pass("grace")),
+        &format!("{c}\n"),
+    );
+    let r = w.ok(
+        &["code", &id, "--as", "dave", "--passphrase-fd", "3"],
+        &format!("{}\n", user_pass("dave")),
+    );
+    let after = w.clock.step();
+    let line = r
+        .out
+        .lines()
+        .find(|l| l.starts_with(&format!("Code for {id} (device {PRIMARY}): ")))
+        .unwrap_or_else(|| panic!("no code line: {}", r.out));
+    let code = line.rsplit(' ').next().expect("code");
+    assert!(
+        [after, after - 1]
+            .iter()
+            .any(|s| support::clock::totp(SEED, *s) == code),
+        "{code} is not the seed's code"
+    );
+    assert_eq!(request_status(&w, &id), "released");
+
+    // Offline: the ledger, then its export with the pinned checkpoint key.
+    let verified = w.stop_and_verify();
+    assert_eq!(verified["ok"], true, "{verified}");
+    let out = w.dir.path().join("export.jsonl");
+    let l = w.ledger.to_str().expect("utf8").to_owned();
+    let o = output(
+        &[
+            &["audit", "export"][..],
+            &opened_by_alice_and_bob(&l),
+            &["--out", out.to_str().expect("utf8")],
+        ]
+        .concat(),
+        &format!(
+            "{}\n{}\n",
+            support::daemon::unseal_pass("alice"),
+            support::daemon::unseal_pass("bob")
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
+    let export = out.to_str().expect("utf8");
+    let o = output(
+        &[
+            "--json",
+            "audit",
+            "verify",
+            export,
+            "--pubkey",
+            &w.public_key,
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
+
+    let events: Vec<Value> = std::fs::read_to_string(&out)
+        .expect("export")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let registered: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "officer.key_registered")
+        .map(|e| &e["body"])
+        .collect();
+    assert_eq!(registered.len(), 2, "{registered:?}");
+    let approved: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "request.approved")
+        .map(|e| &e["body"])
+        .collect();
+    assert_eq!(approved.len(), 2, "{approved:?}");
+    for (body, key_id) in approved.iter().zip(&key_ids) {
+        assert_eq!(body["proof"], "signature", "{body}");
+        assert_eq!(body["key_id"], key_id.as_str(), "{body}");
+        assert!(
+            body["signature"]
+                .as_str()
+                .and_then(|s| data_encoding::BASE64.decode(s.as_bytes()).ok())
+                .is_some_and(|d| d.len() > 60),
+            "{body}"
+        );
+    }
+}
