@@ -64,21 +64,7 @@ pub fn session(d: &Daemon, a: Auth, peer: &PeerCred) -> Result<Session, OpError>
                 factor,
                 uid: Some(peer.uid),
             };
-            let attempt = d
-                .throttle()
-                .begin(key, now)
-                .map_err(|r| throttled("authentication", creds.user.as_str(), peer, &r, now))?;
-            let check = match d.with_custody(|c| Ok(c.begin_authentication(&creds)?)) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Refused before any secret was checked (unknown, suspended, bound to
-                    // another uid): no guess was made, so the pair is not slowed, and its
-                    // earlier failures are not forgiven either.
-                    attempt.finish_uncounted();
-                    return Err(e);
-                }
-            };
-            let verdict = check.verify(&creds);
+            let (attempt, verdict) = throttled_check(d, &creds, key, now, peer)?;
             judged(d, attempt, verdict, peer)
         }
         (None, Some(continuation)) => {
@@ -193,18 +179,7 @@ fn passphrase_proven(
         factor: None,
         uid: Some(peer.uid),
     };
-    let attempt = d
-        .throttle()
-        .begin(key, now)
-        .map_err(|r| throttled("authentication", creds.user.as_str(), peer, &r, now))?;
-    let check = match d.with_custody(|c| Ok(c.begin_authentication(&creds)?)) {
-        Ok(c) => c,
-        Err(e) => {
-            attempt.finish_uncounted();
-            return Err(e);
-        }
-    };
-    let verdict = check.verify(&creds);
+    let (attempt, verdict) = throttled_check(d, &creds, key, now, peer)?;
     match d.with_custody(|c| Ok(c.finish_authentication_rounds(verdict)))? {
         Ok(Authenticated::FactorRequired(proof)) => {
             attempt.finish_uncounted();
@@ -223,6 +198,34 @@ fn passphrase_proven(
             Err(e.into())
         }
     }
+}
+
+/// Begins a throttled attempt for `key` and checks `creds`: the domain's checks under the
+/// service lock, the key derivation without it. The attempt is returned open, for the caller to
+/// finish by the outcome.
+fn throttled_check<'d>(
+    d: &'d Daemon,
+    creds: &Credentials,
+    key: ThrottleKey,
+    now: i64,
+    peer: &PeerCred,
+) -> Result<(super::throttle::Attempt<'d>, crate::custody::AuthVerdict), OpError> {
+    let attempt = d
+        .throttle()
+        .begin(key, now)
+        .map_err(|r| throttled("authentication", creds.user.as_str(), peer, &r, now))?;
+    let check = match d.with_custody(|c| Ok(c.begin_authentication(creds)?)) {
+        Ok(c) => c,
+        Err(e) => {
+            // Refused before any secret was checked (unknown, suspended, bound to another
+            // uid): no guess was made, so the pair is not slowed, and its earlier failures are
+            // not forgiven either.
+            attempt.finish_uncounted();
+            return Err(e);
+        }
+    };
+    let verdict = check.verify(creds);
+    Ok((attempt, verdict))
 }
 
 /// Records a verified authentication and ends its throttled attempt by the outcome.
