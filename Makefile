@@ -11,6 +11,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 FUZZ_SMOKE_RUNS ?= 20000
+FUZZ_SMOKE_SECS ?= 60
+FUZZ_SMOKE_JOBS ?= 2
 FUZZ_SOAK_RUNS ?= 10000000
 # Seconds per target in `make soak` (0: no limit, every target runs FUZZ_SOAK_RUNS inputs).
 FUZZ_SOAK_SECS ?= 0
@@ -50,11 +52,10 @@ FUZZ_SMOKE_FLAGS := --dev -s none
 fuzz-build:
 	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_SMOKE_FLAGS)
 
+# Two targets at a time: by the time the fuzz build is done, the tests have finished with the
+# cores. Each stops at FUZZ_SMOKE_RUNS inputs or FUZZ_SMOKE_SECS seconds.
 fuzz-smoke: fuzz-build
-	for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
-	  echo "fuzz: $$t ($(FUZZ_SMOKE_RUNS) runs)"; \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_SMOKE_FLAGS) "$$t" -- -runs=$(FUZZ_SMOKE_RUNS) -max_total_time=120 2>&1 | tail -n 2; \
-	done
+	scripts/fuzz-smoke.sh $(FUZZ_SMOKE_RUNS) $(FUZZ_SMOKE_SECS) $(FUZZ_SMOKE_JOBS) $(FUZZ_SMOKE_FLAGS)
 
 # Every test binary (the library's unit tests and `it`, the integration tests, runbooks among
 # them) is built first, with both cores. Then everything runs side by side: the tests, the
