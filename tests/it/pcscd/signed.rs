@@ -255,3 +255,76 @@ fn pcscd_officers_register_keys_approve_by_signature_and_the_export_verifies() {
         );
     }
 }
+
+/// `custody user key register --generate` on the YubiKey whose key in 9c is the officer's
+/// registered one is refused before the card is changed, saying to remove the key first; the
+/// key stays on the card (and registered). Once two officers remove it, `--generate` replaces
+/// it.
+#[test]
+fn pcscd_generate_over_the_registered_key_is_refused_before_the_card_is_changed() {
+    if !in_harness(
+        "pcscd_generate_over_the_registered_key_is_refused_before_the_card_is_changed",
+        45342,
+        1,
+    ) {
+        return;
+    }
+    let ca = support::fixture("piv-test-ca.pem");
+    let mut w = world_with_config(&format!("piv_attestation_test_ca = \"{}\"", ca.display()));
+    let _own = Emu::start(0, &["--serial", &CAROL_KEY.to_string()]);
+    wait_for_card(0);
+    let r = register(&mut w, "carol", "frank", CAROL_KEY, true);
+    assert_eq!(r.code, 0, "register:\n{}\n{}", r.out, r.err);
+    let key_id = r.json()["officer_key"]["key_id"]
+        .as_str()
+        .expect("key id")
+        .to_owned();
+
+    let again = register(&mut w, "carol", "frank", CAROL_KEY, true);
+    assert_ne!(
+        again.code, 0,
+        "generated over the registered key:\n{}",
+        again.out
+    );
+    let e = &again.json()["error"];
+    assert_eq!(e["reason"], "signing_key_exists", "{}", again.out);
+    let message = e["message"].as_str().expect("message");
+    for part in [
+        "custody user key remove carol --witness frank",
+        key_id.as_str(),
+        "nothing was changed",
+    ] {
+        assert!(message.contains(part), "{part:?} not in: {message}");
+    }
+    assert!(!again.err.contains("Generating"), "{}", again.err);
+    // The card still holds the registered key.
+    let kept = register(&mut w, "carol", "frank", CAROL_KEY, false);
+    assert_eq!(kept.json()["error"]["reason"], "signing_key_exists");
+    assert!(
+        kept.err.contains(&format!("approval key {key_id}")),
+        "the key on the card changed: {}",
+        kept.err
+    );
+
+    // Removed by two officers, the key may be replaced.
+    let (co, cw) = (w.code("carol"), w.code("frank"));
+    w.ok4(
+        &[
+            "user",
+            "key",
+            "remove",
+            "carol",
+            "--witness",
+            "frank",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n{}\n", user_pass("carol"), user_pass("frank")),
+        &format!("{co}\n{cw}\n"),
+    );
+    let r = register(&mut w, "carol", "frank", CAROL_KEY, true);
+    assert_eq!(r.code, 0, "register after removal:\n{}\n{}", r.out, r.err);
+    assert_ne!(r.json()["officer_key"]["key_id"], key_id.as_str());
+}
