@@ -86,6 +86,10 @@ fn make_history() -> Option<Vec<(usize, Value)>> {
             0,
             json!({"officer": "alice", "serial": serial, "slot": "9c",
                    "spki": b64(&attested.public_key_spki), "key_id": attested.key_id,
+                   "firmware": attested.firmware.to_string(),
+                   "pin_policy": attested.pin_policy.to_string(),
+                   "touch_policy": attested.touch_policy.to_string(),
+                   "anchor": attested.anchor, "witness": "bob",
                    "slot_certificate": b64(&slot_cert), "device_certificate": b64(&device_cert)}),
         ),
         (
