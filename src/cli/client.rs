@@ -330,6 +330,17 @@ impl<'a> Lines<'a> {
 
 /// Reads one secret: the first line of file descriptor `fd`, or a hidden prompt on the
 /// terminal. Never from the command line or the environment.
+/// A file descriptor number given on the command line (`--pin-fd 5`), refused with what to
+/// give instead when it is not one.
+pub(crate) fn parse_fd(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().map_err(|_| {
+        format!(
+            "{s:?} is not a file descriptor number: give the number of a descriptor open for \
+             reading (5 with `5< FILE`), or leave the option out"
+        )
+    })
+}
+
 pub(crate) fn read_secret(
     fd: Option<u32>,
     prompt: &str,

@@ -142,7 +142,7 @@ pub enum KeyCommand {
         generate: bool,
         /// With --generate: read the YubiKey's PIV management key (hex) from this file
         /// descriptor; without it the factory management key is used.
-        #[arg(long, value_name = "N", requires = "generate")]
+        #[arg(long, value_name = "N", requires = "generate", value_parser = super::client::parse_fd)]
         management_key_fd: Option<u32>,
         /// Which YubiKey.
         #[command(flatten)]
