@@ -297,6 +297,41 @@ fn pcscd_generate_over_the_registered_key_is_refused_before_the_card_is_changed(
         assert!(message.contains(part), "{part:?} not in: {message}");
     }
     assert!(!again.err.contains("Generating"), "{}", again.err);
+    // Without a login session custody cannot tell whose key the card holds: refused too.
+    let (co, cw) = (w.code("carol"), w.code("frank"));
+    let serial = CAROL_KEY.to_string();
+    let alone = Custody::new(&[
+        "--json",
+        "user",
+        "key",
+        "register",
+        "carol",
+        "--witness",
+        "frank",
+        "--serial",
+        &serial,
+        "--generate",
+        "--passphrase-fd",
+        "3",
+        "--totp-fd",
+        "4",
+    ])
+    .socket(&w.socket)
+    .fd3(&format!("{}\n{}\n", user_pass("carol"), user_pass("frank")))
+    .fd4(&format!("{co}\n{cw}\n"))
+    .files_in(w.dir.path())
+    .runtime_dir(&w.dir.path().join("no-session"))
+    .run();
+    assert_eq!(alone.code, 1, "{}\n{}", alone.out, alone.err);
+    let message = alone.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("run custody login first") && message.contains("nothing was changed"),
+        "{message}"
+    );
+    assert!(!alone.err.contains("Generating"), "{}", alone.err);
     // The card still holds the registered key.
     let kept = register(&mut w, "carol", "frank", CAROL_KEY, false);
     assert_eq!(kept.json()["error"]["reason"], "signing_key_exists");
