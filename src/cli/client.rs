@@ -505,6 +505,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_descriptor_that_is_not_a_number_is_refused_saying_what_to_give() {
+        assert_eq!(parse_fd("5"), Ok(5));
+        for bad in ["five", "-1", "", "5 ", "4294967296"] {
+            let e = parse_fd(bad).expect_err(bad);
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+            assert!(e.contains("5< FILE"), "{e}");
+        }
+    }
+
+    #[test]
     fn an_answer_line_is_read_whole_whatever_its_size() {
         for size in [0usize, 10, 8191, 8192, 70_000, 300_000] {
             let (a, b) = UnixStream::pair().expect("pair");
