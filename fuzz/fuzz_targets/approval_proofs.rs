@@ -60,7 +60,7 @@ fn make_history() -> Option<Vec<(usize, Value)>> {
     let mut s = PivSession::select(&mut card).ok()?;
     let alg = s.management_algorithm().ok()?;
     s.authenticate(&ManagementKey::factory_default(alg).ok()?).ok()?;
-    s.generate_p256(0x9C, PinPolicy::Never, TouchPolicy::Never).ok()?;
+    s.generate_p256(0x9C, PinPolicy::Never, TouchPolicy::Always).ok()?;
     let slot_cert = s.attest(0x9C).ok()?;
     let device_cert = s.attestation_certificate().ok()?;
     let attested = verify_attestation(

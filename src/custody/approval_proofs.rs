@@ -8,7 +8,8 @@
 //!   test CA the auditor adds) at the time it was registered, for slot 9c on the recorded
 //!   serial; the attested key is the recorded `spki`, and `key_id` is SHA-256 of it; the key
 //!   is P-256; no key is registered to two officers; the recorded `firmware`, `pin_policy`,
-//!   `touch_policy` and `anchor` are what the attestation says; the `witness` is another
+//!   `touch_policy` and `anchor` are what the attestation says, and the touch policy is
+//!   `always`; the `witness` is another
 //!   officer than the one registering; the event's actor is the officer;
 //! - every `request.approved` with `"proof": "signature"`: its key was registered to that
 //!   officer before the approval and not removed since; the digest recomputed from what the
@@ -80,7 +81,8 @@ pub enum ApprovalCheck {
     NonceReused,
     /// The recorded `firmware` is not the firmware the attestation names.
     KeyFirmware,
-    /// The recorded `pin_policy` or `touch_policy` is not the attested key's.
+    /// The recorded `pin_policy` or `touch_policy` is not the attested key's, or the attested
+    /// touch policy is not `always`.
     KeyPolicy,
     /// The recorded `anchor` is not the trust anchor the attestation chains to.
     KeyAnchor,
@@ -648,6 +650,17 @@ fn registration_as_attested(
                 ),
             ));
         }
+    }
+    if attested.touch_policy != crate::token::attestation::TouchPolicy::Always {
+        return Err(fail(
+            seq,
+            ApprovalCheck::KeyPolicy,
+            format!(
+                "{officer}'s key on YubiKey {} is attested with touch policy {}: an approval key \
+                 needs a touch for every signature (always)",
+                attested.serial, attested.touch_policy
+            ),
+        ));
     }
     let witness = str_field(body, "witness")
         .map_err(|detail| fail(seq, ApprovalCheck::KeyWitness, detail))?;

@@ -66,7 +66,7 @@ impl OfficerKey {
             let alg = s.management_algorithm().expect("metadata");
             s.authenticate(&ManagementKey::factory_default(alg).expect("factory key"))
                 .expect("authenticate");
-            s.generate_p256(SLOT, PinPolicy::Never, TouchPolicy::Never)
+            s.generate_p256(SLOT, PinPolicy::Never, TouchPolicy::Always)
                 .expect("generate in 9c");
             let slot_cert = s.attest(SLOT).expect("attest 9c");
             let device_cert = s.attestation_certificate().expect("F9 certificate");
@@ -115,7 +115,7 @@ impl OfficerKey {
         json!({
             "officer": self.officer, "serial": self.serial, "slot": "9c",
             "spki": b64(&self.spki), "key_id": self.key_id, "firmware": self.firmware,
-            "pin_policy": "never", "touch_policy": "never", "anchor": self.anchor,
+            "pin_policy": "never", "touch_policy": "always", "anchor": self.anchor,
             "slot_certificate": b64(&self.slot_cert),
             "device_certificate": b64(&self.device_cert), "witness": self.witness(),
         })

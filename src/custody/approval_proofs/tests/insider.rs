@@ -60,6 +60,11 @@ fn append(l: &mut Ledger, kind: &str, body: &Value) -> u64 {
 /// A ledger in `dir` with alice's attested key registered, request r1 and alice's signed
 /// approval of it; the seqs of the registration and the approval.
 fn master(dir: &Path) -> (u64, u64) {
+    master_with(dir, TouchPolicy::Always)
+}
+
+/// [`master`] with alice's key generated with touch policy `touch` (and so recorded).
+fn master_with(dir: &Path, touch: TouchPolicy) -> (u64, u64) {
     let mut card = SoftKey::new(
         SERIAL,
         [5, 4, 3],
@@ -71,7 +76,7 @@ fn master(dir: &Path) -> (u64, u64) {
     let alg = s.management_algorithm().expect("metadata");
     s.authenticate(&ManagementKey::factory_default(alg).expect("factory"))
         .expect("authenticate");
-    s.generate_p256(SLOT, PinPolicy::Never, TouchPolicy::Never)
+    s.generate_p256(SLOT, PinPolicy::Never, touch)
         .expect("generate");
     let slot_cert = s.attest(SLOT).expect("attest");
     let device_cert = s.attestation_certificate().expect("F9");
@@ -109,7 +114,7 @@ fn master(dir: &Path) -> (u64, u64) {
         &json!({"officer": "alice", "serial": SERIAL, "slot": "9c",
                 "spki": b64(&attested.public_key_spki), "key_id": key_id,
                 "firmware": attested.firmware.to_string(), "pin_policy": "never",
-                "touch_policy": "never", "anchor": attested.anchor,
+                "touch_policy": attested.touch_policy.to_string(), "anchor": attested.anchor,
                 "slot_certificate": b64(&slot_cert), "device_certificate": b64(&device_cert),
                 "witness": "bob"}),
     );
@@ -362,7 +367,7 @@ fn registrations_and_approvals_edited_to_disagree_with_the_attestation_or_actor_
         ),
         (
             "the touch policy",
-            |v| v["touch_policy"] = json!("always"),
+            |v| v["touch_policy"] = json!("never"),
             ApprovalCheck::KeyPolicy,
         ),
         (
@@ -426,5 +431,23 @@ fn registrations_and_approvals_edited_to_disagree_with_the_attestation_or_actor_
             }
             other => panic!("actor of seq {seq}: expected actor_not_officer, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn a_key_attested_without_touch_always_fails_its_policy_check() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (registered, _) = master_with(tmp.path(), TouchPolicy::Never);
+    let mut l = Ledger::open(tmp.path(), &officers(), Projections::ledger_only()).expect("open");
+    match check(&mut l) {
+        Err(ExportCheckFailure::Approval(f)) => {
+            assert_eq!(
+                (f.check, f.seq),
+                (ApprovalCheck::KeyPolicy, registered),
+                "{f}"
+            );
+            assert!(f.detail.contains("touch policy never"), "{f}");
+        }
+        other => panic!("expected officer_key_policy at seq {registered}, got {other:?}"),
     }
 }
