@@ -108,6 +108,8 @@ bench: deps
 # custodyd under 200 clients while one release waits 10 s for a touch, behind a private pcscd
 # (docs/reliability.md, "Daemon benchmark"); about 90 s, most of it setup and the wait for a
 # fresh TOTP step. CUSTODY_BENCH_CLIENTS, _SECS, _THINK_MS, _MAX_OPS and _SEED resize it.
+# Then signed approvals (`custody approve --sign` on an emulated YubiKey behind pcscd) against
+# TOTP approvals, median and p90 of each (about 10 s); CUSTODY_BENCH_APPROVALS (10) sets how many.
 bench-daemon: deps
 	$(CARGO) test $(TEST_FEATURES) --test it -- --ignored --nocapture daemon::bench::
 

@@ -60,7 +60,7 @@ fn make_history() -> Option<Vec<(usize, Value)>> {
     let mut s = PivSession::select(&mut card).ok()?;
     let alg = s.management_algorithm().ok()?;
     s.authenticate(&ManagementKey::factory_default(alg).ok()?).ok()?;
-    s.generate_p256(0x9C, PinPolicy::Never, TouchPolicy::Never).ok()?;
+    s.generate_p256(0x9C, PinPolicy::Never, TouchPolicy::Always).ok()?;
     let slot_cert = s.attest(0x9C).ok()?;
     let device_cert = s.attestation_certificate().ok()?;
     let attested = verify_attestation(
@@ -86,6 +86,10 @@ fn make_history() -> Option<Vec<(usize, Value)>> {
             0,
             json!({"officer": "alice", "serial": serial, "slot": "9c",
                    "spki": b64(&attested.public_key_spki), "key_id": attested.key_id,
+                   "firmware": attested.firmware.to_string(),
+                   "pin_policy": attested.pin_policy.to_string(),
+                   "touch_policy": attested.touch_policy.to_string(),
+                   "anchor": attested.anchor, "witness": "bob",
                    "slot_certificate": b64(&slot_cert), "device_certificate": b64(&device_cert)}),
         ),
         (

@@ -330,6 +330,17 @@ impl<'a> Lines<'a> {
 
 /// Reads one secret: the first line of file descriptor `fd`, or a hidden prompt on the
 /// terminal. Never from the command line or the environment.
+/// A file descriptor number given on the command line (`--pin-fd 5`), refused with what to
+/// give instead when it is not one.
+pub(crate) fn parse_fd(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().map_err(|_| {
+        format!(
+            "{s:?} is not a file descriptor number: give the number of a descriptor open for \
+             reading (5 with `5< FILE`), or leave the option out"
+        )
+    })
+}
+
 pub(crate) fn read_secret(
     fd: Option<u32>,
     prompt: &str,
@@ -492,6 +503,16 @@ impl PairArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_descriptor_that_is_not_a_number_is_refused_saying_what_to_give() {
+        assert_eq!(parse_fd("5"), Ok(5));
+        for bad in ["five", "-1", "", "5 ", "4294967296"] {
+            let e = parse_fd(bad).expect_err(bad);
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+            assert!(e.contains("5< FILE"), "{e}");
+        }
+    }
 
     #[test]
     fn an_answer_line_is_read_whole_whatever_its_size() {

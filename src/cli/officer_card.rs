@@ -114,6 +114,55 @@ fn certified_spki(reader: &str, cert: &[u8]) -> Result<Vec<u8>, Failure> {
         .map_err(|e| token_failure("reading the slot 9c attestation", reader, e))
 }
 
+/// A card's refusal in words: a wrong PIV PIN says the tries left and what to do, a blocked
+/// one how to unblock it, an empty slot 9c which YubiKey to use; anything else is
+/// [`token_failure`]. The PIN is never in it.
+fn card_failure(what: &str, reader: &str, serial: u32, e: crate::token::TokenError) -> Failure {
+    use crate::token::apdu::StatusWord;
+    const VERIFY: u8 = 0x20;
+    const ATTEST: u8 = 0xF9;
+    let blocked = || {
+        Failure::new(
+            exit::TOKEN,
+            format!(
+                "the PIV PIN of YubiKey {serial} is blocked (too many wrong PINs): {what} was not \
+                 done; unblock it with its PUK (ykman piv access unblock-pin), then run this again"
+            ),
+        )
+    };
+    match &e {
+        crate::token::TokenError::Refused {
+            ins: VERIFY,
+            sw: StatusWord::TriesLeft(0) | StatusWord::AuthMethodBlocked,
+            ..
+        } => blocked(),
+        crate::token::TokenError::Refused {
+            ins: VERIFY,
+            sw: StatusWord::TriesLeft(n),
+            ..
+        } => Failure::new(
+            exit::TOKEN,
+            format!(
+                "wrong PIV PIN for YubiKey {serial}: {n} tries left before it is blocked; {what} \
+                 was not done: run this again with the PIN of YubiKey {serial}"
+            ),
+        ),
+        crate::token::TokenError::Refused {
+            ins: ATTEST,
+            sw: StatusWord::ReferencedDataNotFound,
+            ..
+        } => Failure::new(
+            exit::TOKEN,
+            format!(
+                "YubiKey {serial} (in {reader}) holds no approval key in slot 9c: use the \
+                 YubiKey you registered with custody user key register, or make a key on this \
+                 one with custody user key register OFFICER --witness OFFICER --generate"
+            ),
+        ),
+        _ => token_failure(what, reader, e),
+    }
+}
+
 /// SHA-256 hex of a SubjectPublicKeyInfo: the id custodyd gives an approval key.
 pub(crate) fn key_id(spki: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, spki).as_ref())
@@ -142,7 +191,7 @@ impl OfficerCard {
                 f(&mut s)
             })
             .map_err(|e| token_failure(what, &reader, e))?
-            .map_err(|e| token_failure(what, &reader, e))
+            .map_err(|e| card_failure(what, &reader, self.serial, e))
     }
 
     /// The approval key in `9c` (ATTEST, so no PIN): its SubjectPublicKeyInfo and evidence.

@@ -94,7 +94,7 @@ pub struct ApproveArgs {
     #[arg(long)]
     pub sign: bool,
     /// With --sign: read the YubiKey's PIV PIN from this file descriptor instead of prompting.
-    #[arg(long, value_name = "N", requires = "sign")]
+    #[arg(long, value_name = "N", requires = "sign", value_parser = super::client::parse_fd)]
     pub pin_fd: Option<u32>,
     /// With --sign: which YubiKey.
     #[command(flatten)]

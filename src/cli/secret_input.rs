@@ -24,7 +24,10 @@ pub(crate) const MAX_LINE: usize = 64 * 1024;
 #[non_exhaustive]
 pub(crate) enum SecretInputError {
     /// The descriptor could not be opened (not open in this process, or not readable).
-    #[error("cannot read file descriptor {fd}: {source}")]
+    #[error(
+        "cannot read file descriptor {fd}: {source}; open it for reading when running custody \
+         (as `{fd}< FILE`), or leave the option out to be asked"
+    )]
     Open {
         /// The descriptor number.
         fd: u32,
@@ -40,7 +43,10 @@ pub(crate) enum SecretInputError {
         source: std::io::Error,
     },
     /// The input ended before the line.
-    #[error("file descriptor {fd} has no line for: {what}")]
+    #[error(
+        "file descriptor {fd} has no line for: {what}; write each secret on a line of its own, \
+         in the order the command asks for them"
+    )]
     Ended {
         /// The descriptor number.
         fd: u32,
@@ -48,7 +54,7 @@ pub(crate) enum SecretInputError {
         what: String,
     },
     /// The line has nothing before its line end.
-    #[error("file descriptor {fd}: the line for {what} is empty")]
+    #[error("file descriptor {fd}: the line for {what} is empty; write the secret on that line")]
     Empty {
         /// The descriptor number.
         fd: u32,
@@ -208,7 +214,7 @@ mod tests {
         assert_eq!(got[0], Ok("first".into()));
         assert_eq!(got[1], Ok("second ".into()), "one \\r\\n, no trimming");
         assert_eq!(got[2], Ok(" third".into()), "the last line needs no end");
-        assert!(matches!(&got[3], Err(e) if e.ends_with("has no line for: the passphrase")));
+        assert!(matches!(&got[3], Err(e) if e.contains("has no line for: the passphrase; ")));
         let (_keep, mut s) = fd_with(b"short\n");
         let line = s.next_line("the passphrase").expect("a line");
         assert!(
@@ -228,7 +234,11 @@ mod tests {
         assert!(matches!(e, SecretInputError::Ended { .. }));
         assert_eq!(
             e.to_string(),
-            format!("file descriptor {} has no line for: the code", s.number())
+            format!(
+                "file descriptor {} has no line for: the code; write each secret on a line of \
+                 its own, in the order the command asks for them",
+                s.number()
+            )
         );
         assert!(matches!(&lines(b"")[0], Err(e) if e.contains("has no line for")));
         assert_eq!(Failure::from(e).status, exit::USAGE);
@@ -242,7 +252,10 @@ mod tests {
         assert!(matches!(e, SecretInputError::Empty { fd, .. } if fd == n));
         assert_eq!(
             e.to_string(),
-            format!("file descriptor {n}: the line for the passphrase is empty")
+            format!(
+                "file descriptor {n}: the line for the passphrase is empty; write the secret on \
+                 that line"
+            )
         );
         assert_eq!(
             s.next_line("the code").expect("a line").as_str(),
@@ -251,7 +264,7 @@ mod tests {
         );
         assert!(matches!(
             lines(b"\r\n")[0].as_deref(),
-            Err(e) if e.ends_with("is empty")
+            Err(e) if e.contains("is empty; ")
         ));
     }
 

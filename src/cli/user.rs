@@ -128,7 +128,7 @@ pub enum KeyCommand {
     /// already in 9c is used. The card's attestation goes to custodyd, which checks it chains
     /// to Yubico's roots, names the YubiKey's serial and requires a touch for every signature.
     #[command(
-        after_help = "Asked for: the passphrase and second-factor code of OFFICER, then of the witness (or one\nper line from --passphrase-fd and --totp-fd, OFFICER's first). With --generate and a\nmanagement key other than the factory one, that key as hex on --management-key-fd. No PIN\nand no touch: generating and attesting need neither.\n\nOne key per officer: to replace it, remove it first (custody user key remove). --generate\nreplaces the key in slot 9c at once, before custodyd is asked: never give it for a YubiKey\nwhose key is registered and should stay so.\n\nExample:\n  custody user key register alice --witness bob --generate --serial 10000101\n  custody approve REQ-ID --as alice --sign"
+        after_help = "Asked for: the passphrase and second-factor code of OFFICER, then of the witness (or one\nper line from --passphrase-fd and --totp-fd, OFFICER's first). With --generate and a\nmanagement key other than the factory one, that key as hex on --management-key-fd. No PIN\nand no touch: generating and attesting need neither.\n\nOne key per officer: to replace it, remove it first (custody user key remove). --generate\nreplaces the key in slot 9c at once, before custodyd is asked; it is refused, before the\ncard is changed, when the key in 9c is OFFICER's registered one (it needs a custody login\nsession to check that when the slot holds a key).\n\nExample:\n  custody user key register alice --witness bob --generate --serial 10000101\n  custody approve REQ-ID --as alice --sign"
     )]
     Register {
         /// The officer whose YubiKey it is.
@@ -142,7 +142,7 @@ pub enum KeyCommand {
         generate: bool,
         /// With --generate: read the YubiKey's PIV management key (hex) from this file
         /// descriptor; without it the factory management key is used.
-        #[arg(long, value_name = "N", requires = "generate")]
+        #[arg(long, value_name = "N", requires = "generate", value_parser = super::client::parse_fd)]
         management_key_fd: Option<u32>,
         /// Which YubiKey.
         #[command(flatten)]
@@ -186,6 +186,62 @@ fn two_people(officer: &str, witness: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Refuses `--generate` on a YubiKey whose slot 9c holds the approval key registered to
+/// `officer`: generating would replace it on the card before custodyd is asked (and custodyd
+/// would then refuse the new key, the officer already having one). The card is only read
+/// (ATTEST, no PIN); custodyd's `users` listing, with the kept login session, names the
+/// registered key. A slot the card attests no key in holds nothing to keep.
+fn keep_registered_key(
+    socket: &Path,
+    officer: &str,
+    witness: &str,
+    yk: &mut super::officer_card::OfficerCard,
+) -> Result<(), Failure> {
+    let Ok(current) = yk.approval_key() else {
+        return Ok(());
+    };
+    let on_card = super::officer_card::key_id(&current.spki);
+    if !super::session::use_kept(socket)? {
+        return Err(Failure::new(
+            exit::FAILED,
+            format!(
+                "YubiKey {} already holds an approval key in slot 9c ({on_card}), and --generate \
+                 would replace it: run custody login first (any officer or auditor) so that \
+                 custody can check it is not {officer}'s registered key, or register the key \
+                 already on the card without --generate; nothing was changed",
+                yk.serial
+            ),
+        ));
+    }
+    let users = match call(socket, Op::Users)? {
+        Reply::Users(u) => u,
+        other => {
+            return Err(Failure::new(
+                exit::IO,
+                format!("custodyd answered users with {other:?}"),
+            ))
+        }
+    };
+    let registered = users
+        .iter()
+        .find(|u| u.name.as_str() == officer)
+        .and_then(|u| u.approval_key.as_deref());
+    if registered == Some(on_card.as_str()) {
+        return Err(Failure::refused(
+            exit::FAILED,
+            crate::daemon::protocol::RefusalCode::SigningKeyExists,
+            format!(
+                "YubiKey {} ({}) holds {officer}'s registered approval key {on_card} in slot 9c, \
+                 and --generate would replace it on the card: to replace the key, two officers \
+                 remove it first (custody user key remove {officer} --witness {witness}), then \
+                 run this again; nothing was changed",
+                yk.serial, yk.reader
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `custody user key ...`: the card first (so a missing YubiKey costs no passphrase),
 /// then both officers' credentials.
 fn key(socket: &Path, cmd: KeyCommand) -> Result<Reply, Failure> {
@@ -205,6 +261,7 @@ fn key(socket: &Path, cmd: KeyCommand) -> Result<Reply, Failure> {
                 .transpose()?;
             let mut yk = card.open()?;
             let shown = if generate {
+                keep_registered_key(socket, &officer, &witness, &mut yk)?;
                 eprintln!(
                     "Generating a new approval key in slot 9c of YubiKey {} ({})...",
                     yk.serial, yk.reader

@@ -476,6 +476,7 @@ impl Custody {
                     key_id: key.key_id,
                 });
             }
+            c.record_signed_authentication(&officer.name)?;
             Ok(ApprovalProofBody::Signature {
                 key_id: key.key_id,
                 nonce: proof.nonce.clone(),

@@ -7,12 +7,16 @@
 //! - every registered key's attestation chains to the trust anchors (Yubico's roots, and any
 //!   test CA the auditor adds) at the time it was registered, for slot 9c on the recorded
 //!   serial; the attested key is the recorded `spki`, and `key_id` is SHA-256 of it; the key
-//!   is P-256; no key is registered to two officers;
+//!   is P-256; no key is registered to two officers; the recorded `firmware`, `pin_policy`,
+//!   `touch_policy` and `anchor` are what the attestation says, and the touch policy is
+//!   `always`; the `witness` is another
+//!   officer than the one registering; the event's actor is the officer;
 //! - every `request.approved` with `"proof": "signature"`: its key was registered to that
 //!   officer before the approval and not removed since; the digest recomputed from what the
 //!   request showed (`request.created`: id, account, task, ticket, reason, requester), the
 //!   officer, the key id and the nonce equals the recorded digest; the signature verifies
-//!   (ECDSA P-256 over SHA-256 of the message) with the registered key; no nonce is used twice.
+//!   (ECDSA P-256 over SHA-256 of the message) with the registered key; no nonce is used twice;
+//!   the event's actor is the approving officer.
 //!
 //! The first failure is kept with the check it failed and the event's seq
 //! ([`ApprovalFailure`]). An approval the export cannot check because its request or key
@@ -75,6 +79,18 @@ pub enum ApprovalCheck {
     Signature,
     /// The nonce was used by an earlier signed approval.
     NonceReused,
+    /// The recorded `firmware` is not the firmware the attestation names.
+    KeyFirmware,
+    /// The recorded `pin_policy` or `touch_policy` is not the attested key's, or the attested
+    /// touch policy is not `always`.
+    KeyPolicy,
+    /// The recorded `anchor` is not the trust anchor the attestation chains to.
+    KeyAnchor,
+    /// The `witness` is missing, not a string, or the registering officer themselves.
+    KeyWitness,
+    /// The event's actor is not the officer its body names (a registration or a signed
+    /// approval recorded under someone else's name).
+    ActorNotOfficer,
 }
 
 impl ApprovalCheck {
@@ -94,6 +110,11 @@ impl ApprovalCheck {
             Self::Digest => "approval_digest",
             Self::Signature => "approval_signature",
             Self::NonceReused => "approval_nonce_reused",
+            Self::KeyFirmware => "officer_key_firmware",
+            Self::KeyPolicy => "officer_key_policy",
+            Self::KeyAnchor => "officer_key_anchor",
+            Self::KeyWitness => "officer_key_witness",
+            Self::ActorNotOfficer => "actor_not_officer",
         }
     }
 }
@@ -291,6 +312,7 @@ impl ApprovalProofs {
         }
         let body = ev.body.to_value();
         let seq = ev.header.seq;
+        let actor = ev.header.actor.as_str();
         match kind {
             kinds::REQUEST_CREATED => {
                 self.request_created(&body);
@@ -299,13 +321,13 @@ impl ApprovalProofs {
             kinds::OFFICER_KEY_REGISTERED => {
                 let at = jiff::Timestamp::from_millisecond(ev.header.time.0)
                     .map_err(|e| fail(seq, ApprovalCheck::KeyRecord, format!("event time: {e}")))?;
-                self.key_registered(seq, at, &body)
+                self.key_registered(seq, actor, at, &body)
             }
             kinds::OFFICER_KEY_REMOVED => {
                 self.key_removed(seq, &body);
                 Ok(())
             }
-            _ => self.approved(seq, &body),
+            _ => self.approved(seq, actor, &body),
         }
     }
 
@@ -331,6 +353,7 @@ impl ApprovalProofs {
     fn key_registered(
         &mut self,
         seq: u64,
+        actor: &str,
         at: jiff::Timestamp,
         body: &Value,
     ) -> Result<(), ApprovalFailure> {
@@ -414,6 +437,7 @@ impl ApprovalProofs {
                 "the attested key's SubjectPublicKeyInfo holds no P-256 point".to_owned(),
             )
         })?;
+        registration_as_attested(seq, actor, &officer, body, &attested)?;
         self.owners.insert(key_id.clone(), officer.clone());
         self.keys.insert(
             key_id,
@@ -442,12 +466,12 @@ impl ApprovalProofs {
         }
     }
 
-    fn approved(&mut self, seq: u64, body: &Value) -> Result<(), ApprovalFailure> {
+    fn approved(&mut self, seq: u64, actor: &str, body: &Value) -> Result<(), ApprovalFailure> {
         let record = |detail: String| fail(seq, ApprovalCheck::ApprovalRecord, detail);
         match body.get("proof") {
             None => {}
             Some(Value::String(p)) if p == "totp" => {}
-            Some(Value::String(p)) if p == "signature" => return self.signed(seq, body),
+            Some(Value::String(p)) if p == "signature" => return self.signed(seq, actor, body),
             Some(other) => {
                 return Err(record(format!(
                     "\"proof\" is {other}: expected \"signature\" or \"totp\""
@@ -459,10 +483,11 @@ impl ApprovalProofs {
         Ok(())
     }
 
-    fn signed(&mut self, seq: u64, body: &Value) -> Result<(), ApprovalFailure> {
+    fn signed(&mut self, seq: u64, actor: &str, body: &Value) -> Result<(), ApprovalFailure> {
         let record = |detail: String| fail(seq, ApprovalCheck::ApprovalRecord, detail);
         let request = str_field(body, "request").map_err(record)?;
         let officer = str_field(body, "officer").map_err(record)?;
+        actor_is_officer(seq, actor, &officer)?;
         let key_id = str_field(body, "key_id").map_err(record)?;
         let nonce = str_field(body, "nonce").map_err(record)?;
         let digest = str_field(body, "digest").map_err(record)?;
@@ -569,6 +594,87 @@ impl ApprovalProofs {
         self.summary.proofs.insert(seq, ApprovalProof::Unchecked);
         Ok(())
     }
+}
+
+/// The event of `officer` is recorded under their own name.
+fn actor_is_officer(seq: u64, actor: &str, officer: &str) -> Result<(), ApprovalFailure> {
+    if actor == officer {
+        return Ok(());
+    }
+    Err(fail(
+        seq,
+        ApprovalCheck::ActorNotOfficer,
+        format!("the event names officer {officer:?} and was recorded by {actor:?}"),
+    ))
+}
+
+/// What an `officer.key_registered` body says of the key besides the key itself (firmware,
+/// policies, anchor) is what its verified attestation says; the witness is another officer;
+/// the registering officer recorded it.
+fn registration_as_attested(
+    seq: u64,
+    actor: &str,
+    officer: &str,
+    body: &Value,
+    attested: &crate::token::attestation::Attested,
+) -> Result<(), ApprovalFailure> {
+    let record = |detail: String| fail(seq, ApprovalCheck::KeyRecord, detail);
+    let fields = [
+        (
+            "firmware",
+            attested.firmware.to_string(),
+            ApprovalCheck::KeyFirmware,
+        ),
+        (
+            "pin_policy",
+            attested.pin_policy.to_string(),
+            ApprovalCheck::KeyPolicy,
+        ),
+        (
+            "touch_policy",
+            attested.touch_policy.to_string(),
+            ApprovalCheck::KeyPolicy,
+        ),
+        ("anchor", attested.anchor.clone(), ApprovalCheck::KeyAnchor),
+    ];
+    for (name, attested_value, check) in fields {
+        let recorded = str_field(body, name).map_err(record)?;
+        if recorded != attested_value {
+            return Err(fail(
+                seq,
+                check,
+                format!(
+                    "{officer}'s key records {name} {recorded:?}; its attestation on YubiKey {} \
+                     says {attested_value:?}",
+                    attested.serial
+                ),
+            ));
+        }
+    }
+    if attested.touch_policy != crate::token::attestation::TouchPolicy::Always {
+        return Err(fail(
+            seq,
+            ApprovalCheck::KeyPolicy,
+            format!(
+                "{officer}'s key on YubiKey {} is attested with touch policy {}: an approval key \
+                 needs a touch for every signature (always)",
+                attested.serial, attested.touch_policy
+            ),
+        ));
+    }
+    let witness = str_field(body, "witness")
+        .map_err(|detail| fail(seq, ApprovalCheck::KeyWitness, detail))?;
+    if witness.is_empty() || witness == officer {
+        return Err(fail(
+            seq,
+            ApprovalCheck::KeyWitness,
+            format!(
+                "{officer}'s key registration is witnessed by {witness:?}: a registration needs \
+                 another officer as witness"
+            ),
+        ));
+    }
+    actor_is_officer(seq, actor, officer)
 }
 
 fn fail(seq: u64, check: ApprovalCheck, detail: String) -> ApprovalFailure {
@@ -800,6 +906,11 @@ mod tests {
             Digest,
             Signature,
             NonceReused,
+            KeyFirmware,
+            KeyPolicy,
+            KeyAnchor,
+            KeyWitness,
+            ActorNotOfficer,
         ];
         let names: HashSet<_> = all.iter().map(|c| c.as_str()).collect();
         assert_eq!(names.len(), all.len());

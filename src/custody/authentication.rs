@@ -185,6 +185,27 @@ impl Custody {
         })
     }
 
+    /// Records the authentication of an officer whose approval a YubiKey signature just
+    /// proved, as [`Custody::finish_authentication`] records one proved by a second-factor
+    /// code: `auth.succeeded` (with no factor step, and `"proof": "signature"`: the signature
+    /// took the code's place, so no step is spent) and the officer's failed attempts cleared.
+    pub(super) fn record_signed_authentication(
+        &mut self,
+        name: &UserName,
+    ) -> Result<(), CustodyError> {
+        let mut user = self.user(name)?;
+        user.failed_attempts = 0;
+        user.locked_until_ms = None;
+        let put = Put::new(entity::USER, &user.name, &user)?;
+        self.append(
+            kinds::AUTH_SUCCEEDED,
+            user.name.as_str(),
+            json!({"user": user.name, "factor_step": null, "proof": "signature"}),
+            &[put],
+        )?;
+        Ok(())
+    }
+
     /// The active user behind a session, refusing expired sessions, sessions of another ledger
     /// and suspended users.
     pub(super) fn session_user(&self, s: &Session) -> Result<UserRecord, CustodyError> {

@@ -148,6 +148,21 @@ fn signed_proof(
     })
 }
 
+/// Every user, each officer with the id of their registered approval key (which
+/// `custody user key register --generate` checks before it replaces the key on a card).
+fn users_with_approval_keys(
+    c: &crate::custody::Custody,
+) -> Result<Vec<crate::daemon::protocol::UserReply>, OpError> {
+    let mut out = Vec::new();
+    for u in c.users()? {
+        let key = c.officer_key(&u.name)?.map(|k| k.key_id);
+        let mut reply = crate::daemon::protocol::UserReply::from(u);
+        reply.approval_key = key;
+        out.push(reply);
+    }
+    Ok(out)
+}
+
 /// The first round of an authentication by passphrase alone, for an officer who proves the
 /// rest by signature: the proof that the passphrase was right. Throttled like every
 /// authentication; a second-factor code or continuation here is a bad request.
@@ -454,7 +469,7 @@ pub fn handle(
         }
         Op::Users => {
             d.reader(token, peer, "users", authz::roles_for("users"))?;
-            d.with_custody(|c| Ok(Reply::from(c.users()?)))
+            d.with_custody(|c| Ok(Reply::Users(users_with_approval_keys(c)?)))
         }
         Op::AccountAdd {
             by,

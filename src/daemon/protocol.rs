@@ -1024,6 +1024,10 @@ pub struct UserReply {
     /// How many times the user has been suspended (absent: never).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub suspensions: u32,
+    /// The id of the officer's registered approval key (SHA-256 hex of its
+    /// SubjectPublicKeyInfo), in the `users` listing; absent when none is registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_key: Option<String>,
 }
 
 impl From<UserRecord> for UserReply {
@@ -1037,6 +1041,7 @@ impl From<UserRecord> for UserReply {
             locked_until_ms: r.locked_until_ms,
             last_factor_step: r.last_factor_step,
             suspensions: r.suspensions,
+            approval_key: None,
         }
     }
 }

@@ -457,3 +457,92 @@ fn an_old_passphrase_proof_approves_nothing() {
     let e = w.custody.approval_challenge(&p, &r.id).expect_err("stale");
     assert_eq!(e.code(), "proof_not_fresh");
 }
+
+/// A failed authentication of `officer` (a wrong passphrase), counted in the ledger.
+fn fail_once(w: &mut World, officer: &str) {
+    let mut c = w.creds(officer);
+    c.passphrase = UserPassphrase::new_checked(Zeroizing::new("not-the-passphrase-1".to_owned()))
+        .expect("a passphrase");
+    let e = w.custody.authenticate(&c).expect_err("wrong passphrase");
+    assert_eq!(e.code(), "authentication_failed", "{e}");
+    assert_eq!(
+        w.custody
+            .user(&name(officer))
+            .expect("user")
+            .failed_attempts,
+        1
+    );
+}
+
+#[test]
+fn a_signed_approval_records_its_authentication_as_a_totp_approval_does() {
+    let mut w = world();
+    let mut ka = officer_yubikey(ALICE_KEY);
+    register(&mut w, "alice", "bob", &mut ka, ALICE_KEY);
+    let r = w.new_request("oscar");
+
+    // A TOTP approval: auth.succeeded, then request.approved; the failed attempt is cleared.
+    fail_once(&mut w, "carol");
+    let before = w.bodies(store::kinds::AUTH_SUCCEEDED).len();
+    w.approve(&r.id, "carol").expect("totp");
+    let succeeded = w.bodies(store::kinds::AUTH_SUCCEEDED);
+    assert_eq!(succeeded.len(), before + 1);
+    assert_eq!(succeeded[before]["user"], "carol");
+    assert_eq!(
+        w.custody
+            .user(&name("carol"))
+            .expect("carol")
+            .failed_attempts,
+        0
+    );
+    let kinds = w.kinds();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["auth.succeeded".to_owned(), "request.approved".to_owned()]
+    );
+
+    // A signed approval records the same, with no second-factor step (the signature took its
+    // place), and leaves the officer's last step as it was.
+    fail_once(&mut w, "alice");
+    let step = w
+        .custody
+        .user(&name("alice"))
+        .expect("alice")
+        .last_factor_step;
+    let before = w.bodies(store::kinds::AUTH_SUCCEEDED).len();
+    signed_approval(&mut w, &r, "alice", &mut ka).expect("alice signs");
+    let succeeded = w.bodies(store::kinds::AUTH_SUCCEEDED);
+    assert_eq!(succeeded.len(), before + 1, "{succeeded:?}");
+    let body = &succeeded[before];
+    assert_eq!(body["user"], "alice", "{body}");
+    assert!(body["factor_step"].is_null(), "{body}");
+    assert_eq!(body["proof"], "signature", "{body}");
+    let alice = w.custody.user(&name("alice")).expect("alice");
+    assert_eq!(alice.failed_attempts, 0);
+    assert_eq!(alice.last_factor_step, step);
+    let kinds = w.kinds();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["auth.succeeded".to_owned(), "request.approved".to_owned()]
+    );
+
+    // A refused signed approval records no success.
+    fail_once(&mut w, "bob");
+    let before = w.bodies(store::kinds::AUTH_SUCCEEDED).len();
+    let p = proven(&w, "alice");
+    let e = w
+        .custody
+        .approve_signed(
+            &r.id,
+            &p,
+            None,
+            &SignedProof {
+                key_id: "00".repeat(32),
+                nonce: "00".repeat(32),
+                signature: vec![0x30, 0x00],
+            },
+        )
+        .expect_err("no such nonce");
+    assert_eq!(e.code(), "approval_nonce_unknown", "{e}");
+    assert_eq!(w.bodies(store::kinds::AUTH_SUCCEEDED).len(), before);
+}

@@ -550,3 +550,166 @@ fn bench_200_clients_while_a_release_waits_for_a_touch() {
         env_or("CUSTODY_BENCH_SECS", 15),
     );
 }
+
+/// An officer's YubiKey for the signed approvals (vpcd slot 0).
+const SIGNER_KEY: u32 = 10_000_951;
+/// The emulator's factory PIV PIN.
+const PIV_PIN: &str = "123456";
+
+/// The benchmark's figures of one kind of approval (ms): count, median, p90, min, max.
+fn approval_figures(name: &str, mut took: Vec<Duration>) -> (String, f64) {
+    took.sort();
+    let p50 = percentile(&took, 0.5);
+    (
+        format!(
+            "bench-approval: proof={name} n={} p50={p50:.1} p90={:.1} min={:.1} max={:.1}",
+            took.len(),
+            percentile(&took, 0.9),
+            percentile(&took, 0.0),
+            percentile(&took, 1.0),
+        ),
+        p50,
+    )
+}
+
+/// One approval of request `id` by the `custody` binary, timed from its start to its exit
+/// (custodyd answers once `request.approved` is committed); then custodyd is asked that the
+/// approval is recorded. `proof` names the kind in failures.
+fn timed_approval(
+    w: &support::daemon::World,
+    id: &str,
+    officer: &str,
+    cmd: support::cli::Custody,
+    proof: &str,
+) -> Duration {
+    let started = Instant::now();
+    let r = cmd
+        .socket(&w.socket)
+        .files_in(w.dir.path())
+        .runtime_dir(&w.runtime_dir)
+        .run();
+    let took = started.elapsed();
+    assert_eq!(
+        r.code, 0,
+        "approve {id} as {officer} ({proof}):\n{}\n{}",
+        r.out, r.err
+    );
+    let shown = w.ok(&["--json", "request", "show", id], "").json();
+    let approvals = shown["request"]["approvals"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no approvals in {shown}"));
+    assert!(
+        approvals.iter().any(|a| a["officer"] == officer),
+        "{officer}'s approval of {id} is not recorded: {shown}"
+    );
+    took
+}
+
+/// A signed approval end to end against a TOTP approval, both through the `custody` binary
+/// against one `custodyd-testclock`: carol approves with `custody approve --sign` on her own
+/// emulated YubiKey behind pcscd (PIV PIN on a descriptor, the emulator touched at once), frank
+/// with his second-factor code (`--totp-fd`). Each request takes one of each, in alternating
+/// order. A TOTP approval needs a step the officer has not used yet: an officer at a real
+/// clock waits up to 30 s for one; here the test clock moves to it, so what is timed is the
+/// command alone. Printed: median, p90, min and max of each, and the load average.
+/// `CUSTODY_BENCH_APPROVALS` (10) sets how many of each.
+fn bench_approvals(n: usize) {
+    use support::daemon::{user_pass, world_with_config};
+    let ca = support::fixture("piv-test-ca.pem");
+    let mut w = world_with_config(&format!("piv_attestation_test_ca = \"{}\"", ca.display()));
+    w.add_account("alice");
+    let _key = support::Emu::start(0, &["--serial", &SIGNER_KEY.to_string()]);
+    support::wait_for_card(0);
+    let serial = SIGNER_KEY.to_string();
+    let (co, cw) = (w.code("carol"), w.code("frank"));
+    let r = w.custody4(
+        &[
+            "--json",
+            "user",
+            "key",
+            "register",
+            "carol",
+            "--witness",
+            "frank",
+            "--serial",
+            &serial,
+            "--generate",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n{}\n", user_pass("carol"), user_pass("frank")),
+        &format!("{co}\n{cw}\n"),
+    );
+    assert_eq!(r.code, 0, "register carol's key:\n{}\n{}", r.out, r.err);
+
+    let load_before = load_average();
+    let (mut signed, mut totp) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        w.room_in_step(10);
+        let r = w.request_code(true, &format!("rotate the root password, run {i}"));
+        assert_eq!(r.code, 0, "request code:\n{}\n{}", r.out, r.err);
+        let id = r.json()["request"]["id"].as_str().expect("id").to_owned();
+        for turn in 0..2 {
+            if (i + turn) % 2 == 0 {
+                let cmd = support::cli::Custody::new(&[
+                    "approve",
+                    &id,
+                    "--as",
+                    "carol",
+                    "--sign",
+                    "--serial",
+                    &serial,
+                    "--passphrase-fd",
+                    "3",
+                    "--pin-fd",
+                    "5",
+                ])
+                .fd3(&format!("{}\n", user_pass("carol")))
+                .fd5(&format!("{PIV_PIN}\n"));
+                signed.push(timed_approval(&w, &id, "carol", cmd, "signature"));
+            } else {
+                // The code is computed before the clock starts, as an officer reads it first.
+                let code = w.code("frank");
+                let cmd = support::cli::Custody::new(&[
+                    "approve",
+                    &id,
+                    "--as",
+                    "frank",
+                    "--passphrase-fd",
+                    "3",
+                    "--totp-fd",
+                    "4",
+                ])
+                .fd3(&format!("{}\n", user_pass("frank")))
+                .fd4(&format!("{code}\n"));
+                totp.push(timed_approval(&w, &id, "frank", cmd, "totp"));
+            }
+        }
+        assert_eq!(support::daemon::request_status(&w, &id), "approved");
+    }
+    let load_after = load_average();
+    let (signed_line, signed_p50) = approval_figures("signature", signed);
+    let (totp_line, totp_p50) = approval_figures("totp", totp);
+    println!("{signed_line}");
+    println!("{totp_line}");
+    println!(
+        "bench-approvals: n={n} signed_over_totp_p50={:.2} load={load_before}->{load_after}",
+        signed_p50 / totp_p50.max(f64::MIN_POSITIVE)
+    );
+
+    // Every approval is in the ledger with its proof, and the ledger verifies.
+    let verified = w.stop_and_verify();
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[test]
+#[ignore = "benchmark: make bench-daemon"]
+fn bench_signed_approvals_against_totp_approvals() {
+    let _alone = crate::support::alone();
+    if !support::in_harness("bench_signed_approvals_against_totp_approvals", 45340, 1) {
+        return;
+    }
+    bench_approvals(env_or("CUSTODY_BENCH_APPROVALS", 10).max(1) as usize);
+}

@@ -255,3 +255,343 @@ fn pcscd_officers_register_keys_approve_by_signature_and_the_export_verifies() {
         );
     }
 }
+
+/// `custody user key register --generate` on the YubiKey whose key in 9c is the officer's
+/// registered one is refused before the card is changed, saying to remove the key first; the
+/// key stays on the card (and registered). Once two officers remove it, `--generate` replaces
+/// it.
+#[test]
+fn pcscd_generate_over_the_registered_key_is_refused_before_the_card_is_changed() {
+    if !in_harness(
+        "pcscd_generate_over_the_registered_key_is_refused_before_the_card_is_changed",
+        45342,
+        1,
+    ) {
+        return;
+    }
+    let ca = support::fixture("piv-test-ca.pem");
+    let mut w = world_with_config(&format!("piv_attestation_test_ca = \"{}\"", ca.display()));
+    let _own = Emu::start(0, &["--serial", &CAROL_KEY.to_string()]);
+    wait_for_card(0);
+    let r = register(&mut w, "carol", "frank", CAROL_KEY, true);
+    assert_eq!(r.code, 0, "register:\n{}\n{}", r.out, r.err);
+    let key_id = r.json()["officer_key"]["key_id"]
+        .as_str()
+        .expect("key id")
+        .to_owned();
+
+    let again = register(&mut w, "carol", "frank", CAROL_KEY, true);
+    assert_ne!(
+        again.code, 0,
+        "generated over the registered key:\n{}",
+        again.out
+    );
+    let e = &again.json()["error"];
+    assert_eq!(e["reason"], "signing_key_exists", "{}", again.out);
+    let message = e["message"].as_str().expect("message");
+    for part in [
+        "custody user key remove carol --witness frank",
+        key_id.as_str(),
+        "nothing was changed",
+    ] {
+        assert!(message.contains(part), "{part:?} not in: {message}");
+    }
+    assert!(!again.err.contains("Generating"), "{}", again.err);
+    // Without a login session custody cannot tell whose key the card holds: refused too.
+    let (co, cw) = (w.code("carol"), w.code("frank"));
+    let serial = CAROL_KEY.to_string();
+    let alone = Custody::new(&[
+        "--json",
+        "user",
+        "key",
+        "register",
+        "carol",
+        "--witness",
+        "frank",
+        "--serial",
+        &serial,
+        "--generate",
+        "--passphrase-fd",
+        "3",
+        "--totp-fd",
+        "4",
+    ])
+    .socket(&w.socket)
+    .fd3(&format!("{}\n{}\n", user_pass("carol"), user_pass("frank")))
+    .fd4(&format!("{co}\n{cw}\n"))
+    .files_in(w.dir.path())
+    .runtime_dir(&w.dir.path().join("no-session"))
+    .run();
+    assert_eq!(alone.code, 1, "{}\n{}", alone.out, alone.err);
+    let message = alone.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("run custody login first") && message.contains("nothing was changed"),
+        "{message}"
+    );
+    assert!(!alone.err.contains("Generating"), "{}", alone.err);
+    // The card still holds the registered key.
+    let kept = register(&mut w, "carol", "frank", CAROL_KEY, false);
+    assert_eq!(kept.json()["error"]["reason"], "signing_key_exists");
+    assert!(
+        kept.err.contains(&format!("approval key {key_id}")),
+        "the key on the card changed: {}",
+        kept.err
+    );
+
+    // Removed by two officers, the key may be replaced.
+    let (co, cw) = (w.code("carol"), w.code("frank"));
+    w.ok4(
+        &[
+            "user",
+            "key",
+            "remove",
+            "carol",
+            "--witness",
+            "frank",
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ],
+        &format!("{}\n{}\n", user_pass("carol"), user_pass("frank")),
+        &format!("{co}\n{cw}\n"),
+    );
+    let r = register(&mut w, "carol", "frank", CAROL_KEY, true);
+    assert_eq!(r.code, 0, "register after removal:\n{}\n{}", r.out, r.err);
+    assert_ne!(r.json()["officer_key"]["key_id"], key_id.as_str());
+}
+
+/// A second YubiKey of the officers' (vpcd slot 1).
+const OTHER_KEY: u32 = 10_000_943;
+
+/// `custody --json approve ID --as OFFICER --sign ARGS --passphrase-fd 3`, the passphrase on
+/// descriptor 3 and `pin` (when given) on 5: as it ran.
+fn approve_with(w: &World, id: &str, officer: &str, args: &[&str], pin: Option<&str>) -> Run {
+    let all: Vec<&str> = ["--json", "approve", id, "--as", officer, "--sign"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["--passphrase-fd", "3"])
+        .collect();
+    let mut c = Custody::new(&all)
+        .socket(&w.socket)
+        .fd3(&format!("{}\n", user_pass(officer)))
+        .files_in(w.dir.path())
+        .runtime_dir(&w.runtime_dir);
+    if let Some(pin) = pin {
+        c = c.fd5(pin);
+    }
+    c.run()
+}
+
+/// The `--json` error's message of a run that failed with exit status `code`, checked to hold
+/// every one of `parts`, and no panic.
+fn failed_saying(r: &Run, what: &str, code: i32, parts: &[&str]) -> String {
+    assert_eq!(r.code, code, "{what}: exit status\n{}\n{}", r.out, r.err);
+    let both = format!("{}{}", r.out, r.err);
+    assert!(!both.contains("panicked"), "{what}: a panic\n{both}");
+    let message = serde_json::from_str::<Value>(&r.out)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| r.err.clone());
+    for p in parts {
+        assert!(message.contains(p), "{what}: {p:?} not in: {message}");
+    }
+    message
+}
+
+/// What `custody approve --sign` and `custody user key register` say when something about the
+/// card or the secrets given is wrong, through pcscd: each error names what was wrong and what
+/// to do, none is a panic, and the PIN appears in no output.
+#[test]
+fn pcscd_signing_errors_say_what_was_wrong_and_what_to_do() {
+    if !in_harness(
+        "pcscd_signing_errors_say_what_was_wrong_and_what_to_do",
+        45344,
+        1,
+    ) {
+        return;
+    }
+    let ca = support::fixture("piv-test-ca.pem");
+    let mut w = world_with_config(&format!("piv_attestation_test_ca = \"{}\"", ca.display()));
+    w.add_account("alice");
+    let carol = Emu::start(0, &["--serial", &CAROL_KEY.to_string()]);
+    wait_for_card(0);
+    let r = register(&mut w, "carol", "frank", CAROL_KEY, true);
+    assert_eq!(r.code, 0, "register carol:\n{}\n{}", r.out, r.err);
+    let r = w.request_code(true, "rotate the root password after the annual audit");
+    assert_eq!(r.code, 0, "request code:\n{}\n{}", r.out, r.err);
+    let id = r.json()["request"]["id"].as_str().expect("id").to_owned();
+    let carol_serial = CAROL_KEY.to_string();
+    let on_carol = ["--serial", carol_serial.as_str(), "--pin-fd", "5"];
+
+    // A wrong PIN: the tries left are said, the PIN is never shown.
+    let wrong = "864209";
+    let r = approve_with(&w, &id, "carol", &on_carol, Some(&format!("{wrong}\n")));
+    failed_saying(&r, "wrong PIN", 3, &["PIN", "2 tries left"]);
+    assert!(
+        !format!("{}{}", r.out, r.err).contains(wrong),
+        "the PIN was shown:\n{}\n{}",
+        r.out,
+        r.err
+    );
+
+    // --pin-fd: not a number, a closed descriptor, an empty one.
+    let r = approve_with(
+        &w,
+        &id,
+        "carol",
+        &["--serial", &carol_serial, "--pin-fd", "five"],
+        None,
+    );
+    failed_saying(
+        &r,
+        "--pin-fd five",
+        2,
+        &["--pin-fd", "\"five\"", "descriptor"],
+    );
+    let r = approve_with(
+        &w,
+        &id,
+        "carol",
+        &["--serial", &carol_serial, "--pin-fd", "9"],
+        None,
+    );
+    failed_saying(&r, "--pin-fd 9 (closed)", 5, &["file descriptor 9", "9<"]);
+    let r = approve_with(&w, &id, "carol", &on_carol, Some(""));
+    failed_saying(&r, "--pin-fd 5 (empty)", 2, &["file descriptor 5", "PIN"]);
+
+    // --management-key-fd: not a number, a closed descriptor, an empty one, not hex. Read
+    // before the card is opened: frank's registration never gets to the card.
+    let register_with = |w: &mut World, fd: &str, key: Option<&str>| -> Run {
+        let (co, cw) = (w.code("frank"), w.code("carol"));
+        let mut c = Custody::new(&[
+            "--json",
+            "user",
+            "key",
+            "register",
+            "frank",
+            "--witness",
+            "carol",
+            "--generate",
+            "--serial",
+            &carol_serial,
+            "--management-key-fd",
+            fd,
+            "--passphrase-fd",
+            "3",
+            "--totp-fd",
+            "4",
+        ])
+        .socket(&w.socket)
+        .fd3(&format!("{}\n{}\n", user_pass("frank"), user_pass("carol")))
+        .fd4(&format!("{co}\n{cw}\n"))
+        .files_in(w.dir.path())
+        .runtime_dir(&w.runtime_dir);
+        if let Some(key) = key {
+            c = c.fd5(key);
+        }
+        c.run()
+    };
+    let r = register_with(&mut w, "x", None);
+    failed_saying(
+        &r,
+        "--management-key-fd x",
+        2,
+        &["--management-key-fd", "\"x\"", "descriptor"],
+    );
+    let r = register_with(&mut w, "9", None);
+    failed_saying(
+        &r,
+        "--management-key-fd 9 (closed)",
+        5,
+        &["file descriptor 9", "9<"],
+    );
+    let r = register_with(&mut w, "5", Some(""));
+    failed_saying(
+        &r,
+        "--management-key-fd 5 (empty)",
+        2,
+        &["file descriptor 5", "management key"],
+    );
+    let r = register_with(&mut w, "5", Some("not hex\n"));
+    failed_saying(
+        &r,
+        "--management-key-fd 5 (not hex)",
+        2,
+        &["file descriptor 5", "hex"],
+    );
+
+    // Two YubiKeys and no --serial: both are listed, and --serial is asked for.
+    let other_serial = OTHER_KEY.to_string();
+    let other = Emu::start(1, &["--serial", &other_serial]);
+    wait_for_card(1);
+    let r = approve_with(
+        &w,
+        &id,
+        "carol",
+        &["--pin-fd", "5"],
+        Some(&format!("{PIN}\n")),
+    );
+    failed_saying(
+        &r,
+        "two YubiKeys",
+        2,
+        &[carol_serial.as_str(), other_serial.as_str(), "--serial"],
+    );
+
+    // A YubiKey with no approval key in 9c, then one with another officer's key: refused,
+    // saying to use the registered YubiKey.
+    let on_other = ["--serial", other_serial.as_str(), "--pin-fd", "5"];
+    let r = approve_with(&w, &id, "carol", &on_other, Some(&format!("{PIN}\n")));
+    failed_saying(
+        &r,
+        "no key in 9c",
+        3,
+        &[other_serial.as_str(), "9c", "registered"],
+    );
+    let r = register(&mut w, "frank", "carol", OTHER_KEY, true);
+    assert_eq!(r.code, 0, "register frank:\n{}\n{}", r.out, r.err);
+    let r = approve_with(&w, &id, "carol", &on_other, Some(&format!("{PIN}\n")));
+    let m = failed_saying(
+        &r,
+        "frank's key",
+        1,
+        &[other_serial.as_str(), "use the YubiKey you registered"],
+    );
+    assert_eq!(
+        r.json()["error"]["reason"],
+        "signing_key_not_registered",
+        "{m}"
+    );
+
+    // The registered YubiKey, with the right PIN, still approves.
+    let r = approve_with(&w, &id, "carol", &on_carol, Some(&format!("{PIN}\n")));
+    assert_eq!(r.code, 0, "approve:\n{}\n{}", r.out, r.err);
+
+    // No YubiKey at all, then none with the serial asked for.
+    other.stop();
+    carol.stop();
+    let r = approve_with(
+        &w,
+        &id,
+        "frank",
+        &["--pin-fd", "5"],
+        Some(&format!("{PIN}\n")),
+    );
+    failed_saying(
+        &r,
+        "no YubiKey",
+        3,
+        &["no YubiKey in any reader", "plug in"],
+    );
+    let r = approve_with(&w, &id, "frank", &on_other, Some(&format!("{PIN}\n")));
+    failed_saying(
+        &r,
+        "no such serial",
+        3,
+        &[&format!("with serial {other_serial}"), "plug in"],
+    );
+}

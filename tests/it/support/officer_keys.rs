@@ -46,6 +46,8 @@ pub struct OfficerKey {
     /// The F9 device certificate (DER).
     pub device_cert: Vec<u8>,
     firmware: String,
+    /// The subject of the trust anchor the attestation chains to.
+    anchor: String,
 }
 
 impl OfficerKey {
@@ -64,7 +66,7 @@ impl OfficerKey {
             let alg = s.management_algorithm().expect("metadata");
             s.authenticate(&ManagementKey::factory_default(alg).expect("factory key"))
                 .expect("authenticate");
-            s.generate_p256(SLOT, PinPolicy::Never, TouchPolicy::Never)
+            s.generate_p256(SLOT, PinPolicy::Never, TouchPolicy::Always)
                 .expect("generate in 9c");
             let slot_cert = s.attest(SLOT).expect("attest 9c");
             let device_cert = s.attestation_certificate().expect("F9 certificate");
@@ -93,6 +95,17 @@ impl OfficerKey {
             slot_cert,
             device_cert,
             firmware: attested.firmware.to_string(),
+            anchor: attested.anchor.clone(),
+        }
+    }
+
+    /// The officer who witnesses this officer's registration and removal: bob, or alice for
+    /// bob.
+    fn witness(&self) -> &'static str {
+        if self.officer == "bob" {
+            "alice"
+        } else {
+            "bob"
         }
     }
 
@@ -102,15 +115,15 @@ impl OfficerKey {
         json!({
             "officer": self.officer, "serial": self.serial, "slot": "9c",
             "spki": b64(&self.spki), "key_id": self.key_id, "firmware": self.firmware,
-            "pin_policy": "never", "touch_policy": "never", "anchor": "test CA",
+            "pin_policy": "never", "touch_policy": "always", "anchor": self.anchor,
             "slot_certificate": b64(&self.slot_cert),
-            "device_certificate": b64(&self.device_cert), "witness": "bob",
+            "device_certificate": b64(&self.device_cert), "witness": self.witness(),
         })
     }
 
     /// The `officer.key_removed` body.
     pub fn removed(&self) -> Value {
-        json!({"officer": self.officer, "key_id": self.key_id, "witness": "bob"})
+        json!({"officer": self.officer, "key_id": self.key_id, "witness": self.witness()})
     }
 
     /// Signs the approval of the request showing `shown` with `nonce` (hex): the

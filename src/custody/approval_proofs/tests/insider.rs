@@ -60,6 +60,11 @@ fn append(l: &mut Ledger, kind: &str, body: &Value) -> u64 {
 /// A ledger in `dir` with alice's attested key registered, request r1 and alice's signed
 /// approval of it; the seqs of the registration and the approval.
 fn master(dir: &Path) -> (u64, u64) {
+    master_with(dir, TouchPolicy::Always)
+}
+
+/// [`master`] with alice's key generated with touch policy `touch` (and so recorded).
+fn master_with(dir: &Path, touch: TouchPolicy) -> (u64, u64) {
     let mut card = SoftKey::new(
         SERIAL,
         [5, 4, 3],
@@ -71,7 +76,7 @@ fn master(dir: &Path) -> (u64, u64) {
     let alg = s.management_algorithm().expect("metadata");
     s.authenticate(&ManagementKey::factory_default(alg).expect("factory"))
         .expect("authenticate");
-    s.generate_p256(SLOT, PinPolicy::Never, TouchPolicy::Never)
+    s.generate_p256(SLOT, PinPolicy::Never, touch)
         .expect("generate");
     let slot_cert = s.attest(SLOT).expect("attest");
     let device_cert = s.attestation_certificate().expect("F9");
@@ -109,7 +114,7 @@ fn master(dir: &Path) -> (u64, u64) {
         &json!({"officer": "alice", "serial": SERIAL, "slot": "9c",
                 "spki": b64(&attested.public_key_spki), "key_id": key_id,
                 "firmware": attested.firmware.to_string(), "pin_policy": "never",
-                "touch_policy": "never", "anchor": attested.anchor,
+                "touch_policy": attested.touch_policy.to_string(), "anchor": attested.anchor,
                 "slot_certificate": b64(&slot_cert), "device_certificate": b64(&device_cert),
                 "witness": "bob"}),
     );
@@ -153,8 +158,9 @@ fn body(l: &Ledger, seq: u64) -> Value {
 fn forge(l: &Ledger, seq: u64, edited: &Value) {
     l.conn()
         .execute_batch(
-            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
-             DROP TRIGGER checkpoints_no_update; DROP TRIGGER checkpoints_no_delete;",
+            "DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete;
+             DROP TRIGGER IF EXISTS checkpoints_no_update;
+             DROP TRIGGER IF EXISTS checkpoints_no_delete;",
         )
         .expect("drop triggers");
     let canonical = CanonicalJson::from_value(edited).expect("canonical");
@@ -326,5 +332,122 @@ fn proofs_edited_and_rechained_by_an_insider_are_caught_and_named() {
             }
             other => panic!("{what}: expected {expected} at seq {seq}, got {other:?}"),
         }
+    }
+}
+
+/// Records event `seq` under `actor`, then re-hashes and re-links the chain from there.
+fn forge_actor(l: &Ledger, seq: u64, actor: &str) {
+    let b = body(l, seq);
+    forge(l, seq, &b);
+    l.conn()
+        .execute(
+            "UPDATE events SET actor = ?1 WHERE seq = ?2",
+            params![actor, seq],
+        )
+        .expect("edit the actor");
+    forge(l, seq, &b);
+}
+
+#[test]
+fn registrations_and_approvals_edited_to_disagree_with_the_attestation_or_actor_are_caught() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let master_dir = tmp.path().join("master");
+    let (registered, approved) = master(&master_dir);
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit, ApprovalCheck); 7] = [
+        (
+            "the firmware",
+            |v| v["firmware"] = json!("5.7.1"),
+            ApprovalCheck::KeyFirmware,
+        ),
+        (
+            "the PIN policy",
+            |v| v["pin_policy"] = json!("once"),
+            ApprovalCheck::KeyPolicy,
+        ),
+        (
+            "the touch policy",
+            |v| v["touch_policy"] = json!("never"),
+            ApprovalCheck::KeyPolicy,
+        ),
+        (
+            "the anchor",
+            |v| v["anchor"] = json!("CN=Yubico PIV Root CA Serial 263751"),
+            ApprovalCheck::KeyAnchor,
+        ),
+        (
+            "the witness, the officer herself",
+            |v| v["witness"] = json!("alice"),
+            ApprovalCheck::KeyWitness,
+        ),
+        (
+            "the witness, gone",
+            |v| {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("witness");
+                }
+            },
+            ApprovalCheck::KeyWitness,
+        ),
+        (
+            "the firmware, gone",
+            |v| {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("firmware");
+                }
+            },
+            ApprovalCheck::KeyRecord,
+        ),
+    ];
+    for (i, (what, edit, expected)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("registration-{i}"));
+        copy(&master_dir, &dir);
+        let mut l = Ledger::open(&dir, &officers(), Projections::ledger_only()).expect("open");
+        let mut b = body(&l, registered);
+        edit(&mut b);
+        forge(&l, registered, &b);
+        match check(&mut l) {
+            Err(ExportCheckFailure::Approval(f)) => {
+                assert_eq!((f.check, f.seq), (expected, registered), "{what}: {f}");
+                assert!(f.to_string().contains(&format!("seq {registered}")), "{f}");
+            }
+            other => panic!("{what}: expected {expected} at seq {registered}, got {other:?}"),
+        }
+    }
+    // The registration, then the signed approval, recorded under bob's name.
+    for (i, seq) in [registered, approved].into_iter().enumerate() {
+        let dir = tmp.path().join(format!("actor-{i}"));
+        copy(&master_dir, &dir);
+        let mut l = Ledger::open(&dir, &officers(), Projections::ledger_only()).expect("open");
+        forge_actor(&l, seq, "bob");
+        match check(&mut l) {
+            Err(ExportCheckFailure::Approval(f)) => {
+                assert_eq!(
+                    (f.check, f.seq),
+                    (ApprovalCheck::ActorNotOfficer, seq),
+                    "{f}"
+                );
+                assert!(f.detail.contains("bob"), "{f}");
+            }
+            other => panic!("actor of seq {seq}: expected actor_not_officer, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_key_attested_without_touch_always_fails_its_policy_check() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (registered, _) = master_with(tmp.path(), TouchPolicy::Never);
+    let mut l = Ledger::open(tmp.path(), &officers(), Projections::ledger_only()).expect("open");
+    match check(&mut l) {
+        Err(ExportCheckFailure::Approval(f)) => {
+            assert_eq!(
+                (f.check, f.seq),
+                (ApprovalCheck::KeyPolicy, registered),
+                "{f}"
+            );
+            assert!(f.detail.contains("touch policy never"), "{f}");
+        }
+        other => panic!("expected officer_key_policy at seq {registered}, got {other:?}"),
     }
 }
