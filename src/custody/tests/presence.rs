@@ -308,3 +308,104 @@ fn presence_proofs_never_show_in_debug_and_hold_no_secret() {
     let shown = format!("{s:?} {intent:?} {:?}", w.custody);
     assert!(!shown.contains(&pass_of("alice")), "{shown}");
 }
+
+/// The export of `w`'s ledger, checked with the officers' test CA.
+fn audited(
+    w: &mut World,
+) -> Result<
+    crate::custody::approval_proofs::ApprovalSummary,
+    crate::custody::approval_proofs::ExportCheckFailure,
+> {
+    let mut out = Vec::new();
+    crate::ledger::export(
+        w.custody.ledger_mut(),
+        &crate::ledger::ExportFilter::default(),
+        crate::ledger::ExportFormat::JsonLines,
+        &mut out,
+    )
+    .expect("export");
+    let key = w.custody.ledger().public_key();
+    crate::custody::approval_proofs::verify_export_and_approvals(
+        &out[..],
+        &key,
+        None,
+        super::attest::test_ca(),
+        &mut |_| {},
+    )
+    .map(|(_, s)| s)
+}
+
+/// A world where alice and carol signed the suspension of oscar; the event's seq.
+fn signed_suspension() -> (World, u64) {
+    let mut w = world();
+    let (mut ka, mut kc) = keys(&mut w);
+    let intent = suspend("oscar");
+    let pa = signed_for(&mut w, "alice", &intent, &mut ka);
+    let pc = signed_for(&mut w, "carol", &intent, &mut kc);
+    let a = present(&mut w, "alice", &intent, &pa).expect("alice");
+    let c = present(&mut w, "carol", &intent, &pc).expect("carol");
+    w.custody
+        .set_active(&a, &c, &name("oscar"), false)
+        .expect("suspended");
+    let seq = w
+        .custody
+        .ledger()
+        .head()
+        .expect("head")
+        .expect("events")
+        .seq;
+    (w, seq)
+}
+
+#[test]
+fn fail_auditors_catch_an_edited_and_rechained_presence_proof_and_name_it() {
+    use crate::custody::approval_proofs::tests::insider::{body, flip_b64, flip_hex, forge};
+    use crate::custody::approval_proofs::{ApprovalCheck, ExportCheckFailure};
+
+    let (mut w, seq) = signed_suspension();
+    let s = audited(&mut w).expect("the honest ledger checks");
+    assert_eq!((s.presence_signed, s.unchecked), (2, 0));
+    assert!(body(w.custody.ledger(), seq)["presence"].is_array());
+
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, ApprovalCheck); 5] = [
+        (
+            "a byte of alice's signature",
+            |v| flip_b64(&mut v["presence"][0], "signature", 20),
+            ApprovalCheck::PresenceSignature,
+        ),
+        (
+            "the last byte of carol's signature",
+            |v| flip_b64(&mut v["presence"][1], "signature", -1),
+            ApprovalCheck::PresenceSignature,
+        ),
+        (
+            "the digest",
+            |v| flip_hex(&mut v["presence"][0], "digest"),
+            ApprovalCheck::PresenceDigest,
+        ),
+        (
+            "a parameter (another user suspended)",
+            |v| v["presence"][0]["parameters"][0][1] = serde_json::json!("olga"),
+            ApprovalCheck::PresenceDigest,
+        ),
+        (
+            "the nonce",
+            |v| flip_hex(&mut v["presence"][1], "nonce"),
+            ApprovalCheck::PresenceSignature,
+        ),
+    ];
+    for (what, edit, expected) in cases {
+        let (mut w, seq) = signed_suspension();
+        let mut b = body(w.custody.ledger(), seq);
+        edit(&mut b);
+        forge(w.custody.ledger(), seq, &b);
+        match audited(&mut w) {
+            Err(ExportCheckFailure::Approval(f)) => {
+                assert_eq!((f.check, f.seq), (expected, seq), "{what}: {f}");
+                assert!(f.to_string().contains(&format!("seq {seq}")), "{f}");
+            }
+            other => panic!("{what}: expected {expected} at seq {seq}, got {other:?}"),
+        }
+    }
+}
