@@ -478,14 +478,68 @@ pub struct PairArgs {
     /// Passphrases, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]
     pub passphrase_fd: Option<u32>,
-    /// Second-factor codes, one per line, of each --by officer in order.
+    /// Second-factor codes, one per line, of each --by officer in order (those who do not
+    /// --sign).
     #[arg(long, value_name = "N")]
     pub totp_fd: Option<u32>,
+    /// This --by officer proves presence by a signature of their own registered YubiKey
+    /// (PIV PIN and touch) instead of a second-factor code (repeat for both officers).
+    #[arg(long = "sign", value_name = "OFFICER", value_parser = parse_user_name)]
+    pub sign: Vec<String>,
+    /// PIV PINs, one per line, of each --sign officer in order, instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub pin_fd: Option<u32>,
 }
 
 impl PairArgs {
+    /// The officers' passphrases, and the second-factor codes of those who do not --sign.
     pub(crate) fn read(&self) -> Result<Vec<Auth>, Failure> {
-        read_officers(&self.by, self.passphrase_fd, self.totp_fd).map(|(a, _)| a)
+        if let Some(stranger) = self.sign.iter().find(|s| !self.by.contains(s)) {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!(
+                    "--sign {stranger}: {stranger} is not one of the --by officers ({}); name \
+                     an officer who acts",
+                    self.by.join(", ")
+                ),
+            ));
+        }
+        let mut pass = SecretLines::new(self.passphrase_fd)?;
+        let mut codes = SecretLines::new(self.totp_fd)?;
+        let mut out = Vec::with_capacity(self.by.len());
+        for o in &self.by {
+            let passphrase = pass.next(&format!("Passphrase of {o}: "))?;
+            let factor = if self.sign.contains(o) {
+                None
+            } else {
+                Some(codes.next(&format!("Second-factor code of {o}: "))?)
+            };
+            out.push(Auth::new(o.clone(), passphrase, factor));
+        }
+        Ok(out)
+    }
+
+    /// `op` with the signatures of the --sign officers over what it does
+    /// ([`Op::intent`]); `op` unchanged without --sign.
+    pub(crate) fn signed(&self, socket: &Path, mut op: Op) -> Result<Op, Failure> {
+        if self.sign.is_empty() {
+            return Ok(op);
+        }
+        let Some(intent) = op.intent() else {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("--sign: {} takes no signatures", op.name()),
+            ));
+        };
+        let Some(by) = op.officers_mut() else {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("--sign: {} takes no signatures", op.name()),
+            ));
+        };
+        let mut pins = SecretLines::new(self.pin_fd)?;
+        super::officer_card::sign_operation(socket, &intent, by, &self.sign, &mut pins)?;
+        Ok(op)
     }
 }
 

@@ -281,11 +281,14 @@ fn parse_device_role(s: &str) -> Result<DeviceRole, String> {
 fn terminal(socket: &Path, t: TerminalArgs, to: Terminal) -> Result<Reply, super::ledger::Failure> {
     call(
         socket,
-        Op::DeviceSetTerminal {
-            by: t.pair.read()?,
-            serial: t.serial,
-            to,
-        },
+        t.pair.signed(
+            socket,
+            Op::DeviceSetTerminal {
+                by: t.pair.read()?,
+                serial: t.serial,
+                to,
+            },
+        )?,
     )
 }
 
@@ -325,17 +328,23 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                 }
                 DeviceCommand::Lock(t) => call(
                     socket,
-                    Op::DeviceLock {
-                        by: t.pair.read()?,
-                        serial: t.serial,
-                    },
+                    t.pair.signed(
+                        socket,
+                        Op::DeviceLock {
+                            by: t.pair.read()?,
+                            serial: t.serial,
+                        },
+                    )?,
                 )?,
                 DeviceCommand::Attest { serial, pair } => call(
                     socket,
-                    Op::DeviceAttest {
-                        by: pair.read()?,
-                        serial,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::DeviceAttest {
+                            by: pair.read()?,
+                            serial,
+                        },
+                    )?,
                 )?,
                 DeviceCommand::Retire(t) => terminal(socket, t, Terminal::Retired)?,
                 DeviceCommand::ReportLost(t) => terminal(socket, t, Terminal::Lost)?,

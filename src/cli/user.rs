@@ -359,30 +359,39 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                 }
                 UserCommand::Suspend { name, pair } => call(
                     socket,
-                    Op::UserSetActive {
-                        by: pair.read()?,
-                        name,
-                        active: false,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::UserSetActive {
+                            by: pair.read()?,
+                            name,
+                            active: false,
+                        },
+                    )?,
                 )?,
                 UserCommand::Roles { name, roles, pair } => call(
                     socket,
-                    Op::UserSetRoles {
-                        by: pair.read()?,
-                        name,
-                        roles,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::UserSetRoles {
+                            by: pair.read()?,
+                            name,
+                            roles,
+                        },
+                    )?,
                 )?,
                 UserCommand::BindUid { name, uid, pair } => {
                     not_the_subject(&pair, &name, &format!("bind {name}'s uid"))?;
                     bound = true;
                     call(
                         socket,
-                        Op::UserBindUid {
-                            by: pair.read()?,
-                            name,
-                            uid,
-                        },
+                        pair.signed(
+                            socket,
+                            Op::UserBindUid {
+                                by: pair.read()?,
+                                name,
+                                uid,
+                            },
+                        )?,
                     )?
                 }
                 UserCommand::Unlock { name, pair } => {
@@ -390,20 +399,26 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     unlocked = true;
                     call(
                         socket,
-                        Op::UserUnlock {
-                            by: pair.read()?,
-                            name,
-                        },
+                        pair.signed(
+                            socket,
+                            Op::UserUnlock {
+                                by: pair.read()?,
+                                name,
+                            },
+                        )?,
                     )?
                 }
                 UserCommand::Key(k) => key(socket, k)?,
                 UserCommand::Reinstate { name, pair } => call(
                     socket,
-                    Op::UserSetActive {
-                        by: pair.read()?,
-                        name,
-                        active: true,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::UserSetActive {
+                            by: pair.read()?,
+                            name,
+                            active: true,
+                        },
+                    )?,
                 )?,
             };
             print_reply(json, &r, |r| {

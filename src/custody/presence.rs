@@ -260,16 +260,17 @@ impl Custody {
 
     /// The presence check of an officer pair at `operation`: a session proved by signature
     /// hands its proof to the operation's next event; one proved by TOTP is refused when the
-    /// policy takes signatures only. The officer whose own approval key is registered or
-    /// removed (`a`) may always prove it by TOTP: that key is what the operation is about.
+    /// policy takes signatures only. Registering and removing an approval key take TOTP
+    /// codes whatever the policy: a key is how an officer comes to sign (the first officers
+    /// to register have no key to sign with; an officer whose YubiKey is lost has none).
     pub(super) fn officers_present(
         &self,
         a: &Session,
         b: &Session,
         operation: &'static str,
     ) -> Result<(), CustodyError> {
-        let key_of_a = matches!(operation, "officer_key_register" | "officer_key_remove");
-        for (s, exempt) in [(a, key_of_a), (b, false)] {
+        let exempt = matches!(operation, "officer_key_register" | "officer_key_remove");
+        for s in [a, b] {
             match &s.presence {
                 Some(nonce) => self.presence.borrow_mut().claim(nonce),
                 None if !exempt && !self.policy.approval_proof.takes("totp") => {

@@ -33,6 +33,28 @@ fn key_id(spki: &str) -> String {
 }
 
 impl Op {
+    /// The officers of an operation two of them authenticate (`by: [Auth, Auth]`).
+    pub fn officers_mut(&mut self) -> Option<&mut Vec<super::protocol::Auth>> {
+        match self {
+            Op::UserAdd { by, .. }
+            | Op::OfficerKeyRegister { by, .. }
+            | Op::OfficerKeyRemove { by }
+            | Op::Enrol { by, .. }
+            | Op::UserSetActive { by, .. }
+            | Op::UserUnlock { by, .. }
+            | Op::IncidentAck { by, .. }
+            | Op::DeviceSetTerminal { by, .. }
+            | Op::DeviceLock { by, .. }
+            | Op::DeviceAttest { by, .. }
+            | Op::UserSetRoles { by, .. }
+            | Op::AccountSetStatus { by, .. }
+            | Op::AccountSetPassword { by, .. }
+            | Op::Release { by, .. }
+            | Op::UserBindUid { by, .. } => Some(by),
+            _ => None,
+        }
+    }
+
     /// What this operation does, for its officers to sign, when it is one two officers
     /// authenticate (`by: [Auth, Auth]`); none for every other operation.
     pub fn intent(&self) -> Option<OperationIntent> {
