@@ -46,8 +46,13 @@ fn register(w: &mut World, officer: &str, witness: &str, serial: u32) -> Run {
 /// `custody user suspend dave --by carol --by frank` with `extra`, passphrases on 3, codes
 /// on 4 and PINs on 5.
 fn suspend(w: &World, extra: &[&str], codes: &str) -> Run {
+    set_active(w, "suspend", extra, codes)
+}
+
+/// `custody user VERB dave --by carol --by frank` (suspend or reinstate), as [`suspend`].
+fn set_active(w: &World, verb: &str, extra: &[&str], codes: &str) -> Run {
     let args: Vec<&str> = [
-        "--json", "user", "suspend", "dave", "--by", "carol", "--by", "frank",
+        "--json", "user", verb, "dave", "--by", "carol", "--by", "frank",
     ]
     .into_iter()
     .chain(extra.iter().copied())
@@ -114,6 +119,28 @@ fn pcscd_two_officers_sign_a_suspension_with_their_own_yubikeys_and_the_export_v
     assert!(!format!("{}{}", r.out, r.err).contains(&user_pass("carol")));
     assert_eq!(r.json()["user"]["active"], false, "{}", r.out);
 
+    // The figure: the signed operation end to end (the command's start to its answer: two
+    // challenges, two cards found, two PINs and signatures, custodyd's checks and record).
+    let sign = ["--sign", "carol", "--sign", "frank"];
+    let mut ms = Vec::new();
+    for verb in ["reinstate", "suspend", "reinstate", "suspend", "reinstate"] {
+        let t = std::time::Instant::now();
+        let r = set_active(&w, verb, &sign, "");
+        ms.push(t.elapsed().as_millis());
+        assert_eq!(r.code, 0, "{verb} --sign:\n{}\n{}", r.out, r.err);
+    }
+    ms.sort_unstable();
+    println!(
+        "presence: two-officer operation signed by both officers, CLI start to answer: median {} ms over {} runs (min {}, max {})",
+        ms[ms.len() / 2],
+        ms.len(),
+        ms[0],
+        ms[ms.len() - 1]
+    );
+    // Leave dave suspended, as the export's check below expects.
+    let r = suspend(&w, &sign, "");
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+
     // Offline: the export verifies, both presence signatures checked against the keys.
     let _ = w.stop_and_verify();
     let out = w.dir.path().join("export.jsonl");
@@ -147,7 +174,10 @@ fn pcscd_two_officers_sign_a_suspension_with_their_own_yubikeys_and_the_export_v
     );
     assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
     let report: Value = serde_json::from_slice(&o.stdout).expect("verify --json");
-    assert_eq!(report["presence_signed"], 2, "{report}");
+    assert_eq!(
+        report["presence_signed"], 14,
+        "two officers, seven operations: {report}"
+    );
     let suspended: Vec<Value> = std::fs::read_to_string(&out)
         .expect("export")
         .lines()
