@@ -99,6 +99,9 @@ struct Record {
 pub struct Proofs {
     verified: Vec<(i64, Record)>,
     pending: Vec<(i64, Record)>,
+    /// How deep in guarded domain calls the service is: claimed proofs wait again only when
+    /// the outermost ends.
+    depth: u32,
 }
 
 impl Proofs {
@@ -138,11 +141,20 @@ impl Proofs {
         Ok(())
     }
 
-    /// Proofs claimed but recorded by no event wait again (an operation whose first step
-    /// records nothing records them at its next).
-    pub(super) fn unrecorded(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        self.verified.extend(pending);
+    /// A guarded domain call begins.
+    pub(super) fn enter(&mut self) {
+        self.depth = self.depth.saturating_add(1);
+    }
+
+    /// A guarded domain call ends. When it is the outermost, proofs claimed but recorded by
+    /// no event wait again (an operation whose first step records nothing records them at
+    /// its next).
+    pub(super) fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        if self.depth == 0 {
+            let pending = std::mem::take(&mut self.pending);
+            self.verified.extend(pending);
+        }
     }
 
     fn prune(&mut self, now_ms: i64) {

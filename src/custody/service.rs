@@ -463,9 +463,10 @@ impl Custody {
         operation: &'static str,
         f: impl FnOnce(&mut Self) -> Result<T, CustodyError>,
     ) -> Result<T, CustodyError> {
+        self.presence.get_mut().enter();
         let r = f(self).map_err(|e| self.refused(who, operation, e));
         // Proofs no event of this call recorded wait for the operation's next step.
-        self.presence.get_mut().unrecorded();
+        self.presence.get_mut().leave();
         r
     }
 
