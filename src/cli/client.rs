@@ -456,17 +456,64 @@ pub(crate) fn read_officers(
     passphrase_fd: Option<u32>,
     totp_fd: Option<u32>,
 ) -> Result<(Vec<crate::daemon::protocol::Auth>, SecretLines), Failure> {
+    read_officers_signing(by, &[], passphrase_fd, totp_fd)
+}
+
+/// [`read_officers`], asking no second-factor code of the `signers` (`--sign`), who prove
+/// presence by their YubiKey's signature instead ([`with_signatures`]).
+pub(crate) fn read_officers_signing(
+    by: &[String],
+    signers: &[String],
+    passphrase_fd: Option<u32>,
+    totp_fd: Option<u32>,
+) -> Result<(Vec<crate::daemon::protocol::Auth>, SecretLines), Failure> {
+    if let Some(stranger) = signers.iter().find(|s| !by.contains(s)) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "--sign {stranger}: {stranger} is not one of the --by officers ({}); name an \
+                 officer who acts",
+                by.join(", ")
+            ),
+        ));
+    }
     let mut pass = SecretLines::new(passphrase_fd)?;
     let mut codes = SecretLines::new(totp_fd)?;
     let mut out = Vec::with_capacity(by.len());
     for o in by {
-        out.push(Auth::new(
-            o.clone(),
-            pass.next(&format!("Passphrase of {o}: "))?,
-            Some(codes.next(&format!("Second-factor code of {o}: "))?),
-        ));
+        let passphrase = pass.next(&format!("Passphrase of {o}: "))?;
+        let factor = if signers.contains(o) {
+            None
+        } else {
+            Some(codes.next(&format!("Second-factor code of {o}: "))?)
+        };
+        out.push(Auth::new(o.clone(), passphrase, factor));
     }
     Ok((out, pass))
+}
+
+/// `op` with the signatures of the `signers` among its officers over what it does
+/// ([`Op::intent`]), their PIV PINs read from `pin_fd` or prompts; `op` unchanged without
+/// signers.
+pub(crate) fn with_signatures(
+    socket: &Path,
+    signers: &[String],
+    pin_fd: Option<u32>,
+    mut op: Op,
+) -> Result<Op, Failure> {
+    if signers.is_empty() {
+        return Ok(op);
+    }
+    let intent = op.intent();
+    let (Some(intent), Some(by)) = (intent, op.officers_mut()) else {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--sign: this operation takes no signatures (only two-officer operations do)",
+        ));
+    };
+    let mut pins = SecretLines::new(pin_fd)?;
+    super::officer_card::sign_operation(socket, &intent, by, signers, &mut pins)?;
+    Ok(op)
 }
 
 /// Two officers acting together.
@@ -494,52 +541,13 @@ pub struct PairArgs {
 impl PairArgs {
     /// The officers' passphrases, and the second-factor codes of those who do not --sign.
     pub(crate) fn read(&self) -> Result<Vec<Auth>, Failure> {
-        if let Some(stranger) = self.sign.iter().find(|s| !self.by.contains(s)) {
-            return Err(Failure::new(
-                exit::USAGE,
-                format!(
-                    "--sign {stranger}: {stranger} is not one of the --by officers ({}); name \
-                     an officer who acts",
-                    self.by.join(", ")
-                ),
-            ));
-        }
-        let mut pass = SecretLines::new(self.passphrase_fd)?;
-        let mut codes = SecretLines::new(self.totp_fd)?;
-        let mut out = Vec::with_capacity(self.by.len());
-        for o in &self.by {
-            let passphrase = pass.next(&format!("Passphrase of {o}: "))?;
-            let factor = if self.sign.contains(o) {
-                None
-            } else {
-                Some(codes.next(&format!("Second-factor code of {o}: "))?)
-            };
-            out.push(Auth::new(o.clone(), passphrase, factor));
-        }
-        Ok(out)
+        read_officers_signing(&self.by, &self.sign, self.passphrase_fd, self.totp_fd)
+            .map(|(a, _)| a)
     }
 
-    /// `op` with the signatures of the --sign officers over what it does
-    /// ([`Op::intent`]); `op` unchanged without --sign.
-    pub(crate) fn signed(&self, socket: &Path, mut op: Op) -> Result<Op, Failure> {
-        if self.sign.is_empty() {
-            return Ok(op);
-        }
-        let Some(intent) = op.intent() else {
-            return Err(Failure::new(
-                exit::USAGE,
-                format!("--sign: {} takes no signatures", op.name()),
-            ));
-        };
-        let Some(by) = op.officers_mut() else {
-            return Err(Failure::new(
-                exit::USAGE,
-                format!("--sign: {} takes no signatures", op.name()),
-            ));
-        };
-        let mut pins = SecretLines::new(self.pin_fd)?;
-        super::officer_card::sign_operation(socket, &intent, by, &self.sign, &mut pins)?;
-        Ok(op)
+    /// `op` with the signatures of the --sign officers ([`with_signatures`]).
+    pub(crate) fn signed(&self, socket: &Path, op: Op) -> Result<Op, Failure> {
+        with_signatures(socket, &self.sign, self.pin_fd, op)
     }
 }
 

@@ -269,6 +269,13 @@ pub struct AddArgs {
     /// Second-factor codes, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]
     pub totp_fd: Option<u32>,
+    /// This --by officer proves presence by a signature of their own registered YubiKey
+    /// (PIV PIN and touch) instead of a second-factor code (repeat for both officers).
+    #[arg(long = "sign", value_name = "OFFICER", value_parser = super::client::parse_user_name)]
+    pub sign: Vec<String>,
+    /// PIV PINs, one per line, of each --sign officer in order, instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub pin_fd: Option<u32>,
 }
 
 fn print_factor(r: &Reply) {
@@ -340,17 +347,23 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                             "adding an officer needs two different officers: give --by twice",
                         ));
                     }
-                    let (by, mut pass) = read_officers(&a.by, a.passphrase_fd, a.totp_fd)?;
+                    let (by, mut pass) = super::client::read_officers_signing(
+                        &a.by,
+                        &a.sign,
+                        a.passphrase_fd,
+                        a.totp_fd,
+                    )?;
                     let passphrase = pass.next(&format!("New passphrase of {}: ", a.name))?;
+                    let op = Op::UserAdd {
+                        by,
+                        name: a.name,
+                        roles: a.roles,
+                        uid: a.uid,
+                        passphrase,
+                    };
                     call(
                         socket,
-                        Op::UserAdd {
-                            by,
-                            name: a.name,
-                            roles: a.roles,
-                            uid: a.uid,
-                            passphrase,
-                        },
+                        super::client::with_signatures(socket, &a.sign, a.pin_fd, op)?,
                     )?
                 }
                 UserCommand::List { auth } => {
