@@ -116,7 +116,12 @@ fn pcscd_two_officers_sign_a_suspension_with_their_own_yubikeys_and_the_export_v
             r.err
         );
     }
-    assert!(!format!("{}{}", r.out, r.err).contains(&user_pass("carol")));
+    let shown = format!("{}{}", r.out, r.err);
+    assert!(!shown.contains(&user_pass("carol")), "{shown}");
+    assert!(
+        !shown.contains(&format!("{PIN}\n")),
+        "a PIN was echoed: {shown}"
+    );
     assert_eq!(r.json()["user"]["active"], false, "{}", r.out);
 
     // The figure: the signed operation end to end (the command's start to its answer: two
