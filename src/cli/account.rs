@@ -167,12 +167,15 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                     };
                     call(
                         socket,
-                        Op::AccountSetPassword {
-                            by,
-                            account,
-                            password,
-                            generate,
-                        },
+                        pair.signed(
+                            socket,
+                            Op::AccountSetPassword {
+                                by,
+                                account,
+                                password,
+                                generate,
+                            },
+                        )?,
                     )?
                 }
                 AccountCommand::SetStatus {
@@ -183,11 +186,14 @@ pub fn run(json: bool, socket: &Path, cmd: AccountCommand) -> ExitCode {
                     verb = "Changed";
                     call(
                         socket,
-                        Op::AccountSetStatus {
-                            by: pair.read()?,
-                            account,
-                            status,
-                        },
+                        pair.signed(
+                            socket,
+                            Op::AccountSetStatus {
+                                by: pair.read()?,
+                                account,
+                                status,
+                            },
+                        )?,
                     )?
                 }
             };

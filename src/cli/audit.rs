@@ -362,7 +362,8 @@ fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
                     json!({"ok": true, "valid": true, "ledger_id": v.ledger_id.to_hex(), "events": v.events,
                            "stubs": v.stubs, "redacted": v.redacted, "checkpoint_seq": cp.seq, "head": cp.head.to_hex(),
                            "after_seq": after.map(|a| a.checkpoint.seq),
-                           "approvals": approvals_json(&a), "attested_keys": a.attested_keys})
+                           "approvals": approvals_json(&a), "attested_keys": a.attested_keys,
+                           "presence_signed": a.presence_signed})
                 );
             } else {
                 outln!(
@@ -384,6 +385,12 @@ fn verify(json: bool, args: &VerifyArgs) -> Result<(), Failure> {
                         .unwrap_or_default()
                 );
                 outln!("{}", approvals_line(&a));
+                if a.presence_signed > 0 {
+                    outln!(
+                        "two-officer operations: {} officers' YubiKey signatures checked",
+                        a.presence_signed
+                    );
+                }
             }
             Ok(())
         }

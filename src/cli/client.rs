@@ -467,17 +467,64 @@ pub(crate) fn read_officers(
     passphrase_fd: Option<u32>,
     totp_fd: Option<u32>,
 ) -> Result<(Vec<crate::daemon::protocol::Auth>, SecretLines), Failure> {
+    read_officers_signing(by, &[], passphrase_fd, totp_fd)
+}
+
+/// [`read_officers`], asking no second-factor code of the `signers` (`--sign`), who prove
+/// presence by their YubiKey's signature instead ([`with_signatures`]).
+pub(crate) fn read_officers_signing(
+    by: &[String],
+    signers: &[String],
+    passphrase_fd: Option<u32>,
+    totp_fd: Option<u32>,
+) -> Result<(Vec<crate::daemon::protocol::Auth>, SecretLines), Failure> {
+    if let Some(stranger) = signers.iter().find(|s| !by.contains(s)) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "--sign {stranger}: {stranger} is not one of the --by officers ({}); name an \
+                 officer who acts",
+                by.join(", ")
+            ),
+        ));
+    }
     let mut pass = SecretLines::new(passphrase_fd)?;
     let mut codes = SecretLines::new(totp_fd)?;
     let mut out = Vec::with_capacity(by.len());
     for o in by {
-        out.push(Auth::new(
-            o.clone(),
-            pass.next(&format!("Passphrase of {o}: "))?,
-            Some(codes.next(&format!("Second-factor code of {o}: "))?),
-        ));
+        let passphrase = pass.next(&format!("Passphrase of {o}: "))?;
+        let factor = if signers.contains(o) {
+            None
+        } else {
+            Some(codes.next(&format!("Second-factor code of {o}: "))?)
+        };
+        out.push(Auth::new(o.clone(), passphrase, factor));
     }
     Ok((out, pass))
+}
+
+/// `op` with the signatures of the `signers` among its officers over what it does
+/// ([`Op::intent`]), their PIV PINs read from `pin_fd` or prompts; `op` unchanged without
+/// signers.
+pub(crate) fn with_signatures(
+    socket: &Path,
+    signers: &[String],
+    pin_fd: Option<u32>,
+    mut op: Op,
+) -> Result<Op, Failure> {
+    if signers.is_empty() {
+        return Ok(op);
+    }
+    let intent = op.intent();
+    let (Some(intent), Some(by)) = (intent, op.officers_mut()) else {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--sign: this operation takes no signatures (only two-officer operations do)",
+        ));
+    };
+    let mut pins = SecretLines::new(pin_fd)?;
+    super::officer_card::sign_operation(socket, &intent, by, signers, &mut pins)?;
+    Ok(op)
 }
 
 /// Two officers acting together.
@@ -489,14 +536,29 @@ pub struct PairArgs {
     /// Passphrases, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]
     pub passphrase_fd: Option<u32>,
-    /// Second-factor codes, one per line, of each --by officer in order.
+    /// Second-factor codes, one per line, of each --by officer in order (those who do not
+    /// --sign).
     #[arg(long, value_name = "N")]
     pub totp_fd: Option<u32>,
+    /// This --by officer proves presence by a signature of their own registered YubiKey
+    /// (PIV PIN and touch) instead of a second-factor code (repeat for both officers).
+    #[arg(long = "sign", value_name = "OFFICER", value_parser = parse_user_name)]
+    pub sign: Vec<String>,
+    /// PIV PINs, one per line, of each --sign officer in order, instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub pin_fd: Option<u32>,
 }
 
 impl PairArgs {
+    /// The officers' passphrases, and the second-factor codes of those who do not --sign.
     pub(crate) fn read(&self) -> Result<Vec<Auth>, Failure> {
-        read_officers(&self.by, self.passphrase_fd, self.totp_fd).map(|(a, _)| a)
+        read_officers_signing(&self.by, &self.sign, self.passphrase_fd, self.totp_fd)
+            .map(|(a, _)| a)
+    }
+
+    /// `op` with the signatures of the --sign officers ([`with_signatures`]).
+    pub(crate) fn signed(&self, socket: &Path, op: Op) -> Result<Op, Failure> {
+        with_signatures(socket, &self.sign, self.pin_fd, op)
     }
 }
 

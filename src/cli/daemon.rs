@@ -265,10 +265,13 @@ pub fn release(json: bool, socket: &Path, args: ReleaseArgs) -> ExitCode {
             }
             let r = call(
                 socket,
-                Op::Release {
-                    by: args.pair.read()?,
-                    account: args.account.clone(),
-                },
+                args.pair.signed(
+                    socket,
+                    Op::Release {
+                        by: args.pair.read()?,
+                        account: args.account.clone(),
+                    },
+                )?,
             )?;
             write_export(json, &args.out, &r, "Custody released; wrote")
         })(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::client::{call, print_reply, read_officers, AuthArgs, PairArgs, SecretLines};
+use super::client::{call, print_reply, AuthArgs, PairArgs, SecretLines};
 use super::ledger::finish;
 use super::session::{for_reads, ReadAuthArgs};
 use crate::custody::{escape_unsafe, DeviceRole, Terminal};
@@ -156,6 +156,13 @@ pub struct EnrolArgs {
     /// Second-factor codes, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]
     pub totp_fd: Option<u32>,
+    /// This --by officer proves presence by a signature of their own registered YubiKey
+    /// (PIV PIN and touch) instead of a second-factor code (repeat for both officers).
+    #[arg(long = "sign", value_name = "OFFICER", value_parser = super::client::parse_user_name)]
+    pub sign: Vec<String>,
+    /// PIV PINs, one per line, of each --sign officer in order, instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub pin_fd: Option<u32>,
     /// Read the provider's seed (Base32 or otpauth:// URI) from this descriptor, not a prompt.
     #[arg(long, value_name = "N")]
     pub seed_fd: Option<u32>,
@@ -281,11 +288,14 @@ fn parse_device_role(s: &str) -> Result<DeviceRole, String> {
 fn terminal(socket: &Path, t: TerminalArgs, to: Terminal) -> Result<Reply, super::ledger::Failure> {
     call(
         socket,
-        Op::DeviceSetTerminal {
-            by: t.pair.read()?,
-            serial: t.serial,
-            to,
-        },
+        t.pair.signed(
+            socket,
+            Op::DeviceSetTerminal {
+                by: t.pair.read()?,
+                serial: t.serial,
+                to,
+            },
+        )?,
     )
 }
 
@@ -325,17 +335,23 @@ pub fn run(json: bool, socket: &Path, cmd: DeviceCommand) -> ExitCode {
                 }
                 DeviceCommand::Lock(t) => call(
                     socket,
-                    Op::DeviceLock {
-                        by: t.pair.read()?,
-                        serial: t.serial,
-                    },
+                    t.pair.signed(
+                        socket,
+                        Op::DeviceLock {
+                            by: t.pair.read()?,
+                            serial: t.serial,
+                        },
+                    )?,
                 )?,
                 DeviceCommand::Attest { serial, pair } => call(
                     socket,
-                    Op::DeviceAttest {
-                        by: pair.read()?,
-                        serial,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::DeviceAttest {
+                            by: pair.read()?,
+                            serial,
+                        },
+                    )?,
                 )?,
                 DeviceCommand::Retire(t) => terminal(socket, t, Terminal::Retired)?,
                 DeviceCommand::ReportLost(t) => terminal(socket, t, Terminal::Lost)?,
@@ -380,19 +396,21 @@ pub fn enrol(json: bool, socket: &Path, a: EnrolArgs) -> ExitCode {
     finish(
         json,
         (|| {
-            let (by, _) = read_officers(&a.by, a.passphrase_fd, a.totp_fd)?;
+            let (by, _) =
+                super::client::read_officers_signing(&a.by, &a.sign, a.passphrase_fd, a.totp_fd)?;
             let seed = SecretLines::new(a.seed_fd)?
                 .next("Provider's TOTP seed (Base32 or otpauth:// URI): ")?;
+            let op = Op::Enrol {
+                by,
+                account: a.account,
+                primary: a.primary,
+                backup: a.backup,
+                seed,
+                overwrite: a.overwrite,
+            };
             let r = call(
                 socket,
-                Op::Enrol {
-                    by,
-                    account: a.account,
-                    primary: a.primary,
-                    backup: a.backup,
-                    seed,
-                    overwrite: a.overwrite,
-                },
+                super::client::with_signatures(socket, &a.sign, a.pin_fd, op)?,
             )?;
             print_reply(json, &r, human);
             Ok(())

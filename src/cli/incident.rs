@@ -81,11 +81,14 @@ pub fn run(json: bool, socket: &Path, cmd: IncidentCommand) -> ExitCode {
                     pair,
                 } => call(
                     socket,
-                    Op::IncidentAck {
-                        by: pair.read()?,
-                        incident,
-                        note,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::IncidentAck {
+                            by: pair.read()?,
+                            incident,
+                            note,
+                        },
+                    )?,
                 )?,
             };
             print_reply(json, &r, |r| match r {

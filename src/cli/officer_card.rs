@@ -271,6 +271,124 @@ pub(crate) fn read_management_key(fd: u32) -> Result<zeroize::Zeroizing<Vec<u8>>
         })
 }
 
+/// The officer's own YubiKey holding approval key `key_id` in `9c`, among every YubiKey
+/// present (each officer of a two-officer operation signs on their own, plugged in side by
+/// side).
+pub(crate) fn open_holding(officer: &str, key_id: &str) -> Result<OfficerCard, Failure> {
+    let ctx = PcscContext::establish().map_err(|e| {
+        Failure::new(
+            exit::TOKEN,
+            format!("pcscd: {e} (is pcscd running and {officer}'s YubiKey plugged in?)"),
+        )
+    })?;
+    let readers = ctx
+        .readers()
+        .map_err(|e| Failure::new(exit::TOKEN, format!("pcscd: {e} (listing readers)")))?;
+    drop(ctx);
+    let mut seen = Vec::new();
+    for reader in readers {
+        let args = CardArgs {
+            reader: Some(reader),
+            serial: None,
+        };
+        let Ok(mut card) = args.open() else {
+            continue;
+        };
+        match card.approval_key() {
+            Ok(k) if self::key_id(&k.spki) == key_id => return Ok(card),
+            _ => seen.push(card.serial.to_string()),
+        }
+    }
+    Err(Failure::refused(
+        exit::FAILED,
+        crate::daemon::protocol::RefusalCode::SigningKeyNotRegistered,
+        format!(
+            "no YubiKey present holds {officer}'s registered approval key {key_id} (YubiKeys \
+             present: {}): plug in the YubiKey {officer} registered, or prove {officer} by TOTP \
+             (leave out --sign {officer})",
+            if seen.is_empty() {
+                "none".to_owned()
+            } else {
+                seen.join(", ")
+            }
+        ),
+    ))
+}
+
+/// Has each `--sign` officer of a two-officer operation sign `intent` with their own
+/// YubiKey: a challenge from custodyd for the operation's digest (passphrase only), the card
+/// holding their registered key found, the PIV PIN read from `pins` (or a prompt naming the
+/// officer), a touch. Fills `signed` of each of their `by` entries and clears `factor`.
+pub(crate) fn sign_operation(
+    socket: &std::path::Path,
+    intent: &crate::custody::OperationIntent,
+    by: &mut [crate::daemon::protocol::Auth],
+    signers: &[String],
+    pins: &mut super::client::SecretLines,
+) -> Result<(), Failure> {
+    use crate::custody::records::{signed_approval_digest, signed_presence_message};
+    use crate::daemon::protocol::{Auth, Op, Reply, SignedApproval};
+
+    let digest = intent.digest();
+    let shown: Vec<String> = intent
+        .parameters()
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    eprintln!(
+        "Signing: {} {} (digest {digest})",
+        intent.operation(),
+        shown.join(" ")
+    );
+    for auth in by.iter_mut().filter(|a| signers.contains(&a.user)) {
+        let officer = auth.user.clone();
+        let Some(passphrase) = auth.passphrase.clone() else {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("{officer}: a signature goes with the passphrase"),
+            ));
+        };
+        let (key_id, nonce) = match super::client::call(
+            socket,
+            Op::PresenceChallenge {
+                by: Auth::new(officer.clone(), passphrase, None),
+                digest: digest.clone(),
+            },
+        )? {
+            Reply::PresenceChallenge { key_id, nonce, .. } => (key_id, nonce),
+            other => {
+                return Err(Failure::new(
+                    exit::IO,
+                    format!("custodyd answered presence_challenge with {other:?}"),
+                ))
+            }
+        };
+        let mut card = open_holding(&officer, &key_id)?;
+        let text = pins.next(&format!("PIV PIN of {officer}'s YubiKey {}: ", card.serial))?;
+        let pin = Pin::new(zeroize::Zeroizing::new(text.expose().as_bytes().to_vec()))
+            .map_err(|e| Failure::new(exit::USAGE, format!("{officer}'s PIV PIN: {e}")))?;
+        drop(text);
+        let message = signed_presence_message(&digest, &officer, &key_id, &nonce);
+        let mut to_sign = [0u8; 32];
+        to_sign.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &message).as_ref());
+        eprintln!(
+            "{officer}: touch your YubiKey {} (in {}) now to sign (signed digest {}).",
+            card.serial,
+            card.reader,
+            signed_approval_digest(&message)
+        );
+        let signature = card.sign(&pin, &to_sign)?;
+        drop(pin);
+        auth.factor = None;
+        auth.signed = Some(SignedApproval {
+            key_id,
+            nonce,
+            signature: data_encoding::BASE64.encode(&signature),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -326,6 +326,13 @@ pub struct AddArgs {
     /// Second-factor codes, one per line, of each --by officer in order.
     #[arg(long, value_name = "N")]
     pub totp_fd: Option<u32>,
+    /// This --by officer proves presence by a signature of their own registered YubiKey
+    /// (PIV PIN and touch) instead of a second-factor code (repeat for both officers).
+    #[arg(long = "sign", value_name = "OFFICER", value_parser = super::client::parse_user_name)]
+    pub sign: Vec<String>,
+    /// PIV PINs, one per line, of each --sign officer in order, instead of prompting.
+    #[arg(long, value_name = "N")]
+    pub pin_fd: Option<u32>,
 }
 
 fn print_factor(r: &Reply) {
@@ -397,17 +404,23 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                             "adding an officer needs two different officers: give --by twice",
                         ));
                     }
-                    let (by, mut pass) = read_officers(&a.by, a.passphrase_fd, a.totp_fd)?;
+                    let (by, mut pass) = super::client::read_officers_signing(
+                        &a.by,
+                        &a.sign,
+                        a.passphrase_fd,
+                        a.totp_fd,
+                    )?;
                     let passphrase = pass.next(&format!("New passphrase of {}: ", a.name))?;
+                    let op = Op::UserAdd {
+                        by,
+                        name: a.name,
+                        roles: a.roles,
+                        uid: a.uid,
+                        passphrase,
+                    };
                     call(
                         socket,
-                        Op::UserAdd {
-                            by,
-                            name: a.name,
-                            roles: a.roles,
-                            uid: a.uid,
-                            passphrase,
-                        },
+                        super::client::with_signatures(socket, &a.sign, a.pin_fd, op)?,
                     )?
                 }
                 UserCommand::List { auth } => {
@@ -416,30 +429,39 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                 }
                 UserCommand::Suspend { name, pair } => call(
                     socket,
-                    Op::UserSetActive {
-                        by: pair.read()?,
-                        name,
-                        active: false,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::UserSetActive {
+                            by: pair.read()?,
+                            name,
+                            active: false,
+                        },
+                    )?,
                 )?,
                 UserCommand::Roles { name, roles, pair } => call(
                     socket,
-                    Op::UserSetRoles {
-                        by: pair.read()?,
-                        name,
-                        roles,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::UserSetRoles {
+                            by: pair.read()?,
+                            name,
+                            roles,
+                        },
+                    )?,
                 )?,
                 UserCommand::BindUid { name, uid, pair } => {
                     not_the_subject(&pair, &name, &format!("bind {name}'s uid"))?;
                     bound = true;
                     call(
                         socket,
-                        Op::UserBindUid {
-                            by: pair.read()?,
-                            name,
-                            uid,
-                        },
+                        pair.signed(
+                            socket,
+                            Op::UserBindUid {
+                                by: pair.read()?,
+                                name,
+                                uid,
+                            },
+                        )?,
                     )?
                 }
                 UserCommand::Unlock { name, pair } => {
@@ -447,20 +469,26 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                     unlocked = true;
                     call(
                         socket,
-                        Op::UserUnlock {
-                            by: pair.read()?,
-                            name,
-                        },
+                        pair.signed(
+                            socket,
+                            Op::UserUnlock {
+                                by: pair.read()?,
+                                name,
+                            },
+                        )?,
                     )?
                 }
                 UserCommand::Key(k) => key(socket, k)?,
                 UserCommand::Reinstate { name, pair } => call(
                     socket,
-                    Op::UserSetActive {
-                        by: pair.read()?,
-                        name,
-                        active: true,
-                    },
+                    pair.signed(
+                        socket,
+                        Op::UserSetActive {
+                            by: pair.read()?,
+                            name,
+                            active: true,
+                        },
+                    )?,
                 )?,
             };
             print_reply(json, &r, |r| {

@@ -107,10 +107,20 @@ pub struct ApprovalChallenge {
     pub expires_ms: i64,
 }
 
+/// What a challenge is for: approving a request, or proving presence at the one two-officer
+/// operation whose digest ([`super::records::operation_digest`]) it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Subject {
+    /// Approving this request.
+    Request(RequestId),
+    /// The operation of this digest (hex).
+    Operation(String),
+}
+
 #[derive(Clone, Debug)]
 struct Issued {
     nonce: String,
-    request: RequestId,
+    subject: Subject,
     expires_ms: i64,
 }
 
@@ -128,11 +138,12 @@ impl Challenges {
         });
     }
 
-    /// A fresh nonce for `officer` on `request`, refused past the per-officer cap.
-    fn issue(
+    /// A fresh nonce for `officer` on `subject`, refused past the per-officer cap (one cap for
+    /// approvals and operations together).
+    pub(super) fn issue(
         &mut self,
         officer: &UserName,
-        request: &RequestId,
+        subject: Subject,
         now_ms: i64,
     ) -> Result<(String, i64), CustodyError> {
         use ring::rand::SecureRandom;
@@ -158,20 +169,26 @@ impl Challenges {
         let expires_ms = now_ms.saturating_add(CHALLENGE_TTL_MS);
         held.push(Issued {
             nonce: nonce.clone(),
-            request: request.clone(),
+            subject,
             expires_ms,
         });
         Ok((nonce, expires_ms))
     }
 
-    /// Uses up `nonce` when it was issued to `officer` for `request` and is unexpired.
-    fn take(&mut self, officer: &UserName, request: &RequestId, nonce: &str, now_ms: i64) -> bool {
+    /// Uses up `nonce` when it was issued to `officer` for `subject` and is unexpired.
+    pub(super) fn take(
+        &mut self,
+        officer: &UserName,
+        subject: &Subject,
+        nonce: &str,
+        now_ms: i64,
+    ) -> bool {
         self.prune(now_ms);
         let Some(held) = self.issued.get_mut(officer) else {
             return false;
         };
         let found = held.iter().position(|i| {
-            i.request == *request
+            i.subject == *subject
                 && bool::from(subtle::ConstantTimeEq::ct_eq(
                     i.nonce.as_bytes(),
                     nonce.as_bytes(),
@@ -184,6 +201,26 @@ impl Challenges {
             }
             None => false,
         }
+    }
+}
+
+impl OfficerKey {
+    /// Whether `signature` (DER ECDSA P-256) verifies over `message` (SHA-256) with this key.
+    pub(super) fn verifies(&self, message: &[u8], signature: &[u8]) -> Result<bool, CustodyError> {
+        let spki = data_encoding::BASE64
+            .decode(self.spki.as_bytes())
+            .map_err(|e| CustodyError::CorruptRecord {
+                entity: entity::OFFICER_KEY,
+                id: self.officer.to_string(),
+                reason: format!("spki is not base64: {e}"),
+            })?;
+        Ok(
+            crate::token::piv::custody::spki_point(&spki).is_some_and(|point| {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+                    .verify(message, signature)
+                    .is_ok()
+            }),
+        )
     }
 }
 
@@ -351,8 +388,25 @@ impl Custody {
         })
     }
 
+    /// The key registered to `officer` when it is the one named `key_id`;
+    /// `signing_key_not_registered` otherwise (no key, or another: a swapped YubiKey).
+    pub(super) fn officer_key_named(
+        &self,
+        officer: &UserName,
+        key_id: &str,
+    ) -> Result<OfficerKey, CustodyError> {
+        match self.officer_key(officer)? {
+            Some(k) if k.key_id == key_id => Ok(k),
+            other => Err(CustodyError::SigningKeyNotRegistered {
+                user: officer.clone(),
+                given: key_id.to_owned(),
+                registered: other.map(|k| k.key_id),
+            }),
+        }
+    }
+
     /// The officer whose passphrase `proven` shows, if fresh and still an active officer.
-    fn signing_officer(
+    pub(super) fn signing_officer(
         &self,
         proven: &PassphraseProven,
         operation: &'static str,
@@ -374,6 +428,15 @@ impl Custody {
             });
         }
         if !self.policy.approval_proof.takes("signature") {
+            if !matches!(operation, "approve" | "approval_challenge") {
+                return Err(CustodyError::PresenceProofRequired {
+                    operation,
+                    user: user.name,
+                    wanted: "a TOTP code",
+                    given: "a signature",
+                    policy: self.policy.approval_proof.as_str(),
+                });
+            }
             return Err(CustodyError::ApprovalProofRequired {
                 user: user.name,
                 wanted: "totp",
@@ -404,7 +467,9 @@ impl Custody {
             })?;
             c.request(id)?;
             let now = c.now();
-            let (nonce, expires_ms) = c.challenges.issue(&officer.name, id, now)?;
+            let (nonce, expires_ms) =
+                c.challenges
+                    .issue(&officer.name, Subject::Request(id.clone()), now)?;
             Ok(ApprovalChallenge {
                 request: id.clone(),
                 officer: officer.name,
@@ -434,22 +499,18 @@ impl Custody {
         let checked = self.guarded(proven.user().as_str(), op, |c| {
             let officer = c.signing_officer(proven, op)?;
             let now = c.now();
-            if !c.challenges.take(&officer.name, id, &proof.nonce, now) {
+            if !c.challenges.take(
+                &officer.name,
+                &Subject::Request(id.clone()),
+                &proof.nonce,
+                now,
+            ) {
                 return Err(CustodyError::ApprovalNonceUnknown {
                     request: id.clone(),
                     user: officer.name,
                 });
             }
-            let key = match c.officer_key(&officer.name)? {
-                Some(k) if k.key_id == proof.key_id => k,
-                other => {
-                    return Err(CustodyError::SigningKeyNotRegistered {
-                        user: officer.name,
-                        given: proof.key_id.clone(),
-                        registered: other.map(|k| k.key_id),
-                    })
-                }
-            };
+            let key = c.officer_key_named(&officer.name, &proof.key_id)?;
             let record = c.request(id)?;
             let message = signed_approval_message(
                 shown(&record),
@@ -457,19 +518,7 @@ impl Custody {
                 &key.key_id,
                 &proof.nonce,
             );
-            let spki = data_encoding::BASE64
-                .decode(key.spki.as_bytes())
-                .map_err(|e| CustodyError::CorruptRecord {
-                    entity: entity::OFFICER_KEY,
-                    id: officer.name.to_string(),
-                    reason: format!("spki is not base64: {e}"),
-                })?;
-            let verified = crate::token::piv::custody::spki_point(&spki).is_some_and(|point| {
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
-                    .verify(&message, &proof.signature)
-                    .is_ok()
-            });
-            if !verified {
+            if !key.verifies(&message, &proof.signature)? {
                 return Err(CustodyError::ApprovalSignatureInvalid {
                     request: id.clone(),
                     user: officer.name,
@@ -488,6 +537,7 @@ impl Custody {
             user: proven.user().clone(),
             at_ms: proven.at_ms(),
             ledger: self.ledger.ledger_id(),
+            presence: None,
         };
         self.approve_proved(id, &session, seen, checked)
     }

@@ -29,6 +29,8 @@
 //! kept of an event once it is read. Outside bytes never panic: every field is read with a
 //! typed getter and every decode failure is a named check.
 
+mod presence;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::BufRead;
@@ -91,6 +93,14 @@ pub enum ApprovalCheck {
     /// The event's actor is not the officer its body names (a registration or a signed
     /// approval recorded under someone else's name).
     ActorNotOfficer,
+    /// An event's `presence` (officers' signatures at a two-officer operation) lacks a field
+    /// or holds one that does not decode.
+    PresenceRecord,
+    /// A presence digest is not the one recomputed from the recorded operation and
+    /// parameters.
+    PresenceDigest,
+    /// A presence signature does not verify with the officer's registered key.
+    PresenceSignature,
 }
 
 impl ApprovalCheck {
@@ -115,6 +125,9 @@ impl ApprovalCheck {
             Self::KeyAnchor => "officer_key_anchor",
             Self::KeyWitness => "officer_key_witness",
             Self::ActorNotOfficer => "actor_not_officer",
+            Self::PresenceRecord => "presence_record",
+            Self::PresenceDigest => "presence_digest",
+            Self::PresenceSignature => "presence_signature",
         }
     }
 }
@@ -196,6 +209,9 @@ pub struct ApprovalSummary {
     pub unchecked: u64,
     /// Officer keys whose attestation verified.
     pub attested_keys: u64,
+    /// Officers' presence signatures at two-officer operations whose every check passed (a
+    /// signature whose key registration the export leaves out counts `unchecked`).
+    pub presence_signed: u64,
     /// How each approval (by seq) was proven.
     pub proofs: HashMap<u64, ApprovalProof>,
 }
@@ -300,6 +316,7 @@ impl ApprovalProofs {
     }
 
     fn event(&mut self, ev: &StoredEvent) -> Result<(), ApprovalFailure> {
+        self.presence(ev)?;
         let kind = ev.header.kind.as_str();
         if !matches!(
             kind,
@@ -744,8 +761,8 @@ pub fn verify_export_and_approvals(
 }
 
 #[cfg(test)]
-mod tests {
-    mod insider;
+pub(in crate::custody) mod tests {
+    pub(in crate::custody) mod insider;
 
     use serde_json::json;
 
@@ -911,6 +928,9 @@ mod tests {
             KeyAnchor,
             KeyWitness,
             ActorNotOfficer,
+            PresenceRecord,
+            PresenceDigest,
+            PresenceSignature,
         ];
         let names: HashSet<_> = all.iter().map(|c| c.as_str()).collect();
         assert_eq!(names.len(), all.len());

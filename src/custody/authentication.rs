@@ -154,6 +154,7 @@ impl Custody {
                 user: user.name,
                 at_ms: v.now,
                 ledger: self.ledger.ledger_id(),
+                presence: None,
             }));
         }
         // Failures are counted for the record; they lock nobody out. Guessing is bounded by
@@ -268,6 +269,7 @@ impl Custody {
                 operation,
             });
         }
+        self.officers_present(a, b, operation)?;
         Ok((ua, ub))
     }
 

@@ -243,6 +243,54 @@ pub enum CustodyError {
         /// The policy's value.
         policy: &'static str,
     },
+    /// An officer's signature at a two-officer operation does not verify with their
+    /// registered key over the digest custodyd computed from the operation it received.
+    #[error(
+        "{operation}: the signature of {user}'s YubiKey does not verify with their registered \
+         key {key_id} over the operation custodyd received (its digest differs from what was \
+         signed: another operation, or other parameters); run the command again and sign \
+         what it shows with the YubiKey registered to you"
+    )]
+    PresenceSignatureInvalid {
+        /// The operation.
+        operation: &'static str,
+        /// The officer.
+        user: UserName,
+        /// The key the signature named.
+        key_id: String,
+    },
+    /// An officer's signature at a two-officer operation named a nonce custodyd did not issue
+    /// to this officer for this operation's digest, or one already used or expired.
+    #[error(
+        "{operation}: the challenge nonce of {user}'s signature is unknown, already used or \
+         expired (or was issued to someone else or for another operation); run the command \
+         again: it asks for a new challenge, to be signed within its lifetime"
+    )]
+    PresenceNonceUnknown {
+        /// The operation.
+        operation: &'static str,
+        /// The officer.
+        user: UserName,
+    },
+    /// The policy (`[policy] approval_proof`) forbids the proof an officer of a two-officer
+    /// operation gave.
+    #[error(
+        "{operation}: the policy takes only {wanted} from each officer (`approval_proof = \
+         \"{policy}\"`), and {user} proved presence by {given}; {}",
+        if *.wanted == "a signature" { "run the command with --sign and touch your registered YubiKey" } else { "run the command without --sign and give your TOTP code" }
+    )]
+    PresenceProofRequired {
+        /// The operation.
+        operation: &'static str,
+        /// The officer.
+        user: UserName,
+        /// The proof the policy takes (`a signature` or `a TOTP code`).
+        wanted: &'static str,
+        /// The proof given.
+        given: &'static str,
+        /// The policy's value.
+        policy: &'static str,
+    },
     /// The officer already has a registered approval key.
     #[error(
         "{user} already has the registered approval key {key_id}; one key per officer: remove \
@@ -604,6 +652,9 @@ impl CustodyError {
             Self::ApprovalNoncesExhausted { .. } => RefusalCode::ApprovalNoncesExhausted,
             Self::SigningKeyNotRegistered { .. } => RefusalCode::SigningKeyNotRegistered,
             Self::ApprovalProofRequired { .. } => RefusalCode::ApprovalProofRequired,
+            Self::PresenceSignatureInvalid { .. } => RefusalCode::ApprovalSignatureInvalid,
+            Self::PresenceNonceUnknown { .. } => RefusalCode::ApprovalNonceUnknown,
+            Self::PresenceProofRequired { .. } => RefusalCode::ApprovalProofRequired,
             Self::SigningKeyExists { .. } => RefusalCode::SigningKeyExists,
             Self::SigningKeyPolicy { .. } => RefusalCode::SigningKeyPolicy,
             Self::ProofNotFresh { .. } => RefusalCode::ProofNotFresh,

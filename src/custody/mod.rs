@@ -43,6 +43,7 @@ mod incidents;
 mod inventory_audit;
 mod key_clearing;
 pub mod policy;
+pub mod presence;
 mod queries;
 pub mod reconcile;
 pub mod records;
@@ -77,6 +78,7 @@ pub use ids::{
 pub use inventory_audit::InventoryPlan;
 pub use key_clearing::KeyClearing;
 pub use policy::{ApprovalProof, LedgerPolicy, PassphraseKdf, Policy, RootTask, Threshold};
+pub use presence::{OperationIntent, PresenceChallenge};
 pub use reconcile::{reconcile, Mismatch, Observed, Reconciliation};
 pub use records::{
     AccountRecord, AccountStatus, Approval, DeviceRecord, DeviceRole, DeviceState, IncidentKind,

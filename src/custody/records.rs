@@ -367,12 +367,54 @@ pub fn signed_approval_message(
     key_id: &str,
     nonce_hex: &str,
 ) -> Vec<u8> {
-    let mut m = b"mfa-custody approval signature v1".to_vec();
-    for field in shown.into_iter().chain([officer, key_id, nonce_hex]) {
+    length_prefixed(
+        b"mfa-custody approval signature v1",
+        shown.into_iter().chain([officer, key_id, nonce_hex]),
+    )
+}
+
+/// `tag`, then each field length-prefixed (8 bytes, big-endian): no two field lists encode
+/// alike, and no message of one tag is one of another.
+fn length_prefixed<'a>(tag: &[u8], fields: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    let mut m = tag.to_vec();
+    for field in fields {
         m.extend_from_slice(&(field.len() as u64).to_be_bytes());
         m.extend_from_slice(field.as_bytes());
     }
     m
+}
+
+/// The digest (SHA-256, hex) of what a two-officer operation does: its name, then each
+/// parameter's name and value as the command line shows them (never a secret), in order.
+/// The officers' screens compute it from the operation they send; custodyd computes it again
+/// from the operation it received; an auditor computes it from the `presence` an event
+/// records.
+pub fn operation_digest(operation: &str, parameters: &[(String, String)]) -> String {
+    let fields = std::iter::once(operation)
+        .chain(
+            parameters
+                .iter()
+                .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
+        )
+        .collect::<Vec<_>>();
+    let m = length_prefixed(b"mfa-custody operation v1", fields);
+    signed_approval_digest(&m)
+}
+
+/// What an officer's YubiKey signs to prove their presence at a two-officer operation (ECDSA
+/// P-256 over SHA-256 of these bytes): the [`operation_digest`], the officer, the id of their
+/// registered key and the daemon's single-use nonce (hex), each length-prefixed, under a tag of
+/// its own (a presence signature is never an approval signature, nor the reverse).
+pub fn signed_presence_message(
+    operation_digest: &str,
+    officer: &str,
+    key_id: &str,
+    nonce_hex: &str,
+) -> Vec<u8> {
+    length_prefixed(
+        b"mfa-custody presence signature v1",
+        [operation_digest, officer, key_id, nonce_hex],
+    )
 }
 
 /// The SHA-256 (hex) of [`signed_approval_message`]: the `digest` a signed `request.approved`
@@ -452,5 +494,36 @@ mod tests {
         // Not the TOTP approval digest's domain either.
         assert_ne!(signed_approval_digest(&base), approval_digest(SHOWN));
         assert_eq!(signed_approval_digest(&base).len(), 64);
+    }
+
+    #[test]
+    fn every_operation_parameter_changes_its_digest_and_presence_is_not_approval() {
+        let p = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let base = operation_digest(
+            "user_set_active",
+            &p(&[("name", "bob"), ("active", "false")]),
+        );
+        for other in [
+            operation_digest("user_unlock", &p(&[("name", "bob"), ("active", "false")])),
+            operation_digest(
+                "user_set_active",
+                &p(&[("name", "bob"), ("active", "true")]),
+            ),
+            operation_digest(
+                "user_set_active",
+                &p(&[("name", "bo"), ("bactive", "false")]),
+            ),
+            operation_digest("user_set_active", &p(&[("name", "bob")])),
+        ] {
+            assert_ne!(other, base);
+        }
+        let m = signed_presence_message(&base, "alice", "kid", "00ff");
+        assert_ne!(m, signed_presence_message(&base, "carol", "kid", "00ff"));
+        assert_ne!(m, signed_presence_message(&base, "alice", "kid", "00fe"));
+        assert!(!m.starts_with(b"mfa-custody approval"));
     }
 }

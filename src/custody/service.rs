@@ -40,6 +40,10 @@ pub struct Session {
     pub(super) user: UserName,
     pub(super) at_ms: i64,
     pub(super) ledger: LedgerId,
+    /// The nonce of the signature by which the officer proved presence at the two-officer
+    /// operation this session was made for ([`Custody::prove_presence`]); none after a TOTP
+    /// code.
+    pub(super) presence: Option<String>,
 }
 
 impl Session {
@@ -61,6 +65,7 @@ impl Session {
             user,
             at_ms,
             ledger: LedgerId([0; 16]),
+            presence: None,
         }
     }
 }
@@ -197,6 +202,10 @@ pub struct Custody {
     pub(super) refusals: super::refusals::RefusalCounts,
     /// Approval challenges issued and not yet used (memory only, never in the ledger).
     pub(super) challenges: super::approval_keys::Challenges,
+    /// Presence signatures verified for two-officer operations, until the operation's event
+    /// records them (memory only; see [`super::presence`]). A cell: the checks of an officer
+    /// pair, which take `&self`, hand them to the next event.
+    pub(super) presence: std::cell::RefCell<super::presence::Proofs>,
 }
 
 impl std::fmt::Debug for Custody {
@@ -283,6 +292,7 @@ impl Custody {
             credential_key,
             refusals: super::refusals::RefusalCounts::default(),
             challenges: super::approval_keys::Challenges::default(),
+            presence: Default::default(),
         })
     }
 
@@ -345,6 +355,8 @@ impl Custody {
         body: Value,
         puts: &[Put],
     ) -> Result<StoredEvent, CustodyError> {
+        let mut body = body;
+        self.presence.get_mut().attach_to(&mut body);
         let ev = Self::event(kind, who, body, puts)?;
         let now = Timestamp(self.clock.now_ms());
         self.ledger.append_at(ev, now).map_err(op_err(kind))
@@ -353,8 +365,11 @@ impl Custody {
     pub(super) fn append_batch(
         &mut self,
         operation: &'static str,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, CustodyError> {
+        if let Some(first) = events.first_mut() {
+            self.presence.get_mut().attach_to_event(first)?;
+        }
         let now = Timestamp(self.clock.now_ms());
         self.ledger
             .append_batch_at(events, now)
@@ -448,7 +463,11 @@ impl Custody {
         operation: &'static str,
         f: impl FnOnce(&mut Self) -> Result<T, CustodyError>,
     ) -> Result<T, CustodyError> {
-        f(self).map_err(|e| self.refused(who, operation, e))
+        self.presence.get_mut().enter();
+        let r = f(self).map_err(|e| self.refused(who, operation, e));
+        // Proofs no event of this call recorded wait for the operation's next step.
+        self.presence.get_mut().leave();
+        r
     }
 
     pub(super) fn credential(&self, user: &UserName) -> Result<Credential, CustodyError> {

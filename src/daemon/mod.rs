@@ -16,6 +16,7 @@ pub mod access;
 pub mod authz;
 pub mod config;
 pub mod continuation;
+pub mod intent;
 pub mod ops;
 pub mod peer;
 pub mod protocol;

@@ -48,6 +48,13 @@ fn factor_code(f: Option<Secret>) -> Result<Option<FactorCode>, OpError> {
 /// continuation stands for the proven passphrase (no second key derivation), and a wrong code
 /// is a failure like any other.
 pub fn session(d: &Daemon, a: Auth, peer: &PeerCred) -> Result<Session, OpError> {
+    if a.signed.is_some() {
+        return Err(bad(
+            "by.signed",
+            "only the officers of a two-officer operation prove presence by signature; give \
+             the second-factor code (factor) here",
+        ));
+    }
     let user = user_name(&a.user)?;
     let factor = factor_code(a.factor)?;
     let key = ThrottleKey {
@@ -277,15 +284,53 @@ fn judged(
     }
 }
 
-fn sessions(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<Vec<Session>, OpError> {
-    by.into_iter().map(|a| session(d, a, peer)).collect()
+/// One officer of a two-officer operation: passphrase and second-factor code as [`session`]
+/// does, or passphrase and a signature by their registered YubiKey over `intent` (what the
+/// operation custodyd received does: [`Op::intent`]), checked by the domain
+/// ([`crate::custody::Custody::prove_presence`]).
+fn officer_session(
+    d: &Daemon,
+    mut a: Auth,
+    peer: &PeerCred,
+    intent: Option<&crate::custody::OperationIntent>,
+) -> Result<Session, OpError> {
+    let Some(signed) = a.signed.take() else {
+        return session(d, a, peer);
+    };
+    let Some(intent) = intent else {
+        return Err(bad(
+            "by.signed",
+            "only the officers of a two-officer operation prove presence by signature",
+        ));
+    };
+    let proof = signed_proof(signed)?;
+    let proven = passphrase_proven(d, a, peer)?;
+    d.with_custody(|c| Ok(c.prove_presence(&proven, intent, &proof)?))
 }
 
-fn pair(d: &Daemon, by: Vec<Auth>, peer: &PeerCred) -> Result<(Session, Session), OpError> {
+/// The officers in `by`; signatures ([`officer_session`]) only when there are two of them.
+fn sessions(
+    d: &Daemon,
+    by: Vec<Auth>,
+    peer: &PeerCred,
+    intent: Option<&crate::custody::OperationIntent>,
+) -> Result<Vec<Session>, OpError> {
+    let intent = intent.filter(|_| by.len() == 2);
+    by.into_iter()
+        .map(|a| officer_session(d, a, peer, intent))
+        .collect()
+}
+
+fn pair(
+    d: &Daemon,
+    by: Vec<Auth>,
+    peer: &PeerCred,
+    intent: Option<&crate::custody::OperationIntent>,
+) -> Result<(Session, Session), OpError> {
     if by.len() != 2 {
         return Err(bad("by", "this operation needs exactly two officers"));
     }
-    match <[Session; 2]>::try_from(sessions(d, by, peer)?) {
+    match <[Session; 2]>::try_from(sessions(d, by, peer, intent)?) {
         Ok([a, b]) => Ok((a, b)),
         Err(_) => Err(bad("by", "this operation needs exactly two officers")),
     }
@@ -385,6 +430,10 @@ pub fn handle(
     peer: &PeerCred,
     notify: &dyn Fn(Progress),
 ) -> Result<Reply, OpError> {
+    // What a two-officer operation does, computed from the operation received: what its
+    // officers' signatures must cover.
+    let intent = op.intent();
+    let intent = intent.as_ref();
     match op {
         Op::BootstrapOfficer {
             user,
@@ -444,7 +493,7 @@ pub fn handle(
                 uid,
                 passphrase: UserPassphrase::new_checked(passphrase.into_inner())?,
             };
-            let sessions = sessions(d, by, peer)?;
+            let sessions = sessions(d, by, peer, intent)?;
             let refs: Vec<&Session> = sessions.iter().collect();
             // The new passphrase's verifier is derived without the service lock, once the
             // officers have proved who they are.
@@ -551,6 +600,17 @@ pub fn handle(
                 )?))
             })
         }
+        Op::PresenceChallenge { by, digest } => {
+            let proven = passphrase_proven(d, by, peer)?;
+            let ch = d.with_custody(|c| Ok(c.presence_challenge(&proven, &digest)?))?;
+            Ok(Reply::PresenceChallenge {
+                officer: ch.officer.to_string(),
+                digest: ch.digest,
+                key_id: ch.key_id,
+                nonce: ch.nonce,
+                expires_ms: ch.expires_ms,
+            })
+        }
         Op::ApprovalChallenge { by, request } => {
             let id = request_id(&request)?;
             let proven = passphrase_proven(d, by, peer)?;
@@ -581,7 +641,7 @@ pub fn handle(
                 slot_cert: der("slot_certificate", &slot_certificate)?,
                 device_cert: der("device_certificate", &device_certificate)?,
             };
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let key = d.with_custody(|c| {
                 Ok(c.register_officer_key(&a, &b, &evidence, &d.options().attestation_anchors)?)
             })?;
@@ -592,7 +652,7 @@ pub fn handle(
             })
         }
         Op::OfficerKeyRemove { by } => {
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let key_id = d.with_custody(|c| Ok(c.remove_officer_key(&a, &b)?))?;
             Ok(Reply::OfficerKey {
                 officer: a.user().to_string(),
@@ -679,7 +739,7 @@ pub fn handle(
                 overwrite,
             };
             drop(seed);
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let serials = [enrolment.primary.get(), enrolment.backup.get()];
             let mut access = d.device_access();
             // Plan under the service lock; check and program both keys (touches, and the wait
@@ -786,7 +846,7 @@ pub fn handle(
             generate,
         } => {
             let account = AccountId::parse(&account)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let rec = d.with_custody(|c| Ok(c.account(&account)?))?;
             let pw = match (password, generate) {
                 (None, true) => RootPassword::generate()?,
@@ -811,24 +871,24 @@ pub fn handle(
         }
         Op::UserSetActive { by, name, active } => {
             let name = user_name(&name)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             d.with_custody(|c| Ok(Reply::from(c.set_active(&a, &b, &name, active)?)))
         }
         Op::UserUnlock { by, name } => {
             let name = user_name(&name)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let user = d.with_custody(|c| Ok(c.unlock_user(&a, &b, &name)?))?;
             d.throttle().forget("auth", name.as_str());
             Ok(Reply::from(user))
         }
         Op::IncidentAck { by, incident, note } => {
             let id = crate::custody::IncidentId::parse(&incident)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             d.with_custody(|c| Ok(Reply::from(c.acknowledge_incident(&a, &b, &id, &note)?)))
         }
         Op::DeviceSetTerminal { by, serial, to } => {
             let serial = Serial::new(serial)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let mut access = d.device_access();
             // Plan under the service lock; clear a retired device's access key from its card
             // under its device lock only; record under the service lock.
@@ -840,7 +900,7 @@ pub fn handle(
         }
         Op::DeviceLock { by, serial } => {
             let serial = Serial::new(serial)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let mut access = d.device_access();
             // Plan (and seal the new key) under the service lock; SET CODE and VALIDATE under
             // the device's lock only; record under the service lock.
@@ -852,7 +912,7 @@ pub fn handle(
         }
         Op::DeviceAttest { by, serial } => {
             let serial = Serial::new(serial)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let mut access = d.device_access();
             // Plan (and seal the new management key) under the service lock; GENERATE, ATTEST,
             // the chain's verification and SET MANAGEMENT KEY under the device's lock only;
@@ -927,7 +987,7 @@ pub fn handle(
         }
         Op::UserSetRoles { by, name, roles } => {
             let name = user_name(&name)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             d.with_custody(|c| Ok(Reply::from(c.set_roles(&a, &b, &name, roles)?)))
         }
         Op::AccountSetStatus {
@@ -936,7 +996,7 @@ pub fn handle(
             status,
         } => {
             let account = AccountId::parse(&account)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             d.with_custody(|c| Ok(Reply::from(c.set_account_status(&a, &b, &account, status)?)))
         }
         Op::Inventory { by, presented } => {
@@ -962,7 +1022,7 @@ pub fn handle(
         }
         Op::Release { by, account } => {
             let account = AccountId::parse(&account)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             let serials: Vec<u32> = d.with_custody(|c| {
                 Ok(c.devices_of(&account)?
                     .iter()
@@ -993,7 +1053,7 @@ pub fn handle(
         }
         Op::UserBindUid { by, name, uid } => {
             let name = user_name(&name)?;
-            let (a, b) = pair(d, by, peer)?;
+            let (a, b) = pair(d, by, peer, intent)?;
             d.with_custody(|c| Ok(Reply::from(c.bind_uid(&a, &b, &name, uid)?)))
         }
         other => Err(OpError::new(

@@ -105,6 +105,11 @@ pub struct Auth {
     /// A second round: the continuation a first round was answered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<Secret>,
+    /// An officer of a two-officer operation: a signature by their registered YubiKey over
+    /// the operation's digest, in the place of `factor` (with `passphrase`); see
+    /// [`Op::PresenceChallenge`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<SignedApproval>,
 }
 
 impl Auth {
@@ -115,6 +120,7 @@ impl Auth {
             passphrase: Some(passphrase),
             factor,
             continuation: None,
+            signed: None,
         }
     }
 }
@@ -262,6 +268,15 @@ pub enum Op {
         by: Auth,
         /// The request id.
         request: String,
+    },
+    /// An officer asks for a single-use nonce to prove presence at one two-officer operation
+    /// by signature: `digest` is the operation's ([`Op::intent`]). `by`: the officer's
+    /// passphrase (no second-factor code). Answered [`Reply::PresenceChallenge`].
+    PresenceChallenge {
+        /// The officer (passphrase only).
+        by: Auth,
+        /// The digest of the operation (64 lowercase hex digits).
+        digest: String,
     },
     /// Two officers register the first one's approval key (PIV slot 9c of their own YubiKey).
     OfficerKeyRegister {
@@ -545,7 +560,8 @@ impl Op {
             | Op::Code { by, .. }
             | Op::Inventory { by, .. }
             | Op::Login { by }
-            | Op::ApprovalChallenge { by, .. } => Some(by),
+            | Op::ApprovalChallenge { by, .. }
+            | Op::PresenceChallenge { by, .. } => Some(by),
             Op::Approve { by, .. } | Op::Cancel { by, .. } => by.as_mut(),
             _ => None,
         }
@@ -584,6 +600,7 @@ impl Op {
             Op::DeviceLock { .. } => "device_lock",
             Op::DeviceAttest { .. } => "device_attest",
             Op::ApprovalChallenge { .. } => "approval_challenge",
+            Op::PresenceChallenge { .. } => "presence_challenge",
             Op::OfficerKeyRegister { .. } => "officer_key_register",
             Op::OfficerKeyRemove { .. } => "officer_key_remove",
             Op::RequestShow { .. } => "request_show",
@@ -941,6 +958,19 @@ pub enum Reply {
         request: String,
         /// The officer it was issued to.
         officer: String,
+        /// The officer's registered key, which must sign.
+        key_id: String,
+        /// The nonce (64 lowercase hex digits), used once.
+        nonce: String,
+        /// When it stops being accepted (ms since the epoch).
+        expires_ms: i64,
+    },
+    /// Answer to [`Op::PresenceChallenge`].
+    PresenceChallenge {
+        /// The officer it was issued to.
+        officer: String,
+        /// The digest of the operation it is for.
+        digest: String,
         /// The officer's registered key, which must sign.
         key_id: String,
         /// The nonce (64 lowercase hex digits), used once.
@@ -1607,6 +1637,7 @@ mod tests {
                     continuation: Some(s(
                         "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00",
                     )),
+                    signed: None,
                 }],
                 account: "123456789012".into(),
                 primary: 1,

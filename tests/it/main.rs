@@ -78,6 +78,7 @@ mod pcscd {
     mod piv;
     mod piv_client;
     mod piv_tools;
+    mod presence;
     mod signed;
     mod signin;
 }

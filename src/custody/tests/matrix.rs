@@ -104,6 +104,7 @@ fn session(w: &mut World, who: Who) -> Session {
             user: name("mallory"),
             at_ms: w.clock.now_ms(),
             ledger: w.custody.ledger().ledger_id(),
+            presence: None,
         },
         _ => w.login(user_of(who)),
     }

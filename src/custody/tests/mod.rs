@@ -10,6 +10,7 @@ mod device_lock;
 mod flows;
 mod matrix;
 mod more;
+mod presence;
 mod props;
 mod root_password;
 mod signed_approvals;

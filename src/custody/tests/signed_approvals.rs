@@ -14,11 +14,11 @@ use crate::emulator::oath::{AutoTouch, OathState};
 use crate::emulator::SoftKey;
 use crate::token::piv::{self, signing, ManagementKey, PivSession};
 
-const ALICE_KEY: u32 = 20_000_001;
-const CAROL_KEY: u32 = 20_000_002;
+pub(super) const ALICE_KEY: u32 = 20_000_001;
+pub(super) const CAROL_KEY: u32 = 20_000_002;
 
 /// An officer's own YubiKey with a fresh approval key in 9C.
-fn officer_yubikey(serial: u32) -> SoftKey {
+pub(super) fn officer_yubikey(serial: u32) -> SoftKey {
     let mut key = SoftKey::new(
         serial,
         [5, 4, 3],
@@ -58,7 +58,13 @@ fn evidence(key: &mut SoftKey, serial: u32) -> KeyEvidence {
     }
 }
 
-fn register(w: &mut World, officer: &str, witness: &str, key: &mut SoftKey, serial: u32) {
+pub(super) fn register(
+    w: &mut World,
+    officer: &str,
+    witness: &str,
+    key: &mut SoftKey,
+    serial: u32,
+) {
     let ev = evidence(key, serial);
     let (a, b) = (w.login(officer), w.login(witness));
     w.custody
@@ -66,7 +72,7 @@ fn register(w: &mut World, officer: &str, witness: &str, key: &mut SoftKey, seri
         .expect("register");
 }
 
-fn proven(w: &World, officer: &str) -> PassphraseProven {
+pub(super) fn proven(w: &World, officer: &str) -> PassphraseProven {
     PassphraseProven::for_tests(name(officer), w.clock.now_ms())
 }
 
@@ -116,7 +122,7 @@ fn signed_approval(
     )
 }
 
-fn world() -> World {
+pub(super) fn world() -> World {
     in_test_ca_validity(World::new().with_enrolled_account())
 }
 

@@ -505,6 +505,12 @@ impl Matrix {
                     json!({"approval_challenge": {"by": by, "request": "req-00000000000000aa"}}),
                 )
             }
+            ("presence_challenge", "-") => {
+                let by = json!({"user": actor, "passphrase": user_pass(&actor)});
+                let digest = "0".repeat(64);
+                self.c
+                    .call(json!({"presence_challenge": {"by": by, "digest": digest}}))
+            }
             ("officer_key_register", "-") => {
                 let by = self.pair(&actor);
                 self.c.call(json!({"officer_key_register": {"by": by, "serial": NO_DEVICE, "spki": "AAAA", "slot_certificate": "AAAA", "device_certificate": "AAAA"}}))

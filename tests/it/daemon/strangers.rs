@@ -399,3 +399,42 @@ fn only_a_keyring_officer_resets_a_half_done_unseal() {
     assert_eq!(given(&mut root), json!([]));
     d.stop();
 }
+
+/// A stranger without alice's passphrase gets no presence challenge of hers (each try is a
+/// failed authentication, then throttled), so cannot use up the challenges she holds; alice,
+/// at her own uid, is not slowed. A signature in the `by` of a one-officer operation is a bad
+/// request naming the field.
+#[test]
+fn a_stranger_gets_no_presence_challenge_of_an_officer_and_one_officer_operations_take_no_signature(
+) {
+    let (_tmp, d) = start(&["alice", "bob"]);
+    let mut root = d.connect();
+    let mut factors = d.factors();
+    d.unseal_and_bootstrap(&mut root, &mut factors, &[]);
+    let mut stranger = d.connect_as(NOBODY);
+    let digest = "0".repeat(64);
+    for n in 1..=6 {
+        let r = stranger.call(json!({"presence_challenge": {"by": {"user": "alice", "passphrase": "Guessed-Phrase-Number-7"}, "digest": digest}}));
+        let o = outcome(&r);
+        assert!(
+            o == "forbidden/authentication_failed" || o == "forbidden/throttled",
+            "attempt {n}: {r}"
+        );
+        assert!(
+            r["result"].get("ok").is_none(),
+            "a nonce for a stranger: {r}"
+        );
+    }
+    let r = root.call(json!({"presence_challenge": {"by": {"user": "alice", "passphrase": user_pass("alice")}, "digest": digest}}));
+    assert_eq!(
+        outcome(&r),
+        "refused/signing_key_not_registered",
+        "alice is answered as herself: {r}"
+    );
+    let signed =
+        json!({"key_id": "0".repeat(64), "nonce": "1".repeat(64), "signature": "MEUCIQ=="});
+    let r = stranger.call(json!({"deny": {"by": {"user": "alice", "passphrase": "x", "signed": signed}, "request": "req-00000000000000aa", "note": "n"}}));
+    assert_eq!(outcome(&r), "bad_request", "{r}");
+    let m = r["result"]["err"]["message"].as_str().expect("message");
+    assert!(m.contains("by.signed"), "{m}");
+}

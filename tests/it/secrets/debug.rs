@@ -128,6 +128,24 @@ fn composites_carrying_secrets_show_none_in_debug() {
             by: auth(),
             request: "req-00000000000000aa".into(),
         },
+        Op::PresenceChallenge {
+            by: auth(),
+            digest: "0".repeat(64),
+        },
+        // An officer proving presence by signature: passphrase and signature in `by`.
+        Op::UserSetActive {
+            by: vec![Auth {
+                signed: Some(mfa_custody::daemon::protocol::SignedApproval {
+                    key_id: "0".repeat(64),
+                    nonce: "1".repeat(64),
+                    signature: "MEUCIQ==".into(),
+                }),
+                factor: None,
+                ..auth()
+            }],
+            name: "oscar".into(),
+            active: false,
+        },
         Op::Login { by: auth() },
     ] {
         let name = op.name();

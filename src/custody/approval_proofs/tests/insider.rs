@@ -143,7 +143,7 @@ fn copy(from: &Path, to: &Path) {
 }
 
 /// The body of event `seq`.
-fn body(l: &Ledger, seq: u64) -> Value {
+pub(in crate::custody) fn body(l: &Ledger, seq: u64) -> Value {
     let b: Vec<u8> = l
         .conn()
         .query_row("SELECT body FROM events WHERE seq = ?1", [seq], |r| {
@@ -155,7 +155,7 @@ fn body(l: &Ledger, seq: u64) -> Value {
 
 /// Replaces the body of event `seq` with `edited` (canonical), then re-hashes and re-links every
 /// event from `seq` on, as a forger who knows the chain's hash construction would.
-fn forge(l: &Ledger, seq: u64, edited: &Value) {
+pub(in crate::custody) fn forge(l: &Ledger, seq: u64, edited: &Value) {
     l.conn()
         .execute_batch(
             "DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete;
@@ -235,7 +235,7 @@ fn check(l: &mut Ledger) -> Result<ApprovalSummary, ExportCheckFailure> {
 }
 
 /// `field` of `v`, Base64-decoded, with the byte at `at` (from the end when negative) flipped.
-fn flip_b64(v: &mut Value, field: &str, at: isize) {
+pub(in crate::custody) fn flip_b64(v: &mut Value, field: &str, at: isize) {
     let mut b = data_encoding::BASE64
         .decode(v[field].as_str().expect(field).as_bytes())
         .expect("base64");
@@ -248,7 +248,7 @@ fn flip_b64(v: &mut Value, field: &str, at: isize) {
     v[field] = json!(data_encoding::BASE64.encode(&b));
 }
 
-fn flip_hex(v: &mut Value, field: &str) {
+pub(in crate::custody) fn flip_hex(v: &mut Value, field: &str) {
     let s = v[field].as_str().expect(field).to_owned();
     let first = if s.starts_with('0') { "1" } else { "0" };
     v[field] = json!(format!("{first}{}", &s[1..]));
