@@ -515,8 +515,13 @@ pub fn run(json: bool, socket: &Path, cmd: UserCommand) -> ExitCode {
                 ),
                 Reply::Users(us) => {
                     for u in us {
+                        // An officer's registered approval key (custody approve --sign), by
+                        // the first 16 hex digits of its id; the JSON carries the whole id.
+                        let key = u.approval_key.as_deref().map_or(String::new(), |k| {
+                            format!("  approval key {}", k.chars().take(16).collect::<String>())
+                        });
                         outln!(
-                            "{:<16} {:<24} uid {:<8} {}",
+                            "{:<16} {:<24} uid {:<8} {}{key}",
                             u.name.to_string(),
                             u.roles
                                 .iter()

@@ -128,6 +128,53 @@ fn pcscd_officers_register_keys_approve_by_signature_and_the_export_verifies() {
     assert_ne!(key_ids[0], key_ids[1]);
     assert_eq!(request_status(&w, &id), "approved");
 
+    // The listing names each officer's registered key (the whole id in JSON, its first 16
+    // hex digits for people), and no key for the others.
+    let list = w.ok(&["--json", "user", "list"], "");
+    let users = list.json()["users"].as_array().cloned().unwrap_or_default();
+    let key_of = |name: &str| {
+        users
+            .iter()
+            .find(|u| u["name"] == name)
+            .map(|u| u["approval_key"].clone())
+    };
+    assert_eq!(
+        key_of("carol"),
+        Some(key_ids[0].as_str().into()),
+        "{}",
+        list.out
+    );
+    assert_eq!(
+        key_of("frank"),
+        Some(key_ids[1].as_str().into()),
+        "{}",
+        list.out
+    );
+    assert_eq!(
+        key_of("dave"),
+        Some(serde_json::Value::Null),
+        "{}",
+        list.out
+    );
+    let human = w.ok(&["user", "list"], "");
+    for (officer, key_id) in [("carol", &key_ids[0]), ("frank", &key_ids[1])] {
+        let line = human
+            .out
+            .lines()
+            .find(|l| l.starts_with(officer))
+            .unwrap_or_else(|| panic!("no line for {officer}: {}", human.out));
+        assert!(
+            line.ends_with(&format!("approval key {}", &key_id[..16])),
+            "{line}"
+        );
+    }
+    let dave = human
+        .out
+        .lines()
+        .find(|l| l.starts_with("dave"))
+        .unwrap_or_default();
+    assert!(!dave.contains("approval key"), "{dave}");
+
     // The code, from the checked-out primary.
     let c = w.code("grace");
     w.ok4(
