@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 FUZZ_SMOKE_RUNS ?= 20000
-FUZZ_SMOKE_SECS ?= 60
+FUZZ_SMOKE_SECS ?= 30
 FUZZ_SMOKE_JOBS ?= 2
 FUZZ_SOAK_RUNS ?= 10000000
 # Seconds per target in `make soak` (0: no limit, every target runs FUZZ_SOAK_RUNS inputs).
