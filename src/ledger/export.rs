@@ -309,9 +309,16 @@ struct LineBatch {
 }
 
 impl LineBatch {
-    fn new() -> Self {
+    /// A batch in a buffer the writer gave back, or a new one: buffers of a megabyte made and
+    /// dropped for every chunk would each be mapped, faulted in and unmapped by the kernel.
+    fn new(spare: &std::sync::Mutex<Vec<Vec<u8>>>) -> Self {
+        let out = spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_else(|| Vec::with_capacity(LINE_BATCH_BYTES));
         Self {
-            out: Vec::with_capacity(LINE_BATCH_BYTES),
+            out,
             events: 0,
             stubs: 0,
             failed: None,
@@ -451,16 +458,21 @@ pub fn export_redacted(
     let readers = (0..EXPORT_READERS)
         .map(|_| ledger.second_connection())
         .collect::<Result<Vec<_>, _>>()?;
+    let spare = std::sync::Mutex::new(Vec::new());
     ledger.scan_batches_on(
         readers,
         1,
         last,
-        LineBatch::new,
+        || LineBatch::new(&spare),
         |batch, row| encoder.add(batch, row),
-        |batch| {
+        |mut batch| {
             events += batch.events;
             stubs += batch.stubs;
             w(out.write_all(&batch.out))?;
+            batch.out.clear();
+            if let Ok(mut s) = spare.lock() {
+                s.push(std::mem::take(&mut batch.out));
+            }
             batch.failed.map_or(Ok(()), Err)
         },
     )?;
