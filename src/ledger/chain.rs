@@ -107,13 +107,26 @@ pub fn event_hash(
     kind: &Kind,
     body_hash: &Hash,
 ) -> Hash {
+    event_hash_of(seq, prev, time, actor.as_str(), kind.as_str(), body_hash)
+}
+
+/// [`event_hash`] of an actor and a kind read as text (checked by [`Actor::check`] and
+/// [`Kind::check`] before their event counts as valid).
+pub(crate) fn event_hash_of(
+    seq: u64,
+    prev: &Hash,
+    time: Timestamp,
+    actor: &str,
+    kind: &str,
+    body_hash: &Hash,
+) -> Hash {
     let mut ctx = Context::new(&SHA256);
     ctx.update(EVENT_TAG);
     ctx.update(&seq.to_be_bytes());
     ctx.update(&prev.0);
     ctx.update(&time.0.to_be_bytes());
-    update_prefixed(&mut ctx, actor.as_str().as_bytes());
-    update_prefixed(&mut ctx, kind.as_str().as_bytes());
+    update_prefixed(&mut ctx, actor.as_bytes());
+    update_prefixed(&mut ctx, kind.as_bytes());
     ctx.update(&body_hash.0);
     digest32(ctx)
 }

@@ -69,10 +69,17 @@ impl CanonicalJson {
 
     /// [`CanonicalJson::parse`] of bytes the caller owns, kept without a copy when canonical.
     pub(crate) fn parse_owned(bytes: Vec<u8>) -> Result<Self, CanonicalError> {
-        if is_plain_canonical_object(&bytes) || is_canonical_object(&bytes) {
-            return Ok(Self(bytes));
+        Self::check(&bytes)?;
+        Ok(Self(bytes))
+    }
+
+    /// Whether [`CanonicalJson::parse`] accepts `bytes` (the same passes, the same error),
+    /// without keeping them.
+    pub(crate) fn check(bytes: &[u8]) -> Result<(), CanonicalError> {
+        if is_plain_canonical_object(bytes) || is_canonical_object(bytes) {
+            return Ok(());
         }
-        Self::parse_full(&bytes)
+        Self::parse_full(bytes).map(drop)
     }
 
     fn parse_full(bytes: &[u8]) -> Result<Self, CanonicalError> {
@@ -484,14 +491,20 @@ impl Actor {
 
     /// [`Actor::parse`] of a string the caller owns, kept without a copy.
     pub(crate) fn parse_owned(input: String) -> Result<Self, NameError> {
+        Self::check(&input)?;
+        Ok(Self(input))
+    }
+
+    /// Whether [`Actor::parse`] accepts `input` (the same error), without keeping it. An
+    /// actor's characters are never escaped in JSON.
+    pub(crate) fn check(input: &str) -> Result<(), NameError> {
         check_name(
             "actor",
-            &input,
+            input,
             Self::MAX_LEN,
             "ASCII letters, digits and ._-+@:",
             |c| c.is_ascii_alphanumeric() || "._-+@:".contains(c),
-        )?;
-        Ok(Self(input))
+        )
     }
 
     /// The actor's text.
@@ -521,14 +534,20 @@ impl Kind {
 
     /// [`Kind::parse`] of a string the caller owns, kept without a copy.
     pub(crate) fn parse_owned(input: String) -> Result<Self, NameError> {
+        Self::check(&input)?;
+        Ok(Self(input))
+    }
+
+    /// Whether [`Kind::parse`] accepts `input` (the same error), without keeping it. A kind's
+    /// characters are never escaped in JSON.
+    pub(crate) fn check(input: &str) -> Result<(), NameError> {
         check_name(
             "kind",
-            &input,
+            input,
             Self::MAX_LEN,
             "lower-case ASCII letters, digits and ._-",
             |c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c),
-        )?;
-        Ok(Self(input))
+        )
     }
 
     /// The kind's text.

@@ -29,12 +29,14 @@ use std::io::Write;
 use data_encoding::HEXLOWER;
 use serde_json::{json, Map, Value};
 
-use super::chain::{Checkpoint, CheckpointPublicKey, Hash, LedgerId, SignedCheckpoint};
+use super::chain::{
+    Checkpoint, CheckpointPublicKey, CheckpointSigner, Hash, LedgerId, SignedCheckpoint,
+};
 use super::error::LedgerError;
 use super::event::{
     write_canonical, write_string, Actor, CanonicalJson, EventHeader, Kind, StoredEvent, Timestamp,
 };
-use super::store::{Ledger, RawRow};
+use super::store::{Ledger, RawRow, RowRef};
 
 /// The export format version this build writes and reads.
 pub const EXPORT_VERSION: u64 = 1;
@@ -62,20 +64,33 @@ pub struct ExportFilter {
 impl ExportFilter {
     /// Whether the event is exported with its body.
     pub fn matches(&self, ev: &StoredEvent) -> bool {
-        let h = &ev.header;
-        self.since.map_or(true, |t| h.time >= t)
-            && self.until.map_or(true, |t| h.time < t)
-            && (self.kinds.is_empty() || self.kinds.contains(&h.kind))
-            && self.actor.as_ref().map_or(true, |a| a == &h.actor)
-            && self.body_fields_match(ev)
+        self.matches_fields(&LineFields::of(&ev.header), ev.body.as_bytes())
     }
 
-    /// The `account` and `device` criteria, parsing the body once and only when one is set.
-    fn body_fields_match(&self, ev: &StoredEvent) -> bool {
+    /// [`ExportFilter::matches`] on an event's fields and body bytes.
+    fn matches_fields(&self, h: &LineFields<'_>, body: &[u8]) -> bool {
+        self.since.map_or(true, |t| h.time >= t)
+            && self.until.map_or(true, |t| h.time < t)
+            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.as_str() == h.kind))
+            && self.actor.as_ref().map_or(true, |a| a.as_str() == h.actor)
+            && self.body_fields_match(body)
+    }
+
+    /// The `account` and `device` criteria, parsing the body once and only when one is set
+    /// and the body's bytes hold each value asked for.
+    fn body_fields_match(&self, body: &[u8]) -> bool {
         if self.account.is_none() && self.device.is_none() {
             return true;
         }
-        let body = ev.body.to_value();
+        let asked = [&self.account, &self.device];
+        if !asked
+            .iter()
+            .filter_map(|v| v.as_deref())
+            .all(|v| may_hold(body, v))
+        {
+            return false;
+        }
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let field = |name: &str| match body.get(name) {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -114,6 +129,66 @@ impl ExportFilter {
             m.insert("actor".into(), json!(a.as_str()));
         }
         Value::Object(m)
+    }
+}
+
+/// Whether a canonical body can have a top-level field equal to `value` (a string, or an
+/// integer whose digits it is): only when its bytes hold `value` as a JSON string's
+/// content, escaped as canonical JSON escapes it (an integer is written as its digits, which
+/// need no escape). A `false` spares parsing a body that cannot match.
+fn may_hold(body: &[u8], value: &str) -> bool {
+    let mut quoted = Vec::with_capacity(value.len() + 2);
+    write_string(value, &mut quoted);
+    let escaped = quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default();
+    contains(body, escaped)
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut at = 0;
+    while let Some(i) = haystack
+        .get(at..)
+        .and_then(|h| h.iter().position(|&b| b == first))
+    {
+        let start = at + i + 1;
+        if haystack.get(start..start + rest.len()) == Some(rest) {
+            return true;
+        }
+        at = start;
+    }
+    false
+}
+
+/// An event's fields as an export line shows them, borrowed from a stored event or straight
+/// from its row.
+pub(crate) struct LineFields<'a> {
+    seq: u64,
+    time: Timestamp,
+    /// A checked actor ([`Actor::check`]): never escaped in JSON.
+    actor: &'a str,
+    /// A checked kind ([`Kind::check`]): never escaped in JSON.
+    kind: &'a str,
+    body_hash: &'a Hash,
+    prev: &'a Hash,
+    hash: &'a Hash,
+}
+
+impl<'a> LineFields<'a> {
+    fn of(h: &'a EventHeader) -> Self {
+        Self {
+            seq: h.seq,
+            time: h.time,
+            actor: h.actor.as_str(),
+            kind: h.kind.as_str(),
+            body_hash: &h.body_hash,
+            prev: &h.prev,
+            hash: &h.hash,
+        }
     }
 }
 
@@ -165,10 +240,16 @@ pub(crate) fn redaction_signed_bytes(hash: &Hash, redacted_body: &[u8]) -> Vec<u
 /// The body with every `records` entry of one of `entities` replaced by the digest of its
 /// record, or `None` when the body carries none.
 pub fn redact_body(body: &CanonicalJson, entities: &[&str]) -> Option<CanonicalJson> {
-    if entities.is_empty() {
+    redact_bytes(body.as_bytes(), entities)
+}
+
+/// [`redact_body`] on a canonical body's bytes. A body without a top-level `records` field
+/// (its bytes never hold `"records":`) is not parsed.
+fn redact_bytes(body: &[u8], entities: &[&str]) -> Option<CanonicalJson> {
+    if entities.is_empty() || !contains(body, b"\"records\":") {
         return None;
     }
-    let mut value = body.to_value();
+    let mut value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let records = value.get_mut("records")?.as_array_mut()?;
     let mut changed = false;
     for r in records.iter_mut() {
@@ -197,24 +278,129 @@ pub fn redact_body(body: &CanonicalJson, entities: &[&str]) -> Option<CanonicalJ
 
 /// Encodes a redacted event as one canonical JSON line, no newline.
 fn encode_redacted_line(
-    h: &EventHeader,
+    h: &LineFields<'_>,
     body: &CanonicalJson,
     signature: &[u8; 64],
     out: &mut Vec<u8>,
 ) {
     let v = json!({
         "type": "redacted",
-        "actor": h.actor.as_str(),
+        "actor": h.actor,
         "body": body.to_value(),
         "body_hash": h.body_hash.to_hex(),
         "hash": h.hash.to_hex(),
-        "kind": h.kind.as_str(),
+        "kind": h.kind,
         "prev": h.prev.to_hex(),
         "seq": h.seq,
         "time": h.time.0,
         "signature": HEXLOWER.encode(signature),
     });
     let _ = write_canonical(&v, out);
+}
+
+/// The export lines (or CSV rows) of one chunk of events, encoded on a reader thread of
+/// [`Ledger::scan_batches_on`]: the lines of its rows up to the first that fails, and that
+/// failure.
+struct LineBatch {
+    out: Vec<u8>,
+    events: u64,
+    stubs: u64,
+    failed: Option<LedgerError>,
+}
+
+impl LineBatch {
+    /// A batch in a buffer the writer gave back, or a new one: buffers of a megabyte made and
+    /// dropped for every chunk would each be mapped, faulted in and unmapped by the kernel.
+    fn new(spare: &std::sync::Mutex<Vec<Vec<u8>>>) -> Self {
+        let out = spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_else(|| Vec::with_capacity(LINE_BATCH_BYTES));
+        Self {
+            out,
+            events: 0,
+            stubs: 0,
+            failed: None,
+        }
+    }
+}
+
+/// What a batch of lines starts with room for (a chunk of rows of about 450 bytes).
+const LINE_BATCH_BYTES: usize = 1 << 20;
+
+/// How the export turns rows into lines, shared by its reader threads.
+struct LineEncoder<'a> {
+    filter: &'a ExportFilter,
+    format: ExportFormat,
+    entities: &'a [&'a str],
+    signer: &'a CheckpointSigner,
+}
+
+impl LineEncoder<'_> {
+    /// Adds a row's line to the batch, or its failure (after which the batch takes no more).
+    fn add(&self, batch: &mut LineBatch, row: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
+        if batch.failed.is_some() {
+            return Ok(());
+        }
+        let encoded = match RowRef::from_row(row)? {
+            Some(r) => r.check().map(|hashes| {
+                let fields = LineFields {
+                    seq: r.seq(),
+                    time: Timestamp(r.time),
+                    actor: r.actor,
+                    kind: r.kind,
+                    body_hash: &hashes.body_hash,
+                    prev: &hashes.prev,
+                    hash: &hashes.hash,
+                };
+                self.encode(&fields, r.body, batch);
+            }),
+            // A column of another type than the schema's: read as the other passes read it.
+            None => RawRow::from_row(row)?.into_event().map(|ev| {
+                self.encode(&LineFields::of(&ev.header), ev.body.as_bytes(), batch);
+            }),
+        };
+        if let Err(e) = encoded {
+            batch.failed = Some(e);
+        }
+        Ok(())
+    }
+
+    /// Encodes a checked event (`body` canonical) as its line: with its body, as a stub, or
+    /// redacted and signed.
+    fn encode(&self, h: &LineFields<'_>, body: &[u8], batch: &mut LineBatch) {
+        let with_body = self.filter.matches_fields(h, body);
+        if with_body {
+            batch.events += 1;
+        } else {
+            batch.stubs += 1;
+        }
+        let redacted = with_body
+            .then(|| redact_bytes(body, self.entities))
+            .flatten();
+        let out = &mut batch.out;
+        match (self.format, redacted) {
+            (ExportFormat::JsonLines, Some(body)) => {
+                let signature = self
+                    .signer
+                    .sign_raw(&redaction_signed_bytes(h.hash, body.as_bytes()));
+                encode_redacted_line(h, &body, &signature, out);
+                out.push(b'\n');
+            }
+            (ExportFormat::Csv, Some(body)) => {
+                let signature = self
+                    .signer
+                    .sign_raw(&redaction_signed_bytes(h.hash, body.as_bytes()));
+                encode_redacted_csv(h, &body, &signature, out);
+            }
+            (ExportFormat::JsonLines, None) => {
+                encode_fields_line(h, with_body.then_some(body), out);
+                out.push(b'\n');
+            }
+            (ExportFormat::Csv, None) => encode_event_csv(h, with_body.then_some(body), out),
+        }
+    }
 }
 
 /// [`export`], leaving out the records of `entities` (see the module's documentation): the
@@ -263,40 +449,33 @@ pub fn export_redacted(
     }
     let (mut events, mut stubs) = (0u64, 0u64);
     let last = i64::try_from(checkpoint.checkpoint.seq).unwrap_or(i64::MAX);
-    ledger.scan_events(EXPORT_READERS, 1, last, RawRow::into_event, |ev| {
-        let ev = ev?;
-        let with_body = filter.matches(&ev);
-        if with_body {
-            events += 1;
-        } else {
-            stubs += 1;
-        }
-        line.clear();
-        let redacted = if with_body {
-            redact_body(&ev.body, entities)
-        } else {
-            None
-        };
-        match (format, redacted) {
-            (ExportFormat::JsonLines, Some(body)) => {
-                let signature = ledger
-                    .sign_export_header(&redaction_signed_bytes(&ev.header.hash, body.as_bytes()));
-                encode_redacted_line(&ev.header, &body, &signature, &mut line);
-                line.push(b'\n');
+    let encoder = LineEncoder {
+        filter,
+        format,
+        entities,
+        signer: ledger.signer(),
+    };
+    let readers = (0..EXPORT_READERS)
+        .map(|_| ledger.second_connection())
+        .collect::<Result<Vec<_>, _>>()?;
+    let spare = std::sync::Mutex::new(Vec::new());
+    ledger.scan_batches_on(
+        readers,
+        1,
+        last,
+        || LineBatch::new(&spare),
+        |batch, row| encoder.add(batch, row),
+        |mut batch| {
+            events += batch.events;
+            stubs += batch.stubs;
+            w(out.write_all(&batch.out))?;
+            batch.out.clear();
+            if let Ok(mut s) = spare.lock() {
+                s.push(std::mem::take(&mut batch.out));
             }
-            (ExportFormat::Csv, Some(body)) => {
-                let signature = ledger
-                    .sign_export_header(&redaction_signed_bytes(&ev.header.hash, body.as_bytes()));
-                encode_redacted_csv(&ev.header, &body, &signature, &mut line);
-            }
-            (ExportFormat::JsonLines, None) => {
-                encode_event_line(&ev.header, with_body.then_some(&ev.body), &mut line);
-                line.push(b'\n');
-            }
-            (ExportFormat::Csv, None) => encode_event_csv(&ev, with_body, &mut line),
-        }
-        w(out.write_all(&line))
-    })?;
+            batch.failed.map_or(Ok(()), Err)
+        },
+    )?;
     line.clear();
     match format {
         ExportFormat::JsonLines => {
@@ -343,30 +522,63 @@ pub(crate) fn header_signed_bytes(header_without_signature: &Value) -> Vec<u8> {
 
 /// Encodes an event (with body) or a stub (without) as one canonical JSON line, no newline.
 pub fn encode_event_line(h: &EventHeader, body: Option<&CanonicalJson>, out: &mut Vec<u8>) {
+    encode_fields_line(&LineFields::of(h), body.map(CanonicalJson::as_bytes), out);
+}
+
+/// [`encode_event_line`] from the fields and the canonical body's bytes, written straight
+/// into `out` in canonical order (keys sorted).
+fn encode_fields_line(h: &LineFields<'_>, body: Option<&[u8]>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"actor\":");
-    write_string(h.actor.as_str(), out);
+    push_name(h.actor, out);
     if let Some(body) = body {
         out.extend_from_slice(b",\"body\":");
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(body);
     }
     out.extend_from_slice(b",\"body_hash\":\"");
-    push_hex(&h.body_hash, out);
+    push_hex(h.body_hash, out);
     out.extend_from_slice(b"\",\"hash\":\"");
-    push_hex(&h.hash, out);
+    push_hex(h.hash, out);
     out.extend_from_slice(b"\",\"kind\":");
-    write_string(h.kind.as_str(), out);
+    push_name(h.kind, out);
     out.extend_from_slice(b",\"prev\":\"");
-    push_hex(&h.prev, out);
+    push_hex(h.prev, out);
     out.extend_from_slice(b"\",\"seq\":");
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}", h.seq);
+    push_u64(h.seq, out);
     out.extend_from_slice(b",\"time\":");
-    let _ = write!(out, "{}", h.time.0);
+    if h.time.0 < 0 {
+        out.push(b'-');
+    }
+    push_u64(h.time.0.unsigned_abs(), out);
     out.extend_from_slice(if body.is_some() {
         b",\"type\":\"event\"}"
     } else {
         b",\"type\":\"stub\"}"
     });
+}
+
+/// Appends a checked actor or kind as a JSON string: their characters are never escaped
+/// ([`Actor::check`], [`Kind::check`]), so the string is the name between quotes, as
+/// canonical JSON writes it.
+fn push_name(name: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends `n` in decimal, as JSON writes an integer.
+fn push_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // `n % 10` is a single digit.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends a hash's lower-case hex (as [`Hash::to_hex`]) without a temporary string.
@@ -395,7 +607,7 @@ pub fn checkpoint_line(cp: &SignedCheckpoint, key: &CheckpointPublicKey) -> Stri
 }
 
 fn encode_redacted_csv(
-    h: &EventHeader,
+    h: &LineFields<'_>,
     body: &CanonicalJson,
     signature: &[u8; 64],
     out: &mut Vec<u8>,
@@ -405,8 +617,8 @@ fn encode_redacted_csv(
             "redacted",
             &h.seq.to_string(),
             &h.time.0.to_string(),
-            h.actor.as_str(),
-            h.kind.as_str(),
+            h.actor,
+            h.kind,
             &String::from_utf8_lossy(body.as_bytes()),
             &h.body_hash.to_hex(),
             &h.prev.to_hex(),
@@ -417,21 +629,16 @@ fn encode_redacted_csv(
     );
 }
 
-fn encode_event_csv(ev: &StoredEvent, with_body: bool, out: &mut Vec<u8>) {
-    let h = &ev.header;
-    let body = if with_body {
-        String::from_utf8_lossy(ev.body.as_bytes()).into_owned()
-    } else {
-        String::new()
-    };
+fn encode_event_csv(h: &LineFields<'_>, body: Option<&[u8]>, out: &mut Vec<u8>) {
+    let shown = body.map(String::from_utf8_lossy).unwrap_or_default();
     csv_row(
         &[
-            if with_body { "event" } else { "stub" },
+            if body.is_some() { "event" } else { "stub" },
             &h.seq.to_string(),
             &h.time.0.to_string(),
-            h.actor.as_str(),
-            h.kind.as_str(),
-            &body,
+            h.actor,
+            h.kind,
+            &shown,
             &h.body_hash.to_hex(),
             &h.prev.to_hex(),
             &h.hash.to_hex(),
@@ -711,6 +918,90 @@ mod tests {
     use super::*;
     use crate::ledger::chain::{body_hash, event_hash};
     use proptest::prelude::*;
+
+    fn body(v: serde_json::Value) -> CanonicalJson {
+        CanonicalJson::from_value(&v).expect("canonical")
+    }
+
+    /// The byte test before the body is parsed never turns a match into a stub: top-level
+    /// strings (escaped or not) and integers match, nested fields and near misses do not.
+    #[test]
+    fn account_and_device_filters_match_after_the_byte_test_as_before() {
+        let filter = |account: &str| ExportFilter {
+            account: Some(account.to_owned()),
+            ..ExportFilter::default()
+        };
+        let cases = [
+            (
+                serde_json::json!({"account": "123456789012"}),
+                "123456789012",
+                true,
+            ),
+            (
+                serde_json::json!({"account": 123456789012u64}),
+                "123456789012",
+                true,
+            ),
+            (serde_json::json!({"account": -7}), "-7", true),
+            (
+                serde_json::json!({"account": "a\"b\\c\u{1}"}),
+                "a\"b\\c\u{1}",
+                true,
+            ),
+            (serde_json::json!({"account": "x\u{e9}y"}), "x\u{e9}y", true),
+            (
+                serde_json::json!({"account": "1234567890123"}),
+                "123456789012",
+                false,
+            ),
+            (
+                serde_json::json!({"other": {"account": "123456789012"}}),
+                "123456789012",
+                false,
+            ),
+            (
+                serde_json::json!({"note": "123456789012"}),
+                "123456789012",
+                false,
+            ),
+            (serde_json::json!({"account": "abc"}), "a\"c", false),
+        ];
+        for (v, account, expected) in cases {
+            let b = body(v.clone());
+            assert_eq!(
+                filter(account).body_fields_match(b.as_bytes()),
+                expected,
+                "{v} against {account:?}"
+            );
+        }
+        let both = ExportFilter {
+            account: Some("1".into()),
+            device: Some("YK-2".into()),
+            ..ExportFilter::default()
+        };
+        assert!(both.body_fields_match(
+            body(serde_json::json!({"account": 1, "device": "YK-2"})).as_bytes()
+        ));
+        assert!(!both.body_fields_match(
+            body(serde_json::json!({"account": 1, "device": "YK-3"})).as_bytes()
+        ));
+    }
+
+    /// A body with no top-level `records` is shown as it is; one with a secret record is
+    /// redacted, with the record's digest.
+    #[test]
+    fn only_bodies_with_records_are_redacted() {
+        let entities = ["credential"];
+        let plain = body(serde_json::json!({"note": "records", "x": {"records": []}}));
+        assert!(redact_body(&plain, &entities).is_none());
+        let secret = body(serde_json::json!({
+            "records": [{"entity": "credential", "record": {"seed": "c2VjcmV0"}}]
+        }));
+        let redacted = redact_body(&secret, &entities).expect("redacted");
+        let text = String::from_utf8_lossy(redacted.as_bytes()).into_owned();
+        assert!(text.contains("sha256:"), "{text}");
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+    }
 
     #[test]
     fn csv_cells_a_spreadsheet_would_run_are_neutralised() {

@@ -117,6 +117,12 @@ impl Projections {
     }
 
     /// All projection tables.
+    /// Whether a projection is registered for events of `kind` (an event of another kind
+    /// changes no table, and a replay can pass it by).
+    pub(crate) fn consumes(&self, kind: &str) -> bool {
+        self.by_kind.contains_key(kind)
+    }
+
     pub(crate) fn tables(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.all.iter().flat_map(|p| p.tables().iter().copied())
     }

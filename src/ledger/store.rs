@@ -17,7 +17,8 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::chain::{
-    body_hash, event_hash, Checkpoint, CheckpointPublicKey, Hash, LedgerId, SignedCheckpoint,
+    body_hash, event_hash, Checkpoint, CheckpointPublicKey, CheckpointSigner, Hash, LedgerId,
+    SignedCheckpoint,
 };
 use super::error::{ChainProblem, LedgerError};
 use super::event::{
@@ -254,6 +255,111 @@ impl RawRow {
                 hash: h(self.hash)?,
             },
             body,
+        })
+    }
+}
+
+/// An event row borrowed from the database: what [`RawRow`] holds, read without a copy.
+pub(crate) struct RowRef<'r> {
+    pub(crate) seq: i64,
+    pub(crate) time: i64,
+    pub(crate) actor: &'r str,
+    pub(crate) kind: &'r str,
+    pub(crate) body: &'r [u8],
+    pub(crate) body_hash: Option<Hash>,
+    pub(crate) prev: Option<Hash>,
+    pub(crate) hash: Option<Hash>,
+}
+
+/// The three hashes of a row whose fields [`RowRef::check`] accepted.
+pub(crate) struct RowHashes {
+    pub(crate) body_hash: Hash,
+    pub(crate) prev: Hash,
+    pub(crate) hash: Hash,
+}
+
+impl<'r> RowRef<'r> {
+    /// The row, when every column has the type the schema gives it (integers, text, blobs);
+    /// `None` otherwise, and the caller reads it as a [`RawRow`], which gives the error.
+    pub(crate) fn from_row(r: &'r rusqlite::Row<'_>) -> rusqlite::Result<Option<Self>> {
+        use rusqlite::types::ValueRef;
+        let int = |i| match r.get_ref(i) {
+            Ok(ValueRef::Integer(n)) => Ok(Some(n)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let text = |i| match r.get_ref(i) {
+            Ok(ValueRef::Text(t)) => Ok(std::str::from_utf8(t).ok()),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let blob = |i| match r.get_ref(i) {
+            Ok(ValueRef::Blob(b)) => Ok(Some(b)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let hash = |i| blob(i).map(|b| b.map(Hash::from_slice));
+        let (Some(seq), Some(time), Some(actor), Some(kind), Some(body)) =
+            (int(0)?, int(1)?, text(2)?, text(3)?, blob(4)?)
+        else {
+            return Ok(None);
+        };
+        let (Some(body_hash), Some(prev), Some(hash)) = (hash(5)?, hash(6)?, hash(7)?) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            seq,
+            time,
+            actor,
+            kind,
+            body,
+            body_hash,
+            prev,
+            hash,
+        }))
+    }
+
+    /// The row's seq as [`RawRow::into_event`] reports it.
+    pub(crate) fn seq(&self) -> u64 {
+        u64::try_from(self.seq).unwrap_or(0)
+    }
+
+    /// The event, owned, of a row [`RowRef::check`] accepted (its checks run again).
+    pub(crate) fn to_event(&self) -> Result<StoredEvent, LedgerError> {
+        RawRow {
+            seq: self.seq,
+            time: self.time,
+            actor: self.actor.to_owned(),
+            kind: self.kind.to_owned(),
+            body: self.body.to_vec(),
+            body_hash: self.body_hash,
+            prev: self.prev,
+            hash: self.hash,
+        }
+        .into_event()
+    }
+
+    /// The checks of [`RawRow::into_event`], in its order and with its errors, on the
+    /// borrowed fields: actor and kind names, a canonical body, three 32-byte hashes.
+    pub(crate) fn check(&self) -> Result<RowHashes, LedgerError> {
+        let seq = self.seq();
+        let chain = |problem| LedgerError::Chain { seq, problem };
+        Actor::check(self.actor).map_err(|source| LedgerError::InvalidStoredName {
+            seq,
+            field: "actor",
+            source,
+        })?;
+        Kind::check(self.kind).map_err(|source| LedgerError::InvalidStoredName {
+            seq,
+            field: "kind",
+            source,
+        })?;
+        CanonicalJson::check(self.body).map_err(|_| chain(ChainProblem::NonCanonicalBody))?;
+        let h = |b: Option<Hash>| b.ok_or(chain(ChainProblem::MalformedHash));
+        Ok(RowHashes {
+            body_hash: h(self.body_hash)?,
+            prev: h(self.prev)?,
+            hash: h(self.hash)?,
         })
     }
 }
@@ -634,6 +740,12 @@ impl Ledger {
         self.keys.signer.sign_raw(signed)
     }
 
+    /// The checkpoint signing key, for the export's reader threads to sign redacted lines
+    /// with ([`Ledger::sign_export_header`]'s key).
+    pub(crate) fn signer(&self) -> &CheckpointSigner {
+        &self.keys.signer
+    }
+
     /// Another connection to the ledger's database, with the same key and pragmas, for a
     /// read that runs beside the ledger's own connection (verify checks pages on it).
     pub(crate) fn second_connection(&self) -> Result<Connection, LedgerError> {
@@ -813,6 +925,7 @@ impl Ledger {
     /// past the end) ends the chunked reading: after its rows, the rest of the range is read
     /// on the ledger's own connection, so a ledger with holes or stray seqs gives the rows
     /// a single scan gives.
+    #[cfg(test)]
     pub(crate) fn scan_events<T: Send>(
         &self,
         readers: usize,
@@ -830,30 +943,62 @@ impl Ledger {
     /// [`Ledger::scan_events`] with one reader thread on each of `conns` (connections to this
     /// ledger's database, such as one whose page cache an earlier pass filled); with none, one
     /// of its own.
+    #[cfg(test)]
     pub(crate) fn scan_events_on<T: Send>(
         &self,
-        mut conns: Vec<Connection>,
+        conns: Vec<Connection>,
         from: i64,
         to: i64,
         decode: impl Fn(RawRow) -> T + Sync,
         mut f: impl FnMut(T) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
+        self.scan_batches_on(
+            conns,
+            from,
+            to,
+            || Vec::with_capacity(CHUNK_ROWS),
+            |batch: &mut Vec<T>, row| {
+                batch.push(decode(RawRow::from_row(row)?));
+                Ok(())
+            },
+            |batch| batch.into_iter().try_for_each(&mut f),
+        )
+    }
+
+    /// [`Ledger::scan_events_on`] by batches: each reader starts a batch per chunk with
+    /// `new_batch` and folds each row of it in with `add` (straight from the row, so a batch can
+    /// hold its rows without a copy per row, such as lines already encoded), and `f` gets the
+    /// batches in seq order. A row `add` fails on ends the batch (that row is not in it) and
+    /// the scan: `f` gets the batch of the rows before it, then the scan returns the error.
+    /// Past a short chunk, the rest of the range comes on the ledger's own connection in
+    /// batches of at most [`CHUNK`] rows.
+    pub(crate) fn scan_batches_on<B: Send>(
+        &self,
+        mut conns: Vec<Connection>,
+        from: i64,
+        to: i64,
+        new_batch: impl Fn() -> B + Sync,
+        add: impl Fn(&mut B, &rusqlite::Row<'_>) -> rusqlite::Result<()> + Sync,
+        mut f: impl FnMut(B) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
         let db_path = self.db_path.as_path();
         let read = || LedgerError::sql(db_path, "read events");
         let query = || LedgerError::sql(db_path, "query events");
-        let ranged = ranged_select();
         if conns.is_empty() {
             conns.push(self.second_connection()?);
         }
         let readers = conns.len();
+        let fold = Fold {
+            new_batch: &new_batch,
+            add: &add,
+        };
         let rest = std::thread::scope(|s| -> Result<Option<i64>, LedgerError> {
             let mut inboxes = Vec::with_capacity(readers);
             for (r, conn) in conns.into_iter().enumerate() {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk<T>>(2);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk<B>>(2);
                 inboxes.push(rx);
-                let decode = &decode;
                 let at = Stride { r, readers };
-                s.spawn(move || read_chunks(&conn, at, from, to, decode, &tx, db_path));
+                s.spawn(move || read_chunks(&conn, at, from, to, fold, &tx, db_path));
             }
             let mut k = 0usize;
             loop {
@@ -864,9 +1009,7 @@ impl Ledger {
                 let Ok(chunk) = inbox.recv() else {
                     return Ok(None);
                 };
-                for item in chunk.rows {
-                    f(item)?;
-                }
+                f(chunk.rows)?;
                 match chunk.end {
                     ChunkEnd::Whole => k += 1,
                     ChunkEnd::Short { last } => return Ok(last.checked_add(1)),
@@ -877,12 +1020,29 @@ impl Ledger {
         let Some(rest) = rest.filter(|r| *r <= to) else {
             return Ok(());
         };
-        let mut stmt = self.conn.prepare(&ranged).map_err(query())?;
+        let mut stmt = self.conn.prepare(&ranged_select()).map_err(query())?;
         let mut rows = stmt.query(params![rest, to]).map_err(query())?;
-        while let Some(row) = rows.next().map_err(read())? {
-            f(decode(RawRow::from_row(row).map_err(read())?))?;
+        let mut batch = new_batch();
+        let mut in_batch = 0i64;
+        loop {
+            let added = match rows.next() {
+                Ok(Some(row)) => add(&mut batch, row).map(|()| true),
+                Ok(None) => Ok(false),
+                Err(e) => Err(e),
+            };
+            match added {
+                Ok(true) => in_batch += 1,
+                Ok(false) => return f(batch),
+                Err(e) => {
+                    f(batch)?;
+                    return Err(read()(e));
+                }
+            }
+            if in_batch == CHUNK {
+                f(std::mem::replace(&mut batch, new_batch()))?;
+                in_batch = 0;
+            }
         }
-        Ok(())
     }
 
     /// Runs a read-only query against the projection tables (writes are refused).
@@ -1070,10 +1230,14 @@ impl Ledger {
 
 /// Consecutive seqs per chunk of [`Ledger::scan_events`].
 const CHUNK: i64 = 2048;
+/// [`CHUNK`] as a count of rows.
+#[cfg(test)]
+const CHUNK_ROWS: usize = CHUNK as usize;
 
-/// A chunk of decoded rows from one reader of [`Ledger::scan_events`], and how it ended.
-struct Chunk<T> {
-    rows: Vec<T>,
+/// A batch of one reader of [`Ledger::scan_batches_on`] (the rows of a chunk), and how it
+/// ended.
+struct Chunk<B> {
+    rows: B,
     end: ChunkEnd,
 }
 
@@ -1099,15 +1263,29 @@ struct Stride {
     readers: usize,
 }
 
-/// One reader of [`Ledger::scan_events`]: its chunks of `from..=to`, until the range ends, a
-/// chunk is short or fails, or the consumer stops listening.
-fn read_chunks<T>(
+/// How a reader of [`Ledger::scan_batches_on`] makes its batches.
+struct Fold<'a, N, A> {
+    new_batch: &'a N,
+    add: &'a A,
+}
+
+impl<N, A> Clone for Fold<'_, N, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<N, A> Copy for Fold<'_, N, A> {}
+
+/// One reader of [`Ledger::scan_batches_on`]: its chunks of `from..=to`, until the range ends,
+/// a chunk is short or fails, or the consumer stops listening.
+fn read_chunks<B>(
     conn: &Connection,
     Stride { r, readers }: Stride,
     from: i64,
     to: i64,
-    decode: &(impl Fn(RawRow) -> T + Sync),
-    tx: &std::sync::mpsc::SyncSender<Chunk<T>>,
+    fold: Fold<'_, impl Fn() -> B, impl Fn(&mut B, &rusqlite::Row<'_>) -> rusqlite::Result<()>>,
+    tx: &std::sync::mpsc::SyncSender<Chunk<B>>,
     db_path: &Path,
 ) {
     let read = || LedgerError::sql(db_path, "read events");
@@ -1115,7 +1293,7 @@ fn read_chunks<T>(
         Ok(stmt) => stmt,
         Err(e) => {
             let _ = tx.send(Chunk {
-                rows: Vec::new(),
+                rows: (fold.new_batch)(),
                 end: ChunkEnd::Failed(LedgerError::sql(db_path, "query events")(e)),
             });
             return;
@@ -1128,16 +1306,17 @@ fn read_chunks<T>(
         .and_then(|o| from.checked_add(o));
     while let Some(a) = start.filter(|a| *a <= to) {
         let b = a.saturating_add(CHUNK - 1).min(to);
-        let mut rows = Vec::with_capacity(usize::try_from(b - a + 1).unwrap_or(0));
+        let mut rows = (fold.new_batch)();
         let end = (|| {
             let mut cursor = stmt
                 .query(params![a, b])
                 .map_err(LedgerError::sql(db_path, "query events"))?;
+            let mut n = 0i64;
             while let Some(row) = cursor.next().map_err(read())? {
-                rows.push(decode(RawRow::from_row(row).map_err(read())?));
+                (fold.add)(&mut rows, row).map_err(read())?;
+                n += 1;
             }
-            let whole =
-                i64::try_from(rows.len()).ok() == b.checked_sub(a).and_then(|n| n.checked_add(1));
+            let whole = Some(n) == b.checked_sub(a).and_then(|n| n.checked_add(1));
             Ok(if whole {
                 ChunkEnd::Whole
             } else {

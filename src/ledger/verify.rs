@@ -7,12 +7,14 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 
 use super::chain::{
-    body_hash, event_hash, CheckpointPublicKey, CheckpointSigner, Hash, LedgerId, SignedCheckpoint,
+    body_hash, event_hash, event_hash_of, CheckpointPublicKey, CheckpointSigner, Hash, LedgerId,
+    SignedCheckpoint,
 };
 use super::error::{ChainProblem, LedgerError};
 use super::event::{EventHeader, StoredEvent, Timestamp};
 use super::export::{parse_export_line, redaction_signed_bytes, ExportLine, LineError, MAX_LINE};
-use super::store::{Ledger, RawRow};
+use super::projection::Projections;
+use super::store::{Ledger, RawRow, RowRef};
 
 /// What is wrong with an export, at a line.
 #[derive(Debug, thiserror::Error)]
@@ -421,6 +423,9 @@ const HMAC_CHECK: &str = "PRAGMA cipher_integrity_check";
 /// its constraints) and the chain walk read no page twice.
 const MAX_WARM_CACHE: i64 = 512 * 1024 * 1024;
 
+/// Rows a batch of the walk's reader starts with room for (a chunk of the scan).
+const WALK_BATCH_ROWS: usize = 2048;
+
 /// One page check: clean when it answers nothing or a single `ok`; otherwise, or when it
 /// fails, the single corrupted-or-wrong-key error, like a page that fails when read.
 fn check_pages(conn: &Connection, db: &std::path::Path, pragma: &str) -> Result<(), LedgerError> {
@@ -494,8 +499,12 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
 /// 512 MiB): every b-tree page is decrypted and HMAC-checked once, and its second pass over
 /// the rows reads from that cache. When the file has pages outside the b-trees (free pages,
 /// write-ahead log frames or bytes past the last page), `cipher_integrity_check`
-/// authenticates every page of it beside, on a connection and thread of its own. Then the events are walked: read from the
-/// warm connection and hashed on a reader thread, linked and replayed on this one.
+/// authenticates every page of it beside, on a connection and thread of its own. Then the
+/// events are walked on the warm connection (no page decrypted again): a reader thread
+/// checks each row's fields and both its hashes straight from the row, this one links them.
+/// Running the walk beside `integrity_check` instead, on a connection of its own, decrypts
+/// every event page twice: on this 2-core host, shared with other builds, that cost more
+/// than it saved (docs/ledger.md, "Figures").
 pub fn verify_ledger_observed(
     ledger: &Ledger,
     checked: &mut dyn FnMut(u64),
@@ -523,40 +532,77 @@ pub fn verify_ledger_observed(
     walk_events(ledger, warm, checked)
 }
 
-/// A stored row as the reader thread leaves it for the walk: parsed, with the two hashes that
-/// depend on nothing but the row already compared (the walk reports them in its own order).
-struct ReadRow {
+/// A stored row as the reader thread leaves it for the walk: its seq, and its fields checked
+/// with the two hashes that depend on nothing but the row already compared (the walk
+/// reports them in its own order), or why its fields are not an event.
+struct WalkRow {
     seq: i64,
-    event: Result<StoredEvent, LedgerError>,
-    body_hash_ok: bool,
-    hash_ok: bool,
+    checked: Result<Walked, LedgerError>,
 }
 
-fn read_row(raw: RawRow) -> ReadRow {
-    let seq = raw.seq;
-    let event = raw.into_event();
-    let (body_hash_ok, hash_ok) = match &event {
-        Ok(ev) => {
-            let h = &ev.header;
-            (
-                body_hash(ev.body.as_bytes()) == h.body_hash,
-                event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) == h.hash,
-            )
-        }
-        Err(_) => (false, false),
+/// What the walk needs of a row whose fields are an event.
+struct Walked {
+    time: Timestamp,
+    prev: Hash,
+    hash: Hash,
+    body_hash_ok: bool,
+    hash_ok: bool,
+    /// The event itself, when a projection consumes its kind (the replay applies it).
+    event: Option<StoredEvent>,
+}
+
+/// Reads one row for the walk (on the reader thread): straight from the row, without a copy
+/// of its fields unless a projection needs the event; a column of another type than the
+/// schema's is read as [`RawRow`] (which names the problem).
+fn walk_row(projections: &Projections, row: &rusqlite::Row<'_>) -> rusqlite::Result<WalkRow> {
+    let Some(r) = RowRef::from_row(row)? else {
+        return Ok(walk_raw(projections, RawRow::from_row(row)?));
     };
-    ReadRow {
-        seq,
-        event,
-        body_hash_ok,
-        hash_ok,
-    }
+    let checked = r.check().and_then(|hashes| {
+        let seq = r.seq();
+        let time = Timestamp(r.time);
+        let event = if projections.consumes(r.kind) {
+            Some(r.to_event()?)
+        } else {
+            None
+        };
+        Ok(Walked {
+            time,
+            body_hash_ok: body_hash(r.body) == hashes.body_hash,
+            hash_ok: event_hash_of(seq, &hashes.prev, time, r.actor, r.kind, &hashes.body_hash)
+                == hashes.hash,
+            prev: hashes.prev,
+            hash: hashes.hash,
+            event,
+        })
+    });
+    Ok(WalkRow {
+        seq: r.seq,
+        checked,
+    })
+}
+
+/// [`walk_row`] of a row read as [`RawRow`].
+fn walk_raw(projections: &Projections, raw: RawRow) -> WalkRow {
+    let seq = raw.seq;
+    let checked = raw.into_event().map(|ev| {
+        let h = &ev.header;
+        Walked {
+            time: h.time,
+            prev: h.prev,
+            hash: h.hash,
+            body_hash_ok: body_hash(ev.body.as_bytes()) == h.body_hash,
+            hash_ok: event_hash(h.seq, &h.prev, h.time, &h.actor, &h.kind, &h.body_hash) == h.hash,
+            event: projections.consumes(h.kind.as_str()).then_some(ev),
+        }
+    });
+    WalkRow { seq, checked }
 }
 
 /// The events, checkpoints and projections part of [`verify_ledger_observed`].
 fn walk_events(
     ledger: &Ledger,
-    warm: Connection,
+    conn_walk: Connection,
     checked: &mut dyn FnMut(u64),
 ) -> Result<LedgerReport, LedgerError> {
     let db = ledger.db_path();
@@ -589,7 +635,8 @@ fn walk_events(
         .execute_batch("BEGIN")
         .map_err(LedgerError::sql(db, "begin replay"))?;
     if let (Some(first), Some(last)) = (first, last) {
-        ledger.scan_events_on(vec![warm], first, last, read_row, |row| {
+        let projections = ledger.projections();
+        let mut step = |row: WalkRow| {
             let expected = count + 1;
             let seq = u64::try_from(row.seq).unwrap_or(0);
             if seq != expected {
@@ -598,39 +645,51 @@ fn walk_events(
                     problem: ChainProblem::SeqGap { expected },
                 });
             }
-            let ev = row.event?;
-            let h = &ev.header;
+            let w = row.checked?;
             let chain = |problem| LedgerError::Chain { seq, problem };
-            if !row.body_hash_ok {
+            if !w.body_hash_ok {
                 return Err(chain(ChainProblem::BodyHashMismatch));
             }
-            if h.prev != prev {
+            if w.prev != prev {
                 return Err(chain(ChainProblem::BrokenLink));
             }
-            if !row.hash_ok {
+            if !w.hash_ok {
                 return Err(chain(ChainProblem::HashMismatch));
             }
-            if let Some(previous) = prev_time.filter(|t| h.time < *t) {
+            if let Some(previous) = prev_time.filter(|t| w.time < *t) {
                 return Err(chain(ChainProblem::TimeWentBackwards {
-                    time: h.time,
+                    time: w.time,
                     previous,
                 }));
             }
             for cp in hashes_at_checkpoints.get(&seq).into_iter().flatten() {
-                if cp.checkpoint.head != h.hash {
+                if cp.checkpoint.head != w.hash {
                     return Err(LedgerError::BadCheckpoint {
                         seq,
                         problem: "head differs from the event's hash",
                     });
                 }
             }
-            ledger.projections().apply(&replay, &ev)?;
-            prev = h.hash;
-            prev_time = Some(h.time);
+            if let Some(ev) = &w.event {
+                projections.apply(&replay, ev)?;
+            }
+            prev = w.hash;
+            prev_time = Some(w.time);
             count = seq;
             checked(seq);
             Ok(())
-        })?;
+        };
+        ledger.scan_batches_on(
+            vec![conn_walk],
+            first,
+            last,
+            || Vec::with_capacity(WALK_BATCH_ROWS),
+            |batch: &mut Vec<WalkRow>, row| {
+                batch.push(walk_row(projections, row)?);
+                Ok(())
+            },
+            |batch| batch.into_iter().try_for_each(&mut step),
+        )?;
     }
     replay
         .execute_batch("COMMIT")
