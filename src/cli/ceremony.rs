@@ -205,6 +205,9 @@ const RETRYABLE: &[RefusalCode] = &[
     RefusalCode::SelfApproval,
     RefusalCode::AlreadyApproved,
     RefusalCode::SameOfficerTwice,
+    // With --sign: no YubiKey present holds the officer's key (plug it in), or the officer
+    // has none registered (another officer approves).
+    RefusalCode::SigningKeyNotRegistered,
 ];
 
 /// Refusals of a request's typed fields (account, task, ticket, reason).
@@ -543,7 +546,10 @@ fn approve_signed(
         &name,
         &passphrase,
         shown,
-        SigningCard::Holding,
+        SigningCard::Holding {
+            by_totp: "approve by TOTP (run the ceremony again without --sign, where the policy \
+                      takes TOTP approvals)",
+        },
         &mut |card| {
             let text = room.secret(&format!(
                 "PIV PIN of {name}'s YubiKey {} (hidden)",

@@ -301,8 +301,13 @@ pub(crate) fn read_management_key(fd: u32) -> Result<zeroize::Zeroizing<Vec<u8>>
 
 /// The officer's own YubiKey holding approval key `key_id` in `9c`, among every YubiKey
 /// present (each officer of a two-officer operation signs on their own, plugged in side by
-/// side).
-pub(crate) fn open_holding(officer: &str, key_id: &str) -> Result<OfficerCard, Failure> {
+/// side). `by_totp` says how the officer proves themselves by TOTP instead, for the error
+/// when no YubiKey present holds the key.
+pub(crate) fn open_holding(
+    officer: &str,
+    key_id: &str,
+    by_totp: &str,
+) -> Result<OfficerCard, Failure> {
     let ctx = PcscContext::establish().map_err(|e| {
         Failure::new(
             exit::TOKEN,
@@ -332,8 +337,7 @@ pub(crate) fn open_holding(officer: &str, key_id: &str) -> Result<OfficerCard, F
         crate::daemon::protocol::RefusalCode::SigningKeyNotRegistered,
         format!(
             "no YubiKey present holds {officer}'s registered approval key {key_id} (YubiKeys \
-             present: {}): plug in the YubiKey {officer} registered, or prove {officer} by TOTP \
-             (leave out --sign {officer})",
+             present: {}): plug in the YubiKey {officer} registered, or {by_totp}",
             if seen.is_empty() {
                 "none".to_owned()
             } else {
@@ -391,7 +395,11 @@ pub(crate) fn sign_operation(
                 ))
             }
         };
-        let mut card = open_holding(&officer, &key_id)?;
+        let mut card = open_holding(
+            &officer,
+            &key_id,
+            &format!("prove {officer} by TOTP (leave out --sign {officer})"),
+        )?;
         let text = pins.next(&format!("PIV PIN of {officer}'s YubiKey {}: ", card.serial))?;
         let pin = pin_from(text.expose(), &format!("{officer}'s PIV PIN"))?;
         drop(text);

@@ -379,8 +379,12 @@ pub(crate) enum SigningCard<'a> {
     /// --sign`): it must hold the officer's registered key.
     Named(&'a super::officer_card::CardArgs),
     /// Whichever YubiKey present holds the officer's registered key (the sign-in ceremony,
-    /// where the officers' keys and the custody key are plugged in side by side).
-    Holding,
+    /// where the officers' keys and the custody key are plugged in side by side); `by_totp`
+    /// says how to approve by TOTP instead, when none does.
+    Holding {
+        /// What to do instead (for the error).
+        by_totp: &'a str,
+    },
 }
 
 /// Has `officer`'s own YubiKey sign an approval of `shown`, the request as it was shown to
@@ -438,7 +442,7 @@ pub(crate) fn sign_approval(
             }
             (card, true)
         }
-        SigningCard::Holding => (open_holding(officer, &key)?, false),
+        SigningCard::Holding { by_totp } => (open_holding(officer, &key, by_totp)?, false),
     };
     let pin = pin(&card)?;
     let message = signed_approval_message(

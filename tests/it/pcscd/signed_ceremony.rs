@@ -416,6 +416,14 @@ fn pcscd_sign_in_ceremony_with_sign_under_the_signature_policy_releases_the_code
     t.expect(&format!("carol: touch your YubiKey {CAROL_KEY}"));
     t.expect("Approved by 1 officer(s); the request is pending.");
     carol.stop();
+    // frank's YubiKey is not plugged in yet: the wizard says so and asks again.
+    t.expect("Approving officer 2: name: ");
+    t.type_line("frank");
+    t.expect("Passphrase of frank (hidden): ");
+    t.type_line(&user_pass("frank"));
+    t.expect("no YubiKey present holds frank's registered approval key");
+    t.expect("plug in the YubiKey frank registered");
+    t.expect("Let's try that step again.");
     let frank = own.plug(FRANK_KEY);
     t.expect("Approving officer 2: name: ");
     t.type_line("frank");
