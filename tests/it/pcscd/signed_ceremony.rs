@@ -320,8 +320,9 @@ fn pcscd_sign_in_ceremony_with_sign_under_the_signature_policy_releases_the_code
             ],
         ),
     );
-    let started = Instant::now();
     fed.answer(&format!("dave\n{}\n", user_pass("dave")));
+    fed.wait_for("is pending.");
+    let started = Instant::now();
     fed.answer(&format!("carol\n{}\n{PIN}\n", user_pass("carol")));
     fed.wait_for(&format!(
         "carol: touch your YubiKey {CAROL_KEY} (in Yubico YubiKey OTP+FIDO+CCID 00 01) now"
