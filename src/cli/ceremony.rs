@@ -50,11 +50,21 @@ Scripted: every answer is one line of descriptor N, in this order (a step alread
 or a value given as an option, is not asked):
   requester name, passphrase, [second-factor code: officers only],
   [account, task, ticket, reason: those not given as options];
-  for each approval still needed: officer name, passphrase, code;
+  for each approval still needed: officer name, passphrase, code
+    (with --sign: officer name, passphrase, PIV PIN of their own YubiKey);
   custodian name, passphrase, code, seal number on the bag;
   requester passphrase, [code];
   unless --no-checkin: officer name, passphrase, code, new seal number, [location].
-  custody ceremony sign-in --request req-0123456789abcdef --passphrase-fd 3 --no-checkin 3<answers";
+  custody ceremony sign-in --request req-0123456789abcdef --passphrase-fd 3 --no-checkin 3<answers
+
+With --sign each approving officer approves with their own YubiKey instead of a
+second-factor code (the only way when custodyd's policy has approval_proof = \"signature\"):
+their name and passphrase, then custody finds, among the YubiKeys plugged in, the one
+holding the approval key they registered (custody user key register), asks its PIV PIN at
+a hidden prompt and says whose YubiKey to touch. The signature covers exactly what was
+shown and a single-use challenge from custodyd, and is kept in the ledger for auditors.
+A mistyped PIN is asked again at a terminal (the tries left are said); with
+--passphrase-fd the ceremony stops, and `--request ID --sign` resumes it.";
 
 const ENROL_HELP: &str = "\
 Example (both new keys inserted, the provider's \"Assign MFA device\" page open):
@@ -105,6 +115,11 @@ pub struct SignInArgs {
     /// Read every answer, one per line, from this file descriptor instead of the terminal.
     #[arg(long, value_name = "N")]
     pub passphrase_fd: Option<u32>,
+    /// The approving officers approve with their own YubiKeys (PIV slot 9c, registered with
+    /// `custody user key register`): each gives name, passphrase and PIV PIN, and touches
+    /// their key, instead of a second-factor code.
+    #[arg(long)]
+    pub sign: bool,
 }
 
 /// Arguments of `custody ceremony enrol`.
@@ -190,6 +205,9 @@ const RETRYABLE: &[RefusalCode] = &[
     RefusalCode::SelfApproval,
     RefusalCode::AlreadyApproved,
     RefusalCode::SameOfficerTwice,
+    // With --sign: no YubiKey present holds the officer's key (plug it in), or the officer
+    // has none registered (another officer approves).
+    RefusalCode::SigningKeyNotRegistered,
 ];
 
 /// Refusals of a request's typed fields (account, task, ticket, reason).
@@ -306,14 +324,19 @@ impl Room {
     /// Asks `who` for a name, then that person's passphrase and, for officers, the current
     /// code of their second factor.
     fn person(&mut self, who: &str) -> Result<Auth, Failure> {
-        let name = loop {
+        let name = self.name_of(who)?;
+        self.credentials_of(&name)
+    }
+
+    /// Asks `who` for their name; at a terminal, until it names a custody user.
+    fn name_of(&mut self, who: &str) -> Result<String, Failure> {
+        loop {
             let name = self.ask(&format!("{who}: name"))?;
             if self.users.iter().any(|u| u.name.as_str() == name) || !self.interactive() {
-                break name;
+                return Ok(name);
             }
             self.say(&format!("  There is no custody user {name:?}; try again."));
-        };
-        self.credentials_of(&name)
+        }
     }
 
     /// The passphrase and (officers) second-factor code of `name`.
@@ -342,9 +365,10 @@ impl Room {
             match step(self) {
                 Ok(t) => return Ok(t),
                 Err((f, reason)) => {
-                    let again = self.interactive()
-                        && tries < 3
-                        && reason.is_some_and(|r| RETRYABLE.contains(&r));
+                    // A mistyped PIV PIN may be typed again while the card has tries left.
+                    let correctable = reason.is_some_and(|r| RETRYABLE.contains(&r))
+                        || super::officer_card::pin_tries_left(&f).is_some();
+                    let again = self.interactive() && tries < 3 && correctable;
                     if !again {
                         return Err(f);
                     }
@@ -486,20 +510,68 @@ fn sign_in(room: &mut Room, a: SignInArgs) -> Result<(), Failure> {
     }
     let id = rec.id.to_string();
     let (serial, no_checkin, location) = (a.serial, a.no_checkin, a.location);
-    let done = sign_in_from(room, rec, serial, no_checkin, location.as_deref());
+    let done = sign_in_from(room, rec, a.sign, serial, no_checkin, location.as_deref());
     if done.is_err() {
         // Whatever stopped it, the steps done are kept: say how to go on from them.
         room.say(&format!(
-            "\nThe ceremony stopped; what was done is kept. To resume it:\n  custody ceremony sign-in --request {id}"
+            "\nThe ceremony stopped; what was done is kept. To resume it:\n  custody ceremony sign-in --request {id}{}",
+            if a.sign { " --sign" } else { "" }
         ));
     }
     done
+}
+
+/// One approval of `shown` signed by the approving officer's own YubiKey
+/// ([`super::request::sign_approval`], as `custody approve --sign` signs): the officer `who`
+/// names gives their passphrase (no second-factor code), the YubiKey holding their
+/// registered key is found among those present, its PIV PIN is asked (hidden, or the next
+/// answer line), and the officer is told to touch it.
+fn approve_signed(
+    room: &mut Room,
+    who: &str,
+    shown: &RequestReply,
+) -> Result<Reply, (Failure, Option<RefusalCode>)> {
+    use super::request::{sign_approval, SigningCard};
+    let with_reason = |f: Failure| {
+        let reason = f.reason;
+        (f, reason)
+    };
+    let name = room.name_of(who).map_err(plain)?;
+    let passphrase = room
+        .secret(&format!("Passphrase of {name} (hidden)"))
+        .map_err(plain)?;
+    let socket = room.socket.clone();
+    let signed = sign_approval(
+        &socket,
+        &name,
+        &passphrase,
+        shown,
+        SigningCard::Holding {
+            by_totp: "approve by TOTP (run the ceremony again without --sign, where the policy \
+                      takes TOTP approvals)",
+        },
+        &mut |card| {
+            let text = room.secret(&format!(
+                "PIV PIN of {name}'s YubiKey {} (hidden)",
+                card.serial
+            ))?;
+            super::officer_card::pin_from(text.expose(), &format!("{name}'s PIV PIN"))
+        },
+    )
+    .map_err(with_reason)?;
+    room.op(Op::Approve {
+        by: Some(Auth::new(name.as_str(), passphrase, None)),
+        request: shown.id.to_string(),
+        seen: shown.approval_digest(),
+        signed: Some(signed),
+    })
 }
 
 /// The sign-in ceremony from its request on: approvals, check-out, the code, check-in.
 fn sign_in_from(
     room: &mut Room,
     mut rec: RequestReply,
+    sign: bool,
     serial_given: Option<u32>,
     no_checkin: bool,
     location: Option<&str>,
@@ -514,10 +586,13 @@ fn sign_in_from(
         room.say(&what_is_approved(&rec));
         let id = rec.id.to_string();
         let seen = rec.approval_digest();
+        let shown = rec.clone();
         rec = request_of(room.attempt(|room| {
-            let by = room
-                .person(&format!("Approving officer {n}"))
-                .map_err(plain)?;
+            let who = format!("Approving officer {n}");
+            if sign {
+                return approve_signed(room, &who, &shown);
+            }
+            let by = room.person(&who).map_err(plain)?;
             room.op(Op::Approve {
                 by: Some(by),
                 request: id.clone(),

@@ -146,7 +146,8 @@ fn card_failure(what: &str, reader: &str, serial: u32, e: crate::token::TokenErr
                 "wrong PIV PIN for YubiKey {serial}: {n} tries left before it is blocked; {what} \
                  was not done: run this again with the PIN of YubiKey {serial}"
             ),
-        ),
+        )
+        .with(PIN_TRIES_LEFT, *n),
         crate::token::TokenError::Refused {
             ins: ATTEST,
             sw: StatusWord::ReferencedDataNotFound,
@@ -161,6 +162,25 @@ fn card_failure(what: &str, reader: &str, serial: u32, e: crate::token::TokenErr
         ),
         _ => token_failure(what, reader, e),
     }
+}
+
+/// The field of a wrong PIV PIN's failure (and of its `--json` error object) that holds the
+/// tries left before the PIN is blocked.
+const PIN_TRIES_LEFT: &str = "pin_tries_left";
+
+/// The tries left when `f` is a wrong PIV PIN that did not block the PIN: the PIN may be
+/// asked again.
+pub(crate) fn pin_tries_left(f: &Failure) -> Option<u64> {
+    f.detail
+        .get(PIN_TRIES_LEFT)
+        .and_then(serde_json::Value::as_u64)
+        .filter(|n| *n > 0)
+}
+
+/// A PIV PIN typed as `text`; `whose` names it in the error ("carol's PIV PIN").
+pub(crate) fn pin_from(text: &str, whose: &str) -> Result<Pin, Failure> {
+    Pin::new(zeroize::Zeroizing::new(text.as_bytes().to_vec()))
+        .map_err(|e| Failure::new(exit::USAGE, format!("{whose}: {e}")))
 }
 
 /// SHA-256 hex of a SubjectPublicKeyInfo: the id custodyd gives an approval key.
@@ -241,9 +261,17 @@ impl OfficerCard {
         Ok(shown)
     }
 
-    /// VERIFYs `pin` and signs `digest` with the key in `9c` (the card waits for a touch).
-    pub(crate) fn sign(&mut self, pin: &Pin, digest: &[u8; 32]) -> Result<Vec<u8>, Failure> {
-        self.session("signing the approval", |s| signing::sign(s, pin, digest))
+    /// VERIFYs `pin` and signs `digest` with the key in `9c` (the card waits for a touch);
+    /// `verified` runs once the PIN is accepted, before the card waits (to ask for the touch).
+    pub(crate) fn sign(
+        &mut self,
+        pin: &Pin,
+        digest: &[u8; 32],
+        verified: impl FnOnce(),
+    ) -> Result<Vec<u8>, Failure> {
+        self.session("signing the approval", |s| {
+            signing::sign_when_verified(s, pin, digest, verified)
+        })
     }
 }
 
@@ -273,8 +301,13 @@ pub(crate) fn read_management_key(fd: u32) -> Result<zeroize::Zeroizing<Vec<u8>>
 
 /// The officer's own YubiKey holding approval key `key_id` in `9c`, among every YubiKey
 /// present (each officer of a two-officer operation signs on their own, plugged in side by
-/// side).
-pub(crate) fn open_holding(officer: &str, key_id: &str) -> Result<OfficerCard, Failure> {
+/// side). `by_totp` says how the officer proves themselves by TOTP instead, for the error
+/// when no YubiKey present holds the key.
+pub(crate) fn open_holding(
+    officer: &str,
+    key_id: &str,
+    by_totp: &str,
+) -> Result<OfficerCard, Failure> {
     let ctx = PcscContext::establish().map_err(|e| {
         Failure::new(
             exit::TOKEN,
@@ -304,8 +337,7 @@ pub(crate) fn open_holding(officer: &str, key_id: &str) -> Result<OfficerCard, F
         crate::daemon::protocol::RefusalCode::SigningKeyNotRegistered,
         format!(
             "no YubiKey present holds {officer}'s registered approval key {key_id} (YubiKeys \
-             present: {}): plug in the YubiKey {officer} registered, or prove {officer} by TOTP \
-             (leave out --sign {officer})",
+             present: {}): plug in the YubiKey {officer} registered, or {by_totp}",
             if seen.is_empty() {
                 "none".to_owned()
             } else {
@@ -363,21 +395,25 @@ pub(crate) fn sign_operation(
                 ))
             }
         };
-        let mut card = open_holding(&officer, &key_id)?;
+        let mut card = open_holding(
+            &officer,
+            &key_id,
+            &format!("prove {officer} by TOTP (leave out --sign {officer})"),
+        )?;
         let text = pins.next(&format!("PIV PIN of {officer}'s YubiKey {}: ", card.serial))?;
-        let pin = Pin::new(zeroize::Zeroizing::new(text.expose().as_bytes().to_vec()))
-            .map_err(|e| Failure::new(exit::USAGE, format!("{officer}'s PIV PIN: {e}")))?;
+        let pin = pin_from(text.expose(), &format!("{officer}'s PIV PIN"))?;
         drop(text);
         let message = signed_presence_message(&digest, &officer, &key_id, &nonce);
         let mut to_sign = [0u8; 32];
         to_sign.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &message).as_ref());
-        eprintln!(
-            "{officer}: touch your YubiKey {} (in {}) now to sign (signed digest {}).",
-            card.serial,
-            card.reader,
-            signed_approval_digest(&message)
-        );
-        let signature = card.sign(&pin, &to_sign)?;
+        let (serial, reader) = (card.serial, card.reader.clone());
+        let signature = card.sign(&pin, &to_sign, || {
+            eprintln!(
+                "{officer}: touch your YubiKey {serial} (in {reader}) now to sign (signed digest \
+                 {}).",
+                signed_approval_digest(&message)
+            );
+        })?;
         drop(pin);
         auth.factor = None;
         auth.signed = Some(SignedApproval {

@@ -329,12 +329,11 @@ fn request_show(socket: &Path, request: &str) -> Result<RequestReply, Failure> {
     }
 }
 
-/// `custody approve --sign`: shows the request, takes a challenge, has the officer's YubiKey
-/// sign the message of what was shown and sends the signed approval.
+/// `custody approve --sign`: shows the request, then has the officer's YubiKey sign the
+/// message of what was shown ([`sign_approval`]) and sends the signed approval.
 fn approve_signed(json: bool, socket: &Path, a: ApproveArgs) -> Result<(), Failure> {
-    use super::officer_card::{key_id, read_pin};
-    use crate::custody::records::{signed_approval_digest, signed_approval_message};
-    use crate::daemon::protocol::{Auth, SignedApproval};
+    use super::officer_card::read_pin;
+    use crate::daemon::protocol::Auth;
 
     let kept = super::session::use_kept(socket)?;
     // One passphrase serves the login (without a kept session), the challenge and the approval.
@@ -352,16 +351,68 @@ fn approve_signed(json: bool, socket: &Path, a: ApproveArgs) -> Result<(), Failu
         Some(p) => p,
         None => a.auth.read()?.passphrase.unwrap_or_default(),
     };
-    let by = || Auth::new(a.auth.user.clone(), passphrase.clone(), None);
+    let signed = sign_approval(
+        socket,
+        &a.auth.user,
+        &passphrase,
+        &shown,
+        SigningCard::Named(&a.card),
+        &mut |card| read_pin(a.pin_fd, card.serial),
+    )?;
+    let r = call(
+        socket,
+        Op::Approve {
+            by: Some(Auth::new(a.auth.user.clone(), passphrase, None)),
+            request: a.request,
+            seen: shown.approval_digest(),
+            signed: Some(signed),
+        },
+    )?;
+    drop(session);
+    show(json, &r);
+    Ok(())
+}
 
-    let mut card = a.card.open()?;
-    let on_card = key_id(&card.approval_key()?.spki);
-    let pin = read_pin(a.pin_fd, card.serial)?;
+/// Which YubiKey signs an approval.
+pub(crate) enum SigningCard<'a> {
+    /// The one `--reader` or `--serial` names, or the only one present (`custody approve
+    /// --sign`): it must hold the officer's registered key.
+    Named(&'a super::officer_card::CardArgs),
+    /// Whichever YubiKey present holds the officer's registered key (the sign-in ceremony,
+    /// where the officers' keys and the custody key are plugged in side by side); `by_totp`
+    /// says how to approve by TOTP instead, when none does.
+    Holding {
+        /// What to do instead (for the error).
+        by_totp: &'a str,
+    },
+}
+
+/// Has `officer`'s own YubiKey sign an approval of `shown`, the request as it was shown to
+/// them: a single-use challenge from custodyd (`passphrase` only, no second-factor code), the
+/// card holding the officer's registered key, its PIV PIN from `pin`, a touch. The signed
+/// message binds what was shown, the officer, the key and the challenge
+/// ([`signed_approval_message`](crate::custody::records::signed_approval_message)). Returns
+/// the [`SignedApproval`](crate::daemon::protocol::SignedApproval) to send with `Op::Approve`.
+/// A wrong PIN is a failure saying the tries left ([`super::officer_card::pin_tries_left`]).
+pub(crate) fn sign_approval(
+    socket: &Path,
+    officer: &str,
+    passphrase: &crate::daemon::protocol::Secret,
+    shown: &RequestReply,
+    card: SigningCard<'_>,
+    pin: &mut dyn FnMut(
+        &super::officer_card::OfficerCard,
+    ) -> Result<crate::token::piv::Pin, Failure>,
+) -> Result<crate::daemon::protocol::SignedApproval, Failure> {
+    use super::officer_card::{key_id, open_holding};
+    use crate::custody::records::{signed_approval_digest, signed_approval_message};
+    use crate::daemon::protocol::{Auth, SignedApproval};
+
     let (key, nonce) = match call(
         socket,
         Op::ApprovalChallenge {
-            by: by(),
-            request: a.request.clone(),
+            by: Auth::new(officer, passphrase.clone(), None),
+            request: shown.id.to_string(),
         },
     )? {
         Reply::Challenge { key_id, nonce, .. } => (key_id, nonce),
@@ -372,18 +423,28 @@ fn approve_signed(json: bool, socket: &Path, a: ApproveArgs) -> Result<(), Failu
             ))
         }
     };
-    if on_card != key {
-        return Err(Failure::refused(
-            exit::FAILED,
-            crate::daemon::protocol::RefusalCode::SigningKeyNotRegistered,
-            format!(
-                "the YubiKey {} in {} holds approval key {on_card}, and {} has key {key} \
-                 registered: use the YubiKey you registered, or have two officers replace the \
-                 key (custody user key remove, then custody user key register)",
-                card.serial, card.reader, a.auth.user
-            ),
-        ));
-    }
+    let (mut card, named) = match card {
+        SigningCard::Named(args) => {
+            let mut card = args.open()?;
+            let on_card = key_id(&card.approval_key()?.spki);
+            if on_card != key {
+                return Err(Failure::refused(
+                    exit::FAILED,
+                    crate::daemon::protocol::RefusalCode::SigningKeyNotRegistered,
+                    format!(
+                        "the YubiKey {} in {} holds approval key {on_card}, and {officer} has \
+                         key {key} registered: use the YubiKey you registered, or have two \
+                         officers replace the key (custody user key remove, then custody user \
+                         key register)",
+                        card.serial, card.reader
+                    ),
+                ));
+            }
+            (card, true)
+        }
+        SigningCard::Holding { by_totp } => (open_holding(officer, &key, by_totp)?, false),
+    };
+    let pin = pin(&card)?;
     let message = signed_approval_message(
         [
             shown.id.as_str(),
@@ -393,35 +454,32 @@ fn approve_signed(json: bool, socket: &Path, a: ApproveArgs) -> Result<(), Failu
             shown.reason.as_str(),
             shown.requester.as_str(),
         ],
-        &a.auth.user,
+        officer,
         &key,
         &nonce,
     );
     let mut digest = [0u8; 32];
     digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &message).as_ref());
-    eprintln!(
-        "Touch your YubiKey {} now to sign the approval (digest {}).",
-        card.serial,
-        signed_approval_digest(&message)
-    );
-    let signature = card.sign(&pin, &digest)?;
+    let touch = if named {
+        format!("Touch your YubiKey {}", card.serial)
+    } else {
+        format!(
+            "{officer}: touch your YubiKey {} (in {})",
+            card.serial, card.reader
+        )
+    };
+    let signature = card.sign(&pin, &digest, || {
+        eprintln!(
+            "{touch} now to sign the approval (digest {}).",
+            signed_approval_digest(&message)
+        );
+    })?;
     drop(pin);
-    let r = call(
-        socket,
-        Op::Approve {
-            by: Some(by()),
-            request: a.request,
-            seen: shown.approval_digest(),
-            signed: Some(SignedApproval {
-                key_id: key,
-                nonce,
-                signature: data_encoding::BASE64.encode(&signature),
-            }),
-        },
-    )?;
-    drop(session);
-    show(json, &r);
-    Ok(())
+    Ok(SignedApproval {
+        key_id: key,
+        nonce,
+        signature: data_encoding::BASE64.encode(&signature),
+    })
 }
 
 /// Runs `custody deny`.

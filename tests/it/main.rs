@@ -80,6 +80,7 @@ mod pcscd {
     mod piv_tools;
     mod presence;
     mod signed;
+    mod signed_ceremony;
     mod signin;
 }
 

@@ -58,6 +58,18 @@ pub fn sign<T: CardTransport>(
     pin: &Pin,
     digest: &[u8; 32],
 ) -> Result<Vec<u8>, TokenError> {
+    sign_when_verified(session, pin, digest, || {})
+}
+
+/// [`sign`], calling `verified` once the card has accepted the PIN and before it is asked to
+/// sign (and so to wait for the touch): the moment to tell its holder to touch it.
+pub fn sign_when_verified<T: CardTransport>(
+    session: &mut PivSession<T>,
+    pin: &Pin,
+    digest: &[u8; 32],
+    verified: impl FnOnce(),
+) -> Result<Vec<u8>, TokenError> {
     session.verify_pin(pin)?;
+    verified();
     session.sign_p256(SLOT_SIGNATURE, digest)
 }

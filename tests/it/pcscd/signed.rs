@@ -478,6 +478,7 @@ fn pcscd_signing_errors_say_what_was_wrong_and_what_to_do() {
     let wrong = "864209";
     let r = approve_with(&w, &id, "carol", &on_carol, Some(&format!("{wrong}\n")));
     failed_saying(&r, "wrong PIN", 3, &["PIN", "2 tries left"]);
+    assert_eq!(r.json()["error"]["pin_tries_left"], 2, "{}", r.out);
     assert!(
         !format!("{}{}", r.out, r.err).contains(wrong),
         "the PIN was shown:\n{}\n{}",
