@@ -495,16 +495,15 @@ pub fn verify_ledger(ledger: &Ledger) -> Result<LedgerReport, LedgerError> {
 /// [`verify_ledger`], calling `checked` with each event's seq once its hashes and link are
 /// checked and it is replayed (for a progress display).
 ///
-/// `integrity_check` runs first, on a connection whose page cache holds the whole file (up to
-/// 512 MiB): every b-tree page is decrypted and HMAC-checked once, and its second pass over
-/// the rows reads from that cache. When the file has pages outside the b-trees (free pages,
-/// write-ahead log frames or bytes past the last page), `cipher_integrity_check`
-/// authenticates every page of it beside, on a connection and thread of its own. Then the
-/// events are walked on the warm connection (no page decrypted again): a reader thread
-/// checks each row's fields and both its hashes straight from the row, this one links them.
-/// Running the walk beside `integrity_check` instead, on a connection of its own, decrypts
-/// every event page twice: on this 2-core host, shared with other builds, that cost more
-/// than it saved (docs/ledger.md, "Figures").
+/// The page checks and the chain walk run side by side, each on its own connection:
+/// `integrity_check` on a thread of its own, on a connection whose page cache holds the whole
+/// file (up to 512 MiB), so that every b-tree page is decrypted and HMAC-checked once and its
+/// second pass over the rows reads from that cache; when the file has pages outside the
+/// b-trees (free pages, write-ahead log frames or bytes past the last page),
+/// `cipher_integrity_check` authenticates every page of it on a third. The walk reads the
+/// events on a reader thread, which checks each row's fields and both its hashes, and links
+/// them on this one. A page check that fails is the answer whatever the walk found (a page
+/// that does not authenticate is all that can be said of such a file); otherwise the walk's.
 pub fn verify_ledger_observed(
     ledger: &Ledger,
     checked: &mut dyn FnMut(u64),
@@ -518,18 +517,23 @@ pub fn verify_ledger_observed(
     warm.execute_batch(&format!("PRAGMA cache_size = -{kib}"))
         .map_err(LedgerError::sql(db, "size the page cache"))?;
     let hmac_conn = hmac_pass.then(|| ledger.second_connection()).transpose()?;
-    let (btrees, hmac) = std::thread::scope(|s| {
+    let walk_conn = ledger.second_connection()?;
+    let (btrees, hmac, walked) = std::thread::scope(|s| {
         let hmac = hmac_conn.map(|conn| s.spawn(move || check_pages(&conn, db, HMAC_CHECK)));
-        let btrees = check_pages(&warm, db, BTREE_CHECK);
-        (btrees, hmac.map(|h| h.join()))
+        let btrees = s.spawn(move || check_pages(&warm, db, BTREE_CHECK));
+        let walked = walk_events(ledger, walk_conn, checked);
+        (btrees.join(), hmac.map(|h| h.join()), walked)
     });
     match hmac {
         Some(Ok(result)) => result?,
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         None => {}
     }
-    btrees?;
-    walk_events(ledger, warm, checked)
+    match btrees {
+        Ok(result) => result?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    walked
 }
 
 /// A stored row as the reader thread leaves it for the walk: its seq, and its fields checked
