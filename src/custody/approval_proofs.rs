@@ -509,42 +509,20 @@ impl ApprovalProofs {
         let nonce = str_field(body, "nonce").map_err(record)?;
         let digest = str_field(body, "digest").map_err(record)?;
         let signature = base64_field(body, "signature").map_err(record)?;
-        if nonce.is_empty()
-            || nonce.len() > MAX_NONCE_HEX
-            || data_encoding::HEXLOWER.decode(nonce.as_bytes()).is_err()
-        {
-            return Err(record(format!(
-                "\"nonce\" is not lowercase hex of at most {MAX_NONCE_HEX} characters"
-            )));
-        }
+        nonce_form(&nonce).map_err(record)?;
 
-        let Some(key) = self.keys.get(&key_id) else {
-            if self.registration_stubs > 0 {
-                return self.unchecked(seq);
-            }
-            return Err(fail(
-                seq,
-                ApprovalCheck::KeyNotRegistered,
-                format!("{officer}'s approval of {request} names key {key_id}, which no officer.key_registered in the export registers"),
-            ));
+        let what = format!("approval of {request}");
+        let Some(key) = standing_key(
+            &self.keys,
+            self.registration_stubs,
+            seq,
+            &officer,
+            &key_id,
+            &what,
+        )?
+        else {
+            return self.unchecked(seq);
         };
-        if key.officer != officer {
-            return Err(fail(
-                seq,
-                ApprovalCheck::KeyOfAnotherOfficer,
-                format!(
-                    "{officer}'s approval of {request} is signed with key {key_id}, registered to {} (seq {})",
-                    key.officer, key.registered
-                ),
-            ));
-        }
-        if let Some(removed) = key.removed {
-            return Err(fail(
-                seq,
-                ApprovalCheck::KeyRemoved,
-                format!("{officer}'s approval of {request} is signed with key {key_id}, removed at seq {removed}"),
-            ));
-        }
         let Some(shown) = self.requests.get(&request) else {
             if self.request_stubs > 0 {
                 return self.unchecked(seq);
@@ -692,6 +670,60 @@ fn registration_as_attested(
         ));
     }
     actor_is_officer(seq, actor, officer)
+}
+
+/// A recorded nonce's form: lowercase hex of 1 to [`MAX_NONCE_HEX`] characters.
+fn nonce_form(nonce: &str) -> Result<(), String> {
+    if nonce.is_empty()
+        || nonce.len() > MAX_NONCE_HEX
+        || data_encoding::HEXLOWER.decode(nonce.as_bytes()).is_err()
+    {
+        return Err(format!(
+            "\"nonce\" is not lowercase hex of at most {MAX_NONCE_HEX} characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The key `key_id` that `officer`'s signature at `seq` names (`what`: "approval of R",
+/// "presence at OP"), registered to that officer and not removed; `None` when the export
+/// leaves registrations out (stubs) and the key is not among those it shows.
+fn standing_key<'k>(
+    keys: &'k HashMap<String, OfficerKey>,
+    registration_stubs: u64,
+    seq: u64,
+    officer: &str,
+    key_id: &str,
+    what: &str,
+) -> Result<Option<&'k OfficerKey>, ApprovalFailure> {
+    let Some(key) = keys.get(key_id) else {
+        if registration_stubs > 0 {
+            return Ok(None);
+        }
+        return Err(fail(
+            seq,
+            ApprovalCheck::KeyNotRegistered,
+            format!("{officer}'s {what} names key {key_id}, which no officer.key_registered in the export registers"),
+        ));
+    };
+    if key.officer != officer {
+        return Err(fail(
+            seq,
+            ApprovalCheck::KeyOfAnotherOfficer,
+            format!(
+                "{officer}'s {what} is signed with key {key_id}, registered to {} (seq {})",
+                key.officer, key.registered
+            ),
+        ));
+    }
+    if let Some(removed) = key.removed {
+        return Err(fail(
+            seq,
+            ApprovalCheck::KeyRemoved,
+            format!("{officer}'s {what} is signed with key {key_id}, removed at seq {removed}"),
+        ));
+    }
+    Ok(Some(key))
 }
 
 fn fail(seq: u64, check: ApprovalCheck, detail: String) -> ApprovalFailure {

@@ -11,7 +11,10 @@
 
 use serde_json::Value;
 
-use super::{base64_field, fail, str_field, ApprovalCheck, ApprovalFailure, ApprovalProofs};
+use super::{
+    base64_field, fail, nonce_form, standing_key, str_field, ApprovalCheck, ApprovalFailure,
+    ApprovalProofs,
+};
 use crate::custody::records::{operation_digest, signed_presence_message};
 use crate::ledger::StoredEvent;
 
@@ -57,15 +60,7 @@ impl ApprovalProofs {
         let digest = str_field(entry, "digest").map_err(record)?;
         let signature = base64_field(entry, "signature").map_err(record)?;
         let parameters = parameters(entry).map_err(record)?;
-        if nonce.is_empty()
-            || nonce.len() > super::MAX_NONCE_HEX
-            || data_encoding::HEXLOWER.decode(nonce.as_bytes()).is_err()
-        {
-            return Err(record(format!(
-                "\"nonce\" is not lowercase hex of at most {} characters",
-                super::MAX_NONCE_HEX
-            )));
-        }
+        nonce_form(&nonce).map_err(record)?;
         let computed = operation_digest(&operation, &parameters);
         if computed != digest {
             return Err(fail(
@@ -74,34 +69,19 @@ impl ApprovalProofs {
                 format!("{officer}'s presence at {operation} records digest {digest}; its recorded parameters give {computed}"),
             ));
         }
-        let Some(key) = self.keys.get(&key_id) else {
-            if self.registration_stubs > 0 {
-                self.summary.unchecked += 1;
-                return Ok(());
-            }
-            return Err(fail(
-                seq,
-                ApprovalCheck::KeyNotRegistered,
-                format!("{officer}'s presence at {operation} names key {key_id}, which no officer.key_registered in the export registers"),
-            ));
+        let what = format!("presence at {operation}");
+        let Some(key) = standing_key(
+            &self.keys,
+            self.registration_stubs,
+            seq,
+            &officer,
+            &key_id,
+            &what,
+        )?
+        else {
+            self.summary.unchecked += 1;
+            return Ok(());
         };
-        if key.officer != officer {
-            return Err(fail(
-                seq,
-                ApprovalCheck::KeyOfAnotherOfficer,
-                format!(
-                    "{officer}'s presence at {operation} is signed with key {key_id}, registered to {} (seq {})",
-                    key.officer, key.registered
-                ),
-            ));
-        }
-        if let Some(removed) = key.removed {
-            return Err(fail(
-                seq,
-                ApprovalCheck::KeyRemoved,
-                format!("{officer}'s presence at {operation} is signed with key {key_id}, removed at seq {removed}"),
-            ));
-        }
         let message = signed_presence_message(&digest, &officer, &key_id, &nonce);
         let public = ring::signature::UnparsedPublicKey::new(
             &ring::signature::ECDSA_P256_SHA256_ASN1,
