@@ -16,10 +16,8 @@
 use crate::support;
 
 use serde_json::Value;
-use support::cli::{opened_by_alice_and_bob, output};
-use support::daemon::{
-    device_state, unseal_pass, user_pass, world_with_config, world_with_policy, World,
-};
+
+use support::daemon::{device_state, user_pass, world_with_config, world_with_policy, World};
 use support::in_harness;
 
 const PRIMARY: u32 = 10_000_901;
@@ -70,18 +68,7 @@ fn grace(w: &mut World, action: &str, serial: u32, seal: &str, extra: &[&str]) {
 fn stopped_and_exported(w: &mut World) -> Vec<Value> {
     let verified = w.stop_and_verify();
     assert_eq!(verified["ok"], true, "{verified}");
-    let out = w.dir.path().join("export.jsonl");
-    let l = w.ledger.to_str().expect("utf8").to_owned();
-    let o = output(
-        &[
-            &["audit", "export"][..],
-            &opened_by_alice_and_bob(&l),
-            &["--out", out.to_str().expect("utf8")],
-        ]
-        .concat(),
-        &format!("{}\n{}\n", unseal_pass("alice"), unseal_pass("bob")),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
+    let out = w.export();
     std::fs::read_to_string(&out)
         .expect("export")
         .lines()

@@ -9,7 +9,7 @@
 use crate::support;
 
 use serde_json::Value;
-use support::cli::{opened_by_alice_and_bob, output, Custody};
+use support::cli::{output, Custody};
 use support::daemon::{user_pass, world_with_policy, Run, World};
 use support::{in_harness, wait_for_card, Emu};
 
@@ -148,22 +148,7 @@ fn pcscd_two_officers_sign_a_suspension_with_their_own_yubikeys_and_the_export_v
 
     // Offline: the export verifies, both presence signatures checked against the keys.
     let _ = w.stop_and_verify();
-    let out = w.dir.path().join("export.jsonl");
-    let l = w.ledger.to_str().expect("utf8").to_owned();
-    let o = output(
-        &[
-            &["audit", "export"][..],
-            &opened_by_alice_and_bob(&l),
-            &["--out", out.to_str().expect("utf8")],
-        ]
-        .concat(),
-        &format!(
-            "{}\n{}\n",
-            support::daemon::unseal_pass("alice"),
-            support::daemon::unseal_pass("bob")
-        ),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
+    let out = w.export();
     let o = output(
         &[
             "--json",

@@ -10,7 +10,7 @@
 use crate::support;
 
 use serde_json::Value;
-use support::cli::{opened_by_alice_and_bob, output, Custody};
+use support::cli::{output, Custody};
 use support::daemon::{request_status, user_pass, world_with_config, Run, World, ACCOUNT, SEED};
 use support::{in_harness, wait_for_card, Emu};
 
@@ -218,22 +218,7 @@ fn pcscd_officers_register_keys_approve_by_signature_and_the_export_verifies() {
     // Offline: the ledger, then its export with the pinned checkpoint key.
     let verified = w.stop_and_verify();
     assert_eq!(verified["ok"], true, "{verified}");
-    let out = w.dir.path().join("export.jsonl");
-    let l = w.ledger.to_str().expect("utf8").to_owned();
-    let o = output(
-        &[
-            &["audit", "export"][..],
-            &opened_by_alice_and_bob(&l),
-            &["--out", out.to_str().expect("utf8")],
-        ]
-        .concat(),
-        &format!(
-            "{}\n{}\n",
-            support::daemon::unseal_pass("alice"),
-            support::daemon::unseal_pass("bob")
-        ),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
+    let out = w.export();
     let export = out.to_str().expect("utf8");
     // The officers' keys are attested by the emulator's test CA: against Yubico's roots alone
     // the export does not verify, and says which check failed.

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cli::{opened_by_alice_and_bob, output};
+
 use support::daemon::{request_status, user_pass, with_task, world_with_config, Run, World, SEED};
 use support::{in_harness, wait_for_card, Emu};
 
@@ -189,22 +189,7 @@ fn assert_no_pin(text: &str) {
 fn approvals_in_export(w: &mut World) -> Vec<Value> {
     let verified = w.stop_and_verify();
     assert_eq!(verified["ok"], true, "{verified}");
-    let out = w.dir.path().join("export.jsonl");
-    let l = w.ledger.to_str().expect("utf8").to_owned();
-    let o = output(
-        &[
-            &["audit", "export"][..],
-            &opened_by_alice_and_bob(&l),
-            &["--out", out.to_str().expect("utf8")],
-        ]
-        .concat(),
-        &format!(
-            "{}\n{}\n",
-            support::daemon::unseal_pass("alice"),
-            support::daemon::unseal_pass("bob")
-        ),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", support::cli::describe(&o));
+    let out = w.export();
     std::fs::read_to_string(&out)
         .expect("export")
         .lines()

@@ -177,6 +177,24 @@ impl World {
         r.json()
     }
 
+    /// Exports the (stopped) daemon's ledger, opened by alice and bob, as JSON Lines to
+    /// `export.jsonl` in the world's directory, and answers that path.
+    pub fn export(&self) -> PathBuf {
+        let out = self.dir.path().join("export.jsonl");
+        let l = self.ledger.to_str().expect("utf8").to_owned();
+        let o = super::cli::output(
+            &[
+                &["audit", "export"][..],
+                &super::cli::opened_by_alice_and_bob(&l),
+                &["--out", out.to_str().expect("utf8")],
+            ]
+            .concat(),
+            &format!("{}\n{}\n", unseal_pass("alice"), unseal_pass("bob")),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", super::cli::describe(&o));
+        out
+    }
+
     /// A second-factor code of `officer` the daemon accepts: the oldest acceptable step the
     /// officer has not used yet (the previous step first, then the current one), moving the
     /// clock to the next step when the officer used both.
